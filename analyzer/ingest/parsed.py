@@ -1,0 +1,22 @@
+"""What one parser returns for one file: its tables plus anything it had to skip."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+
+class UnreadableFile(Exception):
+    """The whole file is unusable (nothing good in it): the pipeline records a skip."""
+
+
+@dataclass
+class ParsedFile:
+    tables: dict[str, pa.Table] = field(default_factory=dict)
+    # Partial damage that did not lose the good records, e.g. "2 malformed lines skipped".
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def rows(self) -> int:
+        return sum(t.num_rows for t in self.tables.values())

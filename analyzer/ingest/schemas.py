@@ -1,0 +1,132 @@
+"""The columnar tables every parser produces: one schema per table, the public contract.
+
+Times: ``timestamp`` columns are UTC; ``*_ns`` columns are integers in nanoseconds since the
+Unix epoch (starts) or nanoseconds (durations), so interval arithmetic stays exact.
+Repeated strings (node, device, kernel names) are dictionary-encoded.
+See docs/tables.md for the meaning of each column.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+DICT_STR = pa.dictionary(pa.int32(), pa.string())
+
+SYSTEM_METRICS = pa.schema(
+    [
+        pa.field("node", DICT_STR, nullable=False),  # NodeId, e.g. algo-1
+        pa.field("type", DICT_STR),  # Type: cpu | gpu | memory | io | ...
+        pa.field("device", DICT_STR),  # Name: cpu0, gpu3, ...
+        pa.field("dimension", DICT_STR),  # Dimension: CPUUtilization, GPUMemoryUtilization, ...
+        pa.field("timestamp", pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.field("value", pa.float64()),
+    ]
+)
+
+FRAMEWORK_EVENTS = pa.schema(
+    [
+        pa.field("node", DICT_STR),  # host from the file name (or NodeId), may be null
+        pa.field("rank", pa.int32()),  # rank from the file name, null when unknown
+        pa.field("os_pid", pa.int64()),  # process id from the file name
+        pa.field("trace_kind", DICT_STR),  # pythontimeline | model_timeline | horovod_timeline | tf_trace
+        pa.field("process", DICT_STR),  # Chrome-trace process name (the "pid" row label)
+        pa.field("name", DICT_STR),
+        pa.field("phase", DICT_STR),  # X (complete), B/E paired into X, i (instant)
+        pa.field("start_ns", pa.int64()),  # absolute, epoch ns
+        pa.field("dur_ns", pa.int64()),
+        pa.field("step", pa.int64()),  # args.step_num when present
+        pa.field("tid", pa.int64()),
+        pa.field("file", DICT_STR),  # logical key of the file the event came from
+    ]
+)
+
+KINETO_EVENTS = pa.schema(
+    [
+        pa.field("rank", pa.int32(), nullable=False),
+        pa.field("cat", DICT_STR),  # kernel, gpu_memcpy, cpu_op, user_annotation, ...
+        pa.field("name", DICT_STR),
+        pa.field("phase", DICT_STR),  # X or i
+        pa.field("pid", pa.int64()),  # numeric pid (device index for GPU rows); -1 if not numeric
+        pa.field("tid", pa.int64()),  # numeric tid (stream for GPU rows); -1 if not numeric
+        pa.field("start_ns", pa.int64()),  # absolute, epoch ns (baseTimeNanoseconds honoured)
+        pa.field("dur_ns", pa.int64()),
+        pa.field("correlation", pa.int64()),
+        pa.field("external_id", pa.int64()),
+        pa.field("device", pa.int32()),
+        pa.field("stream", pa.int32()),
+        pa.field("collective", DICT_STR),  # args "Collective name" (NCCL, gloo record functions)
+        pa.field("in_msg_nelems", pa.int64()),
+        pa.field("out_msg_nelems", pa.int64()),
+        pa.field("group_size", pa.int32()),
+        pa.field("dtype", DICT_STR),
+        pa.field("msg_bytes", pa.int64()),  # max(in, out) nelems x dtype size, when both known
+        pa.field("process_group", DICT_STR),  # args "Process Group Name"
+        pa.field("mem_bytes", pa.int64()),  # [memory] instant events: allocation delta
+        pa.field("mem_total_allocated", pa.int64()),
+        pa.field("mem_total_reserved", pa.int64()),
+    ]
+)
+
+KINETO_TRACES = pa.schema(
+    [
+        pa.field("rank", pa.int32(), nullable=False),
+        pa.field("world_size", pa.int32()),
+        pa.field("backend", pa.string()),
+        pa.field("base_time_ns", pa.int64()),
+        pa.field("file", pa.string()),
+        pa.field("node", pa.string()),
+        pa.field("events", pa.int64()),
+        pa.field("gpu_name", pa.string()),
+        pa.field("device_properties", pa.string()),  # JSON
+        pa.field("start_ns", pa.int64()),
+        pa.field("end_ns", pa.int64()),
+    ]
+)
+
+STEPS = pa.schema(
+    [
+        pa.field("source", DICT_STR),  # kineto | framework
+        pa.field("node", DICT_STR),
+        pa.field("rank", pa.int32()),
+        pa.field("step", pa.int64()),
+        pa.field("mode", DICT_STR),  # TRAIN / EVAL / ... when known
+        pa.field("start_ns", pa.int64()),
+        pa.field("dur_ns", pa.int64()),
+    ]
+)
+
+RULE_REPORTS = pa.schema(
+    [
+        pa.field("rule", pa.string()),
+        pa.field("file", pa.string()),
+        pa.field("triggered", pa.int64()),  # RuleTriggered
+        pa.field("violations", pa.int64()),  # Violations
+        pa.field("datapoints", pa.int64()),  # Datapoints
+        pa.field("rule_parameters", pa.string()),  # RuleParameters, as given
+        pa.field("details", pa.string()),  # JSON of Details
+    ]
+)
+
+RULE_STATUSES = pa.schema(
+    [
+        pa.field("rule", pa.string()),
+        pa.field("kind", pa.string()),  # profiler | debug
+        pa.field("status", pa.string()),
+        pa.field("details", pa.string()),
+        pa.field("last_modified", pa.string()),
+    ]
+)
+
+SCHEMAS: dict[str, pa.Schema] = {
+    "system_metrics": SYSTEM_METRICS,
+    "framework_events": FRAMEWORK_EVENTS,
+    "kineto_events": KINETO_EVENTS,
+    "kineto_traces": KINETO_TRACES,
+    "steps": STEPS,
+    "rule_reports": RULE_REPORTS,
+    "rule_statuses": RULE_STATUSES,
+}
+
+
+def empty_table(name: str) -> pa.Table:
+    return SCHEMAS[name].empty_table()

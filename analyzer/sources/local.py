@@ -1,0 +1,66 @@
+"""A job's output in a local folder (SageMaker layout, or any folder of traces)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from analyzer.errors import SourceError
+from analyzer.sources.base import JobMetadata, SourceObject
+
+
+class LocalSource:
+    """Walks a folder; the fingerprint is size + mtime, so edits are noticed cheaply."""
+
+    kind = "local"
+
+    def __init__(self, root: str | os.PathLike[str], *, threads: int = 4) -> None:
+        self.root = Path(root).expanduser().resolve()
+        if not self.root.exists():
+            raise SourceError(f"no such folder: {root}")
+        if not self.root.is_dir():
+            raise SourceError(f"not a folder: {root}")
+        self.identity = "local-" + hashlib.sha256(str(self.root).encode()).hexdigest()[:16]
+        self._threads = threads
+
+    def metadata(self) -> JobMetadata:
+        return JobMetadata(
+            name=self.root.name, source=str(self.root), kind=self.kind,
+            locations={"root": str(self.root)},
+        )
+
+    def list_objects(self) -> Iterator[SourceObject]:
+        for dirpath, dirnames, filenames in os.walk(self.root, followlinks=False):
+            dirnames.sort()
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            for fname in sorted(filenames):
+                path = Path(dirpath) / fname
+                try:
+                    st = path.stat()
+                except OSError:
+                    continue
+                if not path.is_file():
+                    continue
+                key = path.relative_to(self.root).as_posix()
+                yield SourceObject(
+                    key=key,
+                    size=st.st_size,
+                    fingerprint=f"{st.st_size}-{st.st_mtime_ns}",
+                    location=str(path),
+                )
+
+    def read(self, obj: SourceObject) -> bytes:
+        return Path(obj.location).read_bytes()
+
+    def read_many(self, objs: Iterable[SourceObject]) -> Iterator[tuple[SourceObject, bytes | Exception]]:
+        def _one(o: SourceObject) -> tuple[SourceObject, bytes | Exception]:
+            try:
+                return o, self.read(o)
+            except OSError as exc:
+                return o, exc
+
+        with ThreadPoolExecutor(self._threads) as pool:
+            yield from pool.map(_one, objs)
