@@ -20,3 +20,7 @@ class ParsedFile:
     @property
     def rows(self) -> int:
         return sum(t.num_rows for t in self.tables.values())
+
+
+class NotAProfilerFile(Exception):
+    """Readable, but not a format smprof ingests (e.g. a JSON file that is no trace)."""

@@ -53,7 +53,7 @@ KINETO_EVENTS = pa.schema(
         pa.field("correlation", pa.int64()),
         pa.field("external_id", pa.int64()),
         pa.field("device", pa.int32()),
-        pa.field("stream", pa.int32()),
+        pa.field("stream", pa.int64()),
         pa.field("collective", DICT_STR),  # args "Collective name" (NCCL, gloo record functions)
         pa.field("in_msg_nelems", pa.int64()),
         pa.field("out_msg_nelems", pa.int64()),

@@ -1,0 +1,6 @@
+"""Parse each profiler output format once into columnar tables, cached as Parquet."""
+
+from analyzer.ingest.dataset import JobDataset
+from analyzer.ingest.pipeline import IngestResult, ingest
+
+__all__ = ["IngestResult", "JobDataset", "ingest"]

@@ -1,0 +1,87 @@
+"""The job dataset: every table of one job plus its metadata. Later layers only read it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from analyzer.ingest.schemas import SCHEMAS, empty_table
+from analyzer.sources.base import JobMetadata
+
+# Starts before 2000-01-01 come from traces without an absolute clock (relative times).
+_EPOCH_2000_NS = 946_684_800 * 10**9
+
+
+@dataclass
+class JobDataset:
+    meta: JobMetadata
+    tables: dict[str, pa.Table] = field(default_factory=dict)
+
+    def table(self, name: str) -> pa.Table:
+        """The named table, or an empty one with its schema (never a KeyError for known names)."""
+        if name in self.tables:
+            return self.tables[name]
+        if name in SCHEMAS:
+            return empty_table(name)
+        raise KeyError(f"unknown table {name!r}; known: {', '.join(sorted(SCHEMAS))}")
+
+    def to_pandas(self, name: str) -> pd.DataFrame:
+        return self.table(name).to_pandas()
+
+    @property
+    def row_counts(self) -> dict[str, int]:
+        return {name: self.table(name).num_rows for name in SCHEMAS}
+
+    @property
+    def nodes(self) -> list[str]:
+        found: set[str] = set()
+        for name, col in (("system_metrics", "node"), ("framework_events", "node"), ("kineto_traces", "node")):
+            t = self.table(name)
+            if t.num_rows:
+                found.update(v for v in pc.unique(t.column(col).combine_chunks()).to_pylist() if v)
+        return sorted(found)
+
+    @property
+    def ranks(self) -> list[int]:
+        found: set[int] = set()
+        for name in ("kineto_traces", "framework_events"):
+            t = self.table(name)
+            if t.num_rows:
+                found.update(v for v in pc.unique(t.column("rank")).to_pylist() if v is not None)
+        return sorted(found)
+
+    def time_span(self) -> dict[str, Any] | None:
+        """Earliest and latest absolute time seen in any table (epoch ns, ISO, seconds)."""
+        lows: list[int] = []
+        highs: list[int] = []
+        sm = self.table("system_metrics")
+        if sm.num_rows:
+            ts = sm.column("timestamp").cast(pa.int64())
+            lows.append(pc.min(ts).as_py() * 1000)
+            highs.append(pc.max(ts).as_py() * 1000)
+        for name in ("kineto_events", "framework_events"):
+            t = self.table(name)
+            if not t.num_rows:
+                continue
+            start = t.column("start_ns")
+            start = pc.filter(start, pc.greater_equal(start, _EPOCH_2000_NS))
+            if len(start) == 0:
+                continue
+            end = pc.add(t.column("start_ns"), pc.fill_null(t.column("dur_ns"), 0))
+            end = pc.filter(end, pc.greater_equal(t.column("start_ns"), _EPOCH_2000_NS))
+            lows.append(pc.min(start).as_py())
+            highs.append(pc.max(end).as_py())
+        if not lows:
+            return None
+        lo, hi = min(lows), max(highs)
+        return {
+            "start_ns": lo,
+            "end_ns": hi,
+            "start": pd.Timestamp(lo, unit="ns", tz="UTC").isoformat(),
+            "end": pd.Timestamp(hi, unit="ns", tz="UTC").isoformat(),
+            "seconds": round((hi - lo) / 1e9, 6),
+        }

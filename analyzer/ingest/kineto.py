@@ -1,0 +1,307 @@
+"""PyTorch profiler (Kineto) traces → ``kineto_events``, ``kineto_traces`` and ``steps``.
+
+One file per rank, ``.json`` or ``.json.gz``. Decoding goes through msgspec into typed
+structs, which reads only the fields analyses need and skips the rest without building
+Python dicts for them: big traces are GBs, and this is where ingest spends its time.
+A trace whose fields have unexpected types falls back to a generic (slower) decode, and a
+truncated one to line salvage, so odd writers still ingest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from typing import Any
+
+import msgspec
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from analyzer.ingest.chrome_trace import load_events, maybe_gunzip
+from analyzer.ingest.parsed import NotAProfilerFile, ParsedFile
+from analyzer.ingest.schemas import KINETO_EVENTS, KINETO_TRACES, STEPS
+
+Num = int | float
+
+
+class _Args(msgspec.Struct, omit_defaults=True):
+    external_id: Num | str | None = msgspec.field(default=None, name="External id")
+    correlation: Num | None = None
+    device: Num | None = None
+    stream: Num | None = None
+    collective: str | None = msgspec.field(default=None, name="Collective name")
+    in_nelems: Num | None = msgspec.field(default=None, name="In msg nelems")
+    out_nelems: Num | None = msgspec.field(default=None, name="Out msg nelems")
+    group_size: Num | None = msgspec.field(default=None, name="Group size")
+    dtype: str | None = None
+    pg_name: str | None = msgspec.field(default=None, name="Process Group Name")
+    mem_bytes: Num | None = msgspec.field(default=None, name="Bytes")
+    total_allocated: Num | None = msgspec.field(default=None, name="Total Allocated")
+    total_reserved: Num | None = msgspec.field(default=None, name="Total Reserved")
+    device_id: Num | None = msgspec.field(default=None, name="Device Id")
+
+
+class _Event(msgspec.Struct):
+    ph: str = ""
+    cat: str | None = None
+    name: str = ""
+    pid: int | str | None = None
+    tid: int | str | None = None
+    ts: float | None = None
+    dur: float | None = None
+    args: _Args | None = None
+
+
+class _Trace(msgspec.Struct):
+    traceEvents: list[_Event]
+    distributedInfo: dict[str, Any] | None = None
+    deviceProperties: list[dict[str, Any]] | None = None
+    baseTimeNanoseconds: int | None = None
+    schemaVersion: Any = None
+
+
+_DECODER = msgspec.json.Decoder(_Trace)
+_EVENT_CONVERT = msgspec.convert
+
+# Bytes per element for the dtype names PyTorch writes in collective args.
+DTYPE_BYTES = {
+    "Float": 4, "float": 4, "Double": 8, "double": 8, "Half": 2, "half": 2, "BFloat16": 2,
+    "Int": 4, "int": 4, "Long": 8, "long": 8, "Short": 2, "Char": 1, "Byte": 1, "Bool": 1,
+    "Float8_e4m3fn": 1, "Float8_e5m2": 1, "ComplexFloat": 8, "ComplexDouble": 16,
+}
+
+RANK_IN_NAME_RE = re.compile(r"rank[-_]?(\d+)", re.IGNORECASE)
+STEP_RE = re.compile(r"^ProfilerStep#(\d+)$")
+KEEP_PHASES = ("X", "i")
+
+
+def looks_like_kineto_name(key: str) -> bool:
+    return key.endswith((".pt.trace.json", ".pt.trace.json.gz"))
+
+
+def parse_kineto(data: bytes, key: str) -> ParsedFile:
+    raw = maybe_gunzip(data, key)
+    warnings: list[str] = []
+    trace: _Trace | None
+    try:
+        trace = _DECODER.decode(raw)
+    except msgspec.ValidationError:
+        trace = _generic_decode(raw, warnings)
+    except msgspec.DecodeError:
+        if not raw.lstrip().startswith((b"{", b"[")):
+            raise NotAProfilerFile("not JSON") from None
+        trace = _generic_decode(raw, warnings)
+    if trace is None:
+        raise NotAProfilerFile("JSON, but not a Chrome/Kineto trace")
+    return _build(trace, key, warnings)
+
+
+def _generic_decode(raw: bytes, warnings: list[str]) -> _Trace | None:
+    """Slow path: orjson (or line salvage) then per-event conversion, dropping bad events."""
+    stripped = raw.lstrip()
+    if stripped.startswith(b"{") and b'"traceEvents"' not in raw:
+        raise NotAProfilerFile("JSON, but not a Chrome/Kineto trace (no traceEvents)")
+    events, top, bad = load_events(raw)
+    if bad:
+        warnings.append(f"{bad} malformed line{'s' if bad != 1 else ''} skipped")
+    good: list[_Event] = []
+    dropped = 0
+    for ev in events:
+        try:
+            good.append(_EVENT_CONVERT(ev, _Event))
+        except msgspec.ValidationError:
+            args = ev.get("args")
+            try:
+                ev2 = {k: v for k, v in ev.items() if k != "args"}
+                e = _EVENT_CONVERT(ev2, _Event)
+                if isinstance(args, dict):
+                    e.args = _lenient_args(args)
+                good.append(e)
+            except msgspec.ValidationError:
+                dropped += 1
+    if dropped:
+        warnings.append(f"{dropped} events with unusable fields skipped")
+    if not top and not good:
+        return None
+    def _get(name: str, typ: Any) -> Any:
+        v = top.get(name)
+        return v if isinstance(v, typ) else None
+    return _Trace(
+        traceEvents=good,
+        distributedInfo=_get("distributedInfo", dict),
+        deviceProperties=_get("deviceProperties", list),
+        baseTimeNanoseconds=_get("baseTimeNanoseconds", int),
+        schemaVersion=top.get("schemaVersion"),
+    )
+
+
+def _lenient_args(args: dict[str, Any]) -> _Args:
+    out = _Args()
+    for f in msgspec.structs.fields(_Args):
+        if f.encode_name in args:
+            with contextlib.suppress(msgspec.ValidationError):
+                setattr(out, f.name, msgspec.convert(args[f.encode_name], f.type))
+    return out
+
+
+def _us_to_ns(ts_us: np.ndarray) -> np.ndarray:
+    """Microseconds (float, epoch-sized) → integer ns without float64's rounding at 1e18.
+
+    The integer part is exact in float64 (< 2**53 µs); only the fraction is scaled.
+    """
+    whole = np.floor(ts_us)
+    return whole.astype(np.int64) * 1000 + np.round((ts_us - whole) * 1000.0).astype(np.int64)
+
+
+def _round_ns(us: pa.Array) -> pa.Array:
+    """µs (float, nullable) → ns int64, rounded; numpy because Arrow's round kernel is
+    slow to initialise (over a second on first use)."""
+    vals = us.to_numpy(zero_copy_only=False)
+    mask = np.isnan(vals)
+    out = np.round(np.nan_to_num(vals) * 1000.0).astype(np.int64)
+    return pa.array(out, mask=mask)
+
+
+def _as_int(v: Any) -> int | None:
+    if v is None or isinstance(v, str):
+        try:
+            return int(v) if v is not None else None
+        except ValueError:
+            return None
+    return int(v)
+
+
+def _build(trace: _Trace, key: str, warnings: list[str]) -> ParsedFile:
+    info = trace.distributedInfo or {}
+    is_trace_doc = bool(trace.traceEvents) or info or trace.deviceProperties or trace.schemaVersion is not None
+    if not is_trace_doc:
+        raise NotAProfilerFile("JSON, but not a Chrome/Kineto trace")
+    rank = _as_int(info.get("rank"))
+    if rank is None:
+        m = RANK_IN_NAME_RE.search(key.rsplit("/", 1)[-1])
+        if m:
+            rank = int(m.group(1))
+        else:
+            rank = 0
+            warnings.append("no rank in distributedInfo or file name: assumed rank 0")
+    base_ns = trace.baseTimeNanoseconds or 0
+
+    evs = [e for e in trace.traceEvents if e.ph in KEEP_PHASES and e.ts is not None]
+    n = len(evs)
+    # Column by column: list comprehensions keep the per-event Python work minimal.
+    start_ns = pa.array(_us_to_ns(np.array([e.ts for e in evs], dtype=np.float64)) + base_ns)
+    dur_ns = _round_ns(pa.array([e.dur for e in evs], pa.float64()))
+    args = [e.args for e in evs]
+    has_args = any(a is not None for a in args)
+
+    def arg_col(attr: str, typ: pa.DataType) -> pa.Array:
+        if not has_args:
+            return pa.nulls(n, typ)
+        vals = [getattr(a, attr) if a is not None else None for a in args]
+        if pa.types.is_integer(typ):
+            try:
+                return pa.array(vals, pa.float64()).cast(typ, safe=False)
+            except (pa.ArrowInvalid, pa.ArrowTypeError):  # an id written as a string
+                return pa.array([_as_int(v) if v is not None else None for v in vals], typ)
+        return pa.array(vals, typ)
+
+    in_n = arg_col("in_nelems", pa.int64())
+    out_n = arg_col("out_nelems", pa.int64())
+    dtype = arg_col("dtype", pa.string())
+    elem_bytes = pc.cast(
+        pa.array([DTYPE_BYTES.get(d) for d in dtype.to_pylist()] if has_args else [None] * n, pa.int64()),
+        pa.int64(),
+    )
+    msg_bytes = pc.multiply(pc.max_element_wise(in_n, out_n), elem_bytes)
+
+    def int_or_neg(v: int | str | None) -> int:
+        return v if isinstance(v, int) else -1
+
+    device = arg_col("device", pa.int32())
+    if has_args:
+        dev_id = arg_col("device_id", pa.int32())
+        device = pc.coalesce(device, dev_id)
+
+    events = pa.Table.from_arrays(
+        [
+            pa.array(np.full(n, rank, dtype=np.int32)),
+            pa.array([e.cat for e in evs], pa.string()).dictionary_encode(),
+            pa.array([e.name for e in evs], pa.string()).dictionary_encode(),
+            pa.array([e.ph for e in evs], pa.string()).dictionary_encode(),
+            pa.array([int_or_neg(e.pid) for e in evs], pa.int64()),
+            pa.array([int_or_neg(e.tid) for e in evs], pa.int64()),
+            start_ns,
+            dur_ns,
+            arg_col("correlation", pa.int64()),
+            arg_col("external_id", pa.int64()),
+            device,
+            arg_col("stream", pa.int64()),
+            arg_col("collective", pa.string()).dictionary_encode(),
+            in_n,
+            out_n,
+            arg_col("group_size", pa.int32()),
+            dtype.dictionary_encode(),
+            msg_bytes,
+            arg_col("pg_name", pa.string()).dictionary_encode(),
+            arg_col("mem_bytes", pa.int64()),
+            arg_col("total_allocated", pa.int64()),
+            arg_col("total_reserved", pa.int64()),
+        ],
+        schema=KINETO_EVENTS,
+    )
+    tables: dict[str, pa.Table] = {"kineto_events": events, "kineto_traces": _trace_row(trace, key, rank, base_ns, events)}
+    steps = _steps(evs, rank, start_ns, dur_ns)
+    if steps.num_rows:
+        tables["steps"] = steps
+    return ParsedFile(tables=tables, warnings=warnings)
+
+
+def _trace_row(trace: _Trace, key: str, rank: int, base_ns: int, events: pa.Table) -> pa.Table:
+    info = trace.distributedInfo or {}
+    props = trace.deviceProperties or []
+    gpu_name = next((p.get("name") for p in props if isinstance(p, dict) and p.get("name")), None)
+    base = key.rsplit("/", 1)[-1]
+    # torch's tensorboard_trace_handler names files <worker>.<ms>.pt.trace.json[.gz], the
+    # default worker being <host>_<pid> (smprof's helper: <host>_rank<R>).
+    m = re.match(r"^(?P<host>.+)_(?:rank)?\d+\.\d{10,}\.pt\.trace\.json", base)
+    starts = events.column("start_ns")
+    ends = pc.add(starts, pc.fill_null(events.column("dur_ns"), 0))
+    return pa.Table.from_pylist(
+        [
+            {
+                "rank": rank,
+                "world_size": _as_int(info.get("world_size")),
+                "backend": info.get("backend"),
+                "base_time_ns": trace.baseTimeNanoseconds,
+                "file": key,
+                "node": m.group("host") if m else None,
+                "events": events.num_rows,
+                "gpu_name": gpu_name,
+                "device_properties": orjson.dumps(props).decode() if props else None,
+                "start_ns": pc.min(starts).as_py() if events.num_rows else None,
+                "end_ns": pc.max(ends).as_py() if events.num_rows else None,
+            }
+        ],
+        schema=KINETO_TRACES,
+    )
+
+
+def _steps(evs: list[_Event], rank: int, start_ns: pa.Array, dur_ns: pa.Array) -> pa.Table:
+    rows: dict[str, list[Any]] = {f.name: [] for f in STEPS}
+    for i, e in enumerate(evs):
+        if e.ph != "X" or not e.name.startswith("ProfilerStep#") or e.cat == "gpu_user_annotation":
+            continue
+        m = STEP_RE.match(e.name)
+        if not m:
+            continue
+        rows["source"].append("kineto")
+        rows["node"].append(None)
+        rows["rank"].append(rank)
+        rows["step"].append(int(m.group(1)))
+        rows["mode"].append(None)
+        rows["start_ns"].append(start_ns[i].as_py())
+        rows["dur_ns"].append(dur_ns[i].as_py())
+    plain = pa.schema([pa.field(f.name, pa.string() if pa.types.is_dictionary(f.type) else f.type) for f in STEPS])
+    return pa.table(rows, schema=plain).cast(STEPS)

@@ -1,0 +1,297 @@
+"""Ingest = list → (cache check) → read → parse each object → merge. A map plus a merge.
+
+Each object is parsed on its own into Arrow tables (the map), those tables are cached as
+Parquet parts keyed by the object's fingerprint, and the parts are concatenated per table
+(the merge). Nothing here needs the whole job in one process, so the map can later run on
+a distributed engine unchanged. Bad objects become counted, logged skips; the good ones
+always make it into the dataset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from analyzer.errors import SourceError
+from analyzer.ingest.cache import SourceCache, default_cache_root, object_digest
+from analyzer.ingest.dataset import JobDataset
+from analyzer.ingest.formats import Format, classify
+from analyzer.ingest.parsed import NotAProfilerFile, ParsedFile, UnreadableFile
+from analyzer.ingest.schemas import RULE_STATUSES, SCHEMAS
+from analyzer.sources.base import Source, SourceObject
+
+log = logging.getLogger("smprof.ingest")
+
+#: on_progress(phase, done, total): phase is "list", "read" or "merge".
+ProgressFn = Callable[[str, int, int], None]
+
+TF_METADATA_RE = re.compile(r"^(?P<dir>.*/)[^/]*_(?P<start>\d{16})_(?P<end>\d{16})\.metadata$")
+
+
+@dataclass
+class IngestResult:
+    dataset: JobDataset
+    summary: dict[str, Any]
+
+
+@dataclass
+class _Outcome:
+    obj: SourceObject
+    fmt: Format
+    digest: str
+    parsed: ParsedFile | None = None
+    skip_reason: str | None = None
+    ignore_reason: str | None = None
+
+
+@dataclass
+class _Plan:
+    to_read: list[tuple[SourceObject, Format, str, int | None]] = field(default_factory=list)
+    cached: list[tuple[SourceObject, dict[str, Any]]] = field(default_factory=list)
+    ignored: list[SourceObject] = field(default_factory=list)
+
+
+def _origin_hints(keys: Iterable[str]) -> dict[str, int]:
+    """TensorFlow profile start times from ``.metadata`` file *names* (no read needed)."""
+    by_dir: dict[str, int] = {}
+    for k in keys:
+        m = TF_METADATA_RE.match(k)
+        if m:
+            by_dir[m.group("dir")] = int(m.group("start")) * 1000
+    return by_dir
+
+
+def _hint_for(key: str, by_dir: dict[str, int]) -> int | None:
+    if "/plugins/profile/" not in key:
+        return None
+    step_dir = key.split("plugins/profile/", 1)[0]
+    return by_dir.get(step_dir)
+
+
+def ingest(
+    source: Source,
+    *,
+    cache_dir: str | Path | None = None,
+    jobs: int = 4,
+    on_progress: ProgressFn | None = None,
+) -> IngestResult:
+    """Ingest a source into a :class:`JobDataset`, reusing the cache for unchanged objects."""
+    started = time.perf_counter()
+    progress = on_progress or (lambda phase, done, total: None)
+    meta = source.metadata()
+    cache = SourceCache(Path(cache_dir) if cache_dir else default_cache_root(), source.identity)
+
+    objects = list(_listing(source, progress))
+    if not objects:
+        raise SourceError(f"no files found in {meta.source}: check the path or job name")
+
+    manifest = cache.load_manifest()
+    hints = _origin_hints(o.key for o in objects)
+    plan = _plan(objects, manifest, hints, cache)
+
+    new_manifest: dict[str, Any] = {}
+    skipped: list[dict[str, str]] = []
+    warnings: list[dict[str, str]] = []
+    ignored = len(plan.ignored)
+    fresh_tables: dict[str, dict[str, pa.Table]] = {}  # key -> table -> data, parsed this run
+
+    for obj in plan.ignored:
+        new_manifest[obj.key] = {"fp": obj.fingerprint, "status": "ignored", "reason": "unknown file type"}
+    entry: dict[str, Any]
+    for obj, entry in plan.cached:
+        new_manifest[obj.key] = entry
+        if entry["status"] == "skipped":
+            skipped.append({"path": obj.location, "reason": entry["reason"]})
+        elif entry["status"] == "ignored":
+            ignored += 1
+        for w in entry.get("warnings", []):
+            warnings.append({"path": obj.location, "warning": w})
+
+    total_read = len(plan.to_read)
+    progress("read", 0, total_read)
+    for done, outcome in enumerate(_read_and_parse(source, plan.to_read, jobs), 1):
+        progress("read", done, total_read)
+        obj = outcome.obj
+        entry = {"fp": obj.fingerprint, "format": outcome.fmt.id, "digest": outcome.digest}
+        if outcome.skip_reason is not None:
+            log.warning("skipped %s: %s", obj.location, outcome.skip_reason)
+            skipped.append({"path": obj.location, "reason": outcome.skip_reason})
+            entry.update(status="skipped", reason=outcome.skip_reason)
+        elif outcome.ignore_reason is not None:
+            ignored += 1
+            entry.update(status="ignored", reason=outcome.ignore_reason)
+        else:
+            assert outcome.parsed is not None
+            parts: dict[str, str] = {}
+            rows: dict[str, int] = {}
+            for tname, table in outcome.parsed.tables.items():
+                parts[tname] = cache.write_part(outcome.digest, tname, table)
+                rows[tname] = table.num_rows
+            fresh_tables[obj.key] = outcome.parsed.tables
+            entry.update(status="ok", parts=parts, rows=rows, warnings=outcome.parsed.warnings)
+            for w in outcome.parsed.warnings:
+                log.info("%s: %s", obj.location, w)
+                warnings.append({"path": obj.location, "warning": w})
+        new_manifest[obj.key] = entry
+
+    fingerprint = _dataset_fingerprint(new_manifest)
+    tables = None if fresh_tables else cache.read_merged(fingerprint)
+    reopened = tables is not None
+    if tables is None:
+        tables = _merge(cache, new_manifest, fresh_tables, progress)
+        cache.write_merged(tables, fingerprint)
+    cache.save_manifest(new_manifest, {"source": meta.source})
+    cache.save_json("job.json", meta.to_dict())
+
+    if meta.rule_statuses:
+        tables["rule_statuses"] = _rule_status_table(meta.rule_statuses)
+    dataset = JobDataset(meta=meta, tables=tables)
+    ok_files = sum(1 for e in new_manifest.values() if e.get("status") == "ok")
+    summary: dict[str, Any] = {
+        "source": meta.source,
+        "kind": meta.kind,
+        "job": meta.to_dict(),
+        "tables": dataset.row_counts,
+        "nodes": len(dataset.nodes),
+        "ranks": len(dataset.ranks),
+        "node_names": dataset.nodes,
+        "rank_ids": dataset.ranks,
+        "time_span": dataset.time_span(),
+        "files_listed": len(objects),
+        "files_read": total_read,
+        "files_from_cache": len(plan.cached),
+        "files_ingested": ok_files,
+        "ignored": ignored,
+        "skipped": skipped,
+        "warnings": warnings,
+        "cache": {"dir": str(cache.dir), "reopened": reopened},
+        "duration_s": round(time.perf_counter() - started, 3),
+    }
+    return IngestResult(dataset=dataset, summary=summary)
+
+
+def _listing(source: Source, progress: ProgressFn) -> Iterator[SourceObject]:
+    n = 0
+    for obj in source.list_objects():
+        n += 1
+        if n % 500 == 0:
+            progress("list", n, 0)
+        yield obj
+    progress("list", n, n)
+
+
+def _plan(objects: list[SourceObject], manifest: dict[str, Any], hints: dict[str, int], cache: SourceCache) -> _Plan:
+    plan = _Plan()
+    for obj in objects:
+        fmt = classify(obj.key)
+        if fmt is None:
+            plan.ignored.append(obj)
+            continue
+        hint = _hint_for(obj.key, hints) if fmt.id == "sagemaker_framework_trace" else None
+        digest = object_digest(obj.key, obj.fingerprint, "" if hint is None else str(hint))
+        entry = manifest.get(obj.key)
+        if (
+            isinstance(entry, dict)
+            and entry.get("fp") == obj.fingerprint
+            and entry.get("digest", digest) == digest
+            and entry.get("status") in ("ok", "skipped", "ignored")
+            and all(cache.has_part(p) for p in entry.get("parts", {}).values())
+        ):
+            plan.cached.append((obj, entry))
+        else:
+            plan.to_read.append((obj, fmt, digest, hint))
+    return plan
+
+
+def _parse_one(obj: SourceObject, data: bytes, fmt: Format, digest: str, hint: int | None) -> _Outcome:
+    out = _Outcome(obj=obj, fmt=fmt, digest=digest)
+    try:
+        out.parsed = fmt.parse(data, obj.key, hint)
+    except UnreadableFile as exc:
+        out.skip_reason = str(exc) or "unreadable"
+    except NotAProfilerFile as exc:
+        out.ignore_reason = str(exc) or "not a profiler file"
+    except Exception as exc:  # a parser bug must not lose the rest of the job
+        log.exception("parser failed on %s", obj.location)
+        out.skip_reason = f"parser error: {type(exc).__name__}: {exc}"
+    return out
+
+
+def _read_and_parse(
+    source: Source, tasks: list[tuple[SourceObject, Format, str, int | None]], jobs: int
+) -> Iterator[_Outcome]:
+    if not tasks:
+        return
+    by_key = {t[0].key: t for t in tasks}
+    with ThreadPoolExecutor(max(1, jobs)) as pool:
+        pending = []
+        for obj, data in source.read_many(t[0] for t in tasks):
+            _, fmt, digest, hint = by_key[obj.key]
+            if isinstance(data, Exception):
+                reason = getattr(data, "message", None) or f"could not read: {data}"
+                yield _Outcome(obj=obj, fmt=fmt, digest=digest, skip_reason=str(reason).splitlines()[0])
+                continue
+            pending.append(pool.submit(_parse_one, obj, data, fmt, digest, hint))
+            if len(pending) >= 4 * max(1, jobs):  # bound memory: bytes in flight
+                yield pending.pop(0).result()
+        for fut in pending:
+            yield fut.result()
+
+
+def _dataset_fingerprint(manifest: dict[str, Any]) -> str:
+    h = hashlib.sha256()
+    for key in sorted(manifest):
+        e = manifest[key]
+        h.update(f"{key}\x00{e.get('digest', e.get('fp'))}\x00{e.get('status')}\n".encode("utf-8", "surrogateescape"))
+    return h.hexdigest()
+
+
+def _merge(
+    cache: SourceCache,
+    manifest: dict[str, Any],
+    fresh: dict[str, dict[str, pa.Table]],
+    progress: ProgressFn,
+) -> dict[str, pa.Table]:
+    pieces: dict[str, list[pa.Table]] = {}
+    keys = sorted(k for k, e in manifest.items() if e.get("status") == "ok")
+    for i, key in enumerate(keys, 1):
+        entry = manifest[key]
+        for tname, rel in entry.get("parts", {}).items():
+            table = fresh.get(key, {}).get(tname)
+            if table is None:
+                table = cache.read_part(rel)
+            pieces.setdefault(tname, []).append(table)
+        if i % 200 == 0:
+            progress("merge", i, len(keys))
+    progress("merge", len(keys), len(keys))
+    merged: dict[str, pa.Table] = {}
+    for tname, parts in pieces.items():
+        schema = SCHEMAS.get(tname)
+        if schema is not None:
+            parts = [p.cast(schema) if p.schema != schema else p for p in parts]
+        table = pa.concat_tables(parts).unify_dictionaries().combine_chunks()
+        merged[tname] = table
+    return merged
+
+
+def _rule_status_table(statuses: list[dict[str, Any]]) -> pa.Table:
+    rows = [
+        {
+            "rule": s.get("RuleConfigurationName"),
+            "kind": s.get("kind"),
+            "status": s.get("RuleEvaluationStatus"),
+            "details": s.get("StatusDetails"),
+            "last_modified": None if s.get("LastModifiedTime") is None else str(s.get("LastModifiedTime")),
+        }
+        for s in statuses
+    ]
+    return pa.Table.from_pylist(rows, schema=RULE_STATUSES)

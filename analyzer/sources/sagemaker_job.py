@@ -1,0 +1,217 @@
+"""A SageMaker training job, found by name: DescribeTrainingJob says where its output is.
+
+The job's profiler, debugger, rule and TensorBoard output live under different S3 prefixes;
+this source reads them as one tree whose top-level folders are the roles below, so ingest
+sees the same layout it would see in a downloaded job folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from analyzer.errors import SourceError
+from analyzer.sources.base import JobMetadata, SourceObject
+from analyzer.sources.s3 import (
+    DEFAULT_THREADS,
+    S3Source,
+    aws_client,
+    aws_error,
+    aws_session,
+)
+
+__all__ = ["ROLES", "SageMakerJobSource", "job_output_prefixes"]
+
+#: Logical-key prefixes, in listing order.
+ROLES = ("profiler-output", "rule-output", "debug-output", "tensorboard")
+
+
+def _join(base: str, *parts: str) -> str:
+    return "/".join([base.rstrip("/"), *parts]) + "/"
+
+
+def job_output_prefixes(job_name: str, describe: Mapping[str, Any]) -> dict[str, str]:
+    """Role -> s3:// prefix of each kind of output the job was configured to write.
+
+    SageMaker writes profiler and rule output under ``<ProfilerConfig.S3OutputPath or
+    OutputDataConfig.S3OutputPath>/<job>/``, debugger tensors under
+    ``<DebugHookConfig.S3OutputPath>/<job>/debug-output/``; TensorBoard output (where
+    torch.profiler traces usually go) is written exactly where the job was told.
+    """
+    out: dict[str, str] = {}
+    profiler_base = (describe.get("ProfilerConfig") or {}).get("S3OutputPath") or (
+        describe.get("OutputDataConfig") or {}
+    ).get("S3OutputPath")
+    if profiler_base:
+        out["profiler-output"] = _join(profiler_base, job_name, "profiler-output")
+        out["rule-output"] = _join(profiler_base, job_name, "rule-output")
+    debug_base = (describe.get("DebugHookConfig") or {}).get("S3OutputPath")
+    if debug_base:
+        out["debug-output"] = _join(debug_base, job_name, "debug-output")
+    tensorboard = (describe.get("TensorBoardOutputConfig") or {}).get("S3OutputPath")
+    if tensorboard:
+        out["tensorboard"] = _join(tensorboard)
+    return out
+
+
+def _iso(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value.isoformat() if isinstance(value, datetime) else str(value)
+
+
+def _rule_statuses(describe: Mapping[str, Any]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for field, kind in (
+        ("ProfilerRuleEvaluationStatuses", "profiler"),
+        ("DebugRuleEvaluationStatuses", "debug"),
+    ):
+        for st in describe.get(field) or []:
+            rows.append({
+                "RuleConfigurationName": st.get("RuleConfigurationName"),
+                "RuleEvaluationStatus": st.get("RuleEvaluationStatus"),
+                "StatusDetails": st.get("StatusDetails"),
+                "LastModifiedTime": _iso(st.get("LastModifiedTime")),
+                "RuleEvaluationJobArn": st.get("RuleEvaluationJobArn"),
+                "kind": kind,
+            })
+    return rows
+
+
+class SageMakerJobSource:
+    """The output of one training job; the describe call is made once, on first use."""
+
+    kind = "sagemaker-job"
+
+    def __init__(
+        self,
+        job_name: str,
+        *,
+        profile: str | None = None,
+        region: str | None = None,
+        threads: int = DEFAULT_THREADS,
+        max_attempts: int | None = None,
+    ) -> None:
+        self.job_name = job_name
+        self._session = aws_session(profile, region)
+        # Same precedence as the AWS CLI: --region, AWS_REGION, AWS_DEFAULT_REGION, profile.
+        resolved = region or os.environ.get("AWS_REGION") or self._session.region_name
+        if not resolved:
+            raise SourceError(
+                f"no AWS region set to look up job {job_name!r}: pass --region or set "
+                "AWS_REGION / AWS_DEFAULT_REGION (or region in the profile)"
+            )
+        self.region: str = resolved
+        if region is None and self._session.region_name != resolved:
+            self._session = aws_session(profile, resolved)
+        self.identity = "job-" + hashlib.sha256((resolved + job_name).encode()).hexdigest()[:16]
+        self._threads = threads
+        self._max_attempts = max_attempts
+        self._describe: dict[str, Any] | None = None
+        self._s3: S3Source | None = None
+
+    # -- the job
+
+    def describe(self) -> dict[str, Any]:
+        """DescribeTrainingJob's answer (cached: the paths cannot change for a job)."""
+        if self._describe is None:
+            client = aws_client(
+                self._session, "sagemaker", threads=1, max_attempts=self._max_attempts
+            )
+            what = f"SageMaker training job {self.job_name!r} in {self.region}"
+            try:
+                resp = client.describe_training_job(TrainingJobName=self.job_name)
+            except ClientError as exc:
+                err = exc.response.get("Error", {}) or {}
+                message = str(err.get("Message") or "").lower()
+                if err.get("Code") in ("ValidationException", "ResourceNotFound") and (
+                    "not found" in message or "could not find" in message
+                ):
+                    raise SourceError(
+                        f"no SageMaker training job named {self.job_name!r} in region "
+                        f"{self.region}"
+                    ) from None
+                raise aws_error(exc, what=what, service="SageMaker") from None
+            except (BotoCoreError, SourceError) as exc:
+                raise aws_error(exc, what=what, service="SageMaker") from None
+            resp.pop("ResponseMetadata", None)
+            self._describe = dict(resp)
+        return self._describe
+
+    @property
+    def locations(self) -> dict[str, str]:
+        return job_output_prefixes(self.job_name, self.describe())
+
+    def metadata(self) -> JobMetadata:
+        d = self.describe()
+        resources = d.get("ResourceConfig") or {}
+        extra: dict[str, Any] = {
+            "region": self.region,
+            "arn": d.get("TrainingJobArn"),
+            "profiling_status": d.get("ProfilingStatus"),
+            "last_modified_time": _iso(d.get("LastModifiedTime")),
+            "training_time_s": d.get("TrainingTimeInSeconds"),
+            "billable_time_s": d.get("BillableTimeInSeconds"),
+        }
+        interval = (d.get("ProfilerConfig") or {}).get("ProfilingIntervalInMilliseconds")
+        if interval is not None:
+            extra["profiling_interval_ms"] = interval
+        count = resources.get("InstanceCount")
+        return JobMetadata(
+            name=self.job_name,
+            source=self.job_name,
+            kind=self.kind,
+            status=d.get("TrainingJobStatus"),
+            secondary_status=d.get("SecondaryStatus"),
+            failure_reason=d.get("FailureReason"),
+            instance_type=resources.get("InstanceType"),
+            instance_count=int(count) if count is not None else None,
+            creation_time=_iso(d.get("CreationTime")),
+            training_start_time=_iso(d.get("TrainingStartTime")),
+            training_end_time=_iso(d.get("TrainingEndTime")),
+            rule_statuses=_rule_statuses(d),
+            locations=self.locations,
+            extra={k: v for k, v in extra.items() if v is not None},
+        )
+
+    # -- the objects
+
+    def _objects(self) -> S3Source:
+        if self._s3 is None:
+            prefixes = self.locations
+            message = (
+                f"job {self.job_name} has no profiler, debugger or TensorBoard output yet "
+                f"(looked under {', '.join(prefixes.values()) or 'nothing: no output paths configured'}): "
+                "wait for the job to write some, or check that profiling was enabled"
+            )
+            if not prefixes:
+                raise SourceError(message)
+            self._s3 = S3Source.from_prefixes(
+                prefixes,
+                client=aws_client(
+                    self._session, "s3", threads=self._threads, max_attempts=self._max_attempts
+                ),
+                threads=self._threads,
+                source=self.job_name,
+                name=self.job_name,
+                identity=self.identity,
+                empty_message=message,
+                missing_ok=True,
+            )
+        return self._s3
+
+    def list_objects(self) -> Iterator[SourceObject]:
+        return self._objects().list_objects()
+
+    def read(self, obj: SourceObject) -> bytes:
+        return self._objects().read(obj)
+
+    def read_many(
+        self, objs: Iterable[SourceObject]
+    ) -> Iterator[tuple[SourceObject, bytes | Exception]]:
+        return self._objects().read_many(objs)

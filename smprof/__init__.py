@@ -1,0 +1,1 @@
+"""The ``smprof`` command line: one module per command under ``smprof.cli``."""

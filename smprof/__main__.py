@@ -1,0 +1,3 @@
+from smprof.cli import main
+
+main()

@@ -1,0 +1,76 @@
+"""What every command shares: user-facing errors, logging, progress bars."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from analyzer.errors import SmprofError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+stderr = Console(stderr=True)
+
+
+def user_errors(fn: F) -> F:
+    """Turn SmprofError (and a few OS errors) into one line on stderr and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except SmprofError as exc:
+            click.echo(f"smprof: error: {exc.one_line()}", err=True)
+            sys.exit(exc.exit_code)
+        except PermissionError as exc:
+            click.echo(f"smprof: error: permission denied: {exc.filename or exc}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("smprof: interrupted", err=True)
+            sys.exit(130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def setup_logging(verbose: int, quiet: bool) -> None:
+    level = logging.DEBUG if verbose > 1 else logging.INFO if verbose == 1 else logging.WARNING
+    if quiet:
+        level = logging.ERROR
+    handler = RichHandler(console=stderr, show_path=False, show_time=False, markup=False)
+    logging.basicConfig(level=level, handlers=[handler], format="%(message)s", force=True)
+    for noisy in ("botocore", "boto3", "urllib3", "s3transfer"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@contextmanager
+def progress_bar(enabled: bool) -> Iterator[Callable[[str, int, int], None]]:
+    """A rich progress bar fed by the pipeline's (phase, done, total) callback."""
+    if not enabled:
+        yield lambda phase, done, total: None
+        return
+    labels = {"list": "listing files", "read": "reading + parsing", "merge": "merging tables"}
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=stderr,
+        transient=True,
+    ) as bar:
+        tasks: dict[str, Any] = {}
+
+        def update(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(labels.get(phase, phase), total=total or None)
+            bar.update(tasks[phase], completed=done, total=total or None)
+
+        yield update
