@@ -1,0 +1,57 @@
+"""``smprof ingest`` as a user runs it: a real subprocess, exit codes, JSON contract."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support.fixtures import fixtures_dir
+
+REQUIRED_KEYS = {"tables", "nodes", "ranks", "time_span", "files_read", "skipped"}
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "smprof", *args], capture_output=True, text=True, timeout=120, env=env
+    )
+
+
+def test_ingest_json_summary_contract(tmp_path: Path) -> None:
+    root = fixtures_dir("sagemaker-debugger")
+    proc = run("ingest", str(root), "--cache", str(tmp_path / "c"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert REQUIRED_KEYS <= doc.keys()
+    assert isinstance(doc["nodes"], int) and isinstance(doc["ranks"], int)
+    assert doc["tables"]["system_metrics"] == 78
+    assert doc["time_span"]["start"].startswith("2020-")
+    assert doc["files_read"] == doc["files_ingested"] > 0
+    assert all({"path", "reason"} <= s.keys() for s in doc["skipped"])
+    assert "Traceback" not in proc.stderr
+
+
+def test_ingest_human_summary(tmp_path: Path) -> None:
+    proc = run("ingest", str(fixtures_dir("kineto", "resnet_single")), "--cache", str(tmp_path / "c"))
+    assert proc.returncode == 0, proc.stderr
+    assert "kineto_events" in proc.stdout and "ranks: 1" in proc.stdout
+
+
+def test_missing_folder_is_one_line_exit_2(tmp_path: Path) -> None:
+    proc = run("ingest", str(tmp_path / "nope"))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0
+    assert proc.stderr.startswith("smprof: error: no such folder")
+
+
+def test_empty_folder_is_one_line_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    proc = run("ingest", str(tmp_path / "empty"), "--cache", str(tmp_path / "c"))
+    assert proc.returncode == 2
+    assert "no files found" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_not_a_source_is_one_line_exit_2() -> None:
+    proc = run("ingest", "not a job name!")
+    assert proc.returncode == 2 and "s3:// prefix" in proc.stderr
