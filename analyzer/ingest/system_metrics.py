@@ -33,7 +33,9 @@ _RAW_SCHEMA = pa.schema(
         ("Timestamp", pa.float64()),
     ]
 )
-_READ_OPTS = pajson.ReadOptions(block_size=16 << 20, use_threads=True)
+# Small blocks, no inner threads: the pipeline already parses files in parallel (the map),
+# and 1 MiB blocks measured ~40% faster than one big block per file.
+_READ_OPTS = pajson.ReadOptions(block_size=1 << 20, use_threads=False)
 _PARSE_OPTS = pajson.ParseOptions(explicit_schema=_RAW_SCHEMA, unexpected_field_behavior="ignore")
 
 

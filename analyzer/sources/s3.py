@@ -101,15 +101,19 @@ def aws_session(profile: str | None, region: str | None) -> boto3.Session:
     return session
 
 
-def _max_attempts(session: boto3.Session, max_attempts: int | None) -> int:
-    """Explicit argument, else the user's AWS_MAX_ATTEMPTS / profile setting, else 10."""
-    if max_attempts is not None:
-        return max(1, max_attempts)
-    try:
-        configured = session._session.get_config_variable("max_attempts")
-    except (BotoCoreError, ValueError):
-        configured = None
-    return int(configured) if configured else DEFAULT_MAX_ATTEMPTS
+def _retries(session: boto3.Session, max_attempts: int | None) -> dict[str, Any]:
+    """Standard-mode retries: the explicit argument, else the user's AWS_MAX_ATTEMPTS /
+    profile ``max_attempts`` (both count *all* attempts), else 10 retries after the first try.
+    """
+    if max_attempts is None:
+        try:
+            configured = session._session.get_config_variable("max_attempts")
+        except (BotoCoreError, ValueError):
+            configured = None
+        max_attempts = int(configured) if configured else None
+    if max_attempts is None:
+        return {"mode": "standard", "max_attempts": DEFAULT_MAX_ATTEMPTS}
+    return {"mode": "standard", "total_max_attempts": max(1, max_attempts)}
 
 
 def aws_client(
@@ -120,10 +124,15 @@ def aws_client(
     max_attempts: int | None = None,
 ) -> Any:
     """A client with standard-mode retries (throttling is retried with backoff) and a
-    connection pool large enough that ``threads`` parallel downloads never wait for one."""
+    connection pool large enough that ``threads`` parallel downloads never wait for one.
+
+    The connect timeout is short because every attempt waits for it: with the default 60 s,
+    an unreachable endpoint would take ten minutes of retries to report.
+    """
     config = Config(
-        retries={"mode": "standard", "max_attempts": _max_attempts(session, max_attempts)},
+        retries=_retries(session, max_attempts),  # type: ignore[arg-type]
         max_pool_connections=max(10, threads),
+        connect_timeout=10,
     )
     try:
         return session.client(service, config=config)  # type: ignore[call-overload]

@@ -206,7 +206,7 @@ class SageMakerJobSource:
         return self._s3
 
     def list_objects(self) -> Iterator[SourceObject]:
-        return self._objects().list_objects()
+        yield from self._objects().list_objects()
 
     def read(self, obj: SourceObject) -> bytes:
         return self._objects().read(obj)
@@ -214,4 +214,4 @@ class SageMakerJobSource:
     def read_many(
         self, objs: Iterable[SourceObject]
     ) -> Iterator[tuple[SourceObject, bytes | Exception]]:
-        return self._objects().read_many(objs)
+        yield from self._objects().read_many(objs)
