@@ -23,7 +23,7 @@ def test_ingest_json_summary_contract(tmp_path: Path) -> None:
     proc = run("ingest", str(root), "--cache", str(tmp_path / "c"), "--json")
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
-    assert REQUIRED_KEYS <= doc.keys()
+    assert doc.keys() >= REQUIRED_KEYS
     assert isinstance(doc["nodes"], int) and isinstance(doc["ranks"], int)
     assert doc["tables"]["system_metrics"] == 78
     assert doc["time_span"]["start"].startswith("2020-")

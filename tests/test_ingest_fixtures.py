@@ -100,7 +100,8 @@ def test_kineto_fixtures_ingest(folder: str, tmp_path: Path) -> None:
     files = sorted(root.glob("*.gz"))
     n_x = 0
     for f in files:
-        doc = json.load(gzip.open(f))
+        with gzip.open(f) as fh:
+            doc = json.load(fh)
         n_x += sum(1 for e in doc["traceEvents"] if e.get("ph") == "X")
     ev = result.dataset.table("kineto_events")
     assert pc.sum(pc.equal(ev.column("phase").combine_chunks().dictionary_decode(), "X")).as_py() == n_x
@@ -112,7 +113,8 @@ def test_kineto_fixtures_ingest(folder: str, tmp_path: Path) -> None:
 def test_kineto_base_time_is_honoured(tmp_path: Path) -> None:
     root = fixtures_dir("kineto", "nccl_2rank_rank0")
     # Decimal: the µs timestamps carry ns digits that float64 would round away.
-    doc = json.load(gzip.open(next(root.glob("*.gz"))), parse_float=Decimal)
+    with gzip.open(next(root.glob("*.gz"))) as fh:
+        doc = json.load(fh, parse_float=Decimal)
     base = doc["baseTimeNanoseconds"]
     first = next(e for e in doc["traceEvents"] if e.get("ph") == "X" and e.get("cat") == "kernel")
     result = _ingest(root, tmp_path)
