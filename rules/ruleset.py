@@ -1,0 +1,170 @@
+"""The rule file: one TOML file that both ``smprof report`` and ``smprof attach`` read.
+
+Why one file: SageMaker's rule containers and the CI report must judge a job by the same
+thresholds. The file names rules by their SageMaker names (``[rules.LowGPUUtilization]``),
+with SageMaker's parameter names; anything it leaves out keeps the SDK default.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from analyzer.errors import SmprofError
+from rules import params as p
+
+
+class RuleFileError(SmprofError):
+    """The rule file is missing, not TOML, or names an unknown rule or parameter."""
+
+
+@dataclass(frozen=True)
+class RuleEntry:
+    """What the rule file knows about one rule: its parameter model and origin."""
+
+    name: str
+    params_model: type[p.RuleParams]
+    sagemaker_builtin: bool
+
+
+CATALOG: dict[str, RuleEntry] = {
+    e.name: e
+    for e in (
+        RuleEntry("LowGPUUtilization", p.LowGPUUtilizationParams, True),
+        RuleEntry("CPUBottleneck", p.CPUBottleneckParams, True),
+        RuleEntry("IOBottleneck", p.IOBottleneckParams, True),
+        RuleEntry("StepOutlier", p.StepOutlierParams, True),
+        RuleEntry("GPUMemoryIncrease", p.GPUMemoryIncreaseParams, True),
+        RuleEntry("LoadBalancing", p.LoadBalancingParams, True),
+        RuleEntry("BatchSize", p.BatchSizeParams, True),
+        RuleEntry("MaxInitializationTime", p.MaxInitializationTimeParams, True),
+        RuleEntry("Dataloader", p.DataloaderParams, True),
+        RuleEntry("OverallSystemUsage", p.OverallSystemUsageParams, True),
+        RuleEntry("ProfilerReport", p.ProfilerReportParams, True),
+        RuleEntry("DataLoaderStall", p.DataLoaderStallParams, False),
+        RuleEntry("ExposedCommunication", p.ExposedCommunicationParams, False),
+        RuleEntry("StragglerRank", p.StragglerRankParams, False),
+    )
+}
+
+
+class ProfilerSettings(BaseModel):
+    """How SageMaker should profile the job (attach side)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    system_monitor_interval_millis: int = Field(500, description="System metrics sampling period: 100, 200, 500, 1000, 5000 or 60000 ms.")
+    s3_output_path: str | None = Field(None, description="Where SageMaker writes profiler output; default: the job's output path.")
+    disable_profiler: bool = False
+    debugger_hook: bool = Field(False, description="Also attach a Debugger hook (tensor collections).")
+    hook_collections: list[str] = Field(default_factory=lambda: ["losses"], description="Collections saved by the Debugger hook.")
+    tensorboard_output: bool = Field(True, description="Attach TensorBoardOutputConfig so torch.profiler traces reach S3.")
+
+
+@dataclass
+class RuleSet:
+    """Parsed rule file: settings, and for each enabled rule its validated parameters."""
+
+    profiler: ProfilerSettings
+    rules: dict[str, p.RuleParams] = field(default_factory=dict)
+    disabled: set[str] = field(default_factory=set)
+    source: str = "<defaults>"
+
+    def params(self, name: str) -> p.RuleParams:
+        return self.rules[name]
+
+    def enabled(self, name: str) -> bool:
+        return name in self.rules and name not in self.disabled
+
+    def sagemaker_rules(self) -> dict[str, p.RuleParams]:
+        return {n: v for n, v in self.rules.items() if CATALOG[n].sagemaker_builtin and self.enabled(n)}
+
+
+DEFAULT_RULE_FILE = "default-rules.toml"
+
+
+def default_rules_text() -> str:
+    return resources.files("rules").joinpath(DEFAULT_RULE_FILE).read_text(encoding="utf-8")
+
+
+def load_ruleset(path: str | Path | None = None) -> RuleSet:
+    """Defaults, overridden by ``path`` when given. Errors are one line naming the fix."""
+    base = _parse(default_rules_text(), "<defaults>")
+    if path is None:
+        return base
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RuleFileError(f"rule file not found: {file}") from None
+    except OSError as exc:
+        raise RuleFileError(f"cannot read rule file {file}: {exc.strerror}") from None
+    return _parse(text, str(file), base)
+
+
+def _parse(text: str, origin: str, base: RuleSet | None = None) -> RuleSet:
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise RuleFileError(f"{origin}: not valid TOML ({exc})") from None
+    unknown_top = set(doc) - {"profiler", "rules"}
+    if unknown_top:
+        raise RuleFileError(f"{origin}: unknown section(s) {', '.join(sorted(unknown_top))}; expected [profiler] and [rules.<Name>]")
+    profiler_doc = {**(base.profiler.model_dump() if base else {}), **doc.get("profiler", {})}
+    try:
+        profiler = ProfilerSettings.model_validate(profiler_doc)
+    except ValidationError as exc:
+        raise RuleFileError(f"{origin}: [profiler] {_first_error(exc)}") from None
+
+    rules: dict[str, p.RuleParams] = dict(base.rules) if base else {}
+    disabled: set[str] = set(base.disabled) if base else set()
+    rules_doc = doc.get("rules", {})
+    if not isinstance(rules_doc, dict):
+        raise RuleFileError(f"{origin}: 'rules' must be tables like [rules.LowGPUUtilization]")
+    for name, values in rules_doc.items():
+        entry = CATALOG.get(name)
+        if entry is None:
+            close = _closest(name)
+            raise RuleFileError(
+                f"{origin}: unknown rule {name!r}" + (f"; did you mean {close!r}?" if close else f"; known rules: {', '.join(CATALOG)}")
+            )
+        if not isinstance(values, dict):
+            raise RuleFileError(f"{origin}: [rules.{name}] must be a table of parameters")
+        values = dict(values)
+        enabled = values.pop("enabled", True)
+        if not isinstance(enabled, bool):
+            raise RuleFileError(f"{origin}: [rules.{name}] enabled must be true or false")
+        merged = {**(rules[name].model_dump() if name in rules else {}), **values}
+        try:
+            rules[name] = entry.params_model.model_validate(merged)
+        except ValidationError as exc:
+            raise RuleFileError(f"{origin}: [rules.{name}] {_first_error(exc)}") from None
+        if enabled:
+            disabled.discard(name)
+        else:
+            disabled.add(name)
+    return RuleSet(profiler=profiler, rules=rules, disabled=disabled, source=origin)
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(x) for x in err.get("loc", ()))
+    msg = err.get("msg", "invalid value")
+    if err.get("type") == "extra_forbidden":
+        return f"unknown parameter {loc!r}"
+    given: Any = err.get("input")
+    return f"{loc}: {msg} (got {given!r})"
+
+
+def _closest(name: str) -> str | None:
+    import difflib
+
+    found = difflib.get_close_matches(name, list(CATALOG), n=1, cutoff=0.6)
+    if found:
+        return found[0]
+    lower = {k.lower(): k for k in CATALOG}
+    return lower.get(name.lower())
