@@ -1,0 +1,228 @@
+"""Training-script helper: PyTorch profiler traces where smprof (and SageMaker) look for them.
+
+Why: SageMaker Debugger's own PyTorch framework profiling is deprecated; the supported path
+is ``torch.profiler`` writing Kineto traces into the TensorBoard output folder, which
+SageMaker uploads (``TensorBoardOutputConfig``). This wraps that in one context manager with
+the settings smprof's analyses need (a step schedule, memory events, one gzip'd trace per
+rank named after host and rank) and that costs nothing when switched off::
+
+    from rules.profiling import profile_training
+
+    with profile_training(active=5) as prof:
+        for batch in prof.iterate(loader):      # or: with prof.data_loading(): ...
+            with prof.label("forward"):
+                loss = model(batch)
+            loss.backward()
+            opt.step()
+            prof.step()
+
+Disabled (``enabled=False``, or ``SMPROF_PROFILE=0`` with ``enabled=None``) the object
+never imports torch.profiler and every method is a no-op; torch itself is only imported
+lazily, so this module imports on machines without torch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+__all__ = [
+    "DATA_LOADING_LABEL",
+    "SAGEMAKER_TENSORBOARD_DIR",
+    "TrainingProfiler",
+    "default_out_dir",
+    "on_sagemaker",
+    "profile_training",
+    "trace_host",
+    "trace_rank",
+]
+
+SAGEMAKER_TENSORBOARD_DIR = Path("/opt/ml/output/tensorboard")
+LOCAL_DIR = Path("smprof-traces")
+DATA_LOADING_LABEL = "smprof:data_loading"
+
+T = TypeVar("T")
+_NULL = contextlib.nullcontext()
+
+
+def on_sagemaker() -> bool:
+    """A SageMaker training container sets ``SM_*`` variables and has /opt/ml/output."""
+    return any(k.startswith("SM_") for k in os.environ) or SAGEMAKER_TENSORBOARD_DIR.is_dir()
+
+
+def default_out_dir() -> Path:
+    """SageMaker uploads /opt/ml/output/tensorboard (TensorBoardOutputConfig's LocalPath);
+    elsewhere traces go to ./smprof-traces."""
+    return SAGEMAKER_TENSORBOARD_DIR if on_sagemaker() else LOCAL_DIR
+
+
+def trace_rank() -> int:
+    """Global rank: torch.distributed when it is initialised, else ``RANK``, else 0."""
+    dist = sys.modules.get("torch.distributed")  # never import torch just to ask
+    if dist is not None:
+        with contextlib.suppress(Exception):
+            if dist.is_available() and dist.is_initialized():
+                return int(dist.get_rank())
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0
+
+
+def trace_host() -> str:
+    """``SM_CURRENT_HOST`` (algo-<n>, SageMaker's node id, matching the system metrics'
+    NodeId) when set, else the machine's host name."""
+    return os.environ.get("SM_CURRENT_HOST") or socket.gethostname()
+
+
+def _env_enabled() -> bool:
+    return os.environ.get("SMPROF_PROFILE", "1").strip().lower() not in (
+        "0",
+        "false",
+        "no",
+        "off",
+        "",
+    )
+
+
+class TrainingProfiler:
+    """The object ``profile_training`` yields; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        enabled: bool | None = True,
+        out_dir: str | Path | None = None,
+        wait: int = 1,
+        warmup: int = 1,
+        active: int = 5,
+        repeat: int = 1,
+        profile_memory: bool = True,
+        record_shapes: bool = False,
+        with_stack: bool = False,
+        host: str | None = None,
+    ) -> None:
+        self.enabled = _env_enabled() if enabled is None else bool(enabled)
+        self.out_dir = Path(out_dir) if out_dir is not None else default_out_dir()
+        self.wait, self.warmup, self.active, self.repeat = wait, warmup, active, repeat
+        self.profile_memory = profile_memory
+        self.record_shapes = record_shapes
+        self.with_stack = with_stack
+        self.host = host
+        self.trace_files: list[Path] = []
+        self.torch_profiler: Any = None  # torch.profiler.profile while running
+        self._record_function: Callable[[str], Any] | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def __enter__(self) -> TrainingProfiler:
+        if not self.enabled:
+            return self
+        import torch
+        import torch.profiler as tp
+
+        activities = [tp.ProfilerActivity.CPU]
+        if torch.cuda.is_available():
+            activities.append(tp.ProfilerActivity.CUDA)
+        self.torch_profiler = tp.profile(
+            activities=activities,
+            schedule=tp.schedule(
+                wait=self.wait, warmup=self.warmup, active=self.active, repeat=self.repeat
+            ),
+            on_trace_ready=self._write_trace,
+            record_shapes=self.record_shapes,
+            profile_memory=self.profile_memory,
+            with_stack=self.with_stack,
+        )
+        self._record_function = tp.record_function
+        self.torch_profiler.__enter__()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.torch_profiler is not None:
+            prof, self.torch_profiler = self.torch_profiler, None
+            prof.__exit__(exc_type, exc, tb)  # flushes a cycle cut short by the end of training
+
+    def _write_trace(self, prof: Any) -> None:
+        """Name the file at write time: the rank is known only once the process group is up,
+        which may be after the profiler started."""
+        from torch.profiler import tensorboard_trace_handler
+
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        before = set(self.out_dir.iterdir())
+        worker = f"{self.host or trace_host()}_rank{trace_rank()}"
+        tensorboard_trace_handler(str(self.out_dir), worker_name=worker, use_gzip=True)(prof)
+        self.trace_files.extend(sorted(set(self.out_dir.iterdir()) - before))
+
+    # -- per step ----------------------------------------------------------------------
+
+    def step(self) -> None:
+        """Call once at the end of every training step (drives the wait/warmup/active schedule)."""
+        if self.torch_profiler is not None:
+            self.torch_profiler.step()
+
+    def label(self, name: str) -> contextlib.AbstractContextManager[Any]:
+        """A named range in the trace (``torch.profiler.record_function``); free when disabled."""
+        if self._record_function is None or self.torch_profiler is None:
+            return _NULL
+        return self._record_function(name)
+
+    def data_loading(self) -> contextlib.AbstractContextManager[Any]:
+        """Wrap the fetch of the next batch, so input-pipeline time is its own range."""
+        return self.label(DATA_LOADING_LABEL)
+
+    def iterate(self, loader: Iterable[T]) -> Iterator[T]:
+        """Yield from ``loader`` with each fetch inside :meth:`data_loading`."""
+        it = iter(loader)
+        while True:
+            with self.data_loading():
+                try:
+                    item = next(it)
+                except StopIteration:
+                    return
+            yield item
+
+
+def profile_training(
+    enabled: bool | None = True,
+    out_dir: str | Path | None = None,
+    wait: int = 1,
+    warmup: int = 1,
+    active: int = 5,
+    repeat: int = 1,
+    profile_memory: bool = True,
+    *,
+    record_shapes: bool = False,
+    with_stack: bool = False,
+    host: str | None = None,
+) -> TrainingProfiler:
+    """Context manager profiling a training loop; ``prof.step()`` after each step.
+
+    ``enabled=None`` reads ``SMPROF_PROFILE`` (on unless 0/false/no/off). ``out_dir``
+    defaults to /opt/ml/output/tensorboard on SageMaker, else ./smprof-traces. One trace per
+    rank and cycle: ``<host>_rank<R>.<time_ns>.pt.trace.json.gz``, host from ``host``, else
+    ``SM_CURRENT_HOST``, else the host name.
+    """
+    return TrainingProfiler(
+        enabled=enabled,
+        out_dir=out_dir,
+        wait=wait,
+        warmup=warmup,
+        active=active,
+        repeat=repeat,
+        profile_memory=profile_memory,
+        record_shapes=record_shapes,
+        with_stack=with_stack,
+        host=host,
+    )

@@ -1,0 +1,179 @@
+"""rules.profiling: free when disabled (no torch at all), traces named per rank when enabled;
+and the bundled sample job recorded through it holds what INJECTED.json says."""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rules import profiling
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "samples" / "sample-job"
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+
+
+def test_disabled_path_never_imports_torch() -> None:
+    """Run where ``import torch`` fails, so any torch import on this path is an error."""
+    code = textwrap.dedent(
+        """
+        import sys
+        sys.modules["torch"] = None  # make `import torch` raise ImportError
+        from rules.profiling import profile_training
+        with profile_training(enabled=False) as prof:
+            for x in prof.iterate(range(3)):
+                with prof.data_loading():
+                    pass
+                with prof.label("forward"):
+                    pass
+                prof.step()
+        assert prof.torch_profiler is None and prof.trace_files == []
+        assert [m for m in sys.modules if m.startswith("torch.")] == []
+        print("ok")
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok"
+
+
+def test_disabled_by_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SMPROF_PROFILE", "0")
+    assert profiling.profile_training(enabled=None).enabled is False
+    monkeypatch.setenv("SMPROF_PROFILE", "1")
+    assert profiling.profile_training(enabled=None).enabled is True
+    monkeypatch.setenv("SMPROF_PROFILE", "0")
+    assert profiling.profile_training(enabled=True).enabled is True  # explicit wins
+
+
+def test_iterate_yields_everything_when_disabled() -> None:
+    with profiling.profile_training(enabled=False) as prof:
+        assert list(prof.iterate([1, 2, 3])) == [1, 2, 3]
+        assert list(prof.iterate([])) == []
+
+
+def test_default_out_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(profiling, "SAGEMAKER_TENSORBOARD_DIR", tmp_path / "absent")
+    for k in [k for k in os.environ if k.startswith("SM_")]:
+        monkeypatch.delenv(k)
+    assert profiling.default_out_dir() == Path("smprof-traces")
+    monkeypatch.setenv("SM_CURRENT_HOST", "algo-2")
+    assert profiling.default_out_dir() == tmp_path / "absent"
+    monkeypatch.delenv("SM_CURRENT_HOST")
+    (tmp_path / "absent").mkdir()
+    assert profiling.default_out_dir() == tmp_path / "absent"
+    assert profiling.profile_training(out_dir=tmp_path / "x").out_dir == tmp_path / "x"
+
+
+def test_rank_and_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RANK", "3")  # no process group initialised in this test process
+    assert profiling.trace_rank() == 3
+    monkeypatch.setenv("RANK", "junk")
+    assert profiling.trace_rank() == 0
+    monkeypatch.setenv("SM_CURRENT_HOST", "algo-5")
+    assert profiling.trace_host() == "algo-5"
+
+
+@pytest.mark.skipif(
+    not HAS_TORCH,
+    reason="torch is not installed in this venv (the enabled "
+    "path needs it; run with .venv-torch to cover it)",
+)
+def test_enabled_writes_one_gzip_trace_per_rank(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RANK", "0")
+    with profiling.profile_training(
+        out_dir=tmp_path, wait=1, warmup=1, active=2, host="algo-1"
+    ) as prof:
+        for _ in prof.iterate(range(5)):
+            with prof.label("forward"):
+                sum(range(1000))
+            prof.step()
+    files = sorted(tmp_path.iterdir())
+    assert len(files) == 1 and files == prof.trace_files
+    assert re.fullmatch(r"algo-1_rank0\.\d+\.pt\.trace\.json\.gz", files[0].name)
+    with gzip.open(files[0], "rt") as f:
+        names = {e.get("name") for e in json.load(f)["traceEvents"]}
+    assert {"ProfilerStep#2", "ProfilerStep#3", "forward", profiling.DATA_LOADING_LABEL} <= names
+
+
+# --------------------------------------------------------------------------- the sample
+
+
+def _sample() -> tuple[dict[str, Any], dict[int, dict[str, Any]]]:
+    if not (SAMPLE / "INJECTED.json").is_file():
+        pytest.skip("samples/sample-job not recorded (see samples/README.md)")
+    injected = json.loads((SAMPLE / "INJECTED.json").read_text())
+    traces = {}
+    for p in sorted((SAMPLE / "tensorboard").glob("*.pt.trace.json.gz")):
+        with gzip.open(p, "rt") as f:
+            t = json.load(f)
+        traces[t["distributedInfo"]["rank"]] = t
+    return injected, traces
+
+
+def _durations_ms(trace: dict[str, Any], pred: Any) -> list[float]:
+    return [e["dur"] / 1000 for e in trace["traceEvents"] if e.get("ph") == "X" and pred(e["name"])]
+
+
+def test_sample_job_holds_the_injected_truths() -> None:
+    injected, traces = _sample()
+    ws = injected["world_size"]
+    assert sorted(traces) == list(range(ws))
+    for rank, t in traces.items():
+        info = t["distributedInfo"]
+        assert (info["rank"], info["world_size"], info["backend"]) == (rank, ws, "gloo")
+        steps = sorted(
+            int(e["name"].split("#")[1])
+            for e in t["traceEvents"]
+            if e.get("ph") == "X" and e["name"].startswith("ProfilerStep#")
+        )
+        assert steps == injected["profiled_steps"]
+        names = {e.get("name") for e in t["traceEvents"]}
+        assert {"gloo:all_reduce", "c10d::allreduce_"} <= names
+        assert "[memory]" in names  # profile_memory=True
+        loader = _durations_ms(
+            t, lambda n: n.startswith("enumerate(DataLoader)#") and n.endswith("__next__")
+        )
+        assert len(loader) >= len(steps)
+        assert statistics.median(loader) >= injected["dataloader_sleep_ms_per_batch"]
+    straggler = injected["straggler_rank"]
+    extra = injected["straggler_extra_ms_per_step"]
+    for rank, t in traces.items():
+        wait = statistics.median(_durations_ms(t, lambda n: n == "gloo:all_reduce"))
+        if rank == straggler:
+            assert wait < extra / 3
+        else:  # the others wait for the straggler inside the collective
+            assert extra * 0.8 <= wait <= extra * 2
+
+
+def test_sample_job_system_metrics() -> None:
+    injected, _ = _sample()
+    files = sorted((SAMPLE / "profiler-output" / "system" / "incremental").glob("*/*.algo-1.json"))
+    assert files
+    recs = [json.loads(line) for f in files for line in f.read_text().splitlines()]
+    assert {r["NodeId"] for r in recs} == {"algo-1"}
+    dims = {(r["Type"], r["Dimension"] or r["Name"]) for r in recs}
+    assert {
+        ("cpu", "CPUUtilization"),
+        ("cpu", "I/OWaitPercentage"),
+        ("memory", "MemoryUsedPercent"),
+    } <= dims
+    mem = [r for r in recs if r["Name"] == "MemoryUsedPercent"]
+    assert len(mem) == injected["system_metrics_samples"]
+    t0 = injected["training_start_epoch_s"]
+    assert min(r["Timestamp"] for r in recs) < t0 < max(r["Timestamp"] for r in recs)
+    total = sum(f.stat().st_size for f in SAMPLE.rglob("*") if f.is_file())
+    assert total < 1_500_000
