@@ -72,6 +72,7 @@ class RuleSet:
     profiler: ProfilerSettings
     rules: dict[str, p.RuleParams] = field(default_factory=dict)
     disabled: set[str] = field(default_factory=set)
+    severity_overrides: dict[str, str] = field(default_factory=dict)
     source: str = "<defaults>"
 
     def params(self, name: str) -> p.RuleParams:
@@ -122,6 +123,7 @@ def _parse(text: str, origin: str, base: RuleSet | None = None) -> RuleSet:
 
     rules: dict[str, p.RuleParams] = dict(base.rules) if base else {}
     disabled: set[str] = set(base.disabled) if base else set()
+    severities: dict[str, str] = dict(base.severity_overrides) if base else {}
     rules_doc = doc.get("rules", {})
     if not isinstance(rules_doc, dict):
         raise RuleFileError(f"{origin}: 'rules' must be tables like [rules.LowGPUUtilization]")
@@ -138,6 +140,11 @@ def _parse(text: str, origin: str, base: RuleSet | None = None) -> RuleSet:
         enabled = values.pop("enabled", True)
         if not isinstance(enabled, bool):
             raise RuleFileError(f"{origin}: [rules.{name}] enabled must be true or false")
+        severity = values.pop("severity", None)
+        if severity is not None:
+            if severity not in ("error", "warning", "info"):
+                raise RuleFileError(f"{origin}: [rules.{name}] severity must be \"error\", \"warning\" or \"info\" (got {severity!r})")
+            severities[name] = severity
         merged = {**(rules[name].model_dump() if name in rules else {}), **values}
         try:
             rules[name] = entry.params_model.model_validate(merged)
@@ -147,7 +154,7 @@ def _parse(text: str, origin: str, base: RuleSet | None = None) -> RuleSet:
             disabled.discard(name)
         else:
             disabled.add(name)
-    return RuleSet(profiler=profiler, rules=rules, disabled=disabled, source=origin)
+    return RuleSet(profiler=profiler, rules=rules, disabled=disabled, severity_overrides=severities, source=origin)
 
 
 def _first_error(exc: ValidationError) -> str:

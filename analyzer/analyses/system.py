@@ -1,0 +1,400 @@
+"""System-metric analyses: GPU underuse, CPU / I/O bottlenecks, GPU memory growth.
+
+Pure functions over the ``system_metrics`` table. Every result is *per node and device*:
+SageMaker's own CPU and I/O bottleneck rules pool all nodes' samples, so one stalled node
+among five is averaged away there; here each node is judged on its own.
+
+Where a SageMaker Debugger built-in rule has a definition, these functions reproduce it
+(documented on each), evaluated the way the rule container does: every ``scan_interval_us``
+on all samples seen so far.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+#: samples closer than this belong to one system snapshot (the profiler agent's threads
+#: wake up at slightly different times); SageMaker's rules use the same 20 ms.
+SNAPSHOT_WINDOW_S = 0.02
+
+
+def metric_frame(system_metrics: pa.Table, dimensions: list[str]) -> pd.DataFrame:
+    """Rows of the given dimensions as a frame: node, device, dimension, t (epoch s), value.
+
+    Sorted by node, time. Filtering happens in Arrow so only the needed rows reach pandas.
+    """
+    if system_metrics.num_rows == 0:
+        return pd.DataFrame({"node": [], "device": [], "dimension": [], "t": [], "value": []})
+    dim = system_metrics.column("dimension")
+    mask = pc.is_in(dim, value_set=pa.array(dimensions, pa.string()))
+    sub = system_metrics.filter(mask).select(["node", "device", "dimension", "timestamp", "value"])
+    df = sub.to_pandas()
+    df["t"] = df.pop("timestamp").astype("int64") / 1e6 if len(df) else pd.Series(dtype="float64")
+    for col in ("node", "device", "dimension"):
+        df[col] = df[col].astype(str)
+    return df.sort_values(["node", "t"], kind="stable").reset_index(drop=True)
+
+
+def _q(values: np.ndarray, q: float) -> float:
+    return float(np.quantile(values, q)) if len(values) else float("nan")
+
+
+def gpu_summary(system_metrics: pa.Table, low_threshold: float = 10.0) -> pd.DataFrame:
+    """Per node and GPU: utilization and memory p5/p50/p95/mean, and the share of samples
+    with utilization under ``low_threshold`` %.
+
+    Columns: node, gpu, samples, util_p5, util_p50, util_p95, util_mean, mem_p5, mem_p50,
+    mem_p95, low_share_pct, start, end (epoch s).
+    """
+    df = metric_frame(system_metrics, ["GPUUtilization", "GPUMemoryUtilization"])
+    rows = []
+    for (node, gpu), g in df.groupby(["node", "device"], sort=True):
+        u = g.loc[g["dimension"] == "GPUUtilization", "value"].to_numpy()
+        m = g.loc[g["dimension"] == "GPUMemoryUtilization", "value"].to_numpy()
+        rows.append(
+            {
+                "node": node,
+                "gpu": gpu,
+                "samples": len(u),
+                "util_p5": _q(u, 0.05),
+                "util_p50": _q(u, 0.5),
+                "util_p95": _q(u, 0.95),
+                "util_mean": float(u.mean()) if len(u) else float("nan"),
+                "mem_p5": _q(m, 0.05),
+                "mem_p50": _q(m, 0.5),
+                "mem_p95": _q(m, 0.95),
+                "low_share_pct": float((u < low_threshold).mean() * 100) if len(u) else float("nan"),
+                "start": float(g["t"].min()),
+                "end": float(g["t"].max()),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def heatmap(system_metrics: pa.Table, dimension: str = "GPUUtilization", bins: int = 200) -> pd.DataFrame:
+    """Node x device x time-bin mean of one dimension (for heatmaps; at most ``bins`` bins).
+
+    Columns: node, device, bin_start (epoch s), value.
+    """
+    df = metric_frame(system_metrics, [dimension])
+    if df.empty:
+        return pd.DataFrame({"node": [], "device": [], "bin_start": [], "value": []})
+    t0, t1 = df["t"].min(), df["t"].max()
+    width = max((t1 - t0) / bins, 1e-9)
+    df["bin_start"] = t0 + np.floor((df["t"] - t0) / width).clip(upper=bins - 1) * width
+    out = df.groupby(["node", "device", "bin_start"], sort=True)["value"].mean().reset_index()
+    return out
+
+
+@dataclass(frozen=True)
+class ScanPlan:
+    """When the rule container evaluates: every ``scan_interval_s`` after the first sample."""
+
+    first: float
+    scan_interval_s: float
+
+    def scan_ends(self, last: float) -> np.ndarray:
+        n = int(np.floor((last - self.first) / self.scan_interval_s)) + 1
+        return self.first + self.scan_interval_s * np.arange(1, n + 1)
+
+
+def _scan_plan(df: pd.DataFrame, scan_interval_us: int) -> ScanPlan:
+    return ScanPlan(first=float(df["t"].min()), scan_interval_s=scan_interval_us / 1e6)
+
+
+def low_gpu_utilization_scans(
+    system_metrics: pa.Table,
+    *,
+    threshold_p95: float = 70,
+    threshold_p5: float = 10,
+    window: int = 500,
+    patience: int = 1000,
+    scan_interval_us: int = 60_000_000,
+) -> pd.DataFrame:
+    """LowGPUUtilization, per node and GPU, at every scan.
+
+    Definition (SageMaker's rule): at each scan, for each GPU with more than ``patience``
+    samples so far, take the last ``window`` samples: *underused* if their p95 is below
+    ``threshold_p95``; *fluctuating* if p95 is above ``threshold_p95`` while p5 is below
+    ``threshold_p5``.
+
+    Columns: node, gpu, scan_end (epoch s), samples, p95, p5, window_start, kind
+    ('underused' | 'fluctuating' | None).
+    """
+    df = metric_frame(system_metrics, ["GPUUtilization"])
+    cols = ["node", "gpu", "scan_end", "samples", "p95", "p5", "window_start", "kind"]
+    if df.empty:
+        return pd.DataFrame(columns=cols)
+    plan = _scan_plan(df, scan_interval_us)
+    rows = []
+    for (node, gpu), g in df.groupby(["node", "device"], sort=True):
+        t = g["t"].to_numpy()
+        v = g["value"].to_numpy()
+        ends = plan.scan_ends(float(t[-1]))
+        counts = np.searchsorted(t, ends, side="left")
+        for end, n in zip(ends, counts, strict=True):
+            if n <= patience:
+                continue
+            w = v[max(0, n - window) : n]
+            p95, p5 = float(np.quantile(w, 0.95)), float(np.quantile(w, 0.05))
+            kind = None
+            if p95 < threshold_p95:
+                kind = "underused"
+            elif p95 > threshold_p95 and p5 < threshold_p5:
+                kind = "fluctuating"
+            rows.append((node, gpu, float(end), int(n), p95, p5, float(t[max(0, n - window)]), kind))
+    return pd.DataFrame(rows, columns=cols)
+
+
+def snapshot_ids(t: np.ndarray, window_s: float = SNAPSHOT_WINDOW_S) -> np.ndarray:
+    """Snapshot number of each (time-sorted) sample.
+
+    A new snapshot starts when a sample is more than ``window_s`` after the *first* sample
+    of the current snapshot (the rule's running timestamp). Gaps split snapshots in one
+    vectorised pass; only the rare bursts longer than the window are walked sample by
+    sample.
+    """
+    if len(t) == 0:
+        return np.empty(0, dtype=np.int64)
+    coarse = np.concatenate([[0], np.cumsum(np.diff(t) > window_s)])
+    starts = np.flatnonzero(np.concatenate([[True], coarse[1:] != coarse[:-1]]))
+    ends = np.concatenate([starts[1:], [len(t)]])
+    spans = t[ends - 1] - t[starts]
+    if not (spans > window_s).any():
+        return coarse.astype(np.int64)
+    out = np.empty(len(t), dtype=np.int64)
+    sid = -1
+    for a, b, span in zip(starts, ends, spans, strict=True):
+        if span <= window_s:
+            sid += 1
+            out[a:b] = sid
+            continue
+        first = t[a]
+        sid += 1
+        for i in range(a, b):
+            if t[i] - first > window_s:
+                sid += 1
+                first = t[i]
+            out[i] = sid
+    return out
+
+
+def bottleneck_snapshots(
+    system_metrics: pa.Table,
+    *,
+    resource: str,
+    gpu_threshold: float = 10,
+    resource_threshold: float = 90,
+) -> pd.DataFrame:
+    """Per node, one row per system snapshot: is the GPU idle while the CPU (or I/O) is busy?
+
+    Definition (SageMaker's CPUBottleneck / IOBottleneck, but per node): samples within
+    20 ms form one snapshot; a snapshot is a bottleneck when some GPU is under
+    ``gpu_threshold`` % and some CPU core's utilization (``resource='cpu'``) or I/O wait
+    (``resource='io'``) is over ``resource_threshold`` %.
+
+    Columns: node, t (snapshot start, epoch s), low_gpus, busy (count of cores over the
+    threshold), bottleneck (bool).
+    """
+    dim = {"cpu": "CPUUtilization", "io": "I/OWaitPercentage"}[resource]
+    df = metric_frame(system_metrics, ["GPUUtilization", dim])
+    cols = ["node", "t", "low_gpus", "busy", "bottleneck"]
+    if df.empty:
+        return pd.DataFrame(columns=cols)
+    parts = []
+    for node, g in df.groupby("node", sort=True):
+        t = g["t"].to_numpy()
+        g = g.assign(snap=snapshot_ids(t))
+        is_gpu = g["dimension"].to_numpy() == "GPUUtilization"
+        val = g["value"].to_numpy()
+        g = g.assign(low_gpu=is_gpu & (val < gpu_threshold), busy=(~is_gpu) & (val > resource_threshold))
+        agg = g.groupby("snap").agg(t=("t", "min"), low_gpus=("low_gpu", "sum"), busy=("busy", "sum"))
+        agg["bottleneck"] = (agg["low_gpus"] > 0) & (agg["busy"] > 0)
+        agg.insert(0, "node", node)
+        parts.append(agg.reset_index(drop=True))
+    return pd.concat(parts, ignore_index=True)[cols]
+
+
+def bottleneck_verdicts(
+    snapshots: pd.DataFrame, *, threshold: float = 50, patience: int = 1000, scan_interval_us: int = 60_000_000
+) -> pd.DataFrame:
+    """Per node: does the bottleneck share exceed ``threshold`` % at some scan?
+
+    Definition (SageMaker's rule, per node): at each scan, with more than ``patience``
+    snapshots so far, the rule fires when bottleneck snapshots / all snapshots x 100 is
+    above ``threshold``.
+
+    Columns: node, snapshots, bottlenecks, share_pct (whole job), fired (bool),
+    first_fired_at (epoch s or NaN), windows (list of (start, end) runs of bottlenecks).
+    """
+    cols = ["node", "snapshots", "bottlenecks", "share_pct", "fired", "first_fired_at", "windows"]
+    if snapshots.empty:
+        return pd.DataFrame(columns=cols)
+    first = float(snapshots["t"].min())
+    step = scan_interval_us / 1e6
+    rows = []
+    for node, g in snapshots.groupby("node", sort=True):
+        t = g["t"].to_numpy()
+        b = g["bottleneck"].to_numpy()
+        ends = first + step * np.arange(1, int(np.floor((t[-1] - first) / step)) + 2)
+        n = np.searchsorted(t, ends, side="left")
+        nb = np.concatenate([[0], np.cumsum(b)])[n]
+        ok = (n > patience) & (n > 0)
+        share = np.where(n > 0, nb / np.maximum(n, 1) * 100, 0.0)
+        fired_mask = ok & (share > threshold)
+        rows.append(
+            {
+                "node": node,
+                "snapshots": len(t),
+                "bottlenecks": int(b.sum()),
+                "share_pct": float(b.mean() * 100) if len(b) else 0.0,
+                "fired": bool(fired_mask.any()),
+                "first_fired_at": float(ends[fired_mask][0]) if fired_mask.any() else float("nan"),
+                "windows": runs(t, b),
+            }
+        )
+    return pd.DataFrame(rows, columns=cols)
+
+
+def runs(t: np.ndarray, flags: np.ndarray, max_gap_s: float = 5.0) -> list[tuple[float, float]]:
+    """Contiguous runs of True flags as (start, end) times, merging gaps under ``max_gap_s``."""
+    out: list[tuple[float, float]] = []
+    idx = np.flatnonzero(flags)
+    if len(idx) == 0:
+        return out
+    start = prev = float(t[idx[0]])
+    for i in idx[1:]:
+        ti = float(t[i])
+        if ti - prev > max_gap_s:
+            out.append((start, prev))
+            start = ti
+        prev = ti
+    out.append((start, prev))
+    return out
+
+
+def gpu_memory_increase_events(
+    system_metrics: pa.Table,
+    *,
+    increase: float = 5,
+    window: int = 10,
+    patience: int = 1000,
+) -> pd.DataFrame:
+    """GPUMemoryIncrease, per node and GPU: samples where memory's moving average jumped.
+
+    Definition (SageMaker's rule): at each new sample of a GPU with more than ``window`` + 1
+    samples, diff = mean(last ``window`` samples) - mean(the ``window`` - 1 samples ending
+    two samples back); a violation when diff > ``increase`` and more than ``patience``
+    samples were seen.
+
+    Columns: node, gpu, t (epoch s), value, diff.
+    """
+    df = metric_frame(system_metrics, ["GPUMemoryUtilization"])
+    cols = ["node", "gpu", "t", "value", "diff"]
+    if df.empty:
+        return pd.DataFrame(columns=cols)
+    parts = []
+    for (node, gpu), g in df.groupby(["node", "device"], sort=True):
+        v = g["value"].to_numpy(dtype=float)
+        n = len(v)
+        if n <= window + 1:
+            continue
+        c = np.concatenate([[0.0], np.cumsum(v)])
+        k = np.arange(window + 2, n + 1)  # number of samples seen (1-based count)
+        recent = (c[k] - c[k - window]) / window
+        earlier = (c[k - 2] - c[k - window - 1]) / (window - 1) if window > 1 else np.full(len(k), np.nan)
+        diff = recent - earlier
+        hit = (diff > increase) & (k > patience)
+        if hit.any():
+            idx = k[hit] - 1
+            parts.append(
+                pd.DataFrame(
+                    {"node": node, "gpu": gpu, "t": g["t"].to_numpy()[idx], "value": v[idx], "diff": diff[hit]}
+                )
+            )
+    return pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
+
+
+def _entropy(pk: np.ndarray, qk: np.ndarray) -> float:
+    """Kullback-Leibler divergence of normalised pk from qk, natural log (as scipy.stats.entropy)."""
+    pk = pk / pk.sum()
+    qk = qk / qk.sum()
+    nz = pk > 0
+    return float(np.sum(pk[nz] * np.log(pk[nz] / qk[nz])))
+
+
+def gpu_load_balance(system_metrics: pa.Table, *, patience: int = 1000) -> pd.DataFrame:
+    """Per node, each pair of GPUs: how differently loaded they are.
+
+    Definition (SageMaker's LoadBalancing, within each node): histograms of each GPU's
+    utilization over 2 %-wide bins from 0 to 98 %, once the GPU has more than ``patience``
+    samples; the distance of two GPUs is the Jensen-Shannon distance of their histograms
+    (square root of the mean KL divergence to their average, natural log): 0 for identical
+    workloads, up to √ln 2 ≈ 0.83 for disjoint ones.
+
+    Columns: node, gpu_a, gpu_b, distance, mean_util_a, mean_util_b.
+    """
+    df = metric_frame(system_metrics, ["GPUUtilization"])
+    cols = ["node", "gpu_a", "gpu_b", "distance", "mean_util_a", "mean_util_b"]
+    if df.empty:
+        return pd.DataFrame(columns=cols)
+    bins = np.arange(0, 100, 2)
+    rows = []
+    for node, g in df.groupby("node", sort=True):
+        hists: dict[str, tuple[np.ndarray, float]] = {}
+        for gpu, gg in g.groupby("device", sort=True):
+            v = gg["value"].to_numpy()
+            if len(v) > patience:
+                h, _ = np.histogram(v, bins=bins)
+                if h.sum() > 0:
+                    hists[str(gpu)] = (h.astype(float), float(v.mean()))
+        names = sorted(hists, key=lambda n: (len(n), n))
+        for i, a in enumerate(names):
+            for b in names[i + 1 :]:
+                ha, hb = hists[a][0], hists[b][0]
+                m = (ha / ha.sum() + hb / hb.sum()) / 2
+                dist = float(np.sqrt(max(0.0, (_entropy(ha, m) + _entropy(hb, m)) / 2)))
+                rows.append((node, a, b, dist, hists[a][1], hists[b][1]))
+    return pd.DataFrame(rows, columns=cols)
+
+
+def batch_size_underuse(
+    system_metrics: pa.Table,
+    *,
+    cpu_threshold_p95: float = 70,
+    gpu_threshold_p95: float = 70,
+    gpu_memory_threshold_p95: float = 70,
+    window: int = 500,
+    patience: int = 1000,
+) -> pd.DataFrame:
+    """Per node and GPU: is everything underused, so the batch could be bigger?
+
+    Definition (SageMaker's BatchSize, per GPU): after ``patience`` samples, over the last
+    ``window`` samples, the p95 of the GPU's utilization, of its memory, and of the node's
+    total CPU utilization (mean over cores per snapshot) are all below their thresholds.
+
+    Columns: node, gpu, gpu_p95, gpu_mem_p95, cpu_p95, underused (bool).
+    """
+    df = metric_frame(system_metrics, ["GPUUtilization", "GPUMemoryUtilization", "CPUUtilization"])
+    cols = ["node", "gpu", "gpu_p95", "gpu_mem_p95", "cpu_p95", "underused"]
+    if df.empty:
+        return pd.DataFrame(columns=cols)
+    rows = []
+    for node, g in df.groupby("node", sort=True):
+        cpu = g[g["dimension"] == "CPUUtilization"]
+        cpu_total = cpu.groupby(snapshot_ids(cpu["t"].to_numpy()))["value"].mean().to_numpy()
+        cpu_p95 = _q(cpu_total[patience:][-window:], 0.95) if len(cpu_total) > patience else float("nan")
+        for gpu, gg in g[g["dimension"] != "CPUUtilization"].groupby("device", sort=True):
+            u = gg.loc[gg["dimension"] == "GPUUtilization", "value"].to_numpy()
+            m = gg.loc[gg["dimension"] == "GPUMemoryUtilization", "value"].to_numpy()
+            if len(u) <= patience:
+                continue
+            up, mp = _q(u[-window:], 0.95), _q(m[-window:], 0.95)
+            under = bool(up < gpu_threshold_p95 and mp < gpu_memory_threshold_p95 and cpu_p95 < cpu_threshold_p95)
+            rows.append((node, gpu, up, mp, cpu_p95, under))
+    return pd.DataFrame(rows, columns=cols)

@@ -1,0 +1,23 @@
+"""The rules smprof evaluates, one module each (SageMaker's built-ins keep their names)."""
+
+from rules.builtin.batch_size import BatchSize
+from rules.builtin.cpu_bottleneck import CPUBottleneck
+from rules.builtin.dataloader_stall import DataLoaderStall
+from rules.builtin.gpu_memory_increase import GPUMemoryIncrease
+from rules.builtin.io_bottleneck import IOBottleneck
+from rules.builtin.load_balancing import LoadBalancing
+from rules.builtin.low_gpu_utilization import LowGPUUtilization
+from rules.builtin.max_initialization_time import MaxInitializationTime
+from rules.builtin.step_outlier import StepOutlier
+
+ALL_RULES = (
+    LowGPUUtilization(),
+    CPUBottleneck(),
+    IOBottleneck(),
+    GPUMemoryIncrease(),
+    LoadBalancing(),
+    BatchSize(),
+    StepOutlier(),
+    MaxInitializationTime(),
+    DataLoaderStall(),
+)

@@ -1,0 +1,58 @@
+"""DataLoaderStall — smprof rule: the training loop waits for its next batch, per rank."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rules import params as p
+from rules.engine import Finding, RuleContext
+
+
+class DataLoaderStall:
+    id: ClassVar[str] = "DataLoaderStall"
+    title: ClassVar[str] = "Training loop waits for data"
+    checks: ClassVar[str] = (
+        "Per rank: mean share of step time spent in the data-loader's `__next__` (or smprof's "
+        "`smprof:data_loading` label), above `threshold_pct` % over at least `min_steps` steps."
+    )
+    why: ClassVar[str] = "Every millisecond the loop waits for a batch the accelerator sits idle."
+    recommendation: ClassVar[str] = (
+        "Raise DataLoader num_workers, set pin_memory=True and persistent_workers=True, prefetch "
+        "(prefetch_factor), and move decoding/augmentation out of __getitem__ or onto the GPU."
+    )
+    severity: ClassVar[str] = "error"
+    params_model: ClassVar[type[p.RuleParams]] = p.DataLoaderStallParams
+
+    def evaluate(self, ctx: RuleContext, params: p.DataLoaderStallParams) -> list[Finding] | str:
+        waits = ctx.dataloader_waits
+        if waits.empty:
+            return "no profiled steps with data-loader events in this job"
+        findings: list[Finding] = []
+        for rank, g in waits.groupby("rank", sort=True):
+            if len(g) < params.min_steps:
+                continue
+            share = float(g["wait_ms"].sum() / g["step_ms"].sum() * 100)
+            if share <= params.threshold_pct:
+                continue
+            findings.append(
+                Finding(
+                    rule=self.id,
+                    severity=self.severity,
+                    title=f"Rank {int(rank)} waits for data {share:.0f}% of each step",
+                    message=(
+                        f"rank {int(rank)}: {g['wait_ms'].mean():.1f} ms of {g['step_ms'].mean():.1f} ms per step "
+                        f"waiting for the next batch ({share:.1f}% > {params.threshold_pct}%) over {len(g)} steps"
+                    ),
+                    evidence={
+                        "rank": int(rank),
+                        "steps": len(g),
+                        "share_pct": round(share, 2),
+                        "mean_wait_ms": round(float(g["wait_ms"].mean()), 3),
+                        "mean_step_ms": round(float(g["step_ms"].mean()), 3),
+                        "worst_step": int(g.loc[g["share_pct"].idxmax(), "step"]),
+                    },
+                    recommendation=self.recommendation,
+                    where=f"rank {int(rank)}",
+                )
+            )
+        return findings
