@@ -101,3 +101,11 @@ class ExposedCommunicationParams(RuleParams):
 class StragglerRankParams(RuleParams):
     threshold_pct: float = Field(15.0, ge=0, description="A rank whose median step (or compute) time exceeds the median of all ranks by this % is a straggler.")
     min_steps: int = Field(3, ge=1, description="Steps needed per rank before judging.")
+
+
+class BaselineRegressionParams(RuleParams):
+    step_time_pct: float = Field(10.0, ge=0, description="Mean step time may grow by this % over the baseline.")
+    throughput_pct: float = Field(10.0, ge=0, description="Throughput (steps/s) may drop by this % under the baseline.")
+    gpu_util_points: float = Field(5.0, ge=0, description="Median GPU utilization may drop by this many points.")
+    stall_points: float = Field(5.0, ge=0, description="Data-loader stall share may grow by this many points.")
+    exposed_comm_points: float = Field(5.0, ge=0, description="Exposed communication share may grow by this many points.")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +48,7 @@ CATALOG: dict[str, RuleEntry] = {
         RuleEntry("DataLoaderStall", p.DataLoaderStallParams, False),
         RuleEntry("ExposedCommunication", p.ExposedCommunicationParams, False),
         RuleEntry("StragglerRank", p.StragglerRankParams, False),
+        RuleEntry("BaselineRegression", p.BaselineRegressionParams, False),
     )
 }
 
@@ -89,7 +89,7 @@ DEFAULT_RULE_FILE = "default-rules.toml"
 
 
 def default_rules_text() -> str:
-    return resources.files("rules").joinpath(DEFAULT_RULE_FILE).read_text(encoding="utf-8")
+    return (Path(__file__).parent / DEFAULT_RULE_FILE).read_text(encoding="utf-8")
 
 
 def load_ruleset(path: str | Path | None = None) -> RuleSet:

@@ -73,7 +73,8 @@ def gpu_summary(system_metrics: pa.Table, low_threshold: float = 10.0) -> pd.Dat
                 "end": float(g["t"].max()),
             }
         )
-    return pd.DataFrame(rows)
+    cols = ["node", "gpu", "samples", "util_p5", "util_p50", "util_p95", "util_mean", "mem_p5", "mem_p50", "mem_p95", "low_share_pct", "start", "end"]
+    return pd.DataFrame(rows, columns=cols)
 
 
 def heatmap(system_metrics: pa.Table, dimension: str = "GPUUtilization", bins: int = 200) -> pd.DataFrame:

@@ -6,6 +6,7 @@ import click
 
 from analyzer import __version__
 from smprof.cli.ingest import ingest_command
+from smprof.cli.report import report_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -18,6 +19,7 @@ def cli() -> None:
 
 
 cli.add_command(ingest_command)
+cli.add_command(report_command)
 
 
 def main() -> None:

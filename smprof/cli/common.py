@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -37,6 +38,18 @@ def user_errors(fn: F) -> F:
         except KeyboardInterrupt:
             click.echo("smprof: interrupted", err=True)
             sys.exit(130)
+        except (SystemExit, click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:  # a bug: still one line for the user, the traceback on request
+            if os.environ.get("SMPROF_DEBUG"):
+                raise
+            logging.getLogger("smprof").debug("internal error", exc_info=True)
+            click.echo(
+                f"smprof: internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+                "(set SMPROF_DEBUG=1 for the traceback, and please report it)",
+                err=True,
+            )
+            sys.exit(2)
 
     return wrapper  # type: ignore[return-value]
 

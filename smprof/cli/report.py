@@ -1,0 +1,99 @@
+"""``smprof report SOURCE``: rules → Markdown, HTML, JSON and JUnit; exit 1 when one fires."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+import orjson
+
+from analyzer.errors import SmprofError
+from analyzer.ingest import ingest
+from analyzer.sources import open_source
+from rules.engine import evaluate
+from rules.ruleset import load_ruleset
+from smprof.cli.common import progress_bar, setup_logging, user_errors
+
+FORMATS = ("md", "html", "json", "junit")
+FILES = {"md": "report.md", "html": "report.html", "json": "report.json", "junit": "report.junit.xml"}
+
+
+def _formats(value: str) -> list[str]:
+    chosen = [f.strip() for f in value.split(",") if f.strip()]
+    bad = [f for f in chosen if f not in FORMATS]
+    if bad or not chosen:
+        raise click.BadParameter(f"unknown format(s) {', '.join(bad) or '(none)'}; choose from {','.join(FORMATS)}")
+    return chosen
+
+
+@click.command("report")
+@click.argument("source")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="smprof-report", show_default=True,
+              help="Folder the report files are written to.")
+@click.option("--format", "formats", default=",".join(FORMATS), show_default=True,
+              help="Comma-separated formats: md, html, json, junit.")
+@click.option("--fail-on", type=click.Choice(["error", "warning", "info", "never"]), default="error", show_default=True,
+              help="Exit 1 when a finding of this severity or worse exists.")
+@click.option("--baseline", default=None, help="Another run (folder, s3:// prefix or job name) to compare against.")
+@click.option("--rules", "rules_file", type=click.Path(dir_okay=False), default=None,
+              help="Rule file overriding the default thresholds (same file `smprof attach` reads).")
+@click.option("--cache", "cache_dir", type=click.Path(file_okay=False), default=None, help="Cache folder.")
+@click.option("--profile", default=None, help="AWS profile for S3 and SageMaker sources.")
+@click.option("--region", default=None, help="AWS region for SageMaker job names.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: when a terminal).")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr.")
+@user_errors
+def report_command(source: str, out_dir: str, formats: str, fail_on: str, baseline: str | None,
+                   rules_file: str | None, cache_dir: str | None, profile: str | None, region: str | None,
+                   progress: bool | None, quiet: bool) -> None:
+    """Judge SOURCE with the rule set and write the report files.
+
+    Exit code: 0 clean, 1 a finding at or above --fail-on, 2 bad usage or unreadable input.
+    """
+    from analyzer.analyses import steps as steps_analyses
+    from smprof.report import html as html_report
+    from smprof.report import junit, markdown, model
+
+    try:
+        chosen = _formats(formats)
+    except click.BadParameter as exc:
+        raise SmprofError(str(exc.message)) from None
+    setup_logging(0, quiet)
+    ruleset = load_ruleset(rules_file)
+    show_bar = (sys.stderr.isatty() if progress is None else progress) and not quiet
+    with progress_bar(show_bar) as on_progress:
+        result = ingest(open_source(source, profile=profile, region=region), cache_dir=cache_dir, on_progress=on_progress)
+        base = None
+        if baseline:
+            b = ingest(open_source(baseline, profile=profile, region=region), cache_dir=cache_dir, on_progress=on_progress)
+            base = (b.dataset, b.summary)
+    results = evaluate(result.dataset, ruleset)
+    report = model.build(result.dataset, ruleset, results, ingest_summary=result.summary, fail_on=fail_on, baseline=base)
+
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SmprofError(f"cannot create output folder {out}: {exc.strerror}") from None
+    written = []
+    for fmt in chosen:
+        if fmt == "json":
+            text = orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n"
+        elif fmt == "md":
+            text = markdown.render(report)
+        elif fmt == "junit":
+            text = junit.render(report)
+        else:
+            text = html_report.render(report, result.dataset, steps_analyses.step_durations(result.dataset))
+        path = out / FILES[fmt]
+        path.write_text(text, encoding="utf-8")
+        written.append(str(path))
+    s = report["summary"]
+    if not quiet:
+        click.echo(
+            f"{s['verdict'].upper()}: {s['counts']['error']} error(s), {s['counts']['warning']} warning(s), "
+            f"{s['counts']['info']} info — wrote {', '.join(written)}",
+            err=True,
+        )
+    sys.exit(1 if s["verdict"] == "fail" else 0)

@@ -1,0 +1,1 @@
+"""The bottleneck report: one model (``model.py``) rendered by one module per format."""

@@ -1,0 +1,90 @@
+"""report.html: one self-contained file (plotly.js inlined once), every trace string escaped."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+import plotly.io as pio
+
+from analyzer.ingest.dataset import JobDataset
+from smprof.report import charts
+from smprof.report.escape import h
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem;max-width:1200px;color:#222}
+h1{margin-bottom:.2rem} .facts{color:#555;margin-bottom:1rem}
+table{border-collapse:collapse;margin:.5rem 0 1.5rem;width:100%} th,td{border:1px solid #ddd;padding:.35rem .5rem;text-align:left;vertical-align:top}
+th{background:#f5f5f5} .error{color:#b00020;font-weight:600} .warning{color:#b45f06;font-weight:600} .info{color:#1a5fb4}
+.pass{color:#1b7d35;font-weight:700} .fail{color:#b00020;font-weight:700} code{font-size:.9em}
+"""
+
+
+def render(report: dict[str, Any], ds: JobDataset, steps: pd.DataFrame) -> str:
+    job = report["job"]
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>smprof report: {h(job['name'])}</title><style>{CSS}</style></head><body>",
+        f"<h1>smprof report: {h(job['name'])}</h1>",
+        f"<div class='facts'>source <code>{h(job['source'])}</code> · {job['nodes']} node(s) · {job['ranks']} rank(s)"
+        + (f" · status {h(job['status'])}" if job.get("status") else "")
+        + "</div>",
+    ]
+    s = report["summary"]
+    parts.append(
+        f"<p class='{h(s['verdict'])}'>{h(s['verdict'].upper())}</p><p>{s['counts']['error']} error(s), "
+        f"{s['counts']['warning']} warning(s), {s['counts']['info']} info — fail-on {h(s['fail_on'])}</p>"
+    )
+    parts.append("<h2>Findings</h2>")
+    if report["findings"]:
+        parts.append("<table><tr><th>severity</th><th>rule</th><th>where</th><th>finding</th><th>recommendation</th></tr>")
+        for f in report["findings"]:
+            parts.append(
+                f"<tr><td class='{h(f['severity'])}'>{h(f['severity'])}</td><td>{h(f['rule'])}</td><td>{h(f['where'])}</td>"
+                f"<td>{h(f['message'])}</td><td>{h(f['recommendation'])}</td></tr>"
+            )
+        parts.append("</table>")
+    else:
+        parts.append("<p>No rule fired.</p>")
+
+    figs: list[go.Figure | None] = [
+        charts.gpu_heatmap(ds),
+        charts.step_times(steps),
+        charts.dataloader_share(report["metrics"]["ranks"]),
+        charts.rank_breakdown(report["metrics"]["ranks"]),
+    ]
+    first = True
+    for fig in figs:
+        if fig is None:
+            continue
+        parts.append(pio.to_html(fig, full_html=False, include_plotlyjs="inline" if first else False))
+        first = False
+
+    ranks = report["metrics"]["ranks"]
+    if ranks:
+        parts.append("<h2>Ranks</h2><table><tr><th>rank</th><th>node</th><th>steps</th><th>step ms</th><th>data-loader %</th>"
+                     "<th>overlap %</th><th>exposed comm %</th></tr>")
+        for r in ranks:
+            parts.append(
+                "<tr>" + "".join(
+                    f"<td>{h('' if v is None else v)}</td>"
+                    for v in (r["rank"], r.get("node"), r.get("steps"), r.get("step_time_mean_ms"), r.get("dataloader_stall_pct"),
+                              r.get("comm_comp_overlap_pct"), r.get("exposed_comm_pct"))
+                ) + "</tr>"
+            )
+        parts.append("</table>")
+    base = report.get("baseline")
+    if base:
+        parts.append(f"<h2>Against baseline <code>{h(base['source'])}</code></h2><table><tr><th>metric</th><th>baseline</th><th>current</th><th>change %</th><th>verdict</th></tr>")
+        for c in base["comparisons"]:
+            parts.append(
+                f"<tr><td>{h(c['label'])}</td><td>{h(c['baseline'])}</td><td>{h(c['current'])}</td><td>{h(c['change_pct'])}</td>"
+                f"<td class='{'fail' if c['regressed'] else 'pass'}'>{'regressed' if c['regressed'] else 'ok'}</td></tr>"
+            )
+        parts.append("</table>")
+    parts.append("<h2>Rules</h2><table><tr><th>rule</th><th>status</th><th>note</th></tr>")
+    for r in report["rules"]:
+        parts.append(f"<tr><td>{h(r['rule'])}</td><td>{h(r['status'])}</td><td>{h(r.get('reason') or '')}</td></tr>")
+    parts.append("</table></body></html>")
+    return "\n".join(parts)

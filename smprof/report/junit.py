@@ -1,0 +1,42 @@
+"""report.junit.xml: one test case per rule, failed where it fired at or above --fail-on."""
+
+from __future__ import annotations
+
+from typing import Any
+from xml.etree import ElementTree as ET
+
+from rules.engine import SEVERITY_RANK
+
+
+def render(report: dict[str, Any]) -> str:
+    fail_on = report["summary"]["fail_on"]
+    by_rule: dict[str, list[dict[str, Any]]] = {}
+    for f in report["findings"]:
+        by_rule.setdefault(f["rule"], []).append(f)
+    suite = ET.Element("testsuite", name=f"smprof:{report['job']['name']}")
+    failures = skipped = errors = 0
+    for r in report["rules"]:
+        case = ET.SubElement(suite, "testcase", classname="smprof.rules", name=r["rule"])
+        fs = by_rule.get(r["rule"], [])
+        failing = [f for f in fs if fail_on != "never" and SEVERITY_RANK[f["severity"]] >= SEVERITY_RANK[fail_on]]
+        if r["status"] == "error":
+            errors += 1
+            ET.SubElement(case, "error", message=r.get("reason") or "rule failed")
+        elif failing:
+            failures += 1
+            el = ET.SubElement(case, "failure", message=failing[0]["title"], type=failing[0]["severity"])
+            el.text = "\n".join(f"[{f['severity']}] {f['where']}: {f['message']}" for f in fs)
+        elif r["status"] == "skipped":
+            skipped += 1
+            ET.SubElement(case, "skipped", message=r.get("reason") or "not applicable")
+        elif fs:
+            out = ET.SubElement(case, "system-out")
+            out.text = "\n".join(f"[{f['severity']}] {f['where']}: {f['message']}" for f in fs)
+    suite.set("tests", str(len(report["rules"])))
+    suite.set("failures", str(failures))
+    suite.set("errors", str(errors))
+    suite.set("skipped", str(skipped))
+    suites = ET.Element("testsuites")
+    suites.append(suite)
+    ET.indent(suites)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"

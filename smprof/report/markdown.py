@@ -1,0 +1,110 @@
+"""report.md: short enough for a GitHub step summary, worst findings first."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from smprof.report.escape import md
+
+ICON = {"error": "🔴", "warning": "🟠", "info": "🔵"}
+
+
+def render(report: dict[str, Any]) -> str:
+    job = report["job"]
+    lines = [f"# smprof report: {md(job['name'])}", ""]
+    facts = [f"source `{md(job['source'])}`"]
+    if job.get("status"):
+        facts.append(f"status **{md(job['status'])}**")
+    if job.get("instance_type"):
+        facts.append(f"{md(job['instance_type'])} × {job.get('instance_count') or '?'}")
+    if job.get("time_span"):
+        facts.append(f"{job['time_span']['seconds']:.0f} s profiled")
+    facts.append(f"{job['nodes']} node(s), {job['ranks']} rank(s)")
+    lines += [" · ".join(facts), ""]
+
+    counts = report["summary"]["counts"]
+    verdict = report["summary"]["verdict"]
+    lines += [
+        f"**{verdict}** — {counts['error']} error(s), {counts['warning']} warning(s), {counts['info']} info "
+        f"(fail-on: {report['summary']['fail_on']})",
+        "",
+    ]
+    head = report["metrics"].get("headline", {})
+    if head:
+        lines += ["| headline | value |", "|---|---|"]
+        for key, label, unit in HEADLINE:
+            v = head.get(key)
+            if v is not None:
+                lines.append(f"| {label} | {v:.1f}{unit} |")
+        lines.append("")
+
+    findings = report["findings"]
+    if findings:
+        lines += ["## Findings", "", "| | rule | where | finding |", "|---|---|---|---|"]
+        for f in findings:
+            lines.append(f"| {ICON[f['severity']]} {f['severity']} | {md(f['rule'])} | {md(f['where'])} | {md(f['message'])} |")
+        lines.append("")
+        lines += ["### What to do", ""]
+        seen: set[str] = set()
+        for f in findings:
+            if f["rule"] in seen:
+                continue
+            seen.add(f["rule"])
+            lines.append(f"- **{md(f['rule'])}**: {md(f['recommendation'])}")
+        lines.append("")
+    else:
+        lines += ["No rule fired.", ""]
+
+    ranks = report["metrics"].get("ranks", [])
+    if ranks:
+        lines += [
+            "## Ranks",
+            "",
+            "| rank | steps | step ms (mean) | data-loader wait % | comm/comp overlap % | exposed comm % | compute / non-compute / idle % |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in ranks:
+            t = r.get("temporal_pct") or {}
+            temporal = "/".join(_fmt(t.get(k)) for k in ("compute", "non_compute", "idle")) if t else "–"
+            lines.append(
+                f"| {r['rank']} | {r.get('steps') or 0} | {_fmt(r.get('step_time_mean_ms'))} | {_fmt(r.get('dataloader_stall_pct'))} | "
+                f"{_fmt(r.get('comm_comp_overlap_pct'))} | {_fmt(r.get('exposed_comm_pct'))} | {temporal} |"
+            )
+        lines.append("")
+
+    base = report.get("baseline")
+    if base:
+        lines += [f"## Against baseline `{md(base['source'])}`", "", "| metric | baseline | current | change | verdict |", "|---|---|---|---|---|"]
+        for c in base["comparisons"]:
+            lines.append(
+                f"| {md(c['label'])} | {_fmt(c['baseline'])} | {_fmt(c['current'])} | {_fmt(c['change_pct'])}% | "
+                f"{'regressed' if c['regressed'] else 'ok'} |"
+            )
+        lines.append("")
+
+    skipped = [r for r in report["rules"] if r["status"] in ("skipped", "error")]
+    if skipped:
+        lines += ["<details><summary>Rules that could not judge this job</summary>", ""]
+        for r in skipped:
+            lines.append(f"- {md(r['rule'])}: {md(r.get('reason') or '')}")
+        lines += ["", "</details>", ""]
+    return "\n".join(lines)
+
+
+HEADLINE = (
+    ("gpu_util_p50", "GPU utilization p50", "%"),
+    ("gpu_util_p95", "GPU utilization p95", "%"),
+    ("dataloader_stall_pct", "data-loader stall share", "%"),
+    ("exposed_comm_pct", "exposed communication share", "%"),
+    ("step_time_mean_ms", "step time (mean)", " ms"),
+    ("step_time_std_ms", "step time (std)", " ms"),
+    ("steps_per_s", "throughput", " steps/s"),
+)
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.1f}"
+    return str(v)
