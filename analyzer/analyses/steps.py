@@ -7,9 +7,11 @@ Everything is per rank, so a slow rank is named rather than averaged away.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from analyzer.ingest.dataset import JobDataset
 
@@ -147,3 +149,68 @@ def _union_clipped(s0: np.ndarray, s1: np.ndarray, a: int, b: int) -> int:
     g_hi = np.zeros(len(g_lo), dtype=run_hi.dtype)
     np.maximum.at(g_hi, group, hi)
     return int((g_hi - g_lo).sum())
+
+
+def _event_mask(ev_names: Any, pattern_class: str) -> np.ndarray:
+    from analyzer.analyses.kernel_classes import classify
+
+    return (classify(ev_names)["kernel_class"] == pattern_class).to_numpy()
+
+
+def rank_step_breakdown(ds: JobDataset, steps: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per (rank, step): where the step's wall time went.
+
+    Definition: ``comm_ms`` is the union of communication events of that rank (collective
+    kernels and CPU collective ops, classified by ``kernel_classes``) clipped to the step;
+    ``dataloader_ms`` the union of data-loader waits; ``busy_ms`` = step − comm −
+    data-loader: the rank's own work. In synchronous training a slow rank shows a larger
+    ``busy_ms`` while the others show a larger ``comm_ms`` (they wait for it in the
+    collective).
+    Columns: rank, step, step_ms, comm_ms, dataloader_ms, busy_ms.
+    """
+    steps = step_durations(ds) if steps is None else steps
+    cols = ["rank", "step", "step_ms", "comm_ms", "dataloader_ms", "busy_ms"]
+    ev = ds.table("kineto_events")
+    ks = steps[steps["source"] == "kineto"] if not steps.empty else steps
+    if ks.empty or ev.num_rows == 0:
+        return pd.DataFrame(columns=cols)
+    comm_mask = _event_mask(ev.column("name"), "COMMUNICATION")
+    comm = ev.filter(pa.array(comm_mask)).select(["rank", "start_ns", "dur_ns"]).to_pandas()
+    waits = dataloader_waits(ds, steps)
+    wait_ms = {(int(r), int(s)): w for r, s, w in zip(waits["rank"], waits["step"], waits["wait_ms"], strict=True)}
+    rows = []
+    for rank, st in ks.groupby("rank"):
+        c = comm[comm["rank"] == rank]
+        s0 = c["start_ns"].to_numpy()
+        s1 = s0 + c["dur_ns"].fillna(0).to_numpy()
+        for step, a, dur in zip(st["step"], st["start_ns"], st["dur_ns"], strict=True):
+            cm = _union_clipped(s0, s1, a, a + dur) / 1e6
+            dl = wait_ms.get((int(rank), int(step)), 0.0)
+            rows.append((int(rank), int(step), dur / 1e6, cm, dl, max(0.0, dur / 1e6 - cm - dl)))
+    return pd.DataFrame(rows, columns=cols)
+
+
+def stragglers(breakdown: pd.DataFrame, *, threshold_pct: float = 15.0, min_steps: int = 3) -> pd.DataFrame:
+    """Ranks whose own work per step stands out, and how long the others wait for them.
+
+    Definition: per rank, the median ``busy_ms`` over its steps (at least ``min_steps``).
+    A rank is a straggler when its median exceeds the median of the *other* ranks by more
+    than ``threshold_pct`` %. ``excess_ms`` is that difference: the time every other rank
+    waits each step.
+    Columns: rank, steps, busy_ms, others_busy_ms, excess_ms, excess_pct, comm_ms,
+    straggler (bool).
+    """
+    cols = ["rank", "steps", "busy_ms", "others_busy_ms", "excess_ms", "excess_pct", "comm_ms", "straggler"]
+    if breakdown.empty:
+        return pd.DataFrame(columns=cols)
+    per = breakdown.groupby("rank").agg(steps=("step", "size"), busy_ms=("busy_ms", "median"), comm_ms=("comm_ms", "median"))
+    per = per[per["steps"] >= min_steps]
+    if len(per) < 2:
+        return pd.DataFrame(columns=cols)
+    rows = []
+    for rank, r in per.iterrows():
+        others = float(per.drop(index=rank)["busy_ms"].median())
+        excess = float(r["busy_ms"]) - others
+        pct = excess / others * 100 if others > 0 else float("inf") if excess > 0 else 0.0
+        rows.append((int(rank), int(r["steps"]), float(r["busy_ms"]), others, excess, pct, float(r["comm_ms"]), pct > threshold_pct))
+    return pd.DataFrame(rows, columns=cols)

@@ -9,6 +9,7 @@ from rules.builtin.load_balancing import LoadBalancing
 from rules.builtin.low_gpu_utilization import LowGPUUtilization
 from rules.builtin.max_initialization_time import MaxInitializationTime
 from rules.builtin.step_outlier import StepOutlier
+from rules.builtin.straggler_rank import StragglerRank
 
 ALL_RULES = (
     LowGPUUtilization(),
@@ -20,4 +21,5 @@ ALL_RULES = (
     StepOutlier(),
     MaxInitializationTime(),
     DataLoaderStall(),
+    StragglerRank(),
 )

@@ -1,0 +1,124 @@
+"""Rules on data with a known answer: generated SageMaker jobs and the recorded sample job."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from analyzer.analyses import system as system_analyses
+from analyzer.ingest import ingest
+from analyzer.sources import open_source
+from analyzer.synthetic.system_metrics import (
+    CPUBottleneck,
+    IOBottleneck,
+    LowGPU,
+    generate_system_metrics,
+)
+from rules.engine import evaluate
+from rules.ruleset import load_ruleset
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "samples" / "sample-job"
+START = 1_700_000_000.0
+
+
+def _ts(iso: str) -> float:
+    return datetime.fromisoformat(iso).timestamp()
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("gen")
+    generate_system_metrics(
+        root / "job",
+        nodes=5,
+        gpus=2,
+        cpus=4,
+        minutes=30,
+        interval_s=0.5,
+        start=START,
+        seed=7,
+        patterns=[
+            LowGPU(node=2, gpu=1, start_s=600, end_s=1500, level=5),
+            CPUBottleneck(node=3, start_s=300, end_s=1700),
+            IOBottleneck(node=5, start_s=200, end_s=1600),
+        ],
+    )
+    ds = ingest(open_source(str(root / "job")), cache_dir=root / "cache").dataset
+    results = {r.rule: r for r in evaluate(ds, load_ruleset())}
+    return ds, results
+
+
+def test_low_gpu_utilization_names_the_node_gpu_and_window(generated) -> None:
+    _ds, results = generated
+    fired = results["LowGPUUtilization"].findings
+    underused = [f for f in fired if f.evidence["kind"] == "underused"]
+    assert {(f.evidence["node"], f.evidence["gpu"]) for f in underused} == {("algo-2", "gpu1"), *{("algo-3", f"gpu{i}") for i in range(2)}, *{("algo-5", f"gpu{i}") for i in range(2)}}
+    f = next(f for f in underused if f.evidence["node"] == "algo-2")
+    # the worst window lies inside the injected one (600 s .. 1500 s after the start)
+    assert _ts(f.evidence["worst_window_start"]) >= START + 600 and _ts(f.evidence["worst_window_end"]) <= START + 1500 + 60
+    assert f.evidence["worst_p95"] < 70
+    assert not any(f.evidence["node"] in ("algo-1", "algo-4") for f in fired)
+
+
+def test_cpu_bottleneck_fires_only_on_the_stalled_node(generated) -> None:
+    ds, results = generated
+    fired = results["CPUBottleneck"].findings
+    assert [f.evidence["node"] for f in fired] == ["algo-3"]
+    f = fired[0]
+    assert abs(_ts(f.evidence["window_start"]) - (START + 300)) < 2
+    assert abs(_ts(f.evidence["window_end"]) - (START + 1700)) < 2
+    # SageMaker pools the five nodes' snapshots: the same data would not fire there.
+    snaps = system_analyses.bottleneck_snapshots(ds.table("system_metrics"), resource="cpu", gpu_threshold=10, resource_threshold=90)
+    pooled_share = snaps["bottleneck"].mean() * 100
+    assert pooled_share < 50 < f.evidence["share_pct"]
+
+
+def test_io_bottleneck_fires_only_on_its_node(generated) -> None:
+    _ds, results = generated
+    assert [f.evidence["node"] for f in results["IOBottleneck"].findings] == ["algo-5"]
+
+
+def test_clean_nodes_raise_nothing(generated) -> None:
+    _ds, results = generated
+    for r in results.values():
+        for f in r.findings:
+            assert f.evidence.get("node") not in ("algo-1", "algo-4"), f
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory: pytest.TempPathFactory):
+    ds = ingest(open_source(str(SAMPLE)), cache_dir=tmp_path_factory.mktemp("c")).dataset
+    injected = json.loads((SAMPLE / "INJECTED.json").read_text())
+    return ds, {r.rule: r for r in evaluate(ds, load_ruleset())}, injected
+
+
+def test_sample_dataloader_stall_matches_injected_sleep(sample) -> None:
+    _ds, results, injected = sample
+    fired = results["DataLoaderStall"].findings
+    assert sorted(f.evidence["rank"] for f in fired) == [0, 1]
+    sleep = injected["dataloader_sleep_ms_per_batch"]
+    for f in fired:
+        assert abs(f.evidence["mean_wait_ms"] - sleep) / sleep < 0.05
+        step = f.evidence["mean_step_ms"]
+        assert abs(f.evidence["share_pct"] - sleep / step * 100) < 3
+
+
+def test_sample_straggler_rank_and_its_excess(sample) -> None:
+    _ds, results, injected = sample
+    fired = results["StragglerRank"].findings
+    assert [f.evidence["rank"] for f in fired] == [injected["straggler_rank"]]
+    extra = injected["straggler_extra_ms_per_step"]
+    assert abs(fired[0].evidence["excess_ms"] - extra) / extra < 0.05
+    assert fired[0].evidence["waiting_ranks"][0]["rank"] == 0
+
+
+def test_threshold_in_rule_file_changes_the_verdict(sample, tmp_path: Path) -> None:
+    ds, _results, _inj = sample
+    rules = tmp_path / "rules.toml"
+    rules.write_text("[rules.DataLoaderStall]\nthreshold_pct = 80.0\n")
+    relaxed = {r.rule: r for r in evaluate(ds, load_ruleset(rules))}
+    assert relaxed["DataLoaderStall"].findings == []
