@@ -3,6 +3,7 @@
 from rules.builtin.batch_size import BatchSize
 from rules.builtin.cpu_bottleneck import CPUBottleneck
 from rules.builtin.dataloader_stall import DataLoaderStall
+from rules.builtin.exposed_communication import ExposedCommunication
 from rules.builtin.gpu_memory_increase import GPUMemoryIncrease
 from rules.builtin.io_bottleneck import IOBottleneck
 from rules.builtin.load_balancing import LoadBalancing
@@ -22,4 +23,5 @@ ALL_RULES = (
     MaxInitializationTime(),
     DataLoaderStall(),
     StragglerRank(),
+    ExposedCommunication(),
 )

@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+import analyzer.analyses as kineto
 from analyzer import __version__
 from analyzer.analyses import steps as steps_analyses
 from analyzer.analyses import system as system_analyses
@@ -71,6 +72,7 @@ def rank_metrics(ds: JobDataset, steps: pd.DataFrame, waits: pd.DataFrame) -> li
     if traces.num_rows:
         for row in traces.select(["rank", "node"]).to_pylist():
             node_of[row["rank"]] = row["node"]
+    gpu = gpu_metrics_by_rank(ds)
     out = []
     for rank in ranks:
         st = stats.loc[rank] if len(stats) and rank in stats.index else None
@@ -91,7 +93,44 @@ def rank_metrics(ds: JobDataset, steps: pd.DataFrame, waits: pd.DataFrame) -> li
             "temporal_pct": None,
             "kernel_share_pct": None,
         }
+        entry.update(gpu.get(int(rank), {}))
         out.append(entry)
+    return out
+
+
+def gpu_metrics_by_rank(ds: JobDataset) -> dict[int, dict[str, Any]]:
+    """Per-rank GPU breakdowns from the Kineto analyses (HTA's definitions)."""
+    ev = ds.table("kineto_events")
+    if ev.num_rows == 0:
+        return {}
+    out: dict[int, dict[str, Any]] = {}
+    temporal = kineto.temporal_breakdown(ev)
+    for r in temporal.itertuples(index=False):
+        out.setdefault(int(r.rank), {})["temporal_pct"] = {
+            "compute": _num(r.compute_time_pct),
+            "non_compute": _num(r.non_compute_time_pct),
+            "idle": _num(r.idle_time_pct),
+        }
+    types = kineto.kernel_type_breakdown(ev)
+    for rank, g in types.groupby("rank"):
+        shares = dict(zip(g["kernel_type"], g["pct"], strict=True))
+        out.setdefault(int(rank), {})["kernel_share_pct"] = {
+            "computation": _num(shares.get("COMPUTATION", 0.0)),
+            "communication": _num(shares.get("COMMUNICATION", 0.0)),
+            "memory": _num(shares.get("MEMORY", 0.0)),
+            "overlapping": {k: _num(v) for k, v in shares.items() if " overlapping " in k},
+        }
+    comm = kineto.communication_summary(ev)
+    for r in comm.itertuples(index=False):
+        busy = float(r.gpu_busy_ns) if r.gpu_busy_ns == r.gpu_busy_ns else 0.0
+        has_comm = bool(r.comm_time_ns) and r.comm_time_ns == r.comm_time_ns
+        out.setdefault(int(r.rank), {}).update(
+            {
+                "comm_comp_overlap_pct": _num(r.comm_comp_overlap_pct) if has_comm else None,
+                "exposed_comm_pct": _num(float(r.exposed_comm_ns) / busy * 100) if has_comm and busy > 0 else None,
+                "comm_share_pct": _num(r.comm_share_pct) if has_comm else None,
+            }
+        )
     return out
 
 

@@ -1,0 +1,169 @@
+"""SageMaker Python SDK v2 (``sagemaker>=2.257,<3``): one call before ``fit()``.
+
+Why through the SDK's own objects (``ProfilerRule.sagemaker(rule_configs.X(...))``,
+``ProfilerConfig``...): the estimator then fills in what only it knows at ``fit()`` (the
+output path, the region's rule image) exactly as for hand-written rules, and
+smdebug_rulesconfig validates every parameter once more::
+
+    from sagemaker.pytorch import PyTorch
+    from rules.attach.sdk_v2 import attach_to_estimator
+
+    estimator = PyTorch(entry_point="train.py", ...)
+    attach_to_estimator(estimator, rules_file="rules.toml")
+    estimator.fit(...)
+
+Works for ``Estimator`` and every framework estimator (``PyTorch``, ``HuggingFace``...),
+all subclasses of ``sagemaker.estimator.EstimatorBase``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import logging
+import os
+from typing import Any
+
+from rules.attach.common import (
+    TENSORBOARD_LOCAL_PATH,
+    AttachError,
+    check_instance_type,
+    resolve_ruleset,
+    rule_arguments,
+    rule_evaluator_image,
+)
+from rules.ruleset import RuleSet
+
+__all__ = ["SUPPORTED", "attach_to_estimator", "is_v3_object"]
+
+log = logging.getLogger(__name__)
+
+SUPPORTED = ">=2.257,<3"
+_INSTALL_HINT = "pip install 'sagemaker>=2.257,<3'"
+
+
+def is_v3_object(obj: Any) -> bool:
+    """A SageMaker SDK v3 ``ModelTrainer`` (or SDK v2's own ``sagemaker.modules``
+    ModelTrainer), recognised by class without importing either SDK."""
+    return any(
+        cls.__name__ == "ModelTrainer" and cls.__module__.startswith(("sagemaker.train", "sagemaker.modules"))
+        for cls in type(obj).__mro__
+    )
+
+
+def _sdk_v2() -> Any:
+    """The installed SDK's ``sagemaker.estimator`` module, when it is v2."""
+    try:
+        version = importlib.metadata.version("sagemaker")
+    except importlib.metadata.PackageNotFoundError:
+        raise AttachError("the SageMaker Python SDK is not installed", hint=_INSTALL_HINT) from None
+    major = version.split(".", 1)[0]
+    if major != "2":
+        raise AttachError(
+            f"attach_to_estimator() needs SageMaker SDK v2, but sagemaker {version} is installed",
+            hint="with SDK v3 launch ModelTrainer jobs with rules.attach.sdk_v3.train_with_profiling()",
+        )
+    os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")  # the user chose v2
+    import sagemaker.estimator
+
+    return sagemaker.estimator
+
+
+def attach_to_estimator(
+    estimator: Any,
+    ruleset: RuleSet | str | os.PathLike[str] | None = None,
+    rules_file: str | os.PathLike[str] | None = None,
+) -> Any:
+    """Put the rule set's profiler config, rules, hook and TensorBoard config on a v2
+    estimator before ``fit()``; returns the estimator.
+
+    smprof owns the estimator's ``profiler_config``, ``disable_profiler`` and its
+    ``ProfilerRule`` entries (replaced); debugging ``Rule`` entries stay. A
+    ``TensorBoardOutputConfig`` the estimator already has is kept. With
+    ``debugger_hook = false`` the hook is turned off (the SDK would add one by default).
+    """
+    if is_v3_object(estimator):
+        raise AttachError(
+            f"attach_to_estimator() takes a SageMaker SDK v2 estimator, got a {type(estimator).__name__} "
+            f"({type(estimator).__module__}), which has no profiler fields",
+            hint="launch it with rules.attach.sdk_v3.train_with_profiling(model_trainer) instead of .train()",
+        )
+    estimator_mod = _sdk_v2()
+    if not isinstance(estimator, estimator_mod.EstimatorBase):
+        raise AttachError(
+            f"attach_to_estimator() takes a sagemaker.estimator.Estimator (or PyTorch, HuggingFace...), got {type(estimator).__name__}",
+            hint="for a raw CreateTrainingJob request use rules.attach.boto3_request.apply_to_request()",
+        )
+    # Typed as Any: the SDK's hints are looser than its code (disable_profiler is a bool).
+    debugger: Any = importlib.import_module("sagemaker.debugger")
+    ProfilerConfig, ProfilerRule = debugger.ProfilerConfig, debugger.ProfilerRule
+
+    rs = resolve_ruleset(ruleset, rules_file)
+    arguments = rule_arguments(rs)  # validates the rule set
+    check_instance_type(getattr(estimator, "instance_type", None), rs)
+    region = _region(estimator)
+    if region is not None and arguments and not rs.profiler.disable_profiler:
+        rule_evaluator_image(region)  # unknown region: fail now, not at fit()
+    settings = rs.profiler
+
+    kept = [r for r in (estimator.rules or []) if not isinstance(r, ProfilerRule)]
+    if settings.disable_profiler:
+        estimator.disable_profiler = True
+        estimator.profiler_config = ProfilerConfig(disable_profiler=True)
+        estimator.rules = kept
+    else:
+        estimator.disable_profiler = False
+        estimator.profiler_config = ProfilerConfig(
+            s3_output_path=settings.s3_output_path,  # None: the SDK uses the job's output path
+            system_monitor_interval_millis=settings.system_monitor_interval_millis,
+        )
+        estimator.rules = kept + [
+            _profiler_rule(ProfilerRule, debugger.rule_configs, name, kwargs)
+            for name, kwargs in arguments.items()
+        ]
+
+    if settings.debugger_hook:
+        estimator.debugger_hook_config = debugger.DebuggerHookConfig(
+            s3_output_path=settings.s3_output_path,
+            collection_configs=[debugger.CollectionConfig(name=c) for c in settings.hook_collections],
+        )
+    else:
+        estimator.debugger_hook_config = False
+
+    if settings.tensorboard_output and not estimator.tensorboard_output_config:
+        estimator.tensorboard_output_config = debugger.TensorBoardOutputConfig(
+            s3_output_path=settings.s3_output_path or _output_base(estimator),
+            container_local_output_path=TENSORBOARD_LOCAL_PATH,
+        )
+    return estimator
+
+
+def _profiler_rule(profiler_rule: Any, rule_configs: Any, name: str, kwargs: dict[str, Any]) -> Any:
+    """``ProfilerRule.sagemaker(rule_configs.<name>(**kwargs))``, smdebug's checks as one line."""
+    factory = getattr(rule_configs, name, None)
+    if factory is None:
+        raise AttachError(
+            f"this SageMaker SDK has no built-in profiler rule {name!r}",
+            hint=f"upgrade with {_INSTALL_HINT} or disable the rule with enabled = false",
+        )
+    try:
+        rule = profiler_rule.sagemaker(factory(**kwargs))
+    except (AssertionError, TypeError, ValueError) as exc:
+        raise AttachError(f"rule {name}: {exc}", hint="fix it in the rule file") from None
+    return rule
+
+
+def _region(estimator: Any) -> str | None:
+    session = getattr(estimator, "sagemaker_session", None)
+    region = getattr(session, "boto_region_name", None)
+    return region if isinstance(region, str) else None
+
+
+def _output_base(estimator: Any) -> str:
+    """Where the estimator will write output: ``output_path``, else the session's default
+    bucket and prefix, as ``fit()`` resolves it (the S3 call happens now, not at fit)."""
+    if estimator.output_path:
+        return str(estimator.output_path)
+    session = estimator.sagemaker_session
+    parts = [session.default_bucket(), getattr(session, "default_bucket_prefix", None)]
+    return "s3://" + "/".join(x.strip("/") for x in parts if x) + "/"

@@ -1,0 +1,63 @@
+"""ExposedCommunication — smprof rule: collectives that computation does not hide, per rank."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import analyzer.analyses as kineto
+from rules import params as p
+from rules.engine import Finding, RuleContext
+
+
+class ExposedCommunication:
+    id: ClassVar[str] = "ExposedCommunication"
+    title: ClassVar[str] = "Communication not overlapped by computation"
+    checks: ClassVar[str] = (
+        "Per rank: communication kernel time not overlapped by any computation kernel, as a share of the "
+        "GPU's busy time, above `threshold_pct` %."
+    )
+    why: ClassVar[str] = "Exposed collectives stall the GPU every step; hidden ones are free."
+    recommendation: ClassVar[str] = (
+        "Overlap gradient all-reduce with backward (DDP bucket_cap_mb, FSDP prefetch), use gradient "
+        "accumulation to communicate less often, or compress gradients; check inter-node bandwidth (EFA)."
+    )
+    severity: ClassVar[str] = "warning"
+    params_model: ClassVar[type[p.RuleParams]] = p.ExposedCommunicationParams
+
+    def evaluate(self, ctx: RuleContext, params: p.ExposedCommunicationParams) -> list[Finding] | str:
+        ev = ctx.dataset.table("kineto_events")
+        if ev.num_rows == 0:
+            return "no PyTorch profiler traces in this job"
+        summary = ctx.memo(("communication_summary",), lambda: kineto.communication_summary(ev))
+        with_comm = summary[summary["comm_time_ns"].fillna(0) > 0]
+        if with_comm.empty:
+            return "no GPU communication kernels in the traces"
+        findings: list[Finding] = []
+        for r in with_comm.itertuples(index=False):
+            busy = float(r.gpu_busy_ns)
+            share = float(r.exposed_comm_ns) / busy * 100 if busy > 0 else 0.0
+            if share <= params.threshold_pct:
+                continue
+            findings.append(
+                Finding(
+                    rule=self.id,
+                    severity=self.severity,
+                    title=f"Rank {int(r.rank)}: {share:.0f}% of GPU time is exposed communication",
+                    message=(
+                        f"rank {int(r.rank)}: {r.exposed_comm_ns / 1e6:.1f} ms of {r.comm_time_ns / 1e6:.1f} ms of "
+                        f"communication is not overlapped by computation ({share:.1f}% of {busy / 1e6:.1f} ms GPU busy "
+                        f"time > {params.threshold_pct}%; overlap {r.comm_comp_overlap_pct:.1f}%)"
+                    ),
+                    evidence={
+                        "rank": int(r.rank),
+                        "exposed_comm_ms": round(float(r.exposed_comm_ns) / 1e6, 3),
+                        "comm_ms": round(float(r.comm_time_ns) / 1e6, 3),
+                        "gpu_busy_ms": round(busy / 1e6, 3),
+                        "exposed_share_pct": round(share, 2),
+                        "comm_comp_overlap_pct": round(float(r.comm_comp_overlap_pct), 2),
+                    },
+                    recommendation=self.recommendation,
+                    where=f"rank {int(r.rank)}",
+                )
+            )
+        return findings
