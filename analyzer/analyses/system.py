@@ -11,6 +11,7 @@ on all samples seen so far.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,21 +24,77 @@ import pyarrow.compute as pc
 SNAPSHOT_WINDOW_S = 0.02
 
 
+MAIN_DIMENSIONS = ("CPUUtilization", "I/OWaitPercentage", "GPUUtilization", "GPUMemoryUtilization")
+_FRAMES: dict[tuple[int, tuple[str, ...]], tuple[pa.Table, pd.DataFrame]] = {}
+
+
 def metric_frame(system_metrics: pa.Table, dimensions: list[str]) -> pd.DataFrame:
     """Rows of the given dimensions as a frame: node, device, dimension, t (epoch s), value.
 
-    Sorted by node, time. Filtering happens in Arrow so only the needed rows reach pandas.
+    Sorted by node, then time. Filtering and sorting happen in Arrow on integer keys, the
+    string columns stay categorical, and the last few frames are kept: jobs have tens of
+    millions of samples, several rules read the same dimensions, and per-row Python
+    strings would dominate every analysis. Callers must not modify the returned frame.
     """
+    key = (id(system_metrics), tuple(sorted(dimensions)))
+    hit = _FRAMES.get(key)
+    if hit is not None and hit[0] is system_metrics:
+        return hit[1]
+    if set(dimensions) < set(MAIN_DIMENSIONS):
+        # One sorted frame of the dimensions rules read, then a cheap categorical mask.
+        base = metric_frame(system_metrics, list(MAIN_DIMENSIONS))
+        df = base[base["dimension"].isin(dimensions)].reset_index(drop=True)
+    else:
+        df = _metric_frame(system_metrics, dimensions)
+    if len(_FRAMES) >= 8:
+        _FRAMES.pop(next(iter(_FRAMES)))
+    _FRAMES[key] = (system_metrics, df)
+    return df
+
+
+def _metric_frame(system_metrics: pa.Table, dimensions: list[str]) -> pd.DataFrame:
+    cols = ["node", "device", "dimension", "t", "value"]
     if system_metrics.num_rows == 0:
-        return pd.DataFrame({"node": [], "device": [], "dimension": [], "t": [], "value": []})
-    dim = system_metrics.column("dimension")
-    mask = pc.is_in(dim, value_set=pa.array(dimensions, pa.string()))
+        return pd.DataFrame({c: pd.Series(dtype="float64" if c in ("t", "value") else "category") for c in cols})
+    mask = pc.is_in(system_metrics.column("dimension"), value_set=pa.array(dimensions, pa.string()))
     sub = system_metrics.filter(mask).select(["node", "device", "dimension", "timestamp", "value"])
-    df = sub.to_pandas()
-    df["t"] = df.pop("timestamp").astype("int64") / 1e6 if len(df) else pd.Series(dtype="float64")
-    for col in ("node", "device", "dimension"):
-        df[col] = df[col].astype(str)
-    return df.sort_values(["node", "t"], kind="stable").reset_index(drop=True)
+    node = sub.column("node").combine_chunks()
+    if not pa.types.is_dictionary(node.type):
+        node = pc.dictionary_encode(node)
+    # Sort by the node's rank in natural order (an integer key), then time.
+    names = [str(v) for v in node.dictionary.to_pylist()]
+    rank_of = np.empty(len(names), dtype=np.int32)
+    for r, i in enumerate(sorted(range(len(names)), key=lambda i: natural_key(names[i]))):
+        rank_of[i] = r
+    node_rank = rank_of[pc.fill_null(node.indices, 0).to_numpy(zero_copy_only=False)]
+    ts = sub.column("timestamp").cast(pa.int64()).to_numpy()
+    order = np.lexsort((ts, node_rank))
+    sub = sub.take(pa.array(order))
+    return pd.DataFrame(
+        {
+            "node": _categorical(sub.column("node")),
+            "device": _categorical(sub.column("device")),
+            "dimension": _categorical(sub.column("dimension")),
+            "t": ts[order] / 1e6,
+            "value": sub.column("value").to_numpy(),
+        }
+    )
+
+
+def _categorical(col: pa.ChunkedArray) -> pd.Categorical:
+    """Dictionary column → pandas Categorical of plain Python strings, without per-row work."""
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    if not pa.types.is_dictionary(arr.type):
+        arr = pc.dictionary_encode(arr)
+    codes = pc.fill_null(arr.indices, -1).to_numpy(zero_copy_only=False)
+    categories = [str(c) for c in arr.dictionary.to_pylist()]
+    cat = pd.Categorical.from_codes(codes, categories=pd.Index(categories, dtype=object))
+    # natural order (gpu2 before gpu10), so every per-device result lists devices the same way
+    return cat.reorder_categories(sorted(categories, key=natural_key))
+
+
+def natural_key(text: str) -> tuple[object, ...]:
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text))
 
 
 def _q(values: np.ndarray, q: float) -> float:
@@ -53,7 +110,7 @@ def gpu_summary(system_metrics: pa.Table, low_threshold: float = 10.0) -> pd.Dat
     """
     df = metric_frame(system_metrics, ["GPUUtilization", "GPUMemoryUtilization"])
     rows = []
-    for (node, gpu), g in df.groupby(["node", "device"], sort=True):
+    for (node, gpu), g in df.groupby(["node", "device"], sort=True, observed=True):
         u = g.loc[g["dimension"] == "GPUUtilization", "value"].to_numpy()
         m = g.loc[g["dimension"] == "GPUMemoryUtilization", "value"].to_numpy()
         rows.append(
@@ -88,7 +145,7 @@ def heatmap(system_metrics: pa.Table, dimension: str = "GPUUtilization", bins: i
     t0, t1 = df["t"].min(), df["t"].max()
     width = max((t1 - t0) / bins, 1e-9)
     df["bin_start"] = t0 + np.floor((df["t"] - t0) / width).clip(upper=bins - 1) * width
-    out = df.groupby(["node", "device", "bin_start"], sort=True)["value"].mean().reset_index()
+    out = df.groupby(["node", "device", "bin_start"], sort=True, observed=True)["value"].mean().reset_index()
     return out
 
 
@@ -133,7 +190,7 @@ def low_gpu_utilization_scans(
         return pd.DataFrame(columns=cols)
     plan = _scan_plan(df, scan_interval_us)
     rows = []
-    for (node, gpu), g in df.groupby(["node", "device"], sort=True):
+    for (node, gpu), g in df.groupby(["node", "device"], sort=True, observed=True):
         t = g["t"].to_numpy()
         v = g["value"].to_numpy()
         ends = plan.scan_ends(float(t[-1]))
@@ -208,7 +265,7 @@ def bottleneck_snapshots(
     if df.empty:
         return pd.DataFrame(columns=cols)
     parts = []
-    for node, g in df.groupby("node", sort=True):
+    for node, g in df.groupby("node", sort=True, observed=True):
         t = g["t"].to_numpy()
         g = g.assign(snap=snapshot_ids(t))
         is_gpu = g["dimension"].to_numpy() == "GPUUtilization"
@@ -239,7 +296,7 @@ def bottleneck_verdicts(
     first = float(snapshots["t"].min())
     step = scan_interval_us / 1e6
     rows = []
-    for node, g in snapshots.groupby("node", sort=True):
+    for node, g in snapshots.groupby("node", sort=True, observed=True):
         t = g["t"].to_numpy()
         b = g["bottleneck"].to_numpy()
         ends = first + step * np.arange(1, int(np.floor((t[-1] - first) / step)) + 2)
@@ -300,7 +357,7 @@ def gpu_memory_increase_events(
     if df.empty:
         return pd.DataFrame(columns=cols)
     parts = []
-    for (node, gpu), g in df.groupby(["node", "device"], sort=True):
+    for (node, gpu), g in df.groupby(["node", "device"], sort=True, observed=True):
         v = g["value"].to_numpy(dtype=float)
         n = len(v)
         if n <= window + 1:
@@ -346,9 +403,9 @@ def gpu_load_balance(system_metrics: pa.Table, *, patience: int = 1000) -> pd.Da
         return pd.DataFrame(columns=cols)
     bins = np.arange(0, 100, 2)
     rows = []
-    for node, g in df.groupby("node", sort=True):
+    for node, g in df.groupby("node", sort=True, observed=True):
         hists: dict[str, tuple[np.ndarray, float]] = {}
-        for gpu, gg in g.groupby("device", sort=True):
+        for gpu, gg in g.groupby("device", sort=True, observed=True):
             v = gg["value"].to_numpy()
             if len(v) > patience:
                 h, _ = np.histogram(v, bins=bins)
@@ -386,11 +443,11 @@ def batch_size_underuse(
     if df.empty:
         return pd.DataFrame(columns=cols)
     rows = []
-    for node, g in df.groupby("node", sort=True):
+    for node, g in df.groupby("node", sort=True, observed=True):
         cpu = g[g["dimension"] == "CPUUtilization"]
         cpu_total = cpu.groupby(snapshot_ids(cpu["t"].to_numpy()))["value"].mean().to_numpy()
         cpu_p95 = _q(cpu_total[patience:][-window:], 0.95) if len(cpu_total) > patience else float("nan")
-        for gpu, gg in g[g["dimension"] != "CPUUtilization"].groupby("device", sort=True):
+        for gpu, gg in g[g["dimension"] != "CPUUtilization"].groupby("device", sort=True, observed=True):
             u = gg.loc[gg["dimension"] == "GPUUtilization", "value"].to_numpy()
             m = gg.loc[gg["dimension"] == "GPUMemoryUtilization", "value"].to_numpy()
             if len(u) <= patience:

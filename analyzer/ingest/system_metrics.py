@@ -95,8 +95,10 @@ def _to_table(raw: pa.Table, node_fallback: str | None) -> pa.Table:
     if ts.null_count:
         raw = raw.filter(pc.is_valid(ts))
         ts = raw.column("Timestamp")
-    # numpy, not Arrow's round kernel (slow to initialise); float seconds → exact-enough µs.
-    micros = pa.array(np.round(ts.to_numpy() * 1_000_000.0).astype(np.int64))
+    # Seconds (float) → µs the way smdebug's reader does it, int(Timestamp * 1e6): the
+    # float64 product, truncated. Matching it keeps row-for-row parity with SageMaker's own
+    # tooling (it can differ from decimal rounding by 1 µs).
+    micros = pa.array((ts.to_numpy() * 1_000_000.0).astype(np.int64))
     node = raw.column("NodeId")
     if node_fallback is not None and node.null_count:
         node = pc.fill_null(node, node_fallback)

@@ -18,6 +18,7 @@ all subclasses of ``sagemaker.estimator.EstimatorBase``.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.metadata
 import logging
@@ -138,9 +139,20 @@ def attach_to_estimator(
     return estimator
 
 
-def _profiler_rule(profiler_rule: Any, rule_configs: Any, name: str, kwargs: dict[str, Any]) -> Any:
-    """``ProfilerRule.sagemaker(rule_configs.<name>(**kwargs))``, smdebug's checks as one line."""
+def _rule_factory(rule_configs: Any, name: str) -> Any:
+    """``rule_configs.<name>``; ``Dataloader`` is only in smdebug_rulesconfig's
+    ``profiler_rules.rules`` (ProfilerReport runs it; the package does not re-export it)."""
     factory = getattr(rule_configs, name, None)
+    if factory is None:
+        with contextlib.suppress(ImportError):
+            factory = getattr(importlib.import_module("smdebug_rulesconfig.profiler_rules.rules"), name, None)
+    return factory
+
+
+def _profiler_rule(profiler_rule: Any, rule_configs: Any, name: str, kwargs: dict[str, Any]) -> Any:
+    """``ProfilerRule.sagemaker(rule_configs.<name>(**kwargs))``, smdebug's checks as one
+    line; parameters left unset are dropped rather than sent as ``"None"``."""
+    factory = _rule_factory(rule_configs, name)
     if factory is None:
         raise AttachError(
             f"this SageMaker SDK has no built-in profiler rule {name!r}",
@@ -150,6 +162,7 @@ def _profiler_rule(profiler_rule: Any, rule_configs: Any, name: str, kwargs: dic
         rule = profiler_rule.sagemaker(factory(**kwargs))
     except (AssertionError, TypeError, ValueError) as exc:
         raise AttachError(f"rule {name}: {exc}", hint="fix it in the rule file") from None
+    rule.rule_parameters = {k: v for k, v in (rule.rule_parameters or {}).items() if v is not None}
     return rule
 
 

@@ -26,6 +26,8 @@ from smprof.cli.common import user_errors
 __all__ = ["attach_command", "v2_source", "v3_source"]
 
 PLACEHOLDER_S3 = "s3://YOUR-BUCKET/smprof"
+#: Built-in rules smdebug_rulesconfig (``sagemaker.debugger.rule_configs``) does not re-export.
+NOT_IN_RULE_CONFIGS = frozenset({"Dataloader"})
 
 USAGE = """\
 smprof attach puts the rule file's profiler settings and SageMaker rules on a training job.
@@ -102,6 +104,7 @@ def v2_source(rs: RuleSet, s3_output_path: str | None) -> str:
         "    CollectionConfig, DebuggerHookConfig, ProfilerConfig, ProfilerRule,",
         "    TensorBoardOutputConfig, rule_configs,",
         ")",
+        "from smdebug_rulesconfig.profiler_rules import rules as profiler_rules  # has Dataloader",
         "",
     ]
     if settings.disable_profiler:
@@ -118,8 +121,14 @@ def v2_source(rs: RuleSet, s3_output_path: str | None) -> str:
             "rules = [",
         ]
         for name, kwargs in rule_arguments(rs).items():
-            lines.append(f"    ProfilerRule.sagemaker({_call(f'rule_configs.{name}', kwargs, '    ')}),")
-        lines.append("]")
+            module = "profiler_rules" if name in NOT_IN_RULE_CONFIGS else "rule_configs"
+            lines.append(f"    ProfilerRule.sagemaker({_call(f'{module}.{name}', kwargs, '    ')}),")
+        lines += [
+            "]",
+            '# smprof leaves unset parameters out (e.g. StepOutlier mode) rather than sending "None":',
+            "for rule in rules:",
+            "    rule.rule_parameters = {k: v for k, v in rule.rule_parameters.items() if v is not None}",
+        ]
     if settings.debugger_hook:
         collections = ", ".join(f"CollectionConfig(name={c!r})" for c in settings.hook_collections)
         lines.append(

@@ -19,7 +19,7 @@ def gpu_heatmap(ds: JobDataset, bins: int = 120) -> go.Figure | None:
     hm = system_analyses.heatmap(ds.table("system_metrics"), "GPUUtilization", bins=bins)
     if hm.empty:
         return None
-    hm["row"] = hm["node"] + " " + hm["device"]
+    hm["row"] = hm["node"].astype(str) + " " + hm["device"].astype(str)
     pivot = hm.pivot_table(index="row", columns="bin_start", values="value")
     x = pd.to_datetime(pivot.columns, unit="s", utc=True)
     fig = go.Figure(go.Heatmap(z=pivot.to_numpy(), x=x, y=list(pivot.index), zmin=0, zmax=100, colorscale="Viridis", colorbar={"title": "%"}))
