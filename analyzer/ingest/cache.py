@@ -96,7 +96,7 @@ class SourceCache:
         path = self.part_path(digest, table_name)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-        pq.write_table(table, tmp, compression="zstd")
+        pq.write_table(table, tmp, compression="snappy")
         os.replace(tmp, path)
         return path.relative_to(self.dir).as_posix()
 
@@ -119,7 +119,7 @@ class SourceCache:
         for name, table in tables.items():
             path = self.merged_path(name)
             tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-            pq.write_table(table, tmp, compression="zstd", row_group_size=1 << 20)
+            pq.write_table(table, tmp, compression="snappy", row_group_size=1 << 20)
             os.replace(tmp, path)
         _atomic_write_bytes(
             safe_join(mdir, "merged.json"),

@@ -49,6 +49,7 @@ class _Outcome:
     fmt: Format
     digest: str
     parsed: ParsedFile | None = None
+    parts: dict[str, str] = field(default_factory=dict)  # table -> cache part, written by the worker
     skip_reason: str | None = None
     ignore_reason: str | None = None
 
@@ -118,7 +119,7 @@ def ingest(
 
     total_read = len(plan.to_read)
     progress("read", 0, total_read)
-    for done, outcome in enumerate(_read_and_parse(source, plan.to_read, jobs), 1):
+    for done, outcome in enumerate(_read_and_parse(source, plan.to_read, jobs, cache), 1):
         progress("read", done, total_read)
         obj = outcome.obj
         entry = {"fp": obj.fingerprint, "format": outcome.fmt.id, "digest": outcome.digest}
@@ -131,13 +132,9 @@ def ingest(
             entry.update(status="ignored", reason=outcome.ignore_reason)
         else:
             assert outcome.parsed is not None
-            parts: dict[str, str] = {}
-            rows: dict[str, int] = {}
-            for tname, table in outcome.parsed.tables.items():
-                parts[tname] = cache.write_part(outcome.digest, tname, table)
-                rows[tname] = table.num_rows
+            rows = {tname: table.num_rows for tname, table in outcome.parsed.tables.items()}
             fresh_tables[obj.key] = outcome.parsed.tables
-            entry.update(status="ok", parts=parts, rows=rows, warnings=outcome.parsed.warnings)
+            entry.update(status="ok", parts=outcome.parts, rows=rows, warnings=outcome.parsed.warnings)
             for w in outcome.parsed.warnings:
                 log.info("%s: %s", obj.location, w)
                 warnings.append({"path": obj.location, "warning": w})
@@ -212,10 +209,17 @@ def _plan(objects: list[SourceObject], manifest: dict[str, Any], hints: dict[str
     return plan
 
 
-def _parse_one(obj: SourceObject, data: bytes, fmt: Format, digest: str, hint: int | None) -> _Outcome:
+def _parse_one(
+    obj: SourceObject, data: bytes, fmt: Format, digest: str, hint: int | None, cache: SourceCache
+) -> _Outcome:
+    """The map step: one object's bytes → its tables, written to the cache as Parquet parts.
+
+    Runs in a worker; parsing and Parquet encoding release the GIL, so workers overlap.
+    """
     out = _Outcome(obj=obj, fmt=fmt, digest=digest)
     try:
         out.parsed = fmt.parse(data, obj.key, hint)
+        out.parts = {t: cache.write_part(digest, t, table) for t, table in out.parsed.tables.items()}
     except UnreadableFile as exc:
         out.skip_reason = str(exc) or "unreadable"
     except NotAProfilerFile as exc:
@@ -227,7 +231,7 @@ def _parse_one(obj: SourceObject, data: bytes, fmt: Format, digest: str, hint: i
 
 
 def _read_and_parse(
-    source: Source, tasks: list[tuple[SourceObject, Format, str, int | None]], jobs: int
+    source: Source, tasks: list[tuple[SourceObject, Format, str, int | None]], jobs: int, cache: SourceCache
 ) -> Iterator[_Outcome]:
     if not tasks:
         return
@@ -240,7 +244,7 @@ def _read_and_parse(
                 reason = getattr(data, "message", None) or f"could not read: {data}"
                 yield _Outcome(obj=obj, fmt=fmt, digest=digest, skip_reason=str(reason).splitlines()[0])
                 continue
-            pending.append(pool.submit(_parse_one, obj, data, fmt, digest, hint))
+            pending.append(pool.submit(_parse_one, obj, data, fmt, digest, hint, cache))
             if len(pending) >= 4 * max(1, jobs):  # bound memory: bytes in flight
                 yield pending.pop(0).result()
         for fut in pending:
@@ -278,8 +282,7 @@ def _merge(
         schema = SCHEMAS.get(tname)
         if schema is not None:
             parts = [p.cast(schema) if p.schema != schema else p for p in parts]
-        table = pa.concat_tables(parts).unify_dictionaries().combine_chunks()
-        merged[tname] = table
+        merged[tname] = pa.concat_tables(parts).unify_dictionaries()
     return merged
 
 
