@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 SAMPLE := samples/sample-job
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup demo test lint typecheck pytest peers bench clean
+.PHONY: setup demo dashboard report test lint typecheck pytest peers system-deps bench clean
 
 $(BIN)/smprof: pyproject.toml
 	$(PY) -m pip install -q --upgrade uv || true
@@ -21,9 +21,27 @@ $(BIN)/smprof: pyproject.toml
 
 setup: $(BIN)/smprof
 
-## The main job on the bundled sample (no AWS account needed).
+## The main job on the bundled sample (no AWS account needed): ingest it, write the
+## bottleneck report (its findings are expected: the sample has a slow DataLoader and a
+## straggler rank), then open the dashboard on it.
 demo: setup
 	$(BIN)/smprof ingest $(SAMPLE) --cache .smprof-cache
+	$(BIN)/smprof report $(SAMPLE) --cache .smprof-cache --out smprof-report --fail-on never
+	$(BIN)/smprof dashboard $(SAMPLE) --cache .smprof-cache
+
+report: setup
+	$(BIN)/smprof report $(SAMPLE) --cache .smprof-cache --out smprof-report --fail-on never
+
+dashboard: setup
+	$(BIN)/smprof dashboard $(SAMPLE) --cache .smprof-cache
+
+## Debian's chromium for the dashboard's real-browser tests (never a downloaded browser).
+system-deps:
+	@if ! command -v chromium >/dev/null 2>&1; then \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	  else echo "chromium missing and apt-get unavailable: the browser tests will skip"; fi; \
+	fi
 
 ## Reference environments of the peers (smdebug, HTA) for the parity tests and benches.
 peers:
@@ -39,7 +57,7 @@ pytest: setup
 	$(BIN)/python -m pytest -q
 
 ## Everything CI runs: lint, types, the whole test suite (with the peer environments).
-test: setup peers lint typecheck pytest
+test: setup system-deps peers lint typecheck pytest
 
 bench: setup peers
 	$(BIN)/python bench/bench_ingest.py

@@ -67,18 +67,17 @@ def attach_command(show: bool, sdk: str, rules_file: str | None, region: str | N
         click.echo(USAGE, nl=False)
         return
     rs = resolve_ruleset(None, rules_file)
-    base = rs.profiler.s3_output_path or s3_output_path
-    if base is None:
-        base = PLACEHOLDER_S3
+    base = rs.profiler.s3_output_path or s3_output_path or PLACEHOLDER_S3
+    if sdk == "boto3":
+        text = json.dumps(create_training_job_fields(rs, region, base), indent=2) + "\n"
+    elif sdk == "v2":
+        text = v2_source(rs, s3_output_path)
+    else:
+        text = v3_source(build_fields(rs, _region(region), base))
+    if base == PLACEHOLDER_S3:
         click.echo(f"smprof: note: no --s3-output-path or [profiler] s3_output_path; showing {base}",
                    err=True)
-    if sdk == "boto3":
-        fields = create_training_job_fields(rs, region, base)
-        sys.stdout.write(json.dumps(fields, indent=2) + "\n")
-    elif sdk == "v2":
-        sys.stdout.write(v2_source(rs, s3_output_path))
-    else:
-        sys.stdout.write(v3_source(build_fields(rs, _region(region), base)))
+    sys.stdout.write(text)
 
 
 def _region(region: str | None) -> str | None:

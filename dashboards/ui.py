@@ -1,0 +1,187 @@
+"""What the pages share: the current job and filters, the page list, and plot helpers.
+
+The entry script (``app.py``) loads the job and renders the filters, then hands both to
+the page through :func:`context` (per session: Streamlit runs each session's script in
+its own thread, with its own session state).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from dashboards import downsample
+from dashboards.data import JobData
+from dashboards.filters import NODES_KEY, RANKS_KEY, Filters
+
+_CTX = "_smprof_ctx"
+HERE = Path(__file__).resolve().parent
+
+#: (key, file under views/, title, icon, url path); the first one is the default page
+PAGES: tuple[tuple[str, str, str, str, str], ...] = (
+    ("overview", "views/overview.py", "Overview", ":material/dashboard:", "overview"),
+    ("system", "views/system.py", "System", ":material/memory:", "system"),
+    ("steps", "views/steps.py", "Steps and data loading", ":material/timeline:", "steps"),
+    ("communication", "views/communication.py", "Communication", ":material/sync_alt:", "communication"),
+    ("kernels", "views/kernels.py", "Kernels", ":material/bolt:", "kernels"),
+    ("compare", "views/compare.py", "Compare", ":material/compare_arrows:", "compare"),
+)
+
+#: which page holds the chart that shows a rule's finding
+RULE_PAGE = {
+    "LowGPUUtilization": "system", "CPUBottleneck": "system", "IOBottleneck": "system",
+    "GPUMemoryIncrease": "system", "LoadBalancing": "system", "BatchSize": "system",
+    "OverallSystemUsage": "system", "StepOutlier": "steps", "DataLoaderStall": "steps",
+    "Dataloader": "steps", "MaxInitializationTime": "steps", "StragglerRank": "communication",
+    "ExposedCommunication": "communication", "BaselineRegression": "compare", "ProfilerReport": "overview",
+}
+
+SEVERITY_BADGE = {"error": ":red-badge[error]", "warning": ":orange-badge[warning]", "info": ":blue-badge[info]"}
+
+
+@dataclass
+class Ctx:
+    job: JobData
+    filters: Filters
+    pages: dict[str, Any] = field(default_factory=dict)
+
+
+def make_pages() -> dict[str, Any]:
+    return {
+        key: st.Page(str(HERE / path), title=title, icon=icon, url_path=url, default=(i == 0))
+        for i, (key, path, title, icon, url) in enumerate(PAGES)
+    }
+
+
+def set_context(ctx: Ctx) -> None:
+    st.session_state[_CTX] = ctx
+
+
+def context() -> Ctx:
+    ctx = st.session_state.get(_CTX)
+    if not isinstance(ctx, Ctx):
+        st.error("This page is part of the smprof dashboard: start it with `smprof dashboard SOURCE`.")
+        st.stop()
+    return ctx
+
+
+def page_header(title: str, ctx: Ctx, note: str | None = None) -> None:
+    st.title(title)
+    st.caption(f"{ctx.job.name} · {ctx.filters.describe()}" + (f" · {note}" if note else ""))
+
+
+def focus(nodes: Sequence[str] = (), ranks: Sequence[int] = ()) -> None:
+    """Button callback: narrow the filters to what a finding is about."""
+    st.session_state[NODES_KEY] = list(nodes)
+    st.session_state[RANKS_KEY] = [int(r) for r in ranks]
+
+
+# --------------------------------------------------------------------------- plotting
+
+
+def times(epoch_s: Iterable[float] | np.ndarray | pd.Series) -> np.ndarray:
+    """Epoch seconds → datetime64[ms] (UTC): what plotly serialises fastest, no ns warnings."""
+    return np.round(np.asarray(epoch_s, dtype=float) * 1000).astype(np.int64).astype("datetime64[ms]")
+
+
+def layout(fig: go.Figure, *, title: str | None = None, height: int = 340, **kw: Any) -> go.Figure:
+    opts: dict[str, Any] = {
+        "title": title, "height": height, "margin": {"l": 60, "r": 20, "t": 70 if title else 20, "b": 40},
+        "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0}, "hovermode": "x unified",
+    }
+    fig.update_layout(**(opts | kw))
+    return fig
+
+
+def add_series(fig: go.Figure, x: Any, df: pd.DataFrame, name: str, *, band: bool, color: str | None = None) -> None:
+    """A downsampled series: the mean as a line, min..max as a shaded band (when asked)."""
+    line = {"width": 1.4} | ({"color": color} if color else {})
+    if band and (df["max"] > df["min"]).any():
+        fig.add_trace(go.Scatter(x=x, y=df["max"], mode="lines", line={"width": 0}, showlegend=False,
+                                 hoverinfo="skip", legendgroup=name, name=f"{name} max"))
+        fig.add_trace(go.Scatter(x=x, y=df["min"], mode="lines", line={"width": 0}, fill="tonexty",
+                                 fillcolor="rgba(120,120,120,0.18)", showlegend=False, hoverinfo="skip",
+                                 legendgroup=name, name=f"{name} min"))
+    fig.add_trace(go.Scatter(x=x, y=df["mean"], mode="lines", name=name, line=line, legendgroup=name))
+
+
+def shade(fig: go.Figure, windows: Iterable[tuple[Any, Any, str]], color: str = "rgba(220,50,47,0.12)") -> int:
+    """Shade (start, end, label) windows (ISO strings or timestamps); returns how many."""
+    n = 0
+    for start, end, label in windows:
+        if start is None or end is None:
+            continue
+        fig.add_vrect(x0=start, x1=end, fillcolor=color, line_width=0, layer="below",
+                      annotation_text=label if n < 6 else None, annotation_position="top left",
+                      annotation_font_size=10)
+        n += 1
+    return n
+
+
+def _naive_utc(v: Any) -> str | None:
+    """ISO time → naive UTC ISO (plotly.js cannot parse offsets like +00:00)."""
+    if v is None:
+        return None
+    try:
+        ts = pd.Timestamp(v)
+    except (TypeError, ValueError):
+        return None
+    return (ts.tz_convert(None) if ts.tzinfo else ts).isoformat()
+
+
+def finding_windows(job: JobData, rules: Iterable[str], nodes: Sequence[str]) -> list[tuple[Any, Any, str]]:
+    """Time windows named in findings' evidence (the rule already judged them low/busy)."""
+    rules = set(rules)
+    out: list[tuple[Any, Any, str]] = []
+    for f in job.report["findings"]:
+        if f["rule"] not in rules:
+            continue
+        ev = f.get("evidence") or {}
+        node = ev.get("node")
+        if nodes and node is not None and node not in nodes:
+            continue
+        label = f"{f['rule']} {node or ''} {ev.get('gpu') or ''}".strip()
+        wins = ev.get("windows") or []
+        if wins:
+            out.extend((_naive_utc(a), _naive_utc(b), label) for a, b in wins)
+        elif ev.get("worst_window_start"):
+            out.append((_naive_utc(ev["worst_window_start"]), _naive_utc(ev.get("worst_window_end")), label))
+        elif ev.get("window_start"):
+            out.append((_naive_utc(ev["window_start"]), _naive_utc(ev.get("window_end")), label))
+    return out
+
+
+def fmt_num(v: Any, unit: str = "", digits: int = 1) -> str:
+    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+        return "—"
+    return f"{v:,.{digits}f}{unit}"
+
+
+def plot(fig: go.Figure, key: str) -> None:
+    st.plotly_chart(fig, key=key, config={"displaylogo": False, "responsive": True})
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def system_series(job_key: str, dimension: str, nodes: tuple[str, ...], window: tuple[float, float] | None,
+                  per: str, max_points: int | None, _job: JobData) -> pd.DataFrame:
+    """Cached :func:`downsample.system_series` (keyed by job fingerprint and filters)."""
+    return downsample.system_series(_job.dataset.table("system_metrics"), dimension, nodes=nodes,
+                                    window=window, per=per, max_points=max_points)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def dimensions(job_key: str, _job: JobData) -> list[str]:
+    sm = _job.dataset.table("system_metrics")
+    if sm.num_rows == 0:
+        return []
+    found: set[str] = set()
+    for ch in sm.column("dimension").chunks:
+        found.update(str(v) for v in (ch.dictionary if hasattr(ch, "dictionary") else ch.unique()).to_pylist() if v)
+    return sorted(found)

@@ -1,0 +1,1 @@
+"""Dashboard pages: each file is one Streamlit page script (see dashboards/ui.py PAGES)."""

@@ -1,0 +1,101 @@
+"""Communication: per rank compute / communication / exposed communication / idle, the
+collectives, and the straggler ranks the others wait for."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from dashboards import ui
+
+ctx = ui.context()
+job, flt = ctx.job, ctx.filters
+ui.page_header("Communication", ctx)
+
+strag = job.stragglers
+straggling = set(int(r) for r in strag.loc[strag["straggler"].astype(bool), "rank"]) if not strag.empty else set()
+straggling |= {int(f["evidence"]["rank"]) for f in job.report["findings"]
+               if f["rule"] == "StragglerRank" and isinstance((f.get("evidence") or {}).get("rank"), int)}
+
+
+def _label(r: int) -> str:
+    return f"rank {r} ⚠ straggler" if r in straggling else f"rank {r}"
+
+
+def _outline(ranks: list[int]) -> dict[str, object]:
+    return {"line": {"color": ["#d62728" if r in straggling else "rgba(0,0,0,0)" for r in ranks], "width": 3}}
+
+
+temporal, comm = job.temporal, job.comm_summary
+shown_any = False
+if not temporal.empty:
+    shown_any = True
+    t = temporal[temporal["rank"].isin(flt.rank_list(temporal["rank"].astype(int), job.rank_node))]
+    t = t.merge(comm, on="rank", how="left") if not comm.empty else t.assign(comm_time_ns=0, exposed_comm_ns=0)
+    ranks = [int(r) for r in t["rank"]]
+    x = [_label(r) for r in ranks]
+    ms = 1e6
+    fig = go.Figure()
+    fig.add_trace(go.Bar(x=x, y=t["compute_time_ns"] / ms, name="compute", marker=_outline(ranks)))
+    other = (t["non_compute_time_ns"] - t["exposed_comm_ns"].fillna(0)).clip(lower=0)
+    fig.add_trace(go.Bar(x=x, y=t["exposed_comm_ns"].fillna(0) / ms, name="exposed communication"))
+    fig.add_trace(go.Bar(x=x, y=other / ms, name="other non-compute (memory, overlapped comm.)"))
+    fig.add_trace(go.Bar(x=x, y=t["idle_time_ns"] / ms, name="idle"))
+    ui.layout(fig, title="GPU time per rank (HTA temporal breakdown, profiled window)", yaxis_title="ms",
+              barmode="stack", hovermode="closest")
+    ui.plot(fig, key="comm-temporal")
+    fig = go.Figure()
+    fig.add_trace(go.Bar(x=x, y=t["comm_time_ns"].fillna(0) / ms, name="communication"))
+    fig.add_trace(go.Bar(x=x, y=t["exposed_comm_ns"].fillna(0) / ms, name="exposed (not overlapped)"))
+    ui.layout(fig, title="Communication vs exposed communication per rank", yaxis_title="ms", barmode="group",
+              hovermode="closest", height=300)
+    ui.plot(fig, key="comm-exposed")
+
+bd = job.breakdown
+if not bd.empty and (temporal.empty or st.toggle("Per-step breakdown from step annotations", value=False)):
+    shown_any = True
+    steps = job.steps[["rank", "step", "start_ns"]]
+    b = bd.merge(steps, on=["rank", "step"], how="left")
+    b = b[b["rank"].isin(flt.rank_list(sorted(b["rank"].astype(int).unique()), job.rank_node))
+          & flt.in_window_ns(b["start_ns"].fillna(0))]
+    med = b.groupby("rank")[["busy_ms", "comm_ms", "dataloader_ms"]].median().reset_index()
+    ranks = [int(r) for r in med["rank"]]
+    x = [_label(r) for r in ranks]
+    fig = go.Figure()
+    fig.add_trace(go.Bar(x=x, y=med["busy_ms"], name="own work (compute)", marker=_outline(ranks)))
+    fig.add_trace(go.Bar(x=x, y=med["comm_ms"], name="communication (incl. waiting for others)"))
+    fig.add_trace(go.Bar(x=x, y=med["dataloader_ms"], name="data loading"))
+    ui.layout(fig, title="Median time per step and rank", yaxis_title="ms", barmode="stack", hovermode="closest")
+    ui.plot(fig, key="comm-steps")
+    st.caption("From the step annotations: communication is the union of collective events within each step; "
+               "in synchronous training it includes waiting for the slowest rank.")
+
+if not shown_any:
+    st.info("No GPU kernels and no profiled steps: a communication breakdown needs PyTorch profiler traces.")
+
+st.subheader("Straggler ranks")
+if strag.empty:
+    st.caption("Needs profiled steps on at least two ranks.")
+else:
+    view = strag[strag["rank"].isin(flt.rank_list(strag["rank"].astype(int), job.rank_node))].round(3)
+    st.dataframe(
+        view.style.apply(lambda row: ["background-color: rgba(214,39,40,0.18)" if row["straggler"] else ""] * len(row),
+                         axis=1),
+        hide_index=True, width="stretch",
+    )
+    if straggling:
+        st.warning(f"Straggler rank(s): {', '.join(map(str, sorted(straggling)))}: the other ranks wait for "
+                   "them in every collective.")
+
+st.subheader("Collectives")
+coll = job.collectives
+if coll.empty:
+    st.caption("No collective calls in the traces.")
+else:
+    c = coll[coll["rank"].isin(flt.rank_list(coll["rank"].astype(int), job.rank_node))].copy()
+    for col in ("total_ns", "mean_ns", "max_ns"):
+        if col in c:
+            c[col.replace("_ns", "_ms")] = c.pop(col) / 1e6
+    st.dataframe(pd.DataFrame(c).round(3), hide_index=True, width="stretch")
+    st.caption("Whole profiled window (not narrowed by the time filter).")

@@ -1,0 +1,81 @@
+"""Compare: this job against a baseline run (the report's BaselineRegression comparison)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from analyzer.errors import SmprofError
+from dashboards import data, downsample, ui
+from rules import params as p
+from smprof.report import model
+
+ctx = ui.context()
+job = ctx.job
+ui.page_header("Compare", ctx)
+
+if "cmp_source" not in st.session_state:
+    st.session_state["cmp_source"] = job.cfg.baseline or ""
+src = st.text_input("Baseline run (folder, s3:// prefix or SageMaker job name)", key="cmp_source",
+                    placeholder="e.g. samples/sample-job or my-training-job-2024-01-01")
+if not src.strip():
+    st.info("Enter a baseline run to compare against (or start the dashboard with `--baseline SOURCE`).")
+    st.stop()
+
+try:
+    with st.spinner(f"Loading baseline {src}…"):
+        base = data.load_job(job.cfg.with_source(src.strip()))
+except SmprofError as exc:
+    st.error(f"Cannot open the baseline {src}: {exc.one_line()}")
+    st.stop()
+except Exception as exc:
+    st.error(f"Cannot open the baseline {src}: internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+    st.stop()
+
+head, bhead = job.report["metrics"]["headline"], base.report["metrics"]["headline"]
+prm = job.params("BaselineRegression")
+comps = model.compare(head, bhead, prm if isinstance(prm, p.BaselineRegressionParams) else p.BaselineRegressionParams.model_validate({}))
+regressed = [c for c in comps if c["regressed"]]
+if regressed:
+    st.error(f"{len(regressed)} metric(s) regressed against {base.name}: " + ", ".join(c["label"] for c in regressed))
+elif comps:
+    st.success(f"No regression against {base.name} within the tolerances.")
+else:
+    st.info("The two runs share no headline metric to compare.")
+
+LOWER_IS_BETTER = {"step_time_mean_ms", "dataloader_stall_pct", "exposed_comm_pct"}
+if comps:
+    cols = st.columns(len(comps))
+    for col, c in zip(cols, comps, strict=True):
+        col.metric(c["label"], ui.fmt_num(c["current"], digits=2), delta=ui.fmt_num(c["change_points"], digits=2),
+                   delta_color="inverse" if c["metric"] in LOWER_IS_BETTER else "normal",
+                   help=f"baseline {ui.fmt_num(c['baseline'], digits=2)}; tolerance {c['tolerance']} ({c['tolerance_kind']})")
+    table = pd.DataFrame(comps)[["label", "baseline", "current", "change_pct", "change_points", "tolerance",
+                                 "tolerance_kind", "regressed"]]
+    st.dataframe(
+        table.style.apply(lambda r: ["background-color: rgba(214,39,40,0.18)" if r["regressed"] else ""] * len(r), axis=1),
+        hide_index=True, width="stretch",
+    )
+
+a, b = job.steps, base.steps
+if not a.empty and not b.empty:
+    edges, counts = downsample.histogram({"this run": a["dur_ms"].to_numpy(), f"baseline {base.name}": b["dur_ms"].to_numpy()})
+    fig = go.Figure()
+    if len(edges):
+        centres = (edges[:-1] + edges[1:]) / 2
+        for name, cnt in counts.items():
+            total = max(1, int(cnt.sum()))
+            fig.add_trace(go.Bar(x=centres, y=cnt / total * 100, name=name, opacity=0.7, width=float(edges[1] - edges[0])))
+    ui.layout(fig, title="Step time distribution", xaxis_title="ms", yaxis_title="% of steps", barmode="overlay",
+              hovermode="closest")
+    ui.plot(fig, key="cmp-hist")
+
+keys = ["step_time_mean_ms", "step_time_p95_ms", "dataloader_stall_pct", "exposed_comm_pct"]
+rows = []
+for label, j in (("this run", job), ("baseline", base)):
+    for r in j.report["metrics"]["ranks"]:
+        rows.append({"run": label, "rank": r["rank"], **{k: r.get(k) for k in keys}})
+if rows:
+    st.subheader("Per rank")
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")

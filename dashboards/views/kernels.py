@@ -1,0 +1,47 @@
+"""Kernels: kernel-type shares per rank and the top kernels (HTA's kernel breakdown)."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from dashboards import ui
+
+ctx = ui.context()
+job, flt = ctx.job, ctx.filters
+ui.page_header("Kernels", ctx, note="profiled window")
+
+kt, top = job.kernel_types, job.top_kernels
+if kt.empty and top.empty:
+    st.info("No GPU kernels in this job's traces (a CPU-only job, or no PyTorch profiler traces with CUDA "
+            "activity).")
+    st.stop()
+
+if not kt.empty:
+    ranks = flt.rank_list(sorted(kt["rank"].astype(int).unique()), job.rank_node)
+    k = kt[kt["rank"].isin(ranks)]
+    fig = go.Figure()
+    for kind, g in k.groupby("kernel_type", sort=False):
+        fig.add_trace(go.Bar(x=[f"rank {int(r)}" for r in g["rank"]], y=g["pct"], name=str(kind)))
+    ui.layout(fig, title="Kernel-type share of GPU time per rank", yaxis_title="%", barmode="stack",
+              yaxis_range=[0, 100], hovermode="closest", height=360)
+    ui.plot(fig, key="kern-types")
+
+if not top.empty:
+    ranks = flt.rank_list(sorted(top["rank"].astype(int).unique()), job.rank_node)
+    if not ranks:
+        st.info("No kernels on the selected ranks.")
+        st.stop()
+    rank = st.selectbox("Rank", ranks, format_func=lambda r: f"rank {r}", key="kern-rank") if len(ranks) > 1 else ranks[0]
+    t = top[top["rank"] == rank].sort_values("total_ns", ascending=False)
+    short = [n if len(n) <= 60 else n[:57] + "…" for n in t["name"].astype(str)]
+    fig = go.Figure(go.Bar(x=t["total_ns"] / 1e6, y=short, orientation="h",
+                           text=t["kernel_class"].astype(str), hovertext=t["name"].astype(str)))
+    ui.layout(fig, title=f"Top kernels by GPU time, rank {rank}", xaxis_title="ms", hovermode="closest",
+              height=max(300, 24 * len(t) + 100))
+    fig.update_yaxes(autorange="reversed")
+    ui.plot(fig, key="kern-top")
+    view = t.assign(total_ms=t["total_ns"] / 1e6, mean_us=t["mean_ns"] / 1e3)[
+        ["kernel_class", "library", "name", "count", "total_ms", "mean_us", "pct_of_class", "pct_of_gpu"]
+    ]
+    st.dataframe(view.round(3), hide_index=True, width="stretch")

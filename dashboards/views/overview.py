@@ -1,0 +1,121 @@
+"""Overview: the job, SageMaker's rule statuses, headline figures, and the findings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from dashboards import ui
+
+ctx = ui.context()
+job, flt = ctx.job, ctx.filters
+rep = job.report
+j = rep["job"]
+head = rep["metrics"]["headline"]
+
+st.title(job.name)
+st.caption(f"{j.get('source')} · {j.get('kind')}")
+
+
+def _duration() -> str:
+    ts = j.get("time_span")
+    start, end = j.get("training_start_time"), j.get("training_end_time")
+    if start and end:
+        secs = (pd.Timestamp(end) - pd.Timestamp(start)).total_seconds()
+    elif ts:
+        secs = float(ts["seconds"])
+    else:
+        return "—"
+    m, s = divmod(round(secs), 60)
+    h, m = divmod(m, 60)
+    return f"{h} h {m:02d} min" if h else f"{m} min {s:02d} s"
+
+
+instances = f"{j.get('instance_type') or '—'} × {j.get('instance_count') or '—'}"
+c = st.columns(4)
+c[0].metric("Status", j.get("status") or "—", help="From DescribeTrainingJob (SageMaker job names only).")
+c[1].metric("Instances", instances)
+c[2].metric("Duration", _duration())
+c[3].metric("Nodes / ranks", f"{j.get('nodes', 0)} / {j.get('ranks', 0)}")
+
+st.subheader("Headline")
+h = st.columns(5)
+h[0].metric("GPU utilization p50", ui.fmt_num(head.get("gpu_util_p50"), " %"))
+h[1].metric("GPU utilization p95", ui.fmt_num(head.get("gpu_util_p95"), " %"))
+h[2].metric("Data-loader stall", ui.fmt_num(head.get("dataloader_stall_pct"), " %"),
+            help="Share of step time waiting for the next batch (mean over ranks).")
+h[3].metric("Exposed communication", ui.fmt_num(head.get("exposed_comm_pct"), " %"),
+            help="Share of communication not hidden behind computation (mean over ranks).")
+spread = head.get("step_time_std_ms")
+h[4].metric("Step time", ui.fmt_num(head.get("step_time_mean_ms"), " ms"),
+            delta=f"± {spread:.1f} ms spread" if spread is not None else None, delta_color="off",
+            help="Mean step time over all ranks; the spread is its standard deviation.")
+
+statuses = j.get("rule_statuses") or []
+with st.expander(f"SageMaker rule evaluation statuses ({len(statuses)})", expanded=bool(statuses)):
+    if statuses:
+        st.dataframe(
+            pd.DataFrame([{"rule": s.get("RuleConfigurationName"), "kind": s.get("kind"),
+                           "status": s.get("RuleEvaluationStatus"), "details": s.get("StatusDetails")}
+                          for s in statuses]),
+            hide_index=True, width="stretch",
+        )
+    else:
+        st.caption("None: SageMaker reports rule statuses only for training jobs opened by name.")
+
+# --------------------------------------------------------------------------- findings
+
+
+def _about(f: dict[str, Any]) -> tuple[list[str], list[int]]:
+    ev = f.get("evidence") or {}
+    nodes = [ev["node"]] if isinstance(ev.get("node"), str) else []
+    ranks = [int(ev["rank"])] if isinstance(ev.get("rank"), int) else []
+    return nodes, ranks
+
+
+def _visible(f: dict[str, Any]) -> bool:
+    nodes, ranks = _about(f)
+    if flt.nodes and nodes and not set(nodes) & set(flt.nodes):
+        return False
+    return not (flt.ranks and ranks and not set(ranks) & set(flt.ranks))
+
+
+findings = rep["findings"]
+shown = [f for f in findings if _visible(f)]
+counts = rep["summary"]["counts"]
+st.subheader(f"Findings ({len(findings)})")
+st.caption(
+    f"{counts['error']} error(s), {counts['warning']} warning(s), {counts['info']} info, worst first"
+    + (f" · {len(findings) - len(shown)} hidden by the node/rank filters" if len(shown) < len(findings) else "")
+)
+if not findings:
+    st.success("No rule fired on this job.")
+
+for i, f in enumerate(findings):  # keys by position in the full list: stable across filters
+    if not _visible(f):
+        continue
+    with st.container(border=True, key=f"finding-{i}"):
+        st.markdown(f"{ui.SEVERITY_BADGE.get(f['severity'], f['severity'])} **{f['title']}** "
+                    f"· `{f['rule']}` · {f.get('where') or 'job'}")
+        st.write(f["message"])
+        st.markdown(f"**Recommendation:** {f['recommendation']}")
+        cols = st.columns([1, 4])
+        target = ui.RULE_PAGE.get(f["rule"], "overview")
+        if target != "overview":
+            nodes, ranks = _about(f)
+            title = next(t for k, _, t, _, _ in ui.PAGES if k == target)
+            if cols[0].button(f"Show chart: {title}", key=f"goto-{i}", on_click=ui.focus,
+                              args=(nodes, ranks), icon=":material/arrow_forward:"):
+                st.switch_page(ctx.pages[target])
+        with cols[1].expander("Evidence"):
+            st.json(f.get("evidence") or {}, expanded=True)
+
+with st.expander("Rules"):
+    st.dataframe(pd.DataFrame(rep["rules"]), hide_index=True, width="stretch")
+
+skipped = j.get("skipped_files") or []
+if skipped:
+    with st.expander(f"{len(skipped)} file(s) skipped while reading"):
+        st.dataframe(pd.DataFrame(skipped), hide_index=True, width="stretch")

@@ -1,0 +1,85 @@
+"""Steps and data loading: step time per rank over time with outliers, its histogram, and
+the data-loader wait per step and rank."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from dashboards import downsample, ui
+
+ctx = ui.context()
+job, flt = ctx.job, ctx.filters
+ui.page_header("Steps and data loading", ctx)
+
+steps = job.steps
+if steps.empty:
+    st.info("No training steps in this job: steps come from PyTorch profiler `ProfilerStep#N` annotations "
+            "or SageMaker framework traces.")
+    st.stop()
+
+ranks = flt.rank_list(sorted(int(r) for r in steps["rank"].dropna().unique()), job.rank_node)
+sel = steps[steps["rank"].isin(ranks) & flt.in_window_ns(steps["start_ns"])]
+if sel.empty:
+    st.info("No steps in the selected ranks / time window.")
+    st.stop()
+
+out = job.outliers
+if not out.empty:
+    out = out[out["rank"].isin(ranks) & flt.in_window_ns(out["start_ns"])]
+
+per_rank = downsample.points_per_trace(len(ranks))
+fig = go.Figure()
+for rank, g in sel.groupby("rank", sort=True):
+    s = downsample.xy_series(g["start_ns"].to_numpy() / 1e9, g["dur_ms"].to_numpy(), per_rank)
+    fig.add_trace(go.Scatter(x=ui.times(s["x"]), y=s["mean"], mode="lines+markers" if len(s) <= 300 else "lines",
+                             name=f"rank {int(rank)}", marker={"size": 5}))
+if not out.empty:
+    o = out.sort_values("dur_ms", ascending=False).head(2000)
+    fig.add_trace(go.Scatter(x=ui.times(o["start_ns"] / 1e9), y=o["dur_ms"], mode="markers", name="outlier",
+                             marker={"symbol": "x", "size": 10, "color": "#d62728"},
+                             text=[f"rank {int(r)} step {int(s)}" for r, s in zip(o["rank"], o["step"], strict=True)]))
+ui.layout(fig, title="Step time per rank", yaxis_title="ms", height=380)
+ui.plot(fig, key="steps-time")
+st.caption(f"{len(sel):,} steps on {len(ranks)} rank(s); {len(out):,} outlier(s) "
+           "(StepOutlier: longer than the rank's mean + stddev × σ).")
+
+left, right = st.columns(2)
+with left:
+    edges, counts = downsample.histogram({f"rank {int(r)}": g["dur_ms"].to_numpy() for r, g in sel.groupby("rank")})
+    fig = go.Figure()
+    if len(edges):
+        centres = (edges[:-1] + edges[1:]) / 2
+        for name, cnt in counts.items():
+            fig.add_trace(go.Bar(x=centres, y=cnt, name=name, width=float(edges[1] - edges[0]), opacity=0.75))
+    ui.layout(fig, title="Step time histogram", xaxis_title="ms", yaxis_title="steps", barmode="overlay",
+              hovermode="closest")
+    ui.plot(fig, key="steps-hist")
+with right:
+    stats = job.step_stats
+    stats = stats[stats["rank"].isin(ranks)]
+    st.markdown("**Per rank (whole job)**")
+    st.dataframe(stats.round(3), hide_index=True, width="stretch")
+
+st.subheader("Data loading")
+waits = job.waits
+if waits.empty:
+    st.info("No data-loader events in the traces (`enumerate(DataLoader)#…__next__` and friends): "
+            "the data-loader wait cannot be measured for this job.")
+else:
+    starts = steps[["rank", "step", "start_ns"]]
+    w = waits.merge(starts, on=["rank", "step"], how="left")
+    w = w[w["rank"].isin(ranks) & flt.in_window_ns(w["start_ns"].fillna(0))]
+    fig = go.Figure()
+    for rank, g in w.groupby("rank", sort=True):
+        s = downsample.xy_series(g["step"].to_numpy(), g["wait_ms"].to_numpy(), per_rank)
+        fig.add_trace(go.Scatter(x=s["x"], y=s["mean"], mode="lines+markers" if len(s) <= 300 else "lines",
+                                 name=f"rank {int(rank)}"))
+    ui.layout(fig, title="Data-loader wait per step", xaxis_title="step", yaxis_title="ms")
+    ui.plot(fig, key="steps-dl")
+    rows = [r for r in job.report["metrics"]["ranks"] if r["rank"] in ranks and r.get("dataloader_stall_pct") is not None]
+    if rows:
+        fig = go.Figure(go.Bar(x=[f"rank {r['rank']}" for r in rows], y=[r["dataloader_stall_pct"] for r in rows]))
+        ui.layout(fig, title="Share of step time waiting for data (whole job)", yaxis_title="%",
+                  yaxis_range=[0, 100], height=300, hovermode="closest")
+        ui.plot(fig, key="steps-dl-share")

@@ -1,0 +1,290 @@
+"""Page logic of the dashboard with Streamlit's AppTest (no browser, no server).
+
+Each page renders without an exception on the bundled sample job (CPU, 2 ranks) and on a
+generated GPU job (system metrics); filters come from and go to the URL; bad input (an
+unknown job name, no credentials, an empty folder, a bad rule file) is an ``st.error``
+line, never an exception. Also the report cache and the CLI command object.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from click.testing import CliRunner
+from streamlit.testing.v1 import AppTest
+
+from dashboards import data, downsample
+
+REPO = Path(__file__).resolve().parents[1]
+APP = str(REPO / "dashboards" / "app.py")
+SAMPLE = REPO / "samples" / "sample-job"
+PAGES = ["views/system.py", "views/steps.py", "views/communication.py", "views/kernels.py", "views/compare.py"]
+
+
+@pytest.fixture(autouse=True)
+def _fresh() -> Iterator[None]:
+    data.clear()
+    yield
+    data.clear()
+
+
+def run_app(monkeypatch: pytest.MonkeyPatch, *argv: str, query: dict[str, str | list[str]] | None = None) -> AppTest:
+    monkeypatch.setattr(sys, "argv", ["app.py", *argv])
+    at = AppTest.from_file(APP, default_timeout=180)
+    for k, v in (query or {}).items():
+        at.query_params[k] = v
+    return at.run()
+
+
+def texts(at: AppTest) -> str:
+    parts = [m.value for m in at.markdown] + [e.value for e in at.error] + [e.value for e in at.info]
+    parts += [c.value for c in at.caption] + [t.value for t in at.title]
+    return "\n".join(str(p) for p in parts)
+
+
+def qp(at: AppTest, key: str) -> list[str]:
+    v = at.query_params.get(key)
+    return [] if v is None else [v] if isinstance(v, str) else list(v)
+
+
+def assert_clean(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+@pytest.fixture(scope="module")
+def gpu_job(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("gpujob") / "job"
+    subprocess.run(
+        [sys.executable, "-m", "analyzer.synthetic.system_metrics", str(out), "--nodes", "2", "--gpus", "4",
+         "--cpus", "8", "--minutes", "20", "--low-gpu", "2:1:300:900", "--cpu-bottleneck", "1:600:1000"],
+        check=True, capture_output=True,
+    )
+    return out
+
+
+# --------------------------------------------------------------------------- pages
+
+
+def test_sample_job_every_page(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    at = run_app(monkeypatch, str(SAMPLE), "--cache", str(tmp_path))
+    assert_clean(at)
+    body = texts(at)
+    assert "DataLoaderStall" in body and "StragglerRank" in body
+    assert "Rank 1 is a straggler" in body
+    assert at.title[0].value == "sample-job"
+    for page in PAGES:
+        at.switch_page(page).run()
+        assert_clean(at)
+        assert not at.error, [e.value for e in at.error]
+    at.switch_page("views/steps.py").run()
+    assert "8 steps on 1 rank" not in texts(at) and "16 steps on 2 rank(s)" in texts(at)
+
+
+def test_gpu_job_every_page(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, gpu_job: Path) -> None:
+    at = run_app(monkeypatch, str(gpu_job), "--cache", str(tmp_path))
+    assert_clean(at)
+    assert at.metric[4].label == "GPU utilization p50" and at.metric[4].value != "—"
+    for page in PAGES:
+        at.switch_page(page).run()
+        assert_clean(at)
+    at.switch_page("views/system.py").run()
+    assert "GPU utilization" in texts(at) or at.get("plotly_chart")
+    assert len(at.get("plotly_chart")) >= 4  # CPU, GPU, GPU memory, I/O wait (+ heatmap)
+
+
+def test_gpu_kernels_on_kineto_fixture(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from tests.support.fixtures import fixtures_dir
+
+    src = fixtures_dir("kineto", "nccl_2rank_rank0")
+    at = run_app(monkeypatch, str(src), "--cache", str(tmp_path))
+    assert_clean(at)
+    at.switch_page("views/kernels.py").run()
+    assert_clean(at)
+    assert len(at.get("plotly_chart")) >= 2 and at.dataframe
+    at.switch_page("views/communication.py").run()
+    assert_clean(at)
+    assert len(at.get("plotly_chart")) >= 2 and "allreduce" in at.dataframe[-1].value.to_string()
+
+
+def test_rank_filter_from_url_and_back(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    at = run_app(monkeypatch, str(SAMPLE), "--cache", str(tmp_path), query={"rank": "1", "node": "nope"})
+    assert_clean(at)
+    ranks = at.sidebar.multiselect[1]
+    assert ranks.value == [1]
+    assert at.sidebar.multiselect[0].value == []  # unknown node dropped
+    body = texts(at)
+    assert "Rank 1 waits for data" in body and "Rank 0 waits for data" not in body
+    assert "hidden by the node/rank filters" in body
+    assert qp(at, "rank") == ["1"]
+    assert "node" not in at.query_params
+
+    at.switch_page("views/steps.py").run()
+    assert "8 steps on 1 rank(s)" in texts(at)
+    ranks = at.sidebar.multiselect[1]
+    ranks.set_value([0, 1]).run()
+    assert sorted(qp(at, "rank")) == ["0", "1"]
+    assert "16 steps on 2 rank(s)" in texts(at)
+
+
+def test_time_window_from_url(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    at = run_app(monkeypatch, str(SAMPLE), "--cache", str(tmp_path), query={"from": "9.0", "to": "9.2"})
+    assert_clean(at)
+    lo, hi = at.sidebar.slider[0].value
+    assert (lo, hi) == (9.0, 9.2)
+    at.switch_page("views/steps.py").run()
+    assert_clean(at)
+    assert "16 steps" not in texts(at)
+
+
+def test_finding_button_focuses_and_switches(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    at = run_app(monkeypatch, str(SAMPLE), "--cache", str(tmp_path))
+    btn = next(b for b in at.button if b.label.startswith("Show chart: Communication"))
+    btn.click().run()
+    assert_clean(at)
+    assert at.sidebar.multiselect[1].value == [1]
+    assert at.title[0].value == "Communication"
+
+
+def test_compare_against_baseline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    at = run_app(monkeypatch, str(SAMPLE), "--cache", str(tmp_path), "--baseline", str(SAMPLE))
+    at.switch_page("views/compare.py").run()
+    assert_clean(at)
+    assert any("No regression" in s.value for s in at.success)
+    at.text_input[0].set_value(str(tmp_path / "missing")).run()
+    assert_clean(at)
+    assert any("Cannot open the baseline" in e.value for e in at.error)
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def test_empty_folder_is_a_message(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    at = run_app(monkeypatch, str(empty), "--cache", str(tmp_path / "c"))
+    assert_clean(at)
+    assert at.error and "no files found" in at.error[0].value
+
+
+def test_missing_folder_and_bad_rules(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    at = run_app(monkeypatch, str(tmp_path / "nope"), "--cache", str(tmp_path / "c"))
+    assert_clean(at)
+    assert at.error and "Cannot open" in at.error[0].value
+    bad = tmp_path / "rules.toml"
+    bad.write_text("[rules.NoSuchRule]\nx = 1\n")
+    at = run_app(monkeypatch, str(SAMPLE), "--cache", str(tmp_path / "c"), "--rules", str(bad))
+    assert_clean(at)
+    assert at.error
+
+
+def test_no_source_argument(monkeypatch: pytest.MonkeyPatch) -> None:
+    at = run_app(monkeypatch)
+    assert_clean(at)
+    assert at.error and "no SOURCE" in at.error[0].value
+
+
+def test_unknown_job_name_is_a_message(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, aws_endpoint: object) -> None:
+    at = run_app(monkeypatch, "no-such-training-job", "--cache", str(tmp_path))
+    assert_clean(at)
+    assert at.error, texts(at)
+    assert "no-such-training-job" in at.error[0].value
+
+
+def test_no_credentials_is_a_message(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, aws_env: Path) -> None:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-west-2")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    at = run_app(monkeypatch, "some-training-job", "--cache", str(tmp_path))
+    assert_clean(at)
+    assert at.error, texts(at)
+    assert "credential" in at.error[0].value.lower()
+
+
+# --------------------------------------------------------------------------- data layer
+
+
+def test_report_is_cached_by_fingerprint_and_rules(tmp_path: Path) -> None:
+    cfg = data.AppConfig(str(SAMPLE), cache_dir=str(tmp_path))
+    job = data.load_job(cfg)
+    assert not job.report_from_cache
+    assert data.load_job(cfg) is job  # in memory
+    data.clear()
+    again = data.load_job(cfg)
+    assert again.report_from_cache and again.report["findings"] == job.report["findings"]
+    rules = tmp_path / "rules.toml"
+    rules.write_text("[rules.DataLoaderStall]\nthreshold_pct = 90\n")
+    data.clear()
+    other = data.load_job(data.AppConfig(str(SAMPLE), cache_dir=str(tmp_path), rules_file=str(rules)))
+    assert not other.report_from_cache
+    assert "DataLoaderStall" not in {f["rule"] for f in other.report["findings"]}
+
+
+def test_refresh_generation_reloads(tmp_path: Path) -> None:
+    cfg = data.AppConfig(str(SAMPLE), cache_dir=str(tmp_path))
+    job = data.load_job(cfg)
+    data.bump_generation(cfg)
+    assert data.loaded(cfg) is None and data.latest(cfg) is job
+    new = data.load_job(cfg)
+    assert new is not job and new.key == job.key and new.report_from_cache
+
+
+def test_args_round_trip() -> None:
+    cfg = data.AppConfig("s3://b/p", "/c", "r.toml", "prof", "eu-west-1", "base", 5.0)
+    assert data.parse_args(data.to_argv(cfg)) == cfg
+
+
+def test_downsampling_bounds_points_and_keeps_extremes() -> None:
+    n = 1_000_000
+    t = np.arange(n, dtype=float) * 0.01
+    v = np.zeros(n)
+    v[123_456] = 100.0
+    table = pa.table({
+        "node": pa.array(["algo-1"] * n).dictionary_encode(),
+        "device": pa.array(["gpu0", "gpu1"] * (n // 2)).dictionary_encode(),
+        "dimension": pa.array(["GPUUtilization"] * n).dictionary_encode(),
+        "timestamp": pa.array((t * 1e6).astype(np.int64), pa.timestamp("us", tz="UTC")),
+        "value": v,
+    })
+    df = downsample.system_series(table, "GPUUtilization", max_points=500)
+    assert len(df) <= 2 * 500 and set(df["device"]) == {"gpu0", "gpu1"}
+    assert df["max"].max() == 100.0 and df["n"].sum() == n
+    node = downsample.system_series(table, "GPUUtilization", per="node")
+    assert len(node) <= downsample.MAX_POINTS and set(node["device"]) == {"all"}
+    win = downsample.system_series(table, "GPUUtilization", window=(100.0, 200.0), nodes=["algo-1"])
+    assert win["t"].min() >= 100.0 and win["t"].max() <= 200.0
+    assert downsample.system_series(table, "GPUUtilization", nodes=["algo-9"]).empty
+    xy = downsample.xy_series(t, v, 1000)
+    assert len(xy) <= 1000 and xy["max"].max() == 100.0
+
+
+# --------------------------------------------------------------------------- CLI command object
+
+
+def test_cli_help_and_bad_rules(tmp_path: Path) -> None:
+    from smprof.cli.dashboard import dashboard_command, server_command
+
+    res = CliRunner().invoke(dashboard_command, ["--help"])
+    assert res.exit_code == 0 and "--port" in res.output and "--host" in res.output
+    res = CliRunner().invoke(dashboard_command, [str(SAMPLE), "--rules", str(tmp_path / "missing.toml")])
+    assert res.exit_code == 2 and "smprof: error:" in res.output
+    cmd = server_command("127.0.0.1", 8599, ["SRC", "--cache", "C"])
+    assert cmd[1:3] == ["-m", "dashboards.serve"] and "--server.headless" in cmd
+    assert cmd[cmd.index("--server.address") + 1] == "127.0.0.1" and cmd[-3:] == ["SRC", "--cache", "C"]
+
+
+def test_cli_busy_port_picks_another() -> None:
+    import socket
+
+    from smprof.cli.dashboard import free_port, port_is_free
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        busy = s.getsockname()[1]
+        assert not port_is_free("127.0.0.1", busy)
+        assert free_port("127.0.0.1") != busy

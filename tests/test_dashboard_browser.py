@@ -1,0 +1,301 @@
+"""A real browser against ``smprof dashboard`` on the bundled sample job.
+
+Debian's ``chromium`` driven by Playwright (never a downloaded browser): the findings are
+listed, every page's charts render without a Streamlit exception box, switching rank
+changes the view (and the URL), and a finding's "Show chart" button opens its page.
+Screenshots go to ``artifacts/screenshots/`` (gitignored). Skipped, with the reason, when
+chromium or Playwright is missing.
+
+``SMPROF_DASHBOARD_PERF=1`` also times the first paint of an 8-node x 60-minute job
+(generated, ingested and evaluated once: a few minutes).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "samples" / "sample-job"
+SHOTS = REPO / "artifacts" / "screenshots"
+CHROMIUM = os.environ.get("SMPROF_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+if not Path(CHROMIUM).exists():
+    pytest.skip(f"chromium not found at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (dev extra)")
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """``smprof dashboard SOURCE`` as a subprocess (its own process group, so it is
+    stopped with everything it started)."""
+
+    def __init__(self, source: Path, cache: Path, log: Path, *extra: str) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        cmd = [sys.executable, "-c", "from smprof.cli.dashboard import dashboard_command; dashboard_command()",
+               str(source), "--port", str(self.port), "--cache", str(cache), *extra]
+        self._out = log.open("wb")
+        self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=self._out, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def wait_url(self, timeout: float = 120) -> float:
+        """Seconds until the command printed its URL on its own line (= server ready)."""
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            if self.proc.poll() is not None:
+                pytest.fail(f"dashboard exited early ({self.proc.returncode}):\n{self.log.read_text()}")
+            if self.url in self.log.read_text(errors="replace").splitlines():
+                with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=5) as r:
+                    assert r.status == 200
+                return time.monotonic() - t0
+            time.sleep(0.1)
+        pytest.fail(f"no URL after {timeout} s:\n{self.log.read_text()}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)  # the CLI forwards it to the server
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self._out.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    tmp = tmp_path_factory.mktemp("dash")
+    srv = Server(SAMPLE, tmp / "cache", tmp / "server.log")
+    try:
+        srv.wait_url()
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    with sync_api.sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def tab(chromium: Any) -> Iterator[Any]:
+    ctx = chromium.new_context(viewport={"width": 1500, "height": 1100})
+    pg = ctx.new_page()
+    pg.set_default_timeout(30_000)
+    try:
+        yield pg
+    finally:
+        ctx.close()
+
+
+def shot(page: Any, name: str) -> Path:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    path = SHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def settle(page: Any) -> None:
+    """Wait until Streamlit finished the run (no spinner, status widget idle)."""
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]') "
+        "&& !document.querySelector('[data-testid=\"stSpinner\"]')",
+        timeout=60_000,
+    )
+    page.wait_for_timeout(400)
+
+
+def no_exception(page: Any) -> None:
+    boxes = page.locator('[data-testid="stException"]')
+    assert boxes.count() == 0, boxes.first.inner_text()
+
+
+def plots(page: Any, at_least: int = 1) -> int:
+    page.wait_for_function(
+        f"() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= {at_least}", timeout=30_000
+    )
+    return int(page.locator(".js-plotly-plot").count())
+
+
+def trace_names(page: Any, index: int = 0) -> list[str]:
+    return list(page.locator(".js-plotly-plot").nth(index).evaluate("el => el.data.map(d => d.name)"))
+
+
+def goto_page(page: Any, title: str) -> None:
+    page.locator('[data-testid="stSidebarNav"]').get_by_text(title, exact=True).click()
+    settle(page)
+
+
+def test_overview_lists_findings(server: Server, tab: Any) -> None:
+    page = tab
+    t0 = time.monotonic()
+    page.goto(server.url)
+    page.get_by_text("DataLoaderStall").first.wait_for()
+    first_paint = time.monotonic() - t0
+    settle(page)
+    for rule in ("DataLoaderStall", "StragglerRank"):
+        assert page.get_by_text(rule).count() >= 1, rule
+    assert page.get_by_text("Rank 1 is a straggler").count() == 1
+    assert page.get_by_text("Recommendation:").count() >= 3
+    no_exception(page)
+    shot(page, "overview")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    (SHOTS / "timings.json").write_text(json.dumps({"sample_first_paint_s": round(first_paint, 3)}))
+    assert first_paint < 15, first_paint
+
+
+@pytest.mark.parametrize(
+    ("title", "name", "min_plots"),
+    [("System", "system", 1), ("Steps and data loading", "steps", 3), ("Communication", "communication", 1),
+     ("Kernels", "kernels", 0), ("Compare", "compare", 0)],
+)
+def test_pages_render(server: Server, tab: Any, title: str, name: str, min_plots: int) -> None:
+    page = tab
+    page.goto(server.url)
+    page.get_by_text("DataLoaderStall").first.wait_for()
+    goto_page(page, title)
+    page.get_by_role("heading", name=title).first.wait_for()
+    if min_plots:
+        assert plots(page, min_plots) >= min_plots
+    no_exception(page)
+    shot(page, name)
+
+
+def test_switching_rank_changes_the_view(server: Server, tab: Any) -> None:
+    page = tab
+    page.goto(server.url)
+    page.get_by_text("DataLoaderStall").first.wait_for()
+    goto_page(page, "Steps and data loading")
+    plots(page, 3)
+    before = trace_names(page)
+    assert {"rank 0", "rank 1"} <= set(before), before
+    shot(page, "steps-all-ranks")
+
+    ranks = page.locator('[data-testid="stMultiSelect"]').filter(has_text="Ranks")
+    ranks.locator("input").click()
+    page.get_by_role("option", name="rank 1", exact=True).click()
+    page.keyboard.press("Escape")
+    page.wait_for_function(
+        "() => { const el = document.querySelector('.js-plotly-plot');"
+        " return el && el.data && !el.data.some(d => d.name === 'rank 0'); }",
+        timeout=30_000,
+    )
+    settle(page)
+    after = trace_names(page)
+    assert "rank 1" in after and "rank 0" not in after, after
+    assert "rank=1" in page.url, page.url
+    no_exception(page)
+    shot(page, "steps-rank-1")
+
+    # the filter carries across pages (and stays in the URL)
+    goto_page(page, "Overview")
+    assert "rank=1" in page.url, page.url
+    assert page.get_by_text("Rank 0 waits for data").count() == 0
+    assert page.get_by_text("Rank 1 waits for data").count() == 1
+
+
+def test_shared_url_restores_filters(server: Server, tab: Any) -> None:
+    page = tab
+    page.goto(f"{server.url}/steps?rank=0")
+    plots(page, 3)
+    settle(page)
+    names = trace_names(page)
+    assert "rank 0" in names and "rank 1" not in names, names
+    no_exception(page)
+
+
+def test_finding_links_to_its_chart(server: Server, tab: Any) -> None:
+    page = tab
+    page.goto(server.url)
+    page.get_by_text("Rank 1 is a straggler").wait_for()
+    settle(page)
+    card = page.locator('[class*="st-key-finding-"]').filter(has_text="Rank 1 is a straggler")
+    card.get_by_role("button", name="Show chart: Communication").click()
+    page.get_by_role("heading", name="Communication").first.wait_for()
+    settle(page)
+    assert "/communication" in page.url and "rank=1" in page.url, page.url
+    assert plots(page, 1) >= 1
+    assert page.get_by_text("straggler").count() >= 1
+    no_exception(page)
+    shot(page, "communication-straggler")
+
+
+@pytest.mark.skipif(os.environ.get("SMPROF_DASHBOARD_PERF") != "1", reason="set SMPROF_DASHBOARD_PERF=1 (minutes)")
+def test_first_paint_large_job(tmp_path_factory: pytest.TempPathFactory, chromium: Any) -> None:
+    """8 nodes x 8 GPUs x 96 cores x 60 min (12 M rows): first paint from cache under 3 s."""
+    root = Path(os.environ.get("SMPROF_PERF_DIR") or tmp_path_factory.mktemp("perf"))
+    job, cache = root / "big", root / "bigc"
+    if not job.exists():
+        subprocess.run([sys.executable, "-m", "analyzer.synthetic.system_metrics", str(job), "--nodes", "8",
+                        "--gpus", "8", "--cpus", "96", "--minutes", "60", "--low-gpu", "3:1200:1800"], check=True)
+    # a first server run ingests and evaluates the rules (the cache the timed run reads)
+    log = root / "warm.log"
+    srv = Server(job, cache, log)
+    try:
+        srv.wait_url(300)
+        deadline = time.monotonic() + 600
+        while not list(cache.glob("*/dashboard/report-*.json")) and time.monotonic() < deadline:
+            time.sleep(1)
+    finally:
+        srv.stop()
+    assert list(cache.glob("*/dashboard/report-*.json")), "the evaluated report was never cached"
+
+    srv = Server(job, cache, root / "timed.log")
+    ctx = chromium.new_context(viewport={"width": 1500, "height": 1100})
+    try:
+        ready = srv.wait_url(120)
+        pg = ctx.new_page()
+        t0 = time.monotonic()
+        pg.goto(srv.url)
+        pg.get_by_role("heading", name="Findings", exact=False).first.wait_for(timeout=60_000)
+        first_paint = time.monotonic() - t0
+        settle(pg)
+        no_exception(pg)
+        shot(pg, "large-overview")
+        t1 = time.monotonic()
+        goto_page(pg, "System")
+        plots(pg, 4)
+        system_s = time.monotonic() - t1
+        no_exception(pg)
+        shot(pg, "large-system")
+        total = {"server_ready_s": round(ready, 3), "first_paint_s": round(first_paint, 3),
+                 "system_page_s": round(system_s, 3)}
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        (SHOTS / "timings-large.json").write_text(json.dumps(total))
+        print(total)
+        assert first_paint < 3.0, total
+    finally:
+        ctx.close()
+        srv.stop()
+        if not os.environ.get("SMPROF_PERF_DIR"):
+            shutil.rmtree(root, ignore_errors=True)
