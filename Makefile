@@ -4,18 +4,22 @@
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+SDKV3_VENV ?= .venv-sdkv3
+SDKV3_STAMP := $(SDKV3_VENV)/.smprof-installed
 SAMPLE := samples/sample-job
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup demo dashboard report test lint typecheck pytest peers system-deps bench clean
+.PHONY: setup demo report dashboard test lint typecheck pytest peers sdk-env system-deps bench clean
 
+# uv when it can be had (fast), plain venv + pip otherwise. `--python` names the target env:
+# `python -m uv pip install` would otherwise install into the interpreter running uv.
 $(BIN)/smprof: pyproject.toml
-	$(PY) -m pip install -q --upgrade uv || true
-	@if command -v uv >/dev/null 2>&1 || $(PY) -m uv --version >/dev/null 2>&1; then \
+	$(PY) -m uv --version >/dev/null 2>&1 || $(PY) -m pip install -q uv || true
+	@if $(PY) -m uv --version >/dev/null 2>&1; then \
 	  $(PY) -m uv venv -q --allow-existing -p $(PY) $(VENV) && \
-	  VIRTUAL_ENV=$(VENV) $(PY) -m uv pip install -q -e '.[dev]'; \
+	  $(PY) -m uv pip install -q --python $(BIN)/python -e '.[dev,sagemaker-v2]'; \
 	else \
-	  $(PY) -m venv $(VENV) && $(BIN)/pip install -q -e '.[dev]'; \
+	  $(PY) -m venv $(VENV) && $(BIN)/pip install -q -e '.[dev,sagemaker-v2]'; \
 	fi
 	@touch $@
 
@@ -47,20 +51,33 @@ system-deps:
 peers:
 	bash bench/setup_peers.sh
 
+## The second SageMaker SDK major (v3) for tests/test_attach_sdk_v3.py; the default env has v2.
+$(SDKV3_STAMP): pyproject.toml envs/sagemaker-v3.txt
+	$(PY) -m uv --version >/dev/null 2>&1 || $(PY) -m pip install -q uv || true
+	@if $(PY) -m uv --version >/dev/null 2>&1; then \
+	  $(PY) -m uv venv -q --allow-existing -p $(PY) $(SDKV3_VENV) && \
+	  $(PY) -m uv pip install -q --python $(SDKV3_VENV)/bin/python -e '.[dev]' -r envs/sagemaker-v3.txt; \
+	else \
+	  $(PY) -m venv $(SDKV3_VENV) && $(SDKV3_VENV)/bin/pip install -q -e '.[dev]' -r envs/sagemaker-v3.txt; \
+	fi
+	@touch $@
+
+sdk-env: $(SDKV3_STAMP)
+
 lint: setup
 	$(BIN)/ruff check .
 
 typecheck: setup
 	$(BIN)/mypy
 
-pytest: setup
-	$(BIN)/python -m pytest -q
+pytest: setup sdk-env
+	SMPROF_REQUIRE_SDK_ENVS=1 $(BIN)/python -m pytest -q
 
-## Everything CI runs: lint, types, the whole test suite (with the peer environments).
-test: setup system-deps peers lint typecheck pytest
+## Everything CI runs: lint, types, the whole test suite (with the peer and SDK environments).
+test: setup system-deps peers sdk-env lint typecheck pytest
 
 bench: setup peers
 	$(BIN)/python bench/bench_ingest.py
 
 clean:
-	rm -rf $(VENV) .venv-peers .venv-smdebug .venv-hta .smprof-cache .bench .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SDKV3_VENV) .venv-sdkv2 .venv-peers .smprof-cache smprof-report .bench .pytest_cache .mypy_cache .ruff_cache

@@ -48,7 +48,7 @@ def create_job(aws: AwsEndpoint, name: str, bucket: str, **overrides: Any) -> di
         "DebugRuleConfigurations": [
             {"RuleConfigurationName": "LossNotDecreasing", "RuleEvaluatorImage": "rules:latest"},
         ],
-        "TensorBoardOutputConfig": {"S3OutputPath": f"s3://{bucket}/tb/{name}"},
+        "TensorBoardOutputConfig": {"S3OutputPath": f"s3://{bucket}/tb"},
         "Environment": {"SM_DEBUG": "1"},
     }
     for key, value in overrides.items():
@@ -70,7 +70,7 @@ JOB_FILES = {
         "rule-output/ProfilerReport/profiler-output/profiler-reports/LowGPUUtilization.json",
     "debug/{job}/debug-output/index/000000000/000000000000_worker_0.json":
         "debug-output/index/000000000/000000000000_worker_0.json",
-    "tb/{job}/plugins/profiler/host_1.pt.trace.json.gz":
+    "tb/{job}/tensorboard-output/plugins/profiler/host_1.pt.trace.json.gz":
         "tensorboard/plugins/profiler/host_1.pt.trace.json.gz",
 }
 
@@ -132,7 +132,7 @@ def test_metadata(aws_endpoint: AwsEndpoint, job: tuple[str, str]) -> None:
         "profiler-output": f"s3://{bucket}/profiler/{name}/profiler-output/",
         "rule-output": f"s3://{bucket}/profiler/{name}/rule-output/",
         "debug-output": f"s3://{bucket}/debug/{name}/debug-output/",
-        "tensorboard": f"s3://{bucket}/tb/{name}/",
+        "tensorboard": f"s3://{bucket}/tb/{name}/tensorboard-output/",
     }
     assert [(r["RuleConfigurationName"], r["RuleEvaluationStatus"], r["kind"]) for r in meta.rule_statuses] == [
         ("ProfilerReport", "InProgress", "profiler"),
@@ -236,5 +236,5 @@ def test_job_output_prefixes_joins_cleanly() -> None:
         "profiler-output": "s3://b/out/j/profiler-output/",
         "rule-output": "s3://b/out/j/rule-output/",
         "debug-output": "s3://b/dbg/j/debug-output/",
-        "tensorboard": "s3://b/tb/",
+        "tensorboard": "s3://b/tb/j/tensorboard-output/",
     }

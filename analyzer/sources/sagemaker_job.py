@@ -40,8 +40,11 @@ def job_output_prefixes(job_name: str, describe: Mapping[str, Any]) -> dict[str,
 
     SageMaker writes profiler and rule output under ``<ProfilerConfig.S3OutputPath or
     OutputDataConfig.S3OutputPath>/<job>/``, debugger tensors under
-    ``<DebugHookConfig.S3OutputPath>/<job>/debug-output/``; TensorBoard output (where
-    torch.profiler traces usually go) is written exactly where the job was told.
+    ``<DebugHookConfig.S3OutputPath>/<job>/debug-output/`` and TensorBoard output (where
+    torch.profiler traces written to /opt/ml/output/tensorboard land) under
+    ``<TensorBoardOutputConfig.S3OutputPath>/<job>/tensorboard-output/`` — the layout the
+    SageMaker SDKs' ``latest_job_tensorboard_artifacts_path`` describes, which keeps jobs
+    that share a TensorBoard path apart.
     """
     out: dict[str, str] = {}
     profiler_base = (describe.get("ProfilerConfig") or {}).get("S3OutputPath") or (
@@ -55,7 +58,7 @@ def job_output_prefixes(job_name: str, describe: Mapping[str, Any]) -> dict[str,
         out["debug-output"] = _join(debug_base, job_name, "debug-output")
     tensorboard = (describe.get("TensorBoardOutputConfig") or {}).get("S3OutputPath")
     if tensorboard:
-        out["tensorboard"] = _join(tensorboard)
+        out["tensorboard"] = _join(tensorboard, job_name, "tensorboard-output")
     return out
 
 

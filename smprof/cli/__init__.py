@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from analyzer import __version__
+from smprof.cli.attach import attach_command
 from smprof.cli.dashboard import dashboard_command
 from smprof.cli.ingest import ingest_command
 from smprof.cli.report import report_command
@@ -22,6 +23,7 @@ def cli() -> None:
 cli.add_command(ingest_command)
 cli.add_command(report_command)
 cli.add_command(dashboard_command)
+cli.add_command(attach_command)
 
 
 def main() -> None:

@@ -1,0 +1,94 @@
+"""``smprof attach --print``: what the rule file would put on a job, without either SDK."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from rules.attach.boto3_request import create_training_job_fields
+from smprof.cli.attach import PLACEHOLDER_S3, attach_command
+from tests.support.sdk_env import rules_by_name
+from tests.test_attach_common import BUILTIN, CUSTOM, IMAGE, write
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(attach_command, list(args), catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_without_print_explains_usage() -> None:
+    code, out, _ = invoke()
+    assert code == 0
+    assert "attach_to_estimator" in out and "train_with_profiling" in out and "apply_to_request" in out
+    assert "smprof attach --print" in out
+
+
+def test_print_boto3_json(tmp_path: Path) -> None:
+    rules = write(tmp_path, CUSTOM)
+    code, out, err = invoke("--print", "--rules", str(rules), "--region", "us-west-2",
+                            "--s3-output-path", "s3://b/jobs")
+    assert code == 0, err
+    fields = json.loads(out)
+    assert fields == create_training_job_fields(rules, "us-west-2", "s3://b/jobs")
+    assert rules_by_name(fields)["LowGPUUtilization"]["threshold_p95"] == "55"
+    assert {r["RuleEvaluatorImage"] for r in fields["ProfilerRuleConfigurations"]} == {IMAGE}
+
+
+def test_print_defaults_use_placeholder_path(aws_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    code, out, err = invoke("--print")
+    assert code == 0, err
+    fields = json.loads(out)
+    assert set(rules_by_name(fields)) == BUILTIN
+    assert fields["ProfilerConfig"]["S3OutputPath"] == PLACEHOLDER_S3
+    assert "929884845733.dkr.ecr.eu-west-1" in fields["ProfilerRuleConfigurations"][0]["RuleEvaluatorImage"]
+    assert "no --s3-output-path" in err
+
+
+def test_threshold_change_shows_in_print(tmp_path: Path) -> None:
+    a = json.loads(invoke("--print", "--region", "us-west-2", "--rules",
+                          str(write(tmp_path, "[rules.StepOutlier]\nstddev = 3\n", "a.toml")))[1])
+    b = json.loads(invoke("--print", "--region", "us-west-2", "--rules",
+                          str(write(tmp_path, "[rules.StepOutlier]\nstddev = 5\n", "b.toml")))[1])
+    assert rules_by_name(a)["StepOutlier"]["stddev"] == "3"
+    assert rules_by_name(b)["StepOutlier"]["stddev"] == "5"
+
+
+def test_print_v2_and_v3_python(tmp_path: Path) -> None:
+    rules = str(write(tmp_path, CUSTOM))
+    code, v2, err = invoke("--print", "--sdk", "v2", "--rules", rules)
+    assert code == 0, err
+    compile(v2, "<v2>", "exec")
+    assert "ProfilerRule.sagemaker(rule_configs.LowGPUUtilization(" in v2
+    assert "threshold_p95=55" in v2 and "profiler_rules.Dataloader(" in v2
+    assert "CollectionConfig(name='gradients')" in v2
+    code, v3, err = invoke("--print", "--sdk", "v3", "--rules", rules, "--region", "us-west-2")
+    assert code == 0, err
+    compile(v3, "<v3>", "exec")
+    assert "shapes.ProfilerRuleConfiguration(" in v3 and IMAGE in v3
+    assert "'threshold_p95': '55'" in v3
+
+
+@pytest.mark.parametrize(
+    ("args", "text", "message"),
+    [
+        (["--region", "us-west-2"], "[rules.GPUUtil]\nwindow = 3\n", "unknown rule 'GPUUtil'"),
+        (["--region", "us-west-2"], "[rules.Dataloader]\nmin_threshold = 7.5\n", "[rules.Dataloader] min_threshold: Input should be a valid integer"),
+        (["--region", "mars-1"], "", "no evaluator image in region 'mars-1'"),
+        (["--region", "us-west-2", "--s3-output-path", "/local/dir"], "", "must be an s3://bucket/prefix URI"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(tmp_path: Path, args: list[str], text: str, message: str) -> None:
+    code, out, err = invoke("--print", "--rules", str(write(tmp_path, text)), *args)
+    assert code == 2 and out == ""
+    assert err.startswith("smprof: error: ") and message in err and err.count("\n") == 1
+
+
+def test_missing_rule_file_and_region(tmp_path: Path, aws_env: Path) -> None:
+    code, _, err = invoke("--print", "--rules", str(tmp_path / "nope.toml"))
+    assert code == 2 and "rule file not found" in err
+    code, _, err = invoke("--print")  # aws_env: no region anywhere
+    assert code == 2 and "no AWS region" in err and "--region" in err

@@ -1,0 +1,265 @@
+"""The SDK-neutral fields and the boto3 path: rule file in, CreateTrainingJob fields out,
+through a real HTTP SageMaker endpoint (moto) and botocore's validation."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from analyzer.errors import SmprofError
+from rules import params as p
+from rules.attach.boto3_request import apply_to_request, create_training_job_fields
+from rules.attach.common import (
+    RULE_EVALUATOR_ACCOUNTS,
+    AttachError,
+    build_fields,
+    rule_evaluator_image,
+)
+from rules.ruleset import RuleSet, load_ruleset
+from tests.support.aws_fixtures import AwsEndpoint
+from tests.support.sdk_env import profiling_part, rules_by_name, validate_create_training_job
+
+REGION = "us-west-2"
+IMAGE = "895741380848.dkr.ecr.us-west-2.amazonaws.com/sagemaker-debugger-rules:latest"
+OUT = "s3://smprof-bucket/jobs"
+BUILTIN = {
+    "LowGPUUtilization", "CPUBottleneck", "IOBottleneck", "StepOutlier", "GPUMemoryIncrease",
+    "LoadBalancing", "BatchSize", "MaxInitializationTime", "Dataloader", "OverallSystemUsage",
+    "ProfilerReport",
+}
+
+CUSTOM = """
+[profiler]
+system_monitor_interval_millis = 100
+debugger_hook = true
+hook_collections = ["losses", "gradients"]
+
+[rules.LowGPUUtilization]
+threshold_p95 = 55
+
+[rules.CPUBottleneck]
+threshold = 35
+cpu_threshold = 85
+
+[rules.LoadBalancing]
+threshold = 0.25
+
+[rules.IOBottleneck]
+enabled = false
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "rules.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def base_request(name: str = "smprof-boto3-job") -> dict[str, Any]:
+    """A minimal valid CreateTrainingJob request, as a user would write it."""
+    return {
+        "TrainingJobName": name,
+        "AlgorithmSpecification": {
+            "TrainingImage": "763104351884.dkr.ecr.us-west-2.amazonaws.com/pytorch-training:2.3-gpu-py311",
+            "TrainingInputMode": "File",
+        },
+        "RoleArn": "arn:aws:iam::123456789012:role/SageMakerRole",
+        "OutputDataConfig": {"S3OutputPath": OUT},
+        "ResourceConfig": {"InstanceType": "ml.g5.xlarge", "InstanceCount": 2, "VolumeSizeInGB": 50},
+        "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
+    }
+
+
+# --- the fields --------------------------------------------------------------------------------
+def test_default_rule_set_fields() -> None:
+    fields = create_training_job_fields(None, REGION, OUT)
+    assert fields["ProfilerConfig"] == {
+        "S3OutputPath": OUT, "ProfilingIntervalInMilliseconds": 500, "DisableProfiler": False,
+    }
+    rules = rules_by_name(fields)
+    assert set(rules) == BUILTIN
+    for name, params in rules.items():
+        assert params["rule_to_invoke"] == name
+        assert all(isinstance(v, str) for v in params.values())
+    assert all(r["RuleEvaluatorImage"] == IMAGE for r in fields["ProfilerRuleConfigurations"])
+    # SDK defaults, as smdebug_rulesconfig has them; unset mode is left out, not "None"
+    assert rules["LowGPUUtilization"] == {
+        "threshold_p95": "70", "threshold_p5": "10", "window": "500", "patience": "1000",
+        "scan_interval_us": "60000000", "rule_to_invoke": "LowGPUUtilization",
+    }
+    assert "mode" not in rules["StepOutlier"]
+    assert rules["OverallSystemUsage"] == {"scan_interval_us": "60000000", "rule_to_invoke": "OverallSystemUsage"}
+    # ProfilerReport runs every rule itself: it carries all their values as overrides
+    report = rules["ProfilerReport"]
+    assert report["CPUBottleneck_threshold"] == "50" and report["LoadBalancing_threshold"] == "0.5"
+    assert len(report) <= 100
+    assert "DebugHookConfig" not in fields  # debugger_hook = false by default
+    assert fields["TensorBoardOutputConfig"] == {"S3OutputPath": OUT, "LocalPath": "/opt/ml/output/tensorboard"}
+
+
+def test_threshold_change_changes_rule_parameters(tmp_path: Path) -> None:
+    before = rules_by_name(create_training_job_fields(None, REGION, OUT))
+    after = rules_by_name(create_training_job_fields(write(tmp_path, CUSTOM), REGION, OUT))
+    assert after["LowGPUUtilization"]["threshold_p95"] == "55" != before["LowGPUUtilization"]["threshold_p95"]
+    assert after["CPUBottleneck"]["threshold"] == "35" and after["CPUBottleneck"]["cpu_threshold"] == "85"
+    assert after["LoadBalancing"]["threshold"] == "0.25"
+    assert after["ProfilerReport"]["LowGPUUtilization_threshold_p95"] == "55"
+    assert after["ProfilerReport"]["CPUBottleneck_threshold"] == "35"
+    changed = {
+        (rule, key)
+        for rule in before.keys() & after.keys()
+        for key in before[rule].keys() | after[rule].keys()
+        if before[rule].get(key) != after[rule].get(key)
+    }
+    assert changed == {
+        ("LowGPUUtilization", "threshold_p95"), ("CPUBottleneck", "threshold"),
+        ("CPUBottleneck", "cpu_threshold"), ("LoadBalancing", "threshold"),
+        ("ProfilerReport", "LowGPUUtilization_threshold_p95"), ("ProfilerReport", "CPUBottleneck_threshold"),
+        ("ProfilerReport", "CPUBottleneck_cpu_threshold"), ("ProfilerReport", "LoadBalancing_threshold"),
+    }
+    assert "IOBottleneck" not in after  # enabled = false
+
+
+def test_hook_interval_and_disabled_profiler(tmp_path: Path) -> None:
+    fields = create_training_job_fields(write(tmp_path, CUSTOM), REGION, OUT)
+    assert fields["ProfilerConfig"]["ProfilingIntervalInMilliseconds"] == 100
+    assert fields["DebugHookConfig"] == {
+        "S3OutputPath": OUT,
+        "CollectionConfigurations": [{"CollectionName": "losses"}, {"CollectionName": "gradients"}],
+    }
+    off = create_training_job_fields(
+        write(tmp_path, "[profiler]\ndisable_profiler = true\ntensorboard_output = false\n", "off.toml"), REGION, OUT
+    )
+    assert off == {"ProfilerConfig": {"DisableProfiler": True}}
+
+
+def test_rule_file_s3_path_wins(tmp_path: Path) -> None:
+    rules = write(tmp_path, '[profiler]\ns3_output_path = "s3://other/prefix"\n')
+    fields = create_training_job_fields(rules, REGION, OUT)
+    assert fields["ProfilerConfig"]["S3OutputPath"] == "s3://other/prefix"
+    assert fields["TensorBoardOutputConfig"]["S3OutputPath"] == "s3://other/prefix"
+
+
+def test_rule_evaluator_image_per_region() -> None:
+    assert rule_evaluator_image("us-west-2") == IMAGE
+    assert rule_evaluator_image("cn-north-1") == (
+        "618459771430.dkr.ecr.cn-north-1.amazonaws.com.cn/sagemaker-debugger-rules:latest"
+    )
+    assert rule_evaluator_image("eu-west-1").startswith("929884845733.dkr.ecr.eu-west-1.amazonaws.com/")
+    with pytest.raises(AttachError, match="no evaluator image in region 'ap-southeast-3'"):
+        rule_evaluator_image("ap-southeast-3")
+    with pytest.raises(AttachError, match="no AWS region"):
+        rule_evaluator_image(None)
+
+
+def _sdk_debugger_json() -> Path | None:
+    """The installed SDK's debugger.json, found through package metadata (no SDK import)."""
+    for dist in ("sagemaker-core", "sagemaker"):
+        try:
+            files = importlib.metadata.files(dist) or []
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        for f in files:
+            if str(f).endswith("image_uri_config/debugger.json"):
+                return Path(str(f.locate()))
+    return None
+
+
+def test_image_table_matches_installed_sdk() -> None:
+    """smprof's SDK-free table is the SDK's own debugger.json (whichever major is here)."""
+    path = _sdk_debugger_json()
+    if path is None:
+        pytest.skip("no SageMaker SDK installed to compare with")
+    config = json.loads(path.read_text())
+    latest = config["versions"]["latest"]
+    assert latest["repository"] == "sagemaker-debugger-rules"
+    assert latest["registries"] == RULE_EVALUATOR_ACCOUNTS
+
+
+# --- bad input ---------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[rules.LowGPUUtilisation]\nthreshold_p95 = 60\n", "unknown rule 'LowGPUUtilisation'; did you mean 'LowGPUUtilization'?"),
+        ('[rules.CPUBottleneck]\nthreshold = "high"\n', "[rules.CPUBottleneck] threshold: Input should be a valid integer"),
+        ("[rules.CPUBottleneck]\nthreshhold = 40\n", "[rules.CPUBottleneck] unknown parameter 'threshhold'"),
+        ("[profiler]\nsystem_monitor_interval_millis = 300\n", "system_monitor_interval_millis = 300 is not accepted by SageMaker"),
+        ('[profiler]\ns3_output_path = "bucket/prefix"\n', "must be an s3://bucket/prefix URI"),
+    ],
+)
+def test_bad_rule_file_is_one_line_error(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(SmprofError) as info:
+        create_training_job_fields(write(tmp_path, text), REGION, OUT)
+    line = info.value.one_line()
+    assert message in line and "\n" not in line
+
+
+def error_line(fn: Any, *args: Any, **kwargs: Any) -> str:
+    """The one line the CLI would print for the SmprofError ``fn`` raises."""
+    with pytest.raises(SmprofError) as info:
+        fn(*args, **kwargs)
+    line = info.value.one_line()
+    assert "\n" not in line
+    return line
+
+
+def test_bad_programmatic_input() -> None:
+    good = load_ruleset()
+    line = error_line(build_fields, RuleSet(profiler=good.profiler, rules={"GPUHog": p.CPUBottleneckParams.model_validate({})}), REGION, OUT)
+    assert "unknown rule 'GPUHog'" in line and "known rules: LowGPUUtilization" in line
+    line = error_line(build_fields, RuleSet(profiler=good.profiler, rules={"CPUBottleneck": p.LowGPUUtilizationParams.model_validate({})}), REGION, OUT)
+    assert "rule 'CPUBottleneck' has parameters of type LowGPUUtilizationParams" in line
+    assert "either a RuleSet or rules_file" in error_line(create_training_job_fields, good, REGION, OUT, rules_file="x.toml")
+    assert "--s3-output-path" in error_line(create_training_job_fields, good, REGION, None)
+    assert "as a dict" in error_line(apply_to_request, ["not", "a", "request"])
+    trn = base_request()
+    trn["ResourceConfig"]["InstanceType"] = "ml.trn1.32xlarge"
+    line = error_line(apply_to_request, trn, region=REGION)
+    assert "not supported on ml.trn1.32xlarge" in line and "disable_profiler = true" in line
+
+
+# --- apply_to_request ---------------------------------------------------------------------------
+def test_apply_to_request_merges_without_mutating() -> None:
+    request = base_request()
+    request["TensorBoardOutputConfig"] = {"S3OutputPath": "s3://mine/tb"}
+    request["ProfilerRuleConfigurations"] = [
+        {"RuleConfigurationName": "Old", "RuleEvaluatorImage": IMAGE, "RuleParameters": {"rule_to_invoke": "Old"}}
+    ]
+    original = json.loads(json.dumps(request))
+    out = apply_to_request(request, region=REGION)
+    assert request == original
+    assert out["TensorBoardOutputConfig"] == {"S3OutputPath": "s3://mine/tb"}  # the user's is kept
+    assert set(rules_by_name(out)) == BUILTIN  # smprof owns the profiler rules
+    assert out["ProfilerConfig"]["S3OutputPath"] == OUT  # the job's output path
+    validate_create_training_job(out)
+
+
+def test_region_from_environment(aws_endpoint: AwsEndpoint) -> None:
+    out = apply_to_request(base_request())
+    assert {r["RuleEvaluatorImage"] for r in out["ProfilerRuleConfigurations"]} == {IMAGE}
+
+
+# --- through a real HTTP endpoint ----------------------------------------------------------------
+def test_boto3_request_reaches_sagemaker(aws_endpoint: AwsEndpoint, tmp_path: Path) -> None:
+    rules_file = write(tmp_path, CUSTOM)
+    request = apply_to_request(base_request("smprof-boto3-e2e"), rules_file=rules_file, region=REGION)
+    validate_create_training_job(request)
+    aws_endpoint.sagemaker.create_training_job(**request)
+
+    sent = aws_endpoint.training_job_request("smprof-boto3-e2e")
+    validate_create_training_job(sent)
+    expected = profiling_part(build_fields(load_ruleset(rules_file), REGION, OUT))
+    assert profiling_part(sent) == expected
+    assert rules_by_name(sent)["LowGPUUtilization"]["threshold_p95"] == "55"
+    assert sent["DebugHookConfig"]["CollectionConfigurations"] == [
+        {"CollectionName": "losses"}, {"CollectionName": "gradients"},
+    ]
+
+    described = aws_endpoint.sagemaker.describe_training_job(TrainingJobName="smprof-boto3-e2e")
+    assert profiling_part(described) == expected
+    assert described["ProfilingStatus"] == "Enabled"
+    assert {s["RuleConfigurationName"] for s in described["ProfilerRuleEvaluationStatuses"]} == BUILTIN - {"IOBottleneck"}

@@ -1,0 +1,194 @@
+"""SDK v3: ``train_with_profiling(model_trainer)`` against a real HTTP SageMaker endpoint.
+
+Runs in-process where SDK v3 is installed and otherwise reruns itself in ``.venv-sdkv3``
+(see tests/support/sdk_env.py); in the default environment (SDK v2) that is the normal case.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from analyzer.errors import SmprofError
+from rules.attach.common import AttachError, build_fields
+from rules.ruleset import load_ruleset
+from smprof.cli.attach import v3_source
+from tests.support.aws_fixtures import AwsEndpoint
+from tests.support.sdk_env import (
+    profiling_part,
+    quiet_sdk,
+    require_major,
+    rules_by_name,
+    run_pytest_in_sdk_env,
+    validate_create_training_job,
+    without_false_disable,
+)
+from tests.test_attach_common import BUILTIN, CUSTOM, IMAGE, REGION, write
+
+ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
+PYTORCH_IMAGE = "763104351884.dkr.ecr.us-west-2.amazonaws.com/pytorch-training:2.3-gpu-py311"
+
+
+def test_in_sdk_v3_env() -> None:
+    """This module's tests, in the SDK v3 environment when this one has another major."""
+    run_pytest_in_sdk_env(3, __file__)
+
+
+@pytest.fixture
+def v3(aws_endpoint: AwsEndpoint, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A v3 Session on the local endpoint, with a bucket and a training script."""
+    require_major(3)
+    quiet_sdk(monkeypatch, tmp_path)
+    import boto3
+    from sagemaker.core.utils.utils import SageMakerClient
+    from sagemaker.train import Session
+
+    SageMakerClient.reset()  # clients are cached per session; each test has a new endpoint env
+    bucket = aws_endpoint.create_bucket()
+    session = Session(boto_session=boto3.Session(region_name=REGION), default_bucket=bucket)
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "train.py").write_text("print('training')\n")
+    return {"session": session, "bucket": bucket, "src": str(tmp_path / "src"), "tmp": tmp_path}
+
+
+def trainer(v3: Any, instance_type: str = "ml.g5.xlarge", **kwargs: Any) -> Any:
+    from sagemaker.core.training.configs import Compute, OutputDataConfig, SourceCode
+    from sagemaker.train import ModelTrainer
+
+    return ModelTrainer(
+        training_image=PYTORCH_IMAGE, role=ROLE,
+        compute=Compute(instance_type=instance_type, instance_count=2),
+        source_code=SourceCode(source_dir=v3["src"], entry_script="train.py"),
+        output_data_config=OutputDataConfig(s3_output_path=f"s3://{v3['bucket']}/out"),
+        sagemaker_session=v3["session"], base_job_name="smprof-v3", **kwargs,
+    )
+
+
+def launch(aws_endpoint: AwsEndpoint, model_trainer: Any, **kwargs: Any) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    from rules.attach.sdk_v3 import train_with_profiling
+
+    job = train_with_profiling(model_trainer, wait=False, logs=False, **kwargs)
+    sent = aws_endpoint.training_job_request(job.training_job_name)
+    validate_create_training_job(sent)
+    described = aws_endpoint.sagemaker.describe_training_job(TrainingJobName=job.training_job_name)
+    return job, sent, described
+
+
+def test_model_trainer_job_carries_the_rule_set(aws_endpoint: AwsEndpoint, v3: Any) -> None:
+    rules_file = write(v3["tmp"], CUSTOM)
+    job, sent, described = launch(aws_endpoint, trainer(v3), rules_file=rules_file)
+
+    out = f"s3://{v3['bucket']}/out"
+    expected = without_false_disable(profiling_part(build_fields(load_ruleset(rules_file), REGION, out)))
+    assert without_false_disable(profiling_part(sent)) == expected
+    assert sent["ProfilerConfig"] == {"S3OutputPath": out, "ProfilingIntervalInMilliseconds": 100}
+    rules = rules_by_name(sent)
+    assert set(rules) == BUILTIN - {"IOBottleneck"}
+    assert rules["LowGPUUtilization"]["threshold_p95"] == "55"
+    assert rules["LoadBalancing"]["threshold"] == "0.25"
+    assert {r["RuleEvaluatorImage"] for r in sent["ProfilerRuleConfigurations"]} == {IMAGE}
+    assert sent["DebugHookConfig"]["CollectionConfigurations"] == [
+        {"CollectionName": "losses"}, {"CollectionName": "gradients"},
+    ]
+    assert sent["TensorBoardOutputConfig"] == {"S3OutputPath": out, "LocalPath": "/opt/ml/output/tensorboard"}
+    # what ModelTrainer itself puts on the job is still there
+    assert sent["AlgorithmSpecification"]["TrainingImage"] == PYTORCH_IMAGE
+    assert {c["ChannelName"] for c in sent["InputDataConfig"]} >= {"code", "sm_drivers"}
+    assert sent["ResourceConfig"]["InstanceCount"] == 2
+
+    assert without_false_disable(profiling_part(described)) == expected
+    assert described["ProfilingStatus"] == "Enabled"
+    # the returned resource sees them too (TrainingJob.create describes the job)
+    assert job.profiler_config.profiling_interval_in_milliseconds == 100
+    assert {r.rule_configuration_name for r in job.profiler_rule_configurations} == set(rules)
+
+
+def test_threshold_change_reaches_the_request(aws_endpoint: AwsEndpoint, v3: Any) -> None:
+    loose = write(v3["tmp"], "[rules.BatchSize]\ngpu_threshold_p95 = 90\n", "loose.toml")
+    strict = write(v3["tmp"], "[rules.BatchSize]\ngpu_threshold_p95 = 40\n", "strict.toml")
+    _, a, _ = launch(aws_endpoint, trainer(v3), rules_file=loose)
+    _, b, _ = launch(aws_endpoint, trainer(v3), rules_file=strict)
+    assert rules_by_name(a)["BatchSize"]["gpu_threshold_p95"] == "90"
+    assert rules_by_name(b)["BatchSize"]["gpu_threshold_p95"] == "40"
+    assert rules_by_name(b)["ProfilerReport"]["BatchSize_gpu_threshold_p95"] == "40"
+
+
+def test_default_rule_set_and_user_tensorboard(aws_endpoint: AwsEndpoint, v3: Any) -> None:
+    from sagemaker.core.training.configs import TensorBoardOutputConfig
+
+    model_trainer = trainer(v3).with_tensorboard_output_config(
+        TensorBoardOutputConfig(s3_output_path="s3://mine/tb")
+    )
+    _, sent, _ = launch(aws_endpoint, model_trainer)
+    assert set(rules_by_name(sent)) == BUILTIN
+    assert "DebugHookConfig" not in sent
+    assert sent["TensorBoardOutputConfig"] == {"S3OutputPath": "s3://mine/tb", "LocalPath": "/opt/ml/output/tensorboard"}
+
+
+def test_printed_v3_code_builds_the_same_shapes(v3: Any) -> None:
+    """`smprof attach --print --sdk v3` is runnable and gives the arguments smprof passes."""
+    from rules.attach.sdk_v3 import _shapes
+
+    fields = build_fields(load_ruleset(write(v3["tmp"], CUSTOM)), REGION, "s3://b/out")
+    namespace: dict[str, Any] = {}
+    exec(v3_source(fields), namespace)
+    for name, value in _shapes(fields).items():
+        assert namespace[name] == value, name
+
+
+# --- bad input ---------------------------------------------------------------------------------
+def test_v2_call_on_model_trainer_names_the_fix(v3: Any) -> None:
+    from rules.attach.sdk_v2 import attach_to_estimator
+
+    with pytest.raises(AttachError) as info:
+        attach_to_estimator(trainer(v3))
+    line = info.value.one_line()
+    assert "takes a SageMaker SDK v2 estimator, got a ModelTrainer" in line
+    assert "train_with_profiling(model_trainer)" in line
+
+
+def test_bad_rule_file_fails_before_anything_is_uploaded(aws_endpoint: AwsEndpoint, v3: Any) -> None:
+    from rules.attach.sdk_v3 import train_with_profiling
+
+    bad = write(v3["tmp"], "[rules.LowGPUUtilization]\nthreshold_p95 = 170\n", "bad.toml")
+    jobs_before = len(aws_endpoint.sagemaker.list_training_jobs()["TrainingJobSummaries"])
+    with pytest.raises(SmprofError) as info:  # RuleFileError
+        train_with_profiling(trainer(v3), rules_file=bad, wait=False)
+    assert "[rules.LowGPUUtilization] threshold_p95: Input should be less than or equal to 100" in info.value.one_line()
+    assert aws_endpoint.s3.list_objects_v2(Bucket=v3["bucket"]).get("KeyCount", 0) == 0
+    assert len(aws_endpoint.sagemaker.list_training_jobs()["TrainingJobSummaries"]) == jobs_before
+
+
+def test_local_mode_and_trainium_are_refused(v3: Any) -> None:
+    from sagemaker.train.model_trainer import Mode
+
+    from rules.attach.sdk_v3 import train_with_profiling
+
+    with pytest.raises(AttachError, match="not in local-container mode"):
+        train_with_profiling(trainer(v3, training_mode=Mode.LOCAL_CONTAINER), wait=False)
+    with pytest.raises(AttachError, match=r"not supported on ml.trn1.32xlarge"):
+        train_with_profiling(trainer(v3, instance_type="ml.trn1.32xlarge"), wait=False)
+
+
+def test_unsupported_sdk_internals_are_a_clear_error(v3: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.metadata
+
+    from sagemaker.train.model_trainer import ModelTrainer
+
+    from rules.attach.sdk_v3 import train_with_profiling
+
+    model_trainer = trainer(v3)
+    monkeypatch.delattr(ModelTrainer, "_create_training_job_args")
+    with pytest.raises(AttachError) as info:
+        train_with_profiling(model_trainer, wait=False)
+    line = info.value.one_line()
+    assert "does not build training jobs the way smprof expects" in line and "apply_to_request" in line
+    monkeypatch.undo()
+
+    real = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version",
+                        lambda name: "2.0.0" if name == "sagemaker-train" else real(name))
+    with pytest.raises(AttachError, match=r"sagemaker-train 2.0.0 is newer than smprof supports"):
+        train_with_profiling(model_trainer, wait=False)
