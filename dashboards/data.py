@@ -13,8 +13,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
-import os
-import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -29,6 +27,7 @@ import pandas as pd
 from analyzer import __version__
 from analyzer.errors import SmprofError
 from analyzer.ingest import ingest
+from analyzer.ingest.cache import atomic_write_bytes
 from analyzer.ingest.dataset import JobDataset
 from analyzer.sources import open_source
 from rules import params as p
@@ -124,18 +123,6 @@ def report_key(fingerprint: str, rules_key: str, meta: dict[str, Any]) -> str:
     return h.hexdigest()
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def evaluated_report(
     dataset: JobDataset, summary: dict[str, Any], ruleset: RuleSet, rules_key: str
 ) -> tuple[dict[str, Any], bool]:
@@ -159,7 +146,7 @@ def evaluated_report(
     report = model.build(dataset, ruleset, results, ingest_summary=summary, fail_on="error")
     if path is not None:
         try:
-            _atomic_write(path, orjson.dumps(report, default=str, option=orjson.OPT_SERIALIZE_NUMPY))
+            atomic_write_bytes(path, orjson.dumps(report, default=str, option=orjson.OPT_SERIALIZE_NUMPY))
             old = sorted(path.parent.glob("report-*.json"), key=lambda q: q.stat().st_mtime, reverse=True)
             for stale in old[REPORT_CACHE_KEEP:]:
                 stale.unlink(missing_ok=True)

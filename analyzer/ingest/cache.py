@@ -50,7 +50,7 @@ def object_digest(key: str, fingerprint: str, hint: str = "") -> str:
     return h.hexdigest()
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     try:
@@ -84,7 +84,7 @@ class SourceCache:
 
     def save_manifest(self, objects: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
         doc = {"version": CACHE_VERSION, "objects": objects, **(extra or {})}
-        _atomic_write_bytes(self._manifest_path, orjson.dumps(doc))
+        atomic_write_bytes(self._manifest_path, orjson.dumps(doc))
 
     # -- parts ----------------------------------------------------------------------------
     def part_path(self, digest: str, table: str) -> Path:
@@ -121,7 +121,7 @@ class SourceCache:
             tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
             pq.write_table(table, tmp, compression="snappy", row_group_size=1 << 20)
             os.replace(tmp, path)
-        _atomic_write_bytes(
+        atomic_write_bytes(
             safe_join(mdir, "merged.json"),
             orjson.dumps({"fingerprint": fingerprint, "tables": sorted(tables)}),
         )
@@ -142,4 +142,4 @@ class SourceCache:
         return out
 
     def save_json(self, name: str, obj: Any) -> None:
-        _atomic_write_bytes(safe_join(self.dir, name), orjson.dumps(obj, default=str))
+        atomic_write_bytes(safe_join(self.dir, name), orjson.dumps(obj, default=str))
