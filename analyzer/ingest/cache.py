@@ -1,4 +1,5 @@
-"""The Parquet cache: one part file per (object, fingerprint, table), plus merged tables.
+"""The cache: one Parquet part per (object, fingerprint, table), plus merged tables as
+uncompressed Arrow IPC files (reopened by memory map).
 
 Why per object: re-ingesting a running job then reads only the objects whose fingerprint
 changed, and the parse stays a map over files. File names inside the cache are hashes,
@@ -19,7 +20,7 @@ import pyarrow.parquet as pq
 
 from analyzer.errors import UnsafePathError
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 def default_cache_root() -> Path:
@@ -111,15 +112,18 @@ class SourceCache:
 
     # -- merged tables ----------------------------------------------------------------------
     def merged_path(self, table: str) -> Path:
-        return safe_join(self.dir, "merged", f"{table}.parquet")
+        return safe_join(self.dir, "merged", f"{table}.arrow")
 
     def write_merged(self, tables: dict[str, pa.Table], fingerprint: str) -> None:
         mdir = safe_join(self.dir, "merged")
         mdir.mkdir(parents=True, exist_ok=True)
+        # Uncompressed Arrow IPC: reopening the job is a memory map, not a decode (a big job
+        # reopens in milliseconds); the compact copy of the data is the Parquet parts.
         for name, table in tables.items():
             path = self.merged_path(name)
             tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
-            pq.write_table(table, tmp, compression="snappy", row_group_size=1 << 20)
+            with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+                writer.write_table(table, max_chunksize=1 << 20)
             os.replace(tmp, path)
         atomic_write_bytes(
             safe_join(mdir, "merged.json"),
@@ -136,7 +140,7 @@ class SourceCache:
         out: dict[str, pa.Table] = {}
         for name in doc.get("tables", []):
             try:
-                out[name] = pq.read_table(self.merged_path(name), memory_map=True)
+                out[name] = pa.ipc.open_file(pa.memory_map(str(self.merged_path(name)))).read_all()
             except (OSError, pa.ArrowInvalid):
                 return None
         return out

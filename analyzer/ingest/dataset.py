@@ -3,17 +3,42 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from analyzer.ingest.schemas import SCHEMAS, empty_table
 from analyzer.sources.base import JobMetadata
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 # Starts before 2000-01-01 come from traces without an absolute clock (relative times).
 _EPOCH_2000_NS = 946_684_800 * 10**9
+
+
+def iso_ns(ns: int) -> str:
+    """Epoch ns → ISO 8601 UTC with nanosecond digits when they are not zero."""
+    secs, rem = divmod(ns, 1_000_000_000)
+    base = datetime.fromtimestamp(secs, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    if rem == 0:
+        return base + "+00:00"
+    frac = f"{rem:09d}"
+    frac = frac[:6] if frac.endswith("000") else frac
+    return f"{base}.{frac}+00:00"
+
+
+def distinct_strings(col: pa.ChunkedArray) -> list[str]:
+    """Distinct values of a string column; for dictionary columns straight from the
+    dictionaries (ingest builds them from values that occur), without touching every row."""
+    if pa.types.is_dictionary(col.type):
+        seen: set[str] = set()
+        for chunk in col.chunks:
+            seen.update(v for v in chunk.dictionary.to_pylist() if v is not None)
+        return sorted(seen)
+    return sorted(v for v in pc.unique(col.combine_chunks()).to_pylist() if v is not None)
 
 
 @dataclass
@@ -30,7 +55,7 @@ class JobDataset:
         raise KeyError(f"unknown table {name!r}; known: {', '.join(sorted(SCHEMAS))}")
 
     def to_pandas(self, name: str) -> pd.DataFrame:
-        return self.table(name).to_pandas()
+        return self.table(name).to_pandas()  # pandas is imported by Arrow on demand
 
     @property
     def row_counts(self) -> dict[str, int]:
@@ -42,7 +67,7 @@ class JobDataset:
         for name, col in (("system_metrics", "node"), ("framework_events", "node"), ("kineto_traces", "node")):
             t = self.table(name)
             if t.num_rows:
-                found.update(v for v in pc.unique(t.column(col).combine_chunks()).to_pylist() if v)
+                found.update(v for v in distinct_strings(t.column(col)) if v)
         return sorted(found)
 
     @property
@@ -81,7 +106,7 @@ class JobDataset:
         return {
             "start_ns": lo,
             "end_ns": hi,
-            "start": pd.Timestamp(lo, unit="ns", tz="UTC").isoformat(),
-            "end": pd.Timestamp(hi, unit="ns", tz="UTC").isoformat(),
+            "start": iso_ns(lo),
+            "end": iso_ns(hi),
             "seconds": round((hi - lo) / 1e9, 6),
         }

@@ -1,29 +1,47 @@
-"""``smprof``: the command group. Each command lives in its own module."""
+"""``smprof``: the command group. Each command lives in its own module.
+
+Commands are imported only when they run (a lazy group): ``smprof ingest`` should not pay
+for pydantic, plotly or the SageMaker SDK that other commands need.
+"""
 
 from __future__ import annotations
+
+import importlib
+from typing import Any
 
 import click
 
 from analyzer import __version__
-from smprof.cli.attach import attach_command
-from smprof.cli.dashboard import dashboard_command
-from smprof.cli.ingest import ingest_command
-from smprof.cli.report import report_command
+
+#: command name → "module:attribute", in the order ``smprof --help`` lists them.
+COMMANDS = {
+    "ingest": "smprof.cli.ingest:ingest_command",
+    "report": "smprof.cli.report:report_command",
+    "dashboard": "smprof.cli.dashboard:dashboard_command",
+    "attach": "smprof.cli.attach:attach_command",
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module, attr = target.split(":")
+        command: Any = getattr(importlib.import_module(module), attr)
+        return command if isinstance(command, click.Command) else None
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="smprof")
 def cli() -> None:
     """Profiling analysis for distributed training jobs (SageMaker first).
 
     SOURCE is a local folder, an s3:// prefix, or a SageMaker training job name.
     """
-
-
-cli.add_command(ingest_command)
-cli.add_command(report_command)
-cli.add_command(dashboard_command)
-cli.add_command(attach_command)
 
 
 def main() -> None:
