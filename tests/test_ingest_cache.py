@@ -108,3 +108,43 @@ def test_hostile_keys_never_become_cache_paths(tmp_path: Path) -> None:
     assert all(p.resolve().is_relative_to(cache.resolve()) for p in written)
     manifest = json.loads(next(cache.rglob("manifest.json")).read_text())
     assert any("evil" in k for k in manifest["objects"])
+
+
+def test_unchanged_refresh_reads_no_table_and_imports_no_pyarrow(tmp_path: Path) -> None:
+    """An unchanged job's refresh is a listing plus a cache check: the summary comes from the
+    stats kept beside the merged tables, no table is opened, and (in a fresh process) the
+    columnar stack is never imported. The reopened dataset still reads its tables on demand."""
+    import subprocess
+    import sys
+
+    job = tmp_path / "job"
+    for m in range(3):
+        _write_minute(job, "algo-1", m)
+        _write_minute(job, "algo-2", m)
+    cache = tmp_path / "cache"
+    first = ingest(open_source(str(job)), cache_dir=cache)
+
+    again = ingest(open_source(str(job)), cache_dir=cache)
+    assert again.summary["cache"]["reopened"] is True
+    for key in ("tables", "nodes", "ranks", "node_names", "time_span"):
+        assert again.summary[key] == first.summary[key], key
+    tables = again.dataset.tables
+    assert "system_metrics" in tables and not getattr(tables, "_open", {})  # nothing mapped yet
+    sm = again.dataset.table("system_metrics")
+    assert sm.num_rows == first.dataset.table("system_metrics").num_rows == 48
+    assert again.dataset.compute_stats() == first.dataset.compute_stats()
+
+    code = (
+        "import json, sys\n"
+        "from smprof.cli import main\n"
+        "sys.argv = ['smprof', 'ingest', sys.argv[1], '--cache', sys.argv[2], '--json', '-q']\n"
+        "try:\n    main()\n"
+        "finally:\n"
+        "    print('PYARROW' if any(m == 'pyarrow' or m.startswith('pyarrow.') for m in sys.modules) else 'NO-PYARROW', file=sys.stderr)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(job), str(cache)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.strip().splitlines()[-1] == "NO-PYARROW", out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["cache"]["reopened"] is True and doc["tables"] == first.summary["tables"]
+    assert doc["nodes"] == 2 and doc["time_span"] == first.summary["time_span"]

@@ -11,14 +11,16 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Iterator, MutableMapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-import pyarrow as pa
-import pyarrow.parquet as pq
 
-from analyzer.errors import UnsafePathError
+from analyzer.errors import SmprofError, UnsafePathError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 CACHE_VERSION = 2
 
@@ -94,6 +96,8 @@ class SourceCache:
         return safe_join(self.dir, "parts", digest[:2], f"{digest}.{table}.parquet")
 
     def write_part(self, digest: str, table_name: str, table: pa.Table) -> str:
+        import pyarrow.parquet as pq
+
         path = self.part_path(digest, table_name)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
@@ -102,6 +106,8 @@ class SourceCache:
         return path.relative_to(self.dir).as_posix()
 
     def read_part(self, relpath: str) -> pa.Table:
+        import pyarrow.parquet as pq
+
         return pq.read_table(safe_join(self.dir, *relpath.split("/")))
 
     def has_part(self, relpath: str) -> bool:
@@ -114,7 +120,11 @@ class SourceCache:
     def merged_path(self, table: str) -> Path:
         return safe_join(self.dir, "merged", f"{table}.arrow")
 
-    def write_merged(self, tables: dict[str, pa.Table], fingerprint: str) -> None:
+    def write_merged(self, tables: dict[str, pa.Table], fingerprint: str, stats: dict[str, Any] | None = None) -> None:
+        """Write the merged tables, then ``merged.json`` (fingerprint, table names, stats)
+        last: a crash half-way leaves no ``merged.json`` that names missing tables."""
+        import pyarrow as pa
+
         mdir = safe_join(self.dir, "merged")
         mdir.mkdir(parents=True, exist_ok=True)
         # Uncompressed Arrow IPC: reopening the job is a memory map, not a decode (a big job
@@ -125,25 +135,67 @@ class SourceCache:
             with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
                 writer.write_table(table, max_chunksize=1 << 20)
             os.replace(tmp, path)
-        atomic_write_bytes(
-            safe_join(mdir, "merged.json"),
-            orjson.dumps({"fingerprint": fingerprint, "tables": sorted(tables)}),
-        )
+        doc = {"version": CACHE_VERSION, "fingerprint": fingerprint, "tables": sorted(tables), "stats": stats}
+        atomic_write_bytes(safe_join(mdir, "merged.json"), orjson.dumps(doc))
 
-    def read_merged(self, fingerprint: str) -> dict[str, pa.Table] | None:
+    def read_merged(self, fingerprint: str) -> tuple[LazyTables, dict[str, Any] | None] | None:
+        """The merged tables written for ``fingerprint`` (opened when first read) and their
+        stats, or None when the cache holds another version of the job."""
         try:
             doc = orjson.loads(safe_join(self.dir, "merged", "merged.json").read_bytes())
         except (OSError, orjson.JSONDecodeError):
             return None
-        if doc.get("fingerprint") != fingerprint:
+        if not isinstance(doc, dict) or doc.get("fingerprint") != fingerprint or doc.get("version") != CACHE_VERSION:
             return None
-        out: dict[str, pa.Table] = {}
-        for name in doc.get("tables", []):
-            try:
-                out[name] = pa.ipc.open_file(pa.memory_map(str(self.merged_path(name)))).read_all()
-            except (OSError, pa.ArrowInvalid):
-                return None
-        return out
+        names = [n for n in doc.get("tables", []) if isinstance(n, str)]
+        paths = {name: self.merged_path(name) for name in names}
+        if not all(p.is_file() for p in paths.values()):
+            return None
+        stats = doc.get("stats")
+        return LazyTables(paths), stats if isinstance(stats, dict) else None
 
     def save_json(self, name: str, obj: Any) -> None:
         atomic_write_bytes(safe_join(self.dir, name), orjson.dumps(obj, default=str))
+
+
+class LazyTables(MutableMapping[str, "pa.Table"]):
+    """Merged tables by name, each memory-mapped from its Arrow IPC file on first access.
+
+    A report that needs two tables of a job maps two files; a summary of an unchanged job
+    maps none. Tables set on it (e.g. the job's rule statuses) are kept in memory.
+    """
+
+    def __init__(self, paths: dict[str, Path]) -> None:
+        self._paths = dict(paths)
+        self._open: dict[str, pa.Table] = {}
+
+    def __getitem__(self, name: str) -> pa.Table:
+        if name not in self._open:
+            path = self._paths[name]  # KeyError for unknown names, as a dict
+            import pyarrow as pa
+
+            try:
+                self._open[name] = pa.ipc.open_file(pa.memory_map(str(path))).read_all()
+            except (OSError, pa.ArrowInvalid) as exc:
+                raise SmprofError(f"cache file {path} is unreadable ({exc}); delete the cache folder and ingest again") from None
+        return self._open[name]
+
+    def __setitem__(self, name: str, table: pa.Table) -> None:
+        self._open[name] = table
+        self._paths.pop(name, None)
+
+    def __delitem__(self, name: str) -> None:
+        if name not in self._open and name not in self._paths:
+            raise KeyError(name)
+        self._open.pop(name, None)
+        self._paths.pop(name, None)
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._open
+        yield from (n for n in self._paths if n not in self._open)
+
+    def __len__(self) -> int:
+        return len(self._open.keys() | self._paths.keys())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._open or name in self._paths

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-import pyarrow.compute as pc
-
-from analyzer.ingest.schemas import SCHEMAS, empty_table
+from analyzer.ingest.tables import TABLE_NAMES
 from analyzer.sources.base import JobMetadata
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
 
 # Starts before 2000-01-01 come from traces without an absolute clock (relative times).
 _EPOCH_2000_NS = 946_684_800 * 10**9
@@ -33,6 +32,9 @@ def iso_ns(ns: int) -> str:
 def distinct_strings(col: pa.ChunkedArray) -> list[str]:
     """Distinct values of a string column; for dictionary columns straight from the
     dictionaries (ingest builds them from values that occur), without touching every row."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     if pa.types.is_dictionary(col.type):
         seen: set[str] = set()
         for chunk in col.chunks:
@@ -43,26 +45,42 @@ def distinct_strings(col: pa.ChunkedArray) -> list[str]:
 
 @dataclass
 class JobDataset:
+    """``tables`` may open lazily (the cache memory-maps a table when it is first read).
+
+    ``stats`` (rows, nodes, ranks, time span) are what :meth:`compute_stats` gave when the
+    tables were merged, kept beside them in the cache: a summary of an unchanged job then
+    reads no table. Without them they are computed from the tables.
+    """
+
     meta: JobMetadata
-    tables: dict[str, pa.Table] = field(default_factory=dict)
+    tables: Mapping[str, pa.Table] = field(default_factory=dict)
+    stats: dict[str, Any] | None = None
 
     def table(self, name: str) -> pa.Table:
         """The named table, or an empty one with its schema (never a KeyError for known names)."""
         if name in self.tables:
             return self.tables[name]
-        if name in SCHEMAS:
+        if name in TABLE_NAMES:
+            from analyzer.ingest.schemas import empty_table
+
             return empty_table(name)
-        raise KeyError(f"unknown table {name!r}; known: {', '.join(sorted(SCHEMAS))}")
+        raise KeyError(f"unknown table {name!r}; known: {', '.join(sorted(TABLE_NAMES))}")
 
     def to_pandas(self, name: str) -> pd.DataFrame:
         return self.table(name).to_pandas()  # pandas is imported by Arrow on demand
 
     @property
     def row_counts(self) -> dict[str, int]:
-        return {name: self.table(name).num_rows for name in SCHEMAS}
+        known = (self.stats or {}).get("rows", {})
+        return {
+            name: known[name] if name in known else self.tables[name].num_rows if name in self.tables else 0
+            for name in TABLE_NAMES
+        }
 
     @property
     def nodes(self) -> list[str]:
+        if self.stats is not None:
+            return list(self.stats["nodes"])
         found: set[str] = set()
         for name, col in (("system_metrics", "node"), ("framework_events", "node"), ("kineto_traces", "node")):
             t = self.table(name)
@@ -72,6 +90,10 @@ class JobDataset:
 
     @property
     def ranks(self) -> list[int]:
+        if self.stats is not None:
+            return list(self.stats["ranks"])
+        import pyarrow.compute as pc
+
         found: set[int] = set()
         for name in ("kineto_traces", "framework_events"):
             t = self.table(name)
@@ -81,6 +103,12 @@ class JobDataset:
 
     def time_span(self) -> dict[str, Any] | None:
         """Earliest and latest absolute time seen in any table (epoch ns, ISO, seconds)."""
+        if self.stats is not None:
+            span: dict[str, Any] | None = self.stats["time_span"]
+            return None if span is None else dict(span)
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
         lows: list[int] = []
         highs: list[int] = []
         sm = self.table("system_metrics")
@@ -109,4 +137,14 @@ class JobDataset:
             "start": iso_ns(lo),
             "end": iso_ns(hi),
             "seconds": round((hi - lo) / 1e9, 6),
+        }
+
+    def compute_stats(self) -> dict[str, Any]:
+        """Rows per table, nodes, ranks and time span, from the tables themselves."""
+        bare = JobDataset(self.meta, self.tables)
+        return {
+            "rows": {name: t.num_rows for name, t in self.tables.items()},
+            "nodes": bare.nodes,
+            "ranks": bare.ranks,
+            "time_span": bare.time_span(),
         }

@@ -1,62 +1,77 @@
 """Which parser reads which object: one table, looked up by logical key.
 
-Each row names a format, how to recognise its keys, and its parser. Objects that match no
+Each row names a format, how to recognise its keys (``analyzer.ingest.keys``), and its
+parser as ``module:function``, imported the first time a file of that format is parsed:
+a refresh that finds nothing new never imports the parsing stack. Objects that match no
 row are *ignored* (counted, not errors); JSON files whose name says nothing are sniffed as
 Kineto traces, since PyTorch's trace handler lets users name them anything.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
-from analyzer.ingest import framework_trace, kineto, rule_output, system_metrics
-from analyzer.ingest.parsed import ParsedFile
+from analyzer.ingest import keys
 
-Parser = Callable[[bytes, str, "int | None"], ParsedFile]
+if TYPE_CHECKING:
+    from analyzer.ingest.parsed import ParsedFile
+
+
+@cache
+def _resolve(target: str) -> Callable[..., Any]:
+    module, attr = target.split(":")
+    fn: Callable[..., Any] = getattr(importlib.import_module(module), attr)
+    return fn
 
 
 @dataclass(frozen=True)
 class Format:
     id: str
     matches: Callable[[str], bool]
-    parse: Parser
+    parser: str  # "module:function"
     description: str
+    takes_hint: bool = False  # parser(data, key, hint) rather than parser(data, key)
 
-
-def _is_json_name(key: str) -> bool:
-    return key.endswith((".json", ".json.gz"))
+    def parse(self, data: bytes, key: str, hint: int | None = None) -> ParsedFile:
+        fn = _resolve(self.parser)
+        result: ParsedFile = fn(data, key, hint) if self.takes_hint else fn(data, key)
+        return result
 
 
 FORMATS: tuple[Format, ...] = (
     Format(
         "sagemaker_system_metrics",
-        lambda k: system_metrics.FILE_RE.search(k) is not None,
-        lambda d, k, h: system_metrics.parse_system_metrics(d, k),
+        keys.is_system_metrics,
+        "analyzer.ingest.system_metrics:parse_system_metrics",
         "SageMaker Debugger system metrics (JSON lines)",
     ),
     Format(
         "sagemaker_framework_trace",
-        lambda k: framework_trace.trace_kind(k) is not None,
-        framework_trace.parse_framework_trace,
+        lambda k: keys.framework_trace_kind(k) is not None,
+        "analyzer.ingest.framework_trace:parse_framework_trace",
         "SageMaker Debugger framework timelines, Horovod timelines, TF profiler traces",
+        takes_hint=True,
     ),
     Format(
         "sagemaker_rule_report",
-        rule_output.is_rule_report,
-        lambda d, k, h: rule_output.parse_rule_report(d, k),
+        keys.is_rule_report,
+        "analyzer.ingest.rule_output:parse_rule_report",
         "SageMaker profiler rule outputs (profiler-reports/*.json)",
     ),
     Format(
         "kineto_trace",
-        kineto.looks_like_kineto_name,
-        lambda d, k, h: kineto.parse_kineto(d, k),
+        keys.is_kineto_name,
+        "analyzer.ingest.kineto:parse_kineto",
         "PyTorch profiler (Kineto) traces, *.pt.trace.json[.gz]",
     ),
     Format(
         "json_trace_candidate",
-        _is_json_name,
-        lambda d, k, h: kineto.parse_kineto(d, k),
+        keys.is_json_name,
+        "analyzer.ingest.kineto:parse_kineto",
         "other JSON files, read as Kineto traces when they are traces",
     ),
 )

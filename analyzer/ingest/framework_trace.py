@@ -17,10 +17,10 @@ from typing import Any
 import pyarrow as pa
 
 from analyzer.ingest.chrome_trace import load_events, maybe_gunzip
+from analyzer.ingest.keys import framework_trace_kind
 from analyzer.ingest.parsed import ParsedFile, UnreadableFile
 from analyzer.ingest.schemas import FRAMEWORK_EVENTS, STEPS
 
-KIND_RE = re.compile(r"_(pythontimeline|model_timeline|horovod_timeline)\.json(\.gz)?$")
 PEVENT_NAME_RE = re.compile(
     r"(?:^|/)(?P<start>\d{13,19})_(?P<node_id>.+?)_(?P<kind>pythontimeline|model_timeline|horovod_timeline)\.json(\.gz)?$"
 )
@@ -28,16 +28,7 @@ TF_PROFILE_DIR_RE = re.compile(r"/plugins/profile/(?P<stamp>\d{4}_\d\d_\d\d_\d\d
 STEP_MODE_RE = re.compile(r"^Step:ModeKeys\.(?P<mode>\w+)$")
 
 
-def trace_kind(key: str) -> str | None:
-    m = KIND_RE.search(key)
-    if m:
-        return m.group(1)
-    if key.endswith((".trace.json.gz", ".trace.json")) and "/detailed_profiling/" in key:
-        return "tf_trace"
-    base = key.rsplit("/", 1)[-1]
-    if "horovod_timeline" in base and base.endswith((".json", ".json.gz")):
-        return "horovod_timeline"
-    return None
+trace_kind = framework_trace_kind
 
 
 def _start_from_name(token: str) -> int:

@@ -77,10 +77,6 @@ STEP_RE = re.compile(r"^ProfilerStep#(\d+)$")
 KEEP_PHASES = ("X", "i")
 
 
-def looks_like_kineto_name(key: str) -> bool:
-    return key.endswith((".pt.trace.json", ".pt.trace.json.gz"))
-
-
 def parse_kineto(data: bytes, key: str) -> ParsedFile:
     raw = maybe_gunzip(data, key)
     warnings: list[str] = []

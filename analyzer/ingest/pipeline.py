@@ -13,21 +13,24 @@ import hashlib
 import logging
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from analyzer.errors import SourceError
 from analyzer.ingest.cache import SourceCache, default_cache_root, object_digest
 from analyzer.ingest.dataset import JobDataset
 from analyzer.ingest.formats import Format, classify
 from analyzer.ingest.parsed import NotAProfilerFile, ParsedFile, UnreadableFile
-from analyzer.ingest.schemas import RULE_STATUSES, SCHEMAS
 from analyzer.sources.base import Source, SourceObject
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+# pyarrow is imported only where tables are built: a refresh that finds nothing new (list,
+# compare fingerprints, reopen) imports none of the columnar stack.
 
 log = logging.getLogger("smprof.ingest")
 
@@ -141,17 +144,23 @@ def ingest(
         new_manifest[obj.key] = entry
 
     fingerprint = _dataset_fingerprint(new_manifest)
-    tables = None if fresh_tables else cache.read_merged(fingerprint)
-    reopened = tables is not None
-    if tables is None:
+    found = None if fresh_tables else cache.read_merged(fingerprint)
+    reopened = found is not None
+    tables: MutableMapping[str, pa.Table]
+    if found is not None:
+        tables, stats = found
+    else:
         tables = _merge(cache, new_manifest, fresh_tables, progress)
-        cache.write_merged(tables, fingerprint)
+        stats = JobDataset(meta=meta, tables=tables).compute_stats()
+        cache.write_merged(tables, fingerprint, stats)
     cache.save_manifest(new_manifest, {"source": meta.source})
     cache.save_json("job.json", meta.to_dict())
 
     if meta.rule_statuses:
         tables["rule_statuses"] = _rule_status_table(meta.rule_statuses)
-    dataset = JobDataset(meta=meta, tables=tables)
+        if stats is not None:
+            stats = {**stats, "rows": {**stats.get("rows", {}), "rule_statuses": len(meta.rule_statuses)}}
+    dataset = JobDataset(meta=meta, tables=tables, stats=stats)
     ok_files = sum(1 for e in new_manifest.values() if e.get("status") == "ok")
     summary: dict[str, Any] = {
         "source": meta.source,
@@ -277,6 +286,10 @@ def _merge(
         if i % 200 == 0:
             progress("merge", i, len(keys))
     progress("merge", len(keys), len(keys))
+    import pyarrow as pa
+
+    from analyzer.ingest.schemas import SCHEMAS
+
     merged: dict[str, pa.Table] = {}
     for tname, parts in pieces.items():
         schema = SCHEMAS.get(tname)
@@ -287,6 +300,10 @@ def _merge(
 
 
 def _rule_status_table(statuses: list[dict[str, Any]]) -> pa.Table:
+    import pyarrow as pa
+
+    from analyzer.ingest.schemas import RULE_STATUSES
+
     rows = [
         {
             "rule": s.get("RuleConfigurationName"),

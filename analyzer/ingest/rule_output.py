@@ -8,20 +8,16 @@ summary files beside them (``OverallSystemUsage.json`` ...) carry only ``Details
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import orjson
 import pyarrow as pa
 
+from analyzer.ingest.keys import RULE_REPORT_RE
 from analyzer.ingest.parsed import ParsedFile, UnreadableFile
 from analyzer.ingest.schemas import RULE_REPORTS
 
-REPORT_RE = re.compile(r"(?:^|/)profiler-reports/(?P<rule>[^/]+)\.json$")
-
-
-def is_rule_report(key: str) -> bool:
-    return REPORT_RE.search(key) is not None
+REPORT_RE = RULE_REPORT_RE
 
 
 def parse_rule_report(data: bytes, key: str) -> ParsedFile:

@@ -130,3 +130,13 @@ SCHEMAS: dict[str, pa.Schema] = {
 
 def empty_table(name: str) -> pa.Table:
     return SCHEMAS[name].empty_table()
+
+
+def _check_names() -> None:
+    from analyzer.ingest.tables import TABLE_NAMES
+
+    if tuple(SCHEMAS) != TABLE_NAMES:
+        raise RuntimeError(f"schemas.SCHEMAS and tables.TABLE_NAMES disagree: {tuple(SCHEMAS)} vs {TABLE_NAMES}")
+
+
+_check_names()

@@ -10,7 +10,6 @@ and counts the bad ones.
 from __future__ import annotations
 
 import io
-import re
 
 import numpy as np
 import orjson
@@ -18,10 +17,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pajson
 
+from analyzer.ingest.keys import SYSTEM_METRICS_RE
 from analyzer.ingest.parsed import ParsedFile, UnreadableFile
 from analyzer.ingest.schemas import SYSTEM_METRICS
 
-FILE_RE = re.compile(r"(?:^|/)system/incremental/(?:\d{10}/)?(?P<epoch>\d+)\.(?P<node>[^/]+)\.json$")
+FILE_RE = SYSTEM_METRICS_RE
 
 _RAW_SCHEMA = pa.schema(
     [

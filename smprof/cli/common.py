@@ -8,18 +8,25 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from functools import cache
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from rich.console import Console
-from rich.logging import RichHandler
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from analyzer.errors import SmprofError
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
 F = TypeVar("F", bound=Callable[..., Any])
 
-stderr = Console(stderr=True)
+
+@cache
+def stderr_console() -> Console:
+    """The rich console on stderr, made on first use: a quiet run never imports rich."""
+    from rich.console import Console
+
+    return Console(stderr=True)
 
 
 def user_errors(fn: F) -> F:
@@ -56,9 +63,14 @@ def user_errors(fn: F) -> F:
 
 def setup_logging(verbose: int, quiet: bool) -> None:
     level = logging.DEBUG if verbose > 1 else logging.INFO if verbose == 1 else logging.WARNING
+    handler: logging.Handler
     if quiet:
         level = logging.ERROR
-    handler = RichHandler(console=stderr, show_path=False, show_time=False, markup=False)
+        handler = logging.StreamHandler(sys.stderr)
+    else:
+        from rich.logging import RichHandler
+
+        handler = RichHandler(console=stderr_console(), show_path=False, show_time=False, markup=False)
     logging.basicConfig(level=level, handlers=[handler], format="%(message)s", force=True)
     for noisy in ("botocore", "boto3", "urllib3", "s3transfer"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -70,13 +82,15 @@ def progress_bar(enabled: bool) -> Iterator[Callable[[str, int, int], None]]:
     if not enabled:
         yield lambda phase, done, total: None
         return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     labels = {"list": "listing files", "read": "reading + parsing", "merge": "merging tables"}
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        console=stderr,
+        console=stderr_console(),
         transient=True,
     ) as bar:
         tasks: dict[str, Any] = {}

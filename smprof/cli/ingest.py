@@ -8,10 +8,8 @@ from typing import Any
 
 import click
 import orjson
-from rich.console import Console
-from rich.table import Table
 
-from analyzer.ingest import ingest
+from analyzer.ingest.pipeline import ingest
 from analyzer.sources import open_source
 from smprof.cli.common import progress_bar, setup_logging, user_errors
 
@@ -67,6 +65,9 @@ def _without_pandas() -> None:
 
 
 def _print_summary(s: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
     out = Console()
     job = s["job"]
     out.print(f"[bold]{job['name']}[/bold] ({s['kind']}: {s['source']})")

@@ -1,0 +1,45 @@
+"""Which kind of profiler file a key names, from the key alone (no read, no pyarrow).
+
+Kept apart from the parsers so that listing a job and checking its cache (all that a
+refresh of an unchanged job does) imports none of the parsing stack.
+"""
+
+from __future__ import annotations
+
+import re
+
+#: SageMaker system metrics: ``system/incremental/[<YYYYMMDDHH>/]<epoch>.<node>.json``.
+SYSTEM_METRICS_RE = re.compile(r"(?:^|/)system/incremental/(?:\d{10}/)?(?P<epoch>\d+)\.(?P<node>[^/]+)\.json$")
+#: SageMaker framework timelines: ``<start>_<pid>-<host>_<kind>.json``.
+FRAMEWORK_KIND_RE = re.compile(r"_(pythontimeline|model_timeline|horovod_timeline)\.json(\.gz)?$")
+#: SageMaker profiler rule outputs: ``.../profiler-reports/<Rule>.json``.
+RULE_REPORT_RE = re.compile(r"(?:^|/)profiler-reports/(?P<rule>[^/]+)\.json$")
+
+
+def is_system_metrics(key: str) -> bool:
+    return SYSTEM_METRICS_RE.search(key) is not None
+
+
+def framework_trace_kind(key: str) -> str | None:
+    """pythontimeline | model_timeline | horovod_timeline | tf_trace, or None."""
+    m = FRAMEWORK_KIND_RE.search(key)
+    if m:
+        return m.group(1)
+    if key.endswith((".trace.json.gz", ".trace.json")) and "/detailed_profiling/" in key:
+        return "tf_trace"
+    base = key.rsplit("/", 1)[-1]
+    if "horovod_timeline" in base and base.endswith((".json", ".json.gz")):
+        return "horovod_timeline"
+    return None
+
+
+def is_rule_report(key: str) -> bool:
+    return RULE_REPORT_RE.search(key) is not None
+
+
+def is_kineto_name(key: str) -> bool:
+    return key.endswith((".pt.trace.json", ".pt.trace.json.gz"))
+
+
+def is_json_name(key: str) -> bool:
+    return key.endswith((".json", ".json.gz"))

@@ -1,0 +1,15 @@
+"""The names of the job dataset's tables, in their documented order (schemas: ``schemas.py``).
+
+A module of its own, without pyarrow, so that code which only counts or names tables
+(a cache check, a summary) does not import the columnar stack.
+"""
+
+TABLE_NAMES: tuple[str, ...] = (
+    "system_metrics",
+    "framework_events",
+    "kineto_events",
+    "kineto_traces",
+    "steps",
+    "rule_reports",
+    "rule_statuses",
+)
