@@ -6,10 +6,12 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SDKV3_VENV ?= .venv-sdkv3
 SDKV3_STAMP := $(SDKV3_VENV)/.smprof-installed
+TORCH_VENV ?= .venv-torch
+TORCH_STAMP := $(TORCH_VENV)/.smprof-installed
 SAMPLE := samples/sample-job
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup demo report dashboard test lint typecheck pytest peers sdk-env system-deps bench clean
+.PHONY: setup demo report dashboard test lint typecheck pytest peers sdk-env torch-env system-deps bench clean
 
 # uv when it can be had (fast), plain venv + pip otherwise. `--python` names the target env:
 # `python -m uv pip install` would otherwise install into the interpreter running uv.
@@ -64,20 +66,32 @@ $(SDKV3_STAMP): pyproject.toml envs/sagemaker-v3.txt
 
 sdk-env: $(SDKV3_STAMP)
 
+## torch (CPU) for the enabled path of rules/profiling.py (tests/test_profiling_helper.py)
+## and for re-recording samples/sample-job. pip, not uv: the torch wheel comes from pip's
+## find-links (/opt/wheels), which uv does not read.
+$(TORCH_STAMP): pyproject.toml
+	$(PY) -m venv $(TORCH_VENV)
+	$(TORCH_VENV)/bin/pip install -q torch==2.13.0
+	$(TORCH_VENV)/bin/pip install -q -e . pytest pytest-timeout
+	@touch $@
+
+torch-env: $(TORCH_STAMP)
+
 lint: setup
 	$(BIN)/ruff check .
 
 typecheck: setup
 	$(BIN)/mypy
 
-pytest: setup sdk-env
+pytest: setup sdk-env torch-env
 	SMPROF_REQUIRE_SDK_ENVS=1 $(BIN)/python -m pytest -q
+	SMPROF_REQUIRE_TORCH=1 $(TORCH_VENV)/bin/python -m pytest -q tests/test_profiling_helper.py
 
 ## Everything CI runs: lint, types, the whole test suite (with the peer and SDK environments).
-test: setup system-deps peers sdk-env lint typecheck pytest
+test: setup system-deps peers sdk-env torch-env lint typecheck pytest
 
 bench: setup peers
 	$(BIN)/python bench/bench_ingest.py
 
 clean:
-	rm -rf $(VENV) $(SDKV3_VENV) .venv-sdkv2 .venv-peers .smprof-cache smprof-report .bench .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SDKV3_VENV) $(TORCH_VENV) .venv-sdkv2 .venv-peers .smprof-cache smprof-report .bench .pytest_cache .mypy_cache .ruff_cache

@@ -12,6 +12,7 @@ import statistics
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,24 @@ from rules import profiling
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "samples" / "sample-job"
 HAS_TORCH = importlib.util.find_spec("torch") is not None
+#: Set by ``make test`` for its run in .venv-torch (``make torch-env``): there a missing
+#: torch is a broken environment, so the enabled-path tests fail instead of skipping.
+REQUIRE_TORCH_VAR = "SMPROF_REQUIRE_TORCH"
+
+
+@pytest.fixture
+def torch_available() -> None:
+    """Skip a test of the enabled path without torch, or fail with ``SMPROF_REQUIRE_TORCH=1``."""
+    if HAS_TORCH:
+        return
+    msg = (
+        f"torch is not installed in this interpreter ({sys.executable}); the enabled path "
+        "of rules.profiling needs it: build .venv-torch with `make torch-env` and run "
+        "`.venv-torch/bin/python -m pytest tests/test_profiling_helper.py`"
+    )
+    if os.environ.get(REQUIRE_TORCH_VAR, "").strip() not in ("", "0"):
+        pytest.fail(f"{REQUIRE_TORCH_VAR} is set but {msg}", pytrace=False)
+    pytest.skip(msg)
 
 
 def test_disabled_path_never_imports_torch() -> None:
@@ -85,11 +104,7 @@ def test_rank_and_host(monkeypatch: pytest.MonkeyPatch) -> None:
     assert profiling.trace_host() == "algo-5"
 
 
-@pytest.mark.skipif(
-    not HAS_TORCH,
-    reason="torch is not installed in this venv (the enabled "
-    "path needs it; run with .venv-torch to cover it)",
-)
+@pytest.mark.usefixtures("torch_available")
 def test_enabled_writes_one_gzip_trace_per_rank(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -107,6 +122,70 @@ def test_enabled_writes_one_gzip_trace_per_rank(
     with gzip.open(files[0], "rt") as f:
         names = {e.get("name") for e in json.load(f)["traceEvents"]}
     assert {"ProfilerStep#2", "ProfilerStep#3", "forward", profiling.DATA_LOADING_LABEL} <= names
+
+
+@pytest.mark.usefixtures("torch_available")
+def test_enabled_trace_ingests_with_steps_and_data_loader_waits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the helper writes is what smprof reads: the steps table has the profiled
+    ProfilerStep numbers under the file's rank, and the helper's data-loading label counts
+    as the loop's wait for its next batch."""
+    from analyzer.analyses.steps import dataloader_waits, step_durations
+    from analyzer.ingest import ingest
+    from analyzer.sources import open_source
+
+    sleep_s = 0.02
+
+    def slow_loader(n: int) -> Any:
+        for i in range(n):
+            time.sleep(sleep_s)
+            yield i
+
+    monkeypatch.setenv("RANK", "3")  # no process group: the rank comes from RANK
+    out = tmp_path / "traces"
+    with profiling.profile_training(out_dir=out, wait=1, warmup=1, active=3, host="algo-2") as prof:
+        for _ in prof.iterate(slow_loader(6)):
+            with prof.label("forward"):
+                sum(range(1000))
+            prof.step()
+    assert [p.name.split(".")[0] for p in prof.trace_files] == ["algo-2_rank3"]
+
+    ds = ingest(open_source(str(out)), cache_dir=tmp_path / "cache").dataset
+    steps = step_durations(ds)
+    assert set(steps["source"]) == {"kineto"}
+    assert steps["rank"].tolist() == [3, 3, 3]
+    assert steps["step"].tolist() == [2, 3, 4]
+    assert (steps["dur_ns"] > 0).all()
+    assert ds.to_pandas("kineto_traces")["node"].tolist() == ["algo-2"]
+
+    waits = dataloader_waits(ds, steps)
+    assert waits[["rank", "step"]].values.tolist() == [[3, 2], [3, 3], [3, 4]]
+    # each step's batch fetch (one sleep) runs inside that step's ProfilerStep window
+    assert (waits["wait_ms"] >= sleep_s * 1000 * 0.9).all(), waits
+    assert (waits["share_pct"] > 0).all() and (waits["share_pct"] <= 100).all()
+
+
+@pytest.mark.usefixtures("torch_available")
+def test_disabled_path_never_imports_torch_when_installed() -> None:
+    """With torch importable, the disabled helper still leaves torch (and torch.profiler)
+    out of ``sys.modules``."""
+    code = textwrap.dedent(
+        """
+        import sys
+        from rules.profiling import profile_training
+        with profile_training(enabled=False) as prof:
+            for x in prof.iterate(range(3)):
+                with prof.label("forward"):
+                    pass
+                prof.step()
+        assert prof.torch_profiler is None and prof.trace_files == []
+        print(sorted(m for m in sys.modules if m == "torch" or m.startswith("torch.")))
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
 
 
 # --------------------------------------------------------------------------- the sample

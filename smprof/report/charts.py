@@ -21,7 +21,8 @@ def gpu_heatmap(ds: JobDataset, bins: int = 120) -> go.Figure | None:
         return None
     hm["row"] = hm["node"].astype(str) + " " + hm["device"].astype(str)
     pivot = hm.pivot_table(index="row", columns="bin_start", values="value")
-    x = pd.to_datetime(pivot.columns, unit="s", utc=True)
+    # whole milliseconds: plotly converts to datetime (µs) and warns on every lost nanosecond
+    x = pd.to_datetime(pivot.columns, unit="s", utc=True).round("ms")
     fig = go.Figure(go.Heatmap(z=pivot.to_numpy(), x=x, y=list(pivot.index), zmin=0, zmax=100, colorscale="Viridis", colorbar={"title": "%"}))
     fig.update_layout(title="GPU utilization per node × GPU", height=max(260, 22 * len(pivot.index) + 120), margin={"l": 120})
     return fig
