@@ -90,8 +90,11 @@ pytest: setup sdk-env torch-env
 ## Everything CI runs: lint, types, the whole test suite (with the peer and SDK environments).
 test: setup system-deps peers sdk-env torch-env lint typecheck pytest
 
-bench: setup peers
+## The benchmarks of the README's "Performance" section (minutes; 8 nodes x 60 min, ~1.5 GB).
+bench: setup peers system-deps
 	$(BIN)/python bench/bench_ingest.py
+	$(BIN)/python bench/bench_report.py
+	$(BIN)/python bench/bench_dashboard.py
 
 clean:
 	rm -rf $(VENV) $(SDKV3_VENV) $(TORCH_VENV) .venv-sdkv2 .venv-peers .smprof-cache smprof-report .bench .pytest_cache .mypy_cache .ruff_cache
