@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from analyzer.ingest.dataset import JobDataset
 
@@ -82,6 +83,132 @@ def step_outliers(steps: pd.DataFrame, *, stddev: float = 3, mode: str | None = 
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)
 
 
+#: smdebug's StepOutlier judges a rank's steps of one mode only once it has seen more than
+#: this many (``len(step_durations) > 100`` in rules/step_outlier.py).
+STEP_OUTLIER_MIN_STEPS = 100
+
+
+def step_outlier_verdicts(
+    steps: pd.DataFrame,
+    *,
+    stddev: float = 3,
+    mode: str | None = None,
+    n_outliers: int = 10,
+    scan_interval_us: int = 60_000_000,
+    first_ns: int | None = None,
+    min_steps: int = STEP_OUTLIER_MIN_STEPS,
+) -> pd.DataFrame:
+    """StepOutlier as SageMaker's rule container evaluates it, per rank and training mode.
+
+    Definition (smdebug's StepOutlier): steps are grouped by process (here: rank) and by
+    step event name (``Step:ModeKeys.TRAIN``, ``...EVAL``: the mode), never pooled across
+    modes. Every ``scan_interval_us`` from ``first_ns`` (the job's start; default the first
+    step), over all steps seen so far (started by the scan's end), a group with more than
+    ``min_steps`` steps has threshold mean + ``stddev`` x σ (population σ) and its outliers
+    are the steps above it; the group fires at the first scan with more than
+    ``n_outliers`` outliers. ``mode`` keeps one mode (smdebug documents that intent; its
+    code keeps every mode anyway).
+
+    Columns: rank, node, mode, steps, fired (bool), first_fired_at (epoch ns or None),
+    threshold_ms, outliers, outlier_steps (list), max_ms, scan_end (epoch ns of the scan
+    these last four describe: the last one that fired, else the last one evaluated).
+    """
+    cols = ["rank", "node", "mode", "steps", "fired", "first_fired_at", "threshold_ms", "outliers", "outlier_steps", "max_ms", "scan_end"]
+    if steps.empty:
+        return pd.DataFrame(columns=cols)
+    df = steps if mode is None else steps[steps["mode"].astype(str).str.upper() == mode.upper()]
+    if df.empty:
+        return pd.DataFrame(columns=cols)
+    df = df.assign(_mode=df["mode"].astype(object).where(df["mode"].notna(), None))
+    first = int(df["start_ns"].min()) if first_ns is None else int(first_ns)
+    scan_ns = int(scan_interval_us) * 1000
+    rows = []
+    for (rank, mode_key), g in df.groupby(["rank", "_mode"], sort=True, dropna=False):
+        g = g.sort_values("start_ns", kind="stable")
+        start = g["start_ns"].to_numpy(dtype=np.int64)
+        d = g["dur_ms"].to_numpy(dtype=float)
+        nums = g["step"].to_numpy()
+        last = int(start[-1])
+        n_scans = max(1, -(-(last - first) // scan_ns))  # the last scan ends at or after the last step
+        ends = first + scan_ns * np.arange(1, n_scans + 1, dtype=np.int64)
+        # smdebug reads the events that overlap each scan window: a step is seen by the
+        # first scan whose end is at or after its start.
+        seen = np.searchsorted(start, ends, side="right")
+        verdict: tuple[int, float, np.ndarray] | None = None
+        first_fired: int | None = None
+        evaluated: tuple[int, float, np.ndarray] | None = None
+        # A scan that saw no new step repeats the previous verdict: judge each count once,
+        # at the first scan that reached it.
+        counts, first_scan = np.unique(seen, return_index=True)
+        for n, k in zip(counts, first_scan, strict=True):
+            if n <= min_steps:
+                continue
+            v = d[:n]
+            thr = float(v.mean() + stddev * v.std())
+            hit = np.flatnonzero(v > thr)
+            evaluated = (int(ends[k]), thr, hit)
+            if len(hit) > n_outliers:
+                verdict = evaluated
+                if first_fired is None:
+                    first_fired = int(ends[k])
+        shown = verdict or evaluated
+        node = g["node"].dropna()
+        rows.append(
+            {
+                "rank": None if pd.isna(rank) else int(rank),
+                "node": node.iloc[0] if len(node) else None,
+                "mode": None if pd.isna(mode_key) else str(mode_key),
+                "steps": len(g),
+                "fired": verdict is not None,
+                "first_fired_at": first_fired,
+                "threshold_ms": shown[1] if shown else float("nan"),
+                "outliers": len(shown[2]) if shown else 0,
+                "outlier_steps": [int(x) for x in nums[shown[2]]] if shown else [],
+                "max_ms": float(d.max()),
+                "scan_end": shown[0] if shown else None,
+            }
+        )
+    return pd.DataFrame(rows, columns=cols)
+
+
+def job_start_ns(ds: JobDataset) -> int | None:
+    """The job's start: SageMaker's TrainingStartTime when known, else the earliest time
+    any table holds (system metrics, framework or Kineto events)."""
+    if ds.meta.training_start_time:
+        return int(pd.Timestamp(ds.meta.training_start_time).value)
+    span = ds.time_span()
+    return int(span["start_ns"]) if span else None
+
+
+def first_step_ns(ds: JobDataset) -> int | None:
+    """Start of the job's first training step (epoch ns), or None without step annotations.
+
+    SageMaker framework steps (``Step:ModeKeys.*``, recorded from the first step on) win;
+    Kineto ``ProfilerStep#N`` annotations only cover the profiler's active window, so they
+    are used only when the job has no framework steps.
+    """
+    df = ds.to_pandas("steps")
+    if df.empty:
+        return None
+    fw = df[df["source"].astype(object) == "framework"]
+    use = fw if not fw.empty else df
+    return int(use["start_ns"].min())
+
+
+def max_initialization_limit_s(threshold_min: float, scan_interval_us: int) -> float:
+    """Seconds after the job's start from which smdebug's MaxInitializationTime fires.
+
+    smdebug checks once per scan: at scan k (window [k·s, (k+1)·s] after the start) it
+    fires when k·s exceeds ``threshold`` minutes and no step event overlapped any window
+    so far. The first scan past the threshold is k = floor(threshold·60 / s) + 1, which
+    has seen every step started by (k + 1)·s: the rule fires when the first step starts
+    later than that (22 min for the defaults: threshold 20 min, 60 s scans).
+    """
+    s = scan_interval_us / 1e6
+    k = int(np.floor(threshold_min * 60 / s)) + 1
+    return (k + 1) * s
+
+
 def time_to_first_step(ds: JobDataset, steps: pd.DataFrame) -> float | None:
     """Seconds from the job's start to its first step.
 
@@ -90,16 +217,10 @@ def time_to_first_step(ds: JobDataset, steps: pd.DataFrame) -> float | None:
     """
     if steps.empty:
         return None
-    first_step_ns = int(steps["start_ns"].min())
-    start_ns: int | None = None
-    if ds.meta.training_start_time:
-        start_ns = int(pd.Timestamp(ds.meta.training_start_time).value)
-    if start_ns is None:
-        span = ds.time_span()
-        start_ns = span["start_ns"] if span else None
+    start_ns = job_start_ns(ds)
     if start_ns is None:
         return None
-    return max(0.0, (first_step_ns - start_ns) / 1e9)
+    return max(0.0, (int(steps["start_ns"].min()) - start_ns) / 1e9)
 
 
 def dataloader_waits(ds: JobDataset, steps: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -213,4 +334,103 @@ def stragglers(breakdown: pd.DataFrame, *, threshold_pct: float = 15.0, min_step
         excess = float(r["busy_ms"]) - others
         pct = excess / others * 100 if others > 0 else float("inf") if excess > 0 else 0.0
         rows.append((int(rank), int(r["steps"]), float(r["busy_ms"]), others, excess, pct, float(r["comm_ms"]), pct > threshold_pct))
+    return pd.DataFrame(rows, columns=cols)
+
+
+#: smdebug's PyTorch data-loader event phases (``profiler_constants``): the Chrome-trace
+#: process names of the framework timeline rows written by DataLoader workers and iterators.
+PT_DATALOADER_PHASES = ("DataLoaderWorker", "DataLoaderIter")
+#: smdebug's Dataloader checks only once more than this many seconds with data-loader
+#: events were seen (the rule's ``patience``, which the SDK's rule config does not expose).
+DATALOADER_PATIENCE = 10
+#: smdebug restarts its list of per-second process counts once it holds more than this many.
+DATALOADER_MAX_SECONDS = 1000
+
+
+def dataloader_parallelism(
+    ds: JobDataset,
+    *,
+    min_threshold: float = 70,
+    max_threshold: float = 200,
+    scan_interval_us: int = 60_000_000,
+    patience: int = DATALOADER_PATIENCE,
+) -> pd.DataFrame:
+    """Dataloader, per node: how many data-loading processes run in parallel vs CPU cores.
+
+    Definition (smdebug's Dataloader, per node instead of pooled): the node's cores are its
+    distinct ``CPUUtilization`` devices. Data-loader events are the framework-timeline
+    events of the PyTorch ``DataLoaderWorker`` and ``DataLoaderIter`` phases; each counts
+    in the second (epoch) it starts, and a second's parallelism is the number of distinct
+    processes with an event in it (smdebug reads the process from the event's ``args.pid``;
+    smprof from the trace file it was written to, one per process). At every scan with
+    data-loader events, the seconds of that scan join a running list (restarted once it
+    holds more than 1000); with more than ``patience`` entries, the median (truncated to an
+    integer) below ``min_threshold`` % of the cores is *too few*, above ``max_threshold`` %
+    *too many*.
+
+    Columns: node, cores, seconds (with data-loader events), fired (bool), kind
+    ('too_few' | 'too_many' | None), first_fired_at (epoch s or NaN), median_processes (at
+    the first violation, else at the last scan), violations (scans), window_start,
+    window_end (epoch s: first and last second with data-loader events).
+    """
+    cols = ["node", "cores", "seconds", "fired", "kind", "first_fired_at", "median_processes", "violations", "window_start", "window_end"]
+    fe = ds.table("framework_events")
+    sm = ds.table("system_metrics")
+    if fe.num_rows == 0 or sm.num_rows == 0:
+        return pd.DataFrame(columns=cols)
+    ev = fe.select(["node", "os_pid", "process", "phase", "start_ns"]).to_pandas()
+    ev = ev[ev["process"].astype(object).isin(PT_DATALOADER_PHASES) & (ev["phase"].astype(object) == "X")]
+    if ev.empty:
+        return pd.DataFrame(columns=cols)
+    cpu = sm.filter(pc.equal(sm.column("dimension").cast(pa.string()), "CPUUtilization"))
+    cpu_df = cpu.select(["node", "device"]).to_pandas().astype(object)
+    cores = cpu_df.groupby("node")["device"].nunique().to_dict()
+    nodes = sorted(cores)
+    ev = ev.assign(node=ev["node"].astype(object))
+    if len(nodes) == 1:  # a trace without a host in its name belongs to the only node
+        ev["node"] = ev["node"].fillna(nodes[0])
+    start = job_start_ns(ds) or int(ev["start_ns"].min())
+    scan_ns = int(scan_interval_us) * 1000
+    ev["second"] = ev["start_ns"] // 1_000_000_000
+    ev["scan"] = (ev["start_ns"] - start) // scan_ns
+    rows = []
+    for node, g in ev.groupby("node", sort=True):
+        n_cores = int(cores.get(node, 0))
+        if n_cores == 0:
+            continue
+        per_sec = g.groupby(["scan", "second"])["os_pid"].nunique()  # a pid-less event counts 0
+        running: list[int] = []
+        first_fired = float("nan")
+        kind: str | None = None
+        median = first_median = 0
+        violations = 0
+        for scan, counts in per_sec.groupby(level="scan", sort=True):
+            if len(running) > DATALOADER_MAX_SECONDS:
+                running = []
+            running.extend(int(c) for c in counts.to_numpy())
+            median = int(np.median(running))
+            if len(running) <= patience:
+                continue
+            too_few = median < n_cores * (min_threshold / 100)
+            too_many = median > n_cores * (max_threshold / 100)
+            if too_few or too_many:
+                violations += 1
+                if kind is None:
+                    kind = "too_few" if too_few else "too_many"
+                    first_fired = (start + (int(scan) + 1) * scan_ns) / 1e9
+                    first_median = median
+        rows.append(
+            {
+                "node": node,
+                "cores": n_cores,
+                "seconds": int(g["second"].nunique()),
+                "fired": kind is not None,
+                "kind": kind,
+                "first_fired_at": first_fired,
+                "median_processes": first_median if kind is not None else median,
+                "violations": violations,
+                "window_start": float(g["second"].min()),
+                "window_end": float(g["second"].max()),
+            }
+        )
     return pd.DataFrame(rows, columns=cols)

@@ -378,46 +378,131 @@ def gpu_memory_increase_events(
     return pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
 
 
-def _entropy(pk: np.ndarray, qk: np.ndarray) -> float:
-    """Kullback-Leibler divergence of normalised pk from qk, natural log (as scipy.stats.entropy)."""
-    pk = pk / pk.sum()
-    qk = qk / qk.sum()
-    nz = pk > 0
-    return float(np.sum(pk[nz] * np.log(pk[nz] / qk[nz])))
+def _js_distances(ha: np.ndarray, hb: np.ndarray) -> np.ndarray:
+    """Row-wise Jensen-Shannon distance of two stacks of histograms (raw counts).
+
+    As smdebug computes it: ``m = (ha + hb) / 2`` on the raw counts, then
+    ``sqrt((entropy(ha, m) + entropy(hb, m)) / 2)`` with scipy's ``entropy`` (each argument
+    normalised to sum 1, natural log). NaN where a histogram is empty (scipy gives NaN
+    there too, so the rule never fires on it).
+    """
+    ha = ha.astype(float)
+    hb = hb.astype(float)
+    sa = ha.sum(axis=1, keepdims=True)
+    sb = hb.sum(axis=1, keepdims=True)
+    m = (ha + hb) / 2
+    sm = m.sum(axis=1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pa_, pb_, pm = ha / sa, hb / sb, m / sm
+        kl_a = np.where(pa_ > 0, pa_ * np.log(pa_ / pm), 0.0).sum(axis=1)
+        kl_b = np.where(pb_ > 0, pb_ * np.log(pb_ / pm), 0.0).sum(axis=1)
+    out = np.sqrt(np.maximum(0.0, (kl_a + kl_b) / 2))
+    out[(sa[:, 0] == 0) | (sb[:, 0] == 0)] = np.nan
+    return out
 
 
-def gpu_load_balance(system_metrics: pa.Table, *, patience: int = 1000) -> pd.DataFrame:
-    """Per node, each pair of GPUs: how differently loaded they are.
+#: smdebug's LoadBalancing histogram: 2 %-wide bins from 0 to 98 % (``np.arange(0, 100, 2)``
+#: as bin edges, so 49 bins; values above 98 % fall outside every bin).
+LOAD_BALANCE_BINS = np.arange(0, 100, 2)
 
-    Definition (SageMaker's LoadBalancing, within each node): histograms of each GPU's
-    utilization over 2 %-wide bins from 0 to 98 %, once the GPU has more than ``patience``
-    samples; the distance of two GPUs is the Jensen-Shannon distance of their histograms
-    (square root of the mean KL divergence to their average, natural log): 0 for identical
-    workloads, up to √ln 2 ≈ 0.83 for disjoint ones.
 
-    Columns: node, gpu_a, gpu_b, distance, mean_util_a, mean_util_b.
+def gpu_load_balance_scans(
+    system_metrics: pa.Table, *, patience: int = 1000, scan_interval_us: int = 60_000_000
+) -> pd.DataFrame:
+    """Per node, each pair of GPUs, at every scan: how differently loaded they are so far.
+
+    Definition (SageMaker's LoadBalancing, within each node): at each scan, every GPU with
+    more than ``patience`` samples so far gets a histogram of *all* its utilization samples
+    so far (``LOAD_BALANCE_BINS``); two GPUs' distance is the Jensen-Shannon distance of
+    their histograms (:func:`_js_distances`): 0 for identical workloads, up to
+    √ln 2 ≈ 0.83 for disjoint ones. smdebug keeps the histograms cumulative and checks
+    them at every scan, so an imbalance early in the job fires even when the whole job's
+    histograms end up alike. (smdebug also pairs GPUs of different nodes; smprof compares
+    the GPUs of one node, as documented.)
+
+    Columns: node, gpu_a, gpu_b, scan_end (epoch s), samples_a, samples_b, distance.
     """
     df = metric_frame(system_metrics, ["GPUUtilization"])
-    cols = ["node", "gpu_a", "gpu_b", "distance", "mean_util_a", "mean_util_b"]
+    cols = ["node", "gpu_a", "gpu_b", "scan_end", "samples_a", "samples_b", "distance"]
     if df.empty:
         return pd.DataFrame(columns=cols)
-    bins = np.arange(0, 100, 2)
-    rows = []
+    plan = _scan_plan(df, scan_interval_us)
+    bins = LOAD_BALANCE_BINS
+    nbins = len(bins) - 1
+    parts = []
     for node, g in df.groupby("node", sort=True, observed=True):
-        hists: dict[str, tuple[np.ndarray, float]] = {}
+        ends = plan.scan_ends(float(g["t"].max()))
+        hists: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for gpu, gg in g.groupby("device", sort=True, observed=True):
-            v = gg["value"].to_numpy()
-            if len(v) > patience:
-                h, _ = np.histogram(v, bins=bins)
-                if h.sum() > 0:
-                    hists[str(gpu)] = (h.astype(float), float(v.mean()))
-        names = sorted(hists, key=lambda n: (len(n), n))
+            t = gg["t"].to_numpy()
+            v = gg["value"].to_numpy(dtype=float)
+            # bin of each sample as np.histogram assigns it (last bin closed on the right)
+            b = np.searchsorted(bins, v, side="right") - 1
+            b[v == bins[-1]] = nbins - 1
+            ok = (v >= bins[0]) & (v <= bins[-1])
+            scan_of = np.searchsorted(ends, t, side="right")  # first scan that sees the sample
+            per_scan = np.zeros((len(ends) + 1, nbins), dtype=np.int64)
+            np.add.at(per_scan, (scan_of[ok], b[ok]), 1)
+            cum = np.cumsum(per_scan, axis=0)[: len(ends)]
+            seen = np.searchsorted(t, ends, side="left")
+            hists[str(gpu)] = (cum, seen)
+        names = sorted(hists, key=natural_key)
         for i, a in enumerate(names):
-            for b in names[i + 1 :]:
-                ha, hb = hists[a][0], hists[b][0]
-                m = (ha / ha.sum() + hb / hb.sum()) / 2
-                dist = float(np.sqrt(max(0.0, (_entropy(ha, m) + _entropy(hb, m)) / 2)))
-                rows.append((node, a, b, dist, hists[a][1], hists[b][1]))
+            for b_name in names[i + 1 :]:
+                (ha, na), (hb, nb) = hists[a], hists[b_name]
+                ready = (na > patience) & (nb > patience)
+                if not ready.any():
+                    continue
+                dist = _js_distances(ha[ready], hb[ready])
+                parts.append(
+                    pd.DataFrame(
+                        {
+                            "node": node,
+                            "gpu_a": a,
+                            "gpu_b": b_name,
+                            "scan_end": ends[ready],
+                            "samples_a": na[ready],
+                            "samples_b": nb[ready],
+                            "distance": dist,
+                        }
+                    )
+                )
+    return pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
+
+
+def gpu_load_balance(
+    system_metrics: pa.Table,
+    *,
+    patience: int = 1000,
+    threshold: float | None = None,
+    scan_interval_us: int = 60_000_000,
+) -> pd.DataFrame:
+    """Per node, each pair of GPUs: the largest distance any scan saw (see
+    :func:`gpu_load_balance_scans`), the scan that saw it, the whole job's distance, and
+    with ``threshold`` the first scan whose distance exceeded it.
+
+    Columns: node, gpu_a, gpu_b, distance, worst_scan_end, final_distance, first_over_at
+    (epoch s, NaN when never over or no threshold), mean_util_a, mean_util_b.
+    """
+    cols = ["node", "gpu_a", "gpu_b", "distance", "worst_scan_end", "final_distance", "first_over_at", "mean_util_a", "mean_util_b"]
+    scans = gpu_load_balance_scans(system_metrics, patience=patience, scan_interval_us=scan_interval_us)
+    if scans.empty:
+        return pd.DataFrame(columns=cols)
+    df = metric_frame(system_metrics, ["GPUUtilization"])
+    means = df.groupby(["node", "device"], observed=True)["value"].mean()
+    rows = []
+    for (node, a, b), g in scans.groupby(["node", "gpu_a", "gpu_b"], sort=False):
+        d = g["distance"].to_numpy()
+        ends = g["scan_end"].to_numpy()
+        worst = int(np.nanargmax(d)) if np.isfinite(d).any() else len(d) - 1
+        over = np.flatnonzero(d > threshold) if threshold is not None else np.array([], dtype=int)
+        rows.append(
+            (
+                node, a, b, float(d[worst]), float(ends[worst]), float(d[-1]),
+                float(ends[over[0]]) if len(over) else float("nan"),
+                float(means.get((node, a), np.nan)), float(means.get((node, b), np.nan)),
+            )
+        )
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -429,30 +514,54 @@ def batch_size_underuse(
     gpu_memory_threshold_p95: float = 70,
     window: int = 500,
     patience: int = 1000,
+    scan_interval_us: int = 60_000_000,
 ) -> pd.DataFrame:
-    """Per node and GPU: is everything underused, so the batch could be bigger?
+    """Per node and GPU, at every scan: is everything underused, so the batch could be bigger?
 
-    Definition (SageMaker's BatchSize, per GPU): after ``patience`` samples, over the last
-    ``window`` samples, the p95 of the GPU's utilization, of its memory, and of the node's
-    total CPU utilization (mean over cores per snapshot) are all below their thresholds.
+    Definition (SageMaker's BatchSize, per GPU): the node's total CPU utilization is the
+    mean over its cores of each snapshot. At each scan, once the node has more than
+    ``window`` and more than ``patience`` such CPU samples, take the p95 of the last
+    ``window`` of them; for each GPU with more than ``window`` samples, the p95 of the
+    last ``window`` samples of its utilization and of its memory. The GPU is underused at
+    that scan when all three are below their thresholds. smdebug checks at every scan, so
+    an underused stretch of ``window`` samples anywhere after ``patience`` fires, even when
+    the job ends busy.
 
-    Columns: node, gpu, gpu_p95, gpu_mem_p95, cpu_p95, underused (bool).
+    Columns: node, gpu, scan_end (epoch s), window_start (epoch s, first GPU sample of the
+    window), gpu_p95, gpu_mem_p95, cpu_p95, underused (bool).
     """
     df = metric_frame(system_metrics, ["GPUUtilization", "GPUMemoryUtilization", "CPUUtilization"])
-    cols = ["node", "gpu", "gpu_p95", "gpu_mem_p95", "cpu_p95", "underused"]
+    cols = ["node", "gpu", "scan_end", "window_start", "gpu_p95", "gpu_mem_p95", "cpu_p95", "underused"]
     if df.empty:
         return pd.DataFrame(columns=cols)
+    plan = _scan_plan(df, scan_interval_us)
     rows = []
     for node, g in df.groupby("node", sort=True, observed=True):
         cpu = g[g["dimension"] == "CPUUtilization"]
-        cpu_total = cpu.groupby(snapshot_ids(cpu["t"].to_numpy()))["value"].mean().to_numpy()
-        cpu_p95 = _q(cpu_total[patience:][-window:], 0.95) if len(cpu_total) > patience else float("nan")
+        if cpu.empty:
+            continue
+        snap = cpu.groupby(snapshot_ids(cpu["t"].to_numpy()))
+        cpu_t = snap["t"].min().to_numpy()
+        cpu_total = snap["value"].mean().to_numpy()
+        ends = plan.scan_ends(float(g["t"].max()))
+        n_cpu = np.searchsorted(cpu_t, ends, side="left")
+        gpus = []
         for gpu, gg in g[g["dimension"] != "CPUUtilization"].groupby("device", sort=True, observed=True):
-            u = gg.loc[gg["dimension"] == "GPUUtilization", "value"].to_numpy()
-            m = gg.loc[gg["dimension"] == "GPUMemoryUtilization", "value"].to_numpy()
-            if len(u) <= patience:
+            is_u = (gg["dimension"] == "GPUUtilization").to_numpy()
+            ut, u = gg["t"].to_numpy()[is_u], gg["value"].to_numpy()[is_u]
+            mt, m = gg["t"].to_numpy()[~is_u], gg["value"].to_numpy()[~is_u]
+            gpus.append((gpu, ut, u, mt, m, np.searchsorted(ut, ends, side="left"), np.searchsorted(mt, ends, side="left")))
+        for k, end in enumerate(ends):
+            nc = int(n_cpu[k])
+            if nc <= window or nc <= patience:
                 continue
-            up, mp = _q(u[-window:], 0.95), _q(m[-window:], 0.95)
-            under = bool(up < gpu_threshold_p95 and mp < gpu_memory_threshold_p95 and cpu_p95 < cpu_threshold_p95)
-            rows.append((node, gpu, up, mp, cpu_p95, under))
+            cpu_p95 = _q(cpu_total[nc - window : nc], 0.95)
+            for gpu, ut, u, _mt, m, nu_all, nm_all in gpus:
+                nu, nm = int(nu_all[k]), int(nm_all[k])
+                if nu <= window or nm == 0:
+                    continue
+                up = _q(u[nu - window : nu], 0.95)
+                mp = _q(m[max(0, nm - window) : nm], 0.95)
+                under = bool(cpu_p95 < cpu_threshold_p95 and up < gpu_threshold_p95 and mp < gpu_memory_threshold_p95)
+                rows.append((node, gpu, float(end), float(ut[nu - window]), up, mp, cpu_p95, under))
     return pd.DataFrame(rows, columns=cols)

@@ -2,6 +2,7 @@
 
 from rules.builtin.batch_size import BatchSize
 from rules.builtin.cpu_bottleneck import CPUBottleneck
+from rules.builtin.dataloader import Dataloader
 from rules.builtin.dataloader_stall import DataLoaderStall
 from rules.builtin.exposed_communication import ExposedCommunication
 from rules.builtin.gpu_memory_increase import GPUMemoryIncrease
@@ -21,6 +22,7 @@ ALL_RULES = (
     BatchSize(),
     StepOutlier(),
     MaxInitializationTime(),
+    Dataloader(),
     DataLoaderStall(),
     StragglerRank(),
     ExposedCommunication(),

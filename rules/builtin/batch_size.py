@@ -6,15 +6,15 @@ from typing import ClassVar
 
 from analyzer.analyses import system as system_analyses
 from rules import params as p
-from rules.engine import Finding, RuleContext
+from rules.engine import Finding, RuleContext, iso
 
 
 class BatchSize:
     id: ClassVar[str] = "BatchSize"
     title: ClassVar[str] = "Batch size too small for the hardware"
     checks: ClassVar[str] = (
-        "Per node and GPU: p95 of GPU utilization, GPU memory and total CPU utilization over the last "
-        "`window` samples all below their `*_threshold_p95`."
+        "Per node and GPU, at every scan after `patience` samples: p95 of GPU utilization, GPU memory and "
+        "total CPU utilization over the last `window` samples all below their `*_threshold_p95`."
     )
     why: ClassVar[str] = "A small batch leaves GPU, memory and CPU idle at once: the job pays for capacity it does not use."
     recommendation: ClassVar[str] = "Increase the batch size (scale the learning rate with it), or choose a smaller instance type."
@@ -24,6 +24,9 @@ class BatchSize:
     def evaluate(self, ctx: RuleContext, params: p.BatchSizeParams) -> list[Finding] | str:
         if not ctx.has_dimension("GPUUtilization"):
             return "no GPUUtilization system metrics in this job"
+        # smdebug's BatchSize judges the last `window` samples at every scan (not only the
+        # job's last window): an underused stretch anywhere after `patience` fires
+        # (rules/batch_size.py, invoke_for_timerange).
         res = system_analyses.batch_size_underuse(
             ctx.system_metrics,
             cpu_threshold_p95=params.cpu_threshold_p95,
@@ -31,29 +34,39 @@ class BatchSize:
             gpu_memory_threshold_p95=params.gpu_memory_threshold_p95,
             window=params.window,
             patience=params.patience,
+            scan_interval_us=params.scan_interval_us,
         )
         if res.empty:
-            return f"fewer than patience={params.patience} samples per GPU"
+            return f"fewer than patience={params.patience} and window={params.window} samples per node"
         findings: list[Finding] = []
-        for r in res[res["underused"]].itertuples(index=False):
+        for (node, gpu), g in res[res["underused"]].groupby(["node", "gpu"], sort=True, observed=True):
+            r = g.loc[g["gpu_p95"].idxmin()]
+            scans = int(((res["node"] == node) & (res["gpu"] == gpu)).sum())
             findings.append(
                 Finding(
                     rule=self.id,
                     severity=self.severity,
-                    title=f"{r.gpu} on {r.node} could take a larger batch",
+                    title=f"{gpu} on {node} could take a larger batch",
                     message=(
-                        f"{r.gpu} on {r.node}: p95 GPU {r.gpu_p95:.0f}% (<{params.gpu_threshold_p95}), memory "
-                        f"{r.gpu_mem_p95:.0f}% (<{params.gpu_memory_threshold_p95}), CPU {r.cpu_p95:.0f}% (<{params.cpu_threshold_p95})"
+                        f"{gpu} on {node}: underused in {len(g)} of {scans} scans; at worst p95 GPU {r['gpu_p95']:.0f}% "
+                        f"(<{params.gpu_threshold_p95}), memory {r['gpu_mem_p95']:.0f}% (<{params.gpu_memory_threshold_p95}), "
+                        f"CPU {r['cpu_p95']:.0f}% (<{params.cpu_threshold_p95})"
                     ),
                     evidence={
-                        "node": r.node,
-                        "gpu": r.gpu,
-                        "gpu_p95": round(float(r.gpu_p95), 2),
-                        "gpu_memory_p95": round(float(r.gpu_mem_p95), 2),
-                        "cpu_p95": round(float(r.cpu_p95), 2),
+                        "node": node,
+                        "gpu": gpu,
+                        "violations": len(g),
+                        "gpu_p95": round(float(r["gpu_p95"]), 2),
+                        "gpu_memory_p95": round(float(r["gpu_mem_p95"]), 2),
+                        "cpu_p95": round(float(r["cpu_p95"]), 2),
+                        "window_start": iso(float(g["window_start"].min())),
+                        "window_end": iso(float(g["scan_end"].max())),
+                        "worst_window_start": iso(float(r["window_start"])),
+                        "worst_window_end": iso(float(r["scan_end"])),
+                        "first_fired_at": iso(float(g["scan_end"].min())),
                     },
                     recommendation=self.recommendation,
-                    where=f"node {r.node}, {r.gpu}",
+                    where=f"node {node}, {gpu}",
                 )
             )
         return findings

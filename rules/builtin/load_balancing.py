@@ -6,15 +6,15 @@ from typing import ClassVar
 
 from analyzer.analyses import system as system_analyses
 from rules import params as p
-from rules.engine import Finding, RuleContext
+from rules.engine import Finding, RuleContext, iso
 
 
 class LoadBalancing:
     id: ClassVar[str] = "LoadBalancing"
     title: ClassVar[str] = "GPUs of a node carry uneven work"
     checks: ClassVar[str] = (
-        "Per node, every pair of GPUs: Jensen-Shannon distance between their utilization histograms "
-        "above `threshold` (after `patience` samples)."
+        "Per node, every pair of GPUs, at every scan: Jensen-Shannon distance between their utilization "
+        "histograms so far above `threshold` (once both have more than `patience` samples)."
     )
     why: ClassVar[str] = "In synchronous training the least-loaded GPUs wait for the busiest one every step."
     recommendation: ClassVar[str] = (
@@ -27,12 +27,18 @@ class LoadBalancing:
     def evaluate(self, ctx: RuleContext, params: p.LoadBalancingParams) -> list[Finding] | str:
         if not ctx.has_dimension("GPUUtilization"):
             return "no GPUUtilization system metrics in this job"
-        pairs = system_analyses.gpu_load_balance(ctx.system_metrics, patience=params.patience)
+        # smdebug's LoadBalancing keeps each GPU's histogram over all samples so far and
+        # compares them at every scan: it fires when any scan's distance exceeds `threshold`,
+        # not only the whole job's (rules/load_balancing.py, invoke_for_timerange).
+        pairs = system_analyses.gpu_load_balance(
+            ctx.system_metrics, patience=params.patience, threshold=params.threshold, scan_interval_us=params.scan_interval_us
+        )
         if pairs.empty:
             return "fewer than two GPUs per node with enough samples"
         findings: list[Finding] = []
         for node, g in pairs[pairs["distance"] > params.threshold].groupby("node", sort=True):
             top = g.loc[g["distance"].idxmax()]
+            first_over = float(g["first_over_at"].min())
             findings.append(
                 Finding(
                     rule=self.id,
@@ -51,6 +57,9 @@ class LoadBalancing:
                         ][:28],
                         "worst_pair": [top["gpu_a"], top["gpu_b"]],
                         "worst_distance": round(float(top["distance"]), 3),
+                        "worst_scan_end": iso(float(top["worst_scan_end"])),
+                        "final_distance": round(float(top["final_distance"]), 3),
+                        "first_fired_at": iso(first_over),
                     },
                     recommendation=self.recommendation,
                     where=f"node {node}",
