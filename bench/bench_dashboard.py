@@ -28,7 +28,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import re
 import shutil
 import signal
@@ -367,19 +366,10 @@ def print_table(results: dict[str, Any]) -> None:
 
 
 def _machine() -> dict[str, Any]:
-    mem_gib = None
-    try:
-        with open("/proc/meminfo") as f:
-            mem_gib = round(int(f.readline().split()[1]) / 2**20, 1)
-    except (OSError, ValueError, IndexError):
-        pass
-    return {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
-        "mem_gib": mem_gib,
-        "loadavg": os.getloadavg(),
-    }
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import bench_ingest
+
+    return {**bench_ingest._machine(), "loadavg": os.getloadavg()}
 
 
 def main(argv: list[str] | None = None) -> int:
