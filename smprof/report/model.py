@@ -37,18 +37,22 @@ def _num(v: Any, digits: int = 3) -> float | None:
 def node_metrics(ds: JobDataset) -> list[dict[str, Any]]:
     gpus = system_analyses.gpu_summary(ds.table("system_metrics"))
     cpu = system_analyses.metric_frame(ds.table("system_metrics"), ["CPUUtilization", "I/OWaitPercentage"])
-    nodes = sorted(set(gpus["node"]) | set(cpu["node"])) if len(gpus) or len(cpu) else []
+    # per (node, dimension) percentiles in one grouped pass, not a boolean mask per node
+    pct: dict[tuple[str, str, float], float] = {}
+    if len(cpu):
+        q = cpu.groupby(["node", "dimension"], observed=True, sort=False)["value"].quantile([0.5, 0.95])
+        pct = {(str(n), str(d), float(p)): float(v) for (n, d, p), v in q.items()}
+    gpu_nodes = {str(n) for n in gpus["node"].unique()} if len(gpus) else set()
+    nodes = sorted(gpu_nodes | {n for n, _, _ in pct}, key=system_analyses.natural_key)
     out = []
     for node in nodes:
-        c = cpu[(cpu["node"] == node) & (cpu["dimension"] == "CPUUtilization")]["value"]
-        io = cpu[(cpu["node"] == node) & (cpu["dimension"] == "I/OWaitPercentage")]["value"]
         g = gpus[gpus["node"] == node] if len(gpus) else gpus
         out.append(
             {
                 "node": node,
-                "cpu_util_p50": _num(c.quantile(0.5)) if len(c) else None,
-                "cpu_util_p95": _num(c.quantile(0.95)) if len(c) else None,
-                "io_wait_p95": _num(io.quantile(0.95)) if len(io) else None,
+                "cpu_util_p50": _num(pct.get((node, "CPUUtilization", 0.5))),
+                "cpu_util_p95": _num(pct.get((node, "CPUUtilization", 0.95))),
+                "io_wait_p95": _num(pct.get((node, "I/OWaitPercentage", 0.95))),
                 "gpus": [
                     {
                         "gpu": r.gpu,
