@@ -55,6 +55,9 @@ class _Outcome:
     parts: dict[str, str] = field(default_factory=dict)  # table -> cache part, written by the worker
     skip_reason: str | None = None
     ignore_reason: str | None = None
+    # The object could not be *fetched* (throttled, access denied, network): unlike damaged
+    # content, that says nothing about the object, so the next run tries it again.
+    read_failed: bool = False
 
 
 @dataclass
@@ -129,7 +132,8 @@ def ingest(
         if outcome.skip_reason is not None:
             log.warning("skipped %s: %s", obj.location, outcome.skip_reason)
             skipped.append({"path": obj.location, "reason": outcome.skip_reason})
-            entry.update(status="skipped", reason=outcome.skip_reason)
+            # "unread" is never reused from the cache (see _plan): read again next time
+            entry.update(status="unread" if outcome.read_failed else "skipped", reason=outcome.skip_reason)
         elif outcome.ignore_reason is not None:
             ignored += 1
             entry.update(status="ignored", reason=outcome.ignore_reason)
@@ -251,7 +255,7 @@ def _read_and_parse(
             _, fmt, digest, hint = by_key[obj.key]
             if isinstance(data, Exception):
                 reason = getattr(data, "message", None) or f"could not read: {data}"
-                yield _Outcome(obj=obj, fmt=fmt, digest=digest, skip_reason=str(reason).splitlines()[0])
+                yield _Outcome(obj=obj, fmt=fmt, digest=digest, skip_reason=str(reason).splitlines()[0], read_failed=True)
                 continue
             pending.append(pool.submit(_parse_one, obj, data, fmt, digest, hint, cache))
             if len(pending) >= 4 * max(1, jobs):  # bound memory: bytes in flight

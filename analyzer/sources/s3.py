@@ -189,9 +189,10 @@ def aws_error(exc: BaseException, *, what: str, service: str = "S3") -> SourceEr
     if isinstance(exc, ClientError):
         code, message, status, retries = _code(exc)
         if code in _THROTTLE_CODES or status in (429, 503):
+            attempts = f"{retries + 1} attempt" + ("s" if retries else "")
             return SourceError(
                 f"{service} kept throttling requests for {what} ({code or status}) after "
-                f"{retries + 1} attempts: wait a while and retry, or raise AWS_MAX_ATTEMPTS"
+                f"{attempts}: wait a while and retry, or raise AWS_MAX_ATTEMPTS"
             )
         if code in _DENIED_CODES or (status == 403 and code not in _BAD_CREDENTIAL_CODES):
             return SourceError(

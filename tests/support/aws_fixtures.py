@@ -4,7 +4,10 @@
 never ask for AWS never start it (nor import moto). ``aws_endpoint`` (function scope) also
 points the AWS environment of the test at it: ``AWS_ENDPOINT_URL``, fake credentials,
 ``AWS_DEFAULT_REGION=us-west-2``, and empty config/credentials files so nothing from the
-developer's ``~/.aws`` or shell leaks in. Everything is restored after the test.
+developer's ``~/.aws`` or shell leaks in. ``aws_fault_proxy`` (function scope) does the same
+but points the environment at a :class:`~tests.support.fault_proxy.FaultProxy` in front of
+the server, so a test can make chosen requests fail the way AWS fails them. Everything is
+restored after the test.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import pytest
 
 if TYPE_CHECKING:
     from tests.support.aws_server import AwsServer
+    from tests.support.fault_proxy import FaultProxy
 
 REGION = "us-west-2"
 ACCESS_KEY = "testing"
@@ -132,8 +136,26 @@ def aws_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monkey
 @pytest.fixture
 def aws_endpoint(aws_server: AwsEndpoint, aws_env: Path, monkeypatch: pytest.MonkeyPatch) -> AwsEndpoint:
     """The server, with this test's AWS environment pointed at it (restored afterwards)."""
-    monkeypatch.setenv("AWS_ENDPOINT_URL", aws_server.url)
+    _point_at(monkeypatch, aws_server.url)
+    return aws_server
+
+
+@pytest.fixture
+def aws_fault_proxy(
+    aws_server: AwsEndpoint, aws_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[FaultProxy]:
+    """A fault-injecting proxy in front of the server, with this test's AWS environment
+    pointed at the proxy. Set data up through ``aws_server``'s clients (they go straight to
+    the server); the code under test goes through the proxy and meets its faults."""
+    from tests.support.fault_proxy import FaultProxy
+
+    with FaultProxy(aws_server.url) as proxy:
+        _point_at(monkeypatch, proxy.url)
+        yield proxy
+
+
+def _point_at(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", url)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    return aws_server
