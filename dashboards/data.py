@@ -287,6 +287,10 @@ class JobData:
         return self._kineto("gpu_kernels", "kernel_type_breakdown", ["rank", "kernel_type", "time_ns", "pct"])
 
     @cached_property
+    def idle_breakdown(self) -> pd.DataFrame:
+        return self._kineto("idle_time", "idle_time_breakdown", ["rank", "stream", "idle_category", "idle_time_ns"])
+
+    @cached_property
     def top_kernels(self) -> pd.DataFrame:
         return self._kineto("gpu_kernels", "top_kernels", ["rank", "kernel_class", "name", "count", "total_ns"], n=15)
 

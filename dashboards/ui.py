@@ -40,7 +40,8 @@ RULE_PAGE = {
     "GPUMemoryIncrease": "system", "LoadBalancing": "system", "BatchSize": "system",
     "OverallSystemUsage": "system", "StepOutlier": "steps", "DataLoaderStall": "steps",
     "Dataloader": "steps", "MaxInitializationTime": "steps", "StragglerRank": "communication",
-    "ExposedCommunication": "communication", "BaselineRegression": "compare", "ProfilerReport": "overview",
+    "ExposedCommunication": "communication", "GPUStarvedByHost": "kernels", "BaselineRegression": "compare",
+    "ProfilerReport": "overview",
 }
 
 SEVERITY_BADGE = {"error": ":red-badge[error]", "warning": ":orange-badge[warning]", "info": ":blue-badge[info]"}

@@ -47,6 +47,7 @@ CATALOG: dict[str, RuleEntry] = {
         RuleEntry("ProfilerReport", p.ProfilerReportParams, True),
         RuleEntry("DataLoaderStall", p.DataLoaderStallParams, False),
         RuleEntry("ExposedCommunication", p.ExposedCommunicationParams, False),
+        RuleEntry("GPUStarvedByHost", p.GPUStarvedByHostParams, False),
         RuleEntry("StragglerRank", p.StragglerRankParams, False),
         RuleEntry("BaselineRegression", p.BaselineRegressionParams, False),
     )

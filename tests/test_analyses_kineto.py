@@ -39,6 +39,7 @@ from analyzer.analyses import (
     union_length_grouped,
 )
 from analyzer.analyses.gpu_kernels import Rounding
+from analyzer.analyses.idle_time import IDLE_COLUMNS, idle_time_breakdown, idle_time_by_rank
 from analyzer.analyses.kernel_classes import KERNEL_CLASS_TABLE
 from analyzer.ingest import JobDataset, ingest
 from analyzer.ingest.schemas import KINETO_EVENTS
@@ -95,6 +96,66 @@ def test_temporal_breakdown_matches_hta(folder, rounding, reference, datasets) -
                 assert got[f"{part}_time_ns"] == row[f"{part}_time(us)"] * 1000, part
         total = got["compute_time_ns"] + got["non_compute_time_ns"] + got["idle_time_ns"]
         assert total == got["kernel_time_ns"]
+
+
+@pytest.mark.parametrize("folder", FOLDERS)
+def test_idle_time_breakdown_matches_hta(folder, reference, datasets) -> None:
+    """HTA's get_idle_time_breakdown (consecutive_kernel_delay=30 µs), per rank, stream and
+    category: with HTA's whole-µs rounding the very same microseconds and ratios."""
+    ref = reference[folder]
+    ours = idle_time_breakdown(datasets(folder), rounding="hta")
+    if ref.get("idle_time_breakdown") is None:
+        assert "idle_time_breakdown" in ref["errors"]  # HTA raised: no GPU events
+        assert ours.empty and list(ours.columns) == IDLE_COLUMNS
+        return
+    got = {(int(r.rank), int(r.stream), r.idle_category): r for r in ours.itertuples()}
+    expected_keys = {(e["rank"], e["stream"], e["idle_category"]) for e in ref["idle_time_breakdown"]}
+    for e in ref["idle_time_breakdown"]:
+        row = got[(e["rank"], e["stream"], e["idle_category"])]
+        assert row.idle_time_ns == pytest.approx(e["idle_time"] * 1000, abs=1), e
+        if e["idle_time_ratio"] is None:
+            assert math.isnan(row.idle_time_ratio)
+        else:
+            assert row.idle_time_ratio == pytest.approx(e["idle_time_ratio"], abs=0.0051), e
+    # HTA lists only the categories that occur; ours lists all three, with zeros
+    assert all(r.idle_time_ns == 0 for k, r in got.items() if k not in expected_keys)
+    assert {(k[0], k[1]) for k in got} == {(k[0], k[1]) for k in expected_keys}
+
+
+def test_idle_time_breakdown_categories() -> None:
+    """A hand-made stream: a host-wait gap, a short back-to-back gap and a long other gap."""
+    us = 1000
+    rows = [
+        # rank, cat, name, start, dur, correlation, stream
+        (0, "cuda_runtime", "cudaLaunchKernel", 0, 5 * us, 1, None),
+        (0, "kernel", "k1", 10 * us, 100 * us, 1, 7),
+        (0, "cuda_runtime", "cudaLaunchKernel", 120 * us, 5 * us, 2, None),  # after k1 ended
+        (0, "kernel", "k2", 130 * us, 50 * us, 2, 7),  # 20 µs gap: host wait
+        (0, "cuda_runtime", "cudaLaunchKernel", 140 * us, 5 * us, 3, None),
+        (0, "kernel", "k3", 190 * us, 10 * us, 3, 7),  # 10 µs gap, launched early: kernel wait
+        (0, "cuda_runtime", "cudaLaunchKernel", 150 * us, 5 * us, 4, None),
+        (0, "kernel", "k4", 400 * us, 10 * us, 4, 7),  # 200 µs gap, launched early: other
+    ]
+    table = pa.table(
+        {
+            "rank": pa.array([r[0] for r in rows], pa.int32()),
+            "cat": [r[1] for r in rows],
+            "name": [r[2] for r in rows],
+            "start_ns": pa.array([r[3] for r in rows], pa.int64()),
+            "dur_ns": pa.array([r[4] for r in rows], pa.int64()),
+            "correlation": pa.array([r[5] for r in rows], pa.int64()),
+            "stream": pa.array([r[6] for r in rows], pa.int64()),
+        }
+    )
+    out = idle_time_breakdown(table).set_index("idle_category")
+    assert out.loc["host_wait", "idle_time_ns"] == 20 * us
+    assert out.loc["kernel_wait", "idle_time_ns"] == 10 * us
+    assert out.loc["other", "idle_time_ns"] == 200 * us
+    assert list(out["idle_intervals"]) == [1, 1, 1]
+    assert out["idle_time_ratio"].sum() == pytest.approx(1.0)
+    by_rank = idle_time_by_rank(out.reset_index())
+    assert by_rank.loc[0, "idle_ns"] == 230 * us
+    assert by_rank.loc[0, "host_wait_pct"] == pytest.approx(100 * 20 / 230)
 
 
 @pytest.mark.parametrize("folder", FOLDERS)

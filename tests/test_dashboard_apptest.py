@@ -106,7 +106,8 @@ def test_gpu_kernels_on_kineto_fixture(monkeypatch: pytest.MonkeyPatch, tmp_path
     assert_clean(at)
     at.switch_page("views/kernels.py").run()
     assert_clean(at)
-    assert len(at.get("plotly_chart")) >= 2 and at.dataframe
+    assert len(at.get("plotly_chart")) >= 3 and at.dataframe  # types, idle breakdown, top kernels
+    assert any("host wait" in str(c.value) or "idle" in str(c.value) for c in at.caption)
     at.switch_page("views/communication.py").run()
     assert_clean(at)
     assert len(at.get("plotly_chart")) >= 2 and "allreduce" in at.dataframe[-1].value.to_string()
@@ -288,3 +289,13 @@ def test_cli_busy_port_picks_another() -> None:
         busy = s.getsockname()[1]
         assert not port_is_free("127.0.0.1", busy)
         assert free_port("127.0.0.1") != busy
+
+
+def test_every_rule_links_to_a_page() -> None:
+    """Each finding's "Show chart" button needs the page that shows its rule."""
+    from dashboards import ui
+    from rules.ruleset import CATALOG
+
+    pages = {p.stem for p in (Path(ui.__file__).parent / "views").glob("*.py")} | {"overview"}
+    assert set(CATALOG) <= set(ui.RULE_PAGE), set(CATALOG) - set(ui.RULE_PAGE)
+    assert set(ui.RULE_PAGE.values()) <= pages

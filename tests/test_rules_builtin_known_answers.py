@@ -568,6 +568,57 @@ def test_exposed_communication_names_only_the_exposed_rank(comm_job) -> None:
     assert list(_by(comm_job["ExposedCommunication"].findings, "rank")) == [(1,)]
 
 
+# --------------------------------------------------------------------------- GPUStarvedByHost
+
+
+def _launch_bound_events(rank: int, kernels: int, gap_us: float, host_wait: bool) -> list[dict[str, Any]]:
+    """``kernels`` 100 µs kernels on stream 7, ``gap_us`` apart. With ``host_wait`` each one is
+    launched (``cudaLaunchKernel``) only after the previous kernel ended; otherwise they are all
+    launched up front, so the gaps are the GPU's own."""
+    pid, t0 = 2000 + rank, START * 1e6
+    events: list[dict[str, Any]] = []
+    t = t0 + 1000
+    for i in range(kernels):
+        launch = t - gap_us / 2 if host_wait and i else t0 + i
+        events.append({"ph": "X", "cat": "cuda_runtime", "name": "cudaLaunchKernel", "pid": pid, "tid": pid,
+                       "ts": launch, "dur": 1, "args": {"correlation": i + 1, "External id": i + 1}})
+        events.append({"ph": "X", "cat": "kernel", "name": "void at::native::vectorized_elementwise_kernel<4>", "pid": 0,
+                       "tid": 7, "ts": t, "dur": 100, "args": {"device": 0, "stream": 7, "correlation": i + 1}})
+        t += 100 + gap_us
+    return events
+
+
+@pytest.fixture(scope="module")
+def host_job(tmp_path_factory: pytest.TempPathFactory) -> dict[str, RuleResult]:
+    root = tmp_path_factory.mktemp("host")
+    layout = {0: (120, 200.0, True), 1: (120, 20.0, False), 2: (120, 40.0, True), 3: (50, 400.0, True)}
+    for rank, (kernels, gap, waits) in layout.items():
+        _write_kineto(root, rank, len(layout), _launch_bound_events(rank, kernels, gap, waits))
+    return _judge(_ingest(root))
+
+
+def test_gpu_starved_by_host_fires_when_launches_come_late(host_job) -> None:
+    """Rank 0 launches each kernel 100 µs into a 200 µs gap after the previous one ended:
+    119 x 200 µs of host wait in a 35.8 ms span = 66.5 % (> 30 %)."""
+    f = _by(host_job["GPUStarvedByHost"].findings, "rank")[(0,)]
+    assert f.evidence["stream"] == 7 and f.evidence["events"] == 120
+    assert f.evidence["host_wait_ms"] == pytest.approx(119 * 0.2, abs=1e-6)
+    assert f.evidence["span_ms"] == pytest.approx(120 * 0.1 + 119 * 0.2, abs=1e-6)
+    assert f.evidence["host_wait_share_pct"] == pytest.approx(100 * 23.8 / 35.8, abs=0.01)
+
+
+def test_gpu_starved_by_host_quiet_when_launched_ahead_or_under_threshold(host_job) -> None:
+    """Rank 1's 20 µs gaps come with kernels launched long before (kernel wait, not host
+    wait); rank 2 waits for the host 119 x 40 µs of 16.76 ms = 28.4 % (< 30 %)."""
+    fired = _by(host_job["GPUStarvedByHost"].findings, "rank")
+    assert (1,) not in fired and (2,) not in fired
+
+
+def test_gpu_starved_by_host_needs_min_events(host_job) -> None:
+    """Rank 3 idles 80 % waiting for the host, but on 50 kernels (< min_events 100)."""
+    assert list(_by(host_job["GPUStarvedByHost"].findings, "rank")) == [(0,)]
+
+
 # --------------------------------------------------------------------------- the data itself
 
 

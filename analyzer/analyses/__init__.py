@@ -9,6 +9,8 @@ Their definitions follow Holistic Trace Analysis (HTA) so that the numbers compa
 * :mod:`~analyzer.analyses.gpu_kernels` — the GPU events in scope (HTA's trimming of the last
   ProfilerStep), kernel-type shares with overlap rows, per-class totals, top kernels.
 * :mod:`~analyzer.analyses.temporal` — compute / non-compute / idle GPU time per rank.
+* :mod:`~analyzer.analyses.idle_time` — why the GPU idled: host wait / kernel wait / other,
+  per rank and CUDA stream.
 * :mod:`~analyzer.analyses.communication` — communication time, exposed communication,
   communication/computation overlap, per-collective sizes and bandwidth.
 * :mod:`~analyzer.analyses.intervals` — vectorised interval union / intersection helpers.
@@ -31,6 +33,7 @@ from analyzer.analyses.gpu_kernels import (
     last_step_starts,
     top_kernels,
 )
+from analyzer.analyses.idle_time import idle_time_breakdown, idle_time_by_rank
 from analyzer.analyses.intervals import (
     intersection_length,
     merge_intervals,
@@ -66,6 +69,8 @@ __all__ = [
     "collective_summary",
     "communication_summary",
     "gpu_events",
+    "idle_time_breakdown",
+    "idle_time_by_rank",
     "intersection_length",
     "kernel_class",
     "kernel_class_totals",

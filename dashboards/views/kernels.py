@@ -1,4 +1,5 @@
-"""Kernels: kernel-type shares per rank and the top kernels (HTA's kernel breakdown)."""
+"""Kernels: kernel-type shares per rank, why the GPU idled, and the top kernels (HTA's kernel
+and idle time breakdowns)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,24 @@ if not kt.empty:
     ui.layout(fig, title="Kernel-type share of GPU time per rank", yaxis_title="%", barmode="stack",
               yaxis_range=[0, 100], hovermode="closest", height=360)
     ui.plot(fig, key="kern-types")
+
+idle = job.idle_breakdown
+if not idle.empty:
+    ranks = flt.rank_list(sorted(idle["rank"].astype(int).unique()), job.rank_node)
+    i = idle[idle["rank"].isin(ranks)]
+    per_rank = i.groupby(["rank", "idle_category"], sort=True)["idle_time_ns"].sum().reset_index()
+    fig = go.Figure()
+    labels = {"host_wait": "host wait (CPU launched too late)", "kernel_wait": "kernel wait (launch gaps < 30 µs)",
+              "other": "other (waiting on streams, events, syncs)"}
+    for cat, label in labels.items():
+        g = per_rank[per_rank["idle_category"] == cat]
+        fig.add_trace(go.Bar(x=[f"rank {int(r)}" for r in g["rank"]], y=g["idle_time_ns"] / 1e6, name=label))
+    ui.layout(fig, title="Why the GPU idled, per rank (all streams)", yaxis_title="ms", barmode="stack",
+              hovermode="closest", height=340)
+    ui.plot(fig, key="kern-idle")
+    st.caption("Idle gaps between consecutive kernels and memory copies on each CUDA stream, by cause "
+               "(HTA's idle time breakdown). Much host wait: the CPU does not enqueue work fast enough "
+               "(Python overhead, data loading, synchronisation); try CUDA graphs or larger kernels.")
 
 if not top.empty:
     ranks = flt.rank_list(sorted(top["rank"].astype(int).unique()), job.rank_node)

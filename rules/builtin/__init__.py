@@ -6,6 +6,7 @@ from rules.builtin.dataloader import Dataloader
 from rules.builtin.dataloader_stall import DataLoaderStall
 from rules.builtin.exposed_communication import ExposedCommunication
 from rules.builtin.gpu_memory_increase import GPUMemoryIncrease
+from rules.builtin.gpu_starved_by_host import GPUStarvedByHost
 from rules.builtin.io_bottleneck import IOBottleneck
 from rules.builtin.load_balancing import LoadBalancing
 from rules.builtin.low_gpu_utilization import LowGPUUtilization
@@ -26,4 +27,5 @@ ALL_RULES = (
     DataLoaderStall(),
     StragglerRank(),
     ExposedCommunication(),
+    GPUStarvedByHost(),
 )

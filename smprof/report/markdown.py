@@ -60,15 +60,17 @@ def render(report: dict[str, Any]) -> str:
         lines += [
             "## Ranks",
             "",
-            "| rank | steps | step ms (mean) | data-loader wait % | comm/comp overlap % | exposed comm % | compute / non-compute / idle % |",
-            "|---|---|---|---|---|---|---|",
+            "| rank | steps | step ms (mean) | data-loader wait % | comm/comp overlap % | exposed comm % | compute / non-compute / idle % | idle: host / kernel wait / other % |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for r in ranks:
             t = r.get("temporal_pct") or {}
             temporal = "/".join(_fmt(t.get(k)) for k in ("compute", "non_compute", "idle")) if t else "–"
+            i = r.get("idle_breakdown_pct") or {}
+            idle = "/".join(_fmt(i.get(k)) for k in ("host_wait", "kernel_wait", "other")) if i else "–"
             lines.append(
                 f"| {r['rank']} | {r.get('steps') or 0} | {_fmt(r.get('step_time_mean_ms'))} | {_fmt(r.get('dataloader_stall_pct'))} | "
-                f"{_fmt(r.get('comm_comp_overlap_pct'))} | {_fmt(r.get('exposed_comm_pct'))} | {temporal} |"
+                f"{_fmt(r.get('comm_comp_overlap_pct'))} | {_fmt(r.get('exposed_comm_pct'))} | {temporal} | {idle} |"
             )
         lines.append("")
 

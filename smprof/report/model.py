@@ -14,6 +14,7 @@ import pandas as pd
 
 import analyzer.analyses as kineto
 from analyzer import __version__
+from analyzer.analyses import idle_time
 from analyzer.analyses import steps as steps_analyses
 from analyzer.analyses import system as system_analyses
 from analyzer.ingest.dataset import JobDataset
@@ -96,6 +97,7 @@ def rank_metrics(ds: JobDataset, steps: pd.DataFrame, waits: pd.DataFrame) -> li
             "exposed_comm_pct": None,
             "temporal_pct": None,
             "kernel_share_pct": None,
+            "idle_breakdown_pct": None,
         }
         entry.update(gpu.get(int(rank), {}))
         out.append(entry)
@@ -124,6 +126,14 @@ def gpu_metrics_by_rank(ds: JobDataset) -> dict[int, dict[str, Any]]:
             "memory": _num(shares.get("MEMORY", 0.0)),
             "overlapping": {k: _num(v) for k, v in shares.items() if " overlapping " in k},
         }
+    idle = idle_time.idle_time_by_rank(idle_time.idle_time_breakdown(ev))
+    for r in idle.itertuples(index=False):
+        if r.idle_ns > 0:
+            out.setdefault(int(r.rank), {})["idle_breakdown_pct"] = {
+                "host_wait": _num(r.host_wait_pct),
+                "kernel_wait": _num(r.kernel_wait_pct),
+                "other": _num(r.other_pct),
+            }
     comm = kineto.communication_summary(ev)
     for r in comm.itertuples(index=False):
         busy = float(r.gpu_busy_ns) if r.gpu_busy_ns == r.gpu_busy_ns else 0.0

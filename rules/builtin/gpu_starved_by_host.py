@@ -1,0 +1,74 @@
+"""GPUStarvedByHost — smprof rule: the GPU waits for the CPU to launch its work, per rank."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from analyzer.analyses import idle_time
+from rules import params as p
+from rules.engine import Finding, RuleContext
+
+
+class GPUStarvedByHost:
+    id: ClassVar[str] = "GPUStarvedByHost"
+    title: ClassVar[str] = "The GPU waits for the CPU to launch its work"
+    checks: ClassVar[str] = (
+        "Per rank, on its busiest CUDA stream (most GPU busy time, at least `min_events` kernels and copies): "
+        "idle gaps in which the next kernel had not been launched yet when the previous one ended (HTA's "
+        "*host wait*), as a share of the stream's span from first to last event, above `threshold_pct` %."
+    )
+    why: ClassVar[str] = (
+        "A GPU that idles until the CPU enqueues its next kernel runs at the speed of the Python training "
+        "loop, not at its own: a faster GPU or more GPUs would not make the job faster."
+    )
+    recommendation: ClassVar[str] = (
+        "Cut per-step host work: torch.compile or CUDA graphs for launch-bound models, fewer and larger "
+        "kernels (fused optimizers, bigger batches), no host synchronisation inside the step (.item(), "
+        ".cpu(), printing tensors), data preprocessing in DataLoader workers. Profiler overhead adds host "
+        "time too: confirm with a lighter profiling schedule."
+    )
+    severity: ClassVar[str] = "warning"
+    params_model: ClassVar[type[p.RuleParams]] = p.GPUStarvedByHostParams
+
+    def evaluate(self, ctx: RuleContext, params: p.GPUStarvedByHostParams) -> list[Finding] | str:
+        ev = ctx.dataset.table("kineto_events")
+        if ev.num_rows == 0:
+            return "no PyTorch profiler traces in this job"
+        streams = ctx.memo(("stream_idle_summary",), lambda: idle_time.stream_idle_summary(ev))
+        streams = streams[streams["events"] >= params.min_events]
+        if streams.empty:
+            return f"no CUDA stream with at least {params.min_events} kernels and copies in the traces"
+        findings: list[Finding] = []
+        busiest = streams.loc[streams.groupby("rank")["busy_ns"].idxmax()].sort_values("rank")
+        for r in busiest.itertuples(index=False):
+            span = float(r.span_ns)
+            share = float(r.host_wait_ns) / span * 100 if span > 0 else 0.0
+            if share <= params.threshold_pct:
+                continue
+            rank, stream = int(r.rank), int(r.stream)
+            findings.append(
+                Finding(
+                    rule=self.id,
+                    severity=self.severity,
+                    title=f"Rank {rank}: the GPU waits for the CPU {share:.0f}% of the time",
+                    message=(
+                        f"rank {rank}, stream {stream}: {r.host_wait_ns / 1e6:.1f} ms of {span / 1e6:.1f} ms idle "
+                        f"before kernels the CPU had not launched yet ({share:.1f}% > {params.threshold_pct}%); "
+                        f"the stream was busy {r.busy_ns / span * 100:.1f}% of the time"
+                    ),
+                    evidence={
+                        "rank": rank,
+                        "stream": stream,
+                        "events": int(r.events),
+                        "span_ms": round(span / 1e6, 3),
+                        "busy_ms": round(float(r.busy_ns) / 1e6, 3),
+                        "host_wait_ms": round(float(r.host_wait_ns) / 1e6, 3),
+                        "kernel_wait_ms": round(float(r.kernel_wait_ns) / 1e6, 3),
+                        "other_idle_ms": round(float(r.other_ns) / 1e6, 3),
+                        "host_wait_share_pct": round(share, 2),
+                    },
+                    recommendation=self.recommendation,
+                    where=f"rank {rank}, stream {stream}",
+                )
+            )
+        return findings
