@@ -35,6 +35,8 @@ def step_times(steps: pd.DataFrame) -> go.Figure | None:
     for rank, g in steps.groupby("rank"):
         fig.add_trace(go.Scatter(x=g["step"], y=g["dur_ms"], mode="lines+markers", name=f"rank {int(rank)}"))
     fig.update_layout(title="Step time per rank", xaxis_title="step", yaxis_title="ms", height=360)
+    span = int(steps["step"].max() - steps["step"].min()) if len(steps) else 0
+    fig.update_xaxes(tickformat="d", dtick=max(1, span // 10))  # step numbers are integers: no 551.2
     return fig
 
 
@@ -50,10 +52,23 @@ def rank_breakdown(ranks: list[dict[str, Any]]) -> go.Figure | None:
     return fig
 
 
-def dataloader_share(ranks: list[dict[str, Any]]) -> go.Figure | None:
-    rows = [r for r in ranks if r.get("dataloader_stall_pct") is not None]
+def idle_breakdown(ranks: list[dict[str, Any]]) -> go.Figure | None:
+    rows = [r for r in ranks if r.get("idle_breakdown_pct")]
     if not rows:
         return None
+    x = [f"rank {r['rank']}" for r in rows]
+    fig = go.Figure()
+    for key, label in (("host_wait", "host wait"), ("kernel_wait", "kernel wait"), ("other", "other")):
+        fig.add_trace(go.Bar(x=x, y=[r["idle_breakdown_pct"][key] for r in rows], name=label))
+    fig.update_layout(barmode="stack", title="Why the GPU idled (HTA idle time breakdown, all streams)",
+                      yaxis_title="% of idle time", yaxis_range=[0, 100], height=340)
+    return fig
+
+
+def dataloader_share(ranks: list[dict[str, Any]]) -> go.Figure | None:
+    rows = [r for r in ranks if r.get("dataloader_stall_pct") is not None]
+    if not rows or not any(r["dataloader_stall_pct"] for r in rows):
+        return None  # no rank waits for data: the table says 0, a chart of nothing says less
     fig = go.Figure(go.Bar(x=[f"rank {r['rank']}" for r in rows], y=[r["dataloader_stall_pct"] for r in rows]))
     fig.update_layout(title="Share of step time waiting for data", yaxis_title="%", yaxis_range=[0, 100], height=320)
     return fig

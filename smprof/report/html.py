@@ -11,6 +11,7 @@ import plotly.io as pio
 from analyzer.ingest.dataset import JobDataset
 from smprof.report import charts
 from smprof.report.escape import h
+from smprof.report.markdown import where
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem;max-width:1200px;color:#222}
@@ -21,13 +22,20 @@ th{background:#f5f5f5} .error{color:#b00020;font-weight:600} .warning{color:#b45
 """
 
 
+def _split(parts: dict[str, Any] | None, keys: tuple[str, ...]) -> str | None:
+    """``{"a": 1.0, "b": 2.5}`` → ``"1.0 / 2.5"`` (None when there is no breakdown)."""
+    if not parts:
+        return None
+    return " / ".join("–" if parts.get(k) is None else f"{parts[k]:.1f}" for k in keys)
+
+
 def render(report: dict[str, Any], ds: JobDataset, steps: pd.DataFrame) -> str:
     job = report["job"]
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>smprof report: {h(job['name'])}</title><style>{CSS}</style></head><body>",
         f"<h1>smprof report: {h(job['name'])}</h1>",
-        f"<div class='facts'>source <code>{h(job['source'])}</code> · {job['nodes']} node(s) · {job['ranks']} rank(s)"
+        f"<div class='facts'>source <code>{h(job['source'])}</code> · {h(where(job))}"
         + (f" · status {h(job['status'])}" if job.get("status") else "")
         + "</div>",
     ]
@@ -53,6 +61,7 @@ def render(report: dict[str, Any], ds: JobDataset, steps: pd.DataFrame) -> str:
         charts.step_times(steps),
         charts.dataloader_share(report["metrics"]["ranks"]),
         charts.rank_breakdown(report["metrics"]["ranks"]),
+        charts.idle_breakdown(report["metrics"]["ranks"]),
     ]
     first = True
     for fig in figs:
@@ -64,13 +73,16 @@ def render(report: dict[str, Any], ds: JobDataset, steps: pd.DataFrame) -> str:
     ranks = report["metrics"]["ranks"]
     if ranks:
         parts.append("<h2>Ranks</h2><table><tr><th>rank</th><th>node</th><th>steps</th><th>step ms</th><th>data-loader %</th>"
-                     "<th>overlap %</th><th>exposed comm %</th></tr>")
+                     "<th>overlap %</th><th>exposed comm %</th><th>compute / non-compute / idle %</th>"
+                     "<th>idle: host / kernel wait / other %</th></tr>")
         for r in ranks:
             parts.append(
                 "<tr>" + "".join(
                     f"<td>{h('' if v is None else v)}</td>"
                     for v in (r["rank"], r.get("node"), r.get("steps"), r.get("step_time_mean_ms"), r.get("dataloader_stall_pct"),
-                              r.get("comm_comp_overlap_pct"), r.get("exposed_comm_pct"))
+                              r.get("comm_comp_overlap_pct"), r.get("exposed_comm_pct"),
+                              _split(r.get("temporal_pct"), ("compute", "non_compute", "idle")),
+                              _split(r.get("idle_breakdown_pct"), ("host_wait", "kernel_wait", "other")))
                 ) + "</tr>"
             )
         parts.append("</table>")

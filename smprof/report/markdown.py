@@ -9,6 +9,12 @@ from smprof.report.escape import md
 ICON = {"error": "🔴", "warning": "🟠", "info": "🔵"}
 
 
+def where(job: dict[str, Any]) -> str:
+    """"2 nodes, 16 ranks"; a count of 0 (traces that name no host) is left out."""
+    parts = [f"{n} {unit}{'s' if n != 1 else ''}" for n, unit in ((job["nodes"], "node"), (job["ranks"], "rank")) if n]
+    return ", ".join(parts) or "no node or rank named in the data"
+
+
 def render(report: dict[str, Any]) -> str:
     job = report["job"]
     lines = [f"# smprof report: {md(job['name'])}", ""]
@@ -19,7 +25,7 @@ def render(report: dict[str, Any]) -> str:
         facts.append(f"{md(job['instance_type'])} × {job.get('instance_count') or '?'}")
     if job.get("time_span"):
         facts.append(f"{job['time_span']['seconds']:.0f} s profiled")
-    facts.append(f"{job['nodes']} node(s), {job['ranks']} rank(s)")
+    facts.append(where(job))
     lines += [" · ".join(facts), ""]
 
     counts = report["summary"]["counts"]
