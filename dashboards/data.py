@@ -291,6 +291,12 @@ class JobData:
         return self._kineto("idle_time", "idle_time_breakdown", ["rank", "stream", "idle_category", "idle_time_ns"])
 
     @cached_property
+    def kernel_launches(self) -> pd.DataFrame:
+        from analyzer.analyses import kernel_launch
+
+        return kernel_launch.kernel_launch_summary(kernel_launch.kernel_launch_stats(self.dataset))
+
+    @cached_property
     def top_kernels(self) -> pd.DataFrame:
         return self._kineto("gpu_kernels", "top_kernels", ["rank", "kernel_class", "name", "count", "total_ns"], n=15)
 

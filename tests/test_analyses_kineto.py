@@ -41,6 +41,7 @@ from analyzer.analyses import (
 from analyzer.analyses.gpu_kernels import Rounding
 from analyzer.analyses.idle_time import IDLE_COLUMNS, idle_time_breakdown, idle_time_by_rank
 from analyzer.analyses.kernel_classes import KERNEL_CLASS_TABLE
+from analyzer.analyses.kernel_launch import kernel_launch_stats, kernel_launch_summary
 from analyzer.ingest import JobDataset, ingest
 from analyzer.ingest.schemas import KINETO_EVENTS
 from analyzer.sources import open_source
@@ -122,6 +123,26 @@ def test_idle_time_breakdown_matches_hta(folder, reference, datasets) -> None:
     assert {(k[0], k[1]) for k in got} == {(k[0], k[1]) for k in expected_keys}
 
 
+@pytest.mark.parametrize("folder", FOLDERS)
+def test_kernel_launch_stats_match_hta(folder, reference, datasets) -> None:
+    """HTA's get_cuda_kernel_launch_stats per rank (cutoffs 50 / 100 µs): with HTA's
+    whole-µs rounding the same launches, means, maximum and outlier counts."""
+    ref = reference[folder]["cuda_kernel_launch_stats"]
+    ours = kernel_launch_summary(kernel_launch_stats(datasets(folder), rounding="hta")).set_index("rank")
+    for rank, e in ref.items():
+        if e["n"] == 0:
+            assert int(rank) not in ours.index  # no GPU events: no row, no exception
+            continue
+        got = ours.loc[int(rank)]
+        assert got["kernels"] == e["n"]
+        for ours_col, ref_key in (("cpu_duration_mean_ns", "cpu_duration_mean"), ("gpu_duration_mean_ns", "gpu_duration_mean"),
+                                  ("launch_delay_mean_ns", "launch_delay_mean"), ("launch_delay_max_ns", "launch_delay_max")):
+            assert got[ours_col] == pytest.approx(e[ref_key] * 1000, rel=1e-9), ref_key
+        assert got["short_kernels"] == e["short_kernels(gpu<cpu and cpu<=50)"]
+        assert got["runtime_outliers"] == e["runtime_outliers(cpu>50)"]
+        assert got["launch_delay_outliers"] == e["launch_delay_outliers(>100)"]
+
+
 def test_idle_time_breakdown_categories() -> None:
     """A hand-made stream: a host-wait gap, a short back-to-back gap and a long other gap."""
     us = 1000
@@ -156,6 +177,12 @@ def test_idle_time_breakdown_categories() -> None:
     by_rank = idle_time_by_rank(out.reset_index())
     assert by_rank.loc[0, "idle_ns"] == 230 * us
     assert by_rank.loc[0, "host_wait_pct"] == pytest.approx(100 * 20 / 230)
+    launches = kernel_launch_stats(table)
+    assert list(launches["name"]) == ["k1", "k2", "k3", "k4"]
+    assert list(launches["launch_delay_ns"]) == [5 * us, 5 * us, 45 * us, 245 * us]
+    assert list(launches["cpu_duration_ns"]) == [5 * us] * 4
+    summary = kernel_launch_summary(launches, launch_delay_cutoff_ns=100 * us)
+    assert summary.loc[0, "launch_delay_outliers"] == 1 and summary.loc[0, "short_kernels"] == 0
 
 
 @pytest.mark.parametrize("folder", FOLDERS)

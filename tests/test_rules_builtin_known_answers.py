@@ -605,6 +605,8 @@ def test_gpu_starved_by_host_fires_when_launches_come_late(host_job) -> None:
     assert f.evidence["host_wait_ms"] == pytest.approx(119 * 0.2, abs=1e-6)
     assert f.evidence["span_ms"] == pytest.approx(120 * 0.1 + 119 * 0.2, abs=1e-6)
     assert f.evidence["host_wait_share_pct"] == pytest.approx(100 * 23.8 / 35.8, abs=0.01)
+    # 100 µs kernels from 1 µs launch calls: none ran shorter than its launch
+    assert f.evidence["kernels_launched"] == 120 and f.evidence["short_kernels"] == 0
 
 
 def test_gpu_starved_by_host_quiet_when_launched_ahead_or_under_threshold(host_job) -> None:

@@ -11,6 +11,8 @@ Their definitions follow Holistic Trace Analysis (HTA) so that the numbers compa
 * :mod:`~analyzer.analyses.temporal` — compute / non-compute / idle GPU time per rank.
 * :mod:`~analyzer.analyses.idle_time` — why the GPU idled: host wait / kernel wait / other,
   per rank and CUDA stream.
+* :mod:`~analyzer.analyses.kernel_launch` — each kernel's launch call, run time and queue
+  delay, and HTA's launch outliers per rank.
 * :mod:`~analyzer.analyses.communication` — communication time, exposed communication,
   communication/computation overlap, per-collective sizes and bandwidth.
 * :mod:`~analyzer.analyses.intervals` — vectorised interval union / intersection helpers.
@@ -54,6 +56,7 @@ from analyzer.analyses.kernel_classes import (
     classify,
     kernel_class,
 )
+from analyzer.analyses.kernel_launch import kernel_launch_stats, kernel_launch_summary
 from analyzer.analyses.temporal import temporal_breakdown
 
 __all__ = [
@@ -74,6 +77,8 @@ __all__ = [
     "intersection_length",
     "kernel_class",
     "kernel_class_totals",
+    "kernel_launch_stats",
+    "kernel_launch_summary",
     "kernel_type_breakdown",
     "last_step_starts",
     "merge_intervals",

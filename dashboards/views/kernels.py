@@ -3,6 +3,7 @@ and idle time breakdowns)."""
 
 from __future__ import annotations
 
+import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
@@ -45,6 +46,29 @@ if not idle.empty:
     st.caption("Idle gaps between consecutive kernels and memory copies on each CUDA stream, by cause "
                "(HTA's idle time breakdown). Much host wait: the CPU does not enqueue work fast enough "
                "(Python overhead, data loading, synchronisation); try CUDA graphs or larger kernels.")
+
+launches = job.kernel_launches
+if not launches.empty:
+    ranks = flt.rank_list(sorted(launches["rank"].astype(int).unique()), job.rank_node)
+    lv = launches[launches["rank"].isin(ranks)]
+    st.subheader("Kernel launches")
+    st.dataframe(
+        pd.DataFrame({
+            "rank": lv["rank"].astype(int),
+            "launches": lv["kernels"].astype(int),
+            "launch call µs (mean)": (lv["cpu_duration_mean_ns"] / 1e3).round(2),
+            "kernel µs (mean)": (lv["gpu_duration_mean_ns"] / 1e3).round(2),
+            "queue delay µs (mean)": (lv["launch_delay_mean_ns"] / 1e3).round(2),
+            "queue delay µs (max)": (lv["launch_delay_max_ns"] / 1e3).round(2),
+            "shorter than their launch": lv["short_kernels"].astype(int),
+            "launch calls > 50 µs": lv["runtime_outliers"].astype(int),
+            "queued > 100 µs": lv["launch_delay_outliers"].astype(int),
+        }),
+        hide_index=True, width="stretch",
+    )
+    st.caption("Per rank, each kernel and memory copy paired with the CPU call that launched it (HTA's kernel "
+               "launch statistics). Many kernels shorter than their launch: the job is launch-bound (fuse ops, "
+               "CUDA graphs, torch.compile); long queue delays: the GPU is busy with earlier work.")
 
 if not top.empty:
     ranks = flt.rank_list(sorted(top["rank"].astype(int).unique()), job.rank_node)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from analyzer.analyses import idle_time
+from analyzer.analyses import idle_time, kernel_launch
 from rules import params as p
 from rules.engine import Finding, RuleContext
 
@@ -38,6 +38,9 @@ class GPUStarvedByHost:
         streams = streams[streams["events"] >= params.min_events]
         if streams.empty:
             return f"no CUDA stream with at least {params.min_events} kernels and copies in the traces"
+        launches = ctx.memo(
+            ("kernel_launch_summary",), lambda: kernel_launch.kernel_launch_summary(kernel_launch.kernel_launch_stats(ev))
+        ).set_index("rank")
         findings: list[Finding] = []
         busiest = streams.loc[streams.groupby("rank")["busy_ns"].idxmax()].sort_values("rank")
         for r in busiest.itertuples(index=False):
@@ -46,6 +49,7 @@ class GPUStarvedByHost:
             if share <= params.threshold_pct:
                 continue
             rank, stream = int(r.rank), int(r.stream)
+            launch = launches.loc[rank] if rank in launches.index else None
             findings.append(
                 Finding(
                     rule=self.id,
@@ -66,6 +70,9 @@ class GPUStarvedByHost:
                         "kernel_wait_ms": round(float(r.kernel_wait_ns) / 1e6, 3),
                         "other_idle_ms": round(float(r.other_ns) / 1e6, 3),
                         "host_wait_share_pct": round(share, 2),
+                        # kernels the GPU finished faster than the CPU launched them (HTA): launch-bound work
+                        "short_kernels": None if launch is None else int(launch["short_kernels"]),
+                        "kernels_launched": None if launch is None else int(launch["kernels"]),
                     },
                     recommendation=self.recommendation,
                     where=f"rank {rank}, stream {stream}",

@@ -14,7 +14,7 @@ import pandas as pd
 
 import analyzer.analyses as kineto
 from analyzer import __version__
-from analyzer.analyses import idle_time
+from analyzer.analyses import idle_time, kernel_launch
 from analyzer.analyses import steps as steps_analyses
 from analyzer.analyses import system as system_analyses
 from analyzer.ingest.dataset import JobDataset
@@ -98,6 +98,7 @@ def rank_metrics(ds: JobDataset, steps: pd.DataFrame, waits: pd.DataFrame) -> li
             "temporal_pct": None,
             "kernel_share_pct": None,
             "idle_breakdown_pct": None,
+            "kernel_launches": None,
         }
         entry.update(gpu.get(int(rank), {}))
         out.append(entry)
@@ -134,6 +135,18 @@ def gpu_metrics_by_rank(ds: JobDataset) -> dict[int, dict[str, Any]]:
                 "kernel_wait": _num(r.kernel_wait_pct),
                 "other": _num(r.other_pct),
             }
+    launches = kernel_launch.kernel_launch_summary(kernel_launch.kernel_launch_stats(ev))
+    for r in launches.itertuples(index=False):
+        out.setdefault(int(r.rank), {})["kernel_launches"] = {
+            "kernels": int(r.kernels),
+            "cpu_launch_mean_us": _num(r.cpu_duration_mean_ns / 1e3),
+            "gpu_duration_mean_us": _num(r.gpu_duration_mean_ns / 1e3),
+            "launch_delay_mean_us": _num(r.launch_delay_mean_ns / 1e3),
+            "launch_delay_max_us": _num(r.launch_delay_max_ns / 1e3),
+            "short_kernels": int(r.short_kernels),
+            "runtime_outliers": int(r.runtime_outliers),
+            "launch_delay_outliers": int(r.launch_delay_outliers),
+        }
     comm = kineto.communication_summary(ev)
     for r in comm.itertuples(index=False):
         busy = float(r.gpu_busy_ns) if r.gpu_busy_ns == r.gpu_busy_ns else 0.0

@@ -1,0 +1,116 @@
+"""What launching each GPU kernel cost: the CPU-side launch call, the kernel, and the delay
+between them (HTA's ``get_cuda_kernel_launch_stats``).
+
+Definition, per rank: each GPU event in the analysis scope (see
+:mod:`analyzer.analyses.gpu_kernels`) whose correlation id matches a CPU-side launch call
+(``cudaLaunchKernel``, ``cudaLaunchKernelExC``, ``cudaMemcpyAsync``, ``cudaMemsetAsync``,
+with CUDA's versioned ``_v<N>`` names and the driver's ``cuLaunchKernel[Ex]`` too; HTA
+matches the first four exactly) is paired with that call:
+
+* ``cpu_duration_ns`` — how long the launch call ran on the CPU;
+* ``gpu_duration_ns`` — how long the kernel (or copy / set) ran on the GPU;
+* ``launch_delay_ns`` — from the end of the launch call to the start of the kernel, 0 when
+  the kernel started before the call returned: the time the work sat in the stream's queue.
+
+:func:`kernel_launch_summary` counts, per rank, HTA's three kinds of outliers: *short
+kernels* (the GPU ran the kernel faster than the CPU launched it, with a launch call of at
+most ``runtime_cutoff_ns``: launch-bound work, candidates for fusion or CUDA graphs),
+*runtime outliers* (launch calls longer than ``runtime_cutoff_ns``) and *launch-delay
+outliers* (queued longer than ``launch_delay_cutoff_ns``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow.compute as pc
+
+from analyzer.analyses.gpu_kernels import (
+    Rounding,
+    Scope,
+    _base_times,
+    _col,
+    _is_gpu_event,
+    _round_like_hta,
+    _string_col,
+    gpu_events,
+    kineto_events_table,
+)
+
+__all__ = ["LAUNCH_CALL_PATTERN", "LAUNCH_COLUMNS", "SUMMARY_COLUMNS", "kernel_launch_stats", "kernel_launch_summary"]
+
+#: CPU-side calls that put work on a CUDA stream
+LAUNCH_CALL_PATTERN = r"^(cudaLaunchKernel(ExC)?|cudaMemcpyAsync|cudaMemsetAsync)(_v\d+)?$|^cuLaunchKernel(Ex)?$"
+LAUNCH_COLUMNS = ["rank", "correlation", "name", "stream", "cpu_duration_ns", "gpu_duration_ns", "launch_delay_ns"]
+SUMMARY_COLUMNS = [
+    "rank", "kernels", "cpu_duration_mean_ns", "gpu_duration_mean_ns", "launch_delay_mean_ns",
+    "launch_delay_max_ns", "short_kernels", "runtime_outliers", "launch_delay_outliers",
+]  # fmt: skip
+
+
+def _launch_calls(source: Any, rounding: Rounding) -> pd.DataFrame:
+    table = kineto_events_table(source)
+    is_call = pc.fill_null(pc.match_substring_regex(_string_col(table, "name"), LAUNCH_CALL_PATTERN), False)
+    keep = pc.and_(pc.and_(is_call, pc.invert(_is_gpu_event(table))), pc.is_valid(_col(table, "correlation")))
+    keep = pc.and_(keep, pc.is_valid(_col(table, "start_ns")))
+    df = table.filter(pc.fill_null(keep, False)).select(["rank", "correlation", "start_ns", "dur_ns"]).to_pandas()
+    df["dur_ns"] = df["dur_ns"].fillna(0).astype(np.int64)
+    df["start_ns"] = df["start_ns"].astype(np.int64)
+    df["end_ns"] = df["start_ns"] + df["dur_ns"]
+    if rounding == "hta" and not df.empty:
+        _round_like_hta(df, _base_times(source))
+    return df[["rank", "correlation", "start_ns", "end_ns"]]
+
+
+def kernel_launch_stats(source: Any, *, scope: Scope = "hta", rounding: Rounding = "none") -> pd.DataFrame:
+    """One row per GPU event and its launch call (see the module docstring), by rank and
+    GPU start. Columns: rank, correlation, name, stream, cpu_duration_ns, gpu_duration_ns,
+    launch_delay_ns. Empty (same columns) for traces without GPU events."""
+    ev = gpu_events(source, scope=scope, rounding=rounding)
+    ev = ev[ev["correlation"].notna()]
+    if ev.empty:
+        return pd.DataFrame({c: pd.Series(dtype=object if c == "name" else np.int64) for c in LAUNCH_COLUMNS})
+    calls = _launch_calls(source, rounding)
+    ev = ev[["rank", "correlation", "name", "stream", "start_ns", "end_ns"]].astype({"correlation": np.int64})
+    calls = calls.astype({"correlation": np.int64})
+    joined = ev.merge(calls, on=["rank", "correlation"], how="inner", suffixes=("_gpu", "_cpu"))
+    out = pd.DataFrame(
+        {
+            "rank": joined["rank"].astype(np.int32),
+            "correlation": joined["correlation"],
+            "name": joined["name"].astype(object),
+            "stream": joined["stream"].astype(np.int64),
+            "cpu_duration_ns": (joined["end_ns_cpu"] - joined["start_ns_cpu"]).astype(np.int64),
+            "gpu_duration_ns": (joined["end_ns_gpu"] - joined["start_ns_gpu"]).astype(np.int64),
+            "launch_delay_ns": (joined["start_ns_gpu"] - joined["end_ns_cpu"]).clip(lower=0).astype(np.int64),
+            "_start": joined["start_ns_gpu"],
+        }
+    )
+    return out.sort_values(["rank", "_start"], kind="stable", ignore_index=True)[LAUNCH_COLUMNS]
+
+
+def kernel_launch_summary(
+    stats: pd.DataFrame, *, runtime_cutoff_ns: int = 50_000, launch_delay_cutoff_ns: int = 100_000
+) -> pd.DataFrame:
+    """Per rank: how many launches, mean launch-call / kernel / queue times, the longest queue
+    time, and HTA's outlier counts (defaults: HTA's 50 µs and 100 µs cutoffs)."""
+    if stats.empty:
+        return pd.DataFrame(columns=SUMMARY_COLUMNS)
+    s = stats.assign(
+        short=(stats["gpu_duration_ns"] < stats["cpu_duration_ns"]) & (stats["cpu_duration_ns"] <= runtime_cutoff_ns),
+        runtime_outlier=stats["cpu_duration_ns"] > runtime_cutoff_ns,
+        delay_outlier=stats["launch_delay_ns"] > launch_delay_cutoff_ns,
+    )
+    out = s.groupby("rank", sort=True).agg(
+        kernels=("correlation", "size"),
+        cpu_duration_mean_ns=("cpu_duration_ns", "mean"),
+        gpu_duration_mean_ns=("gpu_duration_ns", "mean"),
+        launch_delay_mean_ns=("launch_delay_ns", "mean"),
+        launch_delay_max_ns=("launch_delay_ns", "max"),
+        short_kernels=("short", "sum"),
+        runtime_outliers=("runtime_outlier", "sum"),
+        launch_delay_outliers=("delay_outlier", "sum"),
+    )
+    return out.reset_index()[SUMMARY_COLUMNS]
