@@ -297,6 +297,10 @@ class JobData:
         return kernel_launch.kernel_launch_summary(kernel_launch.kernel_launch_stats(self.dataset))
 
     @cached_property
+    def gpu_annotations(self) -> pd.DataFrame:
+        return self._kineto("annotations", "gpu_annotation_breakdown", ["rank", "name", "count", "total_ns"])
+
+    @cached_property
     def top_kernels(self) -> pd.DataFrame:
         return self._kineto("gpu_kernels", "top_kernels", ["rank", "kernel_class", "name", "count", "total_ns"], n=15)
 

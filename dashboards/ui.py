@@ -7,6 +7,7 @@ its own thread, with its own session state).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,8 +94,14 @@ def times(epoch_s: Iterable[float] | np.ndarray | pd.Series) -> np.ndarray:
 
 
 def layout(fig: go.Figure, *, title: str | None = None, height: int = 340, **kw: Any) -> go.Figure:
+    # a horizontal legend above the plot wraps onto more rows with many traces: make room for
+    # them under the title instead of letting the two overlap (about four entries a row)
+    entries = sum(1 for tr in fig.data if tr.showlegend is not False)
+    extra_rows = max(0, math.ceil(entries / 4) - 1) if entries > 1 else 0
+    height += 22 * extra_rows
     opts: dict[str, Any] = {
-        "title": title, "height": height, "margin": {"l": 60, "r": 20, "t": 70 if title else 20, "b": 40},
+        "title": title, "height": height,
+        "margin": {"l": 60, "r": 20, "t": (70 if title else 20) + 22 * extra_rows, "b": 40},
         "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0}, "hovermode": "x unified",
     }
     fig.update_layout(**(opts | kw))

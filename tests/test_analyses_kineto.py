@@ -38,6 +38,7 @@ from analyzer.analyses import (
     union_length,
     union_length_grouped,
 )
+from analyzer.analyses.annotations import ANNOTATION_COLUMNS, gpu_annotation_breakdown
 from analyzer.analyses.gpu_kernels import Rounding
 from analyzer.analyses.idle_time import IDLE_COLUMNS, idle_time_breakdown, idle_time_by_rank
 from analyzer.analyses.kernel_classes import KERNEL_CLASS_TABLE
@@ -141,6 +142,24 @@ def test_kernel_launch_stats_match_hta(folder, reference, datasets) -> None:
         assert got["short_kernels"] == e["short_kernels(gpu<cpu and cpu<=50)"]
         assert got["runtime_outliers"] == e["runtime_outliers(cpu>50)"]
         assert got["launch_delay_outliers"] == e["launch_delay_outliers(>100)"]
+
+
+@pytest.mark.parametrize("folder", FOLDERS)
+def test_gpu_annotation_breakdown_matches_hta(folder, reference, datasets) -> None:
+    """HTA's get_gpu_user_annotation_breakdown: per rank and label, the same sum, max, min,
+    mean and standard deviation (µs, with HTA's rounding); none where HTA found none."""
+    ref = reference[folder]["gpu_user_annotation_breakdown"]
+    ours = gpu_annotation_breakdown(datasets(folder), rounding="hta")
+    if ref is None:
+        assert ours.empty and list(ours.columns) == ANNOTATION_COLUMNS
+        return
+    assert len(ours) == len(ref)
+    got = {(int(r.rank), r.name): r for r in ours.itertuples()}
+    for e in ref:
+        r = got[(e["rank"], e["name"])]
+        assert r.total_ns == e["sum (us)"] * 1000 and r.max_ns == e["max (us)"] * 1000 and r.min_ns == e["min (us)"] * 1000
+        assert r.mean_ns == pytest.approx(e["mean (us)"] * 1000) and r.std_ns == pytest.approx(e["stddev"] * 1000)
+    assert ours.groupby("rank")["pct"].sum().round(6).eq(100).all()
 
 
 def test_idle_time_breakdown_categories() -> None:

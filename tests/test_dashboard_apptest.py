@@ -106,7 +106,7 @@ def test_gpu_kernels_on_kineto_fixture(monkeypatch: pytest.MonkeyPatch, tmp_path
     assert_clean(at)
     at.switch_page("views/kernels.py").run()
     assert_clean(at)
-    assert len(at.get("plotly_chart")) >= 3 and at.dataframe  # types, idle breakdown, top kernels
+    assert len(at.get("plotly_chart")) >= 4 and at.dataframe  # types, idle breakdown, labels, top kernels
     assert any("host wait" in str(c.value) or "idle" in str(c.value) for c in at.caption)
     launches = [d.value for d in at.dataframe if "queue delay µs (mean)" in d.value.columns]
     assert launches and int(launches[0]["launches"].iloc[0]) == 2516  # HTA counts 2516 on this trace

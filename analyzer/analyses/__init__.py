@@ -13,6 +13,7 @@ Their definitions follow Holistic Trace Analysis (HTA) so that the numbers compa
   per rank and CUDA stream.
 * :mod:`~analyzer.analyses.kernel_launch` — each kernel's launch call, run time and queue
   delay, and HTA's launch outliers per rank.
+* :mod:`~analyzer.analyses.annotations` — GPU time per ``record_function`` label.
 * :mod:`~analyzer.analyses.communication` — communication time, exposed communication,
   communication/computation overlap, per-collective sizes and bandwidth.
 * :mod:`~analyzer.analyses.intervals` — vectorised interval union / intersection helpers.
@@ -22,6 +23,7 @@ Times are integer nanoseconds (``*_ns``), shares are percent (``*_pct``, 0-100).
 comparisons; the default keeps the tables' nanoseconds.
 """
 
+from analyzer.analyses.annotations import gpu_annotation_breakdown
 from analyzer.analyses.communication import (
     collective_calls,
     collective_summary,
@@ -71,6 +73,7 @@ __all__ = [
     "collective_calls",
     "collective_summary",
     "communication_summary",
+    "gpu_annotation_breakdown",
     "gpu_events",
     "idle_time_breakdown",
     "idle_time_by_rank",

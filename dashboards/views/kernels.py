@@ -33,19 +33,31 @@ idle = job.idle_breakdown
 if not idle.empty:
     ranks = flt.rank_list(sorted(idle["rank"].astype(int).unique()), job.rank_node)
     i = idle[idle["rank"].isin(ranks)]
-    per_rank = i.groupby(["rank", "idle_category"], sort=True)["idle_time_ns"].sum().reset_index()
     fig = go.Figure()
     labels = {"host_wait": "host wait (CPU launched too late)", "kernel_wait": "kernel wait (launch gaps < 30 µs)",
               "other": "other (waiting on streams, events, syncs)"}
     for cat, label in labels.items():
-        g = per_rank[per_rank["idle_category"] == cat]
-        fig.add_trace(go.Bar(x=[f"rank {int(r)}" for r in g["rank"]], y=g["idle_time_ns"] / 1e6, name=label))
-    ui.layout(fig, title="Why the GPU idled, per rank (all streams)", yaxis_title="ms", barmode="stack",
+        g = i[i["idle_category"] == cat]
+        fig.add_trace(go.Bar(x=[f"rank {int(r)} · stream {int(s)}" for r, s in zip(g["rank"], g["stream"], strict=True)],
+                             y=g["idle_time_ns"] / 1e6, name=label))
+    ui.layout(fig, title="Why the GPU idled, per rank and CUDA stream", yaxis_title="ms idle", barmode="stack",
               hovermode="closest", height=340)
     ui.plot(fig, key="kern-idle")
     st.caption("Idle gaps between consecutive kernels and memory copies on each CUDA stream, by cause "
                "(HTA's idle time breakdown). Much host wait: the CPU does not enqueue work fast enough "
                "(Python overhead, data loading, synchronisation); try CUDA graphs or larger kernels.")
+
+labels = job.gpu_annotations
+if not labels.empty:
+    ranks = flt.rank_list(sorted(labels["rank"].astype(int).unique()), job.rank_node)
+    lab = labels[labels["rank"].isin(ranks)]
+    fig = go.Figure()
+    for name, g in lab.groupby("name", sort=False):
+        fig.add_trace(go.Bar(x=[f"rank {int(r)}" for r in g["rank"]], y=g["total_ns"] / 1e6, name=str(name)[:60],
+                             hovertext=[f"{n} × {c}" for n, c in zip(g["name"], g["count"], strict=True)]))
+    ui.layout(fig, title="GPU time by your record_function labels, per rank", yaxis_title="ms", barmode="group",
+              hovermode="closest", height=340)
+    ui.plot(fig, key="kern-labels")
 
 launches = job.kernel_launches
 if not launches.empty:
@@ -77,7 +89,12 @@ if not top.empty:
         st.stop()
     rank = st.selectbox("Rank", ranks, format_func=lambda r: f"rank {r}", key="kern-rank") if len(ranks) > 1 else ranks[0]
     t = top[top["rank"] == rank].sort_values("total_ns", ascending=False)
-    short = [n if len(n) <= 60 else n[:57] + "…" for n in t["name"].astype(str)]
+    short = []
+    for n in t["name"].astype(str):  # kernels whose names differ only past the cut stay separate bars
+        label = n if len(n) <= 60 else n[:57] + "…"
+        while label in short:
+            label += "\u200b"  # invisible, but a distinct category for plotly
+        short.append(label)
     fig = go.Figure(go.Bar(x=t["total_ns"] / 1e6, y=short, orientation="h",
                            text=t["kernel_class"].astype(str), hovertext=t["name"].astype(str)))
     ui.layout(fig, title=f"Top kernels by GPU time, rank {rank}", xaxis_title="ms", hovermode="closest",

@@ -14,6 +14,7 @@ import pandas as pd
 
 import analyzer.analyses as kineto
 from analyzer import __version__
+from analyzer.analyses import annotations as labels_analyses
 from analyzer.analyses import idle_time, kernel_launch
 from analyzer.analyses import steps as steps_analyses
 from analyzer.analyses import system as system_analyses
@@ -99,6 +100,7 @@ def rank_metrics(ds: JobDataset, steps: pd.DataFrame, waits: pd.DataFrame) -> li
             "kernel_share_pct": None,
             "idle_breakdown_pct": None,
             "kernel_launches": None,
+            "gpu_annotations": [],
         }
         entry.update(gpu.get(int(rank), {}))
         out.append(entry)
@@ -147,6 +149,13 @@ def gpu_metrics_by_rank(ds: JobDataset) -> dict[int, dict[str, Any]]:
             "runtime_outliers": int(r.runtime_outliers),
             "launch_delay_outliers": int(r.launch_delay_outliers),
         }
+    labels = labels_analyses.gpu_annotation_breakdown(ev)
+    for rank, g in labels.groupby("rank", sort=True):
+        out.setdefault(int(rank), {})["gpu_annotations"] = [
+            {"name": str(r.name), "count": int(r.count), "total_ms": _num(r.total_ns / 1e6),
+             "mean_ms": _num(r.mean_ns / 1e6), "pct": _num(r.pct)}
+            for r in g.head(10).itertuples(index=False)
+        ]
     comm = kineto.communication_summary(ev)
     for r in comm.itertuples(index=False):
         busy = float(r.gpu_busy_ns) if r.gpu_busy_ns == r.gpu_busy_ns else 0.0
