@@ -354,25 +354,53 @@ def bench_kineto(cli: list[str] | None, timeout: float) -> list[dict[str, Any]]:
     root = find_fixtures()
     if root is None or not (root / "kineto").is_dir():
         return [{"error": "shared fixtures not found: set SMPROF_FIXTURES or ../shared/fixtures"}]
-    out = []
-    for folder in sorted(p for p in (root / "kineto").iterdir() if p.is_dir()):
-        item: dict[str, Any] = {"folder": folder.name}
-        if PEERS_PY.exists():
-            run = run_child([str(PEERS_PY), str(HTA_REF), str(folder)], timeout=timeout)
-            doc = run.json() or {}
-            item["hta"] = {
-                "run": run.brief(),
-                "parse_s": doc.get("parse_s"),
-                "import_s": doc.get("import_s"),
-                "events": doc.get("events_total"),
-                "error": run.error,
-            }
-        else:
-            item["hta"] = {"error": "HTA env not set up: run bench/setup_peers.sh"}
-        with tempfile.TemporaryDirectory(prefix="smprof-bench-") as tmp:
-            item["smprof"] = bench_smprof_cli(cli, folder, Path(tmp), timeout)
-        item["smprof_in_process"] = smprof_in_process(folder)
-        out.append(item)
+    return [bench_kineto_folder(folder, folder.name, cli, timeout)
+            for folder in sorted(p for p in (root / "kineto").iterdir() if p.is_dir())]
+
+
+def bench_kineto_folder(folder: Path, label: str, cli: list[str] | None, timeout: float) -> dict[str, Any]:
+    """HTA's TraceAnalysis and ``smprof ingest`` on one trace folder, each a fresh process."""
+    item: dict[str, Any] = {"folder": label}
+    if PEERS_PY.exists():
+        run = run_child([str(PEERS_PY), str(HTA_REF), str(folder)], timeout=timeout)
+        doc = run.json() or {}
+        item["hta"] = {
+            "run": run.brief(),
+            "parse_s": doc.get("parse_s"),
+            "import_s": doc.get("import_s"),
+            "events": doc.get("events_total"),
+            "error": run.error,
+        }
+    else:
+        item["hta"] = {"error": "HTA env not set up: run bench/setup_peers.sh"}
+    with tempfile.TemporaryDirectory(prefix="smprof-bench-") as tmp:
+        item["smprof"] = bench_smprof_cli(cli, folder, Path(tmp), timeout)
+    item["smprof_in_process"] = smprof_in_process(folder)
+    return item
+
+
+def kineto_scale_folder(ranks: int) -> Path | None:
+    """``ranks`` copies of the 2-rank NCCL fixture's rank 0, each renumbered (its
+    ``distributedInfo``), under ``.bench/``: a job of many ranks from a real GPU trace."""
+    from tests.support.fixtures import find_fixtures
+
+    root = find_fixtures()
+    src = None if root is None else root / "kineto" / "nccl_2rank_rank0" / "rank-0.json.gz"
+    if src is None or not src.is_file():
+        return None
+    out = BENCH_DIR / f"kineto-{ranks}ranks"
+    stamp = out / "params.json"
+    if stamp.is_file() and json.loads(stamp.read_text()).get("ranks") == ranks:
+        return out
+    import gzip
+
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    doc = json.loads(gzip.decompress(src.read_bytes()))
+    for r in range(ranks):
+        doc.setdefault("distributedInfo", {}).update(rank=r, world_size=ranks)
+        (out / f"rank-{r}.json.gz").write_bytes(gzip.compress(json.dumps(doc).encode(), compresslevel=1))
+    stamp.write_text(json.dumps({"ranks": ranks, "source": str(src)}))
     return out
 
 
@@ -478,27 +506,16 @@ def build_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
                 verdict=_verdict(warm_inner, TARGET_WARM_SPEEDUP),
             )
         )
+    scale = results.get("kineto_scale")
+    if isinstance(scale, dict) and "folder" in scale:
+        rows.extend(_kineto_rows(scale))
     kin = [k for k in results.get("kineto", []) if "folder" in k]
     tot_peer = tot_ours = tot_peer_parse = tot_ours_parse = 0.0
     complete = bool(kin)
     complete_parse = bool(kin)
     for k in kin:
+        rows.extend(_kineto_rows(k))
         peer_s, ours_s = _wall(k["hta"]), _wall(k["smprof"])
-        speed = _ratio(peer_s, ours_s)
-        rows.append(
-            dict(
-                case=f"kineto {k['folder']}: fresh process",
-                peer="HTA TraceAnalysis",
-                peer_s=peer_s,
-                ours_s=ours_s,
-                peer_mb=_rss(k["hta"]),
-                ours_mb=_rss(k["smprof"]),
-                speedup=speed,
-                mem_ratio=_ratio(_rss(k["smprof"]), _rss(k["hta"])),
-                target=f">={TARGET_HTA_SPEEDUP:g}x",
-                verdict=_verdict(speed, TARGET_HTA_SPEEDUP),
-            )
-        )
         p_parse = k["hta"].get("parse_s") if not k["hta"].get("error") else None
         o_parse = k["smprof_in_process"].get("parse_s")
         if peer_s is None or ours_s is None:
@@ -511,21 +528,6 @@ def build_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
         else:
             tot_peer_parse += p_parse
             tot_ours_parse += o_parse
-        speed_p = _ratio(p_parse, o_parse)
-        rows.append(
-            dict(
-                case=f"kineto {k['folder']}: parse only (in-process)",
-                peer="HTA parse_s",
-                peer_s=p_parse,
-                ours_s=o_parse,
-                peer_mb=None,
-                ours_mb=None,
-                speedup=speed_p,
-                mem_ratio=None,
-                target=f">={TARGET_HTA_SPEEDUP:g}x",
-                verdict=_verdict(speed_p, TARGET_HTA_SPEEDUP),
-            )
-        )
     if kin:
         for label, ok, p, o in (
             ("all kineto folders: fresh process", complete, tot_peer, tot_ours),
@@ -547,6 +549,21 @@ def build_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
                 )
             )
     return rows
+
+
+def _kineto_rows(k: dict[str, Any]) -> list[dict[str, Any]]:
+    peer_s, ours_s = _wall(k["hta"]), _wall(k["smprof"])
+    p_parse = k["hta"].get("parse_s") if not k["hta"].get("error") else None
+    o_parse = k["smprof_in_process"].get("parse_s")
+    return [
+        dict(case=f"kineto {k['folder']}: fresh process", peer="HTA TraceAnalysis", peer_s=peer_s, ours_s=ours_s,
+             peer_mb=_rss(k["hta"]), ours_mb=_rss(k["smprof"]), speedup=_ratio(peer_s, ours_s),
+             mem_ratio=_ratio(_rss(k["smprof"]), _rss(k["hta"])), target=f">={TARGET_HTA_SPEEDUP:g}x",
+             verdict=_verdict(_ratio(peer_s, ours_s), TARGET_HTA_SPEEDUP)),
+        dict(case=f"kineto {k['folder']}: parse only (in-process)", peer="HTA parse_s", peer_s=p_parse,
+             ours_s=o_parse, peer_mb=None, ours_mb=None, speedup=_ratio(p_parse, o_parse), mem_ratio=None,
+             target=f">={TARGET_HTA_SPEEDUP:g}x", verdict=_verdict(_ratio(p_parse, o_parse), TARGET_HTA_SPEEDUP)),
+    ]
 
 
 def _combine(*verdicts: str) -> str:
@@ -616,6 +633,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-smdebug", action="store_true")
     ap.add_argument("--skip-kineto", action="store_true")
     ap.add_argument("--skip-system", action="store_true")
+    ap.add_argument("--kineto-ranks", type=int, default=64,
+                    help="also a job of this many ranks, copies of a real NCCL trace (0: skip)")
     ap.add_argument("--timeout", type=float, default=3600, help="per child process, seconds")
     ap.add_argument(
         "--table", action="store_true", help="only re-print the table of .bench/results.json"
@@ -701,6 +720,14 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_kineto:
         print("[4/4] kineto fixtures: HTA vs smprof ...", file=sys.stderr, flush=True)
         results["kineto"] = bench_kineto(cli, args.timeout)
+
+    if not args.skip_kineto and args.kineto_ranks > 0:
+        folder = kineto_scale_folder(args.kineto_ranks)
+        if folder is None:
+            results["kineto_scale"] = {"error": "shared fixtures not found: kineto scale run skipped"}
+        else:
+            print(f"      kineto, {args.kineto_ranks} ranks: HTA vs smprof ...", file=sys.stderr, flush=True)
+            results["kineto_scale"] = bench_kineto_folder(folder, f"{args.kineto_ranks} ranks (nccl_2rank_rank0 x {args.kineto_ranks})", cli, args.timeout)
 
     rows = build_rows(results)
     results["table"] = rows

@@ -82,3 +82,10 @@ def classify(key: str) -> Format | None:
         if fmt.matches(key):
             return fmt
     return None
+
+
+def format_by_id(fmt_id: str) -> Format:
+    for fmt in FORMATS:
+        if fmt.id == fmt_id:
+            return fmt
+    raise KeyError(f"unknown format {fmt_id!r}")

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import multiprocessing
+import os
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, MutableMapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from analyzer.errors import SourceError
 from analyzer.ingest.cache import SourceCache, default_cache_root, object_digest
 from analyzer.ingest.dataset import JobDataset
-from analyzer.ingest.formats import Format, classify
+from analyzer.ingest.formats import FORMATS, Format, classify, format_by_id
 from analyzer.ingest.parsed import NotAProfilerFile, ParsedFile, UnreadableFile
 from analyzer.sources.base import Source, SourceObject
 
@@ -90,8 +93,15 @@ def ingest(
     cache_dir: str | Path | None = None,
     jobs: int = 4,
     on_progress: ProgressFn | None = None,
+    processes: bool = False,
 ) -> IngestResult:
-    """Ingest a source into a :class:`JobDataset`, reusing the cache for unchanged objects."""
+    """Ingest a source into a :class:`JobDataset`, reusing the cache for unchanged objects.
+
+    ``processes=True`` parses GIL-bound formats (Kineto and framework traces) in ``jobs``
+    worker processes when there are many of them (see :data:`PROCESS_FORMATS`). The command
+    line turns it on; library callers inside other servers (the dashboard) keep the
+    default, threads, since worker processes re-import the caller's ``__main__`` module.
+    """
     started = time.perf_counter()
     progress = on_progress or (lambda phase, done, total: None)
     meta = source.metadata()
@@ -125,7 +135,7 @@ def ingest(
 
     total_read = len(plan.to_read)
     progress("read", 0, total_read)
-    for done, outcome in enumerate(_read_and_parse(source, plan.to_read, jobs, cache), 1):
+    for done, outcome in enumerate(_read_and_parse(source, plan.to_read, jobs, cache, processes), 1):
         progress("read", done, total_read)
         obj = outcome.obj
         entry = {"fp": obj.fingerprint, "format": outcome.fmt.id, "digest": outcome.digest}
@@ -243,25 +253,94 @@ def _parse_one(
     return out
 
 
+#: Formats whose parsers decode JSON in Python (msgspec, orjson) and so hold the GIL: with
+#: many such files they are parsed in worker processes, as HTA does, so a job of hundreds of
+#: ranks uses every core. pyarrow's JSON reader (system metrics) and Parquet encoding release
+#: the GIL, so threads serve those. ``SMPROF_INGEST_PROCESSES=0`` keeps everything in threads.
+PROCESS_FORMATS = frozenset({"kineto_trace", "json_trace_candidate", "sagemaker_framework_trace"})
+PROCESS_MIN_FILES = 8  # below this, starting worker processes costs more than it saves
+
+
+def _parse_in_worker(
+    obj: SourceObject, data: bytes, fmt_id: str, digest: str, hint: int | None, cache: SourceCache
+) -> tuple[ParsedFile | None, dict[str, str], str | None, str | None]:
+    """_parse_one in a worker process: the outcome without its Format (which holds lambdas)."""
+    out = _parse_one(obj, data, format_by_id(fmt_id), digest, hint, cache)
+    return out.parsed, out.parts, out.skip_reason, out.ignore_reason
+
+
+def _process_pool(tasks: list[tuple[SourceObject, Format, str, int | None]], jobs: int) -> Executor | None:
+    heavy = sum(1 for t in tasks if t[1].id in PROCESS_FORMATS)
+    workers = min(jobs, os.cpu_count() or 1)
+    if heavy < PROCESS_MIN_FILES or workers < 2 or os.environ.get("SMPROF_INGEST_PROCESSES", "1") == "0":
+        return None
+    ctx = multiprocessing.get_context("forkserver")  # no fork of a threaded parent
+    ctx.set_forkserver_preload(["analyzer.ingest.pipeline", *(f.parser.split(":")[0] for f in FORMATS)])
+    try:
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+        log.info("parsing %d trace files in %d worker processes", heavy, workers)
+        return pool
+    except (OSError, ValueError) as exc:  # e.g. no /dev/shm: threads still work
+        log.info("parsing in threads: cannot start worker processes (%s)", exc)
+        return None
+
+
 def _read_and_parse(
-    source: Source, tasks: list[tuple[SourceObject, Format, str, int | None]], jobs: int, cache: SourceCache
+    source: Source,
+    tasks: list[tuple[SourceObject, Format, str, int | None]],
+    jobs: int,
+    cache: SourceCache,
+    processes: bool = False,
 ) -> Iterator[_Outcome]:
     if not tasks:
         return
     by_key = {t[0].key: t for t in tasks}
-    with ThreadPoolExecutor(max(1, jobs)) as pool:
-        pending = []
+    procs = _process_pool(tasks, jobs) if processes else None
+    threads = ThreadPoolExecutor(max(1, jobs))
+    # (object, bytes, future, in a worker process): the bytes stay until the result is in,
+    # so a file whose worker process died is parsed again in a thread, not lost
+    pending: list[tuple[SourceObject, bytes, Future[Any], bool]] = []
+
+    def collect(item: tuple[SourceObject, bytes, Future[Any], bool]) -> _Outcome:
+        obj, data, fut, in_process = item
+        if not in_process:
+            outcome: _Outcome = fut.result()
+            return outcome
+        _, fmt, digest, hint = by_key[obj.key]
+        try:
+            parsed, parts, skip, ignore = fut.result()
+        except BrokenProcessPool:
+            log.warning("a parser process died; parsing %s in this process", obj.location)
+            return _parse_one(obj, data, fmt, digest, hint, cache)
+        return _Outcome(obj=obj, fmt=fmt, digest=digest, parsed=parsed, parts=parts, skip_reason=skip, ignore_reason=ignore)
+
+    try:
         for obj, data in source.read_many(t[0] for t in tasks):
             _, fmt, digest, hint = by_key[obj.key]
             if isinstance(data, Exception):
                 reason = getattr(data, "message", None) or f"could not read: {data}"
                 yield _Outcome(obj=obj, fmt=fmt, digest=digest, skip_reason=str(reason).splitlines()[0], read_failed=True)
                 continue
-            pending.append(pool.submit(_parse_one, obj, data, fmt, digest, hint, cache))
+            fut: Future[Any] | None = None
+            if procs is not None and fmt.id in PROCESS_FORMATS:
+                try:
+                    fut = procs.submit(_parse_in_worker, obj, data, fmt.id, digest, hint, cache)
+                except BrokenProcessPool:
+                    log.warning("worker processes unavailable; parsing the rest in threads")
+                    procs.shutdown(cancel_futures=False)
+                    procs = None
+            if fut is not None:
+                pending.append((obj, data, fut, True))
+            else:
+                pending.append((obj, data, threads.submit(_parse_one, obj, data, fmt, digest, hint, cache), False))
             if len(pending) >= 4 * max(1, jobs):  # bound memory: bytes in flight
-                yield pending.pop(0).result()
-        for fut in pending:
-            yield fut.result()
+                yield collect(pending.pop(0))
+        for item in pending:
+            yield collect(item)
+    finally:
+        threads.shutdown(cancel_futures=True)
+        if procs is not None:
+            procs.shutdown(cancel_futures=True)
 
 
 def _dataset_fingerprint(manifest: dict[str, Any]) -> str:

@@ -41,7 +41,7 @@ def ingest_command(source: str, cache_dir: str | None, as_json: bool, jobs: int,
     show_bar = sys.stderr.isatty() if progress is None else progress
     src = open_source(source, profile=profile, region=region)
     with progress_bar(show_bar and not quiet) as on_progress:
-        result = ingest(src, cache_dir=cache_dir, jobs=jobs, on_progress=on_progress)
+        result = ingest(src, cache_dir=cache_dir, jobs=jobs, on_progress=on_progress, processes=True)
     if as_json:
         sys.stdout.write(orjson.dumps(result.summary, option=orjson.OPT_INDENT_2).decode() + "\n")
     else:

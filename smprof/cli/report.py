@@ -63,10 +63,12 @@ def report_command(source: str, out_dir: str, formats: str, fail_on: str, baseli
     ruleset = load_ruleset(rules_file)
     show_bar = (sys.stderr.isatty() if progress is None else progress) and not quiet
     with progress_bar(show_bar) as on_progress:
-        result = ingest(open_source(source, profile=profile, region=region), cache_dir=cache_dir, on_progress=on_progress)
+        result = ingest(open_source(source, profile=profile, region=region), cache_dir=cache_dir,
+                        on_progress=on_progress, processes=True)
         base = None
         if baseline:
-            b = ingest(open_source(baseline, profile=profile, region=region), cache_dir=cache_dir, on_progress=on_progress)
+            b = ingest(open_source(baseline, profile=profile, region=region), cache_dir=cache_dir,
+                       on_progress=on_progress, processes=True)
             base = (b.dataset, b.summary)
     results = evaluate(result.dataset, ruleset)
     report = model.build(result.dataset, ruleset, results, ingest_summary=result.summary, fail_on=fail_on, baseline=base)
