@@ -301,6 +301,12 @@ class JobData:
         return self._kineto("annotations", "gpu_annotation_breakdown", ["rank", "name", "count", "total_ns"])
 
     @cached_property
+    def step_memory(self) -> pd.DataFrame:
+        from analyzer.analyses import memory
+
+        return memory.allocator_memory_by_step(self.dataset)
+
+    @cached_property
     def top_kernels(self) -> pd.DataFrame:
         return self._kineto("gpu_kernels", "top_kernels", ["rank", "kernel_class", "name", "count", "total_ns"], n=15)
 

@@ -41,7 +41,7 @@ RULE_PAGE = {
     "GPUMemoryIncrease": "system", "LoadBalancing": "system", "BatchSize": "system",
     "OverallSystemUsage": "system", "StepOutlier": "steps", "DataLoaderStall": "steps",
     "Dataloader": "steps", "MaxInitializationTime": "steps", "StragglerRank": "communication",
-    "ExposedCommunication": "communication", "GPUStarvedByHost": "kernels", "BaselineRegression": "compare",
+    "ExposedCommunication": "communication", "GPUStarvedByHost": "kernels", "AllocatorMemoryGrowth": "steps", "BaselineRegression": "compare",
     "ProfilerReport": "overview",
 }
 

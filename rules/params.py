@@ -98,6 +98,11 @@ class ExposedCommunicationParams(RuleParams):
     threshold_pct: float = Field(25.0, ge=0, le=100, description="Exposed (non-overlapped) communication as % of GPU busy time above which it fires.")
 
 
+class AllocatorMemoryGrowthParams(RuleParams):
+    growth_mb: float = Field(64.0, ge=0, description="Growth (MiB) of allocated memory at step start, first to last profiled step, above which it fires.")
+    min_steps: int = Field(3, ge=2, description="Profiled steps with memory events needed before judging.")
+
+
 class GPUStarvedByHostParams(RuleParams):
     threshold_pct: float = Field(30.0, ge=0, le=100, description="Host-wait idle time as % of the busiest stream's span above which it fires.")
     min_events: int = Field(100, ge=1, description="Kernels and copies a stream needs before it is judged.")

@@ -48,6 +48,7 @@ CATALOG: dict[str, RuleEntry] = {
         RuleEntry("DataLoaderStall", p.DataLoaderStallParams, False),
         RuleEntry("ExposedCommunication", p.ExposedCommunicationParams, False),
         RuleEntry("GPUStarvedByHost", p.GPUStarvedByHostParams, False),
+        RuleEntry("AllocatorMemoryGrowth", p.AllocatorMemoryGrowthParams, False),
         RuleEntry("StragglerRank", p.StragglerRankParams, False),
         RuleEntry("BaselineRegression", p.BaselineRegressionParams, False),
     )

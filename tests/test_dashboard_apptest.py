@@ -84,6 +84,7 @@ def test_sample_job_every_page(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
         assert not at.error, [e.value for e in at.error]
     at.switch_page("views/steps.py").run()
     assert "8 steps on 1 rank" not in texts(at) and "16 steps on 2 rank(s)" in texts(at)
+    assert "Memory held at each step's start" in [h.value for h in at.subheader]  # real profiler memory events
 
 
 def test_gpu_job_every_page(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, gpu_job: Path) -> None:

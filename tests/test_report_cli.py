@@ -45,7 +45,7 @@ def test_json_contract(sample_report) -> None:
     ranks = doc["metrics"]["ranks"]
     assert [r["rank"] for r in ranks] == [0, 1]
     for r in ranks:
-        assert {"rank", "comm_comp_overlap_pct", "temporal_pct", "kernel_share_pct", "idle_breakdown_pct", "kernel_launches", "gpu_annotations"} <= r.keys()
+        assert {"rank", "comm_comp_overlap_pct", "temporal_pct", "kernel_share_pct", "idle_breakdown_pct", "kernel_launches", "gpu_annotations", "allocator_memory"} <= r.keys()
     assert {f["rule"] for f in doc["findings"]} >= {"DataLoaderStall", "StragglerRank"}
 
 

@@ -621,6 +621,65 @@ def test_gpu_starved_by_host_needs_min_events(host_job) -> None:
     assert list(_by(host_job["GPUStarvedByHost"].findings, "rank")) == [(0,)]
 
 
+# --------------------------------------------------------------------------- AllocatorMemoryGrowth
+
+
+def _memory_events(rank: int, growth_mib_per_step: float, steps: int = 5) -> list[dict[str, Any]]:
+    """``steps`` 20 ms ProfilerSteps on GPU 0; in each, 256 MiB of activations allocated and
+    freed, plus ``growth_mib_per_step`` MiB allocated and never freed (what a leak looks like)."""
+    pid, t0 = 3000 + rank, START * 1e6
+    events = _profiler_steps([20.0] * steps, t0, pid=pid)
+    live, mib = 1024 * 2**20, 2**20  # 1 GiB of weights before the first step
+    events.append({"ph": "i", "s": "t", "cat": "cpu_instant_event", "name": "[memory]", "pid": pid, "tid": pid, "ts": t0 - 100,
+                   "args": {"Device Type": 1, "Device Id": 0, "Bytes": live, "Total Allocated": live, "Total Reserved": 2 * live}})
+    for s in range(steps):
+        at = t0 + s * 20_000
+        for dt, delta in ((1000, 256 * mib), (5000, int(growth_mib_per_step * mib)), (15000, -256 * mib)):
+            live += delta
+            events.append({"ph": "i", "s": "t", "cat": "cpu_instant_event", "name": "[memory]", "pid": pid, "tid": pid,
+                           "ts": at + dt, "args": {"Device Type": 1, "Device Id": 0, "Bytes": delta,
+                                                   "Total Allocated": live, "Total Reserved": 4 * 1024 * mib}})
+    return events
+
+
+@pytest.fixture(scope="module")
+def memory_trace_job(tmp_path_factory: pytest.TempPathFactory) -> dict[str, RuleResult]:
+    root = tmp_path_factory.mktemp("alloc")
+    for rank, growth in {0: 100.0, 1: 0.0, 2: 12.0}.items():
+        _write_kineto(root, rank, 3, _memory_events(rank, growth))
+    return _judge(_ingest(root))
+
+
+def test_allocator_memory_growth_fires_on_memory_kept_across_steps(memory_trace_job) -> None:
+    """Rank 0 keeps 100 MiB more at every step's start: 1024 → 1424 MiB over 5 steps
+    (+400 MiB > 64 MiB, up in 4 of 4 transitions)."""
+    f = _by(memory_trace_job["AllocatorMemoryGrowth"].findings, "rank")[(0,)]
+    assert f.evidence["device"] == "gpu0" and f.evidence["steps"] == 5
+    assert f.evidence["first_step_mib"] == pytest.approx(1024) and f.evidence["last_step_mib"] == pytest.approx(1424)
+    assert f.evidence["growth_per_step_mib"] == pytest.approx(100, abs=1e-6)
+    assert f.evidence["peak_allocated_mib"] == pytest.approx(1024 + 256 + 500)
+
+
+def test_allocator_memory_growth_quiet_when_steps_free_what_they_allocate(memory_trace_job) -> None:
+    """Rank 1 frees its 256 MiB every step (flat at 1024 MiB); rank 2 grows 48 MiB in all,
+    under the 64 MiB threshold."""
+    assert list(_by(memory_trace_job["AllocatorMemoryGrowth"].findings, "rank")) == [(0,)]
+
+
+def test_allocator_memory_growth_on_the_sample_job_is_flat(tmp_path: Path) -> None:
+    """The bundled sample (real torch.profiler memory events, host memory): the same bytes
+    are live at every step's start, so nothing fires."""
+    from analyzer.analyses import memory as memory_analyses
+
+    sample = Path(__file__).resolve().parents[1] / "samples" / "sample-job"
+    ds = ingest(open_source(str(sample)), cache_dir=tmp_path).dataset
+    summary = memory_analyses.allocator_memory_summary(ds)
+    assert sorted(summary["rank"]) == [0, 1] and set(summary["device"]) == {-1}
+    assert (summary["steps"] >= 5).all() and (summary["growing_steps"] == 0).all()
+    assert (summary["first_step_bytes"] == summary["last_step_bytes"]).all()
+    assert _judge(ds)["AllocatorMemoryGrowth"].findings == []
+
+
 # --------------------------------------------------------------------------- the data itself
 
 

@@ -14,6 +14,8 @@ Their definitions follow Holistic Trace Analysis (HTA) so that the numbers compa
 * :mod:`~analyzer.analyses.kernel_launch` — each kernel's launch call, run time and queue
   delay, and HTA's launch outliers per rank.
 * :mod:`~analyzer.analyses.annotations` — GPU time per ``record_function`` label.
+* :mod:`~analyzer.analyses.memory` — the caching allocator's memory per rank and device,
+  over time and at each step's start.
 * :mod:`~analyzer.analyses.communication` — communication time, exposed communication,
   communication/computation overlap, per-collective sizes and bandwidth.
 * :mod:`~analyzer.analyses.intervals` — vectorised interval union / intersection helpers.

@@ -83,3 +83,18 @@ else:
         ui.layout(fig, title="Share of step time waiting for data (whole job)", yaxis_title="%",
                   yaxis_range=[0, 100], height=300, hovermode="closest")
         ui.plot(fig, key="steps-dl-share")
+
+mem = job.step_memory
+if not mem.empty:
+    st.subheader("Memory held at each step's start")
+    m = mem[mem["rank"].isin(ranks)].dropna(subset=["allocated_at_start_bytes"])
+    fig = go.Figure()
+    for (rank, device), g in m.groupby(["rank", "device"], sort=True):
+        dev = "cpu" if device < 0 else f"gpu{int(device)}"
+        fig.add_trace(go.Scatter(x=g["step"], y=g["allocated_at_start_bytes"].astype(float) / 2**20,
+                                 mode="lines+markers", name=f"rank {int(rank)} {dev}"))
+    ui.layout(fig, title="Allocated memory at the start of each profiled step", xaxis_title="step", yaxis_title="MiB")
+    ui.plot(fig, key="steps-mem")
+    st.caption("The PyTorch caching allocator's live tensors when each step begins (profiler memory events). "
+               "Flat is healthy; a line that climbs step after step is memory that outlives its step "
+               "(AllocatorMemoryGrowth).")

@@ -1,5 +1,6 @@
 """The rules smprof evaluates, one module each (SageMaker's built-ins keep their names)."""
 
+from rules.builtin.allocator_memory_growth import AllocatorMemoryGrowth
 from rules.builtin.batch_size import BatchSize
 from rules.builtin.cpu_bottleneck import CPUBottleneck
 from rules.builtin.dataloader import Dataloader
@@ -28,4 +29,5 @@ ALL_RULES = (
     StragglerRank(),
     ExposedCommunication(),
     GPUStarvedByHost(),
+    AllocatorMemoryGrowth(),
 )

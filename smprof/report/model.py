@@ -16,6 +16,7 @@ import analyzer.analyses as kineto
 from analyzer import __version__
 from analyzer.analyses import annotations as labels_analyses
 from analyzer.analyses import idle_time, kernel_launch
+from analyzer.analyses import memory as memory_analyses
 from analyzer.analyses import steps as steps_analyses
 from analyzer.analyses import system as system_analyses
 from analyzer.ingest.dataset import JobDataset
@@ -101,6 +102,7 @@ def rank_metrics(ds: JobDataset, steps: pd.DataFrame, waits: pd.DataFrame) -> li
             "idle_breakdown_pct": None,
             "kernel_launches": None,
             "gpu_annotations": [],
+            "allocator_memory": [],
         }
         entry.update(gpu.get(int(rank), {}))
         out.append(entry)
@@ -149,6 +151,14 @@ def gpu_metrics_by_rank(ds: JobDataset) -> dict[int, dict[str, Any]]:
             "runtime_outliers": int(r.runtime_outliers),
             "launch_delay_outliers": int(r.launch_delay_outliers),
         }
+    mem = memory_analyses.allocator_memory_summary(ds)
+    for rank, g in mem.groupby("rank", sort=True):
+        out.setdefault(int(rank), {})["allocator_memory"] = [
+            {"device": "cpu" if r.device < 0 else f"gpu{int(r.device)}",
+             "peak_allocated_mib": _num(r.peak_allocated_bytes / 2**20), "peak_reserved_mib": _num(r.peak_reserved_bytes / 2**20),
+             "steps": int(r.steps), "growth_per_step_mib": _num(r.growth_per_step_bytes / 2**20)}
+            for r in g.itertuples(index=False)
+        ]
     labels = labels_analyses.gpu_annotation_breakdown(ev)
     for rank, g in labels.groupby("rank", sort=True):
         out.setdefault(int(rank), {})["gpu_annotations"] = [
