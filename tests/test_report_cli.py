@@ -33,6 +33,10 @@ def test_writes_all_four_files_and_fails_on_error(sample_report) -> None:
     for name in ("report.md", "report.html", "report.json", "report.junit.xml"):
         assert (out / name).stat().st_size > 0
     assert "Traceback" not in proc.stderr
+    # the CI log names what fired: one line per finding, then the verdict
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-1].startswith("FAIL: 3 error(s)")
+    assert [ln.split()[:2] for ln in lines[-4:-1]] == [["error", "DataLoaderStall"]] * 2 + [["error", "StragglerRank"]]
 
 
 def test_json_contract(sample_report) -> None:

@@ -16,6 +16,7 @@ from rules.ruleset import load_ruleset
 from smprof.cli.common import progress_bar, setup_logging, user_errors
 
 FORMATS = ("md", "html", "json", "junit")
+MAX_LISTED = 20  # findings listed on stderr; the report files hold them all
 FILES = {"md": "report.md", "html": "report.html", "json": "report.json", "junit": "report.junit.xml"}
 
 
@@ -93,6 +94,12 @@ def report_command(source: str, out_dir: str, formats: str, fail_on: str, baseli
         written.append(str(path))
     s = report["summary"]
     if not quiet:
+        # the findings themselves, worst first, so a CI log says what fired without the files
+        shown = report["findings"][:MAX_LISTED]
+        for f in shown:
+            click.echo(f"  {f['severity']:<7} {f['rule']:<22} {f['where']}: {f['title']}", err=True)
+        if len(report["findings"]) > len(shown):
+            click.echo(f"  … and {len(report['findings']) - len(shown)} more in the report", err=True)
         click.echo(
             f"{s['verdict'].upper()}: {s['counts']['error']} error(s), {s['counts']['warning']} warning(s), "
             f"{s['counts']['info']} info — wrote {', '.join(written)}",
