@@ -373,14 +373,11 @@ def _machine() -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import bench_ingest
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--nodes", type=int, default=8)
-    ap.add_argument("--minutes", type=float, default=60)
-    ap.add_argument("--interval", type=float, default=0.5, help="sampling interval, seconds")
-    ap.add_argument("--gpus", type=int, default=8)
-    ap.add_argument("--cpus", type=int, default=96)
-    ap.add_argument("--quick", action="store_true", help="smoke run: 2 nodes x 5 minutes")
-    ap.add_argument("--regen", action="store_true", help="regenerate the dataset")
+    bench_ingest.add_dataset_args(ap)
     ap.add_argument("--repeat", type=int, default=3, help="browser sessions on the timed server")
     ap.add_argument(
         "--cache",

@@ -621,8 +621,8 @@ def _machine() -> dict[str, Any]:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_dataset_args(ap: argparse.ArgumentParser) -> None:
+    """The generated job's shape, shared by every bench (8 nodes x 60 min by default)."""
     ap.add_argument("--nodes", type=int, default=8)
     ap.add_argument("--minutes", type=float, default=60)
     ap.add_argument("--interval", type=float, default=0.5, help="sampling interval, seconds")
@@ -630,6 +630,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cpus", type=int, default=96)
     ap.add_argument("--quick", action="store_true", help="smoke run: 2 nodes x 5 minutes")
     ap.add_argument("--regen", action="store_true", help="regenerate the dataset")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_dataset_args(ap)
     ap.add_argument("--skip-smdebug", action="store_true")
     ap.add_argument("--skip-kineto", action="store_true")
     ap.add_argument("--skip-system", action="store_true")

@@ -56,7 +56,7 @@ def generate(args: argparse.Namespace) -> dict[str, Any]:
     tag = f"report-{args.nodes}n-{minutes:g}m-{args.interval:g}s-{args.gpus}g-{args.cpus}c"
     out_dir = bi.BENCH_DIR / tag
     stamp = out_dir / "params.json"
-    if stamp.exists() and json.loads(stamp.read_text()).get("params") == params:
+    if not args.regen and stamp.exists() and json.loads(stamp.read_text()).get("params") == params:
         return {**json.loads(stamp.read_text()), "reused": True}
     shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.mkdir(parents=True)
@@ -147,12 +147,7 @@ def smdebug_read(root: Path, timeout: float) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--nodes", type=int, default=8)
-    ap.add_argument("--minutes", type=float, default=60)
-    ap.add_argument("--interval", type=float, default=0.5)
-    ap.add_argument("--gpus", type=int, default=8)
-    ap.add_argument("--cpus", type=int, default=96)
-    ap.add_argument("--quick", action="store_true", help="smoke run: 2 nodes x 5 minutes")
+    bi.add_dataset_args(ap)
     ap.add_argument("--skip-smdebug", action="store_true")
     ap.add_argument("--timeout", type=float, default=3600)
     args = ap.parse_args(argv)
