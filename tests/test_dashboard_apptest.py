@@ -165,6 +165,25 @@ def test_compare_against_baseline(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     assert any("Cannot open the baseline" in e.value for e in at.error)
 
 
+def test_sagemaker_rule_reports_beside_smprof(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """SageMaker's rule outputs in the job folder show on the Overview beside smprof's verdict."""
+    import json
+    import shutil
+
+    job = tmp_path / "job"
+    shutil.copytree(SAMPLE, job)
+    reports = job / "rule-output" / "ProfilerReport" / "profiler-output" / "profiler-reports"
+    reports.mkdir(parents=True)
+    (reports / "MaxInitializationTime.json").write_text(json.dumps({"RuleTriggered": 1, "Violations": 1, "Datapoints": 1}))
+    at = run_app(monkeypatch, str(job), "--cache", str(tmp_path / "c"))
+    assert_clean(at)
+    labels = [e.label for e in at.expander]
+    assert any("SageMaker's own rule reports vs smprof (1 differ)" in lab for lab in labels), labels
+    table = next(d.value for d in at.dataframe if "agree" in d.value.columns)
+    row = table[table["rule"] == "MaxInitializationTime"].iloc[0]
+    assert row["SageMaker"] == "triggered" and row["smprof"] == "passed" and row["agree"] == "no"
+
+
 # --------------------------------------------------------------------------- bad input
 
 

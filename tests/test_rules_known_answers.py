@@ -122,3 +122,31 @@ def test_threshold_in_rule_file_changes_the_verdict(sample, tmp_path: Path) -> N
     rules.write_text("[rules.DataLoaderStall]\nthreshold_pct = 80.0\n")
     relaxed = {r.rule: r for r in evaluate(ds, load_ruleset(rules))}
     assert relaxed["DataLoaderStall"].findings == []
+
+
+def test_report_sets_sagemakers_pooled_verdict_beside_ours(generated, tmp_path: Path) -> None:
+    """With SageMaker's own rule outputs in the job folder, the report puts each beside smprof's
+    verdict: SageMaker's pooled CPUBottleneck stays quiet on this data, smprof names algo-3."""
+    from smprof.report import markdown, model
+
+    ds, _results = generated
+    job = Path(ds.meta.source)
+    snaps = system_analyses.bottleneck_snapshots(ds.table("system_metrics"), resource="cpu", gpu_threshold=10, resource_threshold=90)
+    reports = job / "rule-output" / "ProfilerReport" / "profiler-output" / "profiler-reports"
+    reports.mkdir(parents=True, exist_ok=True)
+    pooled = {"RuleTriggered": 0, "Violations": int(snaps["bottleneck"].sum()), "Datapoints": len(snaps),
+              "RuleParameters": "threshold:50\ncpu_threshold:90\ngpu_threshold:10\npatience:1000", "Details": {}}
+    (reports / "CPUBottleneck.json").write_text(json.dumps(pooled))
+    (reports / "LowGPUUtilization.json").write_text(json.dumps({"RuleTriggered": 1, "Violations": 3, "Datapoints": 7200}))
+    (reports / "OverallSystemUsage.json").write_text(json.dumps({"Details": {"CPU": {}}}))  # a summary: no verdict
+    again = ingest(open_source(str(job)), cache_dir=tmp_path)
+    results = evaluate(again.dataset, load_ruleset())
+    report = model.build(again.dataset, load_ruleset(), results, ingest_summary=again.summary, fail_on="never")
+    rows = {r["rule"]: r for r in report["sagemaker_rule_reports"]}
+    assert set(rows) == {"CPUBottleneck", "LowGPUUtilization"}
+    cpu = rows["CPUBottleneck"]
+    assert cpu["sagemaker_triggered"] == 0 and cpu["smprof_fired"] is True and cpu["agree"] is False
+    assert cpu["smprof_where"] == ["node algo-3"] and cpu["sagemaker_datapoints"] == len(snaps)
+    assert rows["LowGPUUtilization"]["agree"] is True
+    text = markdown.render(report)
+    assert "## SageMaker's own rule reports" in text and "| CPUBottleneck | not triggered |" in text and "⚠ differs" in text

@@ -65,6 +65,22 @@ with st.expander(f"SageMaker rule evaluation statuses ({len(statuses)})", expand
     else:
         st.caption("None: SageMaker reports rule statuses only for training jobs opened by name.")
 
+verdicts = ctx.job.report.get("sagemaker_rule_reports") or []
+if verdicts:
+    differ = sum(1 for v in verdicts if v["agree"] is False)
+    with st.expander(f"SageMaker's own rule reports vs smprof ({differ} differ)", expanded=differ > 0):
+        st.dataframe(
+            pd.DataFrame([{"rule": v["rule"], "SageMaker": "triggered" if v["sagemaker_triggered"] else "not triggered",
+                           "violations": v["sagemaker_violations"], "datapoints": v["sagemaker_datapoints"],
+                           "smprof": "–" if v["smprof_fired"] is None else ("fired" if v["smprof_fired"] else "passed"),
+                           "where (smprof)": ", ".join(v["smprof_where"]),
+                           "agree": "–" if v["agree"] is None else ("yes" if v["agree"] else "no")}
+                          for v in verdicts]),
+            hide_index=True, width="stretch",
+        )
+        st.caption("SageMaker's rules pool the samples of all nodes, so one bad node among many can stay under "
+                   "their thresholds; smprof judges every node, GPU and rank on its own.")
+
 # --------------------------------------------------------------------------- findings
 
 

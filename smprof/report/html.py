@@ -86,6 +86,20 @@ def render(report: dict[str, Any], ds: JobDataset, steps: pd.DataFrame) -> str:
                 ) + "</tr>"
             )
         parts.append("</table>")
+    sm = report.get("sagemaker_rule_reports") or []
+    if sm:
+        parts.append("<h2>SageMaker's own rule reports</h2><p>SageMaker's rules pool all nodes' samples; smprof judges "
+                     "each node, GPU and rank.</p><table><tr><th>rule</th><th>SageMaker</th><th>violations / datapoints</th>"
+                     "<th>smprof</th><th>where</th></tr>")
+        for r in sm:
+            mine = "–" if r["smprof_fired"] is None else ("fired" if r["smprof_fired"] else "passed")
+            cls = " class='fail'" if r["agree"] is False else ""
+            parts.append(
+                f"<tr><td>{h(r['rule'])}</td><td>{'triggered' if r['sagemaker_triggered'] else 'not triggered'}</td>"
+                f"<td>{h(r['sagemaker_violations'])} / {h(r['sagemaker_datapoints'])}</td><td{cls}>{h(mine)}"
+                f"{' (differs)' if r['agree'] is False else ''}</td><td>{h(', '.join(r['smprof_where']))}</td></tr>"
+            )
+        parts.append("</table>")
     base = report.get("baseline")
     if base:
         parts.append(f"<h2>Against baseline <code>{h(base['source'])}</code></h2><table><tr><th>metric</th><th>baseline</th><th>current</th><th>change %</th><th>verdict</th></tr>")

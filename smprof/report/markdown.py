@@ -80,6 +80,26 @@ def render(report: dict[str, Any]) -> str:
             )
         lines.append("")
 
+    sm = report.get("sagemaker_rule_reports") or []
+    if sm:
+        lines += [
+            "## SageMaker's own rule reports",
+            "",
+            "SageMaker's rules pool all nodes' samples; smprof judges each node, GPU and rank.",
+            "",
+            "| rule | SageMaker | violations / datapoints | smprof | where |",
+            "|---|---|---|---|---|",
+        ]
+        for r in sm:
+            theirs = "triggered" if r["sagemaker_triggered"] else "not triggered"
+            mine = "–" if r["smprof_fired"] is None else ("fired" if r["smprof_fired"] else "passed")
+            flag = " ⚠ differs" if r["agree"] is False else ""
+            lines.append(
+                f"| {md(r['rule'])} | {theirs} | {_fmt(r['sagemaker_violations'])} / {_fmt(r['sagemaker_datapoints'])} | "
+                f"{mine}{flag} | {md(', '.join(r['smprof_where'])) or '–'} |"
+            )
+        lines.append("")
+
     base = report.get("baseline")
     if base:
         lines += [f"## Against baseline `{md(base['source'])}`", "", "| metric | baseline | current | change | verdict |", "|---|---|---|---|---|"]

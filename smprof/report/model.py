@@ -236,6 +236,37 @@ def compare(current: dict[str, Any], baseline: dict[str, Any], params: p.Baselin
     return out
 
 
+def sagemaker_verdicts(ds: JobDataset, results: list[RuleResult]) -> list[dict[str, Any]]:
+    """SageMaker's own rule reports (``rule-output/.../profiler-reports/<Rule>.json``) beside
+    smprof's verdict on the same rule: SageMaker pools all nodes' samples, smprof judges each
+    node, GPU and rank, so where they disagree the evidence says which one SageMaker missed."""
+    table = ds.table("rule_reports")
+    if table.num_rows == 0:
+        return []
+    ours = {r.rule: r for r in results}
+    rows = []
+    for rep in sorted(table.to_pylist(), key=lambda r: (r["rule"] or "", r["file"] or "")):
+        if rep["triggered"] is None:  # summary files (OverallSystemUsage...) carry no verdict
+            continue
+        mine = ours.get(rep["rule"])
+        fired = None if mine is None or mine.skipped_reason or mine.error else mine.fired
+        where = sorted({f.where for f in mine.findings}) if mine is not None else []
+        rows.append(
+            {
+                "rule": rep["rule"],
+                "sagemaker_triggered": rep["triggered"],
+                "sagemaker_violations": rep["violations"],
+                "sagemaker_datapoints": rep["datapoints"],
+                "smprof_fired": fired,
+                "smprof_findings": len(mine.findings) if mine is not None else 0,
+                "smprof_where": where,
+                "agree": None if fired is None else fired == bool(rep["triggered"]),
+                "file": rep["file"],
+            }
+        )
+    return rows
+
+
 def baseline_findings(comparisons: list[dict[str, Any]], source: str) -> list[Finding]:
     from rules.engine import Finding
 
@@ -335,5 +366,6 @@ def build(
         "findings": [f.to_dict() for f in findings],
         "rules": rule_rows,
         "metrics": {"headline": head, "nodes": nodes, "ranks": ranks},
+        "sagemaker_rule_reports": sagemaker_verdicts(ds, results),
         "baseline": baseline_block,
     }
