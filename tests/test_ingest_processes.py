@@ -74,3 +74,21 @@ def test_a_dead_worker_process_loses_no_file(many_ranks: Path, tmp_path: Path, m
     monkeypatch.setattr(pipeline, "_process_pool", lambda tasks, jobs: Broken())
     s = ingest(open_source(str(many_ranks)), cache_dir=tmp_path / "c", jobs=2, processes=True).summary
     assert s["files_read"] == 12 and s["skipped"] == [] and s["ranks"] == 12
+
+
+def test_damaged_traces_in_worker_processes_are_counted_skips(many_ranks: Path, tmp_path: Path) -> None:
+    """A truncated trace among many: one line on stderr naming it, its neighbours kept, no
+    traceback, exit 0."""
+    import shutil
+
+    job = tmp_path / "job"
+    shutil.copytree(many_ranks, job)
+    victim = sorted(job.iterdir())[3]
+    victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
+    proc = subprocess.run([sys.executable, "-m", "smprof", "ingest", str(job), "--cache", str(tmp_path / "c"), "--json"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    summary = json.loads(proc.stdout)
+    assert [s["path"] for s in summary["skipped"]] == [str(victim)]
+    assert summary["ranks"] == 11 and summary["files_ingested"] == 11

@@ -248,8 +248,9 @@ def _parse_one(
     except NotAProfilerFile as exc:
         out.ignore_reason = str(exc) or "not a profiler file"
     except Exception as exc:  # a parser bug must not lose the rest of the job
-        log.exception("parser failed on %s", obj.location)
-        out.skip_reason = f"parser error: {type(exc).__name__}: {exc}"
+        # the skip (one line) is logged by the caller; the traceback only with -vv
+        log.debug("parser failed on %s", obj.location, exc_info=True)
+        out.skip_reason = f"parser error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
     return out
 
 
