@@ -33,10 +33,11 @@ def _duration() -> str:
     return f"{h} h {m:02d} min" if h else f"{m} min {s:02d} s"
 
 
-instances = f"{j.get('instance_type') or '—'} × {j.get('instance_count') or '—'}"
+instances = (f"{j.get('instance_type')} × {j.get('instance_count') or '—'}" if j.get("instance_type")
+             else "—")
 c = st.columns(4)
 c[0].metric("Status", j.get("status") or "—", help="From DescribeTrainingJob (SageMaker job names only).")
-c[1].metric("Instances", instances)
+c[1].metric("Instances", instances, help="From DescribeTrainingJob (SageMaker job names only).")
 c[2].metric("Duration", _duration())
 c[3].metric("Nodes / ranks", f"{j.get('nodes', 0)} / {j.get('ranks', 0)}")
 
