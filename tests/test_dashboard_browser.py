@@ -245,3 +245,34 @@ def test_finding_links_to_its_chart(server: Server, tab: Any) -> None:
     assert page.get_by_text("straggler").count() >= 1
     no_exception(page)
     shot(page, "communication-straggler")
+
+
+def test_kernels_page_on_a_real_gpu_trace(chromium: Any, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """On a real 2-rank NCCL trace (shared fixtures) the Kernels page draws its charts in the
+    browser: kernel types, idle time by cause per stream, GPU time per label, top kernels."""
+    from tests.support.fixtures import find_fixtures
+
+    root = find_fixtures()
+    src = None if root is None else root / "kineto" / "nccl_2rank_rank0"
+    if src is None or not src.is_dir():
+        pytest.skip("shared fixtures not found (../shared/fixtures or SMPROF_FIXTURES)")
+    tmp = tmp_path_factory.mktemp("gpu-dash")
+    srv = Server(src, tmp / "cache", tmp / "server.log")
+    ctx = chromium.new_context(viewport={"width": 1500, "height": 1100})
+    try:
+        srv.wait_url()
+        page = ctx.new_page()
+        page.set_default_timeout(60_000)
+        page.goto(f"{srv.url}/kernels")
+        page.get_by_text("Why the GPU idled").first.wait_for()
+        settle(page)
+        assert plots(page, 4) >= 4
+        names = [n for i in range(page.locator(".js-plotly-plot").count()) for n in trace_names(page, i)]
+        assert any(str(n).startswith("host wait") for n in names), names
+        assert "DistributedDataParallel.forward" in names
+        assert page.get_by_text("Kernel launches").count() >= 1
+        no_exception(page)
+        shot(page, "kernels-gpu")
+    finally:
+        ctx.close()
+        srv.stop()
