@@ -180,6 +180,18 @@ class JobData:
         self.report_from_cache = report_from_cache
         self.load_s = load_s
 
+    def step_timeline(self, step: int, ranks: tuple[int, ...]) -> pd.DataFrame:
+        """One step's events on the given ranks (analyses.timeline), memoised per step and ranks."""
+        from analyzer.analyses import timeline
+
+        cache: dict[tuple[int, tuple[int, ...]], pd.DataFrame] = self.__dict__.setdefault("_timelines", {})
+        key = (step, ranks)
+        if key not in cache:
+            if len(cache) > 32:
+                cache.clear()
+            cache[key] = timeline.step_timeline(self.dataset, step, ranks=list(ranks))
+        return cache[key]
+
     # -- identity -----------------------------------------------------------------------
     @property
     def name(self) -> str:

@@ -85,6 +85,10 @@ def test_sample_job_every_page(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     at.switch_page("views/steps.py").run()
     assert "8 steps on 1 rank" not in texts(at) and "16 steps on 2 rank(s)" in texts(at)
     assert "Memory held at each step's start" in [h.value for h in at.subheader]  # real profiler memory events
+    assert "One step, every rank" in [h.value for h in at.subheader]
+    at.select_slider(key="steps-pick").set_value(5).run()
+    assert_clean(at)
+    assert any("straggler's extra work" in str(c.value) for c in at.caption)
 
 
 def test_gpu_job_every_page(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, gpu_job: Path) -> None:

@@ -16,6 +16,7 @@ Their definitions follow Holistic Trace Analysis (HTA) so that the numbers compa
 * :mod:`~analyzer.analyses.annotations` — GPU time per ``record_function`` label.
 * :mod:`~analyzer.analyses.memory` — the caching allocator's memory per rank and device,
   over time and at each step's start.
+* :mod:`~analyzer.analyses.timeline` — one step's CPU threads and CUDA streams, every rank.
 * :mod:`~analyzer.analyses.communication` — communication time, exposed communication,
   communication/computation overlap, per-collective sizes and bandwidth.
 * :mod:`~analyzer.analyses.intervals` — vectorised interval union / intersection helpers.

@@ -23,6 +23,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "annotations": ("gpu_annotation_breakdown",),
     "communication": ("communication_summary", "collective_calls", "collective_summary"),
     "memory": ("allocator_memory", "allocator_memory_by_step", "allocator_memory_summary"),
+    "timeline": ("step_timeline",),
 }  # fmt: skip
 
 

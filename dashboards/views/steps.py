@@ -61,6 +61,35 @@ with right:
     st.markdown("**Per rank (whole job)**")
     st.dataframe(stats.round(3), hide_index=True, width="stretch")
 
+KIND_COLORS = {"data loading": "#f58518", "communication": "#e45756", "computation": "#4c78a8",
+               "memory": "#72b7b2", "label": "#bab0ac"}
+kineto_steps = sel[sel["source"].astype(object) == "kineto"] if "source" in sel.columns else sel.iloc[0:0]
+if not kineto_steps.empty:
+    st.subheader("One step, every rank")
+    numbers = sorted(int(n) for n in kineto_steps["step"].unique())
+    pick = st.select_slider("Step", options=numbers, value=numbers[len(numbers) // 2], key="steps-pick") \
+        if len(numbers) > 1 else numbers[0]
+    shown = tuple(ranks[:8])
+    tl = job.step_timeline(int(pick), shown)
+    if tl.empty:
+        st.info(f"No profiler events in step {pick} on the selected ranks.")
+    else:
+        lanes = tl.drop_duplicates("lane").sort_values("lane_order")["lane"].tolist()
+        fig = go.Figure()
+        for kind, g in tl.groupby("kind", sort=False):
+            fig.add_trace(go.Bar(y=g["lane"], x=g["dur_ms"], base=g["start_ms"], orientation="h", name=str(kind),
+                                 marker={"color": KIND_COLORS.get(str(kind), "#999")}, hovertext=g["name"],
+                                 hovertemplate="%{hovertext}<br>%{base:.2f} ms + %{x:.3f} ms<extra></extra>"))
+        fig.update_yaxes(categoryorder="array", categoryarray=lanes, autorange="reversed")
+        ui.layout(fig, title=f"Step {pick}: what each CPU thread and CUDA stream did", xaxis_title="ms from the step's start",
+                  barmode="overlay", hovermode="closest", height=max(320, 26 * len(lanes) + 140))
+        ui.plot(fig, key="steps-timeline")
+        more = f" ({tl.attrs.get('dropped', 0):,} shortest events left out)" if tl.attrs.get("dropped") else ""
+        first = "" if len(ranks) <= 8 else f" First 8 of {len(ranks)} selected ranks; pick ranks in the sidebar."
+        st.caption("Data loading, labelled ranges (record_function), collectives and GPU kernels during one "
+                   f"ProfilerStep, from the earliest rank's start: a straggler's extra work shows as the gap "
+                   f"the others spend inside their collective.{more}{first}")
+
 st.subheader("Data loading")
 waits = job.waits
 if waits.empty:
@@ -88,12 +117,14 @@ mem = job.step_memory
 if not mem.empty:
     st.subheader("Memory held at each step's start")
     m = mem[mem["rank"].isin(ranks)].dropna(subset=["allocated_at_start_bytes"])
+    top = float(m["allocated_at_start_bytes"].max()) if len(m) else 0.0
+    unit, scale = ("MiB", 2**20) if top >= 2**20 else ("KiB", 2**10)
     fig = go.Figure()
     for (rank, device), g in m.groupby(["rank", "device"], sort=True):
         dev = "cpu" if device < 0 else f"gpu{int(device)}"
-        fig.add_trace(go.Scatter(x=g["step"], y=g["allocated_at_start_bytes"].astype(float) / 2**20,
+        fig.add_trace(go.Scatter(x=g["step"], y=g["allocated_at_start_bytes"].astype(float) / scale,
                                  mode="lines+markers", name=f"rank {int(rank)} {dev}"))
-    ui.layout(fig, title="Allocated memory at the start of each profiled step", xaxis_title="step", yaxis_title="MiB")
+    ui.layout(fig, title="Allocated memory at the start of each profiled step", xaxis_title="step", yaxis_title=unit)
     ui.plot(fig, key="steps-mem")
     st.caption("The PyTorch caching allocator's live tensors when each step begins (profiler memory events). "
                "Flat is healthy; a line that climbs step after step is memory that outlives its step "
