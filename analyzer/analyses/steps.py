@@ -195,6 +195,21 @@ def first_step_ns(ds: JobDataset) -> int | None:
     return int(use["start_ns"].min())
 
 
+#: SageMaker framework timelines that record training steps (``Step:ModeKeys.*``)
+STEP_TIMELINES = ("pythontimeline", "model_timeline")
+
+
+def last_step_timeline_event_ns(ds: JobDataset) -> int | None:
+    """Start of the last event in the timelines that record steps (``STEP_TIMELINES``): how
+    long the training loop is known to have run, steps or not. None without such events."""
+    fe = ds.table("framework_events")
+    if fe.num_rows == 0:
+        return None
+    df = fe.select(["trace_kind", "start_ns"]).to_pandas()
+    starts = df.loc[df["trace_kind"].astype(object).isin(STEP_TIMELINES), "start_ns"].dropna()
+    return int(starts.max()) if len(starts) else None
+
+
 def max_initialization_limit_s(threshold_min: float, scan_interval_us: int) -> float:
     """Seconds after the job's start from which smdebug's MaxInitializationTime fires.
 

@@ -33,12 +33,14 @@ class MaxInitializationTime:
         first_ns = steps_analyses.first_step_ns(ds)
         evidence: dict[str, object] = {"threshold_minutes": params.threshold, "fires_after_s": limit_s}
         if first_ns is None:
-            # smdebug fires on a job that never reaches its first step. Without framework
-            # events there is no sign the job records steps at all, so smprof cannot judge.
-            if ds.table("framework_events").num_rows == 0:
+            # smdebug fires on a job that never reaches its first step. Only the training
+            # loop's own timelines (python / model timelines, which record steps) say the
+            # job ran without one; Horovod timelines hold collectives, never steps. How long
+            # it ran is told by their events' starts (a damaged duration cannot stretch it).
+            last_ns = steps_analyses.last_step_timeline_event_ns(ds)
+            if last_ns is None:
                 return "no step annotations in this job"
-            span = ds.time_span()
-            ran_s = (int(span["end_ns"]) - start_ns) / 1e9 if span else 0.0
+            ran_s = (last_ns - start_ns) / 1e9
             if ran_s <= limit_s - params.scan_interval_us / 1e6:
                 return []
             return [
