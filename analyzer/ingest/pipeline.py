@@ -26,6 +26,7 @@ from analyzer.errors import SourceError
 from analyzer.ingest.cache import SourceCache, default_cache_root, object_digest
 from analyzer.ingest.dataset import JobDataset
 from analyzer.ingest.formats import FORMATS, Format, classify, format_by_id
+from analyzer.ingest.no_pandas import keep_pandas_out
 from analyzer.ingest.parsed import NotAProfilerFile, ParsedFile, UnreadableFile
 from analyzer.sources.base import Source, SourceObject
 
@@ -278,7 +279,7 @@ def _process_pool(tasks: list[tuple[SourceObject, Format, str, int | None]], job
     ctx = multiprocessing.get_context("forkserver")  # no fork of a threaded parent
     ctx.set_forkserver_preload(["analyzer.ingest.pipeline", *(f.parser.split(":")[0] for f in FORMATS)])
     try:
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=keep_pandas_out)
         log.info("parsing %d trace files in %d worker processes", heavy, workers)
         return pool
     except (OSError, ValueError) as exc:  # e.g. no /dev/shm: threads still work

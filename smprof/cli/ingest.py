@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.abc
 import sys
 from typing import Any
 
 import click
 import orjson
 
+from analyzer.ingest.no_pandas import keep_pandas_out
 from analyzer.ingest.pipeline import ingest
 from analyzer.sources import open_source
 from smprof.cli.common import progress_bar, setup_logging, user_errors
@@ -36,7 +36,7 @@ def ingest_command(source: str, cache_dir: str | None, as_json: bool, jobs: int,
     Re-running reads only new or changed files. Damaged files are skipped and listed;
     their good records are kept.
     """
-    _without_pandas()
+    keep_pandas_out()  # this command needs none (analyzer/ingest/no_pandas.py)
     setup_logging(verbose, quiet or as_json)
     show_bar = sys.stderr.isatty() if progress is None else progress
     src = open_source(source, profile=profile, region=region)
@@ -46,22 +46,6 @@ def ingest_command(source: str, cache_dir: str | None, as_json: bool, jobs: int,
         sys.stdout.write(orjson.dumps(result.summary, option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
         _print_summary(result.summary)
-
-
-class _NoPandas(importlib.abc.MetaPathFinder):
-    def find_spec(self, name: str, path: Any, target: Any = None) -> None:
-        if name == "pandas" or name.startswith("pandas."):
-            raise ModuleNotFoundError("pandas is not needed by smprof ingest", name=name)
-        return None
-
-
-def _without_pandas() -> None:
-    """Keep pandas out of ``smprof ingest``: it needs none, but Arrow imports pandas (about
-    2 s here) the first time it converts Python objects, unless the import fails. That
-    would make every refresh of a running job's cache cost seconds instead of a fraction
-    of one. Only in a process that has not imported pandas already."""
-    if "pandas" not in sys.modules:
-        sys.meta_path.insert(0, _NoPandas())
 
 
 def _print_summary(s: dict[str, Any]) -> None:
