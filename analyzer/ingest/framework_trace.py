@@ -28,9 +28,6 @@ TF_PROFILE_DIR_RE = re.compile(r"/plugins/profile/(?P<stamp>\d{4}_\d\d_\d\d_\d\d
 STEP_MODE_RE = re.compile(r"^Step:ModeKeys\.(?P<mode>\w+)$")
 
 
-trace_kind = framework_trace_kind
-
-
 def _start_from_name(token: str) -> int:
     """File-name start time → epoch ns (SageMaker writes µs; some writers ns)."""
     v = int(token)
@@ -57,7 +54,7 @@ def parse_node_id(node_id: str) -> tuple[str | None, int | None, int | None]:
 def parse_framework_trace(data: bytes, key: str, origin_hint_ns: int | None = None) -> ParsedFile:
     """Parse one timeline; ``origin_hint_ns`` is the start time the pipeline found beside
     the file (TensorFlow's ``.metadata`` file name), used when the file itself has none."""
-    kind = trace_kind(key)
+    kind = framework_trace_kind(key)
     if kind is None:
         raise UnreadableFile("not a framework trace file name")
     events, _top, bad = load_events(maybe_gunzip(data, key))

@@ -172,9 +172,7 @@ def ingest(
     cache.save_json("job.json", meta.to_dict())
 
     if meta.rule_statuses:
-        tables["rule_statuses"] = _rule_status_table(meta.rule_statuses)
-        if stats is not None:
-            stats = {**stats, "rows": {**stats.get("rows", {}), "rule_statuses": len(meta.rule_statuses)}}
+        tables["rule_statuses"] = _rule_status_table(meta.rule_statuses)  # counted from the table itself
     dataset = JobDataset(meta=meta, tables=tables, stats=stats)
     ok_files = sum(1 for e in new_manifest.values() if e.get("status") == "ok")
     summary: dict[str, Any] = {

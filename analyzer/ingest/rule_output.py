@@ -17,11 +17,9 @@ from analyzer.ingest.keys import RULE_REPORT_RE
 from analyzer.ingest.parsed import ParsedFile, UnreadableFile
 from analyzer.ingest.schemas import RULE_REPORTS
 
-REPORT_RE = RULE_REPORT_RE
-
 
 def parse_rule_report(data: bytes, key: str) -> ParsedFile:
-    m = REPORT_RE.search(key)
+    m = RULE_REPORT_RE.search(key)
     if not m:
         raise UnreadableFile("not a profiler-reports JSON file")
     try:

@@ -21,8 +21,6 @@ from analyzer.ingest.keys import SYSTEM_METRICS_RE
 from analyzer.ingest.parsed import ParsedFile, UnreadableFile
 from analyzer.ingest.schemas import SYSTEM_METRICS
 
-FILE_RE = SYSTEM_METRICS_RE
-
 _RAW_SCHEMA = pa.schema(
     [
         ("Type", pa.string()),
@@ -40,7 +38,7 @@ _PARSE_OPTS = pajson.ParseOptions(explicit_schema=_RAW_SCHEMA, unexpected_field_
 
 
 def node_from_key(key: str) -> str | None:
-    m = FILE_RE.search(key)
+    m = SYSTEM_METRICS_RE.search(key)
     return m.group("node") if m else None
 
 
