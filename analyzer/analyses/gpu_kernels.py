@@ -209,6 +209,25 @@ def gpu_events(
     return df[GPU_EVENT_COLUMNS]
 
 
+def cpu_correlated_events(source: Any, *, rounding: Rounding = "none", name_pattern: str | None = None) -> pd.DataFrame:
+    """CPU-side events with a correlation id — the runtime calls (``cudaLaunchKernel``...)
+    that put the GPU event of the same rank and id on a stream — optionally only those whose
+    name matches ``name_pattern``. Columns: rank, correlation, start_ns, end_ns (HTA's
+    whole-µs rounding with ``rounding="hta"``); rows without a start are left out."""
+    table = kineto_events_table(source)
+    keep = pc.and_(pc.invert(_is_gpu_event(table)), pc.is_valid(_col(table, "correlation")))
+    keep = pc.and_(keep, pc.is_valid(_col(table, "start_ns")))
+    if name_pattern is not None:
+        keep = pc.and_(keep, pc.fill_null(pc.match_substring_regex(_string_col(table, "name"), name_pattern), False))
+    df = table.filter(pc.fill_null(keep, False)).select(["rank", "correlation", "start_ns", "dur_ns"]).to_pandas()
+    df["dur_ns"] = df["dur_ns"].fillna(0).astype(np.int64)
+    df["start_ns"] = df["start_ns"].astype(np.int64)
+    df["end_ns"] = df["start_ns"] + df["dur_ns"]
+    if rounding == "hta" and not df.empty:
+        _round_like_hta(df, _base_times(source))
+    return df[["rank", "correlation", "start_ns", "end_ns"]]
+
+
 def _base_times(source: Any) -> dict[int, int]:
     """``baseTimeNanoseconds`` per rank (the origin of the trace's own ``ts``), where known."""
     if not isinstance(source, JobDataset):

@@ -29,18 +29,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow.compute as pc
 
-from analyzer.analyses.gpu_kernels import (
-    Rounding,
-    Scope,
-    _base_times,
-    _col,
-    _is_gpu_event,
-    _round_like_hta,
-    gpu_events,
-    kineto_events_table,
-)
+from analyzer.analyses.gpu_kernels import Rounding, Scope, cpu_correlated_events, gpu_events
 
 __all__ = ["IDLE_CATEGORIES", "IDLE_COLUMNS", "idle_time_breakdown", "idle_time_by_rank", "stream_idle_summary"]
 
@@ -52,18 +42,7 @@ _WORK_CATS = ("kernel", "Kernel", "gpu_memset", "Memset", "gpu_memcpy", "Memcpy"
 
 def _launch_starts(source: Any, rounding: Rounding) -> pd.DataFrame:
     """Start of the CPU-side event correlated with each GPU event: rank, correlation, launch_ns."""
-    table = kineto_events_table(source)
-    cpu = pc.and_(pc.invert(_is_gpu_event(table)), pc.is_valid(_col(table, "correlation")))
-    cpu = pc.and_(cpu, pc.is_valid(_col(table, "start_ns")))
-    sub = table.filter(pc.fill_null(cpu, False)).select(["rank", "correlation", "start_ns", "dur_ns"])
-    df = sub.to_pandas()
-    if df.empty:
-        return pd.DataFrame({"rank": pd.Series(dtype=np.int32), "correlation": pd.Series(dtype=np.int64),
-                             "launch_ns": pd.Series(dtype=np.int64)})
-    df["dur_ns"] = df["dur_ns"].fillna(0).astype(np.int64)
-    df["start_ns"] = df["start_ns"].astype(np.int64)
-    if rounding == "hta":
-        _round_like_hta(df, _base_times(source))
+    df = cpu_correlated_events(source, rounding=rounding)
     df = df.sort_values("start_ns", kind="stable").drop_duplicates(["rank", "correlation"], keep="first")
     return df.rename(columns={"start_ns": "launch_ns"})[["rank", "correlation", "launch_ns"]]
 

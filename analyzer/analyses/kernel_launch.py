@@ -25,19 +25,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow.compute as pc
 
-from analyzer.analyses.gpu_kernels import (
-    Rounding,
-    Scope,
-    _base_times,
-    _col,
-    _is_gpu_event,
-    _round_like_hta,
-    _string_col,
-    gpu_events,
-    kineto_events_table,
-)
+from analyzer.analyses.gpu_kernels import Rounding, Scope, cpu_correlated_events, gpu_events
 
 __all__ = ["LAUNCH_CALL_PATTERN", "LAUNCH_COLUMNS", "SUMMARY_COLUMNS", "kernel_launch_stats", "kernel_launch_summary"]
 
@@ -50,20 +39,6 @@ SUMMARY_COLUMNS = [
 ]  # fmt: skip
 
 
-def _launch_calls(source: Any, rounding: Rounding) -> pd.DataFrame:
-    table = kineto_events_table(source)
-    is_call = pc.fill_null(pc.match_substring_regex(_string_col(table, "name"), LAUNCH_CALL_PATTERN), False)
-    keep = pc.and_(pc.and_(is_call, pc.invert(_is_gpu_event(table))), pc.is_valid(_col(table, "correlation")))
-    keep = pc.and_(keep, pc.is_valid(_col(table, "start_ns")))
-    df = table.filter(pc.fill_null(keep, False)).select(["rank", "correlation", "start_ns", "dur_ns"]).to_pandas()
-    df["dur_ns"] = df["dur_ns"].fillna(0).astype(np.int64)
-    df["start_ns"] = df["start_ns"].astype(np.int64)
-    df["end_ns"] = df["start_ns"] + df["dur_ns"]
-    if rounding == "hta" and not df.empty:
-        _round_like_hta(df, _base_times(source))
-    return df[["rank", "correlation", "start_ns", "end_ns"]]
-
-
 def kernel_launch_stats(source: Any, *, scope: Scope = "hta", rounding: Rounding = "none") -> pd.DataFrame:
     """One row per GPU event and its launch call (see the module docstring), by rank and
     GPU start. Columns: rank, correlation, name, stream, cpu_duration_ns, gpu_duration_ns,
@@ -72,7 +47,7 @@ def kernel_launch_stats(source: Any, *, scope: Scope = "hta", rounding: Rounding
     ev = ev[ev["correlation"].notna()]
     if ev.empty:
         return pd.DataFrame({c: pd.Series(dtype=object if c == "name" else np.int64) for c in LAUNCH_COLUMNS})
-    calls = _launch_calls(source, rounding)
+    calls = cpu_correlated_events(source, rounding=rounding, name_pattern=LAUNCH_CALL_PATTERN)
     ev = ev[["rank", "correlation", "name", "stream", "start_ns", "end_ns"]].astype({"correlation": np.int64})
     calls = calls.astype({"correlation": np.int64})
     joined = ev.merge(calls, on=["rank", "correlation"], how="inner", suffixes=("_gpu", "_cpu"))
