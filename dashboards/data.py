@@ -130,7 +130,7 @@ def evaluated_report(
 
     Returns (report, from_cache).
     """
-    from rules.engine import evaluate
+    from rules.engine import RuleContext, evaluate
     from smprof.report import model
 
     fp = dataset_fingerprint(summary)
@@ -142,8 +142,9 @@ def evaluated_report(
             return orjson.loads(path.read_bytes()), True
         except (OSError, orjson.JSONDecodeError):
             pass
-    results = evaluate(dataset, ruleset)
-    report = model.build(dataset, ruleset, results, ingest_summary=summary, fail_on="error")
+    ctx = RuleContext(dataset)  # the report reuses the analyses the rules computed
+    results = evaluate(dataset, ruleset, ctx)
+    report = model.build(dataset, ruleset, results, ingest_summary=summary, fail_on="error", ctx=ctx)
     if path is not None:
         try:
             atomic_write_bytes(path, orjson.dumps(report, default=str, option=orjson.OPT_SERIALIZE_NUMPY))
@@ -179,18 +180,18 @@ class JobData:
         self.key = key
         self.report_from_cache = report_from_cache
         self.load_s = load_s
+        self._timelines: dict[tuple[int, tuple[int, ...]], pd.DataFrame] = {}
 
     def step_timeline(self, step: int, ranks: tuple[int, ...]) -> pd.DataFrame:
         """One step's events on the given ranks (analyses.timeline), memoised per step and ranks."""
         from analyzer.analyses import timeline
 
-        cache: dict[tuple[int, tuple[int, ...]], pd.DataFrame] = self.__dict__.setdefault("_timelines", {})
         key = (step, ranks)
-        if key not in cache:
-            if len(cache) > 32:
-                cache.clear()
-            cache[key] = timeline.step_timeline(self.dataset, step, ranks=list(ranks))
-        return cache[key]
+        if key not in self._timelines:
+            if len(self._timelines) > 32:
+                self._timelines.clear()
+            self._timelines[key] = timeline.step_timeline(self.dataset, step, ranks=list(ranks))
+        return self._timelines[key]
 
     # -- identity -----------------------------------------------------------------------
     @property

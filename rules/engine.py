@@ -118,9 +118,12 @@ def registry() -> dict[str, Rule]:
     return {r.id: r for r in ALL_RULES}
 
 
-def evaluate(dataset: JobDataset, ruleset: RuleSet) -> list[RuleResult]:
-    """Run every enabled rule; a rule that breaks is reported, never fatal to the others."""
-    ctx = RuleContext(dataset)
+def evaluate(dataset: JobDataset, ruleset: RuleSet, ctx: RuleContext | None = None) -> list[RuleResult]:
+    """Run every enabled rule; a rule that breaks is reported, never fatal to the others.
+
+    Pass the ``ctx`` the report is built with, so the analyses the rules computed are not
+    computed again for the report's metrics."""
+    ctx = RuleContext(dataset) if ctx is None else ctx
     results: list[RuleResult] = []
     for rule_id, rule in registry().items():
         if not ruleset.enabled(rule_id):

@@ -11,7 +11,7 @@ import orjson
 from analyzer.errors import SmprofError
 from analyzer.ingest import ingest
 from analyzer.sources import open_source
-from rules.engine import evaluate
+from rules.engine import RuleContext, evaluate
 from rules.ruleset import load_ruleset
 from smprof.cli.common import progress_bar, setup_logging, user_errors
 
@@ -52,7 +52,6 @@ def report_command(source: str, out_dir: str, formats: str, fail_on: str, baseli
 
     Exit code: 0 clean, 1 a finding at or above --fail-on, 2 bad usage or unreadable input.
     """
-    from analyzer.analyses import steps as steps_analyses
     from smprof.report import html as html_report
     from smprof.report import junit, markdown, model
 
@@ -71,8 +70,10 @@ def report_command(source: str, out_dir: str, formats: str, fail_on: str, baseli
             b = ingest(open_source(baseline, profile=profile, region=region), cache_dir=cache_dir,
                        on_progress=on_progress, processes=True)
             base = (b.dataset, b.summary)
-    results = evaluate(result.dataset, ruleset)
-    report = model.build(result.dataset, ruleset, results, ingest_summary=result.summary, fail_on=fail_on, baseline=base)
+    ctx = RuleContext(result.dataset)  # one set of analyses for the rules and the report
+    results = evaluate(result.dataset, ruleset, ctx)
+    report = model.build(result.dataset, ruleset, results, ingest_summary=result.summary, fail_on=fail_on, baseline=base,
+                         ctx=ctx)
 
     out = Path(out_dir)
     try:
@@ -88,7 +89,7 @@ def report_command(source: str, out_dir: str, formats: str, fail_on: str, baseli
         elif fmt == "junit":
             text = junit.render(report)
         else:
-            text = html_report.render(report, result.dataset, steps_analyses.step_durations(result.dataset))
+            text = html_report.render(report, result.dataset, ctx.steps)
         path = out / FILES[fmt]
         path.write_text(text, encoding="utf-8")
         written.append(str(path))

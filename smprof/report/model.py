@@ -21,7 +21,7 @@ from analyzer.analyses import steps as steps_analyses
 from analyzer.analyses import system as system_analyses
 from analyzer.ingest.dataset import JobDataset
 from rules import params as p
-from rules.engine import SEVERITY_RANK, Finding, RuleResult, at_or_above
+from rules.engine import SEVERITY_RANK, Finding, RuleContext, RuleResult, at_or_above
 from rules.ruleset import RuleSet
 
 SCHEMA_VERSION = 1
@@ -71,7 +71,9 @@ def node_metrics(ds: JobDataset) -> list[dict[str, Any]]:
     return out
 
 
-def rank_metrics(ds: JobDataset, steps: pd.DataFrame, waits: pd.DataFrame) -> list[dict[str, Any]]:
+def rank_metrics(
+    ds: JobDataset, steps: pd.DataFrame, waits: pd.DataFrame, ctx: RuleContext | None = None
+) -> list[dict[str, Any]]:
     stats = steps_analyses.step_stats(steps).set_index("rank") if not steps.empty else pd.DataFrame()
     ranks = sorted(set(ds.ranks) | (set(stats.index) if len(stats) else set()))
     node_of = {}
@@ -79,7 +81,7 @@ def rank_metrics(ds: JobDataset, steps: pd.DataFrame, waits: pd.DataFrame) -> li
     if traces.num_rows:
         for row in traces.select(["rank", "node"]).to_pylist():
             node_of[row["rank"]] = row["node"]
-    gpu = gpu_metrics_by_rank(ds)
+    gpu = gpu_metrics_by_rank(ds, ctx)
     out = []
     for rank in ranks:
         st = stats.loc[rank] if len(stats) and rank in stats.index else None
@@ -109,11 +111,13 @@ def rank_metrics(ds: JobDataset, steps: pd.DataFrame, waits: pd.DataFrame) -> li
     return out
 
 
-def gpu_metrics_by_rank(ds: JobDataset) -> dict[int, dict[str, Any]]:
-    """Per-rank GPU breakdowns from the Kineto analyses (HTA's definitions)."""
+def gpu_metrics_by_rank(ds: JobDataset, ctx: RuleContext | None = None) -> dict[int, dict[str, Any]]:
+    """Per-rank GPU breakdowns from the Kineto analyses (HTA's definitions). With the rules'
+    ``ctx``, the analyses they computed already (same memo keys) are reused."""
     ev = ds.table("kineto_events")
     if ev.num_rows == 0:
         return {}
+    ctx = RuleContext(ds) if ctx is None else ctx
     out: dict[int, dict[str, Any]] = {}
     temporal = kineto.temporal_breakdown(ev)
     for r in temporal.itertuples(index=False):
@@ -139,7 +143,9 @@ def gpu_metrics_by_rank(ds: JobDataset) -> dict[int, dict[str, Any]]:
                 "kernel_wait": _num(r.kernel_wait_pct),
                 "other": _num(r.other_pct),
             }
-    launches = kernel_launch.kernel_launch_summary(kernel_launch.kernel_launch_stats(ev))
+    launches = ctx.memo(
+        ("kernel_launch_summary",), lambda: kernel_launch.kernel_launch_summary(kernel_launch.kernel_launch_stats(ev))
+    )
     for r in launches.itertuples(index=False):
         out.setdefault(int(r.rank), {})["kernel_launches"] = {
             "kernels": int(r.kernels),
@@ -151,7 +157,7 @@ def gpu_metrics_by_rank(ds: JobDataset) -> dict[int, dict[str, Any]]:
             "runtime_outliers": int(r.runtime_outliers),
             "launch_delay_outliers": int(r.launch_delay_outliers),
         }
-    mem = memory_analyses.allocator_memory_summary(ds)
+    mem = ctx.memo(("allocator_memory_summary",), lambda: memory_analyses.allocator_memory_summary(ds))
     for rank, g in mem.groupby("rank", sort=True):
         out.setdefault(int(rank), {})["allocator_memory"] = [
             {"device": "cpu" if r.device < 0 else f"gpu{int(r.device)}",
@@ -166,7 +172,7 @@ def gpu_metrics_by_rank(ds: JobDataset) -> dict[int, dict[str, Any]]:
              "mean_ms": _num(r.mean_ns / 1e6), "pct": _num(r.pct)}
             for r in g.head(10).itertuples(index=False)
         ]
-    comm = kineto.communication_summary(ev)
+    comm = ctx.memo(("communication_summary",), lambda: kineto.communication_summary(ev))
     for r in comm.itertuples(index=False):
         busy = float(r.gpu_busy_ns) if r.gpu_busy_ns == r.gpu_busy_ns else 0.0
         has_comm = bool(r.comm_time_ns) and r.comm_time_ns == r.comm_time_ns
@@ -300,11 +306,15 @@ def build(
     ingest_summary: dict[str, Any],
     fail_on: str,
     baseline: tuple[JobDataset, dict[str, Any]] | None = None,
+    ctx: RuleContext | None = None,
 ) -> dict[str, Any]:
-    steps = steps_analyses.step_durations(ds)
-    waits = steps_analyses.dataloader_waits(ds, steps)
+    """The report document. ``ctx``: the RuleContext ``results`` were evaluated with, so
+    steps and the shared analyses are computed once for rules and report alike."""
+    ctx = RuleContext(ds) if ctx is None else ctx
+    steps = ctx.steps
+    waits = ctx.dataloader_waits
     nodes = node_metrics(ds)
-    ranks = rank_metrics(ds, steps, waits)
+    ranks = rank_metrics(ds, steps, waits, ctx)
     head = headline(nodes, ranks, steps, ds)
     findings: list[Finding] = [f for r in results for f in r.findings]
     rule_rows = [
