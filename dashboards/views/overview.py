@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboards import ui
+from smprof.report.model import verdict_labels
 
 ctx = ui.context()
 job, flt = ctx.job, ctx.filters
@@ -71,9 +72,9 @@ if verdicts:
     differ = sum(1 for v in verdicts if v["agree"] is False)
     with st.expander(f"SageMaker's own rule reports vs smprof ({differ} differ)", expanded=differ > 0):
         st.dataframe(
-            pd.DataFrame([{"rule": v["rule"], "SageMaker": "triggered" if v["sagemaker_triggered"] else "not triggered",
+            pd.DataFrame([{"rule": v["rule"], "SageMaker": verdict_labels(v)[0],
                            "violations": v["sagemaker_violations"], "datapoints": v["sagemaker_datapoints"],
-                           "smprof": "–" if v["smprof_fired"] is None else ("fired" if v["smprof_fired"] else "passed"),
+                           "smprof": verdict_labels(v)[1],
                            "where (smprof)": ", ".join(v["smprof_where"]),
                            "agree": "–" if v["agree"] is None else ("yes" if v["agree"] else "no")}
                           for v in verdicts]),

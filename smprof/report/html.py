@@ -11,7 +11,8 @@ import plotly.io as pio
 from analyzer.ingest.dataset import JobDataset
 from smprof.report import charts
 from smprof.report.escape import h
-from smprof.report.markdown import where
+from smprof.report.markdown import IDLE_PARTS, TEMPORAL_PARTS, breakdown, where
+from smprof.report.model import verdict_labels
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem;max-width:1200px;color:#222}
@@ -20,13 +21,6 @@ table{border-collapse:collapse;margin:.5rem 0 1.5rem;width:100%} th,td{border:1p
 th{background:#f5f5f5} .error{color:#b00020;font-weight:600} .warning{color:#b45f06;font-weight:600} .info{color:#1a5fb4}
 .pass{color:#1b7d35;font-weight:700} .fail{color:#b00020;font-weight:700} code{font-size:.9em}
 """
-
-
-def _split(parts: dict[str, Any] | None, keys: tuple[str, ...]) -> str | None:
-    """``{"a": 1.0, "b": 2.5}`` → ``"1.0 / 2.5"`` (None when there is no breakdown)."""
-    if not parts:
-        return None
-    return " / ".join("–" if parts.get(k) is None else f"{parts[k]:.1f}" for k in keys)
 
 
 def render(report: dict[str, Any], ds: JobDataset, steps: pd.DataFrame) -> str:
@@ -81,8 +75,8 @@ def render(report: dict[str, Any], ds: JobDataset, steps: pd.DataFrame) -> str:
                     f"<td>{h('' if v is None else v)}</td>"
                     for v in (r["rank"], r.get("node"), r.get("steps"), r.get("step_time_mean_ms"), r.get("dataloader_stall_pct"),
                               r.get("comm_comp_overlap_pct"), r.get("exposed_comm_pct"),
-                              _split(r.get("temporal_pct"), ("compute", "non_compute", "idle")),
-                              _split(r.get("idle_breakdown_pct"), ("host_wait", "kernel_wait", "other")))
+                              breakdown(r.get("temporal_pct"), TEMPORAL_PARTS, " / "),
+                              breakdown(r.get("idle_breakdown_pct"), IDLE_PARTS, " / "))
                 ) + "</tr>"
             )
         parts.append("</table>")
@@ -92,10 +86,10 @@ def render(report: dict[str, Any], ds: JobDataset, steps: pd.DataFrame) -> str:
                      "each node, GPU and rank.</p><table><tr><th>rule</th><th>SageMaker</th><th>violations / datapoints</th>"
                      "<th>smprof</th><th>where</th></tr>")
         for r in sm:
-            mine = "–" if r["smprof_fired"] is None else ("fired" if r["smprof_fired"] else "passed")
+            theirs, mine = verdict_labels(r)
             cls = " class='fail'" if r["agree"] is False else ""
             parts.append(
-                f"<tr><td>{h(r['rule'])}</td><td>{'triggered' if r['sagemaker_triggered'] else 'not triggered'}</td>"
+                f"<tr><td>{h(r['rule'])}</td><td>{h(theirs)}</td>"
                 f"<td>{h(r['sagemaker_violations'])} / {h(r['sagemaker_datapoints'])}</td><td{cls}>{h(mine)}"
                 f"{' (differs)' if r['agree'] is False else ''}</td><td>{h(', '.join(r['smprof_where']))}</td></tr>"
             )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from smprof.report.escape import md
+from smprof.report.model import verdict_labels
 
 ICON = {"error": "🔴", "warning": "🟠", "info": "🔵"}
 
@@ -70,10 +71,8 @@ def render(report: dict[str, Any]) -> str:
             "|---|---|---|---|---|---|---|---|",
         ]
         for r in ranks:
-            t = r.get("temporal_pct") or {}
-            temporal = "/".join(_fmt(t.get(k)) for k in ("compute", "non_compute", "idle")) if t else "–"
-            i = r.get("idle_breakdown_pct") or {}
-            idle = "/".join(_fmt(i.get(k)) for k in ("host_wait", "kernel_wait", "other")) if i else "–"
+            temporal = breakdown(r.get("temporal_pct"), TEMPORAL_PARTS) or "–"
+            idle = breakdown(r.get("idle_breakdown_pct"), IDLE_PARTS) or "–"
             lines.append(
                 f"| {r['rank']} | {r.get('steps') or 0} | {_fmt(r.get('step_time_mean_ms'))} | {_fmt(r.get('dataloader_stall_pct'))} | "
                 f"{_fmt(r.get('comm_comp_overlap_pct'))} | {_fmt(r.get('exposed_comm_pct'))} | {temporal} | {idle} |"
@@ -91,8 +90,7 @@ def render(report: dict[str, Any]) -> str:
             "|---|---|---|---|---|",
         ]
         for r in sm:
-            theirs = "triggered" if r["sagemaker_triggered"] else "not triggered"
-            mine = "–" if r["smprof_fired"] is None else ("fired" if r["smprof_fired"] else "passed")
+            theirs, mine = verdict_labels(r)
             flag = " ⚠ differs" if r["agree"] is False else ""
             lines.append(
                 f"| {md(r['rule'])} | {theirs} | {_fmt(r['sagemaker_violations'])} / {_fmt(r['sagemaker_datapoints'])} | "
@@ -128,6 +126,17 @@ HEADLINE = (
     ("step_time_std_ms", "step time (std)", " ms"),
     ("steps_per_s", "throughput", " steps/s"),
 )
+
+
+TEMPORAL_PARTS = ("compute", "non_compute", "idle")
+IDLE_PARTS = ("host_wait", "kernel_wait", "other")
+
+
+def breakdown(parts: dict[str, Any] | None, keys: tuple[str, ...], sep: str = "/") -> str | None:
+    """``{"compute": 17.7, ...}`` → ``"17.7/28.7/53.6"`` in ``keys`` order; None without one."""
+    if not parts:
+        return None
+    return sep.join(_fmt(parts.get(k)) for k in keys)
 
 
 def _fmt(v: Any) -> str:

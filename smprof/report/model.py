@@ -273,6 +273,14 @@ def sagemaker_verdicts(ds: JobDataset, results: list[RuleResult]) -> list[dict[s
     return rows
 
 
+def verdict_labels(row: dict[str, Any]) -> tuple[str, str]:
+    """A ``sagemaker_rule_reports`` row's two verdicts in words, as every renderer shows
+    them: ("triggered" | "not triggered", "fired" | "passed" | "–" when smprof could not judge)."""
+    theirs = "triggered" if row["sagemaker_triggered"] else "not triggered"
+    mine = "–" if row["smprof_fired"] is None else ("fired" if row["smprof_fired"] else "passed")
+    return theirs, mine
+
+
 def baseline_findings(comparisons: list[dict[str, Any]], source: str) -> list[Finding]:
     from rules.engine import Finding
 
