@@ -63,7 +63,7 @@ with right:
 
 KIND_COLORS = {"data loading": "#f58518", "communication": "#e45756", "computation": "#4c78a8",
                "memory": "#72b7b2", "label": "#bab0ac"}
-kineto_steps = sel[sel["source"].astype(object) == "kineto"] if "source" in sel.columns else sel.iloc[0:0]
+kineto_steps = sel[sel["source"].astype(object) == "kineto"]
 if not kineto_steps.empty:
     st.subheader("One step, every rank")
     numbers = sorted(int(n) for n in kineto_steps["step"].unique())

@@ -7,6 +7,7 @@ from typing import ClassVar
 import pandas as pd
 
 from analyzer.analyses import steps as steps_analyses
+from analyzer.ingest.dataset import iso_ns
 from rules import params as p
 from rules.engine import Finding, RuleContext
 
@@ -15,7 +16,7 @@ def _iso_ns(ns: float | None) -> str | None:
     """Epoch ns (NaN or None when unknown) → ISO 8601 UTC, to the microsecond."""
     if ns is None or pd.isna(ns):
         return None
-    return pd.Timestamp(round(float(ns) / 1e3), unit="us", tz="UTC").isoformat()
+    return iso_ns(round(float(ns) / 1e3) * 1000)
 
 
 class StepOutlier:
