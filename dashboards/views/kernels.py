@@ -19,9 +19,14 @@ if kt.empty and top.empty:
             "activity).")
     st.stop()
 
+
+def on_selected_ranks(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the ranks the sidebar filters keep (all when none is picked)."""
+    return df[df["rank"].isin(flt.rank_list(sorted(df["rank"].astype(int).unique()), job.rank_node))]
+
+
 if not kt.empty:
-    ranks = flt.rank_list(sorted(kt["rank"].astype(int).unique()), job.rank_node)
-    k = kt[kt["rank"].isin(ranks)]
+    k = on_selected_ranks(kt)
     fig = go.Figure()
     for kind, g in k.groupby("kernel_type", sort=False):
         fig.add_trace(go.Bar(x=[f"rank {int(r)}" for r in g["rank"]], y=g["pct"], name=str(kind)))
@@ -31,8 +36,7 @@ if not kt.empty:
 
 idle = job.idle_breakdown
 if not idle.empty:
-    ranks = flt.rank_list(sorted(idle["rank"].astype(int).unique()), job.rank_node)
-    i = idle[idle["rank"].isin(ranks)]
+    i = on_selected_ranks(idle)
     fig = go.Figure()
     labels = {"host_wait": "host wait (CPU launched too late)", "kernel_wait": "kernel wait (launch gaps < 30 µs)",
               "other": "other (waiting on streams, events, syncs)"}
@@ -49,8 +53,7 @@ if not idle.empty:
 
 labels = job.gpu_annotations
 if not labels.empty:
-    ranks = flt.rank_list(sorted(labels["rank"].astype(int).unique()), job.rank_node)
-    lab = labels[labels["rank"].isin(ranks)]
+    lab = on_selected_ranks(labels)
     fig = go.Figure()
     for name, g in lab.groupby("name", sort=False):
         fig.add_trace(go.Bar(x=[f"rank {int(r)}" for r in g["rank"]], y=g["total_ns"] / 1e6, name=str(name)[:60],
@@ -61,8 +64,7 @@ if not labels.empty:
 
 launches = job.kernel_launches
 if not launches.empty:
-    ranks = flt.rank_list(sorted(launches["rank"].astype(int).unique()), job.rank_node)
-    lv = launches[launches["rank"].isin(ranks)]
+    lv = on_selected_ranks(launches)
     st.subheader("Kernel launches")
     st.dataframe(
         pd.DataFrame({
