@@ -1,13 +1,13 @@
-# smprof developer entry points. `make demo` and `make test` are the README's quick start:
+# stepscope developer entry points. `make demo` and `make test` are the README's quick start:
 # each sets up everything it needs on a fresh machine first.
 
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 SDKV3_VENV ?= .venv-sdkv3
-SDKV3_STAMP := $(SDKV3_VENV)/.smprof-installed
+SDKV3_STAMP := $(SDKV3_VENV)/.stepscope-installed
 TORCH_VENV ?= .venv-torch
-TORCH_STAMP := $(TORCH_VENV)/.smprof-installed
+TORCH_STAMP := $(TORCH_VENV)/.stepscope-installed
 SAMPLE := samples/sample-job
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
@@ -15,7 +15,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 # uv when it can be had (fast), plain venv + pip otherwise. `--python` names the target env:
 # `python -m uv pip install` would otherwise install into the interpreter running uv.
-$(BIN)/smprof: pyproject.toml
+$(BIN)/stepscope: pyproject.toml
 	$(PY) -m uv --version >/dev/null 2>&1 || $(PY) -m pip install -q uv || true
 	@if $(PY) -m uv --version >/dev/null 2>&1; then \
 	  $(PY) -m uv venv -q --allow-existing -p $(PY) $(VENV) && \
@@ -25,21 +25,21 @@ $(BIN)/smprof: pyproject.toml
 	fi
 	@touch $@
 
-setup: $(BIN)/smprof
+setup: $(BIN)/stepscope
 
 ## The main job on the bundled sample (no AWS account needed): ingest it, write the
 ## bottleneck report (its findings are expected: the sample has a slow DataLoader and a
 ## straggler rank), then open the dashboard on it.
 demo: setup
-	$(BIN)/smprof ingest $(SAMPLE) --cache .smprof-cache
-	$(BIN)/smprof report $(SAMPLE) --cache .smprof-cache --out smprof-report --fail-on never
-	$(BIN)/smprof dashboard $(SAMPLE) --cache .smprof-cache
+	$(BIN)/stepscope ingest $(SAMPLE) --cache .stepscope-cache
+	$(BIN)/stepscope report $(SAMPLE) --cache .stepscope-cache --out stepscope-report --fail-on never
+	$(BIN)/stepscope dashboard $(SAMPLE) --cache .stepscope-cache
 
 report: setup
-	$(BIN)/smprof report $(SAMPLE) --cache .smprof-cache --out smprof-report --fail-on never
+	$(BIN)/stepscope report $(SAMPLE) --cache .stepscope-cache --out stepscope-report --fail-on never
 
 dashboard: setup
-	$(BIN)/smprof dashboard $(SAMPLE) --cache .smprof-cache
+	$(BIN)/stepscope dashboard $(SAMPLE) --cache .stepscope-cache
 
 ## Debian's chromium for the dashboard's real-browser tests (never a downloaded browser).
 system-deps:
@@ -84,8 +84,8 @@ typecheck: setup
 	$(BIN)/mypy
 
 pytest: setup sdk-env torch-env
-	SMPROF_REQUIRE_SDK_ENVS=1 $(BIN)/python -m pytest -q
-	SMPROF_REQUIRE_TORCH=1 $(TORCH_VENV)/bin/python -m pytest -q tests/test_profiling_helper.py
+	STEPSCOPE_REQUIRE_SDK_ENVS=1 $(BIN)/python -m pytest -q
+	STEPSCOPE_REQUIRE_TORCH=1 $(TORCH_VENV)/bin/python -m pytest -q tests/test_profiling_helper.py
 
 ## Everything CI runs: lint, types, the whole test suite (with the peer and SDK environments).
 test: setup system-deps peers sdk-env torch-env lint typecheck pytest
@@ -97,4 +97,4 @@ bench: setup peers system-deps
 	$(BIN)/python bench/bench_dashboard.py
 
 clean:
-	rm -rf $(VENV) $(SDKV3_VENV) $(TORCH_VENV) .venv-sdkv2 .venv-peers .smprof-cache smprof-report .bench .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SDKV3_VENV) $(TORCH_VENV) .venv-sdkv2 .venv-peers .stepscope-cache stepscope-report .bench .pytest_cache .mypy_cache .ruff_cache

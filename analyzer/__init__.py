@@ -1,4 +1,4 @@
-"""smprof's analysis engine: sources → ingest → analyses.
+"""stepscope's analysis engine: sources → ingest → analyses.
 
 Layers only reach down: ``sources`` lists and reads raw objects, ``ingest`` turns each
 object into columnar tables (cached as Parquet) and bundles them in a ``JobDataset``,

@@ -1,6 +1,6 @@
 """Errors meant for the user: each carries a one-line message and never a traceback.
 
-The CLI catches :class:`SmprofError` and prints ``smprof: error: <message>``; anything
+The CLI catches :class:`StepscopeError` and prints ``stepscope: error: <message>``; anything
 else that escapes is a bug. Exit code 2 follows the CLI contract (bad usage or unreadable
 input).
 """
@@ -8,7 +8,7 @@ input).
 from __future__ import annotations
 
 
-class SmprofError(Exception):
+class StepscopeError(Exception):
     """A failure the user can act on, explained in one line."""
 
     exit_code = 2
@@ -22,9 +22,9 @@ class SmprofError(Exception):
         return f"{self.message} ({self.hint})" if self.hint else self.message
 
 
-class SourceError(SmprofError):
+class SourceError(StepscopeError):
     """The source could not be opened or listed (missing folder, job, bucket, credentials)."""
 
 
-class UnsafePathError(SmprofError):
+class UnsafePathError(StepscopeError):
     """A key or file name would resolve outside the folder it must stay in."""

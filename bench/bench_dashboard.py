@@ -1,12 +1,12 @@
-"""Dashboard benchmark: ``smprof dashboard`` on a large job, measured in headless Chromium.
+"""Dashboard benchmark: ``stepscope dashboard`` on a large job, measured in headless Chromium.
 
     .venv/bin/python bench/bench_dashboard.py [--nodes 8 --minutes 60 --interval 0.5 \\
         --gpus 8 --cpus 96] [--quick] [--repeat 3] [--cache DIR]
 
-1. Generates SageMaker system metrics (``python -m analyzer.synthetic.system_metrics``)
+1. Generates SageMaker system metrics (``python -m tests.support.synthetic``)
    under ``.bench/`` -- the same folder ``bench/bench_ingest.py`` writes, reused while the
    parameters are unchanged (``--regen`` forces a rewrite).
-2. Warm-up: ``smprof dashboard SOURCE --cache DIR --port N`` on a fresh cache ingests the
+2. Warm-up: ``stepscope dashboard SOURCE --cache DIR --port N`` on a fresh cache ingests the
    job and evaluates the rules; it is stopped once ``<cache>/*/dashboard/report-*.json``
    exists (``--cache DIR`` keeps that cache, and a later run with it skips this step).
 3. Timed run: the same command again, now reading the cache. Measured: server ready (start
@@ -17,7 +17,7 @@
 4. Peak RSS (``VmHWM``) of the server process (``python -m dashboards.serve``), for the
    warm-up and the timed run.
 
-Debian's ``/usr/bin/chromium`` (``SMPROF_CHROMIUM``) is driven by Playwright, never a
+Debian's ``/usr/bin/chromium`` (``STEPSCOPE_CHROMIUM``) is driven by Playwright, never a
 downloaded browser. Target: first paint from cache < 3 s. Results go to
 ``.bench/dashboard.json`` (screenshots ``.bench/dashboard-*.png``) and a table on stdout.
 """
@@ -45,7 +45,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 BENCH_DIR = REPO / ".bench"
 RESULTS = BENCH_DIR / "dashboard.json"
-CHROMIUM = os.environ.get("SMPROF_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM = os.environ.get("STEPSCOPE_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--no-first-run",
@@ -68,9 +68,9 @@ def generate(args: argparse.Namespace) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- server
 
 
-def smprof_cmd() -> list[str]:
-    exe = Path(sys.executable).with_name("smprof")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "smprof"]
+def stepscope_cmd() -> list[str]:
+    exe = Path(sys.executable).with_name("stepscope")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "stepscope"]
 
 
 def free_port() -> int:
@@ -91,13 +91,13 @@ def _status_kib(pid: int, key: str) -> int:
 
 
 class Server:
-    """``smprof dashboard SOURCE`` in its own session (so it stops with all it started)."""
+    """``stepscope dashboard SOURCE`` in its own session (so it stops with all it started)."""
 
     def __init__(self, source: Path, cache: Path, log_dir: Path, name: str) -> None:
         self.port = free_port()
         self.out = log_dir / f"{name}.out"
         self.err = log_dir / f"{name}.err"
-        cmd = [*smprof_cmd(), "dashboard", str(source), "--cache", str(cache),
+        cmd = [*stepscope_cmd(), "dashboard", str(source), "--cache", str(cache),
                "--port", str(self.port)]  # fmt: skip
         self._fo, self._fe = self.out.open("wb"), self.err.open("wb")
         self.t0 = time.monotonic()

@@ -1,26 +1,26 @@
-"""Ingest benchmark: smprof against its peers (smdebug 1.0.34, HTA/traceinsight 0.6.1).
+"""Ingest benchmark: stepscope against its peers (smdebug 1.0.34, HTA/traceinsight 0.6.1).
 
     .venv/bin/python bench/bench_ingest.py [--nodes 8 --minutes 60 --interval 0.5 \\
         --gpus 8 --cpus 96] [--quick]
 
-1. Generates SageMaker system metrics (``analyzer.synthetic.system_metrics``) under ``.bench/``
+1. Generates SageMaker system metrics (``tests.support.synthetic``) under ``.bench/``
    (reused while the parameters are unchanged; ``--regen`` forces a rewrite).
 2. smdebug: ``PandasFrame(root).get_all_system_metrics()`` (which drives
    ``LocalSystemMetricsReader.get_events``) in the peers env, as a child process.
-3. smprof cold: ``smprof ingest <dir> --cache <fresh> --json`` as a child process.
-4. smprof warm: the same command again on that cache (the dataset is reopened).
+3. stepscope cold: ``stepscope ingest <dir> --cache <fresh> --json`` as a child process.
+4. stepscope warm: the same command again on that cache (the dataset is reopened).
 5. Each ``kineto/*`` fixture folder: HTA's ``TraceAnalysis(trace_dir=...)`` in a fresh child
-   process vs ``smprof ingest <folder> --json --cache <fresh>``; plus parse-only times
-   (HTA's own ``parse_s`` vs smprof's ``analyzer.ingest.ingest`` called in this process).
+   process vs ``stepscope ingest <folder> --json --cache <fresh>``; plus parse-only times
+   (HTA's own ``parse_s`` vs stepscope's ``analyzer.ingest.ingest`` called in this process).
 
 Every child is started by a tiny launcher that forks + execs it and reports its wall time
 and ``wait4`` peak RSS (the largest process of its tree, as ``/usr/bin/time -v`` reports
 it); the summed RSS of the whole tree is also sampled from /proc every 20 ms (HTA forks a
-pool per rank; forked pages are counted once per process there). Targets: smprof >= 15x
+pool per rank; forked pages are counted once per process there). Targets: stepscope >= 15x
 faster and <= 1/4 the peak memory of smdebug, >= 3x faster than HTA, warm reopen >= 20x
 faster than cold. Results go to ``.bench/results.json`` and a table on stdout.
 
-The peers env comes from ``bench/setup_peers.sh``; missing pieces (peers env, the smprof
+The peers env comes from ``bench/setup_peers.sh``; missing pieces (peers env, the stepscope
 CLI, fixtures) are reported and their rows marked n/a, never a crash.
 """
 
@@ -43,7 +43,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH_DIR = REPO / ".bench"
-PEERS_PY = Path(os.environ.get("SMPROF_PEERS_VENV", REPO / ".venv-peers")) / "bin" / "python"
+PEERS_PY = Path(os.environ.get("STEPSCOPE_PEERS_VENV", REPO / ".venv-peers")) / "bin" / "python"
 SMDEBUG_REF = REPO / "bench" / "peers" / "smdebug_reference.py"
 HTA_REF = REPO / "bench" / "peers" / "hta_reference.py"
 
@@ -214,10 +214,10 @@ def run_child(cmd: list[str], *, timeout: float, env: dict[str, str] | None = No
     return run
 
 
-def smprof_cmd() -> list[str] | None:
-    """The smprof CLI of this venv, or None when it cannot be run yet."""
-    exe = Path(sys.executable).with_name("smprof")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "smprof"]
+def stepscope_cmd() -> list[str] | None:
+    """The stepscope CLI of this venv, or None when it cannot be run yet."""
+    exe = Path(sys.executable).with_name("stepscope")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "stepscope"]
     try:
         probe = subprocess.run(
             [*cmd, "ingest", "--help"], capture_output=True, text=True, timeout=120, cwd=REPO
@@ -247,9 +247,9 @@ def generate(args: argparse.Namespace) -> dict[str, Any]:
         info["reused"] = True
         return info
     try:
-        from analyzer.synthetic.system_metrics import generate_system_metrics
+        from tests.support.synthetic import generate_system_metrics
     except ImportError as e:
-        info["error"] = f"generator not available (analyzer.synthetic.system_metrics): {e}"
+        info["error"] = f"generator not available (tests.support.synthetic): {e}"
         return info
     shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.mkdir(parents=True)
@@ -304,11 +304,11 @@ def bench_smdebug(data_dir: Path, timeout: float) -> dict[str, Any]:
     return res
 
 
-def bench_smprof_cli(
+def bench_stepscope_cli(
     cli: list[str] | None, source: Path, cache: Path, timeout: float
 ) -> dict[str, Any]:
     if cli is None:
-        return {"error": "smprof ingest not available yet (CLI missing or failing): skipped"}
+        return {"error": "stepscope ingest not available yet (CLI missing or failing): skipped"}
     run = run_child(
         [*cli, "ingest", str(source), "--cache", str(cache), "--json", "--no-progress", "-q"],
         timeout=timeout,
@@ -327,7 +327,7 @@ def bench_smprof_cli(
     return res
 
 
-def smprof_in_process(folder: Path, repeat: int = 3) -> dict[str, Any]:
+def stepscope_in_process(folder: Path, repeat: int = 3) -> dict[str, Any]:
     """Best of ``repeat`` cold in-process ingests (fresh cache each), imports excluded."""
     try:
         from analyzer.ingest import ingest
@@ -337,7 +337,7 @@ def smprof_in_process(folder: Path, repeat: int = 3) -> dict[str, Any]:
     times = []
     rows = None
     for _ in range(repeat):
-        with tempfile.TemporaryDirectory(prefix="smprof-bench-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="stepscope-bench-") as tmp:
             t0 = time.perf_counter()
             try:
                 result = ingest(open_source(str(folder)), cache_dir=tmp)
@@ -353,13 +353,13 @@ def bench_kineto(cli: list[str] | None, timeout: float) -> list[dict[str, Any]]:
 
     root = find_fixtures()
     if root is None or not (root / "kineto").is_dir():
-        return [{"error": "shared fixtures not found: set SMPROF_FIXTURES or ../shared/fixtures"}]
+        return [{"error": "shared fixtures not found: set STEPSCOPE_FIXTURES or ../shared/fixtures"}]
     return [bench_kineto_folder(folder, folder.name, cli, timeout)
             for folder in sorted(p for p in (root / "kineto").iterdir() if p.is_dir())]
 
 
 def bench_kineto_folder(folder: Path, label: str, cli: list[str] | None, timeout: float) -> dict[str, Any]:
-    """HTA's TraceAnalysis and ``smprof ingest`` on one trace folder, each a fresh process."""
+    """HTA's TraceAnalysis and ``stepscope ingest`` on one trace folder, each a fresh process."""
     item: dict[str, Any] = {"folder": label}
     if PEERS_PY.exists():
         run = run_child([str(PEERS_PY), str(HTA_REF), str(folder)], timeout=timeout)
@@ -373,9 +373,9 @@ def bench_kineto_folder(folder: Path, label: str, cli: list[str] | None, timeout
         }
     else:
         item["hta"] = {"error": "HTA env not set up: run bench/setup_peers.sh"}
-    with tempfile.TemporaryDirectory(prefix="smprof-bench-") as tmp:
-        item["smprof"] = bench_smprof_cli(cli, folder, Path(tmp), timeout)
-    item["smprof_in_process"] = smprof_in_process(folder)
+    with tempfile.TemporaryDirectory(prefix="stepscope-bench-") as tmp:
+        item["stepscope"] = bench_stepscope_cli(cli, folder, Path(tmp), timeout)
+    item["stepscope_in_process"] = stepscope_in_process(folder)
     return item
 
 
@@ -436,7 +436,7 @@ def build_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     sysb = results.get("system")
     if sysb:
-        sd, cold, warm = sysb["smdebug"], sysb["smprof_cold"], sysb["smprof_warm"]
+        sd, cold, warm = sysb["smdebug"], sysb["stepscope_cold"], sysb["stepscope_warm"]
         speed = _ratio(_wall(sd), _wall(cold))
         mem = _ratio(_rss(cold), _rss(sd))
         rows.append(
@@ -480,7 +480,7 @@ def build_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append(
             dict(
                 case=f"system {results['dataset']['label']}: warm reopen vs cold",
-                peer="smprof cold",
+                peer="stepscope cold",
                 peer_s=_wall(cold),
                 ours_s=_wall(warm),
                 peer_mb=_rss(cold),
@@ -495,7 +495,7 @@ def build_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append(
             dict(
                 case=f"system {results['dataset']['label']}: warm vs cold, in-process",
-                peer="smprof cold",
+                peer="stepscope cold",
                 peer_s=inner_cold,
                 ours_s=inner_warm,
                 peer_mb=None,
@@ -515,9 +515,9 @@ def build_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     complete_parse = bool(kin)
     for k in kin:
         rows.extend(_kineto_rows(k))
-        peer_s, ours_s = _wall(k["hta"]), _wall(k["smprof"])
+        peer_s, ours_s = _wall(k["hta"]), _wall(k["stepscope"])
         p_parse = k["hta"].get("parse_s") if not k["hta"].get("error") else None
-        o_parse = k["smprof_in_process"].get("parse_s")
+        o_parse = k["stepscope_in_process"].get("parse_s")
         if peer_s is None or ours_s is None:
             complete = False
         else:
@@ -552,13 +552,13 @@ def build_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _kineto_rows(k: dict[str, Any]) -> list[dict[str, Any]]:
-    peer_s, ours_s = _wall(k["hta"]), _wall(k["smprof"])
+    peer_s, ours_s = _wall(k["hta"]), _wall(k["stepscope"])
     p_parse = k["hta"].get("parse_s") if not k["hta"].get("error") else None
-    o_parse = k["smprof_in_process"].get("parse_s")
+    o_parse = k["stepscope_in_process"].get("parse_s")
     return [
         dict(case=f"kineto {k['folder']}: fresh process", peer="HTA TraceAnalysis", peer_s=peer_s, ours_s=ours_s,
-             peer_mb=_rss(k["hta"]), ours_mb=_rss(k["smprof"]), speedup=_ratio(peer_s, ours_s),
-             mem_ratio=_ratio(_rss(k["smprof"]), _rss(k["hta"])), target=f">={TARGET_HTA_SPEEDUP:g}x",
+             peer_mb=_rss(k["hta"]), ours_mb=_rss(k["stepscope"]), speedup=_ratio(peer_s, ours_s),
+             mem_ratio=_ratio(_rss(k["stepscope"]), _rss(k["hta"])), target=f">={TARGET_HTA_SPEEDUP:g}x",
              verdict=_verdict(_ratio(peer_s, ours_s), TARGET_HTA_SPEEDUP)),
         dict(case=f"kineto {k['folder']}: parse only (in-process)", peer="HTA parse_s", peer_s=p_parse,
              ours_s=o_parse, peer_mb=None, ours_mb=None, speedup=_ratio(p_parse, o_parse), mem_ratio=None,
@@ -579,7 +579,7 @@ def _fmt(v: float | None, spec: str) -> str:
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
-    head = ("case", "peer s", "smprof s", "speedup", "peer MB", "smprof MB", "mem", "target", "")
+    head = ("case", "peer s", "stepscope s", "speedup", "peer MB", "stepscope MB", "mem", "target", "")
     lines = [head]
     for r in rows:
         lines.append(
@@ -653,9 +653,9 @@ def main(argv: list[str] | None = None) -> int:
         args.nodes, args.minutes = 2, 5
 
     BENCH_DIR.mkdir(exist_ok=True)
-    cli = smprof_cmd()
+    cli = stepscope_cmd()
     if cli is None:
-        print("note: `smprof ingest` is not runnable yet; smprof rows will be n/a", file=sys.stderr)
+        print("note: `stepscope ingest` is not runnable yet; stepscope rows will be n/a", file=sys.stderr)
     if not PEERS_PY.exists():
         print("note: peers env missing: run bench/setup_peers.sh (peer rows n/a)", file=sys.stderr)
 
@@ -665,7 +665,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": _machine(),
-        "smprof_cli": cli,
+        "stepscope_cli": cli,
         "peers_python": str(PEERS_PY) if PEERS_PY.exists() else None,
         "targets": {
             "smdebug_speedup": TARGET_SMDEBUG_SPEEDUP,
@@ -699,15 +699,15 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
                 system["smdebug"] = bench_smdebug(data_dir, args.timeout)
-            cache = Path(tempfile.mkdtemp(prefix="smprof-bench-cache-", dir=BENCH_DIR))
+            cache = Path(tempfile.mkdtemp(prefix="stepscope-bench-cache-", dir=BENCH_DIR))
             try:
-                print("[3/4] smprof ingest, cold cache ...", file=sys.stderr, flush=True)
-                system["smprof_cold"] = bench_smprof_cli(cli, data_dir, cache, args.timeout)
-                print("      smprof ingest, warm cache (reopen) ...", file=sys.stderr, flush=True)
-                system["smprof_warm"] = bench_smprof_cli(cli, data_dir, cache, args.timeout)
+                print("[3/4] stepscope ingest, cold cache ...", file=sys.stderr, flush=True)
+                system["stepscope_cold"] = bench_stepscope_cli(cli, data_dir, cache, args.timeout)
+                print("      stepscope ingest, warm cache (reopen) ...", file=sys.stderr, flush=True)
+                system["stepscope_warm"] = bench_stepscope_cli(cli, data_dir, cache, args.timeout)
             finally:
                 shutil.rmtree(cache, ignore_errors=True)
-            ours_rows = (system["smprof_cold"].get("tables") or {}).get("system_metrics")
+            ours_rows = (system["stepscope_cold"].get("tables") or {}).get("system_metrics")
             peer_rows = system["smdebug"].get("rows")
             system["rows_equal"] = (
                 None if ours_rows is None or peer_rows is None else ours_rows == peer_rows
@@ -718,12 +718,12 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"  {name}: {part['error']}", file=sys.stderr)
             if system["rows_equal"] is False:
                 print(
-                    f"  WARNING: row counts differ: smprof {ours_rows:,} vs smdebug {peer_rows:,}",
+                    f"  WARNING: row counts differ: stepscope {ours_rows:,} vs smdebug {peer_rows:,}",
                     file=sys.stderr,
                 )
 
     if not args.skip_kineto:
-        print("[4/4] kineto fixtures: HTA vs smprof ...", file=sys.stderr, flush=True)
+        print("[4/4] kineto fixtures: HTA vs stepscope ...", file=sys.stderr, flush=True)
         results["kineto"] = bench_kineto(cli, args.timeout)
 
     if not args.skip_kineto and args.kineto_ranks > 0:
@@ -731,7 +731,7 @@ def main(argv: list[str] | None = None) -> int:
         if folder is None:
             results["kineto_scale"] = {"error": "shared fixtures not found: kineto scale run skipped"}
         else:
-            print(f"      kineto, {args.kineto_ranks} ranks: HTA vs smprof ...", file=sys.stderr, flush=True)
+            print(f"      kineto, {args.kineto_ranks} ranks: HTA vs stepscope ...", file=sys.stderr, flush=True)
             results["kineto_scale"] = bench_kineto_folder(folder, f"{args.kineto_ranks} ranks (nccl_2rank_rank0 x {args.kineto_ranks})", cli, args.timeout)
 
     rows = build_rows(results)

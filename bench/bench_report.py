@@ -1,4 +1,4 @@
-"""Report benchmark: the whole ``smprof report`` on a big job, against smdebug's rule input.
+"""Report benchmark: the whole ``stepscope report`` on a big job, against smdebug's rule input.
 
     .venv/bin/python bench/bench_report.py [--nodes 8 --minutes 60 --interval 0.5 \\
         --gpus 8 --cpus 96] [--quick] [--skip-smdebug]
@@ -6,7 +6,7 @@
 1. The SageMaker system metrics of ``bench/bench_ingest.py`` (same generator, same folder
    under ``.bench/``, reused while the parameters are unchanged), with injected patterns
    so that rules fire: one GPU idles for the whole job, one node is CPU-bound for 60 % of it.
-2. ``smprof report <dir> --cache <fresh> --out <tmp> --fail-on never`` in a child process:
+2. ``stepscope report <dir> --cache <fresh> --out <tmp> --fail-on never`` in a child process:
    cold (ingest + every rule + Markdown/HTML/JSON/JUnit), then warm (cache reopened).
 3. In-process, on the warm cache: where the time goes (reopen, each rule, report model,
    each renderer). A rule that first needs a shared analysis (the GPU summary, the steps)
@@ -43,7 +43,7 @@ TARGET_FRACTION = 1 / 20
 
 def generate(args: argparse.Namespace) -> dict[str, Any]:
     """The bench_ingest dataset plus patterns; its own folder, so the two never mix."""
-    from analyzer.synthetic.system_metrics import CPUBottleneck, LowGPU, generate_system_metrics
+    from tests.support.synthetic import CPUBottleneck, LowGPU, generate_system_metrics
 
     minutes = args.minutes
     half = minutes * 30
@@ -69,8 +69,8 @@ def generate(args: argparse.Namespace) -> dict[str, Any]:
     return {**info, "reused": False}
 
 
-def smprof_report(cli: list[str], data: Path, cache: Path, timeout: float) -> dict[str, Any]:
-    out = Path(tempfile.mkdtemp(prefix="smprof-bench-report-", dir=bi.BENCH_DIR))
+def stepscope_report(cli: list[str], data: Path, cache: Path, timeout: float) -> dict[str, Any]:
+    out = Path(tempfile.mkdtemp(prefix="stepscope-bench-report-", dir=bi.BENCH_DIR))
     try:
         run = bi.run_child([*cli, "report", str(data), "--cache", str(cache), "--out", str(out),
                             "--fail-on", "never", "--no-progress", "-q"], timeout=timeout)
@@ -89,25 +89,26 @@ def smprof_report(cli: list[str], data: Path, cache: Path, timeout: float) -> di
 
 def phases(data: Path, cache: Path) -> dict[str, float]:
     """Seconds per phase of one report, in this process, on a warm cache."""
-    from analyzer.analyses import steps as steps_analyses
     from analyzer.ingest import ingest
+    from analyzer.job import Job
     from analyzer.sources import open_source
-    from rules.engine import RuleContext, RuleResult, registry
+    from rules.base import RuleResult
+    from rules.engine import registry
     from rules.ruleset import load_ruleset
-    from smprof.report import html, junit, markdown, model
+    from stepscope.report import html, junit, markdown, model
 
     out: dict[str, float] = {}
     t = time.perf_counter()
     result = ingest(open_source(str(data)), cache_dir=cache)
     out["reopen dataset"] = time.perf_counter() - t
     ruleset = load_ruleset()
-    ctx = RuleContext(result.dataset)
+    job = Job(result.dataset, result.summary)
     results = []
     for rule_id, rule in registry().items():
         if not ruleset.enabled(rule_id):
             continue
         t = time.perf_counter()
-        found = rule.evaluate(ctx, ruleset.params(rule_id))
+        found = rule.evaluate(job, ruleset.params(rule_id))
         out[f"rule {rule_id}"] = time.perf_counter() - t
         res = RuleResult(rule=rule_id, title=rule.title)
         if isinstance(found, str):
@@ -116,7 +117,7 @@ def phases(data: Path, cache: Path) -> dict[str, float]:
             res.findings = found
         results.append(res)
     t = time.perf_counter()
-    report = model.build(result.dataset, ruleset, results, ingest_summary=result.summary, fail_on="never")
+    report = model.build(job, ruleset, results, fail_on="never")
     out["report model"] = time.perf_counter() - t
     t = time.perf_counter()
     markdown.render(report)
@@ -125,7 +126,7 @@ def phases(data: Path, cache: Path) -> dict[str, float]:
     junit.render(report)
     out["render junit"] = time.perf_counter() - t
     t = time.perf_counter()
-    html.render(report, result.dataset, steps_analyses.step_durations(result.dataset))
+    html.render(report, job)
     out["render html"] = time.perf_counter() - t
     return {k: round(v, 3) for k, v in out.items()}
 
@@ -154,9 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.nodes, args.minutes = 2, 5
     bi.BENCH_DIR.mkdir(exist_ok=True)
-    cli = bi.smprof_cmd()
+    cli = bi.stepscope_cmd()
     if cli is None:
-        print("error: the smprof CLI is not runnable in this venv", file=sys.stderr)
+        print("error: the stepscope CLI is not runnable in this venv", file=sys.stderr)
         return 2
     label = f"{args.nodes}x{args.minutes:g}min@{args.interval:g}s ({args.gpus} GPU, {args.cpus} CPU)"
     print(f"[1/4] dataset {label} ...", file=sys.stderr, flush=True)
@@ -166,12 +167,12 @@ def main(argv: list[str] | None = None) -> int:
           file=sys.stderr)
     results: dict[str, Any] = {"when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": bi._machine(),
                                "dataset": {"label": label, **data}}
-    cache = Path(tempfile.mkdtemp(prefix="smprof-bench-cache-", dir=bi.BENCH_DIR))
+    cache = Path(tempfile.mkdtemp(prefix="stepscope-bench-cache-", dir=bi.BENCH_DIR))
     try:
-        print("[2/4] smprof report, cold cache ...", file=sys.stderr, flush=True)
-        results["cold"] = smprof_report(cli, data_dir, cache, args.timeout)
-        print("      smprof report, warm cache ...", file=sys.stderr, flush=True)
-        results["warm"] = smprof_report(cli, data_dir, cache, args.timeout)
+        print("[2/4] stepscope report, cold cache ...", file=sys.stderr, flush=True)
+        results["cold"] = stepscope_report(cli, data_dir, cache, args.timeout)
+        print("      stepscope report, warm cache ...", file=sys.stderr, flush=True)
+        results["warm"] = stepscope_report(cli, data_dir, cache, args.timeout)
         print("[3/4] phases (in-process, warm) ...", file=sys.stderr, flush=True)
         results["phases"] = phases(data_dir, cache)
     finally:
@@ -191,8 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     warm = results["warm"].get("run", {}).get("wall_s")
     peer = results["smdebug_read"].get("run", {}).get("wall_s") if not results["smdebug_read"].get("error") else None
     rows = [
-        ("smprof report, cold (ingest + rules + 4 formats)", cold, results["cold"].get("run", {}).get("peak_rss_mb")),
-        ("smprof report, warm cache", warm, results["warm"].get("run", {}).get("peak_rss_mb")),
+        ("stepscope report, cold (ingest + rules + 4 formats)", cold, results["cold"].get("run", {}).get("peak_rss_mb")),
+        ("stepscope report, warm cache", warm, results["warm"].get("run", {}).get("peak_rss_mb")),
         ("smdebug get_events only (lower bound of ProfilerReport)", peer,
          results["smdebug_read"].get("run", {}).get("peak_rss_mb")),
     ]
@@ -203,11 +204,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:58}  {bi._fmt(wall, '.2f'):>8}  {bi._fmt(rss, ',.0f'):>8}")
     print()
     if cold and peer:
-        print(f"smdebug's read alone / smprof's whole cold report: {peer / cold:.1f}x")
+        print(f"smdebug's read alone / stepscope's whole cold report: {peer / cold:.1f}x")
     if cold and full:
         frac = cold / PROFILER_REPORT_REFERENCE_S
         verdict = "PASS" if frac <= TARGET_FRACTION else "FAIL"
-        print(f"smprof cold report / ProfilerReport as measured in the issue ({PROFILER_REPORT_REFERENCE_S:.0f} s, "
+        print(f"stepscope cold report / ProfilerReport as measured in the issue ({PROFILER_REPORT_REFERENCE_S:.0f} s, "
               f"not run here): 1/{1 / frac:.0f} (target <= 1/{1 / TARGET_FRACTION:.0f}) {verdict}")
         results["verdict"] = {"fraction_of_profiler_report": round(frac, 4), "pass": frac <= TARGET_FRACTION}
     print(f"findings: {', '.join(results['cold'].get('findings', [])) or '-'}")

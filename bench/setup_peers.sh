@@ -63,7 +63,7 @@ PY
 fi
 
 if [[ $verify == 1 ]]; then
-  fixtures="${SMPROF_FIXTURES:-$ROOT/../shared/fixtures}"
+  fixtures="${STEPSCOPE_FIXTURES:-$ROOT/../shared/fixtures}"
   "$VENV/bin/python" - <<'PY'
 from smdebug.profiler.algorithm_metrics_reader import LocalAlgorithmMetricsReader  # noqa: F401
 from smdebug.profiler.analysis.utils.profiler_data_to_pandas import PandasFrame  # noqa: F401

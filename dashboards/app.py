@@ -1,6 +1,6 @@
 """Streamlit entry: load the job, render the shared filters, run the chosen page.
 
-Started by ``smprof dashboard SOURCE`` as ``streamlit run dashboards/app.py -- SOURCE
+Started by ``stepscope dashboard SOURCE`` as ``streamlit run dashboards/app.py -- SOURCE
 [--cache DIR] [--rules FILE] [--profile P] [--region R] [--baseline SOURCE]
 [--refresh SECONDS]``. Bad input (unknown job, no credentials, empty folder) is shown as
 one line in the page, never as a traceback.
@@ -19,7 +19,7 @@ if __package__ in (None, ""):  # run as a script by Streamlit: make the project 
 
 import streamlit as st
 
-from analyzer.errors import SmprofError
+from analyzer.errors import StepscopeError
 from dashboards import data, filters, ui
 
 HINTS = (
@@ -30,7 +30,7 @@ HINTS = (
 
 
 def _fail(source: str, message: str) -> None:
-    st.title("smprof dashboard")
+    st.title("stepscope dashboard")
     st.error(f"Cannot open {source}: {message}")
     st.info(HINTS)
     st.stop()
@@ -43,7 +43,7 @@ def _load(cfg: data.AppConfig) -> data.JobData:
     try:
         with st.spinner(f"Loading {cfg.source}: reading the dataset and evaluating the rules…"):
             return data.load_job(cfg)
-    except SmprofError as exc:
+    except StepscopeError as exc:
         _fail(cfg.source, exc.one_line())
     except Exception as exc:  # a bug still reaches the user as one line
         first = str(exc).splitlines()[0] if str(exc) else ""
@@ -86,10 +86,10 @@ def _auto_refresh(job: data.JobData, interval: float) -> None:
 
 
 def main() -> None:
-    st.set_page_config(page_title="smprof dashboard", page_icon=":material/monitoring:", layout="wide")
+    st.set_page_config(page_title="stepscope dashboard", page_icon=":material/monitoring:", layout="wide")
     try:
         cfg = data.parse_args(sys.argv[1:])
-    except SmprofError as exc:
+    except StepscopeError as exc:
         _fail("the dashboard", exc.one_line())
         return
     job = _load(cfg)

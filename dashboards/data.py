@@ -25,15 +25,14 @@ import orjson
 import pandas as pd
 
 from analyzer import __version__
-from analyzer.errors import SmprofError
-from analyzer.ingest import ingest
+from analyzer.errors import StepscopeError
 from analyzer.ingest.cache import atomic_write_bytes
-from analyzer.ingest.dataset import JobDataset
+from analyzer.job import Job
 from analyzer.sources import open_source
 from rules import params as p
 from rules.ruleset import RuleSet, load_ruleset
 
-log = logging.getLogger("smprof.dashboard")
+log = logging.getLogger("stepscope.dashboard")
 
 #: bump when the report cache's content or key changes meaning
 REPORT_CACHE_VERSION = 1
@@ -62,12 +61,12 @@ class AppConfig:
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:  # never exit the server thread: raise a user error
-        raise SmprofError(f"dashboard arguments: {message}")
+        raise StepscopeError(f"dashboard arguments: {message}")
 
 
 def parse_args(argv: list[str]) -> AppConfig:
     """Parse the app's own arguments (``streamlit run app.py -- SOURCE [options]``)."""
-    ap = _Parser(prog="smprof dashboard", add_help=False)
+    ap = _Parser(prog="stepscope dashboard", add_help=False)
     ap.add_argument("source", nargs="?")
     ap.add_argument("--cache", dest="cache_dir")
     ap.add_argument("--rules", dest="rules_file")
@@ -77,7 +76,7 @@ def parse_args(argv: list[str]) -> AppConfig:
     ap.add_argument("--refresh", dest="refresh_s", type=float)
     ns = ap.parse_args(argv)
     if not ns.source:
-        raise SmprofError("no SOURCE given: start it as `smprof dashboard SOURCE` (job name, s3:// prefix or folder)")
+        raise StepscopeError("no SOURCE given: start it as `stepscope dashboard SOURCE` (job name, s3:// prefix or folder)")
     return AppConfig(ns.source, ns.cache_dir, ns.rules_file, ns.profile, ns.region, ns.baseline, ns.refresh_s)
 
 
@@ -123,16 +122,15 @@ def report_key(fingerprint: str, rules_key: str, meta: dict[str, Any]) -> str:
     return h.hexdigest()
 
 
-def evaluated_report(
-    dataset: JobDataset, summary: dict[str, Any], ruleset: RuleSet, rules_key: str
-) -> tuple[dict[str, Any], bool]:
+def evaluated_report(job: Job, ruleset: RuleSet, rules_key: str) -> tuple[dict[str, Any], bool]:
     """The report dict (rules evaluated), from the cache folder when the job is unchanged.
 
     Returns (report, from_cache).
     """
-    from rules.engine import RuleContext, evaluate
-    from smprof.report import model
+    from rules.engine import evaluate
+    from stepscope.report import model
 
+    dataset, summary = job.dataset, job.summary
     fp = dataset_fingerprint(summary)
     path = None
     if fp is not None:
@@ -142,9 +140,8 @@ def evaluated_report(
             return orjson.loads(path.read_bytes()), True
         except (OSError, orjson.JSONDecodeError):
             pass
-    ctx = RuleContext(dataset)  # the report reuses the analyses the rules computed
-    results = evaluate(dataset, ruleset, ctx)
-    report = model.build(dataset, ruleset, results, ingest_summary=summary, fail_on="error", ctx=ctx)
+    results = evaluate(job, ruleset)  # the report reuses the analyses the rules computed
+    report = model.build(job, ruleset, results, fail_on="error")
     if path is not None:
         try:
             atomic_write_bytes(path, orjson.dumps(report, default=str, option=orjson.OPT_SERIALIZE_NUMPY))
@@ -159,10 +156,6 @@ def evaluated_report(
 # --------------------------------------------------------------------------- the job
 
 
-def _empty(cols: list[str]) -> pd.DataFrame:
-    return pd.DataFrame({c: [] for c in cols})
-
-
 class JobData:
     """One loaded job: dataset, ingest summary, report, and the analyses the pages show.
 
@@ -170,28 +163,21 @@ class JobData:
     sessions of the process (a benign race at worst computes one twice).
     """
 
-    def __init__(self, cfg: AppConfig, dataset: JobDataset, summary: dict[str, Any], ruleset: RuleSet,
+    def __init__(self, cfg: AppConfig, job: Job, ruleset: RuleSet,
                  report: dict[str, Any], key: str, report_from_cache: bool, load_s: float) -> None:
         self.cfg = cfg
-        self.dataset = dataset
-        self.summary = summary
+        self.job = job
+        self.dataset = job.dataset
+        self.summary = job.summary
         self.ruleset = ruleset
         self.report = report
         self.key = key
         self.report_from_cache = report_from_cache
         self.load_s = load_s
-        self._timelines: dict[tuple[int, tuple[int, ...]], pd.DataFrame] = {}
 
     def step_timeline(self, step: int, ranks: tuple[int, ...]) -> pd.DataFrame:
-        """One step's events on the given ranks (analyses.timeline), memoised per step and ranks."""
-        from analyzer.analyses import timeline
-
-        key = (step, ranks)
-        if key not in self._timelines:
-            if len(self._timelines) > 32:
-                self._timelines.clear()
-            self._timelines[key] = timeline.step_timeline(self.dataset, step, ranks=list(ranks))
-        return self._timelines[key]
+        """One step's events on the given ranks (a drill-down the job memoises)."""
+        return self.job.step_timeline(step, ranks)
 
     # -- identity -----------------------------------------------------------------------
     @property
@@ -229,24 +215,18 @@ class JobData:
     def params(self, rule: str) -> Any:
         return self.ruleset.params(rule)
 
-    # -- analyses (pure functions of the dataset; memoised here) -------------------------
-    @cached_property
+    # -- analyses (memoised on the job, shared with the rules and the report) ------------
+    @property
     def steps(self) -> pd.DataFrame:
-        from analyzer.analyses import steps as s
+        return self.job.steps()
 
-        return s.step_durations(self.dataset)
-
-    @cached_property
+    @property
     def waits(self) -> pd.DataFrame:
-        from analyzer.analyses import steps as s
+        return self.job.dataloader_waits()
 
-        return s.dataloader_waits(self.dataset, self.steps)
-
-    @cached_property
+    @property
     def step_stats(self) -> pd.DataFrame:
-        from analyzer.analyses import steps as s
-
-        return s.step_stats(self.steps)
+        return self.job.step_stats()
 
     @cached_property
     def outliers(self) -> pd.DataFrame:
@@ -257,11 +237,9 @@ class JobData:
         mode = prm.mode if isinstance(prm, p.StepOutlierParams) else None
         return s.step_outliers(self.steps, stddev=stddev, mode=mode)
 
-    @cached_property
+    @property
     def breakdown(self) -> pd.DataFrame:
-        from analyzer.analyses import steps as s
-
-        return s.rank_step_breakdown(self.dataset, self.steps)
+        return self.job.rank_step_breakdown()
 
     @cached_property
     def stragglers(self) -> pd.DataFrame:
@@ -272,56 +250,41 @@ class JobData:
             return s.stragglers(self.breakdown, threshold_pct=prm.threshold_pct, min_steps=prm.min_steps)
         return s.stragglers(self.breakdown)
 
-    def _kineto(self, module: str, fn: str, cols: list[str], **kw: Any) -> pd.DataFrame:
-        """A Kineto analysis when that module is installed; an empty frame otherwise."""
-        import importlib
-
-        try:
-            mod = importlib.import_module(f"analyzer.analyses.{module}")
-        except ImportError:
-            return _empty(cols)
-        func: Callable[..., pd.DataFrame] = getattr(mod, fn)
-        return func(self.dataset, **kw)
-
-    @cached_property
+    @property
     def temporal(self) -> pd.DataFrame:
-        return self._kineto("temporal", "temporal_breakdown", ["rank", "compute_time_ns", "non_compute_time_ns", "idle_time_ns"])
+        return self.job.temporal_breakdown()
 
-    @cached_property
+    @property
     def comm_summary(self) -> pd.DataFrame:
-        return self._kineto("communication", "communication_summary", ["rank", "comm_time_ns", "exposed_comm_ns"])
+        return self.job.communication_summary()
 
-    @cached_property
+    @property
     def collectives(self) -> pd.DataFrame:
-        return self._kineto("communication", "collective_summary", ["rank", "device", "library", "collective", "calls"])
+        return self.job.collective_summary()
 
-    @cached_property
+    @property
     def kernel_types(self) -> pd.DataFrame:
-        return self._kineto("gpu_kernels", "kernel_type_breakdown", ["rank", "kernel_type", "time_ns", "pct"])
+        return self.job.kernel_type_breakdown()
 
-    @cached_property
+    @property
     def idle_breakdown(self) -> pd.DataFrame:
-        return self._kineto("idle_time", "idle_time_breakdown", ["rank", "stream", "idle_category", "idle_time_ns"])
+        return self.job.idle_time_breakdown()
 
-    @cached_property
+    @property
     def kernel_launches(self) -> pd.DataFrame:
-        from analyzer.analyses import kernel_launch
+        return self.job.kernel_launch_summary()
 
-        return kernel_launch.kernel_launch_summary(kernel_launch.kernel_launch_stats(self.dataset))
-
-    @cached_property
+    @property
     def gpu_annotations(self) -> pd.DataFrame:
-        return self._kineto("annotations", "gpu_annotation_breakdown", ["rank", "name", "count", "total_ns"])
+        return self.job.gpu_annotation_breakdown()
 
-    @cached_property
+    @property
     def step_memory(self) -> pd.DataFrame:
-        from analyzer.analyses import memory
+        return self.job.allocator_memory_by_step()
 
-        return memory.allocator_memory_by_step(self.dataset)
-
-    @cached_property
+    @property
     def top_kernels(self) -> pd.DataFrame:
-        return self._kineto("gpu_kernels", "top_kernels", ["rank", "kernel_class", "name", "count", "total_ns"], n=15)
+        return self.job.top_kernels(15)
 
 
 # --------------------------------------------------------------------------- process cache
@@ -366,18 +329,18 @@ def _build(cfg: AppConfig, rules_key: str, on_progress: Callable[[str, int, int]
 
     started = time.perf_counter()
     ruleset = load_ruleset(cfg.rules_file)
-    result = ingest(open_source(cfg.source, profile=cfg.profile, region=cfg.region),
-                    cache_dir=cfg.cache_dir, on_progress=on_progress)
-    report, cached = evaluated_report(result.dataset, result.summary, ruleset, rules_key)
-    fp = dataset_fingerprint(result.summary) or str(id(result))
+    job = Job.open(open_source(cfg.source, profile=cfg.profile, region=cfg.region),
+                   cache_dir=cfg.cache_dir, on_progress=on_progress)
+    report, cached = evaluated_report(job, ruleset, rules_key)
+    fp = dataset_fingerprint(job.summary) or str(id(job))
     key = hashlib.sha256(f"{fp}\x00{rules_key}\x00{cfg.source}".encode()).hexdigest()[:20]
-    return JobData(cfg, result.dataset, result.summary, ruleset, report, key, cached, time.perf_counter() - started)
+    return JobData(cfg, job, ruleset, report, key, cached, time.perf_counter() - started)
 
 
 def load_job(cfg: AppConfig, *, on_progress: Callable[[str, int, int], None] | None = None) -> JobData:
     """The job for ``cfg`` at its current refresh generation (loaded once per process).
 
-    Raises :class:`SmprofError` (one line, for the page) when the source cannot be read.
+    Raises :class:`StepscopeError` (one line, for the page) when the source cannot be read.
     """
     key = (cfg, rules_digest(cfg.rules_file), generation(cfg))
     with _REGISTRY:

@@ -22,7 +22,7 @@ from dashboards import downsample
 from dashboards.data import JobData
 from dashboards.filters import NODES_KEY, RANKS_KEY, Filters
 
-_CTX = "_smprof_ctx"
+_CTX = "_stepscope_ctx"
 HERE = Path(__file__).resolve().parent
 
 #: (key, file under views/, title, icon, url path); the first one is the default page
@@ -69,7 +69,7 @@ def set_context(ctx: Ctx) -> None:
 def context() -> Ctx:
     ctx = st.session_state.get(_CTX)
     if not isinstance(ctx, Ctx):
-        st.error("This page is part of the smprof dashboard: start it with `smprof dashboard SOURCE`.")
+        st.error("This page is part of the stepscope dashboard: start it with `stepscope dashboard SOURCE`.")
         st.stop()
     return ctx
 

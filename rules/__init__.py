@@ -1,1 +1,1 @@
-"""Bottleneck rules over smprof's tables, and the training-script side that feeds them."""
+"""Bottleneck rules over stepscope's tables, and the training-script side that feeds them."""

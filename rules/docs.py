@@ -19,19 +19,19 @@ def render() -> str:
         "from the rule file (`rules/default-rules.toml`, override with `--rules FILE`); each rule",
         "can also take `enabled = false` and `severity = \"error\" | \"warning\" | \"info\"`.",
         "SageMaker Debugger's built-in rules keep SageMaker's names, parameter names and SDK defaults,",
-        "but smprof judges every node, GPU and rank on its own and names it in the evidence.",
+        "but stepscope judges every node, GPU and rank on its own and names it in the evidence.",
         "",
     ]
     for rule_id, entry in CATALOG.items():
         rule = rules.get(rule_id)
-        origin = "SageMaker built-in" if entry.sagemaker_builtin else "smprof"
+        origin = "SageMaker built-in" if entry.sagemaker_builtin else "stepscope"
         lines.append(f"## {rule_id} ({origin})")
         lines.append("")
         if rule is None:
             if rule_id == "BaselineRegression":
-                lines.append("Judged by `smprof report --baseline SOURCE`: a headline metric that moved beyond its tolerance against the baseline run is a warning.")
+                lines.append("Judged by `stepscope report --baseline SOURCE`: a headline metric that moved beyond its tolerance against the baseline run is a warning.")
             else:
-                lines.append("Attached to SageMaker jobs by `smprof attach`; it reports but never fires, so `smprof report` does not evaluate it.")
+                lines.append("Attached to SageMaker jobs by `stepscope attach`; it reports but never fires, so `stepscope report` does not evaluate it.")
             lines.append("")
         else:
             lines += [

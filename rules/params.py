@@ -3,7 +3,7 @@
 The SageMaker Debugger built-in profiler rules keep SageMaker's own parameter names and
 the SDK's defaults (``smdebug_rulesconfig.profiler_rules.rules``, as shipped with the
 SageMaker Python SDK), so one rule file configures both SageMaker's rule containers and
-``smprof report``. smprof's own rules follow below them.
+``stepscope report``. stepscope's own rules follow below them.
 """
 
 from __future__ import annotations
@@ -85,10 +85,10 @@ class OverallSystemUsageParams(BuiltinParams):
 
 class ProfilerReportParams(RuleParams):
     """ProfilerReport runs every rule above; its parameters are ``<Rule>_<param>`` overrides,
-    which smprof fills in from the rule file rather than asking for them twice."""
+    which stepscope fills in from the rule file rather than asking for them twice."""
 
 
-# --- smprof's own rules -----------------------------------------------------------------------
+# --- stepscope's own rules -----------------------------------------------------------------------
 class DataLoaderStallParams(RuleParams):
     threshold_pct: float = Field(20.0, ge=0, le=100, description="Share of step time (%) spent waiting for the next batch above which a rank stalls.")
     min_steps: int = Field(3, ge=1, description="Steps needed before judging a rank.")

@@ -1,9 +1,9 @@
-"""Training-script helper: PyTorch profiler traces where smprof (and SageMaker) look for them.
+"""Training-script helper: PyTorch profiler traces where stepscope (and SageMaker) look for them.
 
 Why: SageMaker Debugger's own PyTorch framework profiling is deprecated; the supported path
 is ``torch.profiler`` writing Kineto traces into the TensorBoard output folder, which
 SageMaker uploads (``TensorBoardOutputConfig``). This wraps that in one context manager with
-the settings smprof's analyses need (a step schedule, memory events, one gzip'd trace per
+the settings stepscope's analyses need (a step schedule, memory events, one gzip'd trace per
 rank named after host and rank) and that costs nothing when switched off::
 
     from rules.profiling import profile_training
@@ -16,7 +16,7 @@ rank named after host and rank) and that costs nothing when switched off::
             opt.step()
             prof.step()
 
-Disabled (``enabled=False``, or ``SMPROF_PROFILE=0`` with ``enabled=None``) the object
+Disabled (``enabled=False``, or ``STEPSCOPE_PROFILE=0`` with ``enabled=None``) the object
 never imports torch.profiler and every method is a no-op; torch itself is only imported
 lazily, so this module imports on machines without torch.
 """
@@ -44,8 +44,8 @@ __all__ = [
 ]
 
 SAGEMAKER_TENSORBOARD_DIR = Path("/opt/ml/output/tensorboard")
-LOCAL_DIR = Path("smprof-traces")
-DATA_LOADING_LABEL = "smprof:data_loading"
+LOCAL_DIR = Path("stepscope-traces")
+DATA_LOADING_LABEL = "stepscope:data_loading"
 
 T = TypeVar("T")
 _NULL = contextlib.nullcontext()
@@ -58,7 +58,7 @@ def on_sagemaker() -> bool:
 
 def default_out_dir() -> Path:
     """SageMaker uploads /opt/ml/output/tensorboard (TensorBoardOutputConfig's LocalPath);
-    elsewhere traces go to ./smprof-traces."""
+    elsewhere traces go to ./stepscope-traces."""
     return SAGEMAKER_TENSORBOARD_DIR if on_sagemaker() else LOCAL_DIR
 
 
@@ -82,7 +82,7 @@ def trace_host() -> str:
 
 
 def _env_enabled() -> bool:
-    return os.environ.get("SMPROF_PROFILE", "1").strip().lower() not in (
+    return os.environ.get("STEPSCOPE_PROFILE", "1").strip().lower() not in (
         "0",
         "false",
         "no",
@@ -209,8 +209,8 @@ def profile_training(
 ) -> TrainingProfiler:
     """Context manager profiling a training loop; ``prof.step()`` after each step.
 
-    ``enabled=None`` reads ``SMPROF_PROFILE`` (on unless 0/false/no/off). ``out_dir``
-    defaults to /opt/ml/output/tensorboard on SageMaker, else ./smprof-traces. One trace per
+    ``enabled=None`` reads ``STEPSCOPE_PROFILE`` (on unless 0/false/no/off). ``out_dir``
+    defaults to /opt/ml/output/tensorboard on SageMaker, else ./stepscope-traces. One trace per
     rank and cycle: ``<host>_rank<R>.<time_ns>.pt.trace.json.gz``, host from ``host``, else
     ``SM_CURRENT_HOST``, else the host name.
     """

@@ -1,4 +1,4 @@
-"""The rule file: one TOML file that both ``smprof report`` and ``smprof attach`` read.
+"""The rule file: one TOML file that both ``stepscope report`` and ``stepscope attach`` read.
 
 Why one file: SageMaker's rule containers and the CI report must judge a job by the same
 thresholds. The file names rules by their SageMaker names (``[rules.LowGPUUtilization]``),
@@ -14,11 +14,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from analyzer.errors import SmprofError
+from analyzer.errors import StepscopeError
 from rules import params as p
 
 
-class RuleFileError(SmprofError):
+class RuleFileError(StepscopeError):
     """The rule file is missing, not TOML, or names an unknown rule or parameter."""
 
 

@@ -1,4 +1,4 @@
-"""Record smprof's bundled sample job: a real 2-rank PyTorch (gloo, CPU) training run.
+"""Record stepscope's bundled sample job: a real 2-rank PyTorch (gloo, CPU) training run.
 
 Why a recording and not a synthetic file: the sample must be what torch.profiler and a
 system monitor really write, so parsers and analyses are checked against real output; the
@@ -18,7 +18,7 @@ Output (see samples/README.md), mirroring a SageMaker job's S3 layout:
   in SageMaker Debugger's record format;
 * ``<out>/INJECTED.json`` - the injected truths, plus what the traces measured.
 
-Run with the torch venv (torch is not a dependency of smprof)::
+Run with the torch venv (torch is not a dependency of stepscope)::
 
     .venv-torch/bin/python samples/record_sample_job.py
 """

@@ -1,4 +1,4 @@
-"""``smprof attach --print``: what the rule file would put on a job, without either SDK."""
+"""``stepscope attach --print``: what the rule file would put on a job, without either SDK."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from rules.attach.boto3_request import create_training_job_fields
-from smprof.cli.attach import PLACEHOLDER_S3, attach_command
+from stepscope.cli.attach import PLACEHOLDER_S3, attach_command
 from tests.support.sdk_env import rules_by_name
 from tests.test_attach_common import BUILTIN, CUSTOM, IMAGE, write
 
@@ -23,7 +23,7 @@ def test_without_print_explains_usage() -> None:
     code, out, _ = invoke()
     assert code == 0
     assert "attach_to_estimator" in out and "train_with_profiling" in out and "apply_to_request" in out
-    assert "smprof attach --print" in out
+    assert "stepscope attach --print" in out
 
 
 def test_print_boto3_json(tmp_path: Path) -> None:
@@ -84,7 +84,7 @@ def test_print_v2_and_v3_python(tmp_path: Path) -> None:
 def test_bad_input_is_one_line_exit_2(tmp_path: Path, args: list[str], text: str, message: str) -> None:
     code, out, err = invoke("--print", "--rules", str(write(tmp_path, text)), *args)
     assert code == 2 and out == ""
-    assert err.startswith("smprof: error: ") and message in err and err.count("\n") == 1
+    assert err.startswith("stepscope: error: ") and message in err and err.count("\n") == 1
 
 
 def test_missing_rule_file_and_region(tmp_path: Path, aws_env: Path) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from analyzer.errors import SmprofError
+from analyzer.errors import StepscopeError
 from rules import params as p
 from rules.attach.boto3_request import apply_to_request, create_training_job_fields
 from rules.attach.common import (
@@ -25,7 +25,7 @@ from tests.support.sdk_env import profiling_part, rules_by_name, validate_create
 
 REGION = "us-west-2"
 IMAGE = "895741380848.dkr.ecr.us-west-2.amazonaws.com/sagemaker-debugger-rules:latest"
-OUT = "s3://smprof-bucket/jobs"
+OUT = "s3://stepscope-bucket/jobs"
 BUILTIN = {
     "LowGPUUtilization", "CPUBottleneck", "IOBottleneck", "StepOutlier", "GPUMemoryIncrease",
     "LoadBalancing", "BatchSize", "MaxInitializationTime", "Dataloader", "OverallSystemUsage",
@@ -59,7 +59,7 @@ def write(tmp_path: Path, text: str, name: str = "rules.toml") -> Path:
     return path
 
 
-def base_request(name: str = "smprof-boto3-job") -> dict[str, Any]:
+def base_request(name: str = "stepscope-boto3-job") -> dict[str, Any]:
     """A minimal valid CreateTrainingJob request, as a user would write it."""
     return {
         "TrainingJobName": name,
@@ -170,7 +170,7 @@ def _sdk_debugger_json() -> Path | None:
 
 
 def test_image_table_matches_installed_sdk() -> None:
-    """smprof's SDK-free table is the SDK's own debugger.json (whichever major is here)."""
+    """stepscope's SDK-free table is the SDK's own debugger.json (whichever major is here)."""
     path = _sdk_debugger_json()
     if path is None:
         pytest.skip("no SageMaker SDK installed to compare with")
@@ -192,15 +192,15 @@ def test_image_table_matches_installed_sdk() -> None:
     ],
 )
 def test_bad_rule_file_is_one_line_error(tmp_path: Path, text: str, message: str) -> None:
-    with pytest.raises(SmprofError) as info:
+    with pytest.raises(StepscopeError) as info:
         create_training_job_fields(write(tmp_path, text), REGION, OUT)
     line = info.value.one_line()
     assert message in line and "\n" not in line
 
 
 def error_line(fn: Any, *args: Any, **kwargs: Any) -> str:
-    """The one line the CLI would print for the SmprofError ``fn`` raises."""
-    with pytest.raises(SmprofError) as info:
+    """The one line the CLI would print for the StepscopeError ``fn`` raises."""
+    with pytest.raises(StepscopeError) as info:
         fn(*args, **kwargs)
     line = info.value.one_line()
     assert "\n" not in line
@@ -233,7 +233,7 @@ def test_apply_to_request_merges_without_mutating() -> None:
     out = apply_to_request(request, region=REGION)
     assert request == original
     assert out["TensorBoardOutputConfig"] == {"S3OutputPath": "s3://mine/tb"}  # the user's is kept
-    assert set(rules_by_name(out)) == BUILTIN  # smprof owns the profiler rules
+    assert set(rules_by_name(out)) == BUILTIN  # stepscope owns the profiler rules
     assert out["ProfilerConfig"]["S3OutputPath"] == OUT  # the job's output path
     validate_create_training_job(out)
 
@@ -246,11 +246,11 @@ def test_region_from_environment(aws_endpoint: AwsEndpoint) -> None:
 # --- through a real HTTP endpoint ----------------------------------------------------------------
 def test_boto3_request_reaches_sagemaker(aws_endpoint: AwsEndpoint, tmp_path: Path) -> None:
     rules_file = write(tmp_path, CUSTOM)
-    request = apply_to_request(base_request("smprof-boto3-e2e"), rules_file=rules_file, region=REGION)
+    request = apply_to_request(base_request("stepscope-boto3-e2e"), rules_file=rules_file, region=REGION)
     validate_create_training_job(request)
     aws_endpoint.sagemaker.create_training_job(**request)
 
-    sent = aws_endpoint.training_job_request("smprof-boto3-e2e")
+    sent = aws_endpoint.training_job_request("stepscope-boto3-e2e")
     validate_create_training_job(sent)
     expected = profiling_part(build_fields(load_ruleset(rules_file), REGION, OUT))
     assert profiling_part(sent) == expected
@@ -259,7 +259,7 @@ def test_boto3_request_reaches_sagemaker(aws_endpoint: AwsEndpoint, tmp_path: Pa
         {"CollectionName": "losses"}, {"CollectionName": "gradients"},
     ]
 
-    described = aws_endpoint.sagemaker.describe_training_job(TrainingJobName="smprof-boto3-e2e")
+    described = aws_endpoint.sagemaker.describe_training_job(TrainingJobName="stepscope-boto3-e2e")
     assert profiling_part(described) == expected
     assert described["ProfilingStatus"] == "Enabled"
     assert {s["RuleConfigurationName"] for s in described["ProfilerRuleEvaluationStatuses"]} == BUILTIN - {"IOBottleneck"}

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from analyzer.errors import SmprofError
+from analyzer.errors import StepscopeError
 from rules.attach.common import AttachError, build_fields
 from rules.ruleset import load_ruleset
-from smprof.cli.attach import v2_source
+from stepscope.cli.attach import v2_source
 from tests.support.aws_fixtures import AwsEndpoint
 from tests.support.sdk_env import (
     profiling_part,
@@ -73,7 +73,7 @@ def test_pytorch_fit_request_carries_the_rule_set(aws_endpoint: AwsEndpoint, v2:
 
     rules_file = write(v2["tmp"], CUSTOM)
     estimator = attach_to_estimator(pytorch(v2), rules_file=rules_file)
-    sent, described = launch(aws_endpoint, estimator, "smprof-v2-pytorch")
+    sent, described = launch(aws_endpoint, estimator, "stepscope-v2-pytorch")
 
     out = f"s3://{v2['bucket']}/out"
     expected = profiling_part(build_fields(load_ruleset(rules_file), REGION, out))
@@ -104,7 +104,7 @@ def test_generic_estimator_defaults_and_no_hook(aws_endpoint: AwsEndpoint, v2: A
         sagemaker_session=v2["session"],  # no output_path: the session's default bucket
     )
     attach_to_estimator(estimator)
-    sent, _ = launch(aws_endpoint, estimator, "smprof-v2-estimator")
+    sent, _ = launch(aws_endpoint, estimator, "stepscope-v2-estimator")
     out = f"s3://{v2['bucket']}/"
     assert profiling_part(sent) == build_fields(load_ruleset(), REGION, out)
     assert "DebugHookConfig" not in sent  # debugger_hook = false, although the SDK adds one by default
@@ -122,7 +122,7 @@ def test_huggingface_estimator(aws_endpoint: AwsEndpoint, v2: Any) -> None:
         image_uri=PYTORCH_IMAGE, sagemaker_session=v2["session"], output_path=f"s3://{v2['bucket']}/hf",
     )
     attach_to_estimator(estimator)
-    sent, _ = launch(aws_endpoint, estimator, "smprof-v2-hf")
+    sent, _ = launch(aws_endpoint, estimator, "stepscope-v2-hf")
     assert set(rules_by_name(sent)) == BUILTIN
 
 
@@ -131,8 +131,8 @@ def test_threshold_change_reaches_the_request(aws_endpoint: AwsEndpoint, v2: Any
 
     loose = write(v2["tmp"], "[rules.GPUMemoryIncrease]\nincrease = 20\n", "loose.toml")
     strict = write(v2["tmp"], "[rules.GPUMemoryIncrease]\nincrease = 2\n", "strict.toml")
-    a, _ = launch(aws_endpoint, attach_to_estimator(pytorch(v2), rules_file=loose), "smprof-v2-loose")
-    b, _ = launch(aws_endpoint, attach_to_estimator(pytorch(v2), rules_file=strict), "smprof-v2-strict")
+    a, _ = launch(aws_endpoint, attach_to_estimator(pytorch(v2), rules_file=loose), "stepscope-v2-loose")
+    b, _ = launch(aws_endpoint, attach_to_estimator(pytorch(v2), rules_file=strict), "stepscope-v2-strict")
     assert rules_by_name(a)["GPUMemoryIncrease"]["increase"] == "20"
     assert rules_by_name(b)["GPUMemoryIncrease"]["increase"] == "2"
     assert rules_by_name(b)["ProfilerReport"]["GPUMemoryIncrease_increase"] == "2"
@@ -150,7 +150,7 @@ def test_keeps_debugging_rules_and_user_tensorboard(aws_endpoint: AwsEndpoint, v
         tensorboard_output_config=TensorBoardOutputConfig(s3_output_path="s3://mine/tb"),
     )
     attach_to_estimator(estimator)
-    sent, _ = launch(aws_endpoint, estimator, "smprof-v2-keep")
+    sent, _ = launch(aws_endpoint, estimator, "stepscope-v2-keep")
     assert [r["RuleConfigurationName"] for r in sent["DebugRuleConfigurations"]] == ["LossNotDecreasing"]
     assert rules_by_name(sent)["CPUBottleneck"]["threshold"] == "50"  # the rule file's, not the old one
     assert sent["TensorBoardOutputConfig"] == {"S3OutputPath": "s3://mine/tb"}
@@ -160,14 +160,14 @@ def test_disabled_profiler(aws_endpoint: AwsEndpoint, v2: Any) -> None:
     from rules.attach.sdk_v2 import attach_to_estimator
 
     off = write(v2["tmp"], "[profiler]\ndisable_profiler = true\n", "off.toml")
-    sent, described = launch(aws_endpoint, attach_to_estimator(pytorch(v2), rules_file=off), "smprof-v2-off")
+    sent, described = launch(aws_endpoint, attach_to_estimator(pytorch(v2), rules_file=off), "stepscope-v2-off")
     assert sent["ProfilerConfig"] == {"DisableProfiler": True}
     assert "ProfilerRuleConfigurations" not in sent
     assert described["ProfilingStatus"] == "Disabled"
 
 
 def test_printed_v2_code_is_what_attach_sets(aws_endpoint: AwsEndpoint, v2: Any) -> None:
-    """`smprof attach --print --sdk v2` is runnable and equivalent to attach_to_estimator."""
+    """`stepscope attach --print --sdk v2` is runnable and equivalent to attach_to_estimator."""
     from rules.attach.sdk_v2 import attach_to_estimator
 
     rules_file = write(v2["tmp"], CUSTOM)
@@ -179,8 +179,8 @@ def test_printed_v2_code_is_what_attach_sets(aws_endpoint: AwsEndpoint, v2: Any)
         tensorboard_output_config=namespace["tensorboard_output_config"],
         disable_profiler=namespace["disable_profiler"],
     )
-    a, _ = launch(aws_endpoint, printed, "smprof-v2-printed")
-    b, _ = launch(aws_endpoint, attach_to_estimator(pytorch(v2), rules_file=rules_file), "smprof-v2-attached")
+    a, _ = launch(aws_endpoint, printed, "stepscope-v2-printed")
+    b, _ = launch(aws_endpoint, attach_to_estimator(pytorch(v2), rules_file=rules_file), "stepscope-v2-attached")
     ra, rb = rules_by_name(a), rules_by_name(b)
     diff = [(n, k, ra[n].get(k), rb[n].get(k)) for n in ra for k in ra[n].keys() | rb[n].keys() if ra[n].get(k) != rb[n].get(k)]
     assert diff == []
@@ -193,7 +193,7 @@ def test_bad_rule_file_fails_before_fit(v2: Any) -> None:
 
     estimator = pytorch(v2)
     bad = write(v2["tmp"], "[rules.StepOutlier]\nstddev = 2.5\n", "bad.toml")
-    with pytest.raises(SmprofError) as info:  # RuleFileError
+    with pytest.raises(StepscopeError) as info:  # RuleFileError
         attach_to_estimator(estimator, rules_file=bad)
     assert "[rules.StepOutlier] stddev: Input should be a valid integer" in info.value.one_line()
     assert estimator.rules is None  # nothing half-attached

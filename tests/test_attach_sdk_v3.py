@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from analyzer.errors import SmprofError
+from analyzer.errors import StepscopeError
 from rules.attach.common import AttachError, build_fields
 from rules.ruleset import load_ruleset
-from smprof.cli.attach import v3_source
+from stepscope.cli.attach import v3_source
 from tests.support.aws_fixtures import AwsEndpoint
 from tests.support.sdk_env import (
     profiling_part,
@@ -62,7 +62,7 @@ def trainer(v3: Any, instance_type: str = "ml.g5.xlarge", **kwargs: Any) -> Any:
         compute=Compute(instance_type=instance_type, instance_count=2),
         source_code=SourceCode(source_dir=v3["src"], entry_script="train.py"),
         output_data_config=OutputDataConfig(s3_output_path=f"s3://{v3['bucket']}/out"),
-        sagemaker_session=v3["session"], base_job_name="smprof-v3", **kwargs,
+        sagemaker_session=v3["session"], base_job_name="stepscope-v3", **kwargs,
     )
 
 
@@ -128,7 +128,7 @@ def test_default_rule_set_and_user_tensorboard(aws_endpoint: AwsEndpoint, v3: An
 
 
 def test_printed_v3_code_builds_the_same_shapes(v3: Any) -> None:
-    """`smprof attach --print --sdk v3` is runnable and gives the arguments smprof passes."""
+    """`stepscope attach --print --sdk v3` is runnable and gives the arguments stepscope passes."""
     from rules.attach.sdk_v3 import _shapes
 
     fields = build_fields(load_ruleset(write(v3["tmp"], CUSTOM)), REGION, "s3://b/out")
@@ -154,7 +154,7 @@ def test_bad_rule_file_fails_before_anything_is_uploaded(aws_endpoint: AwsEndpoi
 
     bad = write(v3["tmp"], "[rules.LowGPUUtilization]\nthreshold_p95 = 170\n", "bad.toml")
     jobs_before = len(aws_endpoint.sagemaker.list_training_jobs()["TrainingJobSummaries"])
-    with pytest.raises(SmprofError) as info:  # RuleFileError
+    with pytest.raises(StepscopeError) as info:  # RuleFileError
         train_with_profiling(trainer(v3), rules_file=bad, wait=False)
     assert "[rules.LowGPUUtilization] threshold_p95: Input should be less than or equal to 100" in info.value.one_line()
     assert aws_endpoint.s3.list_objects_v2(Bucket=v3["bucket"]).get("KeyCount", 0) == 0
@@ -184,11 +184,11 @@ def test_unsupported_sdk_internals_are_a_clear_error(v3: Any, monkeypatch: pytes
     with pytest.raises(AttachError) as info:
         train_with_profiling(model_trainer, wait=False)
     line = info.value.one_line()
-    assert "does not build training jobs the way smprof expects" in line and "apply_to_request" in line
+    assert "does not build training jobs the way stepscope expects" in line and "apply_to_request" in line
     monkeypatch.undo()
 
     real = importlib.metadata.version
     monkeypatch.setattr(importlib.metadata, "version",
                         lambda name: "2.0.0" if name == "sagemaker-train" else real(name))
-    with pytest.raises(AttachError, match=r"sagemaker-train 2.0.0 is newer than smprof supports"):
+    with pytest.raises(AttachError, match=r"sagemaker-train 2.0.0 is newer than stepscope supports"):
         train_with_profiling(model_trainer, wait=False)

@@ -61,7 +61,7 @@ def assert_clean(at: AppTest) -> None:
 def gpu_job(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("gpujob") / "job"
     subprocess.run(
-        [sys.executable, "-m", "analyzer.synthetic.system_metrics", str(out), "--nodes", "2", "--gpus", "4",
+        [sys.executable, "-m", "tests.support.synthetic", str(out), "--nodes", "2", "--gpus", "4",
          "--cpus", "8", "--minutes", "20", "--low-gpu", "2:1:300:900", "--cpu-bottleneck", "1:600:1000"],
         check=True, capture_output=True,
     )
@@ -169,8 +169,8 @@ def test_compare_against_baseline(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     assert any("Cannot open the baseline" in e.value for e in at.error)
 
 
-def test_sagemaker_rule_reports_beside_smprof(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """SageMaker's rule outputs in the job folder show on the Overview beside smprof's verdict."""
+def test_sagemaker_rule_reports_beside_stepscope(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """SageMaker's rule outputs in the job folder show on the Overview beside stepscope's verdict."""
     import json
     import shutil
 
@@ -182,10 +182,10 @@ def test_sagemaker_rule_reports_beside_smprof(monkeypatch: pytest.MonkeyPatch, t
     at = run_app(monkeypatch, str(job), "--cache", str(tmp_path / "c"))
     assert_clean(at)
     labels = [e.label for e in at.expander]
-    assert any("SageMaker's own rule reports vs smprof (1 differ)" in lab for lab in labels), labels
+    assert any("SageMaker's own rule reports vs stepscope (1 differ)" in lab for lab in labels), labels
     table = next(d.value for d in at.dataframe if "agree" in d.value.columns)
     row = table[table["rule"] == "MaxInitializationTime"].iloc[0]
-    assert row["SageMaker"] == "triggered" and row["smprof"] == "passed" and row["agree"] == "no"
+    assert row["SageMaker"] == "triggered" and row["stepscope"] == "passed" and row["agree"] == "no"
 
 
 # --------------------------------------------------------------------------- bad input
@@ -293,12 +293,12 @@ def test_downsampling_bounds_points_and_keeps_extremes() -> None:
 
 
 def test_cli_help_and_bad_rules(tmp_path: Path) -> None:
-    from smprof.cli.dashboard import dashboard_command, server_command
+    from stepscope.cli.dashboard import dashboard_command, server_command
 
     res = CliRunner().invoke(dashboard_command, ["--help"])
     assert res.exit_code == 0 and "--port" in res.output and "--host" in res.output
     res = CliRunner().invoke(dashboard_command, [str(SAMPLE), "--rules", str(tmp_path / "missing.toml")])
-    assert res.exit_code == 2 and "smprof: error:" in res.output
+    assert res.exit_code == 2 and "stepscope: error:" in res.output
     cmd = server_command("127.0.0.1", 8599, ["SRC", "--cache", "C"])
     assert cmd[1:3] == ["-m", "dashboards.serve"] and "--server.headless" in cmd
     assert cmd[cmd.index("--server.address") + 1] == "127.0.0.1" and cmd[-3:] == ["SRC", "--cache", "C"]
@@ -307,7 +307,7 @@ def test_cli_help_and_bad_rules(tmp_path: Path) -> None:
 def test_cli_busy_port_picks_another() -> None:
     import socket
 
-    from smprof.cli.dashboard import free_port, port_is_free
+    from stepscope.cli.dashboard import free_port, port_is_free
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -1,4 +1,4 @@
-"""A real browser against ``smprof dashboard`` on the bundled sample job.
+"""A real browser against ``stepscope dashboard`` on the bundled sample job.
 
 Debian's ``chromium`` driven by Playwright (never a downloaded browser): the findings are
 listed, every page's charts render without a Streamlit exception box, switching rank
@@ -27,7 +27,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "samples" / "sample-job"
 SHOTS = REPO / "artifacts" / "screenshots"
-CHROMIUM = os.environ.get("SMPROF_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM = os.environ.get("STEPSCOPE_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -47,14 +47,14 @@ def _free_port() -> int:
 
 
 class Server:
-    """``smprof dashboard SOURCE`` as a subprocess (its own process group, so it is
+    """``stepscope dashboard SOURCE`` as a subprocess (its own process group, so it is
     stopped with everything it started)."""
 
     def __init__(self, source: Path, cache: Path, log: Path, *extra: str) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
-        cmd = [sys.executable, "-c", "from smprof.cli.dashboard import dashboard_command; dashboard_command()",
+        cmd = [sys.executable, "-c", "from stepscope.cli.dashboard import dashboard_command; dashboard_command()",
                str(source), "--port", str(self.port), "--cache", str(cache), *extra]
         self._out = log.open("wb")
         self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=self._out, stderr=subprocess.STDOUT, start_new_session=True)
@@ -255,7 +255,7 @@ def test_kernels_page_on_a_real_gpu_trace(chromium: Any, tmp_path_factory: pytes
     root = find_fixtures()
     src = None if root is None else root / "kineto" / "nccl_2rank_rank0"
     if src is None or not src.is_dir():
-        pytest.skip("shared fixtures not found (../shared/fixtures or SMPROF_FIXTURES)")
+        pytest.skip("shared fixtures not found (../shared/fixtures or STEPSCOPE_FIXTURES)")
     tmp = tmp_path_factory.mktemp("gpu-dash")
     srv = Server(src, tmp / "cache", tmp / "server.log")
     ctx = chromium.new_context(viewport={"width": 1500, "height": 1100})

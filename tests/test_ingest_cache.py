@@ -136,8 +136,8 @@ def test_unchanged_refresh_reads_no_table_and_imports_no_pyarrow(tmp_path: Path)
 
     code = (
         "import json, sys\n"
-        "from smprof.cli import main\n"
-        "sys.argv = ['smprof', 'ingest', sys.argv[1], '--cache', sys.argv[2], '--json', '-q']\n"
+        "from stepscope.cli import main\n"
+        "sys.argv = ['stepscope', 'ingest', sys.argv[1], '--cache', sys.argv[2], '--json', '-q']\n"
         "try:\n    main()\n"
         "finally:\n"
         "    print('PYARROW' if any(m == 'pyarrow' or m.startswith('pyarrow.') for m in sys.modules) else 'NO-PYARROW', file=sys.stderr)\n"

@@ -1,4 +1,4 @@
-"""Parsing in worker processes (what `smprof ingest` does for many Kineto traces) gives the
+"""Parsing in worker processes (what `stepscope ingest` does for many Kineto traces) gives the
 very dataset that parsing in threads gives, and a worker that dies loses no file."""
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def _tables(cache: Path, job: Path) -> dict[str, list[dict]]:
 
 
 def test_processes_and_threads_give_the_same_dataset(many_ranks: Path, tmp_path: Path) -> None:
-    cli = [sys.executable, "-m", "smprof", "ingest", str(many_ranks), "-v", "--jobs", "2", "--no-progress"]
+    cli = [sys.executable, "-m", "stepscope", "ingest", str(many_ranks), "-v", "--jobs", "2", "--no-progress"]
     by_process = subprocess.run([*cli, "--cache", str(tmp_path / "p")], capture_output=True, text=True, timeout=300,
                                 env={**os.environ, "COLUMNS": "200"})
     assert by_process.returncode == 0, by_process.stderr
@@ -85,7 +85,7 @@ def test_damaged_traces_in_worker_processes_are_counted_skips(many_ranks: Path, 
     shutil.copytree(many_ranks, job)
     victim = sorted(job.iterdir())[3]
     victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
-    proc = subprocess.run([sys.executable, "-m", "smprof", "ingest", str(job), "--cache", str(tmp_path / "c"), "--json"],
+    proc = subprocess.run([sys.executable, "-m", "stepscope", "ingest", str(job), "--cache", str(tmp_path / "c"), "--json"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr

@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 
 from analyzer.ingest import ingest
+from analyzer.job import Job
 from analyzer.sources import open_source
-from analyzer.synthetic.system_metrics import LowGPU, generate_system_metrics
 from rules.attach.boto3_request import create_training_job_fields
 from rules.engine import evaluate
 from rules.ruleset import load_ruleset
+from tests.support.synthetic import LowGPU, generate_system_metrics
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +42,7 @@ def test_same_file_changes_attachment_and_verdict(dataset, tmp_path: Path) -> No
     attached_relaxed = _low_gpu_params(create_training_job_fields(relaxed, "us-west-2", "s3://b/out"))
     assert attached_strict["threshold_p95"] == "70" and attached_relaxed["threshold_p95"] == "40"
 
-    fired_strict = {r.rule: r for r in evaluate(dataset, strict)}["LowGPUUtilization"].findings
-    fired_relaxed = {r.rule: r for r in evaluate(dataset, relaxed)}["LowGPUUtilization"].findings
+    fired_strict = {r.rule: r for r in evaluate(Job(dataset), strict)}["LowGPUUtilization"].findings
+    fired_relaxed = {r.rule: r for r in evaluate(Job(dataset), relaxed)}["LowGPUUtilization"].findings
     assert [(f.evidence["node"], f.evidence["gpu"]) for f in fired_strict if f.evidence["kind"] == "underused"] == [("algo-1", "gpu0")]
     assert not [f for f in fired_relaxed if f.evidence["kind"] == "underused"]

@@ -25,12 +25,12 @@ SAMPLE = REPO / "samples" / "sample-job"
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 #: Set by ``make test`` for its run in .venv-torch (``make torch-env``): there a missing
 #: torch is a broken environment, so the enabled-path tests fail instead of skipping.
-REQUIRE_TORCH_VAR = "SMPROF_REQUIRE_TORCH"
+REQUIRE_TORCH_VAR = "STEPSCOPE_REQUIRE_TORCH"
 
 
 @pytest.fixture
 def torch_available() -> None:
-    """Skip a test of the enabled path without torch, or fail with ``SMPROF_REQUIRE_TORCH=1``."""
+    """Skip a test of the enabled path without torch, or fail with ``STEPSCOPE_REQUIRE_TORCH=1``."""
     if HAS_TORCH:
         return
     msg = (
@@ -68,11 +68,11 @@ def test_disabled_path_never_imports_torch() -> None:
 
 
 def test_disabled_by_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SMPROF_PROFILE", "0")
+    monkeypatch.setenv("STEPSCOPE_PROFILE", "0")
     assert profiling.profile_training(enabled=None).enabled is False
-    monkeypatch.setenv("SMPROF_PROFILE", "1")
+    monkeypatch.setenv("STEPSCOPE_PROFILE", "1")
     assert profiling.profile_training(enabled=None).enabled is True
-    monkeypatch.setenv("SMPROF_PROFILE", "0")
+    monkeypatch.setenv("STEPSCOPE_PROFILE", "0")
     assert profiling.profile_training(enabled=True).enabled is True  # explicit wins
 
 
@@ -86,7 +86,7 @@ def test_default_out_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Non
     monkeypatch.setattr(profiling, "SAGEMAKER_TENSORBOARD_DIR", tmp_path / "absent")
     for k in [k for k in os.environ if k.startswith("SM_")]:
         monkeypatch.delenv(k)
-    assert profiling.default_out_dir() == Path("smprof-traces")
+    assert profiling.default_out_dir() == Path("stepscope-traces")
     monkeypatch.setenv("SM_CURRENT_HOST", "algo-2")
     assert profiling.default_out_dir() == tmp_path / "absent"
     monkeypatch.delenv("SM_CURRENT_HOST")
@@ -128,7 +128,7 @@ def test_enabled_writes_one_gzip_trace_per_rank(
 def test_enabled_trace_ingests_with_steps_and_data_loader_waits(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """What the helper writes is what smprof reads: the steps table has the profiled
+    """What the helper writes is what stepscope reads: the steps table has the profiled
     ProfilerStep numbers under the file's rank, and the helper's data-loading label counts
     as the loop's wait for its next batch."""
     from analyzer.analyses.steps import dataloader_waits, step_durations

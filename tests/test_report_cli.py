@@ -1,4 +1,4 @@
-"""``smprof report`` end to end: files, exit codes, the JSON contract, JUnit, escaping, baseline."""
+"""``stepscope report`` end to end: files, exit codes, the JSON contract, JUnit, escaping, baseline."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ SAMPLE = REPO / "samples" / "sample-job"
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "smprof", *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "stepscope", *args], capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 
 from analyzer.ingest import ingest
+from analyzer.job import Job
 from analyzer.sources import open_source
 from rules.engine import evaluate
 from rules.ruleset import load_ruleset
-from smprof.report import model
+from stepscope.report import model
 from tests.support.fixtures import fixtures_dir
 
 FOLDERS = ["nccl_2rank_rank0", "sampled_128rank", "resnet_single", "alexnet_single", "cpu_only"]
@@ -21,7 +22,8 @@ FOLDERS = ["nccl_2rank_rank0", "sampled_128rank", "resnet_single", "alexnet_sing
 def test_rank_metrics_match_hta(folder: str, tmp_path: Path) -> None:
     ref = json.loads(fixtures_dir("kineto", "REFERENCE.json").read_text())[folder]
     res = ingest(open_source(str(fixtures_dir("kineto", folder))), cache_dir=tmp_path)
-    report = model.build(res.dataset, load_ruleset(), evaluate(res.dataset, load_ruleset()), ingest_summary=res.summary, fail_on="error")
+    job = Job(res.dataset, res.summary)
+    report = model.build(job, load_ruleset(), evaluate(job, load_ruleset()), fail_on="error")
     ranks = {r["rank"]: r for r in report["metrics"]["ranks"]}
     assert sorted(ranks) == ref["ranks"]
 

@@ -2,11 +2,11 @@
 
 smdebug's rule implementations (``smdebug/profiler/analysis/rules/*.py`` in
 awslabs/sagemaker-debugger) ship in no installable package, so they cannot run beside
-smprof here. Each test instead encodes, in its docstring, what smdebug's implementation
-does on the generated data (fire / not fire), and checks smprof reaches the same verdict
+stepscope here. Each test instead encodes, in its docstring, what smdebug's implementation
+does on the generated data (fire / not fire), and checks stepscope reaches the same verdict
 and names the right node, GPU or rank and time window. The cases sit next to the
 thresholds: one that must fire, one just under that must not, and one bad node (GPU, rank)
-among healthy ones, which must be the only one named (smprof judges each node on its own).
+among healthy ones, which must be the only one named (stepscope judges each node on its own).
 
 Common to all of smdebug's rules: the rule container scans every ``scan_interval_us``
 (60 s) from the job's first profiler data, and each scan re-judges everything seen so far;
@@ -27,16 +27,17 @@ import pytest
 from analyzer.analyses import steps as steps_analyses
 from analyzer.analyses import system as system_analyses
 from analyzer.ingest import ingest
+from analyzer.job import Job
 from analyzer.sources import open_source
-from analyzer.synthetic.system_metrics import (
+from rules.engine import Finding, RuleResult, evaluate
+from rules.ruleset import load_ruleset
+from tests.support.synthetic import (
     CPUBottleneck,
     GPUMemoryGrowth,
     LowGPU,
     Pattern,
     generate_system_metrics,
 )
-from rules.engine import Finding, RuleResult, evaluate
-from rules.ruleset import load_ruleset
 
 #: epoch seconds of the first sample, on a whole minute (smdebug's scan clock starts at the
 #: first profiler file's timestamp, which SageMaker names after the minute).
@@ -60,7 +61,7 @@ def _judge(ds: Any, rules_toml: str | None = None, tmp: Path | None = None) -> d
         path = tmp / "rules.toml"
         path.write_text(rules_toml)
         ruleset = load_ruleset(path)
-    return {r.rule: r for r in evaluate(ds, ruleset)}
+    return {r.rule: r for r in evaluate(Job(ds), ruleset)}
 
 
 def _system(root: Path, *, nodes: int, minutes: float, patterns: list[Pattern], gpus: int = 2, cpus: int = 2, seed: int = 11) -> None:
@@ -246,7 +247,7 @@ def test_load_balancing_quiet_just_under_threshold(balance_job) -> None:
 
 
 def test_load_balancing_names_only_the_unbalanced_node(balance_job) -> None:
-    """Per node (smdebug also pairs GPUs across nodes; smprof compares the GPUs of one
+    """Per node (smdebug also pairs GPUs across nodes; stepscope compares the GPUs of one
     node): healthy algo-1 and the just-under algo-3 are not named."""
     _ds, results = balance_job
     assert list(_by(results["LoadBalancing"].findings, "node")) == [("algo-2",)]
@@ -547,7 +548,7 @@ def comm_job(tmp_path_factory: pytest.TempPathFactory) -> dict[str, RuleResult]:
 
 
 def test_exposed_communication_fires_on_unhidden_all_reduce(comm_job) -> None:
-    """smprof's own rule (no smdebug counterpart): per rank, communication-kernel time
+    """stepscope's own rule (no smdebug counterpart): per rank, communication-kernel time
     that no computation kernel overlaps, as a share of the GPU's busy time, above
     ``threshold_pct`` (25) fires. Rank 1 runs its 6 ms all-reduce after the 10 ms GEMM:
     6 / 16 = 37.5 % exposed."""
@@ -700,7 +701,7 @@ def test_max_initialization_time_does_not_judge_from_horovod_timelines(tmp_path:
     root = find_fixtures()
     src = None if root is None else root / "sagemaker-debugger" / "horovod_timeline_traces"
     if src is None or not src.is_dir():
-        pytest.skip("shared fixtures not found (../shared/fixtures or SMPROF_FIXTURES)")
+        pytest.skip("shared fixtures not found (../shared/fixtures or STEPSCOPE_FIXTURES)")
     ds = ingest(open_source(str(src)), cache_dir=tmp_path).dataset
     assert ds.table("framework_events").num_rows > 0
     result = _judge(ds)["MaxInitializationTime"]

@@ -10,15 +10,16 @@ import pytest
 
 from analyzer.analyses import system as system_analyses
 from analyzer.ingest import ingest
+from analyzer.job import Job
 from analyzer.sources import open_source
-from analyzer.synthetic.system_metrics import (
+from rules.engine import evaluate
+from rules.ruleset import load_ruleset
+from tests.support.synthetic import (
     CPUBottleneck,
     IOBottleneck,
     LowGPU,
     generate_system_metrics,
 )
-from rules.engine import evaluate
-from rules.ruleset import load_ruleset
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "samples" / "sample-job"
@@ -48,7 +49,7 @@ def generated(tmp_path_factory: pytest.TempPathFactory):
         ],
     )
     ds = ingest(open_source(str(root / "job")), cache_dir=root / "cache").dataset
-    results = {r.rule: r for r in evaluate(ds, load_ruleset())}
+    results = {r.rule: r for r in evaluate(Job(ds), load_ruleset())}
     return ds, results
 
 
@@ -93,7 +94,7 @@ def test_clean_nodes_raise_nothing(generated) -> None:
 def sample(tmp_path_factory: pytest.TempPathFactory):
     ds = ingest(open_source(str(SAMPLE)), cache_dir=tmp_path_factory.mktemp("c")).dataset
     injected = json.loads((SAMPLE / "INJECTED.json").read_text())
-    return ds, {r.rule: r for r in evaluate(ds, load_ruleset())}, injected
+    return ds, {r.rule: r for r in evaluate(Job(ds), load_ruleset())}, injected
 
 
 def test_sample_dataloader_stall_matches_injected_sleep(sample) -> None:
@@ -120,14 +121,14 @@ def test_threshold_in_rule_file_changes_the_verdict(sample, tmp_path: Path) -> N
     ds, _results, _inj = sample
     rules = tmp_path / "rules.toml"
     rules.write_text("[rules.DataLoaderStall]\nthreshold_pct = 80.0\n")
-    relaxed = {r.rule: r for r in evaluate(ds, load_ruleset(rules))}
+    relaxed = {r.rule: r for r in evaluate(Job(ds), load_ruleset(rules))}
     assert relaxed["DataLoaderStall"].findings == []
 
 
 def test_report_sets_sagemakers_pooled_verdict_beside_ours(generated, tmp_path: Path) -> None:
-    """With SageMaker's own rule outputs in the job folder, the report puts each beside smprof's
-    verdict: SageMaker's pooled CPUBottleneck stays quiet on this data, smprof names algo-3."""
-    from smprof.report import markdown, model
+    """With SageMaker's own rule outputs in the job folder, the report puts each beside stepscope's
+    verdict: SageMaker's pooled CPUBottleneck stays quiet on this data, stepscope names algo-3."""
+    from stepscope.report import markdown, model
 
     ds, _results = generated
     job = Path(ds.meta.source)
@@ -140,13 +141,14 @@ def test_report_sets_sagemakers_pooled_verdict_beside_ours(generated, tmp_path: 
     (reports / "LowGPUUtilization.json").write_text(json.dumps({"RuleTriggered": 1, "Violations": 3, "Datapoints": 7200}))
     (reports / "OverallSystemUsage.json").write_text(json.dumps({"Details": {"CPU": {}}}))  # a summary: no verdict
     again = ingest(open_source(str(job)), cache_dir=tmp_path)
-    results = evaluate(again.dataset, load_ruleset())
-    report = model.build(again.dataset, load_ruleset(), results, ingest_summary=again.summary, fail_on="never")
+    job_again = Job(again.dataset, again.summary)
+    results = evaluate(job_again, load_ruleset())
+    report = model.build(job_again, load_ruleset(), results, fail_on="never")
     rows = {r["rule"]: r for r in report["sagemaker_rule_reports"]}
     assert set(rows) == {"CPUBottleneck", "LowGPUUtilization"}
     cpu = rows["CPUBottleneck"]
-    assert cpu["sagemaker_triggered"] == 0 and cpu["smprof_fired"] is True and cpu["agree"] is False
-    assert cpu["smprof_where"] == ["node algo-3"] and cpu["sagemaker_datapoints"] == len(snaps)
+    assert cpu["sagemaker_triggered"] == 0 and cpu["stepscope_fired"] is True and cpu["agree"] is False
+    assert cpu["stepscope_where"] == ["node algo-3"] and cpu["sagemaker_datapoints"] == len(snaps)
     assert rows["LowGPUUtilization"]["agree"] is True
     text = markdown.render(report)
     assert "## SageMaker's own rule reports" in text and "| CPUBottleneck | not triggered |" in text and "⚠ differs" in text

@@ -1,15 +1,15 @@
-"""smprof reads the same rows as smdebug 1.0.34's own readers, on every real SageMaker fixture.
+"""stepscope reads the same rows as smdebug 1.0.34's own readers, on every real SageMaker fixture.
 
 smdebug cannot live in the project venv (it pins protobuf<=3.20.3), so its numbers come from
 ``bench/peers/smdebug_reference.py`` run in the peers env (``bench/setup_peers.sh``) as a
-subprocess; smprof is ingested in-process. Compared per fixture folder (each is a
+subprocess; stepscope is ingested in-process. Compared per fixture folder (each is a
 profiler-output root, what smdebug's readers are given):
 
 * system metrics: row count, first and last timestamp (µs, as smdebug computes them:
   ``int(float(Timestamp) * 1e6)``), node set (the table has no per-file column);
 * framework events: smdebug only ever yields complete events (``X`` and ``B``/``E`` pairs,
-  which it turns into ``X``), so smprof's ``X`` rows are compared; instants and unmatched
-  ``B`` rows that smprof also keeps are not smdebug's to count. Row count, rows per file,
+  which it turns into ``X``), so stepscope's ``X`` rows are compared; instants and unmatched
+  ``B`` rows that stepscope also keeps are not smdebug's to count. Row count, rows per file,
   and the time span (first start, last end), within 1 µs as both sides add float µs.
   Where smdebug has no absolute clock (a TensorFlow trace without its ``.metadata`` file)
   it reports relative µs, so only the span's length is compared there.
@@ -33,7 +33,7 @@ from analyzer.sources import open_source
 from tests.support.fixtures import REPO_ROOT, find_fixtures, fixtures_dir
 
 PEERS_PYTHON = (
-    Path(os.environ.get("SMPROF_PEERS_VENV", REPO_ROOT / ".venv-peers")) / "bin" / "python"
+    Path(os.environ.get("STEPSCOPE_PEERS_VENV", REPO_ROOT / ".venv-peers")) / "bin" / "python"
 )
 REFERENCE_SCRIPT = REPO_ROOT / "bench" / "peers" / "smdebug_reference.py"
 
@@ -75,13 +75,13 @@ def _reference(folder: Path) -> dict[str, Any]:
 
 
 @cache
-def _smprof_tables(folder: str, cache_dir: str) -> dict[str, pa.Table]:
+def _stepscope_tables(folder: str, cache_dir: str) -> dict[str, pa.Table]:
     result = ingest(open_source(folder), cache_dir=cache_dir)
     return result.dataset.tables
 
 
 def _tables(folder: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, pa.Table]:
-    return _smprof_tables(str(folder), str(tmp_path_factory.mktemp("cache")))
+    return _stepscope_tables(str(folder), str(tmp_path_factory.mktemp("cache")))
 
 
 def _table(tables: dict[str, pa.Table], name: str) -> pa.Table:
@@ -154,7 +154,7 @@ def test_framework_events_match_smdebug(
         assert lo == pytest.approx(ref["min_start_us"], abs=1.0)
         assert hi == pytest.approx(ref["max_end_us"], abs=1.0)
     else:
-        # smdebug has no clock for this trace (relative µs); smprof may anchor it: same length.
+        # smdebug has no clock for this trace (relative µs); stepscope may anchor it: same length.
         assert hi - lo == pytest.approx(ref["max_end_us"] - ref["min_start_us"], abs=1.0)
 
 
@@ -163,7 +163,7 @@ def test_reference_script_reports_smdebug_semantics() -> None:
     root = find_fixtures()
     if root is None or not (root / "sagemaker-debugger" / "test_traces").is_dir():
         pytest.skip(
-            "shared fixtures not found: set SMPROF_FIXTURES or put them at ../shared/fixtures"
+            "shared fixtures not found: set STEPSCOPE_FIXTURES or put them at ../shared/fixtures"
         )
     if not PEERS_PYTHON.exists():
         pytest.skip(_NO_ENV)

@@ -69,10 +69,10 @@ def _get_rule(path: str, status: int, code: str, **kw: object) -> Fault:
     return Fault.s3("GET", rf"^/{re.escape(path)}(\?|$)", status, code, **kw)
 
 
-def _smprof(*args: str) -> subprocess.CompletedProcess[str]:
+def _stepscope(*args: str) -> subprocess.CompletedProcess[str]:
     """The CLI as a user runs it; the environment (pointed at the proxy) is inherited."""
     return subprocess.run(
-        [sys.executable, "-m", "smprof", *args], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "stepscope", *args], capture_output=True, text=True, timeout=120
     )
 
 
@@ -114,7 +114,7 @@ def test_object_throttled_forever_is_a_counted_logged_skip(
     url, paths = s3_job
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", str(attempts))  # the source honours it: tries in all
     rule = aws_fault_proxy.add(_get_rule(paths[1], 503, "SlowDown"))
-    with caplog.at_level(logging.WARNING, logger="smprof.ingest"):
+    with caplog.at_level(logging.WARNING, logger="stepscope.ingest"):
         s = ingest(open_source(url), cache_dir=tmp_path / "c").summary
     assert rule.hits == attempts
     bad = f"s3://{paths[1]}"
@@ -165,8 +165,8 @@ def test_listing_access_denied_is_one_line_exit_2(
 ) -> None:
     url, _ = s3_job
     rule = aws_fault_proxy.add(_list_rule(url, 403, "AccessDenied", message="Access Denied"))
-    proc = _smprof("ingest", url, "--cache", str(tmp_path / "c"), "--json")
-    line = _assert_one_line_error(proc, "smprof: error: access denied")
+    proc = _stepscope("ingest", url, "--cache", str(tmp_path / "c"), "--json")
+    line = _assert_one_line_error(proc, "stepscope: error: access denied")
     assert f"{url}/" in line
     assert rule.hits == 1
 
@@ -178,7 +178,7 @@ def test_listing_access_denied_is_one_line_exit_2(
 def sm_job(aws_server: AwsEndpoint) -> str:
     """A training job (created straight on the server) with metrics in its profiler output."""
     bucket = aws_server.create_bucket()
-    name = f"smprof-fault-{secrets.token_hex(4)}"
+    name = f"stepscope-fault-{secrets.token_hex(4)}"
     create_job(aws_server, name, bucket)
     _put_job(aws_server, bucket, f"profiler/{name}")
     return name
@@ -214,7 +214,7 @@ def test_describe_throttled_forever_is_one_line_exit_2(
     )
     assert str(exc.value).startswith(expected)
 
-    proc = _smprof("ingest", sm_job, "--cache", str(tmp_path / "c"), "--json")
-    line = _assert_one_line_error(proc, "smprof: error: SageMaker kept throttling")
-    assert line == f"smprof: error: {exc.value}"
+    proc = _stepscope("ingest", sm_job, "--cache", str(tmp_path / "c"), "--json")
+    line = _assert_one_line_error(proc, "stepscope: error: SageMaker kept throttling")
+    assert line == f"stepscope: error: {exc.value}"
     assert rule.hits == 4

@@ -199,8 +199,8 @@ def test_unknown_profile(aws_env: Any, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_missing_bucket(aws_endpoint: AwsEndpoint) -> None:
     with pytest.raises(SourceError) as exc:
-        list(S3Source("s3://smprof-no-such-bucket/p").list_objects())
-    assert "S3 bucket 'smprof-no-such-bucket' does not exist" in _one_line(exc)
+        list(S3Source("s3://stepscope-no-such-bucket/p").list_objects())
+    assert "S3 bucket 'stepscope-no-such-bucket' does not exist" in _one_line(exc)
 
 
 def test_empty_prefix(aws_endpoint: AwsEndpoint, big_bucket: str) -> None:

@@ -21,7 +21,7 @@ ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 
 
 def _job_name() -> str:
-    return f"smprof-test-{secrets.token_hex(4)}"
+    return f"stepscope-test-{secrets.token_hex(4)}"
 
 
 def create_job(aws: AwsEndpoint, name: str, bucket: str, **overrides: Any) -> dict[str, Any]:
@@ -172,7 +172,7 @@ def test_missing_roles_and_buckets_are_fine(aws_endpoint: AwsEndpoint) -> None:
     bucket = aws_endpoint.create_bucket()
     name = _job_name()
     create_job(aws_endpoint, name, bucket,
-               TensorBoardOutputConfig={"S3OutputPath": "s3://smprof-deleted-bucket/tb"})
+               TensorBoardOutputConfig={"S3OutputPath": "s3://stepscope-deleted-bucket/tb"})
     aws_endpoint.s3.put_object(Bucket=bucket, Key=f"debug/{name}/debug-output/a.json", Body=b"{}")
     assert [o.key for o in SageMakerJobSource(name).list_objects()] == ["debug-output/a.json"]
 

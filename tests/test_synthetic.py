@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from analyzer.synthetic import (
+from tests.support.synthetic import (
     CPUBottleneck,
     GPUMemoryGrowth,
     IOBottleneck,
@@ -21,9 +21,9 @@ from analyzer.synthetic import (
     Pattern,
     StalledNode,
     generate_system_metrics,
+    main,
     rows_per_sample,
 )
-from analyzer.synthetic.system_metrics import main
 
 FILE_RE = re.compile(
     r"profiler-output/system/incremental/(?P<hour>\d{10})/(?P<epoch>\d+)\.(?P<node>algo-\d+)\.json$"
@@ -283,7 +283,7 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         main([str(tmp_path / "bad"), "--low-gpu", "1:0:5"])
 
 
-def test_readable_by_smprof_ingest(small: Any) -> None:
+def test_readable_by_stepscope_ingest(small: Any) -> None:
     ingest = pytest.importorskip("analyzer.ingest.system_metrics", reason="ingest not present")
     job, _ = small
     total = 0

@@ -1,5 +1,5 @@
 """GPU time by the user's own labels: ``record_function`` ranges (``## forward ##``,
-``Optimizer.step``, ``smprof:data_loading``...) as the GPU saw them (HTA's
+``Optimizer.step``, ``stepscope:data_loading``...) as the GPU saw them (HTA's
 ``get_gpu_user_annotation_breakdown``).
 
 Definition, per rank and annotation name, over the ``gpu_user_annotation`` events Kineto

@@ -17,10 +17,10 @@ import pyarrow.compute as pc
 from analyzer.ingest.dataset import JobDataset
 
 #: Names of the events during which the training loop waits for its next batch: PyTorch's
-#: DataLoader iterator (Kineto), smprof's training helper label, and the SageMaker
+#: DataLoader iterator (Kineto), stepscope's training helper label, and the SageMaker
 #: framework-trace / TensorFlow data-iterator events.
 DATALOADER_EVENT_RE = re.compile(
-    r"^(enumerate\(DataLoader\)#.*__next__|smprof:data_loading|DataLoaderIter::GetNext|"
+    r"^(enumerate\(DataLoader\)#.*__next__|stepscope:data_loading|DataLoaderIter::GetNext|"
     r"dataset::GetNext|_next_data|DataLoader.*__next__)"
 )
 
@@ -377,7 +377,7 @@ def dataloader_parallelism(
     events of the PyTorch ``DataLoaderWorker`` and ``DataLoaderIter`` phases; each counts
     in the second (epoch) it starts, and a second's parallelism is the number of distinct
     processes with an event in it (smdebug reads the process from the event's ``args.pid``;
-    smprof from the trace file it was written to, one per process). At every scan with
+    stepscope from the trace file it was written to, one per process). At every scan with
     data-loader events, the seconds of that scan join a running list (restarted once it
     holds more than 1000); with more than ``patience`` entries, the median (truncated to an
     integer) below ``min_threshold`` % of the cores is *too few*, above ``max_threshold`` %

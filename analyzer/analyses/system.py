@@ -442,7 +442,7 @@ def gpu_load_balance_scans(
     their histograms (:func:`_js_distances`): 0 for identical workloads, up to
     √ln 2 ≈ 0.83 for disjoint ones. smdebug keeps the histograms cumulative and checks
     them at every scan, so an imbalance early in the job fires even when the whole job's
-    histograms end up alike. (smdebug also pairs GPUs of different nodes; smprof compares
+    histograms end up alike. (smdebug also pairs GPUs of different nodes; stepscope compares
     the GPUs of one node, as documented.)
 
     Columns: node, gpu_a, gpu_b, scan_end (epoch s), samples_a, samples_b, distance.

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from analyzer.errors import SmprofError, UnsafePathError
+from analyzer.errors import StepscopeError, UnsafePathError
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -26,11 +26,11 @@ CACHE_VERSION = 2
 
 
 def default_cache_root() -> Path:
-    env = os.environ.get("SMPROF_CACHE")
+    env = os.environ.get("STEPSCOPE_CACHE")
     if env:
         return Path(env).expanduser()
     xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "smprof"
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "stepscope"
 
 
 def safe_join(root: Path, *parts: str) -> Path:
@@ -177,7 +177,7 @@ class LazyTables(MutableMapping[str, "pa.Table"]):
             try:
                 self._open[name] = pa.ipc.open_file(pa.memory_map(str(path))).read_all()
             except (OSError, pa.ArrowInvalid) as exc:
-                raise SmprofError(f"cache file {path} is unreadable ({exc}); delete the cache folder and ingest again") from None
+                raise StepscopeError(f"cache file {path} is unreadable ({exc}); delete the cache folder and ingest again") from None
         return self._open[name]
 
     def __setitem__(self, name: str, table: pa.Table) -> None:

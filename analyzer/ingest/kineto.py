@@ -260,7 +260,7 @@ def _trace_row(trace: _Trace, key: str, rank: int, base_ns: int, events: pa.Tabl
     gpu_name = next((p.get("name") for p in props if isinstance(p, dict) and p.get("name")), None)
     base = key.rsplit("/", 1)[-1]
     # torch's tensorboard_trace_handler names files <worker>.<ms>.pt.trace.json[.gz], the
-    # default worker being <host>_<pid> (smprof's helper: <host>_rank<R>).
+    # default worker being <host>_<pid> (stepscope's helper: <host>_rank<R>).
     m = re.match(r"^(?P<host>.+)_(?:rank)?\d+\.\d{10,}\.pt\.trace\.json", base)
     starts = events.column("start_ns")
     ends = pc.add(starts, pc.fill_null(events.column("dur_ns"), 0))

@@ -1,7 +1,7 @@
 """Keep pandas out of a process that only parses and caches.
 
 Parsing needs no pandas, but Arrow imports it (about 2 s here) the first time it converts
-Python objects, unless that import fails. ``smprof ingest`` and the parse worker processes
+Python objects, unless that import fails. ``stepscope ingest`` and the parse worker processes
 turn it away, so a refresh of a running job's cache, or a worker's first file, costs a
 fraction of a second instead of seconds. Only where pandas is not imported already.
 """

@@ -25,4 +25,4 @@ class ParsedFile:
 
 
 class NotAProfilerFile(Exception):
-    """Readable, but not a format smprof ingests (e.g. a JSON file that is no trace)."""
+    """Readable, but not a format stepscope ingests (e.g. a JSON file that is no trace)."""

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 # pyarrow is imported only where tables are built: a refresh that finds nothing new (list,
 # compare fingerprints, reopen) imports none of the columnar stack.
 
-log = logging.getLogger("smprof.ingest")
+log = logging.getLogger("stepscope.ingest")
 
 #: on_progress(phase, done, total): phase is "list", "read" or "merge".
 ProgressFn = Callable[[str, int, int], None]
@@ -256,7 +256,7 @@ def _parse_one(
 #: Formats whose parsers decode JSON in Python (msgspec, orjson) and so hold the GIL: with
 #: many such files they are parsed in worker processes, as HTA does, so a job of hundreds of
 #: ranks uses every core. pyarrow's JSON reader (system metrics) and Parquet encoding release
-#: the GIL, so threads serve those. ``SMPROF_INGEST_PROCESSES=0`` keeps everything in threads.
+#: the GIL, so threads serve those. ``STEPSCOPE_INGEST_PROCESSES=0`` keeps everything in threads.
 PROCESS_FORMATS = frozenset({"kineto_trace", "json_trace_candidate", "sagemaker_framework_trace"})
 PROCESS_MIN_FILES = 8  # below this, starting worker processes costs more than it saves
 
@@ -272,7 +272,7 @@ def _parse_in_worker(
 def _process_pool(tasks: list[tuple[SourceObject, Format, str, int | None]], jobs: int) -> Executor | None:
     heavy = sum(1 for t in tasks if t[1].id in PROCESS_FORMATS)
     workers = min(jobs, os.cpu_count() or 1)
-    if heavy < PROCESS_MIN_FILES or workers < 2 or os.environ.get("SMPROF_INGEST_PROCESSES", "1") == "0":
+    if heavy < PROCESS_MIN_FILES or workers < 2 or os.environ.get("STEPSCOPE_INGEST_PROCESSES", "1") == "0":
         return None
     ctx = multiprocessing.get_context("forkserver")  # no fork of a threaded parent
     ctx.set_forkserver_preload(["analyzer.ingest.pipeline", *(f.parser.split(":")[0] for f in FORMATS)])

@@ -6,10 +6,10 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from analyzer.errors import SmprofError
+from analyzer.errors import StepscopeError
 from dashboards import data, downsample, ui
 from rules import params as p
-from smprof.report import model
+from rules.builtin.baseline_regression import BaselineRegression
 
 ctx = ui.context()
 job = ctx.job
@@ -26,7 +26,7 @@ if not src.strip():
 try:
     with st.spinner(f"Loading baseline {src}…"):
         base = data.load_job(job.cfg.with_source(src.strip()))
-except SmprofError as exc:
+except StepscopeError as exc:
     st.error(f"Cannot open the baseline {src}: {exc.one_line()}")
     st.stop()
 except Exception as exc:
@@ -35,7 +35,7 @@ except Exception as exc:
 
 head, bhead = job.report["metrics"]["headline"], base.report["metrics"]["headline"]
 prm = job.params("BaselineRegression")
-comps = model.compare(head, bhead, prm if isinstance(prm, p.BaselineRegressionParams) else p.BaselineRegressionParams.model_validate({}))
+comps = BaselineRegression.compare_headlines(head, bhead, prm if isinstance(prm, p.BaselineRegressionParams) else p.BaselineRegressionParams.model_validate({}))
 regressed = [c for c in comps if c["regressed"]]
 if regressed:
     st.error(f"{len(regressed)} metric(s) regressed against {base.name}: " + ", ".join(c["label"] for c in regressed))

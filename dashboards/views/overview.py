@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboards import ui
-from smprof.report.model import verdict_labels
+from stepscope.report.model import verdict_labels
 
 ctx = ui.context()
 job, flt = ctx.job, ctx.filters
@@ -70,18 +70,18 @@ with st.expander(f"SageMaker rule evaluation statuses ({len(statuses)})", expand
 verdicts = ctx.job.report.get("sagemaker_rule_reports") or []
 if verdicts:
     differ = sum(1 for v in verdicts if v["agree"] is False)
-    with st.expander(f"SageMaker's own rule reports vs smprof ({differ} differ)", expanded=differ > 0):
+    with st.expander(f"SageMaker's own rule reports vs stepscope ({differ} differ)", expanded=differ > 0):
         st.dataframe(
             pd.DataFrame([{"rule": v["rule"], "SageMaker": verdict_labels(v)[0],
                            "violations": v["sagemaker_violations"], "datapoints": v["sagemaker_datapoints"],
-                           "smprof": verdict_labels(v)[1],
-                           "where (smprof)": ", ".join(v["smprof_where"]),
+                           "stepscope": verdict_labels(v)[1],
+                           "where (stepscope)": ", ".join(v["stepscope_where"]),
                            "agree": "–" if v["agree"] is None else ("yes" if v["agree"] else "no")}
                           for v in verdicts]),
             hide_index=True, width="stretch",
         )
         st.caption("SageMaker's rules pool the samples of all nodes, so one bad node among many can stay under "
-                   "their thresholds; smprof judges every node, GPU and rank on its own.")
+                   "their thresholds; stepscope judges every node, GPU and rank on its own.")
 
 # --------------------------------------------------------------------------- findings
 

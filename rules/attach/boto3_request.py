@@ -1,7 +1,7 @@
 """Profiling for hand-built CreateTrainingJob requests (boto3, CloudFormation, Step Functions).
 
 Why: not every job is launched through the SageMaker Python SDK, and the SDK-independent
-path must not need it installed. The rule evaluator image comes from smprof's own
+path must not need it installed. The rule evaluator image comes from stepscope's own
 per-region table (the SDK's ``debugger.json``), not from the SDK::
 
     from rules.attach.boto3_request import apply_to_request
@@ -28,7 +28,7 @@ from rules.ruleset import RuleSet
 
 __all__ = ["apply_to_request", "create_training_job_fields", "default_region"]
 
-#: Fields a user may already have set that smprof leaves alone when present.
+#: Fields a user may already have set that stepscope leaves alone when present.
 _KEEP_USER = ("DebugHookConfig", "TensorBoardOutputConfig")
 
 
@@ -57,7 +57,7 @@ def apply_to_request(
     """A copy of ``request`` with the rule set's profiling fields.
 
     The profiler output goes under the request's ``OutputDataConfig.S3OutputPath`` unless
-    the rule file sets ``[profiler] s3_output_path``. smprof owns ``ProfilerConfig`` and
+    the rule file sets ``[profiler] s3_output_path``. stepscope owns ``ProfilerConfig`` and
     ``ProfilerRuleConfigurations`` (replaced); a ``DebugHookConfig`` or
     ``TensorBoardOutputConfig`` already in the request is kept.
     """

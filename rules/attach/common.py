@@ -2,7 +2,7 @@
 
 Why one builder: SDK v2, SDK v3 and hand-written boto3 requests must put the same
 ProfilerConfig, the same rules with the same ``RuleParameters`` and the same hook and
-TensorBoard settings on a job, so SageMaker's rule containers and ``smprof report`` judge
+TensorBoard settings on a job, so SageMaker's rule containers and ``stepscope report`` judge
 it by the same thresholds whichever way it was launched. The SDK modules convert what is
 built here; nothing here imports the SageMaker SDK.
 
@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from analyzer.errors import SmprofError
+from analyzer.errors import StepscopeError
 from rules import params as p
 from rules.profiling import SAGEMAKER_TENSORBOARD_DIR
 from rules.ruleset import CATALOG, RuleSet, load_ruleset
@@ -42,7 +42,7 @@ __all__ = [
 ]
 
 
-class AttachError(SmprofError):
+class AttachError(StepscopeError):
     """Profiling cannot be attached as asked (wrong object, SDK, region or rule set)."""
 
 
@@ -84,7 +84,7 @@ TENSORBOARD_LOCAL_PATH = str(SAGEMAKER_TENSORBOARD_DIR)
 #: The sampling periods SageMaker accepts for ProfilingIntervalInMilliseconds.
 PROFILING_INTERVALS_MS = (100, 200, 500, 1000, 5000, 60000)
 
-#: CreateTrainingJob fields smprof sets.
+#: CreateTrainingJob fields stepscope sets.
 PROFILER_FIELDS = (
     "ProfilerConfig",
     "ProfilerRuleConfigurations",
@@ -106,7 +106,7 @@ def resolve_ruleset(
     ruleset: RuleSet | str | os.PathLike[str] | None = None,
     rules_file: str | os.PathLike[str] | None = None,
 ) -> RuleSet:
-    """The rule set to attach: the one given, else the file, else smprof's defaults."""
+    """The rule set to attach: the one given, else the file, else stepscope's defaults."""
     if ruleset is not None and rules_file is not None:
         raise AttachError("pass either a RuleSet or rules_file, not both")
     if isinstance(ruleset, RuleSet):
@@ -276,7 +276,7 @@ def tensorboard_output_config(ruleset: RuleSet, s3_output_path: str) -> dict[str
 
 
 def build_fields(ruleset: RuleSet, region: str | None, s3_output_path: str | None) -> dict[str, Any]:
-    """Every CreateTrainingJob field smprof sets, PascalCase as the API names them.
+    """Every CreateTrainingJob field stepscope sets, PascalCase as the API names them.
 
     ``s3_output_path`` is the job's output base (the rule file's ``[profiler]
     s3_output_path`` wins over it); fields that are off in the rule file are absent.

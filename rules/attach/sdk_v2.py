@@ -78,7 +78,7 @@ def attach_to_estimator(
     """Put the rule set's profiler config, rules, hook and TensorBoard config on a v2
     estimator before ``fit()``; returns the estimator.
 
-    smprof owns the estimator's ``profiler_config``, ``disable_profiler`` and its
+    stepscope owns the estimator's ``profiler_config``, ``disable_profiler`` and its
     ``ProfilerRule`` entries (replaced); debugging ``Rule`` entries stay. A
     ``TensorBoardOutputConfig`` the estimator already has is kept. With
     ``debugger_hook = false`` the hook is turned off (the SDK would add one by default).

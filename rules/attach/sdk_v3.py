@@ -78,7 +78,7 @@ def _sdk_v3() -> tuple[Any, Any, Any]:
         ) from None
     if train_version.split(".", 1)[0] != "1":
         raise AttachError(
-            f"sagemaker-train {train_version} is newer than smprof supports ({SUPPORTED}; tested {TESTED})",
+            f"sagemaker-train {train_version} is newer than stepscope supports ({SUPPORTED}; tested {TESTED})",
             hint="pin 'sagemaker<4', or build the request with rules.attach.boto3_request.apply_to_request()",
         )
     from sagemaker.core.resources import TrainingJob
@@ -93,7 +93,7 @@ def _sdk_v3() -> tuple[Any, Any, Any]:
         or not set(_CREATE_FIELDS) | {"session"} <= set(inspect.signature(create).parameters)
     ):
         raise AttachError(
-            f"sagemaker-train {train_version} does not build training jobs the way smprof expects "
+            f"sagemaker-train {train_version} does not build training jobs the way stepscope expects "
             f"(supported: {SUPPORTED}; tested {TESTED})",
             hint="install 'sagemaker>=3.3,<4', or build the request with rules.attach.boto3_request.apply_to_request()",
         )
@@ -191,7 +191,7 @@ def profiling_arguments(
             continue
         if request.get(name) is not None:
             raise AttachError(
-                f"this ModelTrainer already sets {name}; smprof would overwrite it",
+                f"this ModelTrainer already sets {name}; stepscope would overwrite it",
                 hint=f"drop it from the trainer (supported: {SUPPORTED})",
             )
         request[name] = value

@@ -1,6 +1,7 @@
-"""The rules smprof evaluates, one module each (SageMaker's built-ins keep their names)."""
+"""The rules stepscope evaluates, one module each (SageMaker's built-ins keep their names)."""
 
 from rules.builtin.allocator_memory_growth import AllocatorMemoryGrowth
+from rules.builtin.baseline_regression import BaselineRegression
 from rules.builtin.batch_size import BatchSize
 from rules.builtin.cpu_bottleneck import CPUBottleneck
 from rules.builtin.dataloader import Dataloader
@@ -30,4 +31,5 @@ ALL_RULES = (
     ExposedCommunication(),
     GPUStarvedByHost(),
     AllocatorMemoryGrowth(),
+    BaselineRegression(),
 )

@@ -5,22 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 from analyzer.analyses import system as system_analyses
-from rules.engine import Finding, RuleContext, iso
+from analyzer.job import Job
+from rules.base import Finding, iso
 
 
 def evaluate_bottleneck(
-    rule: Any, ctx: RuleContext, *, resource: str, dimension: str, resource_threshold: float, params: Any
+    rule: Any, job: Job, *, resource: str, dimension: str, resource_threshold: float, params: Any
 ) -> list[Finding] | str:
-    if not ctx.has_dimension("GPUUtilization"):
+    if not job.has_dimension("GPUUtilization"):
         return "no GPUUtilization system metrics in this job"
-    if not ctx.has_dimension(dimension):
+    if not job.has_dimension(dimension):
         return f"no {dimension} system metrics in this job"
-    snaps = ctx.memo(
-        ("snapshots", resource, params.gpu_threshold, resource_threshold),
-        lambda: system_analyses.bottleneck_snapshots(
-            ctx.system_metrics, resource=resource, gpu_threshold=params.gpu_threshold, resource_threshold=resource_threshold
-        ),
-    )
+    snaps = system_analyses.bottleneck_snapshots(
+            job.system_metrics, resource=resource, gpu_threshold=params.gpu_threshold, resource_threshold=resource_threshold
+        )
     verdicts = system_analyses.bottleneck_verdicts(
         snaps, threshold=params.threshold, patience=params.patience, scan_interval_us=params.scan_interval_us
     )

@@ -1,13 +1,13 @@
-"""AllocatorMemoryGrowth — smprof rule: tensors that outlive their training step, per rank and
+"""AllocatorMemoryGrowth — stepscope rule: tensors that outlive their training step, per rank and
 device, from the PyTorch profiler's memory events."""
 
 from __future__ import annotations
 
 from typing import ClassVar
 
-from analyzer.analyses import memory as memory_analyses
+from analyzer.job import Job
 from rules import params as p
-from rules.engine import Finding, RuleContext
+from rules.base import Finding
 
 MIB = 1 << 20
 
@@ -37,10 +37,10 @@ class AllocatorMemoryGrowth:
     severity: ClassVar[str] = "warning"
     params_model: ClassVar[type[p.RuleParams]] = p.AllocatorMemoryGrowthParams
 
-    def evaluate(self, ctx: RuleContext, params: p.AllocatorMemoryGrowthParams) -> list[Finding] | str:
-        if ctx.dataset.table("kineto_events").num_rows == 0:
+    def evaluate(self, job: Job, params: p.AllocatorMemoryGrowthParams) -> list[Finding] | str:
+        if job.dataset.table("kineto_events").num_rows == 0:
             return "no PyTorch profiler traces in this job"
-        summary = ctx.memo(("allocator_memory_summary",), lambda: memory_analyses.allocator_memory_summary(ctx.dataset))
+        summary = job.allocator_memory_summary()
         if summary.empty:
             return "no profiler memory events in the traces (record with profile_memory=True)"
         judged = summary[summary["steps"] >= params.min_steps]

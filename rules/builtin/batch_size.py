@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import ClassVar
 
 from analyzer.analyses import system as system_analyses
+from analyzer.job import Job
 from rules import params as p
-from rules.engine import Finding, RuleContext, iso
+from rules.base import Finding, iso
 
 
 class BatchSize:
@@ -21,14 +22,14 @@ class BatchSize:
     severity: ClassVar[str] = "info"
     params_model: ClassVar[type[p.RuleParams]] = p.BatchSizeParams
 
-    def evaluate(self, ctx: RuleContext, params: p.BatchSizeParams) -> list[Finding] | str:
-        if not ctx.has_dimension("GPUUtilization"):
+    def evaluate(self, job: Job, params: p.BatchSizeParams) -> list[Finding] | str:
+        if not job.has_dimension("GPUUtilization"):
             return "no GPUUtilization system metrics in this job"
         # smdebug's BatchSize judges the last `window` samples at every scan (not only the
         # job's last window): an underused stretch anywhere after `patience` fires
         # (rules/batch_size.py, invoke_for_timerange).
         res = system_analyses.batch_size_underuse(
-            ctx.system_metrics,
+            job.system_metrics,
             cpu_threshold_p95=params.cpu_threshold_p95,
             gpu_threshold_p95=params.gpu_threshold_p95,
             gpu_memory_threshold_p95=params.gpu_memory_threshold_p95,

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from analyzer.job import Job
 from rules import params as p
+from rules.base import Finding
 from rules.builtin._bottleneck import evaluate_bottleneck
-from rules.engine import Finding, RuleContext
 
 
 class CPUBottleneck:
@@ -24,7 +25,7 @@ class CPUBottleneck:
     severity: ClassVar[str] = "warning"
     params_model: ClassVar[type[p.RuleParams]] = p.CPUBottleneckParams
 
-    def evaluate(self, ctx: RuleContext, params: p.CPUBottleneckParams) -> list[Finding] | str:
+    def evaluate(self, job: Job, params: p.CPUBottleneckParams) -> list[Finding] | str:
         return evaluate_bottleneck(
-            self, ctx, resource="cpu", dimension="CPUUtilization", resource_threshold=params.cpu_threshold, params=params
+            self, job, resource="cpu", dimension="CPUUtilization", resource_threshold=params.cpu_threshold, params=params
         )

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import ClassVar
 
 from analyzer.analyses import steps as steps_analyses
+from analyzer.job import Job
 from rules import params as p
-from rules.engine import Finding, RuleContext, iso
+from rules.base import Finding, iso
 
 
 class Dataloader:
@@ -28,13 +29,13 @@ class Dataloader:
     severity: ClassVar[str] = "warning"
     params_model: ClassVar[type[p.RuleParams]] = p.DataloaderParams
 
-    def evaluate(self, ctx: RuleContext, params: p.DataloaderParams) -> list[Finding] | str:
-        if not ctx.has_dimension("CPUUtilization"):
+    def evaluate(self, job: Job, params: p.DataloaderParams) -> list[Finding] | str:
+        if not job.has_dimension("CPUUtilization"):
             return "no CPUUtilization system metrics in this job"
         # smdebug's Dataloader (rules/dataloader.py): distinct data-loader processes per
         # second, median over the seconds seen so far, against the core count, every scan.
         res = steps_analyses.dataloader_parallelism(
-            ctx.dataset,
+            job.dataset,
             min_threshold=params.min_threshold,
             max_threshold=params.max_threshold,
             scan_interval_us=params.scan_interval_us,

@@ -1,19 +1,20 @@
-"""DataLoaderStall — smprof rule: the training loop waits for its next batch, per rank."""
+"""DataLoaderStall — stepscope rule: the training loop waits for its next batch, per rank."""
 
 from __future__ import annotations
 
 from typing import ClassVar
 
+from analyzer.job import Job
 from rules import params as p
-from rules.engine import Finding, RuleContext
+from rules.base import Finding
 
 
 class DataLoaderStall:
     id: ClassVar[str] = "DataLoaderStall"
     title: ClassVar[str] = "Training loop waits for data"
     checks: ClassVar[str] = (
-        "Per rank: mean share of step time spent in the data-loader's `__next__` (or smprof's "
-        "`smprof:data_loading` label), above `threshold_pct` % over at least `min_steps` steps."
+        "Per rank: mean share of step time spent in the data-loader's `__next__` (or stepscope's "
+        "`stepscope:data_loading` label), above `threshold_pct` % over at least `min_steps` steps."
     )
     why: ClassVar[str] = "Every millisecond the loop waits for a batch the accelerator sits idle."
     recommendation: ClassVar[str] = (
@@ -23,8 +24,8 @@ class DataLoaderStall:
     severity: ClassVar[str] = "error"
     params_model: ClassVar[type[p.RuleParams]] = p.DataLoaderStallParams
 
-    def evaluate(self, ctx: RuleContext, params: p.DataLoaderStallParams) -> list[Finding] | str:
-        waits = ctx.dataloader_waits
+    def evaluate(self, job: Job, params: p.DataLoaderStallParams) -> list[Finding] | str:
+        waits = job.dataloader_waits()
         if waits.empty:
             return "no profiled steps with data-loader events in this job"
         findings: list[Finding] = []

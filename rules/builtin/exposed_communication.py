@@ -1,12 +1,12 @@
-"""ExposedCommunication — smprof rule: collectives that computation does not hide, per rank."""
+"""ExposedCommunication — stepscope rule: collectives that computation does not hide, per rank."""
 
 from __future__ import annotations
 
 from typing import ClassVar
 
-import analyzer.analyses as kineto
+from analyzer.job import Job
 from rules import params as p
-from rules.engine import Finding, RuleContext
+from rules.base import Finding
 
 
 class ExposedCommunication:
@@ -24,11 +24,11 @@ class ExposedCommunication:
     severity: ClassVar[str] = "warning"
     params_model: ClassVar[type[p.RuleParams]] = p.ExposedCommunicationParams
 
-    def evaluate(self, ctx: RuleContext, params: p.ExposedCommunicationParams) -> list[Finding] | str:
-        ev = ctx.dataset.table("kineto_events")
+    def evaluate(self, job: Job, params: p.ExposedCommunicationParams) -> list[Finding] | str:
+        ev = job.dataset.table("kineto_events")
         if ev.num_rows == 0:
             return "no PyTorch profiler traces in this job"
-        summary = ctx.memo(("communication_summary",), lambda: kineto.communication_summary(ev))
+        summary = job.communication_summary()
         with_comm = summary[summary["comm_time_ns"].fillna(0) > 0]
         if with_comm.empty:
             return "no GPU communication kernels in the traces"

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import ClassVar
 
 from analyzer.analyses import system as system_analyses
+from analyzer.job import Job
 from rules import params as p
-from rules.engine import Finding, RuleContext, iso
+from rules.base import Finding, iso
 
 
 class GPUMemoryIncrease:
@@ -24,11 +25,11 @@ class GPUMemoryIncrease:
     severity: ClassVar[str] = "warning"
     params_model: ClassVar[type[p.RuleParams]] = p.GPUMemoryIncreaseParams
 
-    def evaluate(self, ctx: RuleContext, params: p.GPUMemoryIncreaseParams) -> list[Finding] | str:
-        if not ctx.has_dimension("GPUMemoryUtilization"):
+    def evaluate(self, job: Job, params: p.GPUMemoryIncreaseParams) -> list[Finding] | str:
+        if not job.has_dimension("GPUMemoryUtilization"):
             return "no GPUMemoryUtilization system metrics in this job"
         ev = system_analyses.gpu_memory_increase_events(
-            ctx.system_metrics, increase=params.increase, window=params.window, patience=params.patience
+            job.system_metrics, increase=params.increase, window=params.window, patience=params.patience
         )
         findings: list[Finding] = []
         for (node, gpu), g in ev.groupby(["node", "gpu"], sort=True):

@@ -1,12 +1,12 @@
-"""GPUStarvedByHost — smprof rule: the GPU waits for the CPU to launch its work, per rank."""
+"""GPUStarvedByHost — stepscope rule: the GPU waits for the CPU to launch its work, per rank."""
 
 from __future__ import annotations
 
 from typing import ClassVar
 
-from analyzer.analyses import idle_time, kernel_launch
+from analyzer.job import Job
 from rules import params as p
-from rules.engine import Finding, RuleContext
+from rules.base import Finding
 
 
 class GPUStarvedByHost:
@@ -30,17 +30,15 @@ class GPUStarvedByHost:
     severity: ClassVar[str] = "warning"
     params_model: ClassVar[type[p.RuleParams]] = p.GPUStarvedByHostParams
 
-    def evaluate(self, ctx: RuleContext, params: p.GPUStarvedByHostParams) -> list[Finding] | str:
-        ev = ctx.dataset.table("kineto_events")
+    def evaluate(self, job: Job, params: p.GPUStarvedByHostParams) -> list[Finding] | str:
+        ev = job.dataset.table("kineto_events")
         if ev.num_rows == 0:
             return "no PyTorch profiler traces in this job"
-        streams = ctx.memo(("stream_idle_summary",), lambda: idle_time.stream_idle_summary(ev))
+        streams = job.stream_idle_summary()
         streams = streams[streams["events"] >= params.min_events]
         if streams.empty:
             return f"no CUDA stream with at least {params.min_events} kernels and copies in the traces"
-        launches = ctx.memo(
-            ("kernel_launch_summary",), lambda: kernel_launch.kernel_launch_summary(kernel_launch.kernel_launch_stats(ev))
-        ).set_index("rank")
+        launches = job.kernel_launch_summary().set_index("rank")
         findings: list[Finding] = []
         busiest = streams.loc[streams.groupby("rank")["busy_ns"].idxmax()].sort_values("rank")
         for r in busiest.itertuples(index=False):

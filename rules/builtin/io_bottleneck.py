@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from analyzer.job import Job
 from rules import params as p
+from rules.base import Finding
 from rules.builtin._bottleneck import evaluate_bottleneck
-from rules.engine import Finding, RuleContext
 
 
 class IOBottleneck:
@@ -24,7 +25,7 @@ class IOBottleneck:
     severity: ClassVar[str] = "warning"
     params_model: ClassVar[type[p.RuleParams]] = p.IOBottleneckParams
 
-    def evaluate(self, ctx: RuleContext, params: p.IOBottleneckParams) -> list[Finding] | str:
+    def evaluate(self, job: Job, params: p.IOBottleneckParams) -> list[Finding] | str:
         return evaluate_bottleneck(
-            self, ctx, resource="io", dimension="I/OWaitPercentage", resource_threshold=params.io_threshold, params=params
+            self, job, resource="io", dimension="I/OWaitPercentage", resource_threshold=params.io_threshold, params=params
         )

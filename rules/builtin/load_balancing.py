@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import ClassVar
 
 from analyzer.analyses import system as system_analyses
+from analyzer.job import Job
 from rules import params as p
-from rules.engine import Finding, RuleContext, iso
+from rules.base import Finding, iso
 
 
 class LoadBalancing:
@@ -24,14 +25,14 @@ class LoadBalancing:
     severity: ClassVar[str] = "warning"
     params_model: ClassVar[type[p.RuleParams]] = p.LoadBalancingParams
 
-    def evaluate(self, ctx: RuleContext, params: p.LoadBalancingParams) -> list[Finding] | str:
-        if not ctx.has_dimension("GPUUtilization"):
+    def evaluate(self, job: Job, params: p.LoadBalancingParams) -> list[Finding] | str:
+        if not job.has_dimension("GPUUtilization"):
             return "no GPUUtilization system metrics in this job"
         # smdebug's LoadBalancing keeps each GPU's histogram over all samples so far and
         # compares them at every scan: it fires when any scan's distance exceeds `threshold`,
         # not only the whole job's (rules/load_balancing.py, invoke_for_timerange).
         pairs = system_analyses.gpu_load_balance(
-            ctx.system_metrics, patience=params.patience, threshold=params.threshold, scan_interval_us=params.scan_interval_us
+            job.system_metrics, patience=params.patience, threshold=params.threshold, scan_interval_us=params.scan_interval_us
         )
         if pairs.empty:
             return "fewer than two GPUs per node with enough samples"

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import ClassVar
 
 from analyzer.analyses import system as system_analyses
+from analyzer.job import Job
 from rules import params as p
-from rules.engine import Finding, RuleContext, iso
+from rules.base import Finding, iso
 
 
 class LowGPUUtilization:
@@ -24,20 +25,17 @@ class LowGPUUtilization:
     severity: ClassVar[str] = "warning"
     params_model: ClassVar[type[p.RuleParams]] = p.LowGPUUtilizationParams
 
-    def evaluate(self, ctx: RuleContext, params: p.LowGPUUtilizationParams) -> list[Finding] | str:
-        if not ctx.has_dimension("GPUUtilization"):
+    def evaluate(self, job: Job, params: p.LowGPUUtilizationParams) -> list[Finding] | str:
+        if not job.has_dimension("GPUUtilization"):
             return "no GPUUtilization system metrics in this job"
-        scans = ctx.memo(
-            ("low_gpu_scans", params.threshold_p95, params.threshold_p5, params.window, params.patience, params.scan_interval_us),
-            lambda: system_analyses.low_gpu_utilization_scans(
-                ctx.system_metrics,
+        scans = system_analyses.low_gpu_utilization_scans(
+                job.system_metrics,
                 threshold_p95=params.threshold_p95,
                 threshold_p5=params.threshold_p5,
                 window=params.window,
                 patience=params.patience,
                 scan_interval_us=params.scan_interval_us,
-            ),
-        )
+            )
         if scans.empty:
             return f"fewer than patience={params.patience} samples per GPU: not enough data to judge"
         findings: list[Finding] = []

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import ClassVar
 
 from analyzer.analyses import steps as steps_analyses
+from analyzer.job import Job
 from rules import params as p
-from rules.engine import Finding, RuleContext
+from rules.base import Finding
 
 
 class MaxInitializationTime:
@@ -21,8 +22,8 @@ class MaxInitializationTime:
     severity: ClassVar[str] = "warning"
     params_model: ClassVar[type[p.RuleParams]] = p.MaxInitializationTimeParams
 
-    def evaluate(self, ctx: RuleContext, params: p.MaxInitializationTimeParams) -> list[Finding] | str:
-        ds = ctx.dataset
+    def evaluate(self, job: Job, params: p.MaxInitializationTimeParams) -> list[Finding] | str:
+        ds = job.dataset
         start_ns = steps_analyses.job_start_ns(ds)
         if start_ns is None:
             return "job start time unknown"

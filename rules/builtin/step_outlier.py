@@ -8,8 +8,9 @@ import pandas as pd
 
 from analyzer.analyses import steps as steps_analyses
 from analyzer.ingest.dataset import iso_ns
+from analyzer.job import Job
 from rules import params as p
-from rules.engine import Finding, RuleContext
+from rules.base import Finding
 
 
 def _iso_ns(ns: float | None) -> str | None:
@@ -31,19 +32,19 @@ class StepOutlier:
     severity: ClassVar[str] = "warning"
     params_model: ClassVar[type[p.RuleParams]] = p.StepOutlierParams
 
-    def evaluate(self, ctx: RuleContext, params: p.StepOutlierParams) -> list[Finding] | str:
-        if ctx.steps.empty:
+    def evaluate(self, job: Job, params: p.StepOutlierParams) -> list[Finding] | str:
+        if job.steps().empty:
             return "no step annotations (ProfilerStep#N or framework steps) in this job"
         # smdebug's StepOutlier (rules/step_outlier.py): one group per process and step
         # event name (TRAIN and EVAL steps never pooled), judged only with more than 100
         # steps, re-judged at every scan on all steps seen so far.
         out = steps_analyses.step_outlier_verdicts(
-            ctx.steps,
+            job.steps(),
             stddev=params.stddev,
             mode=params.mode,
             n_outliers=params.n_outliers,
             scan_interval_us=params.scan_interval_us,
-            first_ns=steps_analyses.job_start_ns(ctx.dataset),
+            first_ns=steps_analyses.job_start_ns(job.dataset),
         )
         if out.empty:
             return f"no steps of mode {params.mode} in this job" if params.mode else "no steps in this job"

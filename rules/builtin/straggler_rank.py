@@ -1,12 +1,13 @@
-"""StragglerRank — smprof rule: one rank's own work per step holds every other rank back."""
+"""StragglerRank — stepscope rule: one rank's own work per step holds every other rank back."""
 
 from __future__ import annotations
 
 from typing import ClassVar
 
 from analyzer.analyses import steps as steps_analyses
+from analyzer.job import Job
 from rules import params as p
-from rules.engine import Finding, RuleContext
+from rules.base import Finding
 
 
 class StragglerRank:
@@ -24,8 +25,8 @@ class StragglerRank:
     severity: ClassVar[str] = "error"
     params_model: ClassVar[type[p.RuleParams]] = p.StragglerRankParams
 
-    def evaluate(self, ctx: RuleContext, params: p.StragglerRankParams) -> list[Finding] | str:
-        breakdown = ctx.memo(("rank_step_breakdown",), lambda: steps_analyses.rank_step_breakdown(ctx.dataset, ctx.steps))
+    def evaluate(self, job: Job, params: p.StragglerRankParams) -> list[Finding] | str:
+        breakdown = job.rank_step_breakdown()
         res = steps_analyses.stragglers(breakdown, threshold_pct=params.threshold_pct, min_steps=params.min_steps)
         if res.empty:
             return "needs profiled steps on at least two ranks"

@@ -75,7 +75,7 @@ class AwsEndpoint:
 
     def create_bucket(self, name: str | None = None) -> str:
         """A new bucket (unique name by default) in the test region."""
-        name = name or f"smprof-test-{secrets.token_hex(6)}"
+        name = name or f"stepscope-test-{secrets.token_hex(6)}"
         self.s3.create_bucket(
             Bucket=name, CreateBucketConfiguration={"LocationConstraint": self.region}
         )

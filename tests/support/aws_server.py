@@ -95,22 +95,22 @@ def patch_sagemaker() -> None:
             request = copy.deepcopy(dict(self.params))  # moto edits some dicts in place
             result = original_create(self)
             job: Any = self.sagemaker_backend.training_jobs[request["TrainingJobName"]]
-            job.smprof_request = request
-            job.smprof_fields = {k: v for k, v in request.items() if k in members}
+            job.stepscope_request = request
+            job.stepscope_fields = {k: v for k, v in request.items() if k in members}
             for config_field, status_field in _RULE_FIELDS.items():
                 if request.get(config_field):
-                    job.smprof_fields[status_field] = _rule_statuses(job, request[config_field])
+                    job.stepscope_fields[status_field] = _rule_statuses(job, request[config_field])
             profiler = request.get("ProfilerConfig")
-            job.smprof_fields["ProfilingStatus"] = (
+            job.stepscope_fields["ProfilingStatus"] = (
                 "Enabled" if profiler and not profiler.get("DisableProfiler") else "Disabled"
             )
             return result
 
         def response_object(self: FakeTrainingJob) -> dict[str, Any]:
             response = dict(original_response.fget(self))  # type: ignore[attr-defined]
-            response.pop("SmprofRequest", None)
-            response.pop("SmprofFields", None)
-            for key, value in getattr(self, "smprof_fields", {}).items():
+            response.pop("StepscopeRequest", None)
+            response.pop("StepscopeFields", None)
+            for key, value in getattr(self, "stepscope_fields", {}).items():
                 response.setdefault(key, copy.deepcopy(value))
             return response
 
@@ -137,7 +137,7 @@ def training_job_request(
 ) -> dict[str, Any]:
     """The CreateTrainingJob request exactly as the server received it (parsed JSON)."""
     job: Any = training_job(name, region=region, account_id=account_id)
-    return copy.deepcopy(job.smprof_request)
+    return copy.deepcopy(job.stepscope_request)
 
 
 def set_rule_status(
@@ -151,7 +151,7 @@ def set_rule_status(
 ) -> None:
     """Set a rule's RuleEvaluationStatus (e.g. "IssuesFound", "NoIssuesFound", "Error")."""
     job = training_job(job_name, region=region, account_id=account_id)
-    fields = getattr(job, "smprof_fields", {})
+    fields = getattr(job, "stepscope_fields", {})
     for status_field in _RULE_FIELDS.values():
         for row in fields.get(status_field, []):
             if row["RuleConfigurationName"] == rule_name:

@@ -1,6 +1,6 @@
 """The one place tests find the shared real fixtures (never copied into the project).
 
-Looks at ``$SMPROF_FIXTURES`` first, then ``../shared/fixtures`` beside the checkout.
+Looks at ``$STEPSCOPE_FIXTURES`` first, then ``../shared/fixtures`` beside the checkout.
 Tests that need them call :func:`fixtures_dir` and are skipped with a clear reason when
 they are absent.
 """
@@ -16,7 +16,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def find_fixtures() -> Path | None:
-    env = os.environ.get("SMPROF_FIXTURES")
+    env = os.environ.get("STEPSCOPE_FIXTURES")
     candidates = [Path(env)] if env else []
     candidates.append(REPO_ROOT.parent / "shared" / "fixtures")
     for c in candidates:
@@ -30,7 +30,7 @@ def fixtures_dir(*parts: str) -> Path:
     root = find_fixtures()
     if root is None:
         pytest.skip(
-            "shared fixtures not found: set SMPROF_FIXTURES or put them at ../shared/fixtures"
+            "shared fixtures not found: set STEPSCOPE_FIXTURES or put them at ../shared/fixtures"
         )
     path = root.joinpath(*parts)
     if not path.exists():

@@ -6,7 +6,7 @@ The default environment (``.venv``) has one; the other lives in ``.venv-sdkv2`` 
 runs its tests in-process when this interpreter has that major, and otherwise reruns
 itself in the other environment through :func:`run_pytest_in_sdk_env`, which skips with
 the command that builds it when it is missing (or fails, with
-``SMPROF_REQUIRE_SDK_ENVS=1``, as ``make test`` sets, so CI cannot skip silently).
+``STEPSCOPE_REQUIRE_SDK_ENVS=1``, as ``make test`` sets, so CI cannot skip silently).
 
 Also here: what every SDK test needs against the local moto endpoint (no telemetry, no
 IAM role simulation, which moto does not implement) and the checks on the captured
@@ -27,8 +27,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV_DIRS = {2: ".venv-sdkv2", 3: ".venv-sdkv3"}
-PYTHON_OVERRIDE = {2: "SMPROF_SDKV2_PYTHON", 3: "SMPROF_SDKV3_PYTHON"}
-REQUIRE_VAR = "SMPROF_REQUIRE_SDK_ENVS"
+PYTHON_OVERRIDE = {2: "STEPSCOPE_SDKV2_PYTHON", 3: "STEPSCOPE_SDKV3_PYTHON"}
+REQUIRE_VAR = "STEPSCOPE_REQUIRE_SDK_ENVS"
 REQUIREMENTS = {2: "envs/sagemaker-v2.txt", 3: "envs/sagemaker-v3.txt"}
 
 
@@ -160,7 +160,7 @@ def without_false_disable(fields: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def profiling_part(request: Mapping[str, Any]) -> dict[str, Any]:
-    """The four fields smprof sets, as present in ``request``; hook collections sorted
+    """The four fields stepscope sets, as present in ``request``; hook collections sorted
     (SDK v2 keeps them in a set, so their order in its requests varies)."""
     names = ("ProfilerConfig", "ProfilerRuleConfigurations", "DebugHookConfig", "TensorBoardOutputConfig")
     out = {k: request[k] for k in names if k in request}

@@ -1,4 +1,4 @@
-"""``smprof attach --print``: show what the rule file puts on a SageMaker training job.
+"""``stepscope attach --print``: show what the rule file puts on a SageMaker training job.
 
 Why print rather than launch: attaching happens in the user's launch code (SDK v2, SDK
 v3 or boto3, see docs/attach.md); the CLI shows exactly what that code will send, for
@@ -21,16 +21,16 @@ from rules.attach.common import (
     rule_arguments,
 )
 from rules.ruleset import RuleSet
-from smprof.cli.common import user_errors
+from stepscope.cli.common import user_errors
 
 __all__ = ["attach_command", "v2_source", "v3_source"]
 
-PLACEHOLDER_S3 = "s3://YOUR-BUCKET/smprof"
+PLACEHOLDER_S3 = "s3://YOUR-BUCKET/stepscope"
 #: Built-in rules smdebug_rulesconfig (``sagemaker.debugger.rule_configs``) does not re-export.
 NOT_IN_RULE_CONFIGS = frozenset({"Dataloader"})
 
 USAGE = """\
-smprof attach puts the rule file's profiler settings and SageMaker rules on a training job.
+stepscope attach puts the rule file's profiler settings and SageMaker rules on a training job.
 It is done in your launch code, before the job starts:
 
   SDK v2 (sagemaker>=2.257,<3), any Estimator / PyTorch / HuggingFace:
@@ -45,7 +45,7 @@ It is done in your launch code, before the job starts:
       from rules.attach.boto3_request import apply_to_request
       client.create_training_job(**apply_to_request(request, rules_file="rules.toml"))
 
-To see what would be attached:  smprof attach --print [--sdk v2|v3|boto3] [--rules FILE]
+To see what would be attached:  stepscope attach --print [--sdk v2|v3|boto3] [--rules FILE]
 """
 
 
@@ -54,7 +54,7 @@ To see what would be attached:  smprof attach --print [--sdk v2|v3|boto3] [--rul
 @click.option("--sdk", type=click.Choice(["boto3", "v2", "v3"]), default="boto3", show_default=True,
               help="Show it as CreateTrainingJob JSON (boto3) or as SDK v2 / v3 Python.")
 @click.option("--rules", "rules_file", type=click.Path(dir_okay=False), default=None,
-              help="Rule file (default: smprof's built-in defaults).")
+              help="Rule file (default: stepscope's built-in defaults).")
 @click.option("--region", default=None,
               help="Region of the rule evaluator image (default: AWS_DEFAULT_REGION / profile).")
 @click.option("--s3-output-path", default=None,
@@ -75,7 +75,7 @@ def attach_command(show: bool, sdk: str, rules_file: str | None, region: str | N
     else:
         text = v3_source(build_fields(rs, _region(region), base))
     if base == PLACEHOLDER_S3:
-        click.echo(f"smprof: note: no --s3-output-path or [profiler] s3_output_path; showing {base}",
+        click.echo(f"stepscope: note: no --s3-output-path or [profiler] s3_output_path; showing {base}",
                    err=True)
     sys.stdout.write(text)
 
@@ -124,7 +124,7 @@ def v2_source(rs: RuleSet, s3_output_path: str | None) -> str:
             lines.append(f"    ProfilerRule.sagemaker({_call(f'{module}.{name}', kwargs, '    ')}),")
         lines += [
             "]",
-            '# smprof leaves unset parameters out (e.g. StepOutlier mode) rather than sending "None":',
+            '# stepscope leaves unset parameters out (e.g. StepOutlier mode) rather than sending "None":',
             "for rule in rules:",
             "    rule.rule_parameters = {k: v for k, v in rule.rule_parameters.items() if v is not None}",
         ]

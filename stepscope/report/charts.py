@@ -11,12 +11,11 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
-from analyzer.analyses import system as system_analyses
-from analyzer.ingest.dataset import JobDataset
+from analyzer.job import Job
 
 
-def gpu_heatmap(ds: JobDataset, bins: int = 120) -> go.Figure | None:
-    hm = system_analyses.heatmap(ds.table("system_metrics"), "GPUUtilization", bins=bins)
+def gpu_heatmap(job: Job, bins: int = 120) -> go.Figure | None:
+    hm = job.heatmap("GPUUtilization", bins).copy()
     if hm.empty:
         return None
     hm["row"] = hm["node"].astype(str) + " " + hm["device"].astype(str)

@@ -1,4 +1,4 @@
-"""``smprof ingest SOURCE``: build (or refresh) the job dataset and summarise it."""
+"""``stepscope ingest SOURCE``: build (or refresh) the job dataset and summarise it."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ import orjson
 from analyzer.ingest.no_pandas import keep_pandas_out
 from analyzer.ingest.pipeline import ingest
 from analyzer.sources import open_source
-from smprof.cli.common import progress_bar, setup_logging, user_errors
+from stepscope.cli.common import progress_bar, setup_logging, user_errors
 
 
 @click.command("ingest")
 @click.argument("source")
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False), default=None,
-              help="Cache folder (default: $SMPROF_CACHE or ~/.cache/smprof).")
+              help="Cache folder (default: $STEPSCOPE_CACHE or ~/.cache/stepscope).")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
 @click.option("--jobs", "-j", type=click.IntRange(1, 64), default=4, show_default=True,
               help="Parallel parse workers.")

@@ -1,6 +1,6 @@
-"""``smprof``: the command group. Each command lives in its own module.
+"""``stepscope``: the command group. Each command lives in its own module.
 
-Commands are imported only when they run (a lazy group): ``smprof ingest`` should not pay
+Commands are imported only when they run (a lazy group): ``stepscope ingest`` should not pay
 for pydantic, plotly or the SageMaker SDK that other commands need.
 """
 
@@ -13,12 +13,12 @@ import click
 
 from analyzer import __version__
 
-#: command name → "module:attribute", in the order ``smprof --help`` lists them.
+#: command name → "module:attribute", in the order ``stepscope --help`` lists them.
 COMMANDS = {
-    "ingest": "smprof.cli.ingest:ingest_command",
-    "report": "smprof.cli.report:report_command",
-    "dashboard": "smprof.cli.dashboard:dashboard_command",
-    "attach": "smprof.cli.attach:attach_command",
+    "ingest": "stepscope.cli.ingest:ingest_command",
+    "report": "stepscope.cli.report:report_command",
+    "dashboard": "stepscope.cli.dashboard:dashboard_command",
+    "attach": "stepscope.cli.attach:attach_command",
 }
 
 
@@ -36,7 +36,7 @@ class LazyGroup(click.Group):
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="smprof")
+@click.version_option(__version__, prog_name="stepscope")
 def cli() -> None:
     """Profiling analysis for distributed training jobs (SageMaker first).
 
@@ -45,4 +45,4 @@ def cli() -> None:
 
 
 def main() -> None:
-    cli(prog_name="smprof")
+    cli(prog_name="stepscope")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from smprof.report.escape import md
-from smprof.report.model import verdict_labels
+from stepscope.report.escape import md
+from stepscope.report.model import verdict_labels
 
 ICON = {"error": "🔴", "warning": "🟠", "info": "🔵"}
 
@@ -18,7 +18,7 @@ def where(job: dict[str, Any]) -> str:
 
 def render(report: dict[str, Any]) -> str:
     job = report["job"]
-    lines = [f"# smprof report: {md(job['name'])}", ""]
+    lines = [f"# stepscope report: {md(job['name'])}", ""]
     facts = [f"source `{md(job['source'])}`"]
     if job.get("status"):
         facts.append(f"status **{md(job['status'])}**")
@@ -84,9 +84,9 @@ def render(report: dict[str, Any]) -> str:
         lines += [
             "## SageMaker's own rule reports",
             "",
-            "SageMaker's rules pool all nodes' samples; smprof judges each node, GPU and rank.",
+            "SageMaker's rules pool all nodes' samples; stepscope judges each node, GPU and rank.",
             "",
-            "| rule | SageMaker | violations / datapoints | smprof | where |",
+            "| rule | SageMaker | violations / datapoints | stepscope | where |",
             "|---|---|---|---|---|",
         ]
         for r in sm:
@@ -94,7 +94,7 @@ def render(report: dict[str, Any]) -> str:
             flag = " ⚠ differs" if r["agree"] is False else ""
             lines.append(
                 f"| {md(r['rule'])} | {theirs} | {_fmt(r['sagemaker_violations'])} / {_fmt(r['sagemaker_datapoints'])} | "
-                f"{mine}{flag} | {md(', '.join(r['smprof_where'])) or '–'} |"
+                f"{mine}{flag} | {md(', '.join(r['stepscope_where'])) or '–'} |"
             )
         lines.append("")
 

@@ -13,10 +13,10 @@ def render(report: dict[str, Any]) -> str:
     by_rule: dict[str, list[dict[str, Any]]] = {}
     for f in report["findings"]:
         by_rule.setdefault(f["rule"], []).append(f)
-    suite = ET.Element("testsuite", name=f"smprof:{report['job']['name']}")
+    suite = ET.Element("testsuite", name=f"stepscope:{report['job']['name']}")
     failures = skipped = errors = 0
     for r in report["rules"]:
-        case = ET.SubElement(suite, "testcase", classname="smprof.rules", name=r["rule"])
+        case = ET.SubElement(suite, "testcase", classname="stepscope.rules", name=r["rule"])
         fs = by_rule.get(r["rule"], [])
         failing = [f for f in fs if fail_on != "never" and SEVERITY_RANK[f["severity"]] >= SEVERITY_RANK[fail_on]]
         if r["status"] == "error":

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
 
-from analyzer.ingest.dataset import JobDataset
-from smprof.report import charts
-from smprof.report.escape import h
-from smprof.report.markdown import IDLE_PARTS, TEMPORAL_PARTS, breakdown, where
-from smprof.report.model import verdict_labels
+from analyzer.job import Job
+from stepscope.report import charts
+from stepscope.report.escape import h
+from stepscope.report.markdown import IDLE_PARTS, TEMPORAL_PARTS, breakdown, where
+from stepscope.report.model import verdict_labels
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem;max-width:1200px;color:#222}
@@ -23,12 +22,12 @@ th{background:#f5f5f5} .error{color:#b00020;font-weight:600} .warning{color:#b45
 """
 
 
-def render(report: dict[str, Any], ds: JobDataset, steps: pd.DataFrame) -> str:
+def render(report: dict[str, Any], analysed: Job) -> str:
     job = report["job"]
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-        f"<title>smprof report: {h(job['name'])}</title><style>{CSS}</style></head><body>",
-        f"<h1>smprof report: {h(job['name'])}</h1>",
+        f"<title>stepscope report: {h(job['name'])}</title><style>{CSS}</style></head><body>",
+        f"<h1>stepscope report: {h(job['name'])}</h1>",
         f"<div class='facts'>source <code>{h(job['source'])}</code> · {h(where(job))}"
         + (f" · status {h(job['status'])}" if job.get("status") else "")
         + "</div>",
@@ -51,8 +50,8 @@ def render(report: dict[str, Any], ds: JobDataset, steps: pd.DataFrame) -> str:
         parts.append("<p>No rule fired.</p>")
 
     figs: list[go.Figure | None] = [
-        charts.gpu_heatmap(ds),
-        charts.step_times(steps),
+        charts.gpu_heatmap(analysed),
+        charts.step_times(analysed.steps()),
         charts.dataloader_share(report["metrics"]["ranks"]),
         charts.rank_breakdown(report["metrics"]["ranks"]),
         charts.idle_breakdown(report["metrics"]["ranks"]),
@@ -82,16 +81,16 @@ def render(report: dict[str, Any], ds: JobDataset, steps: pd.DataFrame) -> str:
         parts.append("</table>")
     sm = report.get("sagemaker_rule_reports") or []
     if sm:
-        parts.append("<h2>SageMaker's own rule reports</h2><p>SageMaker's rules pool all nodes' samples; smprof judges "
+        parts.append("<h2>SageMaker's own rule reports</h2><p>SageMaker's rules pool all nodes' samples; stepscope judges "
                      "each node, GPU and rank.</p><table><tr><th>rule</th><th>SageMaker</th><th>violations / datapoints</th>"
-                     "<th>smprof</th><th>where</th></tr>")
+                     "<th>stepscope</th><th>where</th></tr>")
         for r in sm:
             theirs, mine = verdict_labels(r)
             cls = " class='fail'" if r["agree"] is False else ""
             parts.append(
                 f"<tr><td>{h(r['rule'])}</td><td>{h(theirs)}</td>"
                 f"<td>{h(r['sagemaker_violations'])} / {h(r['sagemaker_datapoints'])}</td><td{cls}>{h(mine)}"
-                f"{' (differs)' if r['agree'] is False else ''}</td><td>{h(', '.join(r['smprof_where']))}</td></tr>"
+                f"{' (differs)' if r['agree'] is False else ''}</td><td>{h(', '.join(r['stepscope_where']))}</td></tr>"
             )
         parts.append("</table>")
     base = report.get("baseline")

@@ -641,7 +641,7 @@ def _mem_growth(spec: str) -> GPUMemoryGrowth:
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
-        prog="python -m analyzer.synthetic.system_metrics",
+        prog="python -m tests.support.synthetic",
         description="Write synthetic SageMaker Debugger system metrics (times in seconds "
         "after the job start; node is the n of algo-<n>).",
     )

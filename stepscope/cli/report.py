@@ -1,4 +1,4 @@
-"""``smprof report SOURCE``: rules → Markdown, HTML, JSON and JUnit; exit 1 when one fires."""
+"""``stepscope report SOURCE``: rules → Markdown, HTML, JSON and JUnit; exit 1 when one fires."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from pathlib import Path
 import click
 import orjson
 
-from analyzer.errors import SmprofError
-from analyzer.ingest import ingest
+from analyzer.errors import StepscopeError
+from analyzer.job import Job
 from analyzer.sources import open_source
-from rules.engine import RuleContext, evaluate
+from rules.engine import evaluate
 from rules.ruleset import load_ruleset
-from smprof.cli.common import progress_bar, setup_logging, user_errors
+from stepscope.cli.common import progress_bar, setup_logging, user_errors
 
 FORMATS = ("md", "html", "json", "junit")
 MAX_LISTED = 20  # findings listed on stderr; the report files hold them all
@@ -30,7 +30,7 @@ def _formats(value: str) -> list[str]:
 
 @click.command("report")
 @click.argument("source")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="smprof-report", show_default=True,
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="stepscope-report", show_default=True,
               help="Folder the report files are written to.")
 @click.option("--format", "formats", default=",".join(FORMATS), show_default=True,
               help="Comma-separated formats: md, html, json, junit.")
@@ -38,7 +38,7 @@ def _formats(value: str) -> list[str]:
               help="Exit 1 when a finding of this severity or worse exists.")
 @click.option("--baseline", default=None, help="Another run (folder, s3:// prefix or job name) to compare against.")
 @click.option("--rules", "rules_file", type=click.Path(dir_okay=False), default=None,
-              help="Rule file overriding the default thresholds (same file `smprof attach` reads).")
+              help="Rule file overriding the default thresholds (same file `stepscope attach` reads).")
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False), default=None, help="Cache folder.")
 @click.option("--profile", default=None, help="AWS profile for S3 and SageMaker sources.")
 @click.option("--region", default=None, help="AWS region for SageMaker job names.")
@@ -52,34 +52,30 @@ def report_command(source: str, out_dir: str, formats: str, fail_on: str, baseli
 
     Exit code: 0 clean, 1 a finding at or above --fail-on, 2 bad usage or unreadable input.
     """
-    from smprof.report import html as html_report
-    from smprof.report import junit, markdown, model
+    from stepscope.report import html as html_report
+    from stepscope.report import junit, markdown, model
 
     try:
         chosen = _formats(formats)
     except click.BadParameter as exc:
-        raise SmprofError(str(exc.message)) from None
+        raise StepscopeError(str(exc.message)) from None
     setup_logging(0, quiet)
     ruleset = load_ruleset(rules_file)
     show_bar = (sys.stderr.isatty() if progress is None else progress) and not quiet
     with progress_bar(show_bar) as on_progress:
-        result = ingest(open_source(source, profile=profile, region=region), cache_dir=cache_dir,
-                        on_progress=on_progress, processes=True)
-        base = None
-        if baseline:
-            b = ingest(open_source(baseline, profile=profile, region=region), cache_dir=cache_dir,
+        job = Job.open(open_source(source, profile=profile, region=region), cache_dir=cache_dir,
                        on_progress=on_progress, processes=True)
-            base = (b.dataset, b.summary)
-    ctx = RuleContext(result.dataset)  # one set of analyses for the rules and the report
-    results = evaluate(result.dataset, ruleset, ctx)
-    report = model.build(result.dataset, ruleset, results, ingest_summary=result.summary, fail_on=fail_on, baseline=base,
-                         ctx=ctx)
+        if baseline:
+            job.baseline = Job.open(open_source(baseline, profile=profile, region=region), cache_dir=cache_dir,
+                                    on_progress=on_progress, processes=True)
+    results = evaluate(job, ruleset)
+    report = model.build(job, ruleset, results, fail_on=fail_on)
 
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise SmprofError(f"cannot create output folder {out}: {exc.strerror}") from None
+        raise StepscopeError(f"cannot create output folder {out}: {exc.strerror}") from None
     written = []
     for fmt in chosen:
         if fmt == "json":
@@ -89,7 +85,7 @@ def report_command(source: str, out_dir: str, formats: str, fail_on: str, baseli
         elif fmt == "junit":
             text = junit.render(report)
         else:
-            text = html_report.render(report, result.dataset, ctx.steps)
+            text = html_report.render(report, job)
         path = out / FILES[fmt]
         path.write_text(text, encoding="utf-8")
         written.append(str(path))

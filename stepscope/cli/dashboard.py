@@ -1,4 +1,4 @@
-"""``smprof dashboard SOURCE``: serve the Streamlit dashboard on loopback and print its URL.
+"""``stepscope dashboard SOURCE``: serve the Streamlit dashboard on loopback and print its URL.
 
 The server is a child process (``python -m dashboards.serve``, i.e. ``streamlit run
 dashboards/app.py`` plus a warm-up of the job); Ctrl-C or SIGTERM stops it.
@@ -21,8 +21,8 @@ from types import FrameType
 
 import click
 
-from analyzer.errors import SmprofError
-from smprof.cli.common import user_errors
+from analyzer.errors import StepscopeError
+from stepscope.cli.common import user_errors
 
 DEFAULT_PORT = 8501
 READY_TIMEOUT_S = 90.0
@@ -87,7 +87,7 @@ def wait_ready(proc: subprocess.Popen[bytes], url: str, timeout: float = READY_T
               help="Port; a free one is picked when it is busy (0: always pick one).")
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False), default=None, help="Cache folder.")
 @click.option("--rules", "rules_file", type=click.Path(dir_okay=False), default=None,
-              help="Rule file overriding the default thresholds (same file `smprof report` reads).")
+              help="Rule file overriding the default thresholds (same file `stepscope report` reads).")
 @click.option("--baseline", default=None, help="A run to show on the Compare page (folder, s3:// prefix or job name).")
 @click.option("--profile", default=None, help="AWS profile for S3 and SageMaker sources.")
 @click.option("--region", default=None, help="AWS region for SageMaker job names.")
@@ -107,18 +107,18 @@ def dashboard_command(source: str, host: str, port: int, cache_dir: str | None, 
     try:
         import streamlit  # noqa: F401
     except ImportError:
-        raise SmprofError("streamlit is not installed", hint="pip install smprof") from None
+        raise StepscopeError("streamlit is not installed", hint="pip install stepscope") from None
     load_ruleset(rules_file)  # a bad rule file is a usage error: fail here, not in the page
     if port == 0 or not port_is_free(host, port):
         chosen = free_port(host)
         if port:
-            click.echo(f"smprof: port {port} is busy; using {chosen}", err=True)
+            click.echo(f"stepscope: port {port} is busy; using {chosen}", err=True)
         port = chosen
     cfg = AppConfig(source, cache_dir, rules_file, profile, region, baseline, refresh_s)
     url = f"http://{_url_host(host)}:{port}"
-    click.echo(f"smprof dashboard: {url}  (starting; Ctrl-C to stop)", err=True)
-    marker = Path(tempfile.mkdtemp(prefix="smprof-dash-")) / "loaded"
-    env = {**os.environ, "SMPROF_DASHBOARD_READY_FILE": str(marker)}
+    click.echo(f"stepscope dashboard: {url}  (starting; Ctrl-C to stop)", err=True)
+    marker = Path(tempfile.mkdtemp(prefix="stepscope-dash-")) / "loaded"
+    env = {**os.environ, "STEPSCOPE_DASHBOARD_READY_FILE": str(marker)}
     proc = subprocess.Popen(server_command(host, port, to_argv(cfg)), env=env)
 
     def forward(signum: int, _frame: FrameType | None) -> None:
@@ -129,14 +129,14 @@ def dashboard_command(source: str, host: str, port: int, cache_dir: str | None, 
     try:
         if not wait_ready(proc, f"http://{_url_host(host)}:{port}"):
             code = proc.wait()
-            raise SmprofError(f"the dashboard server exited (code {code}) before it was ready; see its output above")
-        click.echo(f"smprof dashboard: loading {source} (dataset and rules)…", err=True)
+            raise StepscopeError(f"the dashboard server exited (code {code}) before it was ready; see its output above")
+        click.echo(f"stepscope dashboard: loading {source} (dataset and rules)…", err=True)
         while not marker.exists() and proc.poll() is None:  # first paint then comes from memory
             time.sleep(0.2)
         shutil.rmtree(marker.parent, ignore_errors=True)
         if proc.poll() is not None:
-            raise SmprofError(f"the dashboard server exited (code {proc.returncode}); see its output above")
-        click.echo(f"smprof dashboard: ready at {url}", err=True)
+            raise StepscopeError(f"the dashboard server exited (code {proc.returncode}); see its output above")
+        click.echo(f"stepscope dashboard: ready at {url}", err=True)
         click.echo(url)
         code = proc.wait()
     except KeyboardInterrupt:  # the terminal sent SIGINT to the child as well; give it time to stop
@@ -145,7 +145,7 @@ def dashboard_command(source: str, host: str, port: int, cache_dir: str | None, 
         except subprocess.TimeoutExpired:
             proc.terminate()
             code = proc.wait()
-        click.echo("smprof dashboard: stopped", err=True)
+        click.echo("stepscope dashboard: stopped", err=True)
         code = 0
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from analyzer.errors import SmprofError
+from analyzer.errors import StepscopeError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -30,30 +30,30 @@ def stderr_console() -> Console:
 
 
 def user_errors(fn: F) -> F:
-    """Turn SmprofError (and a few OS errors) into one line on stderr and exit code 2."""
+    """Turn StepscopeError (and a few OS errors) into one line on stderr and exit code 2."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except SmprofError as exc:
-            click.echo(f"smprof: error: {exc.one_line()}", err=True)
+        except StepscopeError as exc:
+            click.echo(f"stepscope: error: {exc.one_line()}", err=True)
             sys.exit(exc.exit_code)
         except PermissionError as exc:
-            click.echo(f"smprof: error: permission denied: {exc.filename or exc}", err=True)
+            click.echo(f"stepscope: error: permission denied: {exc.filename or exc}", err=True)
             sys.exit(2)
         except KeyboardInterrupt:
-            click.echo("smprof: interrupted", err=True)
+            click.echo("stepscope: interrupted", err=True)
             sys.exit(130)
         except (SystemExit, click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except Exception as exc:  # a bug: still one line for the user, the traceback on request
-            if os.environ.get("SMPROF_DEBUG"):
+            if os.environ.get("STEPSCOPE_DEBUG"):
                 raise
-            logging.getLogger("smprof").debug("internal error", exc_info=True)
+            logging.getLogger("stepscope").debug("internal error", exc_info=True)
             click.echo(
-                f"smprof: internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
-                "(set SMPROF_DEBUG=1 for the traceback, and please report it)",
+                f"stepscope: internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+                "(set STEPSCOPE_DEBUG=1 for the traceback, and please report it)",
                 err=True,
             )
             sys.exit(2)

@@ -1,0 +1,241 @@
+"""One job: the dataset plus its analyses, each computed once (HTA's ``TraceAnalysis``).
+
+Why one object: the rules, the report and the dashboard read the same measurements (steps,
+data-loader waits, communication, idle time...). Each is a typed method or property here,
+memoised on the object under its own name and arguments, so no caller keeps a cache of its
+own and no two layers compute the same analysis twice. The analyses themselves stay pure
+functions in :mod:`analyzer.analyses`; this object only decides *when* they run.
+
+It measures and never judges: thresholds, windows and patience belong to the rules.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
+    from analyzer.ingest.dataset import JobDataset
+    from analyzer.ingest.pipeline import ProgressFn
+    from analyzer.sources.base import Source
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def memoised(fn: F) -> F:
+    """Cache a Job method's result per (method, arguments) on the instance.
+
+    Why not ``functools.cache``: that would keep every Job alive in a module-level cache.
+    A lock per job keeps two dashboard sessions from computing the same analysis twice."""
+
+    @functools.wraps(fn)
+    def wrapper(self: Job, *args: Any, **kwargs: Any) -> Any:
+        key = (fn.__name__, args, tuple(sorted(kwargs.items())))
+        memo = self._memo
+        if key in memo:
+            return memo[key]
+        with self._lock:
+            if key not in memo:
+                memo[key] = fn(self, *args, **kwargs)
+            return memo[key]
+
+    return cast(F, wrapper)
+
+
+class Job:
+    """A job's dataset and its memoised analyses; ``baseline`` is the run it is compared with."""
+
+    def __init__(self, dataset: JobDataset, summary: dict[str, Any] | None = None, *,
+                 baseline: Job | None = None) -> None:
+        self.dataset = dataset
+        self.summary: dict[str, Any] = summary if summary is not None else {}
+        self.baseline = baseline
+        self._memo: dict[tuple[Any, ...], Any] = {}
+        self._lock = threading.RLock()
+
+    @classmethod
+    def open(cls, source: Source, *, cache_dir: str | None = None, on_progress: ProgressFn | None = None,
+             processes: bool = False) -> Job:
+        """Ingest ``source`` (incrementally, through the cache) and wrap the dataset."""
+        from analyzer.ingest import ingest
+
+        result = ingest(source, cache_dir=cache_dir, on_progress=on_progress, processes=processes)
+        return cls(result.dataset, result.summary)
+
+    # -- the tables ---------------------------------------------------------------------
+    @property
+    def system_metrics(self) -> pa.Table:
+        return self.dataset.table("system_metrics")
+
+    @property
+    def kineto_events(self) -> pa.Table:
+        return self.dataset.table("kineto_events")
+
+    @memoised
+    def dimensions(self) -> frozenset[str]:
+        """The system-metric dimensions (GPUUtilization, CPUUtilization...) the job recorded."""
+        sm = self.system_metrics
+        if sm.num_rows == 0:
+            return frozenset()
+        return frozenset(sm.column("dimension").combine_chunks().dictionary.to_pylist())
+
+    def has_dimension(self, dimension: str) -> bool:
+        return dimension in self.dimensions()
+
+    # -- system metrics -----------------------------------------------------------------
+    @memoised
+    def metric_frame(self, dimensions: tuple[str, ...]) -> pd.DataFrame:
+        """The samples of ``dimensions`` as a frame (node, device, dimension, t, value)."""
+        from analyzer.analyses import system
+
+        return system.metric_frame(self.system_metrics, list(dimensions))
+
+    @memoised
+    def gpu_summary(self) -> pd.DataFrame:
+        from analyzer.analyses import system
+
+        return system.gpu_summary(self.system_metrics)
+
+    @memoised
+    def heatmap(self, dimension: str, bins: int) -> pd.DataFrame:
+        from analyzer.analyses import system
+
+        return system.heatmap(self.system_metrics, dimension, bins=bins)
+
+    # -- steps --------------------------------------------------------------------------
+    @memoised
+    def steps(self) -> pd.DataFrame:
+        from analyzer.analyses import steps
+
+        return steps.step_durations(self.dataset)
+
+    @memoised
+    def step_stats(self) -> pd.DataFrame:
+        from analyzer.analyses import steps
+
+        return steps.step_stats(self.steps())
+
+    @memoised
+    def dataloader_waits(self) -> pd.DataFrame:
+        from analyzer.analyses import steps
+
+        return steps.dataloader_waits(self.dataset, self.steps())
+
+    @memoised
+    def rank_step_breakdown(self) -> pd.DataFrame:
+        from analyzer.analyses import steps
+
+        return steps.rank_step_breakdown(self.dataset, self.steps())
+
+    @memoised
+    def job_start_ns(self) -> int | None:
+        from analyzer.analyses import steps
+
+        return steps.job_start_ns(self.dataset)
+
+    # -- Kineto traces (HTA's analyses) -------------------------------------------------
+    @memoised
+    def temporal_breakdown(self) -> pd.DataFrame:
+        from analyzer.analyses import temporal
+
+        return temporal.temporal_breakdown(self.kineto_events)
+
+    @memoised
+    def kernel_type_breakdown(self) -> pd.DataFrame:
+        from analyzer.analyses import gpu_kernels
+
+        return gpu_kernels.kernel_type_breakdown(self.kineto_events)
+
+    @memoised
+    def top_kernels(self, n: int) -> pd.DataFrame:
+        from analyzer.analyses import gpu_kernels
+
+        return gpu_kernels.top_kernels(self.kineto_events, n=n)
+
+    @memoised
+    def idle_time_breakdown(self) -> pd.DataFrame:
+        from analyzer.analyses import idle_time
+
+        return idle_time.idle_time_breakdown(self.kineto_events)
+
+    @memoised
+    def stream_idle_summary(self) -> pd.DataFrame:
+        from analyzer.analyses import idle_time
+
+        return idle_time.stream_idle_summary(self.kineto_events)
+
+    @memoised
+    def kernel_launch_summary(self) -> pd.DataFrame:
+        from analyzer.analyses import kernel_launch
+
+        return kernel_launch.kernel_launch_summary(kernel_launch.kernel_launch_stats(self.kineto_events))
+
+    @memoised
+    def gpu_annotation_breakdown(self) -> pd.DataFrame:
+        from analyzer.analyses import annotations
+
+        return annotations.gpu_annotation_breakdown(self.kineto_events)
+
+    @memoised
+    def communication_summary(self) -> pd.DataFrame:
+        from analyzer.analyses import communication
+
+        return communication.communication_summary(self.kineto_events)
+
+    @memoised
+    def collective_summary(self) -> pd.DataFrame:
+        from analyzer.analyses import communication
+
+        return communication.collective_summary(self.kineto_events)
+
+    @memoised
+    def allocator_memory_summary(self) -> pd.DataFrame:
+        from analyzer.analyses import memory
+
+        return memory.allocator_memory_summary(self.dataset)
+
+    @memoised
+    def allocator_memory_by_step(self) -> pd.DataFrame:
+        from analyzer.analyses import memory
+
+        return memory.allocator_memory_by_step(self.dataset)
+
+    def step_timeline(self, step: int, ranks: tuple[int, ...]) -> pd.DataFrame:
+        """One step's events on ``ranks`` (a drill-down: the last 32 asked for are kept)."""
+        from analyzer.analyses import timeline
+
+        key = ("step_timeline", (step, ranks), ())
+        with self._lock:
+            if key not in self._memo:
+                drill = [k for k in self._memo if k[0] == "step_timeline"]
+                for old in drill[: max(0, len(drill) - 31)]:
+                    del self._memo[old]
+                self._memo[key] = timeline.step_timeline(self.dataset, step, ranks=list(ranks))
+            return cast("pd.DataFrame", self._memo[key])
+
+    # -- summaries (report metrics; the baseline comparison reads the headline) -----------
+    @memoised
+    def node_metrics(self) -> list[dict[str, Any]]:
+        """Per node: CPU and I/O-wait percentiles, and per GPU utilization and memory."""
+        from analyzer.analyses import summary
+
+        return summary.node_metrics(self)
+
+    @memoised
+    def rank_metrics(self) -> list[dict[str, Any]]:
+        """Per rank: step times, data-loader stall, and the GPU breakdowns of its trace."""
+        from analyzer.analyses import summary
+
+        return summary.rank_metrics(self)
+
+    @memoised
+    def headline(self) -> dict[str, Any]:
+        """The job's figures of merit (step time, throughput, GPU utilization, stalls...)."""
+        from analyzer.analyses import summary
+
+        return summary.headline(self, self.rank_metrics())

@@ -1,1 +1,0 @@
-"""The ``smprof`` command line: one module per command under ``smprof.cli``."""

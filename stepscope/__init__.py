@@ -1,0 +1,1 @@
+"""The ``stepscope`` command line: one module per command under ``stepscope.cli``."""
