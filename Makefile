@@ -13,15 +13,17 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: setup demo report dashboard test lint typecheck pytest peers sdk-env torch-env system-deps bench clean
 
-# uv when it can be had (fast), plain venv + pip otherwise. `--python` names the target env:
-# `python -m uv pip install` would otherwise install into the interpreter running uv.
+# Everything installs inside the project's own environments, never into the system
+# interpreter: a plain venv first (it has pip), uv inside it when it can be had (fast),
+# pip otherwise. `--python` names the target env of each `uv pip install`.
+UV := $(BIN)/python -m uv
 $(BIN)/stepscope: pyproject.toml
-	$(PY) -m uv --version >/dev/null 2>&1 || $(PY) -m pip install -q uv || true
-	@if $(PY) -m uv --version >/dev/null 2>&1; then \
-	  $(PY) -m uv venv -q --allow-existing -p $(PY) $(VENV) && \
-	  $(PY) -m uv pip install -q --python $(BIN)/python -e '.[dev,sagemaker-v2]'; \
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	@$(UV) --version >/dev/null 2>&1 || $(BIN)/python -m pip install -q uv || true
+	@if $(UV) --version >/dev/null 2>&1; then \
+	  $(UV) pip install -q --python $(BIN)/python -e '.[dev,sagemaker-v2]'; \
 	else \
-	  $(PY) -m venv $(VENV) && $(BIN)/pip install -q -e '.[dev,sagemaker-v2]'; \
+	  $(BIN)/python -m pip install -q -e '.[dev,sagemaker-v2]'; \
 	fi
 	@touch $@
 
@@ -50,15 +52,14 @@ system-deps:
 	fi
 
 ## Reference environments of the peers (smdebug, HTA) for the parity tests and benches.
-peers:
-	bash bench/setup_peers.sh
+peers: setup
+	PATH="$(abspath $(BIN)):$$PATH" bash bench/setup_peers.sh
 
 ## The second SageMaker SDK major (v3) for tests/test_attach_sdk_v3.py; the default env has v2.
-$(SDKV3_STAMP): pyproject.toml envs/sagemaker-v3.txt
-	$(PY) -m uv --version >/dev/null 2>&1 || $(PY) -m pip install -q uv || true
-	@if $(PY) -m uv --version >/dev/null 2>&1; then \
-	  $(PY) -m uv venv -q --allow-existing -p $(PY) $(SDKV3_VENV) && \
-	  $(PY) -m uv pip install -q --python $(SDKV3_VENV)/bin/python -e '.[dev]' -r envs/sagemaker-v3.txt; \
+$(SDKV3_STAMP): pyproject.toml envs/sagemaker-v3.txt | $(BIN)/stepscope
+	@if $(UV) --version >/dev/null 2>&1; then \
+	  $(UV) venv -q --allow-existing -p $(PY) $(SDKV3_VENV) && \
+	  $(UV) pip install -q --python $(SDKV3_VENV)/bin/python -e '.[dev]' -r envs/sagemaker-v3.txt; \
 	else \
 	  $(PY) -m venv $(SDKV3_VENV) && $(SDKV3_VENV)/bin/pip install -q -e '.[dev]' -r envs/sagemaker-v3.txt; \
 	fi
@@ -85,7 +86,7 @@ typecheck: setup
 
 pytest: setup sdk-env torch-env
 	STEPSCOPE_REQUIRE_SDK_ENVS=1 $(BIN)/python -m pytest -q
-	STEPSCOPE_REQUIRE_TORCH=1 $(TORCH_VENV)/bin/python -m pytest -q tests/test_profiling_helper.py
+	STEPSCOPE_REQUIRE_TORCH=1 $(TORCH_VENV)/bin/python -m pytest -q tests/test_profiling_helper.py tests/test_collector_launcher.py
 
 ## Everything CI runs: lint, types, the whole test suite (with the peer and SDK environments).
 test: setup system-deps peers sdk-env torch-env lint typecheck pytest
@@ -95,6 +96,7 @@ bench: setup peers system-deps
 	$(BIN)/python bench/bench_ingest.py
 	$(BIN)/python bench/bench_report.py
 	$(BIN)/python bench/bench_dashboard.py
+	$(BIN)/python bench/bench_sampler.py
 
 clean:
 	rm -rf $(VENV) $(SDKV3_VENV) $(TORCH_VENV) .venv-sdkv2 .venv-peers .stepscope-cache stepscope-report .bench .pytest_cache .mypy_cache .ruff_cache

@@ -90,22 +90,35 @@ class Job:
     # -- system metrics -----------------------------------------------------------------
     @memoised
     def metric_frame(self, dimensions: tuple[str, ...]) -> pd.DataFrame:
-        """The samples of ``dimensions`` as a frame (node, device, dimension, t, value)."""
+        """The samples of ``dimensions`` as a frame (node, device, dimension, t, value).
+
+        One frame per set of dimensions, whatever their order; any set of the four the rules
+        read is cut from one sorted frame of all four (sorting 10^7 rows once, not per set).
+        """
         from analyzer.analyses import system
 
-        return system.metric_frame(self.system_metrics, list(dimensions))
+        dims = tuple(sorted(dimensions))
+        if dims != dimensions:
+            return self.metric_frame(dims)
+        if set(dims) < set(system.MAIN_DIMENSIONS):
+            base = self.metric_frame(tuple(sorted(system.MAIN_DIMENSIONS)))
+            return base[base["dimension"].isin(dims)].reset_index(drop=True)
+        return system.metric_frame(self.system_metrics, list(dims))
 
     @memoised
     def gpu_summary(self) -> pd.DataFrame:
+        """Per node and GPU: utilization and memory percentiles, and the share of samples
+        under ``system.LOW_UTIL_PCT`` % (the report's ``low_util_share_pct``)."""
         from analyzer.analyses import system
 
-        return system.gpu_summary(self.system_metrics)
+        frame = self.metric_frame(("GPUUtilization", "GPUMemoryUtilization"))
+        return system.gpu_summary(frame, low_util_pct=system.LOW_UTIL_PCT)
 
     @memoised
     def heatmap(self, dimension: str, bins: int) -> pd.DataFrame:
         from analyzer.analyses import system
 
-        return system.heatmap(self.system_metrics, dimension, bins=bins)
+        return system.heatmap(self.metric_frame((dimension,)), bins=bins)
 
     # -- steps --------------------------------------------------------------------------
     @memoised
@@ -239,3 +252,100 @@ class Job:
         from analyzer.analyses import summary
 
         return summary.headline(self, self.rank_metrics())
+
+    # -- measurements the rules judge ----------------------------------------------------
+    # The figures the rules compare with their thresholds, memoised like every analysis, so
+    # no rule runs an analysis on the tables itself. Arguments say *what* is measured (a
+    # window, the scan interval, a training mode); thresholds and patience stay in the rules.
+    @memoised
+    def gpu_utilization_scans(self, window: int, scan_interval_us: int) -> pd.DataFrame:
+        """LowGPUUtilization's figures: per GPU and scan, p95 and p5 of the last ``window`` samples."""
+        from analyzer.analyses import system
+
+        frame = self.metric_frame(("GPUUtilization",))
+        return system.gpu_utilization_scans(frame, window=window, scan_interval_us=scan_interval_us)
+
+    @memoised
+    def system_snapshots(self, resource: str) -> pd.DataFrame:
+        """CPUBottleneck's and IOBottleneck's figures: per node and snapshot, the idlest GPU
+        and the highest sample of ``resource`` (``CPUUtilization`` or ``I/OWaitPercentage``)."""
+        from analyzer.analyses import system
+
+        return system.system_snapshots(self.metric_frame(("GPUUtilization", resource)))
+
+    @memoised
+    def gpu_memory_moving_average(self, window: int) -> pd.DataFrame:
+        """GPUMemoryIncrease's figures: per GPU and sample, the rise of the ``window``-sample
+        moving average of its memory."""
+        from analyzer.analyses import system
+
+        return system.gpu_memory_moving_average(self.metric_frame(("GPUMemoryUtilization",)), window=window)
+
+    @memoised
+    def gpu_load_balance_scans(self, scan_interval_us: int) -> pd.DataFrame:
+        """LoadBalancing's figures: per node, GPU pair and scan, the distance of their
+        utilization histograms so far."""
+        from analyzer.analyses import system
+
+        return system.gpu_load_balance_scans(self.metric_frame(("GPUUtilization",)), scan_interval_us=scan_interval_us)
+
+    @memoised
+    def utilization_p95_scans(self, window: int, scan_interval_us: int) -> pd.DataFrame:
+        """BatchSize's figures: per GPU and scan, p95 of GPU utilization, GPU memory and the
+        node's CPU over the last ``window`` samples."""
+        from analyzer.analyses import system
+
+        frame = self.metric_frame(("GPUUtilization", "GPUMemoryUtilization", "CPUUtilization"))
+        return system.utilization_p95_scans(frame, window=window, scan_interval_us=scan_interval_us)
+
+    @memoised
+    def step_time_scans(self, mode: str | None, scan_interval_us: int) -> pd.DataFrame:
+        """StepOutlier's figures: per rank and mode, at every scan from the job's start, the
+        steps seen so far and their mean and standard deviation."""
+        from analyzer.analyses import steps
+
+        return steps.step_time_scans(self.steps(), mode=mode, scan_interval_us=scan_interval_us,
+                                     first_ns=self.job_start_ns())
+
+    @memoised
+    def rank_busy(self) -> pd.DataFrame:
+        """StragglerRank's figures: per rank, its steps and median own work and communication per step."""
+        from analyzer.analyses import steps
+
+        return steps.rank_busy(self.rank_step_breakdown())
+
+    @memoised
+    def first_step_ns(self) -> int | None:
+        """Start of the job's first training step (epoch ns); None without step annotations."""
+        from analyzer.analyses import steps
+
+        return steps.first_step_ns(self.dataset)
+
+    @memoised
+    def last_step_timeline_event_ns(self) -> int | None:
+        """Start of the last event of the timelines that record steps (epoch ns): how long the
+        training loop is known to have run, steps or not."""
+        from analyzer.analyses import steps
+
+        return steps.last_step_timeline_event_ns(self.dataset)
+
+    @memoised
+    def dataloader_parallelism(self, scan_interval_us: int) -> pd.DataFrame:
+        """Dataloader's figures: per node and scan, the median number of data-loading
+        processes running in the same second, and the node's cores."""
+        from analyzer.analyses import steps
+
+        return steps.dataloader_parallelism(self.dataset, scan_interval_us=scan_interval_us)
+
+    # -- for the report and the dashboard -------------------------------------------------
+    # Drill-downs the dashboard zooms into (a time window, some nodes): queries, not part
+    # of the report, and not memoised here (the page caches each filter's answer).
+    def system_series(self, dimension: str, *, nodes: tuple[str, ...] = (), window: tuple[float, float] | None = None,
+                      per: str = "device", max_points: int | None = None) -> pd.DataFrame:
+        """One system-metric dimension binned over ``window`` (epoch s) per node and device
+        (``per="device"``) or per node (``per="node"``): min, mean and max per time bin,
+        never the raw samples (columns: ``summary.SERIES_COLUMNS``)."""
+        from analyzer.analyses import summary
+
+        return summary.system_series(self.system_metrics, dimension, nodes=nodes, window=window, per=per,
+                                     max_points=max_points)

@@ -95,7 +95,9 @@ def phases(data: Path, cache: Path) -> dict[str, float]:
     from rules.base import RuleResult
     from rules.engine import registry
     from rules.ruleset import load_ruleset
-    from stepscope.report import html, junit, markdown, model
+    from stepscope.render import html, junit, markdown
+    from stepscope.render.verdict import Verdict
+    from stepscope.report.build import build
 
     out: dict[str, float] = {}
     t = time.perf_counter()
@@ -117,16 +119,17 @@ def phases(data: Path, cache: Path) -> dict[str, float]:
             res.findings = found
         results.append(res)
     t = time.perf_counter()
-    report = model.build(job, ruleset, results, fail_on="never")
+    report = build(job, ruleset, results)
+    verdict = Verdict.of(report, "never")
     out["report model"] = time.perf_counter() - t
     t = time.perf_counter()
-    markdown.render(report)
+    markdown.render(report, verdict)
     out["render md"] = time.perf_counter() - t
     t = time.perf_counter()
-    junit.render(report)
+    junit.render(report, verdict)
     out["render junit"] = time.perf_counter() - t
     t = time.perf_counter()
-    html.render(report, job)
+    html.render(report, verdict)
     out["render html"] = time.perf_counter() - t
     return {k: round(v, 3) for k, v in out.items()}
 

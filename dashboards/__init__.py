@@ -1,6 +1,7 @@
-"""``stepscope dashboard``: a Streamlit app over one job's dataset, analyses and findings.
+"""``stepscope dashboard``: a Streamlit app over one job's report and its drill-downs.
 
-The app computes nothing of its own: it reads the job dataset (``analyzer.ingest``), the
-analyses (``analyzer.analyses``) and the report model (``stepscope.report.model``), and only
-filters and downsamples what it shows.
+The app judges and analyses nothing itself: it shows the typed report of the report layer's
+one call (``stepscope.report.analyze``: findings, metrics, chart series) and, for what it
+zooms into (system metrics over a time window, one step's timeline), the job's typed
+queries; it only filters and downsamples what it shows.
 """

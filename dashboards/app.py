@@ -96,7 +96,7 @@ def main() -> None:
     pages = ui.make_pages()
     nav = st.navigation(list(pages.values()))
     with st.sidebar:
-        st.caption(f"**{job.name}** · {job.report['job'].get('kind')}")
+        st.caption(f"**{job.name}** · {job.report.job.kind}")
     flt = filters.sidebar(job.nodes, job.ranks, job.span)
     _refresh_controls(job)
     ui.set_context(ui.Ctx(job=job, filters=flt, pages=pages))

@@ -1,11 +1,10 @@
-"""Loading a job for the dashboard: ingest → rules → report model, cached per process.
+"""Loading a job for the dashboard: the report layer's one call, cached per process.
 
 Why a process-level cache (not only ``st.cache_resource``): the launcher
 (:mod:`dashboards.serve`) warms it in a background thread while Streamlit starts, so the
-first browser session finds the dataset and the evaluated report already in memory.
-Evaluating the rules takes a minute on a large job, so the evaluated report is also kept
-as JSON in the source's cache folder, keyed by the dataset fingerprint, the rule file's
-content and the job metadata: reopening an unchanged job never re-evaluates.
+first browser session finds the job and its report already in memory. The evaluated report
+is also kept in the source's cache folder (``stepscope.report.analyze``), keyed here by the
+rule file's content: reopening an unchanged job never re-evaluates the rules.
 """
 
 from __future__ import annotations
@@ -16,29 +15,19 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
-from functools import cached_property
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import orjson
-import pandas as pd
-
-from analyzer import __version__
 from analyzer.errors import StepscopeError
-from analyzer.ingest.cache import atomic_write_bytes
 from analyzer.job import Job
-from analyzer.sources import open_source
-from rules import params as p
-from rules.ruleset import RuleSet, load_ruleset
+from rules.ruleset import load_ruleset
+from stepscope.report.analyze import analyze, dataset_fingerprint
+from stepscope.report.model import Report
 
 log = logging.getLogger("stepscope.dashboard")
 
-#: bump when the report cache's content or key changes meaning
-REPORT_CACHE_VERSION = 1
-#: evaluated reports kept per source cache folder (older ones are removed)
-REPORT_CACHE_KEEP = 8
-#: jobs (source x rules x refresh generation) kept in memory per process
+#: jobs (source x rules x baseline x refresh generation) kept in memory per process
 MAX_JOBS = 4
 
 
@@ -55,8 +44,9 @@ class AppConfig:
     #: seconds between refreshes; None = every 30 s while a SageMaker job is InProgress
     refresh_s: float | None = None
 
-    def with_source(self, source: str) -> AppConfig:
-        return AppConfig(source, self.cache_dir, self.rules_file, self.profile, self.region, None, self.refresh_s)
+    def with_baseline(self, baseline: str) -> AppConfig:
+        """The same job compared with another run (the Compare page's own choice)."""
+        return replace(self, baseline=baseline)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -65,7 +55,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parse_args(argv: list[str]) -> AppConfig:
-    """Parse the app's own arguments (``streamlit run app.py -- SOURCE [options]``)."""
+    """Parse the app's own arguments (``streamlit run app.py -- SOURCE [options]``, as
+    ``stepscope dashboard`` passes them)."""
     ap = _Parser(prog="stepscope dashboard", add_help=False)
     ap.add_argument("source", nargs="?")
     ap.add_argument("--cache", dest="cache_dir")
@@ -80,19 +71,6 @@ def parse_args(argv: list[str]) -> AppConfig:
     return AppConfig(ns.source, ns.cache_dir, ns.rules_file, ns.profile, ns.region, ns.baseline, ns.refresh_s)
 
 
-def to_argv(cfg: AppConfig) -> list[str]:
-    """The inverse of :func:`parse_args` (the CLI passes these to the app)."""
-    out = [cfg.source]
-    for flag, value in (("--cache", cfg.cache_dir), ("--rules", cfg.rules_file), ("--profile", cfg.profile),
-                        ("--region", cfg.region), ("--baseline", cfg.baseline), ("--refresh", cfg.refresh_s)):
-        if value is not None:
-            out += [flag, str(value)]
-    return out
-
-
-# --------------------------------------------------------------------------- report cache
-
-
 def rules_digest(rules_file: str | None) -> str:
     """Content hash of the rule file (``default`` without one): the report depends on it."""
     if not rules_file:
@@ -103,90 +81,30 @@ def rules_digest(rules_file: str | None) -> str:
         return "unreadable"  # load_ruleset raises the user-facing error
 
 
-def dataset_fingerprint(summary: dict[str, Any]) -> str | None:
-    """The fingerprint ingest wrote beside the merged tables (``merged/merged.json``)."""
-    try:
-        doc = orjson.loads((Path(summary["cache"]["dir"]) / "merged" / "merged.json").read_bytes())
-    except (OSError, KeyError, TypeError, orjson.JSONDecodeError):
-        return None
-    fp = doc.get("fingerprint") if isinstance(doc, dict) else None
-    return fp if isinstance(fp, str) else None
-
-
-def report_key(fingerprint: str, rules_key: str, meta: dict[str, Any]) -> str:
-    h = hashlib.sha256()
-    for part in (str(REPORT_CACHE_VERSION), __version__, fingerprint, rules_key):
-        h.update(part.encode())
-        h.update(b"\x00")
-    h.update(orjson.dumps(meta, option=orjson.OPT_SORT_KEYS, default=str))
-    return h.hexdigest()
-
-
-def evaluated_report(job: Job, ruleset: RuleSet, rules_key: str) -> tuple[dict[str, Any], bool]:
-    """The report dict (rules evaluated), from the cache folder when the job is unchanged.
-
-    Returns (report, from_cache).
-    """
-    from rules.engine import evaluate
-    from stepscope.report import model
-
-    dataset, summary = job.dataset, job.summary
-    fp = dataset_fingerprint(summary)
-    path = None
-    if fp is not None:
-        key = report_key(fp, rules_key, dataset.meta.to_dict())
-        path = Path(summary["cache"]["dir"]) / "dashboard" / f"report-{key[:40]}.json"
-        try:
-            return orjson.loads(path.read_bytes()), True
-        except (OSError, orjson.JSONDecodeError):
-            pass
-    results = evaluate(job, ruleset)  # the report reuses the analyses the rules computed
-    report = model.build(job, ruleset, results, fail_on="error")
-    if path is not None:
-        try:
-            atomic_write_bytes(path, orjson.dumps(report, default=str, option=orjson.OPT_SERIALIZE_NUMPY))
-            old = sorted(path.parent.glob("report-*.json"), key=lambda q: q.stat().st_mtime, reverse=True)
-            for stale in old[REPORT_CACHE_KEEP:]:
-                stale.unlink(missing_ok=True)
-        except OSError as exc:  # a read-only cache only costs speed
-            log.warning("could not cache the evaluated report: %s", exc)
-    return report, False
-
-
 # --------------------------------------------------------------------------- the job
 
 
 class JobData:
-    """One loaded job: dataset, ingest summary, report, and the analyses the pages show.
+    """One loaded job: the Job (for the pages' drill-downs) and its report (everything else
+    the pages show). Shared by all sessions of the process."""
 
-    Analyses are computed on first use and memoised on the object, which is shared by all
-    sessions of the process (a benign race at worst computes one twice).
-    """
-
-    def __init__(self, cfg: AppConfig, job: Job, ruleset: RuleSet,
-                 report: dict[str, Any], key: str, report_from_cache: bool, load_s: float) -> None:
+    def __init__(self, cfg: AppConfig, job: Job, report: Report, key: str, report_from_cache: bool,
+                 load_s: float) -> None:
         self.cfg = cfg
         self.job = job
-        self.dataset = job.dataset
-        self.summary = job.summary
-        self.ruleset = ruleset
         self.report = report
         self.key = key
         self.report_from_cache = report_from_cache
         self.load_s = load_s
+        self.rank_node: dict[int, str | None] = {r.rank: r.node for r in report.metrics.ranks}
 
-    def step_timeline(self, step: int, ranks: tuple[int, ...]) -> pd.DataFrame:
-        """One step's events on the given ranks (a drill-down the job memoises)."""
-        return self.job.step_timeline(step, ranks)
-
-    # -- identity -----------------------------------------------------------------------
     @property
     def name(self) -> str:
-        return str(self.report["job"].get("name") or self.cfg.source)
+        return self.report.job.name or self.cfg.source
 
     @property
     def status(self) -> str | None:
-        return self.report["job"].get("status")
+        return self.report.job.status
 
     @property
     def running(self) -> bool:
@@ -194,97 +112,17 @@ class JobData:
 
     @property
     def nodes(self) -> list[str]:
-        return [str(n) for n in self.summary.get("node_names") or []]
+        return self.report.job.node_names
 
     @property
     def ranks(self) -> list[int]:
-        return [int(r) for r in self.summary.get("rank_ids") or []]
+        return self.report.job.rank_ids
 
     @property
     def span(self) -> tuple[float, float] | None:
         """Job time span, epoch seconds."""
-        ts = self.summary.get("time_span")
-        if not ts:
-            return None
-        return ts["start_ns"] / 1e9, ts["end_ns"] / 1e9
-
-    @cached_property
-    def rank_node(self) -> dict[int, str | None]:
-        return {int(r["rank"]): r.get("node") for r in self.report["metrics"]["ranks"]}
-
-    def params(self, rule: str) -> Any:
-        return self.ruleset.params(rule)
-
-    # -- analyses (memoised on the job, shared with the rules and the report) ------------
-    @property
-    def steps(self) -> pd.DataFrame:
-        return self.job.steps()
-
-    @property
-    def waits(self) -> pd.DataFrame:
-        return self.job.dataloader_waits()
-
-    @property
-    def step_stats(self) -> pd.DataFrame:
-        return self.job.step_stats()
-
-    @cached_property
-    def outliers(self) -> pd.DataFrame:
-        from analyzer.analyses import steps as s
-
-        prm = self.params("StepOutlier")
-        stddev = prm.stddev if isinstance(prm, p.StepOutlierParams) else 3
-        mode = prm.mode if isinstance(prm, p.StepOutlierParams) else None
-        return s.step_outliers(self.steps, stddev=stddev, mode=mode)
-
-    @property
-    def breakdown(self) -> pd.DataFrame:
-        return self.job.rank_step_breakdown()
-
-    @cached_property
-    def stragglers(self) -> pd.DataFrame:
-        from analyzer.analyses import steps as s
-
-        prm = self.params("StragglerRank")
-        if isinstance(prm, p.StragglerRankParams):
-            return s.stragglers(self.breakdown, threshold_pct=prm.threshold_pct, min_steps=prm.min_steps)
-        return s.stragglers(self.breakdown)
-
-    @property
-    def temporal(self) -> pd.DataFrame:
-        return self.job.temporal_breakdown()
-
-    @property
-    def comm_summary(self) -> pd.DataFrame:
-        return self.job.communication_summary()
-
-    @property
-    def collectives(self) -> pd.DataFrame:
-        return self.job.collective_summary()
-
-    @property
-    def kernel_types(self) -> pd.DataFrame:
-        return self.job.kernel_type_breakdown()
-
-    @property
-    def idle_breakdown(self) -> pd.DataFrame:
-        return self.job.idle_time_breakdown()
-
-    @property
-    def kernel_launches(self) -> pd.DataFrame:
-        return self.job.kernel_launch_summary()
-
-    @property
-    def gpu_annotations(self) -> pd.DataFrame:
-        return self.job.gpu_annotation_breakdown()
-
-    @property
-    def step_memory(self) -> pd.DataFrame:
-        return self.job.allocator_memory_by_step()
-
-    @property
-    def top_kernels(self) -> pd.DataFrame:
-        return self.job.top_kernels(15)
+        ts = self.report.job.time_span
+        return None if ts is None else (ts.start_ns / 1e9, ts.end_ns / 1e9)
 
 
 # --------------------------------------------------------------------------- process cache
@@ -324,21 +162,23 @@ def refresh_due(cfg: AppConfig, interval_s: float) -> bool:
         return True
 
 
-def _build(cfg: AppConfig, rules_key: str, on_progress: Callable[[str, int, int], None] | None) -> JobData:
+def _build(cfg: AppConfig, rules_key: str, on_progress: Callable[[str, int, int], None] | None,
+           reuse: Job | None) -> JobData:
     import time
 
     started = time.perf_counter()
-    ruleset = load_ruleset(cfg.rules_file)
-    job = Job.open(open_source(cfg.source, profile=cfg.profile, region=cfg.region),
-                   cache_dir=cfg.cache_dir, on_progress=on_progress)
-    report, cached = evaluated_report(job, ruleset, rules_key)
-    fp = dataset_fingerprint(job.summary) or str(id(job))
+    job, report, cached = analyze(cfg.source if reuse is None else reuse, load_ruleset(cfg.rules_file), baseline=cfg.baseline,
+                                  cache_dir=cfg.cache_dir, profile=cfg.profile, region=cfg.region,
+                                  on_progress=on_progress, cache_key=rules_key)
+    fp = dataset_fingerprint(job) or str(id(job))
     key = hashlib.sha256(f"{fp}\x00{rules_key}\x00{cfg.source}".encode()).hexdigest()[:20]
-    return JobData(cfg, job, ruleset, report, key, cached, time.perf_counter() - started)
+    return JobData(cfg, job, report, key, cached, time.perf_counter() - started)
 
 
-def load_job(cfg: AppConfig, *, on_progress: Callable[[str, int, int], None] | None = None) -> JobData:
-    """The job for ``cfg`` at its current refresh generation (loaded once per process).
+def load_job(cfg: AppConfig, *, on_progress: Callable[[str, int, int], None] | None = None,
+             reuse: Job | None = None) -> JobData:
+    """The job for ``cfg`` at its current refresh generation (loaded once per process);
+    ``reuse``: the job of ``cfg.source`` already open, to judge instead of reading it again.
 
     Raises :class:`StepscopeError` (one line, for the page) when the source cannot be read.
     """
@@ -352,13 +192,21 @@ def load_job(cfg: AppConfig, *, on_progress: Callable[[str, int, int], None] | N
         with _REGISTRY:
             if key in _JOBS:
                 return _JOBS[key]
-        job = _build(cfg, key[1], on_progress)
+        job = _build(cfg, key[1], on_progress, reuse)
         with _REGISTRY:
             _JOBS[key] = job
             while len(_JOBS) > MAX_JOBS:
                 old, _ = _JOBS.popitem(last=False)
                 _LOCKS.pop(old, None)
         return job
+
+
+def compare(job: JobData, baseline: str) -> JobData:
+    """``job`` judged against ``baseline`` (the Compare page's choice): its report built
+    with that baseline, on the dataset already in memory."""
+    if baseline == job.cfg.baseline:
+        return job
+    return load_job(job.cfg.with_baseline(baseline), reuse=job.job)
 
 
 def loaded(cfg: AppConfig) -> JobData | None:

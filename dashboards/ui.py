@@ -18,7 +18,6 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboards import downsample
 from dashboards.data import JobData
 from dashboards.filters import NODES_KEY, RANKS_KEY, Filters
 
@@ -148,14 +147,14 @@ def finding_windows(job: JobData, rules: Iterable[str], nodes: Sequence[str]) ->
     """Time windows named in findings' evidence (the rule already judged them low/busy)."""
     rules = set(rules)
     out: list[tuple[Any, Any, str]] = []
-    for f in job.report["findings"]:
-        if f["rule"] not in rules:
+    for f in job.report.findings:
+        if f.rule not in rules:
             continue
-        ev = f.get("evidence") or {}
+        ev = f.evidence
         node = ev.get("node")
         if nodes and node is not None and node not in nodes:
             continue
-        label = f"{f['rule']} {node or ''} {ev.get('gpu') or ''}".strip()
+        label = f"{f.rule} {node or ''} {ev.get('gpu') or ''}".strip()
         wins = ev.get("windows") or []
         if wins:
             out.extend((_naive_utc(a), _naive_utc(b), label) for a, b in wins)
@@ -179,17 +178,11 @@ def plot(fig: go.Figure, key: str) -> None:
 @st.cache_data(max_entries=64, show_spinner=False)
 def system_series(job_key: str, dimension: str, nodes: tuple[str, ...], window: tuple[float, float] | None,
                   per: str, max_points: int | None, _job: JobData) -> pd.DataFrame:
-    """Cached :func:`downsample.system_series` (keyed by job fingerprint and filters)."""
-    return downsample.system_series(_job.dataset.table("system_metrics"), dimension, nodes=nodes,
-                                    window=window, per=per, max_points=max_points)
+    """The job's binned series for these filters (``Job.system_series``), cached per job
+    fingerprint and filters: zooming back to a window the session saw costs nothing."""
+    return _job.job.system_series(dimension, nodes=nodes, window=window, per=per, max_points=max_points)
 
 
-@st.cache_data(max_entries=8, show_spinner=False)
-def dimensions(job_key: str, _job: JobData) -> list[str]:
-    sm = _job.dataset.table("system_metrics")
-    if sm.num_rows == 0:
-        return []
-    found: set[str] = set()
-    for ch in sm.column("dimension").chunks:
-        found.update(str(v) for v in (ch.dictionary if hasattr(ch, "dictionary") else ch.unique()).to_pylist() if v)
-    return sorted(found)
+def dimensions(job: JobData) -> list[str]:
+    """The system-metric dimensions the job recorded (GPUUtilization, CPUUtilization...)."""
+    return sorted(str(d) for d in job.job.dimensions() if d)

@@ -1,13 +1,20 @@
-"""What a rule produces: findings with evidence, and a per-rule result.
+"""What a rule is and what it produces: the rule base class, findings with evidence, and
+a per-rule result.
 
-Kept apart from the engine so that rule modules import only this (and the engine imports
-the rules): no import cycle between the engine and ``rules/builtin``.
+Kept apart from the engine so that rule modules import only this (and the registry imports
+the rules, the engine the registry): no import cycle between the engine and ``rules/builtin``.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from rules.params import RuleParams
+
+if TYPE_CHECKING:
+    from analyzer.job import Job
 
 SEVERITIES = ("error", "warning", "info")
 SEVERITY_RANK = {"error": 3, "warning": 2, "info": 1}
@@ -41,6 +48,64 @@ class RuleResult:
     @property
     def fired(self) -> bool:
         return bool(self.findings)
+
+
+class Rule(ABC):
+    """A rule, defined once: the class holds everything the rule file, the docs page, the
+    attach side and the engine know about it (``rules.registry`` lists the classes).
+
+    ``evaluate`` judges a :class:`~analyzer.job.Job` by the rule's parameters: findings
+    (empty when clean), or a string saying why it cannot judge. It reads the job's memoised
+    measurements and applies the thresholds; :meth:`finding` fills in what every finding of
+    the rule shares.
+    """
+
+    #: the rule's name in the rule file and the report (SageMaker's name for its built-ins)
+    id: ClassVar[str]
+    title: ClassVar[str]
+    #: the docs page's three lines: what it checks, why it matters, what to do
+    checks: ClassVar[str]
+    why: ClassVar[str]
+    recommendation: ClassVar[str]
+    #: default severity of its findings; the rule file's ``severity`` overrides it
+    severity: ClassVar[str]
+    #: its ``[rules.<id>]`` table in the rule file
+    params_model: ClassVar[type[RuleParams]]
+    #: a SageMaker Debugger built-in: ``stepscope attach`` puts it on SageMaker jobs
+    sagemaker_builtin: ClassVar[bool] = False
+    #: ``stepscope report`` judges it (False: SageMaker-only, it reports but never fires)
+    evaluated: ClassVar[bool] = True
+    #: judged only when the job has a baseline run (``--baseline``): no row otherwise
+    needs_baseline: ClassVar[bool] = False
+
+    @abstractmethod
+    def evaluate(self, job: Job, params: Any) -> list[Finding] | str:
+        """Findings (empty when clean), or a string saying why the rule cannot judge."""
+
+    def finding(self, *, title: str, message: str, evidence: dict[str, Any], where: str) -> Finding:
+        """A finding of this rule: its id, default severity and recommendation filled in."""
+        return Finding(
+            rule=self.id,
+            severity=self.severity,
+            title=title,
+            message=message,
+            evidence=evidence,
+            recommendation=self.recommendation,
+            where=where,
+        )
+
+
+class SageMakerOnlyRule(Rule):
+    """A SageMaker built-in that summarises and never fires: ``stepscope attach`` puts it on
+    SageMaker jobs so SageMaker's own report has it; ``stepscope report`` does not evaluate it."""
+
+    sagemaker_builtin: ClassVar[bool] = True
+    evaluated: ClassVar[bool] = False
+    #: it raises no finding; the rule file still accepts a ``severity`` for it, like any rule
+    severity: ClassVar[str] = "info"
+
+    def evaluate(self, job: Job, params: Any) -> list[Finding] | str:
+        return f"{self.id} runs only in SageMaker's rule container: it reports, it never fires"
 
 
 class NotApplicable(Exception):

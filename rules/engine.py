@@ -2,40 +2,28 @@
 
 Like ruff's rules, each rule lives in its own module under ``rules/builtin/`` with its id
 (the SageMaker name for SageMaker's built-in rules), what it checks, why it matters and
-what to do. Like HTA's analyzers, they all read one :class:`~analyzer.job.Job`, which
-computes each analysis once and hands the same result to every rule that needs it.
+what to do; ``rules.registry`` lists them. Like HTA's analyzers, they all read one
+:class:`~analyzer.job.Job`, which computes each measurement once and hands the same result
+to every rule that needs it.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any, ClassVar, Protocol
 
 from analyzer.job import Job
-from rules import params as p
-from rules.base import SEVERITY_RANK, Finding, RuleResult
+from rules.base import SEVERITY_RANK, Finding, Rule, RuleResult
+from rules.registry import RULES
 from rules.ruleset import RuleSet
+
+__all__ = ["SEVERITY_RANK", "Finding", "Rule", "RuleResult", "at_or_above", "evaluate", "registry", "worst"]
 
 log = logging.getLogger("stepscope.rules")
 
-class Rule(Protocol):
-    id: ClassVar[str]
-    title: ClassVar[str]
-    checks: ClassVar[str]
-    why: ClassVar[str]
-    recommendation: ClassVar[str]
-    severity: ClassVar[str]
-    params_model: ClassVar[type[p.RuleParams]]
-
-    def evaluate(self, job: Job, params: Any) -> list[Finding] | str:
-        """Findings (empty when clean), or a string saying why the rule cannot judge."""
-        ...
-
 
 def registry() -> dict[str, Rule]:
-    from rules.builtin import ALL_RULES
-
-    return {r.id: r for r in ALL_RULES}
+    """The rules ``stepscope report`` evaluates, by id, in report order (one instance each)."""
+    return {r.id: r() for r in RULES if r.evaluated}
 
 
 def evaluate(job: Job, ruleset: RuleSet) -> list[RuleResult]:
@@ -45,7 +33,7 @@ def evaluate(job: Job, ruleset: RuleSet) -> list[RuleResult]:
     for rule_id, rule in registry().items():
         if not ruleset.enabled(rule_id):
             continue
-        if getattr(rule, "needs_baseline", False) and job.baseline is None:
+        if rule.needs_baseline and job.baseline is None:
             continue  # nothing to compare with: not a rule of this report
         res = RuleResult(rule=rule_id, title=rule.title)
         try:
@@ -76,5 +64,3 @@ def at_or_above(severity: str, fail_on: str) -> bool:
     if fail_on == "never":
         return False
     return SEVERITY_RANK[severity] >= SEVERITY_RANK[fail_on]
-
-

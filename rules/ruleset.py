@@ -16,43 +16,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from analyzer.errors import StepscopeError
 from rules import params as p
+from rules.base import Rule
+from rules.registry import BY_ID, RULES
 
 
 class RuleFileError(StepscopeError):
     """The rule file is missing, not TOML, or names an unknown rule or parameter."""
 
 
-@dataclass(frozen=True)
-class RuleEntry:
-    """What the rule file knows about one rule: its parameter model and origin."""
-
-    name: str
-    params_model: type[p.RuleParams]
-    sagemaker_builtin: bool
-
-
-CATALOG: dict[str, RuleEntry] = {
-    e.name: e
-    for e in (
-        RuleEntry("LowGPUUtilization", p.LowGPUUtilizationParams, True),
-        RuleEntry("CPUBottleneck", p.CPUBottleneckParams, True),
-        RuleEntry("IOBottleneck", p.IOBottleneckParams, True),
-        RuleEntry("StepOutlier", p.StepOutlierParams, True),
-        RuleEntry("GPUMemoryIncrease", p.GPUMemoryIncreaseParams, True),
-        RuleEntry("LoadBalancing", p.LoadBalancingParams, True),
-        RuleEntry("BatchSize", p.BatchSizeParams, True),
-        RuleEntry("MaxInitializationTime", p.MaxInitializationTimeParams, True),
-        RuleEntry("Dataloader", p.DataloaderParams, True),
-        RuleEntry("OverallSystemUsage", p.OverallSystemUsageParams, True),
-        RuleEntry("ProfilerReport", p.ProfilerReportParams, True),
-        RuleEntry("DataLoaderStall", p.DataLoaderStallParams, False),
-        RuleEntry("ExposedCommunication", p.ExposedCommunicationParams, False),
-        RuleEntry("GPUStarvedByHost", p.GPUStarvedByHostParams, False),
-        RuleEntry("AllocatorMemoryGrowth", p.AllocatorMemoryGrowthParams, False),
-        RuleEntry("StragglerRank", p.StragglerRankParams, False),
-        RuleEntry("BaselineRegression", p.BaselineRegressionParams, False),
-    )
-}
+#: rule id -> rule class (its ``params_model`` validates its ``[rules.<id>]`` table): the
+#: registry's, so the file accepts exactly the registered rules
+CATALOG: dict[str, type[Rule]] = BY_ID
 
 
 class ProfilerSettings(BaseModel):
@@ -84,7 +58,8 @@ class RuleSet:
         return name in self.rules and name not in self.disabled
 
     def sagemaker_rules(self) -> dict[str, p.RuleParams]:
-        return {n: v for n, v in self.rules.items() if CATALOG[n].sagemaker_builtin and self.enabled(n)}
+        """The enabled SageMaker built-ins, in registry order: what attach puts on a job."""
+        return {r.id: self.rules[r.id] for r in RULES if r.sagemaker_builtin and self.enabled(r.id)}
 
 
 DEFAULT_RULE_FILE = "default-rules.toml"

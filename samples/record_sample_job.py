@@ -14,8 +14,9 @@ Output (see samples/README.md), mirroring a SageMaker job's S3 layout:
 * ``<out>/tensorboard/algo-1_rank<R>.<time_ns>.pt.trace.json.gz`` - one Kineto trace per
   rank, written through ``rules.profiling.profile_training`` (wait=1, warmup=1, active=N);
 * ``<out>/profiler-output/system/incremental/<YYYYMMDDHH>/<minute>.algo-1.json`` - real
-  per-core CPU / I/O wait, memory, disk and network rows sampled with psutil every 0.5 s,
-  in SageMaker Debugger's record format;
+  per-core CPU / I/O wait, memory, disk and network rows sampled every 0.5 s by
+  stepscope's system sampler (``stepscope.collectors.system``), in SageMaker Debugger's
+  record format;
 * ``<out>/INJECTED.json`` - the injected truths, plus what the traces measured.
 
 Run with the torch venv (torch is not a dependency of stepscope)::
@@ -26,7 +27,6 @@ Run with the torch venv (torch is not a dependency of stepscope)::
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import gzip
 import json
 import os
@@ -34,7 +34,6 @@ import shutil
 import socket
 import statistics
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -42,121 +41,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from stepscope.collectors.system import SystemSampler  # noqa: E402 (after the sys.path insert)
+
 NODE = "algo-1"  # SageMaker's name for the first (here: only) node
-
-
-# --------------------------------------------------------------------------- system monitor
-
-
-class SystemMonitor(threading.Thread):
-    """Samples the machine like SageMaker's profiler agent and writes its JSON-lines files.
-
-    CPUUtilization is the busy share of each core (100 - idle - iowait), I/OWaitPercentage
-    the iowait share; network "Algorithm" is loopback traffic (the gloo collectives run on
-    127.0.0.1), "Platform" everything else.
-    """
-
-    def __init__(self, out_dir: Path, interval_s: float = 0.5) -> None:
-        super().__init__(daemon=True)
-        self.root = out_dir / "profiler-output" / "system" / "incremental"
-        self.interval_s = interval_s
-        self.stop_event = threading.Event()
-        self.samples = 0
-        self._files: dict[int, Any] = {}
-
-    def _file(self, ts: float) -> Any:
-        minute = int(ts // 60) * 60
-        if minute not in self._files:
-            for f in self._files.values():
-                f.close()
-            self._files.clear()
-            hour = dt.datetime.fromtimestamp(minute, tz=dt.UTC).strftime("%Y%m%d%H")
-            path = self.root / hour / f"{minute}.{NODE}.json"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._files[minute] = path.open("a", encoding="ascii")
-        return self._files[minute]
-
-    @staticmethod
-    def _row(type_: str, name: str, dim: str, value: float, ts: float) -> str:
-        rec = {
-            "Type": type_,
-            "Name": name,
-            "Dimension": dim,
-            "Value": round(value, 2),
-            "NodeId": NODE,
-            "Timestamp": ts,
-        }
-        return json.dumps(rec, separators=(",", ":")) + "\n"
-
-    def run(self) -> None:
-        import psutil
-
-        psutil.cpu_times_percent(percpu=True)  # prime: the first call has no interval
-        disk0, net0, t_prev = (
-            psutil.disk_io_counters(),
-            psutil.net_io_counters(pernic=True),
-            time.time(),
-        )
-        next_t = time.time() + self.interval_s
-        while not self.stop_event.wait(max(0.0, next_t - time.time())):
-            next_t += self.interval_s
-            t = time.time()
-            dt_s = max(t - t_prev, 1e-6)
-            lines = [
-                self._row("memory", "MemoryUsedPercent", "", psutil.virtual_memory().percent, t)
-            ]
-            disk = psutil.disk_io_counters()
-            if disk is not None and disk0 is not None:
-                t_io = time.time()
-                ops = (disk.read_count - disk0.read_count) + (disk.write_count - disk0.write_count)
-                lines += [
-                    self._row("i/o", "IOPS", "", ops / dt_s, t_io),
-                    self._row(
-                        "i/o",
-                        "ReadThroughputInBytesPerSecond",
-                        "",
-                        (disk.read_bytes - disk0.read_bytes) / dt_s,
-                        t_io,
-                    ),
-                    self._row(
-                        "i/o",
-                        "WriteThroughputInBytesPerSecond",
-                        "",
-                        (disk.write_bytes - disk0.write_bytes) / dt_s,
-                        t_io,
-                    ),
-                ]
-                disk0 = disk
-            t_cpu = time.time()
-            for i, c in enumerate(psutil.cpu_times_percent(percpu=True)):
-                iowait = float(getattr(c, "iowait", 0.0))
-                busy = max(0.0, 100.0 - c.idle - iowait)
-                lines.append(self._row("cpu", f"cpu{i}", "CPUUtilization", busy, t_cpu))
-                lines.append(self._row("cpu", f"cpu{i}", "I/OWaitPercentage", iowait, t_cpu))
-            net = psutil.net_io_counters(pernic=True)
-            t_net = time.time()
-            rx = {"Algorithm": 0, "Platform": 0}
-            tx = {"Algorithm": 0, "Platform": 0}
-            for nic, c in net.items():
-                if nic not in net0:
-                    continue
-                kind = "Algorithm" if nic == "lo" else "Platform"
-                rx[kind] += c.bytes_recv - net0[nic].bytes_recv
-                tx[kind] += c.bytes_sent - net0[nic].bytes_sent
-            for kind in ("Algorithm", "Platform"):
-                lines.append(
-                    self._row("network", "ReceiveBytesPerSecond", kind, rx[kind] / dt_s, t_net)
-                )
-                lines.append(
-                    self._row("network", "TransmitBytesPerSecond", kind, tx[kind] / dt_s, t_net)
-                )
-            net0, t_prev = net, t
-            f = self._file(t)
-            f.write("".join(lines))
-            f.flush()
-            self.samples += 1
-        for f in self._files.values():
-            f.close()
 
 
 # --------------------------------------------------------------------------- training
@@ -315,15 +202,13 @@ def main(argv: list[str] | None = None) -> int:
         "classes": 10,
         "trace_dir": str(trace_dir),
     }
-    monitor = SystemMonitor(a.out, a.interval)
-    monitor.start()
+    monitor = SystemSampler(a.out / "profiler-output", a.interval, node=NODE).start()
     time.sleep(1.0)  # an idle baseline before training starts
     t0 = time.time()
     mp.spawn(_worker, args=(cfg,), nprocs=a.world_size, join=True)
     t1 = time.time()
     time.sleep(1.0)
-    monitor.stop_event.set()
-    monitor.join()
+    monitor.stop()
 
     injected = {
         "description": "Real 2-rank CPU PyTorch job (gloo) with a slow DataLoader and a "

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from analyzer.errors import StepscopeError
-from rules import params as p
 from rules.attach.boto3_request import apply_to_request, create_training_job_fields
 from rules.attach.common import (
     RULE_EVALUATOR_ACCOUNTS,
@@ -19,6 +18,8 @@ from rules.attach.common import (
     build_fields,
     rule_evaluator_image,
 )
+from rules.builtin.cpu_bottleneck import CPUBottleneckParams
+from rules.builtin.low_gpu_utilization import LowGPUUtilizationParams
 from rules.ruleset import RuleSet, load_ruleset
 from tests.support.aws_fixtures import AwsEndpoint
 from tests.support.sdk_env import profiling_part, rules_by_name, validate_create_training_job
@@ -209,9 +210,9 @@ def error_line(fn: Any, *args: Any, **kwargs: Any) -> str:
 
 def test_bad_programmatic_input() -> None:
     good = load_ruleset()
-    line = error_line(build_fields, RuleSet(profiler=good.profiler, rules={"GPUHog": p.CPUBottleneckParams.model_validate({})}), REGION, OUT)
+    line = error_line(build_fields, RuleSet(profiler=good.profiler, rules={"GPUHog": CPUBottleneckParams.model_validate({})}), REGION, OUT)
     assert "unknown rule 'GPUHog'" in line and "known rules: LowGPUUtilization" in line
-    line = error_line(build_fields, RuleSet(profiler=good.profiler, rules={"CPUBottleneck": p.LowGPUUtilizationParams.model_validate({})}), REGION, OUT)
+    line = error_line(build_fields, RuleSet(profiler=good.profiler, rules={"CPUBottleneck": LowGPUUtilizationParams.model_validate({})}), REGION, OUT)
     assert "rule 'CPUBottleneck' has parameters of type LowGPUUtilizationParams" in line
     assert "either a RuleSet or rules_file" in error_line(create_training_job_fields, good, REGION, OUT, rules_file="x.toml")
     assert "--s3-output-path" in error_line(create_training_job_fields, good, REGION, None)

@@ -3,7 +3,7 @@
 Each page renders without an exception on the bundled sample job (CPU, 2 ranks) and on a
 generated GPU job (system metrics); filters come from and go to the URL; bad input (an
 unknown job name, no credentials, an empty folder, a bad rule file) is an ``st.error``
-line, never an exception. Also the report cache and the CLI command object.
+line, never an exception. Also the report cache, the binned series and the CLI command object.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import pytest
 from click.testing import CliRunner
 from streamlit.testing.v1 import AppTest
 
+from analyzer.analyses import summary
 from dashboards import data, downsample
 
 REPO = Path(__file__).resolve().parents[1]
@@ -84,11 +85,16 @@ def test_sample_job_every_page(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
         assert not at.error, [e.value for e in at.error]
     at.switch_page("views/steps.py").run()
     assert "8 steps on 1 rank" not in texts(at) and "16 steps on 2 rank(s)" in texts(at)
+    # outliers are StepOutlier's verdict: on 8 steps per rank it cannot judge, so none is marked
+    assert "0 outlier(s) marked" in texts(at) and "StepOutlier could not judge" in texts(at)
     assert "Memory held at each step's start" in [h.value for h in at.subheader]  # real profiler memory events
     assert "One step, every rank" in [h.value for h in at.subheader]
     at.select_slider(key="steps-pick").set_value(5).run()
     assert_clean(at)
     assert any("straggler's extra work" in str(c.value) for c in at.caption)
+    at.switch_page("views/communication.py").run()  # the stragglers are StragglerRank's findings
+    table = next(d.value for d in at.dataframe if "others_busy_ms" in d.value.columns)
+    assert table["rank"].tolist() == [1] and "Straggler rank(s): 1" in at.warning[0].value
 
 
 def test_gpu_job_every_page(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, gpu_job: Path) -> None:
@@ -169,6 +175,23 @@ def test_compare_against_baseline(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     assert any("Cannot open the baseline" in e.value for e in at.error)
 
 
+def test_compare_against_a_baseline_typed_in_the_page(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A baseline chosen on the page: the report is built again against it (one call, the
+    job's dataset reused), and the page reads the comparison from that report."""
+    at = run_app(monkeypatch, str(SAMPLE), "--cache", str(tmp_path))
+    at.switch_page("views/compare.py").run()
+    assert_clean(at)
+    assert any("Enter a baseline run" in i.value for i in at.info)
+    at.text_input[0].set_value(str(SAMPLE)).run()
+    assert_clean(at)
+    assert any("No regression against sample-job" in s.value for s in at.success)
+    main = data.loaded(data.AppConfig(str(SAMPLE), cache_dir=str(tmp_path)))
+    compared = data.loaded(data.AppConfig(str(SAMPLE), cache_dir=str(tmp_path), baseline=str(SAMPLE)))
+    assert main is not None and compared is not None and main.report.baseline is None
+    assert compared.job.dataset is main.job.dataset  # judged again, not read again
+    assert compared.report.baseline is not None and compared.report.baseline.comparisons
+
+
 def test_sagemaker_rule_reports_beside_stepscope(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """SageMaker's rule outputs in the job folder show on the Overview beside stepscope's verdict."""
     import json
@@ -242,13 +265,13 @@ def test_report_is_cached_by_fingerprint_and_rules(tmp_path: Path) -> None:
     assert data.load_job(cfg) is job  # in memory
     data.clear()
     again = data.load_job(cfg)
-    assert again.report_from_cache and again.report["findings"] == job.report["findings"]
+    assert again.report_from_cache and again.report == job.report  # the whole typed report round-trips
     rules = tmp_path / "rules.toml"
     rules.write_text("[rules.DataLoaderStall]\nthreshold_pct = 90\n")
     data.clear()
     other = data.load_job(data.AppConfig(str(SAMPLE), cache_dir=str(tmp_path), rules_file=str(rules)))
     assert not other.report_from_cache
-    assert "DataLoaderStall" not in {f["rule"] for f in other.report["findings"]}
+    assert "DataLoaderStall" not in {f.rule for f in other.report.findings}
 
 
 def test_refresh_generation_reloads(tmp_path: Path) -> None:
@@ -261,8 +284,13 @@ def test_refresh_generation_reloads(tmp_path: Path) -> None:
 
 
 def test_args_round_trip() -> None:
-    cfg = data.AppConfig("s3://b/p", "/c", "r.toml", "prof", "eu-west-1", "base", 5.0)
-    assert data.parse_args(data.to_argv(cfg)) == cfg
+    """What ``stepscope dashboard`` passes on is what the app reads back."""
+    from stepscope.cli.dashboard import app_argv
+
+    argv = app_argv("s3://b/p", cache_dir="/c", rules_file="r.toml", profile="prof", region="eu-west-1",
+                    baseline="base", refresh_s=5.0)
+    assert data.parse_args(argv) == data.AppConfig("s3://b/p", "/c", "r.toml", "prof", "eu-west-1", "base", 5.0)
+    assert data.parse_args(app_argv("job")) == data.AppConfig("job")
 
 
 def test_downsampling_bounds_points_and_keeps_extremes() -> None:
@@ -277,14 +305,14 @@ def test_downsampling_bounds_points_and_keeps_extremes() -> None:
         "timestamp": pa.array((t * 1e6).astype(np.int64), pa.timestamp("us", tz="UTC")),
         "value": v,
     })
-    df = downsample.system_series(table, "GPUUtilization", max_points=500)
+    df = summary.system_series(table, "GPUUtilization", max_points=500)
     assert len(df) <= 2 * 500 and set(df["device"]) == {"gpu0", "gpu1"}
     assert df["max"].max() == 100.0 and df["n"].sum() == n
-    node = downsample.system_series(table, "GPUUtilization", per="node")
+    node = summary.system_series(table, "GPUUtilization", per="node")
     assert len(node) <= downsample.MAX_POINTS and set(node["device"]) == {"all"}
-    win = downsample.system_series(table, "GPUUtilization", window=(100.0, 200.0), nodes=["algo-1"])
+    win = summary.system_series(table, "GPUUtilization", window=(100.0, 200.0), nodes=["algo-1"])
     assert win["t"].min() >= 100.0 and win["t"].max() <= 200.0
-    assert downsample.system_series(table, "GPUUtilization", nodes=["algo-9"]).empty
+    assert summary.system_series(table, "GPUUtilization", nodes=["algo-9"]).empty
     xy = downsample.xy_series(t, v, 1000)
     assert len(xy) <= 1000 and xy["max"].max() == 100.0
 

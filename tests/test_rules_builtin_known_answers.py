@@ -16,6 +16,7 @@ so ``patience = 1000`` samples is 500 s and ``window = 500`` samples is 250 s.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,16 +25,18 @@ from typing import Any
 import numpy as np
 import pytest
 
-from analyzer.analyses import steps as steps_analyses
 from analyzer.analyses import system as system_analyses
 from analyzer.ingest import ingest
 from analyzer.job import Job
 from analyzer.sources import open_source
-from rules.engine import Finding, RuleResult, evaluate
+from rules.builtin.max_initialization_time import fires_after_s
+from rules.engine import Finding, RuleResult, evaluate, registry
+from rules.registry import BY_ID
 from rules.ruleset import load_ruleset
 from tests.support.synthetic import (
     CPUBottleneck,
     GPUMemoryGrowth,
+    IOBottleneck,
     LowGPU,
     Pattern,
     generate_system_metrics,
@@ -54,14 +57,24 @@ def _ingest(root: Path) -> Any:
     return ingest(open_source(str(root / "job")), cache_dir=root / "cache").dataset
 
 
-def _judge(ds: Any, rules_toml: str | None = None, tmp: Path | None = None) -> dict[str, RuleResult]:
+class Judged(dict[str, RuleResult]):
+    """A job's rule results by rule id, and the job they judged (to judge it again)."""
+
+    def __init__(self, job: Job, results: list[RuleResult]) -> None:
+        super().__init__((r.rule, r) for r in results)
+        self.job = job
+
+
+def _judge(ds: Any, rules_toml: str | None = None, tmp: Path | None = None) -> Judged:
+    """The default rules (or ``rules_toml`` over them) on a dataset or a :class:`Job`."""
     ruleset = load_ruleset()
     if rules_toml is not None:
         assert tmp is not None
         path = tmp / "rules.toml"
         path.write_text(rules_toml)
         ruleset = load_ruleset(path)
-    return {r.rule: r for r in evaluate(Job(ds), ruleset)}
+    job = ds if isinstance(ds, Job) else Job(ds)
+    return Judged(job, evaluate(job, ruleset))
 
 
 def _system(root: Path, *, nodes: int, minutes: float, patterns: list[Pattern], gpus: int = 2, cpus: int = 2, seed: int = 11) -> None:
@@ -452,7 +465,7 @@ def test_max_initialization_time_uses_framework_steps_over_kineto_windows(tmp_pa
     ``wait``); the framework steps from 2 min on decide: no fire."""
     _write_kineto(tmp_path, 0, 1, _profiler_steps([100.0] * 5, (START + 40 * 60) * 1e6, pid=151))
     assert _init_job(tmp_path, 120)["MaxInitializationTime"].findings == []
-    assert steps_analyses.max_initialization_limit_s(20, 60_000_000) == 22 * 60
+    assert fires_after_s(20, 60_000_000) == 22 * 60
 
 
 # --------------------------------------------------------------------------- Dataloader
@@ -706,3 +719,77 @@ def test_max_initialization_time_does_not_judge_from_horovod_timelines(tmp_path:
     assert ds.table("framework_events").num_rows > 0
     result = _judge(ds)["MaxInitializationTime"]
     assert result.findings == [] and result.skipped_reason == "no step annotations in this job"
+
+
+# --------------------------------------------------------------------------- every rule
+
+
+@pytest.fixture(scope="module")
+def system_job(tmp_path_factory: pytest.TempPathFactory) -> Judged:
+    """One GPU idle on algo-2, algo-3's CPUs and algo-4's I/O saturated while their GPUs idle."""
+    root = tmp_path_factory.mktemp("sys")
+    _system(root, nodes=4, minutes=12, patterns=[
+        LowGPU(2, 1, 60, 700), CPUBottleneck(3, 60, 700), IOBottleneck(4, 60, 700),
+    ])
+    return _judge(_ingest(root))
+
+
+@pytest.fixture(scope="module")
+def sample_job(tmp_path_factory: pytest.TempPathFactory) -> Judged:
+    """The bundled sample: a data-loader sleep on every rank, and rank 1 a straggler."""
+    sample = Path(__file__).resolve().parents[1] / "samples" / "sample-job"
+    return _judge(ingest(open_source(str(sample)), cache_dir=tmp_path_factory.mktemp("sample")).dataset)
+
+
+@pytest.fixture(scope="module")
+def init_job(tmp_path_factory: pytest.TempPathFactory) -> Judged:
+    return _init_job(tmp_path_factory.mktemp("init"), 23 * 60)
+
+
+@pytest.fixture(scope="module")
+def regressed_job(tmp_path_factory: pytest.TempPathFactory) -> Judged:
+    """A job whose GPUs run at 30 %, against a healthy baseline run."""
+    root = tmp_path_factory.mktemp("regressed")
+    _system(root / "base", nodes=1, minutes=3, patterns=[])
+    _system(root / "slow", nodes=1, minutes=3, patterns=[LowGPU(1, None, 0, 180, level=30)])
+    job = Job(_ingest(root / "slow"), baseline=Job(_ingest(root / "base")))
+    return _judge(job)
+
+
+#: a job each rule fires on (the fixtures of this module)
+FIRES_ON = {
+    "LowGPUUtilization": "system_job",
+    "CPUBottleneck": "system_job",
+    "IOBottleneck": "system_job",
+    "GPUMemoryIncrease": "memory_job",
+    "LoadBalancing": "balance_job",
+    "BatchSize": "batch_job",
+    "StepOutlier": "outlier_job",
+    "MaxInitializationTime": "init_job",
+    "Dataloader": "loader_job",
+    "DataLoaderStall": "sample_job",
+    "StragglerRank": "sample_job",
+    "ExposedCommunication": "comm_job",
+    "GPUStarvedByHost": "host_job",
+    "AllocatorMemoryGrowth": "memory_trace_job",
+    "BaselineRegression": "regressed_job",
+}
+
+
+def test_every_evaluated_rule_has_a_job_it_fires_on() -> None:
+    assert list(FIRES_ON) == list(registry())
+
+
+@pytest.mark.parametrize("rule_id", list(FIRES_ON))
+def test_severity_override_in_the_rule_file_applies_to_every_rule(rule_id: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """``severity = ...`` under ``[rules.<id>]`` sets the severity of every finding of that rule,
+    and changes nothing else: checked on real findings of each rule."""
+    value = request.getfixturevalue(FIRES_ON[rule_id])
+    judged: Judged = value[1] if isinstance(value, tuple) else value
+    default = BY_ID[rule_id].severity
+    before = judged[rule_id].findings
+    assert before and {f.severity for f in before} == {default}
+    other = "error" if default == "info" else "info"
+    after = _judge(judged.job, f'[rules.{rule_id}]\nseverity = "{other}"\n', tmp_path)[rule_id].findings
+    assert {f.severity for f in after} == {other}
+    assert [dataclasses.replace(f, severity=default) for f in after] == before

@@ -6,6 +6,7 @@ import json
 from datetime import datetime
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from analyzer.analyses import system as system_analyses
@@ -65,6 +66,14 @@ def test_low_gpu_utilization_names_the_node_gpu_and_window(generated) -> None:
     assert not any(f.evidence["node"] in ("algo-1", "algo-4") for f in fired)
 
 
+def _cpu_bottleneck_snapshots(ds) -> pd.DataFrame:
+    """Every node's snapshots, flagged as CPUBottleneck's defaults judge them (GPU under 10 %,
+    a core over 90 %), for the pooled share SageMaker would compute."""
+    frame = system_analyses.metric_frame(ds.table("system_metrics"), ["GPUUtilization", "CPUUtilization"])
+    snaps = system_analyses.system_snapshots(frame)
+    return snaps.assign(bottleneck=(snaps["min_gpu_util"] < 10) & (snaps["max_resource"] > 90))
+
+
 def test_cpu_bottleneck_fires_only_on_the_stalled_node(generated) -> None:
     ds, results = generated
     fired = results["CPUBottleneck"].findings
@@ -73,7 +82,7 @@ def test_cpu_bottleneck_fires_only_on_the_stalled_node(generated) -> None:
     assert abs(_ts(f.evidence["window_start"]) - (START + 300)) < 2
     assert abs(_ts(f.evidence["window_end"]) - (START + 1700)) < 2
     # SageMaker pools the five nodes' snapshots: the same data would not fire there.
-    snaps = system_analyses.bottleneck_snapshots(ds.table("system_metrics"), resource="cpu", gpu_threshold=10, resource_threshold=90)
+    snaps = _cpu_bottleneck_snapshots(ds)
     pooled_share = snaps["bottleneck"].mean() * 100
     assert pooled_share < 50 < f.evidence["share_pct"]
 
@@ -128,11 +137,13 @@ def test_threshold_in_rule_file_changes_the_verdict(sample, tmp_path: Path) -> N
 def test_report_sets_sagemakers_pooled_verdict_beside_ours(generated, tmp_path: Path) -> None:
     """With SageMaker's own rule outputs in the job folder, the report puts each beside stepscope's
     verdict: SageMaker's pooled CPUBottleneck stays quiet on this data, stepscope names algo-3."""
-    from stepscope.report import markdown, model
+    from stepscope.render import markdown
+    from stepscope.render.verdict import Verdict
+    from stepscope.report.build import build
 
     ds, _results = generated
     job = Path(ds.meta.source)
-    snaps = system_analyses.bottleneck_snapshots(ds.table("system_metrics"), resource="cpu", gpu_threshold=10, resource_threshold=90)
+    snaps = _cpu_bottleneck_snapshots(ds)
     reports = job / "rule-output" / "ProfilerReport" / "profiler-output" / "profiler-reports"
     reports.mkdir(parents=True, exist_ok=True)
     pooled = {"RuleTriggered": 0, "Violations": int(snaps["bottleneck"].sum()), "Datapoints": len(snaps),
@@ -143,12 +154,12 @@ def test_report_sets_sagemakers_pooled_verdict_beside_ours(generated, tmp_path: 
     again = ingest(open_source(str(job)), cache_dir=tmp_path)
     job_again = Job(again.dataset, again.summary)
     results = evaluate(job_again, load_ruleset())
-    report = model.build(job_again, load_ruleset(), results, fail_on="never")
-    rows = {r["rule"]: r for r in report["sagemaker_rule_reports"]}
+    report = build(job_again, load_ruleset(), results)
+    rows = {r["rule"]: r for r in report.document()["sagemaker_rule_reports"]}
     assert set(rows) == {"CPUBottleneck", "LowGPUUtilization"}
     cpu = rows["CPUBottleneck"]
     assert cpu["sagemaker_triggered"] == 0 and cpu["stepscope_fired"] is True and cpu["agree"] is False
     assert cpu["stepscope_where"] == ["node algo-3"] and cpu["sagemaker_datapoints"] == len(snaps)
     assert rows["LowGPUUtilization"]["agree"] is True
-    text = markdown.render(report)
+    text = markdown.render(report, Verdict.of(report, "never"))
     assert "## SageMaker's own rule reports" in text and "| CPUBottleneck | not triggered |" in text and "⚠ differs" in text

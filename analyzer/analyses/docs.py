@@ -11,10 +11,10 @@ import inspect
 
 #: module → the public functions whose definitions users read the numbers by
 MODULES: dict[str, tuple[str, ...]] = {
-    "system": ("gpu_summary", "low_gpu_utilization_scans", "bottleneck_snapshots", "gpu_memory_increase_events",
-               "gpu_load_balance_scans", "batch_size_underuse"),
-    "steps": ("step_durations", "step_outliers", "time_to_first_step", "dataloader_waits", "rank_step_breakdown",
-              "stragglers", "dataloader_parallelism"),
+    "system": ("metric_frame", "gpu_summary", "gpu_utilization_scans", "system_snapshots", "gpu_memory_moving_average",
+               "gpu_load_balance_scans", "utilization_p95_scans"),
+    "steps": ("step_durations", "step_time_scans", "time_to_first_step", "dataloader_waits", "rank_step_breakdown",
+              "rank_busy", "busy_vs_others", "dataloader_parallelism"),
     "kernel_classes": ("classify",),
     "gpu_kernels": ("gpu_events", "kernel_type_breakdown", "top_kernels"),
     "temporal": ("temporal_breakdown",),

@@ -1,7 +1,10 @@
-"""Step-level analyses: step durations, outliers, time to first step, data-loader waits.
+"""Step-level analyses: step durations and their statistics, time to first step,
+data-loader waits and parallelism, where each rank's step time goes.
 
 Pure functions over the ``steps`` and ``kineto_events`` / ``framework_events`` tables.
-Everything is per rank, so a slow rank is named rather than averaged away.
+Everything is per rank, so a slow rank is named rather than averaged away. They measure
+and never judge: the rules in ``rules/builtin`` apply thresholds, minimum step counts and
+patience to these figures.
 """
 
 from __future__ import annotations
@@ -60,60 +63,25 @@ def step_stats(steps: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
-def step_outliers(steps: pd.DataFrame, *, stddev: float = 3, mode: str | None = None) -> pd.DataFrame:
-    """Steps longer than mean + ``stddev`` x standard deviation of their rank (and mode).
-
-    Definition (SageMaker's StepOutlier): per rank, the threshold is mean + stddev·σ of
-    that rank's step durations; ``mode`` keeps only one training mode when set.
-    Columns: rank, step, mode, start_ns, dur_ms, threshold_ms.
-    """
-    cols = ["rank", "step", "mode", "start_ns", "dur_ms", "threshold_ms"]
-    if steps.empty:
-        return pd.DataFrame(columns=cols)
-    df = steps if mode is None else steps[steps["mode"].astype(str).str.upper() == mode.upper()]
-    parts = []
-    for _rank, g in df.groupby("rank"):
-        if len(g) < 2:
-            continue
-        d = g["dur_ms"].to_numpy()
-        thr = d.mean() + stddev * d.std()
-        hit = g[d > thr]
-        if len(hit):
-            parts.append(hit.assign(threshold_ms=thr)[cols])
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)
-
-
-#: smdebug's StepOutlier judges a rank's steps of one mode only once it has seen more than
-#: this many (``len(step_durations) > 100`` in rules/step_outlier.py).
-STEP_OUTLIER_MIN_STEPS = 100
-
-
-def step_outlier_verdicts(
-    steps: pd.DataFrame,
-    *,
-    stddev: float = 3,
-    mode: str | None = None,
-    n_outliers: int = 10,
-    scan_interval_us: int = 60_000_000,
-    first_ns: int | None = None,
-    min_steps: int = STEP_OUTLIER_MIN_STEPS,
-) -> pd.DataFrame:
-    """StepOutlier as SageMaker's rule container evaluates it, per rank and training mode.
+def step_time_scans(steps: pd.DataFrame, *, mode: str | None, scan_interval_us: int, first_ns: int | None) -> pd.DataFrame:
+    """What StepOutlier compares, per rank and training mode: at every scan, the steps seen
+    so far and the mean and standard deviation of their durations.
 
     Definition (smdebug's StepOutlier): steps are grouped by process (here: rank) and by
     step event name (``Step:ModeKeys.TRAIN``, ``...EVAL``: the mode), never pooled across
-    modes. Every ``scan_interval_us`` from ``first_ns`` (the job's start; default the first
-    step), over all steps seen so far (started by the scan's end), a group with more than
-    ``min_steps`` steps has threshold mean + ``stddev`` x σ (population σ) and its outliers
-    are the steps above it; the group fires at the first scan with more than
-    ``n_outliers`` outliers. ``mode`` keeps one mode (smdebug documents that intent; its
-    code keeps every mode anyway).
+    modes. Every ``scan_interval_us`` from ``first_ns`` (the job's start; the first step when
+    None) a scan sees the steps started by its end. A scan that saw no new step repeats the
+    previous one, so each count of steps is measured once, at the first scan that reached
+    it: the mean and population σ of those steps' durations. ``mode`` keeps one mode (smdebug
+    documents that intent; its code keeps every mode anyway). The rule judges the counts over
+    100 steps: the steps above mean + ``stddev`` x σ are outliers, more than ``n_outliers``
+    of them fire.
 
-    Columns: rank, node, mode, steps, fired (bool), first_fired_at (epoch ns or None),
-    threshold_ms, outliers, outlier_steps (list), max_ms, scan_end (epoch ns of the scan
-    these last four describe: the last one that fired, else the last one evaluated).
+    Columns: rank, node, mode, steps, max_ms, and in arrays: step, dur_ms (the group's steps
+    in start order), seen (each count of steps a scan reached), scan_end (epoch ns, the
+    first scan that saw that many), mean_ms, std_ms (over the first ``seen`` steps).
     """
-    cols = ["rank", "node", "mode", "steps", "fired", "first_fired_at", "threshold_ms", "outliers", "outlier_steps", "max_ms", "scan_end"]
+    cols = ["rank", "node", "mode", "steps", "max_ms", "step", "dur_ms", "seen", "scan_end", "mean_ms", "std_ms"]
     if steps.empty:
         return pd.DataFrame(columns=cols)
     df = steps if mode is None else steps[steps["mode"].astype(str).str.upper() == mode.upper()]
@@ -127,31 +95,14 @@ def step_outlier_verdicts(
         g = g.sort_values("start_ns", kind="stable")
         start = g["start_ns"].to_numpy(dtype=np.int64)
         d = g["dur_ms"].to_numpy(dtype=float)
-        nums = g["step"].to_numpy()
         last = int(start[-1])
         n_scans = max(1, -(-(last - first) // scan_ns))  # the last scan ends at or after the last step
         ends = first + scan_ns * np.arange(1, n_scans + 1, dtype=np.int64)
         # smdebug reads the events that overlap each scan window: a step is seen by the
         # first scan whose end is at or after its start.
-        seen = np.searchsorted(start, ends, side="right")
-        verdict: tuple[int, float, np.ndarray] | None = None
-        first_fired: int | None = None
-        evaluated: tuple[int, float, np.ndarray] | None = None
-        # A scan that saw no new step repeats the previous verdict: judge each count once,
-        # at the first scan that reached it.
-        counts, first_scan = np.unique(seen, return_index=True)
-        for n, k in zip(counts, first_scan, strict=True):
-            if n <= min_steps:
-                continue
-            v = d[:n]
-            thr = float(v.mean() + stddev * v.std())
-            hit = np.flatnonzero(v > thr)
-            evaluated = (int(ends[k]), thr, hit)
-            if len(hit) > n_outliers:
-                verdict = evaluated
-                if first_fired is None:
-                    first_fired = int(ends[k])
-        shown = verdict or evaluated
+        seen, first_scan = np.unique(np.searchsorted(start, ends, side="right"), return_index=True)
+        some = seen > 0
+        seen, first_scan = seen[some], first_scan[some]
         node = g["node"].dropna()
         rows.append(
             {
@@ -159,13 +110,13 @@ def step_outlier_verdicts(
                 "node": node.iloc[0] if len(node) else None,
                 "mode": None if pd.isna(mode_key) else str(mode_key),
                 "steps": len(g),
-                "fired": verdict is not None,
-                "first_fired_at": first_fired,
-                "threshold_ms": shown[1] if shown else float("nan"),
-                "outliers": len(shown[2]) if shown else 0,
-                "outlier_steps": [int(x) for x in nums[shown[2]]] if shown else [],
                 "max_ms": float(d.max()),
-                "scan_end": shown[0] if shown else None,
+                "step": g["step"].to_numpy(),
+                "dur_ms": d,
+                "seen": seen,
+                "scan_end": ends[first_scan],
+                "mean_ms": np.array([d[:n].mean() for n in seen], dtype=float),
+                "std_ms": np.array([d[:n].std() for n in seen], dtype=float),
             }
         )
     return pd.DataFrame(rows, columns=cols)
@@ -208,20 +159,6 @@ def last_step_timeline_event_ns(ds: JobDataset) -> int | None:
     df = fe.select(["trace_kind", "start_ns"]).to_pandas()
     starts = df.loc[df["trace_kind"].astype(object).isin(STEP_TIMELINES), "start_ns"].dropna()
     return int(starts.max()) if len(starts) else None
-
-
-def max_initialization_limit_s(threshold_min: float, scan_interval_us: int) -> float:
-    """Seconds after the job's start from which smdebug's MaxInitializationTime fires.
-
-    smdebug checks once per scan: at scan k (window [k·s, (k+1)·s] after the start) it
-    fires when k·s exceeds ``threshold`` minutes and no step event overlapped any window
-    so far. The first scan past the threshold is k = floor(threshold·60 / s) + 1, which
-    has seen every step started by (k + 1)·s: the rule fires when the first step starts
-    later than that (22 min for the defaults: threshold 20 min, 60 s scans).
-    """
-    s = scan_interval_us / 1e6
-    k = int(np.floor(threshold_min * 60 / s)) + 1
-    return (k + 1) * s
 
 
 def time_to_first_step(ds: JobDataset, steps: pd.DataFrame) -> float | None:
@@ -326,69 +263,68 @@ def rank_step_breakdown(ds: JobDataset, steps: pd.DataFrame | None = None) -> pd
     return pd.DataFrame(rows, columns=cols)
 
 
-def stragglers(breakdown: pd.DataFrame, *, threshold_pct: float = 15.0, min_steps: int = 3) -> pd.DataFrame:
-    """Ranks whose own work per step stands out, and how long the others wait for them.
+def rank_busy(breakdown: pd.DataFrame) -> pd.DataFrame:
+    """Per rank, over its steps (:func:`rank_step_breakdown`): how many, and the median of its
+    own work (``busy_ms``) and of its communication time (``comm_ms``) per step.
 
-    Definition: per rank, the median ``busy_ms`` over its steps (at least ``min_steps``).
-    A rank is a straggler when its median exceeds the median of the *other* ranks by more
-    than ``threshold_pct`` %. ``excess_ms`` is that difference: the time every other rank
-    waits each step.
-    Columns: rank, steps, busy_ms, others_busy_ms, excess_ms, excess_pct, comm_ms,
-    straggler (bool).
+    Columns: rank, steps, busy_ms, comm_ms.
     """
-    cols = ["rank", "steps", "busy_ms", "others_busy_ms", "excess_ms", "excess_pct", "comm_ms", "straggler"]
+    cols = ["rank", "steps", "busy_ms", "comm_ms"]
     if breakdown.empty:
         return pd.DataFrame(columns=cols)
     per = breakdown.groupby("rank").agg(steps=("step", "size"), busy_ms=("busy_ms", "median"), comm_ms=("comm_ms", "median"))
-    per = per[per["steps"] >= min_steps]
-    if len(per) < 2:
-        return pd.DataFrame(columns=cols)
+    return per.reset_index()[cols]
+
+
+def busy_vs_others(per_rank: pd.DataFrame) -> pd.DataFrame:
+    """Each rank of ``per_rank`` (:func:`rank_busy` rows: the ranks compared) against the
+    others: the median ``busy_ms`` of the *other* ranks, and by how much its own exceeds it.
+
+    Definition: ``excess_ms`` = busy_ms − others_busy_ms is the time every other rank waits
+    for this one each step, in synchronous training; ``excess_pct`` is it in % of
+    others_busy_ms. The StragglerRank rule compares the ranks with at least ``min_steps``
+    steps and names those whose ``excess_pct`` is over ``threshold_pct``.
+    Columns: rank, steps, busy_ms, others_busy_ms, excess_ms, excess_pct, comm_ms.
+    """
+    cols = ["rank", "steps", "busy_ms", "others_busy_ms", "excess_ms", "excess_pct", "comm_ms"]
+    per = per_rank.set_index("rank")
     rows = []
     for rank, r in per.iterrows():
         others = float(per.drop(index=rank)["busy_ms"].median())
         excess = float(r["busy_ms"]) - others
         pct = excess / others * 100 if others > 0 else float("inf") if excess > 0 else 0.0
-        rows.append((int(rank), int(r["steps"]), float(r["busy_ms"]), others, excess, pct, float(r["comm_ms"]), pct > threshold_pct))
+        rows.append((int(rank), int(r["steps"]), float(r["busy_ms"]), others, excess, pct, float(r["comm_ms"])))
     return pd.DataFrame(rows, columns=cols)
 
 
 #: smdebug's PyTorch data-loader event phases (``profiler_constants``): the Chrome-trace
 #: process names of the framework timeline rows written by DataLoader workers and iterators.
 PT_DATALOADER_PHASES = ("DataLoaderWorker", "DataLoaderIter")
-#: smdebug's Dataloader checks only once more than this many seconds with data-loader
-#: events were seen (the rule's ``patience``, which the SDK's rule config does not expose).
-DATALOADER_PATIENCE = 10
 #: smdebug restarts its list of per-second process counts once it holds more than this many.
 DATALOADER_MAX_SECONDS = 1000
 
 
-def dataloader_parallelism(
-    ds: JobDataset,
-    *,
-    min_threshold: float = 70,
-    max_threshold: float = 200,
-    scan_interval_us: int = 60_000_000,
-    patience: int = DATALOADER_PATIENCE,
-) -> pd.DataFrame:
-    """Dataloader, per node: how many data-loading processes run in parallel vs CPU cores.
+def dataloader_parallelism(ds: JobDataset, *, scan_interval_us: int) -> pd.DataFrame:
+    """What Dataloader compares, per node at every scan: how many data-loading processes run
+    in parallel, against the node's CPU cores.
 
     Definition (smdebug's Dataloader, per node instead of pooled): the node's cores are its
     distinct ``CPUUtilization`` devices. Data-loader events are the framework-timeline
     events of the PyTorch ``DataLoaderWorker`` and ``DataLoaderIter`` phases; each counts
     in the second (epoch) it starts, and a second's parallelism is the number of distinct
     processes with an event in it (smdebug reads the process from the event's ``args.pid``;
-    stepscope from the trace file it was written to, one per process). At every scan with
-    data-loader events, the seconds of that scan join a running list (restarted once it
-    holds more than 1000); with more than ``patience`` entries, the median (truncated to an
-    integer) below ``min_threshold`` % of the cores is *too few*, above ``max_threshold`` %
-    *too many*.
+    stepscope from the trace file it was written to, one per process). At every scan
+    (``scan_interval_us`` from the job's start) with data-loader events, the seconds of that
+    scan join a running list, restarted once it holds more than 1000: ``seconds_seen`` is
+    its length, ``median_processes`` its median truncated to an integer. The rule judges the
+    scans with more than 10 entries (smdebug's patience): a median under ``min_threshold`` %
+    of the cores is *too few*, over ``max_threshold`` % *too many*.
 
-    Columns: node, cores, seconds (with data-loader events), fired (bool), kind
-    ('too_few' | 'too_many' | None), first_fired_at (epoch s or NaN), median_processes (at
-    the first violation, else at the last scan), violations (scans), window_start,
-    window_end (epoch s: first and last second with data-loader events).
+    Columns: node, cores, scan_end (epoch s), seconds_seen, median_processes, and per node:
+    seconds (with data-loader events), window_start, window_end (epoch s: first and last
+    second with data-loader events).
     """
-    cols = ["node", "cores", "seconds", "fired", "kind", "first_fired_at", "median_processes", "violations", "window_start", "window_end"]
+    cols = ["node", "cores", "scan_end", "seconds_seen", "median_processes", "seconds", "window_start", "window_end"]
     fe = ds.table("framework_events")
     sm = ds.table("system_metrics")
     if fe.num_rows == 0 or sm.num_rows == 0:
@@ -413,39 +349,13 @@ def dataloader_parallelism(
         n_cores = int(cores.get(node, 0))
         if n_cores == 0:
             continue
+        per_node = (int(g["second"].nunique()), float(g["second"].min()), float(g["second"].max()))
         per_sec = g.groupby(["scan", "second"])["os_pid"].nunique()  # a pid-less event counts 0
         running: list[int] = []
-        first_fired = float("nan")
-        kind: str | None = None
-        median = first_median = 0
-        violations = 0
         for scan, counts in per_sec.groupby(level="scan", sort=True):
             if len(running) > DATALOADER_MAX_SECONDS:
                 running = []
             running.extend(int(c) for c in counts.to_numpy())
-            median = int(np.median(running))
-            if len(running) <= patience:
-                continue
-            too_few = median < n_cores * (min_threshold / 100)
-            too_many = median > n_cores * (max_threshold / 100)
-            if too_few or too_many:
-                violations += 1
-                if kind is None:
-                    kind = "too_few" if too_few else "too_many"
-                    first_fired = (start + (int(scan) + 1) * scan_ns) / 1e9
-                    first_median = median
-        rows.append(
-            {
-                "node": node,
-                "cores": n_cores,
-                "seconds": int(g["second"].nunique()),
-                "fired": kind is not None,
-                "kind": kind,
-                "first_fired_at": first_fired,
-                "median_processes": first_median if kind is not None else median,
-                "violations": violations,
-                "window_start": float(g["second"].min()),
-                "window_end": float(g["second"].max()),
-            }
-        )
+            scan_end = (start + (int(scan) + 1) * scan_ns) / 1e9
+            rows.append((node, n_cores, scan_end, len(running), int(np.median(running)), *per_node))
     return pd.DataFrame(rows, columns=cols)

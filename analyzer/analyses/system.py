@@ -1,12 +1,14 @@
-"""System-metric analyses: GPU underuse, CPU / I/O bottlenecks, GPU memory growth.
+"""System-metric analyses: what each node's GPUs, CPUs and storage did, sample by sample.
 
-Pure functions over the ``system_metrics`` table. Every result is *per node and device*:
-SageMaker's own CPU and I/O bottleneck rules pool all nodes' samples, so one stalled node
-among five is averaged away there; here each node is judged on its own.
+Pure functions over the system-metric frame (:func:`metric_frame`; ``Job.metric_frame``
+memoises it, so the analyses of one job share one frame). Every result is *per node and
+device*: SageMaker's own CPU and I/O bottleneck rules pool all nodes' samples, so one
+stalled node among five is averaged away there; here each node is measured on its own.
 
-Where a SageMaker Debugger built-in rule has a definition, these functions reproduce it
-(documented on each), evaluated the way the rule container does: every ``scan_interval_us``
-on all samples seen so far.
+They measure and never judge. Where a SageMaker Debugger built-in rule has a definition,
+the function computes the figures that rule compares with its thresholds, at the moments
+its container looks (every ``scan_interval_us`` on all samples seen so far); the rule in
+``rules/builtin`` applies the thresholds and the patience.
 """
 
 from __future__ import annotations
@@ -22,37 +24,23 @@ import pyarrow.compute as pc
 #: samples closer than this belong to one system snapshot (the profiler agent's threads
 #: wake up at slightly different times); SageMaker's rules use the same 20 ms.
 SNAPSHOT_WINDOW_S = 0.02
-
-
+#: what the report counts as a low-utilization GPU sample (``gpu_summary``'s
+#: ``low_share_pct``, the report's ``low_util_share_pct``): that figure's definition, not a
+#: rule's threshold
+LOW_UTIL_PCT = 10.0
+#: the dimensions the rules read; ``Job.metric_frame`` cuts the frame of any of them from
+#: one sorted frame of all four
 MAIN_DIMENSIONS = ("CPUUtilization", "I/OWaitPercentage", "GPUUtilization", "GPUMemoryUtilization")
-_FRAMES: dict[tuple[int, tuple[str, ...]], tuple[pa.Table, pd.DataFrame]] = {}
 
 
 def metric_frame(system_metrics: pa.Table, dimensions: list[str]) -> pd.DataFrame:
     """Rows of the given dimensions as a frame: node, device, dimension, t (epoch s), value.
 
-    Sorted by node, then time. Filtering and sorting happen in Arrow on integer keys, the
-    string columns stay categorical, and the last few frames are kept: jobs have tens of
-    millions of samples, several rules read the same dimensions, and per-row Python
-    strings would dominate every analysis. Callers must not modify the returned frame.
+    Sorted by node, then time. Filtering and sorting happen in NumPy on integer codes and the
+    string columns stay categorical: jobs have tens of millions of samples, and per-row Python
+    strings would dominate every analysis. ``Job.metric_frame`` memoises it, so every analysis
+    of a job reads the same frame; callers must not modify the returned frame.
     """
-    key = (id(system_metrics), tuple(sorted(dimensions)))
-    hit = _FRAMES.get(key)
-    if hit is not None and hit[0] is system_metrics:
-        return hit[1]
-    if set(dimensions) < set(MAIN_DIMENSIONS):
-        # One sorted frame of the dimensions rules read, then a cheap categorical mask.
-        base = metric_frame(system_metrics, list(MAIN_DIMENSIONS))
-        df = base[base["dimension"].isin(dimensions)].reset_index(drop=True)
-    else:
-        df = _metric_frame(system_metrics, dimensions)
-    if len(_FRAMES) >= 8:
-        _FRAMES.pop(next(iter(_FRAMES)))
-    _FRAMES[key] = (system_metrics, df)
-    return df
-
-
-def _metric_frame(system_metrics: pa.Table, dimensions: list[str]) -> pd.DataFrame:
     cols = ["node", "device", "dimension", "t", "value"]
     if system_metrics.num_rows == 0:
         return pd.DataFrame({c: pd.Series(dtype="float64" if c in ("t", "value") else "category") for c in cols})
@@ -126,14 +114,16 @@ def _q(values: np.ndarray, q: float) -> float:
     return float(np.quantile(values, q)) if len(values) else float("nan")
 
 
-def gpu_summary(system_metrics: pa.Table, low_threshold: float = 10.0) -> pd.DataFrame:
-    """Per node and GPU: utilization and memory p5/p50/p95/mean, and the share of samples
-    with utilization under ``low_threshold`` %.
 
+def gpu_summary(frame: pd.DataFrame, *, low_util_pct: float) -> pd.DataFrame:
+    """Per node and GPU: utilization and memory p5/p50/p95/mean, and the share of samples
+    with utilization under ``low_util_pct`` %.
+
+    ``frame``: the GPUUtilization and GPUMemoryUtilization samples (:func:`metric_frame`).
     Columns: node, gpu, samples, util_p5, util_p50, util_p95, util_mean, mem_p5, mem_p50,
     mem_p95, low_share_pct, start, end (epoch s).
     """
-    df = metric_frame(system_metrics, ["GPUUtilization", "GPUMemoryUtilization"])
+    df = frame
     rows = []
     for (node, gpu), g in df.groupby(["node", "device"], sort=True, observed=True):
         u = g.loc[g["dimension"] == "GPUUtilization", "value"].to_numpy()
@@ -150,7 +140,7 @@ def gpu_summary(system_metrics: pa.Table, low_threshold: float = 10.0) -> pd.Dat
                 "mem_p5": _q(m, 0.05),
                 "mem_p50": _q(m, 0.5),
                 "mem_p95": _q(m, 0.95),
-                "low_share_pct": float((u < low_threshold).mean() * 100) if len(u) else float("nan"),
+                "low_share_pct": float((u < low_util_pct).mean() * 100) if len(u) else float("nan"),
                 "start": float(g["t"].min()),
                 "end": float(g["t"].max()),
             }
@@ -159,17 +149,19 @@ def gpu_summary(system_metrics: pa.Table, low_threshold: float = 10.0) -> pd.Dat
     return pd.DataFrame(rows, columns=cols)
 
 
-def heatmap(system_metrics: pa.Table, dimension: str = "GPUUtilization", bins: int = 200) -> pd.DataFrame:
-    """Node x device x time-bin mean of one dimension (for heatmaps; at most ``bins`` bins).
+def heatmap(frame: pd.DataFrame, *, bins: int) -> pd.DataFrame:
+    """Node x device x time-bin mean of one dimension's samples (``frame``), for heatmaps;
+    at most ``bins`` bins.
 
     Columns: node, device, bin_start (epoch s), value.
     """
-    df = metric_frame(system_metrics, [dimension])
+    df = frame
     if df.empty:
         return pd.DataFrame({"node": [], "device": [], "bin_start": [], "value": []})
     t0, t1 = df["t"].min(), df["t"].max()
     width = max((t1 - t0) / bins, 1e-9)
-    df["bin_start"] = t0 + np.floor((df["t"] - t0) / width).clip(upper=bins - 1) * width
+    # a new column on a copy: the frame is the job's memoised one, shared with every analysis
+    df = df.assign(bin_start=t0 + np.floor((df["t"] - t0) / width).clip(upper=bins - 1) * width)
     out = df.groupby(["node", "device", "bin_start"], sort=True, observed=True)["value"].mean().reset_index()
     return out
 
@@ -190,27 +182,21 @@ def _scan_plan(df: pd.DataFrame, scan_interval_us: int) -> ScanPlan:
     return ScanPlan(first=float(df["t"].min()), scan_interval_s=scan_interval_us / 1e6)
 
 
-def low_gpu_utilization_scans(
-    system_metrics: pa.Table,
-    *,
-    threshold_p95: float = 70,
-    threshold_p5: float = 10,
-    window: int = 500,
-    patience: int = 1000,
-    scan_interval_us: int = 60_000_000,
-) -> pd.DataFrame:
-    """LowGPUUtilization, per node and GPU, at every scan.
+def gpu_utilization_scans(frame: pd.DataFrame, *, window: int, scan_interval_us: int) -> pd.DataFrame:
+    """What LowGPUUtilization compares, per node and GPU, at every scan.
 
-    Definition (SageMaker's rule): at each scan, for each GPU with more than ``patience``
-    samples so far, take the last ``window`` samples: *underused* if their p95 is below
-    ``threshold_p95``; *fluctuating* if p95 is above ``threshold_p95`` while p5 is below
+    Definition (SageMaker's rule): every ``scan_interval_us`` from the first sample, for each
+    GPU with samples so far: how many it has (``samples``), and the p95 and p5 of the last
+    ``window`` of them. The rule judges the scans past its ``patience``: *underused* when p95
+    is under ``threshold_p95``, *fluctuating* when p95 is over it while p5 is under
     ``threshold_p5``.
 
-    Columns: node, gpu, scan_end (epoch s), samples, p95, p5, window_start, kind
-    ('underused' | 'fluctuating' | None).
+    ``frame``: the GPUUtilization samples (:func:`metric_frame`).
+    Columns: node, gpu, scan_end (epoch s), samples, p95, p5, window_start (epoch s, the
+    window's first sample).
     """
-    df = metric_frame(system_metrics, ["GPUUtilization"])
-    cols = ["node", "gpu", "scan_end", "samples", "p95", "p5", "window_start", "kind"]
+    df = frame
+    cols = ["node", "gpu", "scan_end", "samples", "p95", "p5", "window_start"]
     if df.empty:
         return pd.DataFrame(columns=cols)
     plan = _scan_plan(df, scan_interval_us)
@@ -221,16 +207,11 @@ def low_gpu_utilization_scans(
         ends = plan.scan_ends(float(t[-1]))
         counts = np.searchsorted(t, ends, side="left")
         for end, n in zip(ends, counts, strict=True):
-            if n <= patience:
+            if n == 0:
                 continue
             w = v[max(0, n - window) : n]
             p95, p5 = float(np.quantile(w, 0.95)), float(np.quantile(w, 0.05))
-            kind = None
-            if p95 < threshold_p95:
-                kind = "underused"
-            elif p95 > threshold_p95 and p5 < threshold_p5:
-                kind = "fluctuating"
-            rows.append((node, gpu, float(end), int(n), p95, p5, float(t[max(0, n - window)]), kind))
+            rows.append((node, gpu, float(end), int(n), p95, p5, float(t[max(0, n - window)])))
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -267,81 +248,37 @@ def snapshot_ids(t: np.ndarray, window_s: float = SNAPSHOT_WINDOW_S) -> np.ndarr
     return out
 
 
-def bottleneck_snapshots(
-    system_metrics: pa.Table,
-    *,
-    resource: str,
-    gpu_threshold: float = 10,
-    resource_threshold: float = 90,
-) -> pd.DataFrame:
-    """Per node, one row per system snapshot: is the GPU idle while the CPU (or I/O) is busy?
+
+def system_snapshots(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per node, one row per system snapshot: the idlest GPU and the busiest core in it.
 
     Definition (SageMaker's CPUBottleneck / IOBottleneck, but per node): samples within
-    20 ms form one snapshot; a snapshot is a bottleneck when some GPU is under
-    ``gpu_threshold`` % and some CPU core's utilization (``resource='cpu'``) or I/O wait
-    (``resource='io'``) is over ``resource_threshold`` %.
+    20 ms form one snapshot (:func:`snapshot_ids`); ``min_gpu_util`` is the lowest GPU
+    utilization in it, ``max_resource`` the highest value of the other dimension (a core's
+    CPU utilization, or its I/O wait). The rules call a snapshot a bottleneck when
+    ``min_gpu_util`` is under their ``gpu_threshold`` and ``max_resource`` over their
+    ``cpu_threshold`` / ``io_threshold``; NaN where the snapshot has no sample of that kind.
 
-    Columns: node, t (snapshot start, epoch s), low_gpus, busy (count of cores over the
-    threshold), bottleneck (bool).
+    ``frame``: the GPUUtilization samples and those of one resource (CPUUtilization or
+    I/OWaitPercentage).
+    Columns: node, t (snapshot start, epoch s), min_gpu_util, max_resource.
     """
-    dim = {"cpu": "CPUUtilization", "io": "I/OWaitPercentage"}[resource]
-    df = metric_frame(system_metrics, ["GPUUtilization", dim])
-    cols = ["node", "t", "low_gpus", "busy", "bottleneck"]
+    df = frame
+    cols = ["node", "t", "min_gpu_util", "max_resource"]
     if df.empty:
         return pd.DataFrame(columns=cols)
     parts = []
     for node, g in df.groupby("node", sort=True, observed=True):
         t = g["t"].to_numpy()
-        g = g.assign(snap=snapshot_ids(t))
         is_gpu = g["dimension"].to_numpy() == "GPUUtilization"
         val = g["value"].to_numpy()
-        g = g.assign(low_gpu=is_gpu & (val < gpu_threshold), busy=(~is_gpu) & (val > resource_threshold))
-        agg = g.groupby("snap").agg(t=("t", "min"), low_gpus=("low_gpu", "sum"), busy=("busy", "sum"))
-        agg["bottleneck"] = (agg["low_gpus"] > 0) & (agg["busy"] > 0)
+        per_sample = pd.DataFrame(
+            {"snap": snapshot_ids(t), "t": t, "gpu": np.where(is_gpu, val, np.nan), "resource": np.where(is_gpu, np.nan, val)}
+        )
+        agg = per_sample.groupby("snap").agg(t=("t", "min"), min_gpu_util=("gpu", "min"), max_resource=("resource", "max"))
         agg.insert(0, "node", node)
         parts.append(agg.reset_index(drop=True))
     return pd.concat(parts, ignore_index=True)[cols]
-
-
-def bottleneck_verdicts(
-    snapshots: pd.DataFrame, *, threshold: float = 50, patience: int = 1000, scan_interval_us: int = 60_000_000
-) -> pd.DataFrame:
-    """Per node: does the bottleneck share exceed ``threshold`` % at some scan?
-
-    Definition (SageMaker's rule, per node): at each scan, with more than ``patience``
-    snapshots so far, the rule fires when bottleneck snapshots / all snapshots x 100 is
-    above ``threshold``.
-
-    Columns: node, snapshots, bottlenecks, share_pct (whole job), fired (bool),
-    first_fired_at (epoch s or NaN), windows (list of (start, end) runs of bottlenecks).
-    """
-    cols = ["node", "snapshots", "bottlenecks", "share_pct", "fired", "first_fired_at", "windows"]
-    if snapshots.empty:
-        return pd.DataFrame(columns=cols)
-    first = float(snapshots["t"].min())
-    step = scan_interval_us / 1e6
-    rows = []
-    for node, g in snapshots.groupby("node", sort=True, observed=True):
-        t = g["t"].to_numpy()
-        b = g["bottleneck"].to_numpy()
-        ends = first + step * np.arange(1, int(np.floor((t[-1] - first) / step)) + 2)
-        n = np.searchsorted(t, ends, side="left")
-        nb = np.concatenate([[0], np.cumsum(b)])[n]
-        ok = (n > patience) & (n > 0)
-        share = np.where(n > 0, nb / np.maximum(n, 1) * 100, 0.0)
-        fired_mask = ok & (share > threshold)
-        rows.append(
-            {
-                "node": node,
-                "snapshots": len(t),
-                "bottlenecks": int(b.sum()),
-                "share_pct": float(b.mean() * 100) if len(b) else 0.0,
-                "fired": bool(fired_mask.any()),
-                "first_fired_at": float(ends[fired_mask][0]) if fired_mask.any() else float("nan"),
-                "windows": runs(t, b),
-            }
-        )
-    return pd.DataFrame(rows, columns=cols)
 
 
 def runs(t: np.ndarray, flags: np.ndarray, max_gap_s: float = 5.0) -> list[tuple[float, float]]:
@@ -361,28 +298,26 @@ def runs(t: np.ndarray, flags: np.ndarray, max_gap_s: float = 5.0) -> list[tuple
     return out
 
 
-def gpu_memory_increase_events(
-    system_metrics: pa.Table,
-    *,
-    increase: float = 5,
-    window: int = 10,
-    patience: int = 1000,
-) -> pd.DataFrame:
-    """GPUMemoryIncrease, per node and GPU: samples where memory's moving average jumped.
+
+def gpu_memory_moving_average(frame: pd.DataFrame, *, window: int) -> pd.DataFrame:
+    """What GPUMemoryIncrease compares, per node and GPU, at every sample: how much the
+    moving average of GPU memory rose.
 
     Definition (SageMaker's rule): at each new sample of a GPU with more than ``window`` + 1
     samples, diff = mean(last ``window`` samples) - mean(the ``window`` - 1 samples ending
-    two samples back); a violation when diff > ``increase`` and more than ``patience``
-    samples were seen.
+    two samples back) (NaN for a window of 1). The rule flags the samples whose diff is over
+    its ``increase`` once more than ``patience`` samples were seen.
 
-    Columns: node, gpu, t (epoch s), value, diff.
+    ``frame``: the GPUMemoryUtilization samples (:func:`metric_frame`).
+    Columns: node, gpu (categorical), samples (seen so far, this one included), t (epoch s),
+    value, diff.
     """
-    df = metric_frame(system_metrics, ["GPUMemoryUtilization"])
-    cols = ["node", "gpu", "t", "value", "diff"]
+    df = frame
+    cols = ["node", "gpu", "samples", "t", "value", "diff"]
     if df.empty:
         return pd.DataFrame(columns=cols)
     parts = []
-    for (node, gpu), g in df.groupby(["node", "device"], sort=True, observed=True):
+    for _key, g in df.groupby(["node", "device"], sort=True, observed=True):
         v = g["value"].to_numpy(dtype=float)
         n = len(v)
         if n <= window + 1:
@@ -391,15 +326,20 @@ def gpu_memory_increase_events(
         k = np.arange(window + 2, n + 1)  # number of samples seen (1-based count)
         recent = (c[k] - c[k - window]) / window
         earlier = (c[k - 2] - c[k - window - 1]) / (window - 1) if window > 1 else np.full(len(k), np.nan)
-        diff = recent - earlier
-        hit = (diff > increase) & (k > patience)
-        if hit.any():
-            idx = k[hit] - 1
-            parts.append(
-                pd.DataFrame(
-                    {"node": node, "gpu": gpu, "t": g["t"].to_numpy()[idx], "value": v[idx], "diff": diff[hit]}
-                )
+        idx = k - 1
+        # one row per sample: categorical node / gpu columns keep that affordable
+        parts.append(
+            pd.DataFrame(
+                {
+                    "node": g["node"].array[idx],
+                    "gpu": g["device"].array[idx],
+                    "samples": k,
+                    "t": g["t"].to_numpy()[idx],
+                    "value": v[idx],
+                    "diff": recent - earlier,
+                }
             )
+        )
     return pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
 
 
@@ -431,27 +371,31 @@ def _js_distances(ha: np.ndarray, hb: np.ndarray) -> np.ndarray:
 LOAD_BALANCE_BINS = np.arange(0, 100, 2)
 
 
-def gpu_load_balance_scans(
-    system_metrics: pa.Table, *, patience: int = 1000, scan_interval_us: int = 60_000_000
-) -> pd.DataFrame:
-    """Per node, each pair of GPUs, at every scan: how differently loaded they are so far.
 
-    Definition (SageMaker's LoadBalancing, within each node): at each scan, every GPU with
-    more than ``patience`` samples so far gets a histogram of *all* its utilization samples
-    so far (``LOAD_BALANCE_BINS``); two GPUs' distance is the Jensen-Shannon distance of
-    their histograms (:func:`_js_distances`): 0 for identical workloads, up to
-    √ln 2 ≈ 0.83 for disjoint ones. smdebug keeps the histograms cumulative and checks
-    them at every scan, so an imbalance early in the job fires even when the whole job's
-    histograms end up alike. (smdebug also pairs GPUs of different nodes; stepscope compares
-    the GPUs of one node, as documented.)
+def gpu_load_balance_scans(frame: pd.DataFrame, *, scan_interval_us: int) -> pd.DataFrame:
+    """What LoadBalancing compares: per node, each pair of GPUs, at every scan, how
+    differently they were loaded so far.
 
-    Columns: node, gpu_a, gpu_b, scan_end (epoch s), samples_a, samples_b, distance.
+    Definition (SageMaker's LoadBalancing, within each node): at each scan, every GPU gets a
+    histogram of *all* its utilization samples so far (``LOAD_BALANCE_BINS``); two GPUs'
+    distance is the Jensen-Shannon distance of their histograms (:func:`_js_distances`): 0
+    for identical workloads, up to √ln 2 ≈ 0.83 for disjoint ones. smdebug keeps the
+    histograms cumulative and checks them at every scan, so an imbalance early in the job
+    fires even when the whole job's histograms end up alike. (smdebug also pairs GPUs of
+    different nodes; stepscope compares the GPUs of one node, as documented.) The rule judges
+    the scans where both GPUs have more than its ``patience`` samples.
+
+    ``frame``: the GPUUtilization samples (:func:`metric_frame`). Scans where a GPU has no
+    sample yet are left out.
+    Columns: node, gpu_a, gpu_b, scan_end (epoch s), samples_a, samples_b, distance,
+    mean_util_a, mean_util_b (each GPU's mean utilization over the whole job).
     """
-    df = metric_frame(system_metrics, ["GPUUtilization"])
-    cols = ["node", "gpu_a", "gpu_b", "scan_end", "samples_a", "samples_b", "distance"]
+    df = frame
+    cols = ["node", "gpu_a", "gpu_b", "scan_end", "samples_a", "samples_b", "distance", "mean_util_a", "mean_util_b"]
     if df.empty:
         return pd.DataFrame(columns=cols)
     plan = _scan_plan(df, scan_interval_us)
+    means = df.groupby(["node", "device"], observed=True)["value"].mean()
     bins = LOAD_BALANCE_BINS
     nbins = len(bins) - 1
     parts = []
@@ -475,88 +419,46 @@ def gpu_load_balance_scans(
         for i, a in enumerate(names):
             for b_name in names[i + 1 :]:
                 (ha, na), (hb, nb) = hists[a], hists[b_name]
-                ready = (na > patience) & (nb > patience)
-                if not ready.any():
+                seen_both = (na > 0) & (nb > 0)
+                if not seen_both.any():
                     continue
-                dist = _js_distances(ha[ready], hb[ready])
                 parts.append(
                     pd.DataFrame(
                         {
                             "node": node,
                             "gpu_a": a,
                             "gpu_b": b_name,
-                            "scan_end": ends[ready],
-                            "samples_a": na[ready],
-                            "samples_b": nb[ready],
-                            "distance": dist,
+                            "scan_end": ends[seen_both],
+                            "samples_a": na[seen_both],
+                            "samples_b": nb[seen_both],
+                            "distance": _js_distances(ha[seen_both], hb[seen_both]),
+                            "mean_util_a": float(means.get((node, a), np.nan)),
+                            "mean_util_b": float(means.get((node, b_name), np.nan)),
                         }
                     )
                 )
     return pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
 
 
-def gpu_load_balance(
-    system_metrics: pa.Table,
-    *,
-    patience: int = 1000,
-    threshold: float | None = None,
-    scan_interval_us: int = 60_000_000,
-) -> pd.DataFrame:
-    """Per node, each pair of GPUs: the largest distance any scan saw (see
-    :func:`gpu_load_balance_scans`), the scan that saw it, the whole job's distance, and
-    with ``threshold`` the first scan whose distance exceeded it.
-
-    Columns: node, gpu_a, gpu_b, distance, worst_scan_end, final_distance, first_over_at
-    (epoch s, NaN when never over or no threshold), mean_util_a, mean_util_b.
-    """
-    cols = ["node", "gpu_a", "gpu_b", "distance", "worst_scan_end", "final_distance", "first_over_at", "mean_util_a", "mean_util_b"]
-    scans = gpu_load_balance_scans(system_metrics, patience=patience, scan_interval_us=scan_interval_us)
-    if scans.empty:
-        return pd.DataFrame(columns=cols)
-    df = metric_frame(system_metrics, ["GPUUtilization"])
-    means = df.groupby(["node", "device"], observed=True)["value"].mean()
-    rows = []
-    for (node, a, b), g in scans.groupby(["node", "gpu_a", "gpu_b"], sort=False):
-        d = g["distance"].to_numpy()
-        ends = g["scan_end"].to_numpy()
-        worst = int(np.nanargmax(d)) if np.isfinite(d).any() else len(d) - 1
-        over = np.flatnonzero(d > threshold) if threshold is not None else np.array([], dtype=int)
-        rows.append(
-            (
-                node, a, b, float(d[worst]), float(ends[worst]), float(d[-1]),
-                float(ends[over[0]]) if len(over) else float("nan"),
-                float(means.get((node, a), np.nan)), float(means.get((node, b), np.nan)),
-            )
-        )
-    return pd.DataFrame(rows, columns=cols)
-
-
-def batch_size_underuse(
-    system_metrics: pa.Table,
-    *,
-    cpu_threshold_p95: float = 70,
-    gpu_threshold_p95: float = 70,
-    gpu_memory_threshold_p95: float = 70,
-    window: int = 500,
-    patience: int = 1000,
-    scan_interval_us: int = 60_000_000,
-) -> pd.DataFrame:
-    """Per node and GPU, at every scan: is everything underused, so the batch could be bigger?
+def utilization_p95_scans(frame: pd.DataFrame, *, window: int, scan_interval_us: int) -> pd.DataFrame:
+    """What BatchSize compares, per node and GPU, at every scan: the p95 of GPU utilization,
+    GPU memory and the node's total CPU utilization over the last ``window`` samples.
 
     Definition (SageMaker's BatchSize, per GPU): the node's total CPU utilization is the
     mean over its cores of each snapshot. At each scan, once the node has more than
-    ``window`` and more than ``patience`` such CPU samples, take the p95 of the last
-    ``window`` of them; for each GPU with more than ``window`` samples, the p95 of the
-    last ``window`` samples of its utilization and of its memory. The GPU is underused at
-    that scan when all three are below their thresholds. smdebug checks at every scan, so
-    an underused stretch of ``window`` samples anywhere after ``patience`` fires, even when
-    the job ends busy.
+    ``window`` such CPU samples (``cpu_samples``), take the p95 of the last ``window`` of
+    them; for each GPU with more than ``window`` samples, the p95 of the last ``window``
+    samples of its utilization and of its memory. The rule calls the GPU underused at a
+    scan past its ``patience`` when all three are under its thresholds; smdebug checks at
+    every scan, so an underused stretch of ``window`` samples anywhere fires, even when the
+    job ends busy.
 
+    ``frame``: the GPUUtilization, GPUMemoryUtilization and CPUUtilization samples.
     Columns: node, gpu, scan_end (epoch s), window_start (epoch s, first GPU sample of the
-    window), gpu_p95, gpu_mem_p95, cpu_p95, underused (bool).
+    window), cpu_samples, gpu_p95, gpu_mem_p95, cpu_p95.
     """
-    df = metric_frame(system_metrics, ["GPUUtilization", "GPUMemoryUtilization", "CPUUtilization"])
-    cols = ["node", "gpu", "scan_end", "window_start", "gpu_p95", "gpu_mem_p95", "cpu_p95", "underused"]
+    df = frame
+    cols = ["node", "gpu", "scan_end", "window_start", "cpu_samples", "gpu_p95", "gpu_mem_p95", "cpu_p95"]
     if df.empty:
         return pd.DataFrame(columns=cols)
     plan = _scan_plan(df, scan_interval_us)
@@ -578,7 +480,7 @@ def batch_size_underuse(
             gpus.append((gpu, ut, u, mt, m, np.searchsorted(ut, ends, side="left"), np.searchsorted(mt, ends, side="left")))
         for k, end in enumerate(ends):
             nc = int(n_cpu[k])
-            if nc <= window or nc <= patience:
+            if nc <= window:
                 continue
             cpu_p95 = _q(cpu_total[nc - window : nc], 0.95)
             for gpu, ut, u, _mt, m, nu_all, nm_all in gpus:
@@ -587,6 +489,5 @@ def batch_size_underuse(
                     continue
                 up = _q(u[nu - window : nu], 0.95)
                 mp = _q(m[max(0, nm - window) : nm], 0.95)
-                under = bool(cpu_p95 < cpu_threshold_p95 and up < gpu_threshold_p95 and mp < gpu_memory_threshold_p95)
-                rows.append((node, gpu, float(end), float(ut[nu - window]), up, mp, cpu_p95, under))
+                rows.append((node, gpu, float(end), float(ut[nu - window]), nc, up, mp, cpu_p95))
     return pd.DataFrame(rows, columns=cols)

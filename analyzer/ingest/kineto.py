@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from analyzer.ingest.chrome_trace import load_events, maybe_gunzip
-from analyzer.ingest.parsed import NotAProfilerFile, ParsedFile
+from analyzer.ingest.parsed import NotAProfilerFile, ParsedFile, UnreadableFile
 from analyzer.ingest.schemas import KINETO_EVENTS, KINETO_TRACES, STEPS
 
 Num = int | float
@@ -87,11 +87,22 @@ def parse_kineto(data: bytes, key: str) -> ParsedFile:
         trace = _generic_decode(raw, warnings)
     except msgspec.DecodeError:
         if not raw.lstrip().startswith((b"{", b"[")):
-            raise NotAProfilerFile("not JSON") from None
+            # named like JSON, yet no JSON at all: a damaged or misnamed file, counted as a
+            # skip with its reason (a JSON file that is no trace is only ignored)
+            raise UnreadableFile(_not_json_reason(raw)) from None
         trace = _generic_decode(raw, warnings)
     if trace is None:
         raise NotAProfilerFile("JSON, but not a Chrome/Kineto trace")
     return _build(trace, key, warnings)
+
+
+def _not_json_reason(raw: bytes) -> str:
+    head = raw[:512]
+    if not head.strip():
+        return "not JSON: the file is empty"
+    if b"\x00" in head or sum(c < 9 or 13 < c < 32 for c in head) > len(head) // 10:
+        return "not JSON: binary content"
+    return "not JSON: text that is neither a JSON object nor an array"
 
 
 def _generic_decode(raw: bytes, warnings: list[str]) -> _Trace | None:

@@ -1,5 +1,5 @@
 """Communication: per rank compute / communication / exposed communication / idle, the
-collectives, and the straggler ranks the others wait for."""
+collectives, and the straggler ranks (StragglerRank's findings) the others wait for."""
 
 from __future__ import annotations
 
@@ -11,12 +11,11 @@ from dashboards import ui
 
 ctx = ui.context()
 job, flt = ctx.job, ctx.filters
+report = job.report
 ui.page_header("Communication", ctx)
 
-strag = job.stragglers
-straggling = set(int(r) for r in strag.loc[strag["straggler"].astype(bool), "rank"]) if not strag.empty else set()
-straggling |= {int(f["evidence"]["rank"]) for f in job.report["findings"]
-               if f["rule"] == "StragglerRank" and isinstance((f.get("evidence") or {}).get("rank"), int)}
+verdicts = [f for f in report.findings if f.rule == "StragglerRank" and isinstance(f.evidence.get("rank"), int)]
+straggling = {int(f.evidence["rank"]) for f in verdicts}
 
 
 def _label(r: int) -> str:
@@ -27,12 +26,11 @@ def _outline(ranks: list[int]) -> dict[str, object]:
     return {"line": {"color": ["#d62728" if r in straggling else "rgba(0,0,0,0)" for r in ranks], "width": 3}}
 
 
-temporal, comm = job.temporal, job.comm_summary
+temporal = report.charts.gpu_time.frame()
 shown_any = False
 if not temporal.empty:
     shown_any = True
     t = temporal[temporal["rank"].isin(flt.rank_list(temporal["rank"].astype(int), job.rank_node))]
-    t = t.merge(comm, on="rank", how="left") if not comm.empty else t.assign(comm_time_ns=0, exposed_comm_ns=0)
     ranks = [int(r) for r in t["rank"]]
     x = [_label(r) for r in ranks]
     ms = 1e6
@@ -52,10 +50,10 @@ if not temporal.empty:
               hovermode="closest", height=300)
     ui.plot(fig, key="comm-exposed")
 
-bd = job.breakdown
+bd = report.charts.step_breakdown.frame()
 if not bd.empty and (temporal.empty or st.toggle("Per-step breakdown from step annotations", value=False)):
     shown_any = True
-    steps = job.steps[["rank", "step", "start_ns"]]
+    steps = report.charts.steps.frame()[["rank", "step", "start_ns"]]
     b = bd.merge(steps, on=["rank", "step"], how="left")
     b = b[b["rank"].isin(flt.rank_list(sorted(b["rank"].astype(int).unique()), job.rank_node))
           & flt.in_window_ns(b["start_ns"].fillna(0))]
@@ -75,21 +73,27 @@ if not shown_any:
     st.info("No GPU kernels and no profiled steps: a communication breakdown needs PyTorch profiler traces.")
 
 st.subheader("Straggler ranks")
-if strag.empty:
-    st.caption("Needs profiled steps on at least two ranks.")
+rule = next((r for r in report.rules if r.rule == "StragglerRank"), None)
+if rule is None:
+    st.caption("StragglerRank is disabled in the rule file.")
+elif rule.status in ("skipped", "error"):
+    st.caption(f"StragglerRank could not judge this job: {rule.reason}.")
+elif not verdicts:
+    st.caption("None: no rank's own work per step stands out from the others' (StragglerRank passed).")
 else:
-    view = strag[strag["rank"].isin(flt.rank_list(strag["rank"].astype(int), job.rank_node))].round(3)
+    shown = set(flt.rank_list(sorted(straggling), job.rank_node))
     st.dataframe(
-        view.style.apply(lambda row: ["background-color: rgba(214,39,40,0.18)" if row["straggler"] else ""] * len(row),
-                         axis=1),
+        pd.DataFrame([{k: f.evidence.get(k) for k in ("rank", "steps", "busy_ms", "others_busy_ms", "excess_ms", "excess_pct")}
+                      for f in verdicts if f.evidence["rank"] in shown]),
         hide_index=True, width="stretch",
     )
-    if straggling:
-        st.warning(f"Straggler rank(s): {', '.join(map(str, sorted(straggling)))}: the other ranks wait for "
-                   "them in every collective.")
+    st.warning(f"Straggler rank(s): {', '.join(map(str, sorted(straggling)))}: the other ranks wait for "
+               "them in every collective.")
+    st.caption("Per straggler, from StragglerRank's evidence: median own work per step (ms) against the "
+               "median of the other ranks, and the excess every other rank waits each step.")
 
 st.subheader("Collectives")
-coll = job.collectives
+coll = report.charts.collectives.frame() if report.charts.collectives is not None else pd.DataFrame()
 if coll.empty:
     st.caption("No collective calls in the traces.")
 else:

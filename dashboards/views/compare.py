@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
 from analyzer.errors import StepscopeError
 from dashboards import data, downsample, ui
-from rules import params as p
-from rules.builtin.baseline_regression import BaselineRegression
 
 ctx = ui.context()
 job = ctx.job
@@ -24,8 +23,8 @@ if not src.strip():
     st.stop()
 
 try:
-    with st.spinner(f"Loading baseline {src}…"):
-        base = data.load_job(job.cfg.with_source(src.strip()))
+    with st.spinner(f"Loading baseline {src} and judging this run against it…"):
+        report = data.compare(job, src.strip()).report
 except StepscopeError as exc:
     st.error(f"Cannot open the baseline {src}: {exc.one_line()}")
     st.stop()
@@ -33,14 +32,16 @@ except Exception as exc:
     st.error(f"Cannot open the baseline {src}: internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
     st.stop()
 
-head, bhead = job.report["metrics"]["headline"], base.report["metrics"]["headline"]
-prm = job.params("BaselineRegression")
-comps = BaselineRegression.compare_headlines(head, bhead, prm if isinstance(prm, p.BaselineRegressionParams) else p.BaselineRegressionParams.model_validate({}))
-regressed = [c for c in comps if c["regressed"]]
+base = report.baseline
+if base is None:  # a report built with a baseline always has its comparison
+    st.error(f"No comparison with {src} in the report.")
+    st.stop()
+comps = base.comparisons
+regressed = [c for c in comps if c.regressed]
 if regressed:
-    st.error(f"{len(regressed)} metric(s) regressed against {base.name}: " + ", ".join(c["label"] for c in regressed))
+    st.error(f"{len(regressed)} metric(s) regressed against {base.job}: " + ", ".join(c.label for c in regressed))
 elif comps:
-    st.success(f"No regression against {base.name} within the tolerances.")
+    st.success(f"No regression against {base.job} within the tolerances.")
 else:
     st.info("The two runs share no headline metric to compare.")
 
@@ -48,19 +49,20 @@ LOWER_IS_BETTER = {"step_time_mean_ms", "dataloader_stall_pct", "exposed_comm_pc
 if comps:
     cols = st.columns(len(comps))
     for col, c in zip(cols, comps, strict=True):
-        col.metric(c["label"], ui.fmt_num(c["current"], digits=2), delta=ui.fmt_num(c["change_points"], digits=2),
-                   delta_color="inverse" if c["metric"] in LOWER_IS_BETTER else "normal",
-                   help=f"baseline {ui.fmt_num(c['baseline'], digits=2)}; tolerance {c['tolerance']} ({c['tolerance_kind']})")
-    table = pd.DataFrame(comps)[["label", "baseline", "current", "change_pct", "change_points", "tolerance",
-                                 "tolerance_kind", "regressed"]]
+        col.metric(c.label, ui.fmt_num(c.current, digits=2), delta=ui.fmt_num(c.change_points, digits=2),
+                   delta_color="inverse" if c.metric in LOWER_IS_BETTER else "normal",
+                   help=f"baseline {ui.fmt_num(c.baseline, digits=2)}; tolerance {c.tolerance} ({c.tolerance_kind})")
+    table = pd.DataFrame([c.model_dump() for c in comps])[["label", "baseline", "current", "change_pct", "change_points",
+                                                           "tolerance", "tolerance_kind", "regressed"]]
     st.dataframe(
         table.style.apply(lambda r: ["background-color: rgba(214,39,40,0.18)" if r["regressed"] else ""] * len(r), axis=1),
         hide_index=True, width="stretch",
     )
 
-a, b = job.steps, base.steps
-if not a.empty and not b.empty:
-    edges, counts = downsample.histogram({"this run": a["dur_ms"].to_numpy(), f"baseline {base.name}": b["dur_ms"].to_numpy()})
+a = [v for v in report.charts.steps.dur_ms if v is not None]
+b = [v for v in base.step_ms if v is not None]
+if a and b:
+    edges, counts = downsample.histogram({"this run": np.asarray(a), f"baseline {base.job}": np.asarray(b)})
     fig = go.Figure()
     if len(edges):
         centres = (edges[:-1] + edges[1:]) / 2
@@ -71,11 +73,9 @@ if not a.empty and not b.empty:
               hovermode="closest")
     ui.plot(fig, key="cmp-hist")
 
-keys = ["step_time_mean_ms", "step_time_p95_ms", "dataloader_stall_pct", "exposed_comm_pct"]
-rows = []
-for label, j in (("this run", job), ("baseline", base)):
-    for r in j.report["metrics"]["ranks"]:
-        rows.append({"run": label, "rank": r["rank"], **{k: r.get(k) for k in keys}})
+rows = [{"run": label, "rank": r.rank, "step_time_mean_ms": r.step_time_mean_ms, "step_time_p95_ms": r.step_time_p95_ms,
+         "dataloader_stall_pct": r.dataloader_stall_pct, "exposed_comm_pct": r.exposed_comm_pct}
+        for label, ranks in (("this run", report.metrics.ranks), ("baseline", base.ranks)) for r in ranks]
 if rows:
     st.subheader("Per rank")
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")

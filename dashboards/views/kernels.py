@@ -11,9 +11,11 @@ from dashboards import ui
 
 ctx = ui.context()
 job, flt = ctx.job, ctx.filters
+series = job.report.charts
 ui.page_header("Kernels", ctx, note="profiled window")
 
-kt, top = job.kernel_types, job.top_kernels
+kt = series.kernel_types.frame()
+top = series.top_kernels.frame() if series.top_kernels is not None else pd.DataFrame()
 if kt.empty and top.empty:
     st.info("No GPU kernels in this job's traces (a CPU-only job, or no PyTorch profiler traces with CUDA "
             "activity).")
@@ -34,7 +36,7 @@ if not kt.empty:
               yaxis_range=[0, 100], hovermode="closest", height=360)
     ui.plot(fig, key="kern-types")
 
-idle = job.idle_breakdown
+idle = series.idle_time.frame()
 if not idle.empty:
     i = on_selected_ranks(idle)
     fig = go.Figure()
@@ -51,7 +53,7 @@ if not idle.empty:
                "(HTA's idle time breakdown). Much host wait: the CPU does not enqueue work fast enough "
                "(Python overhead, data loading, synchronisation); try CUDA graphs or larger kernels.")
 
-labels = job.gpu_annotations
+labels = series.gpu_labels.frame()
 if not labels.empty:
     lab = on_selected_ranks(labels)
     fig = go.Figure()
@@ -62,22 +64,23 @@ if not labels.empty:
               hovermode="closest", height=340)
     ui.plot(fig, key="kern-labels")
 
-launches = job.kernel_launches
-if not launches.empty:
-    lv = on_selected_ranks(launches)
+launched = [r for r in job.report.metrics.ranks if r.kernel_launches is not None]
+shown_ranks = set(flt.rank_list([r.rank for r in launched], job.rank_node))
+launches = [(r.rank, r.kernel_launches) for r in launched if r.rank in shown_ranks and r.kernel_launches is not None]
+if launches:
     st.subheader("Kernel launches")
     st.dataframe(
-        pd.DataFrame({
-            "rank": lv["rank"].astype(int),
-            "launches": lv["kernels"].astype(int),
-            "launch call µs (mean)": (lv["cpu_duration_mean_ns"] / 1e3).round(2),
-            "kernel µs (mean)": (lv["gpu_duration_mean_ns"] / 1e3).round(2),
-            "queue delay µs (mean)": (lv["launch_delay_mean_ns"] / 1e3).round(2),
-            "queue delay µs (max)": (lv["launch_delay_max_ns"] / 1e3).round(2),
-            "shorter than their launch": lv["short_kernels"].astype(int),
-            "launch calls > 50 µs": lv["runtime_outliers"].astype(int),
-            "queued > 100 µs": lv["launch_delay_outliers"].astype(int),
-        }),
+        pd.DataFrame([{
+            "rank": rank,
+            "launches": k.kernels,
+            "launch call µs (mean)": k.cpu_launch_mean_us,
+            "kernel µs (mean)": k.gpu_duration_mean_us,
+            "queue delay µs (mean)": k.launch_delay_mean_us,
+            "queue delay µs (max)": k.launch_delay_max_us,
+            "shorter than their launch": k.short_kernels,
+            "launch calls > 50 µs": k.runtime_outliers,
+            "queued > 100 µs": k.launch_delay_outliers,
+        } for rank, k in launches]),
         hide_index=True, width="stretch",
     )
     st.caption("Per rank, each kernel and memory copy paired with the CPU call that launched it (HTA's kernel "

@@ -1,8 +1,9 @@
-"""Steps and data loading: step time per rank over time with outliers, its histogram, and
-the data-loader wait per step and rank."""
+"""Steps and data loading: step time per rank over time with the outliers StepOutlier named,
+its histogram, the data-loader wait per step and rank, and one step's timeline."""
 
 from __future__ import annotations
 
+import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
@@ -10,9 +11,10 @@ from dashboards import downsample, ui
 
 ctx = ui.context()
 job, flt = ctx.job, ctx.filters
+report = job.report
 ui.page_header("Steps and data loading", ctx)
 
-steps = job.steps
+steps = report.charts.steps.frame()
 if steps.empty:
     st.info("No training steps in this job: steps come from PyTorch profiler `ProfilerStep#N` annotations "
             "or SageMaker framework traces.")
@@ -24,9 +26,10 @@ if sel.empty:
     st.info("No steps in the selected ranks / time window.")
     st.stop()
 
-out = job.outliers
-if not out.empty:
-    out = out[out["rank"].isin(ranks) & flt.in_window_ns(out["start_ns"])]
+# the slow steps StepOutlier named in its findings: the rule's verdict, not a threshold of this page
+named = {(int(f.evidence["rank"]), int(n)) for f in report.findings
+         if f.rule == "StepOutlier" and isinstance(f.evidence.get("rank"), int) for n in f.evidence.get("steps") or []}
+out = sel[[(int(r), int(n)) in named for r, n in zip(sel["rank"], sel["step"], strict=True)]] if named else sel.iloc[:0]
 
 per_rank = downsample.points_per_trace(len(ranks))
 fig = go.Figure()
@@ -41,8 +44,10 @@ if not out.empty:
                              text=[f"rank {int(r)} step {int(s)}" for r, s in zip(o["rank"], o["step"], strict=True)]))
 ui.layout(fig, title="Step time per rank", yaxis_title="ms", height=380)
 ui.plot(fig, key="steps-time")
-st.caption(f"{len(sel):,} steps on {len(ranks)} rank(s); {len(out):,} outlier(s) "
-           "(StepOutlier: longer than the rank's mean + stddev × σ).")
+outlier_rule = next((r for r in report.rules if r.rule == "StepOutlier"), None)
+why = f" (StepOutlier could not judge: {outlier_rule.reason})" if outlier_rule is not None and outlier_rule.reason else ""
+st.caption(f"{len(sel):,} steps on {len(ranks)} rank(s); {len(out):,} outlier(s) marked, as StepOutlier's "
+           f"findings name them{why}.")
 
 left, right = st.columns(2)
 with left:
@@ -56,10 +61,11 @@ with left:
               hovermode="closest")
     ui.plot(fig, key="steps-hist")
 with right:
-    stats = job.step_stats
-    stats = stats[stats["rank"].isin(ranks)]
+    stats = [{"rank": r.rank, "steps": r.steps, "mean ms": r.step_time_mean_ms, "median ms": r.step_time_median_ms,
+              "p95 ms": r.step_time_p95_ms, "std ms": r.step_time_std_ms, "steps/s": r.steps_per_s}
+             for r in report.metrics.ranks if r.steps and r.rank in ranks]
     st.markdown("**Per rank (whole job)**")
-    st.dataframe(stats.round(3), hide_index=True, width="stretch")
+    st.dataframe(pd.DataFrame(stats), hide_index=True, width="stretch")
 
 KIND_COLORS = {"data loading": "#f58518", "communication": "#e45756", "computation": "#4c78a8",
                "memory": "#72b7b2", "label": "#bab0ac"}
@@ -70,7 +76,7 @@ if not kineto_steps.empty:
     pick = st.select_slider("Step", options=numbers, value=numbers[len(numbers) // 2], key="steps-pick") \
         if len(numbers) > 1 else numbers[0]
     shown = tuple(ranks[:8])
-    tl = job.step_timeline(int(pick), shown)
+    tl = job.job.step_timeline(int(pick), shown)
     if tl.empty:
         st.info(f"No profiler events in step {pick} on the selected ranks.")
     else:
@@ -91,7 +97,7 @@ if not kineto_steps.empty:
                    f"the others spend inside their collective.{more}{first}")
 
 st.subheader("Data loading")
-waits = job.waits
+waits = report.charts.dataloader_waits.frame()
 if waits.empty:
     st.info("No data-loader events in the traces (`enumerate(DataLoader)#…__next__` and friends): "
             "the data-loader wait cannot be measured for this job.")
@@ -106,14 +112,14 @@ else:
                                  name=f"rank {int(rank)}"))
     ui.layout(fig, title="Data-loader wait per step", xaxis_title="step", yaxis_title="ms")
     ui.plot(fig, key="steps-dl")
-    rows = [r for r in job.report["metrics"]["ranks"] if r["rank"] in ranks and r.get("dataloader_stall_pct") is not None]
+    rows = [r for r in report.metrics.ranks if r.rank in ranks and r.dataloader_stall_pct is not None]
     if rows:
-        fig = go.Figure(go.Bar(x=[f"rank {r['rank']}" for r in rows], y=[r["dataloader_stall_pct"] for r in rows]))
+        fig = go.Figure(go.Bar(x=[f"rank {r.rank}" for r in rows], y=[r.dataloader_stall_pct for r in rows]))
         ui.layout(fig, title="Share of step time waiting for data (whole job)", yaxis_title="%",
                   yaxis_range=[0, 100], height=300, hovermode="closest")
         ui.plot(fig, key="steps-dl-share")
 
-mem = job.step_memory
+mem = report.charts.step_memory.frame()
 if not mem.empty:
     st.subheader("Memory held at each step's start")
     m = mem[mem["rank"].isin(ranks)].dropna(subset=["allocated_at_start_bytes"])

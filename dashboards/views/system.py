@@ -11,7 +11,7 @@ ctx = ui.context()
 job, flt = ctx.job, ctx.filters
 ui.page_header("System", ctx)
 
-dims = ui.dimensions(job.key, job)
+dims = ui.dimensions(job)
 if not dims:
     st.info("This job has no system metrics (SageMaker Debugger's system monitor was off, "
             "or the source holds only traces).")
@@ -68,10 +68,10 @@ if "GPUUtilization" in dims:
         ui.plot(fig, key="sys-heatmap")
 
 rows = [
-    {"node": n["node"], "cpu p50 %": n["cpu_util_p50"], "cpu p95 %": n["cpu_util_p95"],
-     "io wait p95 %": n["io_wait_p95"], "gpus": len(n["gpus"]),
-     "gpu util p50 % (mean of gpus)": (sum(g["util_pct"]["p50"] or 0 for g in n["gpus"]) / len(n["gpus"])) if n["gpus"] else None}
-    for n in job.report["metrics"]["nodes"] if not nodes or n["node"] in nodes
+    {"node": n.node, "cpu p50 %": n.cpu_util_p50, "cpu p95 %": n.cpu_util_p95,
+     "io wait p95 %": n.io_wait_p95, "gpus": len(n.gpus),
+     "gpu util p50 % (mean of gpus)": (sum(g.util_pct.p50 or 0 for g in n.gpus) / len(n.gpus)) if n.gpus else None}
+    for n in job.report.metrics.nodes if not nodes or n.node in nodes
 ]
 if rows:
     st.subheader("Per node (whole job)")

@@ -20,6 +20,7 @@ from typing import Any
 
 from analyzer.errors import StepscopeError
 from rules import params as p
+from rules.builtin.profiler_report import ProfilerReport
 from rules.profiling import SAGEMAKER_TENSORBOARD_DIR
 from rules.ruleset import CATALOG, RuleSet, load_ruleset
 
@@ -196,14 +197,13 @@ def rule_arguments(ruleset: RuleSet) -> dict[str, dict[str, Any]]:
     all of them as ``<Rule>_<param>`` overrides, so its report uses the same thresholds.
     """
     check_ruleset(ruleset)
-    builtin = {n: v for n, v in ruleset.rules.items() if CATALOG[n].sagemaker_builtin}
+    builtin = {n: v for n, v in ruleset.rules.items() if CATALOG[n].sagemaker_builtin and n != ProfilerReport.id}
     out: dict[str, dict[str, Any]] = {}
     for name in ruleset.sagemaker_rules():
-        if name == "ProfilerReport":
+        if name == ProfilerReport.id:
             out[name] = {
                 f"{rule}_{key}": value
                 for rule, values in builtin.items()
-                if not isinstance(values, p.ProfilerReportParams)
                 for key, value in _set_values(values).items()
             }
         else:

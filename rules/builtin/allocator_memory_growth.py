@@ -3,11 +3,15 @@ device, from the PyTorch profiler's memory events."""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from analyzer.job import Job
-from rules import params as p
-from rules.base import Finding
+from pydantic import Field
+
+from rules.base import Finding, Rule
+from rules.params import RuleParams
+
+if TYPE_CHECKING:
+    from analyzer.job import Job
 
 MIB = 1 << 20
 
@@ -16,7 +20,12 @@ def device_name(device: int) -> str:
     return "cpu" if device < 0 else f"gpu{device}"
 
 
-class AllocatorMemoryGrowth:
+class AllocatorMemoryGrowthParams(RuleParams):
+    growth_mb: float = Field(64.0, ge=0, description="Growth (MiB) of allocated memory at step start, first to last profiled step, above which it fires.")
+    min_steps: int = Field(3, ge=2, description="Profiled steps with memory events needed before judging.")
+
+
+class AllocatorMemoryGrowth(Rule):
     id: ClassVar[str] = "AllocatorMemoryGrowth"
     title: ClassVar[str] = "Allocated memory grows step after step"
     checks: ClassVar[str] = (
@@ -35,9 +44,9 @@ class AllocatorMemoryGrowth:
         "and the profiler's memory timeline show which allocations stay."
     )
     severity: ClassVar[str] = "warning"
-    params_model: ClassVar[type[p.RuleParams]] = p.AllocatorMemoryGrowthParams
+    params_model: ClassVar[type[RuleParams]] = AllocatorMemoryGrowthParams
 
-    def evaluate(self, job: Job, params: p.AllocatorMemoryGrowthParams) -> list[Finding] | str:
+    def evaluate(self, job: Job, params: AllocatorMemoryGrowthParams) -> list[Finding] | str:
         if job.dataset.table("kineto_events").num_rows == 0:
             return "no PyTorch profiler traces in this job"
         summary = job.allocator_memory_summary()
@@ -54,9 +63,7 @@ class AllocatorMemoryGrowth:
                 continue
             rank, dev = int(r.rank), device_name(int(r.device))
             findings.append(
-                Finding(
-                    rule=self.id,
-                    severity=self.severity,
+                self.finding(
                     title=f"Rank {rank}: {dev} memory grows {growth / transitions:.0f} MiB per step",
                     message=(
                         f"rank {rank}, {dev}: allocated at step start rose from {r.first_step_bytes / MIB:.0f} MiB to "
@@ -75,7 +82,6 @@ class AllocatorMemoryGrowth:
                         "peak_allocated_mib": round(r.peak_allocated_bytes / MIB, 3),
                         "peak_reserved_mib": round(r.peak_reserved_bytes / MIB, 3),
                     },
-                    recommendation=self.recommendation,
                     where=f"rank {rank}, {dev}",
                 )
             )

@@ -3,12 +3,15 @@ against the baseline run (``stepscope report --baseline SOURCE``)."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from analyzer.analyses.summary import rounded
-from analyzer.job import Job
-from rules import params as p
-from rules.base import Finding
+from pydantic import Field
+
+from rules.base import Finding, Rule
+from rules.params import RuleParams
+
+if TYPE_CHECKING:
+    from analyzer.job import Job
 
 #: (headline key, label, how it regresses, the parameter holding its tolerance)
 COMPARED = (
@@ -20,7 +23,15 @@ COMPARED = (
 )
 
 
-class BaselineRegression:
+class BaselineRegressionParams(RuleParams):
+    step_time_pct: float = Field(10.0, ge=0, description="Mean step time may grow by this % over the baseline.")
+    throughput_pct: float = Field(10.0, ge=0, description="Throughput (steps/s) may drop by this % under the baseline.")
+    gpu_util_points: float = Field(5.0, ge=0, description="Median GPU utilization may drop by this many points.")
+    stall_points: float = Field(5.0, ge=0, description="Data-loader stall share may grow by this many points.")
+    exposed_comm_points: float = Field(5.0, ge=0, description="Exposed communication share may grow by this many points.")
+
+
+class BaselineRegression(Rule):
     id: ClassVar[str] = "BaselineRegression"
     title: ClassVar[str] = "Regression against the baseline run"
     checks: ClassVar[str] = (
@@ -30,11 +41,11 @@ class BaselineRegression:
     why: ClassVar[str] = "A change that makes training slower should fail CI before it reaches the expensive runs."
     recommendation: ClassVar[str] = "Compare the two runs' dashboards (Compare page) and look at what changed between them."
     severity: ClassVar[str] = "warning"
-    params_model: ClassVar[type[p.RuleParams]] = p.BaselineRegressionParams
+    params_model: ClassVar[type[RuleParams]] = BaselineRegressionParams
     #: judged only when the job has a baseline (``--baseline``): no row in the report otherwise
     needs_baseline: ClassVar[bool] = True
 
-    def comparisons(self, job: Job, params: p.BaselineRegressionParams) -> list[dict[str, Any]]:
+    def comparisons(self, job: Job, params: BaselineRegressionParams) -> list[dict[str, Any]]:
         """Metric by metric, the current and baseline figures, the change and the verdict."""
         if job.baseline is None:
             return []
@@ -42,8 +53,10 @@ class BaselineRegression:
 
     @staticmethod
     def compare_headlines(current: dict[str, Any], baseline: dict[str, Any],
-                          params: p.BaselineRegressionParams) -> list[dict[str, Any]]:
+                          params: BaselineRegressionParams) -> list[dict[str, Any]]:
         """:meth:`comparisons` on two headlines already computed (e.g. read from reports)."""
+        from analyzer.analyses.summary import rounded
+
         out = []
         for key, label, kind, tol_name in COMPARED:
             tol = getattr(params, tol_name)
@@ -66,7 +79,7 @@ class BaselineRegression:
             })
         return out
 
-    def evaluate(self, job: Job, params: p.BaselineRegressionParams) -> list[Finding] | str:
+    def evaluate(self, job: Job, params: BaselineRegressionParams) -> list[Finding] | str:
         if job.baseline is None:
             return "no baseline run given (--baseline SOURCE)"
         source = job.baseline.dataset.meta.source
@@ -76,13 +89,10 @@ class BaselineRegression:
                 continue
             unit = "%" if c["tolerance_kind"].startswith("pct") else " points"
             findings.append(
-                Finding(
-                    rule=self.id,
-                    severity=self.severity,
+                self.finding(
                     title=f"{c['label']} regressed against the baseline",
                     message=f"{c['label']}: {c['baseline']} → {c['current']} (tolerance {c['tolerance']}{unit})",
                     evidence={"baseline_source": source, **c},
-                    recommendation=self.recommendation,
                     where="job",
                 )
             )

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from analyzer.analyses import system as system_analyses
-from analyzer.job import Job
-from rules import params as p
-from rules.base import Finding, iso
+from pydantic import Field
+
+from rules.base import Finding, Rule, iso
+from rules.params import BuiltinParams, RuleParams
+
+if TYPE_CHECKING:
+    from analyzer.job import Job
 
 
-class BatchSize:
+class BatchSizeParams(BuiltinParams):
+    cpu_threshold_p95: int = Field(70, ge=0, le=100, description="p95 CPU utilization (%) below which the CPU is underused.")
+    gpu_threshold_p95: int = Field(70, ge=0, le=100, description="p95 GPU utilization (%) below which the GPU is underused.")
+    gpu_memory_threshold_p95: int = Field(70, ge=0, le=100, description="p95 GPU memory (%) below which memory is underused.")
+    patience: int = Field(1000, ge=0, description="Data points to skip at the start.")
+    window: int = Field(500, gt=0, description="Data points per percentile window.")
+
+
+class BatchSize(Rule):
     id: ClassVar[str] = "BatchSize"
     title: ClassVar[str] = "Batch size too small for the hardware"
     checks: ClassVar[str] = (
@@ -20,33 +31,30 @@ class BatchSize:
     why: ClassVar[str] = "A small batch leaves GPU, memory and CPU idle at once: the job pays for capacity it does not use."
     recommendation: ClassVar[str] = "Increase the batch size (scale the learning rate with it), or choose a smaller instance type."
     severity: ClassVar[str] = "info"
-    params_model: ClassVar[type[p.RuleParams]] = p.BatchSizeParams
+    params_model: ClassVar[type[RuleParams]] = BatchSizeParams
+    sagemaker_builtin: ClassVar[bool] = True
 
-    def evaluate(self, job: Job, params: p.BatchSizeParams) -> list[Finding] | str:
+    def evaluate(self, job: Job, params: BatchSizeParams) -> list[Finding] | str:
         if not job.has_dimension("GPUUtilization"):
             return "no GPUUtilization system metrics in this job"
         # smdebug's BatchSize judges the last `window` samples at every scan (not only the
         # job's last window): an underused stretch anywhere after `patience` fires
         # (rules/batch_size.py, invoke_for_timerange).
-        res = system_analyses.batch_size_underuse(
-            job.system_metrics,
-            cpu_threshold_p95=params.cpu_threshold_p95,
-            gpu_threshold_p95=params.gpu_threshold_p95,
-            gpu_memory_threshold_p95=params.gpu_memory_threshold_p95,
-            window=params.window,
-            patience=params.patience,
-            scan_interval_us=params.scan_interval_us,
-        )
+        res = job.utilization_p95_scans(params.window, params.scan_interval_us)
+        res = res[res["cpu_samples"] > params.patience]
         if res.empty:
             return f"fewer than patience={params.patience} and window={params.window} samples per node"
+        underused = (
+            (res["cpu_p95"] < params.cpu_threshold_p95)
+            & (res["gpu_p95"] < params.gpu_threshold_p95)
+            & (res["gpu_mem_p95"] < params.gpu_memory_threshold_p95)
+        )
         findings: list[Finding] = []
-        for (node, gpu), g in res[res["underused"]].groupby(["node", "gpu"], sort=True, observed=True):
+        for (node, gpu), g in res[underused].groupby(["node", "gpu"], sort=True, observed=True):
             r = g.loc[g["gpu_p95"].idxmin()]
             scans = int(((res["node"] == node) & (res["gpu"] == gpu)).sum())
             findings.append(
-                Finding(
-                    rule=self.id,
-                    severity=self.severity,
+                self.finding(
                     title=f"{gpu} on {node} could take a larger batch",
                     message=(
                         f"{gpu} on {node}: underused in {len(g)} of {scans} scans; at worst p95 GPU {r['gpu_p95']:.0f}% "
@@ -66,7 +74,6 @@ class BatchSize:
                         "worst_window_end": iso(float(r["scan_end"])),
                         "first_fired_at": iso(float(g["scan_end"].min())),
                     },
-                    recommendation=self.recommendation,
                     where=f"node {node}, {gpu}",
                 )
             )

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from analyzer.job import Job
-from rules import params as p
-from rules.base import Finding
+from pydantic import Field
+
+from rules.base import Finding, Rule
 from rules.builtin._bottleneck import evaluate_bottleneck
+from rules.params import BuiltinParams, RuleParams
+
+if TYPE_CHECKING:
+    from analyzer.job import Job
 
 
-class CPUBottleneck:
+class CPUBottleneckParams(BuiltinParams):
+    threshold: int = Field(50, ge=0, le=100, description="% of samples in a bottleneck above which the rule fires.")
+    gpu_threshold: int = Field(10, ge=0, le=100, description="GPU utilization (%) below which the GPU counts as idle.")
+    cpu_threshold: int = Field(90, ge=0, le=100, description="CPU utilization (%) above which the CPU counts as saturated.")
+    patience: int = Field(1000, ge=0, description="Data points to skip at the start.")
+
+
+class CPUBottleneck(Rule):
     id: ClassVar[str] = "CPUBottleneck"
     title: ClassVar[str] = "GPUs idle while CPUs are saturated"
     checks: ClassVar[str] = (
@@ -23,9 +34,10 @@ class CPUBottleneck:
         "GPU data augmentation) or choose an instance type with more vCPUs per GPU."
     )
     severity: ClassVar[str] = "warning"
-    params_model: ClassVar[type[p.RuleParams]] = p.CPUBottleneckParams
+    params_model: ClassVar[type[RuleParams]] = CPUBottleneckParams
+    sagemaker_builtin: ClassVar[bool] = True
 
-    def evaluate(self, job: Job, params: p.CPUBottleneckParams) -> list[Finding] | str:
+    def evaluate(self, job: Job, params: CPUBottleneckParams) -> list[Finding] | str:
         return evaluate_bottleneck(
             self, job, resource="cpu", dimension="CPUUtilization", resource_threshold=params.cpu_threshold, params=params
         )

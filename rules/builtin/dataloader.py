@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from analyzer.analyses import steps as steps_analyses
-from analyzer.job import Job
-from rules import params as p
-from rules.base import Finding, iso
+from pydantic import Field
+
+from rules.base import Finding, Rule, iso
+from rules.params import BuiltinParams, RuleParams
+
+if TYPE_CHECKING:
+    from analyzer.job import Job
+
+#: smdebug's Dataloader judges only once more than this many seconds with data-loader
+#: events were seen (its ``patience``, which the SDK's rule config does not expose).
+PATIENCE_SECONDS = 10
 
 
-class Dataloader:
+class DataloaderParams(BuiltinParams):
+    min_threshold: int = Field(70, ge=0, description="Parallel data-loading processes below this % of CPU cores are too few.")
+    max_threshold: int = Field(200, ge=0, description="Parallel data-loading processes above this % of CPU cores are too many.")
+
+
+class Dataloader(Rule):
     id: ClassVar[str] = "Dataloader"
     title: ClassVar[str] = "Too few or too many data-loading processes"
     checks: ClassVar[str] = (
@@ -27,47 +39,54 @@ class Dataloader:
         "persistent_workers=True; lower it when workers outnumber the cores."
     )
     severity: ClassVar[str] = "warning"
-    params_model: ClassVar[type[p.RuleParams]] = p.DataloaderParams
+    params_model: ClassVar[type[RuleParams]] = DataloaderParams
+    sagemaker_builtin: ClassVar[bool] = True
 
-    def evaluate(self, job: Job, params: p.DataloaderParams) -> list[Finding] | str:
+    def evaluate(self, job: Job, params: DataloaderParams) -> list[Finding] | str:
         if not job.has_dimension("CPUUtilization"):
             return "no CPUUtilization system metrics in this job"
         # smdebug's Dataloader (rules/dataloader.py): distinct data-loader processes per
         # second, median over the seconds seen so far, against the core count, every scan.
-        res = steps_analyses.dataloader_parallelism(
-            job.dataset,
-            min_threshold=params.min_threshold,
-            max_threshold=params.max_threshold,
-            scan_interval_us=params.scan_interval_us,
-        )
+        res = job.dataloader_parallelism(params.scan_interval_us)
         if res.empty:
             return "no PyTorch data-loader events (SageMaker framework traces) in this job"
         findings: list[Finding] = []
-        for r in res[res["fired"]].itertuples(index=False):
-            few = r.kind == "too_few"
+        for node, g in res.groupby("node", sort=True):
+            cores = int(g["cores"].iloc[0])
+            kind: str | None = None
+            first_fired_at = first_median = violations = 0
+            for r in g[g["seconds_seen"] > PATIENCE_SECONDS].itertuples(index=False):
+                too_few = r.median_processes < cores * (params.min_threshold / 100)
+                too_many = r.median_processes > cores * (params.max_threshold / 100)
+                if too_few or too_many:
+                    violations += 1
+                    if kind is None:
+                        kind = "too_few" if too_few else "too_many"
+                        first_fired_at, first_median = r.scan_end, int(r.median_processes)
+            if kind is None:
+                continue
+            few = kind == "too_few"
             limit = params.min_threshold if few else params.max_threshold
+            seconds = int(g["seconds"].iloc[0])
             findings.append(
-                Finding(
-                    rule=self.id,
-                    severity=self.severity,
-                    title=f"{'Too few' if few else 'Too many'} data-loading processes on {r.node}",
+                self.finding(
+                    title=f"{'Too few' if few else 'Too many'} data-loading processes on {node}",
                     message=(
-                        f"{r.node}: a median of {r.median_processes} data-loading processes in parallel on {r.cores} "
-                        f"cores ({'<' if few else '>'} {limit}% of the cores) over {r.seconds} seconds with data loading"
+                        f"{node}: a median of {first_median} data-loading processes in parallel on {cores} "
+                        f"cores ({'<' if few else '>'} {limit}% of the cores) over {seconds} seconds with data loading"
                     ),
                     evidence={
-                        "node": r.node,
-                        "kind": r.kind,
-                        "cores": int(r.cores),
-                        "median_processes": int(r.median_processes),
-                        "seconds": int(r.seconds),
-                        "violations": int(r.violations),
-                        "first_fired_at": iso(float(r.first_fired_at)),
-                        "window_start": iso(float(r.window_start)),
-                        "window_end": iso(float(r.window_end)),
+                        "node": node,
+                        "kind": kind,
+                        "cores": cores,
+                        "median_processes": first_median,
+                        "seconds": seconds,
+                        "violations": violations,
+                        "first_fired_at": iso(float(first_fired_at)),
+                        "window_start": iso(float(g["window_start"].iloc[0])),
+                        "window_end": iso(float(g["window_end"].iloc[0])),
                     },
-                    recommendation=self.recommendation,
-                    where=f"node {r.node}",
+                    where=f"node {node}",
                 )
             )
         return findings

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from analyzer.job import Job
-from rules import params as p
-from rules.base import Finding
+from pydantic import Field
+
+from rules.base import Finding, Rule
+from rules.params import RuleParams
+
+if TYPE_CHECKING:
+    from analyzer.job import Job
 
 
-class DataLoaderStall:
+class DataLoaderStallParams(RuleParams):
+    threshold_pct: float = Field(20.0, ge=0, le=100, description="Share of step time (%) spent waiting for the next batch above which a rank stalls.")
+    min_steps: int = Field(3, ge=1, description="Steps needed before judging a rank.")
+
+
+class DataLoaderStall(Rule):
     id: ClassVar[str] = "DataLoaderStall"
     title: ClassVar[str] = "Training loop waits for data"
     checks: ClassVar[str] = (
@@ -22,9 +31,9 @@ class DataLoaderStall:
         "(prefetch_factor), and move decoding/augmentation out of __getitem__ or onto the GPU."
     )
     severity: ClassVar[str] = "error"
-    params_model: ClassVar[type[p.RuleParams]] = p.DataLoaderStallParams
+    params_model: ClassVar[type[RuleParams]] = DataLoaderStallParams
 
-    def evaluate(self, job: Job, params: p.DataLoaderStallParams) -> list[Finding] | str:
+    def evaluate(self, job: Job, params: DataLoaderStallParams) -> list[Finding] | str:
         waits = job.dataloader_waits()
         if waits.empty:
             return "no profiled steps with data-loader events in this job"
@@ -36,9 +45,7 @@ class DataLoaderStall:
             if share <= params.threshold_pct:
                 continue
             findings.append(
-                Finding(
-                    rule=self.id,
-                    severity=self.severity,
+                self.finding(
                     title=f"Rank {int(rank)} waits for data {share:.0f}% of each step",
                     message=(
                         f"rank {int(rank)}: {g['wait_ms'].mean():.1f} ms of {g['step_ms'].mean():.1f} ms per step "
@@ -52,7 +59,6 @@ class DataLoaderStall:
                         "mean_step_ms": round(float(g["step_ms"].mean()), 3),
                         "worst_step": int(g.loc[g["share_pct"].idxmax(), "step"]),
                     },
-                    recommendation=self.recommendation,
                     where=f"rank {int(rank)}",
                 )
             )

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from analyzer.job import Job
-from rules import params as p
-from rules.base import Finding
+from pydantic import Field
+
+from rules.base import Finding, Rule
+from rules.params import RuleParams
+
+if TYPE_CHECKING:
+    from analyzer.job import Job
 
 
-class ExposedCommunication:
+class ExposedCommunicationParams(RuleParams):
+    threshold_pct: float = Field(25.0, ge=0, le=100, description="Exposed (non-overlapped) communication as % of GPU busy time above which it fires.")
+
+
+class ExposedCommunication(Rule):
     id: ClassVar[str] = "ExposedCommunication"
     title: ClassVar[str] = "Communication not overlapped by computation"
     checks: ClassVar[str] = (
@@ -22,9 +30,9 @@ class ExposedCommunication:
         "accumulation to communicate less often, or compress gradients; check inter-node bandwidth (EFA)."
     )
     severity: ClassVar[str] = "warning"
-    params_model: ClassVar[type[p.RuleParams]] = p.ExposedCommunicationParams
+    params_model: ClassVar[type[RuleParams]] = ExposedCommunicationParams
 
-    def evaluate(self, job: Job, params: p.ExposedCommunicationParams) -> list[Finding] | str:
+    def evaluate(self, job: Job, params: ExposedCommunicationParams) -> list[Finding] | str:
         ev = job.dataset.table("kineto_events")
         if ev.num_rows == 0:
             return "no PyTorch profiler traces in this job"
@@ -39,9 +47,7 @@ class ExposedCommunication:
             if share <= params.threshold_pct:
                 continue
             findings.append(
-                Finding(
-                    rule=self.id,
-                    severity=self.severity,
+                self.finding(
                     title=f"Rank {int(r.rank)}: {share:.0f}% of GPU time is exposed communication",
                     message=(
                         f"rank {int(r.rank)}: {r.exposed_comm_ns / 1e6:.1f} ms of {r.comm_time_ns / 1e6:.1f} ms of "
@@ -56,7 +62,6 @@ class ExposedCommunication:
                         "exposed_share_pct": round(share, 2),
                         "comm_comp_overlap_pct": round(float(r.comm_comp_overlap_pct), 2),
                     },
-                    recommendation=self.recommendation,
                     where=f"rank {int(r.rank)}",
                 )
             )

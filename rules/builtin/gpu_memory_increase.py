@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from analyzer.analyses import system as system_analyses
-from analyzer.job import Job
-from rules import params as p
-from rules.base import Finding, iso
+from pydantic import Field
+
+from rules.base import Finding, Rule, iso
+from rules.params import BuiltinParams, RuleParams
+
+if TYPE_CHECKING:
+    from analyzer.job import Job
 
 
-class GPUMemoryIncrease:
+class GPUMemoryIncreaseParams(BuiltinParams):
+    increase: int = Field(5, ge=0, le=100, description="Growth of the moving average of GPU memory (percentage points).")
+    window: int = Field(10, gt=0, description="Data points in the moving average.")
+    patience: int = Field(1000, ge=0, description="Data points to skip at the start.")
+
+
+class GPUMemoryIncrease(Rule):
     id: ClassVar[str] = "GPUMemoryIncrease"
     title: ClassVar[str] = "GPU memory keeps growing"
     checks: ClassVar[str] = (
@@ -23,21 +32,21 @@ class GPUMemoryIncrease:
         "call .item()/.detach() on logged values."
     )
     severity: ClassVar[str] = "warning"
-    params_model: ClassVar[type[p.RuleParams]] = p.GPUMemoryIncreaseParams
+    params_model: ClassVar[type[RuleParams]] = GPUMemoryIncreaseParams
+    sagemaker_builtin: ClassVar[bool] = True
 
-    def evaluate(self, job: Job, params: p.GPUMemoryIncreaseParams) -> list[Finding] | str:
+    def evaluate(self, job: Job, params: GPUMemoryIncreaseParams) -> list[Finding] | str:
         if not job.has_dimension("GPUMemoryUtilization"):
             return "no GPUMemoryUtilization system metrics in this job"
-        ev = system_analyses.gpu_memory_increase_events(
-            job.system_metrics, increase=params.increase, window=params.window, patience=params.patience
-        )
+        rises = job.gpu_memory_moving_average(params.window)
+        hits = rises[(rises["diff"] > params.increase) & (rises["samples"] > params.patience)]
+        # plain strings, so nodes and GPUs are grouped (and listed) in text order
+        hits = hits.astype({"node": object, "gpu": object})
         findings: list[Finding] = []
-        for (node, gpu), g in ev.groupby(["node", "gpu"], sort=True):
+        for (node, gpu), g in hits.groupby(["node", "gpu"], sort=True):
             top = g.loc[g["diff"].idxmax()]
             findings.append(
-                Finding(
-                    rule=self.id,
-                    severity=self.severity,
+                self.finding(
                     title=f"GPU memory growing on {node} {gpu}",
                     message=(
                         f"{gpu} on {node}: moving average rose by up to {top['diff']:.1f} points "
@@ -52,7 +61,6 @@ class GPUMemoryIncrease:
                         "window_end": iso(float(g["t"].max())),
                         "last_value_pct": round(float(g["value"].iloc[-1]), 2),
                     },
-                    recommendation=self.recommendation,
                     where=f"node {node}, {gpu}",
                 )
             )

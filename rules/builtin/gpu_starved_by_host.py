@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from analyzer.job import Job
-from rules import params as p
-from rules.base import Finding
+from pydantic import Field
+
+from rules.base import Finding, Rule
+from rules.params import RuleParams
+
+if TYPE_CHECKING:
+    from analyzer.job import Job
 
 
-class GPUStarvedByHost:
+class GPUStarvedByHostParams(RuleParams):
+    threshold_pct: float = Field(30.0, ge=0, le=100, description="Host-wait idle time as % of the busiest stream's span above which it fires.")
+    min_events: int = Field(100, ge=1, description="Kernels and copies a stream needs before it is judged.")
+
+
+class GPUStarvedByHost(Rule):
     id: ClassVar[str] = "GPUStarvedByHost"
     title: ClassVar[str] = "The GPU waits for the CPU to launch its work"
     checks: ClassVar[str] = (
@@ -28,9 +37,9 @@ class GPUStarvedByHost:
         "time too: confirm with a lighter profiling schedule."
     )
     severity: ClassVar[str] = "warning"
-    params_model: ClassVar[type[p.RuleParams]] = p.GPUStarvedByHostParams
+    params_model: ClassVar[type[RuleParams]] = GPUStarvedByHostParams
 
-    def evaluate(self, job: Job, params: p.GPUStarvedByHostParams) -> list[Finding] | str:
+    def evaluate(self, job: Job, params: GPUStarvedByHostParams) -> list[Finding] | str:
         ev = job.dataset.table("kineto_events")
         if ev.num_rows == 0:
             return "no PyTorch profiler traces in this job"
@@ -49,9 +58,7 @@ class GPUStarvedByHost:
             rank, stream = int(r.rank), int(r.stream)
             launch = launches.loc[rank] if rank in launches.index else None
             findings.append(
-                Finding(
-                    rule=self.id,
-                    severity=self.severity,
+                self.finding(
                     title=f"Rank {rank}: the GPU waits for the CPU {share:.0f}% of the time",
                     message=(
                         f"rank {rank}, stream {stream}: {r.host_wait_ns / 1e6:.1f} ms of {span / 1e6:.1f} ms idle "
@@ -72,7 +79,6 @@ class GPUStarvedByHost:
                         "short_kernels": None if launch is None else int(launch["short_kernels"]),
                         "kernels_launched": None if launch is None else int(launch["kernels"]),
                     },
-                    recommendation=self.recommendation,
                     where=f"rank {rank}, stream {stream}",
                 )
             )

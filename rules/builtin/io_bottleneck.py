@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from analyzer.job import Job
-from rules import params as p
-from rules.base import Finding
+from pydantic import Field
+
+from rules.base import Finding, Rule
 from rules.builtin._bottleneck import evaluate_bottleneck
+from rules.params import BuiltinParams, RuleParams
+
+if TYPE_CHECKING:
+    from analyzer.job import Job
 
 
-class IOBottleneck:
+class IOBottleneckParams(BuiltinParams):
+    threshold: int = Field(50, ge=0, le=100, description="% of samples in a bottleneck above which the rule fires.")
+    gpu_threshold: int = Field(10, ge=0, le=100, description="GPU utilization (%) below which the GPU counts as idle.")
+    io_threshold: int = Field(50, ge=0, le=100, description="I/O wait (%) above which I/O counts as the bottleneck.")
+    patience: int = Field(1000, ge=0, description="Data points to skip at the start.")
+
+
+class IOBottleneck(Rule):
     id: ClassVar[str] = "IOBottleneck"
     title: ClassVar[str] = "GPUs idle while waiting on I/O"
     checks: ClassVar[str] = (
@@ -23,9 +34,10 @@ class IOBottleneck:
         "and store it in fewer, larger files."
     )
     severity: ClassVar[str] = "warning"
-    params_model: ClassVar[type[p.RuleParams]] = p.IOBottleneckParams
+    params_model: ClassVar[type[RuleParams]] = IOBottleneckParams
+    sagemaker_builtin: ClassVar[bool] = True
 
-    def evaluate(self, job: Job, params: p.IOBottleneckParams) -> list[Finding] | str:
+    def evaluate(self, job: Job, params: IOBottleneckParams) -> list[Finding] | str:
         return evaluate_bottleneck(
             self, job, resource="io", dimension="I/OWaitPercentage", resource_threshold=params.io_threshold, params=params
         )

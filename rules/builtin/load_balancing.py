@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from analyzer.analyses import system as system_analyses
-from analyzer.job import Job
-from rules import params as p
-from rules.base import Finding, iso
+import numpy as np
+from pydantic import Field
+
+from rules.base import Finding, Rule, iso
+from rules.params import BuiltinParams, RuleParams
+
+if TYPE_CHECKING:
+    from analyzer.job import Job
 
 
-class LoadBalancing:
+class LoadBalancingParams(BuiltinParams):
+    threshold: float = Field(0.5, ge=0, description="Workload imbalance between GPUs (histogram distance) above which it fires.")
+    patience: int = Field(1000, ge=0, description="Data points to skip at the start.")
+
+
+class LoadBalancing(Rule):
     id: ClassVar[str] = "LoadBalancing"
     title: ClassVar[str] = "GPUs of a node carry uneven work"
     checks: ClassVar[str] = (
@@ -23,47 +32,58 @@ class LoadBalancing:
         "with parameter servers or pipeline stages, rebalance the split."
     )
     severity: ClassVar[str] = "warning"
-    params_model: ClassVar[type[p.RuleParams]] = p.LoadBalancingParams
+    params_model: ClassVar[type[RuleParams]] = LoadBalancingParams
+    sagemaker_builtin: ClassVar[bool] = True
 
-    def evaluate(self, job: Job, params: p.LoadBalancingParams) -> list[Finding] | str:
+    def evaluate(self, job: Job, params: LoadBalancingParams) -> list[Finding] | str:
         if not job.has_dimension("GPUUtilization"):
             return "no GPUUtilization system metrics in this job"
         # smdebug's LoadBalancing keeps each GPU's histogram over all samples so far and
         # compares them at every scan: it fires when any scan's distance exceeds `threshold`,
         # not only the whole job's (rules/load_balancing.py, invoke_for_timerange).
-        pairs = system_analyses.gpu_load_balance(
-            job.system_metrics, patience=params.patience, threshold=params.threshold, scan_interval_us=params.scan_interval_us
-        )
-        if pairs.empty:
+        scans = job.gpu_load_balance_scans(params.scan_interval_us)
+        scans = scans[(scans["samples_a"] > params.patience) & (scans["samples_b"] > params.patience)]
+        if scans.empty:
             return "fewer than two GPUs per node with enough samples"
+        pairs = [_pair(key, g, params.threshold) for key, g in scans.groupby(["node", "gpu_a", "gpu_b"], sort=False)]
         findings: list[Finding] = []
-        for node, g in pairs[pairs["distance"] > params.threshold].groupby("node", sort=True):
-            top = g.loc[g["distance"].idxmax()]
-            first_over = float(g["first_over_at"].min())
+        for node in sorted({p["node"] for p in pairs if p["distance"] > params.threshold}):
+            over = [p for p in pairs if p["node"] == node and p["distance"] > params.threshold]
+            top = max(over, key=lambda p: p["distance"])  # the first of equal ones, as idxmax
             findings.append(
-                Finding(
-                    rule=self.id,
-                    severity=self.severity,
+                self.finding(
                     title=f"Uneven GPU workload on {node}",
                     message=(
-                        f"{node}: {len(g)} GPU pairs differ by more than {params.threshold}; worst "
+                        f"{node}: {len(over)} GPU pairs differ by more than {params.threshold}; worst "
                         f"{top['gpu_a']} vs {top['gpu_b']} distance {top['distance']:.2f} "
                         f"(mean utilization {top['mean_util_a']:.0f}% vs {top['mean_util_b']:.0f}%)"
                     ),
                     evidence={
                         "node": node,
-                        "pairs": [
-                            {"gpus": [r.gpu_a, r.gpu_b], "distance": round(float(r.distance), 3)}
-                            for r in g.itertuples(index=False)
-                        ][:28],
+                        "pairs": [{"gpus": [p["gpu_a"], p["gpu_b"]], "distance": round(p["distance"], 3)} for p in over][:28],
                         "worst_pair": [top["gpu_a"], top["gpu_b"]],
-                        "worst_distance": round(float(top["distance"]), 3),
-                        "worst_scan_end": iso(float(top["worst_scan_end"])),
-                        "final_distance": round(float(top["final_distance"]), 3),
-                        "first_fired_at": iso(first_over),
+                        "worst_distance": round(top["distance"], 3),
+                        "worst_scan_end": iso(top["worst_scan_end"]),
+                        "final_distance": round(top["final_distance"], 3),
+                        "first_fired_at": iso(float(np.nanmin([p["first_over_at"] for p in over]))),
                     },
-                    recommendation=self.recommendation,
                     where=f"node {node}",
                 )
             )
         return findings
+
+
+def _pair(key: Any, g: Any, threshold: float) -> dict[str, Any]:
+    """One GPU pair over the scans judged: its largest distance and the scan that saw it, the
+    last scan's distance, and the first scan over ``threshold`` (NaN when none was)."""
+    node, a, b = key
+    d = g["distance"].to_numpy()
+    ends = g["scan_end"].to_numpy()
+    worst = int(np.nanargmax(d)) if np.isfinite(d).any() else len(d) - 1
+    over = np.flatnonzero(d > threshold)
+    return {
+        "node": node, "gpu_a": a, "gpu_b": b,
+        "distance": float(d[worst]), "worst_scan_end": float(ends[worst]), "final_distance": float(d[-1]),
+        "first_over_at": float(ends[over[0]]) if len(over) else float("nan"),
+        "mean_util_a": float(g["mean_util_a"].iloc[0]), "mean_util_b": float(g["mean_util_b"].iloc[0]),
+    }

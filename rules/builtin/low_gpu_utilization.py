@@ -2,15 +2,34 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from analyzer.analyses import system as system_analyses
-from analyzer.job import Job
-from rules import params as p
-from rules.base import Finding, iso
+from pydantic import Field
+
+from rules.base import Finding, Rule, iso
+from rules.params import BuiltinParams, RuleParams
+
+if TYPE_CHECKING:
+    from analyzer.job import Job
 
 
-class LowGPUUtilization:
+class LowGPUUtilizationParams(BuiltinParams):
+    threshold_p95: int = Field(70, ge=0, le=100, description="p95 GPU utilization (%) below which a GPU is underused.")
+    threshold_p5: int = Field(10, ge=0, le=100, description="p5 GPU utilization (%) below which utilization fluctuates too much.")
+    window: int = Field(500, gt=0, description="Data points per percentile window.")
+    patience: int = Field(1000, ge=0, description="Data points to skip at the start (initialization).")
+
+
+def _kind(p95: float, p5: float, params: LowGPUUtilizationParams) -> str | None:
+    """One scan's verdict, as SageMaker's rule words it."""
+    if p95 < params.threshold_p95:
+        return "underused"
+    if p95 > params.threshold_p95 and p5 < params.threshold_p5:
+        return "fluctuating"
+    return None
+
+
+class LowGPUUtilization(Rule):
     id: ClassVar[str] = "LowGPUUtilization"
     title: ClassVar[str] = "Low or fluctuating GPU utilization"
     checks: ClassVar[str] = (
@@ -23,29 +42,24 @@ class LowGPUUtilization:
         "increase the batch size or move to a smaller instance type."
     )
     severity: ClassVar[str] = "warning"
-    params_model: ClassVar[type[p.RuleParams]] = p.LowGPUUtilizationParams
+    params_model: ClassVar[type[RuleParams]] = LowGPUUtilizationParams
+    sagemaker_builtin: ClassVar[bool] = True
 
-    def evaluate(self, job: Job, params: p.LowGPUUtilizationParams) -> list[Finding] | str:
+    def evaluate(self, job: Job, params: LowGPUUtilizationParams) -> list[Finding] | str:
         if not job.has_dimension("GPUUtilization"):
             return "no GPUUtilization system metrics in this job"
-        scans = system_analyses.low_gpu_utilization_scans(
-                job.system_metrics,
-                threshold_p95=params.threshold_p95,
-                threshold_p5=params.threshold_p5,
-                window=params.window,
-                patience=params.patience,
-                scan_interval_us=params.scan_interval_us,
-            )
+        scans = job.gpu_utilization_scans(params.window, params.scan_interval_us)
+        scans = scans[scans["samples"] > params.patience]
         if scans.empty:
             return f"fewer than patience={params.patience} samples per GPU: not enough data to judge"
+        kinds = [_kind(p95, p5, params) for p95, p5 in zip(scans["p95"], scans["p5"], strict=True)]
+        hits = scans.assign(kind=kinds)
+        hits = hits[hits["kind"].notna()]
         findings: list[Finding] = []
-        hits = scans[scans["kind"].notna()]
         for (node, gpu, kind), g in hits.groupby(["node", "gpu", "kind"], sort=True):
             worst = g.loc[g["p95"].idxmin()] if kind == "underused" else g.loc[g["p5"].idxmin()]
             findings.append(
-                Finding(
-                    rule=self.id,
-                    severity=self.severity,
+                self.finding(
                     title=f"GPU {gpu} on {node} is {kind}",
                     message=(
                         f"{gpu} on {node}: {kind} in {len(g)} of {int((scans['node'].eq(node) & scans['gpu'].eq(gpu)).sum())} scans; "
@@ -64,7 +78,6 @@ class LowGPUUtilization:
                         "worst_window_start": iso(float(worst["window_start"])),
                         "worst_window_end": iso(float(worst["scan_end"])),
                     },
-                    recommendation=self.recommendation,
                     where=f"node {node}, {gpu}",
                 )
             )

@@ -2,25 +2,42 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import pandas as pd
+import numpy as np
+from pydantic import Field
 
-from analyzer.analyses import steps as steps_analyses
-from analyzer.ingest.dataset import iso_ns
-from analyzer.job import Job
-from rules import params as p
-from rules.base import Finding
+from rules.base import Finding, Rule
+from rules.params import BuiltinParams, RuleParams
+
+if TYPE_CHECKING:
+    from analyzer.job import Job
+
+#: smdebug's StepOutlier judges a rank's steps of one mode only once it has seen more than
+#: this many (``len(step_durations) > 100`` in rules/step_outlier.py; not a rule parameter).
+MIN_STEPS = 100
 
 
-def _iso_ns(ns: float | None) -> str | None:
-    """Epoch ns (NaN or None when unknown) → ISO 8601 UTC, to the microsecond."""
-    if ns is None or pd.isna(ns):
+class StepOutlierParams(BuiltinParams):
+    stddev: int = Field(3, gt=0, description="A step is an outlier above mean + stddev x standard deviation.")
+    mode: str | None = Field(None, description="Training mode to check (TRAIN, EVAL...); all when unset.")
+    n_outliers: int = Field(10, ge=0, description="Outliers tolerated before the rule fires.")
+
+
+def _missing(value: Any) -> bool:
+    return value is None or value != value  # None or NaN
+
+
+def _iso_ns(ns: int | None) -> str | None:
+    """Epoch ns (None when unknown) → ISO 8601 UTC, to the microsecond."""
+    if ns is None:
         return None
+    from analyzer.ingest.dataset import iso_ns
+
     return iso_ns(round(float(ns) / 1e3) * 1000)
 
 
-class StepOutlier:
+class StepOutlier(Rule):
     id: ClassVar[str] = "StepOutlier"
     title: ClassVar[str] = "Step-time outliers"
     checks: ClassVar[str] = (
@@ -30,52 +47,58 @@ class StepOutlier:
     why: ClassVar[str] = "Sudden slow steps point at checkpointing, garbage collection, evaluation or stragglers inside training."
     recommendation: ClassVar[str] = "Look at what runs during the slow steps (the trace of those steps); move periodic work off the step."
     severity: ClassVar[str] = "warning"
-    params_model: ClassVar[type[p.RuleParams]] = p.StepOutlierParams
+    params_model: ClassVar[type[RuleParams]] = StepOutlierParams
+    sagemaker_builtin: ClassVar[bool] = True
 
-    def evaluate(self, job: Job, params: p.StepOutlierParams) -> list[Finding] | str:
+    def evaluate(self, job: Job, params: StepOutlierParams) -> list[Finding] | str:
         if job.steps().empty:
             return "no step annotations (ProfilerStep#N or framework steps) in this job"
         # smdebug's StepOutlier (rules/step_outlier.py): one group per process and step
         # event name (TRAIN and EVAL steps never pooled), judged only with more than 100
         # steps, re-judged at every scan on all steps seen so far.
-        out = steps_analyses.step_outlier_verdicts(
-            job.steps(),
-            stddev=params.stddev,
-            mode=params.mode,
-            n_outliers=params.n_outliers,
-            scan_interval_us=params.scan_interval_us,
-            first_ns=steps_analyses.job_start_ns(job.dataset),
-        )
-        if out.empty:
+        scans = job.step_time_scans(params.mode, params.scan_interval_us)
+        if scans.empty:
             return f"no steps of mode {params.mode} in this job" if params.mode else "no steps in this job"
-        if not (out["steps"] > steps_analyses.STEP_OUTLIER_MIN_STEPS).any():
-            return f"no rank has more than {steps_analyses.STEP_OUTLIER_MIN_STEPS} steps of one mode"
+        if not (scans["steps"] > MIN_STEPS).any():
+            return f"no rank has more than {MIN_STEPS} steps of one mode"
         findings: list[Finding] = []
-        for r in out[out["fired"]].itertuples(index=False):
-            rank = None if pd.isna(r.rank) else int(r.rank)
+        for r in scans.itertuples(index=False):
+            # (scan end, threshold, outliers) at the last scan that fired, and the first one's end
+            fired: tuple[int, float, np.ndarray] | None = None
+            first_fired: int | None = None
+            for n, end, mean, std in zip(r.seen, r.scan_end, r.mean_ms, r.std_ms, strict=True):
+                if n <= MIN_STEPS:
+                    continue
+                thr = float(mean + params.stddev * std)
+                hit = np.flatnonzero(r.dur_ms[:n] > thr)
+                if len(hit) > params.n_outliers:
+                    fired = (int(end), thr, hit)
+                    if first_fired is None:
+                        first_fired = int(end)
+            if fired is None:
+                continue
+            scan_end, threshold_ms, hit = fired
+            rank = None if _missing(r.rank) else int(r.rank)
             who = f"rank {rank}" if rank is not None else f"node {r.node}"
             mode = f" {r.mode}" if r.mode else ""
             findings.append(
-                Finding(
-                    rule=self.id,
-                    severity=self.severity,
-                    title=f"{r.outliers} outlier{mode} steps on {who}",
+                self.finding(
+                    title=f"{len(hit)} outlier{mode} steps on {who}",
                     message=(
-                        f"{who}: {r.outliers} of {r.steps}{mode} steps above {r.threshold_ms:.1f} ms "
+                        f"{who}: {len(hit)} of {r.steps}{mode} steps above {threshold_ms:.1f} ms "
                         f"(mean + {params.stddev}σ), longest {r.max_ms:.1f} ms; tolerated {params.n_outliers}"
                     ),
                     evidence={
                         "rank": rank,
                         "node": r.node,
                         "mode": r.mode,
-                        "outliers": int(r.outliers),
-                        "threshold_ms": round(float(r.threshold_ms), 3),
-                        "steps": list(r.outlier_steps[:50]),
+                        "outliers": len(hit),
+                        "threshold_ms": round(threshold_ms, 3),
+                        "steps": [int(x) for x in r.step[hit]][:50],
                         "max_ms": round(float(r.max_ms), 3),
-                        "first_fired_at": _iso_ns(r.first_fired_at),
-                        "scan_end": _iso_ns(r.scan_end),
+                        "first_fired_at": _iso_ns(first_fired),
+                        "scan_end": _iso_ns(scan_end),
                     },
-                    recommendation=self.recommendation,
                     where=who,
                 )
             )

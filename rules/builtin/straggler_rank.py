@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from analyzer.analyses import steps as steps_analyses
-from analyzer.job import Job
-from rules import params as p
-from rules.base import Finding
+from pydantic import Field
+
+from rules.base import Finding, Rule
+from rules.params import RuleParams
+
+if TYPE_CHECKING:
+    from analyzer.job import Job
 
 
-class StragglerRank:
+class StragglerRankParams(RuleParams):
+    threshold_pct: float = Field(15.0, ge=0, description="A rank whose median step (or compute) time exceeds the median of all ranks by this % is a straggler.")
+    min_steps: int = Field(3, ge=1, description="Steps needed per rank before judging.")
+
+
+class StragglerRank(Rule):
     id: ClassVar[str] = "StragglerRank"
     title: ClassVar[str] = "Straggler rank"
     checks: ClassVar[str] = (
@@ -23,20 +31,21 @@ class StragglerRank:
         "lengths) and at its host (thermal throttling, noisy neighbours, a slower GPU)."
     )
     severity: ClassVar[str] = "error"
-    params_model: ClassVar[type[p.RuleParams]] = p.StragglerRankParams
+    params_model: ClassVar[type[RuleParams]] = StragglerRankParams
 
-    def evaluate(self, job: Job, params: p.StragglerRankParams) -> list[Finding] | str:
-        breakdown = job.rank_step_breakdown()
-        res = steps_analyses.stragglers(breakdown, threshold_pct=params.threshold_pct, min_steps=params.min_steps)
-        if res.empty:
+    def evaluate(self, job: Job, params: StragglerRankParams) -> list[Finding] | str:
+        per = job.rank_busy()
+        per = per[per["steps"] >= params.min_steps]
+        if len(per) < 2:
             return "needs profiled steps on at least two ranks"
+        from analyzer.analyses.steps import busy_vs_others
+
+        res = busy_vs_others(per)
         findings: list[Finding] = []
-        for r in res[res["straggler"]].itertuples(index=False):
+        for r in res[res["excess_pct"] > params.threshold_pct].itertuples(index=False):
             waiting = res[res["rank"] != r.rank].sort_values("comm_ms", ascending=False)
             findings.append(
-                Finding(
-                    rule=self.id,
-                    severity=self.severity,
+                self.finding(
                     title=f"Rank {r.rank} is a straggler (+{r.excess_ms:.1f} ms per step)",
                     message=(
                         f"rank {r.rank}: {r.busy_ms:.1f} ms of its own work per step vs {r.others_busy_ms:.1f} ms on the "
@@ -54,7 +63,6 @@ class StragglerRank:
                             for w in waiting.head(8).itertuples(index=False)
                         ],
                     },
-                    recommendation=self.recommendation,
                     where=f"rank {r.rank}",
                 )
             )

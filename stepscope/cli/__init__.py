@@ -19,6 +19,7 @@ COMMANDS = {
     "report": "stepscope.cli.report:report_command",
     "dashboard": "stepscope.cli.dashboard:dashboard_command",
     "attach": "stepscope.cli.attach:attach_command",
+    "run": "stepscope.cli.run:run_command",
 }
 
 

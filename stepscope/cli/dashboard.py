@@ -49,6 +49,19 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+def app_argv(source: str, *, cache_dir: str | None = None, rules_file: str | None = None,
+             profile: str | None = None, region: str | None = None, baseline: str | None = None,
+             refresh_s: float | None = None) -> list[str]:
+    """The app's own arguments (after ``--``), as ``dashboards/app.py`` parses them: the
+    command passes its options on and never imports the app."""
+    out = [source]
+    for flag, value in (("--cache", cache_dir), ("--rules", rules_file), ("--profile", profile),
+                        ("--region", region), ("--baseline", baseline), ("--refresh", refresh_s)):
+        if value is not None:
+            out += [flag, str(value)]
+    return out
+
+
 def server_command(host: str, port: int, app_args: list[str]) -> list[str]:
     """The child's command line (``streamlit run`` options, then the app's own after ``--``)."""
     return [
@@ -101,7 +114,6 @@ def dashboard_command(source: str, host: str, port: int, cache_dir: str | None, 
     SOURCE is a local folder, an s3:// prefix, or a SageMaker training job name. Bad input
     is reported in the page. Stop the server with Ctrl-C.
     """
-    from dashboards.data import AppConfig, to_argv
     from rules.ruleset import load_ruleset
 
     try:
@@ -114,12 +126,13 @@ def dashboard_command(source: str, host: str, port: int, cache_dir: str | None, 
         if port:
             click.echo(f"stepscope: port {port} is busy; using {chosen}", err=True)
         port = chosen
-    cfg = AppConfig(source, cache_dir, rules_file, profile, region, baseline, refresh_s)
     url = f"http://{_url_host(host)}:{port}"
     click.echo(f"stepscope dashboard: {url}  (starting; Ctrl-C to stop)", err=True)
     marker = Path(tempfile.mkdtemp(prefix="stepscope-dash-")) / "loaded"
     env = {**os.environ, "STEPSCOPE_DASHBOARD_READY_FILE": str(marker)}
-    proc = subprocess.Popen(server_command(host, port, to_argv(cfg)), env=env)
+    args = app_argv(source, cache_dir=cache_dir, rules_file=rules_file, profile=profile, region=region,
+                    baseline=baseline, refresh_s=refresh_s)
+    proc = subprocess.Popen(server_command(host, port, args), env=env)
 
     def forward(signum: int, _frame: FrameType | None) -> None:
         if proc.poll() is None:

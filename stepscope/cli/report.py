@@ -6,12 +6,8 @@ import sys
 from pathlib import Path
 
 import click
-import orjson
 
 from analyzer.errors import StepscopeError
-from analyzer.job import Job
-from analyzer.sources import open_source
-from rules.engine import evaluate
 from rules.ruleset import load_ruleset
 from stepscope.cli.common import progress_bar, setup_logging, user_errors
 
@@ -52,8 +48,10 @@ def report_command(source: str, out_dir: str, formats: str, fail_on: str, baseli
 
     Exit code: 0 clean, 1 a finding at or above --fail-on, 2 bad usage or unreadable input.
     """
-    from stepscope.report import html as html_report
-    from stepscope.report import junit, markdown, model
+    from stepscope.render import document, junit, markdown
+    from stepscope.render import html as html_report
+    from stepscope.render.verdict import Verdict
+    from stepscope.report.analyze import analyze
 
     try:
         chosen = _formats(formats)
@@ -63,13 +61,9 @@ def report_command(source: str, out_dir: str, formats: str, fail_on: str, baseli
     ruleset = load_ruleset(rules_file)
     show_bar = (sys.stderr.isatty() if progress is None else progress) and not quiet
     with progress_bar(show_bar) as on_progress:
-        job = Job.open(open_source(source, profile=profile, region=region), cache_dir=cache_dir,
-                       on_progress=on_progress, processes=True)
-        if baseline:
-            job.baseline = Job.open(open_source(baseline, profile=profile, region=region), cache_dir=cache_dir,
-                                    on_progress=on_progress, processes=True)
-    results = evaluate(job, ruleset)
-    report = model.build(job, ruleset, results, fail_on=fail_on)
+        report = analyze(source, ruleset, baseline=baseline or None, cache_dir=cache_dir, profile=profile,
+                         region=region, on_progress=on_progress, processes=True, detail=False).report
+    verdict = Verdict.of(report, fail_on)  # --fail-on is this command's policy, not the report's
 
     out = Path(out_dir)
     try:
@@ -79,27 +73,27 @@ def report_command(source: str, out_dir: str, formats: str, fail_on: str, baseli
     written = []
     for fmt in chosen:
         if fmt == "json":
-            text = orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n"
+            text = document.render(report, verdict)
         elif fmt == "md":
-            text = markdown.render(report)
+            text = markdown.render(report, verdict)
         elif fmt == "junit":
-            text = junit.render(report)
+            text = junit.render(report, verdict)
         else:
-            text = html_report.render(report, job)
+            text = html_report.render(report, verdict)
         path = out / FILES[fmt]
         path.write_text(text, encoding="utf-8")
         written.append(str(path))
-    s = report["summary"]
     if not quiet:
         # the findings themselves, worst first, so a CI log says what fired without the files
-        shown = report["findings"][:MAX_LISTED]
+        shown = report.findings[:MAX_LISTED]
         for f in shown:
-            click.echo(f"  {f['severity']:<7} {f['rule']:<22} {f['where']}: {f['title']}", err=True)
-        if len(report["findings"]) > len(shown):
-            click.echo(f"  … and {len(report['findings']) - len(shown)} more in the report", err=True)
+            click.echo(f"  {f.severity:<7} {f.rule:<22} {f.where}: {f.title}", err=True)
+        if len(report.findings) > len(shown):
+            click.echo(f"  … and {len(report.findings) - len(shown)} more in the report", err=True)
+        counts = report.summary.counts
         click.echo(
-            f"{s['verdict'].upper()}: {s['counts']['error']} error(s), {s['counts']['warning']} warning(s), "
-            f"{s['counts']['info']} info — wrote {', '.join(written)}",
+            f"{verdict.verdict.upper()}: {counts.error} error(s), {counts.warning} warning(s), "
+            f"{counts.info} info — wrote {', '.join(written)}",
             err=True,
         )
-    sys.exit(1 if s["verdict"] == "fail" else 0)
+    sys.exit(1 if verdict.verdict == "fail" else 0)

@@ -1,117 +1,489 @@
-"""Build the report: job, findings, per-rule status, metrics per node/GPU/rank, baseline.
+"""The report as typed models: what the renderers and the dashboard pages read, and nothing else.
 
-This dict *is* the public contract of ``report.json`` (docs/report-schema.md); the
-Markdown, HTML and JUnit renderers only read it.
+Why typed: every output reads the same fields by name (a typo is a mypy error, not a
+``KeyError`` in one renderer), and pydantic gives the JSON round trip the dashboard's cache
+of evaluated reports needs. :meth:`Report.document` is the public ``report.json`` contract
+(docs/report-schema.md) *without* the verdict: ``--fail-on`` is the caller's policy, so the
+JSON writer adds it. :class:`Charts` and a few identity fields (node names, the baseline's
+per-rank figures) are for the HTML and the dashboard only and never reach ``report.json``.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar, Self
 
-from analyzer import __version__
-from analyzer.job import Job
-from rules import params as p
-from rules.base import SEVERITY_RANK, Finding, RuleResult
-from rules.builtin.baseline_regression import BaselineRegression
-from rules.engine import at_or_above
-from rules.ruleset import RuleSet
+import pandas as pd
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
 SCHEMA_VERSION = 1
 
 
-def sagemaker_verdicts(job: Job, results: list[RuleResult]) -> list[dict[str, Any]]:
-    """SageMaker's own rule reports (``rule-output/.../profiler-reports/<Rule>.json``) beside
-    stepscope's verdict on the same rule: SageMaker pools all nodes' samples, stepscope judges each
-    node, GPU and rank, so where they disagree the evidence says which one SageMaker missed."""
-    table = job.dataset.table("rule_reports")
-    if table.num_rows == 0:
-        return []
-    ours = {r.rule: r for r in results}
-    rows = []
-    for rep in sorted(table.to_pylist(), key=lambda r: (r["rule"] or "", r["file"] or "")):
-        if rep["triggered"] is None:  # summary files (OverallSystemUsage...) carry no verdict
-            continue
-        mine = ours.get(rep["rule"])
-        fired = None if mine is None or mine.skipped_reason or mine.error else mine.fired
-        where = sorted({f.where for f in mine.findings}) if mine is not None else []
-        rows.append(
-            {
-                "rule": rep["rule"],
-                "sagemaker_triggered": rep["triggered"],
-                "sagemaker_violations": rep["violations"],
-                "sagemaker_datapoints": rep["datapoints"],
-                "stepscope_fired": fired,
-                "stepscope_findings": len(mine.findings) if mine is not None else 0,
-                "stepscope_where": where,
-                "agree": None if fired is None else fired == bool(rep["triggered"]),
-                "file": rep["file"],
-            }
-        )
-    return rows
+class Model(BaseModel):
+    """A report part: unknown fields are an error, so a measurement added upstream cannot
+    silently vanish from (or appear in) ``report.json``."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
-def verdict_labels(row: dict[str, Any]) -> tuple[str, str]:
-    """A ``sagemaker_rule_reports`` row's two verdicts in words, as every renderer shows
-    them: ("triggered" | "not triggered", "fired" | "passed" | "–" when stepscope could not judge)."""
-    theirs = "triggered" if row["sagemaker_triggered"] else "not triggered"
-    mine = "–" if row["stepscope_fired"] is None else ("fired" if row["stepscope_fired"] else "passed")
-    return theirs, mine
+# --------------------------------------------------------------------------- the job
 
 
-def build(job: Job, ruleset: RuleSet, results: list[RuleResult], *, fail_on: str) -> dict[str, Any]:
-    """The report document from the rules' ``results`` on ``job`` (its memoised analyses are
-    shared with the rules); ``job.baseline``, when set, is compared against."""
-    ds = job.dataset
-    ingest_summary = job.summary
-    nodes = job.node_metrics()
-    ranks = job.rank_metrics()
-    head = job.headline()
-    findings: list[Finding] = [f for r in results for f in r.findings]
-    rule_rows = [
-        {
-            "rule": r.rule,
-            "title": r.title,
-            "status": "error" if r.error else "skipped" if r.skipped_reason else "fired" if r.fired else "passed",
-            "findings": len(r.findings),
-            "reason": r.error or r.skipped_reason,
-        }
-        for r in results
-    ]
-    baseline_block = None
-    if job.baseline is not None:
-        bds = job.baseline.dataset
-        params = ruleset.params("BaselineRegression")
-        assert isinstance(params, p.BaselineRegressionParams)
-        comps = BaselineRegression().comparisons(job, params)
-        baseline_block = {"source": bds.meta.source, "job": bds.meta.name, "headline": job.baseline.headline(), "comparisons": comps}
-    findings.sort(key=lambda f: (-SEVERITY_RANK[f.severity], f.rule, f.where))
-    counts = {s: sum(1 for f in findings if f.severity == s) for s in ("error", "warning", "info")}
-    failing = [f for f in findings if at_or_above(f.severity, fail_on)]
-    meta = ds.meta.to_dict()
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "stepscope_version": __version__,
-        "job": {
-            **{k: meta[k] for k in ("name", "source", "kind", "status", "instance_type", "instance_count", "training_start_time", "training_end_time")},
-            "rule_statuses": meta["rule_statuses"],
-            "nodes": ingest_summary["nodes"],
-            "ranks": ingest_summary["ranks"],
-            "time_span": ingest_summary["time_span"],
-            "tables": ingest_summary["tables"],
-            "skipped_files": ingest_summary["skipped"],
-        },
-        "rules_file": ruleset.source,
-        "summary": {
-            "verdict": "fail" if failing else "pass",
-            "fail_on": fail_on,
-            "counts": counts,
-            "failing_findings": len(failing),
-        },
-        "findings": [f.to_dict() for f in findings],
-        "rules": rule_rows,
-        "metrics": {"headline": head, "nodes": nodes, "ranks": ranks},
-        "sagemaker_rule_reports": sagemaker_verdicts(job, results),
-        "baseline": baseline_block,
-    }
+class TimeSpan(Model):
+    start_ns: int
+    end_ns: int
+    start: str
+    end: str
+    seconds: float
+
+
+class SkippedFile(Model):
+    path: str
+    reason: str
+
+
+class JobInfo(Model):
+    name: str
+    source: str
+    kind: str
+    status: str | None
+    instance_type: str | None
+    instance_count: int | None
+    training_start_time: str | None
+    training_end_time: str | None
+    rule_statuses: list[dict[str, Any]]
+    nodes: int
+    ranks: int
+    time_span: TimeSpan | None
+    tables: dict[str, int]
+    skipped_files: list[SkippedFile]
+    #: not in report.json: the dashboard's node and rank filters
+    node_names: list[str] = []
+    rank_ids: list[int] = []
+
+
+# --------------------------------------------------------------------------- verdicts
+
+
+class Counts(Model):
+    error: int
+    warning: int
+    info: int
+
+
+class Summary(Model):
+    """The findings counted by severity. The pass/fail verdict is not here: it depends on
+    ``--fail-on``, which the caller applies (``report.json`` shows it beside these counts)."""
+
+    counts: Counts
+
+
+class FindingRow(Model):
+    """One rule's verdict on one place (``rules.base.Finding``, as reported)."""
+
+    rule: str
+    severity: str
+    title: str
+    message: str
+    evidence: dict[str, Any]
+    recommendation: str
+    where: str
+
+
+class RuleRow(Model):
+    rule: str
+    title: str
+    status: str  # fired | passed | skipped | error
+    findings: int
+    reason: str | None
+
+
+class SageMakerVerdict(Model):
+    """SageMaker's own rule report beside stepscope's verdict on the same rule."""
+
+    rule: str
+    sagemaker_triggered: int | None
+    sagemaker_violations: int | None
+    sagemaker_datapoints: int | None
+    stepscope_fired: bool | None
+    stepscope_findings: int
+    stepscope_where: list[str]
+    agree: bool | None
+    file: str
+
+    def labels(self) -> tuple[str, str]:
+        """The two verdicts in words, as every output shows them: ("triggered" | "not
+        triggered", "fired" | "passed" | "–" when stepscope could not judge)."""
+        theirs = "triggered" if self.sagemaker_triggered else "not triggered"
+        mine = "–" if self.stepscope_fired is None else ("fired" if self.stepscope_fired else "passed")
+        return theirs, mine
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+class Headline(Model):
+    gpu_util_p50: float | None
+    gpu_util_p95: float | None
+    gpus: int
+    dataloader_stall_pct: float | None
+    exposed_comm_pct: float | None
+    step_time_mean_ms: float | None
+    step_time_std_ms: float | None
+    steps_per_s: float | None
+
+
+class UtilPct(Model):
+    p5: float | None
+    p50: float | None
+    p95: float | None
+    mean: float | None
+
+
+class MemoryPct(Model):
+    p5: float | None
+    p50: float | None
+    p95: float | None
+
+
+class GpuMetrics(Model):
+    gpu: str
+    samples: int
+    util_pct: UtilPct
+    memory_pct: MemoryPct
+    low_util_share_pct: float | None
+
+
+class NodeMetrics(Model):
+    node: str
+    cpu_util_p50: float | None
+    cpu_util_p95: float | None
+    io_wait_p95: float | None
+    gpus: list[GpuMetrics]
+
+
+class TemporalPct(Model):
+    compute: float | None
+    non_compute: float | None
+    idle: float | None
+
+
+class KernelSharePct(Model):
+    computation: float | None
+    communication: float | None
+    memory: float | None
+    overlapping: dict[str, float | None]
+
+
+class IdlePct(Model):
+    host_wait: float | None
+    kernel_wait: float | None
+    other: float | None
+
+
+class KernelLaunches(Model):
+    kernels: int
+    cpu_launch_mean_us: float | None
+    gpu_duration_mean_us: float | None
+    launch_delay_mean_us: float | None
+    launch_delay_max_us: float | None
+    short_kernels: int
+    runtime_outliers: int
+    launch_delay_outliers: int
+
+
+class GpuAnnotation(Model):
+    name: str
+    count: int
+    total_ms: float | None
+    mean_ms: float | None
+    pct: float | None
+
+
+class AllocatorMemory(Model):
+    device: str
+    peak_allocated_mib: float | None
+    peak_reserved_mib: float | None
+    steps: int
+    growth_per_step_mib: float | None
+
+
+class RankMetrics(Model):
+    rank: int
+    node: str | None
+    steps: int
+    step_time_mean_ms: float | None
+    step_time_median_ms: float | None
+    step_time_p95_ms: float | None
+    step_time_std_ms: float | None
+    steps_per_s: float | None
+    dataloader_stall_pct: float | None
+    comm_comp_overlap_pct: float | None
+    exposed_comm_pct: float | None
+    temporal_pct: TemporalPct | None
+    kernel_share_pct: KernelSharePct | None
+    idle_breakdown_pct: IdlePct | None
+    kernel_launches: KernelLaunches | None
+    gpu_annotations: list[GpuAnnotation]
+    allocator_memory: list[AllocatorMemory]
+    #: only for ranks the communication summary covers (report.json has no key otherwise)
+    comm_share_pct: float | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_unmeasured(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        out: dict[str, Any] = handler(self)
+        if "comm_share_pct" not in self.model_fields_set:
+            out.pop("comm_share_pct", None)
+        return out
+
+
+class Metrics(Model):
+    headline: Headline
+    nodes: list[NodeMetrics]
+    ranks: list[RankMetrics]
+
+
+class Comparison(Model):
+    """One headline figure against the baseline run (BaselineRegression's comparison)."""
+
+    metric: str
+    label: str
+    baseline: float | None
+    current: float | None
+    change_pct: float | None
+    change_points: float | None
+    tolerance: int | float
+    tolerance_kind: str  # pct_up | pct_down | points_up | points_down
+    regressed: bool
+
+
+class Baseline(Model):
+    source: str
+    job: str
+    headline: Headline
+    comparisons: list[Comparison]
+    #: not in report.json: what the dashboard's Compare page shows of the baseline run
+    ranks: list[RankMetrics] = []
+    step_ms: list[float | None] = []
+
+
+# --------------------------------------------------------------------------- chart series
+
+
+class Columns(Model):
+    """A table as one typed list per column: compact in JSON, one :meth:`frame` away from
+    a chart. Subclasses declare the columns; all lists have the same length."""
+
+    #: the pandas dtype a column gets back in :meth:`frame` where the lists alone would not say
+    dtypes: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def of(cls, df: pd.DataFrame) -> Self:
+        """The declared columns of ``df``; missing values (NaN, NA) become None."""
+        cols: dict[str, list[Any]] = {}
+        for name in cls.model_fields:
+            if name not in df and len(df) == 0:
+                cols[name] = []  # an empty analysis result may come without its columns
+                continue
+            s = df[name]
+            values = s.tolist()
+            cols[name] = [None if v is None or v is pd.NA or v != v else v for v in values] if s.hasnans else values
+        return cls.model_validate(cols)
+
+    @model_validator(mode="after")
+    def _same_length(self) -> Self:
+        lengths = {len(getattr(self, name)) for name in type(self).model_fields}
+        if len(lengths) > 1:
+            raise ValueError(f"{type(self).__name__}: columns of different lengths {sorted(lengths)}")
+        return self
+
+    def frame(self) -> pd.DataFrame:
+        """The table as a DataFrame (missing values NaN), for a page to filter and plot."""
+        df = pd.DataFrame({name: getattr(self, name) for name in type(self).model_fields})
+        return df.astype(self.dtypes) if self.dtypes and len(df) else df
+
+    def __len__(self) -> int:
+        first = next(iter(type(self).model_fields))
+        return len(getattr(self, first))
+
+    @property
+    def empty(self) -> bool:
+        return len(self) == 0
+
+
+class Heatmap(Model):
+    """GPU utilization per node × GPU (``rows``) and time bin (``bin_start_s``, epoch s): the
+    mean of each bin, None where a GPU has no sample in it."""
+
+    rows: list[str]
+    bin_start_s: list[float]
+    values: list[list[float | None]]
+
+
+class Steps(Columns):
+    """Every step of every rank, in the order of the steps analysis (rank None: a framework
+    step no rank was named for)."""
+
+    rank: list[int | None]
+    step: list[int]
+    source: list[str]
+    start_ns: list[int]
+    dur_ms: list[float | None]
+
+
+class DataloaderWaits(Columns):
+    rank: list[int]
+    step: list[int]
+    wait_ms: list[float | None]
+
+
+class StepBreakdown(Columns):
+    """Per rank and step: own work, communication (incl. waiting for others), data loading."""
+
+    rank: list[int]
+    step: list[int]
+    busy_ms: list[float | None]
+    comm_ms: list[float | None]
+    dataloader_ms: list[float | None]
+
+
+class StepMemory(Columns):
+    """Allocator memory live at each step's start (device -1: the CPU)."""
+
+    rank: list[int]
+    device: list[int]
+    step: list[int]
+    allocated_at_start_bytes: list[int | None]
+
+    dtypes: ClassVar[dict[str, str]] = {"allocated_at_start_bytes": "float64"}
+
+
+class GpuTime(Columns):
+    """Per rank GPU time over the profiled window (HTA's temporal breakdown) and, where the
+    rank communicated, its communication time and the part not overlapped by computation."""
+
+    rank: list[int]
+    compute_time_ns: list[int]
+    non_compute_time_ns: list[int]
+    idle_time_ns: list[int]
+    comm_time_ns: list[int | None]
+    exposed_comm_ns: list[int | None]
+
+    dtypes: ClassVar[dict[str, str]] = {"comm_time_ns": "float64", "exposed_comm_ns": "float64"}
+
+
+class KernelTypes(Columns):
+    rank: list[int]
+    kernel_type: list[str]
+    pct: list[float | None]
+
+
+class IdleTime(Columns):
+    """Per rank, CUDA stream and cause (host_wait | kernel_wait | other): GPU idle time."""
+
+    rank: list[int]
+    stream: list[int]
+    idle_category: list[str]
+    idle_time_ns: list[int]
+
+
+class GpuLabels(Columns):
+    """GPU time per ``record_function`` label and rank (HTA's GPU user annotations)."""
+
+    rank: list[int]
+    name: list[str]
+    count: list[int]
+    total_ns: list[int]
+
+
+class TopKernels(Columns):
+    rank: list[int]
+    kernel_class: list[str]
+    library: list[str]
+    name: list[str]
+    count: list[int]
+    total_ns: list[int]
+    mean_ns: list[float | None]
+    pct_of_class: list[float | None]
+    pct_of_gpu: list[float | None]
+
+
+class Collectives(Columns):
+    """Per rank and collective: calls, time and (where sizes are recorded) bandwidth."""
+
+    rank: list[int]
+    device: list[str]
+    library: list[str]
+    collective: list[str]
+    calls: list[int]
+    total_ns: list[int]
+    mean_ns: list[float | None]
+    max_ns: list[int]
+    sized_calls: list[int]
+    total_bytes: list[float | None]
+    mean_bytes: list[float | None]
+    min_bytes: list[float | None]
+    max_bytes: list[float | None]
+    algbw_gbps: list[float | None]
+    busbw_gbps: list[float | None]
+
+    dtypes: ClassVar[dict[str, str]] = {c: "float64" for c in (
+        "total_bytes", "mean_bytes", "min_bytes", "max_bytes", "algbw_gbps", "busbw_gbps")}
+
+
+class Charts(Model):
+    """The series the HTML report and the dashboard pages chart (whole job; the dashboard's
+    zoomable system-metric series and step timelines are queries of the Job instead).
+
+    ``top_kernels`` and ``collectives`` are None when the report was built without its
+    detail tables (``stepscope report``: no file shows them, and on a large trace they
+    cost a second of their own)."""
+
+    gpu_heatmap: Heatmap | None
+    steps: Steps
+    dataloader_waits: DataloaderWaits
+    step_breakdown: StepBreakdown
+    step_memory: StepMemory
+    gpu_time: GpuTime
+    kernel_types: KernelTypes
+    idle_time: IdleTime
+    gpu_labels: GpuLabels
+    top_kernels: TopKernels | None = None
+    collectives: Collectives | None = None
+
+
+# --------------------------------------------------------------------------- the report
+
+#: what :meth:`Report.document` leaves out: the outputs' extras, not the public contract
+NOT_IN_DOCUMENT: dict[str, Any] = {
+    "charts": True,
+    "job": {"node_names": True, "rank_ids": True},
+    "baseline": {"ranks": True, "step_ms": True},
+}
+
+
+class Report(Model):
+    """What stepscope concluded about one job: findings, rule statuses, metrics, SageMaker's
+    verdicts beside its own, the baseline comparison, and the series the outputs chart."""
+
+    schema_version: int = SCHEMA_VERSION
+    generated_at: str
+    stepscope_version: str
+    job: JobInfo
+    rules_file: str
+    summary: Summary
+    findings: list[FindingRow]  # worst first, then by rule and place
+    rules: list[RuleRow]
+    metrics: Metrics
+    sagemaker_rule_reports: list[SageMakerVerdict]
+    baseline: Baseline | None
+    charts: Charts
+
+    def document(self) -> dict[str, Any]:
+        """The ``report.json`` fields (docs/report-schema.md), verdict not included."""
+        return self.model_dump(exclude=NOT_IN_DOCUMENT)

@@ -1,0 +1,53 @@
+"""``stepscope run [options] -- COMMAND...``: profile a training command with no change to it.
+
+The work is in :mod:`stepscope.collectors.launcher` (standard library only, so it also runs
+as ``python -m stepscope.collectors.launcher`` where click is not installed); this is only
+its command line. It exits as COMMAND did: the same code, or the same signal.
+"""
+
+from __future__ import annotations
+
+import click
+
+from stepscope.cli.common import user_errors
+from stepscope.collectors.launcher import DEFAULT_INTERVAL_MS, exit_with, run
+from stepscope.collectors.trace import DEFAULT_STEPS, format_steps, parse_steps
+
+
+class StepsType(click.ParamType):
+    name = "WAIT:WARMUP:ACTIVE"
+
+    def convert(self, value: object, param: click.Parameter | None,
+                ctx: click.Context | None) -> tuple[int, int, int]:
+        if isinstance(value, tuple):
+            return value
+        try:
+            return parse_steps(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+@click.command("run", context_settings={"ignore_unknown_options": True,
+                                        "allow_interspersed_args": False})
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Output folder (default: on SageMaker the TensorBoard folder it uploads "
+                   "during the job, else ./stepscope-output).")
+@click.option("--steps", type=StepsType(), default=format_steps(DEFAULT_STEPS), show_default=True,
+              help="Optimizer steps to skip, to warm up, and to record, in every process that trains.")
+@click.option("--interval-ms", type=click.IntRange(min=10), default=DEFAULT_INTERVAL_MS,
+              show_default=True, help="System metrics sampling period.")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@user_errors
+def run_command(out_dir: str | None, steps: tuple[int, int, int], interval_ms: int,
+                command: tuple[str, ...]) -> None:
+    """Run COMMAND with stepscope's collectors: system metrics once per node, and a trace of
+    a window of training steps from every Python process COMMAND starts.
+
+    \b
+    stepscope run -- torchrun --nproc-per-node 8 train.py --epochs 3
+    stepscope run --out /tmp/prof --steps 5:1:10 -- python train.py
+
+    Then: stepscope report DIR (or stepscope dashboard DIR). A failure of the collectors is
+    one line on stderr and never stops the training.
+    """
+    exit_with(run(command, out_dir=out_dir, steps=steps, interval_ms=interval_ms))

@@ -1,0 +1,162 @@
+"""Build the report from a job and its rules' results: findings, rule statuses, metrics per
+node/GPU/rank, SageMaker's verdicts beside stepscope's, the baseline comparison, and the
+series the outputs chart.
+
+It reads the job's memoised analyses (the ones the rules already computed) and judges
+nothing itself: verdicts are the rules' findings, the pass/fail policy is the caller's.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+
+from analyzer import __version__
+from analyzer.job import Job
+from rules.base import SEVERITY_RANK, RuleResult
+from rules.builtin.baseline_regression import BaselineRegression
+from rules.ruleset import RuleSet
+from stepscope.report import model as m
+
+#: time bins of the HTML report's GPU-utilization heatmap (whole job)
+HEATMAP_BINS = 120
+
+
+def build(job: Job, ruleset: RuleSet, results: list[RuleResult], *, detail: bool = True) -> m.Report:
+    """The report of ``job`` judged by ``results`` (rules run with ``ruleset``);
+    ``job.baseline``, when set, is compared against. ``detail``: with the top-kernel and
+    collective tables the dashboard shows (see :class:`~stepscope.report.model.Charts`)."""
+    findings = sorted((f for r in results for f in r.findings), key=lambda f: (-SEVERITY_RANK[f.severity], f.rule, f.where))
+    return m.Report(
+        generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        stepscope_version=__version__,
+        job=job_info(job),
+        rules_file=ruleset.source,
+        summary=m.Summary(counts=m.Counts(**{s: sum(1 for f in findings if f.severity == s) for s in ("error", "warning", "info")})),
+        findings=[m.FindingRow.model_validate(f.to_dict()) for f in findings],
+        rules=[
+            m.RuleRow(
+                rule=r.rule,
+                title=r.title,
+                status="error" if r.error else "skipped" if r.skipped_reason else "fired" if r.fired else "passed",
+                findings=len(r.findings),
+                reason=r.error or r.skipped_reason,
+            )
+            for r in results
+        ],
+        metrics=m.Metrics(
+            headline=m.Headline.model_validate(job.headline()),
+            nodes=[m.NodeMetrics.model_validate(n) for n in job.node_metrics()],
+            ranks=[m.RankMetrics.model_validate(r) for r in job.rank_metrics()],
+        ),
+        sagemaker_rule_reports=sagemaker_verdicts(job, results),
+        baseline=baseline(job, ruleset),
+        charts=charts(job, detail=detail),
+    )
+
+
+def job_info(job: Job) -> m.JobInfo:
+    meta = job.dataset.meta.to_dict()
+    s = job.summary
+    return m.JobInfo(
+        **{k: meta[k] for k in ("name", "source", "kind", "status", "instance_type", "instance_count",
+                                "training_start_time", "training_end_time", "rule_statuses")},
+        nodes=s["nodes"],
+        ranks=s["ranks"],
+        time_span=s["time_span"],
+        tables=s["tables"],
+        skipped_files=s["skipped"],
+        node_names=[str(n) for n in s.get("node_names") or []],
+        rank_ids=[int(r) for r in s.get("rank_ids") or []],
+    )
+
+
+def sagemaker_verdicts(job: Job, results: list[RuleResult]) -> list[m.SageMakerVerdict]:
+    """SageMaker's own rule reports (``rule-output/.../profiler-reports/<Rule>.json``) beside
+    stepscope's verdict on the same rule: SageMaker pools all nodes' samples, stepscope judges each
+    node, GPU and rank, so where they disagree the evidence says which one SageMaker missed."""
+    table = job.dataset.table("rule_reports")
+    if table.num_rows == 0:
+        return []
+    ours = {r.rule: r for r in results}
+    rows = []
+    for rep in sorted(table.to_pylist(), key=lambda r: (r["rule"] or "", r["file"] or "")):
+        if rep["triggered"] is None:  # summary files (OverallSystemUsage...) carry no verdict
+            continue
+        mine = ours.get(rep["rule"])
+        fired = None if mine is None or mine.skipped_reason or mine.error else mine.fired
+        rows.append(
+            m.SageMakerVerdict(
+                rule=rep["rule"],
+                sagemaker_triggered=rep["triggered"],
+                sagemaker_violations=rep["violations"],
+                sagemaker_datapoints=rep["datapoints"],
+                stepscope_fired=fired,
+                stepscope_findings=len(mine.findings) if mine is not None else 0,
+                stepscope_where=sorted({f.where for f in mine.findings}) if mine is not None else [],
+                agree=None if fired is None else fired == bool(rep["triggered"]),
+                file=rep["file"],
+            )
+        )
+    return rows
+
+
+def baseline(job: Job, ruleset: RuleSet) -> m.Baseline | None:
+    """The headline figures against ``job.baseline`` (BaselineRegression's comparison, with
+    the rule file's tolerances), and what the Compare page shows of the baseline run."""
+    base = job.baseline
+    if base is None:
+        return None
+    params: Any = ruleset.params(BaselineRegression.id)
+    return m.Baseline(
+        source=base.dataset.meta.source,
+        job=base.dataset.meta.name,
+        headline=m.Headline.model_validate(base.headline()),
+        comparisons=[m.Comparison.model_validate(c) for c in BaselineRegression().comparisons(job, params)],
+        ranks=[m.RankMetrics.model_validate(r) for r in base.rank_metrics()],
+        step_ms=base.steps()["dur_ms"].tolist() if not base.steps().empty else [],
+    )
+
+
+def charts(job: Job, *, detail: bool = True) -> m.Charts:
+    """The series the HTML report and the dashboard pages chart, from the job's analyses."""
+    steps = job.steps()
+    kineto = job.kineto_events.num_rows > 0  # the trace analyses have nothing to say without events
+    empty = pd.DataFrame()
+    return m.Charts(
+        gpu_heatmap=gpu_heatmap(job),
+        steps=m.Steps.of(steps),
+        dataloader_waits=m.DataloaderWaits.of(job.dataloader_waits()),
+        step_breakdown=m.StepBreakdown.of(job.rank_step_breakdown()),
+        step_memory=m.StepMemory.of(job.allocator_memory_by_step()),
+        gpu_time=m.GpuTime.of(gpu_time(job) if kineto else empty),
+        kernel_types=m.KernelTypes.of(job.kernel_type_breakdown() if kineto else empty),
+        idle_time=m.IdleTime.of(job.idle_time_breakdown() if kineto else empty),
+        gpu_labels=m.GpuLabels.of(job.gpu_annotation_breakdown() if kineto else empty),
+        top_kernels=m.TopKernels.of(job.top_kernels(15) if kineto else empty) if detail else None,
+        collectives=m.Collectives.of(job.collective_summary() if kineto else empty) if detail else None,
+    )
+
+
+def gpu_heatmap(job: Job) -> m.Heatmap | None:
+    hm = job.heatmap("GPUUtilization", HEATMAP_BINS)
+    if hm.empty:
+        return None
+    rows = hm["node"].astype(str) + " " + hm["device"].astype(str)
+    pivot = hm.assign(row=rows).pivot_table(index="row", columns="bin_start", values="value")
+    return m.Heatmap(
+        rows=[str(r) for r in pivot.index],
+        bin_start_s=[float(c) for c in pivot.columns],
+        values=[[None if v != v else v for v in row] for row in pivot.to_numpy().tolist()],
+    )
+
+
+def gpu_time(job: Job) -> pd.DataFrame:
+    """HTA's temporal breakdown per rank with the rank's communication summary beside it."""
+    temporal = job.temporal_breakdown()
+    comm = job.communication_summary()
+    if comm.empty:
+        return temporal.assign(comm_time_ns=None, exposed_comm_ns=None)
+    return temporal.merge(comm[["rank", "comm_time_ns", "exposed_comm_ns"]], on="rank", how="left")
