@@ -8,8 +8,10 @@ the rules, the engine the registry): no import cycle between the engine and ``ru
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
 
 from rules.params import RuleParams
 
@@ -19,9 +21,13 @@ if TYPE_CHECKING:
 SEVERITIES = ("error", "warning", "info")
 SEVERITY_RANK = {"error": 3, "warning": 2, "info": 1}
 
-@dataclass
-class Finding:
-    """One verdict: which rule, how bad, where, the numbers behind it, and what to do."""
+class Finding(BaseModel):
+    """One verdict: which rule, how bad, where, the numbers behind it, and what to do.
+
+    A pydantic model because the report carries findings as they are (its JSON round trip
+    and ``report.json``'s ``findings`` rows); unknown fields are an error."""
+
+    model_config = ConfigDict(extra="forbid")
 
     rule: str
     severity: str
@@ -32,7 +38,7 @@ class Finding:
     where: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return self.model_dump()
 
 
 @dataclass

@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
-import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
+
+from stepscope.collectors import identity
 
 __all__ = [
     "DATA_LOADING_LABEL",
@@ -62,23 +62,11 @@ def default_out_dir() -> Path:
     return SAGEMAKER_TENSORBOARD_DIR if on_sagemaker() else LOCAL_DIR
 
 
-def trace_rank() -> int:
-    """Global rank: torch.distributed when it is initialised, else ``RANK``, else 0."""
-    dist = sys.modules.get("torch.distributed")  # never import torch just to ask
-    if dist is not None:
-        with contextlib.suppress(Exception):
-            if dist.is_available() and dist.is_initialized():
-                return int(dist.get_rank())
-    try:
-        return int(os.environ.get("RANK", "0"))
-    except ValueError:
-        return 0
-
-
-def trace_host() -> str:
-    """``SM_CURRENT_HOST`` (algo-<n>, SageMaker's node id, matching the system metrics'
-    NodeId) when set, else the machine's host name."""
-    return os.environ.get("SM_CURRENT_HOST") or socket.gethostname()
+#: global rank (torch.distributed's once initialised, else ``RANK``, else 0) and node name
+#: (SageMaker's ``algo-<n>``, matching the system metrics' NodeId, else the host name): the
+#: same identity ``stepscope run``'s recorder names its traces by
+trace_rank = identity.process_rank
+trace_host = identity.node_name
 
 
 def _env_enabled() -> bool:

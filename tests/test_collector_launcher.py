@@ -26,29 +26,19 @@ from typing import Any
 import pytest
 
 from stepscope.collectors import identity, launcher, trace
+from tests.support.torch_env import require_torch
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN_DDP = REPO / "tests" / "support" / "train_ddp.py"
-HAS_TORCH = importlib.util.find_spec("torch") is not None
 HAS_SAMPLER = importlib.util.find_spec(launcher.SAMPLER_MODULE) is not None
-REQUIRE_TORCH_VAR = "STEPSCOPE_REQUIRE_TORCH"
 LAUNCHER = [sys.executable, "-m", "stepscope.collectors.launcher"]
 HEAVY = ("pandas", "pyarrow", "numpy", "plotly", "streamlit", "click", "rich", "pydantic", "boto3", "msgspec")
 
 
 @pytest.fixture
 def torch_available() -> None:
-    """Skip a test of the recorder without torch, or fail with ``STEPSCOPE_REQUIRE_TORCH=1``."""
-    if HAS_TORCH:
-        return
-    msg = (
-        f"torch is not installed in this interpreter ({sys.executable}); the trace recorder "
-        "needs it: build .venv-torch with `make torch-env` and run "
-        "`.venv-torch/bin/python -m pytest tests/test_collector_launcher.py`"
-    )
-    if os.environ.get(REQUIRE_TORCH_VAR, "").strip() not in ("", "0"):
-        pytest.fail(f"{REQUIRE_TORCH_VAR} is set but {msg}", pytrace=False)
-    pytest.skip(msg)
+    """Skip a test that needs torch, or fail with ``STEPSCOPE_REQUIRE_TORCH=1``."""
+    require_torch("the trace recorder", "tests/test_collector_launcher.py")
 
 
 def _env(**extra: str) -> dict[str, str]:

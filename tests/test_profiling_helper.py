@@ -4,7 +4,6 @@ and the bundled sample job recorded through it holds what INJECTED.json says."""
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import json
 import os
 import re
@@ -19,28 +18,16 @@ from typing import Any
 import pytest
 
 from rules import profiling
+from tests.support.torch_env import require_torch
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "samples" / "sample-job"
-HAS_TORCH = importlib.util.find_spec("torch") is not None
-#: Set by ``make test`` for its run in .venv-torch (``make torch-env``): there a missing
-#: torch is a broken environment, so the enabled-path tests fail instead of skipping.
-REQUIRE_TORCH_VAR = "STEPSCOPE_REQUIRE_TORCH"
 
 
 @pytest.fixture
 def torch_available() -> None:
-    """Skip a test of the enabled path without torch, or fail with ``STEPSCOPE_REQUIRE_TORCH=1``."""
-    if HAS_TORCH:
-        return
-    msg = (
-        f"torch is not installed in this interpreter ({sys.executable}); the enabled path "
-        "of rules.profiling needs it: build .venv-torch with `make torch-env` and run "
-        "`.venv-torch/bin/python -m pytest tests/test_profiling_helper.py`"
-    )
-    if os.environ.get(REQUIRE_TORCH_VAR, "").strip() not in ("", "0"):
-        pytest.fail(f"{REQUIRE_TORCH_VAR} is set but {msg}", pytrace=False)
-    pytest.skip(msg)
+    """Skip a test that needs torch, or fail with ``STEPSCOPE_REQUIRE_TORCH=1``."""
+    require_torch("the enabled path of rules.profiling", "tests/test_profiling_helper.py")
 
 
 def test_disabled_path_never_imports_torch() -> None:

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboards import ui
-from stepscope.report.model import FindingRow
+from stepscope.report.model import Finding
 
 ctx = ui.context()
 job, flt = ctx.job, ctx.filters
@@ -83,14 +83,14 @@ if verdicts:
 # --------------------------------------------------------------------------- findings
 
 
-def _about(f: FindingRow) -> tuple[list[str], list[int]]:
+def _about(f: Finding) -> tuple[list[str], list[int]]:
     ev = f.evidence
     nodes = [ev["node"]] if isinstance(ev.get("node"), str) else []
     ranks = [int(ev["rank"])] if isinstance(ev.get("rank"), int) else []
     return nodes, ranks
 
 
-def _visible(f: FindingRow) -> bool:
+def _visible(f: Finding) -> bool:
     nodes, ranks = _about(f)
     if flt.nodes and nodes and not set(nodes) & set(flt.nodes):
         return False

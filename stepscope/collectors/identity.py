@@ -8,9 +8,11 @@ ones SageMaker writes and with CloudWatch's ``Host`` dimension.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
+import sys
 from pathlib import Path
 
 #: SageMaker's description of the cluster, written into every training container
@@ -48,6 +50,18 @@ def _int_env(*names: str) -> int | None:
 def global_rank() -> int | None:
     """The process's global rank as torchrun / torch.distributed.launch / MPI set it."""
     return _int_env("RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK")
+
+
+def process_rank() -> int:
+    """This process's rank for naming its trace: torch.distributed's once its process group
+    is up (never importing torch just to ask), else :func:`global_rank`, else 0."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None:
+        with contextlib.suppress(Exception):
+            if dist.is_available() and dist.is_initialized():
+                return int(dist.get_rank())
+    rank = global_rank()
+    return 0 if rank is None else rank
 
 
 def local_rank() -> int | None:

@@ -77,15 +77,7 @@ def warn(message: str) -> None:
         sys.stderr.flush()
 
 
-def trace_rank() -> int:
-    """The process group's rank once it is up, else RANK (torchrun) or MPI's, else 0."""
-    dist = sys.modules.get("torch.distributed")  # never import it just to ask
-    if dist is not None:
-        with contextlib.suppress(Exception):
-            if dist.is_available() and dist.is_initialized():
-                return int(dist.get_rank())
-    rank = identity.global_rank()
-    return 0 if rank is None else rank
+trace_rank = identity.process_rank
 
 
 class Recorder:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from xml.etree import ElementTree as ET
 
 from stepscope.render.verdict import Verdict
-from stepscope.report.model import FindingRow, Report
+from stepscope.report.model import Finding, Report
 
 
 def render(report: Report, verdict: Verdict) -> str:
-    by_rule: dict[str, list[FindingRow]] = {}
+    by_rule: dict[str, list[Finding]] = {}
     for f in report.findings:
         by_rule.setdefault(f.rule, []).append(f)
     suite = ET.Element("testsuite", name=f"stepscope:{report.job.name}")

@@ -35,7 +35,7 @@ def build(job: Job, ruleset: RuleSet, results: list[RuleResult], *, detail: bool
         job=job_info(job),
         rules_file=ruleset.source,
         summary=m.Summary(counts=m.Counts(**{s: sum(1 for f in findings if f.severity == s) for s in ("error", "warning", "info")})),
-        findings=[m.FindingRow.model_validate(f.to_dict()) for f in findings],
+        findings=list(findings),
         rules=[
             m.RuleRow(
                 rule=r.rule,

@@ -21,6 +21,8 @@ from pydantic import (
     model_validator,
 )
 
+from rules.base import Finding
+
 SCHEMA_VERSION = 1
 
 
@@ -83,16 +85,6 @@ class Summary(Model):
     counts: Counts
 
 
-class FindingRow(Model):
-    """One rule's verdict on one place (``rules.base.Finding``, as reported)."""
-
-    rule: str
-    severity: str
-    title: str
-    message: str
-    evidence: dict[str, Any]
-    recommendation: str
-    where: str
 
 
 class RuleRow(Model):
@@ -477,7 +469,7 @@ class Report(Model):
     job: JobInfo
     rules_file: str
     summary: Summary
-    findings: list[FindingRow]  # worst first, then by rule and place
+    findings: list[Finding]  # worst first, then by rule and place
     rules: list[RuleRow]
     metrics: Metrics
     sagemaker_rule_reports: list[SageMakerVerdict]
