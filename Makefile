@@ -19,6 +19,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 UV := $(BIN)/python -m uv
 $(BIN)/stepscope: pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	@$(BIN)/python -m pip --version >/dev/null 2>&1 || $(BIN)/python -m ensurepip >/dev/null  # a venv made by uv has no pip
 	@$(UV) --version >/dev/null 2>&1 || $(BIN)/python -m pip install -q uv || true
 	@if $(UV) --version >/dev/null 2>&1; then \
 	  $(UV) pip install -q --python $(BIN)/python -e '.[dev,sagemaker-v2]'; \
