@@ -9,6 +9,7 @@ SDKV3_STAMP := $(SDKV3_VENV)/.stepscope-installed
 TORCH_VENV ?= .venv-torch
 TORCH_STAMP := $(TORCH_VENV)/.stepscope-installed
 SAMPLE := samples/sample-job
+SAMPLE_BASELINE := samples/sample-baseline
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: setup demo report dashboard test lint typecheck pytest peers sdk-env torch-env system-deps bench clean
@@ -32,17 +33,19 @@ setup: $(BIN)/stepscope
 
 ## The main job on the bundled sample (no AWS account needed): ingest it, write the
 ## bottleneck report (its findings are expected: the sample has a slow DataLoader and a
-## straggler rank), then open the dashboard on it.
+## straggler rank), then open the dashboard on it. Both compare it with its baseline run
+## (the same job with nothing injected), so the report's baseline section and the
+## dashboard's Compare page show a real comparison.
 demo: setup
 	$(BIN)/stepscope ingest $(SAMPLE) --cache .stepscope-cache
-	$(BIN)/stepscope report $(SAMPLE) --cache .stepscope-cache --out stepscope-report --fail-on never
-	$(BIN)/stepscope dashboard $(SAMPLE) --cache .stepscope-cache
+	$(BIN)/stepscope report $(SAMPLE) --baseline $(SAMPLE_BASELINE) --cache .stepscope-cache --out stepscope-report --fail-on never
+	$(BIN)/stepscope dashboard $(SAMPLE) --baseline $(SAMPLE_BASELINE) --cache .stepscope-cache
 
 report: setup
-	$(BIN)/stepscope report $(SAMPLE) --cache .stepscope-cache --out stepscope-report --fail-on never
+	$(BIN)/stepscope report $(SAMPLE) --baseline $(SAMPLE_BASELINE) --cache .stepscope-cache --out stepscope-report --fail-on never
 
 dashboard: setup
-	$(BIN)/stepscope dashboard $(SAMPLE) --cache .stepscope-cache
+	$(BIN)/stepscope dashboard $(SAMPLE) --baseline $(SAMPLE_BASELINE) --cache .stepscope-cache
 
 ## Debian's chromium for the dashboard's real-browser tests (never a downloaded browser).
 system-deps:

@@ -20,6 +20,7 @@ import streamlit as st
 
 from dashboards.data import JobData
 from dashboards.filters import NODES_KEY, RANKS_KEY, Filters
+from stepscope.report.palette import rank_color, rank_of_label
 
 _CTX = "_stepscope_ctx"
 HERE = Path(__file__).resolve().parent
@@ -172,6 +173,12 @@ def fmt_num(v: Any, unit: str = "", digits: int = 1) -> str:
 
 
 def plot(fig: go.Figure, key: str) -> None:
+    for trace in fig.data:  # a "rank N" trace in rank N's colour, as in report.html (stepscope.report.palette)
+        rank, marker = rank_of_label(getattr(trace, "name", None)), getattr(trace, "marker", None)
+        if rank is not None and marker is not None and marker.color is None:
+            marker.color = rank_color(rank)
+            if isinstance(trace, go.Scatter) and trace.line.color is None:
+                trace.line.color = rank_color(rank)
     st.plotly_chart(fig, key=key, config={"displaylogo": False, "responsive": True})
 
 

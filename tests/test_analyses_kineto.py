@@ -599,8 +599,8 @@ def test_empty_inputs() -> None:
 
 
 def test_step_timeline_shows_the_straggler_and_the_wait() -> None:
-    """The bundled sample, step 5: both ranks wait ~40 ms for data; rank 0 then sits ~30 ms
-    in gloo:all_reduce waiting for rank 1, whose own extra work leaves it only a short one."""
+    """The bundled sample, step 5: both ranks wait ~50 ms for data; rank 0 then sits ~40 ms
+    in gloo:all_reduce waiting for rank 1, whose own extra work leaves it only the transfer."""
     import tempfile
 
     from analyzer.analyses.timeline import step_timeline
@@ -611,9 +611,9 @@ def test_step_timeline_shows_the_straggler_and_the_wait() -> None:
     tl = step_timeline(ds, 5)
     assert set(tl["rank"]) == {0, 1} and tl.attrs["dropped"] == 0
     loads = tl[tl["kind"] == "data loading"].groupby("rank")["dur_ms"].sum()
-    assert ((loads > 35) & (loads < 50)).all(), loads
+    assert ((loads > 45) & (loads < 55)).all(), loads
     coll = tl[tl["name"] == "gloo:all_reduce"].set_index("rank")["dur_ms"]
-    assert coll[0] > 25 and coll[1] < 5 and coll[0] - coll[1] > 20
+    assert coll[0] > 30 and coll[1] < 10 and coll[0] - coll[1] > 25
     assert tl["start_ms"].min() >= 0 and (tl["kind"] == "communication").any()
     lanes = tl.drop_duplicates("lane").sort_values("lane_order")["lane"].tolist()
     assert lanes[0] == "rank 0 · CPU 0" and lanes.index("rank 1 · CPU 0") > lanes.index("rank 0 · CPU 1")

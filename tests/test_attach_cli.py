@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from rules.attach.boto3_request import create_training_job_fields
-from stepscope.cli.attach import PLACEHOLDER_S3, attach_command
+from stepscope.cli.attach import PLACEHOLDER_IMAGE, PLACEHOLDER_S3, attach_command
 from tests.support.sdk_env import rules_by_name
 from tests.test_attach_common import BUILTIN, CUSTOM, IMAGE, write
 
@@ -87,8 +87,51 @@ def test_bad_input_is_one_line_exit_2(tmp_path: Path, args: list[str], text: str
     assert err.startswith("stepscope: error: ") and message in err and err.count("\n") == 1
 
 
-def test_missing_rule_file_and_region(tmp_path: Path, aws_env: Path) -> None:
+def test_missing_rule_file(tmp_path: Path) -> None:
     code, _, err = invoke("--print", "--rules", str(tmp_path / "nope.toml"))
     assert code == 2 and "rule file not found" in err
-    code, _, err = invoke("--print")  # aws_env: no region anywhere
-    assert code == 2 and "no AWS region" in err and "--region" in err
+
+
+@pytest.mark.parametrize("sdk", ["boto3", "v3"])
+def test_print_without_region_shows_a_placeholder(sdk: str, aws_env: Path) -> None:
+    """A preview on a laptop with no AWS configuration (aws_env: no region anywhere): the
+    rule image is a marked placeholder, a note says so and how to get the real one, exit 0."""
+    code, out, err = invoke("--print", "--sdk", sdk)
+    assert code == 0, err
+    assert PLACEHOLDER_IMAGE in out and ".dkr.ecr." in PLACEHOLDER_IMAGE
+    if sdk == "boto3":
+        fields = json.loads(out)
+        assert {r["RuleEvaluatorImage"] for r in fields["ProfilerRuleConfigurations"]} == {PLACEHOLDER_IMAGE}
+    else:
+        compile(out, "<v3>", "exec")
+    assert "stepscope: note: no --region" in err and "give --region" in err
+    assert "region=" not in err  # the CLI speaks of its flag, not of the Python argument
+    code, out, err = invoke("--print", "--sdk", sdk, "--region", "us-west-2")
+    assert code == 0 and IMAGE in out and PLACEHOLDER_IMAGE not in out and "no --region" not in err
+
+
+def test_v2_print_is_copy_pasteable(tmp_path: Path) -> None:
+    """No ``s3_output_path=None`` (the SDK fills it in; printed it reads as sent), no
+    ``rules_file='<defaults>'`` (not a file), and the placeholder path marked in place."""
+    code, v2, err = invoke("--print", "--sdk", "v2")
+    assert code == 0, err
+    compile(v2, "<v2>", "exec")
+    assert "=None" not in v2 and "<defaults>" not in v2
+    assert "attach_to_estimator(estimator)\n" in v2
+    line = next(ln for ln in v2.splitlines() if PLACEHOLDER_S3 in ln)
+    assert "your estimator's output_path" in line and PLACEHOLDER_S3 in err
+    rules = write(tmp_path, "[profiler]\ns3_output_path = 's3://b/p'\ndebugger_hook = true\n")
+    code, v2, err = invoke("--print", "--sdk", "v2", "--rules", str(rules))
+    assert code == 0, err
+    assert f"attach_to_estimator(estimator, rules_file={str(rules)!r})" in v2
+    assert "ProfilerConfig(\n    s3_output_path='s3://b/p'," in v2 and "DebuggerHookConfig(s3_output_path='s3://b/p'," in v2
+    assert PLACEHOLDER_S3 not in v2 and err == ""
+
+
+@pytest.mark.parametrize("args", [["--sdk", "v2"], ["--rules", "r.toml"], ["--region", "us-west-2", "--sdk", "v3"]])
+def test_options_without_print_are_a_usage_error(args: list[str]) -> None:
+    """``attach --sdk v2`` used to print the usage text as if --sdk meant nothing."""
+    code, out, err = invoke(*args)
+    assert code == 2 and out == ""
+    assert err.startswith("stepscope: error: --") and "add --print" in err and err.count("\n") == 1
+    assert all(opt in err for opt in args if opt.startswith("--"))

@@ -40,6 +40,26 @@ def test_ingest_human_summary(tmp_path: Path) -> None:
     assert "kineto_events" in proc.stdout and "ranks: 1" in proc.stdout
 
 
+def test_human_summary_reads_in_a_pipe(tmp_path: Path) -> None:
+    """Issue 14: "files: 3 ingested, 4 read now, 0 from cache, 1 ignored" wrapped mid-phrase at
+    80 columns when piped. Now one count per short line, each saying what it counts, and a
+    long path stays on its line. The numbers are the --json summary's (its keys unchanged)."""
+    root = fixtures_dir("sagemaker-debugger")
+    cache = tmp_path / ("a-cache-folder-with-a-long-name-" * 3)
+    proc = run("ingest", str(root), "--cache", str(cache))
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(run("ingest", str(root), "--cache", str(tmp_path / "cold"), "--json").stdout)  # cold too
+    lines = [ln.strip() for ln in proc.stdout.splitlines()]
+    assert f"files: {doc['files_listed']} found" in lines
+    for n, what in ((doc["files_ingested"], "with profiler data"), (doc["ignored"], "not profiler output (ignored)"),
+                    (len(doc["skipped"]), "damaged (skipped)")):
+        assert f"{n} {what}" in lines, proc.stdout
+    assert f"{doc['files_read']} read now, 0 from the cache" in lines  # a cold cache
+    assert any(ln.startswith(f"cache: {cache}/") for ln in lines)  # not broken at column 80
+    long = [ln for ln in proc.stdout.splitlines() if len(ln) > 80]
+    assert all(str(cache) in ln or str(root) in ln for ln in long), long
+
+
 def test_missing_folder_is_one_line_exit_2(tmp_path: Path) -> None:
     proc = run("ingest", str(tmp_path / "nope"))
     assert proc.returncode == 2

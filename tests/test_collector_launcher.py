@@ -29,7 +29,7 @@ from stepscope.collectors import identity, launcher, trace
 from tests.support.torch_env import require_torch
 
 REPO = Path(__file__).resolve().parents[1]
-TRAIN_DDP = REPO / "tests" / "support" / "train_ddp.py"
+TRAIN_DDP = REPO / "samples" / "train_sample.py"
 HAS_SAMPLER = importlib.util.find_spec(launcher.SAMPLER_MODULE) is not None
 LAUNCHER = [sys.executable, "-m", "stepscope.collectors.launcher"]
 HEAVY = ("pandas", "pyarrow", "numpy", "plotly", "streamlit", "click", "rich", "pydantic", "boto3", "msgspec")

@@ -25,6 +25,7 @@ from dashboards import data, downsample
 REPO = Path(__file__).resolve().parents[1]
 APP = str(REPO / "dashboards" / "app.py")
 SAMPLE = REPO / "samples" / "sample-job"
+BASELINE = REPO / "samples" / "sample-baseline"  # the sample with nothing injected
 PAGES = ["views/system.py", "views/steps.py", "views/communication.py", "views/kernels.py", "views/compare.py"]
 
 
@@ -173,6 +174,24 @@ def test_compare_against_baseline(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     at.text_input[0].set_value(str(tmp_path / "missing")).run()
     assert_clean(at)
     assert any("Cannot open the baseline" in e.value for e in at.error)
+
+
+def test_compare_the_sample_against_its_shipped_baseline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """What ``make dashboard`` shows on Compare: the sample against the same job run with
+    nothing injected regresses in step time, throughput and data-loader stall share."""
+    at = run_app(monkeypatch, str(SAMPLE), "--cache", str(tmp_path), "--baseline", str(BASELINE))
+    assert_clean(at)
+    assert "BaselineRegression" in texts(at)
+    at.switch_page("views/compare.py").run()
+    assert_clean(at)
+    (verdict,) = at.error
+    assert verdict.value.startswith("3 metric(s) regressed against sample-baseline")
+    table = next(d.value for d in at.dataframe if "regressed" in d.value.columns)
+    assert table.set_index("label")["regressed"].to_dict() == {
+        "mean step time (ms)": True, "throughput (steps/s)": True, "data-loader stall share (%)": True}
+    per_rank = next(d.value for d in at.dataframe if "run" in d.value.columns)
+    assert sorted(set(zip(per_rank["run"], per_rank["rank"], strict=True))) == [
+        ("baseline", 0), ("baseline", 1), ("this run", 0), ("this run", 1)]
 
 
 def test_compare_against_a_baseline_typed_in_the_page(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 from analyzer.ingest import ingest
 from analyzer.sources import open_source
 
-SAMPLE_TRACES = Path(__file__).resolve().parents[1] / "samples" / "sample-job" / "tensorboard"
+SAMPLE_TRACES = Path(__file__).resolve().parents[1] / "samples" / "sample-job"  # the launcher's layout
 
 
 def test_binary_and_empty_traces_are_counted_skips(tmp_path: Path) -> None:

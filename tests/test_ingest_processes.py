@@ -16,7 +16,7 @@ from analyzer.ingest import ingest, pipeline
 from analyzer.sources import open_source
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLE_TRACES = sorted((REPO / "samples" / "sample-job" / "tensorboard").glob("*.pt.trace.json.gz"))
+SAMPLE_TRACES = sorted((REPO / "samples" / "sample-job").glob("*.pt.trace.json.gz"))
 
 
 @pytest.fixture(scope="module")

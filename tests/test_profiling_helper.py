@@ -1,5 +1,6 @@
-"""rules.profiling: free when disabled (no torch at all), traces named per rank when enabled;
-and the bundled sample job recorded through it holds what INJECTED.json says."""
+"""rules.profiling: free when disabled (no torch at all), traces named per rank when enabled,
+in one process and in a real 2-rank DDP job. (The bundled sample is recorded by ``stepscope
+run`` now, not by this helper: tests/test_sample_job.py checks it.)"""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import gzip
 import json
 import os
 import re
-import statistics
 import subprocess
 import sys
 import textwrap
@@ -21,7 +21,6 @@ from rules import profiling
 from tests.support.torch_env import require_torch
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLE = REPO / "samples" / "sample-job"
 
 
 @pytest.fixture
@@ -175,71 +174,75 @@ def test_disabled_path_never_imports_torch_when_installed() -> None:
     assert proc.stdout.strip() == "[]"
 
 
-# --------------------------------------------------------------------------- the sample
+# --------------------------------------------------------------------------- several ranks
 
 
-def _sample() -> tuple[dict[str, Any], dict[int, dict[str, Any]]]:
-    if not (SAMPLE / "INJECTED.json").is_file():
-        pytest.skip("samples/sample-job not recorded (see samples/README.md)")
-    injected = json.loads((SAMPLE / "INJECTED.json").read_text())
-    traces = {}
-    for p in sorted((SAMPLE / "tensorboard").glob("*.pt.trace.json.gz")):
-        with gzip.open(p, "rt") as f:
-            t = json.load(f)
-        traces[t["distributedInfo"]["rank"]] = t
-    return injected, traces
+DDP_SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    import torch
+    import torch.distributed as dist
+    from torch import nn
+    from torch.nn.parallel import DistributedDataParallel
+    from rules.profiling import profile_training
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo")
+    model = DistributedDataParallel(nn.Linear(8, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+
+    def batches(n):
+        for _ in range(n):
+            time.sleep(0.01)
+            yield torch.randn(4, 8)
+
+    with profile_training(out_dir=sys.argv[1], wait=1, warmup=1, active=3, host="algo-1") as prof:
+        for x in prof.iterate(batches(7)):
+            with prof.label("forward"):
+                loss = model(x).sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            prof.step()
+    dist.destroy_process_group()
+    """
+)
 
 
-def _durations_ms(trace: dict[str, Any], pred: Any) -> list[float]:
-    return [e["dur"] / 1000 for e in trace["traceEvents"] if e.get("ph") == "X" and pred(e["name"])]
+@pytest.mark.usefixtures("torch_available")
+def test_enabled_in_a_ddp_job_writes_one_trace_per_rank(tmp_path: Path) -> None:
+    """The helper inside a real 2-process gloo DDP script (what the bundled sample used to be
+    recorded with; it now comes from ``stepscope run``): each rank writes its own trace, named
+    by its process-group rank, with the distributed info, the gradient all-reduce, memory
+    events and the helper's labels, and stepscope reads both ranks back under their node."""
+    from analyzer.analyses.steps import step_durations
+    from analyzer.ingest import ingest
+    from analyzer.sources import open_source
 
+    script = tmp_path / "train.py"
+    script.write_text(DDP_SCRIPT)
+    out = tmp_path / "traces"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STEPSCOPE_RUN_", "SM_"))}
+    env["PYTHONPATH"] = str(REPO)
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         str(script), str(out)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    files = sorted(out.glob("*.pt.trace.json.gz"))
+    assert [p.name.split(".")[0] for p in files] == ["algo-1_rank0", "algo-1_rank1"]
+    for rank, path in enumerate(files):
+        with gzip.open(path, "rt") as f:
+            trace = json.load(f)
+        info = trace["distributedInfo"]
+        assert (info["rank"], info["world_size"], info["backend"]) == (rank, 2, "gloo")
+        names = {e.get("name") for e in trace["traceEvents"]}
+        assert {"ProfilerStep#2", "ProfilerStep#3", "ProfilerStep#4"} <= names
+        assert "ProfilerStep#5" not in names  # active=3: the window closes
+        assert {"gloo:all_reduce", "forward", profiling.DATA_LOADING_LABEL, "[memory]"} <= names
 
-def test_sample_job_holds_the_injected_truths() -> None:
-    injected, traces = _sample()
-    ws = injected["world_size"]
-    assert sorted(traces) == list(range(ws))
-    for rank, t in traces.items():
-        info = t["distributedInfo"]
-        assert (info["rank"], info["world_size"], info["backend"]) == (rank, ws, "gloo")
-        steps = sorted(
-            int(e["name"].split("#")[1])
-            for e in t["traceEvents"]
-            if e.get("ph") == "X" and e["name"].startswith("ProfilerStep#")
-        )
-        assert steps == injected["profiled_steps"]
-        names = {e.get("name") for e in t["traceEvents"]}
-        assert {"gloo:all_reduce", "c10d::allreduce_"} <= names
-        assert "[memory]" in names  # profile_memory=True
-        loader = _durations_ms(
-            t, lambda n: n.startswith("enumerate(DataLoader)#") and n.endswith("__next__")
-        )
-        assert len(loader) >= len(steps)
-        assert statistics.median(loader) >= injected["dataloader_sleep_ms_per_batch"]
-    straggler = injected["straggler_rank"]
-    extra = injected["straggler_extra_ms_per_step"]
-    for rank, t in traces.items():
-        wait = statistics.median(_durations_ms(t, lambda n: n == "gloo:all_reduce"))
-        if rank == straggler:
-            assert wait < extra / 3
-        else:  # the others wait for the straggler inside the collective
-            assert extra * 0.8 <= wait <= extra * 2
-
-
-def test_sample_job_system_metrics() -> None:
-    injected, _ = _sample()
-    files = sorted((SAMPLE / "profiler-output" / "system" / "incremental").glob("*/*.algo-1.json"))
-    assert files
-    recs = [json.loads(line) for f in files for line in f.read_text().splitlines()]
-    assert {r["NodeId"] for r in recs} == {"algo-1"}
-    dims = {(r["Type"], r["Dimension"] or r["Name"]) for r in recs}
-    assert {
-        ("cpu", "CPUUtilization"),
-        ("cpu", "I/OWaitPercentage"),
-        ("memory", "MemoryUsedPercent"),
-    } <= dims
-    mem = [r for r in recs if r["Name"] == "MemoryUsedPercent"]
-    assert len(mem) == injected["system_metrics_samples"]
-    t0 = injected["training_start_epoch_s"]
-    assert min(r["Timestamp"] for r in recs) < t0 < max(r["Timestamp"] for r in recs)
-    total = sum(f.stat().st_size for f in SAMPLE.rglob("*") if f.is_file())
-    assert total < 1_500_000
+    ds = ingest(open_source(str(out)), cache_dir=tmp_path / "cache").dataset
+    steps = step_durations(ds)
+    assert sorted(zip(steps["rank"], steps["step"], strict=True)) == [(r, s) for r in (0, 1) for s in (2, 3, 4)]
+    assert set(ds.to_pandas("kineto_traces")["node"]) == {"algo-1"}

@@ -16,7 +16,6 @@ so ``patience = 1000`` samples is 500 s and ``window = 500`` samples is 250 s.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -792,4 +791,4 @@ def test_severity_override_in_the_rule_file_applies_to_every_rule(rule_id: str, 
     other = "error" if default == "info" else "info"
     after = _judge(judged.job, f'[rules.{rule_id}]\nseverity = "{other}"\n', tmp_path)[rule_id].findings
     assert {f.severity for f in after} == {other}
-    assert [dataclasses.replace(f, severity=default) for f in after] == before
+    assert [f.model_copy(update={"severity": default}) for f in after] == before

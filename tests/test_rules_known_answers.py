@@ -1,4 +1,5 @@
-"""Rules on data with a known answer: generated SageMaker jobs and the recorded sample job."""
+"""Rules on data with a known answer: generated SageMaker jobs, the recorded sample job and
+its baseline run (the same job with nothing injected)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from tests.support.synthetic import (
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "samples" / "sample-job"
+BASELINE = REPO / "samples" / "sample-baseline"
 START = 1_700_000_000.0
 
 
@@ -99,11 +101,21 @@ def test_clean_nodes_raise_nothing(generated) -> None:
             assert f.evidence.get("node") not in ("algo-1", "algo-4"), f
 
 
+def _truths(job: Path) -> dict:
+    """What the recorder injected into ``job`` (samples/<job>.INJECTED.json, beside it)."""
+    return json.loads(job.with_name(job.name + ".INJECTED.json").read_text())
+
+
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory: pytest.TempPathFactory):
     ds = ingest(open_source(str(SAMPLE)), cache_dir=tmp_path_factory.mktemp("c")).dataset
-    injected = json.loads((SAMPLE / "INJECTED.json").read_text())
-    return ds, {r.rule: r for r in evaluate(Job(ds), load_ruleset())}, injected
+    return ds, {r.rule: r for r in evaluate(Job(ds), load_ruleset())}, _truths(SAMPLE)["injected"]
+
+
+def test_sample_fires_exactly_the_injected_problems(sample) -> None:
+    _ds, results, injected = sample
+    fired = sorted((r.rule, f.evidence.get("rank")) for r in results.values() for f in r.findings)
+    assert fired == [("DataLoaderStall", 0), ("DataLoaderStall", 1), ("StragglerRank", injected["straggler_rank"])]
 
 
 def test_sample_dataloader_stall_matches_injected_sleep(sample) -> None:
@@ -124,6 +136,33 @@ def test_sample_straggler_rank_and_its_excess(sample) -> None:
     extra = injected["straggler_extra_ms_per_step"]
     assert abs(fired[0].evidence["excess_ms"] - extra) / extra < 0.05
     assert fired[0].evidence["waiting_ranks"][0]["rank"] == 0
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory: pytest.TempPathFactory):
+    return ingest(open_source(str(BASELINE)), cache_dir=tmp_path_factory.mktemp("b")).dataset
+
+
+def test_baseline_run_fires_nothing(baseline) -> None:
+    """The same job with nothing injected: no rule names a problem, and the ranks' own work
+    per step is even (the straggler in the sample is the injected sleep, not the machine)."""
+    assert _truths(BASELINE)["injected"] == {}
+    results = evaluate(Job(baseline), load_ruleset())
+    assert [(r.rule, f.message) for r in results for f in r.findings] == []
+    judged = {r.rule for r in results if r.skipped_reason is None and r.error is None}
+    assert judged >= {"DataLoaderStall", "StragglerRank", "AllocatorMemoryGrowth"}
+
+
+def test_sample_against_its_baseline_regresses_by_the_injected_time(sample, baseline) -> None:
+    """BaselineRegression on the sample vs its baseline: slower by about what was injected per
+    step (the loader sleep on every rank plus the straggler's sleep everyone waits for)."""
+    ds, _results, injected = sample
+    results = {r.rule: r for r in evaluate(Job(ds, baseline=Job(baseline)), load_ruleset())}
+    regressed = {f.evidence["metric"]: f.evidence for f in results["BaselineRegression"].findings}
+    assert set(regressed) == {"step_time_mean_ms", "steps_per_s", "dataloader_stall_pct"}
+    step = regressed["step_time_mean_ms"]
+    added = injected["dataloader_sleep_ms_per_batch"] + injected["straggler_extra_ms_per_step"]
+    assert abs((step["current"] - step["baseline"]) - added) / added < 0.15, step
 
 
 def test_threshold_in_rule_file_changes_the_verdict(sample, tmp_path: Path) -> None:

@@ -22,7 +22,8 @@ from analyzer.errors import StepscopeError, UnsafePathError
 if TYPE_CHECKING:
     import pyarrow as pa
 
-CACHE_VERSION = 2
+# 3: system_metrics gained the source and resolution_s columns (CloudWatch metrics)
+CACHE_VERSION = 3
 
 
 def default_cache_root() -> Path:

@@ -50,6 +50,12 @@ FORMATS: tuple[Format, ...] = (
         "SageMaker Debugger system metrics (JSON lines)",
     ),
     Format(
+        "cloudwatch_instance_metrics",
+        keys.is_cloudwatch_metrics,
+        "analyzer.ingest.cloudwatch_metrics:parse_cloudwatch_metrics",
+        "SageMaker's CloudWatch instance metrics of a training job (read by the job source)",
+    ),
+    Format(
         "sagemaker_framework_trace",
         lambda k: keys.framework_trace_kind(k) is not None,
         "analyzer.ingest.framework_trace:parse_framework_trace",

@@ -14,6 +14,9 @@ SYSTEM_METRICS_RE = re.compile(r"(?:^|/)system/incremental/(?:\d{10}/)?(?P<epoch
 FRAMEWORK_KIND_RE = re.compile(r"_(pythontimeline|model_timeline|horovod_timeline)\.json(\.gz)?$")
 #: SageMaker profiler rule outputs: ``.../profiler-reports/<Rule>.json``.
 RULE_REPORT_RE = re.compile(r"(?:^|/)profiler-reports/(?P<rule>[^/]+)\.json$")
+#: CloudWatch instance metrics of a SageMaker job: ``cloudwatch/<host>/<YYYY-MM-DD>.json``,
+#: the objects ``analyzer.sources.cloudwatch`` makes (one per host and UTC day).
+CLOUDWATCH_RE = re.compile(r"^cloudwatch/(?P<host>[^/]+)/(?P<name>[^/]+)\.json$")
 
 
 def is_system_metrics(key: str) -> bool:
@@ -43,3 +46,7 @@ def is_kineto_name(key: str) -> bool:
 
 def is_json_name(key: str) -> bool:
     return key.endswith((".json", ".json.gz"))
+
+
+def is_cloudwatch_metrics(key: str) -> bool:
+    return CLOUDWATCH_RE.match(key) is not None

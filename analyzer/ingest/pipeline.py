@@ -379,6 +379,10 @@ def _merge(
         if schema is not None:
             parts = [p.cast(schema) if p.schema != schema else p for p in parts]
         merged[tname] = pa.concat_tables(parts).unify_dictionaries()
+    if "system_metrics" in merged:  # a node's own files win over its CloudWatch metrics
+        from analyzer.ingest.cloudwatch_metrics import prefer_files
+
+        merged["system_metrics"] = prefer_files(merged["system_metrics"])
     return merged
 
 

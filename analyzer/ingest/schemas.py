@@ -20,6 +20,11 @@ SYSTEM_METRICS = pa.schema(
         pa.field("dimension", DICT_STR),  # Dimension: CPUUtilization, GPUMemoryUtilization, ...
         pa.field("timestamp", pa.timestamp("us", tz="UTC"), nullable=False),
         pa.field("value", pa.float64()),
+        # Where the sample came from: null for the job's system-metrics files (SageMaker
+        # Debugger's or stepscope's collector), "cloudwatch" for SageMaker's CloudWatch
+        # instance metrics; resolution_s is then their period (null for the files).
+        pa.field("source", DICT_STR),
+        pa.field("resolution_s", pa.float64()),
     ]
 )
 

@@ -110,6 +110,9 @@ def _to_table(raw: pa.Table, node_fallback: str | None) -> pa.Table:
             pc.dictionary_encode(raw.column("Dimension")),
             micros.cast(pa.timestamp("us", tz="UTC")),
             raw.column("Value"),
+            # the job's own files: no source tag, their sampling interval is their own
+            pa.nulls(raw.num_rows, SYSTEM_METRICS.field("source").type),
+            pa.nulls(raw.num_rows, pa.float64()),
         ],
         schema=SYSTEM_METRICS,
     )

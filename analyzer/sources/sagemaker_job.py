@@ -2,14 +2,17 @@
 
 The job's profiler, debugger, rule and TensorBoard output live under different S3 prefixes;
 this source reads them as one tree whose top-level folders are the roles below, so ingest
-sees the same layout it would see in a downloaded job folder.
+sees the same layout it would see in a downloaded job folder. The instance metrics SageMaker
+publishes to CloudWatch for every job are one more folder, ``cloudwatch/``
+(``analyzer.sources.cloudwatch``; ``STEPSCOPE_CLOUDWATCH=0`` leaves them out).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Iterator, Mapping
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -17,6 +20,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from analyzer.errors import SourceError
 from analyzer.sources.base import JobMetadata, SourceObject
+from analyzer.sources.cloudwatch import NAMESPACE, CloudWatchMetrics
+from analyzer.sources.cloudwatch import ROLE as CLOUDWATCH_ROLE
 from analyzer.sources.s3 import (
     DEFAULT_THREADS,
     S3Source,
@@ -99,7 +104,11 @@ class SageMakerJobSource:
         region: str | None = None,
         threads: int = DEFAULT_THREADS,
         max_attempts: int | None = None,
+        cloudwatch: bool | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        """``cloudwatch``: read the job's CloudWatch instance metrics too (default: yes,
+        unless ``STEPSCOPE_CLOUDWATCH=0``); ``clock`` is how far a running job is read."""
         self.job_name = job_name
         self._session = aws_session(profile, region)
         # Same precedence as the AWS CLI: --region, AWS_REGION, AWS_DEFAULT_REGION, profile.
@@ -117,6 +126,11 @@ class SageMakerJobSource:
         self._max_attempts = max_attempts
         self._describe: dict[str, Any] | None = None
         self._s3: S3Source | None = None
+        if cloudwatch is None:
+            cloudwatch = os.environ.get("STEPSCOPE_CLOUDWATCH", "1") != "0"
+        self._cloudwatch_enabled = cloudwatch
+        self._clock = clock
+        self._cw: CloudWatchMetrics | None = None
 
     # -- the job
 
@@ -164,6 +178,13 @@ class SageMakerJobSource:
         interval = (d.get("ProfilerConfig") or {}).get("ProfilingIntervalInMilliseconds")
         if interval is not None:
             extra["profiling_interval_ms"] = interval
+        cw = self._cloudwatch()
+        window = cw.window() if cw is not None else None
+        if window is not None:
+            extra["cloudwatch"] = {
+                "namespace": NAMESPACE,
+                "hosts": f"{self.job_name}/algo-1..{window.hosts[-1]}",
+            }
         count = resources.get("InstanceCount")
         return JobMetadata(
             name=self.job_name,
@@ -184,16 +205,23 @@ class SageMakerJobSource:
 
     # -- the objects
 
+    def _no_output_message(self, prefixes: Mapping[str, str]) -> str:
+        looked = ", ".join(prefixes.values()) or "nothing: no output paths configured"
+        cloudwatch = ""
+        if self._cw is not None:
+            why = f" ({self._cw.failure})" if self._cw.failure else ""
+            cloudwatch = f" and no CloudWatch instance metrics{why}"
+        return (
+            f"job {self.job_name} has no profiler, debugger or TensorBoard output yet "
+            f"(looked under {looked}){cloudwatch}: "
+            "wait for the job to write some, or check that profiling was enabled"
+        )
+
     def _objects(self) -> S3Source:
         if self._s3 is None:
             prefixes = self.locations
-            message = (
-                f"job {self.job_name} has no profiler, debugger or TensorBoard output yet "
-                f"(looked under {', '.join(prefixes.values()) or 'nothing: no output paths configured'}): "
-                "wait for the job to write some, or check that profiling was enabled"
-            )
             if not prefixes:
-                raise SourceError(message)
+                raise SourceError(self._no_output_message(prefixes))
             self._s3 = S3Source.from_prefixes(
                 prefixes,
                 client=aws_client(
@@ -203,18 +231,62 @@ class SageMakerJobSource:
                 source=self.job_name,
                 name=self.job_name,
                 identity=self.identity,
-                empty_message=message,
+                empty_message=self._no_output_message(prefixes),
                 missing_ok=True,
             )
         return self._s3
 
+    def _cloudwatch(self) -> CloudWatchMetrics | None:
+        """The job's CloudWatch objects (None when switched off); needs the describe."""
+        if not self._cloudwatch_enabled:
+            return None
+        if self._cw is None:
+            describe = self.describe()
+            self._cw = CloudWatchMetrics(
+                aws_client(self._session, "cloudwatch", threads=4, max_attempts=self._max_attempts),
+                job_name=self.job_name,
+                region=self.region,
+                describe=describe,
+                clock=self._clock,
+            )
+        return self._cw
+
     def list_objects(self) -> Iterator[SourceObject]:
-        yield from self._objects().list_objects()
+        """The S3 output's objects, then the CloudWatch ones; an error only when there is
+        neither (a CloudWatch part that cannot be read is one skipped object)."""
+        prefixes = self.locations
+        found = 0
+        if prefixes:
+            s3 = self._objects()
+            for spec in s3.prefixes:
+                for obj in s3._list_prefix(spec):
+                    found += 1
+                    yield obj
+        cw = self._cloudwatch()
+        if cw is not None:
+            for obj in cw.list_objects():
+                if cw.failure is None:
+                    found += 1
+                yield obj
+        if not found:
+            raise SourceError(self._no_output_message(prefixes))
+
+    @staticmethod
+    def _is_cloudwatch(obj: SourceObject) -> bool:
+        return obj.key.startswith(CLOUDWATCH_ROLE + "/")
 
     def read(self, obj: SourceObject) -> bytes:
-        return self._objects().read(obj)
+        cw = self._cloudwatch() if self._is_cloudwatch(obj) else None
+        return cw.read(obj) if cw is not None else self._objects().read(obj)
 
     def read_many(
         self, objs: Iterable[SourceObject]
     ) -> Iterator[tuple[SourceObject, bytes | Exception]]:
-        yield from self._objects().read_many(objs)
+        todo = list(objs)
+        s3 = [o for o in todo if not self._is_cloudwatch(o)]
+        cloudwatch = [o for o in todo if self._is_cloudwatch(o)]
+        if s3:
+            yield from self._objects().read_many(s3)
+        cw = self._cloudwatch() if cloudwatch else None
+        if cw is not None:
+            yield from cw.read_many(cloudwatch)

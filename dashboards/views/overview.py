@@ -7,6 +7,7 @@ import streamlit as st
 
 from dashboards import ui
 from stepscope.report.model import Finding
+from stepscope.report.text import with_code_spans
 
 ctx = ui.context()
 job, flt = ctx.job, ctx.filters
@@ -114,8 +115,8 @@ for i, f in enumerate(findings):  # keys by position in the full list: stable ac
     with st.container(border=True, key=f"finding-{i}"):
         st.markdown(f"{ui.SEVERITY_BADGE.get(f.severity, f.severity)} **{f.title}** "
                     f"· `{f.rule}` · {f.where or 'job'}")
-        st.write(f.message)
-        st.markdown(f"**Recommendation:** {f.recommendation}")
+        st.markdown(with_code_spans(f.message))  # names as code: `__getitem__`, not a bold "getitem"
+        st.markdown(f"**Recommendation:** {with_code_spans(f.recommendation)}")
         cols = st.columns([1, 4])
         target = ui.RULE_PAGE.get(f.rule, "overview")
         if target != "overview":

@@ -178,7 +178,7 @@ def rule_evaluator_image(region: str | None) -> str:
     if not region:
         raise AttachError(
             "no AWS region: the rule evaluator image is per region",
-            hint="pass region= (CLI: --region) or set AWS_DEFAULT_REGION",
+            hint="pass region='us-west-2' (say), or set AWS_DEFAULT_REGION or a region in the AWS profile",
         )
     account = RULE_EVALUATOR_ACCOUNTS.get(region)
     if account is None:
@@ -222,13 +222,16 @@ def _param_string(value: Any) -> str:
     return str(value)
 
 
-def profiler_rule_configurations(ruleset: RuleSet, region: str | None) -> list[dict[str, Any]]:
+def profiler_rule_configurations(
+    ruleset: RuleSet, region: str | None, *, rule_image: str | None = None
+) -> list[dict[str, Any]]:
     """ProfilerRuleConfigurations: one entry per enabled built-in rule (none when the
-    profiler is disabled: SageMaker cannot evaluate rules without profiler data)."""
+    profiler is disabled: SageMaker cannot evaluate rules without profiler data).
+    ``rule_image`` names the evaluator image instead of the region's (a preview's placeholder)."""
     arguments = rule_arguments(ruleset)
     if ruleset.profiler.disable_profiler or not arguments:
         return []
-    image = rule_evaluator_image(region)
+    image = rule_image or rule_evaluator_image(region)
     configs: list[dict[str, Any]] = []
     for name, kwargs in arguments.items():
         parameters = {k: _param_string(v) for k, v in kwargs.items()}
@@ -275,11 +278,15 @@ def tensorboard_output_config(ruleset: RuleSet, s3_output_path: str) -> dict[str
     return {"S3OutputPath": s3_output_path, "LocalPath": TENSORBOARD_LOCAL_PATH}
 
 
-def build_fields(ruleset: RuleSet, region: str | None, s3_output_path: str | None) -> dict[str, Any]:
+def build_fields(
+    ruleset: RuleSet, region: str | None, s3_output_path: str | None, *, rule_image: str | None = None
+) -> dict[str, Any]:
     """Every CreateTrainingJob field stepscope sets, PascalCase as the API names them.
 
     ``s3_output_path`` is the job's output base (the rule file's ``[profiler]
     s3_output_path`` wins over it); fields that are off in the rule file are absent.
+    ``rule_image`` replaces the region's rule evaluator image: ``stepscope attach --print``
+    previews a job on a machine with no AWS region with a marked placeholder there.
     """
     check_ruleset(ruleset)
     base = ruleset.profiler.s3_output_path or s3_output_path
@@ -290,7 +297,7 @@ def build_fields(ruleset: RuleSet, region: str | None, s3_output_path: str | Non
         )
     _check_s3(base, "s3_output_path")
     fields: dict[str, Any] = {"ProfilerConfig": profiler_config(ruleset, base)}
-    rules = profiler_rule_configurations(ruleset, region)
+    rules = profiler_rule_configurations(ruleset, region, rule_image=rule_image)
     if rules:
         fields["ProfilerRuleConfigurations"] = rules
     hook = debug_hook_config(ruleset, base)

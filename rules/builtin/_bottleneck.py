@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from rules.base import Finding, Rule, iso
+from rules.builtin._metrics_source import by_metrics_source
 
 if TYPE_CHECKING:
     from analyzer.job import Job
@@ -22,6 +23,15 @@ class BottleneckParams(Protocol):
 
 
 def evaluate_bottleneck(
+    rule: Rule, job: Job, *, resource: str, dimension: str, resource_threshold: float, params: BottleneckParams
+) -> list[Finding] | str:
+    """Per node, judged per metrics source (``_metrics_source``)."""
+    return by_metrics_source(job, params, lambda j, p: _evaluate_bottleneck(
+        rule, j, resource=resource, dimension=dimension, resource_threshold=resource_threshold, params=p
+    ), counts={"patience": 0})
+
+
+def _evaluate_bottleneck(
     rule: Rule, job: Job, *, resource: str, dimension: str, resource_threshold: float, params: BottleneckParams
 ) -> list[Finding] | str:
     """Per node: the rule fires at the first scan, past ``patience`` snapshots, where more than

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, ClassVar
 from pydantic import Field
 
 from rules.base import Finding, Rule, iso
+from rules.builtin._metrics_source import by_metrics_source
 from rules.params import BuiltinParams, RuleParams
 
 if TYPE_CHECKING:
@@ -36,6 +37,10 @@ class GPUMemoryIncrease(Rule):
     sagemaker_builtin: ClassVar[bool] = True
 
     def evaluate(self, job: Job, params: GPUMemoryIncreaseParams) -> list[Finding] | str:
+        # a moving average needs two datapoints: its rise is NaN over one
+        return by_metrics_source(job, params, self._judge, counts={"window": 2, "patience": 0})
+
+    def _judge(self, job: Job, params: GPUMemoryIncreaseParams) -> list[Finding] | str:
         if not job.has_dimension("GPUMemoryUtilization"):
             return "no GPUMemoryUtilization system metrics in this job"
         rises = job.gpu_memory_moving_average(params.window)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, ClassVar
 from pydantic import Field
 
 from rules.base import Finding, Rule, iso
+from rules.builtin._metrics_source import by_metrics_source
 from rules.params import BuiltinParams, RuleParams
 
 if TYPE_CHECKING:
@@ -46,6 +47,9 @@ class LowGPUUtilization(Rule):
     sagemaker_builtin: ClassVar[bool] = True
 
     def evaluate(self, job: Job, params: LowGPUUtilizationParams) -> list[Finding] | str:
+        return by_metrics_source(job, params, self._judge, counts={"window": 1, "patience": 0})
+
+    def _judge(self, job: Job, params: LowGPUUtilizationParams) -> list[Finding] | str:
         if not job.has_dimension("GPUUtilization"):
             return "no GPUUtilization system metrics in this job"
         scans = job.gpu_utilization_scans(params.window, params.scan_interval_us)

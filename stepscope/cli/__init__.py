@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from analyzer import __version__
+from stepscope.cli.common import OneLineErrors
 
 #: command name → "module:attribute", in the order ``stepscope --help`` lists them.
 COMMANDS = {
@@ -23,7 +24,9 @@ COMMANDS = {
 }
 
 
-class LazyGroup(click.Group):
+class LazyGroup(OneLineErrors, click.Group):
+    """Imports a command's module only when it runs; usage errors are one line (``OneLineErrors``)."""
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(COMMANDS)
 

@@ -12,20 +12,28 @@ import sys
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
-from rules.attach.boto3_request import create_training_job_fields, default_region
+from rules.attach.boto3_request import default_region
 from rules.attach.common import (
+    RULE_EVALUATOR_REPOSITORY,
+    RULE_EVALUATOR_TAG,
     TENSORBOARD_LOCAL_PATH,
     build_fields,
     resolve_ruleset,
     rule_arguments,
 )
 from rules.ruleset import RuleSet
-from stepscope.cli.common import user_errors
+from stepscope.cli.common import Command, user_errors
 
 __all__ = ["attach_command", "v2_source", "v3_source"]
 
 PLACEHOLDER_S3 = "s3://YOUR-BUCKET/stepscope"
+#: The rule evaluator image a preview shows when no region is known (its account is per region).
+PLACEHOLDER_IMAGE = (
+    f"<account-of-your-region>.dkr.ecr.<your-region>.amazonaws.com/{RULE_EVALUATOR_REPOSITORY}:{RULE_EVALUATOR_TAG}"
+)
+DEFAULT_RULES = "<defaults>"  # RuleSet.source without a rule file
 #: Built-in rules smdebug_rulesconfig (``sagemaker.debugger.rule_configs``) does not re-export.
 NOT_IN_RULE_CONFIGS = frozenset({"Dataloader"})
 
@@ -49,7 +57,7 @@ To see what would be attached:  stepscope attach --print [--sdk v2|v3|boto3] [--
 """
 
 
-@click.command("attach")
+@click.command("attach", cls=Command)
 @click.option("--print", "show", is_flag=True, help="Print what would be attached (nothing is launched).")
 @click.option("--sdk", type=click.Choice(["boto3", "v2", "v3"]), default="boto3", show_default=True,
               help="Show it as CreateTrainingJob JSON (boto3) or as SDK v2 / v3 Python.")
@@ -62,26 +70,43 @@ To see what would be attached:  stepscope attach --print [--sdk v2|v3|boto3] [--
 @user_errors
 def attach_command(show: bool, sdk: str, rules_file: str | None, region: str | None,
                    s3_output_path: str | None) -> None:
-    """Show the profiler config and rules the rule file attaches to SageMaker jobs."""
+    """Show the profiler config and rules the rule file attaches to SageMaker jobs.
+
+    A preview needs no AWS configuration: without a region the rule image is a marked
+    placeholder, without an S3 path the output path is (a note on stderr says which).
+    """
     if not show:
+        ctx = click.get_current_context()
+        given = [opt for param in ctx.command.params if param.name not in (None, "show")
+                 and ctx.get_parameter_source(param.name) is not ParameterSource.DEFAULT
+                 for opt in param.opts[:1]]
+        if given:  # `attach --sdk v2` must not print the usage text as if --sdk meant nothing
+            raise click.UsageError(f"{', '.join(given)} only change{'s' if len(given) == 1 else ''} "
+                                   "what --print shows; add --print", ctx=ctx)
         click.echo(USAGE, nl=False)
         return
     rs = resolve_ruleset(None, rules_file)
     base = rs.profiler.s3_output_path or s3_output_path or PLACEHOLDER_S3
+    region = region or default_region()
+    image = None if region else PLACEHOLDER_IMAGE
     if sdk == "boto3":
-        text = json.dumps(create_training_job_fields(rs, region, base), indent=2) + "\n"
+        text = json.dumps(build_fields(rs, region, base, rule_image=image), indent=2) + "\n"
     elif sdk == "v2":
         text = v2_source(rs, s3_output_path)
     else:
-        text = v3_source(build_fields(rs, _region(region), base))
-    if base == PLACEHOLDER_S3:
-        click.echo(f"stepscope: note: no --s3-output-path or [profiler] s3_output_path; showing {base}",
+        text = v3_source(build_fields(rs, region, base, rule_image=image), rules_file=rs.source)
+    if PLACEHOLDER_S3 in text:
+        click.echo(f"stepscope: note: no --s3-output-path or [profiler] s3_output_path; showing {PLACEHOLDER_S3}",
                    err=True)
+    if image is not None and image in text:
+        click.echo("stepscope: note: no --region, AWS_DEFAULT_REGION or profile region; the rule image shows "
+                   "<your-region> (give --region for the real one)", err=True)
     sys.stdout.write(text)
 
 
-def _region(region: str | None) -> str | None:
-    return region or default_region()
+def _attach_call(function: str, obj: str, rules_source: str) -> str:
+    """``attach_to_estimator(estimator, rules_file='rules.toml')``; no rules_file for the defaults."""
+    return f"{function}({obj})" if rules_source == DEFAULT_RULES else f"{function}({obj}, rules_file={rules_source!r})"
 
 
 def _call(name: str, kwargs: dict[str, Any], indent: str = "") -> str:
@@ -98,7 +123,7 @@ def v2_source(rs: RuleSet, s3_output_path: str | None) -> str:
     s3 = settings.s3_output_path or s3_output_path
     lines = [
         "# SageMaker SDK v2: what rules.attach.sdk_v2.attach_to_estimator(estimator) sets.",
-        f"# Rule file: {rs.source}",
+        f"# Rule file: {_rule_file_label(rs.source)}",
         "from sagemaker.debugger import (",
         "    CollectionConfig, DebuggerHookConfig, ProfilerConfig, ProfilerRule,",
         "    TensorBoardOutputConfig, rule_configs,",
@@ -113,10 +138,11 @@ def v2_source(rs: RuleSet, s3_output_path: str | None) -> str:
         rule_arguments(rs)  # validate before printing
         lines += [
             "disable_profiler = False",
-            "profiler_config = " + _call("ProfilerConfig", {
+            # no s3_output_path unless the rule file sets one: the estimator uses its output path
+            "profiler_config = " + _call("ProfilerConfig", _set({
                 "s3_output_path": settings.s3_output_path,
                 "system_monitor_interval_millis": settings.system_monitor_interval_millis,
-            }),
+            })),
             "rules = [",
         ]
         for name, kwargs in rule_arguments(rs).items():
@@ -130,16 +156,15 @@ def v2_source(rs: RuleSet, s3_output_path: str | None) -> str:
         ]
     if settings.debugger_hook:
         collections = ", ".join(f"CollectionConfig(name={c!r})" for c in settings.hook_collections)
-        lines.append(
-            f"debugger_hook_config = DebuggerHookConfig(s3_output_path={settings.s3_output_path!r}, "
-            f"collection_configs=[{collections}])"
-        )
+        where = f"s3_output_path={settings.s3_output_path!r}, " if settings.s3_output_path else ""
+        lines.append(f"debugger_hook_config = DebuggerHookConfig({where}collection_configs=[{collections}])")
     else:
         lines.append("debugger_hook_config = False")
     if settings.tensorboard_output:
+        mark = "" if s3 else "  # your estimator's output_path (attach_to_estimator takes it from there)"
         lines.append(
             "tensorboard_output_config = TensorBoardOutputConfig(\n"
-            f"    s3_output_path={s3 or PLACEHOLDER_S3!r},  # default: the estimator's output_path\n"
+            f"    s3_output_path={s3 or PLACEHOLDER_S3!r},{mark}\n"
             f"    container_local_output_path={TENSORBOARD_LOCAL_PATH!r},\n)"
         )
     else:
@@ -150,13 +175,24 @@ def v2_source(rs: RuleSet, s3_output_path: str | None) -> str:
         "# debugger_hook_config=debugger_hook_config, tensorboard_output_config=tensorboard_output_config,",
         "# disable_profiler=disable_profiler), or in one call before fit():",
         "#   from rules.attach.sdk_v2 import attach_to_estimator",
-        f"#   attach_to_estimator(estimator, rules_file={rs.source!r})",
+        f"#   {_attach_call('attach_to_estimator', 'estimator', rs.source)}",
     ]
     return "\n".join(lines) + "\n"
 
 
-def v3_source(fields: dict[str, Any]) -> str:
-    """SDK v3 ``TrainingJob.create`` keyword arguments as sagemaker.core.shapes code."""
+def _set(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Only the arguments with a value: ``ProfilerConfig(s3_output_path=None)`` reads as if
+    None were sent, while the SDK fills it in."""
+    return {k: v for k, v in kwargs.items() if v is not None}
+
+
+def _rule_file_label(source: str) -> str:
+    return "none, stepscope's defaults" if source == DEFAULT_RULES else source
+
+
+def v3_source(fields: dict[str, Any], rules_file: str = DEFAULT_RULES) -> str:
+    """SDK v3 ``TrainingJob.create`` keyword arguments as sagemaker.core.shapes code
+    (``rules_file``: the rule file they came from, for the one-call form at the end)."""
     lines = [
         "# SageMaker SDK v3: the TrainingJob.create(...) arguments that",
         "# rules.attach.sdk_v3.train_with_profiling(model_trainer) adds to ModelTrainer's own.",
@@ -195,7 +231,7 @@ def v3_source(fields: dict[str, Any]) -> str:
         "",
         "# In one call, instead of model_trainer.train():",
         "#   from rules.attach.sdk_v3 import train_with_profiling",
-        "#   job = train_with_profiling(model_trainer, rules_file='rules.toml')",
+        f"#   job = {_attach_call('train_with_profiling', 'model_trainer', rules_file)}",
     ]
     return "\n".join(lines) + "\n"
 

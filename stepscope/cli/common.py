@@ -1,4 +1,4 @@
-"""What every command shares: user-facing errors, logging, progress bars."""
+"""What every command shares: user-facing errors (bad usage included), logging, progress bars."""
 
 from __future__ import annotations
 
@@ -27,6 +27,52 @@ def stderr_console() -> Console:
     from rich.console import Console
 
     return Console(stderr=True)
+
+
+def usage_line(exc: click.ClickException) -> str:
+    """Click's error as the one line every stepscope error is: ``stepscope: error: ...``.
+
+    Why not click's own three lines ("Usage: ... / Try ... / Error: ..."): the CLI promises one
+    line per error (a CI log greps for ``stepscope: error:``); the ``--help`` pointer stays,
+    at the end of the line.
+    """
+    text = " ".join(exc.format_message().split())
+    text = (text[:1].lower() + text[1:]).rstrip(".")
+    ctx = getattr(exc, "ctx", None)
+    if isinstance(exc, click.UsageError) and ctx is not None:
+        text += f" (see {ctx.command_path} --help)"
+    return f"stepscope: error: {text}"
+
+
+class OneLineErrors:
+    """Mixed into every command class: usage errors (a missing argument, a bad option value)
+    are one line on stderr and exit 2, like every other stepscope error.
+
+    ``main`` runs click in non-standalone mode and does what standalone mode would, except
+    for the message: the same exit codes, ``--help`` and ``--version`` as usual.
+    """
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        run = super().main  # type: ignore[misc]  # a mixin: click.Command is the next class
+        if not standalone_mode:
+            return run(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            rv = run(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.Abort:
+            click.echo("stepscope: interrupted", err=True)
+            sys.exit(130)
+        except click.exceptions.NoArgsIsHelpError as exc:  # bare `stepscope`: the help, as click shows it
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            click.echo(usage_line(exc), err=True)
+            sys.exit(exc.exit_code)
+        sys.exit(rv if isinstance(rv, int) else 0)  # an int is click's Exit code (--help: 0)
+
+
+class Command(OneLineErrors, click.Command):
+    """The class of every ``stepscope`` command (``@click.command(..., cls=Command)``)."""
 
 
 def user_errors(fn: F) -> F:

@@ -22,7 +22,8 @@ from types import FrameType
 import click
 
 from analyzer.errors import StepscopeError
-from stepscope.cli.common import user_errors
+from analyzer.sources import JOB_NAME_RE, open_source
+from stepscope.cli.common import Command, user_errors
 
 DEFAULT_PORT = 8501
 READY_TIMEOUT_S = 90.0
@@ -47,6 +48,18 @@ def _url_host(host: str) -> str:
     if host in ("0.0.0.0", "::", ""):
         return "127.0.0.1"
     return f"[{host}]" if ":" in host else host
+
+
+def check_source(source: str) -> None:
+    """Fail now, in one line with exit 2 as ``stepscope ingest`` does, on a local folder that
+    is not there (or an argument that is no source at all), rather than start a server that
+    says "ready" and shows an error page. S3 prefixes and job names need AWS to check: the
+    server's load does that, and says what is wrong in the page."""
+    if source.startswith("s3://"):
+        return
+    local = os.path.exists(source) or source.startswith((".", "/", "~")) or os.sep in source
+    if local or not JOB_NAME_RE.match(source):
+        open_source(source)  # LocalSource checks the folder; anything else is the one-line error
 
 
 def app_argv(source: str, *, cache_dir: str | None = None, rules_file: str | None = None,
@@ -92,7 +105,7 @@ def wait_ready(proc: subprocess.Popen[bytes], url: str, timeout: float = READY_T
     return proc.poll() is None
 
 
-@click.command("dashboard")
+@click.command("dashboard", cls=Command)
 @click.argument("source")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on (loopback by default: the dashboard has no authentication).")
@@ -121,6 +134,12 @@ def dashboard_command(source: str, host: str, port: int, cache_dir: str | None, 
     except ImportError:
         raise StepscopeError("streamlit is not installed", hint="pip install stepscope") from None
     load_ruleset(rules_file)  # a bad rule file is a usage error: fail here, not in the page
+    check_source(source)
+    if baseline is not None:
+        try:
+            check_source(baseline)
+        except StepscopeError as exc:
+            raise StepscopeError(f"--baseline: {exc.message}", hint=exc.hint) from None
     if port == 0 or not port_is_free(host, port):
         chosen = free_port(host)
         if port:

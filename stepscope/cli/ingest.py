@@ -11,10 +11,10 @@ import orjson
 from analyzer.ingest.no_pandas import keep_pandas_out
 from analyzer.ingest.pipeline import ingest
 from analyzer.sources import open_source
-from stepscope.cli.common import progress_bar, setup_logging, user_errors
+from stepscope.cli.common import Command, progress_bar, setup_logging, user_errors
 
 
-@click.command("ingest")
+@click.command("ingest", cls=Command)
 @click.argument("source")
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False), default=None,
               help="Cache folder (default: $STEPSCOPE_CACHE or ~/.cache/stepscope).")
@@ -49,14 +49,18 @@ def ingest_command(source: str, cache_dir: str | None, as_json: bool, jobs: int,
 
 
 def _print_summary(s: dict[str, Any]) -> None:
+    """The summary for a person: one fact per short line, so it reads in a terminal and in a
+    CI log alike. ``soft_wrap``: a long path runs past the edge rather than being broken into
+    a second line mid-phrase (rich wraps at 80 columns when stdout is not a terminal)."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    out = Console()
+    out = Console(soft_wrap=True, highlight=False)
     job = s["job"]
-    out.print(f"[bold]{job['name']}[/bold] ({s['kind']}: {s['source']})")
+    out.print(f"[bold]{escape(job['name'])}[/bold] ({s['kind']}: {escape(s['source'])})")
     if job.get("status"):
-        out.print(f"status: {job['status']}  instances: {job.get('instance_type')} x {job.get('instance_count')}")
+        out.print(f"status: {job['status']}, instances: {job.get('instance_type')} × {job.get('instance_count')}")
     t = Table(show_header=True, header_style="bold")
     t.add_column("table")
     t.add_column("rows", justify="right")
@@ -66,12 +70,29 @@ def _print_summary(s: dict[str, Any]) -> None:
     out.print(t)
     span = s.get("time_span")
     if span:
-        out.print(f"time span: {span['start']} → {span['end']} ({span['seconds']:.1f} s)")
-    out.print(
-        f"nodes: {s['nodes']}  ranks: {s['ranks']}  files: {s['files_ingested']} ingested, "
-        f"{s['files_read']} read now, {s['files_from_cache']} from cache, {s['ignored']} ignored, "
-        f"{len(s['skipped'])} skipped"
-    )
-    for sk in s["skipped"]:
-        out.print(f"  [yellow]skipped[/yellow] {sk['path']}: {sk['reason']}", markup=True, highlight=False)
-    out.print(f"cache: {s['cache']['dir']} ({s['duration_s']:.2f} s)")
+        out.print(f"time span: {_span(span['start'], span['end'])} ({span['seconds']:.1f} s)")
+    out.print(f"nodes: {s['nodes']}, ranks: {s['ranks']}")
+    skipped = s["skipped"]
+    out.print(f"files: {s['files_listed']} found")
+    for n, what in ((s["files_ingested"], "with profiler data"),
+                    (s["ignored"], "not profiler output (ignored)"),
+                    (len(skipped), "damaged (skipped)")):
+        out.print(f"  {n:>{_width(s)}} {what}")
+    out.print(f"  {s['files_read']:>{_width(s)}} read now, {s['files_from_cache']} from the cache")
+    for sk in skipped:
+        out.print(f"  [yellow]skipped[/yellow] {escape(sk['path'])}: {escape(sk['reason'])}")
+    out.print(f"cache: {escape(s['cache']['dir'])} ({s['duration_s']:.2f} s)")
+
+
+def _width(s: dict[str, Any]) -> int:
+    """Digits of the largest file count: the counts line up in a column."""
+    return len(str(s["files_listed"]))
+
+
+def _span(start: str, end: str) -> str:
+    """``2026-11-23 03:17:21 → 03:17:37 UTC``: whole seconds, the date once when it is one day."""
+    from datetime import UTC, datetime
+
+    a, b = (datetime.fromisoformat(x).astimezone(UTC) for x in (start, end))
+    tail = b.strftime("%H:%M:%S") if a.date() == b.date() else b.strftime("%Y-%m-%d %H:%M:%S")
+    return f"{a:%Y-%m-%d %H:%M:%S} → {tail} UTC"

@@ -9,29 +9,38 @@ import click
 
 from analyzer.errors import StepscopeError
 from rules.ruleset import load_ruleset
-from stepscope.cli.common import progress_bar, setup_logging, user_errors
+from stepscope.cli.common import Command, progress_bar, setup_logging, user_errors
 
 FORMATS = ("md", "html", "json", "junit")
 MAX_LISTED = 20  # findings listed on stderr; the report files hold them all
 FILES = {"md": "report.md", "html": "report.html", "json": "report.json", "junit": "report.junit.xml"}
 
 
-def _formats(value: str) -> list[str]:
-    chosen = [f.strip() for f in value.split(",") if f.strip()]
-    bad = [f for f in chosen if f not in FORMATS]
-    if bad or not chosen:
-        raise click.BadParameter(f"unknown format(s) {', '.join(bad) or '(none)'}; choose from {','.join(FORMATS)}")
-    return chosen
+def _formats(ctx: click.Context | None, param: click.Parameter | None, value: str) -> list[str]:
+    """``--format md,html`` → ``["md", "html"]``: case-insensitive, duplicates dropped, and an
+    empty entry (``md,`` or ``''``) rejected like an unknown one, so a typo never silently
+    writes fewer files than asked for."""
+    names = [f.strip().lower() for f in value.split(",")]
+    if not any(names):
+        raise click.BadParameter(f"no format given; choose one or more of {', '.join(FORMATS)} (comma-separated)")
+    if "" in names:
+        raise click.BadParameter(f"{value!r} has an empty entry; give formats separated by single commas, e.g. md,html")
+    bad = [f.strip() for f in value.split(",") if f.strip().lower() not in FORMATS]
+    if bad:
+        raise click.BadParameter(
+            f"unknown format{'s' if len(bad) > 1 else ''} {', '.join(map(repr, bad))}; choose from {', '.join(FORMATS)}"
+        )
+    return list(dict.fromkeys(names))
 
 
-@click.command("report")
+@click.command("report", cls=Command)
 @click.argument("source")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="stepscope-report", show_default=True,
               help="Folder the report files are written to.")
-@click.option("--format", "formats", default=",".join(FORMATS), show_default=True,
+@click.option("--format", "formats", default=",".join(FORMATS), show_default=True, callback=_formats,
               help="Comma-separated formats: md, html, json, junit.")
-@click.option("--fail-on", type=click.Choice(["error", "warning", "info", "never"]), default="error", show_default=True,
-              help="Exit 1 when a finding of this severity or worse exists.")
+@click.option("--fail-on", type=click.Choice(["error", "warning", "info", "never"], case_sensitive=False),
+              default="error", show_default=True, help="Exit 1 when a finding of this severity or worse exists.")
 @click.option("--baseline", default=None, help="Another run (folder, s3:// prefix or job name) to compare against.")
 @click.option("--rules", "rules_file", type=click.Path(dir_okay=False), default=None,
               help="Rule file overriding the default thresholds (same file `stepscope attach` reads).")
@@ -39,11 +48,12 @@ def _formats(value: str) -> list[str]:
 @click.option("--profile", default=None, help="AWS profile for S3 and SageMaker sources.")
 @click.option("--region", default=None, help="AWS region for SageMaker job names.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: when a terminal).")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr.")
 @user_errors
-def report_command(source: str, out_dir: str, formats: str, fail_on: str, baseline: str | None,
+def report_command(source: str, out_dir: str, formats: list[str], fail_on: str, baseline: str | None,
                    rules_file: str | None, cache_dir: str | None, profile: str | None, region: str | None,
-                   progress: bool | None, quiet: bool) -> None:
+                   progress: bool | None, verbose: int, quiet: bool) -> None:
     """Judge SOURCE with the rule set and write the report files.
 
     Exit code: 0 clean, 1 a finding at or above --fail-on, 2 bad usage or unreadable input.
@@ -53,11 +63,9 @@ def report_command(source: str, out_dir: str, formats: str, fail_on: str, baseli
     from stepscope.render.verdict import Verdict
     from stepscope.report.analyze import analyze
 
-    try:
-        chosen = _formats(formats)
-    except click.BadParameter as exc:
-        raise StepscopeError(str(exc.message)) from None
-    setup_logging(0, quiet)
+    chosen = formats
+    fail_on = fail_on.lower()
+    setup_logging(verbose, quiet)
     ruleset = load_ruleset(rules_file)
     show_bar = (sys.stderr.isatty() if progress is None else progress) and not quiet
     with progress_bar(show_bar) as on_progress:
@@ -90,10 +98,5 @@ def report_command(source: str, out_dir: str, formats: str, fail_on: str, baseli
             click.echo(f"  {f.severity:<7} {f.rule:<22} {f.where}: {f.title}", err=True)
         if len(report.findings) > len(shown):
             click.echo(f"  … and {len(report.findings) - len(shown)} more in the report", err=True)
-        counts = report.summary.counts
-        click.echo(
-            f"{verdict.verdict.upper()}: {counts.error} error(s), {counts.warning} warning(s), "
-            f"{counts.info} info — wrote {', '.join(written)}",
-            err=True,
-        )
+        click.echo(f"{verdict.line()} — wrote {', '.join(written)}", err=True)
     sys.exit(1 if verdict.verdict == "fail" else 0)

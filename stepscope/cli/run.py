@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from stepscope.cli.common import user_errors
+from stepscope.cli.common import Command, user_errors
 from stepscope.collectors.launcher import DEFAULT_INTERVAL_MS, exit_with, run
 from stepscope.collectors.trace import DEFAULT_STEPS, format_steps, parse_steps
 
@@ -27,7 +27,7 @@ class StepsType(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
-@click.command("run", context_settings={"ignore_unknown_options": True,
+@click.command("run", cls=Command, context_settings={"ignore_unknown_options": True,
                                         "allow_interspersed_args": False})
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Output folder (default: on SageMaker the TensorBoard folder it uploads "

@@ -1,4 +1,6 @@
-"""Plotly figures for report.html, built from the report's chart series and metrics only."""
+"""Plotly figures for report.html, built from the report's chart series and metrics only.
+
+A rank is drawn in its colour from ``stepscope.report.palette``, the dashboard's too."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from stepscope.report.model import Heatmap, RankMetrics, Steps
+from stepscope.report.palette import rank_color
 
 
 def gpu_heatmap(hm: Heatmap | None) -> go.Figure | None:
@@ -26,7 +29,9 @@ def step_times(series: Steps) -> go.Figure | None:
     steps = series.frame()
     fig = go.Figure()
     for rank, g in steps.groupby("rank"):
-        fig.add_trace(go.Scatter(x=g["step"], y=g["dur_ms"], mode="lines+markers", name=f"rank {int(rank)}"))
+        color = rank_color(int(rank))
+        fig.add_trace(go.Scatter(x=g["step"], y=g["dur_ms"], mode="lines+markers", name=f"rank {int(rank)}",
+                                 line={"color": color}, marker={"color": color}))
     fig.update_layout(title="Step time per rank", xaxis_title="step", yaxis_title="ms", height=360)
     span = int(steps["step"].max() - steps["step"].min()) if len(steps) else 0
     fig.update_xaxes(tickformat="d", dtick=max(1, span // 10))  # step numbers are integers: no 551.2

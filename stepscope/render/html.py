@@ -6,8 +6,8 @@ import plotly.graph_objects as go
 import plotly.io as pio
 
 from stepscope.render import charts
-from stepscope.render.escape import h
-from stepscope.render.markdown import IDLE_PARTS, TEMPORAL_PARTS, breakdown, where
+from stepscope.render.escape import h, h_prose
+from stepscope.render.markdown import IDLE_PARTS, TEMPORAL_PARTS, breakdown, fmt, headline, where
 from stepscope.render.verdict import Verdict
 from stepscope.report.model import Report
 
@@ -16,7 +16,8 @@ body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem;
 h1{margin-bottom:.2rem} .facts{color:#555;margin-bottom:1rem}
 table{border-collapse:collapse;margin:.5rem 0 1.5rem;width:100%} th,td{border:1px solid #ddd;padding:.35rem .5rem;text-align:left;vertical-align:top}
 th{background:#f5f5f5} .error{color:#b00020;font-weight:600} .warning{color:#b45f06;font-weight:600} .info{color:#1a5fb4}
-.pass{color:#1b7d35;font-weight:700} .fail{color:#b00020;font-weight:700} code{font-size:.9em}
+.pass{color:#1b7d35;font-weight:700} .fail{color:#b00020;font-weight:700} .not-failing{color:#b45f06;font-weight:700}
+code{font-size:.9em} table.headline{width:auto} td.num{text-align:right}
 """
 
 
@@ -30,18 +31,19 @@ def render(report: Report, verdict: Verdict) -> str:
         + (f" · status {h(job.status)}" if job.status else "")
         + "</div>",
     ]
-    counts = report.summary.counts
-    parts.append(
-        f"<p class='{h(verdict.verdict)}'>{h(verdict.verdict.upper())}</p><p>{counts.error} error(s), "
-        f"{counts.warning} warning(s), {counts.info} info — fail-on {h(verdict.fail_on)}</p>"
-    )
+    parts.append(f"<p class='{h(verdict.state)}'>{h(verdict.line())}</p>")
+    figures = headline(report)
+    if figures:
+        parts.append("<table class='headline'><tr><th>headline</th><th>value</th></tr>"
+                     + "".join(f"<tr><td>{h(label)}</td><td class='num'>{h(value)}</td></tr>" for label, value in figures)
+                     + "</table>")
     parts.append("<h2>Findings</h2>")
     if report.findings:
         parts.append("<table><tr><th>severity</th><th>rule</th><th>where</th><th>finding</th><th>recommendation</th></tr>")
         for f in report.findings:
             parts.append(
                 f"<tr><td class='{h(f.severity)}'>{h(f.severity)}</td><td>{h(f.rule)}</td><td>{h(f.where)}</td>"
-                f"<td>{h(f.message)}</td><td>{h(f.recommendation)}</td></tr>"
+                f"<td>{h_prose(f.message)}</td><td>{h_prose(f.recommendation)}</td></tr>"
             )
         parts.append("</table>")
     else:
@@ -69,8 +71,8 @@ def render(report: Report, verdict: Verdict) -> str:
         for r in ranks:
             parts.append(
                 "<tr>" + "".join(
-                    f"<td>{h('' if v is None else v)}</td>"
-                    for v in (r.rank, r.node, r.steps, r.step_time_mean_ms, r.dataloader_stall_pct,
+                    f"<td>{h(fmt(v))}</td>"
+                    for v in (r.rank, r.node, r.steps or 0, r.step_time_mean_ms, r.dataloader_stall_pct,
                               r.comm_comp_overlap_pct, r.exposed_comm_pct,
                               breakdown(r.temporal_pct, TEMPORAL_PARTS, " / "),
                               breakdown(r.idle_breakdown_pct, IDLE_PARTS, " / "))
@@ -87,8 +89,8 @@ def render(report: Report, verdict: Verdict) -> str:
             cls = " class='fail'" if v.agree is False else ""
             parts.append(
                 f"<tr><td>{h(v.rule)}</td><td>{h(theirs)}</td>"
-                f"<td>{h(v.sagemaker_violations)} / {h(v.sagemaker_datapoints)}</td><td{cls}>{h(mine)}"
-                f"{' (differs)' if v.agree is False else ''}</td><td>{h(', '.join(v.stepscope_where))}</td></tr>"
+                f"<td>{h(fmt(v.sagemaker_violations))} / {h(fmt(v.sagemaker_datapoints))}</td><td{cls}>{h(mine)}"
+                f"{' (differs)' if v.agree is False else ''}</td><td>{h(', '.join(v.stepscope_where) or '–')}</td></tr>"
             )
         parts.append("</table>")
     base = report.baseline
@@ -96,12 +98,12 @@ def render(report: Report, verdict: Verdict) -> str:
         parts.append(f"<h2>Against baseline <code>{h(base.source)}</code></h2><table><tr><th>metric</th><th>baseline</th><th>current</th><th>change %</th><th>verdict</th></tr>")
         for c in base.comparisons:
             parts.append(
-                f"<tr><td>{h(c.label)}</td><td>{h(c.baseline)}</td><td>{h(c.current)}</td><td>{h(c.change_pct)}</td>"
+                f"<tr><td>{h(c.label)}</td><td>{h(fmt(c.baseline))}</td><td>{h(fmt(c.current))}</td><td>{h(fmt(c.change_pct))}</td>"
                 f"<td class='{'fail' if c.regressed else 'pass'}'>{'regressed' if c.regressed else 'ok'}</td></tr>"
             )
         parts.append("</table>")
     parts.append("<h2>Rules</h2><table><tr><th>rule</th><th>status</th><th>note</th></tr>")
     for rule in report.rules:
-        parts.append(f"<tr><td>{h(rule.rule)}</td><td>{h(rule.status)}</td><td>{h(rule.reason or '')}</td></tr>")
+        parts.append(f"<tr><td>{h(rule.rule)}</td><td>{h(rule.status)}</td><td>{h_prose(rule.reason or '–')}</td></tr>")
     parts.append("</table></body></html>")
     return "\n".join(parts)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from stepscope.render.escape import md
+from stepscope.render.escape import md, md_code, md_prose
 from stepscope.render.verdict import Verdict
 from stepscope.report.model import JobInfo, Report
 
 ICON = {"error": "🔴", "warning": "🟠", "info": "🔵"}
+VERDICT_ICON = {"fail": "🔴", "not-failing": "🟠", "pass": "✅"}
 
 
 def where(job: JobInfo) -> str:
@@ -20,7 +21,7 @@ def where(job: JobInfo) -> str:
 def render(report: Report, verdict: Verdict) -> str:
     job = report.job
     lines = [f"# stepscope report: {md(job.name)}", ""]
-    facts = [f"source `{md(job.source)}`"]
+    facts = [f"source {md_code(job.source, table=False)}"]
     if job.status:
         facts.append(f"status **{md(job.status)}**")
     if job.instance_type:
@@ -30,25 +31,16 @@ def render(report: Report, verdict: Verdict) -> str:
     facts.append(where(job))
     lines += [" · ".join(facts), ""]
 
-    counts = report.summary.counts
-    lines += [
-        f"**{verdict.verdict}** — {counts.error} error(s), {counts.warning} warning(s), {counts.info} info "
-        f"(fail-on: {verdict.fail_on})",
-        "",
-    ]
-    head = report.metrics.headline
-    lines += ["| headline | value |", "|---|---|"]
-    for key, label, unit in HEADLINE:
-        v = getattr(head, key)
-        if v is not None:
-            lines.append(f"| {label} | {v:.1f}{unit} |")
-    lines.append("")
+    lines += [f"{VERDICT_ICON[verdict.state]} **{md(verdict.line())}**", ""]
+    figures = headline(report)
+    if figures:
+        lines += ["| headline | value |", "|---|---|", *(f"| {label} | {value} |" for label, value in figures), ""]
 
     findings = report.findings
     if findings:
         lines += ["## Findings", "", "| | rule | where | finding |", "|---|---|---|---|"]
         for f in findings:
-            lines.append(f"| {ICON[f.severity]} {f.severity} | {md(f.rule)} | {md(f.where)} | {md(f.message)} |")
+            lines.append(f"| {ICON[f.severity]} {f.severity} | {md(f.rule)} | {md(f.where)} | {md_prose(f.message)} |")
         lines.append("")
         lines += ["### What to do", ""]
         seen: set[str] = set()
@@ -56,7 +48,7 @@ def render(report: Report, verdict: Verdict) -> str:
             if f.rule in seen:
                 continue
             seen.add(f.rule)
-            lines.append(f"- **{md(f.rule)}**: {md(f.recommendation)}")
+            lines.append(f"- **{md(f.rule)}**: {md_prose(f.recommendation, table=False)}")
         lines.append("")
     else:
         lines += ["No rule fired.", ""]
@@ -73,8 +65,8 @@ def render(report: Report, verdict: Verdict) -> str:
             temporal = breakdown(r.temporal_pct, TEMPORAL_PARTS) or "–"
             idle = breakdown(r.idle_breakdown_pct, IDLE_PARTS) or "–"
             lines.append(
-                f"| {r.rank} | {r.steps or 0} | {_fmt(r.step_time_mean_ms)} | {_fmt(r.dataloader_stall_pct)} | "
-                f"{_fmt(r.comm_comp_overlap_pct)} | {_fmt(r.exposed_comm_pct)} | {temporal} | {idle} |"
+                f"| {r.rank} | {r.steps or 0} | {fmt(r.step_time_mean_ms)} | {fmt(r.dataloader_stall_pct)} | "
+                f"{fmt(r.comm_comp_overlap_pct)} | {fmt(r.exposed_comm_pct)} | {temporal} | {idle} |"
             )
         lines.append("")
 
@@ -92,17 +84,17 @@ def render(report: Report, verdict: Verdict) -> str:
             theirs, mine = v.labels()
             flag = " ⚠ differs" if v.agree is False else ""
             lines.append(
-                f"| {md(v.rule)} | {theirs} | {_fmt(v.sagemaker_violations)} / {_fmt(v.sagemaker_datapoints)} | "
+                f"| {md(v.rule)} | {theirs} | {fmt(v.sagemaker_violations)} / {fmt(v.sagemaker_datapoints)} | "
                 f"{mine}{flag} | {md(', '.join(v.stepscope_where)) or '–'} |"
             )
         lines.append("")
 
     base = report.baseline
     if base is not None:
-        lines += [f"## Against baseline `{md(base.source)}`", "", "| metric | baseline | current | change | verdict |", "|---|---|---|---|---|"]
+        lines += [f"## Against baseline {md_code(base.source, table=False)}", "", "| metric | baseline | current | change | verdict |", "|---|---|---|---|---|"]
         for c in base.comparisons:
             lines.append(
-                f"| {md(c.label)} | {_fmt(c.baseline)} | {_fmt(c.current)} | {_fmt(c.change_pct)}% | "
+                f"| {md(c.label)} | {fmt(c.baseline)} | {fmt(c.current)} | {fmt(c.change_pct, '%')} | "
                 f"{'regressed' if c.regressed else 'ok'} |"
             )
         lines.append("")
@@ -111,7 +103,7 @@ def render(report: Report, verdict: Verdict) -> str:
     if skipped:
         lines += ["<details><summary>Rules that could not judge this job</summary>", ""]
         for rule in skipped:
-            lines.append(f"- {md(rule.rule)}: {md(rule.reason or '')}")
+            lines.append(f"- {md(rule.rule)}: {md_prose(rule.reason or '–', table=False)}")
         lines += ["", "</details>", ""]
     return "\n".join(lines)
 
@@ -127,6 +119,13 @@ HEADLINE = (
 )
 
 
+def headline(report: Report) -> list[tuple[str, str]]:
+    """The headline figures the job has, as (label, formatted value): report.md and
+    report.html show the same table."""
+    head = report.metrics.headline
+    return [(label, f"{v:.1f}{unit}") for key, label, unit in HEADLINE if (v := getattr(head, key)) is not None]
+
+
 TEMPORAL_PARTS = ("compute", "non_compute", "idle")
 IDLE_PARTS = ("host_wait", "kernel_wait", "other")
 
@@ -136,12 +135,13 @@ def breakdown(parts: BaseModel | None, keys: tuple[str, ...], sep: str = "/") ->
     order; None without one."""
     if parts is None:
         return None
-    return sep.join(_fmt(getattr(parts, k)) for k in keys)
+    return sep.join(fmt(getattr(parts, k)) for k in keys)
 
 
-def _fmt(v: object) -> str:
+def fmt(v: object, unit: str = "") -> str:
+    """A table cell's value: one decimal, "–" for none (blank would read as a rendering bug)."""
     if v is None:
         return "–"
     if isinstance(v, float):
-        return f"{v:.1f}"
-    return str(v)
+        return f"{v:.1f}{unit}"
+    return f"{v}{unit}"

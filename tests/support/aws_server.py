@@ -12,7 +12,11 @@ field that DescribeTrainingJob's output shape also has (per botocore's service m
 returned when moto does not return it itself, and ``*RuleEvaluationStatuses`` /
 ``ProfilingStatus`` are derived from the rule and profiler configuration the way SageMaker
 does. The server runs in threads of the test process, so tests change job state directly
-on the backend (:func:`set_rule_status`, :func:`set_job_status`).
+on the backend (:func:`set_rule_status`, :func:`set_job_status`, :func:`set_job_times`).
+
+moto's CloudWatch answers GetMetricData in one page whatever its size; :func:`patch_cloudwatch`
+makes it paginate as CloudWatch does (``MaxDatapoints`` per answer, ``NextToken``, a query
+cut by the page reported ``PartialData``), so a client's pagination is exercised for real.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import copy
 import logging
 import threading
 import urllib.request
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from moto.core import DEFAULT_ACCOUNT_ID
@@ -32,8 +37,10 @@ from moto.server import ThreadedMotoServer
 
 __all__ = [
     "AwsServer",
+    "patch_cloudwatch",
     "patch_sagemaker",
     "set_job_status",
+    "set_job_times",
     "set_rule_status",
     "training_job",
     "training_job_request",
@@ -47,6 +54,7 @@ _RULE_FIELDS = {
 }
 _patch_lock = threading.Lock()
 _patched = False
+_cloudwatch_patched = False
 
 
 def _describe_members() -> frozenset[str]:
@@ -185,11 +193,80 @@ def set_job_status(
     job.last_modified_time = utcnow()
 
 
+def set_job_times(
+    job_name: str,
+    *,
+    start: datetime,
+    end: datetime | None,
+    status: str | None = None,
+    region: str = DEFAULT_REGION,
+    account_id: str = DEFAULT_ACCOUNT_ID,
+) -> None:
+    """Give a job its TrainingStartTime / TrainingEndTime (moto stamps both "now" at create);
+    ``end=None`` is a job still running (status InProgress unless given). Times are UTC."""
+    job: Any = training_job(job_name, region=region, account_id=account_id)
+
+    def naive(t: datetime) -> datetime:  # moto keeps naive UTC datetimes
+        return t.astimezone(UTC).replace(tzinfo=None) if t.tzinfo else t
+
+    job.creation_time = naive(start) - timedelta(minutes=5)
+    job.training_start_time = naive(start)
+    job.training_end_time = None if end is None else naive(end)
+    job.last_modified_time = naive(end or start)
+    job.training_job_status = status or ("Completed" if end is not None else "InProgress")
+    job.secondary_status = job.training_job_status if end is not None else "Training"
+
+
+def patch_cloudwatch() -> None:
+    """Make moto's GetMetricData paginate like CloudWatch (idempotent): at most
+    ``MaxDatapoints`` (default 100,800) datapoints an answer, in query order, the rest behind
+    ``NextToken``; a query whose datapoints go on in a later page is ``PartialData``."""
+    global _cloudwatch_patched
+    with _patch_lock:
+        if _cloudwatch_patched:
+            return
+        from moto.cloudwatch.responses import CloudWatchResponse
+        from moto.core.responses import ActionResult
+
+        original = CloudWatchResponse.get_metric_data
+
+        def get_metric_data(self: CloudWatchResponse) -> Any:
+            answer = original(self)
+            params = self._get_params()
+            limit = int(params.get("MaxDatapoints") or 100_800)
+            offset = int(params.get("NextToken") or 0)
+            results: list[dict[str, Any]] = answer.result["MetricDataResults"]  # type: ignore[attr-defined,index]
+            flat = [(i, j) for i, r in enumerate(results) for j in range(len(r["values"]))]
+            page = flat[offset : offset + limit]
+            shown: dict[int, list[int]] = {}
+            for i, j in page:
+                shown.setdefault(i, []).append(j)
+            if offset == 0:  # queries without any datapoint answer on the first page
+                for i, r in enumerate(results):
+                    if not r["values"]:
+                        shown.setdefault(i, [])
+            out = []
+            for i in sorted(shown):
+                r, idx = results[i], shown[i]
+                more = bool(idx) and idx[-1] < len(r["values"]) - 1
+                out.append({**r, "values": [r["values"][j] for j in idx],
+                            "timestamps": [r["timestamps"][j] for j in idx],
+                            "status_code": "PartialData" if more else "Complete"})
+            body: dict[str, Any] = {"MetricDataResults": out}
+            if offset + limit < len(flat):
+                body["NextToken"] = str(offset + limit)
+            return ActionResult(body)
+
+        CloudWatchResponse.get_metric_data = get_metric_data  # type: ignore[method-assign]
+        _cloudwatch_patched = True
+
+
 class AwsServer:
-    """moto's threaded server on a free loopback port, SageMaker patched."""
+    """moto's threaded server on a free loopback port, SageMaker and CloudWatch patched."""
 
     def __init__(self, host: str = "127.0.0.1") -> None:
         patch_sagemaker()
+        patch_cloudwatch()
         self._server = ThreadedMotoServer(ip_address=host, port=0, verbose=False)
         self.url = ""
 

@@ -38,7 +38,9 @@ _CHUNK = 64 * 1024
 class Fault:
     """Answer matching requests with ``status`` and an AWS error body, ``times`` times
     (None: always). ``path`` is a regex searched in the request target (path and query,
-    as sent); ``target`` a regex matched in full against ``X-Amz-Target``."""
+    as sent); ``target`` a regex matched in full against ``X-Amz-Target``; ``body`` a regex
+    searched in the request body (as Latin-1 text), to tell apart calls of one operation
+    (e.g. GetMetricData's ``SampleCount`` probe from its ``Average`` reads)."""
 
     status: int
     code: str
@@ -47,6 +49,7 @@ class Fault:
     path: str = ""
     target: str | None = None  # None: any (or no) X-Amz-Target
     times: int | None = None
+    body: str | None = None  # None: any body
     protocol: str = "xml"  # "xml" (S3 / query) or "json" (SageMaker, x-amz-json-1.1)
     hits: int = 0  # requests answered with the fault
     passed: int = 0  # matching requests let through once ``times`` was used up
@@ -59,10 +62,12 @@ class Fault:
     def json(cls, target: str, status: int, code: str, **kw: Any) -> Fault:
         return cls(status, code, method="POST", target=target, protocol="json", **kw)
 
-    def matches(self, method: str, path: str, target: str | None) -> bool:
+    def matches(self, method: str, path: str, target: str | None, body: bytes = b"") -> bool:
         if self.method is not None and method.upper() != self.method.upper():
             return False
         if self.path and not re.search(self.path, path):
+            return False
+        if self.body is not None and not re.search(self.body, body.decode("latin-1")):
             return False
         return self.target is None or (
             target is not None and re.fullmatch(self.target, target) is not None
@@ -129,10 +134,10 @@ class FaultProxy:
         with self._lock:
             return list(self._seen)
 
-    def _pick(self, method: str, path: str, target: str | None) -> Fault | None:
+    def _pick(self, method: str, path: str, target: str | None, body: bytes = b"") -> Fault | None:
         with self._lock:
             for rule in self._rules:
-                if not rule.matches(method, path, target):
+                if not rule.matches(method, path, target, body):
                     continue
                 if rule.times is None or rule.hits < rule.times:
                     rule.hits += 1
@@ -189,7 +194,7 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
         def _handle(self) -> None:
             body = self._body()
             target = self.headers.get("X-Amz-Target")
-            rule = proxy._pick(self.command, self.path, target)
+            rule = proxy._pick(self.command, self.path, target, body)
             if rule is not None:
                 fault_headers, payload = rule.response(f"fault-{rule.hits}")
                 self._send(rule.status, list(fault_headers.items()), payload)

@@ -52,6 +52,7 @@ def cases(work: Path) -> dict[str, tuple[str, str | None]]:
     healthy, sick = generated_jobs(work)
     out: dict[str, tuple[str, str | None]] = {
         "sample-job": (str(REPO / "samples" / "sample-job"), None),
+        "sample-vs-baseline": (str(REPO / "samples" / "sample-job"), str(REPO / "samples" / "sample-baseline")),
         "generated-sick": (str(sick), None),
         "generated-baseline": (str(sick), str(healthy)),
     }

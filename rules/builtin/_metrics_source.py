@@ -1,0 +1,113 @@
+"""Judging system metrics that come from more than one source: the job's files, CloudWatch.
+
+Why: SageMaker's system-metric rules count *data points* (``window``, ``patience``), sized
+for SageMaker Debugger's default 500 ms sampling; SageMaker's CloudWatch instance metrics
+have one datapoint a minute (``analyzer.ingest.cloudwatch_metrics``). Counted as they are,
+``patience = 1000`` would wait 16 hours. So the nodes whose metrics came from CloudWatch are
+judged on their own, with each count scaled to the same span of time (1000 × 0.5 s = 500 s
+→ 9 one-minute datapoints), and their findings say so: ``metrics_source``, ``resolution_s``
+and the counts used (``scaled_params``). A job whose metrics are all its own files is
+judged exactly as before, on the job itself.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import weakref
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+from rules.base import Finding
+
+if TYPE_CHECKING:
+    from analyzer.job import Job
+
+#: a rule's parameters: a RuleParams model (or a protocol of one, as the bottleneck rules')
+P = TypeVar("P")
+
+#: the sampling interval (s) SageMaker's data-point counts are meant for: Debugger's default
+#: ``ProfilingIntervalInMilliseconds`` (500), what the SDK's rule defaults assume
+REFERENCE_INTERVAL_S = 0.5
+
+#: one job's groups: (source, resolution_s) (None: the files) -> the Job to judge them on, or
+#: None for the job itself (a value must not refer to its key, or the job would never be freed)
+_Groups = dict["tuple[str, float] | None", "Job | None"]
+_groups: weakref.WeakKeyDictionary[Job, _Groups] = weakref.WeakKeyDictionary()
+_lock = threading.Lock()
+
+
+def scaled_counts(params: Any, counts: Mapping[str, int], resolution_s: float) -> dict[str, int]:
+    """Each count parameter (name -> its least useful value) over the same time at ``resolution_s``."""
+    return {
+        name: max(least, math.ceil(getattr(params, name) * REFERENCE_INTERVAL_S / resolution_s))
+        for name, least in counts.items()
+    }
+
+
+def _node_groups(job: Job) -> _Groups:
+    """The job split by where its nodes' metrics came from, once per job; the files first."""
+    with _lock:
+        if job in _groups:
+            return _groups[job]
+    from analyzer.ingest.cloudwatch_metrics import node_sources
+
+    table = job.system_metrics
+    sources = node_sources(table)
+    groups: _Groups = {}
+    if not sources:
+        groups[None] = None
+    else:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        from analyzer.ingest.dataset import JobDataset
+        from analyzer.job import Job as JobClass
+
+        nodes = table.column("node").cast(pa.string())
+        by_group: dict[tuple[str, float] | None, list[str]] = {}
+        for node in pc.unique(nodes).to_pylist():
+            src = sources.get(node)
+            by_group.setdefault(None if src is None else (src[0], float(src[1] or 60.0)), []).append(node)
+        for key in sorted(by_group, key=lambda k: (k is not None, k or ("", 0.0))):
+            if len(by_group) == 1:
+                groups[key] = None
+                continue
+            sub = table.filter(pc.is_in(nodes, value_set=pa.array(by_group[key], pa.string())))
+            groups[key] = JobClass(JobDataset(meta=job.dataset.meta, tables={"system_metrics": sub}))
+    with _lock:
+        _groups[job] = groups
+    return groups
+
+
+def by_metrics_source(
+    job: Job, params: P, judge: Callable[[Job, P], list[Finding] | str], *, counts: Mapping[str, int]
+) -> list[Finding] | str:
+    """``judge`` on each group of nodes: the files' as given, CloudWatch's with ``counts``
+    scaled to its resolution and its findings marked. Findings of every group that could be
+    judged; when none could, why (each group's reason)."""
+    groups = _node_groups(job)
+    if list(groups) == [None]:
+        return judge(job, params)
+    findings: list[Finding] = []
+    reasons: list[str] = []
+    judged = False
+    for key, group_job in groups.items():
+        sub = job if group_job is None else group_job
+        if key is None:
+            out = judge(sub, params)
+            extra: dict[str, Any] = {}
+        else:
+            source, resolution = key
+            scaled = scaled_counts(params, counts, resolution)
+            out = judge(sub, cast(Any, params).model_copy(update=scaled))
+            extra = {"metrics_source": source, "resolution_s": resolution, "scaled_params": scaled}
+        if isinstance(out, str):
+            label = "the job's files" if key is None else f"{key[0]} ({key[1]:g} s datapoints)"
+            reasons.append(f"{label}: {out}" if len(groups) > 1 or key is not None else out)
+            continue
+        judged = True
+        for f in out:
+            f.evidence.update(extra)
+        findings += out
+    return findings if judged else "; ".join(reasons)
