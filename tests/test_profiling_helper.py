@@ -204,6 +204,7 @@ DDP_SCRIPT = textwrap.dedent(
             loss.backward()
             opt.step()
             prof.step()
+    dist.barrier()  # no rank tears gloo down while the other still talks to it
     dist.destroy_process_group()
     """
 )
