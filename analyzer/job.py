@@ -349,3 +349,35 @@ class Job:
 
         return summary.system_series(self.system_metrics, dimension, nodes=nodes, window=window, per=per,
                                      max_points=max_points)
+
+    # -- where the system metrics came from ----------------------------------------------
+    @memoised
+    def metrics_source_groups(self) -> dict[tuple[str, float] | None, Job | None]:
+        """The job's nodes split by where their system metrics came from: ``None`` for the
+        job's own files, ``(source, resolution_s)`` for e.g. CloudWatch; each group's value
+        is a Job of only those nodes' system metrics, or None when the group is the whole
+        job (the rules judge a CloudWatch group with its counts scaled to its resolution)."""
+        from analyzer.ingest.cloudwatch_metrics import node_sources
+
+        table = self.system_metrics
+        sources = node_sources(table)
+        if not sources:
+            return {None: None}
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        from analyzer.ingest.dataset import JobDataset
+
+        nodes = table.column("node").cast(pa.string())
+        by_group: dict[tuple[str, float] | None, list[str]] = {}
+        for node in pc.unique(nodes).to_pylist():
+            src = sources.get(node)
+            by_group.setdefault(None if src is None else (src[0], float(src[1] or 60.0)), []).append(node)
+        groups: dict[tuple[str, float] | None, Job | None] = {}
+        for key in sorted(by_group, key=lambda k: (k is not None, k or ("", 0.0))):
+            if len(by_group) == 1:
+                groups[key] = None
+                continue
+            sub = table.filter(pc.is_in(nodes, value_set=pa.array(by_group[key], pa.string())))
+            groups[key] = Job(JobDataset(meta=self.dataset.meta, tables={"system_metrics": sub}))
+        return groups

@@ -13,8 +13,6 @@ judged exactly as before, on the job itself.
 from __future__ import annotations
 
 import math
-import threading
-import weakref
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -30,13 +28,6 @@ P = TypeVar("P")
 #: ``ProfilingIntervalInMilliseconds`` (500), what the SDK's rule defaults assume
 REFERENCE_INTERVAL_S = 0.5
 
-#: one job's groups: (source, resolution_s) (None: the files) -> the Job to judge them on, or
-#: None for the job itself (a value must not refer to its key, or the job would never be freed)
-_Groups = dict["tuple[str, float] | None", "Job | None"]
-_groups: weakref.WeakKeyDictionary[Job, _Groups] = weakref.WeakKeyDictionary()
-_lock = threading.Lock()
-
-
 def scaled_counts(params: Any, counts: Mapping[str, int], resolution_s: float) -> dict[str, int]:
     """Each count parameter (name -> its least useful value) over the same time at ``resolution_s``."""
     return {
@@ -45,48 +36,13 @@ def scaled_counts(params: Any, counts: Mapping[str, int], resolution_s: float) -
     }
 
 
-def _node_groups(job: Job) -> _Groups:
-    """The job split by where its nodes' metrics came from, once per job; the files first."""
-    with _lock:
-        if job in _groups:
-            return _groups[job]
-    from analyzer.ingest.cloudwatch_metrics import node_sources
-
-    table = job.system_metrics
-    sources = node_sources(table)
-    groups: _Groups = {}
-    if not sources:
-        groups[None] = None
-    else:
-        import pyarrow as pa
-        import pyarrow.compute as pc
-
-        from analyzer.ingest.dataset import JobDataset
-        from analyzer.job import Job as JobClass
-
-        nodes = table.column("node").cast(pa.string())
-        by_group: dict[tuple[str, float] | None, list[str]] = {}
-        for node in pc.unique(nodes).to_pylist():
-            src = sources.get(node)
-            by_group.setdefault(None if src is None else (src[0], float(src[1] or 60.0)), []).append(node)
-        for key in sorted(by_group, key=lambda k: (k is not None, k or ("", 0.0))):
-            if len(by_group) == 1:
-                groups[key] = None
-                continue
-            sub = table.filter(pc.is_in(nodes, value_set=pa.array(by_group[key], pa.string())))
-            groups[key] = JobClass(JobDataset(meta=job.dataset.meta, tables={"system_metrics": sub}))
-    with _lock:
-        _groups[job] = groups
-    return groups
-
-
 def by_metrics_source(
     job: Job, params: P, judge: Callable[[Job, P], list[Finding] | str], *, counts: Mapping[str, int]
 ) -> list[Finding] | str:
     """``judge`` on each group of nodes: the files' as given, CloudWatch's with ``counts``
     scaled to its resolution and its findings marked. Findings of every group that could be
     judged; when none could, why (each group's reason)."""
-    groups = _node_groups(job)
+    groups = job.metrics_source_groups()
     if list(groups) == [None]:
         return judge(job, params)
     findings: list[Finding] = []
