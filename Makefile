@@ -76,7 +76,7 @@ sdk-env: $(SDKV3_STAMP)
 ## find-links (/opt/wheels), which uv does not read.
 $(TORCH_STAMP): pyproject.toml
 	$(PY) -m venv $(TORCH_VENV)
-	$(TORCH_VENV)/bin/pip install -q torch==2.13.0
+	$(TORCH_VENV)/bin/pip install -q torch==2.13.0 tensorboard
 	$(TORCH_VENV)/bin/pip install -q -e . pytest pytest-timeout
 	@touch $@
 
@@ -90,17 +90,20 @@ typecheck: setup
 
 pytest: setup sdk-env torch-env
 	STEPSCOPE_REQUIRE_SDK_ENVS=1 $(BIN)/python -m pytest -q
-	STEPSCOPE_REQUIRE_TORCH=1 $(TORCH_VENV)/bin/python -m pytest -q tests/test_profiling_helper.py tests/test_collector_launcher.py
+	STEPSCOPE_REQUIRE_TORCH=1 $(TORCH_VENV)/bin/python -m pytest -q tests/test_profiling_helper.py tests/test_collector_launcher.py tests/test_collector_health.py tests/test_rules_training_health.py
 
 ## Everything CI runs: lint, types, the whole test suite (with the peer and SDK environments).
 test: setup system-deps peers sdk-env torch-env lint typecheck pytest
 
 ## The benchmarks of the README's "Performance" section (minutes; 8 nodes x 60 min, ~1.5 GB).
-bench: setup peers system-deps
+bench: setup peers system-deps torch-env
 	$(BIN)/python bench/bench_ingest.py
 	$(BIN)/python bench/bench_report.py
 	$(BIN)/python bench/bench_dashboard.py
 	$(BIN)/python bench/bench_sampler.py
+	$(BIN)/python bench/bench_scale.py
+	$(TORCH_VENV)/bin/python bench/bench_health.py
+	$(BIN)/python bench/bench_launcher.py
 
 clean:
 	rm -rf $(VENV) $(SDKV3_VENV) $(TORCH_VENV) .venv-sdkv2 .venv-peers .stepscope-cache stepscope-report .bench .pytest_cache .mypy_cache .ruff_cache

@@ -7,11 +7,20 @@ own and no two layers compute the same analysis twice. The analyses themselves s
 functions in :mod:`analyzer.analyses`; this object only decides *when* they run.
 
 It measures and never judges: thresholds, windows and patience belong to the rules.
+
+The Kineto analyses are a map over ranks and a reduce (:mod:`analyzer.analyses.rank_map`):
+each rank's events are read from that rank's cached parts alone, in worker processes when
+the dataset allows them, so memory is set by the largest rank, not by how many there are.
+No method on the report path reads every rank's events at once (``dataset.merged_reads``
+counts the callers that do); :meth:`Job.rank_events` opens one rank's on demand.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import logging
+import os
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -25,6 +34,11 @@ if TYPE_CHECKING:
     from analyzer.sources.base import Source
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+log = logging.getLogger("stepscope.analyses")
+
+#: fewer map tasks than this run in this process (starting workers would cost more)
+MAP_PROCESS_MIN_TASKS = 3
 
 
 def memoised(fn: F) -> F:
@@ -74,7 +88,23 @@ class Job:
 
     @property
     def kineto_events(self) -> pa.Table:
+        """Every rank's events in one table: memory grows with the rank count. The analyses
+        never read it (they map over ranks); use :meth:`rank_events` for one rank."""
         return self.dataset.table("kineto_events")
+
+    def rank_events(self, rank: int) -> pa.Table:
+        """One rank's Kineto events, read from that rank's cached parts alone (what the
+        dashboard opens on demand); empty for a rank without events."""
+        return self.dataset.rank_events(rank)
+
+    @property
+    def kineto_ranks(self) -> list[int]:
+        """The ranks with Kineto events, without reading any event."""
+        return self.dataset.kineto_ranks
+
+    @property
+    def has_kineto_events(self) -> bool:
+        return self.dataset.row_counts["kineto_events"] > 0
 
     @memoised
     def dimensions(self) -> frozenset[str]:
@@ -135,15 +165,11 @@ class Job:
 
     @memoised
     def dataloader_waits(self) -> pd.DataFrame:
-        from analyzer.analyses import steps
-
-        return steps.dataloader_waits(self.dataset, self.steps())
+        return self._per_rank("dataloader_waits")
 
     @memoised
     def rank_step_breakdown(self) -> pd.DataFrame:
-        from analyzer.analyses import steps
-
-        return steps.rank_step_breakdown(self.dataset, self.steps())
+        return self._per_rank("rank_step_breakdown")
 
     @memoised
     def job_start_ns(self) -> int | None:
@@ -151,72 +177,133 @@ class Job:
 
         return steps.job_start_ns(self.dataset)
 
-    # -- Kineto traces (HTA's analyses) -------------------------------------------------
+    # -- Kineto traces (HTA's analyses): a map over ranks, then a reduce -----------------
+    @memoised
+    def rank_summaries(self) -> dict[str, pd.DataFrame]:
+        """Every per-rank analysis of :data:`analyzer.analyses.rank_map.SUMMARY_NAMES`, mapped
+        over the ranks (a batch of ranks' events in memory at a time) and concatenated."""
+        from analyzer.analyses import rank_map
+
+        tasks = self._rank_tasks()
+        if not tasks:
+            return rank_map.empty_summary()
+        summaries = {s.ranks: s for s in self._map(tasks)}
+        again = rank_map.rerun_for_job(list(summaries.values()))
+        if again:  # the job trims its last step where these ranks alone would not
+            by_ranks = {t.ranks: t for t in tasks}
+            redo = [dataclasses.replace(by_ranks[r], trim=True) for r in again]
+            summaries.update((s.ranks, s) for s in self._map(redo))
+        return rank_map.reduce_summaries(list(summaries.values()))
+
+    def _rank_tasks(self) -> list[Any]:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        from analyzer.analyses.rank_map import RankTask, batches
+
+        ds = self.dataset
+        traces, steps = ds.table("kineto_traces"), ds.table("steps")
+
+        def rows_of(t: pa.Table, ranks: tuple[int, ...]) -> pa.Table:
+            if not t.num_rows:
+                return t
+            return t.filter(pc.fill_null(pc.is_in(t.column("rank"), value_set=pa.array(ranks, pa.int32())), False))
+
+        parts = ds.rank_parts
+        if "kineto_events" not in ds.tables and parts is not None:
+            rows = {r: parts.rows_by_rank.get(r, 0) for r in parts.ranks}
+            return [RankTask(ranks=b, parts=tuple(p for r in b for p in parts.parts[r]), traces=rows_of(traces, b),
+                             steps=rows_of(steps, b)) for b in batches(rows)]
+        events = ds.table("kineto_events")  # a dataset held in memory (tests, a library caller): one task
+        if events.num_rows == 0:
+            return []
+        return [RankTask(ranks=tuple(ds.kineto_ranks), events=events, traces=traces, steps=steps)]
+
+    def _map(self, tasks: list[Any]) -> list[Any]:
+        """Run the map over ``tasks``: in worker processes when the dataset allows them and
+        there are enough ranks, else here; a worker that dies costs a rerun here, not the job."""
+        from analyzer.analyses.rank_map import rank_summary
+
+        pool = self._map_pool(len(tasks))
+        if pool is None:
+            return [rank_summary(t) for t in tasks]
+        from concurrent.futures.process import BrokenProcessPool
+
+        try:
+            with pool:
+                return list(pool.map(rank_summary, tasks))
+        except BrokenProcessPool:
+            log.warning("an analysis worker process died; analysing the ranks in this process")
+            return [rank_summary(t) for t in tasks]
+
+    def _map_pool(self, n_tasks: int) -> Any:
+        parts = self.dataset.rank_parts
+        workers = min(parts.jobs, os.cpu_count() or 1) if parts is not None else 1
+        if (parts is None or not parts.processes or workers < 2 or n_tasks < MAP_PROCESS_MIN_TASKS
+                or os.environ.get("STEPSCOPE_INGEST_PROCESSES", "1") == "0"):
+            return None
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        ctx = multiprocessing.get_context("forkserver")  # no fork of a threaded parent
+        ctx.set_forkserver_preload(["analyzer.analyses.rank_map"])
+        try:
+            log.info("analysing %d batches of ranks in %d worker processes", n_tasks, workers)
+            return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+        except (OSError, ValueError) as exc:  # e.g. no /dev/shm
+            log.info("analysing in this process: cannot start worker processes (%s)", exc)
+            return None
+
+    def _per_rank(self, name: str) -> pd.DataFrame:
+        frame: pd.DataFrame = self.rank_summaries()[name]
+        return frame
+
     @memoised
     def temporal_breakdown(self) -> pd.DataFrame:
-        from analyzer.analyses import temporal
-
-        return temporal.temporal_breakdown(self.kineto_events)
+        return self._per_rank("temporal_breakdown")
 
     @memoised
     def kernel_type_breakdown(self) -> pd.DataFrame:
-        from analyzer.analyses import gpu_kernels
-
-        return gpu_kernels.kernel_type_breakdown(self.kineto_events)
+        return self._per_rank("kernel_type_breakdown")
 
     @memoised
     def top_kernels(self, n: int) -> pd.DataFrame:
-        from analyzer.analyses import gpu_kernels
-
-        return gpu_kernels.top_kernels(self.kineto_events, n=n)
+        every = self._per_rank("top_kernels")
+        if every.empty:
+            return every
+        return every[every["position"] <= n].reset_index(drop=True)
 
     @memoised
     def idle_time_breakdown(self) -> pd.DataFrame:
-        from analyzer.analyses import idle_time
-
-        return idle_time.idle_time_breakdown(self.kineto_events)
+        return self._per_rank("idle_time_breakdown")
 
     @memoised
     def stream_idle_summary(self) -> pd.DataFrame:
-        from analyzer.analyses import idle_time
-
-        return idle_time.stream_idle_summary(self.kineto_events)
+        return self._per_rank("stream_idle_summary")
 
     @memoised
     def kernel_launch_summary(self) -> pd.DataFrame:
-        from analyzer.analyses import kernel_launch
-
-        return kernel_launch.kernel_launch_summary(kernel_launch.kernel_launch_stats(self.kineto_events))
+        return self._per_rank("kernel_launch_summary")
 
     @memoised
     def gpu_annotation_breakdown(self) -> pd.DataFrame:
-        from analyzer.analyses import annotations
-
-        return annotations.gpu_annotation_breakdown(self.kineto_events)
+        return self._per_rank("gpu_annotation_breakdown")
 
     @memoised
     def communication_summary(self) -> pd.DataFrame:
-        from analyzer.analyses import communication
-
-        return communication.communication_summary(self.kineto_events)
+        return self._per_rank("communication_summary")
 
     @memoised
     def collective_summary(self) -> pd.DataFrame:
-        from analyzer.analyses import communication
-
-        return communication.collective_summary(self.kineto_events)
+        return self._per_rank("collective_summary")
 
     @memoised
     def allocator_memory_summary(self) -> pd.DataFrame:
-        from analyzer.analyses import memory
-
-        return memory.allocator_memory_summary(self.dataset)
+        return self._per_rank("allocator_memory_summary")
 
     @memoised
     def allocator_memory_by_step(self) -> pd.DataFrame:
-        from analyzer.analyses import memory
-
-        return memory.allocator_memory_by_step(self.dataset)
+        return self._per_rank("allocator_memory_by_step")
 
     def step_timeline(self, step: int, ranks: tuple[int, ...]) -> pd.DataFrame:
         """One step's events on ``ranks`` (a drill-down: the last 32 asked for are kept)."""
@@ -381,3 +468,59 @@ class Job:
             sub = table.filter(pc.is_in(nodes, value_set=pa.array(by_group[key], pa.string())))
             groups[key] = Job(JobDataset(meta=self.dataset.meta, tables={"system_metrics": sub}))
         return groups
+
+
+    # -- training health ------------------------------------------------------------------
+    # TensorBoard scalars, SageMaker Debugger tensors and stepscope's health hooks, per
+    # worker (analyzer.analyses.training); SageMaker Debugger's training rules judge them.
+    @memoised
+    def training_scalars(self) -> pd.DataFrame:
+        from analyzer.analyses import training
+
+        return training.training_scalars(self.dataset)
+
+    @memoised
+    def training_tensors(self) -> pd.DataFrame:
+        from analyzer.analyses import training
+
+        return training.training_tensors(self.dataset)
+
+    @memoised
+    def loss_series(self) -> pd.DataFrame:
+        from analyzer.analyses import training
+
+        return training.loss_series(self.training_scalars())
+
+    @memoised
+    def loss_trend(self) -> pd.DataFrame:
+        from analyzer.analyses import training
+
+        return training.loss_trend(self.loss_series())
+
+    @memoised
+    def gradient_norms(self) -> pd.DataFrame:
+        from analyzer.analyses import training
+
+        return training.gradient_norms(self.training_tensors())
+
+    @memoised
+    def update_ratios(self) -> pd.DataFrame:
+        from analyzer.analyses import training
+
+        return training.update_ratios(self.training_tensors())
+
+    @memoised
+    def activation_stats(self) -> pd.DataFrame:
+        from analyzer.analyses import training
+
+        return training.activation_stats(self.training_tensors())
+
+    @memoised
+    def nonfinite_steps(self) -> pd.DataFrame:
+        from analyzer.analyses import training
+
+        return training.nonfinite_steps(self.training_scalars(), self.training_tensors())
+
+    def has_training_data(self) -> bool:
+        """Whether the job recorded any training-health input (the rules' "no data" test)."""
+        return bool(self.dataset.table("training_scalars").num_rows or self.dataset.table("training_tensors").num_rows)

@@ -97,7 +97,7 @@ def main() -> None:
     nav = st.navigation(list(pages.values()))
     with st.sidebar:
         st.caption(f"**{job.name}** · {job.report.job.kind}")
-    flt = filters.sidebar(job.nodes, job.ranks, job.span)
+    flt = filters.sidebar(ui.natural(job.nodes), sorted(job.ranks), job.span)  # algo-2 before algo-10
     _refresh_controls(job)
     ui.set_context(ui.Ctx(job=job, filters=flt, pages=pages))
     nav.run()

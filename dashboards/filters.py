@@ -16,6 +16,8 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from analyzer.analyses.system import natural_key
+
 NODES_KEY = "flt_nodes"
 RANKS_KEY = "flt_ranks"
 WINDOW_KEY = "flt_window"
@@ -51,8 +53,8 @@ class Filters:
 
     def describe(self) -> str:
         parts = [
-            f"nodes {', '.join(self.nodes)}" if self.nodes else "all nodes",
-            f"ranks {', '.join(map(str, self.ranks))}" if self.ranks else "all ranks",
+            f"nodes {', '.join(sorted(self.nodes, key=natural_key))}" if self.nodes else "all nodes",
+            f"ranks {', '.join(map(str, sorted(self.ranks)))}" if self.ranks else "all ranks",
         ]
         if self.window:
             parts.append(f"{self.window[0] - self.t0:.0f}-{self.window[1] - self.t0:.0f} s")

@@ -18,9 +18,10 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from analyzer.analyses.system import natural_key
 from dashboards.data import JobData
 from dashboards.filters import NODES_KEY, RANKS_KEY, Filters
-from stepscope.report.palette import rank_color, rank_of_label
+from stepscope.report.palette import RANK_COLORS, rank_color, rank_of_label
 
 _CTX = "_stepscope_ctx"
 HERE = Path(__file__).resolve().parent
@@ -43,6 +44,9 @@ RULE_PAGE = {
     "Dataloader": "steps", "MaxInitializationTime": "steps", "StragglerRank": "communication",
     "ExposedCommunication": "communication", "GPUStarvedByHost": "kernels", "AllocatorMemoryGrowth": "steps", "BaselineRegression": "compare",
     "ProfilerReport": "overview",
+    # training-health rules (tensors, losses): no page charts them yet, their evidence is on the Overview
+    **dict.fromkeys(("AllZero", "DeadRelu", "ExplodingTensor", "LossNotDecreasing", "Overfit", "SaturatedActivation",
+                     "StalledTrainingRule", "VanishingGradient", "WeightUpdateRatio"), "overview"),
 }
 
 SEVERITY_BADGE = {"error": ":red-badge[error]", "warning": ":orange-badge[warning]", "info": ":blue-badge[info]"}
@@ -97,7 +101,8 @@ def layout(fig: go.Figure, *, title: str | None = None, height: int = 340, **kw:
     # a horizontal legend above the plot wraps onto more rows with many traces: make room for
     # them under the title instead of letting the two overlap (about four entries a row)
     entries = sum(1 for tr in fig.data if tr.showlegend is not False)
-    extra_rows = max(0, math.ceil(entries / 4) - 1) if entries > 1 else 0
+    beside = (kw.get("legend") or {}).get("orientation") == "v"
+    extra_rows = max(0, math.ceil(entries / 4) - 1) if entries > 1 and not beside else 0
     height += 22 * extra_rows
     opts: dict[str, Any] = {
         "title": title, "height": height,
@@ -120,17 +125,60 @@ def add_series(fig: go.Figure, x: Any, df: pd.DataFrame, name: str, *, band: boo
     fig.add_trace(go.Scatter(x=x, y=df["mean"], mode="lines", name=name, line=line, legendgroup=name))
 
 
-def shade(fig: go.Figure, windows: Iterable[tuple[Any, Any, str]], color: str = "rgba(220,50,47,0.12)") -> int:
-    """Shade (start, end, label) windows (ISO strings or timestamps); returns how many."""
-    n = 0
+#: one colour per kind of time, on every page (data loading is not red: red is for alarms)
+PART_COLORS = {
+    "compute": "#4c78a8", "communication": "#b279a2", "exposed communication": "#b279a2",
+    "data loading": "#54a24b", "idle": "#bab0ac", "other": "#9ecae9", "memory": "#72b7b2",
+}
+
+#: lines per node or device: the rank palette's hues without its red (red is for alarms)
+SERIES_COLORS = tuple(c for c in RANK_COLORS if c != "#e45756")
+
+#: the shade of each rule's flagged windows (the rules' alarms)
+WINDOW_COLORS = {
+    "LowGPUUtilization": "rgba(214,39,40,0.13)", "CPUBottleneck": "rgba(245,133,24,0.16)",
+    "IOBottleneck": "rgba(178,121,162,0.18)", "GPUMemoryIncrease": "rgba(157,117,93,0.18)",
+}
+
+
+def shade(fig: go.Figure, windows: Iterable[tuple[Any, Any, str]], y: tuple[float, float] = (0.0, 105.0)) -> int:
+    """Shade (start, end, label) windows as filled traces named in the legend and on hover
+    (labels printed on the plot overlap as soon as two windows do). Windows of one rule on
+    one node are one legend entry naming its devices, their overlaps merged (four GPUs idle
+    at once are one band, not four stacked ones). Returns how many legend entries."""
+    groups: dict[tuple[str, str], tuple[list[str], list[tuple[pd.Timestamp, pd.Timestamp]]]] = {}
     for start, end, label in windows:
         if start is None or end is None:
             continue
-        fig.add_vrect(x0=start, x1=end, fillcolor=color, line_width=0, layer="below",
-                      annotation_text=label if n < 6 else None, annotation_position="top left",
-                      annotation_font_size=10)
-        n += 1
-    return n
+        rule, _, rest = label.partition(" ")
+        node, _, device = rest.partition(" ")
+        devices, spans = groups.setdefault((rule, node), ([], []))
+        if device and device not in devices:
+            devices.append(device)
+        spans.append((pd.Timestamp(start), pd.Timestamp(end)))
+    for (rule, node), (devices, spans) in sorted(groups.items(), key=lambda kv: (kv[0][0], natural_key(kv[0][1]))):
+        name = " ".join(p for p in (rule, node) if p) + (f" ({', '.join(natural(devices))})" if devices else "")
+        xs: list[Any] = []
+        ys: list[float | None] = []
+        for start, end in _merged(spans):
+            a, b = start.isoformat(), end.isoformat()
+            xs += [a, a, b, b, a, None]
+            ys += [y[0], y[1], y[1], y[0], y[0], None]
+        fig.add_trace(go.Scatter(
+            x=xs, y=ys, mode="lines", fill="toself", fillcolor=WINDOW_COLORS.get(rule, "rgba(120,120,120,0.15)"),
+            line={"width": 0}, name=name, hoveron="fills", hoverinfo="name", legendrank=2000,
+        ))
+    return len(groups)
+
+
+def _merged(spans: list[tuple[pd.Timestamp, pd.Timestamp]]) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
+    out: list[tuple[pd.Timestamp, pd.Timestamp]] = []
+    for a, b in sorted(spans):
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
 
 
 def _naive_utc(v: Any) -> str | None:
@@ -170,6 +218,25 @@ def fmt_num(v: Any, unit: str = "", digits: int = 1) -> str:
     if v is None or (isinstance(v, float) and not np.isfinite(v)):
         return "—"
     return f"{v:,.{digits}f}{unit}"
+
+
+def rank_axis(fig: go.Figure, labels: Iterable[str], axis: str = "x") -> None:
+    """Category axis in the given order (rank 2 before rank 10, not the first trace's order)."""
+    order = list(dict.fromkeys(labels))
+    (fig.update_xaxes if axis == "x" else fig.update_yaxes)(categoryorder="array", categoryarray=order)
+
+
+def count_axis(fig: go.Figure, top: int, axis: str = "y") -> None:
+    """A count axis ticks whole numbers only (no "0.5 steps" on a chart of 16 steps)."""
+    opts: dict[str, Any] = {"rangemode": "tozero", "tickformat": ",d"}
+    if 0 < top <= 10:
+        opts["dtick"] = 1
+    (fig.update_yaxes if axis == "y" else fig.update_xaxes)(**opts)
+
+
+def natural(values: Iterable[str]) -> list[str]:
+    """Names in natural order: algo-2 before algo-10, gpu2 before gpu10."""
+    return sorted(values, key=natural_key)
 
 
 def plot(fig: go.Figure, key: str) -> None:

@@ -24,6 +24,11 @@ def _where(rule: type[Rule]) -> str:
         )
     if rule.sagemaker_builtin:
         return "Attached to SageMaker jobs by `stepscope attach`, and judged by `stepscope report`."
+    if getattr(rule, "debugger_builtin", False):
+        return (
+            "SageMaker Debugger's built-in training rule, judged by `stepscope report` from the job's "
+            "training-health data (docs/training-health.md)."
+        )
     return "Judged by `stepscope report` (SageMaker has no container for it)."
 
 

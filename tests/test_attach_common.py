@@ -1,5 +1,6 @@
 """The SDK-neutral fields and the boto3 path: rule file in, CreateTrainingJob fields out,
-through a real HTTP SageMaker endpoint (moto) and botocore's validation."""
+through a real HTTP SageMaker endpoint (moto) and botocore's validation. Collectors mode
+(the default) first, then Debugger mode (``debugger=True``)."""
 
 from __future__ import annotations
 
@@ -75,9 +76,9 @@ def base_request(name: str = "stepscope-boto3-job") -> dict[str, Any]:
     }
 
 
-# --- the fields --------------------------------------------------------------------------------
+# --- the fields (Debugger mode) -----------------------------------------------------------------
 def test_default_rule_set_fields() -> None:
-    fields = create_training_job_fields(None, REGION, OUT)
+    fields = create_training_job_fields(None, REGION, OUT, debugger=True)
     assert fields["ProfilerConfig"] == {
         "S3OutputPath": OUT, "ProfilingIntervalInMilliseconds": 500, "DisableProfiler": False,
     }
@@ -103,8 +104,8 @@ def test_default_rule_set_fields() -> None:
 
 
 def test_threshold_change_changes_rule_parameters(tmp_path: Path) -> None:
-    before = rules_by_name(create_training_job_fields(None, REGION, OUT))
-    after = rules_by_name(create_training_job_fields(write(tmp_path, CUSTOM), REGION, OUT))
+    before = rules_by_name(create_training_job_fields(None, REGION, OUT, debugger=True))
+    after = rules_by_name(create_training_job_fields(write(tmp_path, CUSTOM), REGION, OUT, debugger=True))
     assert after["LowGPUUtilization"]["threshold_p95"] == "55" != before["LowGPUUtilization"]["threshold_p95"]
     assert after["CPUBottleneck"]["threshold"] == "35" and after["CPUBottleneck"]["cpu_threshold"] == "85"
     assert after["LoadBalancing"]["threshold"] == "0.25"
@@ -126,21 +127,22 @@ def test_threshold_change_changes_rule_parameters(tmp_path: Path) -> None:
 
 
 def test_hook_interval_and_disabled_profiler(tmp_path: Path) -> None:
-    fields = create_training_job_fields(write(tmp_path, CUSTOM), REGION, OUT)
+    fields = create_training_job_fields(write(tmp_path, CUSTOM), REGION, OUT, debugger=True)
     assert fields["ProfilerConfig"]["ProfilingIntervalInMilliseconds"] == 100
     assert fields["DebugHookConfig"] == {
         "S3OutputPath": OUT,
         "CollectionConfigurations": [{"CollectionName": "losses"}, {"CollectionName": "gradients"}],
     }
     off = create_training_job_fields(
-        write(tmp_path, "[profiler]\ndisable_profiler = true\ntensorboard_output = false\n", "off.toml"), REGION, OUT
+        write(tmp_path, "[profiler]\ndisable_profiler = true\ntensorboard_output = false\n", "off.toml"), REGION, OUT,
+        debugger=True,
     )
     assert off == {"ProfilerConfig": {"DisableProfiler": True}}
 
 
 def test_rule_file_s3_path_wins(tmp_path: Path) -> None:
     rules = write(tmp_path, '[profiler]\ns3_output_path = "s3://other/prefix"\n')
-    fields = create_training_job_fields(rules, REGION, OUT)
+    fields = create_training_job_fields(rules, REGION, OUT, debugger=True)
     assert fields["ProfilerConfig"]["S3OutputPath"] == "s3://other/prefix"
     assert fields["TensorBoardOutputConfig"]["S3OutputPath"] == "s3://other/prefix"
 
@@ -194,7 +196,7 @@ def test_image_table_matches_installed_sdk() -> None:
 )
 def test_bad_rule_file_is_one_line_error(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(StepscopeError) as info:
-        create_training_job_fields(write(tmp_path, text), REGION, OUT)
+        create_training_job_fields(write(tmp_path, text), REGION, OUT, debugger=True)
     line = info.value.one_line()
     assert message in line and "\n" not in line
 
@@ -215,15 +217,15 @@ def test_bad_programmatic_input() -> None:
     line = error_line(build_fields, RuleSet(profiler=good.profiler, rules={"CPUBottleneck": LowGPUUtilizationParams.model_validate({})}), REGION, OUT)
     assert "rule 'CPUBottleneck' has parameters of type LowGPUUtilizationParams" in line
     assert "either a RuleSet or rules_file" in error_line(create_training_job_fields, good, REGION, OUT, rules_file="x.toml")
-    assert "--s3-output-path" in error_line(create_training_job_fields, good, REGION, None)
+    assert "--s3-output-path" in error_line(create_training_job_fields, good, REGION, None, debugger=True)
     assert "as a dict" in error_line(apply_to_request, ["not", "a", "request"])
     trn = base_request()
     trn["ResourceConfig"]["InstanceType"] = "ml.trn1.32xlarge"
-    line = error_line(apply_to_request, trn, region=REGION)
+    line = error_line(apply_to_request, trn, region=REGION, debugger=True)
     assert "not supported on ml.trn1.32xlarge" in line and "disable_profiler = true" in line
 
 
-# --- apply_to_request ---------------------------------------------------------------------------
+# --- apply_to_request, Debugger mode -----------------------------------------------------------
 def test_apply_to_request_merges_without_mutating() -> None:
     request = base_request()
     request["TensorBoardOutputConfig"] = {"S3OutputPath": "s3://mine/tb"}
@@ -231,7 +233,7 @@ def test_apply_to_request_merges_without_mutating() -> None:
         {"RuleConfigurationName": "Old", "RuleEvaluatorImage": IMAGE, "RuleParameters": {"rule_to_invoke": "Old"}}
     ]
     original = json.loads(json.dumps(request))
-    out = apply_to_request(request, region=REGION)
+    out = apply_to_request(request, region=REGION, debugger=True)
     assert request == original
     assert out["TensorBoardOutputConfig"] == {"S3OutputPath": "s3://mine/tb"}  # the user's is kept
     assert set(rules_by_name(out)) == BUILTIN  # stepscope owns the profiler rules
@@ -240,14 +242,14 @@ def test_apply_to_request_merges_without_mutating() -> None:
 
 
 def test_region_from_environment(aws_endpoint: AwsEndpoint) -> None:
-    out = apply_to_request(base_request())
+    out = apply_to_request(base_request(), debugger=True)
     assert {r["RuleEvaluatorImage"] for r in out["ProfilerRuleConfigurations"]} == {IMAGE}
 
 
 # --- through a real HTTP endpoint ----------------------------------------------------------------
 def test_boto3_request_reaches_sagemaker(aws_endpoint: AwsEndpoint, tmp_path: Path) -> None:
     rules_file = write(tmp_path, CUSTOM)
-    request = apply_to_request(base_request("stepscope-boto3-e2e"), rules_file=rules_file, region=REGION)
+    request = apply_to_request(base_request("stepscope-boto3-e2e"), rules_file=rules_file, region=REGION, debugger=True)
     validate_create_training_job(request)
     aws_endpoint.sagemaker.create_training_job(**request)
 
@@ -264,3 +266,92 @@ def test_boto3_request_reaches_sagemaker(aws_endpoint: AwsEndpoint, tmp_path: Pa
     assert profiling_part(described) == expected
     assert described["ProfilingStatus"] == "Enabled"
     assert {s["RuleConfigurationName"] for s in described["ProfilerRuleEvaluationStatuses"]} == BUILTIN - {"IOBottleneck"}
+
+
+# --- collectors mode (the default) ---------------------------------------------------------------
+LAUNCHER = ["python", "-m", "stepscope.collectors.launcher", "--out", "/opt/ml/output/tensorboard",
+            "--interval-ms", "500", "--"]
+
+
+def with_entrypoint(*argv: str, name: str = "stepscope-boto3-job") -> dict[str, Any]:
+    request = base_request(name)
+    request["AlgorithmSpecification"]["ContainerEntrypoint"] = list(argv)
+    return request
+
+
+def test_collectors_wrap_the_container_entrypoint() -> None:
+    request = with_entrypoint("torchrun", "--nproc-per-node", "8", "train.py")
+    original = json.loads(json.dumps(request))
+    out = apply_to_request(request)
+    assert request == original  # a copy
+    assert out["AlgorithmSpecification"] == {
+        **request["AlgorithmSpecification"],
+        "ContainerEntrypoint": [*LAUNCHER, "torchrun", "--nproc-per-node", "8", "train.py"],
+    }
+    assert out["TensorBoardOutputConfig"] == {"S3OutputPath": OUT, "LocalPath": "/opt/ml/output/tensorboard"}
+    assert not set(out) & {"ProfilerConfig", "ProfilerRuleConfigurations", "DebugHookConfig"}
+    validate_create_training_job(out)
+    # attaching twice wraps once
+    assert apply_to_request(out)["AlgorithmSpecification"]["ContainerEntrypoint"] == \
+        out["AlgorithmSpecification"]["ContainerEntrypoint"]
+
+
+def test_collectors_need_the_command() -> None:
+    line = error_line(apply_to_request, base_request())
+    assert "no AlgorithmSpecification.ContainerEntrypoint" in line and "--entrypoint" in line
+    assert "debugger=True" in line
+    out = apply_to_request(base_request(), entrypoint=["python", "/opt/ml/code/train.py"])
+    assert out["AlgorithmSpecification"]["ContainerEntrypoint"] == [*LAUNCHER, "python", "/opt/ml/code/train.py"]
+    assert "one of them" in error_line(apply_to_request, with_entrypoint("python", "a.py"), entrypoint=["b"])
+    assert "entrypoint=" in error_line(create_training_job_fields, None, REGION, OUT)
+    as_string = base_request()
+    as_string["AlgorithmSpecification"]["ContainerEntrypoint"] = "python train.py"
+    assert "list of strings" in error_line(apply_to_request, as_string)
+
+
+def test_collectors_follow_the_rule_file_and_the_users_tensorboard(tmp_path: Path) -> None:
+    rules = write(tmp_path, '[profiler]\nsystem_monitor_interval_millis = 1000\ns3_output_path = "s3://other/p"\n')
+    fields = create_training_job_fields(rules, None, OUT, entrypoint=["python", "train.py"])
+    assert fields == {
+        "AlgorithmSpecification": {"ContainerEntrypoint": [
+            "python", "-m", "stepscope.collectors.launcher", "--out", "/opt/ml/output/tensorboard",
+            "--interval-ms", "1000", "--", "python", "train.py"]},
+        "TensorBoardOutputConfig": {"S3OutputPath": "s3://other/p", "LocalPath": "/opt/ml/output/tensorboard"},
+    }
+    request = with_entrypoint("python", "train.py")
+    request["TensorBoardOutputConfig"] = {"S3OutputPath": "s3://mine/tb", "LocalPath": "/opt/ml/output/mine"}
+    request["ResourceConfig"]["InstanceType"] = "ml.trn1.32xlarge"  # the collectors are no Debugger
+    out = apply_to_request(request)
+    assert out["TensorBoardOutputConfig"] == request["TensorBoardOutputConfig"]  # kept
+    argv = out["AlgorithmSpecification"]["ContainerEntrypoint"]
+    assert argv[argv.index("--out") + 1] == "/opt/ml/output/mine"  # the collectors write what is uploaded
+
+
+def test_container_entrypoint_runs_the_command_under_the_launcher(tmp_path: Path) -> None:
+    """The wrapped ContainerEntrypoint, run here as the container would run it (this checkout's
+    collectors on PYTHONPATH instead of the installed wheel): same arguments, same exit code,
+    system metrics in the TensorBoard folder."""
+    import os
+    import subprocess
+    import sys
+
+    tb = tmp_path / "tensorboard"
+    request = with_entrypoint("python", "-c", "import sys, time; time.sleep(2); sys.exit(int(sys.argv[1]))", "5")
+    request["TensorBoardOutputConfig"] = {"S3OutputPath": OUT, "LocalPath": str(tb)}
+    rules = write(tmp_path, "[profiler]\nsystem_monitor_interval_millis = 100\n")
+    argv = apply_to_request(request, rules_file=rules)["AlgorithmSpecification"]["ContainerEntrypoint"]
+    argv = [sys.executable if a == "python" else a for a in argv]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 5, proc.stderr
+    assert list((tb / "system" / "incremental").rglob("*.json")), proc.stderr
+
+
+def test_collectors_request_reaches_sagemaker(aws_endpoint: AwsEndpoint) -> None:
+    request = apply_to_request(with_entrypoint("python", "train.py", name="stepscope-boto3-collectors"))
+    aws_endpoint.sagemaker.create_training_job(**request)
+    sent = aws_endpoint.training_job_request("stepscope-boto3-collectors")
+    validate_create_training_job(sent)
+    assert sent["AlgorithmSpecification"]["ContainerEntrypoint"] == [*LAUNCHER, "python", "train.py"]
+    assert sent["TensorBoardOutputConfig"] == {"S3OutputPath": OUT, "LocalPath": "/opt/ml/output/tensorboard"}
+    assert "ProfilerConfig" not in sent and "ProfilerRuleConfigurations" not in sent

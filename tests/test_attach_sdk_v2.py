@@ -6,6 +6,7 @@ itself in ``.venv-sdkv2`` (see tests/support/sdk_env.py).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +73,7 @@ def test_pytorch_fit_request_carries_the_rule_set(aws_endpoint: AwsEndpoint, v2:
     from rules.attach.sdk_v2 import attach_to_estimator
 
     rules_file = write(v2["tmp"], CUSTOM)
-    estimator = attach_to_estimator(pytorch(v2), rules_file=rules_file)
+    estimator = attach_to_estimator(pytorch(v2), rules_file=rules_file, debugger=True)
     sent, described = launch(aws_endpoint, estimator, "stepscope-v2-pytorch")
 
     out = f"s3://{v2['bucket']}/out"
@@ -103,7 +104,7 @@ def test_generic_estimator_defaults_and_no_hook(aws_endpoint: AwsEndpoint, v2: A
         image_uri=PYTORCH_IMAGE, role=ROLE, instance_type="ml.g5.xlarge", instance_count=1,
         sagemaker_session=v2["session"],  # no output_path: the session's default bucket
     )
-    attach_to_estimator(estimator)
+    attach_to_estimator(estimator, debugger=True)
     sent, _ = launch(aws_endpoint, estimator, "stepscope-v2-estimator")
     out = f"s3://{v2['bucket']}/"
     assert profiling_part(sent) == build_fields(load_ruleset(), REGION, out)
@@ -121,7 +122,7 @@ def test_huggingface_estimator(aws_endpoint: AwsEndpoint, v2: Any) -> None:
         instance_count=1, transformers_version="4.49.0", pytorch_version="2.5.1", py_version="py311",
         image_uri=PYTORCH_IMAGE, sagemaker_session=v2["session"], output_path=f"s3://{v2['bucket']}/hf",
     )
-    attach_to_estimator(estimator)
+    attach_to_estimator(estimator, debugger=True)
     sent, _ = launch(aws_endpoint, estimator, "stepscope-v2-hf")
     assert set(rules_by_name(sent)) == BUILTIN
 
@@ -131,8 +132,8 @@ def test_threshold_change_reaches_the_request(aws_endpoint: AwsEndpoint, v2: Any
 
     loose = write(v2["tmp"], "[rules.GPUMemoryIncrease]\nincrease = 20\n", "loose.toml")
     strict = write(v2["tmp"], "[rules.GPUMemoryIncrease]\nincrease = 2\n", "strict.toml")
-    a, _ = launch(aws_endpoint, attach_to_estimator(pytorch(v2), rules_file=loose), "stepscope-v2-loose")
-    b, _ = launch(aws_endpoint, attach_to_estimator(pytorch(v2), rules_file=strict), "stepscope-v2-strict")
+    a, _ = launch(aws_endpoint, attach_to_estimator(pytorch(v2), rules_file=loose, debugger=True), "stepscope-v2-loose")
+    b, _ = launch(aws_endpoint, attach_to_estimator(pytorch(v2), rules_file=strict, debugger=True), "stepscope-v2-strict")
     assert rules_by_name(a)["GPUMemoryIncrease"]["increase"] == "20"
     assert rules_by_name(b)["GPUMemoryIncrease"]["increase"] == "2"
     assert rules_by_name(b)["ProfilerReport"]["GPUMemoryIncrease_increase"] == "2"
@@ -149,7 +150,7 @@ def test_keeps_debugging_rules_and_user_tensorboard(aws_endpoint: AwsEndpoint, v
                ProfilerRule.sagemaker(rule_configs.CPUBottleneck(threshold=99))],
         tensorboard_output_config=TensorBoardOutputConfig(s3_output_path="s3://mine/tb"),
     )
-    attach_to_estimator(estimator)
+    attach_to_estimator(estimator, debugger=True)
     sent, _ = launch(aws_endpoint, estimator, "stepscope-v2-keep")
     assert [r["RuleConfigurationName"] for r in sent["DebugRuleConfigurations"]] == ["LossNotDecreasing"]
     assert rules_by_name(sent)["CPUBottleneck"]["threshold"] == "50"  # the rule file's, not the old one
@@ -160,7 +161,7 @@ def test_disabled_profiler(aws_endpoint: AwsEndpoint, v2: Any) -> None:
     from rules.attach.sdk_v2 import attach_to_estimator
 
     off = write(v2["tmp"], "[profiler]\ndisable_profiler = true\n", "off.toml")
-    sent, described = launch(aws_endpoint, attach_to_estimator(pytorch(v2), rules_file=off), "stepscope-v2-off")
+    sent, described = launch(aws_endpoint, attach_to_estimator(pytorch(v2), rules_file=off, debugger=True), "stepscope-v2-off")
     assert sent["ProfilerConfig"] == {"DisableProfiler": True}
     assert "ProfilerRuleConfigurations" not in sent
     assert described["ProfilingStatus"] == "Disabled"
@@ -180,7 +181,7 @@ def test_printed_v2_code_is_what_attach_sets(aws_endpoint: AwsEndpoint, v2: Any)
         disable_profiler=namespace["disable_profiler"],
     )
     a, _ = launch(aws_endpoint, printed, "stepscope-v2-printed")
-    b, _ = launch(aws_endpoint, attach_to_estimator(pytorch(v2), rules_file=rules_file), "stepscope-v2-attached")
+    b, _ = launch(aws_endpoint, attach_to_estimator(pytorch(v2), rules_file=rules_file, debugger=True), "stepscope-v2-attached")
     ra, rb = rules_by_name(a), rules_by_name(b)
     diff = [(n, k, ra[n].get(k), rb[n].get(k)) for n in ra for k in ra[n].keys() | rb[n].keys() if ra[n].get(k) != rb[n].get(k)]
     assert diff == []
@@ -194,7 +195,7 @@ def test_bad_rule_file_fails_before_fit(v2: Any) -> None:
     estimator = pytorch(v2)
     bad = write(v2["tmp"], "[rules.StepOutlier]\nstddev = 2.5\n", "bad.toml")
     with pytest.raises(StepscopeError) as info:  # RuleFileError
-        attach_to_estimator(estimator, rules_file=bad)
+        attach_to_estimator(estimator, rules_file=bad, debugger=True)
     assert "[rules.StepOutlier] stddev: Input should be a valid integer" in info.value.one_line()
     assert estimator.rules is None  # nothing half-attached
 
@@ -226,6 +227,134 @@ def test_trainium_needs_profiler_off(v2: Any) -> None:
         instance_count=1, image_uri=PYTORCH_IMAGE, sagemaker_session=v2["session"],
     )
     with pytest.raises(AttachError, match=r"not supported on ml.trn1.2xlarge"):
-        attach_to_estimator(estimator)
-    attach_to_estimator(estimator, rules_file=write(v2["tmp"], "[profiler]\ndisable_profiler = true\n", "off.toml"))
+        attach_to_estimator(estimator, debugger=True)
+    attach_to_estimator(estimator, rules_file=write(v2["tmp"], "[profiler]\ndisable_profiler = true\n", "off.toml"),
+                        debugger=True)
     assert estimator.disable_profiler is True
+
+
+# --- collectors mode (the default) ---------------------------------------------------------------
+def uploaded_code(aws_endpoint: AwsEndpoint, sent: dict[str, Any]) -> dict[str, bytes]:
+    """The files of the sourcedir.tar.gz the job's sagemaker_submit_directory names."""
+    import io
+    import tarfile
+
+    uri = json.loads(sent["HyperParameters"]["sagemaker_submit_directory"])
+    bucket, key = uri.removeprefix("s3://").split("/", 1)
+    body = aws_endpoint.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(body)) as tar:
+        return {m.name.removeprefix("./"): tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}  # type: ignore[union-attr]
+
+
+def test_collectors_by_default(aws_endpoint: AwsEndpoint, v2: Any) -> None:
+    """The job runs the shim (which runs train.py under the launcher), ships the wheel and
+    installs it from requirements.txt, uploads TensorBoard output; no Debugger."""
+    from rules.attach.collectors import ENTRY_SHIM, collector_wheel_name
+
+    src = Path(v2["src"])
+    (src / "requirements.txt").write_text("einops==0.8.0")  # the user's line, no newline at the end
+    before = {p.name: p.read_bytes() for p in src.iterdir()}
+    estimator = pytorch(v2, hyperparameters={"epochs": 2})
+    from rules.attach.sdk_v2 import attach_to_estimator
+
+    attach_to_estimator(estimator)
+    sent, described = launch(aws_endpoint, estimator, "stepscope-v2-collectors")
+    assert {p.name: p.read_bytes() for p in src.iterdir()} == before  # the user's folder is as it was
+
+    out = f"s3://{v2['bucket']}/out"
+    assert sent["TensorBoardOutputConfig"] == {"S3OutputPath": out, "LocalPath": "/opt/ml/output/tensorboard"}
+    assert sent["ProfilerConfig"] == {"DisableProfiler": True}
+    assert "ProfilerRuleConfigurations" not in sent and "DebugHookConfig" not in sent
+    assert described["ProfilingStatus"] == "Disabled"
+    hp = sent["HyperParameters"]
+    assert hp["sagemaker_program"] == f'"{ENTRY_SHIM}"' and hp["epochs"] == "2"
+
+    files = uploaded_code(aws_endpoint, sent)
+    wheel = collector_wheel_name()
+    assert set(files) == {"train.py", "requirements.txt", ENTRY_SHIM, wheel}
+    assert files["requirements.txt"].decode() == f"einops==0.8.0\n./{wheel}\n"
+    shim = files[ENTRY_SHIM].decode()
+    assert "ENTRY = 'train.py'" in shim
+    assert "'stepscope.collectors.launcher', '--out', '/opt/ml/output/tensorboard', '--interval-ms', '500', '--'" in shim
+    compile(shim, ENTRY_SHIM, "exec")
+
+
+def test_collectors_entry_point_without_source_dir(aws_endpoint: AwsEndpoint, v2: Any, tmp_path: Path) -> None:
+    from sagemaker.pytorch import PyTorch
+
+    from rules.attach.collectors import ENTRY_SHIM, collector_wheel_name
+    from rules.attach.sdk_v2 import attach_to_estimator
+
+    (tmp_path / "solo").mkdir()
+    script = tmp_path / "solo" / "solo.py"
+    script.write_text("print('solo')\n")
+    estimator = PyTorch(
+        entry_point=str(script), role=ROLE, instance_type="ml.g5.xlarge", instance_count=1,
+        framework_version="2.3", py_version="py311", sagemaker_session=v2["session"],
+        output_path=f"s3://{v2['bucket']}/solo",
+    )
+    attach_to_estimator(estimator)
+    sent, _ = launch(aws_endpoint, estimator, "stepscope-v2-solo")
+    files = uploaded_code(aws_endpoint, sent)
+    assert set(files) == {"solo.py", "requirements.txt", ENTRY_SHIM, collector_wheel_name()}
+    assert "ENTRY = 'solo.py'" in files[ENTRY_SHIM].decode()
+    assert [p.name for p in script.parent.iterdir()] == ["solo.py"]
+
+
+def test_collectors_for_an_image_of_ones_own(aws_endpoint: AwsEndpoint, v2: Any) -> None:
+    """No entry point: the container_entry_point (or command=) runs under the launcher; without
+    either, the command is unknown: one line naming the fix."""
+    from sagemaker.estimator import Estimator
+
+    from rules.attach.sdk_v2 import attach_to_estimator
+
+    def generic(**kwargs: Any) -> Any:
+        return Estimator(image_uri=PYTORCH_IMAGE, role=ROLE, instance_type="ml.g5.xlarge", instance_count=1,
+                         sagemaker_session=v2["session"], output_path=f"s3://{v2['bucket']}/own", **kwargs)
+
+    with pytest.raises(AttachError) as info:
+        attach_to_estimator(generic())
+    line = info.value.one_line()
+    assert "no entry_point and no container_entry_point" in line and "command=" in line and "debugger=True" in line
+
+    estimator = attach_to_estimator(generic(), command=["python", "/workspace/train.py"])
+    sent, _ = launch(aws_endpoint, estimator, "stepscope-v2-own")
+    assert sent["AlgorithmSpecification"]["ContainerEntrypoint"] == [
+        "python", "-m", "stepscope.collectors.launcher", "--out", "/opt/ml/output/tensorboard",
+        "--interval-ms", "500", "--", "python", "/workspace/train.py"]
+    assert sent["TensorBoardOutputConfig"]["LocalPath"] == "/opt/ml/output/tensorboard"
+
+    mine = attach_to_estimator(generic(container_entry_point=["bash", "run.sh"]))
+    assert mine.container_entry_point[-3:] == ["--", "bash", "run.sh"]
+    assert attach_to_estimator(mine).container_entry_point == mine.container_entry_point  # wrapped once
+
+
+def test_collectors_keep_the_users_tensorboard_and_drop_profiler_rules(aws_endpoint: AwsEndpoint, v2: Any) -> None:
+    from sagemaker.debugger import ProfilerRule, Rule, TensorBoardOutputConfig, rule_configs
+
+    from rules.attach.collectors import ENTRY_SHIM
+    from rules.attach.sdk_v2 import attach_to_estimator
+
+    estimator = pytorch(
+        v2,
+        rules=[Rule.sagemaker(rule_configs.loss_not_decreasing()),
+               ProfilerRule.sagemaker(rule_configs.CPUBottleneck(threshold=99))],
+        tensorboard_output_config=TensorBoardOutputConfig(s3_output_path="s3://mine/tb",
+                                                          container_local_output_path="/opt/ml/output/mine"),
+    )
+    attach_to_estimator(estimator)
+    sent, _ = launch(aws_endpoint, estimator, "stepscope-v2-collectors-keep")
+    assert sent["TensorBoardOutputConfig"] == {"S3OutputPath": "s3://mine/tb", "LocalPath": "/opt/ml/output/mine"}
+    assert [r["RuleConfigurationName"] for r in sent["DebugRuleConfigurations"]] == ["LossNotDecreasing"]
+    assert "ProfilerRuleConfigurations" not in sent
+    assert "'--out', '/opt/ml/output/mine'" in uploaded_code(aws_endpoint, sent)[ENTRY_SHIM].decode()
+
+
+def test_collectors_refuse_code_they_cannot_stage(v2: Any) -> None:
+    from rules.attach.sdk_v2 import attach_to_estimator
+
+    estimator = pytorch(v2)
+    estimator.source_dir = "s3://bucket/code/sourcedir.tar.gz"
+    with pytest.raises(AttachError) as info:
+        attach_to_estimator(estimator)
+    assert "is not a local folder" in info.value.one_line() and "debugger=True" in info.value.one_line()

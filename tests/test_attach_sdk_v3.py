@@ -6,6 +6,7 @@ Runs in-process where SDK v3 is installed and otherwise reruns itself in ``.venv
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +79,7 @@ def launch(aws_endpoint: AwsEndpoint, model_trainer: Any, **kwargs: Any) -> tupl
 
 def test_model_trainer_job_carries_the_rule_set(aws_endpoint: AwsEndpoint, v3: Any) -> None:
     rules_file = write(v3["tmp"], CUSTOM)
-    job, sent, described = launch(aws_endpoint, trainer(v3), rules_file=rules_file)
+    job, sent, described = launch(aws_endpoint, trainer(v3), rules_file=rules_file, debugger=True)
 
     out = f"s3://{v3['bucket']}/out"
     expected = without_false_disable(profiling_part(build_fields(load_ruleset(rules_file), REGION, out)))
@@ -108,8 +109,8 @@ def test_model_trainer_job_carries_the_rule_set(aws_endpoint: AwsEndpoint, v3: A
 def test_threshold_change_reaches_the_request(aws_endpoint: AwsEndpoint, v3: Any) -> None:
     loose = write(v3["tmp"], "[rules.BatchSize]\ngpu_threshold_p95 = 90\n", "loose.toml")
     strict = write(v3["tmp"], "[rules.BatchSize]\ngpu_threshold_p95 = 40\n", "strict.toml")
-    _, a, _ = launch(aws_endpoint, trainer(v3), rules_file=loose)
-    _, b, _ = launch(aws_endpoint, trainer(v3), rules_file=strict)
+    _, a, _ = launch(aws_endpoint, trainer(v3), rules_file=loose, debugger=True)
+    _, b, _ = launch(aws_endpoint, trainer(v3), rules_file=strict, debugger=True)
     assert rules_by_name(a)["BatchSize"]["gpu_threshold_p95"] == "90"
     assert rules_by_name(b)["BatchSize"]["gpu_threshold_p95"] == "40"
     assert rules_by_name(b)["ProfilerReport"]["BatchSize_gpu_threshold_p95"] == "40"
@@ -121,7 +122,7 @@ def test_default_rule_set_and_user_tensorboard(aws_endpoint: AwsEndpoint, v3: An
     model_trainer = trainer(v3).with_tensorboard_output_config(
         TensorBoardOutputConfig(s3_output_path="s3://mine/tb")
     )
-    _, sent, _ = launch(aws_endpoint, model_trainer)
+    _, sent, _ = launch(aws_endpoint, model_trainer, debugger=True)
     assert set(rules_by_name(sent)) == BUILTIN
     assert "DebugHookConfig" not in sent
     assert sent["TensorBoardOutputConfig"] == {"S3OutputPath": "s3://mine/tb", "LocalPath": "/opt/ml/output/tensorboard"}
@@ -169,7 +170,7 @@ def test_local_mode_and_trainium_are_refused(v3: Any) -> None:
     with pytest.raises(AttachError, match="not in local-container mode"):
         train_with_profiling(trainer(v3, training_mode=Mode.LOCAL_CONTAINER), wait=False)
     with pytest.raises(AttachError, match=r"not supported on ml.trn1.32xlarge"):
-        train_with_profiling(trainer(v3, instance_type="ml.trn1.32xlarge"), wait=False)
+        train_with_profiling(trainer(v3, instance_type="ml.trn1.32xlarge"), wait=False, debugger=True)
 
 
 def test_unsupported_sdk_internals_are_a_clear_error(v3: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -191,4 +192,76 @@ def test_unsupported_sdk_internals_are_a_clear_error(v3: Any, monkeypatch: pytes
     monkeypatch.setattr(importlib.metadata, "version",
                         lambda name: "2.0.0" if name == "sagemaker-train" else real(name))
     with pytest.raises(AttachError, match=r"sagemaker-train 2.0.0 is newer than stepscope supports"):
+        train_with_profiling(model_trainer, wait=False)
+
+
+# --- collectors mode (the default) ---------------------------------------------------------------
+def uploaded(aws_endpoint: AwsEndpoint, sent: dict[str, Any], channel: str) -> dict[str, bytes]:
+    """The files ModelTrainer uploaded for ``channel`` (an S3 prefix of plain files)."""
+    (source,) = [c for c in sent["InputDataConfig"] if c["ChannelName"] == channel]
+    uri = source["DataSource"]["S3DataSource"]["S3Uri"]
+    bucket, prefix = uri.removeprefix("s3://").split("/", 1)
+    listed = aws_endpoint.s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
+    return {o["Key"][len(prefix):].lstrip("/"): aws_endpoint.s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()
+            for o in listed}
+
+
+def test_collectors_entry_script_by_default(aws_endpoint: AwsEndpoint, v3: Any) -> None:
+    from sagemaker.train.distributed import Torchrun
+
+    from rules.attach.collectors import ENTRY_SHIM, collector_wheel_name
+
+    src = Path(v3["src"])
+    before = sorted(p.name for p in src.iterdir())
+    model_trainer = trainer(v3, distributed=Torchrun())
+    own_source = model_trainer.source_code
+    _, sent, described = launch(aws_endpoint, model_trainer)
+    assert sorted(p.name for p in src.iterdir()) == before  # the user's folder is as it was
+    assert model_trainer.source_code is own_source and own_source.entry_script == "train.py"  # put back
+
+    out = f"s3://{v3['bucket']}/out"
+    assert sent["TensorBoardOutputConfig"] == {"S3OutputPath": out, "LocalPath": "/opt/ml/output/tensorboard"}
+    assert not set(sent) & {"ProfilerConfig", "ProfilerRuleConfigurations", "DebugHookConfig"}
+    code = uploaded(aws_endpoint, sent, "code")
+    wheel = collector_wheel_name()
+    assert set(code) == {"train.py", "requirements.txt", ENTRY_SHIM, wheel}
+    assert code["requirements.txt"].decode() == f"./{wheel}\n"
+    assert "ENTRY = 'train.py'" in code[ENTRY_SHIM].decode()
+    drivers = uploaded(aws_endpoint, sent, "sm_drivers")
+    script = drivers["sm_train.sh"].decode()
+    assert "install_requirements.py requirements.txt" in script  # the wheel goes in first
+    assert "torchrun_driver.py" in script  # the Torchrun driver runs the shim as the entry script
+    assert json.loads(drivers["sourcecode.json"])["entry_script"] == ENTRY_SHIM
+    assert described["TensorBoardOutputConfig"]["LocalPath"] == "/opt/ml/output/tensorboard"
+
+
+def test_collectors_command_is_prefixed(aws_endpoint: AwsEndpoint, v3: Any) -> None:
+    from sagemaker.core.training.configs import SourceCode
+
+    (Path(v3["src"]) / "reqs.txt").write_text("einops\n")
+    model_trainer = trainer(v3)
+    model_trainer.source_code = SourceCode(source_dir=v3["src"], requirements="reqs.txt",
+                                           command="python train.py --epochs 3")
+    _, sent, _ = launch(aws_endpoint, model_trainer)
+    script = uploaded(aws_endpoint, sent, "sm_drivers")["sm_train.sh"].decode()
+    assert ("python -m stepscope.collectors.launcher --out /opt/ml/output/tensorboard --interval-ms 500 "
+            "-- python train.py --epochs 3") in script
+    code = uploaded(aws_endpoint, sent, "code")
+    from rules.attach.collectors import collector_wheel_name
+
+    assert code["reqs.txt"].decode() == f"einops\n./{collector_wheel_name()}\n"
+
+
+def test_collectors_refuse_what_they_cannot_wrap(v3: Any) -> None:
+    from sagemaker.core.training.configs import SourceCode
+
+    from rules.attach.sdk_v3 import train_with_profiling
+
+    model_trainer = trainer(v3)
+    model_trainer.source_code = SourceCode(source_dir=v3["src"], command="cd x && python train.py")
+    with pytest.raises(AttachError) as info:
+        train_with_profiling(model_trainer, wait=False)
+    assert "chains shell commands" in info.value.one_line() and "--debugger" in info.value.one_line()
+    model_trainer.source_code = SourceCode(source_dir="s3://bucket/code/", entry_script="train.py")
+    with pytest.raises(AttachError, match="is not a local folder"):
         train_with_profiling(model_trainer, wait=False)

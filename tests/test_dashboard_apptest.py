@@ -8,12 +8,15 @@ line, never an exception. Also the report cache, the binned series and the CLI c
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pytest
 from click.testing import CliRunner
@@ -94,7 +97,7 @@ def test_sample_job_every_page(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     assert_clean(at)
     assert any("straggler's extra work" in str(c.value) for c in at.caption)
     at.switch_page("views/communication.py").run()  # the stragglers are StragglerRank's findings
-    table = next(d.value for d in at.dataframe if "others_busy_ms" in d.value.columns)
+    table = next(d.value for d in at.dataframe if "others' own work per step (ms)" in d.value.columns)
     assert table["rank"].tolist() == [1] and "Straggler rank(s): 1" in at.warning[0].value
 
 
@@ -120,7 +123,7 @@ def test_gpu_kernels_on_kineto_fixture(monkeypatch: pytest.MonkeyPatch, tmp_path
     assert_clean(at)
     assert len(at.get("plotly_chart")) >= 4 and at.dataframe  # types, idle breakdown, labels, top kernels
     assert any("host wait" in str(c.value) or "idle" in str(c.value) for c in at.caption)
-    launches = [d.value for d in at.dataframe if "queue delay µs (mean)" in d.value.columns]
+    launches = [d.value for d in at.dataframe if "queue delay, mean (µs)" in d.value.columns]
     assert launches and int(launches[0]["launches"].iloc[0]) == 2516  # HTA counts 2516 on this trace
     at.switch_page("views/communication.py").run()
     assert_clean(at)
@@ -187,7 +190,7 @@ def test_compare_the_sample_against_its_shipped_baseline(monkeypatch: pytest.Mon
     (verdict,) = at.error
     assert verdict.value.startswith("3 metric(s) regressed against sample-baseline")
     table = next(d.value for d in at.dataframe if "regressed" in d.value.columns)
-    assert table.set_index("label")["regressed"].to_dict() == {
+    assert table.set_index("metric")["regressed"].to_dict() == {
         "mean step time (ms)": True, "throughput (steps/s)": True, "data-loader stall share (%)": True}
     per_rank = next(d.value for d in at.dataframe if "run" in d.value.columns)
     assert sorted(set(zip(per_rank["run"], per_rank["rank"], strict=True))) == [
@@ -200,7 +203,7 @@ def test_compare_against_a_baseline_typed_in_the_page(monkeypatch: pytest.Monkey
     at = run_app(monkeypatch, str(SAMPLE), "--cache", str(tmp_path))
     at.switch_page("views/compare.py").run()
     assert_clean(at)
-    assert any("Enter a baseline run" in i.value for i in at.info)
+    assert any("no baseline is given yet" in i.value for i in at.info)
     at.text_input[0].set_value(str(SAMPLE)).run()
     assert_clean(at)
     assert any("No regression against sample-job" in s.value for s in at.success)
@@ -372,3 +375,174 @@ def test_every_rule_links_to_a_page() -> None:
     pages = {p.stem for p in (Path(ui.__file__).parent / "views").glob("*.py")} | {"overview"}
     assert set(CATALOG) <= set(ui.RULE_PAGE), set(CATALOG) - set(ui.RULE_PAGE)
     assert set(ui.RULE_PAGE.values()) <= pages
+
+
+# --------------------------------------------------------------------------- what a newcomer reads
+
+
+def figures(at: AppTest) -> dict[str, dict[str, Any]]:
+    """The page's plotly figures (the JSON the browser gets), by chart key."""
+    from streamlit.runtime.state.common import user_key_from_element_id
+
+    return {str(user_key_from_element_id(c.proto.id)): json.loads(c.proto.spec) for c in at.get("plotly_chart")}
+
+
+def displayed(at: AppTest) -> list[pd.DataFrame]:
+    """Each table as the browser shows it (the formatter's display values)."""
+    from streamlit import dataframe_util
+
+    return [dataframe_util.convert_arrow_bytes_to_pandas_df(d.proto.arrow_data.styler.display_values)
+            if d.proto.arrow_data.HasField("styler") else d.value for d in at.dataframe]
+
+
+def values(v: Any) -> list[Any]:
+    """A figure's array: plotly sends numpy arrays as typed base64 (``{"dtype", "bdata"}``)."""
+    if isinstance(v, dict) and "bdata" in v:
+        import base64
+
+        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"])).tolist()
+    return list(v)
+
+
+def title_of(fig: dict[str, Any]) -> str:
+    t = fig["layout"].get("title") or {}
+    return str(t.get("text", "")) if isinstance(t, dict) else str(t)
+
+
+RED = {"#d62728", "#e45756", "#ff2b2b", "#ef553b", "red"}
+
+
+def check_page_text(at: AppTest) -> None:
+    """Tables: headings in words, no "None"/"nan" cells, no column empty in every row;
+    charts: no "points after downsampling" titles, data loading never in alarm red."""
+    for table in displayed(at):
+        for col in table.columns:
+            assert "_" not in str(col), col
+            cells = table[col].astype(str)
+            assert not cells.isin(["None", "nan", "NaN", "<NA>"]).any(), (col, cells.tolist())
+            assert not cells.eq("–").all() or len(cells) == 0, f"empty column {col}"
+    for key, fig in figures(at).items():
+        assert "downsampling" not in title_of(fig), (key, title_of(fig))
+        for tr in fig["data"]:
+            if "data loading" in str(tr.get("name", "")):
+                assert str((tr.get("marker") or {}).get("color", "")).lower() not in RED, (key, tr["name"])
+
+
+def test_overview_shows_where_each_ranks_step_time_goes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Item 10: the sample's Overview stacks each rank's mean step into compute,
+    communication and data loading (the step-breakdown analysis), ranks in order."""
+    at = run_app(monkeypatch, str(SAMPLE), "--cache", str(tmp_path))
+    assert_clean(at)
+    fig = figures(at)["ov-rank-parts"]
+    names = [tr["name"] for tr in fig["data"]]
+    assert names == ["compute (own work)", "communication (incl. waiting)", "data loading"]
+    assert fig["data"][0]["y"] == ["rank 0", "rank 1"] and fig["layout"]["barmode"] == "stack"
+    report = data.loaded(data.AppConfig(str(SAMPLE), cache_dir=str(tmp_path)))
+    assert report is not None
+    bd = report.report.charts.step_breakdown.frame()
+    want = bd[bd["rank"] == 1]["dataloader_ms"].mean()
+    assert values(fig["data"][2]["x"])[1] == pytest.approx(want)  # the analysis' figure, not a page's own
+    assert "Where the time goes" in [h.value for h in at.subheader]
+    check_page_text(at)
+    # the Show-chart buttons carry the page's whole name, not a cut one
+    assert {b.label for b in at.button if b.label.startswith("Show chart")} >= {
+        "Show chart: Steps and data loading", "Show chart: Communication"}
+
+
+def test_overview_heatmap_and_system_page_on_a_gpu_job(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                        gpu_job: Path) -> None:
+    """Items 10 and 13 on a 2-node x 4-GPU job with one low GPU: the Overview has the node x
+    GPU heatmap; the System page leads with it, draws one line per node (the spread of its
+    GPUs as a band) until asked for per-device lines, and names the rules' windows in the
+    legend instead of printing their labels over each other."""
+    at = run_app(monkeypatch, str(gpu_job), "--cache", str(tmp_path))
+    assert_clean(at)
+    hm = figures(at)["ov-heatmap"]
+    assert hm["data"][0]["type"] == "heatmap"
+    assert hm["data"][0]["y"] == [f"algo-{n} gpu{g}" for n in (1, 2) for g in range(4)]
+    check_page_text(at)
+
+    at.switch_page("views/system.py").run()
+    assert_clean(at)
+    figs = figures(at)
+    assert next(iter(figs)) == "sys-heatmap"
+    gpu = figs["sys-GPUUtilization"]
+    lines = [tr["name"] for tr in gpu["data"] if tr.get("showlegend") is not False and not tr.get("fill")]
+    assert lines == ["algo-1", "algo-2"], lines
+    windows = [tr["name"] for tr in gpu["data"] if tr.get("fill") == "toself"]
+    assert windows and all(w.startswith("LowGPUUtilization") for w in windows), windows
+    assert any("algo-2" in w and "gpu1" in w for w in windows), windows
+    assert not gpu["layout"].get("annotations"), gpu["layout"].get("annotations")
+    assert all(not f["layout"].get("annotations") for f in figs.values())
+    check_page_text(at)
+    node_table = next(d.value for d in at.dataframe if "node" in d.value.columns)
+    assert "CPU p95 (%)" in node_table.columns
+
+    at.toggle[0].set_value(True).run()  # GPU lines per device
+    assert_clean(at)
+    gpu = figures(at)["sys-GPUUtilization"]
+    lines = [tr["name"] for tr in gpu["data"] if tr.get("showlegend") is not False and not tr.get("fill")]
+    assert lines == [f"algo-{n} gpu{g}" for n in (1, 2) for g in range(4)], lines
+
+
+def test_nodes_in_natural_order(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Item 14: algo-2 before algo-10 in the filter, the heatmaps, the charts and the tables."""
+    job = tmp_path / "job"
+    subprocess.run([sys.executable, "-m", "tests.support.synthetic", str(job), "--nodes", "11", "--gpus", "1",
+                    "--cpus", "2", "--minutes", "1", "--interval", "1"], check=True, capture_output=True)
+    at = run_app(monkeypatch, str(job), "--cache", str(tmp_path / "c"))
+    assert_clean(at)
+    want = [f"algo-{n}" for n in range(1, 12)]
+    assert list(at.sidebar.multiselect[0].options) == want
+    assert [r.split()[0] for r in figures(at)["ov-heatmap"]["data"][0]["y"]] == want
+    at.switch_page("views/system.py").run()
+    assert_clean(at)
+    figs = figures(at)
+    assert [r.split()[0] for r in figs["sys-heatmap"]["data"][0]["y"]] == want
+    cpu = [tr["name"] for tr in figs["sys-CPUUtilization"]["data"] if tr.get("showlegend") is not False]
+    assert cpu == want
+    assert next(d.value for d in at.dataframe if "node" in d.value.columns)["node"].tolist() == want
+
+
+def test_sample_pages_read_well(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Item 11 on every page of the sample; item 12: Kernels says what data fills it, Compare
+    without a baseline says how to pass one and names the shipped samples/sample-baseline."""
+    at = run_app(monkeypatch, str(SAMPLE), "--cache", str(tmp_path))
+    for page in PAGES:
+        at.switch_page(page).run()
+        assert_clean(at)
+        check_page_text(at)
+
+    at.switch_page("views/steps.py").run()
+    hist = figures(at)["steps-hist"]
+    assert len(values(hist["data"][0]["x"])) <= 10  # 16 steps: a few bins, not a barcode of 60
+    assert hist["layout"]["yaxis"]["dtick"] == 1 and hist["layout"]["yaxis"]["tickformat"] == ",d"
+    stats = next(d.value for d in at.dataframe if "median (ms)" in d.value.columns)
+    assert stats["rank"].tolist() == [0, 1] and list(stats.columns) == [
+        "rank", "steps", "mean (ms)", "median (ms)", "p95 (ms)", "std dev (ms)", "steps/s"]
+    lanes = set(figures(at)["steps-timeline"]["layout"]["yaxis"]["categoryarray"])
+    assert "rank 0 · thread 1" in lanes and not any("CPU" in lane for lane in lanes), lanes
+    assert any("nested 1" in str(c.value) and "thread 1" in str(c.value) for c in at.caption)
+
+    at.switch_page("views/communication.py").run()
+    coll = next(d.value for d in at.dataframe if "collective" in d.value.columns)
+    assert "mean (ms)" in coll.columns and not {"algorithm bandwidth (GB/s)", "bus bandwidth (GB/s)"} & set(coll.columns)
+
+    at.switch_page("views/kernels.py").run()
+    body = texts(at)
+    assert "fills from a GPU trace" in body and "ProfilerActivity.CUDA" in body
+
+    at.switch_page("views/compare.py").run()
+    assert_clean(at)
+    (box,) = at.sidebar.text_input
+    assert "samples/sample-baseline" in box.placeholder and "sample-job" not in box.placeholder
+    body = texts(at)
+    assert "--baseline" in body and "sidebar" in body and "samples/sample-baseline" in body
+
+
+def test_histogram_bins_follow_the_data() -> None:
+    rng = np.random.default_rng(0)
+    edges, _ = downsample.histogram({"a": rng.normal(110, 10, 16)})
+    assert downsample.MIN_BINS <= len(edges) - 1 <= 10
+    edges, _ = downsample.histogram({"a": rng.normal(110, 10, 200_000)})
+    assert len(edges) - 1 == downsample.MAX_BINS

@@ -108,7 +108,7 @@ def chromium() -> Iterator[Any]:
 def tab(chromium: Any) -> Iterator[Any]:
     ctx = chromium.new_context(viewport={"width": 1500, "height": 1100})
     pg = ctx.new_page()
-    pg.set_default_timeout(30_000)
+    pg.set_default_timeout(60_000)  # a shared 2-core machine: a click can wait for a busy tab
     try:
         yield pg
     finally:
@@ -138,8 +138,9 @@ def no_exception(page: Any) -> None:
 
 
 def plots(page: Any, at_least: int = 1) -> int:
-    page.wait_for_function(
-        f"() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= {at_least}", timeout=30_000
+    page.wait_for_function(  # plots drawn (each has its main-svg), not counting its two svg layers twice
+        "n => Array.from(document.querySelectorAll('.js-plotly-plot')).filter(p => p.querySelector('.main-svg'))"
+        ".length >= n", arg=at_least, timeout=60_000,
     )
     return int(page.locator(".js-plotly-plot").count())
 
@@ -169,6 +170,33 @@ def test_overview_lists_findings(server: Server, tab: Any) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     (SHOTS / "timings.json").write_text(json.dumps({"sample_first_paint_s": round(first_paint, 3)}))
     assert first_paint < 15, first_paint
+
+
+def test_overview_picture_renders(server: Server, tab: Any) -> None:
+    """Item 10: the Overview draws where each rank's step time goes (stacked bars, one per
+    rank and part, drawn by plotly in the browser); the Show-chart buttons show their whole
+    label (item 11: no "Show chart: Com…")."""
+    page = tab
+    page.goto(server.url)
+    page.get_by_text("Where the time goes").first.wait_for()
+    settle(page)
+    plots(page, 1)
+    chart = page.locator(".js-plotly-plot").first
+    names = chart.evaluate("el => el.data.map(d => d.name)")
+    assert names == ["compute (own work)", "communication (incl. waiting)", "data loading"], names
+    assert chart.evaluate("el => el.data[0].y") == ["rank 0", "rank 1"]
+    bars = chart.locator(".barlayer .point path")
+    assert bars.count() == 6, bars.count()  # 2 ranks x 3 parts, each a drawn rectangle
+    colours = chart.evaluate("el => el.data.map(d => d.marker.color)")
+    assert "#d62728" not in colours and "#e45756" not in colours and "#ff2b2b" not in colours, colours
+    buttons = page.get_by_role("button").filter(has_text="Show chart")
+    assert buttons.count() >= 2
+    for i in range(buttons.count()):  # a cut label overflows the element that holds it
+        cut = buttons.nth(i).evaluate("el => Array.from(el.querySelectorAll('*'))"
+                                      ".filter(e => e.scrollWidth > e.clientWidth + 1).length")
+        assert cut == 0, buttons.nth(i).inner_text()
+    no_exception(page)
+    shot(page, "overview-picture")
 
 
 @pytest.mark.parametrize(

@@ -38,8 +38,8 @@ def test_same_file_changes_attachment_and_verdict(dataset, tmp_path: Path) -> No
     relaxed_file.write_text("[rules.LowGPUUtilization]\nthreshold_p95 = 40\n")
     relaxed = load_ruleset(relaxed_file)
 
-    attached_strict = _low_gpu_params(create_training_job_fields(strict, "us-west-2", "s3://b/out"))
-    attached_relaxed = _low_gpu_params(create_training_job_fields(relaxed, "us-west-2", "s3://b/out"))
+    attached_strict = _low_gpu_params(create_training_job_fields(strict, "us-west-2", "s3://b/out", debugger=True))
+    attached_relaxed = _low_gpu_params(create_training_job_fields(relaxed, "us-west-2", "s3://b/out", debugger=True))
     assert attached_strict["threshold_p95"] == "70" and attached_relaxed["threshold_p95"] == "40"
 
     fired_strict = {r.rule: r for r in evaluate(Job(dataset), strict)}["LowGPUUtilization"].findings

@@ -43,7 +43,15 @@ def test_writes_all_four_files_and_fails_on_error(sample_report) -> None:
     assert counts["error"] >= 2 and len(findings) < 20
     assert lines[-1].startswith(f"FAIL: {counts['error']} errors, {counts['warning']} warning")
     assert "(--fail-on error) — wrote " in lines[-1]
-    assert [ln.split()[:2] for ln in lines[:-1]] == [[f["severity"], f["rule"]] for f in findings]
+    # one line per group of findings (both ranks' DataLoaderStall once), its place said once
+    groups = doc["finding_groups"]
+    assert len(groups) < len(findings)
+    assert [ln.split()[:2] for ln in lines[:-1]] == [[g["severity"], g["rule"]] for g in groups]
+    stall = next(ln for ln in lines if "DataLoaderStall" in ln)
+    assert stall.split("DataLoaderStall")[1].strip().startswith("both ranks: ")
+    straggler = next(ln for ln in lines if "StragglerRank" in ln)
+    assert straggler.split("StragglerRank")[1].strip().startswith("rank 1: +")  # its message, the place said once
+    assert "rank 1: Rank 1" not in proc.stderr and "rank 0: rank 0" not in proc.stderr
 
 
 def test_json_contract(sample_report) -> None:
@@ -65,7 +73,7 @@ def test_junit_has_one_case_per_rule(sample_report) -> None:
     doc = json.loads((out / "report.json").read_text())
     root = ET.parse(out / "report.junit.xml").getroot()
     cases = root.findall(".//testcase")
-    assert sorted(c.get("name") for c in cases) == sorted(r["rule"] for r in doc["rules"])
+    assert sorted(str(c.get("name")) for c in cases) == sorted(r["rule"] for r in doc["rules"])
     failed = {c.get("name") for c in cases if c.find("failure") is not None}
     assert failed == {"DataLoaderStall", "StragglerRank"}
 
@@ -211,3 +219,8 @@ def test_baseline_comparison(tmp_path: Path) -> None:
     doc = json.loads((tmp_path / "b" / "report.json").read_text())
     regressions = [f for f in doc["findings"] if f["rule"] == "BaselineRegression"]
     assert {f["evidence"]["metric"] for f in regressions} >= {"step_time_mean_ms", "steps_per_s"}
+    # the move a user acts on (ms, steps/s) first, the ratio after (issue 14 item 8)
+    step = next(f for f in regressions if f["evidence"]["metric"] == "step_time_mean_ms")
+    ev = step["evidence"]
+    assert step["message"] == (f"mean step time (ms): {ev['baseline']} → {ev['current']} "
+                               f"({ev['change_points']:+g}, {ev['change_pct']:+.1f}%; tolerance 10.0%)")

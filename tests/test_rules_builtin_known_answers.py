@@ -755,6 +755,16 @@ def regressed_job(tmp_path_factory: pytest.TempPathFactory) -> Judged:
     return _judge(job)
 
 
+@pytest.fixture(scope="module")
+def training_job(tmp_path_factory: pytest.TempPathFactory) -> Judged:
+    """Health-hook records of one worker with every training pathology (SageMaker Debugger's rules)."""
+    from tests.support.health_records import sick_training_job
+
+    root = tmp_path_factory.mktemp("training")
+    sick_training_job(root / "job")
+    return _judge(_ingest(root))
+
+
 #: a job each rule fires on (the fixtures of this module)
 FIRES_ON = {
     "LowGPUUtilization": "system_job",
@@ -771,6 +781,9 @@ FIRES_ON = {
     "ExposedCommunication": "comm_job",
     "GPUStarvedByHost": "host_job",
     "AllocatorMemoryGrowth": "memory_trace_job",
+    **{rule: "training_job" for rule in ("LossNotDecreasing", "Overfit", "VanishingGradient", "ExplodingTensor",
+                                         "WeightUpdateRatio", "DeadRelu", "SaturatedActivation", "AllZero",
+                                         "StalledTrainingRule")},
     "BaselineRegression": "regressed_job",
 }
 

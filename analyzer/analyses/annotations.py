@@ -51,7 +51,7 @@ def gpu_annotation_breakdown(source: Any, *, scope: Scope = "hta", rounding: Rou
     df["start_ns"] = df["start_ns"].astype(np.int64)
     df["dur_ns"] = df["dur_ns"].fillna(0).astype(np.int64)
     if scope == "hta":
-        last = last_step_starts(table)
+        last = last_step_starts(source)
         if last is not None:
             limit = df["rank"].map(last)
             df = df[~(df["start_ns"] >= limit)]  # ranks without steps (NaN) keep everything

@@ -276,7 +276,7 @@ def collective_calls(
     comm["collective"] = comm["collective"].where(comm["collective"].notna(), from_name)
     comm.loc[comm["msg_bytes"].isna(), "size_source"] = None
 
-    host = _cpu_collectives(table, cpu, scope)
+    host = _cpu_collectives(source, cpu, scope)
     calls = pd.concat([comm.reindex(columns=_CALL_COLUMNS), host.reindex(columns=_CALL_COLUMNS)],
                       ignore_index=True) if not host.empty else comm.reindex(columns=_CALL_COLUMNS)
     if calls.empty:
@@ -307,7 +307,7 @@ def _empty_calls() -> pd.DataFrame:
     return out
 
 
-def _cpu_collectives(table: pa.Table, cpu: pd.DataFrame, scope: Scope) -> pd.DataFrame:
+def _cpu_collectives(source: Any, cpu: pd.DataFrame, scope: Scope) -> pd.DataFrame:
     """Host-side collective record functions (gloo / MPI / Horovod)."""
     if cpu.empty:
         return pd.DataFrame()
@@ -316,7 +316,7 @@ def _cpu_collectives(table: pa.Table, cpu: pd.DataFrame, scope: Scope) -> pd.Dat
         CPU_COLLECTIVE_LIBRARIES).to_numpy()
     is_host = is_host & cpu["start_ns"].notna().to_numpy()
     if scope == "hta":
-        last = last_step_starts(table)
+        last = last_step_starts(source)
         if last is not None:
             limit = cpu["rank"].map(last).to_numpy(dtype=float)
             is_host = is_host & ~(cpu["start_ns"].to_numpy(dtype=float) >= limit)
@@ -391,7 +391,7 @@ def communication_summary(
     out["comm_comp_overlap_pct"] = 100.0 * out["overlapped_comm_ns"] / out["comm_time_ns"].where(
         out["comm_time_ns"] > 0)
     cpu = _cpu_side(table, with_launches=False)
-    host = _cpu_collectives(table, cpu, scope)
+    host = _cpu_collectives(source, cpu, scope)
     if host.empty:
         out["cpu_collective_calls"] = 0
         out["cpu_comm_time_ns"] = 0

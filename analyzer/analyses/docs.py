@@ -24,6 +24,8 @@ MODULES: dict[str, tuple[str, ...]] = {
     "communication": ("communication_summary", "collective_calls", "collective_summary"),
     "memory": ("allocator_memory", "allocator_memory_by_step", "allocator_memory_summary"),
     "timeline": ("step_timeline",),
+    "training": ("training_scalars", "training_tensors", "loss_series", "loss_trend", "gradient_norms",
+                 "update_ratios", "activation_stats", "nonfinite_steps"),
 }  # fmt: skip
 
 

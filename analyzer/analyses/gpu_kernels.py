@@ -42,6 +42,7 @@ from analyzer.ingest.dataset import JobDataset
 from analyzer.ingest.schemas import KINETO_EVENTS
 
 __all__ = [
+    "RankEvents",
     "Rounding",
     "Scope",
     "gpu_events",
@@ -81,8 +82,34 @@ GPU_EVENT_COLUMNS = [
 ]
 
 
+class RankEvents:
+    """One rank's ``kineto_events`` with what the job as a whole decides for it.
+
+    Why: the per-rank map (:mod:`analyzer.analyses.rank_map`) analyses each rank alone, but
+    HTA's trimming of the last step depends on the *job* (at least two distinct
+    ``ProfilerStep`` names over all ranks): ``trim`` carries that decision (None: decide
+    from this rank's events alone, as for a single-rank job). ``base_ns`` is the rank's
+    ``baseTimeNanoseconds`` (for ``rounding="hta"``). The GPU-event selections every
+    analysis of the rank repeats are computed once and kept here.
+    """
+
+    def __init__(self, table: pa.Table, *, trim: bool | None = None, base_ns: dict[int, int] | None = None) -> None:
+        self.table = table
+        self.trim = trim
+        self.base_ns = dict(base_ns or {})
+        self.memo: dict[tuple[Any, ...], Any] = {}
+
+    def step_names(self) -> set[str]:
+        """The distinct ``ProfilerStep#N`` names of these events (what ``trim`` is decided from)."""
+        names = _string_col(self.table, "name")
+        is_step = pc.fill_null(pc.match_substring_regex(names, _STEP_PATTERN), False)
+        return {n for n in pc.unique(pc.filter(names, is_step)).to_pylist() if n is not None}
+
+
 def kineto_events_table(source: Any) -> pa.Table:
-    """The ``kineto_events`` table from a JobDataset, an Arrow table or a pandas DataFrame."""
+    """The ``kineto_events`` table from a JobDataset, RankEvents, an Arrow table or a pandas DataFrame."""
+    if isinstance(source, RankEvents):
+        return source.table
     if isinstance(source, JobDataset):
         return source.table("kineto_events")
     if isinstance(source, pa.Table):
@@ -113,11 +140,15 @@ def _is_gpu_event(table: pa.Table) -> pa.ChunkedArray:
 
 def last_step_starts(source: Any) -> pd.Series | None:
     """Start of each rank's last ``ProfilerStep#N`` annotation (Series indexed by rank), or
-    None when the job holds fewer than two distinct steps (then HTA trims nothing)."""
+    None when the job holds fewer than two distinct steps (then HTA trims nothing). For
+    :class:`RankEvents` the job's decision (``trim``) replaces the count over its own events."""
     table = kineto_events_table(source)
     names = _string_col(table, "name")
     is_step = pc.fill_null(pc.match_substring_regex(names, _STEP_PATTERN), False)
-    if len(pc.unique(pc.filter(names, is_step))) < 2:
+    trim = source.trim if isinstance(source, RankEvents) else None
+    if trim is None:
+        trim = len(pc.unique(pc.filter(names, is_step))) >= 2
+    if not trim:
         return None
     steps = table.filter(is_step)
     rank = _col(steps, "rank").to_numpy().astype(np.int64)
@@ -125,10 +156,9 @@ def last_step_starts(source: Any) -> pd.Series | None:
     return pd.Series(start).groupby(rank).max()
 
 
-def _scope_mask(table: pa.Table, is_gpu: np.ndarray) -> np.ndarray:
+def _scope_mask(table: pa.Table, is_gpu: np.ndarray, last_step: pd.Series | None) -> np.ndarray:
     """HTA's trimming (see the module docstring), as a mask over ``table``'s rows."""
     keep = is_gpu.copy()
-    last_step = last_step_starts(table)
     if last_step is None:
         return keep
     names = _string_col(table, "name")
@@ -185,12 +215,22 @@ def gpu_events(
         raise ValueError(f"rounding must be 'none' or 'hta', not {rounding!r}")
     if scope not in ("hta", "all"):
         raise ValueError(f"scope must be 'hta' or 'all', not {scope!r}")
+    if isinstance(source, RankEvents):  # one rank: every analysis of it shares the selection
+        key = ("gpu_events", scope, rounding)
+        if key not in source.memo:
+            source.memo[key] = _gpu_events(source, scope, rounding)
+        memo: pd.DataFrame = source.memo[key]
+        return memo
+    return _gpu_events(source, scope, rounding)
+
+
+def _gpu_events(source: Any, scope: Scope, rounding: Rounding) -> pd.DataFrame:
     table = kineto_events_table(source)
     if table.num_rows == 0:
         return _empty_gpu_events()
     is_gpu = _is_gpu_event(table).to_numpy(zero_copy_only=False)
     is_gpu = is_gpu & pc.is_valid(_col(table, "start_ns")).to_numpy(zero_copy_only=False)
-    mask = _scope_mask(table, is_gpu) if scope == "hta" else is_gpu
+    mask = _scope_mask(table, is_gpu, last_step_starts(source)) if scope == "hta" else is_gpu
     if not mask.any():
         return _empty_gpu_events()
     cols = [c for c in GPU_EVENT_COLUMNS if c in KINETO_EVENTS.names]
@@ -214,6 +254,16 @@ def cpu_correlated_events(source: Any, *, rounding: Rounding = "none", name_patt
     that put the GPU event of the same rank and id on a stream — optionally only those whose
     name matches ``name_pattern``. Columns: rank, correlation, start_ns, end_ns (HTA's
     whole-µs rounding with ``rounding="hta"``); rows without a start are left out."""
+    if isinstance(source, RankEvents):
+        key = ("cpu_correlated_events", rounding, name_pattern)
+        if key not in source.memo:
+            source.memo[key] = _cpu_correlated_events(source, rounding, name_pattern)
+        memo: pd.DataFrame = source.memo[key]
+        return memo
+    return _cpu_correlated_events(source, rounding, name_pattern)
+
+
+def _cpu_correlated_events(source: Any, rounding: Rounding, name_pattern: str | None) -> pd.DataFrame:
     table = kineto_events_table(source)
     keep = pc.and_(pc.invert(_is_gpu_event(table)), pc.is_valid(_col(table, "correlation")))
     keep = pc.and_(keep, pc.is_valid(_col(table, "start_ns")))
@@ -230,6 +280,8 @@ def cpu_correlated_events(source: Any, *, rounding: Rounding = "none", name_patt
 
 def _base_times(source: Any) -> dict[int, int]:
     """``baseTimeNanoseconds`` per rank (the origin of the trace's own ``ts``), where known."""
+    if isinstance(source, RankEvents):
+        return source.base_ns
     if not isinstance(source, JobDataset):
         return {}
     traces = source.table("kineto_traces")

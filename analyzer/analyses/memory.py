@@ -92,7 +92,7 @@ def allocator_memory_by_step(ds: JobDataset, memory: pd.DataFrame | None = None)
     return pd.concat(out, ignore_index=True)[STEP_MEMORY_COLUMNS]
 
 
-def allocator_memory_summary(ds: JobDataset) -> pd.DataFrame:
+def allocator_memory_summary(ds: JobDataset, memory: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per rank and device: peak allocated and reserved bytes, and over the profiled steps
     whose start is known, the first and last allocation at a step's start, how many steps
     grew (``growing_steps``: start-to-start increases) and the least-squares growth per step.
@@ -102,7 +102,7 @@ def allocator_memory_summary(ds: JobDataset) -> pd.DataFrame:
     """
     cols = ["rank", "device", "peak_allocated_bytes", "peak_reserved_bytes", "steps", "first_step_bytes",
             "last_step_bytes", "growing_steps", "growth_per_step_bytes"]  # fmt: skip
-    mem = allocator_memory(ds)
+    mem = allocator_memory(ds) if memory is None else memory
     if mem.empty:
         return pd.DataFrame(columns=cols)
     by_step = allocator_memory_by_step(ds, mem)

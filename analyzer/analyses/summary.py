@@ -116,7 +116,7 @@ def rank_metrics(job: Job) -> list[dict[str, Any]]:
 def gpu_metrics_by_rank(job: Job) -> dict[int, dict[str, Any]]:
     """Per-rank GPU breakdowns from the Kineto analyses (HTA's definitions), the same
     memoised results the rules read."""
-    if job.kineto_events.num_rows == 0:
+    if not job.has_kineto_events:
         return {}
     out: dict[int, dict[str, Any]] = {}
     temporal = job.temporal_breakdown()

@@ -55,11 +55,14 @@ def step_timeline(
         steps = steps[steps["rank"].isin(ranks)]
     if steps.empty:
         return empty
-    ev = ds.to_pandas("kineto_events")
     origin = int(steps["start_ns"].min())
     parts, dropped = [], 0
+    events: dict[int, pd.DataFrame] = {}  # only the ranks shown are read, each from its own parts
     for s in steps.sort_values("rank").itertuples(index=False):
         lo, hi = int(s.start_ns), int(s.start_ns) + int(s.dur_ns)
+        if s.rank not in events:
+            events[s.rank] = ds.rank_events(int(s.rank)).to_pandas()
+        ev = events[s.rank]
         e = ev[(ev["rank"] == s.rank) & (ev["start_ns"] >= lo) & (ev["start_ns"] < hi)]
         e = e[~e["name"].astype(str).str.match(r"^ProfilerStep\s*#")]
         cat = e["cat"].astype(str)

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 # 3: system_metrics gained the source and resolution_s columns (CloudWatch metrics)
 CACHE_VERSION = 3
+#: what ``merged/`` holds; 2: kineto_events stays in its per-rank parts (``rank_parts``)
+MERGED_LAYOUT = 2
 
 
 def default_cache_root() -> Path:
@@ -121,13 +123,18 @@ class SourceCache:
     def merged_path(self, table: str) -> Path:
         return safe_join(self.dir, "merged", f"{table}.arrow")
 
-    def write_merged(self, tables: dict[str, pa.Table], fingerprint: str, stats: dict[str, Any] | None = None) -> None:
-        """Write the merged tables, then ``merged.json`` (fingerprint, table names, stats)
-        last: a crash half-way leaves no ``merged.json`` that names missing tables."""
+    def write_merged(self, tables: dict[str, pa.Table], fingerprint: str, stats: dict[str, Any] | None = None,
+                     rank_parts: dict[str, Any] | None = None) -> None:
+        """Write the merged tables, then ``merged.json`` (fingerprint, table names, stats,
+        and ``rank_parts``: the tables kept per rank, as cache-relative part paths) last: a
+        crash half-way leaves no ``merged.json`` that names missing tables."""
         import pyarrow as pa
 
         mdir = safe_join(self.dir, "merged")
         mdir.mkdir(parents=True, exist_ok=True)
+        for old in mdir.glob("*.arrow"):  # e.g. a merged kineto_events of an earlier version
+            if old.stem not in tables:
+                old.unlink(missing_ok=True)
         # Uncompressed Arrow IPC: reopening the job is a memory map, not a decode (a big job
         # reopens in milliseconds); the compact copy of the data is the Parquet parts.
         for name, table in tables.items():
@@ -136,27 +143,44 @@ class SourceCache:
             with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
                 writer.write_table(table, max_chunksize=1 << 20)
             os.replace(tmp, path)
-        doc = {"version": CACHE_VERSION, "fingerprint": fingerprint, "tables": sorted(tables), "stats": stats}
+        doc = {"version": CACHE_VERSION, "layout": MERGED_LAYOUT, "fingerprint": fingerprint, "tables": sorted(tables),
+               "stats": stats, "rank_parts": rank_parts or {}}
         atomic_write_bytes(safe_join(mdir, "merged.json"), orjson.dumps(doc))
 
-    def read_merged(self, fingerprint: str) -> tuple[LazyTables, dict[str, Any] | None] | None:
-        """The merged tables written for ``fingerprint`` (opened when first read) and their
-        stats, or None when the cache holds another version of the job."""
+    def read_merged(self, fingerprint: str) -> tuple[LazyTables, dict[str, Any] | None, dict[str, Any]] | None:
+        """The merged tables written for ``fingerprint`` (opened when first read), their
+        stats and rank parts, or None when the cache holds another version of the job."""
         try:
             doc = orjson.loads(safe_join(self.dir, "merged", "merged.json").read_bytes())
         except (OSError, orjson.JSONDecodeError):
             return None
         if not isinstance(doc, dict) or doc.get("fingerprint") != fingerprint or doc.get("version") != CACHE_VERSION:
             return None
+        if doc.get("layout") != MERGED_LAYOUT:  # merged by an earlier version: merge the parts again
+            return None
         names = [n for n in doc.get("tables", []) if isinstance(n, str)]
         paths = {name: self.merged_path(name) for name in names}
         if not all(p.is_file() for p in paths.values()):
             return None
         stats = doc.get("stats")
-        return LazyTables(paths), stats if isinstance(stats, dict) else None
+        rank_parts = doc.get("rank_parts")
+        if not isinstance(rank_parts, dict) or not all(self.has_part(p) for p in _part_paths(rank_parts)):
+            return None
+        return LazyTables(paths), stats if isinstance(stats, dict) else None, rank_parts
+
+    def abspath(self, relpath: str) -> str:
+        """A part's absolute path (what a map worker opens)."""
+        return str(safe_join(self.dir, *relpath.split("/")))
 
     def save_json(self, name: str, obj: Any) -> None:
         atomic_write_bytes(safe_join(self.dir, name), orjson.dumps(obj, default=str))
+
+
+def _part_paths(rank_parts: dict[str, Any]) -> list[str]:
+    parts = rank_parts.get("parts")
+    if not isinstance(parts, dict):
+        return []
+    return [p for paths in parts.values() if isinstance(paths, list) for p in paths if isinstance(p, str)]
 
 
 class LazyTables(MutableMapping[str, "pa.Table"]):

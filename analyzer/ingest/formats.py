@@ -69,6 +69,24 @@ FORMATS: tuple[Format, ...] = (
         "SageMaker profiler rule outputs (profiler-reports/*.json)",
     ),
     Format(
+        "sagemaker_debugger_tensors",
+        keys.is_debugger_tensors,
+        "analyzer.ingest.debugger_tensors:parse_debugger_tensors",
+        "SageMaker Debugger tensor output (debug-output/events/<step>/<step>_<worker>.tfevents)",
+    ),
+    Format(
+        "tensorboard_events",
+        keys.is_tensorboard_events,
+        "analyzer.ingest.tensorboard_events:parse_tensorboard_events",
+        "TensorBoard event files (events.out.tfevents.*): scalars and histograms",
+    ),
+    Format(
+        "stepscope_health",
+        keys.is_health_hooks,
+        "analyzer.ingest.health_hooks:parse_health_hooks",
+        "stepscope run --health: loss, gradient/weight/activation statistics (JSON lines)",
+    ),
+    Format(
         "kineto_trace",
         keys.is_kineto_name,
         "analyzer.ingest.kineto:parse_kineto",

@@ -17,6 +17,12 @@ RULE_REPORT_RE = re.compile(r"(?:^|/)profiler-reports/(?P<rule>[^/]+)\.json$")
 #: CloudWatch instance metrics of a SageMaker job: ``cloudwatch/<host>/<YYYY-MM-DD>.json``,
 #: the objects ``analyzer.sources.cloudwatch`` makes (one per host and UTC day).
 CLOUDWATCH_RE = re.compile(r"^cloudwatch/(?P<host>[^/]+)/(?P<name>[^/]+)\.json$")
+#: TensorBoard event files: ``[<run>/]events.out.tfevents.<time>.<host>[.<pid>.<n>][suffix]``.
+TENSORBOARD_RE = re.compile(r"(?:^|/)events\.out\.tfevents\.(?P<time>\d+)(?:\.(?P<host>[^/]*))?$")
+#: SageMaker Debugger tensor output: ``events/<step:012d>/<step:012d>_<worker>.tfevents``.
+DEBUGGER_EVENTS_RE = re.compile(r"(?:^|/)events/(?P<dir>\d{12})/(?P<step>\d{12})_(?P<worker>[^/]+)\.tfevents$")
+#: stepscope's health hooks: ``health/<node>_rank<R>.<pid>.health.jsonl``.
+HEALTH_HOOKS_RE = re.compile(r"(?:^|/)health/(?P<node>[^/]+)_rank(?P<rank>\d+)\.(?P<pid>\d+)\.health\.jsonl$")
 
 
 def is_system_metrics(key: str) -> bool:
@@ -50,3 +56,15 @@ def is_json_name(key: str) -> bool:
 
 def is_cloudwatch_metrics(key: str) -> bool:
     return CLOUDWATCH_RE.match(key) is not None
+
+
+def is_tensorboard_events(key: str) -> bool:
+    return TENSORBOARD_RE.search(key) is not None
+
+
+def is_debugger_tensors(key: str) -> bool:
+    return DEBUGGER_EVENTS_RE.search(key) is not None
+
+
+def is_health_hooks(key: str) -> bool:
+    return HEALTH_HOOKS_RE.search(key) is not None

@@ -5,6 +5,11 @@ Parquet parts keyed by the object's fingerprint, and the parts are concatenated 
 (the merge). Nothing here needs the whole job in one process, so the map can later run on
 a distributed engine unchanged. Bad objects become counted, logged skips; the good ones
 always make it into the dataset.
+
+``kineto_events`` is never merged: its parts stay per rank (:class:`RankParts`), since the
+events of all ranks together grow with the rank count, and the analyses map over ranks
+(:mod:`analyzer.analyses.rank_map`). Workers hand back only the small tables and each
+part's row count, rank and time span, so ingest memory does not grow with the ranks either.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from analyzer.errors import SourceError
 from analyzer.ingest.cache import SourceCache, default_cache_root, object_digest
-from analyzer.ingest.dataset import JobDataset
+from analyzer.ingest.dataset import JobDataset, RankParts, event_span
 from analyzer.ingest.formats import FORMATS, Format, classify, format_by_id
 from analyzer.ingest.no_pandas import keep_pandas_out
 from analyzer.ingest.parsed import NotAProfilerFile, ParsedFile, UnreadableFile
@@ -40,6 +45,9 @@ log = logging.getLogger("stepscope.ingest")
 
 #: on_progress(phase, done, total): phase is "list", "read" or "merge".
 ProgressFn = Callable[[str, int, int], None]
+
+#: tables kept in their per-object parts, by rank, instead of merged (see the module docstring)
+PER_RANK_TABLES = ("kineto_events",)
 
 TF_METADATA_RE = re.compile(r"^(?P<dir>.*/)[^/]*_(?P<start>\d{16})_(?P<end>\d{16})\.metadata$")
 
@@ -57,6 +65,8 @@ class _Outcome:
     digest: str
     parsed: ParsedFile | None = None
     parts: dict[str, str] = field(default_factory=dict)  # table -> cache part, written by the worker
+    rows: dict[str, int] = field(default_factory=dict)  # table -> rows, the per-rank tables' too
+    kineto: dict[str, Any] | None = None  # the kineto_events part's rank and span (see _rank_info)
     skip_reason: str | None = None
     ignore_reason: str | None = None
     # The object could not be *fetched* (throttled, access denied, network): unlike damaged
@@ -150,9 +160,10 @@ def ingest(
             entry.update(status="ignored", reason=outcome.ignore_reason)
         else:
             assert outcome.parsed is not None
-            rows = {tname: table.num_rows for tname, table in outcome.parsed.tables.items()}
-            fresh_tables[obj.key] = outcome.parsed.tables
-            entry.update(status="ok", parts=outcome.parts, rows=rows, warnings=outcome.parsed.warnings)
+            fresh_tables[obj.key] = outcome.parsed.tables  # the per-rank tables are not among them
+            entry.update(status="ok", parts=outcome.parts, rows=outcome.rows, warnings=outcome.parsed.warnings)
+            if outcome.kineto is not None:
+                entry["kineto"] = outcome.kineto
             for w in outcome.parsed.warnings:
                 log.info("%s: %s", obj.location, w)
                 warnings.append({"path": obj.location, "warning": w})
@@ -163,17 +174,19 @@ def ingest(
     reopened = found is not None
     tables: MutableMapping[str, pa.Table]
     if found is not None:
-        tables, stats = found
+        tables, stats, layout = found
+        rank_parts = _rank_parts(cache, layout, processes, jobs)
     else:
-        tables = _merge(cache, new_manifest, fresh_tables, progress)
-        stats = JobDataset(meta=meta, tables=tables).compute_stats()
-        cache.write_merged(tables, fingerprint, stats)
+        tables, layout = _merge(cache, new_manifest, fresh_tables, progress)
+        rank_parts = _rank_parts(cache, layout, processes, jobs)
+        stats = JobDataset(meta=meta, tables=tables, rank_parts=rank_parts).compute_stats()
+        cache.write_merged(tables, fingerprint, stats, layout)
     cache.save_manifest(new_manifest, {"source": meta.source})
     cache.save_json("job.json", meta.to_dict())
 
     if meta.rule_statuses:
         tables["rule_statuses"] = _rule_status_table(meta.rule_statuses)  # counted from the table itself
-    dataset = JobDataset(meta=meta, tables=tables, stats=stats)
+    dataset = JobDataset(meta=meta, tables=tables, stats=stats, rank_parts=rank_parts)
     ok_files = sum(1 for e in new_manifest.values() if e.get("status") == "ok")
     summary: dict[str, Any] = {
         "source": meta.source,
@@ -242,6 +255,14 @@ def _parse_one(
     try:
         out.parsed = fmt.parse(data, obj.key, hint)
         out.parts = {t: cache.write_part(digest, t, table) for t, table in out.parsed.tables.items()}
+        out.rows = {t: table.num_rows for t, table in out.parsed.tables.items()}
+        if "kineto_events" in out.parsed.tables:
+            out.kineto = _rank_info(out.parsed.tables["kineto_events"], out.parsed.tables.get("kineto_traces"))
+        # the per-rank tables stay in their parts: nothing of them goes back to the caller
+        out.parsed = ParsedFile(
+            tables={t: v for t, v in out.parsed.tables.items() if t not in PER_RANK_TABLES},
+            warnings=out.parsed.warnings,
+        )
     except UnreadableFile as exc:
         out.skip_reason = str(exc) or "unreadable"
     except NotAProfilerFile as exc:
@@ -263,10 +284,10 @@ PROCESS_MIN_FILES = 8  # below this, starting worker processes costs more than i
 
 def _parse_in_worker(
     obj: SourceObject, data: bytes, fmt_id: str, digest: str, hint: int | None, cache: SourceCache
-) -> tuple[ParsedFile | None, dict[str, str], str | None, str | None]:
+) -> tuple[ParsedFile | None, dict[str, str], dict[str, int], dict[str, Any] | None, str | None, str | None]:
     """_parse_one in a worker process: the outcome without its Format (which holds lambdas)."""
     out = _parse_one(obj, data, format_by_id(fmt_id), digest, hint, cache)
-    return out.parsed, out.parts, out.skip_reason, out.ignore_reason
+    return out.parsed, out.parts, out.rows, out.kineto, out.skip_reason, out.ignore_reason
 
 
 def _process_pool(tasks: list[tuple[SourceObject, Format, str, int | None]], jobs: int) -> Executor | None:
@@ -308,11 +329,12 @@ def _read_and_parse(
             return outcome
         _, fmt, digest, hint = by_key[obj.key]
         try:
-            parsed, parts, skip, ignore = fut.result()
+            parsed, parts, rows, kineto, skip, ignore = fut.result()
         except BrokenProcessPool:
             log.warning("a parser process died; parsing %s in this process", obj.location)
             return _parse_one(obj, data, fmt, digest, hint, cache)
-        return _Outcome(obj=obj, fmt=fmt, digest=digest, parsed=parsed, parts=parts, skip_reason=skip, ignore_reason=ignore)
+        return _Outcome(obj=obj, fmt=fmt, digest=digest, parsed=parsed, parts=parts, rows=rows, kineto=kineto,
+                        skip_reason=skip, ignore_reason=ignore)
 
     try:
         for obj, data in source.read_many(t[0] for t in tasks):
@@ -351,24 +373,71 @@ def _dataset_fingerprint(manifest: dict[str, Any]) -> str:
     return h.hexdigest()
 
 
+def _rank_info(events: pa.Table, traces: pa.Table | None) -> dict[str, Any]:
+    """What the dataset needs of a ``kineto_events`` part without reading it again: its
+    rank (the Kineto parser writes one per file) and the span of its absolute times."""
+    import pyarrow.compute as pc
+
+    ranks: list[int] = []
+    for t in (traces, events):
+        if t is not None and t.num_rows:
+            ranks = sorted(int(r) for r in pc.unique(t.column("rank")).to_pylist() if r is not None)
+            break
+    span = event_span(events)
+    return {"ranks": ranks, "span": None if span is None else list(span)}
+
+
+def _rank_parts(cache: SourceCache, layout: dict[str, Any], processes: bool, jobs: int) -> RankParts:
+    parts = {int(rank): tuple(cache.abspath(p) for p in paths) for rank, paths in layout.get("parts", {}).items()}
+    span = layout.get("span")
+    rows_by_rank = {int(rank): int(n) for rank, n in layout.get("rows_by_rank", {}).items()}
+    return RankParts(parts=parts, rows=int(layout.get("rows", 0)), rows_by_rank=rows_by_rank,
+                     span=None if span is None else (int(span[0]), int(span[1])), processes=processes, jobs=jobs)
+
+
 def _merge(
     cache: SourceCache,
     manifest: dict[str, Any],
     fresh: dict[str, dict[str, pa.Table]],
     progress: ProgressFn,
-) -> dict[str, pa.Table]:
+) -> tuple[dict[str, pa.Table], dict[str, Any]]:
+    """The merged small tables, and where each rank's per-rank parts are (``layout``:
+    rank → cache-relative parts in key order, their rows and span)."""
     pieces: dict[str, list[pa.Table]] = {}
+    by_rank: dict[int, list[str]] = {}
+    rank_rows: dict[int, int] = {}
+    rows = 0
+    lo: int | None = None
+    hi: int | None = None
     keys = sorted(k for k, e in manifest.items() if e.get("status") == "ok")
     for i, key in enumerate(keys, 1):
         entry = manifest[key]
         for tname, rel in entry.get("parts", {}).items():
+            if tname in PER_RANK_TABLES:
+                continue
             table = fresh.get(key, {}).get(tname)
             if table is None:
                 table = cache.read_part(rel)
             pieces.setdefault(tname, []).append(table)
+        rel = entry.get("parts", {}).get("kineto_events")
+        if rel is not None:
+            info = entry.get("kineto")
+            if not isinstance(info, dict):  # parsed by an earlier version: learn it once, keep it
+                info = entry["kineto"] = _rank_info(cache.read_part(rel), None)
+            n = int(entry.get("rows", {}).get("kineto_events", 0))
+            for rank in info["ranks"]:
+                by_rank.setdefault(int(rank), []).append(rel)
+                rank_rows[int(rank)] = rank_rows.get(int(rank), 0) + n
+            rows += n
+            if info.get("span") is not None:
+                lo = info["span"][0] if lo is None else min(lo, info["span"][0])
+                hi = info["span"][1] if hi is None else max(hi, info["span"][1])
         if i % 200 == 0:
             progress("merge", i, len(keys))
     progress("merge", len(keys), len(keys))
+    layout = {"parts": {str(r): p for r, p in sorted(by_rank.items())}, "rows": rows,
+              "rows_by_rank": {str(r): n for r, n in sorted(rank_rows.items())},
+              "span": None if lo is None or hi is None else [lo, hi]}
     import pyarrow as pa
 
     from analyzer.ingest.schemas import SCHEMAS
@@ -383,7 +452,7 @@ def _merge(
         from analyzer.ingest.cloudwatch_metrics import prefer_files
 
         merged["system_metrics"] = prefer_files(merged["system_metrics"])
-    return merged
+    return merged, layout
 
 
 def _rule_status_table(statuses: list[dict[str, Any]]) -> pa.Table:

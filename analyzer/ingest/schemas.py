@@ -122,6 +122,47 @@ RULE_STATUSES = pa.schema(
     ]
 )
 
+# Training health (docs/training-health.md): the debugging half's inputs -- TensorBoard event
+# files, SageMaker Debugger tensor output and stepscope's health hooks -- as one long table
+# of scalars and one of per-tensor statistics. ``source`` says which input a row came from.
+TRAINING_SCALARS = pa.schema(
+    [
+        pa.field("node", DICT_STR),  # host (hooks: the node; TensorBoard: the file name's host)
+        pa.field("rank", pa.int32()),  # null when the input does not say
+        pa.field("worker", DICT_STR),  # Debugger's worker name (worker_0), null otherwise
+        pa.field("step", pa.int64(), nullable=False),
+        pa.field("tag", DICT_STR, nullable=False),  # loss | train/loss | eval/loss | lr | ...
+        pa.field("value", pa.float64()),  # NaN / Inf kept: they are what ExplodingTensor finds
+        pa.field("wall_time_ns", pa.int64()),
+        pa.field("source", DICT_STR, nullable=False),  # tensorboard | debugger | stepscope
+        pa.field("run", DICT_STR),  # TensorBoard run: the event file's folder in the job
+    ]
+)
+
+TRAINING_TENSORS = pa.schema(
+    [
+        pa.field("node", DICT_STR),
+        pa.field("rank", pa.int32()),
+        pa.field("worker", DICT_STR),
+        pa.field("step", pa.int64(), nullable=False),
+        pa.field("name", DICT_STR, nullable=False),  # parameter name or module path
+        pa.field("role", DICT_STR, nullable=False),  # gradient | weight | update_ratio | activation | ...
+        pa.field("module", DICT_STR),  # activation rows: the module class (ReLU, Sigmoid, ...)
+        pa.field("norm", pa.float64()),  # L2 norm
+        pa.field("mean", pa.float64()),
+        pa.field("std", pa.float64()),
+        pa.field("min", pa.float64()),
+        pa.field("max", pa.float64()),
+        pa.field("zero_fraction", pa.float64()),  # share of elements exactly 0
+        pa.field("value", pa.float64()),  # update_ratio rows: ||dw||/||w||
+        pa.field("nan_count", pa.int64()),
+        pa.field("inf_count", pa.int64()),
+        pa.field("numel", pa.int64()),
+        pa.field("source", DICT_STR, nullable=False),
+        pa.field("wall_time_ns", pa.int64()),
+    ]
+)
+
 SCHEMAS: dict[str, pa.Schema] = {
     "system_metrics": SYSTEM_METRICS,
     "framework_events": FRAMEWORK_EVENTS,
@@ -130,6 +171,8 @@ SCHEMAS: dict[str, pa.Schema] = {
     "steps": STEPS,
     "rule_reports": RULE_REPORTS,
     "rule_statuses": RULE_STATUSES,
+    "training_scalars": TRAINING_SCALARS,
+    "training_tensors": TRAINING_TENSORS,
 }
 
 

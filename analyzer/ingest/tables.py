@@ -12,4 +12,6 @@ TABLE_NAMES: tuple[str, ...] = (
     "steps",
     "rule_reports",
     "rule_statuses",
+    "training_scalars",
+    "training_tensors",
 )

@@ -7,7 +7,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboards import ui
+from dashboards import tables, ui
 
 ctx = ui.context()
 job, flt = ctx.job, ctx.filters
@@ -22,32 +22,40 @@ def _label(r: int) -> str:
     return f"rank {r} ⚠ straggler" if r in straggling else f"rank {r}"
 
 
-def _outline(ranks: list[int]) -> dict[str, object]:
-    return {"line": {"color": ["#d62728" if r in straggling else "rgba(0,0,0,0)" for r in ranks], "width": 3}}
+def _outline(ranks: list[int], part: str) -> dict[str, object]:
+    """The part's colour, straggler bars outlined in red (StragglerRank's alarm)."""
+    return {"color": ui.PART_COLORS[part],
+            "line": {"color": ["#d62728" if r in straggling else "rgba(0,0,0,0)" for r in ranks], "width": 3}}
 
 
 temporal = report.charts.gpu_time.frame()
 shown_any = False
 if not temporal.empty:
     shown_any = True
-    t = temporal[temporal["rank"].isin(flt.rank_list(temporal["rank"].astype(int), job.rank_node))]
+    t = temporal[temporal["rank"].isin(flt.rank_list(temporal["rank"].astype(int), job.rank_node))].sort_values("rank")
     ranks = [int(r) for r in t["rank"]]
     x = [_label(r) for r in ranks]
     ms = 1e6
     fig = go.Figure()
-    fig.add_trace(go.Bar(x=x, y=t["compute_time_ns"] / ms, name="compute", marker=_outline(ranks)))
+    fig.add_trace(go.Bar(x=x, y=t["compute_time_ns"] / ms, name="compute", marker=_outline(ranks, "compute")))
     other = (t["non_compute_time_ns"] - t["exposed_comm_ns"].fillna(0)).clip(lower=0)
-    fig.add_trace(go.Bar(x=x, y=t["exposed_comm_ns"].fillna(0) / ms, name="exposed communication"))
-    fig.add_trace(go.Bar(x=x, y=other / ms, name="other non-compute (memory, overlapped comm.)"))
-    fig.add_trace(go.Bar(x=x, y=t["idle_time_ns"] / ms, name="idle"))
+    fig.add_trace(go.Bar(x=x, y=t["exposed_comm_ns"].fillna(0) / ms, name="exposed communication",
+                         marker={"color": ui.PART_COLORS["communication"]}))
+    fig.add_trace(go.Bar(x=x, y=other / ms, name="other non-compute (memory, overlapped comm.)",
+                         marker={"color": ui.PART_COLORS["other"]}))
+    fig.add_trace(go.Bar(x=x, y=t["idle_time_ns"] / ms, name="idle", marker={"color": ui.PART_COLORS["idle"]}))
     ui.layout(fig, title="GPU time per rank (HTA temporal breakdown, profiled window)", yaxis_title="ms",
               barmode="stack", hovermode="closest")
+    ui.rank_axis(fig, x)
     ui.plot(fig, key="comm-temporal")
     fig = go.Figure()
-    fig.add_trace(go.Bar(x=x, y=t["comm_time_ns"].fillna(0) / ms, name="communication"))
-    fig.add_trace(go.Bar(x=x, y=t["exposed_comm_ns"].fillna(0) / ms, name="exposed (not overlapped)"))
+    fig.add_trace(go.Bar(x=x, y=t["comm_time_ns"].fillna(0) / ms, name="communication",
+                         marker={"color": "#d4b9da"}))
+    fig.add_trace(go.Bar(x=x, y=t["exposed_comm_ns"].fillna(0) / ms, name="exposed (not overlapped)",
+                         marker={"color": ui.PART_COLORS["communication"]}))
     ui.layout(fig, title="Communication vs exposed communication per rank", yaxis_title="ms", barmode="group",
               hovermode="closest", height=300)
+    ui.rank_axis(fig, x)
     ui.plot(fig, key="comm-exposed")
 
 bd = report.charts.step_breakdown.frame()
@@ -57,14 +65,17 @@ if not bd.empty and (temporal.empty or st.toggle("Per-step breakdown from step a
     b = bd.merge(steps, on=["rank", "step"], how="left")
     b = b[b["rank"].isin(flt.rank_list(sorted(b["rank"].astype(int).unique()), job.rank_node))
           & flt.in_window_ns(b["start_ns"].fillna(0))]
-    med = b.groupby("rank")[["busy_ms", "comm_ms", "dataloader_ms"]].median().reset_index()
+    med = b.groupby("rank")[["busy_ms", "comm_ms", "dataloader_ms"]].median().reset_index().sort_values("rank")
     ranks = [int(r) for r in med["rank"]]
     x = [_label(r) for r in ranks]
     fig = go.Figure()
-    fig.add_trace(go.Bar(x=x, y=med["busy_ms"], name="own work (compute)", marker=_outline(ranks)))
-    fig.add_trace(go.Bar(x=x, y=med["comm_ms"], name="communication (incl. waiting for others)"))
-    fig.add_trace(go.Bar(x=x, y=med["dataloader_ms"], name="data loading"))
+    fig.add_trace(go.Bar(x=x, y=med["busy_ms"], name="own work (compute)", marker=_outline(ranks, "compute")))
+    fig.add_trace(go.Bar(x=x, y=med["comm_ms"], name="communication (incl. waiting for others)",
+                         marker={"color": ui.PART_COLORS["communication"]}))
+    fig.add_trace(go.Bar(x=x, y=med["dataloader_ms"], name="data loading",
+                         marker={"color": ui.PART_COLORS["data loading"]}))
     ui.layout(fig, title="Median time per step and rank", yaxis_title="ms", barmode="stack", hovermode="closest")
+    ui.rank_axis(fig, x)
     ui.plot(fig, key="comm-steps")
     st.caption("From the step annotations: communication is the union of collective events within each step; "
                "in synchronous training it includes waiting for the slowest rank.")
@@ -82,11 +93,8 @@ elif not verdicts:
     st.caption("None: no rank's own work per step stands out from the others' (StragglerRank passed).")
 else:
     shown = set(flt.rank_list(sorted(straggling), job.rank_node))
-    st.dataframe(
-        pd.DataFrame([{k: f.evidence.get(k) for k in ("rank", "steps", "busy_ms", "others_busy_ms", "excess_ms", "excess_pct")}
-                      for f in verdicts if f.evidence["rank"] in shown]),
-        hide_index=True, width="stretch",
-    )
+    tables.show([{k: f.evidence.get(k) for k in ("rank", "steps", "busy_ms", "others_busy_ms", "excess_ms", "excess_pct")}
+                 for f in verdicts if f.evidence["rank"] in shown])
     st.warning(f"Straggler rank(s): {', '.join(map(str, sorted(straggling)))}: the other ranks wait for "
                "them in every collective.")
     st.caption("Per straggler, from StragglerRank's evidence: median own work per step (ms) against the "
@@ -97,9 +105,7 @@ coll = report.charts.collectives.frame() if report.charts.collectives is not Non
 if coll.empty:
     st.caption("No collective calls in the traces.")
 else:
-    c = coll[coll["rank"].isin(flt.rank_list(coll["rank"].astype(int), job.rank_node))].copy()
-    for col in ("total_ns", "mean_ns", "max_ns"):
-        if col in c:
-            c[col.replace("_ns", "_ms")] = c.pop(col) / 1e6
-    st.dataframe(pd.DataFrame(c).round(3), hide_index=True, width="stretch")
-    st.caption("Whole profiled window (not narrowed by the time filter).")
+    c = coll[coll["rank"].isin(flt.rank_list(coll["rank"].astype(int), job.rank_node))]
+    tables.show(c)
+    st.caption("Whole profiled window (not narrowed by the time filter). Sizes and bandwidths show where the "
+               "trace records message sizes (NCCL does; gloo does not, so those columns are left out).")

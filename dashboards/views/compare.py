@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from analyzer.errors import StepscopeError
-from dashboards import data, downsample, ui
+from dashboards import data, downsample, tables, ui
 
 ctx = ui.context()
 job = ctx.job
@@ -16,10 +16,18 @@ ui.page_header("Compare", ctx)
 
 if "cmp_source" not in st.session_state:
     st.session_state["cmp_source"] = job.cfg.baseline or ""
-src = st.text_input("Baseline run (folder, s3:// prefix or SageMaker job name)", key="cmp_source",
-                    placeholder="e.g. samples/sample-job or my-training-job-2024-01-01")
+SHIPPED = "samples/sample-baseline"  # the bundled sample run without its injected problems
+with st.sidebar:
+    st.divider()
+    src = st.text_input("Baseline run (folder, s3:// prefix or SageMaker job name)", key="cmp_source",
+                        placeholder=f"e.g. {SHIPPED} or my-training-job-2024-01-01")
 if not src.strip():
-    st.info("Enter a baseline run to compare against (or start the dashboard with `--baseline SOURCE`).")
+    st.info("This page compares this run with a baseline run (the same training, known good), and no baseline "
+            "is given yet. Type one in the sidebar (**Baseline run**: a folder, an `s3://` prefix or a SageMaker "
+            "job name), or start the dashboard with one: "
+            f"`stepscope dashboard {job.cfg.source} --baseline SOURCE`.")
+    st.markdown(f"For the bundled sample, its baseline is shipped: `{SHIPPED}` (the same job without the "
+                f"injected problems): `stepscope dashboard samples/sample-job --baseline {SHIPPED}`.")
     st.stop()
 
 try:
@@ -54,10 +62,8 @@ if comps:
                    help=f"baseline {ui.fmt_num(c.baseline, digits=2)}; tolerance {c.tolerance} ({c.tolerance_kind})")
     table = pd.DataFrame([c.model_dump() for c in comps])[["label", "baseline", "current", "change_pct", "change_points",
                                                            "tolerance", "tolerance_kind", "regressed"]]
-    st.dataframe(
-        table.style.apply(lambda r: ["background-color: rgba(214,39,40,0.18)" if r["regressed"] else ""] * len(r), axis=1),
-        hide_index=True, width="stretch",
-    )
+    tables.show(table, sort=False, keep=("regressed",), style=lambda s: s.apply(
+        lambda r: ["background-color: rgba(214,39,40,0.18)" if r["regressed"] else ""] * len(r), axis=1))
 
 a = [v for v in report.charts.steps.dur_ms if v is not None]
 b = [v for v in base.step_ms if v is not None]
@@ -71,6 +77,9 @@ if a and b:
             fig.add_trace(go.Bar(x=centres, y=cnt / total * 100, name=name, opacity=0.7, width=float(edges[1] - edges[0])))
     ui.layout(fig, title="Step time distribution", xaxis_title="ms", yaxis_title="% of steps", barmode="overlay",
               hovermode="closest")
+    if len(counts) == 2:
+        for trace, color in zip(fig.data, ("#4c78a8", "#bab0ac"), strict=False):
+            trace.marker.color = color
     ui.plot(fig, key="cmp-hist")
 
 rows = [{"run": label, "rank": r.rank, "step_time_mean_ms": r.step_time_mean_ms, "step_time_p95_ms": r.step_time_p95_ms,
@@ -78,4 +87,4 @@ rows = [{"run": label, "rank": r.rank, "step_time_mean_ms": r.step_time_mean_ms,
         for label, ranks in (("this run", report.metrics.ranks), ("baseline", base.ranks)) for r in ranks]
 if rows:
     st.subheader("Per rank")
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    tables.show(rows, group="run")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
-from dashboards import ui
+from analyzer.analyses.system import natural_key
+from dashboards import tables, ui
 from stepscope.report.model import Finding
 from stepscope.report.text import with_code_spans
 
@@ -53,15 +55,118 @@ h[4].metric("Step time", ui.fmt_num(head.step_time_mean_ms, " ms"),
             delta=f"± {spread:.1f} ms spread" if spread is not None else None, delta_color="off",
             help="Mean step time over all ranks; the spread is its standard deviation.")
 
+# --------------------------------------------------------------------------- the picture
+
+
+def _rank_parts() -> go.Figure | None:
+    """Where each rank's step time goes: the mean step split into own work, communication
+    (incl. waiting for the other ranks) and data loading (the step-breakdown analysis)."""
+    bd = rep.charts.step_breakdown.frame()
+    if bd.empty:
+        return None
+    keep = flt.rank_list(sorted(int(r) for r in bd["rank"].unique()), job.rank_node)
+    per = bd[bd["rank"].isin(keep)].groupby("rank")[["busy_ms", "comm_ms", "dataloader_ms"]].mean()
+    if per.empty:
+        return None
+    per = per.sort_index()
+    y = [f"rank {int(r)}" for r in per.index]
+    fig = go.Figure()
+    for col, part, label in (("busy_ms", "compute", "compute (own work)"),
+                             ("comm_ms", "communication", "communication (incl. waiting)"),
+                             ("dataloader_ms", "data loading", "data loading")):
+        fig.add_trace(go.Bar(y=y, x=per[col], name=label, orientation="h", marker={"color": ui.PART_COLORS[part]},
+                             hovertemplate="%{y}: %{x:.1f} ms per step<extra>" + label + "</extra>"))
+    ui.layout(fig, title="Where each rank's step time goes (mean per step)", xaxis_title="ms per step",
+              barmode="stack", hovermode="closest", height=max(220, 28 * len(y) + 130),
+              legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0, "traceorder": "normal"})
+    ui.rank_axis(fig, y, axis="y")
+    fig.update_yaxes(autorange="reversed")
+    return fig
+
+
+def _gpu_parts() -> go.Figure | None:
+    """Where each rank's GPU time goes over the profiled window (HTA's temporal breakdown and
+    communication summary): compute, exposed communication, other non-compute, idle."""
+    t = rep.charts.gpu_time.frame()
+    if t.empty:
+        return None
+    t = t[t["rank"].isin(flt.rank_list(sorted(int(r) for r in t["rank"]), job.rank_node))].sort_values("rank")
+    if t.empty:
+        return None
+    y = [f"rank {int(r)}" for r in t["rank"]]
+    exposed = t["exposed_comm_ns"].fillna(0)
+    other = (t["non_compute_time_ns"] - exposed).clip(lower=0)
+    fig = go.Figure()
+    for values, part, label in ((t["compute_time_ns"], "compute", "compute"),
+                                (exposed, "communication", "exposed communication"),
+                                (other, "other", "other non-compute (memory, overlapped comm.)"),
+                                (t["idle_time_ns"], "idle", "idle")):
+        fig.add_trace(go.Bar(y=y, x=values / 1e6, name=label, orientation="h", marker={"color": ui.PART_COLORS[part]},
+                             hovertemplate="%{y}: %{x:,.1f} ms<extra>" + label + "</extra>"))
+    ui.layout(fig, title="Where each rank's GPU time goes (profiled window)", xaxis_title="ms",
+              barmode="stack", hovermode="closest", height=max(220, 28 * len(y) + 130),
+              legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0, "traceorder": "normal"})
+    ui.rank_axis(fig, y, axis="y")
+    fig.update_yaxes(autorange="reversed")
+    return fig
+
+
+def _heatmap() -> go.Figure | None:
+    """SageMaker's GPU utilization per node × GPU over the job (the report's heatmap)."""
+    hm = rep.charts.gpu_heatmap
+    if hm is None or not hm.rows:
+        return None
+    order = [i for i in sorted(range(len(hm.rows)), key=lambda i: natural_key(hm.rows[i]))
+             if not flt.nodes or hm.rows[i].split(" ", 1)[0] in flt.nodes]
+    if not order:
+        return None
+    rows = [hm.rows[i] for i in order]
+    z = [[float("nan") if v is None else v for v in hm.values[i]] for i in order]
+    fig = go.Figure(go.Heatmap(z=z, x=ui.times(hm.bin_start_s), y=rows, zmin=0, zmax=100, colorscale="Viridis",
+                               colorbar={"title": "%", "thickness": 12},
+                               hovertemplate="%{y}<br>%{x}<br>%{z:.0f} %<extra></extra>"))
+    ui.layout(fig, title="GPU utilization, node × GPU", height=min(460, max(220, 16 * len(rows) + 130)),
+              hovermode="closest")
+    fig.update_yaxes(categoryorder="array", categoryarray=rows, autorange="reversed")
+    return fig
+
+
+def _draw_picture() -> None:
+    ranks_fig, gpu_fig, heat_fig = _rank_parts(), _gpu_parts(), _heatmap()
+    left_figs = [(f, k) for f, k in ((ranks_fig, "ov-rank-parts"), (gpu_fig, "ov-gpu-parts")) if f is not None]
+    if not left_figs and heat_fig is None:
+        return
+    st.subheader("Where the time goes")
+    cols = st.columns([3, 2]) if left_figs and heat_fig is not None else [st.container()]
+    with cols[0]:
+        if len(left_figs) > 1:
+            for tab, (fig, key) in zip(st.tabs(["per step", "GPU time"]), left_figs, strict=True):
+                with tab:
+                    ui.plot(fig, key=key)
+        elif left_figs:
+            ui.plot(*left_figs[0])
+        elif heat_fig is not None:
+            ui.plot(heat_fig, key="ov-heatmap")
+    if left_figs and heat_fig is not None:
+        with cols[1]:
+            ui.plot(heat_fig, key="ov-heatmap")
+    if ranks_fig is not None:
+        st.caption("Per step: own work is the step minus its communication and data loading; in synchronous "
+                   "training the other ranks' communication includes waiting for the slowest one.")
+    if heat_fig is not None:
+        st.caption("A dark row is a GPU that sat idle; the System page shows it over time with the rules' windows.")
+
+
+# drawn last into its place under the headline: the findings reach the browser first, and
+# loading the chart library does not hold back their first paint (bench/bench_dashboard.py)
+picture = st.container()
+
 statuses = j.rule_statuses
 with st.expander(f"SageMaker rule evaluation statuses ({len(statuses)})", expanded=bool(statuses)):
     if statuses:
-        st.dataframe(
-            pd.DataFrame([{"rule": s.get("RuleConfigurationName"), "kind": s.get("kind"),
-                           "status": s.get("RuleEvaluationStatus"), "details": s.get("StatusDetails")}
-                          for s in statuses]),
-            hide_index=True, width="stretch",
-        )
+        tables.show([{"rule": s.get("RuleConfigurationName"), "kind": s.get("kind"),
+                      "status": s.get("RuleEvaluationStatus"), "details": s.get("StatusDetails")}
+                     for s in statuses])
     else:
         st.caption("None: SageMaker reports rule statuses only for training jobs opened by name.")
 
@@ -69,15 +174,12 @@ verdicts = rep.sagemaker_rule_reports
 if verdicts:
     differ = sum(1 for v in verdicts if v.agree is False)
     with st.expander(f"SageMaker's own rule reports vs stepscope ({differ} differ)", expanded=differ > 0):
-        st.dataframe(
-            pd.DataFrame([{"rule": v.rule, "SageMaker": v.labels()[0],
-                           "violations": v.sagemaker_violations, "datapoints": v.sagemaker_datapoints,
-                           "stepscope": v.labels()[1],
-                           "where (stepscope)": ", ".join(v.stepscope_where),
-                           "agree": "–" if v.agree is None else ("yes" if v.agree else "no")}
-                          for v in verdicts]),
-            hide_index=True, width="stretch",
-        )
+        tables.show([{"rule": v.rule, "SageMaker": v.labels()[0],
+                      "violations": v.sagemaker_violations, "datapoints": v.sagemaker_datapoints,
+                      "stepscope": v.labels()[1],
+                      "where (stepscope)": ", ".join(v.stepscope_where),
+                      "agree": None if v.agree is None else ("yes" if v.agree else "no")}
+                     for v in verdicts], keep=("agree",))
         st.caption("SageMaker's rules pool the samples of all nodes, so one bad node among many can stay under "
                    "their thresholds; stepscope judges every node, GPU and rank on its own.")
 
@@ -117,21 +219,23 @@ for i, f in enumerate(findings):  # keys by position in the full list: stable ac
                     f"· `{f.rule}` · {f.where or 'job'}")
         st.markdown(with_code_spans(f.message))  # names as code: `__getitem__`, not a bold "getitem"
         st.markdown(f"**Recommendation:** {with_code_spans(f.recommendation)}")
-        cols = st.columns([1, 4])
         target = ui.RULE_PAGE.get(f.rule, "overview")
         if target != "overview":
             nodes, ranks = _about(f)
             title = next(t for k, _, t, _, _ in ui.PAGES if k == target)
-            if cols[0].button(f"Show chart: {title}", key=f"goto-{i}", on_click=ui.focus,
-                              args=(nodes, ranks), icon=":material/arrow_forward:"):
+            if st.button(f"Show chart: {title}", key=f"goto-{i}", on_click=ui.focus,
+                         args=(nodes, ranks), icon=":material/arrow_forward:", width="content"):
                 st.switch_page(ctx.pages[target])
-        with cols[1].expander("Evidence"):
+        with st.expander("Evidence"):
             st.json(f.evidence, expanded=True)
 
 with st.expander("Rules"):
-    st.dataframe(pd.DataFrame([r.model_dump() for r in rep.rules]), hide_index=True, width="stretch")
+    tables.show([r.model_dump() for r in rep.rules])
 
 skipped = j.skipped_files
 if skipped:
     with st.expander(f"{len(skipped)} file(s) skipped while reading"):
-        st.dataframe(pd.DataFrame([s.model_dump() for s in skipped]), hide_index=True, width="stretch")
+        tables.show([s.model_dump() for s in skipped])
+
+with picture:
+    _draw_picture()

@@ -3,11 +3,12 @@ its histogram, the data-loader wait per step and rank, and one step's timeline."
 
 from __future__ import annotations
 
-import pandas as pd
+import re
+
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboards import downsample, ui
+from dashboards import downsample, tables, ui
 
 ctx = ui.context()
 job, flt = ctx.job, ctx.filters
@@ -49,6 +50,13 @@ why = f" (StepOutlier could not judge: {outlier_rule.reason})" if outlier_rule i
 st.caption(f"{len(sel):,} steps on {len(ranks)} rank(s); {len(out):,} outlier(s) marked, as StepOutlier's "
            f"findings name them{why}.")
 
+#: short headings: the table sits in half the page, under its own "step time" title
+STAT_LABELS: dict[str, tables.Col | str] = {
+    "step_time_mean_ms": tables.Col("mean", "ms"), "step_time_median_ms": tables.Col("median", "ms"),
+    "step_time_p95_ms": tables.Col("p95", "ms"), "step_time_std_ms": tables.Col("std dev", "ms"),
+    "steps_per_s": "steps/s",
+}
+
 left, right = st.columns(2)
 with left:
     edges, counts = downsample.histogram({f"rank {int(r)}": g["dur_ms"].to_numpy() for r, g in sel.groupby("rank")})
@@ -56,19 +64,36 @@ with left:
     if len(edges):
         centres = (edges[:-1] + edges[1:]) / 2
         for name, cnt in counts.items():
-            fig.add_trace(go.Bar(x=centres, y=cnt, name=name, width=float(edges[1] - edges[0]), opacity=0.75))
+            fig.add_trace(go.Bar(x=centres, y=cnt, name=name, width=float(edges[1] - edges[0]), opacity=0.6,
+                                 hovertemplate="%{x:.1f} ms: %{y} step(s)<extra>" + name + "</extra>"))
     ui.layout(fig, title="Step time histogram", xaxis_title="ms", yaxis_title="steps", barmode="overlay",
               hovermode="closest")
+    ui.count_axis(fig, max((int(c.max()) for c in counts.values() if len(c)), default=0))
     ui.plot(fig, key="steps-hist")
 with right:
-    stats = [{"rank": r.rank, "steps": r.steps, "mean ms": r.step_time_mean_ms, "median ms": r.step_time_median_ms,
-              "p95 ms": r.step_time_p95_ms, "std ms": r.step_time_std_ms, "steps/s": r.steps_per_s}
+    stats = [{"rank": r.rank, "steps": r.steps, "step_time_mean_ms": r.step_time_mean_ms,
+              "step_time_median_ms": r.step_time_median_ms, "step_time_p95_ms": r.step_time_p95_ms,
+              "step_time_std_ms": r.step_time_std_ms, "steps_per_s": r.steps_per_s}
              for r in report.metrics.ranks if r.steps and r.rank in ranks]
-    st.markdown("**Per rank (whole job)**")
-    st.dataframe(pd.DataFrame(stats), hide_index=True, width="stretch")
+    st.markdown("**Step time per rank (whole job)**")
+    tables.show(stats, labels=STAT_LABELS)
 
-KIND_COLORS = {"data loading": "#f58518", "communication": "#e45756", "computation": "#4c78a8",
-               "memory": "#72b7b2", "label": "#bab0ac"}
+KIND_COLORS = {"data loading": ui.PART_COLORS["data loading"], "communication": ui.PART_COLORS["communication"],
+               "computation": ui.PART_COLORS["compute"], "memory": ui.PART_COLORS["memory"], "label": "#d4cdc6"}
+LANE = re.compile(r"^(rank \d+) · CPU (\d+)(?: · (\d+))?$")
+
+
+def lane_label(lane: str) -> str:
+    """"rank 0 · CPU 0 · 1" (the timeline's lane id) as a reader understands it: rank 0, its
+    first CPU thread, a range nested one level inside another."""
+    m = LANE.match(lane)
+    if m is None:
+        return lane.replace(" · stream ", " · CUDA stream ")
+    rank, thread, depth = m.groups()
+    return f"{rank} · thread {int(thread) + 1}" + (f" · nested {depth}" if depth else "")
+
+
+
 kineto_steps = sel[sel["source"].astype(object) == "kineto"]
 if not kineto_steps.empty:
     st.subheader("One step, every rank")
@@ -80,6 +105,7 @@ if not kineto_steps.empty:
     if tl.empty:
         st.info(f"No profiler events in step {pick} on the selected ranks.")
     else:
+        tl = tl.assign(lane=tl["lane"].astype(str).map(lane_label))
         lanes = tl.drop_duplicates("lane").sort_values("lane_order")["lane"].tolist()
         fig = go.Figure()
         for kind, g in tl.groupby("kind", sort=False):
@@ -94,7 +120,9 @@ if not kineto_steps.empty:
         first = "" if len(ranks) <= 8 else f" First 8 of {len(ranks)} selected ranks; pick ranks in the sidebar."
         st.caption("Data loading, labelled ranges (record_function), collectives and GPU kernels during one "
                    f"ProfilerStep, from the earliest rank's start: a straggler's extra work shows as the gap "
-                   f"the others spend inside their collective.{more}{first}")
+                   f"the others spend inside their collective. One row per rank and CPU thread (\"thread 1\": "
+                   f"the rank's first thread; \"nested 1\": ranges that run inside another range on that "
+                   f"thread) and per CUDA stream.{more}{first}")
 
 st.subheader("Data loading")
 waits = report.charts.dataloader_waits.frame()
@@ -114,7 +142,9 @@ else:
     ui.plot(fig, key="steps-dl")
     rows = [r for r in report.metrics.ranks if r.rank in ranks and r.dataloader_stall_pct is not None]
     if rows:
-        fig = go.Figure(go.Bar(x=[f"rank {r.rank}" for r in rows], y=[r.dataloader_stall_pct for r in rows]))
+        fig = go.Figure(go.Bar(x=[f"rank {r.rank}" for r in rows], y=[r.dataloader_stall_pct for r in rows],
+                               marker={"color": ui.PART_COLORS["data loading"]}, name="data loading"))
+        ui.rank_axis(fig, [f"rank {r.rank}" for r in sorted(rows, key=lambda r: r.rank)])
         ui.layout(fig, title="Share of step time waiting for data (whole job)", yaxis_title="%",
                   yaxis_range=[0, 100], height=300, hovermode="closest")
         ui.plot(fig, key="steps-dl-share")

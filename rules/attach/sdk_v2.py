@@ -9,8 +9,17 @@ smdebug_rulesconfig validates every parameter once more::
     from rules.attach.sdk_v2 import attach_to_estimator
 
     estimator = PyTorch(entry_point="train.py", ...)
-    attach_to_estimator(estimator, rules_file="rules.toml")
+    attach_to_estimator(estimator)                  # stepscope's collectors (default)
+    attach_to_estimator(estimator, debugger=True)   # SageMaker Debugger instead
     estimator.fit(...)
+
+Collectors mode: the estimator's code is staged in a copy of ``source_dir`` (the user's
+folder is not written to) with the collector wheel, a ``requirements.txt`` line installing
+it, and ``stepscope_entry.py``, which becomes the entry point and runs the user's one under
+``python -m stepscope.collectors.launcher`` (so under torchrun / mpirun too: the toolkit
+runs the shim where it ran the script). An estimator without an entry point (its image's
+own) runs ``container_entry_point`` (or ``command``) under the launcher; that image must
+contain the collector. Debugger's profiler and rules are turned off.
 
 Works for ``Estimator`` and every framework estimator (``PyTorch``, ``HuggingFace``...),
 all subclasses of ``sagemaker.estimator.EstimatorBase``.
@@ -23,12 +32,20 @@ import importlib
 import importlib.metadata
 import logging
 import os
+from collections.abc import Sequence
 from typing import Any
 
+from rules.attach.collectors import (
+    is_launcher_command,
+    launcher_command,
+    stage_source,
+    tensorboard_fields,
+)
 from rules.attach.common import (
     TENSORBOARD_LOCAL_PATH,
     AttachError,
     check_instance_type,
+    check_ruleset,
     resolve_ruleset,
     rule_arguments,
     rule_evaluator_image,
@@ -74,11 +91,19 @@ def attach_to_estimator(
     estimator: Any,
     ruleset: RuleSet | str | os.PathLike[str] | None = None,
     rules_file: str | os.PathLike[str] | None = None,
+    *,
+    debugger: bool = False,
+    command: Sequence[str] | None = None,
 ) -> Any:
-    """Put the rule set's profiler config, rules, hook and TensorBoard config on a v2
-    estimator before ``fit()``; returns the estimator.
+    """Profile a v2 estimator's job; call before ``fit()``; returns the estimator.
 
-    stepscope owns the estimator's ``profiler_config``, ``disable_profiler`` and its
+    Collectors mode (default): see the module docstring. ``command`` is the container's
+    command for an estimator with no entry point and no ``container_entry_point``. A
+    ``TensorBoardOutputConfig`` the estimator has is kept (the collectors write to its
+    local path); else one under the job's output path is set.
+
+    ``debugger=True``: the rule set's Debugger profiler config, rules, hook and TensorBoard
+    config. stepscope owns the estimator's ``profiler_config``, ``disable_profiler`` and its
     ``ProfilerRule`` entries (replaced); debugging ``Rule`` entries stay. A
     ``TensorBoardOutputConfig`` the estimator already has is kept. With
     ``debugger_hook = false`` the hook is turned off (the SDK would add one by default).
@@ -95,11 +120,70 @@ def attach_to_estimator(
             f"attach_to_estimator() takes a sagemaker.estimator.Estimator (or PyTorch, HuggingFace...), got {type(estimator).__name__}",
             hint="for a raw CreateTrainingJob request use rules.attach.boto3_request.apply_to_request()",
         )
+    rs = resolve_ruleset(ruleset, rules_file)
+    if not debugger:
+        return _attach_collectors(estimator, rs, command)
+    return _attach_debugger(estimator, rs)
+
+
+def _attach_collectors(estimator: Any, rs: RuleSet, command: Sequence[str] | None) -> Any:
+    """Collectors mode: stage the code with the collector and the shim, TensorBoard output on,
+    Debugger off (its profiler, its ProfilerRules and its default hook)."""
+    check_ruleset(rs)
+    sm_debugger: Any = importlib.import_module("sagemaker.debugger")
+    interval = rs.profiler.system_monitor_interval_millis
+    tb = estimator.tensorboard_output_config
+    out_dir = (getattr(tb, "container_local_output_path", None) if tb else None) or TENSORBOARD_LOCAL_PATH
+    entry = estimator.entry_point
+    if entry is not None:
+        if getattr(estimator, "git_config", None):
+            raise AttachError("attach_to_estimator() cannot stage code from git_config for the collectors",
+                              hint="clone it and pass a local source_dir, or attach with debugger=True")
+        source = estimator.source_dir
+        if source is not None and (not isinstance(source, str | os.PathLike) or str(source).startswith("s3://")):
+            raise AttachError(f"source_dir {source!r} is not a local folder, so the collector cannot be added to it",
+                              hint="pass a local source_dir, or attach with debugger=True (--debugger)")
+        if command is not None:
+            raise AttachError("command= is for estimators without an entry point; this one runs "
+                              f"{entry!r}", hint="drop command=")
+        staged = stage_source(source, str(entry), out_dir=out_dir, interval_ms=interval)
+        log.info("stepscope: staged %s with the collector in %s", source or entry, staged.source_dir)
+        estimator.source_dir = str(staged.source_dir)
+        estimator.entry_point = staged.entry_point
+    else:
+        own = getattr(estimator, "container_entry_point", None)
+        if own and command:
+            raise AttachError("the estimator has a container_entry_point and command= was given too",
+                              hint="pass one of them")
+        argv = list(own or command or [])
+        if not argv:
+            raise AttachError(
+                "the estimator has no entry_point and no container_entry_point, so the command to run "
+                "under stepscope run is unknown (the image's own ENTRYPOINT)",
+                hint="pass command=['python', 'train.py'] (the image must contain the collector), or debugger=True",
+            )
+        if not is_launcher_command(argv):
+            argv = [*launcher_command(out_dir, interval), *argv]
+        estimator.container_entry_point = argv
+    ProfilerRule = sm_debugger.ProfilerRule
+    estimator.rules = [r for r in (estimator.rules or []) if not isinstance(r, ProfilerRule)]
+    estimator.disable_profiler = True
+    estimator.profiler_config = sm_debugger.ProfilerConfig(disable_profiler=True)
+    estimator.debugger_hook_config = False
+    if not tb:
+        fields = tensorboard_fields(rs, rs.profiler.s3_output_path or _output_base(estimator))
+        estimator.tensorboard_output_config = sm_debugger.TensorBoardOutputConfig(
+            s3_output_path=fields["S3OutputPath"], container_local_output_path=fields["LocalPath"],
+        )
+    return estimator
+
+
+def _attach_debugger(estimator: Any, rs: RuleSet) -> Any:
+    """Debugger mode: the rule set's ProfilerConfig, ProfilerRules, hook and TensorBoard config."""
     # Typed as Any: the SDK's hints are looser than its code (disable_profiler is a bool).
     debugger: Any = importlib.import_module("sagemaker.debugger")
     ProfilerConfig, ProfilerRule = debugger.ProfilerConfig, debugger.ProfilerRule
 
-    rs = resolve_ruleset(ruleset, rules_file)
     arguments = rule_arguments(rs)  # validates the rule set
     check_instance_type(getattr(estimator, "instance_type", None), rs)
     region = _region(estimator)

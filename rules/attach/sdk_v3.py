@@ -11,7 +11,16 @@ training job, with those four fields added::
     from rules.attach.sdk_v3 import train_with_profiling
 
     trainer = ModelTrainer(training_image=..., source_code=..., compute=..., role=...)
-    job = train_with_profiling(trainer, rules_file="rules.toml", wait=False)
+    job = train_with_profiling(trainer, wait=False)                  # stepscope's collectors
+    job = train_with_profiling(trainer, debugger=True, wait=False)   # SageMaker Debugger
+
+Collectors mode (default): the job runs with a copy of ``SourceCode`` (the trainer's own is
+put back afterwards): ``source_dir`` staged in a temporary folder with the collector wheel
+and a ``requirements`` line installing it; ``entry_script`` replaced by
+``stepscope_entry.py``, which runs it under ``python -m stepscope.collectors.launcher``
+(so the torchrun and MPI drivers run it as before), or ``command`` prefixed with the
+launcher; plus a ``TensorBoardOutputConfig`` (a trainer's own is kept), so the collectors'
+output reaches S3 during the job. ``debugger=True`` adds Debugger's four fields instead.
 
 What it relies on: ``ModelTrainer._create_training_job_args(input_data_config=...)``,
 the method ``train()`` itself uses to build the ``TrainingJob.create`` keyword arguments
@@ -28,13 +37,24 @@ import importlib.metadata
 import inspect
 import logging
 import os
+import shlex
 from collections.abc import Sequence
 from typing import Any
 
+from rules.attach.collectors import (
+    REQUIREMENTS,
+    check_single_command,
+    is_launcher_command,
+    launcher_command,
+    stage_source,
+    tensorboard_fields,
+)
 from rules.attach.common import (
+    TENSORBOARD_LOCAL_PATH,
     AttachError,
     build_fields,
     check_instance_type,
+    check_ruleset,
     resolve_ruleset,
 )
 from rules.ruleset import RuleSet
@@ -155,8 +175,8 @@ def _check_trainer(model_trainer: Any) -> tuple[Any, Any]:
         )
     if model_trainer.training_mode != mode.SAGEMAKER_TRAINING_JOB:
         raise AttachError(
-            "SageMaker Debugger profiling only runs on SageMaker training jobs, not in local-container mode",
-            hint="use training_mode=Mode.SAGEMAKER_TRAINING_JOB, or plain model_trainer.train() locally",
+            "train_with_profiling() launches SageMaker training jobs, not in local-container mode",
+            hint="use training_mode=Mode.SAGEMAKER_TRAINING_JOB; locally run the command under `stepscope run`",
         )
     session = model_trainer.sagemaker_session
     if type(session).__name__ == "PipelineSession":
@@ -173,11 +193,15 @@ def profiling_arguments(
     *,
     rules_file: str | os.PathLike[str] | None = None,
     input_data_config: Sequence[Any] | None = None,
+    debugger: bool = False,
 ) -> dict[str, Any]:
     """The ``TrainingJob.create`` keyword arguments ``model_trainer.train()`` would use,
-    plus the rule set's profiling fields. Uploads source code and data like train() does."""
+    with the job run under stepscope's collectors (or, ``debugger=True``, with Debugger's
+    profiling fields). Uploads source code and data like train() does."""
     rs = resolve_ruleset(ruleset, rules_file)
     session, _ = _check_trainer(model_trainer)
+    if not debugger:
+        return _collector_arguments(model_trainer, rs, input_data_config)
     request: dict[str, Any] = model_trainer._create_training_job_args(
         input_data_config=list(input_data_config) if input_data_config is not None else None
     )
@@ -198,6 +222,72 @@ def profiling_arguments(
     return request
 
 
+def _collector_source(model_trainer: Any, rs: RuleSet) -> Any:
+    """A copy of the trainer's SourceCode that runs under the launcher and installs the
+    collector (its source_dir staged, the user's folder untouched)."""
+    source = model_trainer.source_code
+    if source is None or not (source.command or source.entry_script):
+        raise AttachError(
+            "this ModelTrainer has no SourceCode command or entry_script, so the command to run "
+            "under stepscope run is unknown (the image's own ENTRYPOINT)",
+            hint="give it source_code=SourceCode(command='python train.py') or entry_script, or attach with debugger=True",
+        )
+    source_dir = source.source_dir
+    if source_dir is not None and (
+        not isinstance(source_dir, str) or source_dir.startswith("s3://") or source_dir.endswith(".tar.gz")
+    ):
+        raise AttachError(
+            f"SourceCode.source_dir {source_dir!r} is not a local folder, so the collector cannot be added to it",
+            hint="pass a local source_dir, or attach with debugger=True",
+        )
+    tb = getattr(model_trainer, "_tensorboard_output_config", None)
+    out_dir = getattr(tb, "local_path", None) or TENSORBOARD_LOCAL_PATH
+    interval = rs.profiler.system_monitor_interval_millis
+    requirements = source.requirements or REQUIREMENTS
+    if not isinstance(requirements, str) or requirements == "auto":
+        raise AttachError(f"SourceCode.requirements {requirements!r} is not a file stepscope can add to",
+                          hint="name a requirements file in source_dir")
+    if source.command:
+        check_single_command(str(source.command), "SourceCode.command")
+        command = str(source.command)
+        if not is_launcher_command(command.split()):
+            command = " ".join([*map(shlex.quote, launcher_command(out_dir, interval)), command])
+        staged = stage_source(source_dir, None, out_dir=out_dir, interval_ms=interval, requirements=requirements)
+        update: dict[str, Any] = {"command": command}
+    else:
+        staged = stage_source(source_dir, str(source.entry_script), out_dir=out_dir, interval_ms=interval,
+                              requirements=requirements)
+        update = {"entry_script": staged.entry_point}
+    update.update(source_dir=str(staged.source_dir), requirements=staged.requirements)
+    log.info("stepscope: staged the source code with the collector in %s", staged.source_dir)
+    return source.model_copy(update=update)
+
+
+def _collector_arguments(
+    model_trainer: Any, rs: RuleSet, input_data_config: Sequence[Any] | None
+) -> dict[str, Any]:
+    from sagemaker.core import shapes
+
+    check_ruleset(rs)
+    saved = model_trainer.source_code
+    model_trainer.source_code = _collector_source(model_trainer, rs)
+    try:
+        request: dict[str, Any] = model_trainer._create_training_job_args(
+            input_data_config=list(input_data_config) if input_data_config is not None else None
+        )
+    finally:
+        model_trainer.source_code = saved
+    if request.get("tensor_board_output_config") is None:
+        output = getattr(request.get("output_data_config"), "s3_output_path", None)
+        tb = tensorboard_fields(rs, output)
+        request["tensor_board_output_config"] = shapes.TensorBoardOutputConfig(
+            s3_output_path=tb["S3OutputPath"], local_path=tb["LocalPath"]
+        )
+    else:
+        log.info("keeping the ModelTrainer's own TensorBoardOutputConfig")
+    return request
+
+
 def train_with_profiling(
     model_trainer: Any,
     ruleset: RuleSet | str | os.PathLike[str] | None = None,
@@ -206,13 +296,15 @@ def train_with_profiling(
     input_data_config: Sequence[Any] | None = None,
     wait: bool = True,
     logs: bool = True,
+    debugger: bool = False,
 ) -> Any:
-    """``model_trainer.train(input_data_config, wait, logs)`` with the rule set's profiler
-    config, rules, hook and TensorBoard config on the job; returns the
-    ``sagemaker.core.resources.TrainingJob``."""
+    """``model_trainer.train(input_data_config, wait, logs)`` with the job run under
+    stepscope's collectors (``debugger=True``: with the rule set's Debugger profiler config,
+    rules, hook and TensorBoard config); returns the ``sagemaker.core.resources.TrainingJob``."""
     _, training_job = _check_trainer(model_trainer)
     request = profiling_arguments(
-        model_trainer, ruleset, rules_file=rules_file, input_data_config=input_data_config
+        model_trainer, ruleset, rules_file=rules_file, input_data_config=input_data_config,
+        debugger=debugger,
     )
     log.info("Training Job Name: %s", request.get("training_job_name"))
     job = training_job.create(session=model_trainer.sagemaker_session.boto_session, **request)

@@ -73,7 +73,7 @@ def _evaluate_bottleneck(
             rule.finding(
                 title=f"{label} bottleneck on {node}",
                 message=(
-                    f"{node}: GPUs idle (<{params.gpu_threshold}%) while {label} "
+                    f"GPUs idle (<{params.gpu_threshold}%) while {label} "
                     f"{'utilization' if resource == 'cpu' else 'wait'} >{resource_threshold}% in "
                     f"{bottlenecks} of {snapshots} snapshots ({share_pct:.1f}% > {params.threshold}%)"
                 ),

@@ -28,6 +28,14 @@ P = TypeVar("P")
 #: ``ProfilingIntervalInMilliseconds`` (500), what the SDK's rule defaults assume
 REFERENCE_INTERVAL_S = 0.5
 
+#: how a finding's message names a metrics source (``system_metrics.source``)
+SOURCE_LABELS = {"cloudwatch": "CloudWatch"}
+
+
+def source_label(source: str) -> str:
+    return SOURCE_LABELS.get(source, source)
+
+
 def scaled_counts(params: Any, counts: Mapping[str, int], resolution_s: float) -> dict[str, int]:
     """Each count parameter (name -> its least useful value) over the same time at ``resolution_s``."""
     return {
@@ -65,5 +73,7 @@ def by_metrics_source(
         judged = True
         for f in out:
             f.evidence.update(extra)
+            if key is not None:  # the verdict says what it stood on: minute averages, not 0.5 s samples
+                f.message += f" (judged on {source_label(key[0])}'s {key[1]:g} s datapoints)"
         findings += out
     return findings if judged else "; ".join(reasons)

@@ -47,7 +47,7 @@ class AllocatorMemoryGrowth(Rule):
     params_model: ClassVar[type[RuleParams]] = AllocatorMemoryGrowthParams
 
     def evaluate(self, job: Job, params: AllocatorMemoryGrowthParams) -> list[Finding] | str:
-        if job.dataset.table("kineto_events").num_rows == 0:
+        if not job.has_kineto_events:
             return "no PyTorch profiler traces in this job"
         summary = job.allocator_memory_summary()
         if summary.empty:
@@ -66,9 +66,10 @@ class AllocatorMemoryGrowth(Rule):
                 self.finding(
                     title=f"Rank {rank}: {dev} memory grows {growth / transitions:.0f} MiB per step",
                     message=(
-                        f"rank {rank}, {dev}: allocated at step start rose from {r.first_step_bytes / MIB:.0f} MiB to "
-                        f"{r.last_step_bytes / MIB:.0f} MiB over {int(r.steps)} steps (+{growth:.0f} MiB > "
-                        f"{params.growth_mb:g} MiB, up in {int(r.growing_steps)} of {transitions} steps)"
+                        f"+{growth:.0f} MiB allocated at step start over {int(r.steps)} steps "
+                        f"(+{growth / transitions:.1f} MiB per step, {r.first_step_bytes / MIB:.0f} → "
+                        f"{r.last_step_bytes / MIB:.0f} MiB; > {params.growth_mb:g} MiB, up in {int(r.growing_steps)} "
+                        f"of {transitions} steps)"
                     ),
                     evidence={
                         "rank": rank,

@@ -88,10 +88,14 @@ class BaselineRegression(Rule):
             if not c["regressed"]:
                 continue
             unit = "%" if c["tolerance_kind"].startswith("pct") else " points"
+            # the absolute move first (ms, steps/s, points), the relative one after
+            change = f"{c['change_points']:+g}" + ("" if unit == "%" else " points")
+            if unit == "%" and c["change_pct"] is not None:
+                change += f", {c['change_pct']:+.1f}%"
             findings.append(
                 self.finding(
                     title=f"{c['label']} regressed against the baseline",
-                    message=f"{c['label']}: {c['baseline']} → {c['current']} (tolerance {c['tolerance']}{unit})",
+                    message=f"{c['label']}: {c['baseline']} → {c['current']} ({change}; tolerance {c['tolerance']}{unit})",
                     evidence={"baseline_source": source, **c},
                     where="job",
                 )

@@ -61,7 +61,7 @@ class BatchSize(Rule):
                 self.finding(
                     title=f"{gpu} on {node} could take a larger batch",
                     message=(
-                        f"{gpu} on {node}: underused in {len(g)} of {scans} scans; at worst p95 GPU {r['gpu_p95']:.0f}% "
+                        f"underused in {len(g)} of {scans} scans; at worst p95 GPU {r['gpu_p95']:.0f}% "
                         f"(<{params.gpu_threshold_p95}), memory {r['gpu_mem_p95']:.0f}% (<{params.gpu_memory_threshold_p95}), "
                         f"CPU {r['cpu_p95']:.0f}% (<{params.cpu_threshold_p95})"
                     ),

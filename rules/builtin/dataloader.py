@@ -72,7 +72,7 @@ class Dataloader(Rule):
                 self.finding(
                     title=f"{'Too few' if few else 'Too many'} data-loading processes on {node}",
                     message=(
-                        f"{node}: a median of {first_median} data-loading processes in parallel on {cores} "
+                        f"a median of {first_median} data-loading processes in parallel on {cores} "
                         f"cores ({'<' if few else '>'} {limit}% of the cores) over {seconds} seconds with data loading"
                     ),
                     evidence={

@@ -46,9 +46,9 @@ class DataLoaderStall(Rule):
                 continue
             findings.append(
                 self.finding(
-                    title=f"Rank {int(rank)} waits for data {share:.0f}% of each step",
+                    title=f"Rank {int(rank)} waits for data {g['wait_ms'].mean():.1f} ms per step ({share:.0f}%)",
                     message=(
-                        f"rank {int(rank)}: {g['wait_ms'].mean():.1f} ms of {g['step_ms'].mean():.1f} ms per step "
+                        f"{g['wait_ms'].mean():.1f} ms of {g['step_ms'].mean():.1f} ms per step "
                         f"waiting for the next batch ({share:.1f}% > {params.threshold_pct}%) over {len(g)} steps"
                     ),
                     evidence={

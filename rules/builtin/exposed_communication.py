@@ -33,8 +33,7 @@ class ExposedCommunication(Rule):
     params_model: ClassVar[type[RuleParams]] = ExposedCommunicationParams
 
     def evaluate(self, job: Job, params: ExposedCommunicationParams) -> list[Finding] | str:
-        ev = job.dataset.table("kineto_events")
-        if ev.num_rows == 0:
+        if not job.has_kineto_events:
             return "no PyTorch profiler traces in this job"
         summary = job.communication_summary()
         with_comm = summary[summary["comm_time_ns"].fillna(0) > 0]
@@ -48,9 +47,9 @@ class ExposedCommunication(Rule):
                 continue
             findings.append(
                 self.finding(
-                    title=f"Rank {int(r.rank)}: {share:.0f}% of GPU time is exposed communication",
+                    title=f"Rank {int(r.rank)}: {r.exposed_comm_ns / 1e6:.0f} ms of exposed communication ({share:.0f}% of GPU time)",
                     message=(
-                        f"rank {int(r.rank)}: {r.exposed_comm_ns / 1e6:.1f} ms of {r.comm_time_ns / 1e6:.1f} ms of "
+                        f"{r.exposed_comm_ns / 1e6:.1f} ms of {r.comm_time_ns / 1e6:.1f} ms of "
                         f"communication is not overlapped by computation ({share:.1f}% of {busy / 1e6:.1f} ms GPU busy "
                         f"time > {params.threshold_pct}%; overlap {r.comm_comp_overlap_pct:.1f}%)"
                     ),

@@ -54,7 +54,7 @@ class GPUMemoryIncrease(Rule):
                 self.finding(
                     title=f"GPU memory growing on {node} {gpu}",
                     message=(
-                        f"{gpu} on {node}: moving average rose by up to {top['diff']:.1f} points "
+                        f"moving average rose by up to {top['diff']:.1f} points "
                         f"(> {params.increase}) in {len(g)} samples; now at {g['value'].iloc[-1]:.1f}%"
                     ),
                     evidence={

@@ -40,8 +40,7 @@ class GPUStarvedByHost(Rule):
     params_model: ClassVar[type[RuleParams]] = GPUStarvedByHostParams
 
     def evaluate(self, job: Job, params: GPUStarvedByHostParams) -> list[Finding] | str:
-        ev = job.dataset.table("kineto_events")
-        if ev.num_rows == 0:
+        if not job.has_kineto_events:
             return "no PyTorch profiler traces in this job"
         streams = job.stream_idle_summary()
         streams = streams[streams["events"] >= params.min_events]
@@ -59,9 +58,9 @@ class GPUStarvedByHost(Rule):
             launch = launches.loc[rank] if rank in launches.index else None
             findings.append(
                 self.finding(
-                    title=f"Rank {rank}: the GPU waits for the CPU {share:.0f}% of the time",
+                    title=f"Rank {rank}: the GPU waits {r.host_wait_ns / 1e6:.0f} ms for the CPU ({share:.0f}% of the time)",
                     message=(
-                        f"rank {rank}, stream {stream}: {r.host_wait_ns / 1e6:.1f} ms of {span / 1e6:.1f} ms idle "
+                        f"{r.host_wait_ns / 1e6:.1f} ms of {span / 1e6:.1f} ms idle "
                         f"before kernels the CPU had not launched yet ({share:.1f}% > {params.threshold_pct}%); "
                         f"the stream was busy {r.busy_ns / span * 100:.1f}% of the time"
                     ),

@@ -54,7 +54,7 @@ class LoadBalancing(Rule):
                 self.finding(
                     title=f"Uneven GPU workload on {node}",
                     message=(
-                        f"{node}: {len(over)} GPU pairs differ by more than {params.threshold}; worst "
+                        f"{len(over)} GPU pairs differ by more than {params.threshold}; worst "
                         f"{top['gpu_a']} vs {top['gpu_b']} distance {top['distance']:.2f} "
                         f"(mean utilization {top['mean_util_a']:.0f}% vs {top['mean_util_b']:.0f}%)"
                     ),

@@ -66,7 +66,7 @@ class LowGPUUtilization(Rule):
                 self.finding(
                     title=f"GPU {gpu} on {node} is {kind}",
                     message=(
-                        f"{gpu} on {node}: {kind} in {len(g)} of {int((scans['node'].eq(node) & scans['gpu'].eq(gpu)).sum())} scans; "
+                        f"{kind} in {len(g)} of {int((scans['node'].eq(node) & scans['gpu'].eq(gpu)).sum())} scans; "
                         f"worst window p95={worst['p95']:.1f}% p5={worst['p5']:.1f}% "
                         f"(thresholds p95<{params.threshold_p95}%, p5<{params.threshold_p5}%)"
                     ),

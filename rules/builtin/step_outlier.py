@@ -85,7 +85,7 @@ class StepOutlier(Rule):
                 self.finding(
                     title=f"{len(hit)} outlier{mode} steps on {who}",
                     message=(
-                        f"{who}: {len(hit)} of {r.steps}{mode} steps above {threshold_ms:.1f} ms "
+                        f"{len(hit)} of {r.steps}{mode} steps above {threshold_ms:.1f} ms "
                         f"(mean + {params.stddev}σ), longest {r.max_ms:.1f} ms; tolerated {params.n_outliers}"
                     ),
                     evidence={

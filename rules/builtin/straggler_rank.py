@@ -44,12 +44,14 @@ class StragglerRank(Rule):
         findings: list[Finding] = []
         for r in res[res["excess_pct"] > params.threshold_pct].itertuples(index=False):
             waiting = res[res["rank"] != r.rank].sort_values("comm_ms", ascending=False)
+            others = "the other rank waits" if len(waiting) == 1 else "the others wait"
             findings.append(
                 self.finding(
                     title=f"Rank {r.rank} is a straggler (+{r.excess_ms:.1f} ms per step)",
                     message=(
-                        f"rank {r.rank}: {r.busy_ms:.1f} ms of its own work per step vs {r.others_busy_ms:.1f} ms on the "
-                        f"other ranks (+{r.excess_pct:.0f}% > {params.threshold_pct}%); the others wait for it in collectives"
+                        f"+{r.excess_ms:.1f} ms of its own work per step; {others} for it in collectives "
+                        f"({r.busy_ms:.1f} ms vs {r.others_busy_ms:.1f} ms on the other ranks, "
+                        f"+{r.excess_pct:.0f}% > {params.threshold_pct}%)"
                     ),
                     evidence={
                         "rank": int(r.rank),

@@ -92,11 +92,13 @@ def report_command(source: str, out_dir: str, formats: list[str], fail_on: str, 
         path.write_text(text, encoding="utf-8")
         written.append(str(path))
     if not quiet:
-        # the findings themselves, worst first, so a CI log says what fired without the files
-        shown = report.findings[:MAX_LISTED]
-        for f in shown:
-            click.echo(f"  {f.severity:<7} {f.rule:<22} {f.where}: {f.title}", err=True)
-        if len(report.findings) > len(shown):
-            click.echo(f"  … and {len(report.findings) - len(shown)} more in the report", err=True)
+        # the findings themselves, worst first, so a CI log says what fired without the files;
+        # one line per group ("all 64 ranks: ..."), not one per rank
+        groups = report.finding_groups
+        shown = groups[:MAX_LISTED]
+        for g in shown:
+            click.echo(f"  {g.severity:<7} {g.rule:<22} {g.where}: {g.message}", err=True)  # the place once
+        if len(groups) > len(shown):
+            click.echo(f"  … and {len(groups) - len(shown)} more in the report", err=True)
         click.echo(f"{verdict.line()} — wrote {', '.join(written)}", err=True)
     sys.exit(1 if verdict.verdict == "fail" else 0)

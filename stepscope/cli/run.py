@@ -10,6 +10,7 @@ from __future__ import annotations
 import click
 
 from stepscope.cli.common import Command, user_errors
+from stepscope.collectors.health import DEFAULT_EVERY
 from stepscope.collectors.launcher import DEFAULT_INTERVAL_MS, exit_with, run
 from stepscope.collectors.trace import DEFAULT_STEPS, format_steps, parse_steps
 
@@ -36,18 +37,25 @@ class StepsType(click.ParamType):
               help="Optimizer steps to skip, to warm up, and to record, in every process that trains.")
 @click.option("--interval-ms", type=click.IntRange(min=10), default=DEFAULT_INTERVAL_MS,
               show_default=True, help="System metrics sampling period.")
+@click.option("--health", is_flag=True, default=False,
+              help=f"Also record training health (loss, lr, gradient and weight statistics, update "
+                   f"ratios, ReLU/Sigmoid/Tanh activations) every {DEFAULT_EVERY} optimizer steps.")
+@click.option("--health-every", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Record training health every N optimizer steps (implies --health).")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @user_errors
-def run_command(out_dir: str | None, steps: tuple[int, int, int], interval_ms: int,
-                command: tuple[str, ...]) -> None:
+def run_command(out_dir: str | None, steps: tuple[int, int, int], interval_ms: int, health: bool,
+                health_every: int | None, command: tuple[str, ...]) -> None:
     """Run COMMAND with stepscope's collectors: system metrics once per node, and a trace of
     a window of training steps from every Python process COMMAND starts.
 
     \b
     stepscope run -- torchrun --nproc-per-node 8 train.py --epochs 3
     stepscope run --out /tmp/prof --steps 5:1:10 -- python train.py
+    stepscope run --health-every 20 -- python train.py
 
     Then: stepscope report DIR (or stepscope dashboard DIR). A failure of the collectors is
     one line on stderr and never stops the training.
     """
-    exit_with(run(command, out_dir=out_dir, steps=steps, interval_ms=interval_ms))
+    every = health_every if health_every is not None else DEFAULT_EVERY if health else None
+    exit_with(run(command, out_dir=out_dir, steps=steps, interval_ms=interval_ms, health_every=every))

@@ -10,7 +10,9 @@ What the launcher does, once per invocation:
    and folder: ``mpirun -n 8 stepscope run ...`` or a nested ``stepscope run`` start one);
 3. runs COMMAND with the bootstrap folder first on ``PYTHONPATH`` and the trace recorder's
    variables set (``stepscope.collectors.trace.ENV_*``): every Python process it spawns
-   records a window of steps (see ``bootstrap/sitecustomize.py`` and ``trace.py``);
+   records a window of steps (see ``bootstrap/sitecustomize.py`` and ``trace.py``) and,
+   with ``--health`` / ``--health-every N``, every N-th step's training health
+   (``health.py``: loss, gradients, weights, update ratios, activations);
 4. stops the sampler when COMMAND ends and exits as COMMAND did: the same exit code, or the
    same signal (re-raised on itself, so a shell or a scheduler sees what it would have seen).
 
@@ -42,7 +44,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from stepscope.collectors import identity, trace
+from stepscope.collectors import health, identity, trace
 from stepscope.collectors.trace import DEFAULT_STEPS, format_steps, parse_steps, warn
 
 #: put first on COMMAND's PYTHONPATH: holds the ``sitecustomize`` that installs the recorder
@@ -64,12 +66,18 @@ _PYTHON_IGNORED = tuple(getattr(signal, n) for n in ("SIGPIPE", "SIGXFSZ") if ha
 
 
 def child_env(out_dir: Path, steps: tuple[int, int, int], node: str,
-              base: dict[str, str] | None = None) -> dict[str, str]:
-    """COMMAND's environment: ours, plus the recorder's switch and the bootstrap folder."""
+              base: dict[str, str] | None = None, health_every: int | None = None) -> dict[str, str]:
+    """COMMAND's environment: ours, plus the recorder's switch and the bootstrap folder, and
+    the health hooks' period when they are on (a launcher's own options win over those of
+    a launcher it runs under)."""
     env = dict(os.environ if base is None else base)
     env[trace.ENV_DIR] = str(out_dir)
     env[trace.ENV_STEPS] = format_steps(steps)
     env[trace.ENV_NODE] = node
+    if health_every is not None:
+        env[health.ENV_HEALTH] = str(health_every)
+    else:
+        env.pop(health.ENV_HEALTH, None)
     boot = str(BOOTSTRAP_DIR)
     rest = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != boot]
     env["PYTHONPATH"] = os.pathsep.join([boot, *rest])
@@ -286,19 +294,22 @@ def _run_handlers(argv: list[str], env: dict[str, str], sampler: Sampler | None)
 
 def run(command: Sequence[str], *, out_dir: str | Path | None = None,
         steps: tuple[int, int, int] = DEFAULT_STEPS, interval_ms: int = DEFAULT_INTERVAL_MS,
-        system_metrics: bool = True) -> int:
+        system_metrics: bool = True, health_every: int | None = None) -> int:
     """Run ``command`` under the collectors; returns its exit code (-N: killed by signal N).
+    ``health_every``: record training health every N optimizer steps (None: off).
     Hand the result to :func:`exit_with` to exit as the command did."""
     argv = [str(a) for a in command]
     if not argv:
         raise ValueError("no command to run")
+    if health_every is not None and health_every < 1:
+        raise ValueError(f"health_every must be >= 1, got {health_every}")
     env = dict(os.environ)
     sampler: Sampler | None = None
     try:
         out = Path(out_dir if out_dir is not None else identity.default_output_dir()).absolute()
         out.mkdir(parents=True, exist_ok=True)
         node = identity.node_name()
-        env = child_env(out, steps, node)
+        env = child_env(out, steps, node, health_every=health_every)
         if system_metrics:
             sampler = Sampler.start(out, interval_ms, node)
     except Exception as exc:
@@ -352,6 +363,13 @@ def _interval_arg(text: str) -> int:
     return value
 
 
+def _every_arg(text: str) -> int:
+    try:
+        return health.parse_every(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """``python -m stepscope.collectors.launcher [options] -- COMMAND...``: what ``stepscope
     run`` does, for an interpreter without the CLI's dependencies."""
@@ -364,6 +382,11 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
                     help=f"profiled window WAIT:WARMUP:ACTIVE (default {format_steps(DEFAULT_STEPS)})")
     ap.add_argument("--interval-ms", type=_interval_arg, default=DEFAULT_INTERVAL_MS,
                     help=f"system metrics interval (default {DEFAULT_INTERVAL_MS})")
+    ap.add_argument("--health", action="store_true",
+                    help=f"record training health (loss, gradients, weights, update ratios, "
+                         f"activations) every {health.DEFAULT_EVERY} optimizer steps")
+    ap.add_argument("--health-every", type=_every_arg, default=None, metavar="N",
+                    help="record training health every N optimizer steps (implies --health)")
     if "--" in args:
         cut = args.index("--")
         opts, command = ap.parse_args(args[:cut]), args[cut + 1:]
@@ -373,7 +396,9 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         command = opts.command
     if not command:
         ap.error("no COMMAND given (stepscope run [options] -- COMMAND...)")
-    exit_with(run(command, out_dir=opts.out, steps=opts.steps, interval_ms=opts.interval_ms))
+    every = opts.health_every if opts.health_every is not None else health.DEFAULT_EVERY if opts.health else None
+    exit_with(run(command, out_dir=opts.out, steps=opts.steps, interval_ms=opts.interval_ms,
+                  health_every=every))
 
 
 if __name__ == "__main__":

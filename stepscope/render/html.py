@@ -7,8 +7,19 @@ import plotly.io as pio
 
 from stepscope.render import charts
 from stepscope.render.escape import h, h_prose
-from stepscope.render.markdown import IDLE_PARTS, TEMPORAL_PARTS, breakdown, fmt, headline, where
+from stepscope.render.markdown import (
+    IDLE_PARTS,
+    TEMPORAL_PARTS,
+    breakdown,
+    change,
+    fmt,
+    gpu_p50,
+    headline,
+    source_text,
+    where,
+)
 from stepscope.render.verdict import Verdict
+from stepscope.report.grouping import groups_of, message_of
 from stepscope.report.model import Report
 
 CSS = """
@@ -18,6 +29,7 @@ table{border-collapse:collapse;margin:.5rem 0 1.5rem;width:100%} th,td{border:1p
 th{background:#f5f5f5} .error{color:#b00020;font-weight:600} .warning{color:#b45f06;font-weight:600} .info{color:#1a5fb4}
 .pass{color:#1b7d35;font-weight:700} .fail{color:#b00020;font-weight:700} .not-failing{color:#b45f06;font-weight:700}
 code{font-size:.9em} table.headline{width:auto} td.num{text-align:right}
+details table{margin:.4rem 0 .2rem} summary{cursor:pointer;color:#555}
 """
 
 
@@ -40,10 +52,17 @@ def render(report: Report, verdict: Verdict) -> str:
     parts.append("<h2>Findings</h2>")
     if report.findings:
         parts.append("<table><tr><th>severity</th><th>rule</th><th>where</th><th>finding</th><th>recommendation</th></tr>")
-        for f in report.findings:
+        findings = report.findings
+        for g in groups_of(report):
+            each = ""
+            if g.count > 1:  # the per-place figures, folded under the group's one line
+                each = (f"<details><summary>each of the {g.count} findings</summary><table><tr><th>where</th><th>finding</th></tr>"
+                        + "".join(f"<tr><td>{h(findings[i].where)}</td><td>{h_prose(message_of(findings[i]))}</td></tr>"
+                                  for i in g.findings)
+                        + "</table></details>")
             parts.append(
-                f"<tr><td class='{h(f.severity)}'>{h(f.severity)}</td><td>{h(f.rule)}</td><td>{h(f.where)}</td>"
-                f"<td>{h_prose(f.message)}</td><td>{h_prose(f.recommendation)}</td></tr>"
+                f"<tr><td class='{h(g.severity)}'>{h(g.severity)}</td><td>{h(g.rule)}</td><td>{h(g.where)}</td>"
+                f"<td>{h_prose(g.message)}{each}</td><td>{h_prose(findings[g.worst].recommendation)}</td></tr>"
             )
         parts.append("</table>")
     else:
@@ -64,6 +83,17 @@ def render(report: Report, verdict: Verdict) -> str:
         parts.append(pio.to_html(fig, full_html=False, include_plotlyjs="inline" if first else False))
         first = False
 
+    nodes = report.metrics.nodes
+    if nodes:
+        parts.append("<h2>Nodes</h2><table><tr><th>node</th><th>metrics from</th><th>CPU p50 / p95 %</th>"
+                     "<th>I/O wait p95 %</th><th>GPUs</th><th>GPU utilization p50 %</th></tr>")
+        for n in nodes:
+            parts.append(
+                "<tr>" + "".join(f"<td>{h(v)}</td>" for v in (
+                    n.node, source_text(n), f"{fmt(n.cpu_util_p50)} / {fmt(n.cpu_util_p95)}", fmt(n.io_wait_p95),
+                    len(n.gpus), gpu_p50(n))) + "</tr>"
+            )
+        parts.append("</table>")
     if ranks:
         parts.append("<h2>Ranks</h2><table><tr><th>rank</th><th>node</th><th>steps</th><th>step ms</th><th>data-loader %</th>"
                      "<th>overlap %</th><th>exposed comm %</th><th>compute / non-compute / idle %</th>"
@@ -95,10 +125,10 @@ def render(report: Report, verdict: Verdict) -> str:
         parts.append("</table>")
     base = report.baseline
     if base is not None:
-        parts.append(f"<h2>Against baseline <code>{h(base.source)}</code></h2><table><tr><th>metric</th><th>baseline</th><th>current</th><th>change %</th><th>verdict</th></tr>")
+        parts.append(f"<h2>Against baseline <code>{h(base.source)}</code></h2><table><tr><th>metric</th><th>baseline</th><th>current</th><th>change</th><th>verdict</th></tr>")
         for c in base.comparisons:
             parts.append(
-                f"<tr><td>{h(c.label)}</td><td>{h(fmt(c.baseline))}</td><td>{h(fmt(c.current))}</td><td>{h(fmt(c.change_pct))}</td>"
+                f"<tr><td>{h(c.label)}</td><td>{h(fmt(c.baseline))}</td><td>{h(fmt(c.current))}</td><td>{h(change(c))}</td>"
                 f"<td class='{'fail' if c.regressed else 'pass'}'>{'regressed' if c.regressed else 'ok'}</td></tr>"
             )
         parts.append("</table>")

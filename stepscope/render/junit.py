@@ -1,36 +1,48 @@
-"""report.junit.xml: one test case per rule, failed where it fired at or above --fail-on."""
+"""report.junit.xml: one test case per rule, failed where it fired at or above --fail-on.
+
+A rule's findings come as the report groups them: one line per pattern ("all 64 ranks: ...
+worst: rank 0"), then each finding under it, its place said once (never "rank 0: rank 0:").
+The suite's properties say where each node's system metrics came from."""
 
 from __future__ import annotations
 
 from xml.etree import ElementTree as ET
 
+from stepscope.render.markdown import source_text
 from stepscope.render.verdict import Verdict
-from stepscope.report.model import Finding, Report
+from stepscope.report.grouping import groups_of, message_of
+from stepscope.report.model import FindingGroup, Report
 
 
 def render(report: Report, verdict: Verdict) -> str:
-    by_rule: dict[str, list[Finding]] = {}
-    for f in report.findings:
-        by_rule.setdefault(f.rule, []).append(f)
+    by_rule: dict[str, list[FindingGroup]] = {}
+    for g in groups_of(report):
+        by_rule.setdefault(g.rule, []).append(g)
     suite = ET.Element("testsuite", name=f"stepscope:{report.job.name}")
+    if report.metrics.nodes:
+        props = ET.SubElement(suite, "properties")
+        for n in report.metrics.nodes:
+            ET.SubElement(props, "property", name=f"metrics_source {n.node}", value=source_text(n))
     failures = skipped = errors = 0
     for r in report.rules:
         case = ET.SubElement(suite, "testcase", classname="stepscope.rules", name=r.rule)
-        fs = by_rule.get(r.rule, [])
-        failing = [f for f in fs if verdict.fails(f.severity)]
+        gs = by_rule.get(r.rule, [])
+        failing = [g for g in gs if verdict.fails(g.severity)]
         if r.status == "error":
             errors += 1
             ET.SubElement(case, "error", message=r.reason or "rule failed")
         elif failing:
             failures += 1
-            el = ET.SubElement(case, "failure", message=failing[0].title, type=failing[0].severity)
-            el.text = "\n".join(f"[{f.severity}] {f.where}: {f.message}" for f in fs)
+            first = failing[0]
+            more = f" (and {len(failing) - 1} more)" if len(failing) > 1 else ""
+            el = ET.SubElement(case, "failure", message=f"{first.where}: {first.message}{more}", type=first.severity)
+            el.text = _lines(report, gs)
         elif r.status == "skipped":
             skipped += 1
             ET.SubElement(case, "skipped", message=r.reason or "not applicable")
-        elif fs:
+        elif gs:
             out = ET.SubElement(case, "system-out")
-            out.text = "\n".join(f"[{f.severity}] {f.where}: {f.message}" for f in fs)
+            out.text = _lines(report, gs)
     suite.set("tests", str(len(report.rules)))
     suite.set("failures", str(failures))
     suite.set("errors", str(errors))
@@ -39,3 +51,13 @@ def render(report: Report, verdict: Verdict) -> str:
     suites.append(suite)
     ET.indent(suites)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
+
+
+def _lines(report: Report, groups: list[FindingGroup]) -> str:
+    """Each group once, then (for a group of many) each of its findings, indented."""
+    out: list[str] = []
+    for g in groups:
+        out.append(f"[{g.severity}] {g.where}: {g.message}")
+        if g.count > 1:
+            out += [f"  {report.findings[i].where}: {message_of(report.findings[i])}" for i in g.findings]
+    return "\n".join(out)

@@ -6,7 +6,8 @@ from pydantic import BaseModel
 
 from stepscope.render.escape import md, md_code, md_prose
 from stepscope.render.verdict import Verdict
-from stepscope.report.model import JobInfo, Report
+from stepscope.report.grouping import groups_of, message_of
+from stepscope.report.model import Comparison, JobInfo, NodeMetrics, Report
 
 ICON = {"error": "🔴", "warning": "🟠", "info": "🔵"}
 VERDICT_ICON = {"fail": "🔴", "not-failing": "🟠", "pass": "✅"}
@@ -38,10 +39,17 @@ def render(report: Report, verdict: Verdict) -> str:
 
     findings = report.findings
     if findings:
+        groups = groups_of(report)
         lines += ["## Findings", "", "| | rule | where | finding |", "|---|---|---|---|"]
-        for f in findings:
-            lines.append(f"| {ICON[f.severity]} {f.severity} | {md(f.rule)} | {md(f.where)} | {md_prose(f.message)} |")
+        for g in groups:
+            lines.append(f"| {ICON[g.severity]} {g.severity} | {md(g.rule)} | {md(g.where)} | {md_prose(g.message)} |")
         lines.append("")
+        for g in groups:
+            if g.count > 1:  # the per-place figures under the group's one line
+                lines += [f"<details><summary>{md(g.rule)}, {md(g.where)}: each of the {g.count} findings</summary>", "",
+                          "| where | finding |", "|---|---|"]
+                lines += [f"| {md(findings[i].where)} | {md_prose(message_of(findings[i]))} |" for i in g.findings]
+                lines += ["", "</details>", ""]
         lines += ["### What to do", ""]
         seen: set[str] = set()
         for f in findings:
@@ -52,6 +60,15 @@ def render(report: Report, verdict: Verdict) -> str:
         lines.append("")
     else:
         lines += ["No rule fired.", ""]
+
+    nodes = report.metrics.nodes
+    if nodes:
+        lines += ["## Nodes", "", "| node | metrics from | CPU p50 / p95 % | I/O wait p95 % | GPUs | GPU utilization p50 % |",
+                  "|---|---|---|---|---|---|"]
+        for n in nodes:
+            lines.append(f"| {md(n.node)} | {md(source_text(n))} | {fmt(n.cpu_util_p50)} / {fmt(n.cpu_util_p95)} | "
+                         f"{fmt(n.io_wait_p95)} | {len(n.gpus)} | {gpu_p50(n)} |")
+        lines.append("")
 
     ranks = report.metrics.ranks
     if ranks:
@@ -94,7 +111,7 @@ def render(report: Report, verdict: Verdict) -> str:
         lines += [f"## Against baseline {md_code(base.source, table=False)}", "", "| metric | baseline | current | change | verdict |", "|---|---|---|---|---|"]
         for c in base.comparisons:
             lines.append(
-                f"| {md(c.label)} | {fmt(c.baseline)} | {fmt(c.current)} | {fmt(c.change_pct, '%')} | "
+                f"| {md(c.label)} | {fmt(c.baseline)} | {fmt(c.current)} | {change(c)} | "
                 f"{'regressed' if c.regressed else 'ok'} |"
             )
         lines.append("")
@@ -106,6 +123,27 @@ def render(report: Report, verdict: Verdict) -> str:
             lines.append(f"- {md(rule.rule)}: {md_prose(rule.reason or '–', table=False)}")
         lines += ["", "</details>", ""]
     return "\n".join(lines)
+
+
+def source_text(node: NodeMetrics) -> str:
+    """"CloudWatch at 60 s", "stepscope collector at 0.5 s"; "–" where unknown."""
+    return node.metrics_source.text() if node.metrics_source is not None else "–"
+
+
+def gpu_p50(node: NodeMetrics) -> str:
+    """The node's GPUs' utilization p50: one figure, or the lowest and highest GPU's."""
+    values = [g.util_pct.p50 for g in node.gpus if g.util_pct.p50 is not None]
+    if not values:
+        return "–"
+    lo, hi = fmt(min(values)), fmt(max(values))
+    return lo if lo == hi else f"{lo}–{hi}"
+
+
+def change(c: Comparison) -> str:
+    """A baseline comparison's move as its tolerance counts it: points for shares, % otherwise."""
+    if c.tolerance_kind.startswith("points"):
+        return "–" if c.change_points is None else f"{c.change_points:+.1f} points"
+    return "–" if c.change_pct is None else f"{c.change_pct:+.1f}%"
 
 
 HEADLINE = (

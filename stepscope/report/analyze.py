@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("stepscope.report")
 
 #: bump when the cached report's content or key changes meaning
-REPORT_CACHE_VERSION = 2
+REPORT_CACHE_VERSION = 3
 #: evaluated reports kept per source cache folder (older ones are removed)
 REPORT_CACHE_KEEP = 8
 

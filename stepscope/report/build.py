@@ -19,6 +19,8 @@ from rules.base import SEVERITY_RANK, RuleResult
 from rules.builtin.baseline_regression import BaselineRegression
 from rules.ruleset import RuleSet
 from stepscope.report import model as m
+from stepscope.report.grouping import group_findings, place_key
+from stepscope.report.sources import node_metrics_sources
 
 #: time bins of the HTML report's GPU-utilization heatmap (whole job)
 HEATMAP_BINS = 120
@@ -28,14 +30,20 @@ def build(job: Job, ruleset: RuleSet, results: list[RuleResult], *, detail: bool
     """The report of ``job`` judged by ``results`` (rules run with ``ruleset``);
     ``job.baseline``, when set, is compared against. ``detail``: with the top-kernel and
     collective tables the dashboard shows (see :class:`~stepscope.report.model.Charts`)."""
-    findings = sorted((f for r in results for f in r.findings), key=lambda f: (-SEVERITY_RANK[f.severity], f.rule, f.where))
+    findings = sorted((f for r in results for f in r.findings),
+                      key=lambda f: (-SEVERITY_RANK[f.severity], f.rule, place_key(f.where)))
+    info = job_info(job)
+    nodes = node_metrics(job)
+    groups = group_findings(findings, ranks=info.ranks, nodes=info.nodes, gpus=sum(len(n.gpus) for n in nodes),
+                            rule_titles={r.rule: r.title for r in results})
     return m.Report(
         generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
         stepscope_version=__version__,
-        job=job_info(job),
+        job=info,
         rules_file=ruleset.source,
         summary=m.Summary(counts=m.Counts(**{s: sum(1 for f in findings if f.severity == s) for s in ("error", "warning", "info")})),
         findings=list(findings),
+        finding_groups=groups,
         rules=[
             m.RuleRow(
                 rule=r.rule,
@@ -48,13 +56,20 @@ def build(job: Job, ruleset: RuleSet, results: list[RuleResult], *, detail: bool
         ],
         metrics=m.Metrics(
             headline=m.Headline.model_validate(job.headline()),
-            nodes=[m.NodeMetrics.model_validate(n) for n in job.node_metrics()],
-            ranks=[m.RankMetrics.model_validate(r) for r in job.rank_metrics()],
+            nodes=nodes,
+            ranks=sorted((m.RankMetrics.model_validate(r) for r in job.rank_metrics()), key=lambda r: r.rank),
         ),
         sagemaker_rule_reports=sagemaker_verdicts(job, results),
         baseline=baseline(job, ruleset),
         charts=charts(job, detail=detail),
     )
+
+
+def node_metrics(job: Job) -> list[m.NodeMetrics]:
+    """Per node the summary figures and where its system metrics came from, in numeric order."""
+    sources = node_metrics_sources(job)
+    nodes = [m.NodeMetrics.model_validate({**n, "metrics_source": sources.get(str(n["node"]))}) for n in job.node_metrics()]
+    return sorted(nodes, key=lambda n: place_key(n.node))
 
 
 def job_info(job: Job) -> m.JobInfo:
@@ -68,7 +83,7 @@ def job_info(job: Job) -> m.JobInfo:
         time_span=s["time_span"],
         tables=s["tables"],
         skipped_files=s["skipped"],
-        node_names=[str(n) for n in s.get("node_names") or []],
+        node_names=sorted((str(n) for n in s.get("node_names") or []), key=place_key),
         rank_ids=[int(r) for r in s.get("rank_ids") or []],
     )
 
@@ -95,7 +110,7 @@ def sagemaker_verdicts(job: Job, results: list[RuleResult]) -> list[m.SageMakerV
                 sagemaker_datapoints=rep["datapoints"],
                 stepscope_fired=fired,
                 stepscope_findings=len(mine.findings) if mine is not None else 0,
-                stepscope_where=sorted({f.where for f in mine.findings}) if mine is not None else [],
+                stepscope_where=sorted({f.where for f in mine.findings}, key=place_key) if mine is not None else [],
                 agree=None if fired is None else fired == bool(rep["triggered"]),
                 file=rep["file"],
             )
@@ -123,7 +138,7 @@ def baseline(job: Job, ruleset: RuleSet) -> m.Baseline | None:
 def charts(job: Job, *, detail: bool = True) -> m.Charts:
     """The series the HTML report and the dashboard pages chart, from the job's analyses."""
     steps = job.steps()
-    kineto = job.kineto_events.num_rows > 0  # the trace analyses have nothing to say without events
+    kineto = job.has_kineto_events  # the trace analyses have nothing to say without events
     empty = pd.DataFrame()
     return m.Charts(
         gpu_heatmap=gpu_heatmap(job),
@@ -146,6 +161,7 @@ def gpu_heatmap(job: Job) -> m.Heatmap | None:
         return None
     rows = hm["node"].astype(str) + " " + hm["device"].astype(str)
     pivot = hm.assign(row=rows).pivot_table(index="row", columns="bin_start", values="value")
+    pivot = pivot.loc[sorted(pivot.index, key=lambda r: place_key(str(r)))]  # algo-2 before algo-10
     return m.Heatmap(
         rows=[str(r) for r in pivot.index],
         bin_start_s=[float(c) for c in pivot.columns],

@@ -87,6 +87,29 @@ class Summary(Model):
 
 
 
+class FindingGroup(Model):
+    """One rule's findings that share a pattern (same severity, same kind of message and
+    evidence) over many places, said once: "all 64 ranks: 120.3–172.3 ms of communication not
+    overlapped ... (worst: rank 0)". A finding no other matches is a group of one, so the
+    groups cover every finding (:mod:`stepscope.report.grouping`)."""
+
+    rule: str
+    severity: str
+    #: the finding's title for a group of one, else the rule's
+    title: str
+    #: "all 64 ranks", "ranks 3 and 17 of 64", "4 of 10 GPUs (algo-2, algo-3)"; a group of one: its finding's
+    where: str
+    #: one line: the figure's range over the group and its worst place; a group of one: its finding's
+    message: str
+    count: int
+    #: indexes into ``Report.findings``, in numeric place order (rank 9 before rank 10)
+    findings: list[int]
+    #: each finding's ``where``, in the same order
+    locations: list[str]
+    #: index into ``Report.findings`` of the worst finding (by the rule's figure), else the first
+    worst: int
+
+
 class RuleRow(Model):
     rule: str
     title: str
@@ -151,12 +174,28 @@ class GpuMetrics(Model):
     low_util_share_pct: float | None
 
 
+class MetricsSource(Model):
+    """Where a node's system metrics came from (:mod:`stepscope.report.sources`): a verdict on
+    0.5 s samples and one on one-minute averages are not the same evidence."""
+
+    source: str  # collector | debugger-format | cloudwatch
+    label: str  # stepscope collector | Debugger-format files | CloudWatch
+    #: seconds between samples: CloudWatch's period, the files' median sampling interval
+    resolution_s: float | None
+
+    def text(self) -> str:
+        """``"CloudWatch at 60 s"``, ``"stepscope collector at 0.5 s"``: every output's words."""
+        return self.label if self.resolution_s is None else f"{self.label} at {self.resolution_s:g} s"
+
+
 class NodeMetrics(Model):
     node: str
     cpu_util_p50: float | None
     cpu_util_p95: float | None
     io_wait_p95: float | None
     gpus: list[GpuMetrics]
+    #: None only for a node the system metrics do not name
+    metrics_source: MetricsSource | None = None
 
 
 class TemporalPct(Model):
@@ -469,7 +508,9 @@ class Report(Model):
     job: JobInfo
     rules_file: str
     summary: Summary
-    findings: list[Finding]  # worst first, then by rule and place
+    findings: list[Finding]  # worst first, then by rule and place (numeric: rank 9 before rank 10)
+    #: the findings grouped by pattern, in the order of their first finding
+    finding_groups: list[FindingGroup] = []
     rules: list[RuleRow]
     metrics: Metrics
     sagemaker_rule_reports: list[SageMakerVerdict]

@@ -10,8 +10,10 @@ beyond what ``site`` already loaded and only puts a one-shot finder first on
 ``sys.meta_path``: one string comparison per import, until ``torch.optim.optimizer`` is
 imported (which ``import torch`` does). Then the finder steps aside, lets the normal
 finders load that module and, right after it ran, hands it to
-``stepscope.collectors.trace.install``, which registers the global optimizer step hook.
-A process that never imports torch never imports stepscope at all.
+``stepscope.collectors.trace.install``, which registers the global optimizer step hook
+(and, under ``stepscope run --health``, to ``stepscope.collectors.health.install``, which
+adds the training-health hooks). A process that never imports torch never imports
+stepscope at all.
 
 Rules it keeps:
 
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 _SWITCH = "STEPSCOPE_RUN_DIR"
+_HEALTH = "STEPSCOPE_RUN_HEALTH"
 _TARGET = "torch.optim.optimizer"
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -44,30 +47,38 @@ def _warn(message: str) -> None:
         pass
 
 
-def _failed(exc: BaseException) -> None:
+def _failed(exc: BaseException, what: str = "trace recorder") -> None:
     detail = str(exc).splitlines()[0] if str(exc) else ""
-    _warn(f"trace recorder not installed ({type(exc).__name__}: {detail}); training goes on")
+    _warn(f"{what} not installed ({type(exc).__name__}: {detail}); training goes on")
 
 
-def _trace_module() -> "Any":
-    """``stepscope.collectors.trace``; from this file's own checkout when the command's
+def _collector(name: str) -> "Any":
+    """``stepscope.collectors.<name>``; from this file's own checkout when the command's
     interpreter has no stepscope installed (its root is on ``sys.path`` only meanwhile)."""
+    full = "stepscope.collectors." + name
     try:
-        from stepscope.collectors import trace
+        __import__(full)
     except ImportError:
         root = os.path.dirname(os.path.dirname(os.path.dirname(_HERE)))
         sys.path.append(root)
         try:
-            from stepscope.collectors import trace
+            __import__(full)
         finally:
             if root in sys.path:
                 sys.path.remove(root)
-    return trace
+    return sys.modules[full]
 
 
 def _loaded(module: "Any") -> None:
+    # the health hooks first: the trace recorder removes its step hook from inside that hook
+    # once its window is written, which PyTorch survives only for the last hook registered
+    if os.environ.get(_HEALTH):
+        try:
+            _collector("health").install(module)
+        except Exception as exc:
+            _failed(exc, "training-health hooks")
     try:
-        _trace_module().install(module)
+        _collector("trace").install(module)
     except Exception as exc:
         _failed(exc)
 

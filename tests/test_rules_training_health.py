@@ -1,0 +1,186 @@
+"""SageMaker Debugger's training rules, judged by stepscope.
+
+Two kinds of proof: health-hook files (the ``stepscope run --health`` JSON lines) written
+here with exactly the pathology a rule is about, each worker judged on its own; and the
+known answers of real PyTorch CPU runs (``tests/support/health_train.py``), each recorded
+through the zero-code hooks and through a ``SummaryWriter`` at once: lr 0 → LossNotDecreasing, a deep sigmoid MLP → VanishingGradient, a
+far too high learning rate → ExplodingTensor, a large negative ReLU bias → DeadRelu, and a
+healthy run fires none of them. Those need torch (``.venv-torch``).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from analyzer.ingest import ingest
+from analyzer.job import Job
+from analyzer.sources import open_source
+from rules.base import RuleResult
+from rules.engine import evaluate
+from rules.ruleset import load_ruleset
+from tests.support.fixtures import REPO_ROOT
+from tests.support.health_records import loss, sick_training_job, tensor, write_health
+from tests.support.torch_env import require_torch
+
+TRAINING_RULES = ("LossNotDecreasing", "Overfit", "VanishingGradient", "ExplodingTensor", "WeightUpdateRatio",
+                  "DeadRelu", "SaturatedActivation", "AllZero", "StalledTrainingRule")
+
+
+def _write(root: Path, node: str, rank: int, records: list[dict[str, Any]], tail: str = "", dt: float = 1.0) -> None:
+    write_health(root, node, rank, records, tail, time_of=lambda s: s * dt)
+
+
+def _judge(root: Path, **overrides: dict[str, Any]) -> dict[str, RuleResult]:
+    job = Job(ingest(open_source(str(root)), cache_dir=root.parent / f"{root.name}-cache").dataset)
+    ruleset = load_ruleset()
+    for rule, values in overrides.items():
+        ruleset.rules[rule] = ruleset.rules[rule].model_copy(update=values)
+    return {r.rule: r for r in evaluate(job, ruleset) if r.rule in TRAINING_RULES}
+
+
+def test_no_training_data_is_no_data(tmp_path: Path) -> None:
+    (tmp_path / "job" / "system" / "incremental").mkdir(parents=True)
+    (tmp_path / "job" / "system" / "incremental" / "1700000000.algo-1.json").write_text(
+        json.dumps({"Type": "cpu", "Name": "cpu0", "Dimension": "CPUUtilization", "Value": 5.0,
+                    "NodeId": "algo-1", "Timestamp": 1_700_000_000.0}) + "\n")
+    results = _judge(tmp_path / "job")
+    assert set(results) == set(TRAINING_RULES)
+    for r in results.values():
+        assert not r.fired and r.skipped_reason and "no training-health data" in r.skipped_reason, r.rule
+
+
+def test_each_worker_is_judged_on_its_own(tmp_path: Path) -> None:
+    root = tmp_path / "job"
+    _write(root, "algo-1", 0, loss(range(1, 61), lambda s: 2.0 / s))
+    _write(root, "algo-2", 1, loss(range(1, 61), lambda s: 0.7), tail='{"v":1,"kind":"scalar","step":61,"ta')
+    r = _judge(root)
+    lnd = r["LossNotDecreasing"]
+    assert [f.evidence["worker"] for f in lnd.findings] == ["algo-2 rank 1"]
+    ev = lnd.findings[0].evidence
+    assert ev["step_range"] == [1, 11] and ev["failed_checks"] == ev["checks"] == 5 and ev["tensor"] == "loss"
+    # diff_percent: a loss falling 1 % per check no longer passes when 5 % is asked for
+    _write(root, "algo-1", 0, loss(range(1, 61), lambda s: 1.0 * 0.999**s))
+    strict = _judge(root, LossNotDecreasing={"diff_percent": 5.0})["LossNotDecreasing"]
+    assert {f.evidence["worker"] for f in strict.findings} == {"algo-1 rank 0", "algo-2 rank 1"}
+
+
+def test_exploding_vanishing_dead_and_zero(tmp_path: Path) -> None:
+    root = tmp_path / "job"
+    recs: list[dict[str, Any]] = loss(range(1, 21), lambda s: 1.0 / s if s < 15 else None)  # null: not a number
+    for s in range(1, 21):
+        recs.append(tensor(s, "fc1.weight", "gradient", norm=1e-9, numel=4096, nan_count=0, inf_count=0, zero_fraction=0.0))
+        recs.append(tensor(s, "fc2.weight", "gradient", norm=0.5, numel=4096, nan_count=0, inf_count=0, zero_fraction=0.0))
+        recs.append(tensor(s, "net.1", "activation", module="ReLU", zero_fraction=1.0 if s >= 10 else 0.5,
+                            min=0.0, max=1.0, numel=1024, nan_count=0, inf_count=0))
+        recs.append(tensor(s, "net.3", "activation", module="Sigmoid", min=0.9999999999, max=1.0, numel=64,
+                            zero_fraction=0.0, nan_count=0, inf_count=0))
+        recs.append(tensor(s, "fc1.weight", "update_ratio", value=1e-3 if s < 18 else 50.0))
+    _write(root, "algo-1", 3, recs)
+    r = _judge(root)
+    (boom,) = r["ExplodingTensor"].findings
+    assert boom.evidence["worker"] == "algo-1 rank 3" and boom.evidence["first_step"] == 15
+    assert boom.evidence["tensors_at_first_step"] == ["loss"] and boom.severity == "error"
+    (van,) = r["VanishingGradient"].findings
+    assert [x["tensor"] for x in van.evidence["layers"]] == ["fc1.weight"] and van.evidence["step_range"] == [1, 20]
+    (dead,) = r["DeadRelu"].findings
+    assert dead.evidence["layers"][0]["layer"] == "net.1" and dead.evidence["layers"][0]["step_range"] == [10, 20]
+    (zero,) = r["AllZero"].findings
+    assert [t["tensor"] for t in zero.evidence["tensors"]] == ["net.1"]
+    (sat,) = r["SaturatedActivation"].findings
+    assert sat.evidence["layers"][0]["layer"] == "net.3"
+    (big,) = r["WeightUpdateRatio"].findings
+    assert big.evidence["kind"] == "large" and big.evidence["step_range"] == [18, 20]
+    # only_nan: the run's non-finite values are NaN (null), so it still fires; a regex that
+    # matches nothing non-finite leaves it clean
+    assert r["ExplodingTensor"].fired
+    assert not _judge(root, ExplodingTensor={"tensor_regex": "fc2.*"})["ExplodingTensor"].fired
+
+
+def test_overfit_and_stalled(tmp_path: Path) -> None:
+    root = tmp_path / "job"
+    recs = loss(range(1, 101), lambda s: 1.0 / s, tag="train_loss")
+    recs += loss(range(10, 101, 10), lambda s: 0.5, tag="eval/loss")
+    _write(root, "algo-1", 0, recs, dt=40.0)  # a record every 40 s up to t0 + 4000 s
+    # rank 1 writes steps 1-9 a second apart, then nothing for an hour before step 10
+    write_health(root, "algo-2", 1, loss(range(1, 11), lambda s: 1.0 - s / 100),
+                 time_of=lambda s: float(s) if s < 10 else 4000.0)
+    r = _judge(root)
+    (over,) = r["Overfit"].findings
+    assert over.evidence["worker"] == "algo-1 rank 0" and over.evidence["tensor"] == "eval/loss vs train_loss"
+    (stall,) = r["StalledTrainingRule"].findings
+    assert stall.evidence["worker"] == "algo-2 rank 1" and stall.evidence["step_range"] == [9, 10]
+    assert stall.evidence["gap_s"] == pytest.approx(3991.0)
+    assert not _judge(root, StalledTrainingRule={"threshold": 4000})["StalledTrainingRule"].fired
+
+
+def test_one_sick_worker_fires_every_training_rule(tmp_path: Path) -> None:
+    r = _judge(sick_training_job(tmp_path / "job"))
+    assert {name for name, res in r.items() if res.fired} == set(TRAINING_RULES)
+    for res in r.values():
+        assert [f.evidence["worker"] for f in res.findings] == ["algo-1 rank 0"], res.rule
+
+
+# -- known answers: real PyTorch runs recorded through a SummaryWriter ---------------------
+KNOWN = {"lr0": "LossNotDecreasing", "sigmoid": "VanishingGradient", "explode": "ExplodingTensor", "deadrelu": "DeadRelu"}
+STEPS = 40
+
+
+HOOKS_WORKER = f"{socket.gethostname()} rank 0"
+
+
+@cache
+def _recorded(case: str, root: str) -> dict[str, RuleResult]:
+    """One run of the case, recorded both ways at once: the zero-code hooks of
+    ``stepscope run --health`` (worker ``<host> rank 0``) and the script's own
+    SummaryWriter (worker ``tensorboard``, the run's folder)."""
+    out = Path(root) / case
+    proc = subprocess.run(
+        [sys.executable, "-m", "stepscope", "run", "--out", str(out), "--health-every", "5", "--",
+         sys.executable, str(REPO_ROOT / "tests" / "support" / "health_train.py"), "--case", case,
+         "--steps", str(STEPS), "--tb", str(out / "tensorboard")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert list((out / "health").glob("*.health.jsonl")), f"no health file: {proc.stderr[-2000:]}"
+    return _judge(out)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> str:
+    require_torch("the training-health known answers", "tests/test_rules_training_health.py")
+    return str(tmp_path_factory.mktemp("health-runs"))
+
+
+@pytest.mark.parametrize("case", sorted(KNOWN))
+def test_known_answer(case: str, runs: str) -> None:
+    results = _recorded(case, runs)
+    rule = results[KNOWN[case]]
+    assert rule.fired, f"{case}: {rule.rule} did not fire ({rule.skipped_reason})"
+    assert sorted(f.evidence["worker"] for f in rule.findings) == sorted([HOOKS_WORKER, "tensorboard"])
+    for f in rule.findings:
+        assert f.evidence["step_range"][0] <= f.evidence["step_range"][1] <= STEPS
+
+
+def test_known_answer_healthy_fires_none(runs: str) -> None:
+    results = _recorded("healthy", runs)
+    fired = {name: [f.title for f in r.findings] for name, r in results.items() if r.fired}
+    assert fired == {}
+    for name in KNOWN.values():
+        assert results[name].skipped_reason is None, name  # judged, not "no data"
+
+
+def test_known_answer_evidence_names_the_layer(runs: str) -> None:
+    for sigmoid in _recorded("sigmoid", runs)["VanishingGradient"].findings:
+        assert "0.weight" in [x["tensor"] for x in sigmoid.evidence["layers"]]  # the first layer's gradient vanishes
+    for dead in _recorded("deadrelu", runs)["DeadRelu"].findings:
+        assert [x["layer"] for x in dead.evidence["layers"]] == ["1", "3"]
+    for boom in _recorded("explode", runs)["ExplodingTensor"].findings:
+        assert boom.evidence["first_step"] <= 10
