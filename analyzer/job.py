@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
+    from analyzer.engines import DaskEngine
     from analyzer.ingest.dataset import JobDataset
     from analyzer.ingest.pipeline import ProgressFn
     from analyzer.sources.base import Source
@@ -62,24 +63,27 @@ def memoised(fn: F) -> F:
 
 
 class Job:
-    """A job's dataset and its memoised analyses; ``baseline`` is the run it is compared with."""
+    """A job's dataset and its memoised analyses; ``baseline`` is the run it is compared with.
+    ``engine``: the Dask cluster the per-rank map runs on (None: this machine)."""
 
     def __init__(self, dataset: JobDataset, summary: dict[str, Any] | None = None, *,
-                 baseline: Job | None = None) -> None:
+                 baseline: Job | None = None, engine: DaskEngine | None = None) -> None:
         self.dataset = dataset
         self.summary: dict[str, Any] = summary if summary is not None else {}
         self.baseline = baseline
+        self.engine = engine
         self._memo: dict[tuple[Any, ...], Any] = {}
         self._lock = threading.RLock()
 
     @classmethod
     def open(cls, source: Source, *, cache_dir: str | None = None, on_progress: ProgressFn | None = None,
-             processes: bool = False) -> Job:
-        """Ingest ``source`` (incrementally, through the cache) and wrap the dataset."""
+             processes: bool = False, engine: DaskEngine | None = None) -> Job:
+        """Ingest ``source`` (incrementally, through the cache) and wrap the dataset; with
+        ``engine`` both the parse and the per-rank map run on that Dask cluster."""
         from analyzer.ingest import ingest
 
-        result = ingest(source, cache_dir=cache_dir, on_progress=on_progress, processes=processes)
-        return cls(result.dataset, result.summary)
+        result = ingest(source, cache_dir=cache_dir, on_progress=on_progress, processes=processes, engine=engine)
+        return cls(result.dataset, result.summary, engine=engine)
 
     # -- the tables ---------------------------------------------------------------------
     @property
@@ -220,10 +224,14 @@ class Job:
         return [RankTask(ranks=tuple(ds.kineto_ranks), events=events, traces=traces, steps=steps)]
 
     def _map(self, tasks: list[Any]) -> list[Any]:
-        """Run the map over ``tasks``: in worker processes when the dataset allows them and
-        there are enough ranks, else here; a worker that dies costs a rerun here, not the job."""
+        """Run the map over ``tasks``: on the Dask cluster when the job has one, else in worker
+        processes when the dataset allows them and there are enough ranks, else here; a worker
+        that dies costs a rerun here, not the job."""
         from analyzer.analyses.rank_map import rank_summary
 
+        if self.engine is not None and any(t.events is None for t in tasks):  # parts the workers read
+            log.info("analysing %d batches of ranks on the Dask cluster at %s", len(tasks), self.engine.address)
+            return self.engine.map(rank_summary, tasks)
         pool = self._map_pool(len(tasks))
         if pool is None:
             return [rank_summary(t) for t in tasks]

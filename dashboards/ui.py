@@ -22,6 +22,7 @@ from analyzer.analyses.system import natural_key
 from dashboards.data import JobData
 from dashboards.filters import NODES_KEY, RANKS_KEY, Filters
 from stepscope.report.palette import RANK_COLORS, rank_color, rank_of_label
+from stepscope.report.training import training_rule_ids
 
 _CTX = "_stepscope_ctx"
 HERE = Path(__file__).resolve().parent
@@ -33,6 +34,7 @@ PAGES: tuple[tuple[str, str, str, str, str], ...] = (
     ("steps", "views/steps.py", "Steps and data loading", ":material/timeline:", "steps"),
     ("communication", "views/communication.py", "Communication", ":material/sync_alt:", "communication"),
     ("kernels", "views/kernels.py", "Kernels", ":material/bolt:", "kernels"),
+    ("training", "views/training.py", "Training health", ":material/monitor_heart:", "training"),
     ("compare", "views/compare.py", "Compare", ":material/compare_arrows:", "compare"),
 )
 
@@ -44,9 +46,8 @@ RULE_PAGE = {
     "Dataloader": "steps", "MaxInitializationTime": "steps", "StragglerRank": "communication",
     "ExposedCommunication": "communication", "GPUStarvedByHost": "kernels", "AllocatorMemoryGrowth": "steps", "BaselineRegression": "compare",
     "ProfilerReport": "overview",
-    # training-health rules (tensors, losses): no page charts them yet, their evidence is on the Overview
-    **dict.fromkeys(("AllZero", "DeadRelu", "ExplodingTensor", "LossNotDecreasing", "Overfit", "SaturatedActivation",
-                     "StalledTrainingRule", "VanishingGradient", "WeightUpdateRatio"), "overview"),
+    # SageMaker Debugger's training rules (losses, tensors): the Training health page charts them
+    **dict.fromkeys(training_rule_ids(), "training"),
 }
 
 SEVERITY_BADGE = {"error": ":red-badge[error]", "warning": ":orange-badge[warning]", "info": ":blue-badge[info]"}

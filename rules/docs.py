@@ -27,7 +27,8 @@ def _where(rule: type[Rule]) -> str:
     if getattr(rule, "debugger_builtin", False):
         return (
             "SageMaker Debugger's built-in training rule, judged by `stepscope report` from the job's "
-            "training-health data (docs/training-health.md)."
+            "training-health data (docs/training-health.md); `stepscope attach --debugger` with "
+            "`debugger_hook = true` also puts its Debugger rule container on SageMaker jobs."
         )
     return "Judged by `stepscope report` (SageMaker has no container for it)."
 

@@ -33,11 +33,14 @@ from rules.builtin.low_gpu_utilization import LowGPUUtilization
 from rules.builtin.max_initialization_time import MaxInitializationTime
 from rules.builtin.overall_system_usage import OverallSystemUsage
 from rules.builtin.overfit import Overfit
+from rules.builtin.overtraining import Overtraining
+from rules.builtin.poor_weight_initialization import PoorWeightInitialization
 from rules.builtin.profiler_report import ProfilerReport
 from rules.builtin.saturated_activation import SaturatedActivation
 from rules.builtin.stalled_training_rule import StalledTrainingRule
 from rules.builtin.step_outlier import StepOutlier
 from rules.builtin.straggler_rank import StragglerRank
+from rules.builtin.tensor_variance import TensorVariance
 from rules.builtin.vanishing_gradient import VanishingGradient
 from rules.builtin.weight_update_ratio import WeightUpdateRatio
 
@@ -61,12 +64,15 @@ RULES: tuple[type[Rule], ...] = (
     # SageMaker Debugger's training rules, judged from the job's training-health data
     LossNotDecreasing,
     Overfit,
+    Overtraining,
     VanishingGradient,
     ExplodingTensor,
     WeightUpdateRatio,
     DeadRelu,
     SaturatedActivation,
+    PoorWeightInitialization,
     AllZero,
+    TensorVariance,
     StalledTrainingRule,
     BaselineRegression,
 )

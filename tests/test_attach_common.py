@@ -14,6 +14,7 @@ import pytest
 from analyzer.errors import StepscopeError
 from rules.attach.boto3_request import apply_to_request, create_training_job_fields
 from rules.attach.common import (
+    DEBUGGER_COLLECTION_PARAMETERS,
     RULE_EVALUATOR_ACCOUNTS,
     AttachError,
     build_fields,
@@ -53,6 +54,24 @@ threshold = 0.25
 [rules.IOBottleneck]
 enabled = false
 """
+
+
+#: the hook's collections for CUSTOM: its own two, then the training rules' (smdebug_rulesconfig's)
+HOOK_WITH_TRAINING_RULES = [
+    {"CollectionName": "losses"}, {"CollectionName": "gradients"}, {"CollectionName": "weights"},
+    {"CollectionName": "relu_output", "CollectionParameters": {"include_regex": ".*relu_output"}},
+    {"CollectionName": "relu_input", "CollectionParameters": {"include_regex": ".*relu_input"}},
+]
+#: Debugger's training rules attached by default with the hook on (TensorVariance has no bounds)
+TRAINING_ATTACHED = {"LossNotDecreasing", "Overfit", "Overtraining", "VanishingGradient", "ExplodingTensor",
+                     "WeightUpdateRatio", "DeadRelu", "SaturatedActivation", "PoorWeightInitialization", "AllZero",
+                     "StalledTrainingRule"}
+
+
+def debug_rules_by_name(request: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """RuleConfigurationName -> (image, RuleParameters) of the request's Debugger rules."""
+    return {r["RuleConfigurationName"]: {**r["RuleParameters"], "image": r["RuleEvaluatorImage"]}
+            for r in request.get("DebugRuleConfigurations") or []}
 
 
 def write(tmp_path: Path, text: str, name: str = "rules.toml") -> Path:
@@ -103,6 +122,67 @@ def test_default_rule_set_fields() -> None:
     assert fields["TensorBoardOutputConfig"] == {"S3OutputPath": OUT, "LocalPath": "/opt/ml/output/tensorboard"}
 
 
+def test_training_rules_attach_with_the_hook(tmp_path: Path) -> None:
+    """``--debugger`` with the hook on: a Debugger rule container per enabled training rule,
+    parameters as the rule file has them (strings, rule_to_invoke), none without the hook."""
+    assert "DebugRuleConfigurations" not in create_training_job_fields(None, REGION, OUT, debugger=True)
+    fields = create_training_job_fields(write(tmp_path, "[profiler]\ndebugger_hook = true\n"), REGION, OUT, debugger=True)
+    validate_create_training_job({**base_request(), **fields})
+    rules = debug_rules_by_name(fields)
+    assert set(rules) == TRAINING_ATTACHED
+    assert [r["RuleConfigurationName"] for r in fields["DebugRuleConfigurations"]][:3] == ["LossNotDecreasing", "Overfit", "Overtraining"]
+    for name, params in rules.items():
+        assert params.pop("image") == IMAGE and params["rule_to_invoke"] == name
+        assert all(isinstance(v, str) and v != "None" for v in params.values()), name
+    assert rules["Overtraining"] == {"patience_train": "5", "patience_validation": "10", "delta": "0.01", "rule_to_invoke": "Overtraining"}
+    assert rules["SaturatedActivation"]["threshold_tanh_min"] == "-9.4999"
+    assert rules["PoorWeightInitialization"]["activation_inputs_regex"] == ".*relu_input"
+    assert rules["DeadRelu"]["tensor_regex"] == ".*relu_output"
+    # only the rules (and the collections) the file enables and configures
+    custom = write(tmp_path, "[profiler]\ndebugger_hook = true\nhook_collections = [\"losses\"]\n"
+                   "[rules.DeadRelu]\nenabled = false\n[rules.PoorWeightInitialization]\nenabled = false\n"
+                   "[rules.TensorVariance]\nmax_threshold = 5.0\ncollection_names = \"biases\"\n"
+                   "[rules.Overtraining]\npatience_train = 50\n", "custom.toml")
+    fields = create_training_job_fields(custom, REGION, OUT, debugger=True)
+    rules = debug_rules_by_name(fields)
+    assert set(rules) == TRAINING_ATTACHED - {"DeadRelu", "PoorWeightInitialization"} | {"TensorVariance"}
+    assert rules["TensorVariance"]["max_threshold"] == "5.0" and "min_threshold" not in rules["TensorVariance"]
+    assert rules["Overtraining"]["patience_train"] == "50"
+    assert [c["CollectionName"] for c in fields["DebugHookConfig"]["CollectionConfigurations"]] == [
+        "losses", "gradients", "weights", "biases"]
+
+
+def test_training_rule_collections_match_smdebug_rulesconfig() -> None:
+    """Each attached rule's hook collections include those smdebug_rulesconfig's own rule
+    config asks for, with its include regexes."""
+    rulesconfig = pytest.importorskip("smdebug_rulesconfig")
+    configs = json.loads((Path(rulesconfig.__file__).parent / "debugger_rules" / "rule_config_jsons" / "ruleConfigs.json").read_text())
+    from rules.registry import RULES
+
+    for rule in RULES:
+        if not getattr(rule, "debugger_builtin", False):
+            continue
+        assert configs[rule.id]["DebugRuleConfiguration"]["RuleConfigurationName"] == rule.id
+        for c in configs[rule.id].get("CollectionConfigurations", []):
+            assert c["CollectionName"] in rule.debugger_collections, rule.id  # type: ignore[attr-defined]
+            regex = c.get("CollectionParameters", {}).get("include_regex")
+            if regex:
+                assert DEBUGGER_COLLECTION_PARAMETERS[c["CollectionName"]]["include_regex"] == regex
+
+
+def test_apply_to_request_keeps_the_users_debugger_rules(tmp_path: Path) -> None:
+    request = base_request()
+    mine = {"RuleConfigurationName": "MyRule", "RuleEvaluatorImage": IMAGE, "RuleParameters": {"rule_to_invoke": "MyRule"}}
+    old = {"RuleConfigurationName": "Overfit", "RuleEvaluatorImage": IMAGE, "RuleParameters": {"rule_to_invoke": "Overfit"}}
+    request["DebugRuleConfigurations"] = [mine, old]
+    assert apply_to_request(request, region=REGION, debugger=True)["DebugRuleConfigurations"] == [mine, old]  # hook off
+    out = apply_to_request(request, rules_file=write(tmp_path, "[profiler]\ndebugger_hook = true\n"), region=REGION, debugger=True)
+    assert out["DebugRuleConfigurations"][0] == mine
+    assert set(debug_rules_by_name(out)) == TRAINING_ATTACHED | {"MyRule"}
+    assert debug_rules_by_name(out)["Overfit"]["ratio_threshold"] == "0.1"  # stepscope's replaces the same-named one
+    validate_create_training_job(out)
+
+
 def test_threshold_change_changes_rule_parameters(tmp_path: Path) -> None:
     before = rules_by_name(create_training_job_fields(None, REGION, OUT, debugger=True))
     after = rules_by_name(create_training_job_fields(write(tmp_path, CUSTOM), REGION, OUT, debugger=True))
@@ -129,10 +209,8 @@ def test_threshold_change_changes_rule_parameters(tmp_path: Path) -> None:
 def test_hook_interval_and_disabled_profiler(tmp_path: Path) -> None:
     fields = create_training_job_fields(write(tmp_path, CUSTOM), REGION, OUT, debugger=True)
     assert fields["ProfilerConfig"]["ProfilingIntervalInMilliseconds"] == 100
-    assert fields["DebugHookConfig"] == {
-        "S3OutputPath": OUT,
-        "CollectionConfigurations": [{"CollectionName": "losses"}, {"CollectionName": "gradients"}],
-    }
+    # the file's collections first, then those the attached Debugger training rules read
+    assert fields["DebugHookConfig"] == {"S3OutputPath": OUT, "CollectionConfigurations": HOOK_WITH_TRAINING_RULES}
     off = create_training_job_fields(
         write(tmp_path, "[profiler]\ndisable_profiler = true\ntensorboard_output = false\n", "off.toml"), REGION, OUT,
         debugger=True,
@@ -258,9 +336,9 @@ def test_boto3_request_reaches_sagemaker(aws_endpoint: AwsEndpoint, tmp_path: Pa
     expected = profiling_part(build_fields(load_ruleset(rules_file), REGION, OUT))
     assert profiling_part(sent) == expected
     assert rules_by_name(sent)["LowGPUUtilization"]["threshold_p95"] == "55"
-    assert sent["DebugHookConfig"]["CollectionConfigurations"] == [
-        {"CollectionName": "losses"}, {"CollectionName": "gradients"},
-    ]
+    assert sent["DebugHookConfig"]["CollectionConfigurations"] == HOOK_WITH_TRAINING_RULES
+    assert debug_rules_by_name(sent) == debug_rules_by_name(build_fields(load_ruleset(rules_file), REGION, OUT))
+    assert set(debug_rules_by_name(sent)) == TRAINING_ATTACHED
 
     described = aws_endpoint.sagemaker.describe_training_job(TrainingJobName="stepscope-boto3-e2e")
     assert profiling_part(described) == expected

@@ -86,10 +86,21 @@ def test_pytorch_fit_request_carries_the_rule_set(aws_endpoint: AwsEndpoint, v2:
     assert rules["ProfilerReport"]["CPUBottleneck_threshold"] == "35"
     assert "mode" not in rules["StepOutlier"]  # not sent as "None"
     assert {r["RuleEvaluatorImage"] for r in sent["ProfilerRuleConfigurations"]} == {IMAGE}
+    # the hook saves the file's collections and those of Debugger's training rules (sorted here)
     assert profiling_part(sent)["DebugHookConfig"] == {
         "S3OutputPath": out,
-        "CollectionConfigurations": [{"CollectionName": "gradients"}, {"CollectionName": "losses"}],
+        "CollectionConfigurations": [
+            {"CollectionName": "gradients"}, {"CollectionName": "losses"},
+            {"CollectionName": "relu_input", "CollectionParameters": {"include_regex": ".*relu_input"}},
+            {"CollectionName": "relu_output", "CollectionParameters": {"include_regex": ".*relu_output"}},
+            {"CollectionName": "weights"},
+        ],
     }
+    # Rule.sagemaker(rule_configs.<rule>(), rule_parameters=...) sends what the builder builds
+    built = build_fields(load_ruleset(rules_file), REGION, out)["DebugRuleConfigurations"]
+    assert sent["DebugRuleConfigurations"] == built
+    assert {r["RuleConfigurationName"] for r in built} >= {"LossNotDecreasing", "Overtraining", "PoorWeightInitialization"}
+    assert {r["RuleEvaluatorImage"] for r in sent["DebugRuleConfigurations"]} == {IMAGE}
     assert sent["TensorBoardOutputConfig"] == {"S3OutputPath": out, "LocalPath": "/opt/ml/output/tensorboard"}
     assert profiling_part(described) == expected
     assert described["ProfilingStatus"] == "Enabled"

@@ -26,7 +26,15 @@ from tests.support.sdk_env import (
     validate_create_training_job,
     without_false_disable,
 )
-from tests.test_attach_common import BUILTIN, CUSTOM, IMAGE, REGION, write
+from tests.test_attach_common import (
+    BUILTIN,
+    CUSTOM,
+    HOOK_WITH_TRAINING_RULES,
+    IMAGE,
+    REGION,
+    TRAINING_ATTACHED,
+    write,
+)
 
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 PYTORCH_IMAGE = "763104351884.dkr.ecr.us-west-2.amazonaws.com/pytorch-training:2.3-gpu-py311"
@@ -90,9 +98,10 @@ def test_model_trainer_job_carries_the_rule_set(aws_endpoint: AwsEndpoint, v3: A
     assert rules["LowGPUUtilization"]["threshold_p95"] == "55"
     assert rules["LoadBalancing"]["threshold"] == "0.25"
     assert {r["RuleEvaluatorImage"] for r in sent["ProfilerRuleConfigurations"]} == {IMAGE}
-    assert sent["DebugHookConfig"]["CollectionConfigurations"] == [
-        {"CollectionName": "losses"}, {"CollectionName": "gradients"},
-    ]
+    assert sent["DebugHookConfig"]["CollectionConfigurations"] == HOOK_WITH_TRAINING_RULES
+    # Debugger's training rules: the builder's DebugRuleConfigurations, through core shapes
+    assert sent["DebugRuleConfigurations"] == build_fields(load_ruleset(rules_file), REGION, out)["DebugRuleConfigurations"]
+    assert {r["RuleConfigurationName"] for r in sent["DebugRuleConfigurations"]} == TRAINING_ATTACHED
     assert sent["TensorBoardOutputConfig"] == {"S3OutputPath": out, "LocalPath": "/opt/ml/output/tensorboard"}
     # what ModelTrainer itself puts on the job is still there
     assert sent["AlgorithmSpecification"]["TrainingImage"] == PYTORCH_IMAGE

@@ -765,6 +765,23 @@ def training_job(tmp_path_factory: pytest.TempPathFactory) -> Judged:
     return _judge(_ingest(root))
 
 
+#: rules whose Debugger defaults cannot fire (no default bounds): the parameters their
+#: FIRES_ON job is judged with, kept under every rule-file override below
+EXPLICIT_PARAMS = {"TensorVariance": "max_threshold = 100.0\n"}
+
+
+@pytest.fixture(scope="module")
+def variance_job(tmp_path_factory: pytest.TempPathFactory) -> Judged:
+    """A worker whose gradient variance jumps 10 000x (std 0.5 -> 50) at step 7, judged with
+    TensorVariance's bounds set (SageMaker Debugger gives it none)."""
+    from tests.support.health_records import tensor, write_health
+
+    root = tmp_path_factory.mktemp("variance")
+    write_health(root / "job", "algo-1", 0, [tensor(s, "fc1.weight", "gradient", std=50.0 if s >= 7 else 0.5) for s in range(1, 11)])
+    tmp = tmp_path_factory.mktemp("variance-rules")
+    return _judge(_ingest(root), f"[rules.TensorVariance]\n{EXPLICIT_PARAMS['TensorVariance']}", tmp)
+
+
 #: a job each rule fires on (the fixtures of this module)
 FIRES_ON = {
     "LowGPUUtilization": "system_job",
@@ -781,9 +798,11 @@ FIRES_ON = {
     "ExposedCommunication": "comm_job",
     "GPUStarvedByHost": "host_job",
     "AllocatorMemoryGrowth": "memory_trace_job",
-    **{rule: "training_job" for rule in ("LossNotDecreasing", "Overfit", "VanishingGradient", "ExplodingTensor",
-                                         "WeightUpdateRatio", "DeadRelu", "SaturatedActivation", "AllZero",
-                                         "StalledTrainingRule")},
+    **{rule: "training_job" for rule in ("LossNotDecreasing", "Overfit", "Overtraining", "VanishingGradient",
+                                         "ExplodingTensor", "WeightUpdateRatio", "DeadRelu", "SaturatedActivation",
+                                         "PoorWeightInitialization", "AllZero")},
+    "TensorVariance": "variance_job",
+    "StalledTrainingRule": "training_job",
     "BaselineRegression": "regressed_job",
 }
 
@@ -802,6 +821,6 @@ def test_severity_override_in_the_rule_file_applies_to_every_rule(rule_id: str, 
     before = judged[rule_id].findings
     assert before and {f.severity for f in before} == {default}
     other = "error" if default == "info" else "info"
-    after = _judge(judged.job, f'[rules.{rule_id}]\nseverity = "{other}"\n', tmp_path)[rule_id].findings
+    after = _judge(judged.job, f'[rules.{rule_id}]\nseverity = "{other}"\n{EXPLICIT_PARAMS.get(rule_id, "")}', tmp_path)[rule_id].findings
     assert {f.severity for f in after} == {other}
     assert [f.model_copy(update={"severity": default}) for f in after] == before

@@ -24,14 +24,18 @@ from analyzer.ingest import ingest
 from analyzer.job import Job
 from analyzer.sources import open_source
 from rules.base import RuleResult
+from rules.builtin.tensor_variance import NO_BOUNDS
 from rules.engine import evaluate
 from rules.ruleset import load_ruleset
 from tests.support.fixtures import REPO_ROOT
 from tests.support.health_records import loss, sick_training_job, tensor, write_health
 from tests.support.torch_env import require_torch
 
-TRAINING_RULES = ("LossNotDecreasing", "Overfit", "VanishingGradient", "ExplodingTensor", "WeightUpdateRatio",
-                  "DeadRelu", "SaturatedActivation", "AllZero", "StalledTrainingRule")
+TRAINING_RULES = ("LossNotDecreasing", "Overfit", "Overtraining", "VanishingGradient", "ExplodingTensor",
+                  "WeightUpdateRatio", "DeadRelu", "SaturatedActivation", "PoorWeightInitialization", "AllZero",
+                  "TensorVariance", "StalledTrainingRule")
+#: Debugger gives TensorVariance no default bounds: with the defaults it cannot judge
+NEEDS_BOUNDS = {"TensorVariance"}
 
 
 def _write(root: Path, node: str, rank: int, records: list[dict[str, Any]], tail: str = "", dt: float = 1.0) -> None:
@@ -123,9 +127,81 @@ def test_overfit_and_stalled(tmp_path: Path) -> None:
 
 def test_one_sick_worker_fires_every_training_rule(tmp_path: Path) -> None:
     r = _judge(sick_training_job(tmp_path / "job"))
-    assert {name for name, res in r.items() if res.fired} == set(TRAINING_RULES)
-    for res in r.values():
+    assert {name for name, res in r.items() if res.fired} == set(TRAINING_RULES) - NEEDS_BOUNDS
+    assert r["TensorVariance"].skipped_reason == NO_BOUNDS
+    for res in (res for name, res in r.items() if name not in NEEDS_BOUNDS):
         assert [f.evidence["worker"] for f in res.findings] == ["algo-1 rank 0"], res.rule
+
+
+def test_overtraining_patience_per_phase(tmp_path: Path) -> None:
+    """Training loss flat from step 20 (patience_train 5), validation loss flat from its 3rd
+    point (patience_validation 10 of them); a worker whose losses keep falling is clean."""
+    root = tmp_path / "job"
+    recs = loss(range(1, 41), lambda s: 1.0 / min(s, 20))
+    recs += loss(range(1, 41), lambda s: 1.0 / min(s, 3), tag="eval/loss")
+    _write(root, "algo-1", 0, recs)
+    _write(root, "algo-2", 1, loss(range(1, 41), lambda s: 2.0 - s * 0.02) + loss(range(1, 41), lambda s: 3.0 - s * 0.02, tag="eval/loss"))
+    r = _judge(root)["Overtraining"]
+    by_tag = {f.evidence["tensor"]: f.evidence for f in r.findings}
+    assert {f.evidence["worker"] for f in r.findings} == {"algo-1 rank 0"}
+    # an optimum needs a fall of more than delta below the best so far: 1/10 -> 1/12 -> 1/14 -> 1/17,
+    # then 1/17 - 1/20 < 0.01, so step 17 is the last one and patience runs out 5 steps later
+    assert by_tag["loss"]["best_step"] == 17 and by_tag["loss"]["step_range"] == [17, 22]
+    assert by_tag["eval/loss"]["best_step"] == 3 and by_tag["eval/loss"]["step_range"] == [3, 13]
+    assert by_tag["eval/loss"]["phase"] == "eval"
+    # a larger patience or a delta of 0 moves or removes the verdict
+    assert not _judge(root, Overtraining={"patience_train": 30, "patience_validation": 40})["Overtraining"].fired
+    strict = _judge(root, Overtraining={"delta": 0.0})["Overtraining"]
+    assert {f.evidence["tensor"]: f.evidence["best_step"] for f in strict.findings} == {"loss": 20, "eval/loss": 3}
+
+
+def test_poor_weight_initialization_checks(tmp_path: Path) -> None:
+    """Each of Debugger's three checks, on its own worker, inside the first ``steps`` steps only."""
+    root = tmp_path / "job"
+    falling = loss(range(1, 31), lambda s: 2.0 / s)
+    spread = list(falling)
+    narrow = list(falling)
+    for s in range(1, 31):
+        # activation inputs 100x apart in variance (std 10 vs 1) until step 12
+        spread.append(tensor(s, "relu1_input_0", "activation_input", module="ReLU", std=10.0 if s < 12 else 1.0))
+        spread.append(tensor(s, "relu2_input_0", "activation_input", module="ReLU", std=1.0))
+        # every gradient value within 1e-4 from step 5 on
+        w = 1e-4 if s >= 5 else 1.0
+        narrow.append(tensor(s, "fc1.weight", "gradient", min=-w / 2, max=w / 2, norm=w, numel=64))
+        narrow.append(tensor(s, "fc2.weight", "gradient", min=0.0, max=w / 2, norm=w, numel=64))
+    _write(root, "algo-1", 0, spread)
+    _write(root, "algo-2", 1, narrow)
+    _write(root, "algo-3", 2, loss(range(1, 31), lambda s: 1.0 if s < 20 else 0.5))  # flat for the first 10 steps
+    _write(root, "algo-4", 3, falling)
+    r = _judge(root)["PoorWeightInitialization"]
+    by_worker = {f.evidence["worker"]: f.evidence for f in r.findings}
+    assert set(by_worker) == {"algo-1 rank 0", "algo-2 rank 1", "algo-3 rank 2"}
+    assert by_worker["algo-1 rank 0"]["ratio"] == pytest.approx(100.0) and by_worker["algo-1 rank 0"]["step_range"] == [1, 1]
+    assert by_worker["algo-1 rank 0"]["tensor"] == "relu1_input_0 vs relu2_input_0"
+    assert by_worker["algo-2 rank 1"]["step_range"] == [5, 5] and by_worker["algo-2 rank 1"]["width"] == pytest.approx(1e-4)
+    assert by_worker["algo-3 rank 2"]["step_range"] == [1, 6] and by_worker["algo-3 rank 2"]["steps_inspected"] == [1, 10]
+    # steps = 4: the narrow gradients (from step 5) and the flat loss (patience 5) fall outside
+    short = _judge(root, PoorWeightInitialization={"steps": 4})["PoorWeightInitialization"]
+    assert {f.evidence["worker"] for f in short.findings} == {"algo-1 rank 0"}
+    assert not _judge(root, PoorWeightInitialization={"threshold": 200.0, "distribution_range": 1e-5, "patience": 10})["PoorWeightInitialization"].fired
+
+
+def test_tensor_variance_bounds(tmp_path: Path) -> None:
+    """No bounds: cannot judge (Debugger has none either); with bounds, per worker and tensor."""
+    root = tmp_path / "job"
+    recs: list[dict[str, Any]] = []
+    for s in range(1, 11):
+        recs.append(tensor(s, "fc1.weight", "weight", std=0.1))
+        recs.append(tensor(s, "fc1.weight", "gradient", std=50.0 if s >= 7 else 0.5))
+    _write(root, "algo-1", 0, recs)
+    _write(root, "algo-2", 1, [tensor(s, "fc1.weight", "gradient", std=0.5) for s in range(1, 11)])
+    assert _judge(root)["TensorVariance"].skipped_reason == NO_BOUNDS
+    (high,) = _judge(root, TensorVariance={"max_threshold": 100.0})["TensorVariance"].findings
+    assert high.evidence["worker"] == "algo-1 rank 0" and high.evidence["kind"] == "high"
+    assert high.evidence["tensors"][0]["tensor"] == "fc1.weight" and high.evidence["tensors"][0]["role"] == "gradient"
+    assert high.evidence["step_range"] == [7, 10] and high.evidence["tensors"][0]["variance"] == pytest.approx(2500.0)
+    low = _judge(root, TensorVariance={"min_threshold": 0.1, "collection_names": "weights"})["TensorVariance"].findings
+    assert [(f.evidence["worker"], f.evidence["tensors"][0]["role"]) for f in low] == [("algo-1 rank 0", "weight")]
 
 
 # -- known answers: real PyTorch runs recorded through a SummaryWriter ---------------------

@@ -38,6 +38,8 @@ from analyzer.sources.base import Source, SourceObject
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from analyzer.engines import DaskEngine
+
 # pyarrow is imported only where tables are built: a refresh that finds nothing new (list,
 # compare fingerprints, reopen) imports none of the columnar stack.
 
@@ -105,6 +107,7 @@ def ingest(
     jobs: int = 4,
     on_progress: ProgressFn | None = None,
     processes: bool = False,
+    engine: DaskEngine | None = None,
 ) -> IngestResult:
     """Ingest a source into a :class:`JobDataset`, reusing the cache for unchanged objects.
 
@@ -112,6 +115,8 @@ def ingest(
     worker processes when there are many of them (see :data:`PROCESS_FORMATS`). The command
     line turns it on; library callers inside other servers (the dashboard) keep the
     default, threads, since worker processes re-import the caller's ``__main__`` module.
+    ``engine``: a Dask cluster parses those files instead (:mod:`analyzer.engines`); its
+    workers write their parts into the cache folder, which they must share.
     """
     started = time.perf_counter()
     progress = on_progress or (lambda phase, done, total: None)
@@ -146,7 +151,7 @@ def ingest(
 
     total_read = len(plan.to_read)
     progress("read", 0, total_read)
-    for done, outcome in enumerate(_read_and_parse(source, plan.to_read, jobs, cache, processes), 1):
+    for done, outcome in enumerate(_read_and_parse(source, plan.to_read, jobs, cache, processes, engine), 1):
         progress("read", done, total_read)
         obj = outcome.obj
         entry = {"fp": obj.fingerprint, "format": outcome.fmt.id, "digest": outcome.digest}
@@ -312,11 +317,20 @@ def _read_and_parse(
     jobs: int,
     cache: SourceCache,
     processes: bool = False,
+    engine: DaskEngine | None = None,
 ) -> Iterator[_Outcome]:
     if not tasks:
         return
     by_key = {t[0].key: t for t in tasks}
-    procs = _process_pool(tasks, jobs) if processes else None
+    # the GIL-bound parses: on the Dask cluster when there is one (any number of files),
+    # else in local worker processes when there are enough of them
+    lost: tuple[type[BaseException], ...] = (BrokenProcessPool,)
+    if engine is not None:
+        procs: Executor | None = engine.executor()
+        lost += engine.lost_errors
+        log.info("parsing trace files on the Dask cluster at %s", engine.address)
+    else:
+        procs = _process_pool(tasks, jobs) if processes else None
     threads = ThreadPoolExecutor(max(1, jobs))
     # (object, bytes, future, in a worker process): the bytes stay until the result is in,
     # so a file whose worker process died is parsed again in a thread, not lost
@@ -330,9 +344,15 @@ def _read_and_parse(
         _, fmt, digest, hint = by_key[obj.key]
         try:
             parsed, parts, rows, kineto, skip, ignore = fut.result()
-        except BrokenProcessPool:
+        except lost:
             log.warning("a parser process died; parsing %s in this process", obj.location)
             return _parse_one(obj, data, fmt, digest, hint, cache)
+        if engine is not None:  # a worker wrote these parts: they must be where this process reads
+            for rel in parts.values():
+                if not cache.has_part(rel):
+                    from analyzer.engines import EngineError, unshared
+
+                    raise EngineError(unshared(FileNotFoundError(2, "no such file", cache.abspath(rel))))
         return _Outcome(obj=obj, fmt=fmt, digest=digest, parsed=parsed, parts=parts, rows=rows, kineto=kineto,
                         skip_reason=skip, ignore_reason=ignore)
 

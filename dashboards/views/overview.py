@@ -8,6 +8,7 @@ import streamlit as st
 
 from analyzer.analyses.system import natural_key
 from dashboards import tables, ui
+from stepscope.report.grouping import groups_of
 from stepscope.report.model import Finding
 from stepscope.report.text import with_code_spans
 
@@ -201,33 +202,53 @@ def _visible(f: Finding) -> bool:
 
 
 findings = rep.findings
+groups = groups_of(rep)  # a rule's findings that share a pattern, said once (all 64 ranks: ...)
 shown = [f for f in findings if _visible(f)]
 counts = rep.summary.counts
 st.subheader(f"Findings ({len(findings)})")
 st.caption(
     f"{counts.error} error(s), {counts.warning} warning(s), {counts.info} info, worst first"
+    + (f"; {len(groups)} line(s): findings of one rule that share a pattern are one line"
+       if len(groups) < len(findings) else "")
     + (f" · {len(findings) - len(shown)} hidden by the node/rank filters" if len(shown) < len(findings) else "")
 )
 if not findings:
     st.success("No rule fired on this job.")
 
-for i, f in enumerate(findings):  # keys by position in the full list: stable across filters
-    if not _visible(f):
-        continue
-    with st.container(border=True, key=f"finding-{i}"):
-        st.markdown(f"{ui.SEVERITY_BADGE.get(f.severity, f.severity)} **{f.title}** "
-                    f"· `{f.rule}` · {f.where or 'job'}")
-        st.markdown(with_code_spans(f.message))  # names as code: `__getitem__`, not a bold "getitem"
-        st.markdown(f"**Recommendation:** {with_code_spans(f.recommendation)}")
-        target = ui.RULE_PAGE.get(f.rule, "overview")
+
+def _box(key: str, rule: str, severity: str, title: str, where: str, message: str,
+         members: list[Finding], worst: Finding) -> None:
+    """One finding, or one group of a rule's findings that share a pattern."""
+    with st.container(border=True, key=key):
+        st.markdown(f"{ui.SEVERITY_BADGE.get(severity, severity)} **{title}** · `{rule}` · {where or 'job'}")
+        st.markdown(with_code_spans(message))  # names as code: `__getitem__`, not a bold "getitem"
+        st.markdown(f"**Recommendation:** {with_code_spans(worst.recommendation)}")
+        target = ui.RULE_PAGE.get(rule, "overview")
         if target != "overview":
-            nodes, ranks = _about(f)
-            title = next(t for k, _, t, _, _ in ui.PAGES if k == target)
-            if st.button(f"Show chart: {title}", key=f"goto-{i}", on_click=ui.focus,
+            about = [_about(f) for f in members]
+            nodes = sorted({n for ns, _ in about for n in ns}, key=natural_key)
+            ranks = sorted({r for _, rs in about for r in rs})
+            page_title = next(t for k, _, t, _, _ in ui.PAGES if k == target)
+            if st.button(f"Show chart: {page_title}", key=f"goto-{key}", on_click=ui.focus,
                          args=(nodes, ranks), icon=":material/arrow_forward:", width="content"):
                 st.switch_page(ctx.pages[target])
-        with st.expander("Evidence"):
-            st.json(f.evidence, expanded=True)
+        if len(members) > 1:
+            with st.expander(f"Each of the {len(members)} places"):
+                tables.show([{"where": f.where, "finding": f.message} for f in members])
+        with st.expander("Evidence" if len(members) == 1 else f"Evidence of the worst ({worst.where})"):
+            st.json(worst.evidence, expanded=True)
+
+
+# keys by position in the full lists: stable across filters
+for gi, g in enumerate(groups):
+    visible = [i for i in g.findings if _visible(findings[i])]
+    if len(visible) == len(g.findings) and g.count > 1:  # the whole group: said once
+        _box(f"group-{gi}", g.rule, g.severity, g.title, g.where, g.message,
+             [findings[i] for i in visible], findings[g.worst])
+        continue
+    for i in visible:  # a group of one, or what the node/rank filters leave of a group
+        f = findings[i]
+        _box(f"finding-{i}", f.rule, f.severity, f.title, f.where, f.message, [f], f)
 
 with st.expander("Rules"):
     tables.show([r.model_dump() for r in rep.rules])

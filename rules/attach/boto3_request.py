@@ -109,7 +109,9 @@ def apply_to_request(
     ``debugger=True``: SageMaker Debugger's fields instead. The profiler output goes under
     ``OutputDataConfig.S3OutputPath`` unless the rule file sets ``[profiler]
     s3_output_path``. stepscope owns ``ProfilerConfig`` and ``ProfilerRuleConfigurations``
-    (replaced); a ``DebugHookConfig`` or ``TensorBoardOutputConfig`` already there is kept.
+    (replaced); a ``DebugHookConfig`` or ``TensorBoardOutputConfig`` already there is kept,
+    and so are the request's own ``DebugRuleConfigurations`` beside the training rules
+    stepscope adds (``debugger_hook = true``).
     """
     if not isinstance(request, Mapping):
         raise AttachError(
@@ -124,6 +126,14 @@ def apply_to_request(
     fields = build_fields(rs, region or default_region(), output)
     out = copy.deepcopy(dict(request))
     for name in PROFILER_FIELDS:
+        if name == "DebugRuleConfigurations":
+            # the request's own Debugger rules stay; a same-named one is replaced by stepscope's
+            ours = fields.get(name, [])
+            names = {r["RuleConfigurationName"] for r in ours}
+            merged = [r for r in out.get(name) or [] if r.get("RuleConfigurationName") not in names] + ours
+            if merged:
+                out[name] = merged
+            continue
         if name in _KEEP_USER and out.get(name):
             continue
         if name in fields:

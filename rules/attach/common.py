@@ -34,12 +34,15 @@ __all__ = [
     "check_instance_type",
     "check_ruleset",
     "debug_hook_config",
+    "debug_rule_configurations",
     "profiler_config",
     "profiler_rule_configurations",
     "resolve_ruleset",
     "rule_arguments",
     "rule_evaluator_image",
     "tensorboard_output_config",
+    "training_hook_collections",
+    "training_rule_arguments",
 ]
 
 
@@ -89,6 +92,7 @@ PROFILING_INTERVALS_MS = (100, 200, 500, 1000, 5000, 60000)
 PROFILER_FIELDS = (
     "ProfilerConfig",
     "ProfilerRuleConfigurations",
+    "DebugRuleConfigurations",
     "DebugHookConfig",
     "TensorBoardOutputConfig",
 )
@@ -99,6 +103,12 @@ PROFILER_FIELDS = (
 _MAX_RULES = 20
 _MAX_RULE_PARAMETERS = 100
 _MAX_COLLECTIONS = 20
+#: CollectionParameters of the Debugger collections that are regexes rather than built-ins
+#: (smdebug_rulesconfig's ``collections.json``); the hook's save_interval default (500) stays.
+DEBUGGER_COLLECTION_PARAMETERS: dict[str, dict[str, str]] = {
+    "relu_output": {"include_regex": ".*relu_output"},
+    "relu_input": {"include_regex": ".*relu_input"},
+}
 _S3_PATTERN = re.compile(r"^s3://[^/]+(/.*)?$")
 _TRAINIUM = re.compile(r"^ml[._]trn")
 
@@ -246,6 +256,62 @@ def profiler_rule_configurations(
     return configs
 
 
+def training_rule_arguments(ruleset: RuleSet) -> dict[str, dict[str, Any]]:
+    """Enabled Debugger training rule -> its parameters for Debugger's rule container.
+
+    Only with ``[profiler] debugger_hook = true``: Debugger's training rules read the tensors
+    its hook saves, so without the hook their containers would have nothing to judge. A rule
+    that cannot run as configured (TensorVariance without bounds) is left off."""
+    check_ruleset(ruleset)
+    if not ruleset.profiler.debugger_hook:
+        return {}
+    out: dict[str, dict[str, Any]] = {}
+    for name, values in ruleset.rules.items():
+        rule_cls = CATALOG[name]
+        if not getattr(rule_cls, "debugger_builtin", False) or not ruleset.enabled(name):
+            continue
+        kwargs = rule_cls().debugger_rule_parameters(values)  # type: ignore[attr-defined]
+        if kwargs is not None:
+            out[name] = kwargs
+    if len(out) > _MAX_RULES:
+        raise AttachError(f"{len(out)} Debugger training rules; SageMaker accepts at most {_MAX_RULES}")
+    return out
+
+
+def training_hook_collections(ruleset: RuleSet) -> list[str]:
+    """The hook's collections: the rule file's ``hook_collections``, then those the attached
+    training rules read (their ``debugger_collections`` and ``collection_names``), once each."""
+    if not ruleset.profiler.debugger_hook:
+        return []
+    names = list(ruleset.profiler.hook_collections)
+    for name, kwargs in training_rule_arguments(ruleset).items():
+        names += list(getattr(CATALOG[name], "debugger_collections", ()))
+        names += [c.strip() for c in str(kwargs.get("collection_names") or "").split(",") if c.strip()]
+    out = list(dict.fromkeys(names))
+    if len(out) > _MAX_COLLECTIONS:
+        raise AttachError(f"the Debugger hook would save {len(out)} collections; SageMaker accepts at most {_MAX_COLLECTIONS}")
+    return out
+
+
+def debug_rule_configurations(
+    ruleset: RuleSet, region: str | None, *, rule_image: str | None = None
+) -> list[dict[str, Any]]:
+    """DebugRuleConfigurations: one Debugger rule container per attached training rule,
+    parameters as strings with ``rule_to_invoke`` (the SDK's ``Rule.sagemaker`` shape)."""
+    arguments = training_rule_arguments(ruleset)
+    if not arguments:
+        return []
+    image = rule_image or rule_evaluator_image(region)
+    configs: list[dict[str, Any]] = []
+    for name, kwargs in arguments.items():
+        parameters = {k: _param_string(v) for k, v in kwargs.items()}
+        parameters["rule_to_invoke"] = name
+        configs.append(
+            {"RuleConfigurationName": name, "RuleEvaluatorImage": image, "RuleParameters": parameters}
+        )
+    return configs
+
+
 def profiler_config(ruleset: RuleSet, s3_output_path: str) -> dict[str, Any]:
     """ProfilerConfig; SageMaker writes under ``<S3OutputPath>/<job>/profiler-output/``."""
     settings = ruleset.profiler
@@ -259,14 +325,17 @@ def profiler_config(ruleset: RuleSet, s3_output_path: str) -> dict[str, Any]:
 
 
 def debug_hook_config(ruleset: RuleSet, s3_output_path: str) -> dict[str, Any] | None:
-    """DebugHookConfig with the file's collections, or None when debugging is not asked for."""
-    settings = ruleset.profiler
-    if not settings.debugger_hook:
+    """DebugHookConfig with the file's collections and those the training rules read, or
+    None when debugging is not asked for."""
+    if not ruleset.profiler.debugger_hook:
         return None
-    return {
-        "S3OutputPath": s3_output_path,
-        "CollectionConfigurations": [{"CollectionName": c} for c in settings.hook_collections],
-    }
+    collections: list[dict[str, Any]] = []
+    for c in training_hook_collections(ruleset):
+        entry: dict[str, Any] = {"CollectionName": c}
+        if c in DEBUGGER_COLLECTION_PARAMETERS:
+            entry["CollectionParameters"] = dict(DEBUGGER_COLLECTION_PARAMETERS[c])
+        collections.append(entry)
+    return {"S3OutputPath": s3_output_path, "CollectionConfigurations": collections}
 
 
 def tensorboard_output_config(ruleset: RuleSet, s3_output_path: str) -> dict[str, Any] | None:
@@ -300,6 +369,9 @@ def build_fields(
     rules = profiler_rule_configurations(ruleset, region, rule_image=rule_image)
     if rules:
         fields["ProfilerRuleConfigurations"] = rules
+    debug_rules = debug_rule_configurations(ruleset, region, rule_image=rule_image)
+    if debug_rules:
+        fields["DebugRuleConfigurations"] = debug_rules
     hook = debug_hook_config(ruleset, base)
     if hook is not None:
         fields["DebugHookConfig"] = hook

@@ -32,6 +32,7 @@ import importlib
 import importlib.metadata
 import logging
 import os
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -42,6 +43,7 @@ from rules.attach.collectors import (
     tensorboard_fields,
 )
 from rules.attach.common import (
+    DEBUGGER_COLLECTION_PARAMETERS,
     TENSORBOARD_LOCAL_PATH,
     AttachError,
     check_instance_type,
@@ -49,10 +51,12 @@ from rules.attach.common import (
     resolve_ruleset,
     rule_arguments,
     rule_evaluator_image,
+    training_hook_collections,
+    training_rule_arguments,
 )
 from rules.ruleset import RuleSet
 
-__all__ = ["SUPPORTED", "attach_to_estimator", "is_v3_object"]
+__all__ = ["SUPPORTED", "attach_to_estimator", "debugger_rule_collections", "is_v3_object", "rule_configs_name"]
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +195,11 @@ def _attach_debugger(estimator: Any, rs: RuleSet) -> Any:
         rule_evaluator_image(region)  # unknown region: fail now, not at fit()
     settings = rs.profiler
 
-    kept = [r for r in (estimator.rules or []) if not isinstance(r, ProfilerRule)]
+    training = training_rule_arguments(rs)
+    if region is not None and training:
+        rule_evaluator_image(region)
+    kept = [r for r in (estimator.rules or []) if not isinstance(r, ProfilerRule) and getattr(r, "name", None) not in training]
+    kept += [_debugger_rule(debugger, name, kwargs) for name, kwargs in training.items()]
     if settings.disable_profiler:
         estimator.disable_profiler = True
         estimator.profiler_config = ProfilerConfig(disable_profiler=True)
@@ -210,7 +218,7 @@ def _attach_debugger(estimator: Any, rs: RuleSet) -> Any:
     if settings.debugger_hook:
         estimator.debugger_hook_config = debugger.DebuggerHookConfig(
             s3_output_path=settings.s3_output_path,
-            collection_configs=[debugger.CollectionConfig(name=c) for c in settings.hook_collections],
+            collection_configs=[_collection(debugger, c) for c in training_hook_collections(rs)],
         )
     else:
         estimator.debugger_hook_config = False
@@ -248,6 +256,46 @@ def _profiler_rule(profiler_rule: Any, rule_configs: Any, name: str, kwargs: dic
         raise AttachError(f"rule {name}: {exc}", hint="fix it in the rule file") from None
     rule.rule_parameters = {k: v for k, v in (rule.rule_parameters or {}).items() if v is not None}
     return rule
+
+
+def _collection(debugger: Any, name: str) -> Any:
+    """``CollectionConfig(name)``, with the include regex of Debugger's regex collections."""
+    parameters = DEBUGGER_COLLECTION_PARAMETERS.get(name)
+    return debugger.CollectionConfig(name=name, parameters=dict(parameters) if parameters else None)
+
+
+def rule_configs_name(name: str) -> str:
+    """Debugger rule name -> its ``rule_configs`` function (``LossNotDecreasing`` ->
+    ``loss_not_decreasing``)."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def debugger_rule_collections(name: str, kwargs: dict[str, Any]) -> list[str]:
+    """The collections a training rule's ``Rule.sagemaker`` saves: its own and its
+    ``collection_names`` (all of them also in the hook config)."""
+    from rules.ruleset import CATALOG
+
+    own = list(getattr(CATALOG[name], "debugger_collections", ()))
+    own += [c.strip() for c in str(kwargs.get("collection_names") or "").split(",") if c.strip()]
+    return list(dict.fromkeys(own))
+
+
+def _debugger_rule(debugger: Any, name: str, kwargs: dict[str, Any]) -> Any:
+    """``Rule.sagemaker(rule_configs.<snake_name>(), rule_parameters=...)`` for a Debugger
+    training rule: parameters as strings, and the rule's collections given explicitly (the
+    same ones the hook saves), so the request equals the SDK-neutral builder's."""
+    snake = rule_configs_name(name)
+    factory = getattr(debugger.rule_configs, snake, None)
+    if factory is None:
+        raise AttachError(
+            f"this SageMaker SDK has no built-in Debugger rule {name!r} (rule_configs.{snake})",
+            hint=f"upgrade with {_INSTALL_HINT} or disable the rule with enabled = false",
+        )
+    return debugger.Rule.sagemaker(
+        base_config=factory(),
+        rule_parameters={k: str(v) for k, v in kwargs.items()},
+        collections_to_save=[_collection(debugger, c) for c in debugger_rule_collections(name, kwargs)],
+    )
 
 
 def _region(estimator: Any) -> str | None:

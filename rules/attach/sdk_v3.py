@@ -69,6 +69,7 @@ _INSTALL_HINT = "pip install 'sagemaker>=3.3,<4'"
 _CREATE_FIELDS = (
     "profiler_config",
     "profiler_rule_configurations",
+    "debug_rule_configurations",
     "debug_hook_config",
     "tensor_board_output_config",
 )
@@ -142,12 +143,24 @@ def _shapes(fields: dict[str, Any]) -> dict[str, Any]:
             )
             for r in fields["ProfilerRuleConfigurations"]
         ]
+    if "DebugRuleConfigurations" in fields:
+        out["debug_rule_configurations"] = [
+            shapes.DebugRuleConfiguration(
+                rule_configuration_name=r["RuleConfigurationName"],
+                rule_evaluator_image=r["RuleEvaluatorImage"],
+                rule_parameters=dict(r["RuleParameters"]),
+            )
+            for r in fields["DebugRuleConfigurations"]
+        ]
     if "DebugHookConfig" in fields:
         hook = fields["DebugHookConfig"]
         out["debug_hook_config"] = shapes.DebugHookConfig(
             s3_output_path=hook["S3OutputPath"],
             collection_configurations=[
-                shapes.CollectionConfiguration(collection_name=c["CollectionName"])
+                shapes.CollectionConfiguration(
+                    collection_name=c["CollectionName"],
+                    **({"collection_parameters": dict(c["CollectionParameters"])} if "CollectionParameters" in c else {}),
+                )
                 for c in hook["CollectionConfigurations"]
             ],
         )

@@ -11,9 +11,10 @@ collections map onto the training tables' roles: ``losses`` → loss scalars, ``
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rules.base import Rule
+from rules.params import RuleParams
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -36,10 +37,20 @@ COLLECTION_ROLES = {
 
 class TrainingRule(Rule):
     """A SageMaker Debugger built-in training rule, judged by ``stepscope report`` from the
-    job's training tables (``stepscope attach`` does not put Debugger rules on jobs yet)."""
+    job's training tables; ``stepscope attach --debugger`` also puts its rule container on
+    the job (``DebugRuleConfigurations``) when the rule file turns the Debugger hook on."""
 
     debugger_builtin: ClassVar[bool] = True
     severity: ClassVar[str] = "warning"
+    #: the Debugger hook collections the rule reads, as smdebug_rulesconfig's
+    #: ``ruleConfigs.json`` lists them (plus the loss/gradient ones its checks need); the
+    #: rule's own ``collection_names`` parameter adds to them at attach time
+    debugger_collections: ClassVar[tuple[str, ...]] = ()
+
+    def debugger_rule_parameters(self, params: RuleParams) -> dict[str, Any] | None:
+        """The parameters Debugger's container gets (unset ones left out), or None when the
+        rule cannot run there as configured."""
+        return {k: v for k, v in params.model_dump().items() if v is not None}
 
 
 def split_list(value: str | None) -> list[str]:

@@ -39,6 +39,7 @@ class LossNotDecreasing(TrainingRule):
         "that they require grad, and that labels match inputs; compare with a run that learned."
     )
     params_model: ClassVar[type[RuleParams]] = LossNotDecreasingParams
+    debugger_collections: ClassVar[tuple[str, ...]] = ("losses",)
 
     def evaluate(self, job: Job, params: LossNotDecreasingParams) -> list[Finding] | str:
         series = _series(job, params)

@@ -35,6 +35,7 @@ class Overfit(TrainingRule):
         "on the evaluation loss)."
     )
     params_model: ClassVar[type[RuleParams]] = OverfitParams
+    debugger_collections: ClassVar[tuple[str, ...]] = ("losses",)
 
     def evaluate(self, job: Job, params: OverfitParams) -> list[Finding] | str:
         import numpy as np

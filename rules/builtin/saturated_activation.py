@@ -23,8 +23,14 @@ def _sigmoid(x: float) -> float:
 
 
 class SaturatedActivationParams(RuleParams):
-    threshold_tanh: list[float] = Field([-9.4999, 9.4999], min_length=2, max_length=2, description="(min, max) of a tanh's input beyond which it is saturated (its gradient below 1e-7).")
-    threshold_sigmoid: list[float] = Field([-23.0, 16.99999], min_length=2, max_length=2, description="(min, max) of a sigmoid's input beyond which it is saturated.")
+    """Debugger's names and defaults (docs.aws.amazon.com/sagemaker/latest/dg/debugger-built-in-rules.html,
+    SaturatedActivation): four scalar limits, not two pairs. Its ``collection_names`` /
+    ``tensor_regex`` are not taken: every tanh/sigmoid layer is inspected."""
+
+    threshold_tanh_min: float = Field(-9.4999, description="A tanh's input below this saturates it (its gradient below 1e-7).")
+    threshold_tanh_max: float = Field(9.4999, description="A tanh's input above this saturates it.")
+    threshold_sigmoid_min: float = Field(-23.0, description="A sigmoid's input below this saturates it.")
+    threshold_sigmoid_max: float = Field(16.99999, description="A sigmoid's input above this saturates it.")
     threshold_layer: float = Field(50.0, ge=0, le=100, description="A layer with more than this % of saturated units is saturated.")
 
 
@@ -33,7 +39,7 @@ class SaturatedActivation(TrainingRule):
     title: ClassVar[str] = "Saturated tanh/sigmoid layers"
     checks: ClassVar[str] = (
         "SageMaker Debugger's built-in, per worker and tanh/sigmoid layer: outputs beyond the activation's "
-        "value at `threshold_tanh` / `threshold_sigmoid`. From per-layer statistics only a layer whose "
+        "value at `threshold_tanh_min`/`_max` and `threshold_sigmoid_min`/`_max`. From per-layer statistics only a layer whose "
         "outputs all lie beyond one limit (min or max past it) is known to exceed `threshold_layer` %."
     )
     why: ClassVar[str] = "A saturated tanh or sigmoid passes (almost) no gradient: the layers before it stop learning."
@@ -51,8 +57,8 @@ class SaturatedActivation(TrainingRule):
             acts = acts[acts["kind"].notna() & acts["min"].notna() & acts["max"].notna()]
         if acts.empty:
             return no_data(job, "tanh or sigmoid activation statistics")
-        limits = {"tanh": (math.tanh(params.threshold_tanh[0]), math.tanh(params.threshold_tanh[1])),
-                  "sigmoid": (_sigmoid(params.threshold_sigmoid[0]), _sigmoid(params.threshold_sigmoid[1]))}
+        limits = {"tanh": (math.tanh(params.threshold_tanh_min), math.tanh(params.threshold_tanh_max)),
+                  "sigmoid": (_sigmoid(params.threshold_sigmoid_min), _sigmoid(params.threshold_sigmoid_max))}
         findings: list[Finding] = []
         for worker, wg in acts.groupby("worker_label", sort=True):
             layers = []

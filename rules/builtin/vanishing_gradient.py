@@ -31,6 +31,7 @@ class VanishingGradient(TrainingRule):
         "initialisation (Kaiming/Xavier), or a shallower network."
     )
     params_model: ClassVar[type[RuleParams]] = VanishingGradientParams
+    debugger_collections: ClassVar[tuple[str, ...]] = ("gradients",)
 
     def evaluate(self, job: Job, params: VanishingGradientParams) -> list[Finding] | str:
         g = job.gradient_norms()

@@ -32,6 +32,7 @@ class WeightUpdateRatio(TrainingRule):
         "learning rate or frozen parameters, and clip gradients against spikes."
     )
     params_model: ClassVar[type[RuleParams]] = WeightUpdateRatioParams
+    debugger_collections: ClassVar[tuple[str, ...]] = ("weights",)
 
     def evaluate(self, job: Job, params: WeightUpdateRatioParams) -> list[Finding] | str:
         u = job.update_ratios()

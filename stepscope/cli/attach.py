@@ -29,13 +29,17 @@ from rules.attach.collectors import (
     tensorboard_fields,
 )
 from rules.attach.common import (
+    DEBUGGER_COLLECTION_PARAMETERS,
     RULE_EVALUATOR_REPOSITORY,
     RULE_EVALUATOR_TAG,
     TENSORBOARD_LOCAL_PATH,
     build_fields,
     resolve_ruleset,
     rule_arguments,
+    training_hook_collections,
+    training_rule_arguments,
 )
+from rules.attach.sdk_v2 import debugger_rule_collections, rule_configs_name
 from rules.ruleset import RuleSet
 from stepscope.cli.common import Command, user_errors
 
@@ -268,7 +272,7 @@ def v2_source(rs: RuleSet, s3_output_path: str | None) -> str:
         "# SageMaker SDK v2: what rules.attach.sdk_v2.attach_to_estimator(estimator) sets.",
         f"# Rule file: {_rule_file_label(rs.source)}",
         "from sagemaker.debugger import (",
-        "    CollectionConfig, DebuggerHookConfig, ProfilerConfig, ProfilerRule,",
+        "    CollectionConfig, DebuggerHookConfig, ProfilerConfig, ProfilerRule, Rule,",
         "    TensorBoardOutputConfig, rule_configs,",
         ")",
         "from smdebug_rulesconfig.profiler_rules import rules as profiler_rules  # has Dataloader",
@@ -297,8 +301,17 @@ def v2_source(rs: RuleSet, s3_output_path: str | None) -> str:
             "for rule in rules:",
             "    rule.rule_parameters = {k: v for k, v in rule.rule_parameters.items() if v is not None}",
         ]
+    training = training_rule_arguments(rs)
+    if training:
+        lines.append("# SageMaker Debugger's training rules (their containers read the hook's tensors):")
+        lines.append("rules += [")
+        for name, kwargs in training.items():
+            saved = ", ".join(_collection_source(c) for c in debugger_rule_collections(name, kwargs))
+            lines.append(f"    Rule.sagemaker(rule_configs.{rule_configs_name(name)}(), "
+                         f"rule_parameters={ {k: str(v) for k, v in kwargs.items()}!r}, collections_to_save=[{saved}]),")
+        lines.append("]")
     if settings.debugger_hook:
-        collections = ", ".join(f"CollectionConfig(name={c!r})" for c in settings.hook_collections)
+        collections = ", ".join(_collection_source(c) for c in training_hook_collections(rs))
         where = f"s3_output_path={settings.s3_output_path!r}, " if settings.s3_output_path else ""
         lines.append(f"debugger_hook_config = DebuggerHookConfig({where}collection_configs=[{collections}])")
     else:
@@ -321,6 +334,11 @@ def v2_source(rs: RuleSet, s3_output_path: str | None) -> str:
         f"#   {_attach_call('attach_to_estimator', 'estimator', rs.source)}",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _collection_source(name: str) -> str:
+    parameters = DEBUGGER_COLLECTION_PARAMETERS.get(name)
+    return f"CollectionConfig(name={name!r}, parameters={parameters!r})" if parameters else f"CollectionConfig(name={name!r})"
 
 
 def _set(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -356,10 +374,21 @@ def v3_source(fields: dict[str, Any], rules_file: str = DEFAULT_RULES) -> str:
             "rule_parameters": r["RuleParameters"],
         }, "    ") + ",")
     lines.append("]")
+    if fields.get("DebugRuleConfigurations"):
+        lines.append("debug_rule_configurations = [")
+        for r in fields["DebugRuleConfigurations"]:
+            lines.append("    " + _call("shapes.DebugRuleConfiguration", {
+                "rule_configuration_name": r["RuleConfigurationName"],
+                "rule_evaluator_image": r["RuleEvaluatorImage"],
+                "rule_parameters": r["RuleParameters"],
+            }, "    ") + ",")
+        lines.append("]")
     hook = fields.get("DebugHookConfig")
     if hook:
-        names = ", ".join(f"shapes.CollectionConfiguration(collection_name={c['CollectionName']!r})"
-                          for c in hook["CollectionConfigurations"])
+        names = ", ".join(
+            f"shapes.CollectionConfiguration(collection_name={c['CollectionName']!r}"
+            + (f", collection_parameters={c['CollectionParameters']!r})" if "CollectionParameters" in c else ")")
+            for c in hook["CollectionConfigurations"])
         lines.append(f"debug_hook_config = shapes.DebugHookConfig(s3_output_path={hook['S3OutputPath']!r}, "
                      f"collection_configurations=[{names}])")
     else:

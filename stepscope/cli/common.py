@@ -1,4 +1,5 @@
-"""What every command shares: user-facing errors (bad usage included), logging, progress bars."""
+"""What every command shares: user-facing errors (bad usage included), logging, progress bars,
+the ``--engine`` option."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from analyzer.errors import StepscopeError
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+    from analyzer.engines import DaskEngine
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -147,3 +150,26 @@ def progress_bar(enabled: bool) -> Iterator[Callable[[str, int, int], None]]:
             bar.update(tasks[phase], completed=done, total=total or None)
 
         yield update
+
+
+def engine_option(fn: F) -> F:
+    """``--engine local|dask://HOST:PORT`` (default: ``$DASK_SCHEDULER_ADDRESS``, else local)."""
+    return click.option(
+        "--engine", default=None, metavar="local|dask://HOST:PORT",
+        help="Where trace files are parsed and ranks analysed: this machine (default) or an existing "
+             "Dask cluster's scheduler (default: $DASK_SCHEDULER_ADDRESS when set). The cache must be "
+             "on a file system the Dask workers share.")(fn)
+
+
+@contextmanager
+def open_engine(spec: str | None) -> Iterator[DaskEngine | None]:
+    """The engine a command runs on, connected now (so a missing package or an unreachable
+    scheduler is one line before any work) and closed when the command ends; None: local."""
+    from analyzer.engines import DaskEngine, parse_engine
+
+    address = parse_engine(spec)
+    if address is None:
+        yield None
+        return
+    with DaskEngine(address) as engine:
+        yield engine

@@ -11,7 +11,14 @@ import orjson
 from analyzer.ingest.no_pandas import keep_pandas_out
 from analyzer.ingest.pipeline import ingest
 from analyzer.sources import open_source
-from stepscope.cli.common import Command, progress_bar, setup_logging, user_errors
+from stepscope.cli.common import (
+    Command,
+    engine_option,
+    open_engine,
+    progress_bar,
+    setup_logging,
+    user_errors,
+)
 
 
 @click.command("ingest", cls=Command)
@@ -23,13 +30,14 @@ from stepscope.cli.common import Command, progress_bar, setup_logging, user_erro
               help="Parallel parse workers.")
 @click.option("--profile", default=None, help="AWS profile for S3 and SageMaker sources.")
 @click.option("--region", default=None, help="AWS region for a SageMaker job name.")
+@engine_option
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar on stderr (default: when stderr is a terminal).")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr.")
 @user_errors
 def ingest_command(source: str, cache_dir: str | None, as_json: bool, jobs: int,
-                   profile: str | None, region: str | None, progress: bool | None,
+                   profile: str | None, region: str | None, engine: str | None, progress: bool | None,
                    verbose: int, quiet: bool) -> None:
     """Ingest every profiler output of SOURCE into the cached job dataset.
 
@@ -40,8 +48,8 @@ def ingest_command(source: str, cache_dir: str | None, as_json: bool, jobs: int,
     setup_logging(verbose, quiet or as_json)
     show_bar = sys.stderr.isatty() if progress is None else progress
     src = open_source(source, profile=profile, region=region)
-    with progress_bar(show_bar and not quiet) as on_progress:
-        result = ingest(src, cache_dir=cache_dir, jobs=jobs, on_progress=on_progress, processes=True)
+    with open_engine(engine) as cluster, progress_bar(show_bar and not quiet) as on_progress:
+        result = ingest(src, cache_dir=cache_dir, jobs=jobs, on_progress=on_progress, processes=True, engine=cluster)
     if as_json:
         sys.stdout.write(orjson.dumps(result.summary, option=orjson.OPT_INDENT_2).decode() + "\n")
     else:

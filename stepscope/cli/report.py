@@ -9,7 +9,14 @@ import click
 
 from analyzer.errors import StepscopeError
 from rules.ruleset import load_ruleset
-from stepscope.cli.common import Command, progress_bar, setup_logging, user_errors
+from stepscope.cli.common import (
+    Command,
+    engine_option,
+    open_engine,
+    progress_bar,
+    setup_logging,
+    user_errors,
+)
 
 FORMATS = ("md", "html", "json", "junit")
 MAX_LISTED = 20  # findings listed on stderr; the report files hold them all
@@ -47,13 +54,14 @@ def _formats(ctx: click.Context | None, param: click.Parameter | None, value: st
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False), default=None, help="Cache folder.")
 @click.option("--profile", default=None, help="AWS profile for S3 and SageMaker sources.")
 @click.option("--region", default=None, help="AWS region for SageMaker job names.")
+@engine_option
 @click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: when a terminal).")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr.")
 @user_errors
 def report_command(source: str, out_dir: str, formats: list[str], fail_on: str, baseline: str | None,
                    rules_file: str | None, cache_dir: str | None, profile: str | None, region: str | None,
-                   progress: bool | None, verbose: int, quiet: bool) -> None:
+                   engine: str | None, progress: bool | None, verbose: int, quiet: bool) -> None:
     """Judge SOURCE with the rule set and write the report files.
 
     Exit code: 0 clean, 1 a finding at or above --fail-on, 2 bad usage or unreadable input.
@@ -68,9 +76,10 @@ def report_command(source: str, out_dir: str, formats: list[str], fail_on: str, 
     setup_logging(verbose, quiet)
     ruleset = load_ruleset(rules_file)
     show_bar = (sys.stderr.isatty() if progress is None else progress) and not quiet
-    with progress_bar(show_bar) as on_progress:
+    with open_engine(engine) as cluster, progress_bar(show_bar) as on_progress:
         report = analyze(source, ruleset, baseline=baseline or None, cache_dir=cache_dir, profile=profile,
-                         region=region, on_progress=on_progress, processes=True, detail=False).report
+                         region=region, on_progress=on_progress, processes=True, detail=False,
+                         engine=cluster).report
     verdict = Verdict.of(report, fail_on)  # --fail-on is this command's policy, not the report's
 
     out = Path(out_dir)

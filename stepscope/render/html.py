@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import plotly.graph_objects as go
 import plotly.io as pio
 
@@ -9,18 +11,24 @@ from stepscope.render import charts
 from stepscope.render.escape import h, h_prose
 from stepscope.render.markdown import (
     IDLE_PARTS,
+    MEASURES,
     TEMPORAL_PARTS,
+    WORKER_HEADINGS,
     breakdown,
     change,
     fmt,
     gpu_p50,
     headline,
+    num,
     source_text,
+    training_findings,
     where,
+    worker_cells,
 )
 from stepscope.render.verdict import Verdict
 from stepscope.report.grouping import groups_of, message_of
 from stepscope.report.model import Report
+from stepscope.report.training import CHART_TITLES, anchor
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem;max-width:1200px;color:#222}
@@ -76,12 +84,15 @@ def render(report: Report, verdict: Verdict) -> str:
         charts.rank_breakdown(ranks),
         charts.idle_breakdown(ranks),
     ]
-    first = True
-    for fig in figs:
-        if fig is None:
-            continue
-        parts.append(pio.to_html(fig, full_html=False, include_plotlyjs="inline" if first else False))
-        first = False
+    plotted = [False]
+
+    def figure(fig: go.Figure, div_id: str | None = None) -> str:
+        """The figure's div; plotly.js is inlined with the first one only."""
+        html = pio.to_html(fig, full_html=False, include_plotlyjs=False if plotted[0] else "inline", div_id=div_id)
+        plotted[0] = True
+        return html
+
+    parts += [figure(fig) for fig in figs if fig is not None]
 
     nodes = report.metrics.nodes
     if nodes:
@@ -132,8 +143,59 @@ def render(report: Report, verdict: Verdict) -> str:
                 f"<td class='{'fail' if c.regressed else 'pass'}'>{'regressed' if c.regressed else 'ok'}</td></tr>"
             )
         parts.append("</table>")
+    parts += training_section(report, figure)
     parts.append("<h2>Rules</h2><table><tr><th>rule</th><th>status</th><th>note</th></tr>")
     for rule in report.rules:
         parts.append(f"<tr><td>{h(rule.rule)}</td><td>{h(rule.status)}</td><td>{h_prose(rule.reason or '–')}</td></tr>")
     parts.append("</table></body></html>")
     return "\n".join(parts)
+
+
+def training_section(report: Report, figure: Callable[[go.Figure, str | None], str]) -> list[str]:
+    """"Training health": workers, the training rules' findings each linked to the chart that
+    shows it, then per worker its loss, gradient-norm heatmap, update ratios and activations."""
+    th = report.training_health
+    if th is None:
+        return []
+    parts = ["<h2 id='training-health'>Training health</h2>"]
+    if not th.workers:
+        return [*parts, f"<p>{h_prose(th.note or 'No training-health data.')}</p>"]
+    parts.append("<table><tr>" + "".join(f"<th>{h(c)}</th>" for c in WORKER_HEADINGS) + "</tr>"
+                 + "".join("<tr>" + "".join(f"<td>{h(c)}</td>" for c in worker_cells(w)) + "</tr>" for w in th.workers)
+                 + "</table>")
+    rows = training_findings(report)
+    if rows:
+        parts.append("<table><tr><th>severity</th><th>rule</th><th>where</th><th>steps</th><th>finding</th><th>chart</th></tr>")
+        for i, steps, chart, link in rows:
+            f = report.findings[i]
+            parts.append(f"<tr><td class='{h(f.severity)}'>{h(f.severity)}</td><td>{h(f.rule)}</td><td>{h(f.where)}</td>"
+                         f"<td>{h(steps)}</td><td>{h_prose(f.message)}</td>"
+                         f"<td><a href='#{h(link)}'>{h(CHART_TITLES[chart])}</a></td></tr>")
+        parts.append("</table>")
+    parts.append("<p>Training rules: " + h(", ".join(f"{v.rule} {v.status}" for v in th.rules)) + ".</p>")
+    t = report.charts.training
+    if t is None:
+        return parts
+    heatmaps = {hm.worker: hm for hm in t.gradient_norms}
+    for w in th.workers:
+        parts.append(f"<h3>{h(w.worker)}</h3>")
+        for chart, fig in (("loss", charts.training_loss(t, w.worker)),
+                           ("gradient_norms", charts.training_gradient_heatmap(heatmaps[w.worker]) if w.worker in heatmaps else None),
+                           ("update_ratios", charts.training_update_ratios(t, w.worker)),
+                           ("activations", charts.training_activations(t, w.worker))):
+            link = anchor(chart, w.worker)
+            if fig is None:  # a finding may still link here: say what is missing
+                parts.append(f"<p id='{h(link)}'>{h(CHART_TITLES[chart])}: not recorded for this worker.</p>")
+            else:
+                parts.append(figure(fig, link))
+    layers = t.layers.frame()
+    if len(layers):
+        parts.append("<details><summary>Per-layer figures</summary><table><tr><th>worker</th><th>layer</th><th>measure</th>"
+                     "<th>steps</th><th>last</th><th>min</th><th>max</th></tr>")
+        for r in layers.itertuples(index=False):
+            layer = f"{r.layer} ({r.module})" if isinstance(r.module, str) and r.module else r.layer
+            parts.append("<tr>" + "".join(f"<td>{h(v)}</td>" for v in (
+                r.worker, layer, MEASURES.get(r.measure, r.measure), f"{r.first_step}–{r.last_step}",
+                num(r.last), num(r.min), num(r.max))) + "</tr>")
+        parts.append("</table></details>")
+    return parts

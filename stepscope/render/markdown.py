@@ -7,7 +7,8 @@ from pydantic import BaseModel
 from stepscope.render.escape import md, md_code, md_prose
 from stepscope.render.verdict import Verdict
 from stepscope.report.grouping import groups_of, message_of
-from stepscope.report.model import Comparison, JobInfo, NodeMetrics, Report
+from stepscope.report.model import Comparison, JobInfo, NodeMetrics, Report, TrainingWorker
+from stepscope.report.training import CHART_TITLES, anchor, chart_of
 
 ICON = {"error": "🔴", "warning": "🟠", "info": "🔵"}
 VERDICT_ICON = {"fail": "🔴", "not-failing": "🟠", "pass": "✅"}
@@ -116,6 +117,8 @@ def render(report: Report, verdict: Verdict) -> str:
             )
         lines.append("")
 
+    lines += training_section(report)
+
     skipped = [rule for rule in report.rules if rule.status in ("skipped", "error")]
     if skipped:
         lines += ["<details><summary>Rules that could not judge this job</summary>", ""]
@@ -183,3 +186,87 @@ def fmt(v: object, unit: str = "") -> str:
     if isinstance(v, float):
         return f"{v:.1f}{unit}"
     return f"{v}{unit}"
+
+
+# --------------------------------------------------------------------------- training health
+
+#: the per-layer measurements as the tables name them
+MEASURES = {"gradient_norm": "gradient norm", "update_ratio": "update ratio", "zero_fraction": "zero share"}
+#: at most this many per-layer rows in report.md (the HTML and the dashboard show all)
+MAX_LAYER_ROWS = 40
+
+
+def worker_cells(w: TrainingWorker) -> list[str]:
+    """A worker's row: steps, step range, last training / evaluation loss, gradient layers,
+    first non-finite step (report.md and report.html show the same cells)."""
+    steps = "–" if w.first_step is None else f"{w.first_step}–{w.last_step}"
+    loss = "–" if w.last_loss is None else f"{w.last_loss:.4g} ({w.loss_tag}, step {w.last_loss_step})"
+    if w.last_loss is None and w.loss_tag:
+        loss = f"not a number ({w.loss_tag})"
+    ev = "–" if w.last_eval_loss is None else f"{w.last_eval_loss:.4g} ({w.eval_loss_tag})"
+    bad = "–" if w.first_nonfinite_step is None else str(w.first_nonfinite_step)
+    return [w.worker, str(w.steps), steps, loss, ev, str(w.gradient_layers), bad]
+
+
+WORKER_HEADINGS = ("worker", "steps recorded", "step range", "last training loss", "last evaluation loss",
+                   "layers with gradients", "first non-finite step")
+
+
+def training_findings(report: Report) -> list[tuple[int, str, str, str]]:
+    """The training rules' findings as (index into findings, step range, chart, chart anchor)."""
+    th = report.training_health
+    if th is None:
+        return []
+    out = []
+    for v in th.rules:
+        for i in v.findings:
+            f = report.findings[i]
+            rng = f.evidence.get("step_range")
+            steps = (f"{rng[0]}–{rng[1]}" if rng[0] != rng[1] else str(rng[0])) if isinstance(rng, list) and len(rng) == 2 \
+                else str(f.evidence.get("step", "–"))
+            chart = chart_of(f)
+            out.append((i, steps, chart, anchor(chart, str(f.evidence.get("worker") or ""))))
+    return out
+
+
+def training_section(report: Report) -> list[str]:
+    """report.md's "Training health": workers, the training rules' findings with the chart
+    (in report.html) that shows each, and the per-layer figures."""
+    th = report.training_health
+    if th is None:
+        return []
+    lines = ["## Training health", ""]
+    if not th.workers:
+        return [*lines, md_prose(th.note or "No training-health data.", table=False), ""]
+    lines += ["| " + " | ".join(WORKER_HEADINGS) + " |", "|" + "---|" * len(WORKER_HEADINGS)]
+    lines += ["| " + " | ".join(md(c) for c in worker_cells(w)) + " |" for w in th.workers]
+    lines.append("")
+    rows = training_findings(report)
+    judged = ", ".join(f"{v.rule} {v.status}" for v in th.rules)
+    lines += [f"Training rules: {md(judged)}.", ""]
+    if rows:
+        lines += ["| | rule | where | steps | chart |", "|---|---|---|---|---|"]
+        for i, steps, chart, link in rows:
+            f = report.findings[i]
+            lines.append(f"| {ICON[f.severity]} | {md(f.rule)} | {md(f.where)} | {steps} | "
+                         f"[{CHART_TITLES[chart]}](report.html#{link}) |")
+        lines.append("")
+    t = report.charts.training
+    layers = t.layers.frame() if t is not None else None
+    if layers is not None and len(layers):
+        lines += ["| worker | layer | measure | steps | last | min | max |", "|---|---|---|---|---|---|---|"]
+        for r in layers.head(MAX_LAYER_ROWS).itertuples(index=False):
+            layer = f"{r.layer} ({r.module})" if isinstance(r.module, str) and r.module else r.layer
+            lines.append(f"| {md(r.worker)} | {md(layer)} | {MEASURES.get(r.measure, r.measure)} | "
+                         f"{r.first_step}–{r.last_step} | {num(r.last)} | {num(r.min)} | {num(r.max)} |")
+        if len(layers) > MAX_LAYER_ROWS:
+            lines.append(f"\n{len(layers) - MAX_LAYER_ROWS} more rows in report.html.")
+        lines.append("")
+    return lines
+
+
+def num(v: object) -> str:
+    """A training figure: 4 significant digits (norms and ratios span decades), "–" for none."""
+    if v is None or (isinstance(v, float) and v != v):
+        return "–"
+    return f"{v:.4g}" if isinstance(v, float) else str(v)

@@ -27,6 +27,7 @@ from stepscope.report.build import build
 from stepscope.report.model import Report
 
 if TYPE_CHECKING:
+    from analyzer.engines import DaskEngine
     from analyzer.ingest.pipeline import ProgressFn
 
 log = logging.getLogger("stepscope.report")
@@ -46,12 +47,14 @@ class Analysis(NamedTuple):
 
 def analyze(source: str | Job, ruleset: RuleSet, *, baseline: str | Job | None = None, cache_dir: str | None = None,
             profile: str | None = None, region: str | None = None, on_progress: ProgressFn | None = None,
-            processes: bool = False, cache_key: str | None = None, detail: bool = True) -> Analysis:
+            processes: bool = False, cache_key: str | None = None, detail: bool = True,
+            engine: DaskEngine | None = None) -> Analysis:
     """Open ``source`` (and ``baseline``, the run it is compared with), judge it with
     ``ruleset`` and build the report. Either may be a Job already open (the dashboard
     compares the job it holds with another run without reading it twice). With
     ``cache_key`` the evaluated report is read from, or written to, the source's cache folder.
     ``detail``: build the report's detail tables too (:class:`~stepscope.report.model.Charts`).
+    ``engine``: the Dask cluster that parses and maps the sources it opens (None: this machine).
 
     Raises :class:`~analyzer.errors.StepscopeError` when a source cannot be read.
     """
@@ -60,12 +63,12 @@ def analyze(source: str | Job, ruleset: RuleSet, *, baseline: str | Job | None =
         if isinstance(s, Job):
             return s
         return Job.open(open_source(s, profile=profile, region=region), cache_dir=cache_dir,
-                        on_progress=on_progress, processes=processes)
+                        on_progress=on_progress, processes=processes, engine=engine)
 
     job = open_job(source)
     if baseline is not None:
         base = open_job(baseline)
-        job = Job(job.dataset, job.summary, baseline=base)  # never changes a Job the caller holds
+        job = Job(job.dataset, job.summary, baseline=base, engine=job.engine)  # never changes a Job the caller holds
     path = cached_report_path(job, f"{cache_key}\x00detail={detail}") if cache_key is not None else None
     if path is not None:
         try:

@@ -19,6 +19,7 @@ from rules.base import SEVERITY_RANK, RuleResult
 from rules.builtin.baseline_regression import BaselineRegression
 from rules.ruleset import RuleSet
 from stepscope.report import model as m
+from stepscope.report import training
 from stepscope.report.grouping import group_findings, place_key
 from stepscope.report.sources import node_metrics_sources
 
@@ -61,6 +62,7 @@ def build(job: Job, ruleset: RuleSet, results: list[RuleResult], *, detail: bool
         ),
         sagemaker_rule_reports=sagemaker_verdicts(job, results),
         baseline=baseline(job, ruleset),
+        training_health=training.section(job, results, findings),
         charts=charts(job, detail=detail),
     )
 
@@ -152,6 +154,7 @@ def charts(job: Job, *, detail: bool = True) -> m.Charts:
         gpu_labels=m.GpuLabels.of(job.gpu_annotation_breakdown() if kineto else empty),
         top_kernels=m.TopKernels.of(job.top_kernels(15) if kineto else empty) if detail else None,
         collectives=m.Collectives.of(job.collective_summary() if kineto else empty) if detail else None,
+        training=training.charts(job),
     )
 
 

@@ -303,6 +303,50 @@ class Baseline(Model):
     step_ms: list[float | None] = []
 
 
+# --------------------------------------------------------------------------- training health
+
+
+class TrainingWorker(Model):
+    """One training process's record (node and rank, Debugger worker or TensorBoard run)."""
+
+    worker: str
+    first_step: int | None
+    last_step: int | None
+    #: distinct steps with any training record
+    steps: int
+    #: the training loss's tag and its last finite value (None: no finite training loss)
+    loss_tag: str | None
+    last_loss: float | None
+    last_loss_step: int | None
+    eval_loss_tag: str | None
+    last_eval_loss: float | None
+    #: layers (parameters) with a gradient norm
+    gradient_layers: int
+    #: the first step where a loss, scalar or tensor statistic stopped being a number
+    first_nonfinite_step: int | None
+
+
+class TrainingRuleVerdict(Model):
+    """A training rule's status and which chart of the section shows its findings."""
+
+    rule: str
+    status: str  # fired | passed | skipped | error
+    #: indexes into ``Report.findings``
+    findings: list[int]
+    #: loss | gradient_norms | update_ratios | activations
+    chart: str
+
+
+class TrainingHealth(Model):
+    """The "Training health" section: per worker what was recorded and how the training
+    rules judged it. Empty ``workers`` with ``note``: the job recorded no training data."""
+
+    workers: list[TrainingWorker]
+    rules: list[TrainingRuleVerdict]
+    #: one line: what fills the section (None when it has data)
+    note: str | None
+
+
 # --------------------------------------------------------------------------- chart series
 
 
@@ -467,6 +511,78 @@ class Collectives(Columns):
         "total_bytes", "mean_bytes", "min_bytes", "max_bytes", "algbw_gbps", "busbw_gbps")}
 
 
+class TrainingLoss(Columns):
+    """Loss per worker, tag and step (binned on steps where a series is long)."""
+
+    worker: list[str]
+    tag: list[str]
+    phase: list[str]  # train | eval
+    step: list[float]
+    value: list[float | None]
+
+    dtypes: ClassVar[dict[str, str]] = {"value": "float64"}
+
+
+class LayerHeatmap(Model):
+    """One worker's gradient norm per layer (``rows``) and step bin (``steps``: the bin's
+    mean step): the bin's mean norm, None where the layer has no finite value in it."""
+
+    worker: str
+    rows: list[str]
+    steps: list[float]
+    values: list[list[float | None]]
+
+
+class UpdateRatioSeries(Columns):
+    worker: list[str]
+    name: list[str]
+    step: list[float]
+    ratio: list[float | None]
+
+    dtypes: ClassVar[dict[str, str]] = {"ratio": "float64"}
+
+
+class ActivationSeries(Columns):
+    """Per worker, layer and step (bin): the share of zero outputs and the outputs' range."""
+
+    worker: list[str]
+    name: list[str]
+    module: list[str | None]
+    step: list[float]
+    zero_fraction: list[float | None]
+    min: list[float | None]
+    max: list[float | None]
+
+    dtypes: ClassVar[dict[str, str]] = {"zero_fraction": "float64", "min": "float64", "max": "float64"}
+
+
+class LayerSummary(Columns):
+    """Per worker, layer and measurement (gradient norm, update ratio, zero fraction): the
+    steps it covers and its last, smallest and largest finite value (from the whole series,
+    not the binned one)."""
+
+    worker: list[str]
+    layer: list[str]
+    measure: list[str]  # gradient_norm | update_ratio | zero_fraction
+    module: list[str | None]
+    points: list[int]
+    first_step: list[int]
+    last_step: list[int]
+    last: list[float | None]
+    min: list[float | None]
+    max: list[float | None]
+
+    dtypes: ClassVar[dict[str, str]] = {"last": "float64", "min": "float64", "max": "float64"}
+
+
+class TrainingCharts(Model):
+    loss: TrainingLoss
+    gradient_norms: list[LayerHeatmap]
+    update_ratios: UpdateRatioSeries
+    activations: ActivationSeries
+    layers: LayerSummary
+
+
 class Charts(Model):
     """The series the HTML report and the dashboard pages chart (whole job; the dashboard's
     zoomable system-metric series and step timelines are queries of the Job instead).
@@ -486,6 +602,8 @@ class Charts(Model):
     gpu_labels: GpuLabels
     top_kernels: TopKernels | None = None
     collectives: Collectives | None = None
+    #: the training-health section's series (None: a report cached before it existed)
+    training: TrainingCharts | None = None
 
 
 # --------------------------------------------------------------------------- the report
@@ -515,6 +633,8 @@ class Report(Model):
     metrics: Metrics
     sagemaker_rule_reports: list[SageMakerVerdict]
     baseline: Baseline | None
+    #: None only in a report cached before the section existed
+    training_health: TrainingHealth | None = None
     charts: Charts
 
     def document(self) -> dict[str, Any]:
