@@ -135,6 +135,11 @@ def main() -> int:
         "runs": runs, "wall_s": round(wall, 1), "cpus": os.cpu_count(),
         "load_avg_1m": round(os.getloadavg()[0], 2),
     }
+    for mode in runs:  # the spread between runs of one mode: what a difference must exceed
+        per_run = [r["cpu_after_ms"] for r in runs[mode]]
+        result[f"{mode}_cpu_after_ms_runs"] = {"min": round(min(per_run), 3),
+                                              "median": round(statistics.median(per_run), 3),
+                                              "max": round(max(per_run), 3)}
     for clock in ("cpu", "wall"):
         plain = med("plain", f"{clock}_after_ms")
         after = med("launcher", f"{clock}_after_ms")
@@ -159,6 +164,10 @@ def main() -> int:
               f"({r['after_window_overhead_pct']:+.2f} %)")
         print(f"    stepscope run, the {WARMUP + ACTIVE + 1} traced steps     {r['launcher_window_step_ms']:8.3f} ms  "
               f"({r['window_overhead_pct']:+.2f} %: the profiler's own cost while it records)")
+    print("  run-to-run spread of the after-window CPU medians (min / median / max):")
+    for mode in runs:
+        sp = result[f"{mode}_cpu_after_ms_runs"]
+        print(f"    {mode:<8} {sp['min']:.3f} / {sp['median']:.3f} / {sp['max']:.3f} ms")
     return 0
 
 
