@@ -71,18 +71,11 @@ def _rank_parts() -> go.Figure | None:
         return None
     per = per.sort_index()
     y = [f"rank {int(r)}" for r in per.index]
-    fig = go.Figure()
-    for col, part, label in (("busy_ms", "compute", "compute (own work)"),
-                             ("comm_ms", "communication", "communication (incl. waiting)"),
-                             ("dataloader_ms", "data loading", "data loading")):
-        fig.add_trace(go.Bar(y=y, x=per[col], name=label, orientation="h", marker={"color": ui.PART_COLORS[part]},
-                             hovertemplate="%{y}: %{x:.1f} ms per step<extra>" + label + "</extra>"))
-    ui.layout(fig, title="Where each rank's step time goes (mean per step)", xaxis_title="ms per step",
-              barmode="stack", hovermode="closest", height=max(220, 28 * len(y) + 130),
-              legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0, "traceorder": "normal"})
-    ui.rank_axis(fig, y, axis="y")
-    fig.update_yaxes(autorange="reversed")
-    return fig
+    return _stacked_ranks(y, [(per["busy_ms"], "compute", "compute (own work)"),
+                              (per["comm_ms"], "communication", "communication (incl. waiting)"),
+                              (per["dataloader_ms"], "data loading", "data loading")],
+                          title="Where each rank's step time goes (mean per step)", unit="ms per step",
+                          hover="%{y}: %{x:.1f} ms per step")
 
 
 def _gpu_parts() -> go.Figure | None:
@@ -97,14 +90,22 @@ def _gpu_parts() -> go.Figure | None:
     y = [f"rank {int(r)}" for r in t["rank"]]
     exposed = t["exposed_comm_ns"].fillna(0)
     other = (t["non_compute_time_ns"] - exposed).clip(lower=0)
+    return _stacked_ranks(y, [(t["compute_time_ns"] / 1e6, "compute", "compute"),
+                              (exposed / 1e6, "communication", "exposed communication"),
+                              (other / 1e6, "other", "other non-compute (memory, overlapped comm.)"),
+                              (t["idle_time_ns"] / 1e6, "idle", "idle")],
+                          title="Where each rank's GPU time goes (profiled window)", unit="ms",
+                          hover="%{y}: %{x:,.1f} ms")
+
+
+def _stacked_ranks(y: list[str], parts: list[tuple[pd.Series, str, str]], *, title: str, unit: str,
+                   hover: str) -> go.Figure:
+    """One horizontal stacked bar per rank (rank 0 on top), one colour per part of the time."""
     fig = go.Figure()
-    for values, part, label in ((t["compute_time_ns"], "compute", "compute"),
-                                (exposed, "communication", "exposed communication"),
-                                (other, "other", "other non-compute (memory, overlapped comm.)"),
-                                (t["idle_time_ns"], "idle", "idle")):
-        fig.add_trace(go.Bar(y=y, x=values / 1e6, name=label, orientation="h", marker={"color": ui.PART_COLORS[part]},
-                             hovertemplate="%{y}: %{x:,.1f} ms<extra>" + label + "</extra>"))
-    ui.layout(fig, title="Where each rank's GPU time goes (profiled window)", xaxis_title="ms",
+    for values, part, label in parts:
+        fig.add_trace(go.Bar(y=y, x=values, name=label, orientation="h", marker={"color": ui.PART_COLORS[part]},
+                             hovertemplate=hover + "<extra>" + label + "</extra>"))
+    ui.layout(fig, title=title, xaxis_title=unit,
               barmode="stack", hovermode="closest", height=max(220, 28 * len(y) + 130),
               legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0, "traceorder": "normal"})
     ui.rank_axis(fig, y, axis="y")
