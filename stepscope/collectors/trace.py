@@ -17,9 +17,12 @@ Life of the recorder in one process:
   ``ProfilerStep#N`` then runs from one optimizer step to the next, so the fetch of the
   next batch (PyTorch's ``enumerate(DataLoader)#...__next__`` range) falls inside the step
   that uses it, as in a loop that calls ``prof.step()`` at its end;
-* when the window is written the profiler stops and the hook is removed: the rest of the
-  training runs with no hook at all. A job that ends inside the window still gets a trace
-  of the steps it recorded (at interpreter exit).
+* when the window is written the profiler stops and the hook goes inert: the rest of the
+  training pays one Python call per optimizer step (``if self.off: return``), and the
+  handle is removed at interpreter exit. Not earlier: PyTorch iterates its dict of global
+  hooks while it calls them, so a hook that removes itself breaks every hook registered
+  after it ("OrderedDict mutated during iteration"), a library's or the health hooks'.
+  A job that ends inside the window still gets a trace of the steps it recorded.
 
 Traces are named like ``rules.profiling`` names them, ``<node>_rank<R>.<time_ns>.pt.trace.json.gz``,
 with the rank read when the trace is written (the process group is up by then), so ingest
@@ -127,8 +130,7 @@ class Recorder:
 
         if torch.autograd._profiler_enabled():
             # the script profiles itself: two profilers cannot run at once, and its own wins
-            self.off = self.warned = True
-            self._unhook()
+            self.off = self.warned = True  # inert from here; removed at exit (see the module doc)
             warn(f"no trace from rank {trace_rank()}: the script runs its own torch.profiler")
             return
         activities = [tp.ProfilerActivity.CPU]
@@ -144,7 +146,6 @@ class Recorder:
         )
         prof.start()
         self.prof = prof
-        atexit.register(self.close)
 
     def _write(self, prof: Any) -> None:
         """on_trace_ready: name the file now, when the process group knows the rank."""
@@ -159,24 +160,26 @@ class Recorder:
 
     def _finish(self) -> None:
         prof, self.prof = self.prof, None
-        self.off = True
-        self._unhook()
+        self.off = True  # the hook is inert now; its handle goes at exit (see the module doc)
         if prof is not None:
             prof.__exit__(None, None, None)  # stop, as a ``with`` block ends it
 
     def _unhook(self) -> None:
+        """Remove the step hook: only from outside PyTorch's hook loop (at exit)."""
         handle, self.handle = self.handle, None
         if handle is not None:
             with contextlib.suppress(Exception):
                 handle.remove()
-        with contextlib.suppress(Exception):
-            atexit.unregister(self.close)
 
     # -- the end -------------------------------------------------------------------------
 
     def close(self) -> None:
-        """At exit: write what the window recorded so far, or say why there is no trace."""
-        if self.off or os.getpid() != self.pid:  # a forked child never writes the parent's trace
+        """At exit: write what the window recorded so far, or say why there is no trace;
+        then remove the (inert) step hook."""
+        if os.getpid() != self.pid:  # a forked child never writes the parent's trace
+            return
+        if self.off:
+            self._unhook()
             return
         try:
             prof, self.prof = self.prof, None
@@ -195,8 +198,7 @@ class Recorder:
 
     def fail(self, what: str, exc: BaseException) -> None:
         """Switch the recorder off after one line on stderr; the training goes on."""
-        self.off = True
-        self._unhook()
+        self.off = True  # inert: it may be called from inside PyTorch's hook loop
         prof, self.prof = self.prof, None
         if prof is not None:
             with contextlib.suppress(Exception):
@@ -232,5 +234,6 @@ def install(optimizer_module: Any) -> Recorder | None:
     node = os.environ.get(ENV_NODE) or identity.node_name()
     rec = Recorder(Path(out), steps, node)
     rec.handle = optimizer_module.register_optimizer_step_post_hook(rec.on_optimizer_step)
+    atexit.register(rec.close)
     recorder = rec
     return rec

@@ -70,8 +70,7 @@ def _collector(name: str) -> "Any":
 
 
 def _loaded(module: "Any") -> None:
-    # the health hooks first: the trace recorder removes its step hook from inside that hook
-    # once its window is written, which PyTorch survives only for the last hook registered
+    # any order: neither collector removes a global hook from inside PyTorch's hook loop
     if os.environ.get(_HEALTH):
         try:
             _collector("health").install(module)
