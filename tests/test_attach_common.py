@@ -134,10 +134,14 @@ def test_training_rules_attach_with_the_hook(tmp_path: Path) -> None:
     for name, params in rules.items():
         assert params.pop("image") == IMAGE and params["rule_to_invoke"] == name
         assert all(isinstance(v, str) and v != "None" for v in params.values()), name
-    assert rules["Overtraining"] == {"patience_train": "5", "patience_validation": "10", "delta": "0.01", "rule_to_invoke": "Overtraining"}
-    assert rules["SaturatedActivation"]["threshold_tanh_min"] == "-9.4999"
+    assert rules["Overtraining"] == {"patience_train": "5", "patience_validation": "10", "delta": "0.1", "rule_to_invoke": "Overtraining"}
+    assert rules["SaturatedActivation"]["threshold_tanh"] == "(-9.4999, 9.4999)"
+    assert rules["SaturatedActivation"]["tensor_regex"] == ".*tanh_input, .*sigmoid_input"
     assert rules["PoorWeightInitialization"]["activation_inputs_regex"] == ".*relu_input"
-    assert rules["DeadRelu"]["tensor_regex"] == ".*relu_output"
+    assert "tensor_regex" not in rules["DeadRelu"]  # no default on Debugger's page
+    assert rules["WeightUpdateRatio"]["epsilon"] == "1e-09" and "num_steps" not in rules["WeightUpdateRatio"]
+    assert rules["LossNotDecreasing"]["increase_threshold_percent"] == "5.0"
+    assert rules["AllZero"]["collection_names"] == "gradients, weights, relu_output"
     # only the rules (and the collections) the file enables and configures
     custom = write(tmp_path, "[profiler]\ndebugger_hook = true\nhook_collections = [\"losses\"]\n"
                    "[rules.DeadRelu]\nenabled = false\n[rules.PoorWeightInitialization]\nenabled = false\n"
@@ -149,7 +153,7 @@ def test_training_rules_attach_with_the_hook(tmp_path: Path) -> None:
     assert rules["TensorVariance"]["max_threshold"] == "5.0" and "min_threshold" not in rules["TensorVariance"]
     assert rules["Overtraining"]["patience_train"] == "50"
     assert [c["CollectionName"] for c in fields["DebugHookConfig"]["CollectionConfigurations"]] == [
-        "losses", "gradients", "weights", "biases"]
+        "losses", "gradients", "weights", "relu_output", "biases"]
 
 
 def test_training_rule_collections_match_smdebug_rulesconfig() -> None:

@@ -24,6 +24,7 @@ from analyzer.ingest import ingest
 from analyzer.job import Job
 from analyzer.sources import open_source
 from rules.base import RuleResult
+from rules.builtin.tensor_variance import NEEDS_SELECTION as TV_NEEDS_SELECTION
 from rules.builtin.tensor_variance import NO_BOUNDS
 from rules.engine import evaluate
 from rules.ruleset import load_ruleset
@@ -134,25 +135,32 @@ def test_one_sick_worker_fires_every_training_rule(tmp_path: Path) -> None:
 
 
 def test_overtraining_patience_per_phase(tmp_path: Path) -> None:
-    """Training loss flat from step 20 (patience_train 5), validation loss flat from its 3rd
-    point (patience_validation 10 of them); a worker whose losses keep falling is clean."""
+    """Training loss flat from step 10 (patience_train 5), validation loss flat from its 3rd
+    point (patience_validation 10 of them); a worker whose losses fall 0.2 a step is clean,
+    one whose loss falls 0.015 a step is not: Debugger's page sets delta to 0.1."""
     root = tmp_path / "job"
-    recs = loss(range(1, 41), lambda s: 1.0 / min(s, 20))
-    recs += loss(range(1, 41), lambda s: 1.0 / min(s, 3), tag="eval/loss")
+    recs = loss(range(1, 41), lambda s: 10.0 - 0.5 * min(s, 10))
+    recs += loss(range(1, 41), lambda s: 20.0 - 1.0 * min(s, 3), tag="eval/loss")
     _write(root, "algo-1", 0, recs)
-    _write(root, "algo-2", 1, loss(range(1, 41), lambda s: 2.0 - s * 0.02) + loss(range(1, 41), lambda s: 3.0 - s * 0.02, tag="eval/loss"))
+    _write(root, "algo-2", 1, loss(range(1, 41), lambda s: 20.0 - s * 0.2) + loss(range(1, 41), lambda s: 30.0 - s * 0.2, tag="eval/loss"))
+    _write(root, "algo-3", 2, loss(range(1, 41), lambda s: 20.0 - s * 0.015))
     r = _judge(root)["Overtraining"]
-    by_tag = {f.evidence["tensor"]: f.evidence for f in r.findings}
-    assert {f.evidence["worker"] for f in r.findings} == {"algo-1 rank 0"}
-    # an optimum needs a fall of more than delta below the best so far: 1/10 -> 1/12 -> 1/14 -> 1/17,
-    # then 1/17 - 1/20 < 0.01, so step 17 is the last one and patience runs out 5 steps later
-    assert by_tag["loss"]["best_step"] == 17 and by_tag["loss"]["step_range"] == [17, 22]
-    assert by_tag["eval/loss"]["best_step"] == 3 and by_tag["eval/loss"]["step_range"] == [3, 13]
-    assert by_tag["eval/loss"]["phase"] == "eval"
-    # a larger patience or a delta of 0 moves or removes the verdict
-    assert not _judge(root, Overtraining={"patience_train": 30, "patience_validation": 40})["Overtraining"].fired
-    strict = _judge(root, Overtraining={"delta": 0.0})["Overtraining"]
-    assert {f.evidence["tensor"]: f.evidence["best_step"] for f in strict.findings} == {"loss": 20, "eval/loss": 3}
+    by_tag = {(f.evidence["worker"], f.evidence["tensor"]): f.evidence for f in r.findings}
+    assert {f.evidence["worker"] for f in r.findings} == {"algo-1 rank 0", "algo-3 rank 2"}
+    assert by_tag["algo-1 rank 0", "loss"]["best_step"] == 10 and by_tag["algo-1 rank 0", "loss"]["step_range"] == [10, 15]
+    assert by_tag["algo-1 rank 0", "eval/loss"]["best_step"] == 3 and by_tag["algo-1 rank 0", "eval/loss"]["step_range"] == [3, 13]
+    assert by_tag["algo-1 rank 0", "eval/loss"]["phase"] == "eval"
+    # falls of 0.015 (0.075 over 5 steps) are no new optimum under delta 0.1: the first step stays the best
+    assert by_tag["algo-3 rank 2", "loss"]["best_step"] == 1 and by_tag["algo-3 rank 2", "loss"]["step_range"] == [1, 6]
+    # a larger patience or another delta moves or removes the verdict
+    assert not _judge(root, Overtraining={"patience_train": 50, "patience_validation": 40})["Overtraining"].fired
+    loose = _judge(root, Overtraining={"delta": 0.01})["Overtraining"]
+    assert {f.evidence["worker"] for f in loose.findings} == {"algo-1 rank 0"}
+    # delta 0.6: algo-1's falls of 0.5 make a new optimum every second step (1, 3, ... 9), algo-2's
+    # of 0.2 every fourth (within patience 5)
+    strict = _judge(root, Overtraining={"delta": 0.6})["Overtraining"]
+    assert {(f.evidence["worker"], f.evidence["tensor"]): f.evidence["best_step"] for f in strict.findings} == {
+        ("algo-1 rank 0", "loss"): 9, ("algo-1 rank 0", "eval/loss"): 3, ("algo-3 rank 2", "loss"): 1}
 
 
 def test_poor_weight_initialization_checks(tmp_path: Path) -> None:
@@ -196,6 +204,9 @@ def test_tensor_variance_bounds(tmp_path: Path) -> None:
     _write(root, "algo-1", 0, recs)
     _write(root, "algo-2", 1, [tensor(s, "fc1.weight", "gradient", std=0.5) for s in range(1, 11)])
     assert _judge(root)["TensorVariance"].skipped_reason == NO_BOUNDS
+    # Debugger needs collection_names or tensor_regex: without both it cannot judge either
+    unselected = _judge(root, TensorVariance={"max_threshold": 100.0, "collection_names": None})["TensorVariance"]
+    assert unselected.skipped_reason == TV_NEEDS_SELECTION
     (high,) = _judge(root, TensorVariance={"max_threshold": 100.0})["TensorVariance"].findings
     assert high.evidence["worker"] == "algo-1 rank 0" and high.evidence["kind"] == "high"
     assert high.evidence["tensors"][0]["tensor"] == "fc1.weight" and high.evidence["tensors"][0]["role"] == "gradient"
@@ -246,6 +257,10 @@ def test_known_answer(case: str, runs: str) -> None:
 
 
 def test_known_answer_healthy_fires_none(runs: str) -> None:
+    """Nothing fires on the healthy run, with every rule at Debugger's defaults. The script
+    logs its loss every 5 steps, as scripts do: Overtraining's delta (0.1, absolute) is meant
+    for saved steps, and a loss logged every step that falls less than 0.1 in 5 of them
+    (this one: 0.69 -> 0.23 over 40 steps) would fire it."""
     results = _recorded("healthy", runs)
     fired = {name: [f.title for f in r.findings] for name, r in results.items() if r.fired}
     assert fired == {}

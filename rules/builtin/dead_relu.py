@@ -1,4 +1,10 @@
-"""DeadRelu — SageMaker Debugger built-in: a ReLU layer's outputs are (almost) all zero."""
+"""DeadRelu — SageMaker Debugger built-in: a ReLU layer's outputs are (almost) all zero.
+
+Debugger's page: ``tensor_regex`` (default None), ``threshold_inactivity`` 1.0,
+``threshold_layer`` 50.0. smdebug_rulesconfig's hook collection for it (``relu_output``)
+saves ``.*relu_output``; the rule's own regex has no default on the page, so unset means
+every ReLU-family layer's outputs, and a regex means only the tensors it matches.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,14 @@ from typing import TYPE_CHECKING, ClassVar
 from pydantic import Field
 
 from rules.base import Finding
-from rules.builtin._training import TrainingRule, no_data, regex_matcher, split_list, steps_text
+from rules.builtin._training import (
+    TrainingRule,
+    no_selected_data,
+    regex_mask,
+    regex_matcher,
+    split_list,
+    steps_text,
+)
 from rules.params import RuleParams
 
 if TYPE_CHECKING:
@@ -18,7 +31,7 @@ _RELU = re.compile(r"relu", re.IGNORECASE)
 
 
 class DeadReluParams(RuleParams):
-    tensor_regex: str | None = Field(".*relu_output", description="Comma-separated regexes of activation names to inspect, besides every module whose class is a ReLU.")
+    tensor_regex: str | None = Field(None, description="Comma-separated regexes of the activations to inspect (Debugger's names, e.g. `.*relu_output`; a hook or TensorBoard layer `net.1` of class ReLU is also matched as `net.1_relu_output_0`); unset: every layer whose module class or name is a ReLU.")
     threshold_inactivity: float = Field(1.0, ge=0, le=100, description="A layer whose share (%) of non-zero outputs is below this is inactive.")
     threshold_layer: float = Field(50.0, ge=0, le=100, description="A layer whose share (%) of zero outputs is above this (and active share below `threshold_inactivity`) is dead.")
 
@@ -43,11 +56,14 @@ class DeadRelu(TrainingRule):
         acts = job.activation_stats()
         if not acts.empty:
             rx = regex_matcher(split_list(params.tensor_regex))
-            is_relu = acts["module"].map(lambda m: isinstance(m, str) and _RELU.search(m) is not None)
-            is_relu |= acts["name"].map(lambda n: _RELU.search(str(n)) is not None or (rx is not None and rx.search(str(n)) is not None))
-            acts = acts[is_relu & acts["zero_fraction"].notna()]
+            if rx is not None:
+                chosen = regex_mask(acts.assign(role="activation"), rx)
+            else:
+                chosen = acts["module"].map(lambda m: isinstance(m, str) and _RELU.search(m) is not None)
+                chosen |= acts["name"].map(lambda n: _RELU.search(str(n)) is not None)
+            acts = acts[chosen & acts["zero_fraction"].notna()]
         if acts.empty:
-            return no_data(job, "ReLU activation statistics with a zero fraction")
+            return no_selected_data(job, "ReLU activation statistics with a zero fraction", None, params.tensor_regex)
         findings: list[Finding] = []
         for worker, wg in acts.groupby("worker_label", sort=True):
             layers = []

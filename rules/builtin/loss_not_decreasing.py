@@ -1,4 +1,12 @@
-"""LossNotDecreasing — SageMaker Debugger built-in: the loss stops going down, per worker."""
+"""LossNotDecreasing — SageMaker Debugger built-in: the loss stops going down, per worker.
+
+Debugger's page: ``collection_names``, ``tensor_regex`` (None), ``use_losses_collection``
+True, ``num_steps`` 10, ``diff_percent`` (unset: the loss only has to decrease; 0.0 here),
+``mode`` (None: EVAL, then TRAIN, then GLOBAL); one of the first three must select
+something. ``increase_threshold_percent`` (5, "how much % the loss may increase") is not
+on the page checked (docs/training-health.md, "Checked against"): here a failed check where
+the loss rose by more than it is an increase, counted and named as such in the finding.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +16,14 @@ from typing import TYPE_CHECKING, ClassVar
 from pydantic import Field
 
 from rules.base import Finding
-from rules.builtin._training import TrainingRule, no_data, regex_matcher, split_list
+from rules.builtin._training import (
+    TrainingRule,
+    has_selection,
+    no_data,
+    no_selected_data,
+    regex_matcher,
+    split_list,
+)
 from rules.params import RuleParams
 
 if TYPE_CHECKING:
@@ -17,12 +32,19 @@ if TYPE_CHECKING:
     from analyzer.job import Job
 
 
+NEEDS_SELECTION = (
+    "LossNotDecreasing with use_losses_collection = false needs collection_names or tensor_regex "
+    "(as in SageMaker Debugger): set one in the rule file"
+)
+
+
 class LossNotDecreasingParams(RuleParams):
     collection_names: str | None = Field(None, description="Comma-separated collections whose scalars are inspected (Debugger's `losses` is the loss tags).")
     tensor_regex: str | None = Field(None, description="Comma-separated regexes of further scalar tags to inspect.")
     use_losses_collection: bool = Field(True, description="Inspect the loss scalars (every tag naming a loss: `loss`, `train/loss`, `eval/loss`, `CrossEntropyLoss_output_0`).")
     num_steps: int = Field(10, ge=1, description="Minimum steps between two checks: each check compares the loss with the newest one at least this many steps before.")
     diff_percent: float = Field(0.0, ge=0, le=100, description="How much lower (%) the loss must be at each check than at the previous one.")
+    increase_threshold_percent: float = Field(5.0, ge=0, le=100, description="A failed check where the loss rose by more than this % over the previous check is reported as an increase (counted in `increased_checks`; the title says \"rose\").")
     mode: str | None = Field(None, description="`TRAIN` or `EVAL` (or `GLOBAL`, all steps): which losses to judge; unset: the evaluation losses where a worker has them, else the training losses.")
 
 
@@ -42,9 +64,13 @@ class LossNotDecreasing(TrainingRule):
     debugger_collections: ClassVar[tuple[str, ...]] = ("losses",)
 
     def evaluate(self, job: Job, params: LossNotDecreasingParams) -> list[Finding] | str:
+        if job.has_training_data() and not (params.use_losses_collection or has_selection(params.collection_names, params.tensor_regex)):
+            return NEEDS_SELECTION
         series = _series(job, params)
         if series.empty:
-            return no_data(job, "loss scalars")
+            if params.use_losses_collection:
+                return no_data(job, "loss scalars")
+            return no_selected_data(job, "scalar", params.collection_names, params.tensor_regex)
         mode = (params.mode or "").upper()
         findings: list[Finding] = []
         for worker, wg in series.groupby("worker_label", sort=True):
@@ -59,17 +85,23 @@ class LossNotDecreasing(TrainingRule):
                 if not failed:
                     continue
                 first = failed[0]
+                rises = [_rise_pct(f[2], f[3]) for f in failed]
+                increased = [r for r in rises if r > params.increase_threshold_percent]
+                verb = (f"rose {rises[0]:.0f}%" if rises[0] > params.increase_threshold_percent
+                        else "did not decrease")
                 findings.append(self.finding(
-                    title=f"{worker}: {tag} did not decrease over steps {first[0]}-{first[1]}",
+                    title=f"{worker}: {tag} {verb} over steps {first[0]}-{first[1]}",
                     message=(
                         f"{tag} went from {first[2]:.6g} at step {first[0]} to {first[3]:.6g} at step {first[1]} "
                         f"(needed {params.diff_percent}% lower); {len(failed)} of {checks} checks "
-                        f"{params.num_steps}+ steps apart failed"
+                        f"{params.num_steps}+ steps apart failed, {len(increased)} of them rising more than "
+                        f"{params.increase_threshold_percent:g}%"
                     ),
                     evidence={
                         "worker": worker, "tensor": tag, "step_range": [first[0], first[1]],
                         "loss_before": round(first[2], 6), "loss_after": round(first[3], 6),
-                        "failed_checks": len(failed), "checks": checks,
+                        "failed_checks": len(failed), "checks": checks, "increased_checks": len(increased),
+                        "largest_increase_pct": round(max(rises), 3),
                         "first_step": int(g["step"].min()), "last_step": int(g["step"].max()),
                     },
                     where=f"{worker} {tag}",
@@ -95,6 +127,13 @@ def _series(job: Job, params: LossNotDecreasingParams) -> pd.DataFrame:
 
         return pd.DataFrame(columns=["worker_label", "tag", "phase", "step", "value"])
     return losses.sort_values(["worker_label", "tag", "step"])
+
+
+def _rise_pct(before: float, after: float) -> float:
+    """How much (%) the loss rose from one check to the next (negative: it fell)."""
+    if before == 0:
+        return 0.0 if after == 0 else math.copysign(math.inf, after)
+    return (after - before) / abs(before) * 100
 
 
 def _checks(g: pd.DataFrame, params: LossNotDecreasingParams) -> tuple[list[tuple[int, int, float, float]], int]:

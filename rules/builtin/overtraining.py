@@ -1,7 +1,8 @@
 """Overtraining — SageMaker Debugger built-in: the training or validation loss stopped improving.
 
-Debugger's names and defaults (docs.aws.amazon.com/sagemaker/latest/dg/debugger-built-in-rules.html,
-Overtraining): ``patience_train`` 5, ``patience_validation`` 10, ``delta`` 0.01.
+Debugger's names and defaults (AWS's "List of Debugger built-in rules" page, Overtraining):
+``patience_train`` 5, ``patience_validation`` 10, ``delta`` 0.1 (the page's value; the SDK's
+rule config sets none; stepscope had 0.01 before it was checked against the page).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 class OvertrainingParams(RuleParams):
     patience_train: int = Field(5, ge=1, description="Recorded training-loss steps in a row without a new optimum after which training counts as no longer improving.")
     patience_validation: int = Field(10, ge=1, description="Recorded validation-loss steps in a row without a new optimum after which validation counts as no longer improving.")
-    delta: float = Field(0.01, ge=0, description="How much (absolute) a loss must fall below the best one so far to count as a new optimum.")
+    delta: float = Field(0.1, ge=0, description="How much (absolute) a loss must fall below the best one so far to count as a new optimum.")
 
 
 class Overtraining(TrainingRule):

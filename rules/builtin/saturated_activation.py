@@ -6,16 +6,33 @@ import math
 import re
 from typing import TYPE_CHECKING, ClassVar
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from rules.base import Finding
-from rules.builtin._training import TrainingRule, no_data, steps_text
+from rules.builtin._training import (
+    DEBUGGER_ACTIVATION_NAME,
+    TrainingRule,
+    debugger_names,
+    no_selected_data,
+    parse_limits,
+    regex_matcher,
+    select_tensors,
+    split_list,
+    steps_text,
+)
 from rules.params import RuleParams
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from analyzer.job import Job
 
 _KIND = {"tanh": re.compile(r"tanh", re.IGNORECASE), "sigmoid": re.compile(r"sigmoid", re.IGNORECASE)}
+#: what per-layer statistics cannot tell (the rule's evidence says so when it fires)
+INACTIVITY_NOT_APPLIED = (
+    "needs each unit's activity over steps; per-layer statistics (min/max) only show a layer all of whose "
+    "units are saturated at a step"
+)
 
 
 def _sigmoid(x: float) -> float:
@@ -23,24 +40,33 @@ def _sigmoid(x: float) -> float:
 
 
 class SaturatedActivationParams(RuleParams):
-    """Debugger's names and defaults (docs.aws.amazon.com/sagemaker/latest/dg/debugger-built-in-rules.html,
-    SaturatedActivation): four scalar limits, not two pairs. Its ``collection_names`` /
-    ``tensor_regex`` are not taken: every tanh/sigmoid layer is inspected."""
+    """Debugger's names and defaults (AWS's "List of Debugger built-in rules" page,
+    SaturatedActivation): the limits are two ``(min_threshold, max_threshold)`` pairs,
+    ``threshold_tanh`` and ``threshold_sigmoid``, and the layers are chosen by
+    ``collection_names`` / ``tensor_regex`` (default ``.*tanh_input, .*sigmoid_input``)."""
 
-    threshold_tanh_min: float = Field(-9.4999, description="A tanh's input below this saturates it (its gradient below 1e-7).")
-    threshold_tanh_max: float = Field(9.4999, description="A tanh's input above this saturates it.")
-    threshold_sigmoid_min: float = Field(-23.0, description="A sigmoid's input below this saturates it.")
-    threshold_sigmoid_max: float = Field(16.99999, description="A sigmoid's input above this saturates it.")
+    collection_names: str | None = Field(None, description="Comma-separated collections whose tanh/sigmoid tensors are inspected (`all`; `relu_output` / `relu_input` mean the activations' outputs / inputs); with `tensor_regex`, their union.")
+    tensor_regex: str | None = Field(".*tanh_input, .*sigmoid_input", description="Comma-separated regexes of the tanh/sigmoid *inputs* to inspect (Debugger's names); a hook or TensorBoard layer `net.3` of class Sigmoid is matched as `net.3_sigmoid_input_0` through its outputs, which are beyond the activation's value at a limit exactly when its inputs are beyond the limit.")
+    threshold_tanh: str = Field("(-9.4999, 9.4999)", description="`(min_threshold, max_threshold)`: a tanh input outside them is saturated (its gradient below 1e-7).")
+    threshold_sigmoid: str = Field("(-23, 16.99999)", description="`(min_threshold, max_threshold)`: a sigmoid input outside them is saturated.")
+    threshold_inactivity: float = Field(1.0, ge=0, le=100, description="A unit active less than this % of the time is saturated. Accepted and passed to Debugger; not applicable to per-layer statistics (the evidence says so).")
     threshold_layer: float = Field(50.0, ge=0, le=100, description="A layer with more than this % of saturated units is saturated.")
+
+    @field_validator("threshold_tanh", "threshold_sigmoid")
+    @classmethod
+    def _two_limits(cls, value: str) -> str:
+        parse_limits(value)
+        return value
 
 
 class SaturatedActivation(TrainingRule):
     id: ClassVar[str] = "SaturatedActivation"
     title: ClassVar[str] = "Saturated tanh/sigmoid layers"
     checks: ClassVar[str] = (
-        "SageMaker Debugger's built-in, per worker and tanh/sigmoid layer: outputs beyond the activation's "
-        "value at `threshold_tanh_min`/`_max` and `threshold_sigmoid_min`/`_max`. From per-layer statistics only a layer whose "
-        "outputs all lie beyond one limit (min or max past it) is known to exceed `threshold_layer` %."
+        "SageMaker Debugger's built-in, per worker and tanh/sigmoid layer of `collection_names` / `tensor_regex`: "
+        "inputs beyond `threshold_tanh` / `threshold_sigmoid` (or outputs beyond the activation's value there). "
+        "From per-layer statistics only a layer whose values all lie beyond one limit (min or max past it) is "
+        "known to exceed `threshold_layer` %; `threshold_inactivity` cannot be applied."
     )
     why: ClassVar[str] = "A saturated tanh or sigmoid passes (almost) no gradient: the layers before it stop learning."
     recommendation: ClassVar[str] = (
@@ -50,24 +76,23 @@ class SaturatedActivation(TrainingRule):
     params_model: ClassVar[type[RuleParams]] = SaturatedActivationParams
 
     def evaluate(self, job: Job, params: SaturatedActivationParams) -> list[Finding] | str:
-        acts = job.activation_stats()
-        if not acts.empty:
-            label = (acts["module"].fillna("").astype(str) + " " + acts["name"].astype(str))
-            acts = acts.assign(kind=label.map(lambda s: next((k for k, rx in _KIND.items() if rx.search(s)), None)))
-            acts = acts[acts["kind"].notna() & acts["min"].notna() & acts["max"].notna()]
+        acts = _selected(job.training_tensors(), params)
         if acts.empty:
-            return no_data(job, "tanh or sigmoid activation statistics")
-        limits = {"tanh": (math.tanh(params.threshold_tanh_min), math.tanh(params.threshold_tanh_max)),
-                  "sigmoid": (_sigmoid(params.threshold_sigmoid_min), _sigmoid(params.threshold_sigmoid_max))}
+            return no_selected_data(job, "tanh or sigmoid activation statistics", params.collection_names, params.tensor_regex)
+        limits = {"tanh": parse_limits(params.threshold_tanh), "sigmoid": parse_limits(params.threshold_sigmoid)}
+        through = {"tanh": math.tanh, "sigmoid": _sigmoid}
         findings: list[Finding] = []
         for worker, wg in acts.groupby("worker_label", sort=True):
             layers = []
-            for name, lg in wg.groupby("name", sort=False):
-                lo, hi = limits[str(lg["kind"].iloc[0])]
+            for (name, role), lg in wg.groupby(["name", "role"], sort=False):
+                kind = str(lg["kind"].iloc[0])
+                lo, hi = limits[kind]
+                if role == "activation":  # outputs: the limits seen through the activation
+                    lo, hi = through[kind](lo), through[kind](hi)
                 sat = lg[(lg["max"] <= lo) | (lg["min"] >= hi)]
                 if sat.empty or params.threshold_layer >= 100:
                     continue
-                layers.append({"layer": name, "activation": str(lg["kind"].iloc[0]),
+                layers.append({"layer": name, "activation": kind, "side": "input" if role == "activation_input" else "output",
                                "steps": steps_text(sat["step"].astype(int).tolist()),
                                "step_range": [int(sat["step"].min()), int(sat["step"].max())]})
             if not layers:
@@ -76,7 +101,37 @@ class SaturatedActivation(TrainingRule):
                 title=f"{worker}: {len(layers)} saturated {layers[0]['activation']} layer{'s' if len(layers) != 1 else ''} ({layers[0]['layer']})",
                 message="; ".join(f"{layer['layer']} saturated at steps {layer['steps']}" for layer in layers[:5]),
                 evidence={"worker": worker, "layers": layers,
-                          "step_range": [min(layer["step_range"][0] for layer in layers), max(layer["step_range"][1] for layer in layers)]},
+                          "step_range": [min(layer["step_range"][0] for layer in layers), max(layer["step_range"][1] for layer in layers)],
+                          "not_applied": {"threshold_inactivity": INACTIVITY_NOT_APPLIED}},
                 where=f"{worker} {layers[0]['layer']}",
             ))
         return findings
+
+
+def _kind(name: object, module: object) -> str | None:
+    label = f"{module if isinstance(module, str) else ''} {name}"
+    return next((k for k, rx in _KIND.items() if rx.search(label)), None)
+
+
+def _selected(tensors: pd.DataFrame, params: SaturatedActivationParams) -> pd.DataFrame:
+    """The tanh/sigmoid rows the selection names, with their ``kind``: Debugger's inputs
+    (``activation_input``), and module outputs (``activation``) matched as their inputs."""
+    if tensors.empty:
+        return tensors
+    acts = tensors[tensors["role"].isin(("activation", "activation_input")) & tensors["min"].notna() & tensors["max"].notna()]
+    if acts.empty:
+        return acts
+    acts = acts.assign(kind=[_kind(n, m) for n, m in zip(acts["name"], acts["module"], strict=True)])
+    acts = acts[acts["kind"].notna()]
+    if acts.empty:
+        return acts
+    chosen = select_tensors(acts, params.collection_names, None).index if split_list(params.collection_names) else acts.index[:0]
+    rx = regex_matcher(split_list(params.tensor_regex))
+    hits = []
+    for idx, name, role, module, kind in zip(acts.index, acts["name"], acts["role"], acts["module"], acts["kind"], strict=True):
+        names = list(debugger_names(name, role, module))
+        if role == "activation" and not DEBUGGER_ACTIVATION_NAME.search(str(name)):
+            names.append(f"{name}_{kind}_input_0")  # the layer's input, seen through its outputs
+        if rx is not None and any(rx.search(n) for n in names):
+            hits.append(idx)
+    return acts.loc[acts.index.isin(chosen) | acts.index.isin(hits)]

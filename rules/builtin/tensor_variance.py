@@ -2,7 +2,9 @@
 
 Debugger's names and defaults (docs.aws.amazon.com/sagemaker/latest/dg/debugger-built-in-rules.html,
 TensorVariance): ``collection_names``, ``tensor_regex``, ``max_threshold`` and ``min_threshold``,
-all without a default. With neither bound set the rule cannot judge and says so.
+all without a default; "you must specify either ``collection_names`` or ``tensor_regex``"
+(the union when both). With neither bound, or neither selection, the rule cannot judge,
+says so, and is not attached to Debugger.
 """
 
 from __future__ import annotations
@@ -12,18 +14,29 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import Field
 
 from rules.base import Finding
-from rules.builtin._training import TrainingRule, no_data, select_tensors, steps_text
+from rules.builtin._training import (
+    TrainingRule,
+    has_selection,
+    no_data,
+    no_selected_data,
+    select_tensors,
+    steps_text,
+)
 from rules.params import RuleParams
 
 if TYPE_CHECKING:
     from analyzer.job import Job
 
 NO_BOUNDS = "TensorVariance has no default bounds (as in SageMaker Debugger): set max_threshold and/or min_threshold"
+NEEDS_SELECTION = (
+    "TensorVariance needs collection_names or tensor_regex (as in SageMaker Debugger, which has no default "
+    "for either): set one in the rule file"
+)
 
 
 class TensorVarianceParams(RuleParams):
-    collection_names: str | None = Field(None, description="Comma-separated collections to inspect (`gradients`, `weights`, `relu_output`...); unset with no regex: every tensor with a standard deviation.")
-    tensor_regex: str | None = Field(None, description="Comma-separated regexes of tensor names to inspect.")
+    collection_names: str | None = Field(None, description="Comma-separated collections to inspect (`gradients`, `weights`, `biases`, `relu_output`, `relu_input`, `all`); this or `tensor_regex` is required (Debugger has no default).")
+    tensor_regex: str | None = Field(None, description="Comma-separated regexes of tensor names to inspect (an activation of the hooks or TensorBoard also under the name Debugger would give it, `net.1_relu_output_0`).")
     max_threshold: float | None = Field(None, ge=0, description="A variance above this is too high (no default: Debugger has none).")
     min_threshold: float | None = Field(None, ge=0, description="A variance below this is too low (no default: Debugger has none).")
 
@@ -32,9 +45,9 @@ class TensorVariance(TrainingRule):
     id: ClassVar[str] = "TensorVariance"
     title: ClassVar[str] = "Tensor variance out of bounds"
     checks: ClassVar[str] = (
-        "SageMaker Debugger's built-in, per worker and tensor: the variance (std²) of a recorded step above "
-        "`max_threshold` or below `min_threshold`. Neither has a default (nor in Debugger): without them the "
-        "rule reports that it cannot judge."
+        "SageMaker Debugger's built-in, per worker and tensor of `collection_names` / `tensor_regex` (their union; "
+        "one is required): the variance (std²) of a recorded step above `max_threshold` or below `min_threshold`. "
+        "Neither bound has a default (nor in Debugger): without one the rule reports that it cannot judge."
     )
     why: ClassVar[str] = "A weight or gradient whose variance explodes or collapses to zero is diverging or no longer carrying information."
     recommendation: ClassVar[str] = (
@@ -44,9 +57,11 @@ class TensorVariance(TrainingRule):
     params_model: ClassVar[type[RuleParams]] = TensorVarianceParams
 
     def debugger_rule_parameters(self, params: RuleParams) -> dict[str, Any] | None:
-        """Not attached without a bound: Debugger's container has no default for them either."""
+        """Not attached without a bound or a selection: Debugger's container has no default for them either."""
         assert isinstance(params, TensorVarianceParams)
         if params.max_threshold is None and params.min_threshold is None:
+            return None
+        if not has_selection(params.collection_names, params.tensor_regex):
             return None
         return super().debugger_rule_parameters(params)
 
@@ -55,10 +70,12 @@ class TensorVariance(TrainingRule):
             return no_data(job, "")
         if params.max_threshold is None and params.min_threshold is None:
             return NO_BOUNDS
+        if not has_selection(params.collection_names, params.tensor_regex):
+            return NEEDS_SELECTION
         t = select_tensors(job.training_tensors(), params.collection_names, params.tensor_regex)
         t = t[t["std"].notna()] if not t.empty else t
         if t.empty:
-            return no_data(job, "tensor statistics with a standard deviation")
+            return no_selected_data(job, "tensor statistics with a standard deviation", params.collection_names, params.tensor_regex)
         var = t["std"].astype(float) ** 2
         t = t.assign(variance=var)
         findings: list[Finding] = []

@@ -16,8 +16,9 @@ Seeded and single-threaded, so a case's numbers repeat run to run; each case run
 well under 20 s on one CPU core.
 
 SummaryWriter tags (the layout ``analyzer/ingest/tensorboard_events.py`` documents):
-scalars ``train/loss``, ``train/lr``, ``train/grad_norm``, ``eval/loss`` (every
-``--eval-every`` steps); per parameter ``gradients/<param>/norm``, ``weights/<param>/norm``,
+scalars ``train/loss``, ``train/lr``, ``train/grad_norm`` (every ``--log-every`` steps, as
+scripts log the loss: Hugging Face's ``logging_steps``, Lightning's ``log_every_n_steps``),
+``eval/loss`` (every ``--eval-every`` steps); per parameter ``gradients/<param>/norm``, ``weights/<param>/norm``,
 ``update_ratio/<param>`` scalars and, every ``--hist-every`` steps, ``gradients/<param>``,
 ``weights/<param>`` histograms (while finite: a histogram of NaN cannot be binned); per ReLU/Sigmoid/Tanh module
 ``activations/<module>:<Class>/zero_fraction`` scalars and ``activations/<module>:<Class>``
@@ -71,7 +72,8 @@ def _lr(case: str) -> float:
     return {"lr0": 0.0, "explode": 0.5}.get(case, 0.2)
 
 
-def train(case: str, steps: int, tb_dir: str | None, eval_every: int = 10, hist_every: int = 10) -> list[float]:
+def train(case: str, steps: int, tb_dir: str | None, eval_every: int = 10, hist_every: int = 10,
+          log_every: int = 5) -> list[float]:
     """Run ``steps`` full-batch gradient-descent steps of ``case``; returns each step's loss.
 
     Full batch, so a healthy run's loss falls every step: minibatch noise would make a
@@ -110,7 +112,8 @@ def train(case: str, steps: int, tb_dir: str | None, eval_every: int = 10, hist_
         opt.step()
         losses.append(loss.item())
         if writer is not None:
-            _log_step(writer, net, step, loss.item(), opt, grad_norm, before, activations, step % hist_every == 0)
+            _log_step(writer, net, step, loss.item(), opt, grad_norm, before, activations, step % hist_every == 0,
+                      step % log_every == 0)
             if step % eval_every == 0:
                 net.eval()
                 with torch.no_grad():
@@ -130,12 +133,14 @@ def _log_step(
     before: dict[str, torch.Tensor],
     activations: dict[str, torch.Tensor],
     histograms: bool,
+    scalars: bool,
 ) -> None:
     """What a careful script logs per step: scalars, per-parameter norms/histograms, and the
     activation modules' output statistics."""
-    writer.add_scalar("train/loss", loss, step)
-    writer.add_scalar("train/lr", opt.param_groups[0]["lr"], step)
-    writer.add_scalar("train/grad_norm", grad_norm, step)
+    if scalars:
+        writer.add_scalar("train/loss", loss, step)
+        writer.add_scalar("train/lr", opt.param_groups[0]["lr"], step)
+        writer.add_scalar("train/grad_norm", grad_norm, step)
     for name, p in net.named_parameters():
         w = p.detach()
         if p.grad is not None:
@@ -171,10 +176,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tb", metavar="DIR", help="also log to a SummaryWriter in DIR")
     parser.add_argument("--eval-every", type=int, default=10)
     parser.add_argument("--hist-every", type=int, default=10, help="histograms every N steps")
+    parser.add_argument("--log-every", type=int, default=5, help="loss, lr and grad norm every N steps")
     args = parser.parse_args(argv)
-    if args.steps < 1:
-        parser.error("--steps must be at least 1")
-    losses = train(args.case, args.steps, str(Path(args.tb)) if args.tb else None, args.eval_every, args.hist_every)
+    if args.steps < 1 or min(args.eval_every, args.hist_every, args.log_every) < 1:
+        parser.error("--steps and the --*-every intervals must be at least 1")
+    losses = train(args.case, args.steps, str(Path(args.tb)) if args.tb else None, args.eval_every, args.hist_every,
+                   args.log_every)
     print(f"case={args.case} steps={args.steps} first_loss={losses[0]:.6g} last_loss={losses[-1]:.6g}")
     return 0
 
