@@ -2,7 +2,7 @@
 
 Started by ``stepscope dashboard SOURCE`` as ``streamlit run dashboards/app.py -- SOURCE
 [--cache DIR] [--rules FILE] [--profile P] [--region R] [--baseline SOURCE]
-[--refresh SECONDS]``. Bad input (unknown job, no credentials, empty folder) is shown as
+[--refresh SECONDS] [--engine local|dask://HOST:PORT]``. Bad input (unknown job, no credentials, empty folder) is shown as
 one line in the page, never as a traceback.
 """
 

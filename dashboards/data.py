@@ -4,7 +4,9 @@ Why a process-level cache (not only ``st.cache_resource``): the launcher
 (:mod:`dashboards.serve`) warms it in a background thread while Streamlit starts, so the
 first browser session finds the job and its report already in memory. The evaluated report
 is also kept in the source's cache folder (``stepscope.report.analyze``), keyed here by the
-rule file's content: reopening an unchanged job never re-evaluates the rules.
+rule file's content: reopening an unchanged job never re-evaluates the rules. With
+``--engine dask://HOST:PORT`` the ingest and the Job's per-rank map run on a Dask cluster,
+through one client per process (:func:`engine`) kept as long as the jobs that use it.
 """
 
 from __future__ import annotations
@@ -17,13 +19,16 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from analyzer.errors import StepscopeError
 from analyzer.job import Job
 from rules.ruleset import load_ruleset
 from stepscope.report.analyze import analyze, dataset_fingerprint
 from stepscope.report.model import Report
+
+if TYPE_CHECKING:
+    from analyzer.engines import DaskEngine
 
 log = logging.getLogger("stepscope.dashboard")
 
@@ -43,6 +48,8 @@ class AppConfig:
     baseline: str | None = None
     #: seconds between refreshes; None = every 30 s while a SageMaker job is InProgress
     refresh_s: float | None = None
+    #: ``--engine``: ``local`` or ``dask://HOST:PORT`` (None: ``$DASK_SCHEDULER_ADDRESS``, else local)
+    engine: str | None = None
 
     def with_baseline(self, baseline: str) -> AppConfig:
         """The same job compared with another run (the Compare page's own choice)."""
@@ -65,10 +72,12 @@ def parse_args(argv: list[str]) -> AppConfig:
     ap.add_argument("--region")
     ap.add_argument("--baseline")
     ap.add_argument("--refresh", dest="refresh_s", type=float)
+    ap.add_argument("--engine")
     ns = ap.parse_args(argv)
     if not ns.source:
         raise StepscopeError("no SOURCE given: start it as `stepscope dashboard SOURCE` (job name, s3:// prefix or folder)")
-    return AppConfig(ns.source, ns.cache_dir, ns.rules_file, ns.profile, ns.region, ns.baseline, ns.refresh_s)
+    return AppConfig(ns.source, ns.cache_dir, ns.rules_file, ns.profile, ns.region, ns.baseline, ns.refresh_s,
+                     ns.engine)
 
 
 def rules_digest(rules_file: str | None) -> str:
@@ -132,6 +141,8 @@ _LOCKS: dict[tuple[Any, ...], threading.Lock] = {}
 _REGISTRY = threading.Lock()
 _GENERATION: dict[AppConfig, int] = {}
 _LAST_REFRESH: dict[AppConfig, float] = {}
+_ENGINES: dict[str, DaskEngine] = {}
+_ENGINE_LOCK = threading.Lock()
 
 
 def generation(cfg: AppConfig) -> int:
@@ -162,6 +173,26 @@ def refresh_due(cfg: AppConfig, interval_s: float) -> bool:
         return True
 
 
+def engine(spec: str | None) -> DaskEngine | None:
+    """The Dask cluster ``spec`` names (``--engine``; None: ``$DASK_SCHEDULER_ADDRESS``, else
+    this machine), connected once per process and kept: a loaded Job maps its ranks on it
+    whenever a page first asks for an analysis, long after the load.
+
+    Raises :class:`~analyzer.engines.EngineError` (one line) when it cannot be reached."""
+    from analyzer.engines import DaskEngine, parse_engine
+
+    address = parse_engine(spec)
+    if address is None:
+        return None
+    with _ENGINE_LOCK:
+        found = _ENGINES.get(address)
+        if found is None:
+            found = DaskEngine(address)
+            found.connect()  # before it is kept: an unreachable scheduler is tried again next time
+            _ENGINES[address] = found
+        return found
+
+
 def _build(cfg: AppConfig, rules_key: str, on_progress: Callable[[str, int, int], None] | None,
            reuse: Job | None) -> JobData:
     import time
@@ -169,7 +200,7 @@ def _build(cfg: AppConfig, rules_key: str, on_progress: Callable[[str, int, int]
     started = time.perf_counter()
     job, report, cached = analyze(cfg.source if reuse is None else reuse, load_ruleset(cfg.rules_file), baseline=cfg.baseline,
                                   cache_dir=cfg.cache_dir, profile=cfg.profile, region=cfg.region,
-                                  on_progress=on_progress, cache_key=rules_key)
+                                  on_progress=on_progress, cache_key=rules_key, engine=engine(cfg.engine))
     fp = dataset_fingerprint(job) or str(id(job))
     key = hashlib.sha256(f"{fp}\x00{rules_key}\x00{cfg.source}".encode()).hexdigest()[:20]
     return JobData(cfg, job, report, key, cached, time.perf_counter() - started)
@@ -231,9 +262,13 @@ def warm(cfg: AppConfig) -> None:
 
 
 def clear() -> None:
-    """Forget every loaded job (tests)."""
+    """Forget every loaded job and close the Dask clients (tests)."""
     with _REGISTRY:
         _JOBS.clear()
         _LOCKS.clear()
         _GENERATION.clear()
         _LAST_REFRESH.clear()
+    with _ENGINE_LOCK:
+        for cluster in _ENGINES.values():
+            cluster.close()
+        _ENGINES.clear()

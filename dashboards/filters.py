@@ -9,6 +9,7 @@ URL on every run, so they also survive page switches (which clear the query stri
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +45,23 @@ class Filters:
     def node_list(self, nodes: Iterable[str]) -> list[str]:
         return [n for n in nodes if not self.nodes or n in self.nodes]
 
+    def worker_list(self, workers: Iterable[str], rank_node: dict[int, str | None],
+                    nodes: Iterable[str] = ()) -> list[str]:
+        """Training workers to show: those on a chosen node and rank (all when none is chosen);
+        a worker whose name says no node (or no rank) is not narrowed by that filter."""
+        known = set(nodes)
+        out = []
+        for w in workers:
+            node, rank = worker_place(w, known)
+            if node is None and rank is not None:
+                node = rank_node.get(rank)
+            if self.nodes and node is not None and node not in self.nodes:
+                continue
+            if self.ranks and rank is not None and rank not in self.ranks:
+                continue
+            out.append(w)
+        return out
+
     def in_window_ns(self, start_ns: pd.Series) -> pd.Series:
         """Mask of rows whose start lies in the window (all True without one)."""
         if self.window is None:
@@ -59,6 +77,24 @@ class Filters:
         if self.window:
             parts.append(f"{self.window[0] - self.t0:.0f}-{self.window[1] - self.t0:.0f} s")
         return " · ".join(parts)
+
+
+#: training worker names that say where they ran: ``algo-1 rank 0`` (stepscope's health
+#: hooks), ``algo-1/rank 0``, ``rank 3``, and Debugger's ``worker_0`` / ``algo-1_worker_0``
+_WORKER_PLACE = (
+    re.compile(r"^(?:(?P<node>.+?)[ /])?rank ?(?P<rank>\d+)$"),
+    re.compile(r"^(?:(?P<node>.+?)[_/ ])?worker_?(?P<rank>\d+)$"),
+)
+
+
+def worker_place(worker: str, nodes: set[str] | frozenset[str] = frozenset()) -> tuple[str | None, int | None]:
+    """(node, rank) a training worker's name gives, None where it says nothing; a name that
+    is one of the job's ``nodes`` (a TensorBoard run named after its host) is that node."""
+    for pattern in _WORKER_PLACE:
+        m = pattern.match(worker.strip())
+        if m:
+            return m.group("node") or None, int(m.group("rank"))
+    return (worker, None) if worker in nodes else (None, None)
 
 
 def _floats(qp: Any, key: str) -> float | None:

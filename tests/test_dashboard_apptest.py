@@ -23,7 +23,7 @@ from click.testing import CliRunner
 from streamlit.testing.v1 import AppTest
 
 from analyzer.analyses import summary
-from dashboards import data, downsample
+from dashboards import data, downsample, ui
 
 REPO = Path(__file__).resolve().parents[1]
 APP = str(REPO / "dashboards" / "app.py")
@@ -435,7 +435,7 @@ def test_overview_shows_where_each_ranks_step_time_goes(monkeypatch: pytest.Monk
     assert_clean(at)
     fig = figures(at)["ov-rank-parts"]
     names = [tr["name"] for tr in fig["data"]]
-    assert names == ["compute (own work)", "communication (incl. waiting)", "data loading"]
+    assert names[:3] == ["compute (own work)", "communication (incl. waiting)", "data loading"]  # (+ idle)
     assert fig["data"][0]["y"] == ["rank 0", "rank 1"] and fig["layout"]["barmode"] == "stack"
     report = data.loaded(data.AppConfig(str(SAMPLE), cache_dir=str(tmp_path)))
     assert report is not None
@@ -447,6 +447,28 @@ def test_overview_shows_where_each_ranks_step_time_goes(monkeypatch: pytest.Monk
     # the Show-chart buttons carry the page's whole name, not a cut one
     assert {b.label for b in at.button if b.label.startswith("Show chart")} >= {
         "Show chart: Steps and data loading", "Show chart: Communication"}
+
+
+def test_overview_splits_own_work_into_compute_and_idle(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Item 10's idle part: own work = compute + idle (no profiled event runs), from the
+    step-breakdown analysis' ``idle_ms``; the sample's straggler sleeps ~40 ms a step."""
+    from stepscope.report.model import StepBreakdown
+
+    if "idle_ms" not in StepBreakdown.model_fields:
+        pytest.skip("the report's StepBreakdown carries no idle_ms yet (stepscope/report/model.py)")
+    at = run_app(monkeypatch, str(SAMPLE), "--cache", str(tmp_path))
+    assert_clean(at)
+    fig = figures(at)["ov-rank-parts"]
+    assert [tr["name"] for tr in fig["data"]] == ["compute (own work)", "communication (incl. waiting)",
+                                                   "data loading", "idle (no profiled event)"]
+    report = data.loaded(data.AppConfig(str(SAMPLE), cache_dir=str(tmp_path)))
+    assert report is not None
+    per = report.report.charts.step_breakdown.frame().groupby("rank")[["busy_ms", "idle_ms"]].mean()
+    compute, idle = values(fig["data"][0]["x"]), values(fig["data"][3]["x"])
+    assert idle == pytest.approx(per["idle_ms"].tolist())
+    assert [c + i for c, i in zip(compute, idle, strict=True)] == pytest.approx(per["busy_ms"].tolist())
+    assert idle[1] > 35 > idle[0]  # rank 1's injected sleep
+    assert fig["data"][3]["marker"]["color"] == ui.PART_COLORS["idle"]
 
 
 def test_overview_heatmap_and_system_page_on_a_gpu_job(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,

@@ -17,6 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from analyzer.analyses.intervals import merge_intervals
 from analyzer.ingest.dataset import JobDataset
 
 #: Names of the events during which the training loop waits for its next batch: PyTorch's
@@ -238,11 +239,19 @@ def rank_step_breakdown(ds: JobDataset, steps: pd.DataFrame | None = None) -> pd
     ``dataloader_ms`` the union of data-loader waits; ``busy_ms`` = step − comm −
     data-loader: the rank's own work. In synchronous training a slow rank shows a larger
     ``busy_ms`` while the others show a larger ``comm_ms`` (they wait for it in the
-    collective).
-    Columns: rank, step, step_ms, comm_ms, dataloader_ms, busy_ms.
+    collective). ``idle_ms`` is the part of the step in which none of the rank's profiled
+    events runs: the step minus the union, clipped to the step, of all its CPU ops,
+    CUDA runtime/driver calls, GPU kernels, memory copies and sets (``IDLE_EVENT_CATS``,
+    any thread or stream), communication events and data-loader waits; annotations that
+    only wrap other work (``ProfilerStep#N``, other ``record_function`` ranges) do not
+    count as running. Idle time lies outside communication and data loading, so it is a
+    part of ``busy_ms`` (clipped to it where the two overlap: ``busy_ms`` subtracts their
+    overlap twice): Python work no profiled event records (a ``time.sleep``, say), or a
+    gap in which the rank did nothing. Compute = ``busy_ms`` − ``idle_ms``.
+    Columns: rank, step, step_ms, comm_ms, dataloader_ms, busy_ms, idle_ms.
     """
     steps = step_durations(ds) if steps is None else steps
-    cols = ["rank", "step", "step_ms", "comm_ms", "dataloader_ms", "busy_ms"]
+    cols = ["rank", "step", "step_ms", "comm_ms", "dataloader_ms", "busy_ms", "idle_ms"]
     ev = ds.table("kineto_events")
     ks = steps[steps["source"] == "kineto"] if not steps.empty else steps
     if ks.empty or ev.num_rows == 0:
@@ -251,16 +260,61 @@ def rank_step_breakdown(ds: JobDataset, steps: pd.DataFrame | None = None) -> pd
     comm = ev.filter(pa.array(comm_mask)).select(["rank", "start_ns", "dur_ns"]).to_pandas()
     waits = dataloader_waits(ds, steps)
     wait_ms = {(int(r), int(s)): w for r, s, w in zip(waits["rank"], waits["step"], waits["wait_ms"], strict=True)}
+    running = _running_events(ev, comm_mask)
     rows = []
     for rank, st in ks.groupby("rank"):
         c = comm[comm["rank"] == rank]
         s0 = c["start_ns"].to_numpy()
         s1 = s0 + c["dur_ns"].fillna(0).to_numpy()
+        r = running[running["rank"] == rank]
+        run_lo, run_hi = merge_intervals(r["start_ns"], r["start_ns"] + r["dur_ns"].fillna(0))
         for step, a, dur in zip(st["step"], st["start_ns"], st["dur_ns"], strict=True):
             cm = _union_clipped(s0, s1, a, a + dur) / 1e6
             dl = wait_ms.get((int(rank), int(step)), 0.0)
-            rows.append((int(rank), int(step), dur / 1e6, cm, dl, max(0.0, dur / 1e6 - cm - dl)))
+            busy = max(0.0, dur / 1e6 - cm - dl)
+            idle = (dur - _covered(run_lo, run_hi, int(a), int(a + dur))) / 1e6
+            rows.append((int(rank), int(step), dur / 1e6, cm, dl, busy, min(max(0.0, idle), busy)))
     return pd.DataFrame(rows, columns=cols)
+
+
+#: the Kineto categories of events during which a rank is doing something (not idle):
+#: CPU ops, CUDA runtime/driver calls and GPU work; annotations only wrap these
+IDLE_EVENT_CATS = ("cpu_op", "cuda_runtime", "cuda_driver", "kernel", "gpu_memcpy", "gpu_memset")
+_STEP_ANNOTATION_RE = re.compile(r"^ProfilerStep\s*#")
+
+
+def _running_events(ev: pa.Table, comm_mask: np.ndarray) -> pd.DataFrame:
+    """The events that count as the rank running (``rank_step_breakdown``'s ``idle_ms``):
+    the ``IDLE_EVENT_CATS``, communication and data-loader events, never a step annotation."""
+    cats = set(IDLE_EVENT_CATS)
+    in_cats = _matching(ev.column("cat"), lambda c: c in cats)
+    waits = _matching(ev.column("name"), lambda n: bool(DATALOADER_EVENT_RE.match(n)))
+    steps = _matching(ev.column("name"), lambda n: bool(_STEP_ANNOTATION_RE.match(n)))
+    mask = (in_cats | comm_mask | waits) & ~steps
+    return ev.filter(pa.array(mask)).select(["rank", "start_ns", "dur_ns"]).to_pandas()
+
+
+def _matching(column: pa.ChunkedArray, test: Any) -> np.ndarray:
+    """Mask of a string column's rows whose value passes ``test`` (tested once per distinct
+    value: the columns are dictionary-encoded, with few distinct names per million rows)."""
+    values = column.combine_chunks()
+    if not isinstance(values, pa.DictionaryArray):
+        values = pc.dictionary_encode(values)
+    distinct = np.array([v is not None and bool(test(v)) for v in values.dictionary.to_pylist()], dtype=bool)
+    idx = values.indices.fill_null(0).to_numpy(zero_copy_only=False)
+    out = distinct[idx] if len(distinct) else np.zeros(len(idx), dtype=bool)
+    return out & values.indices.is_valid().to_numpy(zero_copy_only=False) if values.null_count else out
+
+
+def _covered(run_lo: np.ndarray, run_hi: np.ndarray, a: int, b: int) -> int:
+    """Length of ``[a, b)`` covered by the sorted, disjoint runs ``[run_lo, run_hi)``."""
+    first = int(np.searchsorted(run_hi, a, side="right"))  # the first run ending after a
+    last = int(np.searchsorted(run_lo, b, side="left"))  # runs starting before b
+    if last <= first:
+        return 0
+    lo = np.maximum(run_lo[first:last], a)
+    hi = np.minimum(run_hi[first:last], b)
+    return int(np.clip(hi - lo, 0, None).sum())
 
 
 def rank_busy(breakdown: pd.DataFrame) -> pd.DataFrame:

@@ -60,21 +60,27 @@ h[4].metric("Step time", ui.fmt_num(head.step_time_mean_ms, " ms"),
 
 
 def _rank_parts() -> go.Figure | None:
-    """Where each rank's step time goes: the mean step split into own work, communication
-    (incl. waiting for the other ranks) and data loading (the step-breakdown analysis)."""
+    """Where each rank's step time goes: the mean step split into compute (own work),
+    communication (incl. waiting for the other ranks), data loading and idle (no profiled
+    event runs: a part of own work), from the step-breakdown analysis."""
     bd = rep.charts.step_breakdown.frame()
     if bd.empty:
         return None
     keep = flt.rank_list(sorted(int(r) for r in bd["rank"].unique()), job.rank_node)
-    per = bd[bd["rank"].isin(keep)].groupby("rank")[["busy_ms", "comm_ms", "dataloader_ms"]].mean()
+    cols = ["busy_ms", "comm_ms", "dataloader_ms"] + (["idle_ms"] if "idle_ms" in bd else [])
+    per = bd[bd["rank"].isin(keep)].groupby("rank")[cols].mean()
     if per.empty:
         return None
     per = per.sort_index()
     y = [f"rank {int(r)}" for r in per.index]
-    return _stacked_ranks(y, [(per["busy_ms"], "compute", "compute (own work)"),
-                              (per["comm_ms"], "communication", "communication (incl. waiting)"),
-                              (per["dataloader_ms"], "data loading", "data loading")],
-                          title="Where each rank's step time goes (mean per step)", unit="ms per step",
+    idle = per["idle_ms"].fillna(0).clip(upper=per["busy_ms"]) if "idle_ms" in per else None
+    compute = per["busy_ms"] if idle is None else per["busy_ms"] - idle
+    parts = [(compute, "compute", "compute (own work)"),
+             (per["comm_ms"], "communication", "communication (incl. waiting)"),
+             (per["dataloader_ms"], "data loading", "data loading")]
+    if idle is not None:
+        parts.append((idle, "idle", "idle (no profiled event)"))
+    return _stacked_ranks(y, parts, title="Where each rank's step time goes (mean per step)", unit="ms per step",
                           hover="%{y}: %{x:.1f} ms per step")
 
 
@@ -153,8 +159,10 @@ def _draw_picture() -> None:
         with cols[1]:
             ui.plot(heat_fig, key="ov-heatmap")
     if ranks_fig is not None:
-        st.caption("Per step: own work is the step minus its communication and data loading; in synchronous "
-                   "training the other ranks' communication includes waiting for the slowest one.")
+        split = (", split into compute and idle (no profiled CPU op, runtime call, GPU kernel or copy runs)"
+                 if len(ranks_fig.data) > 3 else "")
+        st.caption(f"Per step: own work is the step minus its communication and data loading{split}; in "
+                   "synchronous training the other ranks' communication includes waiting for the slowest one.")
     if heat_fig is not None:
         st.caption("A dark row is a GPU that sat idle; the System page shows it over time with the rules' windows.")
 

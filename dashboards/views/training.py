@@ -1,26 +1,26 @@
 """Training health: per worker the loss over steps, a layer × step heatmap of gradient
 norms, update ratios and activation statistics, with SageMaker Debugger's training rules'
 findings above them; "Show chart" on a finding picks its worker and draws its chart first,
-its step range shaded (the rule's verdict, not a threshold of this page)."""
+its step range shaded (the rule's verdict, not a threshold of this page). The sidebar's
+node/rank filters narrow the workers to those whose name says they ran there
+(``algo-1 rank 0``, ``worker_3``); a worker whose name says neither stays."""
 
 from __future__ import annotations
 
-from typing import Any
-
-import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
 from dashboards import tables, ui
 from rules.base import Finding
+from stepscope.report import training_figures
 from stepscope.report.model import TrainingCharts
-from stepscope.report.training import CHART_TITLES, NO_DATA_NOTE, chart_of, log_norms
+from stepscope.report.training import CHART_TITLES, NO_DATA_NOTE, chart_of
 
 WORKER_KEY = "training-worker"
 FOCUS_KEY = "training-focus"
 
 ctx = ui.context()
-job = ctx.job
+job, flt = ctx.job, ctx.filters
 report = job.report
 ui.page_header("Training health", ctx)
 
@@ -30,9 +30,17 @@ if th is None or not th.workers or t is None:
     st.info(th.note if th is not None and th.note else NO_DATA_NOTE)
     st.stop()
 
-workers = [w.worker for w in th.workers]
+every_worker = [w.worker for w in th.workers]
+workers = flt.worker_list(every_worker, job.rank_node, job.nodes)
+if not workers:
+    st.info(f"The node/rank filters ({flt.describe()}) hide every worker with training data "
+            f"({', '.join(every_worker)}): clear them in the sidebar to see the charts.")
+    st.stop()
 st.subheader("Workers")
-tables.show([w.model_dump() for w in th.workers], sort=False, labels={
+if len(workers) < len(every_worker):
+    st.caption(f"{len(workers)} of {len(every_worker)} workers: the others are hidden by the node/rank filters "
+               f"({flt.describe()}).")
+tables.show([w.model_dump() for w in th.workers if w.worker in workers], sort=False, labels={
     "worker": "worker", "first_step": "first step", "last_step": "last step", "steps": "steps recorded",
     "loss_tag": "training loss", "last_loss": "last training loss", "last_loss_step": "at step",
     "eval_loss_tag": "evaluation loss", "last_eval_loss": "last evaluation loss",
@@ -47,9 +55,13 @@ def _show(index: int, worker: str) -> None:
     st.session_state[FOCUS_KEY] = index
 
 
-found = [(i, report.findings[i]) for v in th.rules for i in v.findings]
+every_found = [(i, report.findings[i]) for v in th.rules for i in v.findings]
+found = [(i, f) for i, f in every_found if str(f.evidence.get("worker") or "") in workers
+         or f.evidence.get("worker") not in every_worker]  # a job-wide finding stays
 st.subheader(f"Findings ({len(found)})")
-if not found:
+if len(found) < len(every_found):
+    st.caption(f"{len(every_found) - len(found)} hidden by the node/rank filters.")
+if not every_found:
     st.success("No training rule fired on this job.")
 for i, f in found:
     worker = str(f.evidence.get("worker") or "")
@@ -89,31 +101,18 @@ def _mark(fig: go.Figure, chart: str) -> None:
                       annotation_text=focus.rule, annotation_position="top left")
 
 
-def _of(df: Any) -> Any:
-    return df[df["worker"] == worker] if len(df) else df
-
-
 def loss_chart(tc: TrainingCharts) -> go.Figure | None:
-    df = _of(tc.loss.frame())
-    if df.empty:
-        return None
-    fig = go.Figure()
-    for (tag, phase), g in df.groupby(["tag", "phase"], sort=True):
-        fig.add_trace(go.Scatter(x=g["step"], y=g["value"], mode="lines+markers" if len(g) <= 60 else "lines",
-                                 name=f"{tag} ({phase})", line={"dash": "dash" if phase == "eval" else "solid"}))
-    ui.layout(fig, title=f"{CHART_TITLES['loss']}: {worker}", xaxis_title="step", yaxis_title="loss")
+    fig = training_figures.loss(tc, worker)
+    if fig is not None:
+        ui.layout(fig, title=f"{CHART_TITLES['loss']}: {worker}", xaxis_title="step", yaxis_title="loss")
     return fig
 
 
 def gradient_chart(tc: TrainingCharts) -> go.Figure | None:
     hm = next((h for h in tc.gradient_norms if h.worker == worker), None)
-    if hm is None or not hm.rows or not hm.steps:
+    fig = None if hm is None else training_figures.gradient_heatmap(hm)
+    if hm is None or fig is None:
         return None
-    z = np.array([[np.nan if v is None else v for v in row] for row in hm.values], dtype=float)
-    logz = log_norms(z)
-    fig = go.Figure(go.Heatmap(z=logz, x=hm.steps, y=hm.rows, customdata=z, colorscale="Viridis",
-                               colorbar={"title": "log10 ‖g‖"},
-                               hovertemplate="%{y}<br>step %{x:.0f}<br>‖g‖ %{customdata:.3g}<extra></extra>"))
     ui.layout(fig, title=f"{CHART_TITLES['gradient_norms']}: {worker} (mean per step bin)", xaxis_title="step",
               height=max(260, 18 * len(hm.rows) + 120), hovermode="closest", margin={"l": 160, "r": 20, "t": 70, "b": 40})
     fig.update_yaxes(categoryorder="array", categoryarray=hm.rows, autorange="reversed")
@@ -121,27 +120,18 @@ def gradient_chart(tc: TrainingCharts) -> go.Figure | None:
 
 
 def ratio_chart(tc: TrainingCharts) -> go.Figure | None:
-    df = _of(tc.update_ratios.frame())
-    if df.empty:
-        return None
-    fig = go.Figure()
-    for name, g in df.groupby("name", sort=False):
-        fig.add_trace(go.Scatter(x=g["step"], y=g["ratio"], mode="lines", name=str(name)))
-    ui.layout(fig, title=f"{CHART_TITLES['update_ratios']}: {worker}", xaxis_title="step", yaxis_title="ratio",
-              yaxis_type="log")
+    fig = training_figures.update_ratios(tc, worker)
+    if fig is not None:
+        ui.layout(fig, title=f"{CHART_TITLES['update_ratios']}: {worker}", xaxis_title="step", yaxis_title="ratio",
+                  yaxis_type="log")
     return fig
 
 
 def activation_chart(tc: TrainingCharts) -> go.Figure | None:
-    df = _of(tc.activations.frame())
-    if df.empty or df["zero_fraction"].isna().all():
-        return None
-    fig = go.Figure()
-    for (name, module), g in df.groupby(["name", "module"], sort=False, dropna=False):
-        label = f"{name} ({module})" if isinstance(module, str) and module else str(name)
-        fig.add_trace(go.Scatter(x=g["step"], y=g["zero_fraction"] * 100, mode="lines", name=label))
-    ui.layout(fig, title=f"{CHART_TITLES['activations']}: {worker}", xaxis_title="step", yaxis_title="% zero outputs",
-              yaxis_range=[0, 105])
+    fig = training_figures.activations(tc, worker)
+    if fig is not None:
+        ui.layout(fig, title=f"{CHART_TITLES['activations']}: {worker}", xaxis_title="step",
+                  yaxis_title="% zero outputs", yaxis_range=[0, 105])
     return fig
 
 
@@ -161,7 +151,8 @@ for chart in order:
     ui.plot(fig, key=f"training-{chart}")
 st.caption("Long series are binned on steps (mean per bin); a gap is a step where the value was not a number.")
 
-layers = _of(t.layers.frame())
+layers = t.layers.frame()
+layers = layers[layers["worker"] == worker] if len(layers) else layers
 if len(layers):
     st.subheader("Per layer")
     tables.show(layers.drop(columns="worker"), sort=False, labels={

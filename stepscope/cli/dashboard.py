@@ -23,7 +23,7 @@ import click
 
 from analyzer.errors import StepscopeError
 from analyzer.sources import JOB_NAME_RE, open_source
-from stepscope.cli.common import Command, user_errors
+from stepscope.cli.common import Command, engine_option, open_engine, user_errors
 
 DEFAULT_PORT = 8501
 READY_TIMEOUT_S = 90.0
@@ -64,12 +64,13 @@ def check_source(source: str) -> None:
 
 def app_argv(source: str, *, cache_dir: str | None = None, rules_file: str | None = None,
              profile: str | None = None, region: str | None = None, baseline: str | None = None,
-             refresh_s: float | None = None) -> list[str]:
+             refresh_s: float | None = None, engine: str | None = None) -> list[str]:
     """The app's own arguments (after ``--``), as ``dashboards/app.py`` parses them: the
     command passes its options on and never imports the app."""
     out = [source]
     for flag, value in (("--cache", cache_dir), ("--rules", rules_file), ("--profile", profile),
-                        ("--region", region), ("--baseline", baseline), ("--refresh", refresh_s)):
+                        ("--region", region), ("--baseline", baseline), ("--refresh", refresh_s),
+                        ("--engine", engine)):
         if value is not None:
             out += [flag, str(value)]
     return out
@@ -119,9 +120,11 @@ def wait_ready(proc: subprocess.Popen[bytes], url: str, timeout: float = READY_T
 @click.option("--region", default=None, help="AWS region for SageMaker job names.")
 @click.option("--refresh", "refresh_s", type=click.FloatRange(min=0), default=None,
               help="Re-read the source every N seconds (default: 30 while a SageMaker job is InProgress; 0: never).")
+@engine_option
 @user_errors
 def dashboard_command(source: str, host: str, port: int, cache_dir: str | None, rules_file: str | None,
-                      baseline: str | None, profile: str | None, region: str | None, refresh_s: float | None) -> None:
+                      baseline: str | None, profile: str | None, region: str | None, refresh_s: float | None,
+                      engine: str | None) -> None:
     """Open SOURCE in the interactive dashboard (Streamlit) and print its URL.
 
     SOURCE is a local folder, an s3:// prefix, or a SageMaker training job name. Bad input
@@ -140,6 +143,8 @@ def dashboard_command(source: str, host: str, port: int, cache_dir: str | None, 
             check_source(baseline)
         except StepscopeError as exc:
             raise StepscopeError(f"--baseline: {exc.message}", hint=exc.hint) from None
+    with open_engine(engine):  # a bad --engine or an unreachable scheduler: one line, before the server
+        pass
     if port == 0 or not port_is_free(host, port):
         chosen = free_port(host)
         if port:
@@ -150,7 +155,7 @@ def dashboard_command(source: str, host: str, port: int, cache_dir: str | None, 
     marker = Path(tempfile.mkdtemp(prefix="stepscope-dash-")) / "loaded"
     env = {**os.environ, "STEPSCOPE_DASHBOARD_READY_FILE": str(marker)}
     args = app_argv(source, cache_dir=cache_dir, rules_file=rules_file, profile=profile, region=region,
-                    baseline=baseline, refresh_s=refresh_s)
+                    baseline=baseline, refresh_s=refresh_s, engine=engine)
     proc = subprocess.Popen(server_command(host, port, args), env=env)
 
     def forward(signum: int, _frame: FrameType | None) -> None:

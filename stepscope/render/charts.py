@@ -1,6 +1,7 @@
 """Plotly figures for report.html, built from the report's chart series and metrics only.
 
-A rank is drawn in its colour from ``stepscope.report.palette``, the dashboard's too."""
+A rank is drawn in its colour from ``stepscope.report.palette``, the dashboard's too. The
+training-health figures are the dashboard's as well: ``stepscope.report.training_figures``."""
 
 from __future__ import annotations
 
@@ -8,9 +9,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from stepscope.report.model import Heatmap, LayerHeatmap, RankMetrics, Steps, TrainingCharts
+from stepscope.report.model import Heatmap, RankMetrics, Steps
 from stepscope.report.palette import rank_color
-from stepscope.report.training import log_norms
 
 
 def gpu_heatmap(hm: Heatmap | None) -> go.Figure | None:
@@ -71,64 +71,3 @@ def dataloader_share(ranks: list[RankMetrics]) -> go.Figure | None:
     fig = go.Figure(go.Bar(x=[f"rank {r.rank}" for r in rows], y=[r.dataloader_stall_pct for r in rows]))
     fig.update_layout(title="Share of step time waiting for data", yaxis_title="%", yaxis_range=[0, 100], height=320)
     return fig
-
-
-# --------------------------------------------------------------------------- training health
-
-
-def training_loss(t: TrainingCharts, worker: str) -> go.Figure | None:
-    """One worker's losses over steps: a line per tag, evaluation losses dashed."""
-    df = t.loss.frame()
-    df = df[df["worker"] == worker] if len(df) else df
-    if df.empty:
-        return None
-    fig = go.Figure()
-    for (tag, phase), g in df.groupby(["tag", "phase"], sort=True):
-        fig.add_trace(go.Scatter(x=g["step"], y=g["value"], mode="lines+markers" if len(g) <= 60 else "lines",
-                                 name=f"{tag} ({phase})", line={"dash": "dash" if phase == "eval" else "solid"}))
-    fig.update_layout(title=f"Loss over steps: {worker}", xaxis_title="step", yaxis_title="loss", height=340)
-    return fig
-
-
-def training_gradient_heatmap(hm: LayerHeatmap) -> go.Figure | None:
-    """Layers × steps of the gradient norm, coloured by log10 (norms span many decades)."""
-    if not hm.rows or not hm.steps:
-        return None
-    z = np.array([[np.nan if v is None else v for v in row] for row in hm.values], dtype=float)
-    logz = log_norms(z)
-    fig = go.Figure(go.Heatmap(z=logz, x=list(hm.steps), y=list(hm.rows), customdata=z, colorscale="Viridis",
-                               colorbar={"title": "log10 ‖g‖"},
-                               hovertemplate="%{y}<br>step %{x:.0f}<br>‖g‖ %{customdata:.3g}<extra></extra>"))
-    fig.update_layout(title=f"Gradient norm per layer over steps: {hm.worker}", xaxis_title="step",
-                      height=max(260, 18 * len(hm.rows) + 120), margin={"l": 160})
-    fig.update_yaxes(autorange="reversed")
-    return fig
-
-
-def training_update_ratios(t: TrainingCharts, worker: str) -> go.Figure | None:
-    df = t.update_ratios.frame()
-    df = df[df["worker"] == worker] if len(df) else df
-    if df.empty:
-        return None
-    fig = go.Figure()
-    for name, g in df.groupby("name", sort=False):
-        fig.add_trace(go.Scatter(x=g["step"], y=g["ratio"], mode="lines", name=str(name)))
-    fig.update_layout(title=f"Update ratio ‖Δw‖/‖w‖ per layer: {worker}", xaxis_title="step", yaxis_title="ratio",
-                      yaxis_type="log", height=340)
-    return fig
-
-
-def training_activations(t: TrainingCharts, worker: str) -> go.Figure | None:
-    """Each activation layer's share of zero outputs over steps (a dead ReLU sits at 100 %)."""
-    df = t.activations.frame()
-    df = df[df["worker"] == worker] if len(df) else df
-    if df.empty or df["zero_fraction"].isna().all():
-        return None
-    fig = go.Figure()
-    for (name, module), g in df.groupby(["name", "module"], sort=False, dropna=False):
-        label = f"{name} ({module})" if isinstance(module, str) and module else str(name)
-        fig.add_trace(go.Scatter(x=g["step"], y=g["zero_fraction"] * 100, mode="lines", name=label))
-    fig.update_layout(title=f"Activations: share of zero outputs per layer: {worker}", xaxis_title="step",
-                      yaxis_title="% zeros", yaxis_range=[0, 105], height=340)
-    return fig
-

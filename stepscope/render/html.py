@@ -26,6 +26,7 @@ from stepscope.render.markdown import (
     worker_cells,
 )
 from stepscope.render.verdict import Verdict
+from stepscope.report import training_figures
 from stepscope.report.grouping import groups_of, message_of
 from stepscope.report.model import Report
 from stepscope.report.training import CHART_TITLES, anchor
@@ -179,10 +180,10 @@ def training_section(report: Report, figure: Callable[[go.Figure, str | None], s
     heatmaps = {hm.worker: hm for hm in t.gradient_norms}
     for w in th.workers:
         parts.append(f"<h3>{h(w.worker)}</h3>")
-        for chart, fig in (("loss", charts.training_loss(t, w.worker)),
-                           ("gradient_norms", charts.training_gradient_heatmap(heatmaps[w.worker]) if w.worker in heatmaps else None),
-                           ("update_ratios", charts.training_update_ratios(t, w.worker)),
-                           ("activations", charts.training_activations(t, w.worker))):
+        for chart, fig in (("loss", training_figures.loss(t, w.worker)),
+                           ("gradient_norms", training_figures.gradient_heatmap(heatmaps[w.worker]) if w.worker in heatmaps else None),
+                           ("update_ratios", training_figures.update_ratios(t, w.worker)),
+                           ("activations", training_figures.activations(t, w.worker))):
             link = anchor(chart, w.worker)
             if fig is None:  # a finding may still link here: say what is missing
                 parts.append(f"<p id='{h(link)}'>{h(CHART_TITLES[chart])}: not recorded for this worker.</p>")

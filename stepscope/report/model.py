@@ -418,13 +418,15 @@ class DataloaderWaits(Columns):
 
 
 class StepBreakdown(Columns):
-    """Per rank and step: own work, communication (incl. waiting for others), data loading."""
+    """Per rank and step: own work, communication (incl. waiting for others), data loading,
+    and idle (the part of own work in which none of the rank's profiled events runs)."""
 
     rank: list[int]
     step: list[int]
     busy_ms: list[float | None]
     comm_ms: list[float | None]
     dataloader_ms: list[float | None]
+    idle_ms: list[float | None]
 
 
 class StepMemory(Columns):
