@@ -6,9 +6,12 @@ functions (:func:`analyzer.analyses.rank_map.rank_summary`, ``pipeline._parse_in
 *which* executor runs them is a deployment choice, kept out of both. The local engine needs
 no Dask: ``distributed`` is imported only when a Dask engine connects.
 
-Workers must open the same files as the client: the job's cache folder (its Parquet parts,
-by absolute path) has to be on a file system every worker mounts at the same path
-(docs/scale.md, "Dask engine"). S3 straight from the workers is not done yet.
+The workers read the job's objects themselves (the client sends each a small task: the
+source's :class:`~analyzer.sources.base.WorkerReader`, the object, its format and digest;
+never its bytes), straight from S3 with their own AWS credentials, or from a folder every
+worker mounts at the same path. They write their Parquet parts to the job's cache, which
+they must all reach: ``--cache s3://bucket/prefix``, or a folder on a shared file system
+(docs/scale.md, "Dask engine"); the per-rank map's workers read the parts from there.
 """
 
 from __future__ import annotations
@@ -126,6 +129,14 @@ class DaskEngine:
                 raise EngineError(unshared(exc)) from None
         return out
 
+    @property
+    def slots(self) -> int:
+        """How many tasks the cluster runs at once (its workers' threads, at least 1)."""
+        try:
+            return max(1, sum(self.connect().nthreads().values()))
+        except (OSError, TimeoutError):
+            return 1
+
     def executor(self) -> cf.Executor:
         """A ``concurrent.futures`` executor over the cluster (ingest's per-file parse)."""
         return _ClusterExecutor(self.connect())
@@ -134,6 +145,8 @@ class DaskEngine:
 def unshared(exc: BaseException) -> str:
     """The one line for a file a worker cannot open: the cache is not where workers read."""
     name = getattr(exc, "filename", None) or str(exc).splitlines()[0]
+    if str(name).startswith("s3://"):
+        return f"a Dask worker cannot find {name} in the cache: delete the cache prefix and ingest again"
     return (f"a Dask worker cannot open {name}: the cache folder (--cache) must be on a file system "
             "every worker mounts at the same path (docs/scale.md)")
 

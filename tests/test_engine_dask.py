@@ -111,7 +111,7 @@ def test_both_engines_give_the_same_report(cluster: str, job_dir: Path, tmp_path
 
 def test_the_map_runs_on_the_workers(cluster: str, job_dir: Path, tmp_path: Path,
                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every trace parsed on the workers; several batches of ranks mapped there: the same
+    """Every file read and parsed on the workers; several batches of ranks mapped there: the same
     frames as this process's map, and the tasks did run on the workers (their task stream)."""
     monkeypatch.setattr(rank_map, "BATCH_EVENTS", 1)  # one rank per task
     from distributed import get_task_stream
@@ -119,8 +119,10 @@ def test_the_map_runs_on_the_workers(cluster: str, job_dir: Path, tmp_path: Path
     with DaskEngine(cluster) as engine:
         with get_task_stream(client=engine.connect()) as parsing:
             on_dask = Job.open(open_source(str(job_dir)), cache_dir=str(tmp_path / "c"), engine=engine)
-        parsed = [t for t in parsing.data if "_parse_in_worker" in str(t["key"])]
-        assert len(parsed) == 5  # every trace, the damaged one too (its skip came back from a worker)
+        parsed = [t for t in parsing.data if "_fetch_and_parse_in_worker" in str(t["key"])]
+        # every file, read and parsed on a worker (the folder is shared), the damaged trace
+        # too (its skip came back from a worker)
+        assert len(parsed) == on_dask.summary["files_read"] == 7
         assert [s["path"].rsplit("/", 1)[-1] for s in on_dask.summary["skipped"]] == ["algo-2_rank9.1009.pt.trace.json.gz"]
         assert len(on_dask._rank_tasks()) == 4
         with get_task_stream(client=engine.connect()) as stream:

@@ -49,9 +49,10 @@ class RankParts:
 
     Why: a job's events grow with its rank count (tens of MB per rank), so ingest keeps them
     per rank and the analyses map over ranks (:mod:`analyzer.analyses.rank_map`), reading one
-    rank at a time. ``parts`` maps a rank to its ``kineto_events`` parts (absolute paths, in
-    the order of their objects' keys); ``rows`` (also per rank) and ``span`` (earliest start and latest end
-    of the events with an absolute clock, epoch ns) are what the dataset's statistics need.
+    rank at a time. ``parts`` maps a rank to its ``kineto_events`` parts (absolute paths or
+    ``s3://`` URLs, in the order of their objects' keys); ``rows`` (also per rank) and
+    ``span`` (earliest start and latest end of the events with an absolute clock, epoch ns)
+    are what the dataset's statistics need.
     ``processes`` / ``jobs``: how many worker processes the map may use (the command line
     allows them; a library caller such as the dashboard keeps the map in its own process).
     """
@@ -70,12 +71,18 @@ class RankParts:
 
     def read(self, rank: int) -> pa.Table:
         """One rank's events (its parts concatenated), empty for a rank without any."""
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+        return self.read_parts(self.parts.get(rank, ()))
 
+    @staticmethod
+    def read_parts(locations: tuple[str, ...]) -> pa.Table:
+        """``kineto_events`` parts by location (local paths or ``s3://`` URLs, as the cache
+        gives them) in one table: what any process that maps ranks reads them with."""
+        import pyarrow as pa
+
+        from analyzer.ingest.cache import read_parquet_at
         from analyzer.ingest.schemas import KINETO_EVENTS
 
-        pieces = [pq.read_table(p) for p in self.parts.get(rank, ())]
+        pieces = [read_parquet_at(p) for p in locations]
         pieces = [p.cast(KINETO_EVENTS) if p.schema != KINETO_EVENTS else p for p in pieces]
         if not pieces:
             return KINETO_EVENTS.empty_table()

@@ -33,7 +33,7 @@ from analyzer.ingest.dataset import JobDataset, RankParts, event_span
 from analyzer.ingest.formats import FORMATS, Format, classify, format_by_id
 from analyzer.ingest.no_pandas import keep_pandas_out
 from analyzer.ingest.parsed import NotAProfilerFile, ParsedFile, UnreadableFile
-from analyzer.sources.base import Source, SourceObject
+from analyzer.sources.base import Source, SourceObject, WorkerReader, worker_reader
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -115,13 +115,16 @@ def ingest(
     worker processes when there are many of them (see :data:`PROCESS_FORMATS`). The command
     line turns it on; library callers inside other servers (the dashboard) keep the
     default, threads, since worker processes re-import the caller's ``__main__`` module.
-    ``engine``: a Dask cluster parses those files instead (:mod:`analyzer.engines`); its
-    workers write their parts into the cache folder, which they must share.
+    ``engine``: a Dask cluster parses the files instead (:mod:`analyzer.engines`): its
+    workers read each object themselves when the source has a worker reader
+    (:func:`~analyzer.sources.base.worker_reader`), and write their parts into the cache,
+    which they must share: a folder they all mount, or an ``s3://`` cache.
+    ``cache_dir``: a folder or an ``s3://bucket/prefix`` (default :func:`default_cache_root`).
     """
     started = time.perf_counter()
     progress = on_progress or (lambda phase, done, total: None)
     meta = source.metadata()
-    cache = SourceCache(Path(cache_dir) if cache_dir else default_cache_root(), source.identity)
+    cache = SourceCache(cache_dir if cache_dir else default_cache_root(), source.identity)
 
     objects = list(_listing(source, progress))
     if not objects:
@@ -210,7 +213,7 @@ def ingest(
         "ignored": ignored,
         "skipped": skipped,
         "warnings": warnings,
-        "cache": {"dir": str(cache.dir), "reopened": reopened},
+        "cache": {"dir": cache.location, "reopened": reopened},
         "duration_s": round(time.perf_counter() - started, 3),
     }
     return IngestResult(dataset=dataset, summary=summary)
@@ -287,12 +290,36 @@ PROCESS_FORMATS = frozenset({"kineto_trace", "json_trace_candidate", "sagemaker_
 PROCESS_MIN_FILES = 8  # below this, starting worker processes costs more than it saves
 
 
+#: what a worker hands back: (could-not-read reason, parsed small tables, parts, rows, the
+#: kineto part's rank info, skip reason, ignore reason); no Format (it holds lambdas)
+WorkerResult = tuple[str | None, ParsedFile | None, dict[str, str], dict[str, int], dict[str, Any] | None, str | None,
+                     str | None]
+
+
 def _parse_in_worker(
     obj: SourceObject, data: bytes, fmt_id: str, digest: str, hint: int | None, cache: SourceCache
-) -> tuple[ParsedFile | None, dict[str, str], dict[str, int], dict[str, Any] | None, str | None, str | None]:
-    """_parse_one in a worker process: the outcome without its Format (which holds lambdas)."""
+) -> WorkerResult:
+    """_parse_one in a worker process, given the object's bytes."""
     out = _parse_one(obj, data, format_by_id(fmt_id), digest, hint, cache)
-    return out.parsed, out.parts, out.rows, out.kineto, out.skip_reason, out.ignore_reason
+    return None, out.parsed, out.parts, out.rows, out.kineto, out.skip_reason, out.ignore_reason
+
+
+def _fetch_and_parse_in_worker(
+    reader: WorkerReader, obj: SourceObject, fmt_id: str, digest: str, hint: int | None, cache: SourceCache
+) -> WorkerResult:
+    """The object read on the worker itself (the client sent no bytes), then parsed there;
+    a read that fails is the same counted "could not read" skip as on this machine."""
+    try:
+        data = reader.read(obj)
+    except Exception as exc:  # reported per object, by design
+        return _unread_reason(exc), None, {}, {}, None, None, None
+    return _parse_in_worker(obj, data, fmt_id, digest, hint, cache)
+
+
+def _unread_reason(exc: BaseException) -> str:
+    """The one line of a skipped object that could not be fetched."""
+    reason = getattr(exc, "message", None) or f"could not read: {exc}"
+    return str(reason).splitlines()[0]
 
 
 def _process_pool(tasks: list[tuple[SourceObject, Format, str, int | None]], jobs: int) -> Executor | None:
@@ -325,31 +352,45 @@ def _read_and_parse(
     # the GIL-bound parses: on the Dask cluster when there is one (any number of files),
     # else in local worker processes when there are enough of them
     lost: tuple[type[BaseException], ...] = (BrokenProcessPool,)
+    reader: WorkerReader | None = None
+    window = 4 * max(1, jobs)  # bound memory: bytes in flight
     if engine is not None:
         procs: Executor | None = engine.executor()
         lost += engine.lost_errors
-        log.info("parsing trace files on the Dask cluster at %s", engine.address)
+        reader = worker_reader(source)
+        log.info("parsing trace files on the Dask cluster at %s%s", engine.address,
+                 " (its workers read the objects)" if reader is not None else "")
     else:
         procs = _process_pool(tasks, jobs) if processes else None
     threads = ThreadPoolExecutor(max(1, jobs))
     # (object, bytes, future, in a worker process): the bytes stay until the result is in,
-    # so a file whose worker process died is parsed again in a thread, not lost
-    pending: list[tuple[SourceObject, bytes, Future[Any], bool]] = []
+    # so a file whose worker process died is parsed again in a thread, not lost; None when
+    # a Dask worker reads the object itself (then it is read here only if Dask gave up)
+    pending: list[tuple[SourceObject, bytes | None, Future[Any], bool]] = []
 
-    def collect(item: tuple[SourceObject, bytes, Future[Any], bool]) -> _Outcome:
+    def collect(item: tuple[SourceObject, bytes | None, Future[Any], bool]) -> _Outcome:
         obj, data, fut, in_process = item
         if not in_process:
             outcome: _Outcome = fut.result()
             return outcome
         _, fmt, digest, hint = by_key[obj.key]
         try:
-            parsed, parts, rows, kineto, skip, ignore = fut.result()
+            unread, parsed, parts, rows, kineto, skip, ignore = fut.result()
         except lost:
             log.warning("a parser process died; parsing %s in this process", obj.location)
+            if data is None:
+                try:
+                    data = source.read(obj)
+                except Exception as exc:  # reported per object, by design
+                    return _Outcome(obj=obj, fmt=fmt, digest=digest, skip_reason=_unread_reason(exc), read_failed=True)
             return _parse_one(obj, data, fmt, digest, hint, cache)
+        if unread is not None:
+            return _Outcome(obj=obj, fmt=fmt, digest=digest, skip_reason=unread, read_failed=True)
         if engine is not None:  # a worker wrote these parts: they must be where this process reads
             for rel in parts.values():
-                if not cache.has_part(rel):
+                if cache.shared:
+                    cache.note_part(rel)
+                elif not cache.has_part(rel):
                     from analyzer.engines import EngineError, unshared
 
                     raise EngineError(unshared(FileNotFoundError(2, "no such file", cache.abspath(rel))))
@@ -357,11 +398,20 @@ def _read_and_parse(
                         skip_reason=skip, ignore_reason=ignore)
 
     try:
-        for obj, data in source.read_many(t[0] for t in tasks):
+        remote = [t for t in tasks if reader is not None and reader.handles(t[0])]
+        if remote:
+            assert engine is not None and procs is not None and reader is not None
+            in_flight = max(window, 2 * engine.slots)  # no bytes held here: keep every worker busy
+            for obj, fmt, digest, hint in remote:
+                task = procs.submit(_fetch_and_parse_in_worker, reader, obj, fmt.id, digest, hint, cache)
+                pending.append((obj, None, task, True))
+                if len(pending) >= in_flight:
+                    yield collect(pending.pop(0))
+        sent = {t[0].key for t in remote}
+        for obj, data in source.read_many(t[0] for t in tasks if t[0].key not in sent):
             _, fmt, digest, hint = by_key[obj.key]
             if isinstance(data, Exception):
-                reason = getattr(data, "message", None) or f"could not read: {data}"
-                yield _Outcome(obj=obj, fmt=fmt, digest=digest, skip_reason=str(reason).splitlines()[0], read_failed=True)
+                yield _Outcome(obj=obj, fmt=fmt, digest=digest, skip_reason=_unread_reason(data), read_failed=True)
                 continue
             fut: Future[Any] | None = None
             if procs is not None and fmt.id in PROCESS_FORMATS:
@@ -375,7 +425,7 @@ def _read_and_parse(
                 pending.append((obj, data, fut, True))
             else:
                 pending.append((obj, data, threads.submit(_parse_one, obj, data, fmt, digest, hint, cache), False))
-            if len(pending) >= 4 * max(1, jobs):  # bound memory: bytes in flight
+            if len(pending) >= window:
                 yield collect(pending.pop(0))
         for item in pending:
             yield collect(item)

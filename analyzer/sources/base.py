@@ -6,6 +6,11 @@ A source is a read-only view of a job's output: a flat list of objects, each wit
 *fingerprint* (ETag, or size + mtime) that changes whenever the content does. Ingest only
 ever sees this interface, so a local folder, an S3 prefix and a SageMaker job look the same
 to it.
+
+A source may also offer ``worker_reader()``: a :class:`WorkerReader`, the small picklable
+thing a Dask worker reads the source's objects with itself, so the client ships a task per
+object instead of its bytes (:mod:`analyzer.engines`). A source without one (or objects its
+reader does not handle) is read by the client, as on the local engine.
 """
 
 from __future__ import annotations
@@ -87,3 +92,24 @@ class Source(Protocol):
     def read_many(self, objs: Iterable[SourceObject]) -> Iterator[tuple[SourceObject, bytes | Exception]]:
         """Read objects, possibly in parallel; yields each with its bytes or the error."""
         ...
+
+
+@runtime_checkable
+class WorkerReader(Protocol):
+    """Reads a source's objects in another process (a Dask worker): picklable, holds no
+    open client or credential; it makes what it needs on first use in that process."""
+
+    def handles(self, obj: SourceObject) -> bool:
+        """Whether this reader can read ``obj`` (e.g. not a source's CloudWatch objects)."""
+        ...
+
+    def read(self, obj: SourceObject) -> bytes:
+        """The object's bytes; raises SourceError (or OSError) as :meth:`Source.read` does."""
+        ...
+
+
+def worker_reader(source: Source) -> WorkerReader | None:
+    """The source's worker reader, or None when its objects can only be read here."""
+    make = getattr(source, "worker_reader", None)
+    reader = make() if callable(make) else None
+    return reader if isinstance(reader, WorkerReader) else None

@@ -6,6 +6,7 @@ import hashlib
 import os
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from analyzer.errors import SourceError
@@ -55,6 +56,11 @@ class LocalSource:
     def read(self, obj: SourceObject) -> bytes:
         return Path(obj.location).read_bytes()
 
+    def worker_reader(self) -> LocalReader:
+        """Dask workers open the files by their absolute paths: the folder must be mounted
+        at the same path on every worker (a shared file system), as the cache must."""
+        return LocalReader()
+
     def read_many(self, objs: Iterable[SourceObject]) -> Iterator[tuple[SourceObject, bytes | Exception]]:
         def _one(o: SourceObject) -> tuple[SourceObject, bytes | Exception]:
             try:
@@ -64,3 +70,14 @@ class LocalSource:
 
         with ThreadPoolExecutor(self._threads) as pool:
             yield from pool.map(_one, objs)
+
+
+@dataclass(frozen=True, slots=True)
+class LocalReader:
+    """Opens a local source's files by their absolute path, in whichever process runs it."""
+
+    def handles(self, obj: SourceObject) -> bool:
+        return True
+
+    def read(self, obj: SourceObject) -> bytes:
+        return Path(obj.location).read_bytes()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -42,10 +43,12 @@ __all__ = [
     "DEFAULT_THREADS",
     "NO_CREDENTIALS_MESSAGE",
     "S3Prefix",
+    "S3Reader",
     "S3Source",
     "aws_client",
     "aws_error",
     "aws_session",
+    "cached_client",
     "parse_s3_url",
 ]
 
@@ -122,6 +125,7 @@ def aws_client(
     *,
     threads: int = DEFAULT_THREADS,
     max_attempts: int | None = None,
+    endpoint_url: str | None = None,
 ) -> Any:
     """A client with standard-mode retries (throttling is retried with backoff) and a
     connection pool large enough that ``threads`` parallel downloads never wait for one.
@@ -135,7 +139,7 @@ def aws_client(
         connect_timeout=10,
     )
     try:
-        return session.client(service, config=config)  # type: ignore[call-overload]
+        return session.client(service, config=config, endpoint_url=endpoint_url)  # type: ignore[call-overload]
     except NoRegionError:
         raise SourceError(
             "no AWS region set: pass --region or set AWS_REGION / AWS_DEFAULT_REGION "
@@ -143,6 +147,35 @@ def aws_client(
         ) from None
     except BotoCoreError as exc:
         raise aws_error(exc, what=f"the {service} client") from None
+
+
+_clients: dict[tuple[Any, ...], Any] = {}
+_clients_lock = threading.Lock()
+#: the environment a client is made from: a process whose environment changes (a test, a
+#: long-lived dashboard after a profile switch) gets a new client, never a stale one
+_CLIENT_ENV = ("AWS_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3",
+               "AWS_ACCESS_KEY_ID", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_MAX_ATTEMPTS")
+
+
+def cached_client(
+    profile: str | None = None,
+    region: str | None = None,
+    endpoint_url: str | None = None,
+    max_attempts: int | None = None,
+) -> Any:
+    """This process's S3 client for one configuration, made on first use.
+
+    Why: a Dask worker runs many small tasks that each read or write a few objects; one
+    client per process (boto3 clients are thread-safe) keeps its connection pool warm, and
+    nothing about it is ever pickled: each worker makes its own, with its own credentials.
+    """
+    config = (profile, region, endpoint_url, max_attempts, *(os.environ.get(v) for v in _CLIENT_ENV))
+    with _clients_lock:
+        client = _clients.get(config)
+        if client is None:
+            session = aws_session(profile, region)
+            client = _clients[config] = aws_client(session, "s3", max_attempts=max_attempts, endpoint_url=endpoint_url)
+        return client
 
 
 def _code(exc: ClientError) -> tuple[str, str, int, int]:
@@ -281,6 +314,8 @@ class S3Source:
                 aws_session(profile, region), "s3", threads=threads, max_attempts=max_attempts
             ),
             threads=threads,
+            profile=profile,
+            max_attempts=max_attempts,
         )
 
     @classmethod
@@ -327,6 +362,8 @@ class S3Source:
                 aws_session(profile, region), "s3", threads=threads, max_attempts=max_attempts
             ),
             threads=threads,
+            profile=profile,
+            max_attempts=max_attempts,
         )
         return self
 
@@ -340,8 +377,12 @@ class S3Source:
         empty_message: str,
         client: S3Client,
         threads: int,
+        profile: str | None = None,
+        max_attempts: int | None = None,
     ) -> None:
         self.prefixes = specs
+        self._profile = profile
+        self._max_attempts = max_attempts
         self.source = source
         self.name = name
         self.identity = identity
@@ -406,34 +447,15 @@ class S3Source:
     # -- reading
 
     def read(self, obj: SourceObject) -> bytes:
-        """The object's bytes, only if it still has the listed ETag.
+        """The object's bytes, only if it still has the listed ETag (:func:`get_object`)."""
+        return get_object(self._client, obj)
 
-        ``If-Match`` makes S3 refuse a newer version, so content is never stored in a cache
-        under a fingerprint that does not belong to it.
-        """
-        bucket, key = _split_location(obj.location)
-        kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
-        if obj.fingerprint:
-            kwargs["IfMatch"] = f'"{obj.fingerprint}"'
-        try:
-            body = self._client.get_object(**kwargs)["Body"]
-            try:
-                return body.read()
-            finally:
-                body.close()
-        except ClientError as exc:
-            code, _, status, _ = _code(exc)
-            if code in ("NoSuchKey", "404") or status == 404:
-                raise SourceError(
-                    f"{obj.location} was deleted after it was listed: run again"
-                ) from None
-            if code == "PreconditionFailed" or status == 412:
-                raise SourceError(
-                    f"{obj.location} changed while it was being read: run again"
-                ) from None
-            raise aws_error(exc, what=obj.location) from None
-        except (BotoCoreError, OSError) as exc:
-            raise aws_error(exc, what=obj.location) from None
+    def worker_reader(self) -> S3Reader:
+        """What a Dask worker needs to read these objects itself: this client's endpoint,
+        region and retries (no client, no credentials: the worker uses its own chain)."""
+        meta = self._client.meta
+        return S3Reader(endpoint_url=meta.endpoint_url, region=meta.region_name, profile=self._profile,
+                        max_attempts=self._max_attempts)
 
     def read_many(
         self, objs: Iterable[SourceObject]
@@ -465,6 +487,57 @@ class S3Source:
             finally:
                 for _, fut in pending:  # consumer stopped early: drop the rest
                     fut.cancel()
+
+
+def get_object(client: Any, obj: SourceObject) -> bytes:
+    """The object's bytes, only if it still has the listed ETag.
+
+    ``If-Match`` makes S3 refuse a newer version, so content is never stored in a cache
+    under a fingerprint that does not belong to it.
+    """
+    bucket, key = _split_location(obj.location)
+    kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
+    if obj.fingerprint:
+        kwargs["IfMatch"] = f'"{obj.fingerprint}"'
+    try:
+        body = client.get_object(**kwargs)["Body"]
+        try:
+            data: bytes = body.read()
+        finally:
+            body.close()
+        return data
+    except ClientError as exc:
+        code, _, status, _ = _code(exc)
+        if code in ("NoSuchKey", "404") or status == 404:
+            raise SourceError(f"{obj.location} was deleted after it was listed: run again") from None
+        if code == "PreconditionFailed" or status == 412:
+            raise SourceError(f"{obj.location} changed while it was being read: run again") from None
+        raise aws_error(exc, what=obj.location) from None
+    except (BotoCoreError, OSError) as exc:
+        raise aws_error(exc, what=obj.location) from None
+
+
+@dataclass(frozen=True, slots=True)
+class S3Reader:
+    """Reads S3 objects from inside a Dask worker (:meth:`S3Source.worker_reader`).
+
+    Small and picklable on purpose: the endpoint, region, profile name and retry setting,
+    never a client or a credential. Each worker process makes its client on first use
+    (:func:`cached_client`) from its own credential chain (instance profile, IRSA, pod
+    identity, environment); the bucket and key come with each object's location.
+    """
+
+    endpoint_url: str | None = None
+    region: str | None = None
+    profile: str | None = None
+    max_attempts: int | None = None
+
+    def handles(self, obj: SourceObject) -> bool:
+        return obj.location.startswith("s3://")
+
+    def read(self, obj: SourceObject) -> bytes:
+        """The object's bytes, with the same errors as :meth:`S3Source.read`."""
+        return get_object(cached_client(self.profile, self.region, self.endpoint_url, self.max_attempts), obj)
 
 
 def _split_location(location: str) -> tuple[str, str]:

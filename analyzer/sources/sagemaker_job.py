@@ -13,6 +13,7 @@ import hashlib
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -24,6 +25,7 @@ from analyzer.sources.cloudwatch import NAMESPACE, CloudWatchMetrics
 from analyzer.sources.cloudwatch import ROLE as CLOUDWATCH_ROLE
 from analyzer.sources.s3 import (
     DEFAULT_THREADS,
+    S3Reader,
     S3Source,
     aws_client,
     aws_error,
@@ -124,6 +126,7 @@ class SageMakerJobSource:
         self.identity = "job-" + hashlib.sha256((resolved + job_name).encode()).hexdigest()[:16]
         self._threads = threads
         self._max_attempts = max_attempts
+        self._profile = profile
         self._describe: dict[str, Any] | None = None
         self._s3: S3Source | None = None
         if cloudwatch is None:
@@ -278,6 +281,12 @@ class SageMakerJobSource:
     def read(self, obj: SourceObject) -> bytes:
         cw = self._cloudwatch() if self._is_cloudwatch(obj) else None
         return cw.read(obj) if cw is not None else self._objects().read(obj)
+
+    def worker_reader(self) -> S3Reader:
+        """Dask workers read the job's S3 output themselves; its CloudWatch objects (an API,
+        not objects) the client reads, as on the local engine (:meth:`S3Reader.handles`)."""
+        reader = self._objects().worker_reader()
+        return replace(reader, profile=self._profile, max_attempts=self._max_attempts)
 
     def read_many(
         self, objs: Iterable[SourceObject]

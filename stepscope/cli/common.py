@@ -157,8 +157,9 @@ def engine_option(fn: F) -> F:
     return click.option(
         "--engine", default=None, metavar="local|dask://HOST:PORT",
         help="Where trace files are parsed and ranks analysed: this machine (default) or an existing "
-             "Dask cluster's scheduler (default: $DASK_SCHEDULER_ADDRESS when set). The cache must be "
-             "on a file system the Dask workers share.")(fn)
+             "Dask cluster's scheduler (default: $DASK_SCHEDULER_ADDRESS when set), whose workers read the "
+             "objects themselves. The workers must reach the cache: --cache s3://bucket/prefix, or a folder "
+             "on a file system they all mount at the same path.")(fn)
 
 
 @contextmanager
