@@ -261,3 +261,19 @@ def test_s3_cache_names_cannot_leave_the_prefix(identity: str, name: str) -> Non
         store.key(name)
     assert not store.exists(name)
     assert store.key(SourceCache.part_name("ab" * 32, "kineto_events")).startswith("prefix/s3-0123/parts/ab/")
+
+
+def test_the_evaluated_report_is_kept_in_an_s3_cache(bucket: str, s3_env: AwsEndpoint) -> None:
+    """The dashboard keeps its evaluated report beside the dataset (``cache_key``): with an
+    ``s3://`` cache that is under the same prefix, and a second open reads it from there."""
+    from rules.ruleset import load_ruleset
+    from stepscope.report.analyze import analyze
+
+    cache = f"s3://{bucket}/report-cache"
+    first = analyze(f"s3://{bucket}/job", load_ruleset(None), cache_dir=cache, cache_key="k", detail=False)
+    assert not first.from_cache
+    kept = [k for k in _keys(s3_env, bucket, "report-cache/") if "/dashboard/report-" in k]
+    assert len(kept) == 1, kept
+    again = analyze(f"s3://{bucket}/job", load_ruleset(None), cache_dir=cache, cache_key="k", detail=False)
+    assert again.from_cache
+    assert again.report.model_dump() == first.report.model_dump()

@@ -348,6 +348,13 @@ def open_store(root: Path | str, identity: str) -> LocalStore | S3Store:
     return LocalStore(safe_join(Path(root).expanduser(), identity))
 
 
+def store_at(location: str) -> LocalStore | S3Store:
+    """The store at a cache's location as :attr:`SourceCache.location` gives it (a folder or
+    an ``s3://`` URL): what a later layer reopens a job's cache by (e.g. the dashboard's
+    evaluated reports, kept beside the dataset)."""
+    return S3Store.at(location) if is_s3_url(location) else LocalStore(Path(location))
+
+
 def read_parquet_at(location: str) -> pa.Table:
     """A Parquet part by the location the cache gave for it (:meth:`SourceCache.abspath`):
     a local path, or an ``s3://`` URL read with this process's own AWS credentials (what

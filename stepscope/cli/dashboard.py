@@ -112,7 +112,8 @@ def wait_ready(proc: subprocess.Popen[bytes], url: str, timeout: float = READY_T
               help="Address to listen on (loopback by default: the dashboard has no authentication).")
 @click.option("--port", type=click.IntRange(0, 65535), default=DEFAULT_PORT, show_default=True,
               help="Port; a free one is picked when it is busy (0: always pick one).")
-@click.option("--cache", "cache_dir", type=click.Path(file_okay=False), default=None, help="Cache folder.")
+@click.option("--cache", "cache_dir", type=click.Path(file_okay=False), default=None,
+              help="Cache folder or s3://bucket/prefix (default: $STEPSCOPE_CACHE or ~/.cache/stepscope).")
 @click.option("--rules", "rules_file", type=click.Path(dir_okay=False), default=None,
               help="Rule file overriding the default thresholds (same file `stepscope report` reads).")
 @click.option("--baseline", default=None, help="A run to show on the Compare page (folder, s3:// prefix or job name).")

@@ -24,7 +24,7 @@ from stepscope.cli.common import (
 @click.command("ingest", cls=Command)
 @click.argument("source")
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False), default=None,
-              help="Cache folder (default: $STEPSCOPE_CACHE or ~/.cache/stepscope).")
+              help="Cache folder or s3://bucket/prefix (default: $STEPSCOPE_CACHE or ~/.cache/stepscope).")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
 @click.option("--jobs", "-j", type=click.IntRange(1, 64), default=4, show_default=True,
               help="Parallel parse workers.")

@@ -51,7 +51,8 @@ def _formats(ctx: click.Context | None, param: click.Parameter | None, value: st
 @click.option("--baseline", default=None, help="Another run (folder, s3:// prefix or job name) to compare against.")
 @click.option("--rules", "rules_file", type=click.Path(dir_okay=False), default=None,
               help="Rule file overriding the default thresholds (same file `stepscope attach` reads).")
-@click.option("--cache", "cache_dir", type=click.Path(file_okay=False), default=None, help="Cache folder.")
+@click.option("--cache", "cache_dir", type=click.Path(file_okay=False), default=None,
+              help="Cache folder or s3://bucket/prefix (default: $STEPSCOPE_CACHE or ~/.cache/stepscope).")
 @click.option("--profile", default=None, help="AWS profile for S3 and SageMaker sources.")
 @click.option("--region", default=None, help="AWS region for SageMaker job names.")
 @engine_option

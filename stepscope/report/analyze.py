@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 
 from analyzer import __version__
-from analyzer.ingest.cache import atomic_write_bytes
+from analyzer.errors import StepscopeError
+from analyzer.ingest.cache import LocalStore, Store, store_at
 from analyzer.job import Job
 from analyzer.sources import open_source
 from rules.engine import evaluate
@@ -69,31 +69,47 @@ def analyze(source: str | Job, ruleset: RuleSet, *, baseline: str | Job | None =
     if baseline is not None:
         base = open_job(baseline)
         job = Job(job.dataset, job.summary, baseline=base, engine=job.engine)  # never changes a Job the caller holds
-    path = cached_report_path(job, f"{cache_key}\x00detail={detail}") if cache_key is not None else None
-    if path is not None:
+    found = cached_report(job, f"{cache_key}\x00detail={detail}") if cache_key is not None else None
+    if found is not None:
+        store, name = found
         try:
-            return Analysis(job, Report.model_validate_json(path.read_bytes()), True)
-        except (OSError, ValueError):  # absent, or written by another version: evaluate again
+            data = store.get(name)
+            if data is not None:
+                return Analysis(job, Report.model_validate_json(data), True)
+        except (OSError, ValueError, StepscopeError):  # unreadable, or written by another version: evaluate again
             pass
     report = build(job, ruleset, evaluate(job, ruleset), detail=detail)  # reuses the rules' analyses
-    if path is not None:
-        _keep(path, report)
+    if found is not None:
+        _keep(*found, report)
     return Analysis(job, report, False)
+
+
+def _store(job: Job) -> Store | None:
+    """The store of the job's cache (a folder or an ``s3://`` prefix), from its ingest summary."""
+    location = (job.summary.get("cache") or {}).get("dir") if isinstance(job.summary, dict) else None
+    if not isinstance(location, str) or not location:
+        return None
+    try:
+        return store_at(location)
+    except (OSError, StepscopeError):
+        return None
 
 
 def dataset_fingerprint(job: Job) -> str | None:
     """The fingerprint ingest wrote beside the merged tables (``merged/merged.json``)."""
+    store = _store(job)
     try:
-        doc = orjson.loads((Path(job.summary["cache"]["dir"]) / "merged" / "merged.json").read_bytes())
-    except (OSError, KeyError, TypeError, orjson.JSONDecodeError):
+        data = store.get("merged/merged.json") if store is not None else None
+        doc = orjson.loads(data) if data is not None else None
+    except (OSError, StepscopeError, orjson.JSONDecodeError):
         return None
     fp = doc.get("fingerprint") if isinstance(doc, dict) else None
     return fp if isinstance(fp, str) else None
 
 
-def cached_report_path(job: Job, cache_key: str) -> Path | None:
-    """Where the evaluated report of ``job`` (and its baseline) is kept; None when a dataset
-    has no fingerprint to key it by."""
+def cached_report(job: Job, cache_key: str) -> tuple[Store, str] | None:
+    """Where the evaluated report of ``job`` (and its baseline) is kept in the job's cache
+    (its store and the name in it); None when a dataset has no fingerprint to key it by."""
     parts: list[Any] = [str(REPORT_CACHE_VERSION), __version__, cache_key]
     for j in (job, job.baseline):
         if j is None:
@@ -102,18 +118,25 @@ def cached_report_path(job: Job, cache_key: str) -> Path | None:
         if fp is None:
             return None
         parts += [fp, j.dataset.meta.to_dict()]
+    store = _store(job)
+    if store is None:
+        return None
     h = hashlib.sha256()
     for part in parts:
         h.update(orjson.dumps(part, option=orjson.OPT_SORT_KEYS, default=str))
         h.update(b"\x00")
-    return Path(job.summary["cache"]["dir"]) / "dashboard" / f"report-{h.hexdigest()[:40]}.json"
+    return store, f"dashboard/report-{h.hexdigest()[:40]}.json"
 
 
-def _keep(path: Path, report: Report) -> None:
+def _keep(store: Store, name: str, report: Report) -> None:
+    """Keep the evaluated report, and only the newest REPORT_CACHE_KEEP of a local cache
+    (an S3 cache keeps them all: an S3 lifecycle rule on ``*/dashboard/`` ages them out)."""
     try:
-        atomic_write_bytes(path, report.model_dump_json().encode())
-        old = sorted(path.parent.glob("report-*.json"), key=lambda q: q.stat().st_mtime, reverse=True)
-        for stale in old[REPORT_CACHE_KEEP:]:
-            stale.unlink(missing_ok=True)
-    except (OSError, ValueError) as exc:  # a read-only cache (or odd evidence) only costs speed
+        store.put(name, report.model_dump_json().encode())
+        if isinstance(store, LocalStore):
+            folder = store.path(name).parent
+            old = sorted(folder.glob("report-*.json"), key=lambda q: q.stat().st_mtime, reverse=True)
+            for stale in old[REPORT_CACHE_KEEP:]:
+                stale.unlink(missing_ok=True)
+    except (OSError, ValueError, StepscopeError) as exc:  # a read-only cache (or odd evidence) only costs speed
         log.warning("could not cache the evaluated report: %s", exc)
