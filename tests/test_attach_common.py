@@ -60,6 +60,8 @@ enabled = false
 HOOK_WITH_TRAINING_RULES = [
     {"CollectionName": "losses"}, {"CollectionName": "gradients"}, {"CollectionName": "weights"},
     {"CollectionName": "relu_output", "CollectionParameters": {"include_regex": ".*relu_output"}},
+    {"CollectionName": "custom_activations_collection",
+     "CollectionParameters": {"include_regex": ".*tanh_input|.*sigmoid_input"}},
     {"CollectionName": "relu_input", "CollectionParameters": {"include_regex": ".*relu_input"}},
 ]
 #: Debugger's training rules attached by default with the hook on (TensorVariance has no bounds)
@@ -153,7 +155,7 @@ def test_training_rules_attach_with_the_hook(tmp_path: Path) -> None:
     assert rules["TensorVariance"]["max_threshold"] == "5.0" and "min_threshold" not in rules["TensorVariance"]
     assert rules["Overtraining"]["patience_train"] == "50"
     assert [c["CollectionName"] for c in fields["DebugHookConfig"]["CollectionConfigurations"]] == [
-        "losses", "gradients", "weights", "relu_output", "biases"]
+        "losses", "gradients", "weights", "custom_activations_collection", "relu_output", "biases"]
 
 
 def test_training_rule_collections_match_smdebug_rulesconfig() -> None:
@@ -172,6 +174,32 @@ def test_training_rule_collections_match_smdebug_rulesconfig() -> None:
             regex = c.get("CollectionParameters", {}).get("include_regex")
             if regex:
                 assert DEBUGGER_COLLECTION_PARAMETERS[c["CollectionName"]]["include_regex"] == regex
+
+
+def test_saturated_activation_hook_saves_what_its_regex_names(tmp_path: Path) -> None:
+    """smdebug_rulesconfig has no collection of tanh/sigmoid inputs: the hook gets a custom
+    one whose include regex is the rule's default ``tensor_regex`` (AWS's page's example),
+    and only while SaturatedActivation is attached."""
+    import re
+
+    from rules.builtin._training import split_list
+    from rules.builtin.saturated_activation import SaturatedActivation, SaturatedActivationParams
+
+    default = SaturatedActivationParams.model_validate({}).tensor_regex
+    regex = DEBUGGER_COLLECTION_PARAMETERS["custom_activations_collection"]["include_regex"]
+    assert regex == "|".join(split_list(default)) == ".*tanh_input|.*sigmoid_input"
+    assert SaturatedActivation.debugger_collections == ("custom_activations_collection",)
+    for name, matched in (("net.3_tanh_input_0", True), ("gate_sigmoid_input_0", True), ("tanh_output_0", False),
+                          ("relu_input_0", False)):
+        assert bool(re.match(regex, name)) is matched, name
+    hook = write(tmp_path, "[profiler]\ndebugger_hook = true\n")
+    saved = {c["CollectionName"]: c.get("CollectionParameters")
+             for c in create_training_job_fields(hook, REGION, OUT, debugger=True)["DebugHookConfig"]["CollectionConfigurations"]}
+    assert saved["custom_activations_collection"] == {"include_regex": regex}
+    off = write(tmp_path, "[profiler]\ndebugger_hook = true\n[rules.SaturatedActivation]\nenabled = false\n", "off.toml")
+    fields = create_training_job_fields(off, REGION, OUT, debugger=True)
+    assert "custom_activations_collection" not in {c["CollectionName"] for c in fields["DebugHookConfig"]["CollectionConfigurations"]}
+    assert "SaturatedActivation" not in debug_rules_by_name(fields)
 
 
 def test_apply_to_request_keeps_the_users_debugger_rules(tmp_path: Path) -> None:

@@ -90,6 +90,8 @@ def test_pytorch_fit_request_carries_the_rule_set(aws_endpoint: AwsEndpoint, v2:
     assert profiling_part(sent)["DebugHookConfig"] == {
         "S3OutputPath": out,
         "CollectionConfigurations": [
+            {"CollectionName": "custom_activations_collection",
+             "CollectionParameters": {"include_regex": ".*tanh_input|.*sigmoid_input"}},
             {"CollectionName": "gradients"}, {"CollectionName": "losses"},
             {"CollectionName": "relu_input", "CollectionParameters": {"include_regex": ".*relu_input"}},
             {"CollectionName": "relu_output", "CollectionParameters": {"include_regex": ".*relu_output"}},

@@ -136,7 +136,7 @@ ORACLE = textwrap.dedent(
             self.fc1 = nn.Linear(8, 32)
             self.act = nn.Tanh()
             self.fc2 = nn.Linear(32, 32)
-            self.relu = nn.ReLU()   # called twice per forward
+            self.relu = nn.ReLU(inplace=True)   # called twice per forward, overwrites its input
             self.head = nn.Linear(32, 1)
         def forward(self, x):
             h = self.relu(self.fc1(x))
@@ -146,9 +146,10 @@ ORACLE = textwrap.dedent(
     net = Net()
     scale = nn.Parameter(torch.ones(1))  # owned by no module: named after its param group
     opt = torch.optim.AdamW([{"params": net.parameters()}, {"params": [scale], "lr": 0.01}], lr=0.05)
-    outs = {}
+    outs, ins = {}, {}
     for name, mod in net.named_modules():
         if isinstance(mod, (nn.ReLU, nn.Tanh)):
+            mod.register_forward_pre_hook(lambda m, i, n=name: ins.setdefault(n, []).append(i[0].detach().clone()))
             mod.register_forward_hook(lambda m, i, o, n=name: outs.setdefault(n, []).append(o.detach().clone()))
 
     def stats(t):
@@ -164,6 +165,7 @@ ORACLE = textwrap.dedent(
         with torch.no_grad():
             net(x[:4])  # an evaluation pass: not a training step's activations
         outs.clear()
+        ins.clear()
         i = torch.randint(0, 256, (32,))
         loss = nn.functional.mse_loss(net(x[i]) * scale, y[i])
         opt.zero_grad()
@@ -176,6 +178,7 @@ ORACLE = textwrap.dedent(
         rec["update_ratio"] = {n: ((p.detach() - before[n]).double().norm() / before[n].double().norm()).item()
                                for n, p in named}
         rec["activation"] = {n: stats(torch.cat([o.flatten() for o in os_])) for n, os_ in outs.items()}
+        rec["activation_input"] = {n: stats(torch.cat([i.flatten() for i in is_])) for n, is_ in ins.items()}
         print(json.dumps(rec))
     """
 )
@@ -210,15 +213,20 @@ def test_recorded_values_match_the_scripts_own_measurements(tmp_path: Path) -> N
         ratios = _by(recs, kind="tensor", role="update_ratio")
         for name in params:
             assert _close(ratios[step, name]["value"], want["update_ratio"][name], 1e-4), (step, name)
-        acts = _by(recs, kind="tensor", role="activation")
-        assert sorted(n for s, n in acts if s == step) == ["act", "relu"]  # the no_grad pass is not counted
-        assert acts[step, "relu"]["module"] == "ReLU" and acts[step, "act"]["module"] == "Tanh"
-        assert acts[step, "relu"]["numel"] == 2 * 32 * 32  # both calls of the shared ReLU
-        for name in ("act", "relu"):
-            rec, ref = acts[step, name], want["activation"][name]
-            assert rec["numel"] == ref["numel"]
-            for field in ("norm", "mean", "std", "min", "max", "zero_fraction"):
-                assert _close(rec[field], ref[field], 2e-4, 1e-6), (step, name, field)
+        for role in ("activation", "activation_input"):
+            acts = _by(recs, kind="tensor", role=role)
+            assert sorted(n for s, n in acts if s == step) == ["act", "relu"]  # the no_grad pass is not counted
+            assert acts[step, "relu"]["module"] == "ReLU" and acts[step, "act"]["module"] == "Tanh"
+            assert acts[step, "relu"]["numel"] == 2 * 32 * 32  # both calls of the shared ReLU
+            for name in ("act", "relu"):
+                rec, ref = acts[step, name], want[role][name]
+                assert rec["numel"] == ref["numel"]
+                for field in ("norm", "mean", "std", "min", "max", "zero_fraction"):
+                    assert _close(rec[field], ref[field], 2e-4, 1e-6), (step, role, name, field)
+        # the in-place ReLU's input, measured before it was overwritten: its negative half
+        inputs, outputs = (_by(recs, kind="tensor", role=role) for role in ("activation_input", "activation"))
+        assert inputs[step, "relu"]["min"] < 0 < inputs[step, "relu"]["max"]
+        assert inputs[step, "relu"]["zero_fraction"] == 0.0 < outputs[step, "relu"]["zero_fraction"]
 
 
 def _case(tmp: Path, case: str, steps: int, every: int, *extra: str) -> list[dict[str, Any]]:
@@ -273,6 +281,44 @@ def test_dead_relus_output_only_zeros(tmp_path: Path) -> None:
     acts = [r for r in recs if r.get("role") == "activation"]
     assert sorted({r["name"] for r in acts}) == ["1", "3"] and {r["module"] for r in acts} == {"ReLU"}
     assert len(acts) == 6 and all(r["zero_fraction"] == 1.0 and r["max"] == 0.0 for r in acts)
+    # their inputs: ~-100 (the bias); the 2nd ReLU's exactly -100 (the 1st passes only zeros)
+    inputs = {(r["step"], r["name"]): r for r in recs if r.get("role") == "activation_input"}
+    assert sorted(inputs) == [(s, n) for s in (1, 6, 11) for n in ("1", "3")]
+    assert all(r["module"] == "ReLU" and r["max"] < -90 and r["zero_fraction"] == 0.0 for r in inputs.values())
+    assert all(inputs[s, "3"]["min"] == inputs[s, "3"]["max"] == -100.0 and inputs[s, "3"]["std"] == 0.0
+               for s in (1, 6, 11))
+
+
+@pytest.mark.usefixtures("torch_available")
+def test_a_zero_initialised_bias_has_no_update_ratio_until_it_moves(tmp_path: Path) -> None:
+    """||dw||/||w|| of a tensor that is all zeros is undefined: no record (a NaN would read
+    as an exploding tensor), its weight record says norm 0; once it has moved it has one."""
+    import torch
+    from torch.optim import optimizer as optimizer_module
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.Tanh())
+    with torch.no_grad():
+        net[0].bias.zero_()
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    rec = health.HealthRecorder(tmp_path, 1, "t")
+    rec.hook(optimizer_module)
+    try:
+        for _ in range(2):
+            loss = net(torch.randn(16, 8)).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    finally:
+        rec.close()
+    assert not rec.warned and rec.path is not None
+    recs = [json.loads(line) for line in rec.path.read_text().splitlines()]
+    ratios = _by(recs, role="update_ratio")
+    assert sorted(ratios) == [(1, "0.weight"), (2, "0.bias"), (2, "0.weight")]
+    assert all(r["value"] is not None and r["value"] > 0 for r in ratios.values())
+    weights = _by(recs, role="weight")
+    assert weights[1, "0.bias"]["norm"] == 0.0 and weights[2, "0.bias"]["norm"] > 0
+    assert _by(recs, role="activation_input")[1, "1"]["module"] == "Tanh"
 
 
 @pytest.mark.usefixtures("torch_available")
@@ -297,7 +343,8 @@ HOOK_PROBE = textwrap.dedent(
         opt.zero_grad()
         net(torch.randn(2, 4)).sum().backward()
         opt.step()
-    print(len(module._global_forward_hooks), len(optimizer._global_optimizer_pre_hooks),
+    print(len(module._global_forward_hooks), len(module._global_forward_pre_hooks),
+          len(optimizer._global_optimizer_pre_hooks),
           getattr(torch.autograd.backward, "__stepscope_health__", False),
           "stepscope.collectors.health" in sys.modules)
     sys.exit(int(sys.argv[1]))
@@ -309,13 +356,13 @@ HOOK_PROBE = textwrap.dedent(
 def test_hooks_off_by_default_install_nothing(tmp_path: Path) -> None:
     proc = _launch(tmp_path, sys.executable, "-c", HOOK_PROBE, "0")
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["0", "0", "False", "False"]
+    assert proc.stdout.split() == ["0", "0", "0", "False", "False"]
     assert not (tmp_path / "out" / health.HEALTH_DIR).exists()
     on = _launch(tmp_path, sys.executable, "-c", HOOK_PROBE, "0", opts=("--health-every", "2"))
     assert on.returncode == 0, on.stderr
-    # step 3 is sampled: the forward hook is there for its forward only (armed after step 2,
-    # removed at step 3's optimizer call); the step hooks and the backward wrapper stay
-    assert on.stdout.split() == ["0", "1", "True", "True"]
+    # step 3 is sampled: the forward hook and pre-hook are there for its forward only (armed
+    # after step 2, removed at step 3's optimizer call); the step hooks and the backward wrapper stay
+    assert on.stdout.split() == ["0", "0", "1", "True", "True"]
 
 
 @pytest.mark.usefixtures("torch_available")
@@ -324,9 +371,9 @@ def test_an_unwritable_health_folder_is_one_line_and_training_goes_on(tmp_path: 
     (tmp_path / "out" / health.HEALTH_DIR).write_text("a file where the folder should be")
     proc = _launch(tmp_path, sys.executable, "-c", HOOK_PROBE, "3", opts=("--health-every", "2"))
     assert proc.returncode == 3, proc.stderr
-    # after the failure the forward hook is gone, backward() is PyTorch's own again; the
+    # after the failure the forward hooks are gone, backward() is PyTorch's own again; the
     # step hooks stay registered (inert) until exit: PyTorch cannot drop them mid-step
-    assert proc.stdout.split() == ["0", "1", "False", "True"]
+    assert proc.stdout.split() == ["0", "0", "1", "False", "True"]
     lines = _ours(proc.stderr)
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith("stepscope: training-health hooks off in this process: writing the health "
@@ -341,7 +388,7 @@ def test_a_bad_switch_value_is_one_line(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", HOOK_PROBE, "0"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["0", "0", "False", "True"]
+    assert proc.stdout.split() == ["0", "0", "0", "False", "True"]
     assert _ours(proc.stderr) == [f"stepscope: training-health hooks off: {health.ENV_HEALTH}: expected a whole "
                                   "number of steps >= 1, got 'often'; training goes on"]
 
@@ -383,7 +430,8 @@ def test_no_read_back_outside_the_sampled_steps(tmp_path: Path, monkeypatch: pyt
     # closed: PyTorch is as it was
     from torch.nn.modules import module
 
-    assert not module._global_forward_hooks and not optimizer_module._global_optimizer_pre_hooks
+    assert not module._global_forward_hooks and not module._global_forward_pre_hooks
+    assert not optimizer_module._global_optimizer_pre_hooks
     assert not getattr(torch.autograd.backward, "__stepscope_health__", False)
 
 
@@ -392,7 +440,8 @@ def test_no_read_back_outside_the_sampled_steps(tmp_path: Path, monkeypatch: pyt
 
 #: the rule each known-answer case must fire (healthy: no training-health rule at all)
 EXPECTED_RULE = {"lr0": "LossNotDecreasing", "sigmoid": "VanishingGradient", "explode": "ExplodingTensor",
-                 "deadrelu": "DeadRelu", "healthy": None}
+                 "deadrelu": "DeadRelu", "poorinit": "PoorWeightInitialization",
+                 "saturated": "SaturatedActivation", "healthy": None}
 
 
 @pytest.mark.slow

@@ -4,8 +4,11 @@ Two kinds of proof: health-hook files (the ``stepscope run --health`` JSON lines
 here with exactly the pathology a rule is about, each worker judged on its own; and the
 known answers of real PyTorch CPU runs (``tests/support/health_train.py``), each recorded
 through the zero-code hooks and through a ``SummaryWriter`` at once: lr 0 → LossNotDecreasing, a deep sigmoid MLP → VanishingGradient, a
-far too high learning rate → ExplodingTensor, a large negative ReLU bias → DeadRelu, and a
-healthy run fires none of them. Those need torch (``.venv-torch``).
+far too high learning rate → ExplodingTensor, a large negative ReLU bias → DeadRelu, a
++50 bias before a tanh → SaturatedActivation (from the inputs the hooks record), one ReLU
+layer initialised 100x too small → PoorWeightInitialization (the hooks' ReLU inputs; the
+SummaryWriter records none), and a healthy run fires none of them. Those need torch
+(``.venv-torch``).
 """
 
 from __future__ import annotations
@@ -194,6 +197,34 @@ def test_poor_weight_initialization_checks(tmp_path: Path) -> None:
     assert not _judge(root, PoorWeightInitialization={"threshold": 200.0, "distribution_range": 1e-5, "patience": 10})["PoorWeightInitialization"].fired
 
 
+def test_activation_inputs_from_the_hooks(tmp_path: Path) -> None:
+    """The hooks name an input by its module (``net.1``, class ReLU / Tanh): Debugger's regexes
+    match it as ``net.1_relu_input_0``; SaturatedActivation judges a layer's inputs where it
+    has them, its outputs only where it has nothing else."""
+    root = tmp_path / "job"
+    recs: list[dict[str, Any]] = loss(range(1, 11), lambda s: 2.0 / s)
+    for s in range(1, 11):
+        recs.append(tensor(s, "net.1", "activation_input", module="ReLU", std=3.0, min=-9.0, max=9.0))
+        recs.append(tensor(s, "net.3", "activation_input", module="ReLU", std=0.2, min=-1.0, max=1.0))
+        # a tanh whose inputs lie beyond 9.4999 (and whose outputs are 1.0): one layer, judged on its inputs
+        recs.append(tensor(s, "net.5", "activation_input", module="Tanh", std=1.0, min=12.0, max=20.0))
+        recs.append(tensor(s, "net.5", "activation", module="Tanh", std=0.0, min=1.0, max=1.0))
+        # a sigmoid recorded only by its outputs (TensorBoard's way): judged through them
+        recs.append(tensor(s, "net.7", "activation", module="Sigmoid", std=0.0, min=1.0, max=1.0))
+    _write(root, "algo-1", 0, recs)
+    r = _judge(root)
+    (pwi,) = r["PoorWeightInitialization"].findings
+    assert pwi.evidence["tensor"] == "net.1 vs net.3" and pwi.evidence["ratio"] == pytest.approx(225.0)
+    (sat,) = r["SaturatedActivation"].findings
+    assert [(x["layer"], x["side"]) for x in sat.evidence["layers"]] == [("net.5", "input"), ("net.7", "output")]
+    # Debugger's names select: only the tanh inputs compared (one layer: nothing to compare)
+    # under a tanh regex; the sigmoid regex alone leaves the tanh layer out
+    tanh_only = _judge(root, PoorWeightInitialization={"activation_inputs_regex": ".*tanh_input"})
+    assert "net.5" not in tanh_only["PoorWeightInitialization"].findings[0].evidence["tensor"]  # ReLUs still compared
+    (sig,) = _judge(root, SaturatedActivation={"tensor_regex": ".*sigmoid_input"})["SaturatedActivation"].findings
+    assert [x["layer"] for x in sig.evidence["layers"]] == ["net.7"]
+
+
 def test_tensor_variance_bounds(tmp_path: Path) -> None:
     """No bounds: cannot judge (Debugger has none either); with bounds, per worker and tensor."""
     root = tmp_path / "job"
@@ -216,7 +247,8 @@ def test_tensor_variance_bounds(tmp_path: Path) -> None:
 
 
 # -- known answers: real PyTorch runs recorded through a SummaryWriter ---------------------
-KNOWN = {"lr0": "LossNotDecreasing", "sigmoid": "VanishingGradient", "explode": "ExplodingTensor", "deadrelu": "DeadRelu"}
+KNOWN = {"lr0": "LossNotDecreasing", "sigmoid": "VanishingGradient", "explode": "ExplodingTensor", "deadrelu": "DeadRelu",
+         "saturated": "SaturatedActivation"}
 STEPS = 40
 
 
@@ -264,8 +296,9 @@ def test_known_answer_healthy_fires_none(runs: str) -> None:
     results = _recorded("healthy", runs)
     fired = {name: [f.title for f in r.findings] for name, r in results.items() if r.fired}
     assert fired == {}
-    for name in KNOWN.values():
+    for name in {*KNOWN.values(), "PoorWeightInitialization"} - {"SaturatedActivation"}:
         assert results[name].skipped_reason is None, name  # judged, not "no data"
+    assert "no tanh or sigmoid" in str(results["SaturatedActivation"].skipped_reason)  # a ReLU net has none
 
 
 def test_known_answer_evidence_names_the_layer(runs: str) -> None:
@@ -275,3 +308,42 @@ def test_known_answer_evidence_names_the_layer(runs: str) -> None:
         assert [x["layer"] for x in dead.evidence["layers"]] == ["1", "3"]
     for boom in _recorded("explode", runs)["ExplodingTensor"].findings:
         assert boom.evidence["first_step"] <= 10
+    # the hooks judge the tanh's inputs (+50 + a small spread: far beyond 9.4999); the
+    # SummaryWriter has only its outputs (1.0, beyond tanh(9.4999)) at its histogram steps
+    sides = {f.evidence["worker"]: [(x["layer"], x["side"]) for x in f.evidence["layers"]]
+             for f in _recorded("saturated", runs)["SaturatedActivation"].findings}
+    assert sides == {HOOKS_WORKER: [("1", "input")], "tensorboard": [("1", "output")]}
+
+
+def _hook_records(runs: str, case: str, role: str) -> list[dict[str, Any]]:
+    _recorded(case, runs)
+    (path,) = (Path(runs) / case / "health").glob("*.health.jsonl")
+    return [r for r in map(json.loads, path.read_text().splitlines()) if r.get("role") == role]
+
+
+def test_known_answer_poor_initialisation(runs: str) -> None:
+    """Kaiming-initialised ReLU layers, the 4th Linear's weights 100x too small: the ReLU
+    inputs of layers 7, 9, 11 have a few hundred times less variance than those of 1, 3, 5
+    at step 1. Only the hooks record ReLU inputs, so only their worker's variance check
+    fires; nothing else does (the run learns)."""
+    results = _recorded("poorinit", runs)
+    assert {name for name, r in results.items() if r.fired} == {"PoorWeightInitialization"}
+    (f,) = results["PoorWeightInitialization"].findings
+    assert f.evidence["worker"] == HOOKS_WORKER and f.evidence["step_range"] == [1, 1]
+    high, low = f.evidence["tensor"].split(" vs ")
+    assert high in {"1", "3", "5"} and low in {"7", "9", "11"} and f.evidence["ratio"] > 100
+    assert f.evidence["layers"] == 6
+
+
+def test_known_answer_healthy_relu_inputs_stay_within_the_threshold(runs: str) -> None:
+    """The healthy MLP at PyTorch's default init: the 2nd ReLU's inputs have ~6x less
+    variance than the 1st's (each default-initialised Linear+ReLU divides it by about 6), under
+    Debugger's threshold 10 at every sampled step, so PoorWeightInitialization stays quiet
+    on facts, not for want of data. A deeper default-initialised MLP would exceed it."""
+    by_step: dict[int, dict[str, float]] = {}
+    for r in _hook_records(runs, "healthy", "activation_input"):
+        by_step.setdefault(r["step"], {})[r["name"]] = r["std"] ** 2
+    assert sorted(by_step) == [1, 6, 11, 16, 21, 26, 31, 36]
+    for step, var in by_step.items():
+        assert sorted(var) == ["1", "3"], step
+        assert 2.0 < var["1"] / var["3"] < 10.0, (step, var)

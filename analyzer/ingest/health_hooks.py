@@ -31,7 +31,10 @@ TENSOR_COLUMNS = (
 )
 _STAT_FLOATS = ("norm", "mean", "std", "min", "max", "zero_fraction", "value")
 _STAT_INTS = ("nan_count", "inf_count", "numel")
-ROLES = ("gradient", "weight", "update_ratio", "activation")
+#: the tensor roles the hooks write (``activation_input``: an activation module's input,
+#: since the same format version 1; Debugger's tensors give it too); a row of another role
+#: is kept as it is
+ROLES = ("gradient", "weight", "update_ratio", "activation", "activation_input")
 
 
 def scalar_table(rows: list[dict[str, Any]]) -> pa.Table:

@@ -21,6 +21,7 @@ from typing import Any
 from analyzer.errors import StepscopeError
 from rules import params as p
 from rules.builtin.profiler_report import ProfilerReport
+from rules.builtin.saturated_activation import SATURATED_INPUTS_COLLECTION, SATURATED_INPUTS_REGEX
 from rules.profiling import SAGEMAKER_TENSORBOARD_DIR
 from rules.ruleset import CATALOG, RuleSet, load_ruleset
 
@@ -104,10 +105,13 @@ _MAX_RULES = 20
 _MAX_RULE_PARAMETERS = 100
 _MAX_COLLECTIONS = 20
 #: CollectionParameters of the Debugger collections that are regexes rather than built-ins
-#: (smdebug_rulesconfig's ``collections.json``); the hook's save_interval default (500) stays.
+#: (smdebug_rulesconfig's ``collections.json``; SaturatedActivation's tanh/sigmoid inputs,
+#: for which it has none, as AWS's page attaches them); the hook's save_interval default
+#: (500) stays.
 DEBUGGER_COLLECTION_PARAMETERS: dict[str, dict[str, str]] = {
     "relu_output": {"include_regex": ".*relu_output"},
     "relu_input": {"include_regex": ".*relu_input"},
+    SATURATED_INPUTS_COLLECTION: {"include_regex": SATURATED_INPUTS_REGEX},
 }
 _S3_PATTERN = re.compile(r"^s3://[^/]+(/.*)?$")
 _TRAINIUM = re.compile(r"^ml[._]trn")

@@ -5,6 +5,11 @@ PoorWeightInitialization): ``activation_inputs_regex`` ``.*relu_input``, ``thres
 ``distribution_range`` 0.001, ``patience`` 5, ``steps`` 10. Its three checks over the first
 ``steps`` steps: the spread of activation-input variances across layers, the width of the
 gradient distribution, and whether the loss moves at all.
+
+The activation inputs are Debugger's ``relu_input`` tensors or the ones ``stepscope run
+--health`` records (role ``activation_input``, named by their module: ``net.1`` of class
+ReLU is matched as ``net.1_relu_input_0``); TensorBoard scalars carry none, so from them
+only the gradient and loss checks judge.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import Field
 
 from rules.base import Finding
-from rules.builtin._training import TrainingRule, no_data, regex_matcher, split_list
+from rules.builtin._training import TrainingRule, no_data, regex_mask, regex_matcher, split_list
 from rules.params import RuleParams
 
 if TYPE_CHECKING:
@@ -28,7 +33,7 @@ _RELU = re.compile(r"relu", re.IGNORECASE)
 
 
 class PoorWeightInitializationParams(RuleParams):
-    activation_inputs_regex: str = Field(".*relu_input", description="Comma-separated regexes of the activation inputs whose variances are compared across layers (besides the inputs of every ReLU module).")
+    activation_inputs_regex: str = Field(".*relu_input", description="Comma-separated regexes of the activation inputs whose variances are compared across layers (Debugger's names; a hook layer `net.1` of class ReLU is matched as `net.1_relu_input_0`), besides the inputs of every ReLU-family module.")
     threshold: float = Field(10.0, gt=0, description="Largest allowed ratio of the highest to the lowest activation-input variance across layers at a step.")
     distribution_range: float = Field(0.001, ge=0, description="Smallest allowed width of the gradient distribution at a step (Debugger: its 5th-95th percentile range; here bounded by min..max over every gradient, so it fires only where Debugger's would).")
     patience: int = Field(5, ge=1, description="Recorded steps in a row without a new lowest loss after which the loss counts as not decreasing.")
@@ -91,7 +96,7 @@ def _variance_spread(t: pd.DataFrame, rx: re.Pattern[str] | None, params: PoorWe
         return None
     keep = inputs["module"].map(lambda m: isinstance(m, str) and _RELU.search(m) is not None)
     if rx is not None:
-        keep |= inputs["name"].map(lambda n: rx.search(str(n)) is not None)
+        keep |= regex_mask(inputs, rx)
     inputs = inputs[keep]
     for step, g in inputs.groupby("step", sort=True):
         if g["name"].nunique() < 2:

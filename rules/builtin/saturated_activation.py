@@ -1,4 +1,10 @@
-"""SaturatedActivation — SageMaker Debugger built-in: tanh/sigmoid layers stuck at their limits."""
+"""SaturatedActivation — SageMaker Debugger built-in: tanh/sigmoid layers stuck at their limits.
+
+Debugger judges the layers' *inputs* (``*_tanh_input`` / ``*_sigmoid_input``); so does this
+rule wherever they are recorded: Debugger's tensors and ``stepscope run --health`` (role
+``activation_input``). A layer recorded only by its outputs (TensorBoard) is judged through
+them, against the activation's value at the limits.
+"""
 
 from __future__ import annotations
 
@@ -35,6 +41,13 @@ INACTIVITY_NOT_APPLIED = (
 )
 
 
+#: the Debugger hook collection the rule's container reads: smdebug_rulesconfig has none for
+#: tanh/sigmoid inputs, so ``attach --debugger`` adds this one, named and matched as in AWS's
+#: page's example of the rule (the default ``tensor_regex`` as one include regex)
+SATURATED_INPUTS_COLLECTION = "custom_activations_collection"
+SATURATED_INPUTS_REGEX = ".*tanh_input|.*sigmoid_input"
+
+
 def _sigmoid(x: float) -> float:
     return 1 / (1 + math.exp(-x))
 
@@ -46,7 +59,7 @@ class SaturatedActivationParams(RuleParams):
     ``collection_names`` / ``tensor_regex`` (default ``.*tanh_input, .*sigmoid_input``)."""
 
     collection_names: str | None = Field(None, description="Comma-separated collections whose tanh/sigmoid tensors are inspected (`all`; `relu_output` / `relu_input` mean the activations' outputs / inputs); with `tensor_regex`, their union.")
-    tensor_regex: str | None = Field(".*tanh_input, .*sigmoid_input", description="Comma-separated regexes of the tanh/sigmoid *inputs* to inspect (Debugger's names); a hook or TensorBoard layer `net.3` of class Sigmoid is matched as `net.3_sigmoid_input_0` through its outputs, which are beyond the activation's value at a limit exactly when its inputs are beyond the limit.")
+    tensor_regex: str | None = Field(".*tanh_input, .*sigmoid_input", description="Comma-separated regexes of the tanh/sigmoid *inputs* to inspect (Debugger's names); a hook layer `net.3` of class Sigmoid is matched as `net.3_sigmoid_input_0`, and a layer with only its outputs recorded (TensorBoard) under the same name through them: they are beyond the activation's value at a limit exactly when its inputs are beyond the limit.")
     threshold_tanh: str = Field("(-9.4999, 9.4999)", description="`(min_threshold, max_threshold)`: a tanh input outside them is saturated (its gradient below 1e-7).")
     threshold_sigmoid: str = Field("(-23, 16.99999)", description="`(min_threshold, max_threshold)`: a sigmoid input outside them is saturated.")
     threshold_inactivity: float = Field(1.0, ge=0, le=100, description="A unit active less than this % of the time is saturated. Accepted and passed to Debugger; not applicable to per-layer statistics (the evidence says so).")
@@ -64,7 +77,8 @@ class SaturatedActivation(TrainingRule):
     title: ClassVar[str] = "Saturated tanh/sigmoid layers"
     checks: ClassVar[str] = (
         "SageMaker Debugger's built-in, per worker and tanh/sigmoid layer of `collection_names` / `tensor_regex`: "
-        "inputs beyond `threshold_tanh` / `threshold_sigmoid` (or outputs beyond the activation's value there). "
+        "inputs beyond `threshold_tanh` / `threshold_sigmoid` (where only outputs are recorded, outputs beyond the "
+        "activation's value there). "
         "From per-layer statistics only a layer whose values all lie beyond one limit (min or max past it) is "
         "known to exceed `threshold_layer` %; `threshold_inactivity` cannot be applied."
     )
@@ -74,6 +88,7 @@ class SaturatedActivation(TrainingRule):
         "learning rate, or use a non-saturating activation."
     )
     params_model: ClassVar[type[RuleParams]] = SaturatedActivationParams
+    debugger_collections: ClassVar[tuple[str, ...]] = (SATURATED_INPUTS_COLLECTION,)
 
     def evaluate(self, job: Job, params: SaturatedActivationParams) -> list[Finding] | str:
         acts = _selected(job.training_tensors(), params)
@@ -114,8 +129,9 @@ def _kind(name: object, module: object) -> str | None:
 
 
 def _selected(tensors: pd.DataFrame, params: SaturatedActivationParams) -> pd.DataFrame:
-    """The tanh/sigmoid rows the selection names, with their ``kind``: Debugger's inputs
-    (``activation_input``), and module outputs (``activation``) matched as their inputs."""
+    """The tanh/sigmoid rows the selection names, with their ``kind``: inputs
+    (``activation_input``: Debugger's, the hooks'), and module outputs (``activation``)
+    matched as their inputs where a layer has no input rows."""
     if tensors.empty:
         return tensors
     acts = tensors[tensors["role"].isin(("activation", "activation_input")) & tensors["min"].notna() & tensors["max"].notna()]
@@ -134,4 +150,20 @@ def _selected(tensors: pd.DataFrame, params: SaturatedActivationParams) -> pd.Da
             names.append(f"{name}_{kind}_input_0")  # the layer's input, seen through its outputs
         if rx is not None and any(rx.search(n) for n in names):
             hits.append(idx)
-    return acts.loc[acts.index.isin(chosen) | acts.index.isin(hits)]
+    acts = acts.loc[acts.index.isin(chosen) | acts.index.isin(hits)]
+    return _inputs_first(acts)
+
+
+def _inputs_first(acts: pd.DataFrame) -> pd.DataFrame:
+    """A layer whose inputs are recorded (Debugger's ``*_input`` tensors, the hooks'
+    ``activation_input`` rows) is judged on them, as Debugger judges it; its outputs only
+    stand in for the inputs of a layer that has none (TensorBoard, older hook files)."""
+    if acts.empty:
+        return acts
+    with_inputs = set(zip(acts.loc[acts["role"] == "activation_input", "worker_label"],
+                          acts.loc[acts["role"] == "activation_input", "name"], strict=True))
+    if not with_inputs:
+        return acts
+    shadowed = [role == "activation" and (worker, name) in with_inputs
+                for worker, name, role in zip(acts["worker_label"], acts["name"], acts["role"], strict=True)]
+    return acts.loc[[not s for s in shadowed]]

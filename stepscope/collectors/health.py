@@ -11,9 +11,17 @@ must come from the places every PyTorch training loop passes through anyway:
   after it, ||Δw|| against that copy gives the update ratio ||Δw||/||w||;
 * the global module forward hook (``register_module_forward_hook``): statistics of the
   outputs of ReLU / ReLU6 / LeakyReLU / GELU / Sigmoid / Tanh modules, and the module tree
-  that gives parameters and activations their qualified names. It is registered only for
-  the forward passes of a sampled step and removed at that step's optimizer call, so the
-  other steps keep PyTorch's hook-free fast path for every module call.
+  that gives parameters and activations their qualified names;
+* the global module forward *pre*-hook (``register_module_forward_pre_hook``): statistics
+  of the inputs of ReLU / ReLU6 / LeakyReLU / Sigmoid / Tanh modules (what Debugger's
+  ``relu_input`` / ``tanh_input`` tensors hold, and what PoorWeightInitialization and
+  SaturatedActivation judge). It runs before the module, so an ``inplace=True`` ReLU is
+  measured before it overwrites its input: the reductions are queued first, on the same
+  stream, and read nothing the ReLU writes.
+
+Both module hooks are registered only for the forward passes of a sampled step and
+removed at that step's optimizer call, so the other steps keep PyTorch's hook-free fast
+path for every module call.
 
 Sampled steps are 1, N+1, 2N+1, ... (SageMaker Debugger's ``save_interval``, counted from
 1) of the first optimizer that steps (the same pacing rule as the trace recorder). Every
@@ -60,6 +68,9 @@ HEALTH_DIR = "health"
 FORMAT_VERSION = 1
 #: module classes (``torch.nn`` names) whose outputs are measured
 ACTIVATION_MODULES = ("ReLU", "ReLU6", "LeakyReLU", "GELU", "Sigmoid", "Tanh")
+#: module classes whose inputs are measured too (role ``activation_input``): the ones
+#: Debugger's ``relu_input`` / ``tanh_input`` / ``sigmoid_input`` regexes name
+INPUT_MODULES = ("ReLU", "ReLU6", "LeakyReLU", "Sigmoid", "Tanh")
 #: per module and sampled step, calls beyond this many are not measured (a module reused
 #: in a loop, or a process that runs forward passes and never steps)
 MAX_CALLS_PER_MODULE = 64
@@ -170,6 +181,7 @@ class HealthRecorder:
         self.pid = os.getpid()
         self.handles: list[Any] = []  # the optimizer hooks' RemovableHandles
         self.forward_handle: Any = None  # the module forward hook, while a sampled step runs
+        self.pre_handle: Any = None  # the module forward pre-hook (activation inputs), likewise
         self.original_backward: Any = None
         self.pace: weakref.ref[Any] | None = None  # the optimizer whose steps count
         self.steps_done = 0
@@ -184,11 +196,13 @@ class HealthRecorder:
         self.param_names: dict[int, str] = {}  # id(param) -> qualified name (from the modules)
         self.named: dict[int, str] = {}  # id(param) -> the name its records carry (fixed once used)
         self._unnamed: dict[int, Any] = {}  # modules seen this step without a name, by first call
-        self._activations: dict[int, tuple[Any, list[_Stats]]] = {}
+        self._activations: dict[int, tuple[Any, list[_Stats]]] = {}  # module outputs
+        self._inputs: dict[int, tuple[Any, list[_Stats]]] = {}  # module inputs
         self._losses: list[Any] = []
         self._pending: dict[str, Any] | None = None  # the sampled step between pre and post hook
         self._torch: Any = None
         self._activation_types: tuple[type, ...] = ()
+        self._input_types: tuple[type, ...] = ()
 
     # -- installing ----------------------------------------------------------------------
 
@@ -199,6 +213,7 @@ class HealthRecorder:
         self._torch = torch
         nn = sys.modules["torch.nn"]
         self._activation_types = tuple(getattr(nn, n) for n in ACTIVATION_MODULES if hasattr(nn, n))
+        self._input_types = tuple(getattr(nn, n) for n in INPUT_MODULES if hasattr(nn, n))
         self.handles = [
             optimizer_module.register_optimizer_step_pre_hook(self.on_pre_step),
             optimizer_module.register_optimizer_step_post_hook(self.on_post_step),
@@ -220,14 +235,18 @@ class HealthRecorder:
 
     def _arm(self) -> None:
         self.armed = True
+        module = sys.modules["torch.nn.modules.module"]
         if self.forward_handle is None:
-            module = sys.modules["torch.nn.modules.module"]
             self.forward_handle = module.register_module_forward_hook(self.on_forward)
+        if self.pre_handle is None:
+            self.pre_handle = module.register_module_forward_pre_hook(self.on_forward_pre)
 
     def _disarm_forward(self) -> None:
-        handle, self.forward_handle = self.forward_handle, None
-        if handle is not None:
-            handle.remove()
+        handles = (self.forward_handle, self.pre_handle)
+        self.forward_handle = self.pre_handle = None
+        for handle in handles:
+            if handle is not None:
+                handle.remove()
 
     def unhook(self, optimizer_hooks: bool = True) -> None:
         """Remove the hooks and put ``torch.autograd.backward`` back (if it is still ours).
@@ -247,6 +266,7 @@ class HealthRecorder:
             autograd.backward = self.original_backward
         self.original_backward = None
         self._activations.clear()
+        self._inputs.clear()
         self._unnamed.clear()
         self._losses.clear()
         self._pending = None
@@ -294,15 +314,36 @@ class HealthRecorder:
             key = id(module)
             if key not in self.module_names and key not in self._unnamed:
                 self._unnamed[key] = module
-            if isinstance(module, self._activation_types) and _measurable(torch, output):
-                entry = self._activations.get(key)
-                if entry is None:
-                    entry = self._activations[key] = (module, [])
-                if len(entry[1]) < MAX_CALLS_PER_MODULE:
-                    with torch.no_grad():
-                        entry[1].append(_Stats(torch, output.detach(), count_non_finite=True))
+            if isinstance(module, self._activation_types):
+                self._queue(self._activations, module, output)
         except Exception as exc:
             self.fail("measuring an activation", exc)
+
+    def on_forward_pre(self, module: Any, args: Any) -> None:
+        """An activation module's input, before the module runs (an in-place ReLU has not
+        overwritten it yet); the module is named by the forward hook after it."""
+        if self.off or not isinstance(module, self._input_types):
+            return
+        try:
+            torch = self._torch
+            if not torch.is_grad_enabled() or _compiling(torch):
+                return
+            if isinstance(args, tuple) and args:
+                self._queue(self._inputs, module, args[0])
+        except Exception as exc:
+            self.fail("measuring an activation input", exc)
+
+    def _queue(self, into: dict[int, tuple[Any, list[_Stats]]], module: Any, x: Any) -> None:
+        """Queue one call's reductions of ``x`` under its module (up to the call limit)."""
+        torch = self._torch
+        if not _measurable(torch, x):
+            return
+        entry = into.get(id(module))
+        if entry is None:
+            entry = into[id(module)] = (module, [])
+        if len(entry[1]) < MAX_CALLS_PER_MODULE:
+            with torch.no_grad():
+                entry[1].append(_Stats(torch, x.detach(), count_non_finite=True))
 
     def _paces(self, optimizer: Any) -> bool:
         pace = self.pace() if self.pace is not None else None
@@ -374,19 +415,25 @@ class HealthRecorder:
                     entry["before"] = w.clone()
                     entry["weight"].source = entry["before"]  # the pre-step values, for NaN counts
                 params.append(entry)
-        activations = []
-        for key, (module, calls) in self._activations.items():
-            cls = type(module).__name__
-            activations.append((self.module_names.get(key) or cls, cls, calls))
-        self._activations.clear()
+        activations = self._take(self._activations)
+        inputs = self._take(self._inputs)
         losses, self._losses = self._losses, []
         lr = optimizer.param_groups[0].get("lr") if optimizer.param_groups else None
         self._pending = {
-            "step": self.steps_done + 1, "params": params, "activations": activations,
+            "step": self.steps_done + 1, "params": params, "activations": activations, "inputs": inputs,
             "loss": torch.stack([t.to(losses[0].device, torch.float32) for t in losses]).mean().reshape(1)
             if losses else None,
             "lr": float(lr) if isinstance(lr, (int, float)) else lr,
         }
+
+    def _take(self, queued: dict[int, tuple[Any, list[_Stats]]]) -> list[tuple[str, str, list[_Stats]]]:
+        """The step's queued module measurements as (qualified name, class, calls); emptied."""
+        out = []
+        for key, (module, calls) in queued.items():
+            cls = type(module).__name__
+            out.append((self.module_names.get(key) or cls, cls, calls))
+        queued.clear()
+        return out
 
     def _measure_after(self) -> None:
         torch = self._torch
@@ -413,7 +460,7 @@ class HealthRecorder:
                 diff = scratch[(before.device, before.dtype)][:before.numel()].view(before.shape)
                 torch.sub(entry["param"].detach(), before, out=diff)
                 deltas.append(torch.linalg.vector_norm(diff).reshape(1).to(entry["weight"].vec.dtype))
-        for _, _, calls in pending["activations"]:
+        for _, _, calls in (*pending["activations"], *pending["inputs"]):
             stats.extend(calls)
         vecs = [s.vec for s in stats] + deltas
         extra = [pending["loss"]] if pending["loss"] is not None else []
@@ -479,11 +526,14 @@ class HealthRecorder:
                 tensor(entry["name"], "gradient", **_summary(entry["gradient"].numel, values[id(entry["gradient"])]))
                 w_norm = weight["norm"]
                 delta = next(delta_iter)
+                if w_norm == 0.0 and math.isfinite(delta):
+                    continue  # a zero-initialised tensor (a bias): the ratio is undefined, not Inf
                 ratio = delta / w_norm if w_norm else math.nan
                 tensor(entry["name"], "update_ratio", value=_finite(ratio))
-        for name, cls, calls in pending["activations"]:
-            numel, vals = _merge([(s.numel, values[id(s)]) for s in calls])
-            tensor(name, "activation", module=cls, **_summary(numel, vals))
+        for role, measured in (("activation", pending["activations"]), ("activation_input", pending["inputs"])):
+            for name, cls, calls in measured:
+                numel, vals = _merge([(s.numel, values[id(s)]) for s in calls])
+                tensor(name, role, module=cls, **_summary(numel, vals))
         self._emit(records)
 
     def _emit(self, records: list[dict[str, Any]]) -> None:

@@ -9,7 +9,12 @@ against the same known answer:
 * ``lr0``      -- the same with learning rate 0: the loss does not decrease;
 * ``sigmoid``  -- a 12-layer sigmoid MLP: the early layers' gradients vanish;
 * ``explode``  -- a regression with a far too high learning rate: loss and grads go Inf/NaN;
-* ``deadrelu`` -- a large negative bias before every ReLU: the ReLUs output only zeros.
+* ``deadrelu`` -- a large negative bias before every ReLU: the ReLUs output only zeros;
+* ``poorinit`` -- a 6-layer ReLU MLP, Kaiming-initialised (the ReLU inputs keep their
+  variance layer after layer) except its 4th Linear's weights, 100x too small: the ReLU
+  inputs from there on have a few hundred times less variance than those before (10^4
+  from the weights; the biases' own variance, at PyTorch's default init, floors it);
+* ``saturated`` -- a +50 bias before a Tanh: every tanh input lies far beyond 9.4999.
 
 Usage: ``python tests/support/health_train.py --case CASE --steps N [--tb DIR]``.
 Seeded and single-threaded, so a case's numbers repeat run to run; each case runs in
@@ -36,7 +41,9 @@ from typing import Any
 import torch
 from torch import nn
 
-CASES = ("healthy", "lr0", "sigmoid", "explode", "deadrelu")
+CASES = ("healthy", "lr0", "sigmoid", "explode", "deadrelu", "poorinit", "saturated")
+#: poorinit: the hidden Linear (0-based among the six) initialised this much too small
+POORINIT_LAYER, POORINIT_SCALE = 3, 0.01
 _ACTIVATIONS = (nn.ReLU, nn.Sigmoid, nn.Tanh)
 
 
@@ -58,6 +65,13 @@ def _model(case: str) -> nn.Sequential:
             width = 32
         layers.append(nn.Linear(width, 2))
         return nn.Sequential(*layers)
+    if case == "poorinit":
+        return _poorly_initialised()
+    if case == "saturated":
+        net = nn.Sequential(nn.Linear(16, 64), nn.Tanh(), nn.Linear(64, 2))
+        with torch.no_grad():
+            net[0].bias.fill_(50.0)
+        return net
     out = 1 if case == "explode" else 2
     net = nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, out))
     if case == "deadrelu":
@@ -68,8 +82,26 @@ def _model(case: str) -> nn.Sequential:
     return net
 
 
+def _poorly_initialised() -> nn.Sequential:
+    """Six Linear+ReLU layers with Kaiming-normal weights (what keeps a ReLU net's signal
+    variance constant over depth), one of them scaled by POORINIT_SCALE; biases at
+    PyTorch's default."""
+    layers: list[nn.Module] = []
+    width = 16
+    for i in range(6):
+        linear = nn.Linear(width, 64)
+        with torch.no_grad():
+            nn.init.kaiming_normal_(linear.weight, nonlinearity="relu")
+            if i == POORINIT_LAYER:
+                linear.weight.mul_(POORINIT_SCALE)
+        layers += [linear, nn.ReLU()]
+        width = 64
+    layers.append(nn.Linear(width, 2))
+    return nn.Sequential(*layers)
+
+
 def _lr(case: str) -> float:
-    return {"lr0": 0.0, "explode": 0.5}.get(case, 0.2)
+    return {"lr0": 0.0, "explode": 0.5, "saturated": 0.01}.get(case, 0.2)
 
 
 def train(case: str, steps: int, tb_dir: str | None, eval_every: int = 10, hist_every: int = 10,
