@@ -1,28 +1,37 @@
 """Scale benchmark (issue 12): ``stepscope report`` on jobs of 64, 256 and 512 ranks.
 
     .venv/bin/python bench/bench_scale.py [--ranks 64,256,512] [--old-rev REV --old-ranks 64]
-        [--hta-ranks 64] [--hta-budget-gb 10] [--skip-hta] [--work /tmp/stepscope-scale]
+        [--hta-ranks 64] [--hta-budget-gb 10] [--skip-hta] [--skip-dask] [--work /tmp/stepscope-scale]
 
 1. The jobs: copies of one real rank trace (the Kineto fixtures' NCCL rank, ``rank-0.json.gz``
    of ``nccl_2rank_rank0``), each renumbered (``distributedInfo.rank`` / ``world_size`` and
    its file name), written under ``--work`` (``/tmp``, never the repository). The largest job
    is written once; the smaller ones are hard links to its first files.
 2. ``stepscope report <job> --cache <fresh> --format json`` in a child process per size:
-   wall time and peak RSS of the whole process tree (the parse and analysis workers too,
-   sampled from /proc every 20 ms, as ``bench_ingest.run_child`` does), then the warm
-   reopen (``stepscope ingest`` on the same cache: nothing parsed again).
+   wall time, peak RSS of the whole process tree (the parse and analysis workers too,
+   sampled from /proc every 20 ms, as ``bench_ingest.run_child`` does) and its CPU time
+   (user + system of every process of the tree, sampled from /proc: on a shared machine
+   wall time is noisy, CPU seconds per rank are not), then the warm reopen (``stepscope
+   ingest`` on the same cache: nothing parsed again).
 3. The code before the map (``--old-rev``, e.g. the commit before issue 12), extracted with
-   ``git archive`` into ``--work`` and run the same way, only at ``--old-ranks`` (its memory
-   grows ~20 MB per rank: 5.6 GB at 256 ranks on this machine, so 64 is the baseline).
+   ``git archive`` into ``--work`` and run the same way (``python -P``, so that the extracted
+   code, not the checkout the bench runs from, is what the child imports), only at
+   ``--old-ranks`` (its memory grows with the rank count, so 64 is the baseline).
 4. Holistic Trace Analysis (``.venv-peers``, ``make peers``) on the same folders:
    ``TraceAnalysis`` plus its temporal, kernel-type and overlap analyses
    (``bench/peers/hta_reference.py --analyses``), at ``--hta-ranks``; a size whose memory,
    extrapolated from the largest size HTA ran, would pass ``--hta-budget-gb`` is skipped
    with the reason (the machine is shared).
+5. The Dask engine (``--engine dask://``, docs/scale.md) at every ``--ranks`` size unless
+   ``--skip-dask``: a fresh ``distributed.LocalCluster`` per size (2 worker processes, one
+   thread each, loopback; the cache is a local folder, which the workers share), the same
+   cold ``report`` as 2. through it: wall time, the client's tree peak RSS and CPU, and the
+   workers' (each worker's own peak RSS and CPU from ``resource.getrusage``, summed over the
+   workers; the warm reopen through the cluster is included, it parses nothing).
 
 Prints a table with the ratios the issue sets: peak at the largest size / peak at the
 smallest (goal <= 1.5x, and < 2.5 GB), seconds per rank (goal <= 0.2 s), new / old at the
-baseline size. ``--json`` writes the figures to a file as well.
+baseline size, Dask / local. ``--json`` writes the figures to a file as well.
 """
 
 from __future__ import annotations
@@ -36,7 +45,11 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +65,8 @@ SOURCE_TRACE = ("kineto", "nccl_2rank_rank0", "rank-0.json.gz")
 GOAL_GROWTH = 1.5
 GOAL_PEAK_MB = 2.5 * 1024
 GOAL_S_PER_RANK = 0.2
+DASK_WORKERS = 2
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 def source_trace() -> Path:
@@ -122,20 +137,89 @@ def old_code(work: Path, rev: str) -> Path:
     return dest
 
 
-def stepscope(job: Path, work: Path, code: Path | None, timeout: float) -> dict[str, Any]:
-    """Cold ``report`` (fresh cache) and warm ``ingest`` (reopen) of ``job`` in child processes."""
+def _proc_table() -> dict[int, tuple[int, float]]:
+    """pid → (parent pid, CPU seconds so far: user + system), for every process in /proc."""
+    out: dict[int, tuple[int, float]] = {}
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return out
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        out[int(name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / CLOCK_TICKS)
+    return out
+
+
+def _descendants(procs: dict[int, tuple[int, float]], root: int, exclude: frozenset[int]) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in procs.items():
+        children.setdefault(ppid, []).append(pid)
+    tree: set[int] = set()
+    todo = [p for p in children.get(root, []) if p not in exclude]
+    while todo:
+        pid = todo.pop()
+        tree.add(pid)
+        todo.extend(p for p in children.get(pid, []) if p not in exclude)
+    return tree
+
+
+@contextmanager
+def tree_cpu(exclude: frozenset[int] = frozenset()) -> Iterator[dict[str, float]]:
+    """CPU seconds (user + system) of this process's descendants while the block runs (the
+    child a ``bench_ingest.run_child`` starts and everything it starts), sampled from /proc
+    every 50 ms: each process counts with the last figure seen (a process that ends loses at
+    most its last 50 ms). ``exclude``: processes (with their subtrees) left out, e.g. a
+    Dask cluster's, which are counted on their own. Linux only (0 elsewhere)."""
+    seen: dict[int, float] = {}
+    result = {"cpu_s": 0.0}
+    stop = threading.Event()
+
+    def sample() -> None:
+        procs = _proc_table()
+        for pid in _descendants(procs, os.getpid(), exclude):
+            seen[pid] = max(seen.get(pid, 0.0), procs[pid][1])
+
+    def loop() -> None:
+        while not stop.wait(0.05):
+            sample()
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield result
+    finally:
+        stop.set()
+        thread.join()
+        result["cpu_s"] = sum(seen.values())
+
+
+def stepscope(job: Path, work: Path, code: Path | None, timeout: float, *, engine: str | None = None,
+              exclude: frozenset[int] = frozenset()) -> dict[str, Any]:
+    """Cold ``report`` (fresh cache) and warm ``ingest`` (reopen) of ``job`` in child processes;
+    with ``engine`` (``dask://HOST:PORT``) the report runs through that cluster."""
     env = {"PYTHONPATH": str(code)} if code is not None else {}
+    # -P: the extracted old code must win over the checkout (the child's cwd) on sys.path
+    py = [sys.executable, "-P"] if code is not None else [sys.executable]
     cache = Path(tempfile.mkdtemp(prefix="cache-", dir=work))
     out = Path(tempfile.mkdtemp(prefix="out-", dir=work))
+    on = ["--engine", engine] if engine else []
     try:
-        cold = bi.run_child([sys.executable, "-m", "stepscope", "report", str(job), "--out", str(out), "--format", "json",
-                             "--fail-on", "never", "--cache", str(cache), "-q"], timeout=timeout, env=env)
+        with tree_cpu(exclude) as cpu:
+            cold = bi.run_child([*py, "-m", "stepscope", "report", str(job), "--out", str(out), "--format", "json",
+                                 "--fail-on", "never", "--cache", str(cache), "-q", *on], timeout=timeout, env=env)
         res: dict[str, Any] = {"wall_s": cold.wall_s, "peak_tree_mb": cold.peak_tree_rss_mb,
-                               "peak_process_mb": cold.peak_rss_mb, "error": cold.error}
+                               "peak_process_mb": cold.peak_rss_mb, "cpu_s": cpu["cpu_s"], "error": cold.error}
         if cold.error is None:
             report = orjson.loads((out / "report.json").read_bytes())
             res["report_ranks"] = len(report["metrics"]["ranks"])
-            warm = bi.run_child([sys.executable, "-m", "stepscope", "ingest", str(job), "--cache", str(cache), "-q"],
+            warm = bi.run_child([*py, "-m", "stepscope", "ingest", str(job), "--cache", str(cache), "-q", *on],
                                 timeout=timeout, env=env)
             res["reopen_s"] = warm.wall_s if warm.error is None else None
             res["reopen_error"] = warm.error
@@ -145,11 +229,59 @@ def stepscope(job: Path, work: Path, code: Path | None, timeout: float) -> dict[
         shutil.rmtree(out, ignore_errors=True)
 
 
+def _worker_usage() -> dict[str, float]:
+    """A Dask worker's own peak RSS and CPU seconds so far (run on each worker)."""
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return {"maxrss_mb": ru.ru_maxrss / 1024, "cpu_s": ru.ru_utime + ru.ru_stime}  # Linux: KiB
+
+
+def dask_missing() -> str | None:
+    """None when the Dask column can run here, else why not."""
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        return "the 'distributed' package is not installed (pip install 'stepscope[dask]')"
+    return None
+
+
+def dask(job: Path, work: Path, timeout: float) -> dict[str, Any]:
+    """The same cold ``report`` through ``--engine dask://`` on a fresh LocalCluster: two
+    worker processes of one thread on loopback, sharing this machine's disk (the cache).
+    The client's figures are its process tree's (as for the local engine); the workers'
+    are each worker's own getrusage (peak RSS and CPU of the run), summed over workers."""
+    from distributed import Client, LocalCluster
+
+    before = frozenset(_proc_table())
+    with warnings.catch_warnings():
+        # the scheduler's HTTP endpoint (metrics) says so when :8787 is taken, e.g. by
+        # another cluster on this machine, and picks another port: nothing to act on
+        warnings.filterwarnings("ignore", message="Port .* is already in use", category=UserWarning)
+        cluster = LocalCluster(n_workers=DASK_WORKERS, processes=True, threads_per_worker=1, host="127.0.0.1",
+                               dashboard_address=None)
+    with cluster, Client(cluster, set_as_default=False) as client:
+        procs = _proc_table()
+        started = frozenset(_descendants(procs, os.getpid(), frozenset()) - before)  # nannies and workers
+        start = client.run(_worker_usage)
+        res = stepscope(job, work, None, timeout, engine=f"dask://{cluster.scheduler_address}", exclude=started)
+        end = client.run(_worker_usage)
+    res["client_peak_mb"] = res.pop("peak_tree_mb")
+    res["client_cpu_s"] = res.pop("cpu_s")
+    res["workers"] = len(end)
+    res["workers_peak_mb"] = sum(u["maxrss_mb"] for u in end.values())
+    res["workers_cpu_s"] = sum(u["cpu_s"] - start.get(w, {"cpu_s": 0.0})["cpu_s"] for w, u in end.items())
+    res["peak_mb"] = res["client_peak_mb"] + res["workers_peak_mb"]
+    res["cpu_s"] = res["client_cpu_s"] + res["workers_cpu_s"]
+    return res
+
+
 def hta(job: Path, timeout: float) -> dict[str, Any]:
-    run = bi.run_child([str(bi.PEERS_PY), str(bi.HTA_REF), str(job), "--analyses"], timeout=timeout)
+    with tree_cpu() as cpu:
+        run = bi.run_child([str(bi.PEERS_PY), str(bi.HTA_REF), str(job), "--analyses"], timeout=timeout)
     doc = run.json() or {}
-    return {"wall_s": run.wall_s, "peak_tree_mb": run.peak_tree_rss_mb, "parse_s": doc.get("parse_s"),
-            "error": run.error}
+    return {"wall_s": run.wall_s, "peak_tree_mb": run.peak_tree_rss_mb, "cpu_s": cpu["cpu_s"],
+            "parse_s": doc.get("parse_s"), "error": run.error}
 
 
 def hta_env() -> str | None:
@@ -164,6 +296,11 @@ def hta_env() -> str | None:
     return None
 
 
+def _ratio(a: float | None, b: float | None) -> float | None:
+    """a / b, None when either is unknown or b is 0 (CPU times where /proc is not there)."""
+    return a / b if a is not None and b else None
+
+
 def _fmt(v: float | None, spec: str = ".1f") -> str:
     return "-" if v is None else format(v, spec)
 
@@ -176,6 +313,7 @@ def main() -> None:
     ap.add_argument("--hta-ranks", default="64")
     ap.add_argument("--hta-budget-gb", type=float, default=10.0, help="skip HTA sizes expected to need more")
     ap.add_argument("--skip-hta", action="store_true")
+    ap.add_argument("--skip-dask", action="store_true", help="no Dask engine column (a LocalCluster at every size)")
     ap.add_argument("--work", default="/tmp/stepscope-scale", help="where the jobs and caches are written")
     ap.add_argument("--timeout", type=float, default=1800.0)
     ap.add_argument("--json", type=Path, help="also write the figures here")
@@ -187,19 +325,33 @@ def main() -> None:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     jobs = make_jobs(work, sorted(set(sizes) | set(old_sizes) | set(hta_sizes)))
-    results: dict[str, Any] = {"cpus": os.cpu_count(), "trace": str(source_trace()), "new": {}, "old": {}, "hta": {}}
+    results: dict[str, Any] = {"cpus": os.cpu_count(), "trace": str(source_trace()), "new": {}, "old": {}, "hta": {},
+                               "dask": {}}
 
     for n in sizes:
         r = stepscope(jobs[n], work, None, args.timeout)
         results["new"][n] = r
-        print(f"stepscope     {n:4d} ranks: {_fmt(r['wall_s'])} s, peak {_fmt(r['peak_tree_mb'], '.0f')} MB "
-              f"(reopen {_fmt(r.get('reopen_s'), '.2f')} s){'  ' + r['error'] if r['error'] else ''}", flush=True)
+        print(f"stepscope     {n:4d} ranks: {_fmt(r['wall_s'])} s, {_fmt(r['cpu_s'])} CPU s, peak "
+              f"{_fmt(r['peak_tree_mb'], '.0f')} MB (reopen {_fmt(r.get('reopen_s'), '.2f')} s)"
+              f"{'  ' + r['error'] if r['error'] else ''}", flush=True)
+    why_not_dask = "--skip-dask" if args.skip_dask else dask_missing()
+    if why_not_dask is not None:
+        print(f"Dask skipped: {why_not_dask}", flush=True)
+        results["dask_skipped"] = why_not_dask
+    for n in sizes if why_not_dask is None else []:
+        r = dask(jobs[n], work, args.timeout)
+        results["dask"][n] = r
+        print(f"Dask ({r['workers']} workers) {n:4d} ranks: {_fmt(r['wall_s'])} s, {_fmt(r['cpu_s'])} CPU s "
+              f"(workers {_fmt(r['workers_cpu_s'])}), peak {_fmt(r['peak_mb'], '.0f')} MB (client "
+              f"{_fmt(r['client_peak_mb'], '.0f')} + workers {_fmt(r['workers_peak_mb'], '.0f')})"
+              f"{'  ' + r['error'] if r['error'] else ''}", flush=True)
     if old_sizes:
         code = old_code(work, args.old_rev)
         for n in old_sizes:
             r = stepscope(jobs[n], work, code, args.timeout)
             results["old"][n] = r
-            print(f"before (old)  {n:4d} ranks: {_fmt(r['wall_s'])} s, peak {_fmt(r['peak_tree_mb'], '.0f')} MB"
+            print(f"before (old)  {n:4d} ranks: {_fmt(r['wall_s'])} s, {_fmt(r['cpu_s'])} CPU s, peak "
+                  f"{_fmt(r['peak_tree_mb'], '.0f')} MB"
                   f"{'  ' + r['error'] if r['error'] else ''}", flush=True)
     if hta_sizes:
         why = hta_env()
@@ -220,18 +372,23 @@ def main() -> None:
             results["hta"][n] = r
             if r["error"] is None and r["peak_tree_mb"]:
                 per_rank_mb = r["peak_tree_mb"] / n
-            print(f"HTA           {n:4d} ranks: {_fmt(r['wall_s'])} s, peak {_fmt(r['peak_tree_mb'], '.0f')} MB"
+            print(f"HTA           {n:4d} ranks: {_fmt(r['wall_s'])} s, {_fmt(r['cpu_s'])} CPU s, peak "
+                  f"{_fmt(r['peak_tree_mb'], '.0f')} MB"
                   f"{'  ' + r['error'] if r['error'] else ''}", flush=True)
 
     print()
-    print(f"{'ranks':>6} {'stepscope s':>12} {'s/rank':>7} {'peak MB':>8} {'reopen s':>9} "
-          f"{'old s':>7} {'old MB':>7} {'HTA s':>7} {'HTA MB':>7}")
+    print(f"{'ranks':>6} {'stepscope s':>12} {'s/rank':>7} {'CPU s':>7} {'CPU/rank':>8} {'peak MB':>8} {'reopen s':>9} "
+          f"{'old s':>7} {'old MB':>7} {'HTA s':>7} {'HTA MB':>7} {'Dask s':>7} {'Dask CPU':>8} {'Dask MB':>8}")
     for n in sorted(set(sizes) | set(old_sizes) | set(hta_sizes)):
         new, old, peer = results["new"].get(n, {}), results["old"].get(n, {}), results["hta"].get(n, {})
+        dsk = results["dask"].get(n, {})
         per = new["wall_s"] / n if new.get("wall_s") and not new.get("error") else None
-        print(f"{n:>6} {_fmt(new.get('wall_s')):>12} {_fmt(per, '.3f'):>7} {_fmt(new.get('peak_tree_mb'), '.0f'):>8} "
+        cpu_per = new["cpu_s"] / n if new.get("cpu_s") and not new.get("error") else None
+        print(f"{n:>6} {_fmt(new.get('wall_s')):>12} {_fmt(per, '.3f'):>7} {_fmt(new.get('cpu_s')):>7} "
+              f"{_fmt(cpu_per, '.3f'):>8} {_fmt(new.get('peak_tree_mb'), '.0f'):>8} "
               f"{_fmt(new.get('reopen_s'), '.2f'):>9} {_fmt(old.get('wall_s')):>7} {_fmt(old.get('peak_tree_mb'), '.0f'):>7} "
-              f"{_fmt(peer.get('wall_s')):>7} {_fmt(peer.get('peak_tree_mb'), '.0f'):>7}")
+              f"{_fmt(peer.get('wall_s')):>7} {_fmt(peer.get('peak_tree_mb'), '.0f'):>7} "
+              f"{_fmt(dsk.get('wall_s')):>7} {_fmt(dsk.get('cpu_s')):>8} {_fmt(dsk.get('peak_mb'), '.0f'):>8}")
     ok = {n: r for n, r in results["new"].items() if not r.get("error")}
     ratios: dict[str, Any] = {}
     if len(ok) >= 2:
@@ -242,20 +399,31 @@ def main() -> None:
               f"{ok[hi]['peak_tree_mb'] / 1024:.2f} GB (goal < {GOAL_PEAK_MB / 1024:.1f} GB); "
               f"time {hi} / {lo} ranks: {ok[hi]['wall_s'] / ok[lo]['wall_s']:.2f}x for {hi / lo:.0f}x the ranks")
     for n, r in ok.items():
-        print(f"{n} ranks: {r['wall_s'] / n:.3f} s per rank (goal <= {GOAL_S_PER_RANK} s), report with "
-              f"{r.get('report_ranks')} ranks")
+        print(f"{n} ranks: {r['wall_s'] / n:.3f} s per rank (goal <= {GOAL_S_PER_RANK} s), {r['cpu_s'] / n:.3f} CPU s "
+              f"per rank, report with {r.get('report_ranks')} ranks")
     for n, old in results["old"].items():
         new = ok.get(n)
         if new and not old.get("error"):
-            ratios[f"new_vs_old_{n}"] = {"time": new["wall_s"] / old["wall_s"], "peak": new["peak_tree_mb"] / old["peak_tree_mb"]}
-            print(f"{n} ranks, new / old: time {new['wall_s'] / old['wall_s']:.2f}x, "
+            ratios[f"new_vs_old_{n}"] = {"time": new["wall_s"] / old["wall_s"], "cpu": _ratio(new["cpu_s"], old["cpu_s"]),
+                                         "peak": new["peak_tree_mb"] / old["peak_tree_mb"]}
+            print(f"{n} ranks, new / old: time {new['wall_s'] / old['wall_s']:.2f}x, CPU {_fmt(_ratio(new['cpu_s'], old['cpu_s']), '.2f')}x, "
                   f"peak RSS {new['peak_tree_mb'] / old['peak_tree_mb']:.2f}x")
     for n, peer in results["hta"].items():
         new = ok.get(n)
         if new and peer.get("wall_s") and not peer.get("error"):
-            ratios[f"new_vs_hta_{n}"] = {"time": new["wall_s"] / peer["wall_s"], "peak": new["peak_tree_mb"] / peer["peak_tree_mb"]}
+            ratios[f"new_vs_hta_{n}"] = {"time": new["wall_s"] / peer["wall_s"], "cpu": _ratio(new["cpu_s"], peer["cpu_s"]),
+                                         "peak": new["peak_tree_mb"] / peer["peak_tree_mb"]}
             print(f"{n} ranks, stepscope / HTA: time {new['wall_s'] / peer['wall_s']:.2f}x, "
-                  f"peak RSS {new['peak_tree_mb'] / peer['peak_tree_mb']:.2f}x")
+                  f"CPU {_fmt(_ratio(new['cpu_s'], peer['cpu_s']), '.2f')}x, peak RSS {new['peak_tree_mb'] / peer['peak_tree_mb']:.2f}x")
+    for n, dsk in results["dask"].items():
+        new = ok.get(n)
+        if new and dsk.get("wall_s") and not dsk.get("error"):
+            ratios[f"dask_vs_local_{n}"] = {"time": dsk["wall_s"] / new["wall_s"], "cpu": _ratio(dsk["cpu_s"], new["cpu_s"]),
+                                            "peak": dsk["peak_mb"] / new["peak_tree_mb"]}
+            print(f"{n} ranks, Dask LocalCluster / local engine: time {dsk['wall_s'] / new['wall_s']:.2f}x, "
+                  f"CPU {_fmt(_ratio(dsk['cpu_s'], new['cpu_s']), '.2f')}x, peak RSS {dsk['peak_mb'] / new['peak_tree_mb']:.2f}x "
+                  f"(client {dsk['client_peak_mb']:.0f} MB + {dsk['workers']} workers {dsk['workers_peak_mb']:.0f} MB); "
+                  f"same ranks in the report: {dsk.get('report_ranks') == new.get('report_ranks')}")
     results["ratios"] = ratios
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str))

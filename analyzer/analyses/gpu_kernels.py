@@ -23,6 +23,7 @@ every GPU event.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
@@ -102,8 +103,7 @@ class RankEvents:
     def step_names(self) -> set[str]:
         """The distinct ``ProfilerStep#N`` names of these events (what ``trim`` is decided from)."""
         names = _string_col(self.table, "name")
-        is_step = pc.fill_null(pc.match_substring_regex(names, _STEP_PATTERN), False)
-        return {n for n in pc.unique(pc.filter(names, is_step)).to_pylist() if n is not None}
+        return {n for n in pc.unique(pc.filter(names, _step_mask(self))).to_pylist() if n is not None}
 
 
 def kineto_events_table(source: Any) -> pa.Table:
@@ -133,6 +133,29 @@ def _string_col(table: pa.Table, name: str) -> pa.ChunkedArray:
     return col
 
 
+def _name_mask(table: pa.Table, test: Callable[[pa.Array], pa.Array]) -> pa.ChunkedArray:
+    """``test`` (a string predicate, e.g. a regex match) on each row's ``name``, null → False.
+
+    Why on the dictionary: a rank's 10^5 events have a few thousand distinct names, so the
+    predicate runs on those and each row takes its name's answer (no cast to plain strings).
+    """
+    col = _col(table, "name")
+    if not pa.types.is_dictionary(col.type):
+        return pc.fill_null(test(col), False)
+    chunks = [pc.fill_null(pc.fill_null(test(c.dictionary), False).take(c.indices), False) for c in col.chunks]
+    return pa.chunked_array(chunks, pa.bool_())
+
+
+def _step_mask(source: Any) -> pa.ChunkedArray:
+    """Rows that are ``ProfilerStep#N`` annotations (memoised on a :class:`RankEvents`)."""
+    if isinstance(source, RankEvents):
+        if ("step_mask",) not in source.memo:
+            source.memo[("step_mask",)] = _step_mask(source.table)
+        mask: pa.ChunkedArray = source.memo[("step_mask",)]
+        return mask
+    return _name_mask(kineto_events_table(source), lambda v: pc.match_substring_regex(v, _STEP_PATTERN))
+
+
 def _is_gpu_event(table: pa.Table) -> pa.ChunkedArray:
     stream = _col(table, "stream")
     return pc.and_(pc.is_valid(stream), pc.not_equal(pc.fill_null(stream, -1), -1))
@@ -142,11 +165,20 @@ def last_step_starts(source: Any) -> pd.Series | None:
     """Start of each rank's last ``ProfilerStep#N`` annotation (Series indexed by rank), or
     None when the job holds fewer than two distinct steps (then HTA trims nothing). For
     :class:`RankEvents` the job's decision (``trim``) replaces the count over its own events."""
+    if isinstance(source, RankEvents):  # every analysis of the rank asks: computed once
+        if ("last_step_starts",) not in source.memo:
+            source.memo[("last_step_starts",)] = _last_step_starts(source)
+        memo: pd.Series | None = source.memo[("last_step_starts",)]
+        return memo
+    return _last_step_starts(source)
+
+
+def _last_step_starts(source: Any) -> pd.Series | None:
     table = kineto_events_table(source)
-    names = _string_col(table, "name")
-    is_step = pc.fill_null(pc.match_substring_regex(names, _STEP_PATTERN), False)
+    is_step = _step_mask(source)
     trim = source.trim if isinstance(source, RankEvents) else None
     if trim is None:
+        names = _string_col(table, "name")
         trim = len(pc.unique(pc.filter(names, is_step))) >= 2
     if not trim:
         return None
@@ -161,7 +193,6 @@ def _scope_mask(table: pa.Table, is_gpu: np.ndarray, last_step: pd.Series | None
     keep = is_gpu.copy()
     if last_step is None:
         return keep
-    names = _string_col(table, "name")
     rank = _col(table, "rank").to_numpy().astype(np.int64)
     start = pc.fill_null(_col(table, "start_ns"), 0).to_numpy().astype(np.int64)
 
@@ -169,9 +200,8 @@ def _scope_mask(table: pa.Table, is_gpu: np.ndarray, last_step: pd.Series | None
     has_corr = pc.is_valid(corr_col).to_numpy(zero_copy_only=False)
     corr = pc.fill_null(corr_col, -1).to_numpy().astype(np.int64)
     stream = pc.fill_null(_col(table, "stream"), -1).to_numpy().astype(np.int64)
-    device_sync = pc.fill_null(
-        pc.is_in(names, value_set=pa.array(_DEVICE_SYNC_NAMES)), False
-    ).to_numpy(zero_copy_only=False)
+    device_sync = _name_mask(table, lambda v: pc.is_in(v, value_set=pa.array(_DEVICE_SYNC_NAMES))).to_numpy(
+        zero_copy_only=False)
     # HTA's "GPU kernel" for this purpose: stream >= 0 with a correlation, or a device sync.
     gpu_like = ((stream >= 0) & has_corr & (corr >= 0)) | device_sync
     rank_last = pd.Series(rank).map(last_step).to_numpy(dtype=float)
@@ -268,7 +298,7 @@ def _cpu_correlated_events(source: Any, rounding: Rounding, name_pattern: str | 
     keep = pc.and_(pc.invert(_is_gpu_event(table)), pc.is_valid(_col(table, "correlation")))
     keep = pc.and_(keep, pc.is_valid(_col(table, "start_ns")))
     if name_pattern is not None:
-        keep = pc.and_(keep, pc.fill_null(pc.match_substring_regex(_string_col(table, "name"), name_pattern), False))
+        keep = pc.and_(keep, _name_mask(table, lambda v: pc.match_substring_regex(v, name_pattern)))
     df = table.filter(pc.fill_null(keep, False)).select(["rank", "correlation", "start_ns", "dur_ns"]).to_pandas()
     df["dur_ns"] = df["dur_ns"].fillna(0).astype(np.int64)
     df["start_ns"] = df["start_ns"].astype(np.int64)

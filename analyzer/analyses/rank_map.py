@@ -40,7 +40,7 @@ from analyzer.analyses import (
     temporal,
 )
 from analyzer.analyses.gpu_kernels import RankEvents
-from analyzer.ingest.dataset import JobDataset
+from analyzer.ingest.dataset import JobDataset, RankParts
 from analyzer.sources.base import JobMetadata
 
 __all__ = ["SUMMARY_NAMES", "RankSummary", "RankTask", "empty_summary", "rank_summary", "reduce_summaries",
@@ -109,17 +109,9 @@ class RankSummary:
 
 
 def _read_events(task: RankTask) -> pa.Table:
-    from analyzer.ingest.schemas import KINETO_EVENTS
-
     if task.events is not None:
         return task.events
-    if not task.parts:
-        return KINETO_EVENTS.empty_table()
-    import pyarrow.parquet as pq
-
-    pieces = [pq.read_table(p) for p in task.parts]
-    pieces = [p.cast(KINETO_EVENTS) if p.schema != KINETO_EVENTS else p for p in pieces]
-    return pieces[0] if len(pieces) == 1 else pa.concat_tables(pieces).unify_dictionaries()
+    return RankParts.read_parts(task.parts)
 
 
 def _table(t: pa.Table | None, name: str) -> pa.Table:
@@ -167,8 +159,8 @@ def _analyses(ev: RankEvents, ds: JobDataset) -> dict[str, pd.DataFrame]:
         "collective_summary": communication.collective_summary(ev),
         "allocator_memory_summary": memory.allocator_memory_summary(ds, mem),
         "allocator_memory_by_step": memory.allocator_memory_by_step(ds, mem),
-        "dataloader_waits": steps.dataloader_waits(ds, step_rows),
-        "rank_step_breakdown": steps.rank_step_breakdown(ds, step_rows),
+        "dataloader_waits": (waits := steps.dataloader_waits(ds, step_rows)),
+        "rank_step_breakdown": steps.rank_step_breakdown(ds, step_rows, waits),
     }
 
 

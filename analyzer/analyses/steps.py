@@ -231,7 +231,8 @@ def _event_mask(ev_names: Any, pattern_class: str) -> np.ndarray:
     return (classify(ev_names)["kernel_class"] == pattern_class).to_numpy()
 
 
-def rank_step_breakdown(ds: JobDataset, steps: pd.DataFrame | None = None) -> pd.DataFrame:
+def rank_step_breakdown(ds: JobDataset, steps: pd.DataFrame | None = None,
+                        waits: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per (rank, step): where the step's wall time went.
 
     Definition: ``comm_ms`` is the union of communication events of that rank (collective
@@ -248,7 +249,8 @@ def rank_step_breakdown(ds: JobDataset, steps: pd.DataFrame | None = None) -> pd
     part of ``busy_ms`` (clipped to it where the two overlap: ``busy_ms`` subtracts their
     overlap twice): Python work no profiled event records (a ``time.sleep``, say), or a
     gap in which the rank did nothing. Compute = ``busy_ms`` − ``idle_ms``.
-    Columns: rank, step, step_ms, comm_ms, dataloader_ms, busy_ms, idle_ms.
+    Columns: rank, step, step_ms, comm_ms, dataloader_ms, busy_ms, idle_ms. ``waits``: the
+    :func:`dataloader_waits` of the same steps, when the caller has them already.
     """
     steps = step_durations(ds) if steps is None else steps
     cols = ["rank", "step", "step_ms", "comm_ms", "dataloader_ms", "busy_ms", "idle_ms"]
@@ -258,7 +260,7 @@ def rank_step_breakdown(ds: JobDataset, steps: pd.DataFrame | None = None) -> pd
         return pd.DataFrame(columns=cols)
     comm_mask = _event_mask(ev.column("name"), "COMMUNICATION")
     comm = ev.filter(pa.array(comm_mask)).select(["rank", "start_ns", "dur_ns"]).to_pandas()
-    waits = dataloader_waits(ds, steps)
+    waits = dataloader_waits(ds, steps) if waits is None else waits  # the map has them already
     wait_ms = {(int(r), int(s)): w for r, s, w in zip(waits["rank"], waits["step"], waits["wait_ms"], strict=True)}
     running = _running_events(ev, comm_mask)
     rows = []
