@@ -1,7 +1,7 @@
 """Scale benchmark (issue 12): ``stepscope report`` on jobs of 64, 256 and 512 ranks.
 
     .venv/bin/python bench/bench_scale.py [--ranks 64,256,512] [--old-rev REV --old-ranks 64]
-        [--hta-ranks 64] [--hta-budget-gb 10] [--skip-hta] [--skip-dask] [--work /tmp/stepscope-scale]
+        [--hta-ranks 64,256,512] [--hta-budget-gb 10] [--skip-hta] [--skip-dask] [--work /tmp/stepscope-scale]
 
 1. The jobs: copies of one real rank trace (the Kineto fixtures' NCCL rank, ``rank-0.json.gz``
    of ``nccl_2rank_rank0``), each renumbered (``distributedInfo.rank`` / ``world_size`` and
@@ -310,7 +310,7 @@ def main() -> None:
     ap.add_argument("--ranks", default="64,256,512", help="job sizes, comma-separated")
     ap.add_argument("--old-rev", help="git revision of the code before the map, measured at --old-ranks")
     ap.add_argument("--old-ranks", default="64")
-    ap.add_argument("--hta-ranks", default="64")
+    ap.add_argument("--hta-ranks", default="64,256,512", help="sizes HTA runs at (each skipped when it would pass the budget)")
     ap.add_argument("--hta-budget-gb", type=float, default=10.0, help="skip HTA sizes expected to need more")
     ap.add_argument("--skip-hta", action="store_true")
     ap.add_argument("--skip-dask", action="store_true", help="no Dask engine column (a LocalCluster at every size)")
