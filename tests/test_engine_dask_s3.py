@@ -247,6 +247,34 @@ def test_an_object_a_worker_cannot_read_is_the_same_counted_skip(cluster: str, s
     assert there["rank_ids"] == here["rank_ids"]
 
 
+def test_workers_that_cannot_read_the_source_lose_no_file(cluster: str, bucket: str, client_reads: list[str],
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    """A worker-side setup problem (here: a --profile the workers do not have) is not every
+    file's own fault: each file a worker cannot read is read and parsed here, said once in
+    the log, and the job has every rank; only the damaged trace is a skip."""
+    import dataclasses
+
+    import analyzer.ingest.pipeline as pipeline
+
+    real = pipeline.worker_reader
+
+    def without_the_profile(source: Any) -> Any:
+        reader = real(source)
+        assert isinstance(reader, S3Reader)
+        return dataclasses.replace(reader, profile="no-such-profile-on-the-workers")
+
+    monkeypatch.setattr(pipeline, "worker_reader", without_the_profile)
+    with DaskEngine(cluster) as engine, caplog.at_level(logging.WARNING, logger="stepscope.ingest"):
+        summary = Job.open(open_source(f"s3://{bucket}/job"), cache_dir=f"s3://{bucket}/cache-no-profile",
+                           engine=engine).summary
+    assert summary["rank_ids"] == [0, 1, 2, 3]
+    assert [s["path"].rsplit("/", 1)[-1] for s in summary["skipped"]] == [DAMAGED]
+    assert len(client_reads) == summary["files_read"]  # every file came through this machine
+    told = [r.getMessage() for r in caplog.records if "Dask workers could not read" in r.getMessage()]
+    assert len(told) == 1 and "no-such-profile-on-the-workers" in told[0], told
+
+
 @pytest.mark.parametrize(("identity", "name"), [("../up", "../manifest.json"), ("a/b", "parts/../../x.parquet"),
                                               ("..", "/abs.json"), ("", "merged/x\x00y.arrow")])
 def test_s3_cache_names_cannot_leave_the_prefix(identity: str, name: str) -> None:
@@ -277,3 +305,28 @@ def test_the_evaluated_report_is_kept_in_an_s3_cache(bucket: str, s3_env: AwsEnd
     again = analyze(f"s3://{bucket}/job", load_ruleset(None), cache_dir=cache, cache_key="k", detail=False)
     assert again.from_cache
     assert again.report.model_dump() == first.report.model_dump()
+
+
+def test_s3_store_answers_like_the_folder_at_its_top_level(bucket: str, tmp_path: Path) -> None:
+    """``exists``/``names`` of a top-level name (``manifest.json``) on S3, as on a folder."""
+    from analyzer.ingest.cache import LocalStore, S3Store
+
+    for store in (S3Store(bucket, "top-level/"), LocalStore(tmp_path / "top-level")):
+        assert not store.exists("manifest.json")
+        store.put("manifest.json", b"{}")
+        store.put("merged/merged.json", b"{}")
+        assert store.exists("manifest.json") and store.exists("merged/merged.json")
+        assert store.names("") == ["manifest.json"] and store.names("merged") == ["merged.json"]
+
+
+def test_worker_readers_pin_only_an_endpoint_set_on_purpose() -> None:
+    """A test server or MinIO endpoint travels to the workers; AWS's own S3 endpoint is left
+    for each worker to resolve (its region, VPC endpoint, FIPS)."""
+    from analyzer.sources.s3 import _own_endpoint
+
+    assert _own_endpoint("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
+    assert _own_endpoint("https://minio.internal:9000") == "https://minio.internal:9000"
+    assert _own_endpoint("https://s3.amazonaws.com") is None
+    assert _own_endpoint("https://s3.eu-west-1.amazonaws.com") is None
+    assert _own_endpoint("https://s3.cn-north-1.amazonaws.com.cn") is None
+    assert _own_endpoint(None) is None

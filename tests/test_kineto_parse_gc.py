@@ -1,8 +1,8 @@
-"""The Kineto parser pauses Python's cyclic garbage collector while it decodes a trace (about
-40 % of a parse went to collections over short-lived objects that form no cycles). The
-pause must never outlive the parses: the collector is back to the state it was in after
-concurrent parses in threads, after a parse that fails, and it stays off for a caller
-that had it off.
+"""The Kineto parser pauses Python's cyclic garbage collector while it decodes a trace, in the
+processes that only parse (about 40 % of a parse went to collections over short-lived
+objects that form no cycles). The pause must never outlive the parses: the collector is
+back to the state it was in after concurrent parses in threads, after a parse that fails,
+and it stays off for a caller that had it off; a caller's own process never pauses.
 """
 
 from __future__ import annotations
@@ -29,7 +29,11 @@ def trace() -> tuple[bytes, str]:
 
 
 @pytest.fixture(autouse=True)
-def _restore_gc() -> Iterator[None]:
+def _restore_gc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Each test as a parse worker process (where the pause applies), gc state restored."""
+    import analyzer.ingest.kineto as kineto
+
+    monkeypatch.setattr(kineto, "_PAUSE_GC", True)
     was = gc.isenabled()
     yield
     (gc.enable if was else gc.disable)()
@@ -78,3 +82,34 @@ def test_gc_is_off_while_a_parse_runs(trace: tuple[bytes, str], monkeypatch: pyt
     data, key = trace
     parse_kineto(data, key)
     assert seen == [False] and gc.isenabled()
+
+
+def test_a_callers_own_process_keeps_its_collector(trace: tuple[bytes, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pause is process-wide, so a process that does more than parse (the command's own,
+    a dashboard server with other threads) never pauses: only parse workers do."""
+    import analyzer.ingest.kineto as kineto
+
+    monkeypatch.setattr(kineto, "_PAUSE_GC", False)
+    seen: list[bool] = []
+    real = kineto._build
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        seen.append(gc.isenabled())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(kineto, "_build", spy)
+    gc.enable()
+    data, key = trace
+    parse_kineto(data, key)
+    assert seen == [True]
+
+
+def test_parse_worker_processes_pause_it() -> None:
+    """The local pool's initializer and the Dask task both switch the pause on."""
+    import subprocess
+    import sys
+
+    code = ("import analyzer.ingest.kineto as k, analyzer.ingest.pipeline as p; a = k._PAUSE_GC; "
+            "p._parse_worker_init(); print(a, k._PAUSE_GC)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.split() == ["False", "True"]

@@ -53,6 +53,16 @@ def test_loss_increase_threshold_percent(tmp_path: Path) -> None:
     assert tolerant["algo-1 rank 0"].title.endswith("did not decrease over steps 0-10")
 
 
+def test_a_loss_that_rises_from_zero(tmp_path: Path) -> None:
+    """From a loss of 0 no percentage exists: the title says "rose from 0", the evidence
+    holds no infinite number (report.json stays valid JSON)."""
+    root = tmp_path / "job"
+    write_health(root, "algo-1", 0, loss(range(0, 21), lambda s: 0.0 if s < 10 else 0.5))
+    (f,) = _judge(root, "LossNotDecreasing").findings
+    assert f.title == "algo-1 rank 0: loss rose from 0 over steps 0-10"
+    assert f.evidence["largest_increase_pct"] is None and f.evidence["increased_checks"] == 1
+
+
 def test_loss_selection_parameters(tmp_path: Path) -> None:
     """use_losses_collection off: a selection is required (as in Debugger); tensor_regex picks
     scalar tags; a regex that matches nothing is no data, not a pass; mode picks a phase."""

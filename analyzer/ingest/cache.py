@@ -229,7 +229,10 @@ class S3Store:
     def _error(self, exc: Exception, rel: str) -> StepscopeError:
         from analyzer.sources.s3 import aws_error
 
-        return aws_error(exc, what=f"the cache {self.url(rel)}")
+        # the cache is reached with this process's default credentials (AWS_PROFILE, the
+        # instance's role), never the source's --profile: say so beside AWS's own advice
+        return aws_error(exc, what=f"the cache {self.url(rel)} (reached with the default AWS credentials: "
+                                   "AWS_PROFILE or the instance role, not --profile)")
 
     def get(self, rel: str) -> bytes | None:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -265,7 +268,7 @@ class S3Store:
         """Names under ``folder`` (all depths), relative to the store."""
         from botocore.exceptions import BotoCoreError, ClientError
 
-        start = self.key(folder) + "/"
+        start = self.key(folder) + "/" if folder else self.prefix  # "": the store's top level
         found: list[str] = []
         try:
             for page in self._client().get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=start):
@@ -292,7 +295,7 @@ class S3Store:
             self._parts.add(rel)
 
     def names(self, folder: str) -> list[str]:
-        depth = folder.count("/") + 1
+        depth = folder.count("/") + 1 if folder else 0
         return sorted(n.rsplit("/", 1)[-1] for n in self._list(folder) if n.count("/") == depth)
 
     def remove(self, rel: str) -> None:
@@ -406,13 +409,6 @@ class SourceCache:
         if not digest.isalnum() or not table.replace("_", "").isalnum():
             raise UnsafePathError(f"refusing cache part name {digest!r}/{table!r}")
         return f"parts/{digest[:2]}/{digest}.{table}.parquet"
-
-    def part_path(self, digest: str, table: str) -> Path:
-        """A part's path in a local cache folder."""
-        store = self.store
-        if not isinstance(store, LocalStore):
-            raise TypeError(f"the cache {self.location} is not a folder")
-        return store.path(self.part_name(digest, table))
 
     def write_part(self, digest: str, table_name: str, table: pa.Table) -> str:
         rel = self.part_name(digest, table_name)

@@ -82,17 +82,34 @@ STEP_RE = re.compile(r"^ProfilerStep#(\d+)$")
 KEEP_PHASES = ("X", "i")
 
 
+#: whether this process pauses the collector during a parse: only processes that exist to
+#: parse (ingest's worker processes, Dask tasks; :func:`pause_gc_while_parsing`), never a
+#: caller's own process (a dashboard server's other threads keep their collector)
+_PAUSE_GC = False
+
+
+def pause_gc_while_parsing() -> None:
+    """Let this process switch the cyclic collector off while it parses a trace: called in
+    the processes that do nothing else (a worker process's initializer, a Dask task)."""
+    global _PAUSE_GC
+    _PAUSE_GC = True
+
+
 @contextlib.contextmanager
 def _gc_paused() -> Iterator[None]:
     """The cyclic garbage collector off while a trace is decoded and built.
 
     Why: a trace is 10^5 short-lived objects (strings, tuples, lists) and no cycles; each
     700 allocations the collector would walk the young objects, and every few of those the
-    whole heap: about 40 % of a parse. Reference counting still frees everything. A count,
-    not a flag, because parses run in threads too: the collector is back on (if it was on)
-    when the last one ends.
+    whole heap: about 40 % of a parse. Reference counting still frees everything. The
+    switch is process-wide, hence only in processes that parse and nothing else
+    (:func:`pause_gc_while_parsing`). A count, not a flag, because parses run in threads
+    there too (a Dask worker's): the collector is back on (if it was on) when the last one ends.
     """
     global _gc_pauses, _gc_was_enabled
+    if not _PAUSE_GC:
+        yield
+        return
     with _gc_lock:
         if _gc_pauses == 0:
             _gc_was_enabled = gc.isenabled()

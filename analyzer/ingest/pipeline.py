@@ -296,10 +296,22 @@ WorkerResult = tuple[str | None, ParsedFile | None, dict[str, str], dict[str, in
                      str | None]
 
 
+def _parse_worker_init() -> None:
+    """A parse worker process: no pandas, and the collector paused during each trace parse."""
+    keep_pandas_out()
+    # imported here: the columnar stack comes only into processes that parse
+    from analyzer.ingest.kineto import pause_gc_while_parsing
+
+    pause_gc_while_parsing()
+
+
 def _parse_in_worker(
     obj: SourceObject, data: bytes, fmt_id: str, digest: str, hint: int | None, cache: SourceCache
 ) -> WorkerResult:
-    """_parse_one in a worker process, given the object's bytes."""
+    """_parse_one in a worker process (a local pool's or a Dask worker), given the object's bytes."""
+    from analyzer.ingest.kineto import pause_gc_while_parsing
+
+    pause_gc_while_parsing()  # a process that runs these tasks exists to parse
     out = _parse_one(obj, data, format_by_id(fmt_id), digest, hint, cache)
     return None, out.parsed, out.parts, out.rows, out.kineto, out.skip_reason, out.ignore_reason
 
@@ -330,7 +342,7 @@ def _process_pool(tasks: list[tuple[SourceObject, Format, str, int | None]], job
     ctx = multiprocessing.get_context("forkserver")  # no fork of a threaded parent
     ctx.set_forkserver_preload(["analyzer.ingest.pipeline", *(f.parser.split(":")[0] for f in FORMATS)])
     try:
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=keep_pandas_out)
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_parse_worker_init)
         log.info("parsing %d trace files in %d worker processes", heavy, workers)
         return pool
     except (OSError, ValueError) as exc:  # e.g. no /dev/shm: threads still work
@@ -368,6 +380,23 @@ def _read_and_parse(
     # a Dask worker reads the object itself (then it is read here only if Dask gave up)
     pending: list[tuple[SourceObject, bytes | None, Future[Any], bool]] = []
 
+    told: list[str] = []
+
+    def read_here(obj: SourceObject, fmt: Format, digest: str, hint: int | None, worker_reason: str) -> _Outcome:
+        """An object a Dask worker could not read, read and parsed in this process. What a
+        worker cannot read usually says more about the worker than the object (a source
+        folder it does not mount, a --profile or credentials it lacks), so this machine
+        tries it before it counts as a skip; said once in the log."""
+        if not told:
+            told.append(worker_reason)
+            log.warning("Dask workers could not read %s (%s); this machine reads such files itself",
+                        obj.location, worker_reason)
+        try:
+            data = source.read(obj)
+        except Exception as exc:  # unreadable here too: the object's own skip
+            return _Outcome(obj=obj, fmt=fmt, digest=digest, skip_reason=_unread_reason(exc), read_failed=True)
+        return _parse_one(obj, data, fmt, digest, hint, cache)
+
     def collect(item: tuple[SourceObject, bytes | None, Future[Any], bool]) -> _Outcome:
         obj, data, fut, in_process = item
         if not in_process:
@@ -385,6 +414,8 @@ def _read_and_parse(
                     return _Outcome(obj=obj, fmt=fmt, digest=digest, skip_reason=_unread_reason(exc), read_failed=True)
             return _parse_one(obj, data, fmt, digest, hint, cache)
         if unread is not None:
+            if data is None:  # a Dask worker could not fetch it: read and parse it here instead
+                return read_here(obj, fmt, digest, hint, unread)
             return _Outcome(obj=obj, fmt=fmt, digest=digest, skip_reason=unread, read_failed=True)
         if engine is not None:  # a worker wrote these parts: they must be where this process reads
             for rel in parts.values():

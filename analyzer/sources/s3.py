@@ -454,8 +454,8 @@ class S3Source:
         """What a Dask worker needs to read these objects itself: this client's endpoint,
         region and retries (no client, no credentials: the worker uses its own chain)."""
         meta = self._client.meta
-        return S3Reader(endpoint_url=meta.endpoint_url, region=meta.region_name, profile=self._profile,
-                        max_attempts=self._max_attempts)
+        return S3Reader(endpoint_url=_own_endpoint(meta.endpoint_url), region=meta.region_name,
+                        profile=self._profile, max_attempts=self._max_attempts)
 
     def read_many(
         self, objs: Iterable[SourceObject]
@@ -538,6 +538,19 @@ class S3Reader:
     def read(self, obj: SourceObject) -> bytes:
         """The object's bytes, with the same errors as :meth:`S3Source.read`."""
         return get_object(cached_client(self.profile, self.region, self.endpoint_url, self.max_attempts), obj)
+
+
+def _own_endpoint(url: str | None) -> str | None:
+    """The endpoint a worker must use too: one set on purpose (``AWS_ENDPOINT_URL``, a
+    profile's ``endpoint_url``: a MinIO, a test server). AWS's own S3 endpoints are left to
+    each worker to resolve (its region, its VPC endpoint or FIPS settings), never pinned to
+    the one this machine resolved."""
+    if not url:
+        return None
+    from urllib.parse import urlsplit
+
+    host = (urlsplit(url).hostname or "").lower()
+    return None if host.endswith((".amazonaws.com", ".amazonaws.com.cn")) else url
 
 
 def _split_location(location: str) -> tuple[str, str]:

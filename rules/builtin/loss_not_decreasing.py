@@ -87,8 +87,8 @@ class LossNotDecreasing(TrainingRule):
                 first = failed[0]
                 rises = [_rise_pct(f[2], f[3]) for f in failed]
                 increased = [r for r in rises if r > params.increase_threshold_percent]
-                verb = (f"rose {rises[0]:.0f}%" if rises[0] > params.increase_threshold_percent
-                        else "did not decrease")
+                verb = ("did not decrease" if rises[0] <= params.increase_threshold_percent
+                        else f"rose {rises[0]:.0f}%" if math.isfinite(rises[0]) else "rose from 0")
                 findings.append(self.finding(
                     title=f"{worker}: {tag} {verb} over steps {first[0]}-{first[1]}",
                     message=(
@@ -101,7 +101,8 @@ class LossNotDecreasing(TrainingRule):
                         "worker": worker, "tensor": tag, "step_range": [first[0], first[1]],
                         "loss_before": round(first[2], 6), "loss_after": round(first[3], 6),
                         "failed_checks": len(failed), "checks": checks, "increased_checks": len(increased),
-                        "largest_increase_pct": round(max(rises), 3),
+                        # None when the loss rose from 0 (no finite percentage)
+                        "largest_increase_pct": round(max(rises), 3) if math.isfinite(max(rises)) else None,
                         "first_step": int(g["step"].min()), "last_step": int(g["step"].max()),
                     },
                     where=f"{worker} {tag}",

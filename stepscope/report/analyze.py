@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("stepscope.report")
 
 #: bump when the cached report's content or key changes meaning
-REPORT_CACHE_VERSION = 3
+REPORT_CACHE_VERSION = 4  # 4: training rules checked against AWS's page, idle_ms
 #: evaluated reports kept per source cache folder (older ones are removed)
 REPORT_CACHE_KEEP = 8
 
