@@ -66,8 +66,8 @@ def test_a_caller_that_had_gc_off_keeps_it_off(trace: tuple[bytes, str]) -> None
     assert not gc.isenabled()
 
 
-def test_gc_is_off_while_a_parse_runs(trace: tuple[bytes, str], monkeypatch: pytest.MonkeyPatch) -> None:
-    """What the pause is for: no collection during the decode and the build."""
+def _gc_during_build(trace: tuple[bytes, str], monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Whether the collector was on while the parse built its tables (one parse, gc on before)."""
     import analyzer.ingest.kineto as kineto
 
     seen: list[bool] = []
@@ -79,9 +79,13 @@ def test_gc_is_off_while_a_parse_runs(trace: tuple[bytes, str], monkeypatch: pyt
 
     monkeypatch.setattr(kineto, "_build", spy)
     gc.enable()
-    data, key = trace
-    parse_kineto(data, key)
-    assert seen == [False] and gc.isenabled()
+    parse_kineto(*trace)
+    return seen
+
+
+def test_gc_is_off_while_a_parse_runs(trace: tuple[bytes, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the pause is for: no collection during the decode and the build."""
+    assert _gc_during_build(trace, monkeypatch) == [False] and gc.isenabled()
 
 
 def test_a_callers_own_process_keeps_its_collector(trace: tuple[bytes, str], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -90,18 +94,7 @@ def test_a_callers_own_process_keeps_its_collector(trace: tuple[bytes, str], mon
     import analyzer.ingest.kineto as kineto
 
     monkeypatch.setattr(kineto, "_PAUSE_GC", False)
-    seen: list[bool] = []
-    real = kineto._build
-
-    def spy(*args: Any, **kwargs: Any) -> Any:
-        seen.append(gc.isenabled())
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(kineto, "_build", spy)
-    gc.enable()
-    data, key = trace
-    parse_kineto(data, key)
-    assert seen == [True]
+    assert _gc_during_build(trace, monkeypatch) == [True]
 
 
 def test_parse_worker_processes_pause_it() -> None:
