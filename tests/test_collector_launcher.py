@@ -20,6 +20,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -630,6 +631,8 @@ def test_a_hook_registered_after_ours_survives_the_window(tmp_path: Path, health
 
 
 LOADER_MS, STRAGGLER_MS = 50.0, 40.0
+#: what a rank prints when it aborts in torch's C++ teardown (not a stepscope message)
+TORCH_TEARDOWN_ABORT = "terminate called without an active exception"
 
 
 @pytest.mark.usefixtures("torch_available")
@@ -643,14 +646,26 @@ def test_ddp_job_under_stepscope_run_finds_the_injected_stall_and_straggler(tmp_
     from rules.engine import evaluate
     from rules.ruleset import load_ruleset
 
-    proc = _launch(
-        tmp_path, sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-        str(TRAIN_DDP), "--steps", "14", "--loader-ms", str(LOADER_MS), "--straggler-rank", "1",
-        "--straggler-ms", str(STRAGGLER_MS), opts=("--steps", "1:1:8"), timeout=240,
-    )
+    def ddp_run(work: Path) -> subprocess.CompletedProcess[str]:
+        work.mkdir()
+        return _launch(
+            work, sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+            str(TRAIN_DDP), "--steps", "14", "--loader-ms", str(LOADER_MS), "--straggler-rank", "1",
+            "--straggler-ms", str(STRAGGLER_MS), opts=("--steps", "1:1:8"), timeout=240,
+        )
+
+    work = tmp_path / "run1"
+    proc = ddp_run(work)
+    if proc.returncode != 0 and TORCH_TEARDOWN_ABORT in proc.stderr:
+        # seen once in ~25 runs on this 2-core machine, with and without load: a rank aborts in
+        # C++ (std::terminate) right after the profiler stops, inside torch/gloo; one rerun,
+        # said in the test's warnings, so a crash of our own making still fails the test
+        warnings.warn(f"DDP run aborted in torch ({TORCH_TEARDOWN_ABORT!r}); ran it once more", stacklevel=1)
+        work = tmp_path / "run2"
+        proc = ddp_run(work)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert _ours(proc.stderr) == [], proc.stderr[-4000:]
-    out = tmp_path / "out"
+    out = work / "out"
     node = identity.node_name()
     traces = sorted(p.name.split(".")[0] for p in out.glob("*.pt.trace.json.gz"))
     assert traces == [f"{node}_rank0", f"{node}_rank1"]
