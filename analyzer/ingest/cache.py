@@ -237,14 +237,11 @@ class S3Store:
     def get(self, rel: str) -> bytes | None:
         from botocore.exceptions import BotoCoreError, ClientError
 
+        from analyzer.sources.s3 import read_body
+
         key = self.key(rel)
         try:
-            body = self._client().get_object(Bucket=self.bucket, Key=key)["Body"]
-            try:
-                data: bytes = body.read()
-            finally:
-                body.close()
-            return data
+            return read_body(self._client(), Bucket=self.bucket, Key=key)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
                 return None

@@ -489,6 +489,17 @@ class S3Source:
                     fut.cancel()
 
 
+def read_body(client: Any, **request: Any) -> bytes:
+    """``GetObject``'s whole body, its stream closed even when the read fails (botocore's
+    errors pass through: each caller says what they mean for its object)."""
+    body = client.get_object(**request)["Body"]
+    try:
+        data: bytes = body.read()
+    finally:
+        body.close()
+    return data
+
+
 def get_object(client: Any, obj: SourceObject) -> bytes:
     """The object's bytes, only if it still has the listed ETag.
 
@@ -500,12 +511,7 @@ def get_object(client: Any, obj: SourceObject) -> bytes:
     if obj.fingerprint:
         kwargs["IfMatch"] = f'"{obj.fingerprint}"'
     try:
-        body = client.get_object(**kwargs)["Body"]
-        try:
-            data: bytes = body.read()
-        finally:
-            body.close()
-        return data
+        return read_body(client, **kwargs)
     except ClientError as exc:
         code, _, status, _ = _code(exc)
         if code in ("NoSuchKey", "404") or status == 404:
