@@ -71,7 +71,7 @@ $(SDKV3_STAMP): pyproject.toml envs/sagemaker-v3.txt | $(BIN)/stepscope
 
 sdk-env: $(SDKV3_STAMP)
 
-## torch (CPU) for the enabled path of rules/profiling.py (tests/test_profiling_helper.py)
+## torch (CPU) for the enabled path of stepscope/collectors/profiling.py (tests/test_profiling_helper.py)
 ## and for re-recording samples/sample-job. pip, not uv: the torch wheel comes from pip's
 ## find-links (/opt/wheels), which uv does not read.
 $(TORCH_STAMP): pyproject.toml
@@ -90,7 +90,7 @@ typecheck: setup
 
 pytest: setup sdk-env torch-env
 	STEPSCOPE_REQUIRE_SDK_ENVS=1 $(BIN)/python -m pytest -q
-	STEPSCOPE_REQUIRE_TORCH=1 $(TORCH_VENV)/bin/python -m pytest -q tests/test_profiling_helper.py tests/test_collector_launcher.py tests/test_collector_health.py tests/test_rules_training_health.py
+	STEPSCOPE_REQUIRE_TORCH=1 $(TORCH_VENV)/bin/python -m pytest -q tests/test_profiling_helper.py tests/test_collector_launcher.py tests/test_collector_exits.py tests/test_collector_health.py tests/test_rules_training_health.py
 
 ## Everything CI runs: lint, types, the whole test suite (with the peer and SDK environments).
 test: setup system-deps peers sdk-env torch-env lint typecheck pytest

@@ -529,6 +529,13 @@ class Job:
 
         return training.nonfinite_steps(self.training_scalars(), self.training_tensors())
 
+    # -- how the processes ended -----------------------------------------------------------
+    @memoised
+    def process_exits(self) -> pd.DataFrame:
+        from analyzer.analyses import exits
+
+        return exits.process_exits(self.dataset)
+
     def has_training_data(self) -> bool:
         """Whether the job recorded any training-health input (the rules' "no data" test)."""
         return bool(self.dataset.table("training_scalars").num_rows or self.dataset.table("training_tensors").num_rows)

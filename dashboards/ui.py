@@ -45,6 +45,7 @@ RULE_PAGE = {
     "OverallSystemUsage": "system", "StepOutlier": "steps", "DataLoaderStall": "steps",
     "Dataloader": "steps", "MaxInitializationTime": "steps", "StragglerRank": "communication",
     "ExposedCommunication": "communication", "GPUStarvedByHost": "kernels", "AllocatorMemoryGrowth": "steps", "BaselineRegression": "compare",
+    "AbortAtExit": "overview",
     "ProfilerReport": "overview",
     # SageMaker Debugger's training rules (losses, tensors): the Training health page charts them
     **dict.fromkeys(training_rule_ids(), "training"),

@@ -14,6 +14,7 @@ load analyses only when they evaluate: the attach side reads this registry witho
 from __future__ import annotations
 
 from rules.base import Rule
+from rules.builtin.abort_at_exit import AbortAtExit
 from rules.builtin.all_zero import AllZero
 from rules.builtin.allocator_memory_growth import AllocatorMemoryGrowth
 from rules.builtin.baseline_regression import BaselineRegression
@@ -61,6 +62,7 @@ RULES: tuple[type[Rule], ...] = (
     ExposedCommunication,
     GPUStarvedByHost,
     AllocatorMemoryGrowth,
+    AbortAtExit,
     # SageMaker Debugger's training rules, judged from the job's training-health data
     LossNotDecreasing,
     Overfit,

@@ -23,7 +23,10 @@ Run it as torchrun runs any script (RANK, WORLD_SIZE, MASTER_ADDR/PORT from the 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import time
+from typing import NoReturn
 
 import torch
 import torch.distributed as dist
@@ -90,5 +93,17 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def exit_without_finalizing(code: int) -> NoReturn:
+    """End the process without interpreter finalization, so it cannot die of PyTorch's
+    teardown abort at exit (a gloo worker thread releasing the last work item while Python
+    finalizes: ``terminate called without an active exception``, pytorch/pytorch#190489;
+    docs/collect.md, "The exit abort"). Nothing is left to finalize: the training is over,
+    the process group destroyed, the output flushed here, and ``stepscope run``'s collectors
+    flush their own on ``os._exit``."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    exit_without_finalizing(main())

@@ -1,4 +1,4 @@
-"""rules.profiling: free when disabled (no torch at all), traces named per rank when enabled,
+"""stepscope.collectors.profiling (the training-script helper): free when disabled (no torch at all), traces named per rank when enabled,
 in one process and in a real 2-rank DDP job. (The bundled sample is recorded by ``stepscope
 run`` now, not by this helper: tests/test_sample_job.py checks it.)"""
 
@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from rules import profiling
+from stepscope.collectors import profiling
 from tests.support.torch_env import require_torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture
 def torch_available() -> None:
     """Skip a test that needs torch, or fail with ``STEPSCOPE_REQUIRE_TORCH=1``."""
-    require_torch("the enabled path of rules.profiling", "tests/test_profiling_helper.py")
+    require_torch("the enabled path of stepscope.collectors.profiling", "tests/test_profiling_helper.py")
 
 
 def test_disabled_path_never_imports_torch() -> None:
@@ -35,7 +35,7 @@ def test_disabled_path_never_imports_torch() -> None:
         """
         import sys
         sys.modules["torch"] = None  # make `import torch` raise ImportError
-        from rules.profiling import profile_training
+        from stepscope.collectors.profiling import profile_training
         with profile_training(enabled=False) as prof:
             for x in prof.iterate(range(3)):
                 with prof.data_loading():
@@ -159,7 +159,7 @@ def test_disabled_path_never_imports_torch_when_installed() -> None:
     code = textwrap.dedent(
         """
         import sys
-        from rules.profiling import profile_training
+        from stepscope.collectors.profiling import profile_training
         with profile_training(enabled=False) as prof:
             for x in prof.iterate(range(3)):
                 with prof.label("forward"):
@@ -179,12 +179,12 @@ def test_disabled_path_never_imports_torch_when_installed() -> None:
 
 DDP_SCRIPT = textwrap.dedent(
     """
-    import sys, time
+    import os, sys, time
     import torch
     import torch.distributed as dist
     from torch import nn
     from torch.nn.parallel import DistributedDataParallel
-    from rules.profiling import profile_training
+    from stepscope.collectors.profiling import profile_training
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo")
@@ -206,6 +206,10 @@ DDP_SCRIPT = textwrap.dedent(
             prof.step()
     dist.barrier()  # no rank tears gloo down while the other still talks to it
     dist.destroy_process_group()
+    # no interpreter finalization, so no teardown abort at exit (docs/collect.md, "The exit abort")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
     """
 )
 

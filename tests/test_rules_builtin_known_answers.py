@@ -782,6 +782,57 @@ def variance_job(tmp_path_factory: pytest.TempPathFactory) -> Judged:
     return _judge(_ingest(root), f"[rules.TensorVariance]\n{EXPLICIT_PARAMS['TensorVariance']}", tmp)
 
 
+#: faulthandler's dump of a rank that died of SIGABRT in finalization, as CPython 3.11 writes it
+#: (the layout recorded in tests/test_collector_exits.py's real run; the thread ids are made up)
+ABORT_DUMP = """Fatal Python error: Aborted
+
+Thread 0x00007f3a2c9ff640 (most recent call first):
+  <no Python frame>
+
+Current thread 0x00007f3a3d1e2740 (most recent call first):
+  <no Python frame>
+"""
+
+
+@pytest.fixture(scope="module")
+def abort_job(tmp_path_factory: pytest.TempPathFactory) -> Judged:
+    """stepscope run's exit records of a 4-rank job: rank 0 finalized cleanly, rank 1 died of
+    SIGABRT after its script ended (the teardown abort), rank 2 of SIGSEGV after its script
+    ended, rank 3 has a dump but no record (it died before its script's code ended: not
+    this rule's case)."""
+    root = tmp_path_factory.mktemp("exits")
+    folder = root / "job" / "exits"
+    folder.mkdir(parents=True)
+    for rank, dump in ((0, ""), (1, ABORT_DUMP), (2, ABORT_DUMP.replace("Aborted", "Segmentation fault")),
+                       (3, ABORT_DUMP)):
+        stem = f"algo-1_rank{rank}"
+        if rank != 3:
+            (folder / f"{stem}.json").write_text(json.dumps({
+                "version": 1, "node": "algo-1", "rank": rank, "pid": 100 + rank,
+                "script_ended_ns": 1_700_000_000_000_000_000, "optimizer_steps": 10,
+                "fault_file": f"{stem}.fault"}))
+        (folder / f"{stem}.fault").write_text(dump)
+    return _judge(_ingest(root))
+
+
+def test_abort_at_exit_names_each_rank_that_died_after_its_training(abort_job: Judged) -> None:
+    findings = abort_job["AbortAtExit"].findings
+    assert [f.evidence["rank"] for f in findings] == [1, 2]
+    teardown, segv = findings
+    assert teardown.evidence["signal"] == "SIGABRT" and teardown.evidence["no_python_frame"] is True
+    assert teardown.evidence["known_issue"] == "https://github.com/pytorch/pytorch/issues/190489"
+    assert teardown.where == "rank 1 (algo-1)"
+    assert "PyTorch's teardown abort at exit" in teardown.message
+    assert "not a failure of the training" in teardown.message
+    assert segv.evidence["signal"] == "SIGSEGV" and "known_issue" not in segv.evidence
+    assert segv.title == "Rank 2 crashed at exit (SIGSEGV), after its training ended"
+
+
+def test_abort_at_exit_has_no_verdict_without_exit_records(system_job: Judged) -> None:
+    result = system_job["AbortAtExit"]
+    assert result.findings == [] and result.skipped_reason and "no exit records" in result.skipped_reason
+
+
 #: a job each rule fires on (the fixtures of this module)
 FIRES_ON = {
     "LowGPUUtilization": "system_job",
@@ -798,6 +849,7 @@ FIRES_ON = {
     "ExposedCommunication": "comm_job",
     "GPUStarvedByHost": "host_job",
     "AllocatorMemoryGrowth": "memory_trace_job",
+    "AbortAtExit": "abort_job",
     **{rule: "training_job" for rule in ("LossNotDecreasing", "Overfit", "Overtraining", "VanishingGradient",
                                          "ExplodingTensor", "WeightUpdateRatio", "DeadRelu", "SaturatedActivation",
                                          "PoorWeightInitialization", "AllZero")},

@@ -26,6 +26,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "timeline": ("step_timeline",),
     "training": ("training_scalars", "training_tensors", "loss_series", "loss_trend", "gradient_norms",
                  "update_ratios", "activation_stats", "nonfinite_steps"),
+    "exits": ("process_exits",),
 }  # fmt: skip
 
 

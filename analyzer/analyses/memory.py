@@ -1,5 +1,5 @@
 """Allocator memory from the PyTorch profiler's memory events (``profile_memory=True``, which
-``rules.profiling.profile_training`` turns on): what each rank's caching allocator held,
+``stepscope.collectors.profiling.profile_training`` turns on): what each rank's caching allocator held,
 per device, over time and step by step.
 
 Each ``[memory]`` instant event carries the allocator's totals right after one allocation or

@@ -87,6 +87,12 @@ FORMATS: tuple[Format, ...] = (
         "stepscope run --health: loss, gradient/weight/activation statistics (JSON lines)",
     ),
     Format(
+        "stepscope_exit",
+        keys.is_exit_record,
+        "analyzer.ingest.exit_records:parse_exit_record",
+        "stepscope run's exit records and fault dumps (exits/<node>_rank<R>.json / .fault)",
+    ),
+    Format(
         "kineto_trace",
         keys.is_kineto_name,
         "analyzer.ingest.kineto:parse_kineto",

@@ -23,6 +23,8 @@ TENSORBOARD_RE = re.compile(r"(?:^|/)events\.out\.tfevents\.(?P<time>\d+)(?:\.(?
 DEBUGGER_EVENTS_RE = re.compile(r"(?:^|/)events/(?P<dir>\d{12})/(?P<step>\d{12})_(?P<worker>[^/]+)\.tfevents$")
 #: stepscope's health hooks: ``health/<node>_rank<R>.<pid>.health.jsonl``.
 HEALTH_HOOKS_RE = re.compile(r"(?:^|/)health/(?P<node>[^/]+)_rank(?P<rank>\d+)\.(?P<pid>\d+)\.health\.jsonl$")
+#: stepscope's exit records and fault dumps: ``exits/<node>_rank<R>.json`` / ``.fault``.
+EXIT_RECORD_RE = re.compile(r"(?:^|/)exits/(?P<node>[^/]+)_rank(?P<rank>\d+)\.(?P<ext>json|fault)$")
 
 
 def is_system_metrics(key: str) -> bool:
@@ -68,3 +70,7 @@ def is_debugger_tensors(key: str) -> bool:
 
 def is_health_hooks(key: str) -> bool:
     return HEALTH_HOOKS_RE.search(key) is not None
+
+
+def is_exit_record(key: str) -> bool:
+    return EXIT_RECORD_RE.search(key) is not None

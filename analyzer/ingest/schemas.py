@@ -122,6 +122,23 @@ RULE_STATUSES = pa.schema(
     ]
 )
 
+# How each traced process ended (docs/collect.md, "Exit records"): one row per exit record
+# (``kind`` record: the script's code ended, at a normal interpreter exit) and one per fault
+# dump (``kind`` fault: what faulthandler wrote during finalization; ``fatal`` null when the
+# process finalized without a fatal signal).
+PROCESS_EXITS = pa.schema(
+    [
+        pa.field("node", DICT_STR),
+        pa.field("rank", pa.int32()),
+        pa.field("kind", DICT_STR, nullable=False),  # record | fault
+        pa.field("pid", pa.int64()),
+        pa.field("script_ended_ns", pa.int64()),  # wall clock when the script's code ended
+        pa.field("optimizer_steps", pa.int64()),  # steps the recorder saw (until its window ended)
+        pa.field("fatal", pa.string()),  # faulthandler's first line, e.g. "Fatal Python error: Aborted"
+        pa.field("fault_detail", pa.string()),  # the dump's start (threads, frames), at most 4 KB
+    ]
+)
+
 # Training health (docs/training-health.md): the debugging half's inputs -- TensorBoard event
 # files, SageMaker Debugger tensor output and stepscope's health hooks -- as one long table
 # of scalars and one of per-tensor statistics. ``source`` says which input a row came from.
@@ -173,6 +190,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     "rule_statuses": RULE_STATUSES,
     "training_scalars": TRAINING_SCALARS,
     "training_tensors": TRAINING_TENSORS,
+    "process_exits": PROCESS_EXITS,
 }
 
 

@@ -14,4 +14,5 @@ TABLE_NAMES: tuple[str, ...] = (
     "rule_statuses",
     "training_scalars",
     "training_tensors",
+    "process_exits",
 )

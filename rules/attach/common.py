@@ -22,8 +22,8 @@ from analyzer.errors import StepscopeError
 from rules import params as p
 from rules.builtin.profiler_report import ProfilerReport
 from rules.builtin.saturated_activation import SATURATED_INPUTS_COLLECTION, SATURATED_INPUTS_REGEX
-from rules.profiling import SAGEMAKER_TENSORBOARD_DIR
 from rules.ruleset import CATALOG, RuleSet, load_ruleset
+from stepscope.collectors.profiling import SAGEMAKER_TENSORBOARD_DIR
 
 __all__ = [
     "PROFILER_FIELDS",
@@ -83,7 +83,7 @@ RULE_EVALUATOR_ACCOUNTS: dict[str, str] = {
 RULE_EVALUATOR_REPOSITORY = "sagemaker-debugger-rules"
 RULE_EVALUATOR_TAG = "latest"
 
-#: Where the training script's torch.profiler traces go (rules.profiling writes there).
+#: Where the training script's torch.profiler traces go (stepscope.collectors.profiling writes there).
 TENSORBOARD_LOCAL_PATH = str(SAGEMAKER_TENSORBOARD_DIR)
 
 #: The sampling periods SageMaker accepts for ProfilingIntervalInMilliseconds.

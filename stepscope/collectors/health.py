@@ -43,7 +43,6 @@ imported by the training process before :func:`install` runs).
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import functools
 import json
@@ -55,7 +54,7 @@ import weakref
 from pathlib import Path
 from typing import Any, TextIO
 
-from stepscope.collectors import identity
+from stepscope.collectors import exits, identity
 from stepscope.collectors.trace import ENV_DIR, ENV_NODE, warn
 
 #: the launcher's switch for these hooks: record every N-th optimizer step; unset = off
@@ -231,7 +230,7 @@ class HealthRecorder:
         self.original_backward = original
         autograd.backward = backward
         self._arm()  # step 1 is sampled: its forward passes come before any optimizer call
-        atexit.register(self.close)
+        exits.on_exit(self.close)
 
     def _arm(self) -> None:
         self.armed = True
@@ -277,7 +276,7 @@ class HealthRecorder:
         self.unhook(optimizer_hooks)
         if optimizer_hooks:
             with contextlib.suppress(Exception):
-                atexit.unregister(self.close)
+                exits.forget(self.close)
         file, self.file = self.file, None
         if file is not None and self.file_pid == os.getpid():
             with contextlib.suppress(Exception):

@@ -24,7 +24,7 @@ Life of the recorder in one process:
   after it ("OrderedDict mutated during iteration"), a library's or the health hooks'.
   A job that ends inside the window still gets a trace of the steps it recorded.
 
-Traces are named like ``rules.profiling`` names them, ``<node>_rank<R>.<time_ns>.pt.trace.json.gz``,
+Traces are named like ``stepscope.collectors.profiling`` names them, ``<node>_rank<R>.<time_ns>.pt.trace.json.gz``,
 with the rank read when the trace is written (the process group is up by then), so ingest
 finds the node in the name and the rank in ``distributedInfo`` or the name.
 
@@ -34,7 +34,6 @@ recorder switches itself off, and the training goes on. Standard library only at
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import os
 import sys
@@ -42,7 +41,7 @@ import weakref
 from pathlib import Path
 from typing import Any
 
-from stepscope.collectors import identity
+from stepscope.collectors import exits, identity
 
 #: the launcher's switch: the folder traces go to (absolute); unset = record nothing
 ENV_DIR = "STEPSCOPE_RUN_DIR"
@@ -51,7 +50,7 @@ ENV_STEPS = "STEPSCOPE_RUN_STEPS"
 #: the node name the launcher resolved, so every process of a node agrees on it
 ENV_NODE = "STEPSCOPE_RUN_NODE"
 #: one step skipped (the first iteration's one-off costs), one warm-up step, eight recorded:
-#: the wait/warm-up of ``rules.profiling`` and the window of the bundled sample job
+#: the wait/warm-up of ``stepscope.collectors.profiling`` and the window of the bundled sample job
 DEFAULT_STEPS = (1, 1, 8)
 
 
@@ -83,21 +82,104 @@ def warn(message: str) -> None:
 trace_rank = identity.process_rank
 
 
+class TraceWindow:
+    """One ``torch.profiler`` window, written as ``<node>_rank<R>.<time_ns>.pt.trace.json.gz``.
+
+    Why one class: the training-script helper (:mod:`stepscope.collectors.profiling`) and
+    ``stepscope run``'s recorder must record the same way (CPU, and CUDA where present;
+    memory events for the allocator rules; a wait/warm-up/active schedule), name their
+    files alike, and flush the same way on every exit path (:mod:`stepscope.collectors.exits`:
+    SIGTERM is armed while the window records). Only what drives ``step`` differs.
+    """
+
+    def __init__(self, out_dir: Path, *, node: str | None, wait: int, warmup: int, active: int,
+                 repeat: int = 1, profile_memory: bool = True, record_shapes: bool = False,
+                 with_stack: bool = False) -> None:
+        self.out_dir = out_dir
+        self.node = node  # None: resolved when a trace is written (identity.node_name)
+        self.wait, self.warmup, self.active, self.repeat = wait, warmup, active, repeat
+        self.profile_memory = profile_memory
+        self.record_shapes = record_shapes
+        self.with_stack = with_stack
+        self.prof: Any = None  # torch.profiler.profile while recording
+        self.trace_files: list[Path] = []
+        self.rank: int | None = None  # the rank the last trace was written as
+
+    @property
+    def recording(self) -> bool:
+        return self.prof is not None
+
+    @property
+    def length(self) -> int:
+        """Steps of one cycle of the schedule (wait + warm-up + active)."""
+        return self.wait + self.warmup + self.active
+
+    def start(self) -> None:
+        import torch
+        from torch import profiler as tp
+
+        activities = [tp.ProfilerActivity.CPU]
+        if torch.cuda.is_available():
+            activities.append(tp.ProfilerActivity.CUDA)
+        prof = tp.profile(
+            activities=activities,
+            schedule=tp.schedule(wait=self.wait, warmup=self.warmup, active=self.active,
+                                 repeat=self.repeat),
+            on_trace_ready=self._write,
+            profile_memory=self.profile_memory,  # the allocator rules read the [memory] events
+            record_shapes=self.record_shapes,
+            with_stack=self.with_stack,
+        )
+        prof.start()
+        self.prof = prof
+        exits.arm_sigterm()
+
+    def step(self) -> int:
+        """One step boundary; returns the profiler's step count."""
+        self.prof.step()
+        return int(self.prof.step_num)
+
+    def stop(self, exc_type: Any = None, exc: Any = None, tb: Any = None) -> None:
+        """Stop, as a ``with`` block ends it: a cycle cut short is written with what it has."""
+        prof, self.prof = self.prof, None
+        exits.disarm_sigterm()
+        if prof is not None:
+            prof.__exit__(exc_type, exc, tb)
+
+    def _write(self, prof: Any) -> None:
+        """on_trace_ready: name the file now, when the process group knows the rank (it may
+        have come up after the profiler started)."""
+        from torch.profiler import tensorboard_trace_handler
+
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        before = set(self.out_dir.iterdir())
+        self.rank = trace_rank()
+        worker = f"{self.node or identity.node_name()}_rank{self.rank}"
+        tensorboard_trace_handler(str(self.out_dir), worker_name=worker, use_gzip=True)(prof)
+        self.trace_files.extend(sorted(p for p in set(self.out_dir.iterdir()) - before
+                                       if p.name.startswith(worker + ".")))
+
+
 class Recorder:
     """One process's profiler window, stepped by the global optimizer post-hook."""
 
     def __init__(self, out_dir: Path, steps: tuple[int, int, int], node: str) -> None:
-        self.out_dir = out_dir
-        self.wait, self.warmup, self.active = steps
-        self.node = node
+        wait, warmup, active = steps
+        self.window = TraceWindow(out_dir, node=node, wait=wait, warmup=warmup, active=active)
         self.handle: Any = None  # the hook's RemovableHandle
-        self.prof: Any = None  # torch.profiler.profile while recording
         self.pace: weakref.ref[Any] | None = None  # the optimizer whose steps count
         self.steps_seen = 0
-        self.trace_files: list[Path] = []
         self.pid = os.getpid()
         self.off = False  # switched off: window written, or a failure
         self.warned = False  # the one line on stderr is spent
+
+    @property
+    def prof(self) -> Any:
+        return self.window.prof
+
+    @property
+    def trace_files(self) -> list[Path]:
+        return self.window.trace_files
 
     # -- the hook ------------------------------------------------------------------------
 
@@ -117,52 +199,25 @@ class Recorder:
         elif pace is not optimizer:
             return
         self.steps_seen += 1
-        if self.prof is None:
+        if not self.window.recording:
             self._start()
             return
-        self.prof.step()
-        if self.prof.step_num >= self.wait + self.warmup + self.active:
+        if self.window.step() >= self.window.length:
             self._finish()  # the window is written: no profiler, no hook from here on
 
     def _start(self) -> None:
         import torch
-        from torch import profiler as tp
 
         if torch.autograd._profiler_enabled():
             # the script profiles itself: two profilers cannot run at once, and its own wins
             self.off = self.warned = True  # inert from here; removed at exit (see the module doc)
             warn(f"no trace from rank {trace_rank()}: the script runs its own torch.profiler")
             return
-        activities = [tp.ProfilerActivity.CPU]
-        if torch.cuda.is_available():
-            activities.append(tp.ProfilerActivity.CUDA)
-        prof = tp.profile(
-            activities=activities,
-            schedule=tp.schedule(wait=self.wait, warmup=self.warmup, active=self.active, repeat=1),
-            on_trace_ready=self._write,
-            profile_memory=True,  # the allocator rules read the [memory] events
-            record_shapes=False,
-            with_stack=False,
-        )
-        prof.start()
-        self.prof = prof
-
-    def _write(self, prof: Any) -> None:
-        """on_trace_ready: name the file now, when the process group knows the rank."""
-        from torch.profiler import tensorboard_trace_handler
-
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        before = set(self.out_dir.iterdir())
-        worker = f"{self.node}_rank{trace_rank()}"
-        tensorboard_trace_handler(str(self.out_dir), worker_name=worker, use_gzip=True)(prof)
-        self.trace_files.extend(sorted(p for p in set(self.out_dir.iterdir()) - before
-                                       if p.name.startswith(worker + ".")))
+        self.window.start()
 
     def _finish(self) -> None:
-        prof, self.prof = self.prof, None
         self.off = True  # the hook is inert now; its handle goes at exit (see the module doc)
-        if prof is not None:
-            prof.__exit__(None, None, None)  # stop, as a ``with`` block ends it
+        self.window.stop()
 
     def _unhook(self) -> None:
         """Remove the step hook: only from outside PyTorch's hook loop (at exit)."""
@@ -173,22 +228,26 @@ class Recorder:
 
     # -- the end -------------------------------------------------------------------------
 
+    def exit_facts(self) -> tuple[int, int]:
+        """(rank, optimizer steps seen) for the exit record: the rank its trace was written
+        as (the process group may be gone by exit), else the rank known now."""
+        rank = self.window.rank if self.window.rank is not None else trace_rank()
+        return rank, self.steps_seen
+
     def close(self) -> None:
-        """At exit: write what the window recorded so far, or say why there is no trace;
-        then remove the (inert) step hook."""
+        """At exit (any path, :mod:`stepscope.collectors.exits`): write what the window
+        recorded so far, or say why there is no trace; then remove the (inert) step hook."""
         if os.getpid() != self.pid:  # a forked child never writes the parent's trace
             return
         if self.off:
             self._unhook()
             return
         try:
-            prof, self.prof = self.prof, None
             self.off = True
             self._unhook()
-            if prof is not None:
-                prof.__exit__(None, None, None)  # inside the active steps: a shorter trace
+            self.window.stop()  # inside the active steps: a shorter trace
             if not self.trace_files and self.steps_seen:
-                first = self.wait + self.warmup + 1
+                first = self.window.wait + self.window.warmup + 1
                 warn(
                     f"no trace from rank {trace_rank()}: it ran {self.steps_seen} optimizer "
                     f"step(s); recording starts at step {first} (stepscope run --steps)"
@@ -199,10 +258,8 @@ class Recorder:
     def fail(self, what: str, exc: BaseException) -> None:
         """Switch the recorder off after one line on stderr; the training goes on."""
         self.off = True  # inert: it may be called from inside PyTorch's hook loop
-        prof, self.prof = self.prof, None
-        if prof is not None:
-            with contextlib.suppress(Exception):
-                prof.__exit__(None, None, None)
+        with contextlib.suppress(Exception):
+            self.window.stop()
         if not self.warned:
             self.warned = True
             detail = str(exc).splitlines()[0] if str(exc) else ""
@@ -234,6 +291,7 @@ def install(optimizer_module: Any) -> Recorder | None:
     node = os.environ.get(ENV_NODE) or identity.node_name()
     rec = Recorder(Path(out), steps, node)
     rec.handle = optimizer_module.register_optimizer_step_post_hook(rec.on_optimizer_step)
-    atexit.register(rec.close)
+    exits.on_exit(rec.close)
+    exits.keep_exit_record(Path(out), node, rec.exit_facts)
     recorder = rec
     return rec

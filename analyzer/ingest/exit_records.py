@@ -1,0 +1,67 @@
+"""stepscope run's exit records and fault dumps → the ``process_exits`` table.
+
+Why two files per rank: the exit record (``exits/<node>_rank<R>.json``) is written while
+Python is still alive, right after the script's own code ended; what happens after that,
+in interpreter finalization, only ``faulthandler`` can write, into the ``.fault`` file the
+collector pointed it at (``stepscope.collectors.exits``). The record says "the training
+finished", the dump says "then the process died of this signal": together they tell a
+teardown abort at exit from a failed training.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from analyzer.ingest.keys import EXIT_RECORD_RE
+from analyzer.ingest.parsed import ParsedFile, UnreadableFile
+
+#: how much of a fault dump is kept (its first lines name the signal and the threads)
+FAULT_DETAIL_BYTES = 4096
+
+
+def parse_exit_record(data: bytes, key: str) -> ParsedFile:
+    m = EXIT_RECORD_RE.search(key)
+    if m is None:
+        raise UnreadableFile(f"not an exit record name: {key}")
+    row: dict[str, Any] = {"node": m.group("node"), "rank": int(m.group("rank")), "pid": None,
+                           "script_ended_ns": None, "optimizer_steps": None, "fatal": None,
+                           "fault_detail": None}
+    if m.group("ext") == "json":
+        try:
+            rec = orjson.loads(data)
+            if not isinstance(rec, dict):
+                raise TypeError("not an object")
+            row.update(kind="record", pid=_int(rec.get("pid")),
+                       script_ended_ns=_int(rec.get("script_ended_ns")),
+                       optimizer_steps=_int(rec.get("optimizer_steps")))
+            row["node"] = str(rec.get("node") or row["node"])
+            if rec.get("rank") is not None:
+                row["rank"] = int(rec["rank"])
+        except (orjson.JSONDecodeError, TypeError, ValueError) as exc:
+            raise UnreadableFile(f"exit record is not a JSON object ({exc})") from None
+    else:
+        text = data[:FAULT_DETAIL_BYTES].decode("utf-8", "replace")
+        first = next((line.strip() for line in text.splitlines() if line.strip()), None)
+        row.update(kind="fault", fatal=first, fault_detail=text if first else None)
+    return ParsedFile(tables={"process_exits": _table([row])})
+
+
+def _int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _table(rows: list[dict[str, Any]]) -> Any:
+    import pyarrow as pa
+
+    from analyzer.ingest.schemas import PROCESS_EXITS
+
+    arrays = []
+    for f in PROCESS_EXITS:
+        values = [r.get(f.name) for r in rows]
+        if pa.types.is_dictionary(f.type):
+            arrays.append(pa.array(values, pa.string()).dictionary_encode().cast(f.type))
+        else:
+            arrays.append(pa.array(values, f.type))
+    return pa.Table.from_arrays(arrays, schema=PROCESS_EXITS)

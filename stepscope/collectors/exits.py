@@ -1,0 +1,251 @@
+"""The collectors' exit paths: whatever way a process ends, they flush what they hold, and the
+exit status stays the script's own.
+
+Why one module: a training process ends in four ways that matter, and each needs the
+same "write what you have" without changing how the process ends:
+
+* normal interpreter exit: one ``atexit`` handler, registered when the collectors install
+  (during ``import torch``, before the script's own handlers, so it runs after them);
+* ``os._exit(code)`` in the script (frameworks and our own test scripts end so): a wrapper
+  flushes in the process that owns the collectors, then calls the real ``os._exit`` with
+  the same code (a forked DataLoader or multiprocessing child calls it too: the pid check
+  makes it the plain call there);
+* SIGTERM (SageMaker's stop and spot interruptions, then SIGKILL 120 s later; torchrun's
+  agent passing on a stop): only while a trace window records, and only where SIGTERM
+  still has its default action, a handler flushes, puts the default back and re-sends
+  SIGTERM to the process, which so dies of SIGTERM as it would have;
+* DataLoader worker processes: forked children never flush the parent's collectors.
+
+At the very end of a normal exit this module also does two things for the report:
+
+* it waits (at most ``DRAIN_TIMEOUT_S``) until gloo's worker threads are parked. A gloo
+  worker releases each finished work item right after marking it done; the last work
+  issued during backward holds the autograd engine's stashed ``contextvars.Context`` (a
+  Python object) in its captured thread-local state, and released after ``Py_FinalizeEx``
+  began it asks a finalizing interpreter for the GIL and is made to exit inside a
+  ``noexcept`` destructor: ``terminate called without an active exception`` (pytorch/pytorch
+  #190489; docs/collect.md, "The exit abort"). Waiting here, with the GIL free, lets the
+  release happen while Python is alive. It changes nothing in torch and costs a few
+  milliseconds;
+* it leaves an exit record, ``exits/<node>_rank<R>.json`` (the script's code ended, how many
+  steps the recorder saw) and, where the script has not enabled ``faulthandler`` itself,
+  points ``faulthandler`` at ``exits/<node>_rank<R>.fault``: a rank that then dies in
+  finalization leaves its fatal-signal dump there, and the report names a teardown abort
+  at exit for what it is instead of a failed training.
+
+Standard library only; nothing here raises into the training.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+#: how long the exit waits for gloo's worker threads to park (a collective still running
+#: at exit, e.g. a peer that never came, is not waited for longer)
+DRAIN_TIMEOUT_S = 1.0
+#: the name gloo gives its worker threads (``ProcessGroupGloo::runLoop``)
+GLOO_THREAD = "pt_gloo_runloop"
+#: the folder of the exit records, under the collector's output folder
+EXITS_DIR = "exits"
+EXIT_RECORD_VERSION = 1
+
+_flushers: list[Callable[[], None]] = []
+_owner_pid: int | None = None
+_flushed = False
+_real_exit: Callable[[int], Any] | None = None
+_sigterm_armed = False
+_record: tuple[Path, str, Callable[[], tuple[int, int]]] | None = None  # folder, node, facts
+_fault_file: Any = None
+
+
+def _warn(message: str) -> None:
+    with contextlib.suppress(Exception):
+        sys.stderr.write(f"stepscope: {message}\n")
+        sys.stderr.flush()
+
+
+def install() -> None:
+    """Take over the exit paths in this process (idempotent; the first call's process owns them)."""
+    global _owner_pid, _real_exit
+    if _owner_pid == os.getpid():
+        return
+    _owner_pid = os.getpid()
+    atexit.register(_at_exit)
+    if _real_exit is None:
+        _real_exit = os._exit
+        os._exit = _exit  # type: ignore[assignment]
+
+
+def on_exit(flush: Callable[[], None]) -> None:
+    """Call ``flush`` once when this process ends (any of the module doc's paths)."""
+    install()
+    if flush not in _flushers:
+        _flushers.append(flush)
+
+
+def forget(flush: Callable[[], None]) -> None:
+    with contextlib.suppress(ValueError):
+        _flushers.remove(flush)
+
+
+def flush_all() -> None:
+    """Run every flusher once, in the owning process only; never raises."""
+    global _flushed
+    if _flushed or os.getpid() != _owner_pid:
+        return
+    _flushed = True
+    for flush in list(_flushers):
+        try:
+            flush()
+        except Exception as exc:  # a flusher says its own failures; this is the last guard
+            _warn(f"flushing at exit failed ({type(exc).__name__}: {exc}); the exit goes on")
+
+
+def _exit(code: int = 0) -> Any:
+    """``os._exit`` under the collectors: flush first (owning process only), same code."""
+    with contextlib.suppress(BaseException):
+        flush_all()
+    assert _real_exit is not None
+    return _real_exit(code)
+
+
+# -- SIGTERM while a window records ----------------------------------------------------
+
+
+def arm_sigterm() -> None:
+    """Flush on SIGTERM while a trace window records (main thread, default action only)."""
+    global _sigterm_armed
+    if _sigterm_armed or threading.current_thread() is not threading.main_thread():
+        return
+    with contextlib.suppress(Exception):
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _on_sigterm)
+            _sigterm_armed = True
+
+
+def disarm_sigterm() -> None:
+    """Put the default SIGTERM action back, unless the script has set its own meanwhile."""
+    global _sigterm_armed
+    if not _sigterm_armed or threading.current_thread() is not threading.main_thread():
+        return
+    _sigterm_armed = False
+    with contextlib.suppress(Exception):
+        if signal.getsignal(signal.SIGTERM) is _on_sigterm:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _on_sigterm(signo: int, frame: Any) -> None:
+    global _sigterm_armed
+    with contextlib.suppress(BaseException):
+        flush_all()
+    _sigterm_armed = False
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)  # dies of SIGTERM, as without us
+
+
+# -- the normal exit ---------------------------------------------------------------------
+
+
+def keep_exit_record(out_dir: Path, node: str, facts: Callable[[], tuple[int, int]]) -> None:
+    """Write this rank's exit record at a normal exit (see the module doc); ``facts`` gives
+    (rank, optimizer steps) then. A process that ran no optimizer step (torchrun's agent, a
+    DataLoader worker) writes none."""
+    global _record
+    install()
+    _record = (out_dir, node, facts)
+
+
+def _at_exit() -> None:
+    if os.getpid() != _owner_pid:
+        return
+    flush_all()
+    with contextlib.suppress(Exception):
+        drain_gloo_threads()
+    with contextlib.suppress(Exception):
+        _write_exit_record()
+
+
+def _write_exit_record() -> None:
+    global _fault_file
+    if _record is None:
+        return
+    out_dir, node, facts = _record
+    rank, steps = facts()
+    if steps <= 0:
+        return
+    folder = out_dir / EXITS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = f"{node}_rank{rank}"
+    import faulthandler
+
+    fault = None
+    if not faulthandler.is_enabled():  # the script's own fault handler stays where it is
+        fault = folder / f"{stem}.fault"
+        _fault_file = fault.open("w")  # kept open: finalization is where it is written
+        faulthandler.enable(file=_fault_file, all_threads=True)
+    record = {"version": EXIT_RECORD_VERSION, "node": node, "rank": rank, "pid": os.getpid(),
+              "script_ended_ns": time.time_ns(), "optimizer_steps": steps,
+              "fault_file": fault.name if fault is not None else None}
+    tmp = folder / f".{stem}.json.tmp"
+    tmp.write_text(json.dumps(record))
+    tmp.replace(folder / f"{stem}.json")
+
+
+def _thread_state(tid: str) -> tuple[str, int] | None:
+    """(state letter, context switches) of one of this process's threads, from /proc."""
+    try:
+        with open(f"/proc/self/task/{tid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        switches = 0
+        with open(f"/proc/self/task/{tid}/status") as f:
+            for line in f:
+                if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                    switches += int(line.split()[1])
+        return state, switches
+    except (OSError, IndexError, ValueError):
+        return None  # the thread is gone
+
+
+def gloo_threads() -> list[str]:
+    """Thread ids of gloo's worker threads in this process (Linux; empty elsewhere)."""
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return []
+    found = []
+    for tid in tids:
+        with contextlib.suppress(OSError), open(f"/proc/self/task/{tid}/comm") as f:
+            if f.read().strip() == GLOO_THREAD:
+                found.append(tid)
+    return found
+
+
+def drain_gloo_threads(timeout_s: float = DRAIN_TIMEOUT_S, poll_s: float = 0.002) -> bool:
+    """Wait, with the GIL free, until every gloo worker thread is parked: asleep with no
+    context switch between two polls (a thread that just finished a work item is running,
+    or waiting for the GIL, which it gets while this sleeps). True when parked (or none)."""
+    if "torch.distributed" not in sys.modules:
+        return True
+    tids = gloo_threads()
+    if not tids:
+        return True
+    deadline = time.monotonic() + timeout_s
+    before = {t: _thread_state(t) for t in tids}
+    while True:
+        time.sleep(poll_s)
+        now = {t: _thread_state(t) for t in tids}
+        if all(s is None or (s[0] == "S" and before.get(t) == s) for t, s in now.items()):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        before = now
