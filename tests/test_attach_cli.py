@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from rules.attach.boto3_request import create_training_job_fields
-from rules.attach.collectors import ENTRY_SHIM, collector_wheel_name
+from stepscope.attach.boto3_request import create_training_job_fields
+from stepscope.attach.collectors import ENTRY_SHIM, collector_wheel_name
 from stepscope.cli.attach import (
     PLACEHOLDER_COMMAND,
     PLACEHOLDER_IMAGE,

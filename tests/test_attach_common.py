@@ -12,17 +12,17 @@ from typing import Any
 import pytest
 
 from analyzer.errors import StepscopeError
-from rules.attach.boto3_request import apply_to_request, create_training_job_fields
-from rules.attach.common import (
+from rules.builtin.cpu_bottleneck import CPUBottleneckParams
+from rules.builtin.low_gpu_utilization import LowGPUUtilizationParams
+from rules.ruleset import RuleSet, load_ruleset
+from stepscope.attach.boto3_request import apply_to_request, create_training_job_fields
+from stepscope.attach.common import (
     DEBUGGER_COLLECTION_PARAMETERS,
     RULE_EVALUATOR_ACCOUNTS,
     AttachError,
     build_fields,
     rule_evaluator_image,
 )
-from rules.builtin.cpu_bottleneck import CPUBottleneckParams
-from rules.builtin.low_gpu_utilization import LowGPUUtilizationParams
-from rules.ruleset import RuleSet, load_ruleset
 from tests.support.aws_fixtures import AwsEndpoint
 from tests.support.sdk_env import profiling_part, rules_by_name, validate_create_training_job
 

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from analyzer.errors import StepscopeError
-from rules.attach.common import AttachError, build_fields
 from rules.ruleset import load_ruleset
+from stepscope.attach.common import AttachError, build_fields
 from stepscope.cli.attach import v2_source
 from tests.support.aws_fixtures import AwsEndpoint
 from tests.support.sdk_env import (
@@ -70,7 +70,7 @@ def launch(aws_endpoint: AwsEndpoint, estimator: Any, job_name: str) -> tuple[di
 
 
 def test_pytorch_fit_request_carries_the_rule_set(aws_endpoint: AwsEndpoint, v2: Any) -> None:
-    from rules.attach.sdk_v2 import attach_to_estimator
+    from stepscope.attach.sdk_v2 import attach_to_estimator
 
     rules_file = write(v2["tmp"], CUSTOM)
     estimator = attach_to_estimator(pytorch(v2), rules_file=rules_file, debugger=True)
@@ -111,7 +111,7 @@ def test_pytorch_fit_request_carries_the_rule_set(aws_endpoint: AwsEndpoint, v2:
 def test_generic_estimator_defaults_and_no_hook(aws_endpoint: AwsEndpoint, v2: Any) -> None:
     from sagemaker.estimator import Estimator
 
-    from rules.attach.sdk_v2 import attach_to_estimator
+    from stepscope.attach.sdk_v2 import attach_to_estimator
 
     estimator = Estimator(
         image_uri=PYTORCH_IMAGE, role=ROLE, instance_type="ml.g5.xlarge", instance_count=1,
@@ -128,7 +128,7 @@ def test_generic_estimator_defaults_and_no_hook(aws_endpoint: AwsEndpoint, v2: A
 def test_huggingface_estimator(aws_endpoint: AwsEndpoint, v2: Any) -> None:
     from sagemaker.huggingface import HuggingFace
 
-    from rules.attach.sdk_v2 import attach_to_estimator
+    from stepscope.attach.sdk_v2 import attach_to_estimator
 
     estimator = HuggingFace(
         entry_point="train.py", source_dir=v2["src"], role=ROLE, instance_type="ml.g5.xlarge",
@@ -141,7 +141,7 @@ def test_huggingface_estimator(aws_endpoint: AwsEndpoint, v2: Any) -> None:
 
 
 def test_threshold_change_reaches_the_request(aws_endpoint: AwsEndpoint, v2: Any) -> None:
-    from rules.attach.sdk_v2 import attach_to_estimator
+    from stepscope.attach.sdk_v2 import attach_to_estimator
 
     loose = write(v2["tmp"], "[rules.GPUMemoryIncrease]\nincrease = 20\n", "loose.toml")
     strict = write(v2["tmp"], "[rules.GPUMemoryIncrease]\nincrease = 2\n", "strict.toml")
@@ -155,7 +155,7 @@ def test_threshold_change_reaches_the_request(aws_endpoint: AwsEndpoint, v2: Any
 def test_keeps_debugging_rules_and_user_tensorboard(aws_endpoint: AwsEndpoint, v2: Any) -> None:
     from sagemaker.debugger import ProfilerRule, Rule, TensorBoardOutputConfig, rule_configs
 
-    from rules.attach.sdk_v2 import attach_to_estimator
+    from stepscope.attach.sdk_v2 import attach_to_estimator
 
     estimator = pytorch(
         v2,
@@ -171,7 +171,7 @@ def test_keeps_debugging_rules_and_user_tensorboard(aws_endpoint: AwsEndpoint, v
 
 
 def test_disabled_profiler(aws_endpoint: AwsEndpoint, v2: Any) -> None:
-    from rules.attach.sdk_v2 import attach_to_estimator
+    from stepscope.attach.sdk_v2 import attach_to_estimator
 
     off = write(v2["tmp"], "[profiler]\ndisable_profiler = true\n", "off.toml")
     sent, described = launch(aws_endpoint, attach_to_estimator(pytorch(v2), rules_file=off, debugger=True), "stepscope-v2-off")
@@ -182,7 +182,7 @@ def test_disabled_profiler(aws_endpoint: AwsEndpoint, v2: Any) -> None:
 
 def test_printed_v2_code_is_what_attach_sets(aws_endpoint: AwsEndpoint, v2: Any) -> None:
     """`stepscope attach --print --sdk v2` is runnable and equivalent to attach_to_estimator."""
-    from rules.attach.sdk_v2 import attach_to_estimator
+    from stepscope.attach.sdk_v2 import attach_to_estimator
 
     rules_file = write(v2["tmp"], CUSTOM)
     namespace: dict[str, Any] = {}
@@ -203,7 +203,7 @@ def test_printed_v2_code_is_what_attach_sets(aws_endpoint: AwsEndpoint, v2: Any)
 
 # --- bad input ---------------------------------------------------------------------------------
 def test_bad_rule_file_fails_before_fit(v2: Any) -> None:
-    from rules.attach.sdk_v2 import attach_to_estimator
+    from stepscope.attach.sdk_v2 import attach_to_estimator
 
     estimator = pytorch(v2)
     bad = write(v2["tmp"], "[rules.StepOutlier]\nstddev = 2.5\n", "bad.toml")
@@ -214,7 +214,7 @@ def test_bad_rule_file_fails_before_fit(v2: Any) -> None:
 
 
 def test_v3_call_on_v2_estimator_names_the_fix(v2: Any) -> None:
-    from rules.attach.sdk_v3 import train_with_profiling
+    from stepscope.attach.sdk_v3 import train_with_profiling
 
     with pytest.raises(AttachError) as info:
         train_with_profiling(pytorch(v2))
@@ -224,7 +224,7 @@ def test_v3_call_on_v2_estimator_names_the_fix(v2: Any) -> None:
 
 
 def test_not_an_estimator(v2: Any) -> None:
-    from rules.attach.sdk_v2 import attach_to_estimator
+    from stepscope.attach.sdk_v2 import attach_to_estimator
 
     with pytest.raises(AttachError, match=r"takes a sagemaker.estimator.Estimator"):
         attach_to_estimator({"TrainingJobName": "x"})
@@ -233,7 +233,7 @@ def test_not_an_estimator(v2: Any) -> None:
 def test_trainium_needs_profiler_off(v2: Any) -> None:
     from sagemaker.pytorch import PyTorch
 
-    from rules.attach.sdk_v2 import attach_to_estimator
+    from stepscope.attach.sdk_v2 import attach_to_estimator
 
     estimator = PyTorch(
         entry_point="train.py", source_dir=v2["src"], role=ROLE, instance_type="ml.trn1.2xlarge",
@@ -262,13 +262,13 @@ def uploaded_code(aws_endpoint: AwsEndpoint, sent: dict[str, Any]) -> dict[str, 
 def test_collectors_by_default(aws_endpoint: AwsEndpoint, v2: Any) -> None:
     """The job runs the shim (which runs train.py under the launcher), ships the wheel and
     installs it from requirements.txt, uploads TensorBoard output; no Debugger."""
-    from rules.attach.collectors import ENTRY_SHIM, collector_wheel_name
+    from stepscope.attach.collectors import ENTRY_SHIM, collector_wheel_name
 
     src = Path(v2["src"])
     (src / "requirements.txt").write_text("einops==0.8.0")  # the user's line, no newline at the end
     before = {p.name: p.read_bytes() for p in src.iterdir()}
     estimator = pytorch(v2, hyperparameters={"epochs": 2})
-    from rules.attach.sdk_v2 import attach_to_estimator
+    from stepscope.attach.sdk_v2 import attach_to_estimator
 
     attach_to_estimator(estimator)
     sent, described = launch(aws_endpoint, estimator, "stepscope-v2-collectors")
@@ -295,8 +295,8 @@ def test_collectors_by_default(aws_endpoint: AwsEndpoint, v2: Any) -> None:
 def test_collectors_entry_point_without_source_dir(aws_endpoint: AwsEndpoint, v2: Any, tmp_path: Path) -> None:
     from sagemaker.pytorch import PyTorch
 
-    from rules.attach.collectors import ENTRY_SHIM, collector_wheel_name
-    from rules.attach.sdk_v2 import attach_to_estimator
+    from stepscope.attach.collectors import ENTRY_SHIM, collector_wheel_name
+    from stepscope.attach.sdk_v2 import attach_to_estimator
 
     (tmp_path / "solo").mkdir()
     script = tmp_path / "solo" / "solo.py"
@@ -319,7 +319,7 @@ def test_collectors_for_an_image_of_ones_own(aws_endpoint: AwsEndpoint, v2: Any)
     either, the command is unknown: one line naming the fix."""
     from sagemaker.estimator import Estimator
 
-    from rules.attach.sdk_v2 import attach_to_estimator
+    from stepscope.attach.sdk_v2 import attach_to_estimator
 
     def generic(**kwargs: Any) -> Any:
         return Estimator(image_uri=PYTORCH_IMAGE, role=ROLE, instance_type="ml.g5.xlarge", instance_count=1,
@@ -345,8 +345,8 @@ def test_collectors_for_an_image_of_ones_own(aws_endpoint: AwsEndpoint, v2: Any)
 def test_collectors_keep_the_users_tensorboard_and_drop_profiler_rules(aws_endpoint: AwsEndpoint, v2: Any) -> None:
     from sagemaker.debugger import ProfilerRule, Rule, TensorBoardOutputConfig, rule_configs
 
-    from rules.attach.collectors import ENTRY_SHIM
-    from rules.attach.sdk_v2 import attach_to_estimator
+    from stepscope.attach.collectors import ENTRY_SHIM
+    from stepscope.attach.sdk_v2 import attach_to_estimator
 
     estimator = pytorch(
         v2,
@@ -364,7 +364,7 @@ def test_collectors_keep_the_users_tensorboard_and_drop_profiler_rules(aws_endpo
 
 
 def test_collectors_refuse_code_they_cannot_stage(v2: Any) -> None:
-    from rules.attach.sdk_v2 import attach_to_estimator
+    from stepscope.attach.sdk_v2 import attach_to_estimator
 
     estimator = pytorch(v2)
     estimator.source_dir = "s3://bucket/code/sourcedir.tar.gz"

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from analyzer.errors import StepscopeError
-from rules.attach.common import AttachError, build_fields
 from rules.ruleset import load_ruleset
+from stepscope.attach.common import AttachError, build_fields
 from stepscope.cli.attach import v3_source
 from tests.support.aws_fixtures import AwsEndpoint
 from tests.support.sdk_env import (
@@ -76,7 +76,7 @@ def trainer(v3: Any, instance_type: str = "ml.g5.xlarge", **kwargs: Any) -> Any:
 
 
 def launch(aws_endpoint: AwsEndpoint, model_trainer: Any, **kwargs: Any) -> tuple[Any, dict[str, Any], dict[str, Any]]:
-    from rules.attach.sdk_v3 import train_with_profiling
+    from stepscope.attach.sdk_v3 import train_with_profiling
 
     job = train_with_profiling(model_trainer, wait=False, logs=False, **kwargs)
     sent = aws_endpoint.training_job_request(job.training_job_name)
@@ -139,7 +139,7 @@ def test_default_rule_set_and_user_tensorboard(aws_endpoint: AwsEndpoint, v3: An
 
 def test_printed_v3_code_builds_the_same_shapes(v3: Any) -> None:
     """`stepscope attach --print --sdk v3` is runnable and gives the arguments stepscope passes."""
-    from rules.attach.sdk_v3 import _shapes
+    from stepscope.attach.sdk_v3 import _shapes
 
     fields = build_fields(load_ruleset(write(v3["tmp"], CUSTOM)), REGION, "s3://b/out")
     namespace: dict[str, Any] = {}
@@ -150,7 +150,7 @@ def test_printed_v3_code_builds_the_same_shapes(v3: Any) -> None:
 
 # --- bad input ---------------------------------------------------------------------------------
 def test_v2_call_on_model_trainer_names_the_fix(v3: Any) -> None:
-    from rules.attach.sdk_v2 import attach_to_estimator
+    from stepscope.attach.sdk_v2 import attach_to_estimator
 
     with pytest.raises(AttachError) as info:
         attach_to_estimator(trainer(v3))
@@ -160,7 +160,7 @@ def test_v2_call_on_model_trainer_names_the_fix(v3: Any) -> None:
 
 
 def test_bad_rule_file_fails_before_anything_is_uploaded(aws_endpoint: AwsEndpoint, v3: Any) -> None:
-    from rules.attach.sdk_v3 import train_with_profiling
+    from stepscope.attach.sdk_v3 import train_with_profiling
 
     bad = write(v3["tmp"], "[rules.LowGPUUtilization]\nthreshold_p95 = 170\n", "bad.toml")
     jobs_before = len(aws_endpoint.sagemaker.list_training_jobs()["TrainingJobSummaries"])
@@ -174,7 +174,7 @@ def test_bad_rule_file_fails_before_anything_is_uploaded(aws_endpoint: AwsEndpoi
 def test_local_mode_and_trainium_are_refused(v3: Any) -> None:
     from sagemaker.train.model_trainer import Mode
 
-    from rules.attach.sdk_v3 import train_with_profiling
+    from stepscope.attach.sdk_v3 import train_with_profiling
 
     with pytest.raises(AttachError, match="not in local-container mode"):
         train_with_profiling(trainer(v3, training_mode=Mode.LOCAL_CONTAINER), wait=False)
@@ -187,7 +187,7 @@ def test_unsupported_sdk_internals_are_a_clear_error(v3: Any, monkeypatch: pytes
 
     from sagemaker.train.model_trainer import ModelTrainer
 
-    from rules.attach.sdk_v3 import train_with_profiling
+    from stepscope.attach.sdk_v3 import train_with_profiling
 
     model_trainer = trainer(v3)
     monkeypatch.delattr(ModelTrainer, "_create_training_job_args")
@@ -218,7 +218,7 @@ def uploaded(aws_endpoint: AwsEndpoint, sent: dict[str, Any], channel: str) -> d
 def test_collectors_entry_script_by_default(aws_endpoint: AwsEndpoint, v3: Any) -> None:
     from sagemaker.train.distributed import Torchrun
 
-    from rules.attach.collectors import ENTRY_SHIM, collector_wheel_name
+    from stepscope.attach.collectors import ENTRY_SHIM, collector_wheel_name
 
     src = Path(v3["src"])
     before = sorted(p.name for p in src.iterdir())
@@ -256,7 +256,7 @@ def test_collectors_command_is_prefixed(aws_endpoint: AwsEndpoint, v3: Any) -> N
     assert ("python -m stepscope.collectors.launcher --out /opt/ml/output/tensorboard --interval-ms 500 "
             "-- python train.py --epochs 3") in script
     code = uploaded(aws_endpoint, sent, "code")
-    from rules.attach.collectors import collector_wheel_name
+    from stepscope.attach.collectors import collector_wheel_name
 
     assert code["reqs.txt"].decode() == f"einops\n./{collector_wheel_name()}\n"
 
@@ -264,7 +264,7 @@ def test_collectors_command_is_prefixed(aws_endpoint: AwsEndpoint, v3: Any) -> N
 def test_collectors_refuse_what_they_cannot_wrap(v3: Any) -> None:
     from sagemaker.core.training.configs import SourceCode
 
-    from rules.attach.sdk_v3 import train_with_profiling
+    from stepscope.attach.sdk_v3 import train_with_profiling
 
     model_trainer = trainer(v3)
     model_trainer.source_code = SourceCode(source_dir=v3["src"], command="cd x && python train.py")

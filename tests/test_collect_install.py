@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from rules.attach.collectors import (
+from stepscope.attach.collectors import (
     COLLECTOR_DIST,
     ENTRY_SHIM,
     build_collector_wheel,

@@ -24,7 +24,8 @@ LAYERS: list[tuple[str, str]] = [
     ("analyzer.analyses", "analyses"),
     ("analyzer.job", "analyses"),
     ("analyzer", "sources"),  # the package root: version only
-    ("rules.attach", "outputs"),
+    ("stepscope.attach", "outputs"),
+    ("rules.attach", "outputs"),  # the old name of stepscope.attach (aliases)
     ("rules.profiling", "collectors"),
     ("rules", "rules"),
     ("stepscope.report", "report"),
@@ -36,9 +37,10 @@ LAYERS: list[tuple[str, str]] = [
 ]
 RANK = {"sources": 0, "ingest": 1, "analyses": 2, "rules": 3, "report": 4, "outputs": 5}
 #: the output packages, which must not import one another
-OUTPUTS = ("stepscope.cli", "stepscope.render", "dashboards", "rules.attach")
+OUTPUTS = ("stepscope.cli", "stepscope.render", "dashboards", "stepscope.attach", "rules.attach")
 #: the one output allowed to import others: the CLI writes reports and runs attach
-OUTPUT_IMPORTS_ALLOWED = {("stepscope.cli", "stepscope.render"), ("stepscope.cli", "rules.attach")}
+OUTPUT_IMPORTS_ALLOWED = {("stepscope.cli", "stepscope.render"), ("stepscope.cli", "stepscope.attach"),
+                          ("rules.attach", "stepscope.attach")}
 #: the training-side collectors run inside the user's job: standard library only (and
 #: torch, which the job has), nothing of ours above the error type, nothing heavy
 COLLECTOR_MAY_IMPORT = ("analyzer.errors",)

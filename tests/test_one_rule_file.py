@@ -10,9 +10,9 @@ import pytest
 from analyzer.ingest import ingest
 from analyzer.job import Job
 from analyzer.sources import open_source
-from rules.attach.boto3_request import create_training_job_fields
 from rules.engine import evaluate
 from rules.ruleset import load_ruleset
+from stepscope.attach.boto3_request import create_training_job_fields
 from tests.support.synthetic import LowGPU, generate_system_metrics
 
 

@@ -82,7 +82,7 @@ def test_reading_the_registry_loads_no_dataframe_library() -> None:
     """The attach side (a training launcher) reads the rules' parameters and flags only: the
     rule modules load pandas and pyarrow when they evaluate, not when they are imported."""
     code = (
-        "import sys, rules.registry, rules.ruleset, rules.docs, rules.attach.common; "
+        "import sys, rules.registry, rules.ruleset, rules.docs, stepscope.attach.common; "
         "print(sorted(m for m in ('pandas', 'pyarrow') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)

@@ -14,7 +14,6 @@ from pydantic import ValidationError
 from analyzer.ingest import ingest
 from analyzer.job import Job
 from analyzer.sources import open_source
-from rules.attach.boto3_request import create_training_job_fields
 from rules.base import RuleResult
 from rules.builtin.all_zero import NEEDS_SELECTION as ALL_ZERO_NEEDS_SELECTION
 from rules.builtin.loss_not_decreasing import NEEDS_SELECTION as LOSS_NEEDS_SELECTION
@@ -22,6 +21,7 @@ from rules.builtin.saturated_activation import INACTIVITY_NOT_APPLIED, Saturated
 from rules.builtin.weight_update_ratio import SMALL_NOT_APPLIED
 from rules.engine import evaluate
 from rules.ruleset import load_ruleset
+from stepscope.attach.boto3_request import create_training_job_fields
 from tests.support.health_records import loss, tensor, write_health
 
 

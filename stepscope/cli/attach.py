@@ -18,8 +18,9 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from rules.attach.boto3_request import collector_fields, default_region
-from rules.attach.collectors import (
+from rules.ruleset import RuleSet
+from stepscope.attach.boto3_request import collector_fields, default_region
+from stepscope.attach.collectors import (
     COLLECTOR_REQUIRES,
     ENTRY_SHIM,
     build_collector_wheel,
@@ -28,7 +29,7 @@ from rules.attach.collectors import (
     launcher_command,
     tensorboard_fields,
 )
-from rules.attach.common import (
+from stepscope.attach.common import (
     DEBUGGER_COLLECTION_PARAMETERS,
     RULE_EVALUATOR_REPOSITORY,
     RULE_EVALUATOR_TAG,
@@ -39,8 +40,7 @@ from rules.attach.common import (
     training_hook_collections,
     training_rule_arguments,
 )
-from rules.attach.sdk_v2 import debugger_rule_collections, rule_configs_name
-from rules.ruleset import RuleSet
+from stepscope.attach.sdk_v2 import debugger_rule_collections, rule_configs_name
 from stepscope.cli.common import Command, user_errors
 
 __all__ = ["attach_command", "v2_collectors_source", "v2_source", "v3_collectors_source", "v3_source"]
@@ -65,15 +65,15 @@ ProfilerConfig and rule containers instead (accounts that still have Debugger).
 It is done in your launch code, before the job starts:
 
   SDK v2 (sagemaker>=2.257,<3), any Estimator / PyTorch / HuggingFace:
-      from rules.attach.sdk_v2 import attach_to_estimator
+      from stepscope.attach import attach_to_estimator
       attach_to_estimator(estimator); estimator.fit(...)
 
   SDK v3 (sagemaker>=3.3,<4), ModelTrainer (instead of model_trainer.train()):
-      from rules.attach.sdk_v3 import train_with_profiling
+      from stepscope.attach import train_with_profiling
       job = train_with_profiling(model_trainer)
 
   boto3 / raw CreateTrainingJob requests (the image must contain the collector):
-      from rules.attach.boto3_request import apply_to_request
+      from stepscope.attach import apply_to_request
       client.create_training_job(**apply_to_request(request))
 
 To see what would be attached:  stepscope attach --print [--sdk v2|v3|boto3] [--debugger]
@@ -200,7 +200,7 @@ def v2_collectors_source(rs: RuleSet, s3_output_path: str | None, entry_point: s
                                 rs.profiler.system_monitor_interval_millis)
     mark = "" if s3 else "  # your estimator's output_path (attach_to_estimator takes it from there)"
     lines = [
-        *_collector_header("v2", rs, "rules.attach.sdk_v2.attach_to_estimator(estimator)"),
+        *_collector_header("v2", rs, "stepscope.attach.sdk_v2.attach_to_estimator(estimator)"),
         f"# Entry point: {ENTRY_SHIM} (generated in that copy), which runs, with the hyperparameters as",
         "# arguments and under torchrun / mpirun when distribution= asks for it (one sampler per node):",
         f"#   {shlex.join([*launcher, *_entry_target(entry)])} ARGS",
@@ -216,7 +216,7 @@ def v2_collectors_source(rs: RuleSet, s3_output_path: str | None, entry_point: s
         ")",
         "",
         "# In one call, before fit() (it also stages the code and sets the entry point as above):",
-        "#   from rules.attach.sdk_v2 import attach_to_estimator",
+        "#   from stepscope.attach import attach_to_estimator",
         f"#   {_attach_call('attach_to_estimator', 'estimator', rs.source)}",
     ]
     return "\n".join(lines) + "\n"
@@ -230,7 +230,7 @@ def v3_collectors_source(rs: RuleSet, s3_output_path: str | None, entry_script: 
     launcher = launcher_command(tb["LocalPath"], rs.profiler.system_monitor_interval_millis)
     mark = "" if s3 else "  # the trainer's output path"
     lines = [
-        *_collector_header("v3", rs, "rules.attach.sdk_v3.train_with_profiling(model_trainer)"),
+        *_collector_header("v3", rs, "stepscope.attach.sdk_v3.train_with_profiling(model_trainer)"),
         "# The job gets a copy of the trainer's SourceCode (the trainer keeps its own):",
         f"#   entry_script={ENTRY_SHIM!r} (generated), which runs, under the Torchrun / MPI driver",
         "#   when distributed= asks for it (one sampler per node):",
@@ -245,7 +245,7 @@ def v3_collectors_source(rs: RuleSet, s3_output_path: str | None, entry_script: 
         ")",
         "",
         "# In one call, instead of model_trainer.train():",
-        "#   from rules.attach.sdk_v3 import train_with_profiling",
+        "#   from stepscope.attach import train_with_profiling",
         f"#   job = {_attach_call('train_with_profiling', 'model_trainer', rs.source)}",
     ]
     return "\n".join(lines) + "\n"
@@ -269,7 +269,7 @@ def v2_source(rs: RuleSet, s3_output_path: str | None) -> str:
     settings = rs.profiler
     s3 = settings.s3_output_path or s3_output_path
     lines = [
-        "# SageMaker SDK v2: what rules.attach.sdk_v2.attach_to_estimator(estimator) sets.",
+        "# SageMaker SDK v2: what stepscope.attach.sdk_v2.attach_to_estimator(estimator) sets.",
         f"# Rule file: {_rule_file_label(rs.source)}",
         "from sagemaker.debugger import (",
         "    CollectionConfig, DebuggerHookConfig, ProfilerConfig, ProfilerRule, Rule,",
@@ -330,7 +330,7 @@ def v2_source(rs: RuleSet, s3_output_path: str | None) -> str:
         "# Pass these to the estimator, e.g. PyTorch(..., rules=rules, profiler_config=profiler_config,",
         "# debugger_hook_config=debugger_hook_config, tensorboard_output_config=tensorboard_output_config,",
         "# disable_profiler=disable_profiler), or in one call before fit():",
-        "#   from rules.attach.sdk_v2 import attach_to_estimator",
+        "#   from stepscope.attach import attach_to_estimator",
         f"#   {_attach_call('attach_to_estimator', 'estimator', rs.source)}",
     ]
     return "\n".join(lines) + "\n"
@@ -356,7 +356,7 @@ def v3_source(fields: dict[str, Any], rules_file: str = DEFAULT_RULES) -> str:
     (``rules_file``: the rule file they came from, for the one-call form at the end)."""
     lines = [
         "# SageMaker SDK v3: the TrainingJob.create(...) arguments that",
-        "# rules.attach.sdk_v3.train_with_profiling(model_trainer) adds to ModelTrainer's own.",
+        "# stepscope.attach.sdk_v3.train_with_profiling(model_trainer) adds to ModelTrainer's own.",
         "from sagemaker.core import shapes",
         "",
     ]
@@ -402,7 +402,7 @@ def v3_source(fields: dict[str, Any], rules_file: str = DEFAULT_RULES) -> str:
     lines += [
         "",
         "# In one call, instead of model_trainer.train():",
-        "#   from rules.attach.sdk_v3 import train_with_profiling",
+        "#   from stepscope.attach import train_with_profiling",
         f"#   job = {_attach_call('train_with_profiling', 'model_trainer', rules_file)}",
     ]
     return "\n".join(lines) + "\n"
