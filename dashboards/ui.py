@@ -22,7 +22,7 @@ from analyzer.analyses.system import natural_key
 from dashboards.data import JobData
 from dashboards.filters import NODES_KEY, RANKS_KEY, Filters
 from stepscope.report.palette import RANK_COLORS, rank_color, rank_of_label
-from stepscope.report.training import training_rule_ids
+from stepscope.report.rule_info import rule_pages, window_colors
 
 _CTX = "_stepscope_ctx"
 HERE = Path(__file__).resolve().parent
@@ -38,18 +38,8 @@ PAGES: tuple[tuple[str, str, str, str, str], ...] = (
     ("compare", "views/compare.py", "Compare", ":material/compare_arrows:", "compare"),
 )
 
-#: which page holds the chart that shows a rule's finding
-RULE_PAGE = {
-    "LowGPUUtilization": "system", "CPUBottleneck": "system", "IOBottleneck": "system",
-    "GPUMemoryIncrease": "system", "LoadBalancing": "system", "BatchSize": "system",
-    "OverallSystemUsage": "system", "StepOutlier": "steps", "DataLoaderStall": "steps",
-    "Dataloader": "steps", "MaxInitializationTime": "steps", "StragglerRank": "communication",
-    "ExposedCommunication": "communication", "GPUStarvedByHost": "kernels", "AllocatorMemoryGrowth": "steps", "BaselineRegression": "compare",
-    "AbortAtExit": "overview",
-    "ProfilerReport": "overview",
-    # SageMaker Debugger's training rules (losses, tensors): the Training health page charts them
-    **dict.fromkeys(training_rule_ids(), "training"),
-}
+#: which page holds the chart that shows a rule's finding (each rule class says)
+RULE_PAGE = rule_pages()
 
 SEVERITY_BADGE = {"error": ":red-badge[error]", "warning": ":orange-badge[warning]", "info": ":blue-badge[info]"}
 
@@ -136,11 +126,8 @@ PART_COLORS = {
 #: lines per node or device: the rank palette's hues without its red (red is for alarms)
 SERIES_COLORS = tuple(c for c in RANK_COLORS if c != "#e45756")
 
-#: the shade of each rule's flagged windows (the rules' alarms)
-WINDOW_COLORS = {
-    "LowGPUUtilization": "rgba(214,39,40,0.13)", "CPUBottleneck": "rgba(245,133,24,0.16)",
-    "IOBottleneck": "rgba(178,121,162,0.18)", "GPUMemoryIncrease": "rgba(157,117,93,0.18)",
-}
+#: the shade of each rule's flagged windows (the rules' alarms; each rule class says)
+WINDOW_COLORS = window_colors()
 
 
 def shade(fig: go.Figure, windows: Iterable[tuple[Any, Any, str]], y: tuple[float, float] = (0.0, 105.0)) -> int:

@@ -20,6 +20,22 @@ if TYPE_CHECKING:
 
 SEVERITIES = ("error", "warning", "info")
 SEVERITY_RANK = {"error": 3, "warning": 2, "info": 1}
+#: the dashboard's pages a rule's findings can point at (``Rule.page``)
+PAGES = ("overview", "system", "steps", "communication", "kernels", "training", "compare")
+
+
+@dataclass(frozen=True)
+class GroupFigure:
+    """How a group of one rule's findings that share a pattern reads: the evidence key that
+    says how bad one is (the range of it over the group leads the group's line), how to word
+    it, and which end is worse."""
+
+    key: str
+    text: str  # "{} ms per step waiting for the next batch": {} is the value or the range
+    digits: int = 1
+    worst: str = "max"  # max | min
+    #: a second figure in parentheses: (key, text, digits)
+    then: tuple[str, str, int] | None = None
 
 class Finding(BaseModel):
     """One verdict: which rule, how bad, where, the numbers behind it, and what to do.
@@ -50,6 +66,9 @@ class RuleResult:
     findings: list[Finding] = field(default_factory=list)
     skipped_reason: str | None = None
     error: str | None = None
+    #: what the rule measured that the report carries beyond its findings (e.g. the
+    #: baseline comparison's rows), so the report never calls a rule
+    details: dict[str, Any] = field(default_factory=dict)
 
     @property
     def fired(self) -> bool:
@@ -83,6 +102,39 @@ class Rule(ABC):
     evaluated: ClassVar[bool] = True
     #: judged only when the job has a baseline run (``--baseline``): no row otherwise
     needs_baseline: ClassVar[bool] = False
+    #: a SageMaker Debugger training rule (judged from training-health data; its Debugger
+    #: rule container attached with ``stepscope attach --debugger``)
+    debugger_builtin: ClassVar[bool] = False
+    #: re-exported by smdebug_rulesconfig's ``rule_configs`` (False: only in ``profiler_rules``)
+    in_rule_configs: ClassVar[bool] = True
+    #: what the default rule file sets beyond the parameters' defaults, and the comment
+    #: above its section (``rules.rule_file`` writes the file from these)
+    rule_file_values: ClassVar[dict[str, Any]] = {}
+    rule_file_note: ClassVar[str] = ""
+
+    # -- how the outputs show it (read through ``stepscope.report.rule_info``) -------------
+    #: the dashboard page whose chart shows its findings (one of ``PAGES``)
+    page: ClassVar[str] = "overview"
+    #: how a group of its findings reads, per evidence ``kind`` (None: any kind); a rule
+    #: without one still groups, its line quoting its first finding
+    group_figures: ClassVar[dict[str | None, GroupFigure]] = {}
+    #: the system metric whose chart its flagged windows shade, and their colour
+    shades_metric: ClassVar[str | None] = None
+    window_color: ClassVar[str | None] = None
+    #: what a page looks for among the findings (``straggler``: findings naming a rank that
+    #: holds the others back; ``outlier_steps``: findings listing slow steps)
+    marks: ClassVar[str | None] = None
+    #: the Training health chart that shows its findings (training rules; ``chart_for``
+    #: may move one finding to another chart)
+    chart: ClassVar[str | None] = None
+
+    @classmethod
+    def chart_for(cls, finding: Finding) -> str | None:
+        return cls.chart
+
+    def __init__(self) -> None:
+        #: set by ``evaluate`` for the report (``RuleResult.details``); one instance per run
+        self.details: dict[str, Any] = {}
 
     @abstractmethod
     def evaluate(self, job: Job, params: Any) -> list[Finding] | str:

@@ -50,6 +50,7 @@ def evaluate(job: Job, ruleset: RuleSet) -> list[RuleResult]:
                     if severity:
                         f.severity = severity
                 res.findings = out
+        res.details = dict(rule.details)
         results.append(res)
     return results
 

@@ -62,11 +62,16 @@ class RuleSet:
         return {r.id: self.rules[r.id] for r in RULES if r.sagemaker_builtin and self.enabled(r.id)}
 
 
+#: the default rule file users copy; the defaults themselves come from the rule classes
+#: (``rules.rule_file`` writes this file from them, and a test keeps the two equal)
 DEFAULT_RULE_FILE = "default-rules.toml"
 
 
 def default_rules_text() -> str:
-    return (Path(__file__).parent / DEFAULT_RULE_FILE).read_text(encoding="utf-8")
+    """The default rule file's text, from the registry (what DEFAULT_RULE_FILE holds)."""
+    from rules.rule_file import render  # it reads this module's ProfilerSettings
+
+    return render()
 
 
 def load_ruleset(path: str | Path | None = None) -> RuleSet:

@@ -22,7 +22,8 @@ from streamlit.testing.v1 import AppTest
 from dashboards import data, ui
 from rules.ruleset import load_ruleset
 from stepscope.report.analyze import analyze
-from stepscope.report.training import CHART_TITLES, NO_DATA_NOTE, chart_of, training_rule_ids
+from stepscope.report.rule_info import chart_of, training_rule_ids
+from stepscope.report.training import CHART_TITLES, NO_DATA_NOTE
 from tests.support.health_records import loss, sick_training_job, tensor, write_health
 
 REPO = Path(__file__).resolve().parents[1]

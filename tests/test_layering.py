@@ -29,13 +29,14 @@ LAYERS: list[tuple[str, str]] = [
     ("rules.profiling", "collectors"),
     ("rules", "rules"),
     ("stepscope.report", "report"),
+    ("stepscope.present", "presentation"),
     ("stepscope.render", "outputs"),
     ("stepscope.cli", "outputs"),
     ("stepscope.collectors", "collectors"),
     ("stepscope", "outputs"),  # __main__
     ("dashboards", "outputs"),
 ]
-RANK = {"sources": 0, "ingest": 1, "analyses": 2, "rules": 3, "report": 4, "outputs": 5}
+RANK = {"sources": 0, "ingest": 1, "analyses": 2, "rules": 3, "report": 4, "presentation": 5, "outputs": 6}
 #: the output packages, which must not import one another
 OUTPUTS = ("stepscope.cli", "stepscope.render", "dashboards", "stepscope.attach", "rules.attach")
 #: the one output allowed to import others: the CLI writes reports and runs attach
@@ -110,6 +111,8 @@ def violations(modules: list[tuple[Path, str]]) -> list[str]:
                 if ours or top in HEAVY:
                     found.append(f"{where}: a collector imports only the standard library")
                 continue
+            if name.split(".")[0] == "plotly" and RANK[mine] < RANK["presentation"]:
+                found.append(f"{where}: plotly only in the presentation and the outputs")
             if theirs is None:
                 continue
             if theirs == "collectors":
@@ -122,6 +125,39 @@ def violations(modules: list[tuple[Path, str]]) -> list[str]:
             if a == "dashboards" and name.startswith(("rules.builtin", "rules.params")):
                 found.append(f"{where}: dashboard pages read the report, not the rules")
     return found
+
+
+def rule_id_literals(modules: list[tuple[Path, str]], ids: dict[str, str]) -> list[str]:
+    """String constants equal to a rule id outside that rule's own module: a page, a
+    renderer or a table that names a rule (the rule class says what they need instead)."""
+    found = []
+    for path, module in modules:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in ids
+                    and ids[node.value] != module):
+                rel = path.relative_to(REPO) if path.is_relative_to(REPO) else path.name
+                found.append(f"{rel}:{node.lineno}: {module} names rule {node.value!r} (its module: "
+                             f"{ids[node.value]})")
+    return found
+
+
+def _rule_ids() -> dict[str, str]:
+    from rules.registry import RULES
+
+    return {r.id: r.__module__ for r in RULES}
+
+
+def test_no_rule_id_is_written_outside_its_rule_module() -> None:
+    bad = rule_id_literals(_modules(), _rule_ids())
+    assert not bad, "\n".join(bad)
+
+
+def test_the_rule_id_check_catches_a_page_naming_a_rule(tmp_path: Path) -> None:
+    fake = tmp_path / "page.py"
+    fake.write_text('verdicts = [f for f in findings if f.rule == "StragglerRank"]\n')
+    (bad,) = rule_id_literals([(fake, "dashboards.views.page")], _rule_ids())
+    assert "names rule 'StragglerRank'" in bad
 
 
 def test_no_layer_imports_a_higher_one() -> None:
@@ -143,6 +179,8 @@ def test_every_module_has_a_layer() -> None:
         ("dashboards.views.x", "from rules import params\n", "read the report"),
         ("rules.profiling", "import pandas\n", "standard library"),
         ("stepscope.collectors.x", "from analyzer.ingest import ingest\n", "standard library"),
+        ("stepscope.report.x", "import plotly.graph_objects as go\n", "plotly only in the presentation"),
+        ("analyzer.analyses.x", "def f():\n    import plotly\n", "plotly only in the presentation"),
     ],
 )
 def test_the_check_catches_each_kind(module: str, source: str, expected: str, tmp_path: Path) -> None:

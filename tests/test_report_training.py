@@ -23,14 +23,13 @@ from analyzer.job import Job
 from rules.ruleset import load_ruleset
 from stepscope.report.analyze import analyze
 from stepscope.report.model import Report
+from stepscope.report.rule_info import chart_of, training_rule_ids
 from stepscope.report.training import (
     HEATMAP_BINS,
     MAX_POINTS,
     NO_DATA_NOTE,
     anchor,
-    chart_of,
     log_norms,
-    training_rule_ids,
 )
 from tests.support.health_records import loss, sick_training_job, tensor, write_health
 

@@ -87,3 +87,12 @@ def test_reading_the_registry_loads_no_dataframe_library() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_the_default_rule_file_is_the_registrys() -> None:
+    """rules/default-rules.toml is written from the rule classes (``python -m rules.rule_file``):
+    every parameter default once, in the rule's own module."""
+    from rules.rule_file import render
+
+    committed = (REPO / "rules" / "default-rules.toml").read_text(encoding="utf-8")
+    assert committed == render(), "run: python -m rules.rule_file > rules/default-rules.toml"

@@ -8,13 +8,16 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboards import tables, ui
+from stepscope.report.rule_info import rules_marking
 
 ctx = ui.context()
 job, flt = ctx.job, ctx.filters
 report = job.report
 ui.page_header("Communication", ctx)
 
-verdicts = [f for f in report.findings if f.rule == "StragglerRank" and isinstance(f.evidence.get("rank"), int)]
+#: the rules whose findings name a rank that holds the others back (each rule class says)
+STRAGGLER_RULES = rules_marking("straggler")
+verdicts = [f for f in report.findings if f.rule in STRAGGLER_RULES and isinstance(f.evidence.get("rank"), int)]
 straggling = {int(f.evidence["rank"]) for f in verdicts}
 
 
@@ -84,20 +87,20 @@ if not shown_any:
     st.info("No GPU kernels and no profiled steps: a communication breakdown needs PyTorch profiler traces.")
 
 st.subheader("Straggler ranks")
-rule = next((r for r in report.rules if r.rule == "StragglerRank"), None)
+rule = next((r for r in report.rules if r.rule in STRAGGLER_RULES), None)
 if rule is None:
-    st.caption("StragglerRank is disabled in the rule file.")
+    st.caption(f"{' and '.join(STRAGGLER_RULES)} disabled in the rule file.")
 elif rule.status in ("skipped", "error"):
-    st.caption(f"StragglerRank could not judge this job: {rule.reason}.")
+    st.caption(f"{rule.rule} could not judge this job: {rule.reason}.")
 elif not verdicts:
-    st.caption("None: no rank's own work per step stands out from the others' (StragglerRank passed).")
+    st.caption(f"None: no rank's own work per step stands out from the others' ({rule.rule} passed).")
 else:
     shown = set(flt.rank_list(sorted(straggling), job.rank_node))
     tables.show([{k: f.evidence.get(k) for k in ("rank", "steps", "busy_ms", "others_busy_ms", "excess_ms", "excess_pct")}
                  for f in verdicts if f.evidence["rank"] in shown])
     st.warning(f"Straggler rank(s): {', '.join(map(str, sorted(straggling)))}: the other ranks wait for "
                "them in every collective.")
-    st.caption("Per straggler, from StragglerRank's evidence: median own work per step (ms) against the "
+    st.caption(f"Per straggler, from {rule.rule}'s evidence: median own work per step (ms) against the "
                "median of the other ranks, and the excess every other rank waits each step.")
 
 st.subheader("Collectives")

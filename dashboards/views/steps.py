@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboards import downsample, tables, ui
+from stepscope.report.rule_info import rules_marking
 
 ctx = ui.context()
 job, flt = ctx.job, ctx.filters
@@ -27,9 +28,10 @@ if sel.empty:
     st.info("No steps in the selected ranks / time window.")
     st.stop()
 
-# the slow steps StepOutlier named in its findings: the rule's verdict, not a threshold of this page
+# the slow steps the outlier rule named in its findings: the rule's verdict, not a threshold of this page
+OUTLIER_RULES = rules_marking("outlier_steps")
 named = {(int(f.evidence["rank"]), int(n)) for f in report.findings
-         if f.rule == "StepOutlier" and isinstance(f.evidence.get("rank"), int) for n in f.evidence.get("steps") or []}
+         if f.rule in OUTLIER_RULES and isinstance(f.evidence.get("rank"), int) for n in f.evidence.get("steps") or []}
 out = sel[[(int(r), int(n)) in named for r, n in zip(sel["rank"], sel["step"], strict=True)]] if named else sel.iloc[:0]
 
 per_rank = downsample.points_per_trace(len(ranks))
@@ -45,9 +47,10 @@ if not out.empty:
                              text=[f"rank {int(r)} step {int(s)}" for r, s in zip(o["rank"], o["step"], strict=True)]))
 ui.layout(fig, title="Step time per rank", yaxis_title="ms", height=380)
 ui.plot(fig, key="steps-time")
-outlier_rule = next((r for r in report.rules if r.rule == "StepOutlier"), None)
-why = f" (StepOutlier could not judge: {outlier_rule.reason})" if outlier_rule is not None and outlier_rule.reason else ""
-st.caption(f"{len(sel):,} steps on {len(ranks)} rank(s); {len(out):,} outlier(s) marked, as StepOutlier's "
+outlier_rule = next((r for r in report.rules if r.rule in OUTLIER_RULES), None)
+why = f" ({outlier_rule.rule} could not judge: {outlier_rule.reason})" if outlier_rule is not None and outlier_rule.reason else ""
+named_by = outlier_rule.rule if outlier_rule is not None else "the outlier rule"
+st.caption(f"{len(sel):,} steps on {len(ranks)} rank(s); {len(out):,} outlier(s) marked, as {named_by}'s "
            f"findings name them{why}.")
 
 #: short headings: the table sits in half the page, under its own "step time" title

@@ -9,6 +9,7 @@ import streamlit as st
 
 from analyzer.analyses.system import natural_key
 from dashboards import tables, ui
+from stepscope.report.rule_info import shaded_metrics
 
 ctx = ui.context()
 job, flt = ctx.job, ctx.filters
@@ -21,9 +22,8 @@ if not dims:
     st.stop()
 
 nodes = tuple(flt.nodes)
-#: each chart shades the windows of the rules that judge its metric
-RULES = {"GPUUtilization": ("LowGPUUtilization",), "GPUMemoryUtilization": ("GPUMemoryIncrease",),
-         "CPUUtilization": ("CPUBottleneck",), "I/OWaitPercentage": ("IOBottleneck",)}
+#: each chart shades the windows of the rules that judge its metric (each rule class says)
+RULES = shaded_metrics()
 windows = {dim: ui.finding_windows(job, rules, nodes) for dim, rules in RULES.items()}
 flagged = sum(len(w) for w in windows.values())
 

@@ -12,9 +12,10 @@ import streamlit as st
 
 from dashboards import tables, ui
 from rules.base import Finding
-from stepscope.report import training_figures
+from stepscope.present import training_figures
 from stepscope.report.model import TrainingCharts
-from stepscope.report.training import CHART_TITLES, NO_DATA_NOTE, chart_of
+from stepscope.report.rule_info import chart_of
+from stepscope.report.training import CHART_TITLES, NO_DATA_NOTE
 
 WORKER_KEY = "training-worker"
 FOCUS_KEY = "training-focus"

@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from rules.base import Rule
+from rules.base import Finding, Rule
 from rules.params import RuleParams
 
 if TYPE_CHECKING:
@@ -58,11 +58,25 @@ class TrainingRule(Rule):
     #: ``ruleConfigs.json`` lists them (plus the loss/gradient ones its checks need); the
     #: rule's own ``collection_names`` parameter adds to them at attach time
     debugger_collections: ClassVar[tuple[str, ...]] = ()
+    page: ClassVar[str] = "training"
+    chart: ClassVar[str | None] = "loss"
+
+    @classmethod
+    def chart_for(cls, finding: Finding) -> str | None:
+        """The chart that shows ``finding``: a finding about the loss is on the loss chart,
+        otherwise the rule's own."""
+        if "loss" in str(finding.evidence.get("tensor") or "").lower():
+            return "loss"
+        return cls.chart
 
     def debugger_rule_parameters(self, params: RuleParams) -> dict[str, Any] | None:
         """The parameters Debugger's container gets (unset ones left out), or None when the
         rule cannot run there as configured."""
         return {k: v for k, v in params.model_dump().items() if v is not None}
+
+
+#: the Training health chart of each tensor role
+ROLE_CHART = {"gradient": "gradient_norms", "update_ratio": "update_ratios", "activation": "activations"}
 
 
 def split_list(value: str | None) -> list[str]:

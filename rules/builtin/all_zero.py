@@ -14,6 +14,7 @@ from pydantic import Field
 
 from rules.base import Finding
 from rules.builtin._training import (
+    ROLE_CHART,
     TrainingRule,
     has_selection,
     no_selected_data,
@@ -50,6 +51,22 @@ class AllZero(TrainingRule):
         "and for dead activations before it."
     )
     params_model: ClassVar[type[RuleParams]] = AllZeroParams
+    rule_file_values: ClassVar[dict[str, Any]] = {"collection_names": "gradients, weights, relu_output"}
+    rule_file_note: ClassVar[str] = (
+        "Debugger requires collection_names or tensor_regex and has no default for either; these are\n"
+        "the collections the other rules already make the hook save."
+    )
+
+    @classmethod
+    def chart_for(cls, finding: Finding) -> str | None:
+        """The chart of the role of the first all-zero tensor."""
+        if "loss" in str(finding.evidence.get("tensor") or "").lower():
+            return "loss"
+        tensors = finding.evidence.get("tensors") or []
+        if tensors and isinstance(tensors[0], dict):
+            return ROLE_CHART.get(str(tensors[0].get("role")), cls.chart)
+        return cls.chart
+    chart: ClassVar[str | None] = "activations"
 
     def debugger_rule_parameters(self, params: RuleParams) -> dict[str, Any] | None:
         """Not attached without a selection: Debugger's container requires one."""

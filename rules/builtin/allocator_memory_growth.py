@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import Field
 
-from rules.base import Finding, Rule
+from rules.base import Finding, GroupFigure, Rule
 from rules.params import RuleParams
 
 if TYPE_CHECKING:
@@ -45,6 +45,11 @@ class AllocatorMemoryGrowth(Rule):
     )
     severity: ClassVar[str] = "warning"
     params_model: ClassVar[type[RuleParams]] = AllocatorMemoryGrowthParams
+    page: ClassVar[str] = "steps"
+    group_figures: ClassVar[dict[str | None, GroupFigure]] = {
+        None: GroupFigure("growth_per_step_mib", "+{} MiB allocated per step",
+                          then=("growth_mib", "+{} MiB over the profiled steps", 0)),
+    }
 
     def evaluate(self, job: Job, params: AllocatorMemoryGrowthParams) -> list[Finding] | str:
         if not job.has_kineto_events:

@@ -42,6 +42,8 @@ class BaselineRegression(Rule):
     recommendation: ClassVar[str] = "Compare the two runs' dashboards (Compare page) and look at what changed between them."
     severity: ClassVar[str] = "warning"
     params_model: ClassVar[type[RuleParams]] = BaselineRegressionParams
+    rule_file_note: ClassVar[str] = "Judged only with `stepscope report --baseline SOURCE`: tolerated change against the baseline."
+    page: ClassVar[str] = "compare"
     #: judged only when the job has a baseline (``--baseline``): no row in the report otherwise
     needs_baseline: ClassVar[bool] = True
 
@@ -84,7 +86,9 @@ class BaselineRegression(Rule):
             return "no baseline run given (--baseline SOURCE)"
         source = job.baseline.dataset.meta.source
         findings = []
-        for c in self.comparisons(job, params):
+        comparisons = self.comparisons(job, params)
+        self.details["comparisons"] = comparisons  # the report's Compare table
+        for c in comparisons:
             if not c["regressed"]:
                 continue
             unit = "%" if c["tolerance_kind"].startswith("pct") else " points"

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import Field
 
-from rules.base import Finding, Rule, iso
+from rules.base import Finding, GroupFigure, Rule, iso
 from rules.builtin._metrics_source import by_metrics_source
 from rules.params import BuiltinParams, RuleParams
 
@@ -33,6 +33,11 @@ class BatchSize(Rule):
     recommendation: ClassVar[str] = "Increase the batch size (scale the learning rate with it), or choose a smaller instance type."
     severity: ClassVar[str] = "info"
     params_model: ClassVar[type[RuleParams]] = BatchSizeParams
+    page: ClassVar[str] = "system"
+    group_figures: ClassVar[dict[str | None, GroupFigure]] = {
+        None: GroupFigure("gpu_p95", "GPU utilization p95 {}% at worst", digits=0, worst="min",
+                          then=("gpu_memory_p95", "memory p95 {}%", 0)),
+    }
     sagemaker_builtin: ClassVar[bool] = True
 
     def evaluate(self, job: Job, params: BatchSizeParams) -> list[Finding] | str:

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import Field
 
-from rules.base import Finding, Rule
+from rules.base import Finding, GroupFigure, Rule
 from rules.builtin._bottleneck import evaluate_bottleneck
 from rules.params import BuiltinParams, RuleParams
 
@@ -35,6 +35,12 @@ class CPUBottleneck(Rule):
     )
     severity: ClassVar[str] = "warning"
     params_model: ClassVar[type[RuleParams]] = CPUBottleneckParams
+    page: ClassVar[str] = "system"
+    shades_metric: ClassVar[str | None] = "CPUUtilization"
+    window_color: ClassVar[str | None] = "rgba(245,133,24,0.16)"
+    group_figures: ClassVar[dict[str | None, GroupFigure]] = {
+        None: GroupFigure("share_pct", "GPUs idle while the CPU is busy in {}% of snapshots"),
+    }
     sagemaker_builtin: ClassVar[bool] = True
 
     def evaluate(self, job: Job, params: CPUBottleneckParams) -> list[Finding] | str:

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import Field
 
-from rules.base import Finding, Rule, iso
+from rules.base import Finding, GroupFigure, Rule, iso
 from rules.params import BuiltinParams, RuleParams
 
 if TYPE_CHECKING:
@@ -40,6 +40,14 @@ class Dataloader(Rule):
     )
     severity: ClassVar[str] = "warning"
     params_model: ClassVar[type[RuleParams]] = DataloaderParams
+    page: ClassVar[str] = "steps"
+    in_rule_configs: ClassVar[bool] = False  # smdebug_rulesconfig has it in profiler_rules only
+    group_figures: ClassVar[dict[str | None, GroupFigure]] = {
+        "too_few": GroupFigure("median_processes", "a median of {} data-loading processes", digits=0,
+                               worst="min", then=("cores", "on {} cores", 0)),
+        "too_many": GroupFigure("median_processes", "a median of {} data-loading processes", digits=0,
+                                then=("cores", "on {} cores", 0)),
+    }
     sagemaker_builtin: ClassVar[bool] = True
 
     def evaluate(self, job: Job, params: DataloaderParams) -> list[Finding] | str:

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import Field
 
-from rules.base import Finding, Rule
+from rules.base import Finding, GroupFigure, Rule
 from rules.params import RuleParams
 
 if TYPE_CHECKING:
@@ -32,6 +32,11 @@ class DataLoaderStall(Rule):
     )
     severity: ClassVar[str] = "error"
     params_model: ClassVar[type[RuleParams]] = DataLoaderStallParams
+    page: ClassVar[str] = "steps"
+    group_figures: ClassVar[dict[str | None, GroupFigure]] = {
+        None: GroupFigure("mean_wait_ms", "{} ms per step waiting for the next batch",
+                          then=("share_pct", "{}% of the step", 0)),
+    }
 
     def evaluate(self, job: Job, params: DataLoaderStallParams) -> list[Finding] | str:
         waits = job.dataloader_waits()

@@ -50,6 +50,7 @@ class DeadRelu(TrainingRule):
         "or use LeakyReLU/GELU; normalisation before the activation helps."
     )
     params_model: ClassVar[type[RuleParams]] = DeadReluParams
+    chart: ClassVar[str | None] = "activations"
     debugger_collections: ClassVar[tuple[str, ...]] = ("relu_output",)
 
     def evaluate(self, job: Job, params: DeadReluParams) -> list[Finding] | str:

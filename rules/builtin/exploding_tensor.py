@@ -42,6 +42,16 @@ class ExplodingTensor(TrainingRule):
     severity: ClassVar[str] = "error"
     params_model: ClassVar[type[RuleParams]] = ExplodingTensorParams
 
+    @classmethod
+    def chart_for(cls, finding: Finding) -> str | None:
+        """A tensor, not the loss, that stopped being a number first is on the gradient
+        heatmap, not the loss chart."""
+        chart = super().chart_for(finding)
+        names = finding.evidence.get("tensors_at_first_step") or []
+        if chart == "loss" and names and not any("loss" in str(n).lower() for n in names):
+            return "gradient_norms"
+        return chart
+
     def evaluate(self, job: Job, params: ExplodingTensorParams) -> list[Finding] | str:
         if not job.has_training_data():
             return no_data(job, "")

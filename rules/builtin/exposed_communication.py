@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import Field
 
-from rules.base import Finding, Rule
+from rules.base import Finding, GroupFigure, Rule
 from rules.params import RuleParams
 
 if TYPE_CHECKING:
@@ -31,6 +31,11 @@ class ExposedCommunication(Rule):
     )
     severity: ClassVar[str] = "warning"
     params_model: ClassVar[type[RuleParams]] = ExposedCommunicationParams
+    page: ClassVar[str] = "communication"
+    group_figures: ClassVar[dict[str | None, GroupFigure]] = {
+        None: GroupFigure("exposed_comm_ms", "{} ms of communication not overlapped by computation",
+                          then=("exposed_share_pct", "{}% of GPU busy time", 0)),
+    }
 
     def evaluate(self, job: Job, params: ExposedCommunicationParams) -> list[Finding] | str:
         if not job.has_kineto_events:

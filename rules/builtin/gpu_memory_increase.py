@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import Field
 
-from rules.base import Finding, Rule, iso
+from rules.base import Finding, GroupFigure, Rule, iso
 from rules.builtin._metrics_source import by_metrics_source
 from rules.params import BuiltinParams, RuleParams
 
@@ -34,6 +34,13 @@ class GPUMemoryIncrease(Rule):
     )
     severity: ClassVar[str] = "warning"
     params_model: ClassVar[type[RuleParams]] = GPUMemoryIncreaseParams
+    page: ClassVar[str] = "system"
+    shades_metric: ClassVar[str | None] = "GPUMemoryUtilization"
+    window_color: ClassVar[str | None] = "rgba(157,117,93,0.18)"
+    group_figures: ClassVar[dict[str | None, GroupFigure]] = {
+        None: GroupFigure("max_increase", "GPU memory moving average up {} points",
+                          then=("last_value_pct", "now {}%", 1)),
+    }
     sagemaker_builtin: ClassVar[bool] = True
 
     def evaluate(self, job: Job, params: GPUMemoryIncreaseParams) -> list[Finding] | str:

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import Field
 
-from rules.base import Finding, Rule
+from rules.base import Finding, GroupFigure, Rule
 from rules.params import RuleParams
 
 if TYPE_CHECKING:
@@ -38,6 +38,11 @@ class GPUStarvedByHost(Rule):
     )
     severity: ClassVar[str] = "warning"
     params_model: ClassVar[type[RuleParams]] = GPUStarvedByHostParams
+    page: ClassVar[str] = "kernels"
+    group_figures: ClassVar[dict[str | None, GroupFigure]] = {
+        None: GroupFigure("host_wait_ms", "{} ms of GPU idle time before kernels the CPU had not launched",
+                          then=("host_wait_share_pct", "{}% of the stream's time", 0)),
+    }
 
     def evaluate(self, job: Job, params: GPUStarvedByHostParams) -> list[Finding] | str:
         if not job.has_kineto_events:

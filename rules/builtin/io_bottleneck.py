@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import Field
 
-from rules.base import Finding, Rule
+from rules.base import Finding, GroupFigure, Rule
 from rules.builtin._bottleneck import evaluate_bottleneck
 from rules.params import BuiltinParams, RuleParams
 
@@ -35,6 +35,12 @@ class IOBottleneck(Rule):
     )
     severity: ClassVar[str] = "warning"
     params_model: ClassVar[type[RuleParams]] = IOBottleneckParams
+    page: ClassVar[str] = "system"
+    shades_metric: ClassVar[str | None] = "I/OWaitPercentage"
+    window_color: ClassVar[str | None] = "rgba(178,121,162,0.18)"
+    group_figures: ClassVar[dict[str | None, GroupFigure]] = {
+        None: GroupFigure("share_pct", "GPUs idle while waiting for I/O in {}% of snapshots"),
+    }
     sagemaker_builtin: ClassVar[bool] = True
 
     def evaluate(self, job: Job, params: IOBottleneckParams) -> list[Finding] | str:

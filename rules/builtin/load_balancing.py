@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 from pydantic import Field
 
-from rules.base import Finding, Rule, iso
+from rules.base import Finding, GroupFigure, Rule, iso
 from rules.params import BuiltinParams, RuleParams
 
 if TYPE_CHECKING:
@@ -33,6 +33,10 @@ class LoadBalancing(Rule):
     )
     severity: ClassVar[str] = "warning"
     params_model: ClassVar[type[RuleParams]] = LoadBalancingParams
+    page: ClassVar[str] = "system"
+    group_figures: ClassVar[dict[str | None, GroupFigure]] = {
+        None: GroupFigure("worst_distance", "GPU utilization histograms {} apart at worst", digits=2),
+    }
     sagemaker_builtin: ClassVar[bool] = True
 
     def evaluate(self, job: Job, params: LoadBalancingParams) -> list[Finding] | str:

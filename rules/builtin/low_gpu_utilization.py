@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import Field
 
-from rules.base import Finding, Rule, iso
+from rules.base import Finding, GroupFigure, Rule, iso
 from rules.builtin._metrics_source import by_metrics_source
 from rules.params import BuiltinParams, RuleParams
 
@@ -44,6 +44,15 @@ class LowGPUUtilization(Rule):
     )
     severity: ClassVar[str] = "warning"
     params_model: ClassVar[type[RuleParams]] = LowGPUUtilizationParams
+    page: ClassVar[str] = "system"
+    shades_metric: ClassVar[str | None] = "GPUUtilization"
+    window_color: ClassVar[str | None] = "rgba(214,39,40,0.13)"
+    group_figures: ClassVar[dict[str | None, GroupFigure]] = {
+        "underused": GroupFigure("worst_p95", "GPU utilization p95 {}% in the worst window", worst="min",
+                                 then=("violations", "in {} scans", 0)),
+        "fluctuating": GroupFigure("worst_p5", "GPU utilization p5 {}% in the worst window", worst="min",
+                                   then=("worst_p95", "p95 {}%", 1)),
+    }
     sagemaker_builtin: ClassVar[bool] = True
 
     def evaluate(self, job: Job, params: LowGPUUtilizationParams) -> list[Finding] | str:

@@ -43,6 +43,7 @@ class MaxInitializationTime(Rule):
     recommendation: ClassVar[str] = "Cache or pre-stage datasets and model weights; use FastFile mode; check what runs before the loop."
     severity: ClassVar[str] = "warning"
     params_model: ClassVar[type[RuleParams]] = MaxInitializationTimeParams
+    page: ClassVar[str] = "steps"
     sagemaker_builtin: ClassVar[bool] = True
 
     def evaluate(self, job: Job, params: MaxInitializationTimeParams) -> list[Finding] | str:

@@ -14,6 +14,7 @@ class OverallSystemUsageParams(BuiltinParams):
 
 class OverallSystemUsage(SageMakerOnlyRule):
     id: ClassVar[str] = "OverallSystemUsage"
+    page: ClassVar[str] = "system"
     title: ClassVar[str] = "System usage per node (SageMaker's summary)"
     checks: ClassVar[str] = (
         "Nothing it could fail on: in SageMaker's rule container it summarises each node's CPU, GPU, GPU memory, "

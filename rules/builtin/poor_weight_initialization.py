@@ -58,6 +58,7 @@ class PoorWeightInitialization(TrainingRule):
         "normalisation layers, and check the learning rate of the first steps (warm-up)."
     )
     params_model: ClassVar[type[RuleParams]] = PoorWeightInitializationParams
+    chart: ClassVar[str | None] = "activations"
     debugger_collections: ClassVar[tuple[str, ...]] = ("relu_input", "gradients", "losses")
 
     def evaluate(self, job: Job, params: PoorWeightInitializationParams) -> list[Finding] | str:

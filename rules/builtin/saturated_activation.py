@@ -88,6 +88,7 @@ class SaturatedActivation(TrainingRule):
         "learning rate, or use a non-saturating activation."
     )
     params_model: ClassVar[type[RuleParams]] = SaturatedActivationParams
+    chart: ClassVar[str | None] = "activations"
     debugger_collections: ClassVar[tuple[str, ...]] = (SATURATED_INPUTS_COLLECTION,)
 
     def evaluate(self, job: Job, params: SaturatedActivationParams) -> list[Finding] | str:

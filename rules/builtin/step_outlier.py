@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 from pydantic import Field
 
-from rules.base import Finding, Rule
+from rules.base import Finding, GroupFigure, Rule
 from rules.params import BuiltinParams, RuleParams
 
 if TYPE_CHECKING:
@@ -48,6 +48,11 @@ class StepOutlier(Rule):
     recommendation: ClassVar[str] = "Look at what runs during the slow steps (the trace of those steps); move periodic work off the step."
     severity: ClassVar[str] = "warning"
     params_model: ClassVar[type[RuleParams]] = StepOutlierParams
+    page: ClassVar[str] = "steps"
+    marks: ClassVar[str | None] = "outlier_steps"
+    group_figures: ClassVar[dict[str | None, GroupFigure]] = {
+        None: GroupFigure("outliers", "{} outlier steps", digits=0, then=("max_ms", "longest {} ms", 1)),
+    }
     sagemaker_builtin: ClassVar[bool] = True
 
     def evaluate(self, job: Job, params: StepOutlierParams) -> list[Finding] | str:

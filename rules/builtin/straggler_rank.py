@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import Field
 
-from rules.base import Finding, Rule
+from rules.base import Finding, GroupFigure, Rule
 from rules.params import RuleParams
 
 if TYPE_CHECKING:
@@ -32,6 +32,12 @@ class StragglerRank(Rule):
     )
     severity: ClassVar[str] = "error"
     params_model: ClassVar[type[RuleParams]] = StragglerRankParams
+    page: ClassVar[str] = "communication"
+    marks: ClassVar[str | None] = "straggler"
+    group_figures: ClassVar[dict[str | None, GroupFigure]] = {
+        None: GroupFigure("excess_ms", "+{} ms of own work per step over the other ranks",
+                          then=("excess_pct", "+{}%", 0)),
+    }
 
     def evaluate(self, job: Job, params: StragglerRankParams) -> list[Finding] | str:
         per = job.rank_busy()

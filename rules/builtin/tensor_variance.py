@@ -55,6 +55,12 @@ class TensorVariance(TrainingRule):
         "add normalisation where activations drift."
     )
     params_model: ClassVar[type[RuleParams]] = TensorVarianceParams
+    rule_file_values: ClassVar[dict[str, Any]] = {"collection_names": "gradients, weights"}
+    rule_file_note: ClassVar[str] = (
+        "No default bounds (nor in Debugger): set max_threshold and/or min_threshold to judge it. Like\n"
+        "AllZero it needs collection_names or tensor_regex."
+    )
+    chart: ClassVar[str | None] = "gradient_norms"
 
     def debugger_rule_parameters(self, params: RuleParams) -> dict[str, Any] | None:
         """Not attached without a bound or a selection: Debugger's container has no default for them either."""

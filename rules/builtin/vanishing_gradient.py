@@ -31,6 +31,7 @@ class VanishingGradient(TrainingRule):
         "initialisation (Kaiming/Xavier), or a shallower network."
     )
     params_model: ClassVar[type[RuleParams]] = VanishingGradientParams
+    chart: ClassVar[str | None] = "gradient_norms"
     debugger_collections: ClassVar[tuple[str, ...]] = ("gradients",)
 
     def evaluate(self, job: Job, params: VanishingGradientParams) -> list[Finding] | str:

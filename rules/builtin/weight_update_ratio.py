@@ -57,6 +57,7 @@ class WeightUpdateRatio(TrainingRule):
         "learning rate or frozen parameters, and clip gradients against spikes."
     )
     params_model: ClassVar[type[RuleParams]] = WeightUpdateRatioParams
+    chart: ClassVar[str | None] = "update_ratios"
     debugger_collections: ClassVar[tuple[str, ...]] = ("weights",)
 
     def evaluate(self, job: Job, params: WeightUpdateRatioParams) -> list[Finding] | str:

@@ -42,6 +42,7 @@ from stepscope.attach.common import (
 )
 from stepscope.attach.sdk_v2 import debugger_rule_collections, rule_configs_name
 from stepscope.cli.common import Command, user_errors
+from stepscope.report.rule_info import in_rule_configs
 
 __all__ = ["attach_command", "v2_collectors_source", "v2_source", "v3_collectors_source", "v3_source"]
 
@@ -54,8 +55,6 @@ PLACEHOLDER_IMAGE = (
     f"<account-of-your-region>.dkr.ecr.<your-region>.amazonaws.com/{RULE_EVALUATOR_REPOSITORY}:{RULE_EVALUATOR_TAG}"
 )
 DEFAULT_RULES = "<defaults>"  # RuleSet.source without a rule file
-#: Built-in rules smdebug_rulesconfig (``sagemaker.debugger.rule_configs``) does not re-export.
-NOT_IN_RULE_CONFIGS = frozenset({"Dataloader"})
 
 USAGE = """\
 stepscope attach runs a SageMaker training job under stepscope's collectors (stepscope run):
@@ -293,7 +292,7 @@ def v2_source(rs: RuleSet, s3_output_path: str | None) -> str:
             "rules = [",
         ]
         for name, kwargs in rule_arguments(rs).items():
-            module = "profiler_rules" if name in NOT_IN_RULE_CONFIGS else "rule_configs"
+            module = "rule_configs" if in_rule_configs(name) else "profiler_rules"
             lines.append(f"    ProfilerRule.sagemaker({_call(f'{module}.{name}', kwargs, '    ')}),")
         lines += [
             "]",

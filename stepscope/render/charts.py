@@ -1,7 +1,7 @@
 """Plotly figures for report.html, built from the report's chart series and metrics only.
 
 A rank is drawn in its colour from ``stepscope.report.palette``, the dashboard's too. The
-training-health figures are the dashboard's as well: ``stepscope.report.training_figures``."""
+training-health figures are the dashboard's as well: ``stepscope.present.training_figures``."""
 
 from __future__ import annotations
 

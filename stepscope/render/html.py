@@ -7,6 +7,7 @@ from collections.abc import Callable
 import plotly.graph_objects as go
 import plotly.io as pio
 
+from stepscope.present import training_figures
 from stepscope.render import charts
 from stepscope.render.escape import h, h_prose
 from stepscope.render.markdown import (
@@ -26,7 +27,6 @@ from stepscope.render.markdown import (
     worker_cells,
 )
 from stepscope.render.verdict import Verdict
-from stepscope.report import training_figures
 from stepscope.report.grouping import groups_of, message_of
 from stepscope.report.model import Report
 from stepscope.report.training import CHART_TITLES, anchor

@@ -8,7 +8,8 @@ from stepscope.render.escape import md, md_code, md_prose
 from stepscope.render.verdict import Verdict
 from stepscope.report.grouping import groups_of, message_of
 from stepscope.report.model import Comparison, JobInfo, NodeMetrics, Report, TrainingWorker
-from stepscope.report.training import CHART_TITLES, anchor, chart_of
+from stepscope.report.rule_info import chart_of
+from stepscope.report.training import CHART_TITLES, anchor
 
 ICON = {"error": "🔴", "warning": "🟠", "info": "🔵"}
 VERDICT_ICON = {"fail": "🔴", "not-failing": "🟠", "pass": "✅"}

@@ -16,7 +16,6 @@ import pandas as pd
 from analyzer import __version__
 from analyzer.job import Job
 from rules.base import SEVERITY_RANK, RuleResult
-from rules.builtin.baseline_regression import BaselineRegression
 from rules.ruleset import RuleSet
 from stepscope.report import model as m
 from stepscope.report import training
@@ -61,7 +60,7 @@ def build(job: Job, ruleset: RuleSet, results: list[RuleResult], *, detail: bool
             ranks=sorted((m.RankMetrics.model_validate(r) for r in job.rank_metrics()), key=lambda r: r.rank),
         ),
         sagemaker_rule_reports=sagemaker_verdicts(job, results),
-        baseline=baseline(job, ruleset),
+        baseline=baseline(job, results),
         training_health=training.section(job, results, findings),
         charts=charts(job, detail=detail),
     )
@@ -120,18 +119,19 @@ def sagemaker_verdicts(job: Job, results: list[RuleResult]) -> list[m.SageMakerV
     return rows
 
 
-def baseline(job: Job, ruleset: RuleSet) -> m.Baseline | None:
-    """The headline figures against ``job.baseline`` (BaselineRegression's comparison, with
-    the rule file's tolerances), and what the Compare page shows of the baseline run."""
+def baseline(job: Job, results: list[RuleResult]) -> m.Baseline | None:
+    """The headline figures against ``job.baseline`` (the comparison rows the baseline rule
+    carries in its result, judged with the rule file's tolerances; none when that rule is
+    off), and what the Compare page shows of the baseline run."""
     base = job.baseline
     if base is None:
         return None
-    params: Any = ruleset.params(BaselineRegression.id)
+    rows: list[dict[str, Any]] = next((r.details["comparisons"] for r in results if "comparisons" in r.details), [])
     return m.Baseline(
         source=base.dataset.meta.source,
         job=base.dataset.meta.name,
         headline=m.Headline.model_validate(base.headline()),
-        comparisons=[m.Comparison.model_validate(c) for c in BaselineRegression().comparisons(job, params)],
+        comparisons=[m.Comparison.model_validate(c) for c in rows],
         ranks=[m.RankMetrics.model_validate(r) for r in base.rank_metrics()],
         step_ms=base.steps()["dur_ms"].tolist() if not base.steps().empty else [],
     )

@@ -20,10 +20,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from rules.base import Finding
+from rules.base import Finding, GroupFigure
 from stepscope.report.model import FindingGroup, Report
+from stepscope.report.rule_info import group_figure
 
-__all__ = ["FIGURES", "Figure", "group_findings", "groups_of", "message_of", "place_key", "spans"]
+__all__ = ["group_findings", "groups_of", "message_of", "place_key", "spans"]
 
 _DIGITS = re.compile(r"(\d+)")
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
@@ -45,50 +46,6 @@ def message_of(f: Finding) -> str:
             return f.message[len(prefix) + 2:]
     return f.message
 
-
-@dataclass(frozen=True)
-class Figure:
-    """How a rule's findings compare: the evidence key that says how bad one is (the range
-    of it over a group leads the group's line), how to word it, and which end is worse."""
-
-    key: str
-    text: str  # "{} ms per step waiting for the next batch": {} is the value or the range
-    digits: int = 1
-    worst: str = "max"  # max | min
-    #: a second figure in parentheses: (key, text, digits)
-    then: tuple[str, str, int] | None = None
-
-
-#: per rule (and evidence ``kind`` where a rule has two patterns): what a group's line leads with.
-#: A rule not listed here (a new one) still groups; its line quotes its first finding.
-FIGURES: dict[tuple[str, str | None], Figure] = {
-    ("DataLoaderStall", None): Figure("mean_wait_ms", "{} ms per step waiting for the next batch",
-                                      then=("share_pct", "{}% of the step", 0)),
-    ("StragglerRank", None): Figure("excess_ms", "+{} ms of own work per step over the other ranks",
-                                    then=("excess_pct", "+{}%", 0)),
-    ("ExposedCommunication", None): Figure("exposed_comm_ms", "{} ms of communication not overlapped by computation",
-                                           then=("exposed_share_pct", "{}% of GPU busy time", 0)),
-    ("GPUStarvedByHost", None): Figure("host_wait_ms", "{} ms of GPU idle time before kernels the CPU had not launched",
-                                       then=("host_wait_share_pct", "{}% of the stream's time", 0)),
-    ("AllocatorMemoryGrowth", None): Figure("growth_per_step_mib", "+{} MiB allocated per step",
-                                            then=("growth_mib", "+{} MiB over the profiled steps", 0)),
-    ("StepOutlier", None): Figure("outliers", "{} outlier steps", digits=0, then=("max_ms", "longest {} ms", 1)),
-    ("LowGPUUtilization", "underused"): Figure("worst_p95", "GPU utilization p95 {}% in the worst window", worst="min",
-                                               then=("violations", "in {} scans", 0)),
-    ("LowGPUUtilization", "fluctuating"): Figure("worst_p5", "GPU utilization p5 {}% in the worst window", worst="min",
-                                                 then=("worst_p95", "p95 {}%", 1)),
-    ("BatchSize", None): Figure("gpu_p95", "GPU utilization p95 {}% at worst", digits=0, worst="min",
-                                then=("gpu_memory_p95", "memory p95 {}%", 0)),
-    ("CPUBottleneck", None): Figure("share_pct", "GPUs idle while the CPU is busy in {}% of snapshots"),
-    ("IOBottleneck", None): Figure("share_pct", "GPUs idle while waiting for I/O in {}% of snapshots"),
-    ("LoadBalancing", None): Figure("worst_distance", "GPU utilization histograms {} apart at worst", digits=2),
-    ("GPUMemoryIncrease", None): Figure("max_increase", "GPU memory moving average up {} points",
-                                        then=("last_value_pct", "now {}%", 1)),
-    ("Dataloader", "too_few"): Figure("median_processes", "a median of {} data-loading processes", digits=0,
-                                      worst="min", then=("cores", "on {} cores", 0)),
-    ("Dataloader", "too_many"): Figure("median_processes", "a median of {} data-loading processes", digits=0,
-                                       then=("cores", "on {} cores", 0)),
-}
 
 #: how a finding judged on another source names it (rules/builtin/_metrics_source.py's words)
 _SOURCE_LABELS = {"cloudwatch": "CloudWatch"}
@@ -161,16 +118,15 @@ def groups_of(report: Report) -> list[FindingGroup]:
                          count=1, findings=[i], locations=[f.where], worst=i) for i, f in enumerate(report.findings)]
 
 
-def _figure(f: Finding) -> Figure | None:
-    kind = f.evidence.get("kind")
-    return FIGURES.get((f.rule, kind if isinstance(kind, str) else None)) or FIGURES.get((f.rule, None))
+def _figure(f: Finding) -> GroupFigure | None:
+    return group_figure(f)  # the rule class says how its group line reads
 
 
 def _number(v: Any) -> float | None:
     return float(v) if isinstance(v, int | float) and not isinstance(v, bool) and v == v else None
 
 
-def _worst(findings: Sequence[Finding], idx: list[int], fig: Figure | None) -> int:
+def _worst(findings: Sequence[Finding], idx: list[int], fig: GroupFigure | None) -> int:
     if fig is None:
         return idx[0]
     scored = [(v, i) for i in idx if (v := _number(findings[i].evidence.get(fig.key))) is not None]
@@ -189,7 +145,7 @@ def _range(values: Iterable[Any], digits: int) -> str | None:
     return lo if lo == hi else f"{lo}–{hi}"
 
 
-def _line(findings: Sequence[Finding], idx: list[int], fig: Figure | None, worst: int) -> str:
+def _line(findings: Sequence[Finding], idx: list[int], fig: GroupFigure | None, worst: int) -> str:
     """The group's one line: the figure's range, the second figure's, the worst place."""
     first = findings[idx[0]]
     lead = _range((findings[i].evidence.get(fig.key) for i in idx), fig.digits) if fig is not None else None

@@ -17,10 +17,9 @@ import pandas as pd
 from analyzer.analyses.summary import bin_groups
 from analyzer.job import Job
 from rules.base import Finding, RuleResult
-from rules.builtin._training import TrainingRule
-from rules.registry import RULES
 from stepscope.report import model as m
 from stepscope.report.grouping import place_key
+from stepscope.report.rule_info import rule_chart, training_rule_ids
 
 #: points per line (loss, update ratio, activation) and step bins of a heatmap
 MAX_POINTS = 500
@@ -38,36 +37,6 @@ CHART_TITLES = {
     "update_ratios": "Update ratio ‖Δw‖/‖w‖ per layer",
     "activations": "Activation statistics (zero share and range per layer)",
 }
-#: which chart shows a training rule's finding (evidence can move ExplodingTensor and AllZero)
-RULE_CHART = {
-    "LossNotDecreasing": "loss", "Overfit": "loss", "StalledTrainingRule": "loss", "ExplodingTensor": "loss",
-    "VanishingGradient": "gradient_norms", "WeightUpdateRatio": "update_ratios", "DeadRelu": "activations",
-    "SaturatedActivation": "activations", "AllZero": "activations",
-    "Overtraining": "loss", "TensorVariance": "gradient_norms", "PoorWeightInitialization": "activations",
-}
-ROLE_CHART = {"gradient": "gradient_norms", "update_ratio": "update_ratios", "activation": "activations"}
-
-
-def training_rule_ids() -> tuple[str, ...]:
-    """The registry's SageMaker Debugger training rules (new ones included)."""
-    return tuple(r.id for r in RULES if issubclass(r, TrainingRule))
-
-
-def chart_of(f: Finding) -> str:
-    """The chart that shows ``f``: its rule's, or the role its evidence names first (an
-    ExplodingTensor on a gradient is on the gradient heatmap, not the loss chart)."""
-    ev = f.evidence
-    if "loss" in str(ev.get("tensor") or "").lower():
-        return "loss"
-    if f.rule == "ExplodingTensor":
-        names = ev.get("tensors_at_first_step") or []
-        if names and not any("loss" in str(n).lower() for n in names):
-            return "gradient_norms"  # a tensor, not the loss, stopped being a number first
-    if f.rule == "AllZero":
-        tensors = ev.get("tensors") or []
-        if tensors and isinstance(tensors[0], dict):
-            return ROLE_CHART.get(str(tensors[0].get("role")), "activations")
-    return RULE_CHART.get(f.rule, "loss")
 
 
 def anchor(chart: str, worker: str) -> str:
@@ -84,7 +53,7 @@ def section(job: Job, results: list[RuleResult], findings: list[Finding]) -> m.T
             rule=r.rule,
             status="error" if r.error else "skipped" if r.skipped_reason else "fired" if r.fired else "passed",
             findings=[i for i, f in enumerate(findings) if f.rule == r.rule],
-            chart=RULE_CHART.get(r.rule, "loss"),
+            chart=rule_chart(r.rule),
         )
         for r in results if r.rule in ids
     ]
