@@ -11,19 +11,17 @@ through one client per process (:func:`engine`) kept as long as the jobs that us
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from analyzer.errors import StepscopeError
 from analyzer.job import Job
 from rules.ruleset import load_ruleset
+from stepscope.present.dashboard_options import DashboardOptions
 from stepscope.report.analyze import analyze, dataset_fingerprint
 from stepscope.report.model import Report
 
@@ -36,48 +34,14 @@ log = logging.getLogger("stepscope.dashboard")
 MAX_JOBS = 4
 
 
-@dataclass(frozen=True)
-class AppConfig:
-    """What the dashboard was started on (the arguments after ``--``)."""
-
-    source: str
-    cache_dir: str | None = None
-    rules_file: str | None = None
-    profile: str | None = None
-    region: str | None = None
-    baseline: str | None = None
-    #: seconds between refreshes; None = every 30 s while a SageMaker job is InProgress
-    refresh_s: float | None = None
-    #: ``--engine``: ``local`` or ``dask://HOST:PORT`` (None: ``$DASK_SCHEDULER_ADDRESS``, else local)
-    engine: str | None = None
-
-    def with_baseline(self, baseline: str) -> AppConfig:
-        """The same job compared with another run (the Compare page's own choice)."""
-        return replace(self, baseline=baseline)
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:  # never exit the server thread: raise a user error
-        raise StepscopeError(f"dashboard arguments: {message}")
+#: what the dashboard was started on: the CLI's typed options, read back once
+AppConfig = DashboardOptions
 
 
 def parse_args(argv: list[str]) -> AppConfig:
-    """Parse the app's own arguments (``streamlit run app.py -- SOURCE [options]``, as
-    ``stepscope dashboard`` passes them)."""
-    ap = _Parser(prog="stepscope dashboard", add_help=False)
-    ap.add_argument("source", nargs="?")
-    ap.add_argument("--cache", dest="cache_dir")
-    ap.add_argument("--rules", dest="rules_file")
-    ap.add_argument("--profile")
-    ap.add_argument("--region")
-    ap.add_argument("--baseline")
-    ap.add_argument("--refresh", dest="refresh_s", type=float)
-    ap.add_argument("--engine")
-    ns = ap.parse_args(argv)
-    if not ns.source:
-        raise StepscopeError("no SOURCE given: start it as `stepscope dashboard SOURCE` (job name, s3:// prefix or folder)")
-    return AppConfig(ns.source, ns.cache_dir, ns.rules_file, ns.profile, ns.region, ns.baseline, ns.refresh_s,
-                     ns.engine)
+    """The app's arguments (``streamlit run app.py -- --options JSON``, as ``stepscope
+    dashboard`` passes them) -> its options."""
+    return DashboardOptions.from_app_args(argv)
 
 
 def rules_digest(rules_file: str | None) -> str:

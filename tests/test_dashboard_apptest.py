@@ -9,6 +9,7 @@ line, never an exception. Also the report cache, the binned series and the CLI c
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -23,7 +24,9 @@ from click.testing import CliRunner
 from streamlit.testing.v1 import AppTest
 
 from analyzer.analyses import summary
+from analyzer.errors import StepscopeError
 from dashboards import data, downsample, ui
+from stepscope.present.dashboard_options import DashboardOptions
 
 REPO = Path(__file__).resolve().parents[1]
 APP = str(REPO / "dashboards" / "app.py")
@@ -39,8 +42,11 @@ def _fresh() -> Iterator[None]:
     data.clear()
 
 
-def run_app(monkeypatch: pytest.MonkeyPatch, *argv: str, query: dict[str, str | list[str]] | None = None) -> AppTest:
-    monkeypatch.setattr(sys, "argv", ["app.py", *argv])
+def run_app(monkeypatch: pytest.MonkeyPatch, options: DashboardOptions | None = None,
+            query: dict[str, str | list[str]] | None = None) -> AppTest:
+    """The app as the server child runs it: started with ``stepscope dashboard``'s options
+    (none: started by hand without them)."""
+    monkeypatch.setattr(sys, "argv", ["app.py", *(options.app_args() if options is not None else [])])
     at = AppTest.from_file(APP, default_timeout=180)
     for k, v in (query or {}).items():
         at.query_params[k] = v
@@ -77,7 +83,7 @@ def gpu_job(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_sample_job_every_page(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    at = run_app(monkeypatch, str(SAMPLE), "--cache", str(tmp_path))
+    at = run_app(monkeypatch, DashboardOptions(str(SAMPLE), cache_dir=str(tmp_path)))
     assert_clean(at)
     body = texts(at)
     assert "DataLoaderStall" in body and "StragglerRank" in body
@@ -102,7 +108,7 @@ def test_sample_job_every_page(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
 
 
 def test_gpu_job_every_page(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, gpu_job: Path) -> None:
-    at = run_app(monkeypatch, str(gpu_job), "--cache", str(tmp_path))
+    at = run_app(monkeypatch, DashboardOptions(str(gpu_job), cache_dir=str(tmp_path)))
     assert_clean(at)
     assert at.metric[4].label == "GPU utilization p50" and at.metric[4].value != "—"
     for page in PAGES:
@@ -117,7 +123,7 @@ def test_gpu_kernels_on_kineto_fixture(monkeypatch: pytest.MonkeyPatch, tmp_path
     from tests.support.fixtures import fixtures_dir
 
     src = fixtures_dir("kineto", "nccl_2rank_rank0")
-    at = run_app(monkeypatch, str(src), "--cache", str(tmp_path))
+    at = run_app(monkeypatch, DashboardOptions(str(src), cache_dir=str(tmp_path)))
     assert_clean(at)
     at.switch_page("views/kernels.py").run()
     assert_clean(at)
@@ -131,7 +137,7 @@ def test_gpu_kernels_on_kineto_fixture(monkeypatch: pytest.MonkeyPatch, tmp_path
 
 
 def test_rank_filter_from_url_and_back(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    at = run_app(monkeypatch, str(SAMPLE), "--cache", str(tmp_path), query={"rank": "1", "node": "nope"})
+    at = run_app(monkeypatch, DashboardOptions(str(SAMPLE), cache_dir=str(tmp_path)), query={"rank": "1", "node": "nope"})
     assert_clean(at)
     ranks = at.sidebar.multiselect[1]
     assert ranks.value == [1]
@@ -151,7 +157,7 @@ def test_rank_filter_from_url_and_back(monkeypatch: pytest.MonkeyPatch, tmp_path
 
 
 def test_time_window_from_url(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    at = run_app(monkeypatch, str(SAMPLE), "--cache", str(tmp_path), query={"from": "9.0", "to": "9.2"})
+    at = run_app(monkeypatch, DashboardOptions(str(SAMPLE), cache_dir=str(tmp_path)), query={"from": "9.0", "to": "9.2"})
     assert_clean(at)
     lo, hi = at.sidebar.slider[0].value
     assert (lo, hi) == (9.0, 9.2)
@@ -161,7 +167,7 @@ def test_time_window_from_url(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
 
 
 def test_finding_button_focuses_and_switches(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    at = run_app(monkeypatch, str(SAMPLE), "--cache", str(tmp_path))
+    at = run_app(monkeypatch, DashboardOptions(str(SAMPLE), cache_dir=str(tmp_path)))
     btn = next(b for b in at.button if b.label.startswith("Show chart: Communication"))
     btn.click().run()
     assert_clean(at)
@@ -170,7 +176,7 @@ def test_finding_button_focuses_and_switches(monkeypatch: pytest.MonkeyPatch, tm
 
 
 def test_compare_against_baseline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    at = run_app(monkeypatch, str(SAMPLE), "--cache", str(tmp_path), "--baseline", str(SAMPLE))
+    at = run_app(monkeypatch, DashboardOptions(str(SAMPLE), cache_dir=str(tmp_path), baseline=str(SAMPLE)))
     at.switch_page("views/compare.py").run()
     assert_clean(at)
     assert any("No regression" in s.value for s in at.success)
@@ -182,7 +188,7 @@ def test_compare_against_baseline(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
 def test_compare_the_sample_against_its_shipped_baseline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """What ``make dashboard`` shows on Compare: the sample against the same job run with
     nothing injected regresses in step time, throughput and data-loader stall share."""
-    at = run_app(monkeypatch, str(SAMPLE), "--cache", str(tmp_path), "--baseline", str(BASELINE))
+    at = run_app(monkeypatch, DashboardOptions(str(SAMPLE), cache_dir=str(tmp_path), baseline=str(BASELINE)))
     assert_clean(at)
     assert "BaselineRegression" in texts(at)
     at.switch_page("views/compare.py").run()
@@ -200,7 +206,7 @@ def test_compare_the_sample_against_its_shipped_baseline(monkeypatch: pytest.Mon
 def test_compare_against_a_baseline_typed_in_the_page(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """A baseline chosen on the page: the report is built again against it (one call, the
     job's dataset reused), and the page reads the comparison from that report."""
-    at = run_app(monkeypatch, str(SAMPLE), "--cache", str(tmp_path))
+    at = run_app(monkeypatch, DashboardOptions(str(SAMPLE), cache_dir=str(tmp_path)))
     at.switch_page("views/compare.py").run()
     assert_clean(at)
     assert any("no baseline is given yet" in i.value for i in at.info)
@@ -224,7 +230,7 @@ def test_sagemaker_rule_reports_beside_stepscope(monkeypatch: pytest.MonkeyPatch
     reports = job / "rule-output" / "ProfilerReport" / "profiler-output" / "profiler-reports"
     reports.mkdir(parents=True)
     (reports / "MaxInitializationTime.json").write_text(json.dumps({"RuleTriggered": 1, "Violations": 1, "Datapoints": 1}))
-    at = run_app(monkeypatch, str(job), "--cache", str(tmp_path / "c"))
+    at = run_app(monkeypatch, DashboardOptions(str(job), cache_dir=str(tmp_path / "c")))
     assert_clean(at)
     labels = [e.label for e in at.expander]
     assert any("SageMaker's own rule reports vs stepscope (1 differ)" in lab for lab in labels), labels
@@ -239,18 +245,18 @@ def test_sagemaker_rule_reports_beside_stepscope(monkeypatch: pytest.MonkeyPatch
 def test_empty_folder_is_a_message(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
-    at = run_app(monkeypatch, str(empty), "--cache", str(tmp_path / "c"))
+    at = run_app(monkeypatch, DashboardOptions(str(empty), cache_dir=str(tmp_path / "c")))
     assert_clean(at)
     assert at.error and "no files found" in at.error[0].value
 
 
 def test_missing_folder_and_bad_rules(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    at = run_app(monkeypatch, str(tmp_path / "nope"), "--cache", str(tmp_path / "c"))
+    at = run_app(monkeypatch, DashboardOptions(str(tmp_path / "nope"), cache_dir=str(tmp_path / "c")))
     assert_clean(at)
     assert at.error and "Cannot open" in at.error[0].value
     bad = tmp_path / "rules.toml"
     bad.write_text("[rules.NoSuchRule]\nx = 1\n")
-    at = run_app(monkeypatch, str(SAMPLE), "--cache", str(tmp_path / "c"), "--rules", str(bad))
+    at = run_app(monkeypatch, DashboardOptions(str(SAMPLE), cache_dir=str(tmp_path / "c"), rules_file=str(bad)))
     assert_clean(at)
     assert at.error
 
@@ -262,7 +268,7 @@ def test_no_source_argument(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_unknown_job_name_is_a_message(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, aws_endpoint: object) -> None:
-    at = run_app(monkeypatch, "no-such-training-job", "--cache", str(tmp_path))
+    at = run_app(monkeypatch, DashboardOptions("no-such-training-job", cache_dir=str(tmp_path)))
     assert_clean(at)
     assert at.error, texts(at)
     assert "no-such-training-job" in at.error[0].value
@@ -271,7 +277,7 @@ def test_unknown_job_name_is_a_message(monkeypatch: pytest.MonkeyPatch, tmp_path
 def test_no_credentials_is_a_message(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, aws_env: Path) -> None:
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-west-2")
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    at = run_app(monkeypatch, "some-training-job", "--cache", str(tmp_path))
+    at = run_app(monkeypatch, DashboardOptions("some-training-job", cache_dir=str(tmp_path)))
     assert_clean(at)
     assert at.error, texts(at)
     assert "credential" in at.error[0].value.lower()
@@ -306,13 +312,24 @@ def test_refresh_generation_reloads(tmp_path: Path) -> None:
 
 
 def test_args_round_trip() -> None:
-    """What ``stepscope dashboard`` passes on is what the app reads back."""
-    from stepscope.cli.dashboard import app_argv
+    """What ``stepscope dashboard`` passes on is what the app reads back: one typed object."""
+    from stepscope.present.dashboard_options import DashboardOptions
 
-    argv = app_argv("s3://b/p", cache_dir="/c", rules_file="r.toml", profile="prof", region="eu-west-1",
-                    baseline="base", refresh_s=5.0)
-    assert data.parse_args(argv) == data.AppConfig("s3://b/p", "/c", "r.toml", "prof", "eu-west-1", "base", 5.0)
-    assert data.parse_args(app_argv("job")) == data.AppConfig("job")
+    opts = DashboardOptions("s3://b/p", "/c", "r.toml", "prof", "eu-west-1", "base", 5.0, "dask://h:1")
+    assert data.parse_args(opts.app_args()) == opts
+    assert data.parse_args(DashboardOptions("job").app_args()) == data.AppConfig("job")
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    ([], "no SOURCE given"),
+    (["--options", "{"], "not JSON"),
+    (["--options", '{"source": "j", "colour": "red"}'], "unknown dashboard option(s): colour"),
+    (["--options", '{"source": "j", "refresh_s": "soon"}'], "expected seconds"),
+    (["--options", '{"source": 3}'], "no SOURCE given"),
+])
+def test_bad_app_arguments_are_one_line_errors(argv: list[str], message: str) -> None:
+    with pytest.raises(StepscopeError, match=re.escape(message)):
+        data.parse_args(argv)
 
 
 def test_downsampling_bounds_points_and_keeps_extremes() -> None:
@@ -431,7 +448,7 @@ def check_page_text(at: AppTest) -> None:
 def test_overview_shows_where_each_ranks_step_time_goes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Item 10: the sample's Overview stacks each rank's mean step into compute,
     communication and data loading (the step-breakdown analysis), ranks in order."""
-    at = run_app(monkeypatch, str(SAMPLE), "--cache", str(tmp_path))
+    at = run_app(monkeypatch, DashboardOptions(str(SAMPLE), cache_dir=str(tmp_path)))
     assert_clean(at)
     fig = figures(at)["ov-rank-parts"]
     names = [tr["name"] for tr in fig["data"]]
@@ -456,7 +473,7 @@ def test_overview_splits_own_work_into_compute_and_idle(monkeypatch: pytest.Monk
 
     if "idle_ms" not in StepBreakdown.model_fields:
         pytest.skip("the report's StepBreakdown carries no idle_ms yet (stepscope/report/model.py)")
-    at = run_app(monkeypatch, str(SAMPLE), "--cache", str(tmp_path))
+    at = run_app(monkeypatch, DashboardOptions(str(SAMPLE), cache_dir=str(tmp_path)))
     assert_clean(at)
     fig = figures(at)["ov-rank-parts"]
     assert [tr["name"] for tr in fig["data"]] == ["compute (own work)", "communication (incl. waiting)",
@@ -477,7 +494,7 @@ def test_overview_heatmap_and_system_page_on_a_gpu_job(monkeypatch: pytest.Monke
     GPU heatmap; the System page leads with it, draws one line per node (the spread of its
     GPUs as a band) until asked for per-device lines, and names the rules' windows in the
     legend instead of printing their labels over each other."""
-    at = run_app(monkeypatch, str(gpu_job), "--cache", str(tmp_path))
+    at = run_app(monkeypatch, DashboardOptions(str(gpu_job), cache_dir=str(tmp_path)))
     assert_clean(at)
     hm = figures(at)["ov-heatmap"]
     assert hm["data"][0]["type"] == "heatmap"
@@ -512,7 +529,7 @@ def test_nodes_in_natural_order(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     job = tmp_path / "job"
     subprocess.run([sys.executable, "-m", "tests.support.synthetic", str(job), "--nodes", "11", "--gpus", "1",
                     "--cpus", "2", "--minutes", "1", "--interval", "1"], check=True, capture_output=True)
-    at = run_app(monkeypatch, str(job), "--cache", str(tmp_path / "c"))
+    at = run_app(monkeypatch, DashboardOptions(str(job), cache_dir=str(tmp_path / "c")))
     assert_clean(at)
     want = [f"algo-{n}" for n in range(1, 12)]
     assert list(at.sidebar.multiselect[0].options) == want
@@ -529,7 +546,7 @@ def test_nodes_in_natural_order(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
 def test_sample_pages_read_well(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Item 11 on every page of the sample; item 12: Kernels says what data fills it, Compare
     without a baseline says how to pass one and names the shipped samples/sample-baseline."""
-    at = run_app(monkeypatch, str(SAMPLE), "--cache", str(tmp_path))
+    at = run_app(monkeypatch, DashboardOptions(str(SAMPLE), cache_dir=str(tmp_path)))
     for page in PAGES:
         at.switch_page(page).run()
         assert_clean(at)

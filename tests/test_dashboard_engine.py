@@ -73,12 +73,11 @@ def test_the_dashboards_job_on_the_cluster_has_the_same_findings(cluster: str, t
 
 
 def test_app_arguments_carry_the_engine() -> None:
-    from stepscope.cli.dashboard import app_argv
+    from stepscope.present.dashboard_options import DashboardOptions
 
-    argv = app_argv("SRC", engine="dask://10.0.0.5:8786")
-    assert argv == ["SRC", "--engine", "dask://10.0.0.5:8786"]
+    argv = DashboardOptions("SRC", engine="dask://10.0.0.5:8786").app_args()
     assert data.parse_args(argv).engine == "dask://10.0.0.5:8786"
-    assert data.parse_args(["SRC"]).engine is None
+    assert data.parse_args(DashboardOptions("SRC").app_args()).engine is None
 
 
 def test_an_unreachable_engine_is_one_line_in_the_page(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from stepscope.present.dashboard_options import DashboardOptions
 from tests.test_dashboard_apptest import assert_clean, run_app, texts
 from tests.test_report_grouping import twelve_rank_job
 
@@ -19,7 +20,7 @@ def job12(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_overview_shows_one_line_per_group_with_its_places(monkeypatch: pytest.MonkeyPatch, job12: Path,
                                                            tmp_path: Path) -> None:
-    at = run_app(monkeypatch, str(job12), "--cache", str(tmp_path))
+    at = run_app(monkeypatch, DashboardOptions(str(job12), cache_dir=str(tmp_path)))
     assert_clean(at)
     text = texts(at)
     stall_heads = [m.value for m in at.markdown if "`DataLoaderStall`" in str(m.value)]

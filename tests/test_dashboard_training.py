@@ -21,6 +21,7 @@ from streamlit.testing.v1 import AppTest
 
 from dashboards import data, ui
 from rules.ruleset import load_ruleset
+from stepscope.present.dashboard_options import DashboardOptions
 from stepscope.report.analyze import analyze
 from stepscope.report.rule_info import chart_of, training_rule_ids
 from stepscope.report.training import CHART_TITLES, NO_DATA_NOTE
@@ -38,8 +39,8 @@ def _fresh() -> Iterator[None]:
     data.clear()
 
 
-def run_app(monkeypatch: pytest.MonkeyPatch, *argv: str) -> AppTest:
-    monkeypatch.setattr(sys, "argv", ["app.py", *argv])
+def run_app(monkeypatch: pytest.MonkeyPatch, options: DashboardOptions) -> AppTest:
+    monkeypatch.setattr(sys, "argv", ["app.py", *options.app_args()])
     return AppTest.from_file(APP, default_timeout=180).run()
 
 
@@ -85,7 +86,7 @@ def test_page_charts_and_finding_links(monkeypatch: pytest.MonkeyPatch, tmp_path
     rep = analyze(str(root), load_ruleset(), cache_dir=str(tmp_path / "c0")).report
     th = rep.training_health
     assert th is not None
-    at = run_app(monkeypatch, str(root), "--cache", str(tmp_path / "cache"))
+    at = run_app(monkeypatch, DashboardOptions(str(root), cache_dir=str(tmp_path / "cache")))
     assert not at.exception, [e.value for e in at.exception]
     # the Overview sends a training finding to this page
     dead_i = next(i for i, f in enumerate(rep.findings) if f.rule == "DeadRelu")
@@ -124,7 +125,7 @@ def test_page_charts_and_finding_links(monkeypatch: pytest.MonkeyPatch, tmp_path
 
 def test_every_training_rule_on_the_sick_job(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     root = sick_training_job(tmp_path / "job")
-    at = run_app(monkeypatch, str(root), "--cache", str(tmp_path / "cache"))
+    at = run_app(monkeypatch, DashboardOptions(str(root), cache_dir=str(tmp_path / "cache")))
     at.switch_page(PAGE).run()
     assert not at.exception, [e.value for e in at.exception]
     buttons = [b for b in at.button if str(b.key).startswith("training-goto-")]
@@ -140,7 +141,7 @@ def test_no_training_data_says_what_fills_the_page(monkeypatch: pytest.MonkeyPat
     (root / "1700000000.algo-1.json").write_text(
         json.dumps({"Type": "cpu", "Name": "cpu0", "Dimension": "CPUUtilization", "Value": 5.0,
                     "NodeId": "algo-1", "Timestamp": 1_700_000_000.0}) + "\n")
-    at = run_app(monkeypatch, str(tmp_path / "job"), "--cache", str(tmp_path / "cache"))
+    at = run_app(monkeypatch, DashboardOptions(str(tmp_path / "job"), cache_dir=str(tmp_path / "cache")))
     at.switch_page(PAGE).run()
     assert not at.exception and not at.error
     assert NO_DATA_NOTE in texts(at) and not at.get("plotly_chart")

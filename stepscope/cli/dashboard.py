@@ -24,6 +24,7 @@ import click
 from analyzer.errors import StepscopeError
 from analyzer.sources import JOB_NAME_RE, open_source
 from stepscope.cli.common import Command, engine_option, open_engine, user_errors
+from stepscope.present.dashboard_options import DashboardOptions
 
 DEFAULT_PORT = 8501
 READY_TIMEOUT_S = 90.0
@@ -60,20 +61,6 @@ def check_source(source: str) -> None:
     local = os.path.exists(source) or source.startswith((".", "/", "~")) or os.sep in source
     if local or not JOB_NAME_RE.match(source):
         open_source(source)  # LocalSource checks the folder; anything else is the one-line error
-
-
-def app_argv(source: str, *, cache_dir: str | None = None, rules_file: str | None = None,
-             profile: str | None = None, region: str | None = None, baseline: str | None = None,
-             refresh_s: float | None = None, engine: str | None = None) -> list[str]:
-    """The app's own arguments (after ``--``), as ``dashboards/app.py`` parses them: the
-    command passes its options on and never imports the app."""
-    out = [source]
-    for flag, value in (("--cache", cache_dir), ("--rules", rules_file), ("--profile", profile),
-                        ("--region", region), ("--baseline", baseline), ("--refresh", refresh_s),
-                        ("--engine", engine)):
-        if value is not None:
-            out += [flag, str(value)]
-    return out
 
 
 def server_command(host: str, port: int, app_args: list[str]) -> list[str]:
@@ -155,8 +142,8 @@ def dashboard_command(source: str, host: str, port: int, cache_dir: str | None, 
     click.echo(f"stepscope dashboard: {url}  (starting; Ctrl-C to stop)", err=True)
     marker = Path(tempfile.mkdtemp(prefix="stepscope-dash-")) / "loaded"
     env = {**os.environ, "STEPSCOPE_DASHBOARD_READY_FILE": str(marker)}
-    args = app_argv(source, cache_dir=cache_dir, rules_file=rules_file, profile=profile, region=region,
-                    baseline=baseline, refresh_s=refresh_s, engine=engine)
+    args = DashboardOptions(source, cache_dir=cache_dir, rules_file=rules_file, profile=profile, region=region,
+                            baseline=baseline, refresh_s=refresh_s, engine=engine).app_args()
     proc = subprocess.Popen(server_command(host, port, args), env=env)
 
     def forward(signum: int, _frame: FrameType | None) -> None:
