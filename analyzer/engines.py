@@ -53,7 +53,7 @@ def parse_engine(spec: str | None) -> str | None:
     if spec == "local":
         return None
     if spec.startswith("dask://"):
-        rest = spec[len("dask://"):]
+        rest = spec[len("dask://") :]
         host = rest.split("://", 1)[-1]
         if not host or ":" not in host or not host.rsplit(":", 1)[1].isdigit():
             raise EngineError(f"engine {spec!r} has no HOST:PORT; give e.g. dask://10.0.0.5:8786")
@@ -89,7 +89,9 @@ class DaskEngine:
             self._client = Client(self.address, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
         except (OSError, TimeoutError, ValueError) as exc:
             detail = " ".join(str(exc).split()) or type(exc).__name__
-            raise EngineError(f"cannot reach the Dask scheduler at {self.address}: {detail[:200]}") from None
+            raise EngineError(
+                f"cannot reach the Dask scheduler at {self.address}: {detail[:200]}"
+            ) from None
         workers = len(self._client.scheduler_info().get("workers", {}))
         log.info("Dask engine: scheduler %s, %d workers", self.address, workers)
         return self._client
@@ -110,7 +112,13 @@ class DaskEngine:
 
         return (KilledWorker, cf.CancelledError)
 
-    def map(self, fn: Callable[[Any], Any], tasks: Iterable[Any], *, local: Callable[[Any], Any] | None = None) -> list[Any]:
+    def map(
+        self,
+        fn: Callable[[Any], Any],
+        tasks: Iterable[Any],
+        *,
+        local: Callable[[Any], Any] | None = None,
+    ) -> list[Any]:
         """``fn`` over ``tasks`` on the workers, results in task order. A task whose workers
         kept dying runs here (``local``, default ``fn``); one that cannot open a file says the
         cache must be shared; any other exception is the task's own, raised as it is locally."""
@@ -122,7 +130,10 @@ class DaskEngine:
             try:
                 out.append(fut.result())
             except self.lost_errors as exc:
-                log.warning("Dask workers died on a task (%s); running it in this process", type(exc).__name__)
+                log.warning(
+                    "Dask workers died on a task (%s); running it in this process",
+                    type(exc).__name__,
+                )
                 out.append((local or fn)(task))
             except FileNotFoundError as exc:
                 client.cancel(futures)
@@ -147,8 +158,10 @@ def unshared(exc: BaseException) -> str:
     name = getattr(exc, "filename", None) or str(exc).splitlines()[0]
     if str(name).startswith("s3://"):
         return f"a Dask worker cannot find {name} in the cache: delete the cache prefix and ingest again"
-    return (f"a Dask worker cannot open {name}: the cache folder (--cache) must be on a file system "
-            "every worker mounts at the same path (docs/scale.md)")
+    return (
+        f"a Dask worker cannot open {name}: the cache folder (--cache) must be on a file system "
+        "every worker mounts at the same path (docs/scale.md)"
+    )
 
 
 class _ClusterExecutor(cf.Executor):

@@ -66,8 +66,14 @@ class Job:
     """A job's dataset and its memoised analyses; ``baseline`` is the run it is compared with.
     ``engine``: the Dask cluster the per-rank map runs on (None: this machine)."""
 
-    def __init__(self, dataset: JobDataset, summary: dict[str, Any] | None = None, *,
-                 baseline: Job | None = None, engine: DaskEngine | None = None) -> None:
+    def __init__(
+        self,
+        dataset: JobDataset,
+        summary: dict[str, Any] | None = None,
+        *,
+        baseline: Job | None = None,
+        engine: DaskEngine | None = None,
+    ) -> None:
         self.dataset = dataset
         self.summary: dict[str, Any] = summary if summary is not None else {}
         self.baseline = baseline
@@ -76,13 +82,22 @@ class Job:
         self._lock = threading.RLock()
 
     @classmethod
-    def open(cls, source: Source, *, cache_dir: str | None = None, on_progress: ProgressFn | None = None,
-             processes: bool = False, engine: DaskEngine | None = None) -> Job:
+    def open(
+        cls,
+        source: Source,
+        *,
+        cache_dir: str | None = None,
+        on_progress: ProgressFn | None = None,
+        processes: bool = False,
+        engine: DaskEngine | None = None,
+    ) -> Job:
         """Ingest ``source`` (incrementally, through the cache) and wrap the dataset; with
         ``engine`` both the parse and the per-rank map run on that Dask cluster."""
         from analyzer.ingest import ingest
 
-        result = ingest(source, cache_dir=cache_dir, on_progress=on_progress, processes=processes, engine=engine)
+        result = ingest(
+            source, cache_dir=cache_dir, on_progress=on_progress, processes=processes, engine=engine
+        )
         return cls(result.dataset, result.summary, engine=engine)
 
     # -- the tables ---------------------------------------------------------------------
@@ -211,14 +226,27 @@ class Job:
         def rows_of(t: pa.Table, ranks: tuple[int, ...]) -> pa.Table:
             if not t.num_rows:
                 return t
-            return t.filter(pc.fill_null(pc.is_in(t.column("rank"), value_set=pa.array(ranks, pa.int32())), False))
+            return t.filter(
+                pc.fill_null(
+                    pc.is_in(t.column("rank"), value_set=pa.array(ranks, pa.int32())), False
+                )
+            )
 
         parts = ds.rank_parts
         if "kineto_events" not in ds.tables and parts is not None:
             rows = {r: parts.rows_by_rank.get(r, 0) for r in parts.ranks}
-            return [RankTask(ranks=b, parts=tuple(p for r in b for p in parts.parts[r]), traces=rows_of(traces, b),
-                             steps=rows_of(steps, b)) for b in batches(rows)]
-        events = ds.table("kineto_events")  # a dataset held in memory (tests, a library caller): one task
+            return [
+                RankTask(
+                    ranks=b,
+                    parts=tuple(p for r in b for p in parts.parts[r]),
+                    traces=rows_of(traces, b),
+                    steps=rows_of(steps, b),
+                )
+                for b in batches(rows)
+            ]
+        events = ds.table(
+            "kineto_events"
+        )  # a dataset held in memory (tests, a library caller): one task
         if events.num_rows == 0:
             return []
         return [RankTask(ranks=tuple(ds.kineto_ranks), events=events, traces=traces, steps=steps)]
@@ -229,8 +257,14 @@ class Job:
         that dies costs a rerun here, not the job."""
         from analyzer.analyses.rank_map import rank_summary
 
-        if self.engine is not None and any(t.events is None for t in tasks):  # parts the workers read
-            log.info("analysing %d batches of ranks on the Dask cluster at %s", len(tasks), self.engine.address)
+        if self.engine is not None and any(
+            t.events is None for t in tasks
+        ):  # parts the workers read
+            log.info(
+                "analysing %d batches of ranks on the Dask cluster at %s",
+                len(tasks),
+                self.engine.address,
+            )
             return self.engine.map(rank_summary, tasks)
         pool = self._map_pool(len(tasks))
         if pool is None:
@@ -247,8 +281,13 @@ class Job:
     def _map_pool(self, n_tasks: int) -> Any:
         parts = self.dataset.rank_parts
         workers = min(parts.jobs, os.cpu_count() or 1) if parts is not None else 1
-        if (parts is None or not parts.processes or workers < 2 or n_tasks < MAP_PROCESS_MIN_TASKS
-                or os.environ.get("STEPSCOPE_INGEST_PROCESSES", "1") == "0"):
+        if (
+            parts is None
+            or not parts.processes
+            or workers < 2
+            or n_tasks < MAP_PROCESS_MIN_TASKS
+            or os.environ.get("STEPSCOPE_INGEST_PROCESSES", "1") == "0"
+        ):
             return None
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
@@ -374,7 +413,9 @@ class Job:
         moving average of its memory."""
         from analyzer.analyses import system
 
-        return system.gpu_memory_moving_average(self.metric_frame(("GPUMemoryUtilization",)), window=window)
+        return system.gpu_memory_moving_average(
+            self.metric_frame(("GPUMemoryUtilization",)), window=window
+        )
 
     @memoised
     def gpu_load_balance_scans(self, scan_interval_us: int) -> pd.DataFrame:
@@ -382,7 +423,9 @@ class Job:
         utilization histograms so far."""
         from analyzer.analyses import system
 
-        return system.gpu_load_balance_scans(self.metric_frame(("GPUUtilization",)), scan_interval_us=scan_interval_us)
+        return system.gpu_load_balance_scans(
+            self.metric_frame(("GPUUtilization",)), scan_interval_us=scan_interval_us
+        )
 
     @memoised
     def utilization_p95_scans(self, window: int, scan_interval_us: int) -> pd.DataFrame:
@@ -399,8 +442,9 @@ class Job:
         steps seen so far and their mean and standard deviation."""
         from analyzer.analyses import steps
 
-        return steps.step_time_scans(self.steps(), mode=mode, scan_interval_us=scan_interval_us,
-                                     first_ns=self.job_start_ns())
+        return steps.step_time_scans(
+            self.steps(), mode=mode, scan_interval_us=scan_interval_us, first_ns=self.job_start_ns()
+        )
 
     @memoised
     def rank_busy(self) -> pd.DataFrame:
@@ -435,15 +479,28 @@ class Job:
     # -- for the report and the dashboard -------------------------------------------------
     # Drill-downs the dashboard zooms into (a time window, some nodes): queries, not part
     # of the report, and not memoised here (the page caches each filter's answer).
-    def system_series(self, dimension: str, *, nodes: tuple[str, ...] = (), window: tuple[float, float] | None = None,
-                      per: str = "device", max_points: int | None = None) -> pd.DataFrame:
+    def system_series(
+        self,
+        dimension: str,
+        *,
+        nodes: tuple[str, ...] = (),
+        window: tuple[float, float] | None = None,
+        per: str = "device",
+        max_points: int | None = None,
+    ) -> pd.DataFrame:
         """One system-metric dimension binned over ``window`` (epoch s) per node and device
         (``per="device"``) or per node (``per="node"``): min, mean and max per time bin,
         never the raw samples (columns: ``summary.SERIES_COLUMNS``)."""
         from analyzer.analyses import summary
 
-        return summary.system_series(self.system_metrics, dimension, nodes=nodes, window=window, per=per,
-                                     max_points=max_points)
+        return summary.system_series(
+            self.system_metrics,
+            dimension,
+            nodes=nodes,
+            window=window,
+            per=per,
+            max_points=max_points,
+        )
 
     # -- where the system metrics came from ----------------------------------------------
     @memoised
@@ -467,7 +524,9 @@ class Job:
         by_group: dict[tuple[str, float] | None, list[str]] = {}
         for node in pc.unique(nodes).to_pylist():
             src = sources.get(node)
-            by_group.setdefault(None if src is None else (src[0], float(src[1] or 60.0)), []).append(node)
+            by_group.setdefault(
+                None if src is None else (src[0], float(src[1] or 60.0)), []
+            ).append(node)
         groups: dict[tuple[str, float] | None, Job | None] = {}
         for key in sorted(by_group, key=lambda k: (k is not None, k or ("", 0.0))):
             if len(by_group) == 1:
@@ -476,7 +535,6 @@ class Job:
             sub = table.filter(pc.is_in(nodes, value_set=pa.array(by_group[key], pa.string())))
             groups[key] = Job(JobDataset(meta=self.dataset.meta, tables={"system_metrics": sub}))
         return groups
-
 
     # -- training health ------------------------------------------------------------------
     # TensorBoard scalars, SageMaker Debugger tensors and stepscope's health hooks, per
@@ -538,4 +596,7 @@ class Job:
 
     def has_training_data(self) -> bool:
         """Whether the job recorded any training-health input (the rules' "no data" test)."""
-        return bool(self.dataset.table("training_scalars").num_rows or self.dataset.table("training_tensors").num_rows)
+        return bool(
+            self.dataset.table("training_scalars").num_rows
+            or self.dataset.table("training_tensors").num_rows
+        )

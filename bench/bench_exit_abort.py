@@ -100,7 +100,9 @@ os._exit(0)"""
 def script(kind: str, teardown: str) -> str:
     helper = kind == "helper"
     return _BODY.format(
-        import_helper="from stepscope.collectors.profiling import profile_training" if helper else "",
+        import_helper="from stepscope.collectors.profiling import profile_training"
+        if helper
+        else "",
         loop=_HELPER_LOOP if helper else _PLAIN_LOOP,
         teardown=_EXIT if teardown == "exit" else "",
     )
@@ -122,15 +124,39 @@ def one_run(kind: str, teardown: str, work: Path, timeout_s: float) -> dict[str,
     procs = []
     for rank in (0, 1):
         env = {k: v for k, v in os.environ.items() if not k.startswith(("STEPSCOPE_", "SM_"))}
-        env.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", LOCAL_WORLD_SIZE="2",
-                   MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1",
-                   PYTHONPATH=str(REPO))
+        env.update(
+            RANK=str(rank),
+            LOCAL_RANK=str(rank),
+            WORLD_SIZE="2",
+            LOCAL_WORLD_SIZE="2",
+            MASTER_ADDR="127.0.0.1",
+            MASTER_PORT=str(port),
+            OMP_NUM_THREADS="1",
+            PYTHONPATH=str(REPO),
+        )
         argv = [sys.executable, str(path), str(out)]
         if kind == "run":
-            argv = [sys.executable, "-m", "stepscope.collectors.launcher", "--out", str(out),
-                    "--steps", "1:1:3", "--", *argv]
-        procs.append(subprocess.Popen(argv, env=env, cwd=work, stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.PIPE, text=True))
+            argv = [
+                sys.executable,
+                "-m",
+                "stepscope.collectors.launcher",
+                "--out",
+                str(out),
+                "--steps",
+                "1:1:3",
+                "--",
+                *argv,
+            ]
+        procs.append(
+            subprocess.Popen(
+                argv,
+                env=env,
+                cwd=work,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     codes, aborted, tail = [], [], []
     deadline = time.monotonic() + timeout_s
     for p in procs:
@@ -146,8 +172,13 @@ def one_run(kind: str, teardown: str, work: Path, timeout_s: float) -> dict[str,
         for f in sorted(out.rglob("*"), reverse=True):
             f.unlink() if f.is_file() else f.rmdir()
         out.rmdir()
-    return {"kind": kind, "teardown": teardown, "codes": codes, "aborted": aborted,
-            "stderr_tail": tail}
+    return {
+        "kind": kind,
+        "teardown": teardown,
+        "codes": codes,
+        "aborted": aborted,
+        "stderr_tail": tail,
+    }
 
 
 def classify(row: dict[str, object]) -> str:
@@ -206,7 +237,9 @@ def fisher_two_sided(k1: int, n1: int, k2: int, n2: int) -> float:
 
     observed = prob(k1)
     low, high = max(0, aborts - n2), min(aborts, n1)
-    return min(1.0, sum(q for q in (prob(k) for k in range(low, high + 1)) if q <= observed * (1 + 1e-9)))
+    return min(
+        1.0, sum(q for q in (prob(k) for k in range(low, high + 1)) if q <= observed * (1 + 1e-9))
+    )
 
 
 def summarise(rows: list[dict[str, object]]) -> str:
@@ -214,8 +247,10 @@ def summarise(rows: list[dict[str, object]]) -> str:
     for r in rows:
         key = (str(r["kind"]), str(r["teardown"]), int(r.get("load", 0)))  # type: ignore[call-overload]
         groups.setdefault(key, []).append(classify(r))
-    lines = [f"{'variant':<18} {'load':>4} {'runs':>5} {'aborts':>6} {'other':>5} "
-             f"{'rate':>7}  {'95% interval':<18} p vs plain (Fisher)"]
+    lines = [
+        f"{'variant':<18} {'load':>4} {'runs':>5} {'aborts':>6} {'other':>5} "
+        f"{'rate':>7}  {'95% interval':<18} p vs plain (Fisher)"
+    ]
     for (kind, teardown, load), outcomes in sorted(groups.items()):
         n, k = len(outcomes), outcomes.count("abort")
         low, high = clopper_pearson(k, n)
@@ -223,22 +258,34 @@ def summarise(rows: list[dict[str, object]]) -> str:
         vs = ""
         if plain is not None and (kind, teardown) != ("plain", "destroy"):
             vs = f"{fisher_two_sided(k, n, plain.count('abort'), len(plain)):.3f}"
-        lines.append(f"{kind + ':' + teardown:<18} {load:>4} {n:>5} {k:>6} "
-                     f"{outcomes.count('other'):>5} {100 * k / n:>6.2f}%  "
-                     f"{f'[{100 * low:.2f}%, {100 * high:.2f}%]':<18} {vs}")
+        lines.append(
+            f"{kind + ':' + teardown:<18} {load:>4} {n:>5} {k:>6} "
+            f"{outcomes.count('other'):>5} {100 * k / n:>6.2f}%  "
+            f"{f'[{100 * low:.2f}%, {100 * high:.2f}%]':<18} {vs}"
+        )
     return "\n".join(lines)
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--runs", type=int, default=200, help="runs of each variant")
-    ap.add_argument("--variants", nargs="+", default=[f"{k}:destroy" for k in KINDS],
-                    help="KIND:TEARDOWN, KIND in plain/run/helper, TEARDOWN in destroy/exit")
+    ap.add_argument(
+        "--variants",
+        nargs="+",
+        default=[f"{k}:destroy" for k in KINDS],
+        help="KIND:TEARDOWN, KIND in plain/run/helper, TEARDOWN in destroy/exit",
+    )
     ap.add_argument("--load", type=int, default=0, help="busy processes running meanwhile")
     ap.add_argument("--timeout", type=float, default=120.0, help="seconds a run may take")
     ap.add_argument("--jsonl", type=Path, default=None, help="append one line per run here")
-    ap.add_argument("--summarise", type=Path, default=None,
-                    help="only print the summary of a --jsonl file and exit")
+    ap.add_argument(
+        "--summarise",
+        type=Path,
+        default=None,
+        help="only print the summary of a --jsonl file and exit",
+    )
     a = ap.parse_args()
     if a.summarise is not None:
         rows = [json.loads(line) for line in a.summarise.read_text().splitlines() if line.strip()]
@@ -248,13 +295,18 @@ def main() -> int:
     for v in a.variants:
         kind, _, teardown = v.partition(":")
         if kind not in KINDS or teardown not in TEARDOWNS:
-            ap.error(f"variant {v!r}: expected KIND:TEARDOWN with KIND in {KINDS}, TEARDOWN in {TEARDOWNS}")
+            ap.error(
+                f"variant {v!r}: expected KIND:TEARDOWN with KIND in {KINDS}, TEARDOWN in {TEARDOWNS}"
+            )
         variants.append((kind, teardown))
     rows: list[dict[str, object]] = []
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="exit-abort-") as tmp, cpu_load(a.load):
         for i in range(a.runs):
-            for kind, teardown in variants:  # interleaved: drift in the machine's load hits all alike
+            for (
+                kind,
+                teardown,
+            ) in variants:  # interleaved: drift in the machine's load hits all alike
                 row = one_run(kind, teardown, Path(tmp), a.timeout)
                 row["load"] = a.load
                 rows.append(row)
@@ -262,9 +314,14 @@ def main() -> int:
                     with a.jsonl.open("a") as f:
                         f.write(json.dumps(row) + "\n")
                 if classify(row) != "ok":
-                    print(f"run {i + 1} {kind}:{teardown}: {classify(row)} {row['codes']}", file=sys.stderr)
+                    print(
+                        f"run {i + 1} {kind}:{teardown}: {classify(row)} {row['codes']}",
+                        file=sys.stderr,
+                    )
             if (i + 1) % 10 == 0:
-                print(f"{i + 1}/{a.runs} rounds, {time.monotonic() - started:.0f} s", file=sys.stderr)
+                print(
+                    f"{i + 1}/{a.runs} rounds, {time.monotonic() - started:.0f} s", file=sys.stderr
+                )
     print(summarise(rows))
     return 0
 

@@ -72,8 +72,14 @@ def _sync(device: str) -> None:
 clock = time.perf_counter
 
 
-def run_steps(net: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-              steps: int, device: str) -> list[float]:
+def run_steps(
+    net: nn.Module,
+    opt: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    steps: int,
+    device: str,
+) -> list[float]:
     """Seconds per step, each measured from one optimizer step's end to the next's."""
     times = []
     _sync(device)
@@ -90,8 +96,16 @@ def run_steps(net: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: to
     return times
 
 
-def measure(every: int | None, out: Path, net: nn.Module, opt: torch.optim.Optimizer,
-            x: torch.Tensor, y: torch.Tensor, steps: int, device: str) -> dict[str, Any]:
+def measure(
+    every: int | None,
+    out: Path,
+    net: nn.Module,
+    opt: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    steps: int,
+    device: str,
+) -> dict[str, Any]:
     rec = None
     if every is not None:
         rec = HealthRecorder(out / f"every{every}", every, "bench")
@@ -106,8 +120,15 @@ def measure(every: int | None, out: Path, net: nn.Module, opt: torch.optim.Optim
     return {"times": times}
 
 
-def interleaved(pairs: int, out: Path, net: nn.Module, opt: torch.optim.Optimizer,
-                x: torch.Tensor, y: torch.Tensor, device: str) -> dict[str, list[float]]:
+def interleaved(
+    pairs: int,
+    out: Path,
+    net: nn.Module,
+    opt: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    device: str,
+) -> dict[str, list[float]]:
     """One step at a time in each state (see the module's docstring, 1.)."""
     rng = random.Random(1)
     times: dict[str, list[float]] = {"off": [], "unsampled": [], "sampled": []}
@@ -174,7 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--width", type=int, default=1024)
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: torch's default)")
+    ap.add_argument(
+        "--threads", type=int, default=1, help="torch intra-op threads (0: torch's default)"
+    )
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", type=Path, default=REPO / ".bench" / "health.json")
     args = ap.parse_args(argv)
@@ -189,9 +212,12 @@ def main(argv: list[str] | None = None) -> int:
     x = torch.randn(args.batch, args.width, device=args.device)
     y = torch.randn(args.batch, args.width, device=args.device)
     n_params = sum(p.numel() for p in net.parameters())
-    print(f"model: {args.layers} x Linear({args.width}, {args.width}) + ReLU, {n_params / 1e6:.1f} M parameters, "
-          f"batch {args.batch}, {args.device}, {torch.get_num_threads()} thread(s), torch {torch.__version__}; "
-          f"clock: {'thread CPU time' if clock is time.thread_time else 'wall'}", flush=True)
+    print(
+        f"model: {args.layers} x Linear({args.width}, {args.width}) + ReLU, {n_params / 1e6:.1f} M parameters, "
+        f"batch {args.batch}, {args.device}, {torch.get_num_threads()} thread(s), torch {torch.__version__}; "
+        f"clock: {'thread CPU time' if clock is time.thread_time else 'wall'}",
+        flush=True,
+    )
     run_steps(net, opt, x, y, 20, args.device)  # warm-up: allocator, momentum buffers, caches
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -207,26 +233,41 @@ def main(argv: list[str] | None = None) -> int:
         def at(n: int) -> float:
             return (sampled / n + unsampled * (n - 1) / n) / mean["off"] * 100.0
 
-        print(f"interleaved, {args.pairs} steps per state: off {mean['off'] * 1e3:.2f} ms, "
-              f"not sampled {unsampled_steps * 1e6:+.0f} us, sampled {sampled * 1e3:+.2f} ms; "
-              f"hook calls of a step not sampled: {unsampled * 1e6:.1f} us", flush=True)
+        print(
+            f"interleaved, {args.pairs} steps per state: off {mean['off'] * 1e3:.2f} ms, "
+            f"not sampled {unsampled_steps * 1e6:+.0f} us, sampled {sampled * 1e3:+.2f} ms; "
+            f"hook calls of a step not sampled: {unsampled * 1e6:.1f} us",
+            flush=True,
+        )
 
         rng = random.Random(0)
         ratios: dict[int, list[float]] = {50: [], 1: []}
         for r in range(args.rounds):
             order = list(SETTINGS)
             rng.shuffle(order)
-            got = {every: measure(every, Path(tmp) / str(r), net, opt, x, y, args.steps, args.device)
-                   for every in order}
+            got = {
+                every: measure(every, Path(tmp) / str(r), net, opt, x, y, args.steps, args.device)
+                for every in order
+            }
             off = statistics.fmean(got[None]["times"])
             for every in (50, 1):
                 ratios[every].append((statistics.fmean(got[every]["times"]) - off) / off * 100.0)
-            print(f"round {r + 1}: off {off * 1e3:.2f} ms/step, every 50 {ratios[50][-1]:+.2f} %, "
-                  f"every step {ratios[1][-1]:+.2f} %", flush=True)
+            print(
+                f"round {r + 1}: off {off * 1e3:.2f} ms/step, every 50 {ratios[50][-1]:+.2f} %, "
+                f"every step {ratios[1][-1]:+.2f} %",
+                flush=True,
+            )
 
     result = {
-        "model": {"layers": args.layers, "width": args.width, "batch": args.batch, "params": n_params,
-                  "device": args.device, "threads": torch.get_num_threads(), "torch": torch.__version__},
+        "model": {
+            "layers": args.layers,
+            "width": args.width,
+            "batch": args.batch,
+            "params": n_params,
+            "device": args.device,
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+        },
         "clock": "thread_time" if clock is time.thread_time else "perf_counter",
         "step_ms_off": mean["off"] * 1e3,
         "sampled_step_extra_ms": sampled * 1e3,
@@ -234,24 +275,35 @@ def main(argv: list[str] | None = None) -> int:
         "unsampled_step_extra_us_interleaved": unsampled_steps * 1e6,
         "records_per_sampled_step": lines // args.pairs,
         "overhead_pct": {"every50": at(50), "every10": at(10), "every1": at(1)},
-        "runs": {"rounds": args.rounds, "steps": args.steps,
-                 "overhead_pct_every50": statistics.median(ratios[50]) if ratios[50] else None,
-                 "overhead_pct_every1": statistics.median(ratios[1]) if ratios[1] else None},
+        "runs": {
+            "rounds": args.rounds,
+            "steps": args.steps,
+            "overhead_pct_every50": statistics.median(ratios[50]) if ratios[50] else None,
+            "overhead_pct_every1": statistics.median(ratios[1]) if ratios[1] else None,
+        },
         "goal_pct": GOAL_PCT,
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2) + "\n")
     print()
     print(f"step time, hooks off:        {mean['off'] * 1e3:.2f} ms")
-    print(f"a sampled step costs:        {sampled * 1e3:+.2f} ms ({sampled / mean['off'] * 100:.0f} % of a step, "
-          f"{result['records_per_sampled_step']} records)")
-    print(f"a step not sampled costs:    {unsampled * 1e6:.1f} us (its hook calls; interleaved steps: "
-          f"{unsampled_steps * 1e6:+.0f} us, within the noise)")
-    print(f"overhead, --health-every 50: {at(50):.2f} %  (goal < {GOAL_PCT:.0f} %)"
-          + (f"; runs: {result['runs']['overhead_pct_every50']:+.2f} %" if ratios[50] else ""))
+    print(
+        f"a sampled step costs:        {sampled * 1e3:+.2f} ms ({sampled / mean['off'] * 100:.0f} % of a step, "
+        f"{result['records_per_sampled_step']} records)"
+    )
+    print(
+        f"a step not sampled costs:    {unsampled * 1e6:.1f} us (its hook calls; interleaved steps: "
+        f"{unsampled_steps * 1e6:+.0f} us, within the noise)"
+    )
+    print(
+        f"overhead, --health-every 50: {at(50):.2f} %  (goal < {GOAL_PCT:.0f} %)"
+        + (f"; runs: {result['runs']['overhead_pct_every50']:+.2f} %" if ratios[50] else "")
+    )
     print(f"overhead, --health-every 10: {at(10):.2f} %")
-    print(f"overhead, every step:        {at(1):.2f} %"
-          + (f"; runs: {result['runs']['overhead_pct_every1']:+.2f} %" if ratios[1] else ""))
+    print(
+        f"overhead, every step:        {at(1):.2f} %"
+        + (f"; runs: {result['runs']['overhead_pct_every1']:+.2f} %" if ratios[1] else "")
+    )
     print(f"written to {args.json}")
     return 0
 

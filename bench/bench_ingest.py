@@ -353,12 +353,18 @@ def bench_kineto(cli: list[str] | None, timeout: float) -> list[dict[str, Any]]:
 
     root = find_fixtures()
     if root is None or not (root / "kineto").is_dir():
-        return [{"error": "shared fixtures not found: set STEPSCOPE_FIXTURES or ../shared/fixtures"}]
-    return [bench_kineto_folder(folder, folder.name, cli, timeout)
-            for folder in sorted(p for p in (root / "kineto").iterdir() if p.is_dir())]
+        return [
+            {"error": "shared fixtures not found: set STEPSCOPE_FIXTURES or ../shared/fixtures"}
+        ]
+    return [
+        bench_kineto_folder(folder, folder.name, cli, timeout)
+        for folder in sorted(p for p in (root / "kineto").iterdir() if p.is_dir())
+    ]
 
 
-def bench_kineto_folder(folder: Path, label: str, cli: list[str] | None, timeout: float) -> dict[str, Any]:
+def bench_kineto_folder(
+    folder: Path, label: str, cli: list[str] | None, timeout: float
+) -> dict[str, Any]:
     """HTA's TraceAnalysis and ``stepscope ingest`` on one trace folder, each a fresh process."""
     item: dict[str, Any] = {"folder": label}
     if PEERS_PY.exists():
@@ -399,7 +405,9 @@ def kineto_scale_folder(ranks: int) -> Path | None:
     doc = json.loads(gzip.decompress(src.read_bytes()))
     for r in range(ranks):
         doc.setdefault("distributedInfo", {}).update(rank=r, world_size=ranks)
-        (out / f"rank-{r}.json.gz").write_bytes(gzip.compress(json.dumps(doc).encode(), compresslevel=1))
+        (out / f"rank-{r}.json.gz").write_bytes(
+            gzip.compress(json.dumps(doc).encode(), compresslevel=1)
+        )
     stamp.write_text(json.dumps({"ranks": ranks, "source": str(src)}))
     return out
 
@@ -556,13 +564,30 @@ def _kineto_rows(k: dict[str, Any]) -> list[dict[str, Any]]:
     p_parse = k["hta"].get("parse_s") if not k["hta"].get("error") else None
     o_parse = k["stepscope_in_process"].get("parse_s")
     return [
-        dict(case=f"kineto {k['folder']}: fresh process", peer="HTA TraceAnalysis", peer_s=peer_s, ours_s=ours_s,
-             peer_mb=_rss(k["hta"]), ours_mb=_rss(k["stepscope"]), speedup=_ratio(peer_s, ours_s),
-             mem_ratio=_ratio(_rss(k["stepscope"]), _rss(k["hta"])), target=f">={TARGET_HTA_SPEEDUP:g}x",
-             verdict=_verdict(_ratio(peer_s, ours_s), TARGET_HTA_SPEEDUP)),
-        dict(case=f"kineto {k['folder']}: parse only (in-process)", peer="HTA parse_s", peer_s=p_parse,
-             ours_s=o_parse, peer_mb=None, ours_mb=None, speedup=_ratio(p_parse, o_parse), mem_ratio=None,
-             target=f">={TARGET_HTA_SPEEDUP:g}x", verdict=_verdict(_ratio(p_parse, o_parse), TARGET_HTA_SPEEDUP)),
+        dict(
+            case=f"kineto {k['folder']}: fresh process",
+            peer="HTA TraceAnalysis",
+            peer_s=peer_s,
+            ours_s=ours_s,
+            peer_mb=_rss(k["hta"]),
+            ours_mb=_rss(k["stepscope"]),
+            speedup=_ratio(peer_s, ours_s),
+            mem_ratio=_ratio(_rss(k["stepscope"]), _rss(k["hta"])),
+            target=f">={TARGET_HTA_SPEEDUP:g}x",
+            verdict=_verdict(_ratio(peer_s, ours_s), TARGET_HTA_SPEEDUP),
+        ),
+        dict(
+            case=f"kineto {k['folder']}: parse only (in-process)",
+            peer="HTA parse_s",
+            peer_s=p_parse,
+            ours_s=o_parse,
+            peer_mb=None,
+            ours_mb=None,
+            speedup=_ratio(p_parse, o_parse),
+            mem_ratio=None,
+            target=f">={TARGET_HTA_SPEEDUP:g}x",
+            verdict=_verdict(_ratio(p_parse, o_parse), TARGET_HTA_SPEEDUP),
+        ),
     ]
 
 
@@ -579,7 +604,17 @@ def _fmt(v: float | None, spec: str) -> str:
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
-    head = ("case", "peer s", "stepscope s", "speedup", "peer MB", "stepscope MB", "mem", "target", "")
+    head = (
+        "case",
+        "peer s",
+        "stepscope s",
+        "speedup",
+        "peer MB",
+        "stepscope MB",
+        "mem",
+        "target",
+        "",
+    )
     lines = [head]
     for r in rows:
         lines.append(
@@ -638,8 +673,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-smdebug", action="store_true")
     ap.add_argument("--skip-kineto", action="store_true")
     ap.add_argument("--skip-system", action="store_true")
-    ap.add_argument("--kineto-ranks", type=int, default=64,
-                    help="also a job of this many ranks, copies of a real NCCL trace (0: skip)")
+    ap.add_argument(
+        "--kineto-ranks",
+        type=int,
+        default=64,
+        help="also a job of this many ranks, copies of a real NCCL trace (0: skip)",
+    )
     ap.add_argument("--timeout", type=float, default=3600, help="per child process, seconds")
     ap.add_argument(
         "--table", action="store_true", help="only re-print the table of .bench/results.json"
@@ -655,7 +694,10 @@ def main(argv: list[str] | None = None) -> int:
     BENCH_DIR.mkdir(exist_ok=True)
     cli = stepscope_cmd()
     if cli is None:
-        print("note: `stepscope ingest` is not runnable yet; stepscope rows will be n/a", file=sys.stderr)
+        print(
+            "note: `stepscope ingest` is not runnable yet; stepscope rows will be n/a",
+            file=sys.stderr,
+        )
     if not PEERS_PY.exists():
         print("note: peers env missing: run bench/setup_peers.sh (peer rows n/a)", file=sys.stderr)
 
@@ -703,7 +745,9 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 print("[3/4] stepscope ingest, cold cache ...", file=sys.stderr, flush=True)
                 system["stepscope_cold"] = bench_stepscope_cli(cli, data_dir, cache, args.timeout)
-                print("      stepscope ingest, warm cache (reopen) ...", file=sys.stderr, flush=True)
+                print(
+                    "      stepscope ingest, warm cache (reopen) ...", file=sys.stderr, flush=True
+                )
                 system["stepscope_warm"] = bench_stepscope_cli(cli, data_dir, cache, args.timeout)
             finally:
                 shutil.rmtree(cache, ignore_errors=True)
@@ -729,10 +773,21 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_kineto and args.kineto_ranks > 0:
         folder = kineto_scale_folder(args.kineto_ranks)
         if folder is None:
-            results["kineto_scale"] = {"error": "shared fixtures not found: kineto scale run skipped"}
+            results["kineto_scale"] = {
+                "error": "shared fixtures not found: kineto scale run skipped"
+            }
         else:
-            print(f"      kineto, {args.kineto_ranks} ranks: HTA vs stepscope ...", file=sys.stderr, flush=True)
-            results["kineto_scale"] = bench_kineto_folder(folder, f"{args.kineto_ranks} ranks (nccl_2rank_rank0 x {args.kineto_ranks})", cli, args.timeout)
+            print(
+                f"      kineto, {args.kineto_ranks} ranks: HTA vs stepscope ...",
+                file=sys.stderr,
+                flush=True,
+            )
+            results["kineto_scale"] = bench_kineto_folder(
+                folder,
+                f"{args.kineto_ranks} ranks (nccl_2rank_rank0 x {args.kineto_ranks})",
+                cli,
+                args.timeout,
+            )
 
     rows = build_rows(results)
     results["table"] = rows

@@ -42,7 +42,7 @@ TORCH_PY = REPO / ".venv-torch" / "bin" / "python"
 
 WAIT, WARMUP, ACTIVE = 1, 1, 8
 
-WORKLOAD = '''
+WORKLOAD = """
 import json, sys, time
 import torch
 from torch import nn
@@ -66,7 +66,7 @@ for _ in range(steps):
 with open(out, "w") as f:
     json.dump({"wall": [b - a for a, b in zip(wall, wall[1:])],
                "cpu": [b - a for a, b in zip(cpu, cpu[1:])]}, f)
-'''
+"""
 
 
 def run_once(mode: str, steps: int, width: int, work: Path, i: int) -> dict[str, list[float]]:
@@ -76,15 +76,30 @@ def run_once(mode: str, steps: int, width: int, work: Path, i: int) -> dict[str,
     env = dict(os.environ, PYTHONPATH=str(REPO))
     if mode == "launcher":
         out = work / f"prof-{i}"
-        cmd = [str(TORCH_PY), "-m", "stepscope.collectors.launcher", "--out", str(out),
-               "--steps", f"{WAIT}:{WARMUP}:{ACTIVE}", "--interval-ms", "500", "--", *base]
+        cmd = [
+            str(TORCH_PY),
+            "-m",
+            "stepscope.collectors.launcher",
+            "--out",
+            str(out),
+            "--steps",
+            f"{WAIT}:{WARMUP}:{ACTIVE}",
+            "--interval-ms",
+            "500",
+            "--",
+            *base,
+        ]
     else:
         cmd = base
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     if proc.returncode != 0:
-        raise SystemExit(f"bench_launcher: {mode} run failed ({proc.returncode}): {proc.stderr.strip()[-400:]}")
+        raise SystemExit(
+            f"bench_launcher: {mode} run failed ({proc.returncode}): {proc.stderr.strip()[-400:]}"
+        )
     if mode == "launcher" and not list((work / f"prof-{i}").glob("*.pt.trace.json*")):
-        raise SystemExit(f"bench_launcher: the launcher wrote no trace: {proc.stderr.strip()[-400:]}")
+        raise SystemExit(
+            f"bench_launcher: the launcher wrote no trace: {proc.stderr.strip()[-400:]}"
+        )
     times: dict[str, list[float]] = json.loads(times_file.read_text())
     return times
 
@@ -94,15 +109,17 @@ def split(times: dict[str, list[float]]) -> dict[str, float]:
     first steps after the window (allocator and cache warm-up are the same either way)."""
     out: dict[str, float] = {}
     for clock, series in times.items():
-        window = series[WAIT: WAIT + WARMUP + ACTIVE + 1]  # +1: the step that writes the trace
-        after = series[WAIT + WARMUP + ACTIVE + 1 + 5:]
+        window = series[WAIT : WAIT + WARMUP + ACTIVE + 1]  # +1: the step that writes the trace
+        after = series[WAIT + WARMUP + ACTIVE + 1 + 5 :]
         out[f"{clock}_window_ms"] = statistics.median(window) * 1e3
         out[f"{clock}_after_ms"] = statistics.median(after) * 1e3
     return out
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--repeats", type=int, default=8)
     ap.add_argument("--width", type=int, default=512)
@@ -120,8 +137,11 @@ def main() -> int:
             for mode in ("plain", "launcher"):
                 runs[mode].append(split(run_once(mode, a.steps, a.width, work, i)))
                 r = runs[mode][-1]
-                print(f"  run {i + 1}/{a.repeats} {mode:<8}: cpu after the window {r['cpu_after_ms']:.3f} ms, "
-                      f"in it {r['cpu_window_ms']:.3f} ms; wall after {r['wall_after_ms']:.3f} ms", flush=True)
+                print(
+                    f"  run {i + 1}/{a.repeats} {mode:<8}: cpu after the window {r['cpu_after_ms']:.3f} ms, "
+                    f"in it {r['cpu_window_ms']:.3f} ms; wall after {r['wall_after_ms']:.3f} ms",
+                    flush=True,
+                )
         wall = time.perf_counter() - t0
 
     def med(mode: str, key: str) -> float:
@@ -130,16 +150,22 @@ def main() -> int:
         return min(r[key] for r in runs[mode])
 
     result: dict[str, Any] = {
-        "steps": a.steps, "repeats": a.repeats, "width": a.width,
+        "steps": a.steps,
+        "repeats": a.repeats,
+        "width": a.width,
         "window_steps": f"{WAIT}:{WARMUP}:{ACTIVE}",
-        "runs": runs, "wall_s": round(wall, 1), "cpus": os.cpu_count(),
+        "runs": runs,
+        "wall_s": round(wall, 1),
+        "cpus": os.cpu_count(),
         "load_avg_1m": round(os.getloadavg()[0], 2),
     }
     for mode in runs:  # the spread between runs of one mode: what a difference must exceed
         per_run = [r["cpu_after_ms"] for r in runs[mode]]
-        result[f"{mode}_cpu_after_ms_runs"] = {"min": round(min(per_run), 3),
-                                              "median": round(statistics.median(per_run), 3),
-                                              "max": round(max(per_run), 3)}
+        result[f"{mode}_cpu_after_ms_runs"] = {
+            "min": round(min(per_run), 3),
+            "median": round(statistics.median(per_run), 3),
+            "max": round(max(per_run), 3),
+        }
     for clock in ("cpu", "wall"):
         plain = med("plain", f"{clock}_after_ms")
         after = med("launcher", f"{clock}_after_ms")
@@ -154,16 +180,22 @@ def main() -> int:
     out = REPO / ".bench"
     out.mkdir(exist_ok=True)
     (out / "launcher.json").write_text(json.dumps(result, indent=2))
-    print(f"\nstep time, best of {a.repeats} runs' medians x {a.steps} steps (MLP {a.width} wide, batch 64, 1 thread; "
-          f"load average {result['load_avg_1m']} on {os.cpu_count()} cores):")
+    print(
+        f"\nstep time, best of {a.repeats} runs' medians x {a.steps} steps (MLP {a.width} wide, batch 64, 1 thread; "
+        f"load average {result['load_avg_1m']} on {os.cpu_count()} cores):"
+    )
     for clock, label in (("cpu", "training thread's CPU time"), ("wall", "wall time")):
         r = result[clock]
         print(f"  {label}:")
         print(f"    plain python                         {r['plain_step_ms']:8.3f} ms")
-        print(f"    stepscope run, after the window      {r['launcher_after_window_step_ms']:8.3f} ms  "
-              f"({r['after_window_overhead_pct']:+.2f} %)")
-        print(f"    stepscope run, the {WARMUP + ACTIVE + 1} traced steps     {r['launcher_window_step_ms']:8.3f} ms  "
-              f"({r['window_overhead_pct']:+.2f} %: the profiler's own cost while it records)")
+        print(
+            f"    stepscope run, after the window      {r['launcher_after_window_step_ms']:8.3f} ms  "
+            f"({r['after_window_overhead_pct']:+.2f} %)"
+        )
+        print(
+            f"    stepscope run, the {WARMUP + ACTIVE + 1} traced steps     {r['launcher_window_step_ms']:8.3f} ms  "
+            f"({r['window_overhead_pct']:+.2f} %: the profiler's own cost while it records)"
+        )
     print("  run-to-run spread of the after-window CPU medians (min / median / max):")
     for mode in runs:
         sp = result[f"{mode}_cpu_after_ms_runs"]

@@ -51,8 +51,14 @@ def generate(args: argparse.Namespace) -> dict[str, Any]:
         LowGPU(node=min(2, args.nodes), gpu=1, start_s=0, end_s=minutes * 60, level=3),
         CPUBottleneck(node=1, start_s=half * 0.5, end_s=half * 0.5 + half * 1.2),
     ]
-    params = {"nodes": args.nodes, "gpus": args.gpus, "cpus": args.cpus, "minutes": minutes,
-              "interval_s": args.interval, "patterns": [repr(p) for p in patterns]}
+    params = {
+        "nodes": args.nodes,
+        "gpus": args.gpus,
+        "cpus": args.cpus,
+        "minutes": minutes,
+        "interval_s": args.interval,
+        "patterns": [repr(p) for p in patterns],
+    }
     tag = f"report-{args.nodes}n-{minutes:g}m-{args.interval:g}s-{args.gpus}g-{args.cpus}c"
     out_dir = bi.BENCH_DIR / tag
     stamp = out_dir / "params.json"
@@ -61,10 +67,22 @@ def generate(args: argparse.Namespace) -> dict[str, Any]:
     shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.mkdir(parents=True)
     t0 = time.perf_counter()
-    job = generate_system_metrics(out_dir, nodes=args.nodes, gpus=args.gpus, cpus=args.cpus,
-                                  minutes=minutes, interval_s=args.interval, patterns=patterns)
-    info = {"dir": str(out_dir), "params": params, "rows": int(job.rows), "bytes": int(job.bytes),
-            "generate_s": round(time.perf_counter() - t0, 2)}
+    job = generate_system_metrics(
+        out_dir,
+        nodes=args.nodes,
+        gpus=args.gpus,
+        cpus=args.cpus,
+        minutes=minutes,
+        interval_s=args.interval,
+        patterns=patterns,
+    )
+    info = {
+        "dir": str(out_dir),
+        "params": params,
+        "rows": int(job.rows),
+        "bytes": int(job.bytes),
+        "generate_s": round(time.perf_counter() - t0, 2),
+    }
     stamp.write_text(json.dumps(info, indent=1))
     return {**info, "reused": False}
 
@@ -72,8 +90,22 @@ def generate(args: argparse.Namespace) -> dict[str, Any]:
 def stepscope_report(cli: list[str], data: Path, cache: Path, timeout: float) -> dict[str, Any]:
     out = Path(tempfile.mkdtemp(prefix="stepscope-bench-report-", dir=bi.BENCH_DIR))
     try:
-        run = bi.run_child([*cli, "report", str(data), "--cache", str(cache), "--out", str(out),
-                            "--fail-on", "never", "--no-progress", "-q"], timeout=timeout)
+        run = bi.run_child(
+            [
+                *cli,
+                "report",
+                str(data),
+                "--cache",
+                str(cache),
+                "--out",
+                str(out),
+                "--fail-on",
+                "never",
+                "--no-progress",
+                "-q",
+            ],
+            timeout=timeout,
+        )
         res: dict[str, Any] = {"run": run.brief()}
         report = out / "report.json"
         if report.is_file():
@@ -137,9 +169,18 @@ def phases(data: Path, cache: Path) -> dict[str, float]:
 def smdebug_read(root: Path, timeout: float) -> dict[str, Any]:
     if not bi.PEERS_PY.exists():
         return {"error": "smdebug env not set up: run bench/setup_peers.sh"}
-    run = bi.run_child([str(bi.PEERS_PY), str(bi.SMDEBUG_REF), "--parts", "sys-reader", "--summary",
-                        str(bi.smdebug_root(root))], timeout=timeout,
-                       env={"SMDEBUG_LOG_ALL_TO_STDOUT": "false", "SMDEBUG_LOG_LEVEL": "error"})
+    run = bi.run_child(
+        [
+            str(bi.PEERS_PY),
+            str(bi.SMDEBUG_REF),
+            "--parts",
+            "sys-reader",
+            "--summary",
+            str(bi.smdebug_root(root)),
+        ],
+        timeout=timeout,
+        env={"SMDEBUG_LOG_ALL_TO_STDOUT": "false", "SMDEBUG_LOG_LEVEL": "error"},
+    )
     res: dict[str, Any] = {"run": run.brief()}
     doc = run.json()
     if isinstance(doc, dict):
@@ -162,14 +203,21 @@ def main(argv: list[str] | None = None) -> int:
     if cli is None:
         print("error: the stepscope CLI is not runnable in this venv", file=sys.stderr)
         return 2
-    label = f"{args.nodes}x{args.minutes:g}min@{args.interval:g}s ({args.gpus} GPU, {args.cpus} CPU)"
+    label = (
+        f"{args.nodes}x{args.minutes:g}min@{args.interval:g}s ({args.gpus} GPU, {args.cpus} CPU)"
+    )
     print(f"[1/4] dataset {label} ...", file=sys.stderr, flush=True)
     data = generate(args)
     data_dir = Path(data["dir"])
-    print(f"  {data['rows']:,} rows, {data['bytes'] / 2**20:,.0f} MiB{' (reused)' if data['reused'] else ''}",
-          file=sys.stderr)
-    results: dict[str, Any] = {"when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": bi._machine(),
-                               "dataset": {"label": label, **data}}
+    print(
+        f"  {data['rows']:,} rows, {data['bytes'] / 2**20:,.0f} MiB{' (reused)' if data['reused'] else ''}",
+        file=sys.stderr,
+    )
+    results: dict[str, Any] = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": bi._machine(),
+        "dataset": {"label": label, **data},
+    }
     cache = Path(tempfile.mkdtemp(prefix="stepscope-bench-cache-", dir=bi.BENCH_DIR))
     try:
         print("[2/4] stepscope report, cold cache ...", file=sys.stderr, flush=True)
@@ -183,22 +231,42 @@ def main(argv: list[str] | None = None) -> int:
     if args.skip_smdebug:
         results["smdebug_read"] = {"error": "skipped (--skip-smdebug)"}
     else:
-        print("[4/4] smdebug LocalSystemMetricsReader.get_events (ProfilerReport's input) ...",
-              file=sys.stderr, flush=True)
+        print(
+            "[4/4] smdebug LocalSystemMetricsReader.get_events (ProfilerReport's input) ...",
+            file=sys.stderr,
+            flush=True,
+        )
         results["smdebug_read"] = smdebug_read(data_dir, args.timeout)
     for part in ("cold", "warm", "smdebug_read"):
         if results[part].get("error"):
             print(f"  {part}: {results[part]['error']}", file=sys.stderr)
 
-    full = args.nodes == 8 and args.minutes == 60 and args.interval == 0.5 and args.gpus == 8 and args.cpus == 96
+    full = (
+        args.nodes == 8
+        and args.minutes == 60
+        and args.interval == 0.5
+        and args.gpus == 8
+        and args.cpus == 96
+    )
     cold = results["cold"].get("run", {}).get("wall_s")
     warm = results["warm"].get("run", {}).get("wall_s")
-    peer = results["smdebug_read"].get("run", {}).get("wall_s") if not results["smdebug_read"].get("error") else None
+    peer = (
+        results["smdebug_read"].get("run", {}).get("wall_s")
+        if not results["smdebug_read"].get("error")
+        else None
+    )
     rows = [
-        ("stepscope report, cold (ingest + rules + 4 formats)", cold, results["cold"].get("run", {}).get("peak_rss_mb")),
+        (
+            "stepscope report, cold (ingest + rules + 4 formats)",
+            cold,
+            results["cold"].get("run", {}).get("peak_rss_mb"),
+        ),
         ("stepscope report, warm cache", warm, results["warm"].get("run", {}).get("peak_rss_mb")),
-        ("smdebug get_events only (lower bound of ProfilerReport)", peer,
-         results["smdebug_read"].get("run", {}).get("peak_rss_mb")),
+        (
+            "smdebug get_events only (lower bound of ProfilerReport)",
+            peer,
+            results["smdebug_read"].get("run", {}).get("peak_rss_mb"),
+        ),
     ]
     print()
     print(f"{'case':58}  {'wall s':>8}  {'peak MB':>8}")
@@ -211,9 +279,14 @@ def main(argv: list[str] | None = None) -> int:
     if cold and full:
         frac = cold / PROFILER_REPORT_REFERENCE_S
         verdict = "PASS" if frac <= TARGET_FRACTION else "FAIL"
-        print(f"stepscope cold report / ProfilerReport as measured in the issue ({PROFILER_REPORT_REFERENCE_S:.0f} s, "
-              f"not run here): 1/{1 / frac:.0f} (target <= 1/{1 / TARGET_FRACTION:.0f}) {verdict}")
-        results["verdict"] = {"fraction_of_profiler_report": round(frac, 4), "pass": frac <= TARGET_FRACTION}
+        print(
+            f"stepscope cold report / ProfilerReport as measured in the issue ({PROFILER_REPORT_REFERENCE_S:.0f} s, "
+            f"not run here): 1/{1 / frac:.0f} (target <= 1/{1 / TARGET_FRACTION:.0f}) {verdict}"
+        )
+        results["verdict"] = {
+            "fraction_of_profiler_report": round(frac, 4),
+            "pass": frac <= TARGET_FRACTION,
+        }
     print(f"findings: {', '.join(results['cold'].get('findings', [])) or '-'}")
     print("\nphases (in-process, warm cache):")
     for name, secs in results["phases"].items():

@@ -175,9 +175,17 @@ class FakeProc:
         self.tick += 1
         t = self.tick
         # user nice system idle iowait irq softirq steal guest guest_nice, jiffies
-        lines = [f"cpu{i} {30 * t + i} {t} {8 * t} {10 * t + i % 7} {t % 3} 0 {t} 0 0 0" for i in range(self.cores)]
-        total = "cpu " + " ".join(str(sum(int(x) for x in col)) for col in zip(*(ln.split()[1:] for ln in lines), strict=True))
-        (self.root / "stat").write_text("\n".join([total, *lines, "intr 0", "ctxt 0", "btime 0", ""]))
+        lines = [
+            f"cpu{i} {30 * t + i} {t} {8 * t} {10 * t + i % 7} {t % 3} 0 {t} 0 0 0"
+            for i in range(self.cores)
+        ]
+        total = "cpu " + " ".join(
+            str(sum(int(x) for x in col))
+            for col in zip(*(ln.split()[1:] for ln in lines), strict=True)
+        )
+        (self.root / "stat").write_text(
+            "\n".join([total, *lines, "intr 0", "ctxt 0", "btime 0", ""])
+        )
 
 
 def fake_infiniband(root: Path, ports: int) -> Path:
@@ -211,8 +219,9 @@ class Advance:
         return []
 
 
-def measure_target(cores: int, gpus: int, efa_ports: int, seconds: float, interval_s: float,
-                   tmp: Path) -> dict[str, Any]:
+def measure_target(
+    cores: int, gpus: int, efa_ports: int, seconds: float, interval_s: float, tmp: Path
+) -> dict[str, Any]:
     """The sampler on its thread, as deployed, over stand-ins of the target's size."""
     proc = FakeProc(tmp / "proc", cores)
     ib = fake_infiniband(tmp / "infiniband", efa_ports)
@@ -221,8 +230,15 @@ def measure_target(cores: int, gpus: int, efa_ports: int, seconds: float, interv
     psutil.PROCFS_PATH = str(proc.root)
     try:
         assert len(psutil.cpu_times(percpu=True)) == cores
-        sampler = SystemSampler(tmp / "target", interval_s, node="algo-1", nvml=StandInNvml(gpus),
-                                infiniband_root=ib, extra_counters=[advance], log=lambda _: None)
+        sampler = SystemSampler(
+            tmp / "target",
+            interval_s,
+            node="algo-1",
+            nvml=StandInNvml(gpus),
+            infiniband_root=ib,
+            extra_counters=[advance],
+            log=lambda _: None,
+        )
         sampler.start()
         while sampler.samples < 1:
             time.sleep(0.005)
@@ -251,11 +267,15 @@ def measure_target(cores: int, gpus: int, efa_ports: int, seconds: float, interv
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    ap.add_argument("--seconds", type=float, default=10.0, help="how long each of the two runs samples")
+    ap.add_argument(
+        "--seconds", type=float, default=10.0, help="how long each of the two runs samples"
+    )
     ap.add_argument("--interval-ms", type=int, default=500)
     ap.add_argument("--cores", type=int, default=96)
     ap.add_argument("--gpus", type=int, default=8)
-    ap.add_argument("--efa-ports", type=int, default=4, help="p4d.24xlarge has 4 EFA devices, p5.48xlarge 32")
+    ap.add_argument(
+        "--efa-ports", type=int, default=4, help="p4d.24xlarge has 4 EFA devices, p5.48xlarge 32"
+    )
     a = ap.parse_args(argv)
     interval = a.interval_ms / 1000.0
 
@@ -266,27 +286,39 @@ def main(argv: list[str] | None = None) -> int:
     nv = real_nvml()
     per_call = nvml_seconds_per_call(nv) if nv is not None else None
     calls = target["nvml_calls_per_sample"]
-    result: dict[str, Any] = {"interval_ms": a.interval_ms, "goal_pct_of_one_core": GOAL_PCT,
-                              "this_machine": here, "target": target}
+    result: dict[str, Any] = {
+        "interval_ms": a.interval_ms,
+        "goal_pct_of_one_core": GOAL_PCT,
+        "this_machine": here,
+        "target": target,
+    }
 
     print(f"System sampler overhead at {a.interval_ms} ms (goal: < {GOAL_PCT} % of one core)")
-    print(f"  this machine ({here['cores']} cores, {here['gpus']} GPUs, real sources): "
-          f"{here['cpu_ms_per_sample']:.3f} ms CPU per sample, {here['rows_per_sample']:.0f} rows "
-          f"-> {here['pct_of_one_core']:.3f} % of one core ({here['samples']} samples; "
-          f"{here['start_cpu_ms']:.0f} ms once at start)")
-    print(f"  {a.cores} cores + {a.gpus} GPUs + {a.efa_ports} EFA ports (stand-ins, {target['rows_per_sample']} rows): "
-          f"{target['cpu_ms_per_sample']:.3f} ms CPU per sample -> {target['pct_of_one_core']:.3f} % of one core")
+    print(
+        f"  this machine ({here['cores']} cores, {here['gpus']} GPUs, real sources): "
+        f"{here['cpu_ms_per_sample']:.3f} ms CPU per sample, {here['rows_per_sample']:.0f} rows "
+        f"-> {here['pct_of_one_core']:.3f} % of one core ({here['samples']} samples; "
+        f"{here['start_cpu_ms']:.0f} ms once at start)"
+    )
+    print(
+        f"  {a.cores} cores + {a.gpus} GPUs + {a.efa_ports} EFA ports (stand-ins, {target['rows_per_sample']} rows): "
+        f"{target['cpu_ms_per_sample']:.3f} ms CPU per sample -> {target['pct_of_one_core']:.3f} % of one core"
+    )
     if per_call is not None:
         total = target["cpu_ms_per_sample"] / 1e3 + calls * per_call
         result["nvml_us_per_call_measured"] = round(per_call * 1e6, 2)
         result["target_pct_with_nvml"] = round(pct_of_core(total, interval), 3)
-        print(f"  + NVML driver time measured here, {per_call * 1e6:.1f} us a call x {calls} calls: "
-              f"{result['target_pct_with_nvml']:.3f} % of one core")
+        print(
+            f"  + NVML driver time measured here, {per_call * 1e6:.1f} us a call x {calls} calls: "
+            f"{result['target_pct_with_nvml']:.3f} % of one core"
+        )
     else:
         extra = {us: round(pct_of_core(calls * us / 1e6, interval), 3) for us in (10, 50, 100)}
         result["nvml_driver_pct_if_us_per_call"] = extra
-        print(f"  + NVML's driver time, not measurable without a GPU: {calls} calls per sample; "
-              + ", ".join(f"at {us} us a call +{pct:.2f} %" for us, pct in extra.items()))
+        print(
+            f"  + NVML's driver time, not measurable without a GPU: {calls} calls per sample; "
+            + ", ".join(f"at {us} us a call +{pct:.2f} %" for us, pct in extra.items())
+        )
     bench_dir = REPO / ".bench"
     bench_dir.mkdir(exist_ok=True)
     (bench_dir / "sampler.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -75,7 +75,9 @@ def source_trace() -> Path:
     root = find_fixtures()
     path = None if root is None else root.joinpath(*SOURCE_TRACE)
     if path is None or not path.is_file():
-        raise SystemExit("bench_scale: the Kineto fixtures are missing: set STEPSCOPE_FIXTURES or ../shared/fixtures")
+        raise SystemExit(
+            "bench_scale: the Kineto fixtures are missing: set STEPSCOPE_FIXTURES or ../shared/fixtures"
+        )
     return path
 
 
@@ -103,13 +105,21 @@ def make_jobs(work: Path, sizes: list[int]) -> dict[int, Path]:
             body = orjson.dumps({**doc, "distributedInfo": info}).replace(b'"rank":', b'"rank": ')
             (pool / f"rank-{r}.json.gz").write_bytes(gzip.compress(body, compresslevel=1))
         stamp.write_text(json.dumps({**params, "ranks": need}))
-        print(f"wrote {need - have['ranks']} rank traces ({len(body) / 2**20:.0f} MB of JSON each) in "
-              f"{time.perf_counter() - t0:.0f} s under {pool}", flush=True)
+        print(
+            f"wrote {need - have['ranks']} rank traces ({len(body) / 2**20:.0f} MB of JSON each) in "
+            f"{time.perf_counter() - t0:.0f} s under {pool}",
+            flush=True,
+        )
     out = {}
     for n in sizes:
         d = work / f"ranks-{n}"
-        if not (d.is_dir() and sorted(p.name for p in d.iterdir()) == sorted(f"rank-{r}.json.gz" for r in range(n))
-                and all((d / f"rank-{r}.json.gz").samefile(pool / f"rank-{r}.json.gz") for r in range(n))):
+        if not (
+            d.is_dir()
+            and sorted(p.name for p in d.iterdir()) == sorted(f"rank-{r}.json.gz" for r in range(n))
+            and all(
+                (d / f"rank-{r}.json.gz").samefile(pool / f"rank-{r}.json.gz") for r in range(n)
+            )
+        ):
             shutil.rmtree(d, ignore_errors=True)
             d.mkdir(parents=True)
             for r in range(n):
@@ -120,20 +130,31 @@ def make_jobs(work: Path, sizes: list[int]) -> dict[int, Path]:
 
 def old_code(work: Path, rev: str) -> Path:
     """``rev`` of this repository, extracted (``git archive``: no checkout, no index change)."""
-    sha = subprocess.run(["git", "rev-parse", "--short", rev], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
+    sha = subprocess.run(
+        ["git", "rev-parse", "--short", rev], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.strip()
     dest = work / f"code-{sha}"
     if not (dest / "analyzer").is_dir():
         dest.mkdir(parents=True, exist_ok=True)
-        archive = subprocess.run(["git", "archive", "--format=tar", sha], cwd=REPO, capture_output=True, check=True).stdout
+        archive = subprocess.run(
+            ["git", "archive", "--format=tar", sha], cwd=REPO, capture_output=True, check=True
+        ).stdout
         with tempfile.TemporaryFile() as f:
             f.write(archive)
             f.seek(0)
             with tarfile.open(fileobj=f) as tar:
                 tar.extractall(dest, filter="data")
-    probe = subprocess.run([sys.executable, "-c", "import analyzer; print(analyzer.__file__)"],
-                           env={**os.environ, "PYTHONPATH": str(dest)}, capture_output=True, text=True, cwd=dest)
+    probe = subprocess.run(
+        [sys.executable, "-c", "import analyzer; print(analyzer.__file__)"],
+        env={**os.environ, "PYTHONPATH": str(dest)},
+        capture_output=True,
+        text=True,
+        cwd=dest,
+    )
     if not probe.stdout.strip().startswith(str(dest)):
-        raise SystemExit(f"bench_scale: the old code at {dest} is not what Python imports ({probe.stdout.strip()})")
+        raise SystemExit(
+            f"bench_scale: the old code at {dest} is not what Python imports ({probe.stdout.strip()})"
+        )
     return dest
 
 
@@ -157,7 +178,9 @@ def _proc_table() -> dict[int, tuple[int, float]]:
     return out
 
 
-def _descendants(procs: dict[int, tuple[int, float]], root: int, exclude: frozenset[int]) -> set[int]:
+def _descendants(
+    procs: dict[int, tuple[int, float]], root: int, exclude: frozenset[int]
+) -> set[int]:
     children: dict[int, list[int]] = {}
     for pid, (ppid, _) in procs.items():
         children.setdefault(ppid, []).append(pid)
@@ -200,8 +223,15 @@ def tree_cpu(exclude: frozenset[int] = frozenset()) -> Iterator[dict[str, float]
         result["cpu_s"] = sum(seen.values())
 
 
-def stepscope(job: Path, work: Path, code: Path | None, timeout: float, *, engine: str | None = None,
-              exclude: frozenset[int] = frozenset()) -> dict[str, Any]:
+def stepscope(
+    job: Path,
+    work: Path,
+    code: Path | None,
+    timeout: float,
+    *,
+    engine: str | None = None,
+    exclude: frozenset[int] = frozenset(),
+) -> dict[str, Any]:
     """Cold ``report`` (fresh cache) and warm ``ingest`` (reopen) of ``job`` in child processes;
     with ``engine`` (``dask://HOST:PORT``) the report runs through that cluster."""
     env = {"PYTHONPATH": str(code)} if code is not None else {}
@@ -212,15 +242,42 @@ def stepscope(job: Path, work: Path, code: Path | None, timeout: float, *, engin
     on = ["--engine", engine] if engine else []
     try:
         with tree_cpu(exclude) as cpu:
-            cold = bi.run_child([*py, "-m", "stepscope", "report", str(job), "--out", str(out), "--format", "json",
-                                 "--fail-on", "never", "--cache", str(cache), "-q", *on], timeout=timeout, env=env)
-        res: dict[str, Any] = {"wall_s": cold.wall_s, "peak_tree_mb": cold.peak_tree_rss_mb,
-                               "peak_process_mb": cold.peak_rss_mb, "cpu_s": cpu["cpu_s"], "error": cold.error}
+            cold = bi.run_child(
+                [
+                    *py,
+                    "-m",
+                    "stepscope",
+                    "report",
+                    str(job),
+                    "--out",
+                    str(out),
+                    "--format",
+                    "json",
+                    "--fail-on",
+                    "never",
+                    "--cache",
+                    str(cache),
+                    "-q",
+                    *on,
+                ],
+                timeout=timeout,
+                env=env,
+            )
+        res: dict[str, Any] = {
+            "wall_s": cold.wall_s,
+            "peak_tree_mb": cold.peak_tree_rss_mb,
+            "peak_process_mb": cold.peak_rss_mb,
+            "cpu_s": cpu["cpu_s"],
+            "error": cold.error,
+        }
         if cold.error is None:
             report = orjson.loads((out / "report.json").read_bytes())
             res["report_ranks"] = len(report["metrics"]["ranks"])
-            warm = bi.run_child([*py, "-m", "stepscope", "ingest", str(job), "--cache", str(cache), "-q", *on],
-                                timeout=timeout, env=env)
+            warm = bi.run_child(
+                [*py, "-m", "stepscope", "ingest", str(job), "--cache", str(cache), "-q", *on],
+                timeout=timeout,
+                env=env,
+            )
             res["reopen_s"] = warm.wall_s if warm.error is None else None
             res["reopen_error"] = warm.error
         return res
@@ -258,19 +315,30 @@ def dask(job: Path, work: Path, timeout: float) -> dict[str, Any]:
         # the scheduler's HTTP endpoint (metrics) says so when :8787 is taken, e.g. by
         # another cluster on this machine, and picks another port: nothing to act on
         warnings.filterwarnings("ignore", message="Port .* is already in use", category=UserWarning)
-        cluster = LocalCluster(n_workers=DASK_WORKERS, processes=True, threads_per_worker=1, host="127.0.0.1",
-                               dashboard_address=None)
+        cluster = LocalCluster(
+            n_workers=DASK_WORKERS,
+            processes=True,
+            threads_per_worker=1,
+            host="127.0.0.1",
+            dashboard_address=None,
+        )
     with cluster, Client(cluster, set_as_default=False) as client:
         procs = _proc_table()
-        started = frozenset(_descendants(procs, os.getpid(), frozenset()) - before)  # nannies and workers
+        started = frozenset(
+            _descendants(procs, os.getpid(), frozenset()) - before
+        )  # nannies and workers
         start = client.run(_worker_usage)
-        res = stepscope(job, work, None, timeout, engine=f"dask://{cluster.scheduler_address}", exclude=started)
+        res = stepscope(
+            job, work, None, timeout, engine=f"dask://{cluster.scheduler_address}", exclude=started
+        )
         end = client.run(_worker_usage)
     res["client_peak_mb"] = res.pop("peak_tree_mb")
     res["client_cpu_s"] = res.pop("cpu_s")
     res["workers"] = len(end)
     res["workers_peak_mb"] = sum(u["maxrss_mb"] for u in end.values())
-    res["workers_cpu_s"] = sum(u["cpu_s"] - start.get(w, {"cpu_s": 0.0})["cpu_s"] for w, u in end.items())
+    res["workers_cpu_s"] = sum(
+        u["cpu_s"] - start.get(w, {"cpu_s": 0.0})["cpu_s"] for w, u in end.items()
+    )
     res["peak_mb"] = res["client_peak_mb"] + res["workers_peak_mb"]
     res["cpu_s"] = res["client_cpu_s"] + res["workers_cpu_s"]
     return res
@@ -278,10 +346,17 @@ def dask(job: Path, work: Path, timeout: float) -> dict[str, Any]:
 
 def hta(job: Path, timeout: float) -> dict[str, Any]:
     with tree_cpu() as cpu:
-        run = bi.run_child([str(bi.PEERS_PY), str(bi.HTA_REF), str(job), "--analyses"], timeout=timeout)
+        run = bi.run_child(
+            [str(bi.PEERS_PY), str(bi.HTA_REF), str(job), "--analyses"], timeout=timeout
+        )
     doc = run.json() or {}
-    return {"wall_s": run.wall_s, "peak_tree_mb": run.peak_tree_rss_mb, "cpu_s": cpu["cpu_s"],
-            "parse_s": doc.get("parse_s"), "error": run.error}
+    return {
+        "wall_s": run.wall_s,
+        "peak_tree_mb": run.peak_tree_rss_mb,
+        "cpu_s": cpu["cpu_s"],
+        "parse_s": doc.get("parse_s"),
+        "error": run.error,
+    }
 
 
 def hta_env() -> str | None:
@@ -306,15 +381,31 @@ def _fmt(v: float | None, spec: str = ".1f") -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--ranks", default="64,256,512", help="job sizes, comma-separated")
-    ap.add_argument("--old-rev", help="git revision of the code before the map, measured at --old-ranks")
+    ap.add_argument(
+        "--old-rev", help="git revision of the code before the map, measured at --old-ranks"
+    )
     ap.add_argument("--old-ranks", default="64")
-    ap.add_argument("--hta-ranks", default="64,256,512", help="sizes HTA runs at (each skipped when it would pass the budget)")
-    ap.add_argument("--hta-budget-gb", type=float, default=10.0, help="skip HTA sizes expected to need more")
+    ap.add_argument(
+        "--hta-ranks",
+        default="64,256,512",
+        help="sizes HTA runs at (each skipped when it would pass the budget)",
+    )
+    ap.add_argument(
+        "--hta-budget-gb", type=float, default=10.0, help="skip HTA sizes expected to need more"
+    )
     ap.add_argument("--skip-hta", action="store_true")
-    ap.add_argument("--skip-dask", action="store_true", help="no Dask engine column (a LocalCluster at every size)")
-    ap.add_argument("--work", default="/tmp/stepscope-scale", help="where the jobs and caches are written")
+    ap.add_argument(
+        "--skip-dask",
+        action="store_true",
+        help="no Dask engine column (a LocalCluster at every size)",
+    )
+    ap.add_argument(
+        "--work", default="/tmp/stepscope-scale", help="where the jobs and caches are written"
+    )
     ap.add_argument("--timeout", type=float, default=1800.0)
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args()
@@ -325,15 +416,24 @@ def main() -> None:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     jobs = make_jobs(work, sorted(set(sizes) | set(old_sizes) | set(hta_sizes)))
-    results: dict[str, Any] = {"cpus": os.cpu_count(), "trace": str(source_trace()), "new": {}, "old": {}, "hta": {},
-                               "dask": {}}
+    results: dict[str, Any] = {
+        "cpus": os.cpu_count(),
+        "trace": str(source_trace()),
+        "new": {},
+        "old": {},
+        "hta": {},
+        "dask": {},
+    }
 
     for n in sizes:
         r = stepscope(jobs[n], work, None, args.timeout)
         results["new"][n] = r
-        print(f"stepscope     {n:4d} ranks: {_fmt(r['wall_s'])} s, {_fmt(r['cpu_s'])} CPU s, peak "
-              f"{_fmt(r['peak_tree_mb'], '.0f')} MB (reopen {_fmt(r.get('reopen_s'), '.2f')} s)"
-              f"{'  ' + r['error'] if r['error'] else ''}", flush=True)
+        print(
+            f"stepscope     {n:4d} ranks: {_fmt(r['wall_s'])} s, {_fmt(r['cpu_s'])} CPU s, peak "
+            f"{_fmt(r['peak_tree_mb'], '.0f')} MB (reopen {_fmt(r.get('reopen_s'), '.2f')} s)"
+            f"{'  ' + r['error'] if r['error'] else ''}",
+            flush=True,
+        )
     why_not_dask = "--skip-dask" if args.skip_dask else dask_missing()
     if why_not_dask is not None:
         print(f"Dask skipped: {why_not_dask}", flush=True)
@@ -341,18 +441,24 @@ def main() -> None:
     for n in sizes if why_not_dask is None else []:
         r = dask(jobs[n], work, args.timeout)
         results["dask"][n] = r
-        print(f"Dask ({r['workers']} workers) {n:4d} ranks: {_fmt(r['wall_s'])} s, {_fmt(r['cpu_s'])} CPU s "
-              f"(workers {_fmt(r['workers_cpu_s'])}), peak {_fmt(r['peak_mb'], '.0f')} MB (client "
-              f"{_fmt(r['client_peak_mb'], '.0f')} + workers {_fmt(r['workers_peak_mb'], '.0f')})"
-              f"{'  ' + r['error'] if r['error'] else ''}", flush=True)
+        print(
+            f"Dask ({r['workers']} workers) {n:4d} ranks: {_fmt(r['wall_s'])} s, {_fmt(r['cpu_s'])} CPU s "
+            f"(workers {_fmt(r['workers_cpu_s'])}), peak {_fmt(r['peak_mb'], '.0f')} MB (client "
+            f"{_fmt(r['client_peak_mb'], '.0f')} + workers {_fmt(r['workers_peak_mb'], '.0f')})"
+            f"{'  ' + r['error'] if r['error'] else ''}",
+            flush=True,
+        )
     if old_sizes:
         code = old_code(work, args.old_rev)
         for n in old_sizes:
             r = stepscope(jobs[n], work, code, args.timeout)
             results["old"][n] = r
-            print(f"before (old)  {n:4d} ranks: {_fmt(r['wall_s'])} s, {_fmt(r['cpu_s'])} CPU s, peak "
-                  f"{_fmt(r['peak_tree_mb'], '.0f')} MB"
-                  f"{'  ' + r['error'] if r['error'] else ''}", flush=True)
+            print(
+                f"before (old)  {n:4d} ranks: {_fmt(r['wall_s'])} s, {_fmt(r['cpu_s'])} CPU s, peak "
+                f"{_fmt(r['peak_tree_mb'], '.0f')} MB"
+                f"{'  ' + r['error'] if r['error'] else ''}",
+                flush=True,
+            )
     if hta_sizes:
         why = hta_env()
         if why is not None:
@@ -363,8 +469,10 @@ def main() -> None:
             if why is not None:
                 break
             if per_rank_mb is not None and per_rank_mb * n > args.hta_budget_gb * 1024:
-                reason = (f"HTA would need ~{per_rank_mb * n / 1024:.1f} GB at {n} ranks "
-                          f"(> --hta-budget-gb {args.hta_budget_gb:g} on this shared machine)")
+                reason = (
+                    f"HTA would need ~{per_rank_mb * n / 1024:.1f} GB at {n} ranks "
+                    f"(> --hta-budget-gb {args.hta_budget_gb:g} on this shared machine)"
+                )
                 print(f"HTA           {n:4d} ranks: skipped: {reason}", flush=True)
                 results["hta"][n] = {"skipped": reason}
                 continue
@@ -372,58 +480,88 @@ def main() -> None:
             results["hta"][n] = r
             if r["error"] is None and r["peak_tree_mb"]:
                 per_rank_mb = r["peak_tree_mb"] / n
-            print(f"HTA           {n:4d} ranks: {_fmt(r['wall_s'])} s, {_fmt(r['cpu_s'])} CPU s, peak "
-                  f"{_fmt(r['peak_tree_mb'], '.0f')} MB"
-                  f"{'  ' + r['error'] if r['error'] else ''}", flush=True)
+            print(
+                f"HTA           {n:4d} ranks: {_fmt(r['wall_s'])} s, {_fmt(r['cpu_s'])} CPU s, peak "
+                f"{_fmt(r['peak_tree_mb'], '.0f')} MB"
+                f"{'  ' + r['error'] if r['error'] else ''}",
+                flush=True,
+            )
 
     print()
-    print(f"{'ranks':>6} {'stepscope s':>12} {'s/rank':>7} {'CPU s':>7} {'CPU/rank':>8} {'peak MB':>8} {'reopen s':>9} "
-          f"{'old s':>7} {'old MB':>7} {'HTA s':>7} {'HTA MB':>7} {'Dask s':>7} {'Dask CPU':>8} {'Dask MB':>8}")
+    print(
+        f"{'ranks':>6} {'stepscope s':>12} {'s/rank':>7} {'CPU s':>7} {'CPU/rank':>8} {'peak MB':>8} {'reopen s':>9} "
+        f"{'old s':>7} {'old MB':>7} {'HTA s':>7} {'HTA MB':>7} {'Dask s':>7} {'Dask CPU':>8} {'Dask MB':>8}"
+    )
     for n in sorted(set(sizes) | set(old_sizes) | set(hta_sizes)):
-        new, old, peer = results["new"].get(n, {}), results["old"].get(n, {}), results["hta"].get(n, {})
+        new, old, peer = (
+            results["new"].get(n, {}),
+            results["old"].get(n, {}),
+            results["hta"].get(n, {}),
+        )
         dsk = results["dask"].get(n, {})
         per = new["wall_s"] / n if new.get("wall_s") and not new.get("error") else None
         cpu_per = new["cpu_s"] / n if new.get("cpu_s") and not new.get("error") else None
-        print(f"{n:>6} {_fmt(new.get('wall_s')):>12} {_fmt(per, '.3f'):>7} {_fmt(new.get('cpu_s')):>7} "
-              f"{_fmt(cpu_per, '.3f'):>8} {_fmt(new.get('peak_tree_mb'), '.0f'):>8} "
-              f"{_fmt(new.get('reopen_s'), '.2f'):>9} {_fmt(old.get('wall_s')):>7} {_fmt(old.get('peak_tree_mb'), '.0f'):>7} "
-              f"{_fmt(peer.get('wall_s')):>7} {_fmt(peer.get('peak_tree_mb'), '.0f'):>7} "
-              f"{_fmt(dsk.get('wall_s')):>7} {_fmt(dsk.get('cpu_s')):>8} {_fmt(dsk.get('peak_mb'), '.0f'):>8}")
+        print(
+            f"{n:>6} {_fmt(new.get('wall_s')):>12} {_fmt(per, '.3f'):>7} {_fmt(new.get('cpu_s')):>7} "
+            f"{_fmt(cpu_per, '.3f'):>8} {_fmt(new.get('peak_tree_mb'), '.0f'):>8} "
+            f"{_fmt(new.get('reopen_s'), '.2f'):>9} {_fmt(old.get('wall_s')):>7} {_fmt(old.get('peak_tree_mb'), '.0f'):>7} "
+            f"{_fmt(peer.get('wall_s')):>7} {_fmt(peer.get('peak_tree_mb'), '.0f'):>7} "
+            f"{_fmt(dsk.get('wall_s')):>7} {_fmt(dsk.get('cpu_s')):>8} {_fmt(dsk.get('peak_mb'), '.0f'):>8}"
+        )
     ok = {n: r for n, r in results["new"].items() if not r.get("error")}
     ratios: dict[str, Any] = {}
     if len(ok) >= 2:
         lo, hi = min(ok), max(ok)
         growth = ok[hi]["peak_tree_mb"] / ok[lo]["peak_tree_mb"]
         ratios["peak_growth"] = {"from": lo, "to": hi, "ratio": growth, "goal": GOAL_GROWTH}
-        print(f"peak RSS {hi} / {lo} ranks: {growth:.2f}x (goal <= {GOAL_GROWTH}x); at {hi} ranks "
-              f"{ok[hi]['peak_tree_mb'] / 1024:.2f} GB (goal < {GOAL_PEAK_MB / 1024:.1f} GB); "
-              f"time {hi} / {lo} ranks: {ok[hi]['wall_s'] / ok[lo]['wall_s']:.2f}x for {hi / lo:.0f}x the ranks")
+        print(
+            f"peak RSS {hi} / {lo} ranks: {growth:.2f}x (goal <= {GOAL_GROWTH}x); at {hi} ranks "
+            f"{ok[hi]['peak_tree_mb'] / 1024:.2f} GB (goal < {GOAL_PEAK_MB / 1024:.1f} GB); "
+            f"time {hi} / {lo} ranks: {ok[hi]['wall_s'] / ok[lo]['wall_s']:.2f}x for {hi / lo:.0f}x the ranks"
+        )
     for n, r in ok.items():
-        print(f"{n} ranks: {r['wall_s'] / n:.3f} s per rank (goal <= {GOAL_S_PER_RANK} s), {r['cpu_s'] / n:.3f} CPU s "
-              f"per rank, report with {r.get('report_ranks')} ranks")
+        print(
+            f"{n} ranks: {r['wall_s'] / n:.3f} s per rank (goal <= {GOAL_S_PER_RANK} s), {r['cpu_s'] / n:.3f} CPU s "
+            f"per rank, report with {r.get('report_ranks')} ranks"
+        )
     for n, old in results["old"].items():
         new = ok.get(n)
         if new and not old.get("error"):
-            ratios[f"new_vs_old_{n}"] = {"time": new["wall_s"] / old["wall_s"], "cpu": _ratio(new["cpu_s"], old["cpu_s"]),
-                                         "peak": new["peak_tree_mb"] / old["peak_tree_mb"]}
-            print(f"{n} ranks, new / old: time {new['wall_s'] / old['wall_s']:.2f}x, CPU {_fmt(_ratio(new['cpu_s'], old['cpu_s']), '.2f')}x, "
-                  f"peak RSS {new['peak_tree_mb'] / old['peak_tree_mb']:.2f}x")
+            ratios[f"new_vs_old_{n}"] = {
+                "time": new["wall_s"] / old["wall_s"],
+                "cpu": _ratio(new["cpu_s"], old["cpu_s"]),
+                "peak": new["peak_tree_mb"] / old["peak_tree_mb"],
+            }
+            print(
+                f"{n} ranks, new / old: time {new['wall_s'] / old['wall_s']:.2f}x, CPU {_fmt(_ratio(new['cpu_s'], old['cpu_s']), '.2f')}x, "
+                f"peak RSS {new['peak_tree_mb'] / old['peak_tree_mb']:.2f}x"
+            )
     for n, peer in results["hta"].items():
         new = ok.get(n)
         if new and peer.get("wall_s") and not peer.get("error"):
-            ratios[f"new_vs_hta_{n}"] = {"time": new["wall_s"] / peer["wall_s"], "cpu": _ratio(new["cpu_s"], peer["cpu_s"]),
-                                         "peak": new["peak_tree_mb"] / peer["peak_tree_mb"]}
-            print(f"{n} ranks, stepscope / HTA: time {new['wall_s'] / peer['wall_s']:.2f}x, "
-                  f"CPU {_fmt(_ratio(new['cpu_s'], peer['cpu_s']), '.2f')}x, peak RSS {new['peak_tree_mb'] / peer['peak_tree_mb']:.2f}x")
+            ratios[f"new_vs_hta_{n}"] = {
+                "time": new["wall_s"] / peer["wall_s"],
+                "cpu": _ratio(new["cpu_s"], peer["cpu_s"]),
+                "peak": new["peak_tree_mb"] / peer["peak_tree_mb"],
+            }
+            print(
+                f"{n} ranks, stepscope / HTA: time {new['wall_s'] / peer['wall_s']:.2f}x, "
+                f"CPU {_fmt(_ratio(new['cpu_s'], peer['cpu_s']), '.2f')}x, peak RSS {new['peak_tree_mb'] / peer['peak_tree_mb']:.2f}x"
+            )
     for n, dsk in results["dask"].items():
         new = ok.get(n)
         if new and dsk.get("wall_s") and not dsk.get("error"):
-            ratios[f"dask_vs_local_{n}"] = {"time": dsk["wall_s"] / new["wall_s"], "cpu": _ratio(dsk["cpu_s"], new["cpu_s"]),
-                                            "peak": dsk["peak_mb"] / new["peak_tree_mb"]}
-            print(f"{n} ranks, Dask LocalCluster / local engine: time {dsk['wall_s'] / new['wall_s']:.2f}x, "
-                  f"CPU {_fmt(_ratio(dsk['cpu_s'], new['cpu_s']), '.2f')}x, peak RSS {dsk['peak_mb'] / new['peak_tree_mb']:.2f}x "
-                  f"(client {dsk['client_peak_mb']:.0f} MB + {dsk['workers']} workers {dsk['workers_peak_mb']:.0f} MB); "
-                  f"same ranks in the report: {dsk.get('report_ranks') == new.get('report_ranks')}")
+            ratios[f"dask_vs_local_{n}"] = {
+                "time": dsk["wall_s"] / new["wall_s"],
+                "cpu": _ratio(dsk["cpu_s"], new["cpu_s"]),
+                "peak": dsk["peak_mb"] / new["peak_tree_mb"],
+            }
+            print(
+                f"{n} ranks, Dask LocalCluster / local engine: time {dsk['wall_s'] / new['wall_s']:.2f}x, "
+                f"CPU {_fmt(_ratio(dsk['cpu_s'], new['cpu_s']), '.2f')}x, peak RSS {dsk['peak_mb'] / new['peak_tree_mb']:.2f}x "
+                f"(client {dsk['client_peak_mb']:.0f} MB + {dsk['workers']} workers {dsk['workers_peak_mb']:.0f} MB); "
+                f"same ranks in the report: {dsk.get('report_ranks') == new.get('report_ranks')}"
+            )
     results["ratios"] = ratios
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str))

@@ -61,12 +61,19 @@ def _refresh_controls(job: data.JobData) -> None:
     interval = cfg.refresh_s if cfg.refresh_s is not None else (30.0 if job.running else 0.0)
     with st.sidebar:
         st.divider()
-        st.button("Refresh data", key="refresh", on_click=_bump, args=(cfg,),
-                  help="Re-read the source; only new or changed files are read.")
+        st.button(
+            "Refresh data",
+            key="refresh",
+            on_click=_bump,
+            args=(cfg,),
+            help="Re-read the source; only new or changed files are read.",
+        )
         if interval and interval > 0:
             _auto_refresh(job, interval)
-        st.caption(f"{'report from cache' if job.report_from_cache else 'rules evaluated'} · "
-                   f"loaded in {job.load_s:.1f} s")
+        st.caption(
+            f"{'report from cache' if job.report_from_cache else 'rules evaluated'} · "
+            f"loaded in {job.load_s:.1f} s"
+        )
 
 
 def _auto_refresh(job: data.JobData, interval: float) -> None:
@@ -77,7 +84,9 @@ def _auto_refresh(job: data.JobData, interval: float) -> None:
             try:
                 new = data.load_job(job.cfg)
             except Exception as exc:  # keep showing the last good data
-                st.caption(f"refresh failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+                st.caption(
+                    f"refresh failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+                )
                 return
             if new.key != job.key:
                 st.rerun(scope="app")
@@ -86,7 +95,9 @@ def _auto_refresh(job: data.JobData, interval: float) -> None:
 
 
 def main() -> None:
-    st.set_page_config(page_title="stepscope dashboard", page_icon=":material/monitoring:", layout="wide")
+    st.set_page_config(
+        page_title="stepscope dashboard", page_icon=":material/monitoring:", layout="wide"
+    )
     try:
         cfg = data.parse_args(sys.argv[1:])
     except StepscopeError as exc:
@@ -97,7 +108,9 @@ def main() -> None:
     nav = st.navigation(list(pages.values()))
     with st.sidebar:
         st.caption(f"**{job.name}** · {job.report.job.kind}")
-    flt = filters.sidebar(ui.natural(job.nodes), sorted(job.ranks), job.span)  # algo-2 before algo-10
+    flt = filters.sidebar(
+        ui.natural(job.nodes), sorted(job.ranks), job.span
+    )  # algo-2 before algo-10
     _refresh_controls(job)
     ui.set_context(ui.Ctx(job=job, filters=flt, pages=pages))
     nav.run()

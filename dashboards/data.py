@@ -61,8 +61,15 @@ class JobData:
     """One loaded job: the Job (for the pages' drill-downs) and its report (everything else
     the pages show). Shared by all sessions of the process."""
 
-    def __init__(self, cfg: AppConfig, job: Job, report: Report, key: str, report_from_cache: bool,
-                 load_s: float) -> None:
+    def __init__(
+        self,
+        cfg: AppConfig,
+        job: Job,
+        report: Report,
+        key: str,
+        report_from_cache: bool,
+        load_s: float,
+    ) -> None:
         self.cfg = cfg
         self.job = job
         self.report = report
@@ -157,21 +164,37 @@ def engine(spec: str | None) -> DaskEngine | None:
         return found
 
 
-def _build(cfg: AppConfig, rules_key: str, on_progress: Callable[[str, int, int], None] | None,
-           reuse: Job | None) -> JobData:
+def _build(
+    cfg: AppConfig,
+    rules_key: str,
+    on_progress: Callable[[str, int, int], None] | None,
+    reuse: Job | None,
+) -> JobData:
     import time
 
     started = time.perf_counter()
-    job, report, cached = analyze(cfg.source if reuse is None else reuse, load_ruleset(cfg.rules_file), baseline=cfg.baseline,
-                                  cache_dir=cfg.cache_dir, profile=cfg.profile, region=cfg.region,
-                                  on_progress=on_progress, cache_key=rules_key, engine=engine(cfg.engine))
+    job, report, cached = analyze(
+        cfg.source if reuse is None else reuse,
+        load_ruleset(cfg.rules_file),
+        baseline=cfg.baseline,
+        cache_dir=cfg.cache_dir,
+        profile=cfg.profile,
+        region=cfg.region,
+        on_progress=on_progress,
+        cache_key=rules_key,
+        engine=engine(cfg.engine),
+    )
     fp = dataset_fingerprint(job) or str(id(job))
     key = hashlib.sha256(f"{fp}\x00{rules_key}\x00{cfg.source}".encode()).hexdigest()[:20]
     return JobData(cfg, job, report, key, cached, time.perf_counter() - started)
 
 
-def load_job(cfg: AppConfig, *, on_progress: Callable[[str, int, int], None] | None = None,
-             reuse: Job | None = None) -> JobData:
+def load_job(
+    cfg: AppConfig,
+    *,
+    on_progress: Callable[[str, int, int], None] | None = None,
+    reuse: Job | None = None,
+) -> JobData:
     """The job for ``cfg`` at its current refresh generation (loaded once per process);
     ``reuse``: the job of ``cfg.source`` already open, to judge instead of reading it again.
 

@@ -45,8 +45,9 @@ class Filters:
     def node_list(self, nodes: Iterable[str]) -> list[str]:
         return [n for n in nodes if not self.nodes or n in self.nodes]
 
-    def worker_list(self, workers: Iterable[str], rank_node: dict[int, str | None],
-                    nodes: Iterable[str] = ()) -> list[str]:
+    def worker_list(
+        self, workers: Iterable[str], rank_node: dict[int, str | None], nodes: Iterable[str] = ()
+    ) -> list[str]:
         """Training workers to show: those on a chosen node and rank (all when none is chosen);
         a worker whose name says no node (or no rank) is not narrowed by that filter."""
         known = set(nodes)
@@ -71,7 +72,9 @@ class Filters:
 
     def describe(self) -> str:
         parts = [
-            f"nodes {', '.join(sorted(self.nodes, key=natural_key))}" if self.nodes else "all nodes",
+            f"nodes {', '.join(sorted(self.nodes, key=natural_key))}"
+            if self.nodes
+            else "all nodes",
             f"ranks {', '.join(map(str, sorted(self.ranks)))}" if self.ranks else "all ranks",
         ]
         if self.window:
@@ -87,7 +90,9 @@ _WORKER_PLACE = (
 )
 
 
-def worker_place(worker: str, nodes: set[str] | frozenset[str] = frozenset()) -> tuple[str | None, int | None]:
+def worker_place(
+    worker: str, nodes: set[str] | frozenset[str] = frozenset()
+) -> tuple[str | None, int | None]:
     """(node, rank) a training worker's name gives, None where it says nothing; a name that
     is one of the job's ``nodes`` (a TensorBoard run named after its host) is that node."""
     for pattern in _WORKER_PLACE:
@@ -156,21 +161,44 @@ def sidebar(nodes: list[str], ranks: list[int], span: tuple[float, float] | None
     _prune(RANKS_KEY, ranks)
     with st.sidebar:
         st.subheader("Filters")
-        chosen_nodes: list[str] = st.multiselect("Nodes", nodes, key=NODES_KEY, placeholder="all nodes",
-                                                 disabled=not nodes) if nodes else []
-        chosen_ranks: list[int] = st.multiselect("Ranks", ranks, key=RANKS_KEY, placeholder="all ranks",
-                                                 format_func=lambda r: f"rank {r}", disabled=not ranks) if ranks else []
+        chosen_nodes: list[str] = (
+            st.multiselect(
+                "Nodes", nodes, key=NODES_KEY, placeholder="all nodes", disabled=not nodes
+            )
+            if nodes
+            else []
+        )
+        chosen_ranks: list[int] = (
+            st.multiselect(
+                "Ranks",
+                ranks,
+                key=RANKS_KEY,
+                placeholder="all ranks",
+                format_func=lambda r: f"rank {r}",
+                disabled=not ranks,
+            )
+            if ranks
+            else []
+        )
         window = None
         if span_s > 0:
             if WINDOW_KEY not in st.session_state:
                 st.session_state[WINDOW_KEY] = (0.0, span_s)
             lo, hi = st.session_state[WINDOW_KEY]
             st.session_state[WINDOW_KEY] = (min(max(lo, 0.0), span_s), min(max(hi, 0.0), span_s))
-            rel: Any = st.slider("Time window (s after start)", 0.0, float(span_s), key=WINDOW_KEY,
-                            step=max(0.1, round(span_s / 1000, 1)), format="%.1f")
+            rel: Any = st.slider(
+                "Time window (s after start)",
+                0.0,
+                float(span_s),
+                key=WINDOW_KEY,
+                step=max(0.1, round(span_s / 1000, 1)),
+                format="%.1f",
+            )
             lo, hi = float(rel[0]), float(rel[1])
             if lo > 0.05 or span_s - hi > 0.05:
                 window = (t0 + lo, t0 + hi)
-    f = Filters(nodes=tuple(chosen_nodes), ranks=tuple(int(r) for r in chosen_ranks), window=window, t0=t0)
+    f = Filters(
+        nodes=tuple(chosen_nodes), ranks=tuple(int(r) for r in chosen_ranks), window=window, t0=t0
+    )
     _to_url(f, span_s)
     return f

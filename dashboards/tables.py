@@ -39,35 +39,61 @@ class Col:
 
 #: raw field name suffix -> (unit, factor): what a name without its own entry below shows
 SUFFIXES: tuple[tuple[str, str, float], ...] = (
-    ("_ns", "ms", 1e-6), ("_us", "µs", 1.0), ("_ms", "ms", 1.0), ("_pct", "%", 1.0),
-    ("_gbps", "GB/s", 1.0), ("_bytes", "MiB", 1 / MIB), ("_mib", "MiB", 1.0), ("_per_s", "/s", 1.0),
+    ("_ns", "ms", 1e-6),
+    ("_us", "µs", 1.0),
+    ("_ms", "ms", 1.0),
+    ("_pct", "%", 1.0),
+    ("_gbps", "GB/s", 1.0),
+    ("_bytes", "MiB", 1 / MIB),
+    ("_mib", "MiB", 1.0),
+    ("_per_s", "/s", 1.0),
 )
 
 #: the report fields the pages show, by name (labels a newcomer reads without the schema)
 LABELS: dict[str, Col] = {
     # steps and ranks
-    "steps": Col("steps"), "step_time_mean_ms": Col("mean step", "ms"),
-    "step_time_median_ms": Col("median step", "ms"), "step_time_p95_ms": Col("p95 step", "ms"),
-    "step_time_std_ms": Col("step std dev", "ms"), "steps_per_s": Col("throughput", "steps/s"),
-    "dataloader_stall_pct": Col("data-loader stall", "%"), "exposed_comm_pct": Col("exposed communication", "%"),
-    "busy_ms": Col("own work per step", "ms"), "others_busy_ms": Col("others' own work per step", "ms"),
-    "excess_ms": Col("excess per step", "ms"), "excess_pct": Col("excess over the others", "%"),
-    "comm_ms": Col("communication per step", "ms"), "dataloader_ms": Col("data loading per step", "ms"),
+    "steps": Col("steps"),
+    "step_time_mean_ms": Col("mean step", "ms"),
+    "step_time_median_ms": Col("median step", "ms"),
+    "step_time_p95_ms": Col("p95 step", "ms"),
+    "step_time_std_ms": Col("step std dev", "ms"),
+    "steps_per_s": Col("throughput", "steps/s"),
+    "dataloader_stall_pct": Col("data-loader stall", "%"),
+    "exposed_comm_pct": Col("exposed communication", "%"),
+    "busy_ms": Col("own work per step", "ms"),
+    "others_busy_ms": Col("others' own work per step", "ms"),
+    "excess_ms": Col("excess per step", "ms"),
+    "excess_pct": Col("excess over the others", "%"),
+    "comm_ms": Col("communication per step", "ms"),
+    "dataloader_ms": Col("data loading per step", "ms"),
     # collectives
-    "collective": Col("collective"), "calls": Col("calls"), "total_ns": Col("total", "ms", 1e-6),
-    "mean_ns": Col("mean", "ms", 1e-6), "max_ns": Col("max", "ms", 1e-6),
-    "sized_calls": Col("calls with a size"), "total_bytes": Col("total size", "MiB", 1 / MIB),
-    "mean_bytes": Col("mean size", "MiB", 1 / MIB), "min_bytes": Col("min size", "MiB", 1 / MIB),
-    "max_bytes": Col("max size", "MiB", 1 / MIB), "algbw_gbps": Col("algorithm bandwidth", "GB/s"),
+    "collective": Col("collective"),
+    "calls": Col("calls"),
+    "total_ns": Col("total", "ms", 1e-6),
+    "mean_ns": Col("mean", "ms", 1e-6),
+    "max_ns": Col("max", "ms", 1e-6),
+    "sized_calls": Col("calls with a size"),
+    "total_bytes": Col("total size", "MiB", 1 / MIB),
+    "mean_bytes": Col("mean size", "MiB", 1 / MIB),
+    "min_bytes": Col("min size", "MiB", 1 / MIB),
+    "max_bytes": Col("max size", "MiB", 1 / MIB),
+    "algbw_gbps": Col("algorithm bandwidth", "GB/s"),
     "busbw_gbps": Col("bus bandwidth", "GB/s"),
     # kernels
-    "kernel_class": Col("kernel class"), "count": Col("calls"), "pct_of_class": Col("share of its class", "%"),
+    "kernel_class": Col("kernel class"),
+    "count": Col("calls"),
+    "pct_of_class": Col("share of its class", "%"),
     "pct_of_gpu": Col("share of GPU time", "%"),
     # nodes
-    "cpu_util_p50": Col("CPU p50", "%"), "cpu_util_p95": Col("CPU p95", "%"), "io_wait_p95": Col("I/O wait p95", "%"),
-    "gpus": Col("GPUs"), "gpu_util_p50": Col("GPU p50, mean of GPUs", "%"),
+    "cpu_util_p50": Col("CPU p50", "%"),
+    "cpu_util_p95": Col("CPU p95", "%"),
+    "io_wait_p95": Col("I/O wait p95", "%"),
+    "gpus": Col("GPUs"),
+    "gpu_util_p50": Col("GPU p50, mean of GPUs", "%"),
     # the comparison with a baseline
-    "label": Col("metric"), "change_pct": Col("change", "%"), "change_points": Col("change", "points"),
+    "label": Col("metric"),
+    "change_pct": Col("change", "%"),
+    "change_points": Col("change", "points"),
     "tolerance_kind": Col("tolerance kind"),
     # rules
     "findings": Col("findings"),
@@ -101,7 +127,11 @@ def rank_order(df: pd.DataFrame, group: str | None = None) -> pd.DataFrame:
     if "node" in df:
         nodes = sorted({str(n) for n in df["node"].dropna()}, key=natural_key)
         pos = {n: i for i, n in enumerate(nodes)}
-        keys.append(df["node"].map(lambda n: pos.get(str(n), len(pos)) if n is not None and n == n else len(pos)))
+        keys.append(
+            df["node"].map(
+                lambda n: pos.get(str(n), len(pos)) if n is not None and n == n else len(pos)
+            )
+        )
     if "rank" in df:
         keys.append(pd.to_numeric(df["rank"], errors="coerce"))
     if not keys:
@@ -111,8 +141,14 @@ def rank_order(df: pd.DataFrame, group: str | None = None) -> pd.DataFrame:
     return df.iloc[idx.to_numpy()]
 
 
-def formatted(df: pd.DataFrame | Sequence[Mapping[str, Any]], *, labels: Mapping[str, Col | str] | None = None,
-              sort: bool = True, group: str | None = None, keep: Sequence[str] = ()) -> Styler:
+def formatted(
+    df: pd.DataFrame | Sequence[Mapping[str, Any]],
+    *,
+    labels: Mapping[str, Col | str] | None = None,
+    sort: bool = True,
+    group: str | None = None,
+    keep: Sequence[str] = (),
+) -> Styler:
     """``df`` ready to show: columns scaled and renamed, empty columns dropped (those in
     ``keep`` stay), rows in rank/node order, numbers with the decimal policy, blanks as "–".
 
@@ -132,7 +168,10 @@ def formatted(df: pd.DataFrame | Sequence[Mapping[str, Any]], *, labels: Mapping
         heading = col.heading if col.heading not in out else f"{col.heading} [{name}]"
         s = frame[name]
         nonblank = s.dropna()
-        if len(nonblank) and (pd.api.types.is_bool_dtype(s) or nonblank.map(lambda v: isinstance(v, bool | np.bool_)).all()):
+        if len(nonblank) and (
+            pd.api.types.is_bool_dtype(s)
+            or nonblank.map(lambda v: isinstance(v, bool | np.bool_)).all()
+        ):
             formats[heading] = _yes_no
         elif pd.api.types.is_integer_dtype(s) and col.scale == 1.0:
             formats[heading] = "{:,}"
@@ -151,12 +190,21 @@ def _yes_no(v: Any) -> str:
 
 def _numeric_object(s: pd.Series) -> bool:
     vals = s.dropna()
-    return bool(len(vals)) and bool(vals.map(lambda v: isinstance(v, int | float) and not isinstance(v, bool)).all())
+    return bool(len(vals)) and bool(
+        vals.map(lambda v: isinstance(v, int | float) and not isinstance(v, bool)).all()
+    )
 
 
-def show(df: pd.DataFrame | Sequence[Mapping[str, Any]], *, labels: Mapping[str, Col | str] | None = None,
-         sort: bool = True, group: str | None = None, keep: Sequence[str] = (),
-         style: Any = None, key: str | None = None) -> None:
+def show(
+    df: pd.DataFrame | Sequence[Mapping[str, Any]],
+    *,
+    labels: Mapping[str, Col | str] | None = None,
+    sort: bool = True,
+    group: str | None = None,
+    keep: Sequence[str] = (),
+    style: Any = None,
+    key: str | None = None,
+) -> None:
     """Show ``df`` with :func:`formatted` (``style``: a callable given the Styler, e.g. to
     shade regressed rows)."""
     styler = formatted(df, labels=labels, sort=sort, group=group, keep=keep)

@@ -32,7 +32,13 @@ PAGES: tuple[tuple[str, str, str, str, str], ...] = (
     ("overview", "views/overview.py", "Overview", ":material/dashboard:", "overview"),
     ("system", "views/system.py", "System", ":material/memory:", "system"),
     ("steps", "views/steps.py", "Steps and data loading", ":material/timeline:", "steps"),
-    ("communication", "views/communication.py", "Communication", ":material/sync_alt:", "communication"),
+    (
+        "communication",
+        "views/communication.py",
+        "Communication",
+        ":material/sync_alt:",
+        "communication",
+    ),
     ("kernels", "views/kernels.py", "Kernels", ":material/bolt:", "kernels"),
     ("training", "views/training.py", "Training health", ":material/monitor_heart:", "training"),
     ("compare", "views/compare.py", "Compare", ":material/compare_arrows:", "compare"),
@@ -41,7 +47,11 @@ PAGES: tuple[tuple[str, str, str, str, str], ...] = (
 #: which page holds the chart that shows a rule's finding (each rule class says)
 RULE_PAGE = rule_pages()
 
-SEVERITY_BADGE = {"error": ":red-badge[error]", "warning": ":orange-badge[warning]", "info": ":blue-badge[info]"}
+SEVERITY_BADGE = {
+    "error": ":red-badge[error]",
+    "warning": ":orange-badge[warning]",
+    "info": ":blue-badge[info]",
+}
 
 
 @dataclass
@@ -65,7 +75,9 @@ def set_context(ctx: Ctx) -> None:
 def context() -> Ctx:
     ctx = st.session_state.get(_CTX)
     if not isinstance(ctx, Ctx):
-        st.error("This page is part of the stepscope dashboard: start it with `stepscope dashboard SOURCE`.")
+        st.error(
+            "This page is part of the stepscope dashboard: start it with `stepscope dashboard SOURCE`."
+        )
         st.stop()
     return ctx
 
@@ -86,7 +98,9 @@ def focus(nodes: Sequence[str] = (), ranks: Sequence[int] = ()) -> None:
 
 def times(epoch_s: Iterable[float] | np.ndarray | pd.Series) -> np.ndarray:
     """Epoch seconds → datetime64[ms] (UTC): what plotly serialises fastest, no ns warnings."""
-    return np.round(np.asarray(epoch_s, dtype=float) * 1000).astype(np.int64).astype("datetime64[ms]")
+    return (
+        np.round(np.asarray(epoch_s, dtype=float) * 1000).astype(np.int64).astype("datetime64[ms]")
+    )
 
 
 def layout(fig: go.Figure, *, title: str | None = None, height: int = 340, **kw: Any) -> go.Figure:
@@ -97,30 +111,62 @@ def layout(fig: go.Figure, *, title: str | None = None, height: int = 340, **kw:
     extra_rows = max(0, math.ceil(entries / 4) - 1) if entries > 1 and not beside else 0
     height += 22 * extra_rows
     opts: dict[str, Any] = {
-        "title": title, "height": height,
+        "title": title,
+        "height": height,
         "margin": {"l": 60, "r": 20, "t": (70 if title else 20) + 22 * extra_rows, "b": 40},
-        "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0}, "hovermode": "x unified",
+        "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
+        "hovermode": "x unified",
     }
     fig.update_layout(**(opts | kw))
     return fig
 
 
-def add_series(fig: go.Figure, x: Any, df: pd.DataFrame, name: str, *, band: bool, color: str | None = None) -> None:
+def add_series(
+    fig: go.Figure, x: Any, df: pd.DataFrame, name: str, *, band: bool, color: str | None = None
+) -> None:
     """A downsampled series: the mean as a line, min..max as a shaded band (when asked)."""
     line = {"width": 1.4} | ({"color": color} if color else {})
     if band and (df["max"] > df["min"]).any():
-        fig.add_trace(go.Scatter(x=x, y=df["max"], mode="lines", line={"width": 0}, showlegend=False,
-                                 hoverinfo="skip", legendgroup=name, name=f"{name} max"))
-        fig.add_trace(go.Scatter(x=x, y=df["min"], mode="lines", line={"width": 0}, fill="tonexty",
-                                 fillcolor="rgba(120,120,120,0.18)", showlegend=False, hoverinfo="skip",
-                                 legendgroup=name, name=f"{name} min"))
-    fig.add_trace(go.Scatter(x=x, y=df["mean"], mode="lines", name=name, line=line, legendgroup=name))
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=df["max"],
+                mode="lines",
+                line={"width": 0},
+                showlegend=False,
+                hoverinfo="skip",
+                legendgroup=name,
+                name=f"{name} max",
+            )
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=df["min"],
+                mode="lines",
+                line={"width": 0},
+                fill="tonexty",
+                fillcolor="rgba(120,120,120,0.18)",
+                showlegend=False,
+                hoverinfo="skip",
+                legendgroup=name,
+                name=f"{name} min",
+            )
+        )
+    fig.add_trace(
+        go.Scatter(x=x, y=df["mean"], mode="lines", name=name, line=line, legendgroup=name)
+    )
 
 
 #: one colour per kind of time, on every page (data loading is not red: red is for alarms)
 PART_COLORS = {
-    "compute": "#4c78a8", "communication": "#b279a2", "exposed communication": "#b279a2",
-    "data loading": "#54a24b", "idle": "#bab0ac", "other": "#9ecae9", "memory": "#72b7b2",
+    "compute": "#4c78a8",
+    "communication": "#b279a2",
+    "exposed communication": "#b279a2",
+    "data loading": "#54a24b",
+    "idle": "#bab0ac",
+    "other": "#9ecae9",
+    "memory": "#72b7b2",
 }
 
 #: lines per node or device: the rank palette's hues without its red (red is for alarms)
@@ -130,7 +176,9 @@ SERIES_COLORS = tuple(c for c in RANK_COLORS if c != "#e45756")
 WINDOW_COLORS = window_colors()
 
 
-def shade(fig: go.Figure, windows: Iterable[tuple[Any, Any, str]], y: tuple[float, float] = (0.0, 105.0)) -> int:
+def shade(
+    fig: go.Figure, windows: Iterable[tuple[Any, Any, str]], y: tuple[float, float] = (0.0, 105.0)
+) -> int:
     """Shade (start, end, label) windows as filled traces named in the legend and on hover
     (labels printed on the plot overlap as soon as two windows do). Windows of one rule on
     one node are one legend entry naming its devices, their overlaps merged (four GPUs idle
@@ -145,22 +193,38 @@ def shade(fig: go.Figure, windows: Iterable[tuple[Any, Any, str]], y: tuple[floa
         if device and device not in devices:
             devices.append(device)
         spans.append((pd.Timestamp(start), pd.Timestamp(end)))
-    for (rule, node), (devices, spans) in sorted(groups.items(), key=lambda kv: (kv[0][0], natural_key(kv[0][1]))):
-        name = " ".join(p for p in (rule, node) if p) + (f" ({', '.join(natural(devices))})" if devices else "")
+    for (rule, node), (devices, spans) in sorted(
+        groups.items(), key=lambda kv: (kv[0][0], natural_key(kv[0][1]))
+    ):
+        name = " ".join(p for p in (rule, node) if p) + (
+            f" ({', '.join(natural(devices))})" if devices else ""
+        )
         xs: list[Any] = []
         ys: list[float | None] = []
         for start, end in _merged(spans):
             a, b = start.isoformat(), end.isoformat()
             xs += [a, a, b, b, a, None]
             ys += [y[0], y[1], y[1], y[0], y[0], None]
-        fig.add_trace(go.Scatter(
-            x=xs, y=ys, mode="lines", fill="toself", fillcolor=WINDOW_COLORS.get(rule, "rgba(120,120,120,0.15)"),
-            line={"width": 0}, name=name, hoveron="fills", hoverinfo="name", legendrank=2000,
-        ))
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=ys,
+                mode="lines",
+                fill="toself",
+                fillcolor=WINDOW_COLORS.get(rule, "rgba(120,120,120,0.15)"),
+                line={"width": 0},
+                name=name,
+                hoveron="fills",
+                hoverinfo="name",
+                legendrank=2000,
+            )
+        )
     return len(groups)
 
 
-def _merged(spans: list[tuple[pd.Timestamp, pd.Timestamp]]) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
+def _merged(
+    spans: list[tuple[pd.Timestamp, pd.Timestamp]],
+) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
     out: list[tuple[pd.Timestamp, pd.Timestamp]] = []
     for a, b in sorted(spans):
         if out and a <= out[-1][1]:
@@ -181,7 +245,9 @@ def _naive_utc(v: Any) -> str | None:
     return (ts.tz_convert(None) if ts.tzinfo else ts).isoformat()
 
 
-def finding_windows(job: JobData, rules: Iterable[str], nodes: Sequence[str]) -> list[tuple[Any, Any, str]]:
+def finding_windows(
+    job: JobData, rules: Iterable[str], nodes: Sequence[str]
+) -> list[tuple[Any, Any, str]]:
     """Time windows named in findings' evidence (the rule already judged them low/busy)."""
     rules = set(rules)
     out: list[tuple[Any, Any, str]] = []
@@ -197,7 +263,13 @@ def finding_windows(job: JobData, rules: Iterable[str], nodes: Sequence[str]) ->
         if wins:
             out.extend((_naive_utc(a), _naive_utc(b), label) for a, b in wins)
         elif ev.get("worst_window_start"):
-            out.append((_naive_utc(ev["worst_window_start"]), _naive_utc(ev.get("worst_window_end")), label))
+            out.append(
+                (
+                    _naive_utc(ev["worst_window_start"]),
+                    _naive_utc(ev.get("worst_window_end")),
+                    label,
+                )
+            )
         elif ev.get("window_start"):
             out.append((_naive_utc(ev["window_start"]), _naive_utc(ev.get("window_end")), label))
     return out
@@ -212,7 +284,9 @@ def fmt_num(v: Any, unit: str = "", digits: int = 1) -> str:
 def rank_axis(fig: go.Figure, labels: Iterable[str], axis: str = "x") -> None:
     """Category axis in the given order (rank 2 before rank 10, not the first trace's order)."""
     order = list(dict.fromkeys(labels))
-    (fig.update_xaxes if axis == "x" else fig.update_yaxes)(categoryorder="array", categoryarray=order)
+    (fig.update_xaxes if axis == "x" else fig.update_yaxes)(
+        categoryorder="array", categoryarray=order
+    )
 
 
 def count_axis(fig: go.Figure, top: int, axis: str = "y") -> None:
@@ -229,7 +303,9 @@ def natural(values: Iterable[str]) -> list[str]:
 
 
 def plot(fig: go.Figure, key: str) -> None:
-    for trace in fig.data:  # a "rank N" trace in rank N's colour, as in report.html (stepscope.report.palette)
+    for trace in (
+        fig.data
+    ):  # a "rank N" trace in rank N's colour, as in report.html (stepscope.report.palette)
         rank, marker = rank_of_label(getattr(trace, "name", None)), getattr(trace, "marker", None)
         if rank is not None and marker is not None and marker.color is None:
             marker.color = rank_color(rank)
@@ -239,11 +315,20 @@ def plot(fig: go.Figure, key: str) -> None:
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def system_series(job_key: str, dimension: str, nodes: tuple[str, ...], window: tuple[float, float] | None,
-                  per: str, max_points: int | None, _job: JobData) -> pd.DataFrame:
+def system_series(
+    job_key: str,
+    dimension: str,
+    nodes: tuple[str, ...],
+    window: tuple[float, float] | None,
+    per: str,
+    max_points: int | None,
+    _job: JobData,
+) -> pd.DataFrame:
     """The job's binned series for these filters (``Job.system_series``), cached per job
     fingerprint and filters: zooming back to a window the session saw costs nothing."""
-    return _job.job.system_series(dimension, nodes=nodes, window=window, per=per, max_points=max_points)
+    return _job.job.system_series(
+        dimension, nodes=nodes, window=window, per=per, max_points=max_points
+    )
 
 
 def dimensions(job: JobData) -> list[str]:

@@ -37,6 +37,7 @@ class GroupFigure:
     #: a second figure in parentheses: (key, text, digits)
     then: tuple[str, str, int] | None = None
 
+
 class Finding(BaseModel):
     """One verdict: which rule, how bad, where, the numbers behind it, and what to do.
 

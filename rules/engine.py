@@ -16,7 +16,16 @@ from rules.base import SEVERITY_RANK, Finding, Rule, RuleResult
 from rules.registry import RULES
 from rules.ruleset import RuleSet
 
-__all__ = ["SEVERITY_RANK", "Finding", "Rule", "RuleResult", "at_or_above", "evaluate", "registry", "worst"]
+__all__ = [
+    "SEVERITY_RANK",
+    "Finding",
+    "Rule",
+    "RuleResult",
+    "at_or_above",
+    "evaluate",
+    "registry",
+    "worst",
+]
 
 log = logging.getLogger("stepscope.rules")
 

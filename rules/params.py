@@ -23,5 +23,8 @@ class RuleParams(BaseModel):
 class BuiltinParams(RuleParams):
     """Base of SageMaker's built-in rules: they all run on SageMaker's scan schedule."""
 
-    scan_interval_us: int = Field(SCAN_INTERVAL_US, gt=0, description="How often SageMaker's rule container scans new data (µs).")
-
+    scan_interval_us: int = Field(
+        SCAN_INTERVAL_US,
+        gt=0,
+        description="How often SageMaker's rule container scans new data (µs).",
+    )

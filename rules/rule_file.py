@@ -70,7 +70,11 @@ def _toml(value: Any) -> str:
 
 def section(rule: type[Rule]) -> str:
     """One rule's ``[rules.<id>]`` section, with its note when it has one."""
-    lines = [f"# {line}".rstrip() for line in rule.rule_file_note.splitlines()] if rule.rule_file_note else []
+    lines = (
+        [f"# {line}".rstrip() for line in rule.rule_file_note.splitlines()]
+        if rule.rule_file_note
+        else []
+    )
     lines.append(f"[rules.{rule.id}]")
     values: dict[str, Any] = {}
     for name, field in rule.params_model.model_fields.items():
@@ -85,8 +89,11 @@ def section(rule: type[Rule]) -> str:
 def render() -> str:
     """The whole default rule file."""
     profiler = ProfilerSettings.model_validate({})
-    parts = [HEADER, "[profiler]\n" + "\n".join(
-        f"{k} = {_toml(v)}" for k, v in profiler.model_dump().items() if v is not None)]
+    parts = [
+        HEADER,
+        "[profiler]\n"
+        + "\n".join(f"{k} = {_toml(v)}" for k, v in profiler.model_dump().items() if v is not None),
+    ]
     group = None
     for rule in RULES:
         text = section(rule)

@@ -33,12 +33,22 @@ class ProfilerSettings(BaseModel):
     """How SageMaker should profile the job (attach side)."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
-    system_monitor_interval_millis: int = Field(500, description="System metrics sampling period: 100, 200, 500, 1000, 5000 or 60000 ms.")
-    s3_output_path: str | None = Field(None, description="Where SageMaker writes profiler output; default: the job's output path.")
+    system_monitor_interval_millis: int = Field(
+        500, description="System metrics sampling period: 100, 200, 500, 1000, 5000 or 60000 ms."
+    )
+    s3_output_path: str | None = Field(
+        None, description="Where SageMaker writes profiler output; default: the job's output path."
+    )
     disable_profiler: bool = False
-    debugger_hook: bool = Field(False, description="Also attach a Debugger hook (tensor collections).")
-    hook_collections: list[str] = Field(default_factory=lambda: ["losses"], description="Collections saved by the Debugger hook.")
-    tensorboard_output: bool = Field(True, description="Attach TensorBoardOutputConfig so torch.profiler traces reach S3.")
+    debugger_hook: bool = Field(
+        False, description="Also attach a Debugger hook (tensor collections)."
+    )
+    hook_collections: list[str] = Field(
+        default_factory=lambda: ["losses"], description="Collections saved by the Debugger hook."
+    )
+    tensorboard_output: bool = Field(
+        True, description="Attach TensorBoardOutputConfig so torch.profiler traces reach S3."
+    )
 
 
 @dataclass
@@ -96,7 +106,9 @@ def _parse(text: str, origin: str, base: RuleSet | None = None) -> RuleSet:
         raise RuleFileError(f"{origin}: not valid TOML ({exc})") from None
     unknown_top = set(doc) - {"profiler", "rules"}
     if unknown_top:
-        raise RuleFileError(f"{origin}: unknown section(s) {', '.join(sorted(unknown_top))}; expected [profiler] and [rules.<Name>]")
+        raise RuleFileError(
+            f"{origin}: unknown section(s) {', '.join(sorted(unknown_top))}; expected [profiler] and [rules.<Name>]"
+        )
     profiler_doc = {**(base.profiler.model_dump() if base else {}), **doc.get("profiler", {})}
     try:
         profiler = ProfilerSettings.model_validate(profiler_doc)
@@ -114,7 +126,12 @@ def _parse(text: str, origin: str, base: RuleSet | None = None) -> RuleSet:
         if entry is None:
             close = _closest(name)
             raise RuleFileError(
-                f"{origin}: unknown rule {name!r}" + (f"; did you mean {close!r}?" if close else f"; known rules: {', '.join(CATALOG)}")
+                f"{origin}: unknown rule {name!r}"
+                + (
+                    f"; did you mean {close!r}?"
+                    if close
+                    else f"; known rules: {', '.join(CATALOG)}"
+                )
             )
         if not isinstance(values, dict):
             raise RuleFileError(f"{origin}: [rules.{name}] must be a table of parameters")
@@ -125,7 +142,9 @@ def _parse(text: str, origin: str, base: RuleSet | None = None) -> RuleSet:
         severity = values.pop("severity", None)
         if severity is not None:
             if severity not in ("error", "warning", "info"):
-                raise RuleFileError(f"{origin}: [rules.{name}] severity must be \"error\", \"warning\" or \"info\" (got {severity!r})")
+                raise RuleFileError(
+                    f'{origin}: [rules.{name}] severity must be "error", "warning" or "info" (got {severity!r})'
+                )
             severities[name] = severity
         merged = {**(rules[name].model_dump() if name in rules else {}), **values}
         try:
@@ -136,7 +155,13 @@ def _parse(text: str, origin: str, base: RuleSet | None = None) -> RuleSet:
             disabled.discard(name)
         else:
             disabled.add(name)
-    return RuleSet(profiler=profiler, rules=rules, disabled=disabled, severity_overrides=severities, source=origin)
+    return RuleSet(
+        profiler=profiler,
+        rules=rules,
+        disabled=disabled,
+        severity_overrides=severities,
+        source=origin,
+    )
 
 
 def _first_error(exc: ValidationError) -> str:

@@ -83,21 +83,28 @@ def measure(out: Path) -> dict[str, Any]:
             trace = json.load(f)
         info = trace.get("distributedInfo", {})
         ev = [e for e in trace.get("traceEvents", []) if e.get("ph") == "X"]
-        steps = sorted((e["name"] for e in ev if e["name"].startswith("ProfilerStep#")),
-                       key=lambda n: int(n.split("#")[1]))
+        steps = sorted(
+            (e["name"] for e in ev if e["name"].startswith("ProfilerStep#")),
+            key=lambda n: int(n.split("#")[1]),
+        )
         ranks[f"rank{info.get('rank')}"] = {
             "file": path.name,
             "distributedInfo": {k: info.get(k) for k in ("rank", "world_size", "backend")},
             "profiler_steps": steps,
             "mean_step_ms": _mean_ms(ev, lambda n: n.startswith("ProfilerStep#")),
             "mean_dataloader_next_ms": _mean_ms(
-                ev, lambda n: n.startswith("enumerate(DataLoader)#") and n.endswith("__next__")),
+                ev, lambda n: n.startswith("enumerate(DataLoader)#") and n.endswith("__next__")
+            ),
             "mean_gloo_all_reduce_ms": _mean_ms(ev, lambda n: n == "gloo:all_reduce"),
-            "collective_names": sorted({e["name"] for e in ev if "gloo" in e["name"] or "c10d" in e["name"]}),
+            "collective_names": sorted(
+                {e["name"] for e in ev if "gloo" in e["name"] or "c10d" in e["name"]}
+            ),
             "events": len(trace.get("traceEvents", [])),
         }
     files = sorted(out.glob("system/incremental/*/*.json"))
-    records = [json.loads(line) for f in files for line in f.read_text().splitlines() if line.strip()]
+    records = [
+        json.loads(line) for f in files for line in f.read_text().splitlines() if line.strip()
+    ]
     stamps = [r["Timestamp"] for r in records]
     return {
         **ranks,
@@ -118,9 +125,28 @@ def verdict(out: Path) -> list[tuple[str, Any]]:
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
-        proc = subprocess.run([sys.executable, "-m", "stepscope", "report", str(out), "--out", tmp,
-                               "--format", "json", "--fail-on", "never", "--cache", tmp, "-q"],
-                              cwd=REPO, capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "stepscope",
+                "report",
+                str(out),
+                "--out",
+                tmp,
+                "--format",
+                "json",
+                "--fail-on",
+                "never",
+                "--cache",
+                tmp,
+                "-q",
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         if proc.returncode != 0:
             raise RuntimeError(f"stepscope report exited {proc.returncode}: {proc.stderr.strip()}")
         report = json.loads((Path(tmp) / "report.json").read_text())
@@ -131,11 +157,20 @@ def verdict(out: Path) -> list[tuple[str, Any]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--baseline", action="store_true",
-                    help="the same job with nothing injected (default --out samples/sample-baseline)")
-    ap.add_argument("--out", type=Path, default=None,
-                    help="output folder, replaced (default samples/sample-job, or samples/sample-baseline)")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--baseline",
+        action="store_true",
+        help="the same job with nothing injected (default --out samples/sample-baseline)",
+    )
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="output folder, replaced (default samples/sample-job, or samples/sample-baseline)",
+    )
     ap.add_argument("--world-size", type=int, default=2)
     ap.add_argument("--steps", type=int, default=30, help="training steps run (every rank)")
     ap.add_argument("--window", default="1:1:8", help="stepscope run --steps WAIT:WARMUP:ACTIVE")
@@ -144,7 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hidden", type=int, default=4096)
     ap.add_argument("--loader-ms", type=float, default=50.0, help="data-loading sleep per batch")
     ap.add_argument("--straggler-rank", type=int, default=1)
-    ap.add_argument("--straggler-ms", type=float, default=40.0, help="extra sleep per step on that rank")
+    ap.add_argument(
+        "--straggler-ms", type=float, default=40.0, help="extra sleep per step on that rank"
+    )
     ap.add_argument("--interval-ms", type=int, default=500, help="system metrics interval")
     a = ap.parse_args(argv)
 
@@ -157,17 +194,57 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import torch
     except ImportError:
-        ap.error("torch is not installed here: run with .venv-torch/bin/python (see samples/README.md)")
+        ap.error(
+            "torch is not installed here: run with .venv-torch/bin/python (see samples/README.md)"
+        )
 
-    train_args = ["--steps", str(a.steps), "--batch", str(a.batch), "--features", str(a.features),
-                  "--hidden", str(a.hidden), "--loader-ms", f"{a.loader_ms:g}",
-                  "--straggler-rank", str(a.straggler_rank), "--straggler-ms", f"{a.straggler_ms:g}"]
-    training = ["python", "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
-                str(a.world_size), _rel(TRAIN), *train_args]
-    launch = ["stepscope", "run", "--out", _rel(out), "--steps", a.window, "--interval-ms", str(a.interval_ms),
-              "--", *training]
+    train_args = [
+        "--steps",
+        str(a.steps),
+        "--batch",
+        str(a.batch),
+        "--features",
+        str(a.features),
+        "--hidden",
+        str(a.hidden),
+        "--loader-ms",
+        f"{a.loader_ms:g}",
+        "--straggler-rank",
+        str(a.straggler_rank),
+        "--straggler-ms",
+        f"{a.straggler_ms:g}",
+    ]
+    training = [
+        "python",
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        str(a.world_size),
+        _rel(TRAIN),
+        *train_args,
+    ]
+    launch = [
+        "stepscope",
+        "run",
+        "--out",
+        _rel(out),
+        "--steps",
+        a.window,
+        "--interval-ms",
+        str(a.interval_ms),
+        "--",
+        *training,
+    ]
     # the same command with this interpreter, so the torch venv's stepscope and torch run it
-    argv_run = [sys.executable, "-m", "stepscope", *launch[1:launch.index("--") + 1], sys.executable, *training[1:]]
+    argv_run = [
+        sys.executable,
+        "-m",
+        "stepscope",
+        *launch[1 : launch.index("--") + 1],
+        sys.executable,
+        *training[1:],
+    ]
     argv_run[argv_run.index("--out") + 1] = str(out)
     env = {k: v for k, v in os.environ.items() if k not in LAUNCHER_ENV}
     env["SM_CURRENT_HOST"] = NODE
@@ -183,23 +260,33 @@ def main(argv: list[str] | None = None) -> int:
     has_metrics = any(out.glob("system/incremental/*/*.json"))
     if proc.returncode != 0 or ours or len(traces) != a.world_size or not has_metrics:
         sys.stderr.write(proc.stderr[-6000:])
-        print(f"recording failed: exit {proc.returncode}, {len(traces)} trace(s), system metrics: "
-              f"{has_metrics} (the sampler needs psutil), collector lines: {ours}", file=sys.stderr)
+        print(
+            f"recording failed: exit {proc.returncode}, {len(traces)} trace(s), system metrics: "
+            f"{has_metrics} (the sampler needs psutil), collector lines: {ours}",
+            file=sys.stderr,
+        )
         return 1
 
-    injected: dict[str, Any] = {} if a.baseline else {
-        "dataloader_sleep_ms_per_batch": a.loader_ms,
-        "dataloader_num_workers": 0,
-        "straggler_rank": a.straggler_rank,
-        "straggler_extra_ms_per_step": a.straggler_ms,
-        "straggler_sleep_where": "between forward and backward (unlabelled), so the others wait in DDP's all-reduce",
-    }
+    injected: dict[str, Any] = (
+        {}
+        if a.baseline
+        else {
+            "dataloader_sleep_ms_per_batch": a.loader_ms,
+            "dataloader_num_workers": 0,
+            "straggler_rank": a.straggler_rank,
+            "straggler_extra_ms_per_step": a.straggler_ms,
+            "straggler_sleep_where": "between forward and backward (unlabelled), so the others wait in DDP's all-reduce",
+        }
+    )
     doc = {
         "description": (
             "Real 2-rank CPU PyTorch DDP job (gloo), recorded under `stepscope run` by "
             "samples/record_sample_job.py; "
-            + ("the baseline: the same job as sample-job with nothing injected" if a.baseline
-               else "a slow DataLoader and a straggler rank injected")
+            + (
+                "the baseline: the same job as sample-job with nothing injected"
+                if a.baseline
+                else "a slow DataLoader and a straggler rank injected"
+            )
         ),
         "job": _rel(out),
         "injected": injected,
@@ -226,15 +313,25 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(doc["measured"], indent=2))
     print(f"wrote {_rel(out)}/ and {_rel(truth_file(out))} ({wall:.1f} s)")
 
-    expected = [] if a.baseline else sorted(
-        [*(("DataLoaderStall", r) for r in range(a.world_size)), ("StragglerRank", a.straggler_rank)])
+    expected = (
+        []
+        if a.baseline
+        else sorted(
+            [
+                *(("DataLoaderStall", r) for r in range(a.world_size)),
+                ("StragglerRank", a.straggler_rank),
+            ]
+        )
+    )
     found = verdict(out)
     if found != expected:
         # ranks share this machine's cores: scheduling noise can make one rank's own work
         # look slower than the other's by more than StragglerRank's 15 %, above all in the
         # baseline, where nothing sleeps and both ranks compute at once
-        print(f"stepscope report finds {found}, expected {expected}: re-record (on an idle machine)",
-              file=sys.stderr)
+        print(
+            f"stepscope report finds {found}, expected {expected}: re-record (on an idle machine)",
+            file=sys.stderr,
+        )
         return 3
     print(f"stepscope report finds {found or 'nothing'}, as expected")
     return 0

@@ -43,7 +43,9 @@ class SlowBatches(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     sleep shows almost no wait). Each item is a whole batch (``batch_size=None``), a common
     shape for pre-batched or streamed data."""
 
-    def __init__(self, batches: int, batch: int, features: int, classes: int, sleep_s: float) -> None:
+    def __init__(
+        self, batches: int, batch: int, features: int, classes: int, sleep_s: float
+    ) -> None:
         g = torch.Generator().manual_seed(0)
         self.x = torch.randn(batches, batch, features, generator=g)
         self.y = torch.randint(0, classes, (batches, batch), generator=g)
@@ -59,14 +61,18 @@ class SlowBatches(Dataset[tuple[torch.Tensor, torch.Tensor]]):
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--steps", type=int, default=14, help="training steps per rank")
     ap.add_argument("--batch", type=int, default=4, help="samples per batch and rank")
     ap.add_argument("--features", type=int, default=32, help="MLP input width")
     ap.add_argument("--hidden", type=int, default=64, help="MLP hidden width")
     ap.add_argument("--loader-ms", type=float, default=50.0, help="data-loading time per batch")
     ap.add_argument("--straggler-rank", type=int, default=1)
-    ap.add_argument("--straggler-ms", type=float, default=40.0, help="extra time per step on that rank")
+    ap.add_argument(
+        "--straggler-ms", type=float, default=40.0, help="extra time per step on that rank"
+    )
     a = ap.parse_args(argv)
 
     torch.set_num_threads(1)
@@ -74,8 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     rank, world = dist.get_rank(), dist.get_world_size()
     torch.manual_seed(0)
     data = SlowBatches(a.steps * world, a.batch, a.features, CLASSES, a.loader_ms / 1000.0)
-    loader = DataLoader(data, batch_size=None, sampler=DistributedSampler(data, shuffle=False),
-                        num_workers=0)
+    loader = DataLoader(
+        data, batch_size=None, sampler=DistributedSampler(data, shuffle=False), num_workers=0
+    )
     model = DistributedDataParallel(
         nn.Sequential(nn.Linear(a.features, a.hidden), nn.ReLU(), nn.Linear(a.hidden, CLASSES))
     )

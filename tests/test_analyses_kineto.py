@@ -111,7 +111,9 @@ def test_idle_time_breakdown_matches_hta(folder, reference, datasets) -> None:
         assert ours.empty and list(ours.columns) == IDLE_COLUMNS
         return
     got = {(int(r.rank), int(r.stream), r.idle_category): r for r in ours.itertuples()}
-    expected_keys = {(e["rank"], e["stream"], e["idle_category"]) for e in ref["idle_time_breakdown"]}
+    expected_keys = {
+        (e["rank"], e["stream"], e["idle_category"]) for e in ref["idle_time_breakdown"]
+    }
     for e in ref["idle_time_breakdown"]:
         row = got[(e["rank"], e["stream"], e["idle_category"])]
         assert row.idle_time_ns == pytest.approx(e["idle_time"] * 1000, abs=1), e
@@ -129,15 +131,21 @@ def test_kernel_launch_stats_match_hta(folder, reference, datasets) -> None:
     """HTA's get_cuda_kernel_launch_stats per rank (cutoffs 50 / 100 µs): with HTA's
     whole-µs rounding the same launches, means, maximum and outlier counts."""
     ref = reference[folder]["cuda_kernel_launch_stats"]
-    ours = kernel_launch_summary(kernel_launch_stats(datasets(folder), rounding="hta")).set_index("rank")
+    ours = kernel_launch_summary(kernel_launch_stats(datasets(folder), rounding="hta")).set_index(
+        "rank"
+    )
     for rank, e in ref.items():
         if e["n"] == 0:
             assert int(rank) not in ours.index  # no GPU events: no row, no exception
             continue
         got = ours.loc[int(rank)]
         assert got["kernels"] == e["n"]
-        for ours_col, ref_key in (("cpu_duration_mean_ns", "cpu_duration_mean"), ("gpu_duration_mean_ns", "gpu_duration_mean"),
-                                  ("launch_delay_mean_ns", "launch_delay_mean"), ("launch_delay_max_ns", "launch_delay_max")):
+        for ours_col, ref_key in (
+            ("cpu_duration_mean_ns", "cpu_duration_mean"),
+            ("gpu_duration_mean_ns", "gpu_duration_mean"),
+            ("launch_delay_mean_ns", "launch_delay_mean"),
+            ("launch_delay_max_ns", "launch_delay_max"),
+        ):
             assert got[ours_col] == pytest.approx(e[ref_key] * 1000, rel=1e-9), ref_key
         assert got["short_kernels"] == e["short_kernels(gpu<cpu and cpu<=50)"]
         assert got["runtime_outliers"] == e["runtime_outliers(cpu>50)"]
@@ -157,8 +165,14 @@ def test_gpu_annotation_breakdown_matches_hta(folder, reference, datasets) -> No
     got = {(int(r.rank), r.name): r for r in ours.itertuples()}
     for e in ref:
         r = got[(e["rank"], e["name"])]
-        assert r.total_ns == e["sum (us)"] * 1000 and r.max_ns == e["max (us)"] * 1000 and r.min_ns == e["min (us)"] * 1000
-        assert r.mean_ns == pytest.approx(e["mean (us)"] * 1000) and r.std_ns == pytest.approx(e["stddev"] * 1000)
+        assert (
+            r.total_ns == e["sum (us)"] * 1000
+            and r.max_ns == e["max (us)"] * 1000
+            and r.min_ns == e["min (us)"] * 1000
+        )
+        assert r.mean_ns == pytest.approx(e["mean (us)"] * 1000) and r.std_ns == pytest.approx(
+            e["stddev"] * 1000
+        )
     assert ours.groupby("rank")["pct"].sum().round(6).eq(100).all()
 
 
@@ -312,7 +326,9 @@ def test_nccl_collectives_sizes_and_bandwidth(datasets) -> None:
 def test_sampled_collectives_typed_from_enclosing_record_functions(datasets) -> None:
     calls = collective_calls(datasets("sampled_128rank"))
     # All kernels are ncclKernel_SendRecv; the type comes from nccl:<collective> ops.
-    assert set(calls["name"].str.split("(").str[0]) == {"ncclKernel_SendRecv_RING_SIMPLE_Sum_int8_t"}
+    assert set(calls["name"].str.split("(").str[0]) == {
+        "ncclKernel_SendRecv_RING_SIMPLE_Sum_int8_t"
+    }
     by_rank = calls.groupby("rank")["collective"].value_counts().unstack(fill_value=0)
     assert by_rank.loc[0].to_dict() == {"allgather": 1, "allreduce": 2, "alltoall": 2}
     assert calls["msg_bytes"].isna().all()  # the old trace records no sizes
@@ -395,7 +411,9 @@ def test_state_durations_against_brute_force() -> None:
         state_at = np.zeros(2100, dtype=np.int64)
         for s, e, c in zip(start[group == g], end[group == g], cls[group == g], strict=True):
             state_at[s:e] |= 1 << c
-        want = {int(st): int((state_at == st).sum()) for st in range(1, 8) if (state_at == st).any()}
+        want = {
+            int(st): int((state_at == st).sum()) for st in range(1, 8) if (state_at == st).any()
+        }
         mine = got[got["group"] == g].set_index("state")["duration"].to_dict()
         assert mine == want
         assert sum(want.values()) == _brute_union(start[group == g], end[group == g])
@@ -420,9 +438,16 @@ def test_state_durations_is_vectorised_on_big_inputs() -> None:
 @pytest.mark.parametrize(
     ("name", "klass", "library"),
     [
-        ("ncclKernel_AllReduce_RING_LL_Sum_float(ncclDevComm*, unsigned long, ncclWork*)",
-         COMMUNICATION, "nccl"),
-        ("ncclDevKernel_AllGather_RING_LL(ncclDevComm*, unsigned long, ncclWork*)", COMMUNICATION, "nccl"),
+        (
+            "ncclKernel_AllReduce_RING_LL_Sum_float(ncclDevComm*, unsigned long, ncclWork*)",
+            COMMUNICATION,
+            "nccl",
+        ),
+        (
+            "ncclDevKernel_AllGather_RING_LL(ncclDevComm*, unsigned long, ncclWork*)",
+            COMMUNICATION,
+            "nccl",
+        ),
         ("void ncclKernel_SendRecv_RING_SIMPLE_Sum_int8_t(ncclDevComm*)", COMMUNICATION, "nccl"),
         ("nccl:all_reduce", COMMUNICATION, "nccl"),
         ("gloo:all_reduce", COMMUNICATION, "gloo"),
@@ -483,12 +508,22 @@ def test_table_rows_are_well_formed() -> None:
 
 def test_normalize_collective() -> None:
     cases = {
-        "allreduce": "allreduce", "all_reduce": "allreduce", "AllReduce": "allreduce",
-        "_all_gather_base": "allgather", "all_gather_into_tensor": "allgather",
-        "allgather_into_tensor_coalesced": "allgather", "_reduce_scatter_base": "reducescatter",
-        "reduce_scatter_tensor": "reducescatter", "all_to_all": "alltoall",
-        "alltoall_base": "alltoall", "all_to_allv": "alltoall", "SendRecv": "sendrecv",
-        "send": "send", "recv": "recv", "broadcast": "broadcast", "barrier": "barrier",
+        "allreduce": "allreduce",
+        "all_reduce": "allreduce",
+        "AllReduce": "allreduce",
+        "_all_gather_base": "allgather",
+        "all_gather_into_tensor": "allgather",
+        "allgather_into_tensor_coalesced": "allgather",
+        "_reduce_scatter_base": "reducescatter",
+        "reduce_scatter_tensor": "reducescatter",
+        "all_to_all": "alltoall",
+        "alltoall_base": "alltoall",
+        "all_to_allv": "alltoall",
+        "SendRecv": "sendrecv",
+        "send": "send",
+        "recv": "recv",
+        "broadcast": "broadcast",
+        "barrier": "barrier",
     }
     for raw, want in cases.items():
         assert normalize_collective(raw) == want, raw
@@ -503,22 +538,44 @@ def _events(rows: list[dict[str, Any]]) -> pa.Table:
 
 
 def _kernel(rank, name, start, dur, corr=None, stream=7, **kw):
-    return {"rank": rank, "cat": "kernel", "name": name, "phase": "X", "start_ns": start,
-            "dur_ns": dur, "stream": stream, "correlation": corr, **kw}
+    return {
+        "rank": rank,
+        "cat": "kernel",
+        "name": name,
+        "phase": "X",
+        "start_ns": start,
+        "dur_ns": dur,
+        "stream": stream,
+        "correlation": corr,
+        **kw,
+    }
 
 
 def test_synthetic_breakdowns() -> None:
-    t = _events([
-        _kernel(0, "gemm", 0, 100),
-        _kernel(0, "ncclKernel_AllReduce_RING", 50, 100, stream=20),  # 50 overlapped
-        _kernel(0, "Memcpy DtoH (Device -> Pinned)", 300, 50, stream=9),
-        {"rank": 0, "cat": "cuda_sync", "name": "Stream Sync", "start_ns": 360, "dur_ns": 40,
-         "stream": 7, "correlation": 5},
-        {"rank": 0, "cat": "cpu_op", "name": "aten::mm", "start_ns": 0, "dur_ns": 10},
-    ])
+    t = _events(
+        [
+            _kernel(0, "gemm", 0, 100),
+            _kernel(0, "ncclKernel_AllReduce_RING", 50, 100, stream=20),  # 50 overlapped
+            _kernel(0, "Memcpy DtoH (Device -> Pinned)", 300, 50, stream=9),
+            {
+                "rank": 0,
+                "cat": "cuda_sync",
+                "name": "Stream Sync",
+                "start_ns": 360,
+                "dur_ns": 40,
+                "stream": 7,
+                "correlation": 5,
+            },
+            {"rank": 0, "cat": "cpu_op", "name": "aten::mm", "start_ns": 0, "dur_ns": 10},
+        ]
+    )
     kb = kernel_type_breakdown(t).set_index("kernel_type")["time_ns"].to_dict()
-    assert kb == {"COMPUTATION": 50, "COMPUTATION overlapping COMMUNICATION": 50,
-                  "COMMUNICATION": 50, "MEMORY": 50}
+    assert kb == {
+        "COMPUTATION": 50,
+        "COMPUTATION overlapping COMMUNICATION": 50,
+        "COMMUNICATION": 50,
+        "MEMORY": 50,
+    }
     tb = temporal_breakdown(t).iloc[0]
     assert tb["kernel_time_ns"] == 400
     assert tb["compute_time_ns"] == 100
@@ -538,18 +595,33 @@ def test_synthetic_breakdowns() -> None:
 
 def test_scope_trims_kernels_launched_in_the_last_profiler_step() -> None:
     def step(n, start, dur):
-        return {"rank": 0, "cat": "user_annotation", "name": f"ProfilerStep#{n}",
-                "start_ns": start, "dur_ns": dur}
+        return {
+            "rank": 0,
+            "cat": "user_annotation",
+            "name": f"ProfilerStep#{n}",
+            "start_ns": start,
+            "dur_ns": dur,
+        }
 
     def launch(corr, start):
-        return {"rank": 0, "cat": "cuda_runtime", "name": "cudaLaunchKernel",
-                "start_ns": start, "dur_ns": 5, "correlation": corr}
+        return {
+            "rank": 0,
+            "cat": "cuda_runtime",
+            "name": "cudaLaunchKernel",
+            "start_ns": start,
+            "dur_ns": 5,
+            "correlation": corr,
+        }
 
     rows = [
-        step(1, 0, 1000), step(2, 1000, 1000),
-        launch(1, 10), _kernel(0, "gemm", 20, 100, corr=1),
-        launch(2, 990), _kernel(0, "gemm", 1005, 100, corr=2),  # launched in step 1
-        launch(3, 1100), _kernel(0, "gemm", 1200, 100, corr=3),  # launched in the last step
+        step(1, 0, 1000),
+        step(2, 1000, 1000),
+        launch(1, 10),
+        _kernel(0, "gemm", 20, 100, corr=1),
+        launch(2, 990),
+        _kernel(0, "gemm", 1005, 100, corr=2),  # launched in step 1
+        launch(3, 1100),
+        _kernel(0, "gemm", 1200, 100, corr=3),  # launched in the last step
     ]
     t = _events(rows)
     assert len(gpu_events(t)) == 2
@@ -562,17 +634,52 @@ def test_scope_trims_kernels_launched_in_the_last_profiler_step() -> None:
 def test_collective_linked_through_external_id_and_enclosing_ops() -> None:
     rows = [
         # Kernel without args; record_param_comms with the same external id has the sizes.
-        {"rank": 0, "cat": "cpu_op", "name": "record_param_comms", "tid": 1, "start_ns": 0,
-         "dur_ns": 50, "external_id": 11, "collective": "allreduce", "in_msg_nelems": 250,
-         "out_msg_nelems": 250, "dtype": "Float", "msg_bytes": 1000, "group_size": 4},
-        {"rank": 0, "cat": "cuda_runtime", "name": "cudaLaunchKernel", "tid": 1, "start_ns": 10,
-         "dur_ns": 5, "correlation": 100, "external_id": 11},
+        {
+            "rank": 0,
+            "cat": "cpu_op",
+            "name": "record_param_comms",
+            "tid": 1,
+            "start_ns": 0,
+            "dur_ns": 50,
+            "external_id": 11,
+            "collective": "allreduce",
+            "in_msg_nelems": 250,
+            "out_msg_nelems": 250,
+            "dtype": "Float",
+            "msg_bytes": 1000,
+            "group_size": 4,
+        },
+        {
+            "rank": 0,
+            "cat": "cuda_runtime",
+            "name": "cudaLaunchKernel",
+            "tid": 1,
+            "start_ns": 10,
+            "dur_ns": 5,
+            "correlation": 100,
+            "external_id": 11,
+        },
         _kernel(0, "ncclDevKernel_Generic", 100, 500, corr=100, external_id=11),
         # Kernel typed by the enclosing nccl:<collective> record function.
-        {"rank": 0, "cat": "user_annotation", "name": "nccl:_all_gather_base", "tid": 1,
-         "start_ns": 1000, "dur_ns": 100, "external_id": 20},
-        {"rank": 0, "cat": "cuda_runtime", "name": "cudaLaunchKernel", "tid": 1,
-         "start_ns": 1010, "dur_ns": 5, "correlation": 101, "external_id": 101},
+        {
+            "rank": 0,
+            "cat": "user_annotation",
+            "name": "nccl:_all_gather_base",
+            "tid": 1,
+            "start_ns": 1000,
+            "dur_ns": 100,
+            "external_id": 20,
+        },
+        {
+            "rank": 0,
+            "cat": "cuda_runtime",
+            "name": "cudaLaunchKernel",
+            "tid": 1,
+            "start_ns": 1010,
+            "dur_ns": 5,
+            "correlation": 101,
+            "external_id": 101,
+        },
         _kernel(0, "ncclKernel_SendRecv_RING", 1100, 400, corr=101, external_id=101),
         # Kernel typed by its name only.
         _kernel(0, "ncclKernel_Broadcast_RING_LL", 2000, 10, corr=999),
@@ -616,5 +723,7 @@ def test_step_timeline_shows_the_straggler_and_the_wait() -> None:
     assert coll[0] > 30 and coll[1] < 10 and coll[0] - coll[1] > 25
     assert tl["start_ms"].min() >= 0 and (tl["kind"] == "communication").any()
     lanes = tl.drop_duplicates("lane").sort_values("lane_order")["lane"].tolist()
-    assert lanes[0] == "rank 0 · CPU 0" and lanes.index("rank 1 · CPU 0") > lanes.index("rank 0 · CPU 1")
+    assert lanes[0] == "rank 0 · CPU 0" and lanes.index("rank 1 · CPU 0") > lanes.index(
+        "rank 0 · CPU 1"
+    )
     assert step_timeline(ds, 999).empty

@@ -22,12 +22,22 @@ BASE_US = 1_796_000_000_000_000  # an epoch in µs, as Kineto writes ts
 
 
 def _x(cat: str, name: str, start_ms: float, dur_ms: float, **kw: Any) -> dict[str, Any]:
-    return {"ph": "X", "cat": cat, "name": name, "pid": kw.pop("pid", PID), "tid": kw.pop("tid", TID),
-            "ts": BASE_US + start_ms * 1000, "dur": dur_ms * 1000, **kw}
+    return {
+        "ph": "X",
+        "cat": cat,
+        "name": name,
+        "pid": kw.pop("pid", PID),
+        "tid": kw.pop("tid", TID),
+        "ts": BASE_US + start_ms * 1000,
+        "dur": dur_ms * 1000,
+        **kw,
+    }
 
 
 def _gpu(cat: str, name: str, start_ms: float, dur_ms: float) -> dict[str, Any]:
-    return _x(cat, name, start_ms, dur_ms, pid=0, tid=GPU_STREAM, args={"device": 0, "stream": GPU_STREAM})
+    return _x(
+        cat, name, start_ms, dur_ms, pid=0, tid=GPU_STREAM, args={"device": 0, "stream": GPU_STREAM}
+    )
 
 
 #: one 10 ms step; what runs in it (ms from the step's start):
@@ -52,8 +62,12 @@ EVENTS = [
 
 
 def _job(root: Path, tmp: Path) -> Job:
-    doc = {"schemaVersion": 1, "distributedInfo": {"backend": "gloo", "rank": 0, "world_size": 1},
-           "traceEvents": EVENTS, "baseTimeNanoseconds": 0}
+    doc = {
+        "schemaVersion": 1,
+        "distributedInfo": {"backend": "gloo", "rank": 0, "world_size": 1},
+        "traceEvents": EVENTS,
+        "baseTimeNanoseconds": 0,
+    }
     root.mkdir(parents=True)
     (root / f"algo-1_rank0.{BASE_US}.pt.trace.json").write_text(json.dumps(doc))
     return Job.open(open_source(str(root)), cache_dir=str(tmp / "cache"))

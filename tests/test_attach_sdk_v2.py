@@ -45,7 +45,9 @@ def v2(aws_endpoint: AwsEndpoint, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     import sagemaker
 
     bucket = aws_endpoint.create_bucket()
-    session = sagemaker.Session(boto_session=boto3.Session(region_name=REGION), default_bucket=bucket)
+    session = sagemaker.Session(
+        boto_session=boto3.Session(region_name=REGION), default_bucket=bucket
+    )
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "train.py").write_text("print('training')\n")
     return {"session": session, "bucket": bucket, "src": str(tmp_path / "src"), "tmp": tmp_path}
@@ -55,13 +57,22 @@ def pytorch(v2: Any, **kwargs: Any) -> Any:
     from sagemaker.pytorch import PyTorch
 
     return PyTorch(
-        entry_point="train.py", source_dir=v2["src"], role=ROLE, instance_type="ml.g5.xlarge",
-        instance_count=2, framework_version="2.3", py_version="py311",
-        sagemaker_session=v2["session"], output_path=f"s3://{v2['bucket']}/out", **kwargs,
+        entry_point="train.py",
+        source_dir=v2["src"],
+        role=ROLE,
+        instance_type="ml.g5.xlarge",
+        instance_count=2,
+        framework_version="2.3",
+        py_version="py311",
+        sagemaker_session=v2["session"],
+        output_path=f"s3://{v2['bucket']}/out",
+        **kwargs,
     )
 
 
-def launch(aws_endpoint: AwsEndpoint, estimator: Any, job_name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def launch(
+    aws_endpoint: AwsEndpoint, estimator: Any, job_name: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """fit(wait=False); the request as the server got it, and DescribeTrainingJob."""
     estimator.fit(wait=False, logs=False, job_name=job_name)
     sent = aws_endpoint.training_job_request(job_name)
@@ -79,7 +90,11 @@ def test_pytorch_fit_request_carries_the_rule_set(aws_endpoint: AwsEndpoint, v2:
     out = f"s3://{v2['bucket']}/out"
     expected = profiling_part(build_fields(load_ruleset(rules_file), REGION, out))
     assert profiling_part(sent) == expected  # the SDK-neutral builder and the SDK agree exactly
-    assert sent["ProfilerConfig"] == {"S3OutputPath": out, "ProfilingIntervalInMilliseconds": 100, "DisableProfiler": False}
+    assert sent["ProfilerConfig"] == {
+        "S3OutputPath": out,
+        "ProfilingIntervalInMilliseconds": 100,
+        "DisableProfiler": False,
+    }
     rules = rules_by_name(sent)
     assert set(rules) == BUILTIN - {"IOBottleneck"}
     assert rules["LowGPUUtilization"]["threshold_p95"] == "55"
@@ -90,20 +105,36 @@ def test_pytorch_fit_request_carries_the_rule_set(aws_endpoint: AwsEndpoint, v2:
     assert profiling_part(sent)["DebugHookConfig"] == {
         "S3OutputPath": out,
         "CollectionConfigurations": [
-            {"CollectionName": "custom_activations_collection",
-             "CollectionParameters": {"include_regex": ".*tanh_input|.*sigmoid_input"}},
-            {"CollectionName": "gradients"}, {"CollectionName": "losses"},
-            {"CollectionName": "relu_input", "CollectionParameters": {"include_regex": ".*relu_input"}},
-            {"CollectionName": "relu_output", "CollectionParameters": {"include_regex": ".*relu_output"}},
+            {
+                "CollectionName": "custom_activations_collection",
+                "CollectionParameters": {"include_regex": ".*tanh_input|.*sigmoid_input"},
+            },
+            {"CollectionName": "gradients"},
+            {"CollectionName": "losses"},
+            {
+                "CollectionName": "relu_input",
+                "CollectionParameters": {"include_regex": ".*relu_input"},
+            },
+            {
+                "CollectionName": "relu_output",
+                "CollectionParameters": {"include_regex": ".*relu_output"},
+            },
             {"CollectionName": "weights"},
         ],
     }
     # Rule.sagemaker(rule_configs.<rule>(), rule_parameters=...) sends what the builder builds
     built = build_fields(load_ruleset(rules_file), REGION, out)["DebugRuleConfigurations"]
     assert sent["DebugRuleConfigurations"] == built
-    assert {r["RuleConfigurationName"] for r in built} >= {"LossNotDecreasing", "Overtraining", "PoorWeightInitialization"}
+    assert {r["RuleConfigurationName"] for r in built} >= {
+        "LossNotDecreasing",
+        "Overtraining",
+        "PoorWeightInitialization",
+    }
     assert {r["RuleEvaluatorImage"] for r in sent["DebugRuleConfigurations"]} == {IMAGE}
-    assert sent["TensorBoardOutputConfig"] == {"S3OutputPath": out, "LocalPath": "/opt/ml/output/tensorboard"}
+    assert sent["TensorBoardOutputConfig"] == {
+        "S3OutputPath": out,
+        "LocalPath": "/opt/ml/output/tensorboard",
+    }
     assert profiling_part(described) == expected
     assert described["ProfilingStatus"] == "Enabled"
 
@@ -114,14 +145,19 @@ def test_generic_estimator_defaults_and_no_hook(aws_endpoint: AwsEndpoint, v2: A
     from stepscope.attach.sdk_v2 import attach_to_estimator
 
     estimator = Estimator(
-        image_uri=PYTORCH_IMAGE, role=ROLE, instance_type="ml.g5.xlarge", instance_count=1,
+        image_uri=PYTORCH_IMAGE,
+        role=ROLE,
+        instance_type="ml.g5.xlarge",
+        instance_count=1,
         sagemaker_session=v2["session"],  # no output_path: the session's default bucket
     )
     attach_to_estimator(estimator, debugger=True)
     sent, _ = launch(aws_endpoint, estimator, "stepscope-v2-estimator")
     out = f"s3://{v2['bucket']}/"
     assert profiling_part(sent) == build_fields(load_ruleset(), REGION, out)
-    assert "DebugHookConfig" not in sent  # debugger_hook = false, although the SDK adds one by default
+    assert (
+        "DebugHookConfig" not in sent
+    )  # debugger_hook = false, although the SDK adds one by default
     assert set(rules_by_name(sent)) == BUILTIN
 
 
@@ -131,9 +167,17 @@ def test_huggingface_estimator(aws_endpoint: AwsEndpoint, v2: Any) -> None:
     from stepscope.attach.sdk_v2 import attach_to_estimator
 
     estimator = HuggingFace(
-        entry_point="train.py", source_dir=v2["src"], role=ROLE, instance_type="ml.g5.xlarge",
-        instance_count=1, transformers_version="4.49.0", pytorch_version="2.5.1", py_version="py311",
-        image_uri=PYTORCH_IMAGE, sagemaker_session=v2["session"], output_path=f"s3://{v2['bucket']}/hf",
+        entry_point="train.py",
+        source_dir=v2["src"],
+        role=ROLE,
+        instance_type="ml.g5.xlarge",
+        instance_count=1,
+        transformers_version="4.49.0",
+        pytorch_version="2.5.1",
+        py_version="py311",
+        image_uri=PYTORCH_IMAGE,
+        sagemaker_session=v2["session"],
+        output_path=f"s3://{v2['bucket']}/hf",
     )
     attach_to_estimator(estimator, debugger=True)
     sent, _ = launch(aws_endpoint, estimator, "stepscope-v2-hf")
@@ -145,8 +189,16 @@ def test_threshold_change_reaches_the_request(aws_endpoint: AwsEndpoint, v2: Any
 
     loose = write(v2["tmp"], "[rules.GPUMemoryIncrease]\nincrease = 20\n", "loose.toml")
     strict = write(v2["tmp"], "[rules.GPUMemoryIncrease]\nincrease = 2\n", "strict.toml")
-    a, _ = launch(aws_endpoint, attach_to_estimator(pytorch(v2), rules_file=loose, debugger=True), "stepscope-v2-loose")
-    b, _ = launch(aws_endpoint, attach_to_estimator(pytorch(v2), rules_file=strict, debugger=True), "stepscope-v2-strict")
+    a, _ = launch(
+        aws_endpoint,
+        attach_to_estimator(pytorch(v2), rules_file=loose, debugger=True),
+        "stepscope-v2-loose",
+    )
+    b, _ = launch(
+        aws_endpoint,
+        attach_to_estimator(pytorch(v2), rules_file=strict, debugger=True),
+        "stepscope-v2-strict",
+    )
     assert rules_by_name(a)["GPUMemoryIncrease"]["increase"] == "20"
     assert rules_by_name(b)["GPUMemoryIncrease"]["increase"] == "2"
     assert rules_by_name(b)["ProfilerReport"]["GPUMemoryIncrease_increase"] == "2"
@@ -159,14 +211,20 @@ def test_keeps_debugging_rules_and_user_tensorboard(aws_endpoint: AwsEndpoint, v
 
     estimator = pytorch(
         v2,
-        rules=[Rule.sagemaker(rule_configs.loss_not_decreasing()),
-               ProfilerRule.sagemaker(rule_configs.CPUBottleneck(threshold=99))],
+        rules=[
+            Rule.sagemaker(rule_configs.loss_not_decreasing()),
+            ProfilerRule.sagemaker(rule_configs.CPUBottleneck(threshold=99)),
+        ],
         tensorboard_output_config=TensorBoardOutputConfig(s3_output_path="s3://mine/tb"),
     )
     attach_to_estimator(estimator, debugger=True)
     sent, _ = launch(aws_endpoint, estimator, "stepscope-v2-keep")
-    assert [r["RuleConfigurationName"] for r in sent["DebugRuleConfigurations"]] == ["LossNotDecreasing"]
-    assert rules_by_name(sent)["CPUBottleneck"]["threshold"] == "50"  # the rule file's, not the old one
+    assert [r["RuleConfigurationName"] for r in sent["DebugRuleConfigurations"]] == [
+        "LossNotDecreasing"
+    ]
+    assert (
+        rules_by_name(sent)["CPUBottleneck"]["threshold"] == "50"
+    )  # the rule file's, not the old one
     assert sent["TensorBoardOutputConfig"] == {"S3OutputPath": "s3://mine/tb"}
 
 
@@ -174,7 +232,11 @@ def test_disabled_profiler(aws_endpoint: AwsEndpoint, v2: Any) -> None:
     from stepscope.attach.sdk_v2 import attach_to_estimator
 
     off = write(v2["tmp"], "[profiler]\ndisable_profiler = true\n", "off.toml")
-    sent, described = launch(aws_endpoint, attach_to_estimator(pytorch(v2), rules_file=off, debugger=True), "stepscope-v2-off")
+    sent, described = launch(
+        aws_endpoint,
+        attach_to_estimator(pytorch(v2), rules_file=off, debugger=True),
+        "stepscope-v2-off",
+    )
     assert sent["ProfilerConfig"] == {"DisableProfiler": True}
     assert "ProfilerRuleConfigurations" not in sent
     assert described["ProfilingStatus"] == "Disabled"
@@ -188,15 +250,26 @@ def test_printed_v2_code_is_what_attach_sets(aws_endpoint: AwsEndpoint, v2: Any)
     namespace: dict[str, Any] = {}
     exec(v2_source(load_ruleset(rules_file), f"s3://{v2['bucket']}/out"), namespace)
     printed = pytorch(
-        v2, rules=namespace["rules"], profiler_config=namespace["profiler_config"],
+        v2,
+        rules=namespace["rules"],
+        profiler_config=namespace["profiler_config"],
         debugger_hook_config=namespace["debugger_hook_config"],
         tensorboard_output_config=namespace["tensorboard_output_config"],
         disable_profiler=namespace["disable_profiler"],
     )
     a, _ = launch(aws_endpoint, printed, "stepscope-v2-printed")
-    b, _ = launch(aws_endpoint, attach_to_estimator(pytorch(v2), rules_file=rules_file, debugger=True), "stepscope-v2-attached")
+    b, _ = launch(
+        aws_endpoint,
+        attach_to_estimator(pytorch(v2), rules_file=rules_file, debugger=True),
+        "stepscope-v2-attached",
+    )
     ra, rb = rules_by_name(a), rules_by_name(b)
-    diff = [(n, k, ra[n].get(k), rb[n].get(k)) for n in ra for k in ra[n].keys() | rb[n].keys() if ra[n].get(k) != rb[n].get(k)]
+    diff = [
+        (n, k, ra[n].get(k), rb[n].get(k))
+        for n in ra
+        for k in ra[n].keys() | rb[n].keys()
+        if ra[n].get(k) != rb[n].get(k)
+    ]
     assert diff == []
     assert profiling_part(a) == profiling_part(b)
 
@@ -236,13 +309,21 @@ def test_trainium_needs_profiler_off(v2: Any) -> None:
     from stepscope.attach.sdk_v2 import attach_to_estimator
 
     estimator = PyTorch(
-        entry_point="train.py", source_dir=v2["src"], role=ROLE, instance_type="ml.trn1.2xlarge",
-        instance_count=1, image_uri=PYTORCH_IMAGE, sagemaker_session=v2["session"],
+        entry_point="train.py",
+        source_dir=v2["src"],
+        role=ROLE,
+        instance_type="ml.trn1.2xlarge",
+        instance_count=1,
+        image_uri=PYTORCH_IMAGE,
+        sagemaker_session=v2["session"],
     )
     with pytest.raises(AttachError, match=r"not supported on ml.trn1.2xlarge"):
         attach_to_estimator(estimator, debugger=True)
-    attach_to_estimator(estimator, rules_file=write(v2["tmp"], "[profiler]\ndisable_profiler = true\n", "off.toml"),
-                        debugger=True)
+    attach_to_estimator(
+        estimator,
+        rules_file=write(v2["tmp"], "[profiler]\ndisable_profiler = true\n", "off.toml"),
+        debugger=True,
+    )
     assert estimator.disable_profiler is True
 
 
@@ -256,7 +337,11 @@ def uploaded_code(aws_endpoint: AwsEndpoint, sent: dict[str, Any]) -> dict[str, 
     bucket, key = uri.removeprefix("s3://").split("/", 1)
     body = aws_endpoint.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     with tarfile.open(fileobj=io.BytesIO(body)) as tar:
-        return {m.name.removeprefix("./"): tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}  # type: ignore[union-attr]
+        return {
+            m.name.removeprefix("./"): tar.extractfile(m).read()
+            for m in tar.getmembers()
+            if m.isfile()
+        }  # type: ignore[union-attr]
 
 
 def test_collectors_by_default(aws_endpoint: AwsEndpoint, v2: Any) -> None:
@@ -272,10 +357,15 @@ def test_collectors_by_default(aws_endpoint: AwsEndpoint, v2: Any) -> None:
 
     attach_to_estimator(estimator)
     sent, described = launch(aws_endpoint, estimator, "stepscope-v2-collectors")
-    assert {p.name: p.read_bytes() for p in src.iterdir()} == before  # the user's folder is as it was
+    assert {
+        p.name: p.read_bytes() for p in src.iterdir()
+    } == before  # the user's folder is as it was
 
     out = f"s3://{v2['bucket']}/out"
-    assert sent["TensorBoardOutputConfig"] == {"S3OutputPath": out, "LocalPath": "/opt/ml/output/tensorboard"}
+    assert sent["TensorBoardOutputConfig"] == {
+        "S3OutputPath": out,
+        "LocalPath": "/opt/ml/output/tensorboard",
+    }
     assert sent["ProfilerConfig"] == {"DisableProfiler": True}
     assert "ProfilerRuleConfigurations" not in sent and "DebugHookConfig" not in sent
     assert described["ProfilingStatus"] == "Disabled"
@@ -288,11 +378,16 @@ def test_collectors_by_default(aws_endpoint: AwsEndpoint, v2: Any) -> None:
     assert files["requirements.txt"].decode() == f"einops==0.8.0\n./{wheel}\n"
     shim = files[ENTRY_SHIM].decode()
     assert "ENTRY = 'train.py'" in shim
-    assert "'stepscope.collectors.launcher', '--out', '/opt/ml/output/tensorboard', '--interval-ms', '500', '--'" in shim
+    assert (
+        "'stepscope.collectors.launcher', '--out', '/opt/ml/output/tensorboard', '--interval-ms', '500', '--'"
+        in shim
+    )
     compile(shim, ENTRY_SHIM, "exec")
 
 
-def test_collectors_entry_point_without_source_dir(aws_endpoint: AwsEndpoint, v2: Any, tmp_path: Path) -> None:
+def test_collectors_entry_point_without_source_dir(
+    aws_endpoint: AwsEndpoint, v2: Any, tmp_path: Path
+) -> None:
     from sagemaker.pytorch import PyTorch
 
     from stepscope.attach.collectors import ENTRY_SHIM, collector_wheel_name
@@ -302,8 +397,13 @@ def test_collectors_entry_point_without_source_dir(aws_endpoint: AwsEndpoint, v2
     script = tmp_path / "solo" / "solo.py"
     script.write_text("print('solo')\n")
     estimator = PyTorch(
-        entry_point=str(script), role=ROLE, instance_type="ml.g5.xlarge", instance_count=1,
-        framework_version="2.3", py_version="py311", sagemaker_session=v2["session"],
+        entry_point=str(script),
+        role=ROLE,
+        instance_type="ml.g5.xlarge",
+        instance_count=1,
+        framework_version="2.3",
+        py_version="py311",
+        sagemaker_session=v2["session"],
         output_path=f"s3://{v2['bucket']}/solo",
     )
     attach_to_estimator(estimator)
@@ -322,27 +422,51 @@ def test_collectors_for_an_image_of_ones_own(aws_endpoint: AwsEndpoint, v2: Any)
     from stepscope.attach.sdk_v2 import attach_to_estimator
 
     def generic(**kwargs: Any) -> Any:
-        return Estimator(image_uri=PYTORCH_IMAGE, role=ROLE, instance_type="ml.g5.xlarge", instance_count=1,
-                         sagemaker_session=v2["session"], output_path=f"s3://{v2['bucket']}/own", **kwargs)
+        return Estimator(
+            image_uri=PYTORCH_IMAGE,
+            role=ROLE,
+            instance_type="ml.g5.xlarge",
+            instance_count=1,
+            sagemaker_session=v2["session"],
+            output_path=f"s3://{v2['bucket']}/own",
+            **kwargs,
+        )
 
     with pytest.raises(AttachError) as info:
         attach_to_estimator(generic())
     line = info.value.one_line()
-    assert "no entry_point and no container_entry_point" in line and "command=" in line and "debugger=True" in line
+    assert (
+        "no entry_point and no container_entry_point" in line
+        and "command=" in line
+        and "debugger=True" in line
+    )
 
     estimator = attach_to_estimator(generic(), command=["python", "/workspace/train.py"])
     sent, _ = launch(aws_endpoint, estimator, "stepscope-v2-own")
     assert sent["AlgorithmSpecification"]["ContainerEntrypoint"] == [
-        "python", "-m", "stepscope.collectors.launcher", "--out", "/opt/ml/output/tensorboard",
-        "--interval-ms", "500", "--", "python", "/workspace/train.py"]
+        "python",
+        "-m",
+        "stepscope.collectors.launcher",
+        "--out",
+        "/opt/ml/output/tensorboard",
+        "--interval-ms",
+        "500",
+        "--",
+        "python",
+        "/workspace/train.py",
+    ]
     assert sent["TensorBoardOutputConfig"]["LocalPath"] == "/opt/ml/output/tensorboard"
 
     mine = attach_to_estimator(generic(container_entry_point=["bash", "run.sh"]))
     assert mine.container_entry_point[-3:] == ["--", "bash", "run.sh"]
-    assert attach_to_estimator(mine).container_entry_point == mine.container_entry_point  # wrapped once
+    assert (
+        attach_to_estimator(mine).container_entry_point == mine.container_entry_point
+    )  # wrapped once
 
 
-def test_collectors_keep_the_users_tensorboard_and_drop_profiler_rules(aws_endpoint: AwsEndpoint, v2: Any) -> None:
+def test_collectors_keep_the_users_tensorboard_and_drop_profiler_rules(
+    aws_endpoint: AwsEndpoint, v2: Any
+) -> None:
     from sagemaker.debugger import ProfilerRule, Rule, TensorBoardOutputConfig, rule_configs
 
     from stepscope.attach.collectors import ENTRY_SHIM
@@ -350,17 +474,27 @@ def test_collectors_keep_the_users_tensorboard_and_drop_profiler_rules(aws_endpo
 
     estimator = pytorch(
         v2,
-        rules=[Rule.sagemaker(rule_configs.loss_not_decreasing()),
-               ProfilerRule.sagemaker(rule_configs.CPUBottleneck(threshold=99))],
-        tensorboard_output_config=TensorBoardOutputConfig(s3_output_path="s3://mine/tb",
-                                                          container_local_output_path="/opt/ml/output/mine"),
+        rules=[
+            Rule.sagemaker(rule_configs.loss_not_decreasing()),
+            ProfilerRule.sagemaker(rule_configs.CPUBottleneck(threshold=99)),
+        ],
+        tensorboard_output_config=TensorBoardOutputConfig(
+            s3_output_path="s3://mine/tb", container_local_output_path="/opt/ml/output/mine"
+        ),
     )
     attach_to_estimator(estimator)
     sent, _ = launch(aws_endpoint, estimator, "stepscope-v2-collectors-keep")
-    assert sent["TensorBoardOutputConfig"] == {"S3OutputPath": "s3://mine/tb", "LocalPath": "/opt/ml/output/mine"}
-    assert [r["RuleConfigurationName"] for r in sent["DebugRuleConfigurations"]] == ["LossNotDecreasing"]
+    assert sent["TensorBoardOutputConfig"] == {
+        "S3OutputPath": "s3://mine/tb",
+        "LocalPath": "/opt/ml/output/mine",
+    }
+    assert [r["RuleConfigurationName"] for r in sent["DebugRuleConfigurations"]] == [
+        "LossNotDecreasing"
+    ]
     assert "ProfilerRuleConfigurations" not in sent
-    assert "'--out', '/opt/ml/output/mine'" in uploaded_code(aws_endpoint, sent)[ENTRY_SHIM].decode()
+    assert (
+        "'--out', '/opt/ml/output/mine'" in uploaded_code(aws_endpoint, sent)[ENTRY_SHIM].decode()
+    )
 
 
 def test_collectors_refuse_code_they_cannot_stage(v2: Any) -> None:
@@ -370,4 +504,7 @@ def test_collectors_refuse_code_they_cannot_stage(v2: Any) -> None:
     estimator.source_dir = "s3://bucket/code/sourcedir.tar.gz"
     with pytest.raises(AttachError) as info:
         attach_to_estimator(estimator)
-    assert "is not a local folder" in info.value.one_line() and "debugger=True" in info.value.one_line()
+    assert (
+        "is not a local folder" in info.value.one_line()
+        and "debugger=True" in info.value.one_line()
+    )

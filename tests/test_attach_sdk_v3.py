@@ -67,15 +67,20 @@ def trainer(v3: Any, instance_type: str = "ml.g5.xlarge", **kwargs: Any) -> Any:
     from sagemaker.train import ModelTrainer
 
     return ModelTrainer(
-        training_image=PYTORCH_IMAGE, role=ROLE,
+        training_image=PYTORCH_IMAGE,
+        role=ROLE,
         compute=Compute(instance_type=instance_type, instance_count=2),
         source_code=SourceCode(source_dir=v3["src"], entry_script="train.py"),
         output_data_config=OutputDataConfig(s3_output_path=f"s3://{v3['bucket']}/out"),
-        sagemaker_session=v3["session"], base_job_name="stepscope-v3", **kwargs,
+        sagemaker_session=v3["session"],
+        base_job_name="stepscope-v3",
+        **kwargs,
     )
 
 
-def launch(aws_endpoint: AwsEndpoint, model_trainer: Any, **kwargs: Any) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+def launch(
+    aws_endpoint: AwsEndpoint, model_trainer: Any, **kwargs: Any
+) -> tuple[Any, dict[str, Any], dict[str, Any]]:
     from stepscope.attach.sdk_v3 import train_with_profiling
 
     job = train_with_profiling(model_trainer, wait=False, logs=False, **kwargs)
@@ -90,7 +95,9 @@ def test_model_trainer_job_carries_the_rule_set(aws_endpoint: AwsEndpoint, v3: A
     job, sent, described = launch(aws_endpoint, trainer(v3), rules_file=rules_file, debugger=True)
 
     out = f"s3://{v3['bucket']}/out"
-    expected = without_false_disable(profiling_part(build_fields(load_ruleset(rules_file), REGION, out)))
+    expected = without_false_disable(
+        profiling_part(build_fields(load_ruleset(rules_file), REGION, out))
+    )
     assert without_false_disable(profiling_part(sent)) == expected
     assert sent["ProfilerConfig"] == {"S3OutputPath": out, "ProfilingIntervalInMilliseconds": 100}
     rules = rules_by_name(sent)
@@ -100,9 +107,17 @@ def test_model_trainer_job_carries_the_rule_set(aws_endpoint: AwsEndpoint, v3: A
     assert {r["RuleEvaluatorImage"] for r in sent["ProfilerRuleConfigurations"]} == {IMAGE}
     assert sent["DebugHookConfig"]["CollectionConfigurations"] == HOOK_WITH_TRAINING_RULES
     # Debugger's training rules: the builder's DebugRuleConfigurations, through core shapes
-    assert sent["DebugRuleConfigurations"] == build_fields(load_ruleset(rules_file), REGION, out)["DebugRuleConfigurations"]
-    assert {r["RuleConfigurationName"] for r in sent["DebugRuleConfigurations"]} == TRAINING_ATTACHED
-    assert sent["TensorBoardOutputConfig"] == {"S3OutputPath": out, "LocalPath": "/opt/ml/output/tensorboard"}
+    assert (
+        sent["DebugRuleConfigurations"]
+        == build_fields(load_ruleset(rules_file), REGION, out)["DebugRuleConfigurations"]
+    )
+    assert {
+        r["RuleConfigurationName"] for r in sent["DebugRuleConfigurations"]
+    } == TRAINING_ATTACHED
+    assert sent["TensorBoardOutputConfig"] == {
+        "S3OutputPath": out,
+        "LocalPath": "/opt/ml/output/tensorboard",
+    }
     # what ModelTrainer itself puts on the job is still there
     assert sent["AlgorithmSpecification"]["TrainingImage"] == PYTORCH_IMAGE
     assert {c["ChannelName"] for c in sent["InputDataConfig"]} >= {"code", "sm_drivers"}
@@ -134,7 +149,10 @@ def test_default_rule_set_and_user_tensorboard(aws_endpoint: AwsEndpoint, v3: An
     _, sent, _ = launch(aws_endpoint, model_trainer, debugger=True)
     assert set(rules_by_name(sent)) == BUILTIN
     assert "DebugHookConfig" not in sent
-    assert sent["TensorBoardOutputConfig"] == {"S3OutputPath": "s3://mine/tb", "LocalPath": "/opt/ml/output/tensorboard"}
+    assert sent["TensorBoardOutputConfig"] == {
+        "S3OutputPath": "s3://mine/tb",
+        "LocalPath": "/opt/ml/output/tensorboard",
+    }
 
 
 def test_printed_v3_code_builds_the_same_shapes(v3: Any) -> None:
@@ -159,14 +177,19 @@ def test_v2_call_on_model_trainer_names_the_fix(v3: Any) -> None:
     assert "train_with_profiling(model_trainer)" in line
 
 
-def test_bad_rule_file_fails_before_anything_is_uploaded(aws_endpoint: AwsEndpoint, v3: Any) -> None:
+def test_bad_rule_file_fails_before_anything_is_uploaded(
+    aws_endpoint: AwsEndpoint, v3: Any
+) -> None:
     from stepscope.attach.sdk_v3 import train_with_profiling
 
     bad = write(v3["tmp"], "[rules.LowGPUUtilization]\nthreshold_p95 = 170\n", "bad.toml")
     jobs_before = len(aws_endpoint.sagemaker.list_training_jobs()["TrainingJobSummaries"])
     with pytest.raises(StepscopeError) as info:  # RuleFileError
         train_with_profiling(trainer(v3), rules_file=bad, wait=False)
-    assert "[rules.LowGPUUtilization] threshold_p95: Input should be less than or equal to 100" in info.value.one_line()
+    assert (
+        "[rules.LowGPUUtilization] threshold_p95: Input should be less than or equal to 100"
+        in info.value.one_line()
+    )
     assert aws_endpoint.s3.list_objects_v2(Bucket=v3["bucket"]).get("KeyCount", 0) == 0
     assert len(aws_endpoint.sagemaker.list_training_jobs()["TrainingJobSummaries"]) == jobs_before
 
@@ -179,10 +202,14 @@ def test_local_mode_and_trainium_are_refused(v3: Any) -> None:
     with pytest.raises(AttachError, match="not in local-container mode"):
         train_with_profiling(trainer(v3, training_mode=Mode.LOCAL_CONTAINER), wait=False)
     with pytest.raises(AttachError, match=r"not supported on ml.trn1.32xlarge"):
-        train_with_profiling(trainer(v3, instance_type="ml.trn1.32xlarge"), wait=False, debugger=True)
+        train_with_profiling(
+            trainer(v3, instance_type="ml.trn1.32xlarge"), wait=False, debugger=True
+        )
 
 
-def test_unsupported_sdk_internals_are_a_clear_error(v3: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unsupported_sdk_internals_are_a_clear_error(
+    v3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import importlib.metadata
 
     from sagemaker.train.model_trainer import ModelTrainer
@@ -194,13 +221,21 @@ def test_unsupported_sdk_internals_are_a_clear_error(v3: Any, monkeypatch: pytes
     with pytest.raises(AttachError) as info:
         train_with_profiling(model_trainer, wait=False)
     line = info.value.one_line()
-    assert "does not build training jobs the way stepscope expects" in line and "apply_to_request" in line
+    assert (
+        "does not build training jobs the way stepscope expects" in line
+        and "apply_to_request" in line
+    )
     monkeypatch.undo()
 
     real = importlib.metadata.version
-    monkeypatch.setattr(importlib.metadata, "version",
-                        lambda name: "2.0.0" if name == "sagemaker-train" else real(name))
-    with pytest.raises(AttachError, match=r"sagemaker-train 2.0.0 is newer than stepscope supports"):
+    monkeypatch.setattr(
+        importlib.metadata,
+        "version",
+        lambda name: "2.0.0" if name == "sagemaker-train" else real(name),
+    )
+    with pytest.raises(
+        AttachError, match=r"sagemaker-train 2.0.0 is newer than stepscope supports"
+    ):
         train_with_profiling(model_trainer, wait=False)
 
 
@@ -211,8 +246,12 @@ def uploaded(aws_endpoint: AwsEndpoint, sent: dict[str, Any], channel: str) -> d
     uri = source["DataSource"]["S3DataSource"]["S3Uri"]
     bucket, prefix = uri.removeprefix("s3://").split("/", 1)
     listed = aws_endpoint.s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
-    return {o["Key"][len(prefix):].lstrip("/"): aws_endpoint.s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()
-            for o in listed}
+    return {
+        o["Key"][len(prefix) :].lstrip("/"): aws_endpoint.s3.get_object(
+            Bucket=bucket, Key=o["Key"]
+        )["Body"].read()
+        for o in listed
+    }
 
 
 def test_collectors_entry_script_by_default(aws_endpoint: AwsEndpoint, v3: Any) -> None:
@@ -226,10 +265,15 @@ def test_collectors_entry_script_by_default(aws_endpoint: AwsEndpoint, v3: Any) 
     own_source = model_trainer.source_code
     _, sent, described = launch(aws_endpoint, model_trainer)
     assert sorted(p.name for p in src.iterdir()) == before  # the user's folder is as it was
-    assert model_trainer.source_code is own_source and own_source.entry_script == "train.py"  # put back
+    assert (
+        model_trainer.source_code is own_source and own_source.entry_script == "train.py"
+    )  # put back
 
     out = f"s3://{v3['bucket']}/out"
-    assert sent["TensorBoardOutputConfig"] == {"S3OutputPath": out, "LocalPath": "/opt/ml/output/tensorboard"}
+    assert sent["TensorBoardOutputConfig"] == {
+        "S3OutputPath": out,
+        "LocalPath": "/opt/ml/output/tensorboard",
+    }
     assert not set(sent) & {"ProfilerConfig", "ProfilerRuleConfigurations", "DebugHookConfig"}
     code = uploaded(aws_endpoint, sent, "code")
     wheel = collector_wheel_name()
@@ -249,12 +293,15 @@ def test_collectors_command_is_prefixed(aws_endpoint: AwsEndpoint, v3: Any) -> N
 
     (Path(v3["src"]) / "reqs.txt").write_text("einops\n")
     model_trainer = trainer(v3)
-    model_trainer.source_code = SourceCode(source_dir=v3["src"], requirements="reqs.txt",
-                                           command="python train.py --epochs 3")
+    model_trainer.source_code = SourceCode(
+        source_dir=v3["src"], requirements="reqs.txt", command="python train.py --epochs 3"
+    )
     _, sent, _ = launch(aws_endpoint, model_trainer)
     script = uploaded(aws_endpoint, sent, "sm_drivers")["sm_train.sh"].decode()
-    assert ("python -m stepscope.collectors.launcher --out /opt/ml/output/tensorboard --interval-ms 500 "
-            "-- python train.py --epochs 3") in script
+    assert (
+        "python -m stepscope.collectors.launcher --out /opt/ml/output/tensorboard --interval-ms 500 "
+        "-- python train.py --epochs 3"
+    ) in script
     code = uploaded(aws_endpoint, sent, "code")
     from stepscope.attach.collectors import collector_wheel_name
 
@@ -270,7 +317,9 @@ def test_collectors_refuse_what_they_cannot_wrap(v3: Any) -> None:
     model_trainer.source_code = SourceCode(source_dir=v3["src"], command="cd x && python train.py")
     with pytest.raises(AttachError) as info:
         train_with_profiling(model_trainer, wait=False)
-    assert "chains shell commands" in info.value.one_line() and "--debugger" in info.value.one_line()
+    assert (
+        "chains shell commands" in info.value.one_line() and "--debugger" in info.value.one_line()
+    )
     model_trainer.source_code = SourceCode(source_dir="s3://bucket/code/", entry_script="train.py")
     with pytest.raises(AttachError, match="is not a local folder"):
         train_with_profiling(model_trainer, wait=False)

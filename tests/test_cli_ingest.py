@@ -14,7 +14,11 @@ REQUIRED_KEYS = {"tables", "nodes", "ranks", "time_span", "files_read", "skipped
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "stepscope", *args], capture_output=True, text=True, timeout=120, env=env
+        [sys.executable, "-m", "stepscope", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
     )
 
 
@@ -35,7 +39,9 @@ def test_ingest_json_summary_contract(tmp_path: Path) -> None:
 
 
 def test_ingest_human_summary(tmp_path: Path) -> None:
-    proc = run("ingest", str(fixtures_dir("kineto", "resnet_single")), "--cache", str(tmp_path / "c"))
+    proc = run(
+        "ingest", str(fixtures_dir("kineto", "resnet_single")), "--cache", str(tmp_path / "c")
+    )
     assert proc.returncode == 0, proc.stderr
     assert "kineto_events" in proc.stdout and "ranks: 1" in proc.stdout
 
@@ -48,11 +54,16 @@ def test_human_summary_reads_in_a_pipe(tmp_path: Path) -> None:
     cache = tmp_path / ("a-cache-folder-with-a-long-name-" * 3)
     proc = run("ingest", str(root), "--cache", str(cache))
     assert proc.returncode == 0, proc.stderr
-    doc = json.loads(run("ingest", str(root), "--cache", str(tmp_path / "cold"), "--json").stdout)  # cold too
+    doc = json.loads(
+        run("ingest", str(root), "--cache", str(tmp_path / "cold"), "--json").stdout
+    )  # cold too
     lines = [ln.strip() for ln in proc.stdout.splitlines()]
     assert f"files: {doc['files_listed']} found" in lines
-    for n, what in ((doc["files_ingested"], "with profiler data"), (doc["ignored"], "not profiler output (ignored)"),
-                    (len(doc["skipped"]), "damaged (skipped)")):
+    for n, what in (
+        (doc["files_ingested"], "with profiler data"),
+        (doc["ignored"], "not profiler output (ignored)"),
+        (len(doc["skipped"]), "damaged (skipped)"),
+    ):
         assert f"{n} {what}" in lines, proc.stdout
     assert f"{doc['files_read']} read now, 0 from the cache" in lines  # a cold cache
     assert any(ln.startswith(f"cache: {cache}/") for ln in lines)  # not broken at column 80

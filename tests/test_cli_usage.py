@@ -23,8 +23,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "stepscope", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "stepscope", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+    )
 
 
 @pytest.mark.parametrize("name", list(COMMANDS))
@@ -52,7 +57,9 @@ def test_every_command_has_one_line_errors(name: str) -> None:
 def test_usage_error_is_one_line_exit_2(args: list[str], message: str) -> None:
     proc = run(*args)
     assert proc.returncode == 2, proc.stderr
-    assert proc.stderr.startswith("stepscope: error: ") and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith("stepscope: error: ") and proc.stderr.count("\n") == 1, (
+        proc.stderr
+    )
     assert message in proc.stderr
     assert "Usage:" not in proc.stderr and proc.stdout == ""
 
@@ -62,7 +69,10 @@ def test_a_command_run_on_its_own_is_one_line_too() -> None:
     from stepscope.cli.report import report_command
 
     res = CliRunner().invoke(report_command, [])
-    assert res.exit_code == 2 and res.stderr == "stepscope: error: missing argument 'SOURCE' (see report --help)\n"
+    assert (
+        res.exit_code == 2
+        and res.stderr == "stepscope: error: missing argument 'SOURCE' (see report --help)\n"
+    )
 
 
 def test_help_version_and_bare_group_are_unchanged() -> None:
@@ -71,15 +81,22 @@ def test_help_version_and_bare_group_are_unchanged() -> None:
     assert "-v, --verbose" in ok.stdout  # as on ingest
     assert run("--version").stdout.startswith("stepscope, version ")
     bare = run()
-    assert bare.returncode == 2 and "Commands:" in bare.stdout + bare.stderr  # click's help, as before
+    assert (
+        bare.returncode == 2 and "Commands:" in bare.stdout + bare.stderr
+    )  # click's help, as before
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["dashboard", "/nonexistent/job-folder"], "stepscope: error: no such folder: /nonexistent/job-folder\n"),
-        (["dashboard", "samples/sample-job", "--baseline", "./no-such-run"],
-         "stepscope: error: --baseline: no such folder: no-such-run\n"),
+        (
+            ["dashboard", "/nonexistent/job-folder"],
+            "stepscope: error: no such folder: /nonexistent/job-folder\n",
+        ),
+        (
+            ["dashboard", "samples/sample-job", "--baseline", "./no-such-run"],
+            "stepscope: error: --baseline: no such folder: no-such-run\n",
+        ),
         (["dashboard", "not a job name!"], "stepscope: error: cannot read 'not a job name!'"),
     ],
 )

@@ -35,7 +35,19 @@ from stepscope.attach.collectors import (
 
 REPO = Path(__file__).resolve().parents[1]
 DLC_SET = REPO / "envs" / "dlc-like-requirements.txt"
-HEAVY = ("pandas", "pyarrow", "plotly", "streamlit", "click", "numpy", "pydantic", "boto3", "rich", "analyzer", "rules")
+HEAVY = (
+    "pandas",
+    "pyarrow",
+    "plotly",
+    "streamlit",
+    "click",
+    "numpy",
+    "pydantic",
+    "boto3",
+    "rich",
+    "analyzer",
+    "rules",
+)
 #: pip's words for "could not reach the index" (the one reason to skip)
 _UNREACHABLE = re.compile(
     r"NewConnectionError|Temporary failure in name resolution|Network is unreachable|"
@@ -58,33 +70,50 @@ sys.exit(3)
 
 def _clean_env(**extra: str) -> dict[str, str]:
     """No PYTHONPATH, no venv of ours: the DLC-like venv sees only what is installed in it."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME") and not k.startswith("STEPSCOPE_")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME") and not k.startswith("STEPSCOPE_")
+    }
     env.update(extra)
     return env
 
 
 def _pip(python: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(python), "-m", "pip", "--disable-pip-version-check", *args],
-                          capture_output=True, text=True, cwd=cwd, env=_clean_env(), timeout=300)
+    return subprocess.run(
+        [str(python), "-m", "pip", "--disable-pip-version-check", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=_clean_env(),
+        timeout=300,
+    )
 
 
 def _checked(proc: subprocess.CompletedProcess[str], what: str) -> None:
     if proc.returncode != 0:
         if _UNREACHABLE.search(proc.stderr + proc.stdout):
-            pytest.skip(f"package index unreachable ({what}): {proc.stderr.strip().splitlines()[-1]}")
+            pytest.skip(
+                f"package index unreachable ({what}): {proc.stderr.strip().splitlines()[-1]}"
+            )
         pytest.fail(f"{what} failed:\n{proc.stderr[-3000:]}", pytrace=False)
 
 
 def _freeze(python: Path) -> dict[str, str]:
     proc = _pip(python, "list", "--format=json")
     assert proc.returncode == 0, proc.stderr
-    return {p["name"].lower().replace("_", "-"): p["version"] for p in json.loads(proc.stdout)
-            if p["name"].lower() not in ("pip", "setuptools")}
+    return {
+        p["name"].lower().replace("_", "-"): p["version"]
+        for p in json.loads(proc.stdout)
+        if p["name"].lower() not in ("pip", "setuptools")
+    }
 
 
 def _has_uv() -> bool:
-    return subprocess.run([sys.executable, "-m", "uv", "--version"], capture_output=True).returncode == 0
+    return (
+        subprocess.run([sys.executable, "-m", "uv", "--version"], capture_output=True).returncode
+        == 0
+    )
 
 
 @pytest.fixture(scope="module")
@@ -96,8 +125,24 @@ def dlc(tmp_path_factory: pytest.TempPathFactory) -> Path:
     venv.EnvBuilder(with_pip=True).create(root / "venv")
     python = root / "venv" / "bin" / "python"
     if _has_uv():
-        proc = subprocess.run([sys.executable, "-m", "uv", "pip", "install", "-q", "--python", str(python),
-                               "-r", str(DLC_SET)], capture_output=True, text=True, env=_clean_env(), timeout=300)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "uv",
+                "pip",
+                "install",
+                "-q",
+                "--python",
+                str(python),
+                "-r",
+                str(DLC_SET),
+            ],
+            capture_output=True,
+            text=True,
+            env=_clean_env(),
+            timeout=300,
+        )
     else:
         proc = _pip(python, "install", "-q", "-r", str(DLC_SET))
     _checked(proc, "installing the DLC-like set")
@@ -122,8 +167,13 @@ def test_collector_wheel_holds_only_the_collectors(tmp_path: Path) -> None:
         metadata = zf.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
         init = zf.read("stepscope/__init__.py").decode()
     code = [n for n in names if ".dist-info/" not in n]
-    assert "stepscope/collectors/launcher.py" in code and "stepscope/collectors/bootstrap/sitecustomize.py" in code
-    assert all(n == "stepscope/__init__.py" or n.startswith("stepscope/collectors/") for n in code), code
+    assert (
+        "stepscope/collectors/launcher.py" in code
+        and "stepscope/collectors/bootstrap/sitecustomize.py" in code
+    )
+    assert all(
+        n == "stepscope/__init__.py" or n.startswith("stepscope/collectors/") for n in code
+    ), code
     assert not any("__pycache__" in n for n in names)
     # depends on psutil and nvidia-ml-py with no version: nothing there gets up- or downgraded
     assert re.findall(r"^Requires-Dist: (.*)$", metadata, re.M) == ["psutil", "nvidia-ml-py"]
@@ -132,7 +182,9 @@ def test_collector_wheel_holds_only_the_collectors(tmp_path: Path) -> None:
     assert not [n for n in ast.walk(ast.parse(init)) if isinstance(n, ast.Import | ast.ImportFrom)]
     # the same code gives the same bytes (a re-attach uploads an identical file)
     again = build_collector_wheel(tmp_path / "b")
-    assert hashlib.sha256(again.read_bytes()).digest() == hashlib.sha256(wheel.read_bytes()).digest()
+    assert (
+        hashlib.sha256(again.read_bytes()).digest() == hashlib.sha256(wheel.read_bytes()).digest()
+    )
 
 
 @pytest.mark.slow
@@ -147,35 +199,62 @@ def test_install_into_dlc_like_env_changes_nothing(dlc: Path, tmp_path: Path) ->
     (src / "train.py").write_text(TRAIN.format(heavy=HEAVY))
     (src / "requirements.txt").write_text("six\n")  # the user's line, already satisfied
     out = tmp_path / "out"
-    staged = stage_source(src, "train.py", out_dir=str(out), interval_ms=100, dest=tmp_path / "staged")
+    staged = stage_source(
+        src, "train.py", out_dir=str(out), interval_ms=100, dest=tmp_path / "staged"
+    )
     code = staged.source_dir
     assert (code / "requirements.txt").read_text() == f"six\n./{staged.wheel.name}\n"
     assert (src / "requirements.txt").read_text() == "six\n" and not (src / ENTRY_SHIM).exists()
 
     # the dry run: what `pip install -r requirements.txt` in the code folder would do
     report_path = tmp_path / "report.json"
-    _checked(_pip(dlc, "install", "--dry-run", "--report", str(report_path), "-r", "requirements.txt", cwd=code),
-             "pip dry run of the collector")
+    _checked(
+        _pip(
+            dlc,
+            "install",
+            "--dry-run",
+            "--report",
+            str(report_path),
+            "-r",
+            "requirements.txt",
+            cwd=code,
+        ),
+        "pip dry run of the collector",
+    )
     report: dict[str, Any] = json.loads(report_path.read_text())
     would = {i["metadata"]["name"].lower(): i["metadata"]["version"] for i in report["install"]}
-    assert set(would) == {COLLECTOR_DIST, "nvidia-ml-py"}, would  # the collector and the one absent package
-    assert not set(would) & set(before)  # no package already there is reinstalled, up- or downgraded
+    assert set(would) == {COLLECTOR_DIST, "nvidia-ml-py"}, (
+        would
+    )  # the collector and the one absent package
+    assert not set(would) & set(
+        before
+    )  # no package already there is reinstalled, up- or downgraded
 
-    _checked(_pip(dlc, "install", "-q", "-r", "requirements.txt", cwd=code), "installing the collector")
+    _checked(
+        _pip(dlc, "install", "-q", "-r", "requirements.txt", cwd=code), "installing the collector"
+    )
     after = _freeze(dlc)
     assert {k: after[k] for k in before} == before
     assert set(after) - set(before) == {COLLECTOR_DIST, "nvidia-ml-py"}
 
     # the toolkit runs the entry point, here the shim, with the hyperparameters as arguments
     result = tmp_path / "result.json"
-    proc = subprocess.run([str(dlc), "-u", ENTRY_SHIM, "--epochs", "2"], cwd=code, capture_output=True, text=True,
-                          env=_clean_env(RESULT=str(result)), timeout=120)
+    proc = subprocess.run(
+        [str(dlc), "-u", ENTRY_SHIM, "--epochs", "2"],
+        cwd=code,
+        capture_output=True,
+        text=True,
+        env=_clean_env(RESULT=str(result)),
+        timeout=120,
+    )
     assert proc.returncode == 3, proc.stderr  # the script's exit code comes back
     seen = json.loads(result.read_text())
     assert seen["argv"] == ["--epochs", "2"]
     assert seen["orig_argv"][1] == "-u"  # unbuffered as the toolkit asked (torchrun passes -u)
     assert seen["run_dir"] == str(out)  # it ran under the launcher
-    assert seen["stepscope"].startswith(str(dlc.parents[1]))  # the installed wheel, not this checkout
+    assert seen["stepscope"].startswith(
+        str(dlc.parents[1])
+    )  # the installed wheel, not this checkout
     assert seen["heavy"] == [] and seen["heavy_after"] == []
     samples = list((out / "system" / "incremental").rglob("*.json"))
     assert samples, f"no system metrics written: {proc.stderr}"
@@ -189,11 +268,19 @@ def test_shim_without_the_collector_runs_the_script(tmp_path: Path) -> None:
     src = tmp_path / "src"
     src.mkdir()
     (src / "train.py").write_text("import sys; print('trained', sys.argv[1:]); sys.exit(4)\n")
-    staged = stage_source(src, "train.py", out_dir=str(tmp_path / "out"), interval_ms=500, dest=tmp_path / "s")
+    staged = stage_source(
+        src, "train.py", out_dir=str(tmp_path / "out"), interval_ms=500, dest=tmp_path / "s"
+    )
     bare = tmp_path / "bare"
     venv.EnvBuilder(with_pip=False).create(bare)
-    proc = subprocess.run([str(bare / "bin" / "python"), ENTRY_SHIM, "--lr", "0.1"], cwd=staged.source_dir,
-                          capture_output=True, text=True, env=_clean_env(), timeout=60)
+    proc = subprocess.run(
+        [str(bare / "bin" / "python"), ENTRY_SHIM, "--lr", "0.1"],
+        cwd=staged.source_dir,
+        capture_output=True,
+        text=True,
+        env=_clean_env(),
+        timeout=60,
+    )
     assert proc.returncode == 4 and "trained ['--lr', '0.1']" in proc.stdout
     assert proc.stderr.count("\n") == 1 and "stepscope: collectors off" in proc.stderr
     assert not (tmp_path / "out").exists()
@@ -217,7 +304,9 @@ def _torch_python() -> str:
     if HAS_TORCH:
         return sys.executable
     if TORCH_PYTHON.exists():
-        probe = subprocess.run([str(TORCH_PYTHON), "-c", "import torch"], capture_output=True, timeout=120)
+        probe = subprocess.run(
+            [str(TORCH_PYTHON), "-c", "import torch"], capture_output=True, timeout=120
+        )
         if probe.returncode == 0:
             return str(TORCH_PYTHON)
     require_torch("the shim under torchrun", __file__)
@@ -234,12 +323,33 @@ def test_shim_under_torchrun_traces_every_rank_with_one_sampler(tmp_path: Path) 
     src.mkdir()
     (src / "train.py").write_text((REPO / "samples" / "train_sample.py").read_text())
     out = tmp_path / "out"
-    staged = stage_source(src, "train.py", out_dir=str(out), interval_ms=100, dest=tmp_path / "code")
-    env = _clean_env(PYTHONPATH=str(REPO))  # the collector from this checkout (installed: see above)
+    staged = stage_source(
+        src, "train.py", out_dir=str(out), interval_ms=100, dest=tmp_path / "code"
+    )
+    env = _clean_env(
+        PYTHONPATH=str(REPO)
+    )  # the collector from this checkout (installed: see above)
     proc = subprocess.run(
-        [python, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", ENTRY_SHIM,
-         "--steps", "12", "--loader-ms", "0", "--straggler-ms", "0"],
-        cwd=staged.source_dir, capture_output=True, text=True, env=env, timeout=240,
+        [
+            python,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            ENTRY_SHIM,
+            "--steps",
+            "12",
+            "--loader-ms",
+            "0",
+            "--straggler-ms",
+            "0",
+        ],
+        cwd=staged.source_dir,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=240,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     ranks = sorted(p.name.split(".")[0].rsplit("_", 1)[1] for p in out.glob("*.pt.trace.json.gz"))

@@ -56,34 +56,50 @@ CASES = {
     "os_exit": (TRAIN + "train(6)\nos._exit(3)\n", 3),
     # SageMaker's stop (SIGTERM) arrives while the window records: the default action, after
     # the trace is written, so the status is "killed by SIGTERM" as without stepscope
-    "sigterm": (TRAIN + "train(6)\nos.kill(os.getpid(), signal.SIGTERM)\ntime.sleep(30)\n",
-                -signal.SIGTERM),
+    "sigterm": (
+        TRAIN + "train(6)\nos.kill(os.getpid(), signal.SIGTERM)\ntime.sleep(30)\n",
+        -signal.SIGTERM,
+    ),
     # the normal interpreter exit, after an uncaught exception: exit code 1, trace written
     "exception": (TRAIN + "train(6)\nraise RuntimeError('boom')\n", 1),
     # sys.exit with a code of the script's own
     "sys_exit": (TRAIN + "train(6)\nsys.exit(5)\n", 5),
     # DataLoader worker processes (fork) exit through os._exit too: they never write the
     # parent's trace or exit record, and the parent's own exit is normal
-    "dataloader_workers": (TRAIN + textwrap.dedent("""\
+    "dataloader_workers": (
+        TRAIN
+        + textwrap.dedent("""\
         from torch.utils.data import DataLoader, TensorDataset
         data = TensorDataset(torch.randn(64, 8))
         loader = DataLoader(data, batch_size=4, num_workers=2,
                             multiprocessing_context="fork", collate_fn=lambda b: torch.stack([t[0] for t in b]))
         train(6, loader)
-        """), 0),
+        """),
+        0,
+    ),
 }
 
 
-def _run(tmp: Path, code: str, steps: str = "0:1:20") -> tuple[subprocess.CompletedProcess[str], Path]:
+def _run(
+    tmp: Path, code: str, steps: str = "0:1:20"
+) -> tuple[subprocess.CompletedProcess[str], Path]:
     script = tmp / "train.py"
     script.write_text(code)
-    env = {k: v for k, v in os.environ.items()
-           if k not in (trace.ENV_DIR, trace.ENV_STEPS, trace.ENV_NODE, "PYTHONPATH")
-           and not k.startswith("SM_")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in (trace.ENV_DIR, trace.ENV_STEPS, trace.ENV_NODE, "PYTHONPATH")
+        and not k.startswith("SM_")
+    }
     out = tmp / "out"
-    proc = subprocess.run([*LAUNCHER, "--out", str(out), "--steps", steps, "--", sys.executable,
-                           str(script)], cwd=tmp, env={**env, "SM_CURRENT_HOST": NODE},
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [*LAUNCHER, "--out", str(out), "--steps", steps, "--", sys.executable, str(script)],
+        cwd=tmp,
+        env={**env, "SM_CURRENT_HOST": NODE},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     return proc, out
 
 
@@ -95,7 +111,9 @@ def _steps_in(path: Path) -> list[str]:
 
 @pytest.mark.usefixtures("torch_available")
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_every_exit_path_writes_the_window_and_keeps_the_exit_status(case: str, tmp_path: Path) -> None:
+def test_every_exit_path_writes_the_window_and_keeps_the_exit_status(
+    case: str, tmp_path: Path
+) -> None:
     code, status = CASES[case]
     proc, out = _run(tmp_path, code)
     assert proc.returncode == status, proc.stderr[-3000:]
@@ -135,7 +153,9 @@ ABORT_IN_FINALIZATION = TRAIN + textwrap.dedent("""\
 
 
 @pytest.mark.usefixtures("torch_available")
-def test_an_abort_in_finalization_leaves_its_fault_dump_beside_the_exit_record(tmp_path: Path) -> None:
+def test_an_abort_in_finalization_leaves_its_fault_dump_beside_the_exit_record(
+    tmp_path: Path,
+) -> None:
     proc, out = _run(tmp_path, ABORT_IN_FINALIZATION, steps="0:1:3")
     assert proc.returncode == -signal.SIGABRT, proc.stderr[-3000:]
     record = json.loads((out / exits.EXITS_DIR / f"{NODE}_rank0.json").read_text())
@@ -168,12 +188,18 @@ def _judged(out: Path, tmp_path: Path) -> dict[str, object]:
 def test_a_script_with_its_own_sigterm_handler_keeps_it(tmp_path: Path) -> None:
     """The script's handler is set before the window starts: the collector leaves SIGTERM
     alone, the script's handler runs and decides the exit (here: 7 after its own cleanup)."""
-    code = TRAIN.replace("model = nn.Linear", textwrap.dedent("""\
+    code = (
+        TRAIN.replace(
+            "model = nn.Linear",
+            textwrap.dedent("""\
         def stop(signo, frame):
             print("script handler", flush=True)
             sys.exit(7)
         signal.signal(signal.SIGTERM, stop)
-        model = nn.Linear""")) + "train(6)\nos.kill(os.getpid(), signal.SIGTERM)\ntime.sleep(30)\n"
+        model = nn.Linear"""),
+        )
+        + "train(6)\nos.kill(os.getpid(), signal.SIGTERM)\ntime.sleep(30)\n"
+    )
     proc, out = _run(tmp_path, code)
     assert proc.returncode == 7, proc.stderr[-3000:]
     assert "script handler" in proc.stdout
@@ -188,7 +214,7 @@ def test_drain_sees_gloo_threads_and_returns_once_they_are_parked(tmp_path: Path
         import torch.distributed as dist
         from torch.nn.parallel import DistributedDataParallel
         from stepscope.collectors import exits
-        dist.init_process_group("gloo", init_method="file://{tmp_path / 'store'}", rank=0, world_size=1)
+        dist.init_process_group("gloo", init_method="file://{tmp_path / "store"}", rank=0, world_size=1)
         model = DistributedDataParallel(nn.Linear(8, 2))
         opt = torch.optim.SGD(model.parameters(), lr=0.1)
         train(3)
@@ -200,8 +226,14 @@ def test_drain_sees_gloo_threads_and_returns_once_they_are_parked(tmp_path: Path
     script = tmp_path / "drain.py"
     script.write_text(code)
     env = {k: v for k, v in os.environ.items() if k not in (trace.ENV_DIR, "PYTHONPATH")}
-    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     threads, drained, quick = proc.stdout.split()
     assert int(threads) >= 1 and drained == "True" and quick == "True", proc.stdout

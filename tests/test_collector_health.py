@@ -43,10 +43,21 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
-def _launch(tmp: Path, *command: str, opts: tuple[str, ...] = (), timeout: float = 180,
-            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*LAUNCHER, "--out", str(tmp / "out"), *SHORT_TRACE, *opts, "--", *command],
-                          cwd=tmp, env=env or _env(), capture_output=True, text=True, timeout=timeout)
+def _launch(
+    tmp: Path,
+    *command: str,
+    opts: tuple[str, ...] = (),
+    timeout: float = 180,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*LAUNCHER, "--out", str(tmp / "out"), *SHORT_TRACE, *opts, "--", *command],
+        cwd=tmp,
+        env=env or _env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def _ours(stderr: str) -> list[str]:
@@ -61,8 +72,11 @@ def _records(out: Path) -> list[dict[str, Any]]:
 
 def _by(records: list[dict[str, Any]], **match: Any) -> dict[tuple[int, str], dict[str, Any]]:
     """Records matching ``match``, keyed by (step, tag or name)."""
-    return {(int(r["step"]), str(r.get("tag", r.get("name")))): r for r in records
-            if all(r.get(k) == v for k, v in match.items())}
+    return {
+        (int(r["step"]), str(r.get("tag", r.get("name")))): r
+        for r in records
+        if all(r.get(k) == v for k, v in match.items())
+    }
 
 
 def _close(got: float | None, want: float, rel: float = 2e-4, abs_: float = 1e-7) -> bool:
@@ -77,7 +91,9 @@ def test_parse_every_and_the_file_name() -> None:
     for bad in ("0", "-3", "x", "", "2.5"):
         with pytest.raises(ValueError, match=">= 1"):
             health.parse_every(bad)
-    assert health.health_path(Path("/o"), "algo-2", 3, 77) == Path("/o/health/algo-2_rank3.77.health.jsonl")
+    assert health.health_path(Path("/o"), "algo-2", 3, 77) == Path(
+        "/o/health/algo-2_rank3.77.health.jsonl"
+    )
 
 
 def test_child_env_sets_and_clears_the_health_switch(tmp_path: Path) -> None:
@@ -92,26 +108,48 @@ def test_child_env_sets_and_clears_the_health_switch(tmp_path: Path) -> None:
 PRINT_SWITCH = f"import os; print(os.environ.get({health.ENV_HEALTH!r}))"
 
 
-@pytest.mark.parametrize(("opts", "want"), [((), "None"), (("--health",), "50"),
-                                            (("--health-every", "7"), "7"),
-                                            (("--health", "--health-every", "3"), "3")])
+@pytest.mark.parametrize(
+    ("opts", "want"),
+    [
+        ((), "None"),
+        (("--health",), "50"),
+        (("--health-every", "7"), "7"),
+        (("--health", "--health-every", "3"), "3"),
+    ],
+)
 def test_launcher_and_cli_flags(tmp_path: Path, opts: tuple[str, ...], want: str) -> None:
-    proc = _launch(tmp_path, sys.executable, "-c", PRINT_SWITCH, opts=opts,
-                   env=_env(**{health.ENV_HEALTH: "99"}))  # an outer launcher's: replaced or dropped
+    proc = _launch(
+        tmp_path,
+        sys.executable,
+        "-c",
+        PRINT_SWITCH,
+        opts=opts,
+        env=_env(**{health.ENV_HEALTH: "99"}),
+    )  # an outer launcher's: replaced or dropped
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == want
     cli = "from stepscope.cli.run import run_command; run_command(prog_name='stepscope run')"
-    proc = subprocess.run([sys.executable, "-c", cli, "--out", "o", *opts, "--", sys.executable, "-c", PRINT_SWITCH],
-                          cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", cli, "--out", "o", *opts, "--", sys.executable, "-c", PRINT_SWITCH],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == want
 
 
 def test_bad_health_every_is_a_usage_error(tmp_path: Path) -> None:
     cli = "from stepscope.cli.run import run_command; run_command(prog_name='stepscope run')"
-    for cmd in ([*LAUNCHER, "--health-every", "0", "--", "true"],
-                [sys.executable, "-c", cli, "--health-every", "0", "--", "true"]):
-        proc = subprocess.run(cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=60)
+    for cmd in (
+        [*LAUNCHER, "--health-every", "0", "--", "true"],
+        [sys.executable, "-c", cli, "--health-every", "0", "--", "true"],
+    ):
+        proc = subprocess.run(
+            cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=60
+        )
         assert proc.returncode == 2, proc.stderr
         assert "Traceback" not in proc.stderr and "0" in proc.stderr
 
@@ -187,7 +225,9 @@ ORACLE = textwrap.dedent(
 @pytest.mark.usefixtures("torch_available")
 def test_recorded_values_match_the_scripts_own_measurements(tmp_path: Path) -> None:
     (tmp_path / "oracle.py").write_text(ORACLE)
-    proc = _launch(tmp_path, sys.executable, str(tmp_path / "oracle.py"), "9", opts=("--health-every", "4"))
+    proc = _launch(
+        tmp_path, sys.executable, str(tmp_path / "oracle.py"), "9", opts=("--health-every", "4")
+    )
     assert proc.returncode == 0, proc.stderr
     assert _ours(proc.stderr) == [], proc.stderr
     truth = {r["step"]: r for r in map(json.loads, proc.stdout.splitlines())}
@@ -196,7 +236,15 @@ def test_recorded_values_match_the_scripts_own_measurements(tmp_path: Path) -> N
     for r in recs:
         assert r["v"] == 1 and r["rank"] == 0 and isinstance(r["time"], float) and r["node"]
     scalars = _by(recs, kind="scalar")
-    params = ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias", "head.weight", "head.bias", "param_group1.0"]
+    params = [
+        "fc1.weight",
+        "fc1.bias",
+        "fc2.weight",
+        "fc2.bias",
+        "head.weight",
+        "head.bias",
+        "param_group1.0",
+    ]
     for step in (1, 5, 9):
         want = truth[step]
         assert _close(scalars[step, "loss"]["value"], want["loss"], 1e-6)
@@ -209,13 +257,24 @@ def test_recorded_values_match_the_scripts_own_measurements(tmp_path: Path) -> N
                 rec, ref = got[step, name], want[role][name]
                 assert rec["numel"] == ref["numel"] and rec["nan_count"] == rec["inf_count"] == 0
                 for field in ("norm", "mean", "std", "min", "max", "zero_fraction"):
-                    assert _close(rec[field], ref[field], 2e-4, 1e-6 * max(ref["norm"], 1e-3)), (step, role, name, field)
+                    assert _close(rec[field], ref[field], 2e-4, 1e-6 * max(ref["norm"], 1e-3)), (
+                        step,
+                        role,
+                        name,
+                        field,
+                    )
         ratios = _by(recs, kind="tensor", role="update_ratio")
         for name in params:
-            assert _close(ratios[step, name]["value"], want["update_ratio"][name], 1e-4), (step, name)
+            assert _close(ratios[step, name]["value"], want["update_ratio"][name], 1e-4), (
+                step,
+                name,
+            )
         for role in ("activation", "activation_input"):
             acts = _by(recs, kind="tensor", role=role)
-            assert sorted(n for s, n in acts if s == step) == ["act", "relu"]  # the no_grad pass is not counted
+            assert sorted(n for s, n in acts if s == step) == [
+                "act",
+                "relu",
+            ]  # the no_grad pass is not counted
             assert acts[step, "relu"]["module"] == "ReLU" and acts[step, "act"]["module"] == "Tanh"
             assert acts[step, "relu"]["numel"] == 2 * 32 * 32  # both calls of the shared ReLU
             for name in ("act", "relu"):
@@ -224,14 +283,25 @@ def test_recorded_values_match_the_scripts_own_measurements(tmp_path: Path) -> N
                 for field in ("norm", "mean", "std", "min", "max", "zero_fraction"):
                     assert _close(rec[field], ref[field], 2e-4, 1e-6), (step, role, name, field)
         # the in-place ReLU's input, measured before it was overwritten: its negative half
-        inputs, outputs = (_by(recs, kind="tensor", role=role) for role in ("activation_input", "activation"))
+        inputs, outputs = (
+            _by(recs, kind="tensor", role=role) for role in ("activation_input", "activation")
+        )
         assert inputs[step, "relu"]["min"] < 0 < inputs[step, "relu"]["max"]
         assert inputs[step, "relu"]["zero_fraction"] == 0.0 < outputs[step, "relu"]["zero_fraction"]
 
 
 def _case(tmp: Path, case: str, steps: int, every: int, *extra: str) -> list[dict[str, Any]]:
-    proc = _launch(tmp, sys.executable, str(HEALTH_TRAIN), "--case", case, "--steps", str(steps), *extra,
-                   opts=("--health-every", str(every)))
+    proc = _launch(
+        tmp,
+        sys.executable,
+        str(HEALTH_TRAIN),
+        "--case",
+        case,
+        "--steps",
+        str(steps),
+        *extra,
+        opts=("--health-every", str(every)),
+    )
     assert proc.returncode == 0, proc.stderr
     assert _ours(proc.stderr) == [], proc.stderr
     return _records(tmp / "out")
@@ -279,14 +349,21 @@ def test_explode_counts_nan_and_inf(tmp_path: Path) -> None:
 def test_dead_relus_output_only_zeros(tmp_path: Path) -> None:
     recs = _case(tmp_path, "deadrelu", 11, 5)
     acts = [r for r in recs if r.get("role") == "activation"]
-    assert sorted({r["name"] for r in acts}) == ["1", "3"] and {r["module"] for r in acts} == {"ReLU"}
+    assert sorted({r["name"] for r in acts}) == ["1", "3"] and {r["module"] for r in acts} == {
+        "ReLU"
+    }
     assert len(acts) == 6 and all(r["zero_fraction"] == 1.0 and r["max"] == 0.0 for r in acts)
     # their inputs: ~-100 (the bias); the 2nd ReLU's exactly -100 (the 1st passes only zeros)
     inputs = {(r["step"], r["name"]): r for r in recs if r.get("role") == "activation_input"}
     assert sorted(inputs) == [(s, n) for s in (1, 6, 11) for n in ("1", "3")]
-    assert all(r["module"] == "ReLU" and r["max"] < -90 and r["zero_fraction"] == 0.0 for r in inputs.values())
-    assert all(inputs[s, "3"]["min"] == inputs[s, "3"]["max"] == -100.0 and inputs[s, "3"]["std"] == 0.0
-               for s in (1, 6, 11))
+    assert all(
+        r["module"] == "ReLU" and r["max"] < -90 and r["zero_fraction"] == 0.0
+        for r in inputs.values()
+    )
+    assert all(
+        inputs[s, "3"]["min"] == inputs[s, "3"]["max"] == -100.0 and inputs[s, "3"]["std"] == 0.0
+        for s in (1, 6, 11)
+    )
 
 
 @pytest.mark.usefixtures("torch_available")
@@ -376,8 +453,10 @@ def test_an_unwritable_health_folder_is_one_line_and_training_goes_on(tmp_path: 
     assert proc.stdout.split() == ["0", "0", "1", "False", "True"]
     lines = _ours(proc.stderr)
     assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("stepscope: training-health hooks off in this process: writing the health "
-                               "records failed (FileExistsError"), lines
+    assert lines[0].startswith(
+        "stepscope: training-health hooks off in this process: writing the health "
+        "records failed (FileExistsError"
+    ), lines
     assert lines[0].endswith("; training goes on")
 
 
@@ -385,16 +464,26 @@ def test_an_unwritable_health_folder_is_one_line_and_training_goes_on(tmp_path: 
 def test_a_bad_switch_value_is_one_line(tmp_path: Path) -> None:
     env = launcher.child_env(tmp_path / "out", (0, 0, 1), "n", _env())
     env[health.ENV_HEALTH] = "often"
-    proc = subprocess.run([sys.executable, "-c", HOOK_PROBE, "0"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", HOOK_PROBE, "0"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["0", "0", "0", "False", "True"]
-    assert _ours(proc.stderr) == [f"stepscope: training-health hooks off: {health.ENV_HEALTH}: expected a whole "
-                                  "number of steps >= 1, got 'often'; training goes on"]
+    assert _ours(proc.stderr) == [
+        f"stepscope: training-health hooks off: {health.ENV_HEALTH}: expected a whole "
+        "number of steps >= 1, got 'often'; training goes on"
+    ]
 
 
 @pytest.mark.usefixtures("torch_available")
-def test_no_read_back_outside_the_sampled_steps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_read_back_outside_the_sampled_steps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """What makes a GPU wait is a read back to the host: none on a step that is not
     sampled, one per sampled step (one device, nothing non-finite to count)."""
     import torch
@@ -439,9 +528,15 @@ def test_no_read_back_outside_the_sampled_steps(tmp_path: Path, monkeypatch: pyt
 
 
 #: the rule each known-answer case must fire (healthy: no training-health rule at all)
-EXPECTED_RULE = {"lr0": "LossNotDecreasing", "sigmoid": "VanishingGradient", "explode": "ExplodingTensor",
-                 "deadrelu": "DeadRelu", "poorinit": "PoorWeightInitialization",
-                 "saturated": "SaturatedActivation", "healthy": None}
+EXPECTED_RULE = {
+    "lr0": "LossNotDecreasing",
+    "sigmoid": "VanishingGradient",
+    "explode": "ExplodingTensor",
+    "deadrelu": "DeadRelu",
+    "poorinit": "PoorWeightInitialization",
+    "saturated": "SaturatedActivation",
+    "healthy": None,
+}
 
 
 @pytest.mark.slow
@@ -452,14 +547,53 @@ def test_stepscope_run_health_then_report_finds_the_known_answer(tmp_path: Path,
     health_train.py --case X``, then ``stepscope report`` on what it wrote."""
     stepscope = [sys.executable, "-m", "stepscope"]
     out, rep = tmp_path / "out", tmp_path / "report"
-    proc = subprocess.run([*stepscope, "run", "--out", str(out), *SHORT_TRACE, "--health", "--health-every", "5",
-                           "--", sys.executable, str(HEALTH_TRAIN), "--case", case, "--steps", "60"],
-                          cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            *stepscope,
+            "run",
+            "--out",
+            str(out),
+            *SHORT_TRACE,
+            "--health",
+            "--health-every",
+            "5",
+            "--",
+            sys.executable,
+            str(HEALTH_TRAIN),
+            "--case",
+            case,
+            "--steps",
+            "60",
+        ],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert _ours(proc.stderr) == [], proc.stderr
-    proc = subprocess.run([*stepscope, "report", str(out), "--out", str(rep), "--format", "json",
-                           "--fail-on", "never", "--cache", str(tmp_path / "cache"), "-q"],
-                          cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            *stepscope,
+            "report",
+            str(out),
+            "--out",
+            str(rep),
+            "--format",
+            "json",
+            "--fail-on",
+            "never",
+            "--cache",
+            str(tmp_path / "cache"),
+            "-q",
+        ],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     findings = json.loads((rep / "report.json").read_text())["findings"]
     fired = {f["rule"] for f in findings}

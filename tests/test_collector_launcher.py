@@ -32,7 +32,18 @@ REPO = Path(__file__).resolve().parents[1]
 TRAIN_DDP = REPO / "samples" / "train_sample.py"
 HAS_SAMPLER = importlib.util.find_spec(launcher.SAMPLER_MODULE) is not None
 LAUNCHER = [sys.executable, "-m", "stepscope.collectors.launcher"]
-HEAVY = ("pandas", "pyarrow", "numpy", "plotly", "streamlit", "click", "rich", "pydantic", "boto3", "msgspec")
+HEAVY = (
+    "pandas",
+    "pyarrow",
+    "numpy",
+    "plotly",
+    "streamlit",
+    "click",
+    "rich",
+    "pydantic",
+    "boto3",
+    "msgspec",
+)
 
 
 @pytest.fixture
@@ -43,16 +54,30 @@ def torch_available() -> None:
 
 def _env(**extra: str) -> dict[str, str]:
     """This environment without any launcher variables (the suite may run under one)."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in (trace.ENV_DIR, trace.ENV_STEPS, trace.ENV_NODE, "PYTHONPATH")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in (trace.ENV_DIR, trace.ENV_STEPS, trace.ENV_NODE, "PYTHONPATH")
+    }
     env.update(extra)
     return env
 
 
-def _launch(tmp: Path, *command: str, opts: tuple[str, ...] = (), timeout: float = 60,
-            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*LAUNCHER, "--out", str(tmp / "out"), *opts, "--", *command],
-                          cwd=tmp, env=env or _env(), capture_output=True, text=True, timeout=timeout)
+def _launch(
+    tmp: Path,
+    *command: str,
+    opts: tuple[str, ...] = (),
+    timeout: float = 60,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*LAUNCHER, "--out", str(tmp / "out"), *opts, "--", *command],
+        cwd=tmp,
+        env=env or _env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def _ours(stderr: str) -> list[str]:
@@ -94,7 +119,11 @@ def test_child_env_puts_the_bootstrap_first_once(tmp_path: Path) -> None:
     env = launcher.child_env(tmp_path, (2, 1, 3), "algo-7", base)
     boot = str(launcher.BOOTSTRAP_DIR)
     assert env["PYTHONPATH"].split(os.pathsep) == [boot, "/a", "/b"]
-    assert (env[trace.ENV_DIR], env[trace.ENV_STEPS], env[trace.ENV_NODE]) == (str(tmp_path), "2:1:3", "algo-7")
+    assert (env[trace.ENV_DIR], env[trace.ENV_STEPS], env[trace.ENV_NODE]) == (
+        str(tmp_path),
+        "2:1:3",
+        "algo-7",
+    )
     assert env["KEEP"] == "1" and base["PYTHONPATH"] == "/a" + os.pathsep + "/b"
     nested = launcher.child_env(tmp_path, (1, 1, 8), "algo-7", env)  # a launcher under a launcher
     assert nested["PYTHONPATH"].split(os.pathsep) == [boot, "/a", "/b"]
@@ -113,9 +142,14 @@ def test_default_output_dir_is_used(tmp_path: Path) -> None:
     env = _env()
     for k in [k for k in env if k.startswith("SM_")]:
         del env[k]
-    proc = subprocess.run([*LAUNCHER, "--", sys.executable, "-c",
-                           f"import os; print(os.environ['{trace.ENV_DIR}'])"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [*LAUNCHER, "--", sys.executable, "-c", f"import os; print(os.environ['{trace.ENV_DIR}'])"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     assert Path(proc.stdout.strip()) == tmp_path / identity.LOCAL_OUTPUT_DIR
     assert (tmp_path / identity.LOCAL_OUTPUT_DIR).is_dir()
@@ -134,26 +168,66 @@ def test_exit_code_passes_through(tmp_path: Path) -> None:
 def test_click_command_passes_the_exit_code_and_options(tmp_path: Path) -> None:
     code = "from stepscope.cli.run import run_command; run_command(prog_name='stepscope run')"
     child = f"import os, sys; print(os.environ['{trace.ENV_STEPS}'], os.environ['{trace.ENV_DIR}']); sys.exit(4)"
-    proc = subprocess.run([sys.executable, "-c", code, "--out", "o", "--steps", "3:1:2", "--",
-                           sys.executable, "-c", child],
-                          cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            "--out",
+            "o",
+            "--steps",
+            "3:1:2",
+            "--",
+            sys.executable,
+            "-c",
+            child,
+        ],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 4, proc.stderr
     assert proc.stdout.split() == ["3:1:2", str(tmp_path / "o")]
-    bad = subprocess.run([sys.executable, "-c", code, "--steps", "3:1", "--", "true"],
-                         cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=60)
+    bad = subprocess.run(
+        [sys.executable, "-c", code, "--steps", "3:1", "--", "true"],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert bad.returncode == 2 and "WAIT:WARMUP:ACTIVE" in bad.stderr
 
 
 def test_launcher_runs_without_the_analysis_side(tmp_path: Path) -> None:
     """A ``--no-deps`` install in a training image has no click, pandas...: the launcher
     (and the sampler it starts) must not need them."""
-    code = ("import sys\n"
-            f"for m in {HEAVY!r}: sys.modules[m] = None  # importing any of them fails\n"
-            "from stepscope.collectors import launcher\n"
-            "launcher.main(sys.argv[1:])\n")
-    proc = subprocess.run([sys.executable, "-c", code, "--out", str(tmp_path / "out"), "--",
-                           sys.executable, "-c", "import sys; sys.exit(6)"],
-                          cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=60)
+    code = (
+        "import sys\n"
+        f"for m in {HEAVY!r}: sys.modules[m] = None  # importing any of them fails\n"
+        "from stepscope.collectors import launcher\n"
+        "launcher.main(sys.argv[1:])\n"
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            "--out",
+            str(tmp_path / "out"),
+            "--",
+            sys.executable,
+            "-c",
+            "import sys; sys.exit(6)",
+        ],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 6, proc.stderr
     assert _ours(proc.stderr) == [], proc.stderr
 
@@ -182,8 +256,13 @@ SIGNAL_CHILD = textwrap.dedent(
 def test_sigterm_to_the_launcher_ends_the_command_and_the_launcher_by_it(tmp_path: Path) -> None:
     ready = tmp_path / "pid"
     child = f"import os, time; open({str(ready)!r}, 'w').write(str(os.getpid())); time.sleep(60)"
-    proc = subprocess.Popen([*LAUNCHER, "--out", str(tmp_path / "out"), "--", sys.executable, "-c", child],
-                            cwd=tmp_path, env=_env(), stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [*LAUNCHER, "--out", str(tmp_path / "out"), "--", sys.executable, "-c", child],
+        cwd=tmp_path,
+        env=_env(),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     child_pid = int(_wait_for(ready))
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=30)
@@ -194,8 +273,22 @@ def test_sigterm_to_the_launcher_ends_the_command_and_the_launcher_by_it(tmp_pat
 
 def test_sigint_sent_to_the_launcher_reaches_the_command_once(tmp_path: Path) -> None:
     ready = tmp_path / "pid"
-    proc = subprocess.Popen([*LAUNCHER, "--out", str(tmp_path / "out"), "--", sys.executable, "-c",
-                             SIGNAL_CHILD, str(ready)], cwd=tmp_path, env=_env(), stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            *LAUNCHER,
+            "--out",
+            str(tmp_path / "out"),
+            "--",
+            sys.executable,
+            "-c",
+            SIGNAL_CHILD,
+            str(ready),
+        ],
+        cwd=tmp_path,
+        env=_env(),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     _wait_for(ready)
     os.kill(proc.pid, signal.SIGINT)  # as `kill -INT`: the command gets it from the launcher
     _, err = proc.communicate(timeout=30)
@@ -206,7 +299,16 @@ def test_ctrl_c_at_the_terminal_reaches_the_command_once(tmp_path: Path) -> None
     """A Ctrl-C reaches the whole foreground group from the kernel: the launcher must not
     pass on a second one."""
     ready = tmp_path / "pid"
-    argv = [*LAUNCHER, "--out", str(tmp_path / "out"), "--", sys.executable, "-c", SIGNAL_CHILD, str(ready)]
+    argv = [
+        *LAUNCHER,
+        "--out",
+        str(tmp_path / "out"),
+        "--",
+        sys.executable,
+        "-c",
+        SIGNAL_CHILD,
+        str(ready),
+    ]
     env = _env()
     pid, fd = pty.fork()
     if pid == 0:  # the child: a session of its own with the pty as its terminal
@@ -238,9 +340,22 @@ def test_ctrl_c_at_the_terminal_reaches_the_command_once(tmp_path: Path) -> None
 
 def test_unusable_output_folder_still_runs_the_command(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("not a folder")
-    proc = subprocess.run([*LAUNCHER, "--out", str(tmp_path / "file" / "out"), "--", sys.executable, "-c",
-                           f"import os, sys; print(os.environ.get('{trace.ENV_DIR}')); sys.exit(5)"],
-                          cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [
+            *LAUNCHER,
+            "--out",
+            str(tmp_path / "file" / "out"),
+            "--",
+            sys.executable,
+            "-c",
+            f"import os, sys; print(os.environ.get('{trace.ENV_DIR}')); sys.exit(5)",
+        ],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 5
     assert proc.stdout.strip() == "None"  # no collectors: the command runs as it would alone
     lines = _ours(proc.stderr)
@@ -248,11 +363,28 @@ def test_unusable_output_folder_still_runs_the_command(tmp_path: Path) -> None:
 
 
 def test_sampler_that_cannot_start_is_one_line(tmp_path: Path) -> None:
-    code = ("import sys; from stepscope.collectors import launcher; "
-            "launcher.SAMPLER_MODULE = 'stepscope_no_such_sampler'; launcher.main(sys.argv[1:])")
-    proc = subprocess.run([sys.executable, "-c", code, "--out", str(tmp_path / "out"), "--",
-                           sys.executable, "-c", "print('trained')"],
-                          cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=60)
+    code = (
+        "import sys; from stepscope.collectors import launcher; "
+        "launcher.SAMPLER_MODULE = 'stepscope_no_such_sampler'; launcher.main(sys.argv[1:])"
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            "--out",
+            str(tmp_path / "out"),
+            "--",
+            sys.executable,
+            "-c",
+            "print('trained')",
+        ],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0 and proc.stdout == "trained\n"
     lines = _ours(proc.stderr)
     assert len(lines) == 1 and "system metrics sampler not started" in lines[0], proc.stderr
@@ -265,48 +397,91 @@ def _fake_sampler(tmp: Path, body: str) -> dict[str, str]:
 
 
 def _with_sampler(module: str) -> list[str]:
-    code = ("import sys; from stepscope.collectors import launcher; "
-            f"launcher.SAMPLER_MODULE = {module!r}; launcher.main(sys.argv[1:])")
+    code = (
+        "import sys; from stepscope.collectors import launcher; "
+        f"launcher.SAMPLER_MODULE = {module!r}; launcher.main(sys.argv[1:])"
+    )
     return [sys.executable, "-c", code]
 
 
 def test_sampler_that_dies_is_one_line_and_training_goes_on(tmp_path: Path) -> None:
     env = _fake_sampler(tmp_path, "import sys; sys.exit(5)\n")
-    proc = subprocess.run([*_with_sampler("fake_sampler"), "--out", str(tmp_path / "out"), "--",
-                           sys.executable, "-c", "import time; time.sleep(2.5); print('trained')"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [
+            *_with_sampler("fake_sampler"),
+            "--out",
+            str(tmp_path / "out"),
+            "--",
+            sys.executable,
+            "-c",
+            "import time; time.sleep(2.5); print('trained')",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0 and proc.stdout == "trained\n"
-    assert _ours(proc.stderr) == ["stepscope: system metrics sampler exited with code 5; "
-                                  "training goes on without system metrics"]
+    assert _ours(proc.stderr) == [
+        "stepscope: system metrics sampler exited with code 5; "
+        "training goes on without system metrics"
+    ]
 
 
 def test_one_sampler_per_node_and_folder(tmp_path: Path) -> None:
     """A launcher under a launcher (or several launchers on one node) starts one sampler; the
     sampler is asked to stop (SIGTERM) when the command ends, and gets its arguments."""
     log = tmp_path / "samplers.log"
-    env = _fake_sampler(tmp_path, f"""
+    env = _fake_sampler(
+        tmp_path,
+        f"""
         import os, signal, sys, time
         with open({str(log)!r}, "a") as f:
             f.write(" ".join(sys.argv[1:]) + "\\n")
         signal.signal(signal.SIGTERM, lambda s, f: sys.exit(0))
         time.sleep(60)
         sys.exit(9)
-        """)
+        """,
+    )
     out = str(tmp_path / "out")
-    inner = [*_with_sampler("fake_sampler"), "--out", out, "--interval-ms", "250", "--",
-             sys.executable, "-c", "import time; time.sleep(1)"]
+    inner = [
+        *_with_sampler("fake_sampler"),
+        "--out",
+        out,
+        "--interval-ms",
+        "250",
+        "--",
+        sys.executable,
+        "-c",
+        "import time; time.sleep(1)",
+    ]
     t0 = time.monotonic()
-    proc = subprocess.run([*_with_sampler("fake_sampler"), "--out", out, "--interval-ms", "250", "--", *inner],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [*_with_sampler("fake_sampler"), "--out", out, "--interval-ms", "250", "--", *inner],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     assert _ours(proc.stderr) == []
-    assert log.read_text().splitlines() == [f"--out {out} --interval-ms 250 --node {identity.node_name()}"]
+    assert log.read_text().splitlines() == [
+        f"--out {out} --interval-ms 250 --node {identity.node_name()}"
+    ]
     assert time.monotonic() - t0 < 30  # stopped by SIGTERM, not by its 60 s sleep
 
 
 @pytest.mark.skipif(not HAS_SAMPLER, reason=f"{launcher.SAMPLER_MODULE} is not there yet")
 def test_system_metrics_are_sampled_while_the_command_runs(tmp_path: Path) -> None:
-    proc = _launch(tmp_path, sys.executable, "-c", "import time; time.sleep(1.5)", opts=("--interval-ms", "100"))
+    proc = _launch(
+        tmp_path,
+        sys.executable,
+        "-c",
+        "import time; time.sleep(1.5)",
+        opts=("--interval-ms", "100"),
+    )
     assert proc.returncode == 0, proc.stderr
     node = identity.node_name()
     files = sorted((tmp_path / "out" / "system" / "incremental").glob(f"*/*.{node}.json"))
@@ -334,7 +509,9 @@ PROBE = textwrap.dedent(
 
 
 def _probe(tmp: Path, env: dict[str, str], python: str = sys.executable) -> dict[str, Any]:
-    proc = subprocess.run([python, "-c", PROBE], cwd=tmp, env=env, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [python, "-c", PROBE], cwd=tmp, env=env, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stderr
     assert _ours(proc.stderr) == [], proc.stderr
     result: dict[str, Any] = json.loads(proc.stdout)
@@ -379,8 +556,14 @@ def test_bootstrap_chains_to_the_sitecustomize_it_hides(tmp_path: Path, switched
 def test_a_failing_chained_sitecustomize_is_reported_as_site_would(tmp_path: Path) -> None:
     other = _other_sitecustomize(tmp_path, "raise RuntimeError('theirs is broken')\n")
     env = _env(PYTHONPATH=os.pathsep.join([str(launcher.BOOTSTRAP_DIR), str(other)]))
-    proc = subprocess.run([sys.executable, "-c", "print('ran')"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", "print('ran')"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0 and proc.stdout == "ran\n"
     assert "Error in sitecustomize" in proc.stderr and "theirs is broken" in proc.stderr
 
@@ -417,8 +600,13 @@ def _system_python_without_stepscope() -> str | None:
     for python in (os.path.join(sys.base_prefix, "bin", "python3"), "/usr/bin/python3"):
         if not os.access(python, os.X_OK):
             continue
-        check = subprocess.run([python, "-c", "import sys; assert sys.version_info >= (3, 8); import stepscope"],
-                               cwd="/", env=_env(), capture_output=True, timeout=60)
+        check = subprocess.run(
+            [python, "-c", "import sys; assert sys.version_info >= (3, 8); import stepscope"],
+            cwd="/",
+            env=_env(),
+            capture_output=True,
+            timeout=60,
+        )
         if check.returncode != 0 and b"No module named 'stepscope'" in check.stderr:
             return python
     return None
@@ -449,8 +637,14 @@ def test_importing_torch_optim_installs_the_step_hook(tmp_path: Path, interprete
         print(sorted(m for m in sys.modules if m.split(".")[0] in sys.argv[1:]))
         """
     )
-    proc = subprocess.run([python, "-c", code, *HEAVY], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=60)
+    proc = subprocess.run(
+        [python, "-c", code, *HEAVY],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == [f"1 True algo-3 1 1 8 {tmp_path / 'out'}", "0", "[]"]
     assert _ours(proc.stderr) == []
@@ -458,12 +652,22 @@ def test_importing_torch_optim_installs_the_step_hook(tmp_path: Path, interprete
 
 def test_a_broken_recorder_install_is_one_line(tmp_path: Path) -> None:
     fake = _fake_torch(tmp_path)
-    (fake / "torch/optim/optimizer.py").write_text("def register_optimizer_step_post_hook(h):\n    raise OSError('no')\n")
+    (fake / "torch/optim/optimizer.py").write_text(
+        "def register_optimizer_step_post_hook(h):\n    raise OSError('no')\n"
+    )
     env = launcher.child_env(tmp_path / "out", (1, 1, 8), "n", _env(PYTHONPATH=str(fake)))
-    proc = subprocess.run([sys.executable, "-c", "import torch; print('trained')"], cwd=tmp_path,
-                          env=env, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", "import torch; print('trained')"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0 and proc.stdout == "trained\n"
-    assert _ours(proc.stderr) == ["stepscope: trace recorder not installed (OSError: no); training goes on"]
+    assert _ours(proc.stderr) == [
+        "stepscope: trace recorder not installed (OSError: no); training goes on"
+    ]
 
 
 # --------------------------------------------------------------------------- the recorder (torch)
@@ -497,8 +701,14 @@ TRAIN_LOOP = textwrap.dedent(
 )
 
 
-def _train(tmp: Path, steps: int, sleep_ms: float, window: str, env: dict[str, str] | None = None,
-           launch: bool = True) -> subprocess.CompletedProcess[str]:
+def _train(
+    tmp: Path,
+    steps: int,
+    sleep_ms: float,
+    window: str,
+    env: dict[str, str] | None = None,
+    launch: bool = True,
+) -> subprocess.CompletedProcess[str]:
     script = tmp / "train.py"
     script.write_text(TRAIN_LOOP)
     cmd = [sys.executable, str(script), str(steps), str(sleep_ms), *HEAVY]
@@ -523,12 +733,19 @@ def test_a_training_loop_gets_one_trace_of_its_window(tmp_path: Path) -> None:
     assert _ours(proc.stderr) == []
     traces = sorted((tmp_path / "out").glob("*.pt.trace.json.gz"))
     assert len(traces) == 1
-    assert re.fullmatch(rf"{re.escape(identity.node_name())}_rank0\.\d{{19}}\.pt\.trace\.json\.gz", traces[0].name)
+    assert re.fullmatch(
+        rf"{re.escape(identity.node_name())}_rank0\.\d{{19}}\.pt\.trace\.json\.gz", traces[0].name
+    )
     ev = _events(traces[0])
-    steps = sorted(int(e["name"].split("#")[1]) for e in ev if e["name"].startswith("ProfilerStep#"))
+    steps = sorted(
+        int(e["name"].split("#")[1]) for e in ev if e["name"].startswith("ProfilerStep#")
+    )
     assert steps == [3, 4, 5, 6]  # wait 2, warm-up 1, then 4 recorded
-    loads = [e["dur"] / 1000 for e in ev
-             if e["name"].startswith("enumerate(DataLoader)#") and e["name"].endswith("__next__")]
+    loads = [
+        e["dur"] / 1000
+        for e in ev
+        if e["name"].startswith("enumerate(DataLoader)#") and e["name"].endswith("__next__")
+    ]
     assert len(loads) >= 4 and min(loads) >= 20, loads  # the data-loader waits are in the trace
     assert any(e["name"].startswith("Optimizer.step#SGD") for e in ev)
 
@@ -547,8 +764,10 @@ def test_too_few_steps_for_the_window_is_one_line(tmp_path: Path) -> None:
     proc = _train(tmp_path, steps=2, sleep_ms=1, window="3:1:2")
     assert proc.returncode == 0 and proc.stdout.startswith("trained"), proc.stderr
     assert list((tmp_path / "out").glob("*.pt.trace.json.gz")) == []
-    assert _ours(proc.stderr) == ["stepscope: no trace from rank 0: it ran 2 optimizer step(s); "
-                                  "recording starts at step 5 (stepscope run --steps)"]
+    assert _ours(proc.stderr) == [
+        "stepscope: no trace from rank 0: it ran 2 optimizer step(s); "
+        "recording starts at step 5 (stepscope run --steps)"
+    ]
 
 
 @pytest.mark.usefixtures("torch_available")
@@ -559,14 +778,17 @@ def test_a_trace_that_cannot_be_written_does_not_stop_the_training(tmp_path: Pat
     assert proc.returncode == 0 and proc.stdout.startswith("trained"), proc.stderr
     lines = _ours(proc.stderr)
     assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("stepscope: trace recorder off in this process: recording the trace failed")
+    assert lines[0].startswith(
+        "stepscope: trace recorder off in this process: recording the trace failed"
+    )
 
 
 @pytest.mark.usefixtures("torch_available")
 def test_a_script_that_profiles_itself_keeps_its_profiler(tmp_path: Path) -> None:
     script = tmp_path / "own.py"
-    script.write_text(textwrap.dedent(
-        """
+    script.write_text(
+        textwrap.dedent(
+            """
         import torch
         model = torch.nn.Linear(4, 1)
         opt = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -579,12 +801,15 @@ def test_a_script_that_profiles_itself_keeps_its_profiler(tmp_path: Path) -> Non
         prof.export_chrome_trace("own.json")
         print("trained")
         """
-    ))
+        )
+    )
     proc = _launch(tmp_path, sys.executable, str(script), opts=("--steps", "0:1:2"), timeout=120)
     assert proc.returncode == 0 and proc.stdout == "trained\n", proc.stderr
     assert (tmp_path / "own.json").is_file()
     assert list((tmp_path / "out").glob("*.pt.trace.json.gz")) == []
-    assert _ours(proc.stderr) == ["stepscope: no trace from rank 0: the script runs its own torch.profiler"]
+    assert _ours(proc.stderr) == [
+        "stepscope: no trace from rank 0: the script runs its own torch.profiler"
+    ]
 
 
 @pytest.mark.parametrize("health", [False, True], ids=["trace", "trace+health"])
@@ -617,8 +842,14 @@ def test_a_hook_registered_after_ours_survives_the_window(tmp_path: Path, health
     env = launcher.child_env(tmp_path / "out", (0, 1, 2), "n", _env())
     if health:
         env["STEPSCOPE_RUN_HEALTH"] = "2"
-    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert _ours(proc.stderr) == [], proc.stderr
     first, last = proc.stdout.strip().splitlines()
@@ -647,9 +878,24 @@ def test_ddp_job_under_stepscope_run_finds_the_injected_stall_and_straggler(tmp_
     def ddp_run(work: Path) -> subprocess.CompletedProcess[str]:
         work.mkdir()
         return _launch(
-            work, sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-            str(TRAIN_DDP), "--steps", "14", "--loader-ms", str(LOADER_MS), "--straggler-rank", "1",
-            "--straggler-ms", str(STRAGGLER_MS), opts=("--steps", "1:1:8"), timeout=240,
+            work,
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            str(TRAIN_DDP),
+            "--steps",
+            "14",
+            "--loader-ms",
+            str(LOADER_MS),
+            "--straggler-rank",
+            "1",
+            "--straggler-ms",
+            str(STRAGGLER_MS),
+            opts=("--steps", "1:1:8"),
+            timeout=240,
         )
 
     work = tmp_path / "run"

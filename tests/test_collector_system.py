@@ -48,8 +48,14 @@ class StandInNvml:
     class NVMLError_NotSupported(NVMLError):  # pynvml's spelling
         pass
 
-    def __init__(self, gpus: int = 2, *, util: float = 0.0, unsupported: tuple[str, ...] = (),
-                 failing: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        gpus: int = 2,
+        *,
+        util: float = 0.0,
+        unsupported: tuple[str, ...] = (),
+        failing: tuple[str, ...] = (),
+    ) -> None:
         self.gpus, self.util = gpus, util
         self.unsupported, self.failing = unsupported, failing
         self.calls: Tally[str] = Tally()
@@ -120,7 +126,9 @@ def _log_lines(err: str) -> list[str]:
 def busy_core() -> Any:
     """A process spinning on one core: a CPU bottleneck the sampler must see."""
     core = min(os.sched_getaffinity(0))
-    proc = subprocess.Popen([sys.executable, "-c", f"import os\nos.sched_setaffinity(0, {{{core}}})\nwhile True: pass"])
+    proc = subprocess.Popen(
+        [sys.executable, "-c", f"import os\nos.sched_setaffinity(0, {{{core}}})\nwhile True: pass"]
+    )
     time.sleep(0.3)
     yield
     proc.kill()
@@ -132,17 +140,23 @@ def test_sampler_output_is_ingested_and_judged(tmp_path: Path, busy_core: None) 
     the node and SageMaker's dimensions, and CPUBottleneck fires on that node."""
     out = tmp_path / "job"
     nvml = StandInNvml(gpus=2)
-    sampler = SystemSampler(out, 0.25, node="algo-7", nvml=nvml, infiniband_root=tmp_path / "none").start()
+    sampler = SystemSampler(
+        out, 0.25, node="algo-7", nvml=nvml, infiniband_root=tmp_path / "none"
+    ).start()
     time.sleep(3.0)
     sampler.stop()
     assert sampler.samples >= 8
     assert nvml.shut_down
-    assert [p.relative_to(out).parts[:2] for p in sampler.files] == [("system", "incremental")] * len(sampler.files)
+    assert [p.relative_to(out).parts[:2] for p in sampler.files] == [
+        ("system", "incremental")
+    ] * len(sampler.files)
 
     result = _ingest(out, tmp_path / "cache")
     assert result.summary["node_names"] == ["algo-7"]
     sm = result.dataset.table("system_metrics")
-    dims = Tally(zip(sm.column("type").to_pylist(), sm.column("dimension").to_pylist(), strict=True))
+    dims = Tally(
+        zip(sm.column("type").to_pylist(), sm.column("dimension").to_pylist(), strict=True)
+    )
     cores = len(psutil.cpu_times(percpu=True))
     samples = dims[("memory", "")]
     assert samples == sampler.samples
@@ -151,12 +165,18 @@ def test_sampler_output_is_ingested_and_judged(tmp_path: Path, busy_core: None) 
     assert dims[("network", "Algorithm")] == dims[("network", "Platform")] == 2 * samples
     for dim in GPU_DIMENSIONS:
         assert dims[("gpu", dim)] == 2 * samples, dim
-    gpus = {d for d, t in zip(sm.column("device").to_pylist(), sm.column("type").to_pylist(), strict=True) if t == "gpu"}
+    gpus = {
+        d
+        for d, t in zip(sm.column("device").to_pylist(), sm.column("type").to_pylist(), strict=True)
+        if t == "gpu"
+    }
     assert gpus == {"gpu0", "gpu1"}
     values: dict[str, set[float]] = {}
     for r in sm.to_pylist():
         values.setdefault(r["dimension"], set()).add(r["value"])
-    assert values["GPUMemoryUtilization"] == {25.0} and values["GPUPowerInWatts"] == {71.5}  # 20 of 80 GiB; mW
+    assert values["GPUMemoryUtilization"] == {25.0} and values["GPUPowerInWatts"] == {
+        71.5
+    }  # 20 of 80 GiB; mW
     assert values["GPUUtilization"] == {0.0, 1.0} and values["GPUSMClockInMHz"] == {1410.0}
     assert all(0 <= v <= 100 for v in values["CPUUtilization"] | values["I/OWaitPercentage"])
 
@@ -181,7 +201,9 @@ def test_node_defaults_to_identity(tmp_path: Path) -> None:
     assert sampler.node == identity.node_name()
 
 
-def test_without_nvml_one_line_and_cpu_rows(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_without_nvml_one_line_and_cpu_rows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """No nvidia-ml-py, or no NVML library (this machine's own pynvml when it has no
     driver): one line on stderr, and CPU rows go on being written."""
     import pynvml
@@ -225,8 +247,15 @@ def test_infiniband_tree_gives_efa_rows(tmp_path: Path) -> None:
 
     now = [1_800_000_000.0]
     out = tmp_path / "job"
-    sampler = SystemSampler(out, node="algo-2", nvml=None, psutil=None, infiniband_root=ib,
-                            clock=lambda: now[0], log=lambda _: None)
+    sampler = SystemSampler(
+        out,
+        node="algo-2",
+        nvml=None,
+        psutil=None,
+        infiniband_root=ib,
+        clock=lambda: now[0],
+        log=lambda _: None,
+    )
     counters(10_000, 20_000, 1_000, 2_000)
     assert sampler.sample_once() == 0  # a rate needs two readings
     now[0] += 2.0
@@ -244,7 +273,9 @@ def test_infiniband_tree_gives_efa_rows(tmp_path: Path) -> None:
     }
 
 
-def test_failing_counters_do_not_stop_sampling(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_failing_counters_do_not_stop_sampling(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A built-in reading that raises (psutil's disk counters), an added counter that
     raises, a GPU field that is unsupported and one that fails: one line each, and every
     other metric keeps its rows in every sample."""
@@ -263,10 +294,19 @@ def test_failing_counters_do_not_stop_sampling(tmp_path: Path, capsys: pytest.Ca
         def read(self, now: float) -> list[Any]:
             raise RuntimeError("boom")
 
-    nvml = StandInNvml(gpus=2, unsupported=("nvmlDeviceGetPowerUsage",), failing=("nvmlDeviceGetTemperature",))
+    nvml = StandInNvml(
+        gpus=2, unsupported=("nvmlDeviceGetPowerUsage",), failing=("nvmlDeviceGetTemperature",)
+    )
     out = tmp_path / "job"
-    sampler = SystemSampler(out, 0.2, node="algo-1", nvml=nvml, psutil=BrokenDisks(),
-                            infiniband_root=tmp_path / "none", extra_counters=[Exploding()]).start()
+    sampler = SystemSampler(
+        out,
+        0.2,
+        node="algo-1",
+        nvml=nvml,
+        psutil=BrokenDisks(),
+        infiniband_root=tmp_path / "none",
+        extra_counters=[Exploding()],
+    ).start()
     time.sleep(1.5)
     sampler.stop()
     lines = _log_lines(capsys.readouterr().err)
@@ -299,8 +339,13 @@ def test_new_file_each_minute(tmp_path: Path) -> None:
     times = [minute + 58.9, minute + 59.4, minute + 59.95, minute + 60.4, minute + 60.9]
     now = [0.0]
     out = tmp_path / "job"
-    sampler = SystemSampler(out, node="algo-1", nvml=StandInNvml(gpus=1), infiniband_root=tmp_path / "none",
-                            clock=lambda: now[0])
+    sampler = SystemSampler(
+        out,
+        node="algo-1",
+        nvml=StandInNvml(gpus=1),
+        infiniband_root=tmp_path / "none",
+        clock=lambda: now[0],
+    )
     for t in times:
         now[0] = t
         sampler.sample_once()
@@ -308,7 +353,11 @@ def test_new_file_each_minute(tmp_path: Path) -> None:
     first, second = minute_file(out, minute, "algo-1"), minute_file(out, minute + 60, "algo-1")
     assert sampler.files == [first, second]
     assert first.parent.name == time.strftime("%Y%m%d%H", time.gmtime(minute))
-    assert second.parent.name == time.strftime("%Y%m%d%H", time.gmtime(minute + 60)) != first.parent.name
+    assert (
+        second.parent.name
+        == time.strftime("%Y%m%d%H", time.gmtime(minute + 60))
+        != first.parent.name
+    )
     for path, lo in ((first, minute), (second, minute + 60)):
         stamps = {json.loads(line)["Timestamp"] for line in path.read_text().splitlines()}
         assert all(lo <= t < lo + 60 for t in stamps), (path, stamps)
@@ -318,24 +367,36 @@ def test_new_file_each_minute(tmp_path: Path) -> None:
     sampler.sample_once()
     sampler.close()
     assert sampler.files == [first, second]
-    assert {json.loads(x)["Timestamp"] for x in second.read_text().splitlines()} == {*times[3:], now[0]}
+    assert {json.loads(x)["Timestamp"] for x in second.read_text().splitlines()} == {
+        *times[3:],
+        now[0],
+    }
     sm = _ingest(out, tmp_path / "cache").dataset.table("system_metrics")
     assert sm.num_rows == len(_records(out))
 
 
-def test_a_failed_write_is_logged_not_raised(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_failed_write_is_logged_not_raised(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A host's mistakes (a bad interval, an output path that is a file) are logged once,
     never raised into it."""
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    sampler = SystemSampler(blocker, "fast",  # type: ignore[arg-type]
-                            node="algo-1", nvml=None, infiniband_root=tmp_path / "none")
+    sampler = SystemSampler(
+        blocker,
+        "fast",  # type: ignore[arg-type]
+        node="algo-1",
+        nvml=None,
+        infiniband_root=tmp_path / "none",
+    )
     assert sampler.interval_s == 0.5
     for _ in range(3):
         sampler.sample_once()
     sampler.stop()
     lines = _log_lines(capsys.readouterr().err)
-    assert any("interval" in x for x in lines) and sum("cannot write" in x for x in lines) == 1, lines
+    assert any("interval" in x for x in lines) and sum("cannot write" in x for x in lines) == 1, (
+        lines
+    )
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
@@ -344,13 +405,29 @@ def test_process_stops_cleanly_on_signal(tmp_path: Path, sig: signal.Signals) ->
     leaves only whole records."""
     out = tmp_path / "out"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "stepscope.collectors.system", "--out", str(out), "--interval-ms", "100",
-         "--node", "algo-3", "--infiniband-root", str(tmp_path / "none")],
-        cwd=REPO, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "stepscope.collectors.system",
+            "--out",
+            str(out),
+            "--interval-ms",
+            "100",
+            "--node",
+            "algo-3",
+            "--infiniband-root",
+            str(tmp_path / "none"),
+        ],
+        cwd=REPO,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and sum(1 for r in _safe_records(out) if r["Dimension"] == "CPUUtilization") < 3:
+        while (
+            time.monotonic() < deadline
+            and sum(1 for r in _safe_records(out) if r["Dimension"] == "CPUUtilization") < 3
+        ):
             time.sleep(0.1)
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=10)
@@ -380,5 +457,7 @@ def test_imports_nothing_heavy() -> None:
         "heavy = ('pandas', 'pyarrow', 'numpy', 'plotly', 'streamlit', 'boto3', 'pydantic', 'analyzer', 'rules')\n"
         "print([m for m in sys.modules if m.split('.')[0] in heavy])\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    )
     assert out.stdout.strip() == "[]"

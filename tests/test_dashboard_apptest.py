@@ -32,7 +32,13 @@ REPO = Path(__file__).resolve().parents[1]
 APP = str(REPO / "dashboards" / "app.py")
 SAMPLE = REPO / "samples" / "sample-job"
 BASELINE = REPO / "samples" / "sample-baseline"  # the sample with nothing injected
-PAGES = ["views/system.py", "views/steps.py", "views/communication.py", "views/kernels.py", "views/compare.py"]
+PAGES = [
+    "views/system.py",
+    "views/steps.py",
+    "views/communication.py",
+    "views/kernels.py",
+    "views/compare.py",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -42,11 +48,16 @@ def _fresh() -> Iterator[None]:
     data.clear()
 
 
-def run_app(monkeypatch: pytest.MonkeyPatch, options: DashboardOptions | None = None,
-            query: dict[str, str | list[str]] | None = None) -> AppTest:
+def run_app(
+    monkeypatch: pytest.MonkeyPatch,
+    options: DashboardOptions | None = None,
+    query: dict[str, str | list[str]] | None = None,
+) -> AppTest:
     """The app as the server child runs it: started with ``stepscope dashboard``'s options
     (none: started by hand without them)."""
-    monkeypatch.setattr(sys, "argv", ["app.py", *(options.app_args() if options is not None else [])])
+    monkeypatch.setattr(
+        sys, "argv", ["app.py", *(options.app_args() if options is not None else [])]
+    )
     at = AppTest.from_file(APP, default_timeout=180)
     for k, v in (query or {}).items():
         at.query_params[k] = v
@@ -54,7 +65,9 @@ def run_app(monkeypatch: pytest.MonkeyPatch, options: DashboardOptions | None = 
 
 
 def texts(at: AppTest) -> str:
-    parts = [m.value for m in at.markdown] + [e.value for e in at.error] + [e.value for e in at.info]
+    parts = (
+        [m.value for m in at.markdown] + [e.value for e in at.error] + [e.value for e in at.info]
+    )
     parts += [c.value for c in at.caption] + [t.value for t in at.title]
     return "\n".join(str(p) for p in parts)
 
@@ -72,9 +85,26 @@ def assert_clean(at: AppTest) -> None:
 def gpu_job(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("gpujob") / "job"
     subprocess.run(
-        [sys.executable, "-m", "tests.support.synthetic", str(out), "--nodes", "2", "--gpus", "4",
-         "--cpus", "8", "--minutes", "20", "--low-gpu", "2:1:300:900", "--cpu-bottleneck", "1:600:1000"],
-        check=True, capture_output=True,
+        [
+            sys.executable,
+            "-m",
+            "tests.support.synthetic",
+            str(out),
+            "--nodes",
+            "2",
+            "--gpus",
+            "4",
+            "--cpus",
+            "8",
+            "--minutes",
+            "20",
+            "--low-gpu",
+            "2:1:300:900",
+            "--cpu-bottleneck",
+            "1:600:1000",
+        ],
+        check=True,
+        capture_output=True,
     )
     return out
 
@@ -97,13 +127,17 @@ def test_sample_job_every_page(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     assert "8 steps on 1 rank" not in texts(at) and "16 steps on 2 rank(s)" in texts(at)
     # outliers are StepOutlier's verdict: on 8 steps per rank it cannot judge, so none is marked
     assert "0 outlier(s) marked" in texts(at) and "StepOutlier could not judge" in texts(at)
-    assert "Memory held at each step's start" in [h.value for h in at.subheader]  # real profiler memory events
+    assert "Memory held at each step's start" in [
+        h.value for h in at.subheader
+    ]  # real profiler memory events
     assert "One step, every rank" in [h.value for h in at.subheader]
     at.select_slider(key="steps-pick").set_value(5).run()
     assert_clean(at)
     assert any("straggler's extra work" in str(c.value) for c in at.caption)
     at.switch_page("views/communication.py").run()  # the stragglers are StragglerRank's findings
-    table = next(d.value for d in at.dataframe if "others' own work per step (ms)" in d.value.columns)
+    table = next(
+        d.value for d in at.dataframe if "others' own work per step (ms)" in d.value.columns
+    )
     assert table["rank"].tolist() == [1] and "Straggler rank(s): 1" in at.warning[0].value
 
 
@@ -127,17 +161,25 @@ def test_gpu_kernels_on_kineto_fixture(monkeypatch: pytest.MonkeyPatch, tmp_path
     assert_clean(at)
     at.switch_page("views/kernels.py").run()
     assert_clean(at)
-    assert len(at.get("plotly_chart")) >= 4 and at.dataframe  # types, idle breakdown, labels, top kernels
+    assert (
+        len(at.get("plotly_chart")) >= 4 and at.dataframe
+    )  # types, idle breakdown, labels, top kernels
     assert any("host wait" in str(c.value) or "idle" in str(c.value) for c in at.caption)
     launches = [d.value for d in at.dataframe if "queue delay, mean (µs)" in d.value.columns]
-    assert launches and int(launches[0]["launches"].iloc[0]) == 2516  # HTA counts 2516 on this trace
+    assert (
+        launches and int(launches[0]["launches"].iloc[0]) == 2516
+    )  # HTA counts 2516 on this trace
     at.switch_page("views/communication.py").run()
     assert_clean(at)
     assert len(at.get("plotly_chart")) >= 2 and "allreduce" in at.dataframe[-1].value.to_string()
 
 
 def test_rank_filter_from_url_and_back(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    at = run_app(monkeypatch, DashboardOptions(str(SAMPLE), cache_dir=str(tmp_path)), query={"rank": "1", "node": "nope"})
+    at = run_app(
+        monkeypatch,
+        DashboardOptions(str(SAMPLE), cache_dir=str(tmp_path)),
+        query={"rank": "1", "node": "nope"},
+    )
     assert_clean(at)
     ranks = at.sidebar.multiselect[1]
     assert ranks.value == [1]
@@ -157,7 +199,11 @@ def test_rank_filter_from_url_and_back(monkeypatch: pytest.MonkeyPatch, tmp_path
 
 
 def test_time_window_from_url(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    at = run_app(monkeypatch, DashboardOptions(str(SAMPLE), cache_dir=str(tmp_path)), query={"from": "9.0", "to": "9.2"})
+    at = run_app(
+        monkeypatch,
+        DashboardOptions(str(SAMPLE), cache_dir=str(tmp_path)),
+        query={"from": "9.0", "to": "9.2"},
+    )
     assert_clean(at)
     lo, hi = at.sidebar.slider[0].value
     assert (lo, hi) == (9.0, 9.2)
@@ -166,7 +212,9 @@ def test_time_window_from_url(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
     assert "16 steps" not in texts(at)
 
 
-def test_finding_button_focuses_and_switches(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_finding_button_focuses_and_switches(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     at = run_app(monkeypatch, DashboardOptions(str(SAMPLE), cache_dir=str(tmp_path)))
     btn = next(b for b in at.button if b.label.startswith("Show chart: Communication"))
     btn.click().run()
@@ -176,7 +224,9 @@ def test_finding_button_focuses_and_switches(monkeypatch: pytest.MonkeyPatch, tm
 
 
 def test_compare_against_baseline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    at = run_app(monkeypatch, DashboardOptions(str(SAMPLE), cache_dir=str(tmp_path), baseline=str(SAMPLE)))
+    at = run_app(
+        monkeypatch, DashboardOptions(str(SAMPLE), cache_dir=str(tmp_path), baseline=str(SAMPLE))
+    )
     at.switch_page("views/compare.py").run()
     assert_clean(at)
     assert any("No regression" in s.value for s in at.success)
@@ -185,10 +235,14 @@ def test_compare_against_baseline(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     assert any("Cannot open the baseline" in e.value for e in at.error)
 
 
-def test_compare_the_sample_against_its_shipped_baseline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_compare_the_sample_against_its_shipped_baseline(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """What ``make dashboard`` shows on Compare: the sample against the same job run with
     nothing injected regresses in step time, throughput and data-loader stall share."""
-    at = run_app(monkeypatch, DashboardOptions(str(SAMPLE), cache_dir=str(tmp_path), baseline=str(BASELINE)))
+    at = run_app(
+        monkeypatch, DashboardOptions(str(SAMPLE), cache_dir=str(tmp_path), baseline=str(BASELINE))
+    )
     assert_clean(at)
     assert "BaselineRegression" in texts(at)
     at.switch_page("views/compare.py").run()
@@ -197,13 +251,22 @@ def test_compare_the_sample_against_its_shipped_baseline(monkeypatch: pytest.Mon
     assert verdict.value.startswith("3 metric(s) regressed against sample-baseline")
     table = next(d.value for d in at.dataframe if "regressed" in d.value.columns)
     assert table.set_index("metric")["regressed"].to_dict() == {
-        "mean step time (ms)": True, "throughput (steps/s)": True, "data-loader stall share (%)": True}
+        "mean step time (ms)": True,
+        "throughput (steps/s)": True,
+        "data-loader stall share (%)": True,
+    }
     per_rank = next(d.value for d in at.dataframe if "run" in d.value.columns)
     assert sorted(set(zip(per_rank["run"], per_rank["rank"], strict=True))) == [
-        ("baseline", 0), ("baseline", 1), ("this run", 0), ("this run", 1)]
+        ("baseline", 0),
+        ("baseline", 1),
+        ("this run", 0),
+        ("this run", 1),
+    ]
 
 
-def test_compare_against_a_baseline_typed_in_the_page(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_compare_against_a_baseline_typed_in_the_page(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """A baseline chosen on the page: the report is built again against it (one call, the
     job's dataset reused), and the page reads the comparison from that report."""
     at = run_app(monkeypatch, DashboardOptions(str(SAMPLE), cache_dir=str(tmp_path)))
@@ -214,13 +277,17 @@ def test_compare_against_a_baseline_typed_in_the_page(monkeypatch: pytest.Monkey
     assert_clean(at)
     assert any("No regression against sample-job" in s.value for s in at.success)
     main = data.loaded(data.AppConfig(str(SAMPLE), cache_dir=str(tmp_path)))
-    compared = data.loaded(data.AppConfig(str(SAMPLE), cache_dir=str(tmp_path), baseline=str(SAMPLE)))
+    compared = data.loaded(
+        data.AppConfig(str(SAMPLE), cache_dir=str(tmp_path), baseline=str(SAMPLE))
+    )
     assert main is not None and compared is not None and main.report.baseline is None
     assert compared.job.dataset is main.job.dataset  # judged again, not read again
     assert compared.report.baseline is not None and compared.report.baseline.comparisons
 
 
-def test_sagemaker_rule_reports_beside_stepscope(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_sagemaker_rule_reports_beside_stepscope(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """SageMaker's rule outputs in the job folder show on the Overview beside stepscope's verdict."""
     import json
     import shutil
@@ -229,11 +296,15 @@ def test_sagemaker_rule_reports_beside_stepscope(monkeypatch: pytest.MonkeyPatch
     shutil.copytree(SAMPLE, job)
     reports = job / "rule-output" / "ProfilerReport" / "profiler-output" / "profiler-reports"
     reports.mkdir(parents=True)
-    (reports / "MaxInitializationTime.json").write_text(json.dumps({"RuleTriggered": 1, "Violations": 1, "Datapoints": 1}))
+    (reports / "MaxInitializationTime.json").write_text(
+        json.dumps({"RuleTriggered": 1, "Violations": 1, "Datapoints": 1})
+    )
     at = run_app(monkeypatch, DashboardOptions(str(job), cache_dir=str(tmp_path / "c")))
     assert_clean(at)
     labels = [e.label for e in at.expander]
-    assert any("SageMaker's own rule reports vs stepscope (1 differ)" in lab for lab in labels), labels
+    assert any("SageMaker's own rule reports vs stepscope (1 differ)" in lab for lab in labels), (
+        labels
+    )
     table = next(d.value for d in at.dataframe if "agree" in d.value.columns)
     row = table[table["rule"] == "MaxInitializationTime"].iloc[0]
     assert row["SageMaker"] == "triggered" and row["stepscope"] == "passed" and row["agree"] == "no"
@@ -251,12 +322,17 @@ def test_empty_folder_is_a_message(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
 
 
 def test_missing_folder_and_bad_rules(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    at = run_app(monkeypatch, DashboardOptions(str(tmp_path / "nope"), cache_dir=str(tmp_path / "c")))
+    at = run_app(
+        monkeypatch, DashboardOptions(str(tmp_path / "nope"), cache_dir=str(tmp_path / "c"))
+    )
     assert_clean(at)
     assert at.error and "Cannot open" in at.error[0].value
     bad = tmp_path / "rules.toml"
     bad.write_text("[rules.NoSuchRule]\nx = 1\n")
-    at = run_app(monkeypatch, DashboardOptions(str(SAMPLE), cache_dir=str(tmp_path / "c"), rules_file=str(bad)))
+    at = run_app(
+        monkeypatch,
+        DashboardOptions(str(SAMPLE), cache_dir=str(tmp_path / "c"), rules_file=str(bad)),
+    )
     assert_clean(at)
     assert at.error
 
@@ -267,14 +343,18 @@ def test_no_source_argument(monkeypatch: pytest.MonkeyPatch) -> None:
     assert at.error and "no SOURCE" in at.error[0].value
 
 
-def test_unknown_job_name_is_a_message(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, aws_endpoint: object) -> None:
+def test_unknown_job_name_is_a_message(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, aws_endpoint: object
+) -> None:
     at = run_app(monkeypatch, DashboardOptions("no-such-training-job", cache_dir=str(tmp_path)))
     assert_clean(at)
     assert at.error, texts(at)
     assert "no-such-training-job" in at.error[0].value
 
 
-def test_no_credentials_is_a_message(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, aws_env: Path) -> None:
+def test_no_credentials_is_a_message(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, aws_env: Path
+) -> None:
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-west-2")
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     at = run_app(monkeypatch, DashboardOptions("some-training-job", cache_dir=str(tmp_path)))
@@ -293,11 +373,15 @@ def test_report_is_cached_by_fingerprint_and_rules(tmp_path: Path) -> None:
     assert data.load_job(cfg) is job  # in memory
     data.clear()
     again = data.load_job(cfg)
-    assert again.report_from_cache and again.report == job.report  # the whole typed report round-trips
+    assert (
+        again.report_from_cache and again.report == job.report
+    )  # the whole typed report round-trips
     rules = tmp_path / "rules.toml"
     rules.write_text("[rules.DataLoaderStall]\nthreshold_pct = 90\n")
     data.clear()
-    other = data.load_job(data.AppConfig(str(SAMPLE), cache_dir=str(tmp_path), rules_file=str(rules)))
+    other = data.load_job(
+        data.AppConfig(str(SAMPLE), cache_dir=str(tmp_path), rules_file=str(rules))
+    )
     assert not other.report_from_cache
     assert "DataLoaderStall" not in {f.rule for f in other.report.findings}
 
@@ -315,18 +399,23 @@ def test_args_round_trip() -> None:
     """What ``stepscope dashboard`` passes on is what the app reads back: one typed object."""
     from stepscope.present.dashboard_options import DashboardOptions
 
-    opts = DashboardOptions("s3://b/p", "/c", "r.toml", "prof", "eu-west-1", "base", 5.0, "dask://h:1")
+    opts = DashboardOptions(
+        "s3://b/p", "/c", "r.toml", "prof", "eu-west-1", "base", 5.0, "dask://h:1"
+    )
     assert data.parse_args(opts.app_args()) == opts
     assert data.parse_args(DashboardOptions("job").app_args()) == data.AppConfig("job")
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    ([], "no SOURCE given"),
-    (["--options", "{"], "not JSON"),
-    (["--options", '{"source": "j", "colour": "red"}'], "unknown dashboard option(s): colour"),
-    (["--options", '{"source": "j", "refresh_s": "soon"}'], "expected seconds"),
-    (["--options", '{"source": 3}'], "no SOURCE given"),
-])
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([], "no SOURCE given"),
+        (["--options", "{"], "not JSON"),
+        (["--options", '{"source": "j", "colour": "red"}'], "unknown dashboard option(s): colour"),
+        (["--options", '{"source": "j", "refresh_s": "soon"}'], "expected seconds"),
+        (["--options", '{"source": 3}'], "no SOURCE given"),
+    ],
+)
 def test_bad_app_arguments_are_one_line_errors(argv: list[str], message: str) -> None:
     with pytest.raises(StepscopeError, match=re.escape(message)):
         data.parse_args(argv)
@@ -337,13 +426,15 @@ def test_downsampling_bounds_points_and_keeps_extremes() -> None:
     t = np.arange(n, dtype=float) * 0.01
     v = np.zeros(n)
     v[123_456] = 100.0
-    table = pa.table({
-        "node": pa.array(["algo-1"] * n).dictionary_encode(),
-        "device": pa.array(["gpu0", "gpu1"] * (n // 2)).dictionary_encode(),
-        "dimension": pa.array(["GPUUtilization"] * n).dictionary_encode(),
-        "timestamp": pa.array((t * 1e6).astype(np.int64), pa.timestamp("us", tz="UTC")),
-        "value": v,
-    })
+    table = pa.table(
+        {
+            "node": pa.array(["algo-1"] * n).dictionary_encode(),
+            "device": pa.array(["gpu0", "gpu1"] * (n // 2)).dictionary_encode(),
+            "dimension": pa.array(["GPUUtilization"] * n).dictionary_encode(),
+            "timestamp": pa.array((t * 1e6).astype(np.int64), pa.timestamp("us", tz="UTC")),
+            "value": v,
+        }
+    )
     df = summary.system_series(table, "GPUUtilization", max_points=500)
     assert len(df) <= 2 * 500 and set(df["device"]) == {"gpu0", "gpu1"}
     assert df["max"].max() == 100.0 and df["n"].sum() == n
@@ -364,11 +455,17 @@ def test_cli_help_and_bad_rules(tmp_path: Path) -> None:
 
     res = CliRunner().invoke(dashboard_command, ["--help"])
     assert res.exit_code == 0 and "--port" in res.output and "--host" in res.output
-    res = CliRunner().invoke(dashboard_command, [str(SAMPLE), "--rules", str(tmp_path / "missing.toml")])
+    res = CliRunner().invoke(
+        dashboard_command, [str(SAMPLE), "--rules", str(tmp_path / "missing.toml")]
+    )
     assert res.exit_code == 2 and "stepscope: error:" in res.output
     cmd = server_command("127.0.0.1", 8599, ["SRC", "--cache", "C"])
     assert cmd[1:3] == ["-m", "dashboards.serve"] and "--server.headless" in cmd
-    assert cmd[cmd.index("--server.address") + 1] == "127.0.0.1" and cmd[-3:] == ["SRC", "--cache", "C"]
+    assert cmd[cmd.index("--server.address") + 1] == "127.0.0.1" and cmd[-3:] == [
+        "SRC",
+        "--cache",
+        "C",
+    ]
 
 
 def test_cli_busy_port_picks_another() -> None:
@@ -401,15 +498,22 @@ def figures(at: AppTest) -> dict[str, dict[str, Any]]:
     """The page's plotly figures (the JSON the browser gets), by chart key."""
     from streamlit.runtime.state.common import user_key_from_element_id
 
-    return {str(user_key_from_element_id(c.proto.id)): json.loads(c.proto.spec) for c in at.get("plotly_chart")}
+    return {
+        str(user_key_from_element_id(c.proto.id)): json.loads(c.proto.spec)
+        for c in at.get("plotly_chart")
+    }
 
 
 def displayed(at: AppTest) -> list[pd.DataFrame]:
     """Each table as the browser shows it (the formatter's display values)."""
     from streamlit import dataframe_util
 
-    return [dataframe_util.convert_arrow_bytes_to_pandas_df(d.proto.arrow_data.styler.display_values)
-            if d.proto.arrow_data.HasField("styler") else d.value for d in at.dataframe]
+    return [
+        dataframe_util.convert_arrow_bytes_to_pandas_df(d.proto.arrow_data.styler.display_values)
+        if d.proto.arrow_data.HasField("styler")
+        else d.value
+        for d in at.dataframe
+    ]
 
 
 def values(v: Any) -> list[Any]:
@@ -442,31 +546,46 @@ def check_page_text(at: AppTest) -> None:
         assert "downsampling" not in title_of(fig), (key, title_of(fig))
         for tr in fig["data"]:
             if "data loading" in str(tr.get("name", "")):
-                assert str((tr.get("marker") or {}).get("color", "")).lower() not in RED, (key, tr["name"])
+                assert str((tr.get("marker") or {}).get("color", "")).lower() not in RED, (
+                    key,
+                    tr["name"],
+                )
 
 
-def test_overview_shows_where_each_ranks_step_time_goes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_overview_shows_where_each_ranks_step_time_goes(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """Item 10: the sample's Overview stacks each rank's mean step into compute,
     communication and data loading (the step-breakdown analysis), ranks in order."""
     at = run_app(monkeypatch, DashboardOptions(str(SAMPLE), cache_dir=str(tmp_path)))
     assert_clean(at)
     fig = figures(at)["ov-rank-parts"]
     names = [tr["name"] for tr in fig["data"]]
-    assert names[:3] == ["compute (own work)", "communication (incl. waiting)", "data loading"]  # (+ idle)
+    assert names[:3] == [
+        "compute (own work)",
+        "communication (incl. waiting)",
+        "data loading",
+    ]  # (+ idle)
     assert fig["data"][0]["y"] == ["rank 0", "rank 1"] and fig["layout"]["barmode"] == "stack"
     report = data.loaded(data.AppConfig(str(SAMPLE), cache_dir=str(tmp_path)))
     assert report is not None
     bd = report.report.charts.step_breakdown.frame()
     want = bd[bd["rank"] == 1]["dataloader_ms"].mean()
-    assert values(fig["data"][2]["x"])[1] == pytest.approx(want)  # the analysis' figure, not a page's own
+    assert values(fig["data"][2]["x"])[1] == pytest.approx(
+        want
+    )  # the analysis' figure, not a page's own
     assert "Where the time goes" in [h.value for h in at.subheader]
     check_page_text(at)
     # the Show-chart buttons carry the page's whole name, not a cut one
     assert {b.label for b in at.button if b.label.startswith("Show chart")} >= {
-        "Show chart: Steps and data loading", "Show chart: Communication"}
+        "Show chart: Steps and data loading",
+        "Show chart: Communication",
+    }
 
 
-def test_overview_splits_own_work_into_compute_and_idle(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_overview_splits_own_work_into_compute_and_idle(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """Item 10's idle part: own work = compute + idle (no profiled event runs), from the
     step-breakdown analysis' ``idle_ms``; the sample's straggler sleeps ~40 ms a step."""
     from stepscope.report.model import StepBreakdown
@@ -476,20 +595,27 @@ def test_overview_splits_own_work_into_compute_and_idle(monkeypatch: pytest.Monk
     at = run_app(monkeypatch, DashboardOptions(str(SAMPLE), cache_dir=str(tmp_path)))
     assert_clean(at)
     fig = figures(at)["ov-rank-parts"]
-    assert [tr["name"] for tr in fig["data"]] == ["compute (own work)", "communication (incl. waiting)",
-                                                   "data loading", "idle (no profiled event)"]
+    assert [tr["name"] for tr in fig["data"]] == [
+        "compute (own work)",
+        "communication (incl. waiting)",
+        "data loading",
+        "idle (no profiled event)",
+    ]
     report = data.loaded(data.AppConfig(str(SAMPLE), cache_dir=str(tmp_path)))
     assert report is not None
     per = report.report.charts.step_breakdown.frame().groupby("rank")[["busy_ms", "idle_ms"]].mean()
     compute, idle = values(fig["data"][0]["x"]), values(fig["data"][3]["x"])
     assert idle == pytest.approx(per["idle_ms"].tolist())
-    assert [c + i for c, i in zip(compute, idle, strict=True)] == pytest.approx(per["busy_ms"].tolist())
+    assert [c + i for c, i in zip(compute, idle, strict=True)] == pytest.approx(
+        per["busy_ms"].tolist()
+    )
     assert idle[1] > 35 > idle[0]  # rank 1's injected sleep
     assert fig["data"][3]["marker"]["color"] == ui.PART_COLORS["idle"]
 
 
-def test_overview_heatmap_and_system_page_on_a_gpu_job(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                                                        gpu_job: Path) -> None:
+def test_overview_heatmap_and_system_page_on_a_gpu_job(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, gpu_job: Path
+) -> None:
     """Items 10 and 13 on a 2-node x 4-GPU job with one low GPU: the Overview has the node x
     GPU heatmap; the System page leads with it, draws one line per node (the spread of its
     GPUs as a band) until asked for per-device lines, and names the rules' windows in the
@@ -506,7 +632,9 @@ def test_overview_heatmap_and_system_page_on_a_gpu_job(monkeypatch: pytest.Monke
     figs = figures(at)
     assert next(iter(figs)) == "sys-heatmap"
     gpu = figs["sys-GPUUtilization"]
-    lines = [tr["name"] for tr in gpu["data"] if tr.get("showlegend") is not False and not tr.get("fill")]
+    lines = [
+        tr["name"] for tr in gpu["data"] if tr.get("showlegend") is not False and not tr.get("fill")
+    ]
     assert lines == ["algo-1", "algo-2"], lines
     windows = [tr["name"] for tr in gpu["data"] if tr.get("fill") == "toself"]
     assert windows and all(w.startswith("LowGPUUtilization") for w in windows), windows
@@ -520,15 +648,35 @@ def test_overview_heatmap_and_system_page_on_a_gpu_job(monkeypatch: pytest.Monke
     at.toggle[0].set_value(True).run()  # GPU lines per device
     assert_clean(at)
     gpu = figures(at)["sys-GPUUtilization"]
-    lines = [tr["name"] for tr in gpu["data"] if tr.get("showlegend") is not False and not tr.get("fill")]
+    lines = [
+        tr["name"] for tr in gpu["data"] if tr.get("showlegend") is not False and not tr.get("fill")
+    ]
     assert lines == [f"algo-{n} gpu{g}" for n in (1, 2) for g in range(4)], lines
 
 
 def test_nodes_in_natural_order(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Item 14: algo-2 before algo-10 in the filter, the heatmaps, the charts and the tables."""
     job = tmp_path / "job"
-    subprocess.run([sys.executable, "-m", "tests.support.synthetic", str(job), "--nodes", "11", "--gpus", "1",
-                    "--cpus", "2", "--minutes", "1", "--interval", "1"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tests.support.synthetic",
+            str(job),
+            "--nodes",
+            "11",
+            "--gpus",
+            "1",
+            "--cpus",
+            "2",
+            "--minutes",
+            "1",
+            "--interval",
+            "1",
+        ],
+        check=True,
+        capture_output=True,
+    )
     at = run_app(monkeypatch, DashboardOptions(str(job), cache_dir=str(tmp_path / "c")))
     assert_clean(at)
     want = [f"algo-{n}" for n in range(1, 12)]
@@ -538,7 +686,9 @@ def test_nodes_in_natural_order(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     assert_clean(at)
     figs = figures(at)
     assert [r.split()[0] for r in figs["sys-heatmap"]["data"][0]["y"]] == want
-    cpu = [tr["name"] for tr in figs["sys-CPUUtilization"]["data"] if tr.get("showlegend") is not False]
+    cpu = [
+        tr["name"] for tr in figs["sys-CPUUtilization"]["data"] if tr.get("showlegend") is not False
+    ]
     assert cpu == want
     assert next(d.value for d in at.dataframe if "node" in d.value.columns)["node"].tolist() == want
 
@@ -558,14 +708,24 @@ def test_sample_pages_read_well(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     assert hist["layout"]["yaxis"]["dtick"] == 1 and hist["layout"]["yaxis"]["tickformat"] == ",d"
     stats = next(d.value for d in at.dataframe if "median (ms)" in d.value.columns)
     assert stats["rank"].tolist() == [0, 1] and list(stats.columns) == [
-        "rank", "steps", "mean (ms)", "median (ms)", "p95 (ms)", "std dev (ms)", "steps/s"]
+        "rank",
+        "steps",
+        "mean (ms)",
+        "median (ms)",
+        "p95 (ms)",
+        "std dev (ms)",
+        "steps/s",
+    ]
     lanes = set(figures(at)["steps-timeline"]["layout"]["yaxis"]["categoryarray"])
     assert "rank 0 · thread 1" in lanes and not any("CPU" in lane for lane in lanes), lanes
     assert any("nested 1" in str(c.value) and "thread 1" in str(c.value) for c in at.caption)
 
     at.switch_page("views/communication.py").run()
     coll = next(d.value for d in at.dataframe if "collective" in d.value.columns)
-    assert "mean (ms)" in coll.columns and not {"algorithm bandwidth (GB/s)", "bus bandwidth (GB/s)"} & set(coll.columns)
+    assert "mean (ms)" in coll.columns and not {
+        "algorithm bandwidth (GB/s)",
+        "bus bandwidth (GB/s)",
+    } & set(coll.columns)
 
     at.switch_page("views/kernels.py").run()
     body = texts(at)

@@ -29,13 +29,23 @@ SAMPLE = REPO / "samples" / "sample-job"
 SHOTS = REPO / "artifacts" / "screenshots"
 CHROMIUM = os.environ.get("STEPSCOPE_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 if not Path(CHROMIUM).exists():
-    pytest.skip(f"chromium not found at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (dev extra)")
+    pytest.skip(
+        f"chromium not found at {CHROMIUM} (apt-get install chromium)", allow_module_level=True
+    )
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="playwright is not installed (dev extra)"
+)
 
 pytestmark = pytest.mark.slow
 
@@ -54,17 +64,30 @@ class Server:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
-        cmd = [sys.executable, "-c", "from stepscope.cli.dashboard import dashboard_command; dashboard_command()",
-               str(source), "--port", str(self.port), "--cache", str(cache), *extra]
+        cmd = [
+            sys.executable,
+            "-c",
+            "from stepscope.cli.dashboard import dashboard_command; dashboard_command()",
+            str(source),
+            "--port",
+            str(self.port),
+            "--cache",
+            str(cache),
+            *extra,
+        ]
         self._out = log.open("wb")
-        self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=self._out, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd, cwd=REPO, stdout=self._out, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
     def wait_url(self, timeout: float = 120) -> float:
         """Seconds until the command printed its URL on its own line (= server ready)."""
         t0 = time.monotonic()
         while time.monotonic() - t0 < timeout:
             if self.proc.poll() is not None:
-                pytest.fail(f"dashboard exited early ({self.proc.returncode}):\n{self.log.read_text()}")
+                pytest.fail(
+                    f"dashboard exited early ({self.proc.returncode}):\n{self.log.read_text()}"
+                )
             if self.url in self.log.read_text(errors="replace").splitlines():
                 with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=5) as r:
                     assert r.status == 200
@@ -140,13 +163,17 @@ def no_exception(page: Any) -> None:
 def plots(page: Any, at_least: int = 1) -> int:
     page.wait_for_function(  # plots drawn (each has its main-svg), not counting its two svg layers twice
         "n => Array.from(document.querySelectorAll('.js-plotly-plot')).filter(p => p.querySelector('.main-svg'))"
-        ".length >= n", arg=at_least, timeout=60_000,
+        ".length >= n",
+        arg=at_least,
+        timeout=60_000,
     )
     return int(page.locator(".js-plotly-plot").count())
 
 
 def trace_names(page: Any, index: int = 0) -> list[str]:
-    return list(page.locator(".js-plotly-plot").nth(index).evaluate("el => el.data.map(d => d.name)"))
+    return list(
+        page.locator(".js-plotly-plot").nth(index).evaluate("el => el.data.map(d => d.name)")
+    )
 
 
 def goto_page(page: Any, title: str) -> None:
@@ -185,21 +212,31 @@ def test_overview_picture_renders(server: Server, tab: Any) -> None:
     plots(page, 1)
     chart = page.locator(".js-plotly-plot").first
     names = chart.evaluate("el => el.data.map(d => d.name)")
-    assert names == ["compute (own work)", "communication (incl. waiting)", "data loading",
-                     "idle (no profiled event)"], names
+    assert names == [
+        "compute (own work)",
+        "communication (incl. waiting)",
+        "data loading",
+        "idle (no profiled event)",
+    ], names
     assert chart.evaluate("el => el.data[0].y") == ["rank 0", "rank 1"]
     bars = chart.locator(".barlayer .point path")
     assert bars.count() == 8, bars.count()  # 2 ranks x 4 parts, each a drawn rectangle
     # the sample's straggler is a sleep no profiled event covers: rank 1's idle part is the larger
-    idle = chart.evaluate("el => Array.from(el._fullData[3].x)")  # decoded from plotly's base64 array
+    idle = chart.evaluate(
+        "el => Array.from(el._fullData[3].x)"
+    )  # decoded from plotly's base64 array
     assert idle[1] > 10 * idle[0], idle
     colours = chart.evaluate("el => el.data.map(d => d.marker.color)")
-    assert "#d62728" not in colours and "#e45756" not in colours and "#ff2b2b" not in colours, colours
+    assert "#d62728" not in colours and "#e45756" not in colours and "#ff2b2b" not in colours, (
+        colours
+    )
     buttons = page.get_by_role("button").filter(has_text="Show chart")
     assert buttons.count() >= 2
     for i in range(buttons.count()):  # a cut label overflows the element that holds it
-        cut = buttons.nth(i).evaluate("el => Array.from(el.querySelectorAll('*'))"
-                                      ".filter(e => e.scrollWidth > e.clientWidth + 1).length")
+        cut = buttons.nth(i).evaluate(
+            "el => Array.from(el.querySelectorAll('*'))"
+            ".filter(e => e.scrollWidth > e.clientWidth + 1).length"
+        )
         assert cut == 0, buttons.nth(i).inner_text()
     no_exception(page)
     shot(page, "overview-picture")
@@ -207,8 +244,13 @@ def test_overview_picture_renders(server: Server, tab: Any) -> None:
 
 @pytest.mark.parametrize(
     ("title", "name", "min_plots"),
-    [("System", "system", 1), ("Steps and data loading", "steps", 3), ("Communication", "communication", 1),
-     ("Kernels", "kernels", 0), ("Compare", "compare", 0)],
+    [
+        ("System", "system", 1),
+        ("Steps and data loading", "steps", 3),
+        ("Communication", "communication", 1),
+        ("Kernels", "kernels", 0),
+        ("Compare", "compare", 0),
+    ],
 )
 def test_pages_render(server: Server, tab: Any, title: str, name: str, min_plots: int) -> None:
     page = tab
@@ -281,7 +323,9 @@ def test_finding_links_to_its_chart(server: Server, tab: Any) -> None:
     shot(page, "communication-straggler")
 
 
-def test_kernels_page_on_a_real_gpu_trace(chromium: Any, tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_kernels_page_on_a_real_gpu_trace(
+    chromium: Any, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     """On a real 2-rank NCCL trace (shared fixtures) the Kernels page draws its charts in the
     browser: kernel types, idle time by cause per stream, GPU time per label, top kernels."""
     from tests.support.fixtures import find_fixtures
@@ -301,7 +345,9 @@ def test_kernels_page_on_a_real_gpu_trace(chromium: Any, tmp_path_factory: pytes
         page.get_by_text("Why the GPU idled").first.wait_for()
         settle(page)
         assert plots(page, 4) >= 4
-        names = [n for i in range(page.locator(".js-plotly-plot").count()) for n in trace_names(page, i)]
+        names = [
+            n for i in range(page.locator(".js-plotly-plot").count()) for n in trace_names(page, i)
+        ]
         assert any(str(n).startswith("host wait") for n in names), names
         assert "DistributedDataParallel.forward" in names
         assert page.get_by_text("Kernel launches").count() >= 1

@@ -18,8 +18,9 @@ def job12(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return twelve_rank_job(tmp_path_factory.mktemp("dash-groups"))
 
 
-def test_overview_shows_one_line_per_group_with_its_places(monkeypatch: pytest.MonkeyPatch, job12: Path,
-                                                           tmp_path: Path) -> None:
+def test_overview_shows_one_line_per_group_with_its_places(
+    monkeypatch: pytest.MonkeyPatch, job12: Path, tmp_path: Path
+) -> None:
     at = run_app(monkeypatch, DashboardOptions(str(job12), cache_dir=str(tmp_path)))
     assert_clean(at)
     text = texts(at)

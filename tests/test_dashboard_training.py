@@ -45,7 +45,9 @@ def run_app(monkeypatch: pytest.MonkeyPatch, options: DashboardOptions) -> AppTe
 
 
 def texts(at: AppTest) -> str:
-    parts = [m.value for m in at.markdown] + [e.value for e in at.info] + [c.value for c in at.caption]
+    parts = (
+        [m.value for m in at.markdown] + [e.value for e in at.info] + [c.value for c in at.caption]
+    )
     return "\n".join(str(p) for p in parts)
 
 
@@ -63,13 +65,33 @@ def values(v: Any) -> list[float]:
 def _job(root: Path) -> Path:
     """algo-1 rank 0 healthy; algo-2 rank 1 with a ReLU dead from step 20 and a flat loss."""
     for node, rank, dead_from in (("algo-1", 0, 10_000), ("algo-2", 1, 20)):
-        recs: list[dict[str, Any]] = loss(range(1, 41), (lambda s: 2.0 / s) if rank == 0 else (lambda s: 0.7))
+        recs: list[dict[str, Any]] = loss(
+            range(1, 41), (lambda s: 2.0 / s) if rank == 0 else (lambda s: 0.7)
+        )
         for s in range(1, 41):
-            recs.append(tensor(s, "fc1.weight", "gradient", norm=0.5 / s, numel=4096, nan_count=0, inf_count=0))
-            recs.append(tensor(s, "fc2.weight", "gradient", norm=0.1, numel=256, nan_count=0, inf_count=0))
+            recs.append(
+                tensor(
+                    s, "fc1.weight", "gradient", norm=0.5 / s, numel=4096, nan_count=0, inf_count=0
+                )
+            )
+            recs.append(
+                tensor(s, "fc2.weight", "gradient", norm=0.1, numel=256, nan_count=0, inf_count=0)
+            )
             recs.append(tensor(s, "fc1.weight", "update_ratio", value=1e-3))
-            recs.append(tensor(s, "net.1", "activation", module="ReLU", zero_fraction=1.0 if s >= dead_from else 0.4,
-                               min=0.0, max=0.0 if s >= dead_from else 2.0, numel=512, nan_count=0, inf_count=0))
+            recs.append(
+                tensor(
+                    s,
+                    "net.1",
+                    "activation",
+                    module="ReLU",
+                    zero_fraction=1.0 if s >= dead_from else 0.4,
+                    min=0.0,
+                    max=0.0 if s >= dead_from else 2.0,
+                    numel=512,
+                    nan_count=0,
+                    inf_count=0,
+                )
+            )
         write_health(root, node, rank, recs)
     return root
 
@@ -90,7 +112,9 @@ def test_page_charts_and_finding_links(monkeypatch: pytest.MonkeyPatch, tmp_path
     assert not at.exception, [e.value for e in at.exception]
     # the Overview sends a training finding to this page
     dead_i = next(i for i, f in enumerate(rep.findings) if f.rule == "DeadRelu")
-    goto = [b for b in at.button if str(b.key).startswith("goto") and str(b.key).endswith(f"-{dead_i}")]
+    goto = [
+        b for b in at.button if str(b.key).startswith("goto") and str(b.key).endswith(f"-{dead_i}")
+    ]
     assert [b.label for b in goto] == ["Show chart: Training health"]
     goto[0].click().run()  # the Overview's button opens this page
     assert not at.exception, [e.value for e in at.exception]
@@ -104,7 +128,11 @@ def test_page_charts_and_finding_links(monkeypatch: pytest.MonkeyPatch, tmp_path
     specs = charts(at)
     assert len(specs) == 4 and specs[1]["data"][0]["type"] == "heatmap"
     assert rep.charts.training is not None
-    hm = next(h for h in rep.charts.training.gradient_norms if h.worker == at.selectbox(key="training-worker").value)
+    hm = next(
+        h
+        for h in rep.charts.training.gradient_norms
+        if h.worker == at.selectbox(key="training-worker").value
+    )
     assert specs[1]["data"][0]["y"] == hm.rows and len(specs[1]["data"][0]["x"]) == len(hm.steps)
     # "Show chart" on the DeadRelu finding: its worker, the activation chart first, steps 20-40 shaded
     at.button(key=f"training-goto-{dead_i}").click().run()
@@ -115,7 +143,9 @@ def test_page_charts_and_finding_links(monkeypatch: pytest.MonkeyPatch, tmp_path
     (shape,) = first["layout"]["shapes"]
     assert (shape["x0"], shape["x1"]) == (19.5, 40.5)
     zeros = next(tr for tr in first["data"] if tr["name"].startswith("net.1"))
-    assert max(values(zeros["y"])) == pytest.approx(100.0) and min(values(zeros["y"])) == pytest.approx(40.0)
+    assert max(values(zeros["y"])) == pytest.approx(100.0) and min(
+        values(zeros["y"])
+    ) == pytest.approx(40.0)
     # the other worker: no shading, every chart in its usual order
     at.selectbox(key="training-worker").set_value("algo-1 rank 0").run()
     assert not at.exception
@@ -123,7 +153,9 @@ def test_page_charts_and_finding_links(monkeypatch: pytest.MonkeyPatch, tmp_path
     assert not charts(at)[0]["layout"].get("shapes")
 
 
-def test_every_training_rule_on_the_sick_job(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_every_training_rule_on_the_sick_job(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     root = sick_training_job(tmp_path / "job")
     at = run_app(monkeypatch, DashboardOptions(str(root), cache_dir=str(tmp_path / "cache")))
     at.switch_page(PAGE).run()
@@ -135,13 +167,27 @@ def test_every_training_rule_on_the_sick_job(monkeypatch: pytest.MonkeyPatch, tm
         assert not at.exception, b.key
 
 
-def test_no_training_data_says_what_fills_the_page(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_no_training_data_says_what_fills_the_page(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     root = tmp_path / "job" / "system" / "incremental"
     root.mkdir(parents=True)
     (root / "1700000000.algo-1.json").write_text(
-        json.dumps({"Type": "cpu", "Name": "cpu0", "Dimension": "CPUUtilization", "Value": 5.0,
-                    "NodeId": "algo-1", "Timestamp": 1_700_000_000.0}) + "\n")
-    at = run_app(monkeypatch, DashboardOptions(str(tmp_path / "job"), cache_dir=str(tmp_path / "cache")))
+        json.dumps(
+            {
+                "Type": "cpu",
+                "Name": "cpu0",
+                "Dimension": "CPUUtilization",
+                "Value": 5.0,
+                "NodeId": "algo-1",
+                "Timestamp": 1_700_000_000.0,
+            }
+        )
+        + "\n"
+    )
+    at = run_app(
+        monkeypatch, DashboardOptions(str(tmp_path / "job"), cache_dir=str(tmp_path / "cache"))
+    )
     at.switch_page(PAGE).run()
     assert not at.exception and not at.error
     assert NO_DATA_NOTE in texts(at) and not at.get("plotly_chart")

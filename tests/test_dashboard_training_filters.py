@@ -36,7 +36,10 @@ def _fresh() -> Iterator[None]:
 
 def _health(root: Path, rank: int) -> None:
     recs: list[dict[str, Any]] = loss(range(1, 21), lambda s: 2.0 / s)
-    recs += [tensor(s, "fc1.weight", "gradient", norm=0.5, numel=256, nan_count=0, inf_count=0) for s in range(1, 21)]
+    recs += [
+        tensor(s, "fc1.weight", "gradient", norm=0.5, numel=256, nan_count=0, inf_count=0)
+        for s in range(1, 21)
+    ]
     write_health(root, "algo-1", rank, recs)
 
 
@@ -47,8 +50,13 @@ def _tensorboard_run(root: Path) -> None:
     writer = EventFileWriter(str(root / "tb" / "run1"))
     for step in range(1, 11):
         value = summary_pb2.Summary.Value(tag="train/loss", simple_value=1.0 / step)
-        writer.add_event(event_pb2.Event(step=step, wall_time=1_700_000_000.0 + step,
-                                         summary=summary_pb2.Summary(value=[value])))
+        writer.add_event(
+            event_pb2.Event(
+                step=step,
+                wall_time=1_700_000_000.0 + step,
+                summary=summary_pb2.Summary(value=[value]),
+            )
+        )
     writer.close()
 
 
@@ -61,7 +69,9 @@ def _job(root: Path, ranks: tuple[int, ...], *, tensorboard: bool) -> Path:
     return root
 
 
-def _open(monkeypatch: pytest.MonkeyPatch, root: Path, cache: Path, query: dict[str, str]) -> AppTest:
+def _open(
+    monkeypatch: pytest.MonkeyPatch, root: Path, cache: Path, query: dict[str, str]
+) -> AppTest:
     monkeypatch.setattr(sys, "argv", ["app.py", str(root), "--cache", str(cache)])
     at = AppTest.from_file(APP, default_timeout=180)
     for k, v in query.items():
@@ -75,18 +85,23 @@ def _open(monkeypatch: pytest.MonkeyPatch, root: Path, cache: Path, query: dict[
 
 def _shown_workers(at: AppTest) -> tuple[list[str], list[str]]:
     """The worker choice and the workers table's rows."""
-    return list(at.selectbox(key="training-worker").options), at.dataframe[0].value["worker"].tolist()
+    return list(at.selectbox(key="training-worker").options), at.dataframe[0].value[
+        "worker"
+    ].tolist()
 
 
-@pytest.mark.parametrize(("name", "place"), [
-    ("algo-1 rank 0", ("algo-1", 0)),  # stepscope's health hooks
-    ("algo-10/rank 12", ("algo-10", 12)),
-    ("rank 3", (None, 3)),
-    ("worker_0", (None, 0)),  # SageMaker Debugger
-    ("algo-2_worker_5", ("algo-2", 5)),
-    ("tb/run1", (None, None)),  # a TensorBoard run
-    ("algo-2", ("algo-2", None)),  # a run named after its host
-])
+@pytest.mark.parametrize(
+    ("name", "place"),
+    [
+        ("algo-1 rank 0", ("algo-1", 0)),  # stepscope's health hooks
+        ("algo-10/rank 12", ("algo-10", 12)),
+        ("rank 3", (None, 3)),
+        ("worker_0", (None, 0)),  # SageMaker Debugger
+        ("algo-2_worker_5", ("algo-2", 5)),
+        ("tb/run1", (None, None)),  # a TensorBoard run
+        ("algo-2", ("algo-2", None)),  # a run named after its host
+    ],
+)
 def test_worker_names_give_node_and_rank(name: str, place: tuple[str | None, int | None]) -> None:
     assert worker_place(name, {"algo-1", "algo-2"}) == place
 
@@ -97,11 +112,17 @@ def test_worker_list_narrows_to_the_chosen_nodes_and_ranks() -> None:
     assert Filters().worker_list(workers, rank_node) == workers
     assert Filters(ranks=(1,)).worker_list(workers, rank_node) == ["algo-2 rank 1", "tb/run1"]
     # worker_2's node comes from its rank
-    assert Filters(nodes=("algo-2",)).worker_list(workers, rank_node) == ["algo-2 rank 1", "worker_2", "tb/run1"]
+    assert Filters(nodes=("algo-2",)).worker_list(workers, rank_node) == [
+        "algo-2 rank 1",
+        "worker_2",
+        "tb/run1",
+    ]
     assert Filters(nodes=("algo-1",), ranks=(1,)).worker_list(workers, rank_node) == ["tb/run1"]
 
 
-def test_the_page_shows_the_chosen_ranks_workers(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_the_page_shows_the_chosen_ranks_workers(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     root = _job(tmp_path / "job", (0, 1), tensorboard=True)
     at = _open(monkeypatch, root, tmp_path / "c", {})
     assert _shown_workers(at) == (["algo-1 rank 0", "algo-1 rank 1", "tb/run1"],) * 2
@@ -121,7 +142,9 @@ def test_the_page_shows_the_chosen_ranks_workers(monkeypatch: pytest.MonkeyPatch
     assert _shown_workers(at) == (["algo-1 rank 0", "tb/run1"],) * 2
     assert at.selectbox(key="training-worker").value == "algo-1 rank 0"
     titles = [str(c["layout"]["title"]["text"]) for c in _charts(at)]
-    assert titles and all(t.endswith(": algo-1 rank 0") or "algo-1 rank 0 " in t for t in titles), titles
+    assert titles and all(t.endswith(": algo-1 rank 0") or "algo-1 rank 0 " in t for t in titles), (
+        titles
+    )
 
 
 def _charts(at: AppTest) -> list[dict[str, Any]]:
@@ -130,7 +153,9 @@ def _charts(at: AppTest) -> list[dict[str, Any]]:
     return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
 
 
-def test_the_page_says_when_the_filters_hide_every_worker(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_the_page_says_when_the_filters_hide_every_worker(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     root = _job(tmp_path / "job", (0,), tensorboard=False)
     at = _open(monkeypatch, root, tmp_path / "c", {"rank": "1"})
     assert not at.selectbox, "no worker to choose"

@@ -43,14 +43,28 @@ def cluster() -> Iterator[str]:
     import dask
     from distributed import LocalCluster
 
-    with dask.config.set({"distributed.scheduler.allowed-failures": 0}), LocalCluster(
-        n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1", dashboard_address=None
-    ) as lc:
+    with (
+        dask.config.set({"distributed.scheduler.allowed-failures": 0}),
+        LocalCluster(
+            n_workers=2,
+            processes=True,
+            threads_per_worker=1,
+            host="127.0.0.1",
+            dashboard_address=None,
+        ) as lc,
+    ):
         yield lc.scheduler_address
 
 
 def _renumbered(doc: dict[str, Any], path: Path, rank: int, world: int) -> None:
-    doc = {**doc, "distributedInfo": {**(doc.get("distributedInfo") or {}), "rank": rank, "world_size": world}}
+    doc = {
+        **doc,
+        "distributedInfo": {
+            **(doc.get("distributedInfo") or {}),
+            "rank": rank,
+            "world_size": world,
+        },
+    }
     path.write_bytes(gzip.compress(json.dumps(doc).encode(), 1))
 
 
@@ -64,19 +78,43 @@ def job_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     traces = sorted(SAMPLE.glob("*.pt.trace.json.gz"))
     assert len(traces) == 2
     for i, path in enumerate(traces):
-        _renumbered(json.loads(gzip.decompress(path.read_bytes())), root / f"algo-2_rank{2 + i}.{1002 + i}.pt.trace.json.gz",
-                    2 + i, 4)
+        _renumbered(
+            json.loads(gzip.decompress(path.read_bytes())),
+            root / f"algo-2_rank{2 + i}.{1002 + i}.pt.trace.json.gz",
+            2 + i,
+            4,
+        )
     whole = traces[0].read_bytes()
-    (root / "algo-2_rank9.1009.pt.trace.json.gz").write_bytes(whole[: len(whole) // 3])  # cut mid-file
+    (root / "algo-2_rank9.1009.pt.trace.json.gz").write_bytes(
+        whole[: len(whole) // 3]
+    )  # cut mid-file
     return root
 
 
 def _report(source: Path, work: Path, name: str, *extra: str) -> tuple[int, dict[str, Any], str]:
     out, cache = work / name / "out", work / name / "cache"
-    proc = subprocess.run([sys.executable, "-m", "stepscope", "report", str(source), "--out", str(out),
-                           "--format", "json", "--cache", str(cache), "-q", *extra],
-                          capture_output=True, text=True, cwd=REPO, timeout=300,
-                          env={**os.environ, "DASK_SCHEDULER_ADDRESS": ""})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stepscope",
+            "report",
+            str(source),
+            "--out",
+            str(out),
+            "--format",
+            "json",
+            "--cache",
+            str(cache),
+            "-q",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+        env={**os.environ, "DASK_SCHEDULER_ADDRESS": ""},
+    )
     assert proc.returncode in (0, 1), proc.stderr
     doc = orjson.loads((out / "report.json").read_bytes())
     return proc.returncode, normalise(doc, work / name), proc.stderr
@@ -90,27 +128,34 @@ def _local_report(source: Path, work: Path) -> tuple[int, dict[str, Any]]:
     from stepscope.render.verdict import Verdict
     from stepscope.report.analyze import analyze
 
-    report = analyze(str(source), load_ruleset(None), cache_dir=str(work / "local" / "cache"), detail=False).report
+    report = analyze(
+        str(source), load_ruleset(None), cache_dir=str(work / "local" / "cache"), detail=False
+    ).report
     verdict = Verdict.of(report, "error")
-    return (1 if verdict.verdict == "fail" else 0), normalise(orjson.loads(document.render(report, verdict)),
-                                                             work / "local")
+    return (1 if verdict.verdict == "fail" else 0), normalise(
+        orjson.loads(document.render(report, verdict)), work / "local"
+    )
 
 
 def test_both_engines_give_the_same_report(cluster: str, job_dir: Path, tmp_path: Path) -> None:
     """``stepscope report --engine dask://...`` against the local engine on the same job."""
     rc_local, local = _local_report(job_dir, tmp_path)
-    rc_dask, dask_doc, err = _report(job_dir, tmp_path, "dask", "--engine", "dask://" + cluster.removeprefix("tcp://"))
+    rc_dask, dask_doc, err = _report(
+        job_dir, tmp_path, "dask", "--engine", "dask://" + cluster.removeprefix("tcp://")
+    )
     assert err == ""
     assert rc_dask == rc_local == 1  # the sample's stall and straggler are errors
     assert dask_doc == local
     # the job is what it should be: four ranks analysed, the damaged file a counted skip
     assert local["job"]["ranks"] == 4
     assert [s["path"].rsplit("/", 1)[-1] for s in local["job"]["skipped_files"]] == [
-        "algo-2_rank9.1009.pt.trace.json.gz"]
+        "algo-2_rank9.1009.pt.trace.json.gz"
+    ]
 
 
-def test_the_map_runs_on_the_workers(cluster: str, job_dir: Path, tmp_path: Path,
-                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_map_runs_on_the_workers(
+    cluster: str, job_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Every file read and parsed on the workers; several batches of ranks mapped there: the same
     frames as this process's map, and the tasks did run on the workers (their task stream)."""
     monkeypatch.setattr(rank_map, "BATCH_EVENTS", 1)  # one rank per task
@@ -118,17 +163,23 @@ def test_the_map_runs_on_the_workers(cluster: str, job_dir: Path, tmp_path: Path
 
     with DaskEngine(cluster) as engine:
         with get_task_stream(client=engine.connect()) as parsing:
-            on_dask = Job.open(open_source(str(job_dir)), cache_dir=str(tmp_path / "c"), engine=engine)
+            on_dask = Job.open(
+                open_source(str(job_dir)), cache_dir=str(tmp_path / "c"), engine=engine
+            )
         parsed = [t for t in parsing.data if "_fetch_and_parse_in_worker" in str(t["key"])]
         # every file, read and parsed on a worker (the folder is shared), the damaged trace
         # too (its skip came back from a worker)
         assert len(parsed) == on_dask.summary["files_read"] == 7
-        assert [s["path"].rsplit("/", 1)[-1] for s in on_dask.summary["skipped"]] == ["algo-2_rank9.1009.pt.trace.json.gz"]
+        assert [s["path"].rsplit("/", 1)[-1] for s in on_dask.summary["skipped"]] == [
+            "algo-2_rank9.1009.pt.trace.json.gz"
+        ]
         assert len(on_dask._rank_tasks()) == 4
         with get_task_stream(client=engine.connect()) as stream:
             remote = on_dask.rank_summaries()
         ran = [t for t in stream.data if "rank_summary" in str(t["key"])]
-        assert len(ran) == 4 and {t["worker"] for t in ran} <= set(engine.connect().scheduler_info()["workers"])
+        assert len(ran) == 4 and {t["worker"] for t in ran} <= set(
+            engine.connect().scheduler_info()["workers"]
+        )
     here = Job(on_dask.dataset, on_dask.summary).rank_summaries()
     for name in rank_map.SUMMARY_NAMES:
         assert remote[name].equals(here[name]), name
@@ -141,7 +192,9 @@ def test_a_part_the_workers_cannot_open_is_one_clear_error(cluster: str, tmp_pat
         assert job.dataset.rank_parts is not None
         gone = job.dataset.rank_parts.parts[1][0]
         os.remove(gone)
-        with pytest.raises(EngineError, match=r"cannot open .*must be on a file system every worker mounts"):
+        with pytest.raises(
+            EngineError, match=r"cannot open .*must be on a file system every worker mounts"
+        ):
             job.rank_summaries()
 
 
@@ -159,14 +212,19 @@ def _die_on_a_worker(x: int) -> int:
 def test_a_task_that_kills_its_workers_runs_here(cluster: str) -> None:
     with DaskEngine(cluster) as engine:
         assert engine.map(_die_on_a_worker, [21]) == [42]
-        assert engine.map(abs, [-1, -2]) == [1, 2]  # the cluster still serves (the nanny restarted it)
+        assert engine.map(abs, [-1, -2]) == [
+            1,
+            2,
+        ]  # the cluster still serves (the nanny restarted it)
 
 
 def test_unreachable_scheduler_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     import analyzer.engines as engines
 
     monkeypatch.setattr(engines, "CONNECT_TIMEOUT_S", 1)
-    with pytest.raises(EngineError, match=r"cannot reach the Dask scheduler at tcp://127\.0\.0\.1:1: "):
+    with pytest.raises(
+        EngineError, match=r"cannot reach the Dask scheduler at tcp://127\.0\.0\.1:1: "
+    ):
         DaskEngine("tcp://127.0.0.1:1").connect()
 
 
@@ -175,30 +233,60 @@ def test_missing_package_is_one_line(tmp_path: Path) -> None:
     fake = tmp_path / "site" / "distributed"
     fake.mkdir(parents=True)
     (fake / "__init__.py").write_text("raise ImportError('No module named distributed')\n")
-    env = {**os.environ, "PYTHONPATH": f"{fake.parent}{os.pathsep}{REPO}", "DASK_SCHEDULER_ADDRESS": ""}
-    proc = subprocess.run([sys.executable, "-m", "stepscope", "ingest", str(SAMPLE), "--cache", str(tmp_path / "c"),
-                           "--engine", "dask://127.0.0.1:8786"], capture_output=True, text=True, cwd=REPO,
-                          env=env, timeout=120)
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{fake.parent}{os.pathsep}{REPO}",
+        "DASK_SCHEDULER_ADDRESS": "",
+    }
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stepscope",
+            "ingest",
+            str(SAMPLE),
+            "--cache",
+            str(tmp_path / "c"),
+            "--engine",
+            "dask://127.0.0.1:8786",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=120,
+    )
     assert proc.returncode == 2
-    assert proc.stderr.strip() == ("stepscope: error: --engine dask:// needs the 'distributed' package "
-                                   "(pip install 'stepscope[dask]')")
-    assert not (tmp_path / "c").exists() or not any((tmp_path / "c").rglob("*.parquet"))  # before any work
+    assert proc.stderr.strip() == (
+        "stepscope: error: --engine dask:// needs the 'distributed' package "
+        "(pip install 'stepscope[dask]')"
+    )
+    assert not (tmp_path / "c").exists() or not any(
+        (tmp_path / "c").rglob("*.parquet")
+    )  # before any work
 
 
-@pytest.mark.parametrize(("spec", "env", "address"), [
-    (None, "", None),
-    ("local", "tcp://10.0.0.5:8786", None),
-    (None, "10.0.0.5:8786", "tcp://10.0.0.5:8786"),
-    (None, "tls://10.0.0.5:8786", "tls://10.0.0.5:8786"),
-    ("dask://10.0.0.5:8786", "", "tcp://10.0.0.5:8786"),
-    ("dask://tls://sched.internal:8786", "", "tls://sched.internal:8786"),
-])
-def test_engine_choice(spec: str | None, env: str, address: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("spec", "env", "address"),
+    [
+        (None, "", None),
+        ("local", "tcp://10.0.0.5:8786", None),
+        (None, "10.0.0.5:8786", "tcp://10.0.0.5:8786"),
+        (None, "tls://10.0.0.5:8786", "tls://10.0.0.5:8786"),
+        ("dask://10.0.0.5:8786", "", "tcp://10.0.0.5:8786"),
+        ("dask://tls://sched.internal:8786", "", "tls://sched.internal:8786"),
+    ],
+)
+def test_engine_choice(
+    spec: str | None, env: str, address: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", env)
     assert parse_engine(spec) == address
 
 
-@pytest.mark.parametrize("spec", ["dask://", "dask://host", "dask://host:port", "spark://h:1", "Dask"])
+@pytest.mark.parametrize(
+    "spec", ["dask://", "dask://host", "dask://host:port", "spark://h:1", "Dask"]
+)
 def test_bad_engine_is_a_usage_error(spec: str) -> None:
     with pytest.raises(EngineError, match="engine"):
         parse_engine(spec)

@@ -43,7 +43,9 @@ DOOMED = "algo-2_rank2.1002.pt.trace.json.gz"
 
 
 @pytest.fixture(scope="module")
-def s3_env(aws_server: AwsEndpoint, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AwsEndpoint]:
+def s3_env(
+    aws_server: AwsEndpoint, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AwsEndpoint]:
     """This process's AWS environment pointed at the server for the whole module, before the
     cluster starts, so its worker processes inherit it (what ``aws_endpoint`` does per test)."""
     from tests.support.aws_fixtures import _CLEARED
@@ -70,9 +72,16 @@ def cluster(s3_env: AwsEndpoint) -> Iterator[str]:
     import dask
     from distributed import LocalCluster
 
-    with dask.config.set({"distributed.scheduler.allowed-failures": 1}), LocalCluster(
-        n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1", dashboard_address=None
-    ) as lc:
+    with (
+        dask.config.set({"distributed.scheduler.allowed-failures": 1}),
+        LocalCluster(
+            n_workers=2,
+            processes=True,
+            threads_per_worker=1,
+            host="127.0.0.1",
+            dashboard_address=None,
+        ) as lc,
+    ):
         yield lc.scheduler_address
 
 
@@ -88,14 +97,20 @@ def bucket(s3_env: AwsEndpoint, tmp_path_factory: pytest.TempPathFactory) -> str
     traces = sorted(SAMPLE.glob("*.pt.trace.json.gz"))
     assert len(traces) == 2
     for i, path in enumerate(traces):
-        _renumbered(json.loads(gzip.decompress(path.read_bytes())), root / f"algo-2_rank{2 + i}.{1002 + i}.pt.trace.json.gz",
-                    2 + i, 4)
+        _renumbered(
+            json.loads(gzip.decompress(path.read_bytes())),
+            root / f"algo-2_rank{2 + i}.{1002 + i}.pt.trace.json.gz",
+            2 + i,
+            4,
+        )
     whole = traces[0].read_bytes()
     (root / DAMAGED).write_bytes(whole[: len(whole) // 3])  # cut mid-file
     name = s3_env.create_bucket()
     for base in (SAMPLE, root):
         for path in sorted(p for p in base.rglob("*") if p.is_file()):
-            s3_env.s3.put_object(Bucket=name, Key=f"job/{path.relative_to(base).as_posix()}", Body=path.read_bytes())
+            s3_env.s3.put_object(
+                Bucket=name, Key=f"job/{path.relative_to(base).as_posix()}", Body=path.read_bytes()
+            )
     return name
 
 
@@ -127,7 +142,9 @@ def _local_report(source: str, cache: str, work: Path) -> tuple[int, dict[str, A
 
     report = analyze(source, load_ruleset(None), cache_dir=cache, detail=False).report
     verdict = Verdict.of(report, "error")
-    return (1 if verdict.verdict == "fail" else 0), normalise(orjson.loads(document.render(report, verdict)), work)
+    return (1 if verdict.verdict == "fail" else 0), normalise(
+        orjson.loads(document.render(report, verdict)), work
+    )
 
 
 def _dask_report(source: str, cache: str, scheduler: str, out: Path) -> tuple[int, dict[str, Any]]:
@@ -139,8 +156,23 @@ def _dask_report(source: str, cache: str, scheduler: str, out: Path) -> tuple[in
     root = logging.getLogger()
     level, handlers = root.level, list(root.handlers)
     try:
-        result = CliRunner().invoke(cli, ["report", source, "--out", str(out), "--format", "json", "--cache", cache,
-                                          "--engine", engine, "-q"], prog_name="stepscope")
+        result = CliRunner().invoke(
+            cli,
+            [
+                "report",
+                source,
+                "--out",
+                str(out),
+                "--format",
+                "json",
+                "--cache",
+                cache,
+                "--engine",
+                engine,
+                "-q",
+            ],
+            prog_name="stepscope",
+        )
     finally:  # the command sets up logging for a process of its own: give pytest's back
         root.setLevel(level)
         root.handlers[:] = handlers
@@ -148,8 +180,9 @@ def _dask_report(source: str, cache: str, scheduler: str, out: Path) -> tuple[in
     return result.exit_code, normalise(orjson.loads((out / "report.json").read_bytes()), out.parent)
 
 
-def test_workers_read_s3_and_write_the_dataset_to_s3(cluster: str, bucket: str, s3_env: AwsEndpoint,
-                                                     tmp_path: Path, client_reads: list[str]) -> None:
+def test_workers_read_s3_and_write_the_dataset_to_s3(
+    cluster: str, bucket: str, s3_env: AwsEndpoint, tmp_path: Path, client_reads: list[str]
+) -> None:
     """The same report.json as the local engine; every object read on a worker, none here;
     the dataset's parts, merged tables and manifest under the cache prefix; a reopen reads
     nothing again."""
@@ -167,10 +200,14 @@ def test_workers_read_s3_and_write_the_dataset_to_s3(cluster: str, bucket: str, 
     written = _keys(s3_env, bucket, "cache-dask/")
     (manifest_key,) = [k for k in written if k.endswith("/manifest.json")]
     folder = manifest_key.removesuffix("manifest.json")
-    manifest = orjson.loads(s3_env.s3.get_object(Bucket=bucket, Key=manifest_key)["Body"].read())["objects"]
+    manifest = orjson.loads(s3_env.s3.get_object(Bucket=bucket, Key=manifest_key)["Body"].read())[
+        "objects"
+    ]
     parts = [p for e in manifest.values() if e["status"] == "ok" for p in e["parts"].values()]
     assert {e["status"] for e in manifest.values()} == {"ok", "skipped"}
-    assert len(parts) >= 6 and {folder + p for p in parts} <= set(written)  # every part the workers wrote
+    assert len(parts) >= 6 and {folder + p for p in parts} <= set(
+        written
+    )  # every part the workers wrote
     assert {folder + "merged/merged.json", folder + "merged/system_metrics.arrow"} <= set(written)
     assert all(k.startswith(folder) for k in written)  # names from hashes: nothing left the prefix
     assert not any(tmp_path.rglob("*.parquet"))
@@ -204,16 +241,26 @@ class DyingReader:
         return data
 
 
-def test_a_worker_killed_mid_task_loses_no_file(cluster: str, bucket: str, tmp_path: Path,
-                                                monkeypatch: pytest.MonkeyPatch, client_reads: list[str]) -> None:
+def test_a_worker_killed_mid_task_loses_no_file(
+    cluster: str,
+    bucket: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    client_reads: list[str],
+) -> None:
     """Dask reruns the dead worker's task on the other worker: every rank is in the
     dataset, the damaged file is still the one counted skip, and nothing fell back here."""
     marker = tmp_path / "died"
     real = S3Source.worker_reader
-    monkeypatch.setattr(S3Source, "worker_reader",
-                        lambda self: DyingReader(real(self), DOOMED, str(marker)))
+    monkeypatch.setattr(
+        S3Source, "worker_reader", lambda self: DyingReader(real(self), DOOMED, str(marker))
+    )
     with DaskEngine(cluster) as engine:
-        job = Job.open(open_source(f"s3://{bucket}/job"), cache_dir=f"s3://{bucket}/cache-killed", engine=engine)
+        job = Job.open(
+            open_source(f"s3://{bucket}/job"),
+            cache_dir=f"s3://{bucket}/cache-killed",
+            engine=engine,
+        )
     assert marker.exists()  # a worker did die holding the doomed trace
     assert client_reads == []  # the rerun was Dask's, on a worker, not this process's fallback
     assert job.summary["rank_ids"] == [0, 1, 2, 3]
@@ -221,8 +268,9 @@ def test_a_worker_killed_mid_task_loses_no_file(cluster: str, bucket: str, tmp_p
     assert [s["path"].rsplit("/", 1)[-1] for s in job.summary["skipped"]] == [DAMAGED]
 
 
-def test_an_object_a_worker_cannot_read_is_the_same_counted_skip(cluster: str, s3_env: AwsEndpoint,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_object_a_worker_cannot_read_is_the_same_counted_skip(
+    cluster: str, s3_env: AwsEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """An object rewritten after it was listed: S3 refuses the listed ETag on the worker as
     it does here; the same "could not read" skip on both engines, tried again next run."""
     name = s3_env.create_bucket()
@@ -235,21 +283,37 @@ def test_an_object_a_worker_cannot_read_is_the_same_counted_skip(cluster: str, s
     def listed_then_rewritten(self: S3Source) -> Iterator[SourceObject]:
         objs = list(listing(self))
         rewrites.append(len(rewrites))
-        s3_env.s3.put_object(Bucket=name, Key=f"job/{changed}", Body=f"rewritten {len(rewrites)}".encode())
+        s3_env.s3.put_object(
+            Bucket=name, Key=f"job/{changed}", Body=f"rewritten {len(rewrites)}".encode()
+        )
         yield from objs
 
     monkeypatch.setattr(S3Source, "list_objects", listed_then_rewritten)
     here = Job.open(open_source(f"s3://{name}/job"), cache_dir=f"s3://{name}/cache-here").summary
     with DaskEngine(cluster) as engine:
-        there = Job.open(open_source(f"s3://{name}/job"), cache_dir=f"s3://{name}/cache-dask", engine=engine).summary
-    assert there["skipped"] == here["skipped"] == [
-        {"path": f"s3://{name}/job/{changed}", "reason": f"s3://{name}/job/{changed} changed while it was being read: run again"}]
+        there = Job.open(
+            open_source(f"s3://{name}/job"), cache_dir=f"s3://{name}/cache-dask", engine=engine
+        ).summary
+    assert (
+        there["skipped"]
+        == here["skipped"]
+        == [
+            {
+                "path": f"s3://{name}/job/{changed}",
+                "reason": f"s3://{name}/job/{changed} changed while it was being read: run again",
+            }
+        ]
+    )
     assert there["rank_ids"] == here["rank_ids"]
 
 
-def test_workers_that_cannot_read_the_source_lose_no_file(cluster: str, bucket: str, client_reads: list[str],
-                                                          monkeypatch: pytest.MonkeyPatch,
-                                                          caplog: pytest.LogCaptureFixture) -> None:
+def test_workers_that_cannot_read_the_source_lose_no_file(
+    cluster: str,
+    bucket: str,
+    client_reads: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """A worker-side setup problem (here: a --profile the workers do not have) is not every
     file's own fault: each file a worker cannot read is read and parsed here, said once in
     the log, and the job has every rank; only the damaged trace is a skip."""
@@ -266,17 +330,29 @@ def test_workers_that_cannot_read_the_source_lose_no_file(cluster: str, bucket: 
 
     monkeypatch.setattr(pipeline, "worker_reader", without_the_profile)
     with DaskEngine(cluster) as engine, caplog.at_level(logging.WARNING, logger="stepscope.ingest"):
-        summary = Job.open(open_source(f"s3://{bucket}/job"), cache_dir=f"s3://{bucket}/cache-no-profile",
-                           engine=engine).summary
+        summary = Job.open(
+            open_source(f"s3://{bucket}/job"),
+            cache_dir=f"s3://{bucket}/cache-no-profile",
+            engine=engine,
+        ).summary
     assert summary["rank_ids"] == [0, 1, 2, 3]
     assert [s["path"].rsplit("/", 1)[-1] for s in summary["skipped"]] == [DAMAGED]
     assert len(client_reads) == summary["files_read"]  # every file came through this machine
-    told = [r.getMessage() for r in caplog.records if "Dask workers could not read" in r.getMessage()]
+    told = [
+        r.getMessage() for r in caplog.records if "Dask workers could not read" in r.getMessage()
+    ]
     assert len(told) == 1 and "no-such-profile-on-the-workers" in told[0], told
 
 
-@pytest.mark.parametrize(("identity", "name"), [("../up", "../manifest.json"), ("a/b", "parts/../../x.parquet"),
-                                              ("..", "/abs.json"), ("", "merged/x\x00y.arrow")])
+@pytest.mark.parametrize(
+    ("identity", "name"),
+    [
+        ("../up", "../manifest.json"),
+        ("a/b", "parts/../../x.parquet"),
+        ("..", "/abs.json"),
+        ("", "merged/x\x00y.arrow"),
+    ],
+)
 def test_s3_cache_names_cannot_leave_the_prefix(identity: str, name: str) -> None:
     """The S3 cache's keys are checked like the folder's paths, before any request."""
     from analyzer.errors import UnsafePathError
@@ -288,7 +364,9 @@ def test_s3_cache_names_cannot_leave_the_prefix(identity: str, name: str) -> Non
     with pytest.raises(UnsafePathError):
         store.key(name)
     assert not store.exists(name)
-    assert store.key(SourceCache.part_name("ab" * 32, "kineto_events")).startswith("prefix/s3-0123/parts/ab/")
+    assert store.key(SourceCache.part_name("ab" * 32, "kineto_events")).startswith(
+        "prefix/s3-0123/parts/ab/"
+    )
 
 
 def test_the_evaluated_report_is_kept_in_an_s3_cache(bucket: str, s3_env: AwsEndpoint) -> None:
@@ -298,11 +376,15 @@ def test_the_evaluated_report_is_kept_in_an_s3_cache(bucket: str, s3_env: AwsEnd
     from stepscope.report.analyze import analyze
 
     cache = f"s3://{bucket}/report-cache"
-    first = analyze(f"s3://{bucket}/job", load_ruleset(None), cache_dir=cache, cache_key="k", detail=False)
+    first = analyze(
+        f"s3://{bucket}/job", load_ruleset(None), cache_dir=cache, cache_key="k", detail=False
+    )
     assert not first.from_cache
     kept = [k for k in _keys(s3_env, bucket, "report-cache/") if "/dashboard/report-" in k]
     assert len(kept) == 1, kept
-    again = analyze(f"s3://{bucket}/job", load_ruleset(None), cache_dir=cache, cache_key="k", detail=False)
+    again = analyze(
+        f"s3://{bucket}/job", load_ruleset(None), cache_dir=cache, cache_key="k", detail=False
+    )
     assert again.from_cache
     assert again.report.model_dump() == first.report.model_dump()
 

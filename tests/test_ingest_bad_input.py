@@ -9,7 +9,9 @@ from pathlib import Path
 from analyzer.ingest import ingest
 from analyzer.sources import open_source
 
-SAMPLE_TRACES = Path(__file__).resolve().parents[1] / "samples" / "sample-job"  # the launcher's layout
+SAMPLE_TRACES = (
+    Path(__file__).resolve().parents[1] / "samples" / "sample-job"
+)  # the launcher's layout
 
 
 def test_binary_and_empty_traces_are_counted_skips(tmp_path: Path) -> None:
@@ -23,8 +25,10 @@ def test_binary_and_empty_traces_are_counted_skips(tmp_path: Path) -> None:
 
     res = ingest(open_source(str(tmp_path / "job")), cache_dir=tmp_path / "cache")
     reasons = {Path(s["path"]).name: s["reason"] for s in res.summary["skipped"]}
-    assert reasons == {"host_rank1.1.pt.trace.json": "not JSON: binary content",
-                       "host_rank2.2.pt.trace.json": "not JSON: the file is empty"}
+    assert reasons == {
+        "host_rank1.1.pt.trace.json": "not JSON: binary content",
+        "host_rank2.2.pt.trace.json": "not JSON: the file is empty",
+    }
     assert res.summary["ignored"] == 1  # notes.json
     assert res.dataset.table("kineto_traces").num_rows == 1  # the good trace is kept
     assert res.dataset.table("steps").num_rows > 0

@@ -21,7 +21,13 @@ def _write_minute(root: Path, node: str, minute: int, samples: int = 4) -> Path:
     folder = root / "profiler-output" / "system" / "incremental" / "2023111422"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{epoch}.{node}.json"
-    path.write_text("".join(LINE.format(g=g, v=50 + g, node=node, ts=epoch + s * 0.5) for s in range(samples) for g in range(2)))
+    path.write_text(
+        "".join(
+            LINE.format(g=g, v=50 + g, node=node, ts=epoch + s * 0.5)
+            for s in range(samples)
+            for g in range(2)
+        )
+    )
     return path
 
 
@@ -56,7 +62,9 @@ def test_reingest_reads_only_new_or_changed(tmp_path: Path) -> None:
 def test_skips_are_cached_and_still_reported(tmp_path: Path) -> None:
     job = tmp_path / "job"
     _write_minute(job, "algo-1", 0)
-    bad = job / "profiler-output" / "system" / "incremental" / "2023111422" / "1700000060.algo-1.json"
+    bad = (
+        job / "profiler-output" / "system" / "incremental" / "2023111422" / "1700000060.algo-1.json"
+    )
     bad.write_text("{not json at all\n")
     cache = tmp_path / "cache"
     first = ingest(open_source(str(job)), cache_dir=cache).summary
@@ -142,7 +150,12 @@ def test_unchanged_refresh_reads_no_table_and_imports_no_pyarrow(tmp_path: Path)
         "finally:\n"
         "    print('PYARROW' if any(m == 'pyarrow' or m.startswith('pyarrow.') for m in sys.modules) else 'NO-PYARROW', file=sys.stderr)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code, str(job), str(cache)], capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(job), str(cache)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert out.stderr.strip().splitlines()[-1] == "NO-PYARROW", out.stderr
     doc = json.loads(out.stdout)

@@ -21,7 +21,9 @@ from analyzer.sources import open_source
 from tests.support.fixtures import REPO_ROOT, fixtures_dir
 
 LOSS = "CrossEntropyLoss_output_0"
-PEERS_PYTHON = Path(os.environ.get("STEPSCOPE_PEERS_VENV", REPO_ROOT / ".venv-peers")) / "bin" / "python"
+PEERS_PYTHON = (
+    Path(os.environ.get("STEPSCOPE_PEERS_VENV", REPO_ROOT / ".venv-peers")) / "bin" / "python"
+)
 
 
 @cache
@@ -31,11 +33,17 @@ def _root() -> Path:
 
 @cache
 def _job() -> Job:
-    return Job(ingest(open_source(str(_root())), cache_dir=Path("/tmp") / f"stepscope-test-dbg-{os.getpid()}").dataset)
+    return Job(
+        ingest(
+            open_source(str(_root())), cache_dir=Path("/tmp") / f"stepscope-test-dbg-{os.getpid()}"
+        ).dataset
+    )
 
 
 def test_keys() -> None:
-    assert keys.is_debugger_tensors("debug-output/events/000000000010/000000000010_worker_0.tfevents")
+    assert keys.is_debugger_tensors(
+        "debug-output/events/000000000010/000000000010_worker_0.tfevents"
+    )
     assert not keys.is_debugger_tensors("debug-output/index/000000000/000000000010_worker_0.json")
     assert classify("gradient/fc1.weight", 2048) == ("gradient", "fc1.weight", None)
     assert classify("relu1_output_0", 1024) == ("activation", "relu1_output_0", "relu1")
@@ -53,7 +61,11 @@ def test_values_are_those_written() -> None:
         for step, want in steps.items():
             row = train[(train["worker"] == worker) & (train["step"] == int(step))]
             assert row["value"].tolist() == pytest.approx([want["loss"]], rel=1e-7), (worker, step)
-            act = acts[(acts["worker_label"] == worker) & (acts["step"] == int(step)) & (acts["name"] == "relu1_output_0")]
+            act = acts[
+                (acts["worker_label"] == worker)
+                & (acts["step"] == int(step))
+                & (acts["name"] == "relu1_output_0")
+            ]
             assert act["zero_fraction"].tolist() == [want["relu1_zero_frac"]], (worker, step)
     assert set(job.training_tensors()["rank"]) == {0, 1}  # worker_<n> → rank n
 
@@ -76,7 +88,8 @@ def test_every_indexed_tensor_is_read() -> None:
         step, worker = index.stem.split("_", 1)
         prefix = "eval/" if doc["meta"]["mode"] == "EVAL" else ""
         indexed[(int(step), worker)] = {
-            (prefix if t["tensorname"] == LOSS else "") + t["tensorname"] for t in doc["tensor_payload"]
+            (prefix if t["tensorname"] == LOSS else "") + t["tensorname"]
+            for t in doc["tensor_payload"]
         }
     assert len(indexed) == 82
     assert read == indexed
@@ -90,7 +103,10 @@ def test_a_damaged_file_keeps_its_good_records(tmp_path: Path) -> None:
     key = "debug-output/events/000000000010/000000000010_worker_1.tfevents"
     cut = parse_debugger_tensors(data[:-20], key)
     assert cut.warnings and "truncated record" in cut.warnings[0]
-    assert cut.tables["training_scalars"].num_rows == 1 and cut.tables["training_tensors"].num_rows == 4
+    assert (
+        cut.tables["training_scalars"].num_rows == 1
+        and cut.tables["training_tensors"].num_rows == 4
+    )
     # smdebug writes no data checksum (a constant footer): a footer that is neither that
     # constant nor the data's CRC ends the file there (the index says record 2 is 100-8442)
     flipped = bytearray(data)
@@ -128,8 +144,13 @@ def _smdebug_values() -> dict[str, Any]:
     if not PEERS_PYTHON.exists():
         pytest.skip("smdebug env not set up: run bench/setup_peers.sh")
     env = {**os.environ, "SMDEBUG_LOG_LEVEL": "error"}
-    proc = subprocess.run([str(PEERS_PYTHON), "-c", _SMDEBUG_SCRIPT, str(_root() / "debug-output")],
-                          capture_output=True, text=True, timeout=300, env=env)
+    proc = subprocess.run(
+        [str(PEERS_PYTHON), "-c", _SMDEBUG_SCRIPT, str(_root() / "debug-output")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     values: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
     return values
@@ -144,7 +165,11 @@ def test_same_values_as_smdebug() -> None:
             ours[f"{r.worker}|{r.tag}|{r.step}"] = [abs(float(r.value)), float(r.value == 0), 1]
     prefix = {"gradient": "gradient/", "weight": "", "activation": ""}
     for r in job.training_tensors().itertuples():
-        ours[f"{r.worker}|{prefix[r.role]}{r.name}|{r.step}"] = [float(r.norm), float(r.zero_fraction), int(r.numel)]
+        ours[f"{r.worker}|{prefix[r.role]}{r.name}|{r.step}"] = [
+            float(r.norm),
+            float(r.zero_fraction),
+            int(r.numel),
+        ]
     assert set(ours) == set(ref)
     for k, want in ref.items():
         assert ours[k] == pytest.approx(want, rel=1e-6), k

@@ -34,7 +34,9 @@ def test_sagemaker_debugger_fixtures_ingest(tmp_path: Path) -> None:
     assert s["tables"]["framework_events"] > 0
     assert s["tables"]["steps"] == 40  # Step:ModeKeys.TRAIN/EVAL in merge_traces
     sm = result.dataset.table("system_metrics")
-    assert set(pc.unique(sm.column("node").combine_chunks().dictionary_decode()).to_pylist()) == {"algo-1"}
+    assert set(pc.unique(sm.column("node").combine_chunks().dictionary_decode()).to_pylist()) == {
+        "algo-1"
+    }
     dims = set(pc.unique(sm.column("dimension").combine_chunks().dictionary_decode()).to_pylist())
     assert {"CPUUtilization", "GPUUtilization", "GPUMemoryUtilization"} <= dims
 
@@ -104,7 +106,10 @@ def test_kineto_fixtures_ingest(folder: str, tmp_path: Path) -> None:
             doc = json.load(fh)
         n_x += sum(1 for e in doc["traceEvents"] if e.get("ph") == "X")
     ev = result.dataset.table("kineto_events")
-    assert pc.sum(pc.equal(ev.column("phase").combine_chunks().dictionary_decode(), "X")).as_py() == n_x
+    assert (
+        pc.sum(pc.equal(ev.column("phase").combine_chunks().dictionary_decode(), "X")).as_py()
+        == n_x
+    )
     steps = result.dataset.table("steps").to_pandas()
     # HTA lists the ProfilerStep numbers it keeps; ours include every annotated step.
     assert set(reference["profiler_steps"]) <= set(steps["step"])

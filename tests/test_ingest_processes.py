@@ -30,7 +30,9 @@ def many_ranks(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for r in range(12):
         doc = docs[r % len(docs)]
         doc["distributedInfo"] = {**doc.get("distributedInfo", {}), "rank": r, "world_size": 12}
-        (root / f"algo-1_rank{r}.{1000 + r}.pt.trace.json.gz").write_bytes(gzip.compress(json.dumps(doc).encode()))
+        (root / f"algo-1_rank{r}.{1000 + r}.pt.trace.json.gz").write_bytes(
+            gzip.compress(json.dumps(doc).encode())
+        )
     assert sum(1 for _ in root.iterdir()) >= pipeline.PROCESS_MIN_FILES
     return root
 
@@ -46,12 +48,29 @@ def _tables(cache: Path, job: Path) -> dict[str, list[dict]]:
 
 
 def test_processes_and_threads_give_the_same_dataset(many_ranks: Path, tmp_path: Path) -> None:
-    cli = [sys.executable, "-m", "stepscope", "ingest", str(many_ranks), "-v", "--jobs", "2", "--no-progress"]
-    by_process = subprocess.run([*cli, "--cache", str(tmp_path / "p")], capture_output=True, text=True, timeout=300,
-                                env={**os.environ, "COLUMNS": "200"})
+    cli = [
+        sys.executable,
+        "-m",
+        "stepscope",
+        "ingest",
+        str(many_ranks),
+        "-v",
+        "--jobs",
+        "2",
+        "--no-progress",
+    ]
+    by_process = subprocess.run(
+        [*cli, "--cache", str(tmp_path / "p")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "200"},
+    )
     assert by_process.returncode == 0, by_process.stderr
     assert "parsing 12 trace files in 2 worker processes" in by_process.stderr
-    summary = ingest(open_source(str(many_ranks)), cache_dir=tmp_path / "p").summary  # reopened, nothing re-read
+    summary = ingest(
+        open_source(str(many_ranks)), cache_dir=tmp_path / "p"
+    ).summary  # reopened, nothing re-read
     assert summary["files_read"] == 0 and summary["files_from_cache"] == 12
     assert summary["ranks"] == 12 and summary["skipped"] == []
 
@@ -60,7 +79,9 @@ def test_processes_and_threads_give_the_same_dataset(many_ranks: Path, tmp_path:
     assert _tables(tmp_path / "p", many_ranks) == _tables(tmp_path / "t", many_ranks)
 
 
-def test_a_dead_worker_process_loses_no_file(many_ranks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_dead_worker_process_loses_no_file(
+    many_ranks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """If the worker processes cannot be used, every file is still parsed (in threads)."""
     from concurrent.futures.process import BrokenProcessPool
 
@@ -72,11 +93,15 @@ def test_a_dead_worker_process_loses_no_file(many_ranks: Path, tmp_path: Path, m
             pass
 
     monkeypatch.setattr(pipeline, "_process_pool", lambda tasks, jobs: Broken())
-    s = ingest(open_source(str(many_ranks)), cache_dir=tmp_path / "c", jobs=2, processes=True).summary
+    s = ingest(
+        open_source(str(many_ranks)), cache_dir=tmp_path / "c", jobs=2, processes=True
+    ).summary
     assert s["files_read"] == 12 and s["skipped"] == [] and s["ranks"] == 12
 
 
-def test_damaged_traces_in_worker_processes_are_counted_skips(many_ranks: Path, tmp_path: Path) -> None:
+def test_damaged_traces_in_worker_processes_are_counted_skips(
+    many_ranks: Path, tmp_path: Path
+) -> None:
     """A truncated trace among many: one line on stderr naming it, its neighbours kept, no
     traceback, exit 0."""
     import shutil
@@ -85,8 +110,21 @@ def test_damaged_traces_in_worker_processes_are_counted_skips(many_ranks: Path, 
     shutil.copytree(many_ranks, job)
     victim = sorted(job.iterdir())[3]
     victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
-    proc = subprocess.run([sys.executable, "-m", "stepscope", "ingest", str(job), "--cache", str(tmp_path / "c"), "--json"],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stepscope",
+            "ingest",
+            str(job),
+            "--cache",
+            str(tmp_path / "c"),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
     summary = json.loads(proc.stdout)

@@ -45,7 +45,9 @@ def test_gc_is_on_again_after_concurrent_parses(trace: tuple[bytes, str]) -> Non
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(lambda _: parse_kineto(data, key), range(8)))
     assert gc.isenabled()
-    assert len({r.tables["kineto_events"].num_rows for r in results}) == 1  # the same answer each time
+    assert (
+        len({r.tables["kineto_events"].num_rows for r in results}) == 1
+    )  # the same answer each time
     assert results[0].tables["kineto_events"].num_rows > 0
 
 
@@ -83,12 +85,16 @@ def _gc_during_build(trace: tuple[bytes, str], monkeypatch: pytest.MonkeyPatch) 
     return seen
 
 
-def test_gc_is_off_while_a_parse_runs(trace: tuple[bytes, str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_gc_is_off_while_a_parse_runs(
+    trace: tuple[bytes, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """What the pause is for: no collection during the decode and the build."""
     assert _gc_during_build(trace, monkeypatch) == [False] and gc.isenabled()
 
 
-def test_a_callers_own_process_keeps_its_collector(trace: tuple[bytes, str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_callers_own_process_keeps_its_collector(
+    trace: tuple[bytes, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The pause is process-wide, so a process that does more than parse (the command's own,
     a dashboard server with other threads) never pauses: only parse workers do."""
     import analyzer.ingest.kineto as kineto
@@ -102,7 +108,11 @@ def test_parse_worker_processes_pause_it() -> None:
     import subprocess
     import sys
 
-    code = ("import analyzer.ingest.kineto as k, analyzer.ingest.pipeline as p; a = k._PAUSE_GC; "
-            "p._parse_worker_init(); print(a, k._PAUSE_GC)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    code = (
+        "import analyzer.ingest.kineto as k, analyzer.ingest.pipeline as p; a = k._PAUSE_GC; "
+        "p._parse_worker_init(); print(a, k._PAUSE_GC)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
     assert out.stdout.split() == ["False", "True"]

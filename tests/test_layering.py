@@ -36,16 +36,38 @@ LAYERS: list[tuple[str, str]] = [
     ("stepscope", "outputs"),  # __main__
     ("dashboards", "outputs"),
 ]
-RANK = {"sources": 0, "ingest": 1, "analyses": 2, "rules": 3, "report": 4, "presentation": 5, "outputs": 6}
+RANK = {
+    "sources": 0,
+    "ingest": 1,
+    "analyses": 2,
+    "rules": 3,
+    "report": 4,
+    "presentation": 5,
+    "outputs": 6,
+}
 #: the output packages, which must not import one another
 OUTPUTS = ("stepscope.cli", "stepscope.render", "dashboards", "stepscope.attach", "rules.attach")
 #: the one output allowed to import others: the CLI writes reports and runs attach
-OUTPUT_IMPORTS_ALLOWED = {("stepscope.cli", "stepscope.render"), ("stepscope.cli", "stepscope.attach"),
-                          ("rules.attach", "stepscope.attach")}
+OUTPUT_IMPORTS_ALLOWED = {
+    ("stepscope.cli", "stepscope.render"),
+    ("stepscope.cli", "stepscope.attach"),
+    ("rules.attach", "stepscope.attach"),
+}
 #: the training-side collectors run inside the user's job: standard library only (and
 #: torch, which the job has), nothing of ours above the error type, nothing heavy
 COLLECTOR_MAY_IMPORT = ("analyzer.errors",)
-HEAVY = ("pandas", "pyarrow", "numpy", "plotly", "streamlit", "boto3", "botocore", "pydantic", "rich", "click")
+HEAVY = (
+    "pandas",
+    "pyarrow",
+    "numpy",
+    "plotly",
+    "streamlit",
+    "boto3",
+    "botocore",
+    "pydantic",
+    "rich",
+    "click",
+)
 
 
 def _layer(module: str) -> str | None:
@@ -83,7 +105,11 @@ def _imports(path: Path, module: str) -> list[tuple[int, str]]:
                 name = node.module or ""
             out.append((node.lineno, name))
             # `from pkg import module` imports pkg.module
-            out += [(node.lineno, f"{name}.{a.name}") for a in node.names if _is_module(f"{name}.{a.name}")]
+            out += [
+                (node.lineno, f"{name}.{a.name}")
+                for a in node.names
+                if _is_module(f"{name}.{a.name}")
+            ]
     return out
 
 
@@ -107,7 +133,11 @@ def violations(modules: list[tuple[Path, str]]) -> list[str]:
             where = f"{rel}:{line}: {module} ({mine}) imports {name}"
             if mine == "collectors":
                 top = name.split(".")[0]
-                ours = theirs is not None and theirs != "collectors" and not name.startswith(COLLECTOR_MAY_IMPORT)
+                ours = (
+                    theirs is not None
+                    and theirs != "collectors"
+                    and not name.startswith(COLLECTOR_MAY_IMPORT)
+                )
                 if ours or top in HEAVY:
                     found.append(f"{where}: a collector imports only the standard library")
                 continue
@@ -134,11 +164,17 @@ def rule_id_literals(modules: list[tuple[Path, str]], ids: dict[str, str]) -> li
     for path, module in modules:
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in ast.walk(tree):
-            if (isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in ids
-                    and ids[node.value] != module):
+            if (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and node.value in ids
+                and ids[node.value] != module
+            ):
                 rel = path.relative_to(REPO) if path.is_relative_to(REPO) else path.name
-                found.append(f"{rel}:{node.lineno}: {module} names rule {node.value!r} (its module: "
-                             f"{ids[node.value]})")
+                found.append(
+                    f"{rel}:{node.lineno}: {module} names rule {node.value!r} (its module: "
+                    f"{ids[node.value]})"
+                )
     return found
 
 
@@ -173,17 +209,27 @@ def test_every_module_has_a_layer() -> None:
     ("module", "source", "expected"),
     [
         ("analyzer.ingest.x", "from analyzer.job import Job\n", "lower layer imports a higher one"),
-        ("analyzer.analyses.x", "def f():\n    from rules.engine import evaluate\n", "lower layer imports a higher one"),
+        (
+            "analyzer.analyses.x",
+            "def f():\n    from rules.engine import evaluate\n",
+            "lower layer imports a higher one",
+        ),
         ("dashboards.x", "from stepscope.cli import main\n", "outputs do not import each other"),
         ("stepscope.cli.x", "import dashboards.data\n", "outputs do not import each other"),
         ("dashboards.views.x", "from rules import params\n", "read the report"),
         ("rules.profiling", "import pandas\n", "standard library"),
         ("stepscope.collectors.x", "from analyzer.ingest import ingest\n", "standard library"),
-        ("stepscope.report.x", "import plotly.graph_objects as go\n", "plotly only in the presentation"),
+        (
+            "stepscope.report.x",
+            "import plotly.graph_objects as go\n",
+            "plotly only in the presentation",
+        ),
         ("analyzer.analyses.x", "def f():\n    import plotly\n", "plotly only in the presentation"),
     ],
 )
-def test_the_check_catches_each_kind(module: str, source: str, expected: str, tmp_path: Path) -> None:
+def test_the_check_catches_each_kind(
+    module: str, source: str, expected: str, tmp_path: Path
+) -> None:
     """The checker itself: a planted bad import of each kind is reported."""
     fake = tmp_path / "fake.py"
     fake.write_text(source)

@@ -26,7 +26,9 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture
 def torch_available() -> None:
     """Skip a test that needs torch, or fail with ``STEPSCOPE_REQUIRE_TORCH=1``."""
-    require_torch("the enabled path of stepscope.collectors.profiling", "tests/test_profiling_helper.py")
+    require_torch(
+        "the enabled path of stepscope.collectors.profiling", "tests/test_profiling_helper.py"
+    )
 
 
 def test_disabled_path_never_imports_torch() -> None:
@@ -230,9 +232,21 @@ def test_enabled_in_a_ddp_job_writes_one_trace_per_rank(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("STEPSCOPE_RUN_", "SM_"))}
     env["PYTHONPATH"] = str(REPO)
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-         str(script), str(out)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            str(script),
+            str(out),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     files = sorted(out.glob("*.pt.trace.json.gz"))
@@ -249,5 +263,7 @@ def test_enabled_in_a_ddp_job_writes_one_trace_per_rank(tmp_path: Path) -> None:
 
     ds = ingest(open_source(str(out)), cache_dir=tmp_path / "cache").dataset
     steps = step_durations(ds)
-    assert sorted(zip(steps["rank"], steps["step"], strict=True)) == [(r, s) for r in (0, 1) for s in (2, 3, 4)]
+    assert sorted(zip(steps["rank"], steps["step"], strict=True)) == [
+        (r, s) for r in (0, 1) for s in (2, 3, 4)
+    ]
     assert set(ds.to_pandas("kineto_traces")["node"]) == {"algo-1"}

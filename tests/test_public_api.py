@@ -20,8 +20,13 @@ def test_the_attach_entry_points_are_the_modules_functions() -> None:
     assert attach.apply_to_request is boto3_request.apply_to_request
     assert attach.create_training_job_fields is boto3_request.create_training_job_fields
     assert attach.AttachError is common.AttachError
-    assert set(attach.__all__) == {"AttachError", "attach_to_estimator", "train_with_profiling",
-                                   "apply_to_request", "create_training_job_fields"}
+    assert set(attach.__all__) == {
+        "AttachError",
+        "attach_to_estimator",
+        "train_with_profiling",
+        "apply_to_request",
+        "create_training_job_fields",
+    }
 
 
 def test_an_unknown_name_is_an_attribute_error() -> None:
@@ -44,7 +49,9 @@ def test_importing_stepscope_attach_loads_no_sdk() -> None:
                      or m in ("stepscope.attach.sdk_v2", "stepscope.attach.sdk_v3")))
         """
     )
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
 

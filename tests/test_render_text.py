@@ -66,11 +66,23 @@ def test_plain_sentences_are_left_alone(text: str) -> None:
 def test_names_go_in_code_spans() -> None:
     rec = CATALOG["DataLoaderStall"].recommendation
     out = md_prose(rec, table=False)
-    for name in ("num_workers", "pin_memory=True", "persistent_workers=True", "prefetch_factor", "__getitem__"):
+    for name in (
+        "num_workers",
+        "pin_memory=True",
+        "persistent_workers=True",
+        "prefetch_factor",
+        "__getitem__",
+    ):
         assert name in rec and f"`{name}`" in out
     assert "\\_" not in out and "\\(" not in out
-    assert with_code_spans("call .item()/.detach(); torch.compile") == "call `.item()`/`.detach()`; `torch.compile`"
-    assert with_code_spans("see `enabled = false` in /opt/ml/output/x_y") == "see `enabled = false` in `/opt/ml/output/x_y`"
+    assert (
+        with_code_spans("call .item()/.detach(); torch.compile")
+        == "call `.item()`/`.detach()`; `torch.compile`"
+    )
+    assert (
+        with_code_spans("see `enabled = false` in /opt/ml/output/x_y")
+        == "see `enabled = false` in `/opt/ml/output/x_y`"
+    )
     # words of a sentence are not code
     assert code_segments("e.g. the GPU on algo-1, p95=2.1% (patience=5)") == [
         ("e.g. the GPU on algo-1, p95=2.1% (patience=5)", False)
@@ -88,16 +100,33 @@ def test_code_spans_in_and_out_of_tables() -> None:
 @pytest.mark.parametrize(
     ("counts", "fail_on", "state", "line"),
     [
-        ((3, 0, 0), "never", "not-failing", "3 errors, 0 warnings, 0 info (not failing: --fail-on never)"),
+        (
+            (3, 0, 0),
+            "never",
+            "not-failing",
+            "3 errors, 0 warnings, 0 info (not failing: --fail-on never)",
+        ),
         ((3, 1, 0), "error", "fail", "FAIL: 3 errors, 1 warning, 0 info (--fail-on error)"),
-        ((0, 2, 1), "error", "not-failing", "0 errors, 2 warnings, 1 info (not failing: --fail-on error)"),
+        (
+            (0, 2, 1),
+            "error",
+            "not-failing",
+            "0 errors, 2 warnings, 1 info (not failing: --fail-on error)",
+        ),
         ((0, 0, 0), "error", "pass", "PASS: no findings"),
         ((0, 0, 0), "never", "pass", "PASS: no findings"),
     ],
 )
-def test_verdict_says_pass_only_when_clean(counts: tuple[int, int, int], fail_on: str, state: str, line: str) -> None:
+def test_verdict_says_pass_only_when_clean(
+    counts: tuple[int, int, int], fail_on: str, state: str, line: str
+) -> None:
     error, warning, info = counts
-    failing = {"error": error, "warning": error + warning, "info": error + warning + info, "never": 0}[fail_on]
+    failing = {
+        "error": error,
+        "warning": error + warning,
+        "info": error + warning + info,
+        "never": 0,
+    }[fail_on]
     v = Verdict(fail_on, failing, Counts(error=error, warning=warning, info=info))
     assert (v.state, v.line()) == (state, line)
     # report.json's summary.verdict keeps its meaning: does the run fail?
@@ -106,6 +135,14 @@ def test_verdict_says_pass_only_when_clean(counts: tuple[int, int, int], fail_on
 
 def test_one_colour_per_rank() -> None:
     assert rank_color(0) == RANK_COLORS[0] and rank_color(len(RANK_COLORS) + 3) == RANK_COLORS[3]
-    assert [rank_of_label(x) for x in ("rank 3", "rank 12 gpu0", "rank 1 ⚠ straggler", "ranks", "outlier", None)] == [
-        3, 12, 1, None, None, None,
+    assert [
+        rank_of_label(x)
+        for x in ("rank 3", "rank 12 gpu0", "rank 1 ⚠ straggler", "ranks", "outlier", None)
+    ] == [
+        3,
+        12,
+        1,
+        None,
+        None,
+        None,
     ]

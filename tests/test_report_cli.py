@@ -20,11 +20,15 @@ SAMPLE = REPO / "samples" / "sample-job"
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "stepscope", *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "stepscope", *args], capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.fixture(scope="module")
-def sample_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Path]:
+def sample_report(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[subprocess.CompletedProcess[str], Path]:
     out = tmp_path_factory.mktemp("report")
     proc = run("report", str(SAMPLE), "--out", str(out), "--cache", str(out / "cache"))
     return proc, out
@@ -50,7 +54,9 @@ def test_writes_all_four_files_and_fails_on_error(sample_report) -> None:
     stall = next(ln for ln in lines if "DataLoaderStall" in ln)
     assert stall.split("DataLoaderStall")[1].strip().startswith("both ranks: ")
     straggler = next(ln for ln in lines if "StragglerRank" in ln)
-    assert straggler.split("StragglerRank")[1].strip().startswith("rank 1: +")  # its message, the place said once
+    assert (
+        straggler.split("StragglerRank")[1].strip().startswith("rank 1: +")
+    )  # its message, the place said once
     assert "rank 1: Rank 1" not in proc.stderr and "rank 0: rank 0" not in proc.stderr
 
 
@@ -64,7 +70,16 @@ def test_json_contract(sample_report) -> None:
     ranks = doc["metrics"]["ranks"]
     assert [r["rank"] for r in ranks] == [0, 1]
     for r in ranks:
-        assert {"rank", "comm_comp_overlap_pct", "temporal_pct", "kernel_share_pct", "idle_breakdown_pct", "kernel_launches", "gpu_annotations", "allocator_memory"} <= r.keys()
+        assert {
+            "rank",
+            "comm_comp_overlap_pct",
+            "temporal_pct",
+            "kernel_share_pct",
+            "idle_breakdown_pct",
+            "kernel_launches",
+            "gpu_annotations",
+            "allocator_memory",
+        } <= r.keys()
     assert {f["rule"] for f in doc["findings"]} >= {"DataLoaderStall", "StragglerRank"}
 
 
@@ -85,23 +100,50 @@ def test_html_is_self_contained(sample_report) -> None:
     assert "Plotly.newPlot" in html or "plotly" in html.lower()
 
 
-@pytest.mark.parametrize(("fail_on", "code"), [("never", 0), ("error", 1), ("warning", 1), ("INFO", 1)])
+@pytest.mark.parametrize(
+    ("fail_on", "code"), [("never", 0), ("error", 1), ("warning", 1), ("INFO", 1)]
+)
 def test_fail_on_sets_the_exit_code(fail_on: str, code: int, tmp_path: Path) -> None:
-    proc = run("report", str(SAMPLE), "--out", str(tmp_path), "--cache", str(tmp_path / "c"), "--format", "json", "--fail-on", fail_on)
+    proc = run(
+        "report",
+        str(SAMPLE),
+        "--out",
+        str(tmp_path),
+        "--cache",
+        str(tmp_path / "c"),
+        "--format",
+        "json",
+        "--fail-on",
+        fail_on,
+    )
     assert proc.returncode == code, proc.stderr
     summary = json.loads((tmp_path / "report.json").read_text())["summary"]
-    assert summary["fail_on"] == fail_on.lower() and summary["verdict"] == ("pass" if code == 0 else "fail")
+    assert summary["fail_on"] == fail_on.lower() and summary["verdict"] == (
+        "pass" if code == 0 else "fail"
+    )
 
 
 def test_fail_on_never_says_what_was_found(tmp_path: Path) -> None:
     """Issue 14: "PASS: 3 error(s)" with --fail-on never. PASS only when nothing fired; here
     every output says what fired and that it does not fail the run."""
-    proc = run("report", str(SAMPLE), "--out", str(tmp_path), "--cache", str(tmp_path / "c"),
-               "--format", "md,html,json", "--fail-on", "never")
+    proc = run(
+        "report",
+        str(SAMPLE),
+        "--out",
+        str(tmp_path),
+        "--cache",
+        str(tmp_path / "c"),
+        "--format",
+        "md,html,json",
+        "--fail-on",
+        "never",
+    )
     assert proc.returncode == 0, proc.stderr
     doc = json.loads((tmp_path / "report.json").read_text())
     c = doc["summary"]["counts"]
-    assert c["error"] > 0 and doc["summary"]["verdict"] == "pass"  # report.json's contract is unchanged
+    assert (
+        c["error"] > 0 and doc["summary"]["verdict"] == "pass"
+    )  # report.json's contract is unchanged
     said = f"{c['error']} errors, {c['warning']} warning{'' if c['warning'] == 1 else 's'}, {c['info']} info (not failing: --fail-on never)"
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith(said) and "PASS" not in proc.stderr
@@ -114,8 +156,21 @@ def test_fail_on_never_says_what_was_found(tmp_path: Path) -> None:
 
 def test_relaxed_rule_file_passes(tmp_path: Path) -> None:
     rules = tmp_path / "rules.toml"
-    rules.write_text("[rules.DataLoaderStall]\nthreshold_pct = 90.0\n[rules.StragglerRank]\nenabled = false\n")
-    proc = run("report", str(SAMPLE), "--out", str(tmp_path / "o"), "--cache", str(tmp_path / "c"), "--rules", str(rules), "--format", "md")
+    rules.write_text(
+        "[rules.DataLoaderStall]\nthreshold_pct = 90.0\n[rules.StragglerRank]\nenabled = false\n"
+    )
+    proc = run(
+        "report",
+        str(SAMPLE),
+        "--out",
+        str(tmp_path / "o"),
+        "--cache",
+        str(tmp_path / "c"),
+        "--rules",
+        str(rules),
+        "--format",
+        "md",
+    )
     assert proc.returncode == 0, proc.stderr
     md = (tmp_path / "o" / "report.md").read_text()
     assert "No rule fired" in md and "**PASS: no findings**" in md
@@ -137,7 +192,9 @@ def test_relaxed_rule_file_passes(tmp_path: Path) -> None:
 def test_bad_usage_is_one_line_exit_2(args: list[str], message: str, tmp_path: Path) -> None:
     proc = run("report", str(SAMPLE), "--out", str(tmp_path), "--cache", str(tmp_path / "c"), *args)
     assert proc.returncode == 2
-    assert proc.stderr.startswith("stepscope: error: ") and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith("stepscope: error: ") and proc.stderr.count("\n") == 1, (
+        proc.stderr
+    )
     assert message in proc.stderr and "Traceback" not in proc.stderr and proc.stdout == ""
 
 
@@ -145,7 +202,9 @@ def test_formats_are_case_insensitive_and_verbose_works(tmp_path: Path) -> None:
     """``--format MD`` as ``md``; ``-v`` on report as on ingest: a damaged line's note shows."""
     job = tmp_path / "job"
     shutil.copytree(SAMPLE, job)
-    metrics = next(p for p in sorted(job.rglob("*.json")) if "system" in p.parts)  # SageMaker's JSON lines
+    metrics = next(
+        p for p in sorted(job.rglob("*.json")) if "system" in p.parts
+    )  # SageMaker's JSON lines
     metrics.write_text(metrics.read_text() + "{not json\n")
     out = tmp_path / "o"
     args = ["report", str(job), "--out", str(out), "--format", "MD, Json,md", "--fail-on", "never"]
@@ -167,7 +226,9 @@ def test_trace_strings_are_escaped(tmp_path: Path) -> None:
     job = tmp_path / "job<b>&x|y"
     shutil.copytree(SAMPLE, job)
     out = tmp_path / "o"
-    proc = run("report", str(job), "--out", str(out), "--cache", str(tmp_path / "c"), "--fail-on", "never")
+    proc = run(
+        "report", str(job), "--out", str(out), "--cache", str(tmp_path / "c"), "--fail-on", "never"
+    )
     assert proc.returncode == 0, proc.stderr
     html = (out / "report.html").read_text()
     assert "job<b>" not in html and "job&lt;b&gt;&amp;x|y" in html
@@ -194,15 +255,32 @@ def test_markdown_reads_as_text_and_html_matches_it(sample_report) -> None:
     assert f"<td class='num'>{head['step_time_mean_ms']:.1f} ms</td>" in html
     assert f"| step time (mean) | {head['step_time_mean_ms']:.1f} ms |" in md
     ranks = html.split("<h2>Ranks</h2>")[1].split("</table>")[0]
-    assert "<td></td>" not in ranks and "<td>–</td>" in ranks  # the sample has no GPU kernels: "–" as in the .md
+    assert (
+        "<td></td>" not in ranks and "<td>–</td>" in ranks
+    )  # the sample has no GPU kernels: "–" as in the .md
     # each rank's step-time line in its colour from the report layer's palette, the dashboard's too
     assert all(f'"color":"{rank_color(r["rank"])}"' in html for r in doc["metrics"]["ranks"])
 
 
 def test_baseline_comparison(tmp_path: Path) -> None:
-    same = run("report", str(SAMPLE), "--out", str(tmp_path / "a"), "--cache", str(tmp_path / "c"), "--baseline", str(SAMPLE), "--format", "json", "--fail-on", "warning")
+    same = run(
+        "report",
+        str(SAMPLE),
+        "--out",
+        str(tmp_path / "a"),
+        "--cache",
+        str(tmp_path / "c"),
+        "--baseline",
+        str(SAMPLE),
+        "--format",
+        "json",
+        "--fail-on",
+        "warning",
+    )
     doc = json.loads((tmp_path / "a" / "report.json").read_text())
-    assert doc["baseline"]["comparisons"] and not any(c["regressed"] for c in doc["baseline"]["comparisons"])
+    assert doc["baseline"]["comparisons"] and not any(
+        c["regressed"] for c in doc["baseline"]["comparisons"]
+    )
     assert not any(f["rule"] == "BaselineRegression" for f in doc["findings"])
     assert same.returncode == 1  # the sample's own findings still fail it
 
@@ -215,12 +293,25 @@ def test_baseline_comparison(tmp_path: Path) -> None:
             if str(ev.get("name", "")).startswith("ProfilerStep#"):
                 ev["dur"] = ev["dur"] / 2
         trace.write_bytes(gzip.compress(json.dumps(doc).encode()))
-    run("report", str(SAMPLE), "--out", str(tmp_path / "b"), "--cache", str(tmp_path / "c"), "--baseline", str(base), "--format", "json")
+    run(
+        "report",
+        str(SAMPLE),
+        "--out",
+        str(tmp_path / "b"),
+        "--cache",
+        str(tmp_path / "c"),
+        "--baseline",
+        str(base),
+        "--format",
+        "json",
+    )
     doc = json.loads((tmp_path / "b" / "report.json").read_text())
     regressions = [f for f in doc["findings"] if f["rule"] == "BaselineRegression"]
     assert {f["evidence"]["metric"] for f in regressions} >= {"step_time_mean_ms", "steps_per_s"}
     # the move a user acts on (ms, steps/s) first, the ratio after (issue 14 item 8)
     step = next(f for f in regressions if f["evidence"]["metric"] == "step_time_mean_ms")
     ev = step["evidence"]
-    assert step["message"] == (f"mean step time (ms): {ev['baseline']} → {ev['current']} "
-                               f"({ev['change_points']:+g}, {ev['change_pct']:+.1f}%; tolerance 10.0%)")
+    assert step["message"] == (
+        f"mean step time (ms): {ev['baseline']} → {ev['current']} "
+        f"({ev['change_points']:+g}, {ev['change_pct']:+.1f}%; tolerance 10.0%)"
+    )

@@ -23,7 +23,9 @@ def test_rank_metrics_match_hta(folder: str, tmp_path: Path) -> None:
     ref = json.loads(fixtures_dir("kineto", "REFERENCE.json").read_text())[folder]
     res = ingest(open_source(str(fixtures_dir("kineto", folder))), cache_dir=tmp_path)
     job = Job(res.dataset, res.summary)
-    report = build(job, load_ruleset(), evaluate(job, load_ruleset())).document()  # report.json's fields
+    report = build(
+        job, load_ruleset(), evaluate(job, load_ruleset())
+    ).document()  # report.json's fields
     ranks = {r["rank"]: r for r in report["metrics"]["ranks"]}
     assert sorted(ranks) == ref["ranks"]
 
@@ -41,7 +43,11 @@ def test_rank_metrics_match_hta(folder: str, tmp_path: Path) -> None:
         shares = ranks[int(rank)]["kernel_share_pct"]
         for row in rows:
             key = row["kernel_type"]
-            ours = shares.get(key.lower()) if " overlapping " not in key else shares["overlapping"].get(key, 0.0)
+            ours = (
+                shares.get(key.lower())
+                if " overlapping " not in key
+                else shares["overlapping"].get(key, 0.0)
+            )
             assert ours is not None and abs(ours - row["percentage"]) <= 1.0, (rank, key)
 
     for o in ref["comm_comp_overlap"]:

@@ -18,8 +18,15 @@ from tests.support.synthetic import LowGPU, generate_system_metrics
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Job:
     root = tmp_path_factory.mktemp("baseline")
     generate_system_metrics(root / "healthy", nodes=1, gpus=2, cpus=2, minutes=3, seed=1)
-    generate_system_metrics(root / "slow", nodes=1, gpus=2, cpus=2, minutes=3, seed=2,
-                            patterns=[LowGPU(1, None, 0, 180, level=30)])
+    generate_system_metrics(
+        root / "slow",
+        nodes=1,
+        gpus=2,
+        cpus=2,
+        minutes=3,
+        seed=2,
+        patterns=[LowGPU(1, None, 0, 180, level=30)],
+    )
 
     def open_job(name: str) -> Job:
         res = ingest(open_source(str(root / name)), cache_dir=root / "cache")

@@ -90,13 +90,23 @@ print(json.dumps(out))
 
 def test_a_rule_is_one_module_and_one_registry_line(tmp_path: Path) -> None:
     (tmp_path / "thrown_away.py").write_text(textwrap.dedent(RULE_MODULE))
-    proc = subprocess.run([sys.executable, "-c", CHECK, str(tmp_path), str(SAMPLE), str(tmp_path / "cache")],
-                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", CHECK, str(tmp_path), str(SAMPLE), str(tmp_path / "cache")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["rule_file"] and out["docs"] and out["markdown"], out
     assert out["ruleset"] == 1.5
     assert out["status"] == "fired"
     count, message = out["group"]
-    assert count == 2 and "1.5" in message and "2.5" in message and "ms thrown away per step" in message, out
+    assert (
+        count == 2
+        and "1.5" in message
+        and "2.5" in message
+        and "ms thrown away per step" in message
+    ), out
     assert out["page"] == "steps"

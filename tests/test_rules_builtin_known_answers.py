@@ -76,10 +76,27 @@ def _judge(ds: Any, rules_toml: str | None = None, tmp: Path | None = None) -> J
     return Judged(job, evaluate(job, ruleset))
 
 
-def _system(root: Path, *, nodes: int, minutes: float, patterns: list[Pattern], gpus: int = 2, cpus: int = 2, seed: int = 11) -> None:
+def _system(
+    root: Path,
+    *,
+    nodes: int,
+    minutes: float,
+    patterns: list[Pattern],
+    gpus: int = 2,
+    cpus: int = 2,
+    seed: int = 11,
+) -> None:
     generate_system_metrics(
-        root / "job", nodes=nodes, gpus=gpus, cpus=cpus, minutes=minutes, interval_s=0.5,
-        start=START, seed=seed, patterns=patterns, io_network=False,
+        root / "job",
+        nodes=nodes,
+        gpus=gpus,
+        cpus=cpus,
+        minutes=minutes,
+        interval_s=0.5,
+        start=START,
+        seed=seed,
+        patterns=patterns,
+        io_network=False,
     )
 
 
@@ -98,7 +115,9 @@ def _write_kineto(root: Path, rank: int, world: int, events: list[dict[str, Any]
         "deviceProperties": [{"id": 0, "name": "NVIDIA H100 80GB HBM3"}],
         "traceEvents": events,
     }
-    out = root / "job" / "tensorboard" / f"algo-1_rank{rank}.{int(START * 1000)}{rank}.pt.trace.json"
+    out = (
+        root / "job" / "tensorboard" / f"algo-1_rank{rank}.{int(START * 1000)}{rank}.pt.trace.json"
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc))
 
@@ -107,13 +126,28 @@ def _profiler_steps(durations_ms: list[float], t0_us: float, pid: int) -> list[d
     """Back-to-back ``ProfilerStep#N`` CPU annotations of the given lengths."""
     out, t = [], t0_us
     for i, d in enumerate(durations_ms):
-        out.append({"ph": "X", "cat": "user_annotation", "name": f"ProfilerStep#{i}", "pid": pid, "tid": pid,
-                    "ts": t, "dur": d * 1000})
+        out.append(
+            {
+                "ph": "X",
+                "cat": "user_annotation",
+                "name": f"ProfilerStep#{i}",
+                "pid": pid,
+                "tid": pid,
+                "ts": t,
+                "dur": d * 1000,
+            }
+        )
         t += d * 1000
     return out
 
 
-def _write_framework(root: Path, node: str, pid: int, rank: int | None, rows: list[tuple[str, str, float, float, dict[str, Any]]]) -> None:
+def _write_framework(
+    root: Path,
+    node: str,
+    pid: int,
+    rank: int | None,
+    rows: list[tuple[str, str, float, float, dict[str, Any]]],
+) -> None:
     """A SageMaker Debugger framework timeline (``pythontimeline``) written by one process.
 
     ``rows``: (phase, name, start epoch s, duration s, args). The phase is the Chrome-trace
@@ -121,14 +155,41 @@ def _write_framework(root: Path, node: str, pid: int, rank: int | None, rows: li
     """
     origin_us = int(START * 1e6)
     phases = sorted({r[0] for r in rows})
-    events: list[dict[str, Any]] = [{"name": "process_name", "ph": "M", "pid": 0, "args": {"start_time_since_epoch_in_micros": origin_us}}]
-    events += [{"name": "process_name", "ph": "M", "pid": i + 1, "args": {"name": ph}} for i, ph in enumerate(phases)]
+    events: list[dict[str, Any]] = [
+        {
+            "name": "process_name",
+            "ph": "M",
+            "pid": 0,
+            "args": {"start_time_since_epoch_in_micros": origin_us},
+        }
+    ]
+    events += [
+        {"name": "process_name", "ph": "M", "pid": i + 1, "args": {"name": ph}}
+        for i, ph in enumerate(phases)
+    ]
     for ph, name, t, dur, args in rows:
-        events.append({"name": name, "ph": "X", "pid": phases.index(ph) + 1, "tid": pid,
-                       "ts": round(t * 1e6) - origin_us, "dur": round(dur * 1e6), "args": args})
+        events.append(
+            {
+                "name": name,
+                "ph": "X",
+                "pid": phases.index(ph) + 1,
+                "tid": pid,
+                "ts": round(t * 1e6) - origin_us,
+                "dur": round(dur * 1e6),
+                "args": args,
+            }
+        )
     node_id = f"{pid}-{node}" + (f"_{rank}" if rank is not None else "")
     hour = datetime.fromtimestamp(START, tz=UTC).strftime("%Y%m%d%H")
-    out = root / "job" / "profiler-output" / "framework" / "pevents" / hour / f"{origin_us}_{node_id}_pythontimeline.json"
+    out = (
+        root
+        / "job"
+        / "profiler-output"
+        / "framework"
+        / "pevents"
+        / hour
+        / f"{origin_us}_{node_id}_pythontimeline.json"
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(events))
 
@@ -143,13 +204,21 @@ def memory_job(tmp_path_factory: pytest.TempPathFactory) -> dict[str, RuleResult
     def flat_then_step(node: int, gpu: int, at_s: float, to: float) -> list[Pattern]:
         # memory held at 60 % from the start (no jump: the first sample has no history),
         # then a step to `to` % at `at_s`
-        return [GPUMemoryGrowth(node, gpu, 0, 0.25, 60, 60), GPUMemoryGrowth(node, gpu, at_s, at_s + 0.25, to, to)]
+        return [
+            GPUMemoryGrowth(node, gpu, 0, 0.25, 60, 60),
+            GPUMemoryGrowth(node, gpu, at_s, at_s + 0.25, to, to),
+        ]
 
-    _system(root, nodes=4, minutes=15, patterns=[
-        *flat_then_step(2, 1, 700, 87),  # +27 points after patience
-        *flat_then_step(3, 0, 700, 83),  # +23 points after patience
-        *flat_then_step(4, 1, 300, 95),  # +35 points, but before patience
-    ])
+    _system(
+        root,
+        nodes=4,
+        minutes=15,
+        patterns=[
+            *flat_then_step(2, 1, 700, 87),  # +27 points after patience
+            *flat_then_step(3, 0, 700, 83),  # +23 points after patience
+            *flat_then_step(4, 1, 300, 95),  # +35 points, but before patience
+        ],
+    )
     return _judge(_ingest(root))
 
 
@@ -164,7 +233,12 @@ def test_gpu_memory_increase_fires_on_a_jump_after_patience(memory_job) -> None:
     f = fired[("algo-2", "gpu1")]
     assert f.evidence["violations"] == 2
     assert 5 < f.evidence["max_increase"] < 6
-    assert START + 700 <= _ts(f.evidence["window_start"]) <= _ts(f.evidence["window_end"]) <= START + 702
+    assert (
+        START + 700
+        <= _ts(f.evidence["window_start"])
+        <= _ts(f.evidence["window_end"])
+        <= START + 702
+    )
     assert f.evidence["last_value_pct"] == pytest.approx(87, abs=0.5)
 
 
@@ -183,7 +257,9 @@ def test_gpu_memory_increase_ignores_a_jump_before_patience(memory_job) -> None:
 def test_gpu_memory_increase_names_only_the_growing_gpu(memory_job) -> None:
     """Per node and GPU, as smdebug keys its values (node id, GPU name): among 4 nodes x 2
     GPUs only algo-2's gpu1 is named."""
-    assert list(_by(memory_job["GPUMemoryIncrease"].findings, "node", "gpu")) == [("algo-2", "gpu1")]
+    assert list(_by(memory_job["GPUMemoryIncrease"].findings, "node", "gpu")) == [
+        ("algo-2", "gpu1")
+    ]
 
 
 # --------------------------------------------------------------------------- LoadBalancing
@@ -194,12 +270,17 @@ def balance_job(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, dict[str
     root = tmp_path_factory.mktemp("lb")
     # On algo-2 and algo-3 both GPUs run at 90 ± 2 % (identical workloads), then one GPU
     # idles at 30 % for half of the 20 min job: first half on algo-2, second half on algo-3.
-    _system(root, nodes=3, minutes=20, patterns=[
-        LowGPU(2, None, 0, 1200, level=90),
-        LowGPU(2, 1, 0, 600, level=30),
-        LowGPU(3, None, 0, 1200, level=90),
-        LowGPU(3, 0, 600, 1200, level=30),
-    ])
+    _system(
+        root,
+        nodes=3,
+        minutes=20,
+        patterns=[
+            LowGPU(2, None, 0, 1200, level=90),
+            LowGPU(2, 1, 0, 600, level=30),
+            LowGPU(3, None, 0, 1200, level=90),
+            LowGPU(3, 0, 600, 1200, level=30),
+        ],
+    )
     ds = _ingest(root)
     return ds, _judge(ds)
 
@@ -244,7 +325,10 @@ def test_load_balancing_fires_when_a_scan_sees_imbalance(balance_job) -> None:
     whole = _js(_gpu_values(ds, "algo-2", "gpu0"), _gpu_values(ds, "algo-2", "gpu1"))
     assert f.evidence["final_distance"] == pytest.approx(whole, abs=1e-3)
     assert whole < 0.5
-    at_first = _js(_gpu_values(ds, "algo-2", "gpu0", START + 540), _gpu_values(ds, "algo-2", "gpu1", START + 540))
+    at_first = _js(
+        _gpu_values(ds, "algo-2", "gpu0", START + 540),
+        _gpu_values(ds, "algo-2", "gpu1", START + 540),
+    )
     assert at_first > 0.8
 
 
@@ -271,12 +355,18 @@ def test_load_balancing_names_only_the_unbalanced_node(balance_job) -> None:
 @pytest.fixture(scope="module")
 def batch_job(tmp_path_factory: pytest.TempPathFactory) -> dict[str, RuleResult]:
     root = tmp_path_factory.mktemp("bs")
-    _system(root, nodes=5, cpus=4, minutes=20, patterns=[
-        LowGPU(2, 1, 600, 900, level=50),  # 300 s at 50 %: a whole window of 500 samples
-        LowGPU(3, 0, 600, 820, level=50),  # 220 s at 50 %: shorter than a window
-        LowGPU(4, 1, 600, 900, level=73),  # p95 just above 70
-        CPUBottleneck(5, 600, 900),  # GPUs idle, but the CPUs are busy
-    ])
+    _system(
+        root,
+        nodes=5,
+        cpus=4,
+        minutes=20,
+        patterns=[
+            LowGPU(2, 1, 600, 900, level=50),  # 300 s at 50 %: a whole window of 500 samples
+            LowGPU(3, 0, 600, 820, level=50),  # 220 s at 50 %: shorter than a window
+            LowGPU(4, 1, 600, 900, level=73),  # p95 just above 70
+            CPUBottleneck(5, 600, 900),  # GPUs idle, but the CPUs are busy
+        ],
+    )
     return _judge(_ingest(root))
 
 
@@ -290,8 +380,15 @@ def test_batch_size_fires_on_an_underused_window(batch_job) -> None:
     f = fired[("algo-2", "gpu1")]
     assert f.evidence["violations"] == 2
     assert _ts(f.evidence["first_fired_at"]) == pytest.approx(START + 840, abs=1)
-    assert _ts(f.evidence["window_start"]) >= START + 585 and _ts(f.evidence["window_end"]) <= START + 901
-    assert f.evidence["gpu_p95"] < 55 and f.evidence["gpu_memory_p95"] < 70 and f.evidence["cpu_p95"] < 70
+    assert (
+        _ts(f.evidence["window_start"]) >= START + 585
+        and _ts(f.evidence["window_end"]) <= START + 901
+    )
+    assert (
+        f.evidence["gpu_p95"] < 55
+        and f.evidence["gpu_memory_p95"] < 70
+        and f.evidence["cpu_p95"] < 70
+    )
 
 
 def test_batch_size_quiet_when_the_low_stretch_is_shorter_than_a_window(batch_job) -> None:
@@ -308,7 +405,9 @@ def test_batch_size_quiet_just_above_gpu_threshold(batch_job) -> None:
 def test_batch_size_needs_the_node_cpu_underused_too(batch_job) -> None:
     """smdebug: the CPU condition is per node; algo-5's GPUs idle under a CPU bottleneck
     (cores at 92-100 %), so its CPU p95 is over 70 and neither GPU is reported."""
-    assert not any(node == "algo-5" for node, _gpu in _by(batch_job["BatchSize"].findings, "node", "gpu"))
+    assert not any(
+        node == "algo-5" for node, _gpu in _by(batch_job["BatchSize"].findings, "node", "gpu")
+    )
 
 
 def test_batch_size_names_only_the_underused_gpu(batch_job) -> None:
@@ -319,7 +418,9 @@ def test_batch_size_names_only_the_underused_gpu(batch_job) -> None:
 # --------------------------------------------------------------------------- StepOutlier
 
 
-def _durations(n: int, spikes: list[int], base: float = 100.0, spike: float = 300.0, seed: int = 0) -> list[float]:
+def _durations(
+    n: int, spikes: list[int], base: float = 100.0, spike: float = 300.0, seed: int = 0
+) -> list[float]:
     """n step times of ``base`` ms (±1 ms), with ``spike`` ms at the given indices."""
     rng = np.random.default_rng(seed)
     d = (base + rng.uniform(-1, 1, n)).tolist()
@@ -423,9 +524,27 @@ def _init_job(root: Path, first_step_s: float | None) -> dict[str, RuleResult]:
     _system(root, nodes=1, gpus=1, minutes=30, patterns=[])
     rows: list[tuple[str, str, float, float, dict[str, Any]]]
     if first_step_s is None:
-        rows = [("DataLoaderIterInitialize", "_MultiProcessingDataLoaderIter.__init__", START + 60 * k, 2.0, {}) for k in range(1, 30)]
+        rows = [
+            (
+                "DataLoaderIterInitialize",
+                "_MultiProcessingDataLoaderIter.__init__",
+                START + 60 * k,
+                2.0,
+                {},
+            )
+            for k in range(1, 30)
+        ]
     else:
-        rows = [("Step:ModeKeys.TRAIN", "Step:ModeKeys.TRAIN", START + first_step_s + i, 0.5, {"step_num": i}) for i in range(20)]
+        rows = [
+            (
+                "Step:ModeKeys.TRAIN",
+                "Step:ModeKeys.TRAIN",
+                START + first_step_s + i,
+                0.5,
+                {"step_num": i},
+            )
+            for i in range(20)
+        ]
     _write_framework(root, "algo-1", 151, 0, rows)
     return _judge(_ingest(root))
 
@@ -479,8 +598,16 @@ def loader_job(tmp_path_factory: pytest.TempPathFactory) -> dict[str, RuleResult
         seconds = 8 if node == 5 else 120  # algo-5 loads data for 8 s only
         for w in range(n):
             pid = 4000 + 100 * node + w
-            rows = [("DataLoaderWorker", f"DataLoaderWorker:{w}", START + 60.25 + 0.5 * i, 0.2, {"worker_id": w, "pid": pid})
-                    for i in range(2 * seconds)]
+            rows = [
+                (
+                    "DataLoaderWorker",
+                    f"DataLoaderWorker:{w}",
+                    START + 60.25 + 0.5 * i,
+                    0.2,
+                    {"worker_id": w, "pid": pid},
+                )
+                for i in range(2 * seconds)
+            ]
             _write_framework(root, f"algo-{node}", pid, None, rows)
     return _judge(_ingest(root))
 
@@ -493,9 +620,16 @@ def test_dataloader_fires_on_too_few_workers(loader_job) -> None:
     on 4 cores (2 < 2.8), seen from 60 s: the scan ending at 120 s fires."""
     f = _by(loader_job["Dataloader"].findings, "node")[("algo-1",)]
     assert f.evidence["kind"] == "too_few"
-    assert (f.evidence["cores"], f.evidence["median_processes"], f.evidence["seconds"]) == (4, 2, 120)
+    assert (f.evidence["cores"], f.evidence["median_processes"], f.evidence["seconds"]) == (
+        4,
+        2,
+        120,
+    )
     assert _ts(f.evidence["first_fired_at"]) == pytest.approx(START + 120, abs=0.01)
-    assert _ts(f.evidence["window_start"]) == START + 60 and _ts(f.evidence["window_end"]) == START + 179
+    assert (
+        _ts(f.evidence["window_start"]) == START + 60
+        and _ts(f.evidence["window_end"]) == START + 179
+    )
 
 
 def test_dataloader_fires_on_too_many_workers(loader_job) -> None:
@@ -539,13 +673,43 @@ def _comm_rank_events(rank: int, comm_offset_ms: float, comm_ms: float) -> list[
         step0 = t0 + s * 20_000
         for name, stream, at_ms, dur_ms in (
             ("sm90_xmma_gemm_f16f16_f32_tn_n_tilesize128x128x64", 7, 1.0, 10.0),
-            ("ncclDevKernel_AllReduce_Sum_f32_RING_LL(ncclDevKernelArgsStorage<4096ul>)", 20, comm_offset_ms, comm_ms),
+            (
+                "ncclDevKernel_AllReduce_Sum_f32_RING_LL(ncclDevKernelArgsStorage<4096ul>)",
+                20,
+                comm_offset_ms,
+                comm_ms,
+            ),
         ):
             start = step0 + at_ms * 1000
-            events.append({"ph": "X", "cat": "cuda_runtime", "name": "cudaLaunchKernel", "pid": pid, "tid": pid,
-                           "ts": start - 50, "dur": 5, "args": {"correlation": corr, "External id": corr}})
-            events.append({"ph": "X", "cat": "kernel", "name": name, "pid": 0, "tid": stream, "ts": start,
-                           "dur": dur_ms * 1000, "args": {"device": 0, "stream": stream, "correlation": corr, "External id": corr}})
+            events.append(
+                {
+                    "ph": "X",
+                    "cat": "cuda_runtime",
+                    "name": "cudaLaunchKernel",
+                    "pid": pid,
+                    "tid": pid,
+                    "ts": start - 50,
+                    "dur": 5,
+                    "args": {"correlation": corr, "External id": corr},
+                }
+            )
+            events.append(
+                {
+                    "ph": "X",
+                    "cat": "kernel",
+                    "name": name,
+                    "pid": 0,
+                    "tid": stream,
+                    "ts": start,
+                    "dur": dur_ms * 1000,
+                    "args": {
+                        "device": 0,
+                        "stream": stream,
+                        "correlation": corr,
+                        "External id": corr,
+                    },
+                }
+            )
             corr += 1
     return events
 
@@ -553,7 +717,12 @@ def _comm_rank_events(rank: int, comm_offset_ms: float, comm_ms: float) -> list[
 @pytest.fixture(scope="module")
 def comm_job(tmp_path_factory: pytest.TempPathFactory) -> dict[str, RuleResult]:
     root = tmp_path_factory.mktemp("comm")
-    layout = {0: (3.0, 4.0), 1: (11.0, 6.0), 2: (11.0, 3.0), 3: (3.0, 4.0)}  # rank -> (offset, length) ms
+    layout = {
+        0: (3.0, 4.0),
+        1: (11.0, 6.0),
+        2: (11.0, 3.0),
+        3: (3.0, 4.0),
+    }  # rank -> (offset, length) ms
     for rank, (offset, length) in layout.items():
         _write_kineto(root, rank, 4, _comm_rank_events(rank, offset, length))
     return _judge(_ingest(root))
@@ -584,7 +753,9 @@ def test_exposed_communication_names_only_the_exposed_rank(comm_job) -> None:
 # --------------------------------------------------------------------------- GPUStarvedByHost
 
 
-def _launch_bound_events(rank: int, kernels: int, gap_us: float, host_wait: bool) -> list[dict[str, Any]]:
+def _launch_bound_events(
+    rank: int, kernels: int, gap_us: float, host_wait: bool
+) -> list[dict[str, Any]]:
     """``kernels`` 100 µs kernels on stream 7, ``gap_us`` apart. With ``host_wait`` each one is
     launched (``cudaLaunchKernel``) only after the previous kernel ended; otherwise they are all
     launched up front, so the gaps are the GPU's own."""
@@ -593,10 +764,30 @@ def _launch_bound_events(rank: int, kernels: int, gap_us: float, host_wait: bool
     t = t0 + 1000
     for i in range(kernels):
         launch = t - gap_us / 2 if host_wait and i else t0 + i
-        events.append({"ph": "X", "cat": "cuda_runtime", "name": "cudaLaunchKernel", "pid": pid, "tid": pid,
-                       "ts": launch, "dur": 1, "args": {"correlation": i + 1, "External id": i + 1}})
-        events.append({"ph": "X", "cat": "kernel", "name": "void at::native::vectorized_elementwise_kernel<4>", "pid": 0,
-                       "tid": 7, "ts": t, "dur": 100, "args": {"device": 0, "stream": 7, "correlation": i + 1}})
+        events.append(
+            {
+                "ph": "X",
+                "cat": "cuda_runtime",
+                "name": "cudaLaunchKernel",
+                "pid": pid,
+                "tid": pid,
+                "ts": launch,
+                "dur": 1,
+                "args": {"correlation": i + 1, "External id": i + 1},
+            }
+        )
+        events.append(
+            {
+                "ph": "X",
+                "cat": "kernel",
+                "name": "void at::native::vectorized_elementwise_kernel<4>",
+                "pid": 0,
+                "tid": 7,
+                "ts": t,
+                "dur": 100,
+                "args": {"device": 0, "stream": 7, "correlation": i + 1},
+            }
+        )
         t += 100 + gap_us
     return events
 
@@ -604,7 +795,12 @@ def _launch_bound_events(rank: int, kernels: int, gap_us: float, host_wait: bool
 @pytest.fixture(scope="module")
 def host_job(tmp_path_factory: pytest.TempPathFactory) -> dict[str, RuleResult]:
     root = tmp_path_factory.mktemp("host")
-    layout = {0: (120, 200.0, True), 1: (120, 20.0, False), 2: (120, 40.0, True), 3: (50, 400.0, True)}
+    layout = {
+        0: (120, 200.0, True),
+        1: (120, 20.0, False),
+        2: (120, 40.0, True),
+        3: (50, 400.0, True),
+    }
     for rank, (kernels, gap, waits) in layout.items():
         _write_kineto(root, rank, len(layout), _launch_bound_events(rank, kernels, gap, waits))
     return _judge(_ingest(root))
@@ -643,15 +839,50 @@ def _memory_events(rank: int, growth_mib_per_step: float, steps: int = 5) -> lis
     pid, t0 = 3000 + rank, START * 1e6
     events = _profiler_steps([20.0] * steps, t0, pid=pid)
     live, mib = 1024 * 2**20, 2**20  # 1 GiB of weights before the first step
-    events.append({"ph": "i", "s": "t", "cat": "cpu_instant_event", "name": "[memory]", "pid": pid, "tid": pid, "ts": t0 - 100,
-                   "args": {"Device Type": 1, "Device Id": 0, "Bytes": live, "Total Allocated": live, "Total Reserved": 2 * live}})
+    events.append(
+        {
+            "ph": "i",
+            "s": "t",
+            "cat": "cpu_instant_event",
+            "name": "[memory]",
+            "pid": pid,
+            "tid": pid,
+            "ts": t0 - 100,
+            "args": {
+                "Device Type": 1,
+                "Device Id": 0,
+                "Bytes": live,
+                "Total Allocated": live,
+                "Total Reserved": 2 * live,
+            },
+        }
+    )
     for s in range(steps):
         at = t0 + s * 20_000
-        for dt, delta in ((1000, 256 * mib), (5000, int(growth_mib_per_step * mib)), (15000, -256 * mib)):
+        for dt, delta in (
+            (1000, 256 * mib),
+            (5000, int(growth_mib_per_step * mib)),
+            (15000, -256 * mib),
+        ):
             live += delta
-            events.append({"ph": "i", "s": "t", "cat": "cpu_instant_event", "name": "[memory]", "pid": pid, "tid": pid,
-                           "ts": at + dt, "args": {"Device Type": 1, "Device Id": 0, "Bytes": delta,
-                                                   "Total Allocated": live, "Total Reserved": 4 * 1024 * mib}})
+            events.append(
+                {
+                    "ph": "i",
+                    "s": "t",
+                    "cat": "cpu_instant_event",
+                    "name": "[memory]",
+                    "pid": pid,
+                    "tid": pid,
+                    "ts": at + dt,
+                    "args": {
+                        "Device Type": 1,
+                        "Device Id": 0,
+                        "Bytes": delta,
+                        "Total Allocated": live,
+                        "Total Reserved": 4 * 1024 * mib,
+                    },
+                }
+            )
     return events
 
 
@@ -668,7 +899,9 @@ def test_allocator_memory_growth_fires_on_memory_kept_across_steps(memory_trace_
     (+400 MiB > 64 MiB, up in 4 of 4 transitions)."""
     f = _by(memory_trace_job["AllocatorMemoryGrowth"].findings, "rank")[(0,)]
     assert f.evidence["device"] == "gpu0" and f.evidence["steps"] == 5
-    assert f.evidence["first_step_mib"] == pytest.approx(1024) and f.evidence["last_step_mib"] == pytest.approx(1424)
+    assert f.evidence["first_step_mib"] == pytest.approx(1024) and f.evidence[
+        "last_step_mib"
+    ] == pytest.approx(1424)
     assert f.evidence["growth_per_step_mib"] == pytest.approx(100, abs=1e-6)
     assert f.evidence["peak_allocated_mib"] == pytest.approx(1024 + 256 + 500)
 
@@ -727,9 +960,16 @@ def test_max_initialization_time_does_not_judge_from_horovod_timelines(tmp_path:
 def system_job(tmp_path_factory: pytest.TempPathFactory) -> Judged:
     """One GPU idle on algo-2, algo-3's CPUs and algo-4's I/O saturated while their GPUs idle."""
     root = tmp_path_factory.mktemp("sys")
-    _system(root, nodes=4, minutes=12, patterns=[
-        LowGPU(2, 1, 60, 700), CPUBottleneck(3, 60, 700), IOBottleneck(4, 60, 700),
-    ])
+    _system(
+        root,
+        nodes=4,
+        minutes=12,
+        patterns=[
+            LowGPU(2, 1, 60, 700),
+            CPUBottleneck(3, 60, 700),
+            IOBottleneck(4, 60, 700),
+        ],
+    )
     return _judge(_ingest(root))
 
 
@@ -737,7 +977,9 @@ def system_job(tmp_path_factory: pytest.TempPathFactory) -> Judged:
 def sample_job(tmp_path_factory: pytest.TempPathFactory) -> Judged:
     """The bundled sample: a data-loader sleep on every rank, and rank 1 a straggler."""
     sample = Path(__file__).resolve().parents[1] / "samples" / "sample-job"
-    return _judge(ingest(open_source(str(sample)), cache_dir=tmp_path_factory.mktemp("sample")).dataset)
+    return _judge(
+        ingest(open_source(str(sample)), cache_dir=tmp_path_factory.mktemp("sample")).dataset
+    )
 
 
 @pytest.fixture(scope="module")
@@ -777,9 +1019,16 @@ def variance_job(tmp_path_factory: pytest.TempPathFactory) -> Judged:
     from tests.support.health_records import tensor, write_health
 
     root = tmp_path_factory.mktemp("variance")
-    write_health(root / "job", "algo-1", 0, [tensor(s, "fc1.weight", "gradient", std=50.0 if s >= 7 else 0.5) for s in range(1, 11)])
+    write_health(
+        root / "job",
+        "algo-1",
+        0,
+        [tensor(s, "fc1.weight", "gradient", std=50.0 if s >= 7 else 0.5) for s in range(1, 11)],
+    )
     tmp = tmp_path_factory.mktemp("variance-rules")
-    return _judge(_ingest(root), f"[rules.TensorVariance]\n{EXPLICIT_PARAMS['TensorVariance']}", tmp)
+    return _judge(
+        _ingest(root), f"[rules.TensorVariance]\n{EXPLICIT_PARAMS['TensorVariance']}", tmp
+    )
 
 
 #: faulthandler's dump of a rank that died of SIGABRT in finalization, as CPython 3.11 writes it
@@ -803,14 +1052,27 @@ def abort_job(tmp_path_factory: pytest.TempPathFactory) -> Judged:
     root = tmp_path_factory.mktemp("exits")
     folder = root / "job" / "exits"
     folder.mkdir(parents=True)
-    for rank, dump in ((0, ""), (1, ABORT_DUMP), (2, ABORT_DUMP.replace("Aborted", "Segmentation fault")),
-                       (3, ABORT_DUMP)):
+    for rank, dump in (
+        (0, ""),
+        (1, ABORT_DUMP),
+        (2, ABORT_DUMP.replace("Aborted", "Segmentation fault")),
+        (3, ABORT_DUMP),
+    ):
         stem = f"algo-1_rank{rank}"
         if rank != 3:
-            (folder / f"{stem}.json").write_text(json.dumps({
-                "version": 1, "node": "algo-1", "rank": rank, "pid": 100 + rank,
-                "script_ended_ns": 1_700_000_000_000_000_000, "optimizer_steps": 10,
-                "fault_file": f"{stem}.fault"}))
+            (folder / f"{stem}.json").write_text(
+                json.dumps(
+                    {
+                        "version": 1,
+                        "node": "algo-1",
+                        "rank": rank,
+                        "pid": 100 + rank,
+                        "script_ended_ns": 1_700_000_000_000_000_000,
+                        "optimizer_steps": 10,
+                        "fault_file": f"{stem}.fault",
+                    }
+                )
+            )
         (folder / f"{stem}.fault").write_text(dump)
     return _judge(_ingest(root))
 
@@ -830,7 +1092,11 @@ def test_abort_at_exit_names_each_rank_that_died_after_its_training(abort_job: J
 
 def test_abort_at_exit_has_no_verdict_without_exit_records(system_job: Judged) -> None:
     result = system_job["AbortAtExit"]
-    assert result.findings == [] and result.skipped_reason and "no exit records" in result.skipped_reason
+    assert (
+        result.findings == []
+        and result.skipped_reason
+        and "no exit records" in result.skipped_reason
+    )
 
 
 #: a job each rule fires on (the fixtures of this module)
@@ -850,9 +1116,21 @@ FIRES_ON = {
     "GPUStarvedByHost": "host_job",
     "AllocatorMemoryGrowth": "memory_trace_job",
     "AbortAtExit": "abort_job",
-    **{rule: "training_job" for rule in ("LossNotDecreasing", "Overfit", "Overtraining", "VanishingGradient",
-                                         "ExplodingTensor", "WeightUpdateRatio", "DeadRelu", "SaturatedActivation",
-                                         "PoorWeightInitialization", "AllZero")},
+    **{
+        rule: "training_job"
+        for rule in (
+            "LossNotDecreasing",
+            "Overfit",
+            "Overtraining",
+            "VanishingGradient",
+            "ExplodingTensor",
+            "WeightUpdateRatio",
+            "DeadRelu",
+            "SaturatedActivation",
+            "PoorWeightInitialization",
+            "AllZero",
+        )
+    },
     "TensorVariance": "variance_job",
     "StalledTrainingRule": "training_job",
     "BaselineRegression": "regressed_job",
@@ -864,7 +1142,9 @@ def test_every_evaluated_rule_has_a_job_it_fires_on() -> None:
 
 
 @pytest.mark.parametrize("rule_id", list(FIRES_ON))
-def test_severity_override_in_the_rule_file_applies_to_every_rule(rule_id: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+def test_severity_override_in_the_rule_file_applies_to_every_rule(
+    rule_id: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
     """``severity = ...`` under ``[rules.<id>]`` sets the severity of every finding of that rule,
     and changes nothing else: checked on real findings of each rule."""
     value = request.getfixturevalue(FIRES_ON[rule_id])
@@ -873,6 +1153,10 @@ def test_severity_override_in_the_rule_file_applies_to_every_rule(rule_id: str, 
     before = judged[rule_id].findings
     assert before and {f.severity for f in before} == {default}
     other = "error" if default == "info" else "info"
-    after = _judge(judged.job, f'[rules.{rule_id}]\nseverity = "{other}"\n{EXPLICIT_PARAMS.get(rule_id, "")}', tmp_path)[rule_id].findings
+    after = _judge(
+        judged.job,
+        f'[rules.{rule_id}]\nseverity = "{other}"\n{EXPLICIT_PARAMS.get(rule_id, "")}',
+        tmp_path,
+    )[rule_id].findings
     assert {f.severity for f in after} == {other}
     assert [f.model_copy(update={"severity": default}) for f in after] == before

@@ -60,10 +60,17 @@ def test_low_gpu_utilization_names_the_node_gpu_and_window(generated) -> None:
     _ds, results = generated
     fired = results["LowGPUUtilization"].findings
     underused = [f for f in fired if f.evidence["kind"] == "underused"]
-    assert {(f.evidence["node"], f.evidence["gpu"]) for f in underused} == {("algo-2", "gpu1"), *{("algo-3", f"gpu{i}") for i in range(2)}, *{("algo-5", f"gpu{i}") for i in range(2)}}
+    assert {(f.evidence["node"], f.evidence["gpu"]) for f in underused} == {
+        ("algo-2", "gpu1"),
+        *{("algo-3", f"gpu{i}") for i in range(2)},
+        *{("algo-5", f"gpu{i}") for i in range(2)},
+    }
     f = next(f for f in underused if f.evidence["node"] == "algo-2")
     # the worst window lies inside the injected one (600 s .. 1500 s after the start)
-    assert _ts(f.evidence["worst_window_start"]) >= START + 600 and _ts(f.evidence["worst_window_end"]) <= START + 1500 + 60
+    assert (
+        _ts(f.evidence["worst_window_start"]) >= START + 600
+        and _ts(f.evidence["worst_window_end"]) <= START + 1500 + 60
+    )
     assert f.evidence["worst_p95"] < 70
     assert not any(f.evidence["node"] in ("algo-1", "algo-4") for f in fired)
 
@@ -71,7 +78,9 @@ def test_low_gpu_utilization_names_the_node_gpu_and_window(generated) -> None:
 def _cpu_bottleneck_snapshots(ds) -> pd.DataFrame:
     """Every node's snapshots, flagged as CPUBottleneck's defaults judge them (GPU under 10 %,
     a core over 90 %), for the pooled share SageMaker would compute."""
-    frame = system_analyses.metric_frame(ds.table("system_metrics"), ["GPUUtilization", "CPUUtilization"])
+    frame = system_analyses.metric_frame(
+        ds.table("system_metrics"), ["GPUUtilization", "CPUUtilization"]
+    )
     snaps = system_analyses.system_snapshots(frame)
     return snaps.assign(bottleneck=(snaps["min_gpu_util"] < 10) & (snaps["max_resource"] > 90))
 
@@ -115,7 +124,11 @@ def sample(tmp_path_factory: pytest.TempPathFactory):
 def test_sample_fires_exactly_the_injected_problems(sample) -> None:
     _ds, results, injected = sample
     fired = sorted((r.rule, f.evidence.get("rank")) for r in results.values() for f in r.findings)
-    assert fired == [("DataLoaderStall", 0), ("DataLoaderStall", 1), ("StragglerRank", injected["straggler_rank"])]
+    assert fired == [
+        ("DataLoaderStall", 0),
+        ("DataLoaderStall", 1),
+        ("StragglerRank", injected["straggler_rank"]),
+    ]
 
 
 def test_sample_dataloader_stall_matches_injected_sleep(sample) -> None:
@@ -185,11 +198,20 @@ def test_report_sets_sagemakers_pooled_verdict_beside_ours(generated, tmp_path: 
     snaps = _cpu_bottleneck_snapshots(ds)
     reports = job / "rule-output" / "ProfilerReport" / "profiler-output" / "profiler-reports"
     reports.mkdir(parents=True, exist_ok=True)
-    pooled = {"RuleTriggered": 0, "Violations": int(snaps["bottleneck"].sum()), "Datapoints": len(snaps),
-              "RuleParameters": "threshold:50\ncpu_threshold:90\ngpu_threshold:10\npatience:1000", "Details": {}}
+    pooled = {
+        "RuleTriggered": 0,
+        "Violations": int(snaps["bottleneck"].sum()),
+        "Datapoints": len(snaps),
+        "RuleParameters": "threshold:50\ncpu_threshold:90\ngpu_threshold:10\npatience:1000",
+        "Details": {},
+    }
     (reports / "CPUBottleneck.json").write_text(json.dumps(pooled))
-    (reports / "LowGPUUtilization.json").write_text(json.dumps({"RuleTriggered": 1, "Violations": 3, "Datapoints": 7200}))
-    (reports / "OverallSystemUsage.json").write_text(json.dumps({"Details": {"CPU": {}}}))  # a summary: no verdict
+    (reports / "LowGPUUtilization.json").write_text(
+        json.dumps({"RuleTriggered": 1, "Violations": 3, "Datapoints": 7200})
+    )
+    (reports / "OverallSystemUsage.json").write_text(
+        json.dumps({"Details": {"CPU": {}}})
+    )  # a summary: no verdict
     again = ingest(open_source(str(job)), cache_dir=tmp_path)
     job_again = Job(again.dataset, again.summary)
     results = evaluate(job_again, load_ruleset())
@@ -197,8 +219,14 @@ def test_report_sets_sagemakers_pooled_verdict_beside_ours(generated, tmp_path: 
     rows = {r["rule"]: r for r in report.document()["sagemaker_rule_reports"]}
     assert set(rows) == {"CPUBottleneck", "LowGPUUtilization"}
     cpu = rows["CPUBottleneck"]
-    assert cpu["sagemaker_triggered"] == 0 and cpu["stepscope_fired"] is True and cpu["agree"] is False
+    assert (
+        cpu["sagemaker_triggered"] == 0 and cpu["stepscope_fired"] is True and cpu["agree"] is False
+    )
     assert cpu["stepscope_where"] == ["node algo-3"] and cpu["sagemaker_datapoints"] == len(snaps)
     assert rows["LowGPUUtilization"]["agree"] is True
     text = markdown.render(report, Verdict.of(report, "never"))
-    assert "## SageMaker's own rule reports" in text and "| CPUBottleneck | not triggered |" in text and "⚠ differs" in text
+    assert (
+        "## SageMaker's own rule reports" in text
+        and "| CPUBottleneck | not triggered |" in text
+        and "⚠ differs" in text
+    )

@@ -33,7 +33,9 @@ def test_every_rule_has_an_id_docs_and_a_params_model(rule: type[Rule]) -> None:
     assert rule.params_model.__module__ == rule.__module__
     assert rule.params_model.__name__ == f"{rule.id}Params"
     # SageMaker's rules take its scan interval (ProfilerReport passes the others' values on)
-    assert issubclass(rule.params_model, p.BuiltinParams) == (rule.sagemaker_builtin and rule.id != "ProfilerReport")
+    assert issubclass(rule.params_model, p.BuiltinParams) == (
+        rule.sagemaker_builtin and rule.id != "ProfilerReport"
+    )
 
 
 @pytest.mark.parametrize("rule", RULES, ids=lambda r: r.id)
@@ -71,11 +73,15 @@ def test_sagemaker_only_rules_are_attached_but_never_evaluated() -> None:
     assert only <= set(attached)
 
 
-
 def test_finding_fills_in_the_rules_own_fields() -> None:
     rule = registry()["StragglerRank"]
     f = rule.finding(title="t", message="m", evidence={"rank": 1}, where="rank 1")
-    assert (f.rule, f.severity, f.recommendation, f.where) == ("StragglerRank", "error", rule.recommendation, "rank 1")
+    assert (f.rule, f.severity, f.recommendation, f.where) == (
+        "StragglerRank",
+        "error",
+        rule.recommendation,
+        "rank 1",
+    )
 
 
 def test_reading_the_registry_loads_no_dataframe_library() -> None:
@@ -85,7 +91,9 @@ def test_reading_the_registry_loads_no_dataframe_library() -> None:
         "import sys, rules.registry, rules.ruleset, rules.docs, stepscope.attach.common; "
         "print(sorted(m for m in ('pandas', 'pyarrow') if m in sys.modules))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True
+    )
     assert out.stdout.strip() == "[]", out.stderr
 
 

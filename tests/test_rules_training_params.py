@@ -48,7 +48,10 @@ def test_loss_increase_threshold_percent(tmp_path: Path) -> None:
     assert rising.title == "algo-1 rank 0: loss rose 10% over steps 0-10"
     assert flat.evidence["failed_checks"] == 4 and flat.evidence["increased_checks"] == 0
     assert flat.title == "algo-2 rank 1: loss did not decrease over steps 0-10"
-    tolerant = {f.evidence["worker"]: f for f in _judge(root, "LossNotDecreasing", increase_threshold_percent=20.0).findings}
+    tolerant = {
+        f.evidence["worker"]: f
+        for f in _judge(root, "LossNotDecreasing", increase_threshold_percent=20.0).findings
+    }
     assert tolerant["algo-1 rank 0"].evidence["increased_checks"] == 0
     assert tolerant["algo-1 rank 0"].title.endswith("did not decrease over steps 0-10")
 
@@ -82,12 +85,25 @@ def test_loss_selection_parameters(tmp_path: Path) -> None:
     off = _judge(root, "LossNotDecreasing", use_losses_collection=False)
     assert off.skipped_reason == LOSS_NEEDS_SELECTION
     # a regex on its own: the flat metric, not the losses
-    (acc,) = _judge(root, "LossNotDecreasing", use_losses_collection=False, tensor_regex="accuracy", mode="TRAIN").findings
+    (acc,) = _judge(
+        root,
+        "LossNotDecreasing",
+        use_losses_collection=False,
+        tensor_regex="accuracy",
+        mode="TRAIN",
+    ).findings
     assert acc.evidence["tensor"] == "train/accuracy"
-    nothing = _judge(root, "LossNotDecreasing", use_losses_collection=False, tensor_regex="perplexity")
-    assert not nothing.fired and nothing.skipped_reason == "no scalar matches tensor_regex 'perplexity'"
+    nothing = _judge(
+        root, "LossNotDecreasing", use_losses_collection=False, tensor_regex="perplexity"
+    )
+    assert (
+        not nothing.fired
+        and nothing.skipped_reason == "no scalar matches tensor_regex 'perplexity'"
+    )
     # collection_names "losses" is the losses collection
-    assert _judge(root, "LossNotDecreasing", use_losses_collection=False, collection_names="losses").fired
+    assert _judge(
+        root, "LossNotDecreasing", use_losses_collection=False, collection_names="losses"
+    ).fired
 
 
 # -- WeightUpdateRatio ---------------------------------------------------------------------
@@ -113,14 +129,22 @@ def test_weight_update_ratio_num_steps_on_saved_weights(tmp_path: Path) -> None:
     step 0 (|30 - 1| / 1 = 29 > 10); num_steps 100 leaves no saved step close enough."""
     root = tmp_path / "job"
     norms = {0: 1.0, 500: 30.0, 1000: 30.0}
-    write_health(root, "algo-1", 0, [tensor(s, "fc1.weight", "weight", norm=n, numel=16) for s, n in norms.items()])
+    write_health(
+        root,
+        "algo-1",
+        0,
+        [tensor(s, "fc1.weight", "weight", norm=n, numel=16) for s, n in norms.items()],
+    )
     (big,) = _judge(root, "WeightUpdateRatio").findings
     assert big.evidence["step_range"] == [500, 500] and big.evidence["compared_with"] == [0]
     assert big.evidence["extreme_ratio"] == pytest.approx(29.0, rel=1e-6)
     assert big.evidence["not_applied"] == {"small_threshold": SMALL_NOT_APPLIED}
     assert _judge(root, "WeightUpdateRatio", num_steps=500).fired
     close = _judge(root, "WeightUpdateRatio", num_steps=100)
-    assert not close.fired and close.skipped_reason == "no weight has two saved steps within num_steps 100"
+    assert (
+        not close.fired
+        and close.skipped_reason == "no weight has two saved steps within num_steps 100"
+    )
 
 
 # -- SaturatedActivation -------------------------------------------------------------------
@@ -131,7 +155,9 @@ def test_saturated_activation_limits_and_selection(tmp_path: Path) -> None:
     root = tmp_path / "job"
     recs = []
     for s in range(1, 6):
-        recs.append(tensor(s, "act_tanh_input_0", "activation_input", module="act_tanh", min=10.0, max=12.0))
+        recs.append(
+            tensor(s, "act_tanh_input_0", "activation_input", module="act_tanh", min=10.0, max=12.0)
+        )
         recs.append(tensor(s, "net.3", "activation", module="Sigmoid", min=0.9999999999, max=1.0))
         recs.append(tensor(s, "net.5", "activation", module="Tanh", min=-0.5, max=0.5))
     write_health(root, "algo-1", 0, recs)
@@ -141,20 +167,30 @@ def test_saturated_activation_limits_and_selection(tmp_path: Path) -> None:
     assert layers["act_tanh_input_0"]["side"] == "input" and layers["net.3"]["side"] == "output"
     assert f.evidence["not_applied"] == {"threshold_inactivity": INACTIVITY_NOT_APPLIED}
     # wider limits: the tanh input (10..12) and the sigmoid output (sigmoid(23) ≈ 1 - 1e-10) are inside
-    wide = _judge(root, "SaturatedActivation", threshold_tanh="(-15, 15)", threshold_sigmoid="(-30, 30)")
+    wide = _judge(
+        root, "SaturatedActivation", threshold_tanh="(-15, 15)", threshold_sigmoid="(-30, 30)"
+    )
     assert not wide.fired and wide.skipped_reason is None
     # the regex selects: only the tanh inputs, or nothing at all
     (only,) = _judge(root, "SaturatedActivation", tensor_regex=".*tanh_input").findings
     assert [x["layer"] for x in only.evidence["layers"]] == ["act_tanh_input_0"]
     none = _judge(root, "SaturatedActivation", tensor_regex="conv9_input")
-    assert none.skipped_reason == "no tanh or sigmoid activation statistics matches tensor_regex 'conv9_input'"
+    assert (
+        none.skipped_reason
+        == "no tanh or sigmoid activation statistics matches tensor_regex 'conv9_input'"
+    )
     # collection_names adds every tanh/sigmoid tensor of the collection's role
-    (coll,) = _judge(root, "SaturatedActivation", tensor_regex=None, collection_names="relu_output").findings
+    (coll,) = _judge(
+        root, "SaturatedActivation", tensor_regex=None, collection_names="relu_output"
+    ).findings
     assert [x["layer"] for x in coll.evidence["layers"]] == ["net.3"]
 
 
 def test_saturated_activation_pairs_are_validated() -> None:
-    assert SaturatedActivationParams.model_validate({"threshold_tanh": "-3, 3"}).threshold_tanh == "-3, 3"
+    assert (
+        SaturatedActivationParams.model_validate({"threshold_tanh": "-3, 3"}).threshold_tanh
+        == "-3, 3"
+    )
     for bad in ("(5, 1)", "(1, 2, 3)", "(a, b)"):
         with pytest.raises(ValidationError):
             SaturatedActivationParams.model_validate({"threshold_sigmoid": bad})
@@ -164,10 +200,18 @@ def test_saturated_activation_pairs_are_validated() -> None:
 def _zero_layers(root: Path) -> None:
     recs = []
     for s in range(1, 6):
-        recs.append(tensor(s, "net.1", "activation", module="ReLU", zero_fraction=1.0, min=0.0, max=0.0))
-        recs.append(tensor(s, "net.4", "activation", module="ReLU", zero_fraction=1.0, min=0.0, max=0.0))
-        recs.append(tensor(s, "fc1.weight", "gradient", zero_fraction=1.0, norm=0.0, numel=16, std=0.0))
-        recs.append(tensor(s, "fc1.weight", "weight", zero_fraction=0.0, norm=1.0, numel=16, std=0.5))
+        recs.append(
+            tensor(s, "net.1", "activation", module="ReLU", zero_fraction=1.0, min=0.0, max=0.0)
+        )
+        recs.append(
+            tensor(s, "net.4", "activation", module="ReLU", zero_fraction=1.0, min=0.0, max=0.0)
+        )
+        recs.append(
+            tensor(s, "fc1.weight", "gradient", zero_fraction=1.0, norm=0.0, numel=16, std=0.0)
+        )
+        recs.append(
+            tensor(s, "fc1.weight", "weight", zero_fraction=0.0, norm=1.0, numel=16, std=0.5)
+        )
     write_health(root, "algo-1", 0, recs)
 
 
@@ -183,7 +227,10 @@ def test_dead_relu_tensor_regex(tmp_path: Path) -> None:
     (h,) = _judge(root, "DeadRelu", tensor_regex=r"net\.4").findings
     assert [x["layer"] for x in h.evidence["layers"]] == ["net.4"]
     none = _judge(root, "DeadRelu", tensor_regex="conv1_relu")
-    assert none.skipped_reason == "no ReLU activation statistics with a zero fraction matches tensor_regex 'conv1_relu'"
+    assert (
+        none.skipped_reason
+        == "no ReLU activation statistics with a zero fraction matches tensor_regex 'conv1_relu'"
+    )
 
 
 def test_all_zero_needs_a_selection(tmp_path: Path) -> None:
@@ -192,13 +239,22 @@ def test_all_zero_needs_a_selection(tmp_path: Path) -> None:
     unset = _judge(root, "AllZero", collection_names=None)
     assert unset.skipped_reason == ALL_ZERO_NEEDS_SELECTION
     (grads,) = _judge(root, "AllZero", collection_names="gradients").findings
-    assert [(t["role"], t["tensor"]) for t in grads.evidence["tensors"]] == [("gradient", "fc1.weight")]
-    (relu,) = _judge(root, "AllZero", collection_names=None, tensor_regex=r"net\.1_relu_output").findings
+    assert [(t["role"], t["tensor"]) for t in grads.evidence["tensors"]] == [
+        ("gradient", "fc1.weight")
+    ]
+    (relu,) = _judge(
+        root, "AllZero", collection_names=None, tensor_regex=r"net\.1_relu_output"
+    ).findings
     assert [t["tensor"] for t in relu.evidence["tensors"]] == ["net.1"]
-    (both,) = _judge(root, "AllZero", collection_names="gradients", tensor_regex=r"net\.4").findings  # the union
+    (both,) = _judge(
+        root, "AllZero", collection_names="gradients", tensor_regex=r"net\.4"
+    ).findings  # the union
     assert {t["tensor"] for t in both.evidence["tensors"]} == {"fc1.weight", "net.4"}
     none = _judge(root, "AllZero", collection_names=None, tensor_regex="conv9")
-    assert none.skipped_reason == "no tensor statistics with a zero fraction matches tensor_regex 'conv9'"
+    assert (
+        none.skipped_reason
+        == "no tensor statistics with a zero fraction matches tensor_regex 'conv9'"
+    )
 
 
 # -- attach --debugger: the parameters travel as strings ---------------------------------------
@@ -206,30 +262,53 @@ def _attached(tmp_path: Path, text: str) -> dict[str, dict[str, str]]:
     path = tmp_path / "rules.toml"
     path.write_text("[profiler]\ndebugger_hook = true\n" + text)
     fields = create_training_job_fields(path, "us-west-2", "s3://bucket/jobs", debugger=True)
-    return {r["RuleConfigurationName"]: r["RuleParameters"] for r in fields["DebugRuleConfigurations"]}
+    return {
+        r["RuleConfigurationName"]: r["RuleParameters"] for r in fields["DebugRuleConfigurations"]
+    }
 
 
 def test_new_parameters_travel_to_debugger(tmp_path: Path) -> None:
-    rules = _attached(tmp_path, "[rules.WeightUpdateRatio]\nnum_steps = 100\nepsilon = 0.0001\n"
-                                "[rules.SaturatedActivation]\nthreshold_sigmoid = \"(-20, 15)\"\n"
-                                "[rules.LossNotDecreasing]\nincrease_threshold_percent = 12.5\nmode = \"EVAL\"\n"
-                                "[rules.DeadRelu]\ntensor_regex = \".*relu_output\"\n")
-    assert rules["WeightUpdateRatio"] == {"num_steps": "100", "large_threshold": "10.0", "small_threshold": "1e-08",
-                                          "epsilon": "0.0001", "rule_to_invoke": "WeightUpdateRatio"}
+    rules = _attached(
+        tmp_path,
+        "[rules.WeightUpdateRatio]\nnum_steps = 100\nepsilon = 0.0001\n"
+        '[rules.SaturatedActivation]\nthreshold_sigmoid = "(-20, 15)"\n'
+        '[rules.LossNotDecreasing]\nincrease_threshold_percent = 12.5\nmode = "EVAL"\n'
+        '[rules.DeadRelu]\ntensor_regex = ".*relu_output"\n',
+    )
+    assert rules["WeightUpdateRatio"] == {
+        "num_steps": "100",
+        "large_threshold": "10.0",
+        "small_threshold": "1e-08",
+        "epsilon": "0.0001",
+        "rule_to_invoke": "WeightUpdateRatio",
+    }
     assert rules["SaturatedActivation"] == {
-        "tensor_regex": ".*tanh_input, .*sigmoid_input", "threshold_tanh": "(-9.4999, 9.4999)",
-        "threshold_sigmoid": "(-20, 15)", "threshold_inactivity": "1.0", "threshold_layer": "50.0",
-        "rule_to_invoke": "SaturatedActivation"}
-    assert rules["LossNotDecreasing"]["increase_threshold_percent"] == "12.5" and rules["LossNotDecreasing"]["mode"] == "EVAL"
+        "tensor_regex": ".*tanh_input, .*sigmoid_input",
+        "threshold_tanh": "(-9.4999, 9.4999)",
+        "threshold_sigmoid": "(-20, 15)",
+        "threshold_inactivity": "1.0",
+        "threshold_layer": "50.0",
+        "rule_to_invoke": "SaturatedActivation",
+    }
+    assert (
+        rules["LossNotDecreasing"]["increase_threshold_percent"] == "12.5"
+        and rules["LossNotDecreasing"]["mode"] == "EVAL"
+    )
     assert rules["DeadRelu"]["tensor_regex"] == ".*relu_output"
     assert rules["AllZero"]["collection_names"] == "gradients, weights, relu_output"
 
 
 def test_rules_without_a_selection_are_not_attached(tmp_path: Path) -> None:
     """Debugger's AllZero and TensorVariance containers need collection_names or tensor_regex."""
-    rules = _attached(tmp_path, "[rules.AllZero]\ncollection_names = \"\"\n"
-                                "[rules.TensorVariance]\nmax_threshold = 5.0\ncollection_names = \"\"\n")
+    rules = _attached(
+        tmp_path,
+        '[rules.AllZero]\ncollection_names = ""\n'
+        '[rules.TensorVariance]\nmax_threshold = 5.0\ncollection_names = ""\n',
+    )
     assert "AllZero" not in rules and "TensorVariance" not in rules
     rules = _attached(tmp_path, "[rules.TensorVariance]\nmax_threshold = 5.0\n")
-    assert rules["TensorVariance"] == {"collection_names": "gradients, weights", "max_threshold": "5.0",
-                                       "rule_to_invoke": "TensorVariance"}
+    assert rules["TensorVariance"] == {
+        "collection_names": "gradients, weights",
+        "max_threshold": "5.0",
+        "rule_to_invoke": "TensorVariance",
+    }

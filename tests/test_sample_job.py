@@ -48,11 +48,15 @@ def _durations_ms(trace: dict[str, Any], pred: Any) -> list[float]:
 
 
 def _loader_ms(trace: dict[str, Any]) -> list[float]:
-    return _durations_ms(trace, lambda n: n.startswith("enumerate(DataLoader)#") and n.endswith("__next__"))
+    return _durations_ms(
+        trace, lambda n: n.startswith("enumerate(DataLoader)#") and n.endswith("__next__")
+    )
 
 
 @JOBS
-def test_the_folder_is_the_launchers_output_and_ingest_reads_all_of_it(job: Path, tmp_path: Path) -> None:
+def test_the_folder_is_the_launchers_output_and_ingest_reads_all_of_it(
+    job: Path, tmp_path: Path
+) -> None:
     files = sorted(p.relative_to(job).as_posix() for p in job.rglob("*") if p.is_file())
     assert files and all(LAUNCHER_FILES.fullmatch(f) for f in files), files
     summary = ingest(open_source(str(job)), cache_dir=tmp_path).summary
@@ -69,19 +73,31 @@ def test_every_rank_has_its_profiled_steps(job: Path) -> None:
     assert sorted(traces) == list(range(truths["world_size"]))
     for rank, t in traces.items():
         info = t["distributedInfo"]
-        assert (info["rank"], info["world_size"], info["backend"]) == (rank, truths["world_size"], "gloo")
-        steps = sorted(int(e["name"].split("#")[1]) for e in t["traceEvents"]
-                       if e.get("ph") == "X" and e["name"].startswith("ProfilerStep#"))
+        assert (info["rank"], info["world_size"], info["backend"]) == (
+            rank,
+            truths["world_size"],
+            "gloo",
+        )
+        steps = sorted(
+            int(e["name"].split("#")[1])
+            for e in t["traceEvents"]
+            if e.get("ph") == "X" and e["name"].startswith("ProfilerStep#")
+        )
         assert steps == truths["profiled_steps"]
         names = {e.get("name") for e in t["traceEvents"]}
         assert {"gloo:all_reduce", "c10d::allreduce_", "[memory]"} <= names
         assert len(_loader_ms(t)) >= len(steps)
-        assert truths["measured"][f"rank{rank}"]["profiler_steps"] == [f"ProfilerStep#{s}" for s in steps]
+        assert truths["measured"][f"rank{rank}"]["profiler_steps"] == [
+            f"ProfilerStep#{s}" for s in steps
+        ]
 
 
 def test_sample_traces_show_the_injected_slowdowns() -> None:
     injected = _truths(SAMPLE)["injected"]
-    sleep, extra = injected["dataloader_sleep_ms_per_batch"], injected["straggler_extra_ms_per_step"]
+    sleep, extra = (
+        injected["dataloader_sleep_ms_per_batch"],
+        injected["straggler_extra_ms_per_step"],
+    )
     for rank, t in _traces(SAMPLE).items():
         assert sleep <= statistics.median(_loader_ms(t)) <= sleep * 1.05
         wait = statistics.median(_durations_ms(t, lambda n: n == "gloo:all_reduce"))
@@ -108,12 +124,19 @@ def test_system_metrics_span_the_run(job: Path) -> None:
     recs = [json.loads(line) for f in files for line in f.read_text().splitlines()]
     assert {r["NodeId"] for r in recs} == {"algo-1"}
     dims = {(r["Type"], r["Dimension"] or r["Name"]) for r in recs}
-    assert {("cpu", "CPUUtilization"), ("cpu", "I/OWaitPercentage"), ("memory", "MemoryUsedPercent")} <= dims
+    assert {
+        ("cpu", "CPUUtilization"),
+        ("cpu", "I/OWaitPercentage"),
+        ("memory", "MemoryUsedPercent"),
+    } <= dims
     assert not any(r["Type"] == "gpu" for r in recs)  # recorded on a CPU host
     mem = [r for r in recs if r["Name"] == "MemoryUsedPercent"]
     assert len(mem) == truths["measured"]["system_metrics"]["samples"] >= 5
-    steps = [e["ts"] / 1e6 + t.get("baseTimeNanoseconds", 0) / 1e9  # Kineto: µs after its base
-             for t in _traces(job).values() for e in t["traceEvents"]
-             if e.get("ph") == "X" and e["name"].startswith("ProfilerStep#")]
+    steps = [
+        e["ts"] / 1e6 + t.get("baseTimeNanoseconds", 0) / 1e9  # Kineto: µs after its base
+        for t in _traces(job).values()
+        for e in t["traceEvents"]
+        if e.get("ph") == "X" and e["name"].startswith("ProfilerStep#")
+    ]
     stamps = [r["Timestamp"] for r in recs]
     assert min(stamps) < min(steps) and max(steps) < max(stamps)  # sampled before and after

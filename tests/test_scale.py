@@ -34,7 +34,14 @@ def _nccl_doc() -> dict:
 
 
 def _write(doc: dict, path: Path, rank: int, world: int) -> None:
-    doc = {**doc, "distributedInfo": {**(doc.get("distributedInfo") or {}), "rank": rank, "world_size": world}}
+    doc = {
+        **doc,
+        "distributedInfo": {
+            **(doc.get("distributedInfo") or {}),
+            "rank": rank,
+            "world_size": world,
+        },
+    }
     path.write_bytes(gzip.compress(json.dumps(doc).encode(), 1))
 
 
@@ -45,7 +52,11 @@ def _one_step_name(doc: dict) -> dict:
     steps = [e for e in doc["traceEvents"] if str(e.get("name", "")).startswith("ProfilerStep#")]
     assert len({e["name"] for e in steps}) >= 2
     last = max(steps, key=lambda e: e["ts"])["name"]
-    keep = [e for e in doc["traceEvents"] if not str(e.get("name", "")).startswith("ProfilerStep#") or e["name"] == last]
+    keep = [
+        e
+        for e in doc["traceEvents"]
+        if not str(e.get("name", "")).startswith("ProfilerStep#") or e["name"] == last
+    ]
     return {**doc, "traceEvents": keep}
 
 
@@ -72,8 +83,14 @@ def single_job(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _merged(ds: JobDataset) -> JobDataset:
     """The dataset as it was before the map: every rank's events in one in-memory table."""
     events = pa.concat_tables([ds.rank_events(r) for r in ds.kineto_ranks]).unify_dictionaries()
-    return JobDataset(meta=ds.meta, tables={"kineto_events": events, "kineto_traces": ds.table("kineto_traces"),
-                                            "steps": ds.table("steps")})
+    return JobDataset(
+        meta=ds.meta,
+        tables={
+            "kineto_events": events,
+            "kineto_traces": ds.table("kineto_traces"),
+            "steps": ds.table("steps"),
+        },
+    )
 
 
 def _whole_job(ds: JobDataset) -> dict[str, pd.DataFrame]:
@@ -96,7 +113,9 @@ def _whole_job(ds: JobDataset) -> dict[str, pd.DataFrame]:
         "top_kernels": gpu_kernels.top_kernels(ds, n=15),
         "idle_time_breakdown": idle_time.idle_time_breakdown(ds),
         "stream_idle_summary": idle_time.stream_idle_summary(ds),
-        "kernel_launch_summary": kernel_launch.kernel_launch_summary(kernel_launch.kernel_launch_stats(ds)),
+        "kernel_launch_summary": kernel_launch.kernel_launch_summary(
+            kernel_launch.kernel_launch_stats(ds)
+        ),
         "gpu_annotation_breakdown": gpu_annotations.gpu_annotation_breakdown(ds),
         "communication_summary": communication.communication_summary(ds),
         "collective_summary": communication.collective_summary(ds),
@@ -129,11 +148,18 @@ def test_map_over_ranks_equals_the_analyses_of_the_merged_table(
         pd.testing.assert_frame_equal(got, frame, check_exact=True, obj=name)
     # the job trims rank 2's last step (it alone holds one step name): the rerun happened
     temporal = job.temporal_breakdown().set_index("rank")
-    untrimmed = rank_map.rank_summary(rank_map.RankTask(ranks=(2,), events=job.rank_events(2))).tables
-    assert untrimmed["temporal_breakdown"]["kernel_time_ns"].iloc[0] > temporal.loc[2, "kernel_time_ns"]
+    untrimmed = rank_map.rank_summary(
+        rank_map.RankTask(ranks=(2,), events=job.rank_events(2))
+    ).tables
+    assert (
+        untrimmed["temporal_breakdown"]["kernel_time_ns"].iloc[0]
+        > temporal.loc[2, "kernel_time_ns"]
+    )
 
 
-def test_copies_of_one_rank_give_its_single_rank_results(nccl_job: Path, single_job: Path, tmp_path: Path) -> None:
+def test_copies_of_one_rank_give_its_single_rank_results(
+    nccl_job: Path, single_job: Path, tmp_path: Path
+) -> None:
     many = Job.open(open_source(str(nccl_job)), cache_dir=str(tmp_path / "many"))
     one = Job.open(open_source(str(single_job)), cache_dir=str(tmp_path / "one"))
     for name in rank_map.SUMMARY_NAMES:
@@ -142,8 +168,11 @@ def test_copies_of_one_rank_give_its_single_rank_results(nccl_job: Path, single_
         for rank in (0, 1):
             copy = _job_method(many, name)
             copy = copy[copy["rank"] == rank].reset_index(drop=True)
-            pd.testing.assert_frame_equal(copy.assign(rank=copy["rank"].astype(mine["rank"].dtype) * 0),
-                                          mine.assign(rank=mine["rank"] * 0), obj=f"{name} rank {rank}")
+            pd.testing.assert_frame_equal(
+                copy.assign(rank=copy["rank"].astype(mine["rank"].dtype) * 0),
+                mine.assign(rank=mine["rank"] * 0),
+                obj=f"{name} rank {rank}",
+            )
 
 
 def test_report_path_never_builds_the_merged_events(nccl_job: Path, tmp_path: Path) -> None:
@@ -155,26 +184,37 @@ def test_report_path_never_builds_the_merged_events(nccl_job: Path, tmp_path: Pa
     ds = result.job.dataset
     assert ds.rank_parts is not None and "kineto_events" not in ds.tables
     assert ds.merged_reads == 0, "the report read every rank's events into one table"
-    assert not (Path(result.job.summary["cache"]["dir"]) / "merged" / "kineto_events.arrow").exists()
+    assert not (
+        Path(result.job.summary["cache"]["dir"]) / "merged" / "kineto_events.arrow"
+    ).exists()
     one = result.job.rank_events(1)  # the dashboard's on-demand read: one rank, its parts only
     assert one.num_rows == result.job.rank_events(0).num_rows > 0  # rank 1 is a copy of rank 0
     assert set(one.column("rank").to_pylist()) == {1} and ds.merged_reads == 0
-    assert result.job.kineto_events.num_rows == ds.row_counts["kineto_events"] and ds.merged_reads == 1
+    assert (
+        result.job.kineto_events.num_rows == ds.row_counts["kineto_events"] and ds.merged_reads == 1
+    )
 
 
-def test_reopen_from_cache_parses_nothing_and_reads_no_event(nccl_job: Path, tmp_path: Path) -> None:
+def test_reopen_from_cache_parses_nothing_and_reads_no_event(
+    nccl_job: Path, tmp_path: Path
+) -> None:
     first = ingest(open_source(str(nccl_job)), cache_dir=tmp_path)
     assert first.summary["files_read"] == 3 and not first.summary["cache"]["reopened"]
     again = ingest(open_source(str(nccl_job)), cache_dir=tmp_path)
     assert again.summary["files_read"] == 0 and again.summary["cache"]["reopened"]
-    assert again.summary["tables"] == first.summary["tables"] and again.summary["time_span"] == first.summary["time_span"]
+    assert (
+        again.summary["tables"] == first.summary["tables"]
+        and again.summary["time_span"] == first.summary["time_span"]
+    )
     assert again.dataset.rank_parts is not None and again.dataset.rank_parts.ranks == [0, 1, 2]
     assert again.dataset.merged_reads == 0
     before = Job(first.dataset).temporal_breakdown()
     pd.testing.assert_frame_equal(Job(again.dataset).temporal_breakdown(), before)
 
 
-def test_worker_processes_give_the_same_summaries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_worker_processes_give_the_same_summaries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Ten ranks (the bundled sample's real traces, renumbered), two per task, mapped in
     worker processes and in this process: the same frames."""
     monkeypatch.setattr(rank_map, "BATCH_EVENTS", 1)
@@ -192,10 +232,20 @@ def test_worker_processes_give_the_same_summaries(tmp_path: Path, monkeypatch: p
     monkeypatch.setattr(rank_map, "BATCH_EVENTS", 2 * max(rows.values()))
     tasks = pooled._rank_tasks()
     assert len(tasks) >= 5 and pooled._map_pool(len(tasks)) is not None
-    local = Job(JobDataset(meta=pooled.dataset.meta, tables=dict(pooled.dataset.tables), stats=pooled.dataset.stats,
-                           rank_parts=pooled.dataset.rank_parts.__class__(
-                               parts=pooled.dataset.rank_parts.parts, rows=pooled.dataset.rank_parts.rows,
-                               rows_by_rank=rows, span=pooled.dataset.rank_parts.span, processes=False)))
+    local = Job(
+        JobDataset(
+            meta=pooled.dataset.meta,
+            tables=dict(pooled.dataset.tables),
+            stats=pooled.dataset.stats,
+            rank_parts=pooled.dataset.rank_parts.__class__(
+                parts=pooled.dataset.rank_parts.parts,
+                rows=pooled.dataset.rank_parts.rows,
+                rows_by_rank=rows,
+                span=pooled.dataset.rank_parts.span,
+                processes=False,
+            ),
+        )
+    )
     assert local._map_pool(len(tasks)) is None
     for name in rank_map.SUMMARY_NAMES:
         pd.testing.assert_frame_equal(_job_method(pooled, name), _job_method(local, name), obj=name)

@@ -74,30 +74,63 @@ class TrainingJob:
         return f"{self.start:%Y-%m-%d}"
 
 
-def _job(aws: AwsEndpoint, *, instance_type: str = "ml.g5.12xlarge", count: int = 2,
-         minutes: int | None = MINUTES, with_output: bool = False) -> TrainingJob:
+def _job(
+    aws: AwsEndpoint,
+    *,
+    instance_type: str = "ml.g5.12xlarge",
+    count: int = 2,
+    minutes: int | None = MINUTES,
+    with_output: bool = False,
+) -> TrainingJob:
     """A training job with real times; no profiler output unless ``with_output``."""
     name = f"stepscope-cw-{secrets.token_hex(4)}"
     start = BASE - timedelta(hours=3 * next(_slots))
     bucket = aws.create_bucket()
-    drop: dict[str, Any] = {} if with_output else {
-        "ProfilerConfig": None, "ProfilerRuleConfigurations": None, "DebugHookConfig": None,
-        "DebugRuleConfigurations": None, "TensorBoardOutputConfig": None,
-    }
-    create_job(aws, name, bucket, ResourceConfig={"InstanceType": instance_type, "InstanceCount": count,
-                                                  "VolumeSizeInGB": 50}, **drop)
+    drop: dict[str, Any] = (
+        {}
+        if with_output
+        else {
+            "ProfilerConfig": None,
+            "ProfilerRuleConfigurations": None,
+            "DebugHookConfig": None,
+            "DebugRuleConfigurations": None,
+            "TensorBoardOutputConfig": None,
+        }
+    )
+    create_job(
+        aws,
+        name,
+        bucket,
+        ResourceConfig={
+            "InstanceType": instance_type,
+            "InstanceCount": count,
+            "VolumeSizeInGB": 50,
+        },
+        **drop,
+    )
     end = None if minutes is None else start + timedelta(minutes=minutes)
     set_job_times(name, start=start, end=end, region=aws.region)
     return TrainingJob(name, start, bucket)
 
 
-def _put(aws: AwsEndpoint, job: TrainingJob, host: str, minutes: Iterable[int],
-         values: dict[str, Callable[[int], float]]) -> None:
+def _put(
+    aws: AwsEndpoint,
+    job: TrainingJob,
+    host: str,
+    minutes: Iterable[int],
+    values: dict[str, Callable[[int], float]],
+) -> None:
     """One datapoint a minute per metric, under SageMaker's namespace and Host dimension."""
     data = [
-        {"MetricName": metric, "Dimensions": [{"Name": "Host", "Value": f"{job.name}/{host}"}],
-         "Timestamp": job.start + timedelta(minutes=m), "Value": fn(m), "Unit": "Percent"}
-        for m in minutes for metric, fn in values.items()
+        {
+            "MetricName": metric,
+            "Dimensions": [{"Name": "Host", "Value": f"{job.name}/{host}"}],
+            "Timestamp": job.start + timedelta(minutes=m),
+            "Value": fn(m),
+            "Unit": "Percent",
+        }
+        for m in minutes
+        for metric, fn in values.items()
     ]
     cw = aws.client("cloudwatch")
     for i in range(0, len(data), 1000):
@@ -132,16 +165,24 @@ def _low_gpu_job(aws: AwsEndpoint, **kw: Any) -> TrainingJob:
 
 def _assert_low_gpu_on_algo2(job: TrainingJob, findings: list[dict[str, Any]]) -> None:
     low = [f for f in findings if f["rule"] == "LowGPUUtilization"]
-    assert [(f["evidence"]["node"], f["evidence"]["kind"]) for f in low] == [("algo-2", "underused")]
+    assert [(f["evidence"]["node"], f["evidence"]["kind"]) for f in low] == [
+        ("algo-2", "underused")
+    ]
     ev = low[0]["evidence"]
     assert ev["gpu"] == "gpu-mean"
     # scaled to one-minute datapoints: window 500 x 0.5 s -> 5, patience 1000 x 0.5 s -> 9
     assert (ev["metrics_source"], ev["resolution_s"], ev["scaled_params"]) == (
-        "cloudwatch", 60.0, {"window": 5, "patience": 9})
+        "cloudwatch",
+        60.0,
+        {"window": 5, "patience": 9},
+    )
     # every 5-minute window inside the low stretch, and only those: exactly the known window
     assert (ev["window_start"], ev["window_end"]) == (job.at(LOW[0]), job.at(LOW[1]))
     assert ev["worst_p95"] == 30.0  # 120 % over 4 GPUs
-    assert (ev["worst_window_start"], ev["worst_window_end"]) == (job.at(LOW[0]), job.at(LOW[0] + 5))
+    assert (ev["worst_window_start"], ev["worst_window_end"]) == (
+        job.at(LOW[0]),
+        job.at(LOW[0] + 5),
+    )
 
 
 def test_low_gpu_window_on_one_node_fires_for_that_node_and_window(
@@ -161,16 +202,34 @@ def test_low_gpu_window_on_one_node_fires_for_that_node_and_window(
     assert by_rule["LoadBalancing"].skipped_reason is not None
     assert by_rule["IOBottleneck"].skipped_reason is not None
     assert "I/OWaitPercentage" in by_rule["IOBottleneck"].skipped_reason
-    assert by_rule["CPUBottleneck"].findings == [] and by_rule["CPUBottleneck"].skipped_reason is None
+    assert (
+        by_rule["CPUBottleneck"].findings == [] and by_rule["CPUBottleneck"].skipped_reason is None
+    )
 
 
 def test_report_command_on_the_job_name(aws_endpoint: AwsEndpoint, tmp_path: Path) -> None:
     """``stepscope report JOB`` as a user runs it: the environment points at the server."""
     job = _low_gpu_job(aws_endpoint)
     proc = subprocess.run(
-        [sys.executable, "-m", "stepscope", "report", job.name, "--out", str(tmp_path / "out"), "--format", "json",
-         "--fail-on", "warning", "--cache", str(tmp_path / "c"), "-q"],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "stepscope",
+            "report",
+            job.name,
+            "--out",
+            str(tmp_path / "out"),
+            "--format",
+            "json",
+            "--fail-on",
+            "warning",
+            "--cache",
+            str(tmp_path / "c"),
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 1, proc.stderr  # a warning fired
     report = orjson.loads((tmp_path / "out" / "report.json").read_bytes())
@@ -181,14 +240,24 @@ def test_report_command_on_the_job_name(aws_endpoint: AwsEndpoint, tmp_path: Pat
 def test_cpu_rules_judge_each_node(aws_endpoint: AwsEndpoint, tmp_path: Path) -> None:
     job = _job(aws_endpoint, minutes=30)
     _put(aws_endpoint, job, "algo-1", range(30), healthy())
-    starved = healthy() | {"GPUUtilization": lambda m: GPUS * 2.0, "CPUUtilization": lambda m: VCPUS * 96.0}
+    starved = healthy() | {
+        "GPUUtilization": lambda m: GPUS * 2.0,
+        "CPUUtilization": lambda m: VCPUS * 96.0,
+    }
     _put(aws_endpoint, job, "algo-2", range(30), starved)
     result = ingest(SageMakerJobSource(job.name), cache_dir=tmp_path / "c")
-    found = [f for r in evaluate(Job(result.dataset, result.summary), load_ruleset(None)) for f in r.findings]
+    found = [
+        f
+        for r in evaluate(Job(result.dataset, result.summary), load_ruleset(None))
+        for f in r.findings
+    ]
     cpu = [f for f in found if f.rule == "CPUBottleneck"]
     assert [f.evidence["node"] for f in cpu] == ["algo-2"]
     assert cpu[0].evidence["snapshots"] == 30 and cpu[0].evidence["bottleneck_snapshots"] == 30
-    assert (cpu[0].evidence["metrics_source"], cpu[0].evidence["scaled_params"]) == ("cloudwatch", {"patience": 9})
+    assert (cpu[0].evidence["metrics_source"], cpu[0].evidence["scaled_params"]) == (
+        "cloudwatch",
+        {"patience": 9},
+    )
     assert {f.evidence["node"] for f in found} == {"algo-2"}  # nothing on the healthy node
 
 
@@ -200,15 +269,21 @@ def test_rows_are_per_node_shares_marked_with_source_and_resolution(
 ) -> None:
     job = _job(aws_endpoint, count=1, minutes=10)
     _put(aws_endpoint, job, "algo-1", range(10), healthy())
-    sm = ingest(SageMakerJobSource(job.name), cache_dir=tmp_path / "c").dataset.table("system_metrics")
+    sm = ingest(SageMakerJobSource(job.name), cache_dir=tmp_path / "c").dataset.table(
+        "system_metrics"
+    )
     rows = sm.to_pylist()
     assert len(rows) == 50
     assert {(r["type"], r["device"], r["dimension"]) for r in rows} == {
-        ("gpu", "gpu-mean", "GPUUtilization"), ("gpu", "gpu-mean", "GPUMemoryUtilization"),
-        ("cpu", "cpu-mean", "CPUUtilization"), ("memory", "MemoryUsedPercent", ""),
+        ("gpu", "gpu-mean", "GPUUtilization"),
+        ("gpu", "gpu-mean", "GPUMemoryUtilization"),
+        ("cpu", "cpu-mean", "CPUUtilization"),
+        ("memory", "MemoryUsedPercent", ""),
         ("disk", "DiskUtilization", ""),
     }
-    assert {(r["source"], r["resolution_s"], r["node"]) for r in rows} == {("cloudwatch", 60.0, "algo-1")}
+    assert {(r["source"], r["resolution_s"], r["node"]) for r in rows} == {
+        ("cloudwatch", 60.0, "algo-1")
+    }
     gpu = [r for r in rows if r["dimension"] == "GPUUtilization"]
     assert [r["value"] for r in gpu] == [85.0 + m % 3 for m in range(10)]  # the sum / 4 GPUs
     assert [r["timestamp"] for r in gpu] == [job.start + timedelta(minutes=m) for m in range(10)]
@@ -218,15 +293,25 @@ def test_rows_are_per_node_shares_marked_with_source_and_resolution(
     assert (ts[1:] >= ts[:-1]).all()  # time order within the node
 
 
-def test_unknown_gpu_count_leaves_the_summed_gpu_metrics_out(aws_endpoint: AwsEndpoint, tmp_path: Path) -> None:
+def test_unknown_gpu_count_leaves_the_summed_gpu_metrics_out(
+    aws_endpoint: AwsEndpoint, tmp_path: Path
+) -> None:
     job = _job(aws_endpoint, instance_type="ml.p9.48xlarge", count=1, minutes=5)
     _put(aws_endpoint, job, "algo-1", range(5), healthy())
     result = ingest(SageMakerJobSource(job.name), cache_dir=tmp_path / "c")
-    dims = set(pc.unique(result.dataset.table("system_metrics").column("dimension").cast(pa.string())).to_pylist())
+    dims = set(
+        pc.unique(
+            result.dataset.table("system_metrics").column("dimension").cast(pa.string())
+        ).to_pylist()
+    )
     assert dims == {"CPUUtilization", ""}  # CPU: 192 vCPUs from the size name; GPUs: unknown
     warned = [w["warning"] for w in result.summary["warnings"]]
     assert len(warned) == 2 and all("ml.p9.48xlarge" in w and "left out" in w for w in warned)
-    assert {r["value"] for r in result.dataset.table("system_metrics").to_pylist() if r["dimension"] == "CPUUtilization"} == {7.5}
+    assert {
+        r["value"]
+        for r in result.dataset.table("system_metrics").to_pylist()
+        if r["dimension"] == "CPUUtilization"
+    } == {7.5}
 
 
 def test_instance_shapes() -> None:
@@ -251,8 +336,15 @@ def test_parser_rejects_other_json_and_reports_damage() -> None:
 
     with pytest.raises(NotAProfilerFile):
         parse_cloudwatch_metrics(b'{"traceEvents": []}', "cloudwatch/algo-1/2026-01-01.json")
-    broken = orjson.dumps({"format": DOC_FORMAT, "host": "algo-1", "period_s": 60,
-                           "metrics": {"GPUUtilization": {"timestamps": [1.0, 2.0], "values": [1.0]}}, "gpus": 1})
+    broken = orjson.dumps(
+        {
+            "format": DOC_FORMAT,
+            "host": "algo-1",
+            "period_s": 60,
+            "metrics": {"GPUUtilization": {"timestamps": [1.0, 2.0], "values": [1.0]}},
+            "gpus": 1,
+        }
+    )
     with pytest.raises(UnreadableFile, match="2 times, 1 values"):
         parse_cloudwatch_metrics(broken, "cloudwatch/algo-1/2026-01-01.json")
 
@@ -269,7 +361,11 @@ def test_finished_job_is_read_once_and_late_datapoints_are_read_again(
     first = ingest(SageMakerJobSource(job.name), cache_dir=tmp_path / "c").summary
     assert first["files_read"] == 2
     again = ingest(SageMakerJobSource(job.name), cache_dir=tmp_path / "c").summary
-    assert (again["files_read"], again["files_from_cache"], again["cache"]["reopened"]) == (0, 2, True)
+    assert (again["files_read"], again["files_from_cache"], again["cache"]["reopened"]) == (
+        0,
+        2,
+        True,
+    )
     _put(aws_endpoint, job, "algo-2", [10], healthy())  # a datapoint CloudWatch got late
     late = ingest(SageMakerJobSource(job.name), cache_dir=tmp_path / "c").summary
     assert (late["files_read"], late["files_from_cache"]) == (1, 1)
@@ -309,8 +405,10 @@ def test_job_without_any_metrics_is_one_error(aws_endpoint: AwsEndpoint) -> None
 
 # --------------------------------------------------------------------------- both sources
 
-LINE = ('{{"Type":"gpu","Name":"gpu0","Dimension":"GPUUtilization","Value":{v},"NodeId":"{node}","Timestamp":{ts}}}\n'
-        '{{"Type":"cpu","Name":"cpu0","Dimension":"CPUUtilization","Value":20,"NodeId":"{node}","Timestamp":{ts}}}\n')
+LINE = (
+    '{{"Type":"gpu","Name":"gpu0","Dimension":"GPUUtilization","Value":{v},"NodeId":"{node}","Timestamp":{ts}}}\n'
+    '{{"Type":"cpu","Name":"cpu0","Dimension":"CPUUtilization","Value":20,"NodeId":"{node}","Timestamp":{ts}}}\n'
+)
 
 
 def _put_collector_files(aws: AwsEndpoint, job: TrainingJob, node: str, minutes: int) -> int:
@@ -342,7 +440,9 @@ class _OnlyCloudWatch:
     def read(self, obj: SourceObject) -> bytes:
         return self._src.read(obj)
 
-    def read_many(self, objs: Iterable[SourceObject]) -> Iterator[tuple[SourceObject, bytes | Exception]]:
+    def read_many(
+        self, objs: Iterable[SourceObject]
+    ) -> Iterator[tuple[SourceObject, bytes | Exception]]:
         return self._src.read_many(objs)
 
 
@@ -357,9 +457,15 @@ def test_collector_files_win_where_both_exist(aws_endpoint: AwsEndpoint, tmp_pat
 
     src = SageMakerJobSource(job.name)
     cw_only = ingest(_OnlyCloudWatch(src), cache_dir=tmp_path / "c")  # type: ignore[arg-type]
-    alone = [f for r in evaluate(Job(cw_only.dataset), load_ruleset(None)) for f in r.findings
-             if f.rule == "LowGPUUtilization"]
-    assert [f.evidence["node"] for f in alone] == ["algo-1"]  # CloudWatch alone would fire on algo-1
+    alone = [
+        f
+        for r in evaluate(Job(cw_only.dataset), load_ruleset(None))
+        for f in r.findings
+        if f.rule == "LowGPUUtilization"
+    ]
+    assert [f.evidence["node"] for f in alone] == [
+        "algo-1"
+    ]  # CloudWatch alone would fire on algo-1
 
     both = ingest(SageMakerJobSource(job.name), cache_dir=tmp_path / "c")
     sm = both.dataset.table("system_metrics")
@@ -378,32 +484,62 @@ def test_throttled_get_metric_data_is_retried(
     aws_server: AwsEndpoint, aws_fault_proxy: FaultProxy, tmp_path: Path
 ) -> None:
     job = _low_gpu_job(aws_server)
-    rule = aws_fault_proxy.add(Fault.json(GET_METRIC_DATA, 400, "Throttling", message="Rate exceeded", times=2))
+    rule = aws_fault_proxy.add(
+        Fault.json(GET_METRIC_DATA, 400, "Throttling", message="Rate exceeded", times=2)
+    )
     result = ingest(SageMakerJobSource(job.name), cache_dir=tmp_path / "c")
     assert (rule.hits, rule.passed) == (2, 3)  # the probe's third try, and both reads, went through
     assert result.summary["skipped"] == []
     assert result.summary["tables"]["system_metrics"] == 2 * MINUTES * 5
     _assert_low_gpu_on_algo2(
-        job, [f.to_dict() for r in evaluate(Job(result.dataset), load_ruleset(None)) for f in r.findings])
+        job,
+        [
+            f.to_dict()
+            for r in evaluate(Job(result.dataset), load_ruleset(None))
+            for f in r.findings
+        ],
+    )
 
 
 def test_reads_throttled_forever_are_counted_skips_read_again_next_run(
-    aws_server: AwsEndpoint, aws_fault_proxy: FaultProxy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    aws_server: AwsEndpoint,
+    aws_fault_proxy: FaultProxy,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     job = _low_gpu_job(aws_server)
     monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")
-    rule = aws_fault_proxy.add(Fault.json(GET_METRIC_DATA, 400, "Throttling", message="Rate exceeded",
-                                          body=r'"Stat"\s*:\s*"Average"'))
+    rule = aws_fault_proxy.add(
+        Fault.json(
+            GET_METRIC_DATA,
+            400,
+            "Throttling",
+            message="Rate exceeded",
+            body=r'"Stat"\s*:\s*"Average"',
+        )
+    )
     with caplog.at_level(logging.WARNING, logger="stepscope.ingest"):
         s = ingest(SageMakerJobSource(job.name), cache_dir=tmp_path / "c").summary
     assert rule.hits == 4  # two objects, two attempts each
     assert sorted(sk["path"] for sk in s["skipped"]) == [
-        f"cloudwatch://us-west-2{NAMESPACE}/{job.name}/algo-{n}/{job.day}" for n in (1, 2)]
+        f"cloudwatch://us-west-2{NAMESPACE}/{job.name}/algo-{n}/{job.day}" for n in (1, 2)
+    ]
     for sk in s["skipped"]:
-        assert sk["reason"].startswith("CloudWatch kept throttling requests for the CloudWatch instance metrics")
+        assert sk["reason"].startswith(
+            "CloudWatch kept throttling requests for the CloudWatch instance metrics"
+        )
         assert "after 2 attempts" in sk["reason"] and "\n" not in sk["reason"]
-    assert len([r for r in caplog.records if r.name == "stepscope.ingest" and "throttling" in r.getMessage()]) == 2
+    assert (
+        len(
+            [
+                r
+                for r in caplog.records
+                if r.name == "stepscope.ingest" and "throttling" in r.getMessage()
+            ]
+        )
+        == 2
+    )
     aws_fault_proxy.clear()
     again = ingest(SageMakerJobSource(job.name), cache_dir=tmp_path / "c").summary
     assert again["skipped"] == [] and again["files_read"] == 2
@@ -411,22 +547,38 @@ def test_reads_throttled_forever_are_counted_skips_read_again_next_run(
 
 
 def test_access_denied_is_a_counted_skip_and_the_s3_data_is_still_ingested(
-    aws_server: AwsEndpoint, aws_fault_proxy: FaultProxy, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+    aws_server: AwsEndpoint,
+    aws_fault_proxy: FaultProxy,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     job = _job(aws_server, minutes=MINUTES, with_output=True)
     file_rows = _put_collector_files(aws_server, job, "algo-1", 3)
     _put(aws_server, job, "algo-2", range(MINUTES), healthy())
-    rule = aws_fault_proxy.add(Fault.json(GET_METRIC_DATA, 403, "AccessDenied", message="not authorized"))
+    rule = aws_fault_proxy.add(
+        Fault.json(GET_METRIC_DATA, 403, "AccessDenied", message="not authorized")
+    )
     with caplog.at_level(logging.WARNING, logger="stepscope.ingest"):
         s = ingest(SageMakerJobSource(job.name), cache_dir=tmp_path / "c").summary
     assert rule.hits == 1  # not retried, one call: the listing's
     assert len(s["skipped"]) == 1
     assert s["skipped"][0]["path"] == f"cloudwatch://us-west-2{NAMESPACE}/{job.name}"
     reason = s["skipped"][0]["reason"]
-    assert reason.startswith(f"access denied to the CloudWatch instance metrics of job {job.name!r} in us-west-2")
+    assert reason.startswith(
+        f"access denied to the CloudWatch instance metrics of job {job.name!r} in us-west-2"
+    )
     assert "\n" not in reason
     assert s["tables"]["system_metrics"] == file_rows and s["node_names"] == ["algo-1"]
-    assert len([r for r in caplog.records if r.name == "stepscope.ingest" and "access denied" in r.getMessage()]) == 1
+    assert (
+        len(
+            [
+                r
+                for r in caplog.records
+                if r.name == "stepscope.ingest" and "access denied" in r.getMessage()
+            ]
+        )
+        == 1
+    )
 
 
 def test_access_denied_reads_stop_asking(
@@ -435,12 +587,16 @@ def test_access_denied_reads_stop_asking(
     job = _job(aws_server, count=6, minutes=10)
     for n in range(1, 7):
         _put(aws_server, job, f"algo-{n}", range(10), healthy())
-    rule = aws_fault_proxy.add(Fault.json(GET_METRIC_DATA, 403, "AccessDenied", body=r'"Stat"\s*:\s*"Average"'))
+    rule = aws_fault_proxy.add(
+        Fault.json(GET_METRIC_DATA, 403, "AccessDenied", body=r'"Stat"\s*:\s*"Average"')
+    )
     src = SageMakerJobSource(job.name)
     src._cloudwatch()._threads = 1  # type: ignore[union-attr]  # in order: the first refusal stops the rest
     s = ingest(src, cache_dir=tmp_path / "c").summary
     assert rule.hits == 1
-    assert len(s["skipped"]) == 6 and all(sk["reason"].startswith("access denied") for sk in s["skipped"])
+    assert len(s["skipped"]) == 6 and all(
+        sk["reason"].startswith("access denied") for sk in s["skipped"]
+    )
 
 
 def test_no_credentials_is_one_line(aws_env: Path, aws_server: AwsEndpoint) -> None:
@@ -448,11 +604,21 @@ def test_no_credentials_is_one_line(aws_env: Path, aws_server: AwsEndpoint) -> N
     from botocore.config import Config
 
     client = boto3.session.Session().client(  # type: ignore[call-overload]
-        "cloudwatch", region_name="us-west-2", endpoint_url=aws_server.url,
-        config=Config(retries={"max_attempts": 0}))
-    cw = CloudWatchMetrics(client, job_name="j", region="us-west-2", describe={
-        "ResourceConfig": {"InstanceType": "ml.g5.xlarge", "InstanceCount": 1},
-        "TrainingStartTime": BASE, "TrainingEndTime": BASE + timedelta(minutes=5)})
+        "cloudwatch",
+        region_name="us-west-2",
+        endpoint_url=aws_server.url,
+        config=Config(retries={"max_attempts": 0}),
+    )
+    cw = CloudWatchMetrics(
+        client,
+        job_name="j",
+        region="us-west-2",
+        describe={
+            "ResourceConfig": {"InstanceType": "ml.g5.xlarge", "InstanceCount": 1},
+            "TrainingStartTime": BASE,
+            "TrainingEndTime": BASE + timedelta(minutes=5),
+        },
+    )
     objs = list(cw.list_objects())
     assert len(objs) == 1 and cw.failure == NO_CREDENTIALS_MESSAGE
     with pytest.raises(SourceError, match=r"^no AWS credentials found"):
@@ -466,7 +632,9 @@ def test_pagination(aws_server: AwsEndpoint, aws_fault_proxy: FaultProxy) -> Non
     docs = []
     for page in (None, 7):
         client = aws_server.client("cloudwatch")
-        cw = CloudWatchMetrics(client, job_name=job.name, region="us-west-2", describe=describe, max_datapoints=page)
+        cw = CloudWatchMetrics(
+            client, job_name=job.name, region="us-west-2", describe=describe, max_datapoints=page
+        )
         objs = list(cw.list_objects())
         assert [o.key for o in objs] == [f"cloudwatch/algo-{n}/{job.day}.json" for n in (1, 2)]
         doc = orjson.loads(cw.read(objs[1]))
@@ -477,11 +645,15 @@ def test_pagination(aws_server: AwsEndpoint, aws_fault_proxy: FaultProxy) -> Non
     assert len(gpu["values"]) == MINUTES and gpu["timestamps"] == sorted(gpu["timestamps"])
     # and through the proxy, the pages are separate requests
     client = _proxied_client(aws_fault_proxy)
-    cw = CloudWatchMetrics(client, job_name=job.name, region="us-west-2", describe=describe, max_datapoints=7)
+    cw = CloudWatchMetrics(
+        client, job_name=job.name, region="us-west-2", describe=describe, max_datapoints=7
+    )
     aws_fault_proxy.clear()
     cw.read(next(iter(cw.list_objects())))
     calls = [x for x in aws_fault_proxy.seen if x.target == GET_METRIC_DATA]
-    assert len(calls) == math.ceil(2 * 5 / 7) + math.ceil(5 * MINUTES / 7)  # probe pages + read pages
+    assert len(calls) == math.ceil(2 * 5 / 7) + math.ceil(
+        5 * MINUTES / 7
+    )  # probe pages + read pages
     assert {x.status for x in calls} == {200}
 
 
@@ -489,5 +661,9 @@ def _proxied_client(proxy: FaultProxy) -> Any:
     import boto3
 
     return boto3.session.Session().client(  # type: ignore[call-overload]
-        "cloudwatch", region_name="us-west-2", endpoint_url=proxy.url,
-        aws_access_key_id="testing", aws_secret_access_key="testing")
+        "cloudwatch",
+        region_name="us-west-2",
+        endpoint_url=proxy.url,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )

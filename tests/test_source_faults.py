@@ -37,7 +37,9 @@ def _minute(minute: int, node: str = "algo-1") -> tuple[str, bytes]:
     """A SageMaker system-metrics file: its key under the job's profiler output, its bytes."""
     epoch = 1_700_000_000 + 60 * minute
     body = "".join(
-        LINE.format(g=g, v=50 + g, node=node, ts=epoch + s * 0.5) for s in range(4) for g in range(2)
+        LINE.format(g=g, v=50 + g, node=node, ts=epoch + s * 0.5)
+        for s in range(4)
+        for g in range(2)
     )
     return f"profiler-output/system/incremental/2023111422/{epoch}.{node}.json", body.encode()
 
@@ -60,7 +62,7 @@ def s3_job(aws_server: AwsEndpoint) -> tuple[str, list[str]]:
 
 
 def _list_rule(url: str, status: int, code: str, **kw: object) -> Fault:
-    bucket = url[len("s3://"):].split("/", 1)[0]
+    bucket = url[len("s3://") :].split("/", 1)[0]
     return Fault.s3("GET", rf"^/{re.escape(bucket)}/?\?(.*&)?list-type=2(&|$)", status, code, **kw)
 
 

@@ -59,7 +59,9 @@ def _one_line(exc: pytest.ExceptionInfo[SourceError]) -> str:
 # --------------------------------------------------------------------------- listing
 
 
-def test_lists_every_page_with_etag_fingerprints(aws_endpoint: AwsEndpoint, big_bucket: str) -> None:
+def test_lists_every_page_with_etag_fingerprints(
+    aws_endpoint: AwsEndpoint, big_bucket: str
+) -> None:
     src = S3Source(f"s3://{big_bucket}/job")
     assert isinstance(src, Source)
     objs = list(src.list_objects())
@@ -85,7 +87,11 @@ def test_prefix_is_a_folder(aws_endpoint: AwsEndpoint, big_bucket: str) -> None:
     assert len(whole) == N_KEYS + 2
     assert {"job2/not-mine.json", "other/x.json", "job/d1/f00001.json"} <= whole
     meta = a.metadata()
-    assert (meta.kind, meta.name, meta.locations) == ("s3", "job", {"root": f"s3://{big_bucket}/job/"})
+    assert (meta.kind, meta.name, meta.locations) == (
+        "s3",
+        "job",
+        {"root": f"s3://{big_bucket}/job/"},
+    )
 
 
 def test_parse_s3_url() -> None:
@@ -108,7 +114,8 @@ def test_from_prefixes_gives_role_keys(aws_endpoint: AwsEndpoint, big_bucket: st
     )
     assert all(k.startswith(("main/", "side/")) for k in keys)
     assert src.metadata().locations == {
-        "main": f"s3://{big_bucket}/job/d3/", "side": f"s3://{big_bucket}/other/",
+        "main": f"s3://{big_bucket}/job/d3/",
+        "side": f"s3://{big_bucket}/other/",
     }
     with pytest.raises(ValueError):
         S3Source.from_prefixes({"a/b": f"s3://{big_bucket}/x"})
@@ -151,7 +158,9 @@ def test_read_refuses_changed_object(aws_endpoint: AwsEndpoint) -> None:
 # --------------------------------------------------------------------------- configuration
 
 
-def test_client_config_and_endpoint_from_env(aws_endpoint: AwsEndpoint, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_client_config_and_endpoint_from_env(
+    aws_endpoint: AwsEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
     src = S3Source("s3://anything/x")
     client: Any = src._client
     assert client.meta.endpoint_url == aws_endpoint.url
@@ -231,7 +240,11 @@ def _client_error(code: str, status: int, retries: int = 0, message: str = "x") 
 @pytest.mark.parametrize(
     ("code", "status", "expected"),
     [
-        ("AccessDenied", 403, "access denied to s3://b/p/: the AWS identity in use lacks permission"),
+        (
+            "AccessDenied",
+            403,
+            "access denied to s3://b/p/: the AWS identity in use lacks permission",
+        ),
         ("403", 403, "access denied to s3://b/p/"),
         ("SlowDown", 503, "S3 kept throttling requests for s3://b/p/ (SlowDown) after 10 attempts"),
         ("InvalidAccessKeyId", 403, "AWS rejected the credentials (InvalidAccessKeyId)"),
@@ -239,7 +252,9 @@ def _client_error(code: str, status: int, retries: int = 0, message: str = "x") 
     ],
 )
 def test_client_error_messages(code: str, status: int, expected: str) -> None:
-    err = aws_error(_client_error(code, status, retries=9, message="some\ndetail"), what="s3://b/p/")
+    err = aws_error(
+        _client_error(code, status, retries=9, message="some\ndetail"), what="s3://b/p/"
+    )
     assert isinstance(err, SourceError)
     assert str(err).startswith(expected)
     assert "\n" not in str(err)

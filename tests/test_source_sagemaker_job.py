@@ -32,17 +32,27 @@ def create_job(aws: AwsEndpoint, name: str, bucket: str, **overrides: Any) -> di
         "AlgorithmSpecification": {"TrainingImage": "img:latest", "TrainingInputMode": "File"},
         "RoleArn": ROLE,
         "OutputDataConfig": {"S3OutputPath": f"s3://{bucket}/output"},
-        "ResourceConfig": {"InstanceType": "ml.p4d.24xlarge", "InstanceCount": 2, "VolumeSizeInGB": 50},
+        "ResourceConfig": {
+            "InstanceType": "ml.p4d.24xlarge",
+            "InstanceCount": 2,
+            "VolumeSizeInGB": 50,
+        },
         "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
         "ProfilerConfig": {
             "S3OutputPath": f"s3://{bucket}/profiler",
             "ProfilingIntervalInMilliseconds": 500,
         },
         "ProfilerRuleConfigurations": [
-            {"RuleConfigurationName": "ProfilerReport", "RuleEvaluatorImage": "rules:latest",
-             "RuleParameters": {"rule_to_invoke": "ProfilerReport"}},
-            {"RuleConfigurationName": "LowGPUUtilization", "RuleEvaluatorImage": "rules:latest",
-             "RuleParameters": {"rule_to_invoke": "LowGPUUtilization"}},
+            {
+                "RuleConfigurationName": "ProfilerReport",
+                "RuleEvaluatorImage": "rules:latest",
+                "RuleParameters": {"rule_to_invoke": "ProfilerReport"},
+            },
+            {
+                "RuleConfigurationName": "LowGPUUtilization",
+                "RuleEvaluatorImage": "rules:latest",
+                "RuleParameters": {"rule_to_invoke": "LowGPUUtilization"},
+            },
         ],
         "DebugHookConfig": {"S3OutputPath": f"s3://{bucket}/debug"},
         "DebugRuleConfigurations": [
@@ -62,16 +72,11 @@ def create_job(aws: AwsEndpoint, name: str, bucket: str, **overrides: Any) -> di
 
 JOB_FILES = {
     # S3 key under the bucket (with {job}) -> logical key the source must give it
-    "profiler/{job}/profiler-output/system/incremental/2020060300/1591160699.algo-1.json":
-        "profiler-output/system/incremental/2020060300/1591160699.algo-1.json",
-    "profiler/{job}/profiler-output/framework/pytorch/trace.json":
-        "profiler-output/framework/pytorch/trace.json",
-    "profiler/{job}/rule-output/ProfilerReport/profiler-output/profiler-reports/LowGPUUtilization.json":
-        "rule-output/ProfilerReport/profiler-output/profiler-reports/LowGPUUtilization.json",
-    "debug/{job}/debug-output/index/000000000/000000000000_worker_0.json":
-        "debug-output/index/000000000/000000000000_worker_0.json",
-    "tb/{job}/tensorboard-output/plugins/profiler/host_1.pt.trace.json.gz":
-        "tensorboard/plugins/profiler/host_1.pt.trace.json.gz",
+    "profiler/{job}/profiler-output/system/incremental/2020060300/1591160699.algo-1.json": "profiler-output/system/incremental/2020060300/1591160699.algo-1.json",
+    "profiler/{job}/profiler-output/framework/pytorch/trace.json": "profiler-output/framework/pytorch/trace.json",
+    "profiler/{job}/rule-output/ProfilerReport/profiler-output/profiler-reports/LowGPUUtilization.json": "rule-output/ProfilerReport/profiler-output/profiler-reports/LowGPUUtilization.json",
+    "debug/{job}/debug-output/index/000000000/000000000000_worker_0.json": "debug-output/index/000000000/000000000000_worker_0.json",
+    "tb/{job}/tensorboard-output/plugins/profiler/host_1.pt.trace.json.gz": "tensorboard/plugins/profiler/host_1.pt.trace.json.gz",
 }
 
 
@@ -94,18 +99,27 @@ def test_server_round_trips_profiler_fields(aws_endpoint: AwsEndpoint) -> None:
     name = _job_name()
     request = create_job(aws_endpoint, name, bucket)
     d = aws_endpoint.sagemaker.describe_training_job(TrainingJobName=name)
-    for field in ("ProfilerConfig", "ProfilerRuleConfigurations", "DebugHookConfig",
-                  "DebugRuleConfigurations", "TensorBoardOutputConfig", "Environment"):
+    for field in (
+        "ProfilerConfig",
+        "ProfilerRuleConfigurations",
+        "DebugHookConfig",
+        "DebugRuleConfigurations",
+        "TensorBoardOutputConfig",
+        "Environment",
+    ):
         assert d[field] == request[field], field
     assert d["ProfilingStatus"] == "Enabled"
     assert [s["RuleEvaluationStatus"] for s in d["ProfilerRuleEvaluationStatuses"]] == [
-        "InProgress", "InProgress"
+        "InProgress",
+        "InProgress",
     ]
     assert d["DebugRuleEvaluationStatuses"][0]["RuleConfigurationName"] == "LossNotDecreasing"
     assert aws_endpoint.training_job_request(name) == request
 
 
-def test_lists_every_role_with_logical_keys(aws_endpoint: AwsEndpoint, job: tuple[str, str]) -> None:
+def test_lists_every_role_with_logical_keys(
+    aws_endpoint: AwsEndpoint, job: tuple[str, str]
+) -> None:
     name, bucket = job
     src = SageMakerJobSource(name)
     assert isinstance(src, Source)
@@ -124,7 +138,11 @@ def test_metadata(aws_endpoint: AwsEndpoint, job: tuple[str, str]) -> None:
     name, bucket = job
     meta = SageMakerJobSource(name).metadata()
     assert (meta.name, meta.source, meta.kind) == (name, name, "sagemaker-job")
-    assert (meta.status, meta.secondary_status, meta.failure_reason) == ("Completed", "Completed", None)
+    assert (meta.status, meta.secondary_status, meta.failure_reason) == (
+        "Completed",
+        "Completed",
+        None,
+    )
     assert (meta.instance_type, meta.instance_count) == ("ml.p4d.24xlarge", 2)
     for t in (meta.creation_time, meta.training_start_time, meta.training_end_time):
         assert t is not None and datetime.fromisoformat(t).tzinfo is not None
@@ -134,7 +152,10 @@ def test_metadata(aws_endpoint: AwsEndpoint, job: tuple[str, str]) -> None:
         "debug-output": f"s3://{bucket}/debug/{name}/debug-output/",
         "tensorboard": f"s3://{bucket}/tb/{name}/tensorboard-output/",
     }
-    assert [(r["RuleConfigurationName"], r["RuleEvaluationStatus"], r["kind"]) for r in meta.rule_statuses] == [
+    assert [
+        (r["RuleConfigurationName"], r["RuleEvaluationStatus"], r["kind"])
+        for r in meta.rule_statuses
+    ] == [
         ("ProfilerReport", "InProgress", "profiler"),
         ("LowGPUUtilization", "InProgress", "profiler"),
         ("LossNotDecreasing", "InProgress", "debug"),
@@ -155,9 +176,16 @@ def test_metadata(aws_endpoint: AwsEndpoint, job: tuple[str, str]) -> None:
 def test_profiler_paths_fall_back_to_output_path(aws_endpoint: AwsEndpoint) -> None:
     bucket = aws_endpoint.create_bucket()
     name = _job_name()
-    create_job(aws_endpoint, name, bucket, ProfilerConfig=None, DebugHookConfig=None,
-               TensorBoardOutputConfig=None, ProfilerRuleConfigurations=None,
-               DebugRuleConfigurations=None)
+    create_job(
+        aws_endpoint,
+        name,
+        bucket,
+        ProfilerConfig=None,
+        DebugHookConfig=None,
+        TensorBoardOutputConfig=None,
+        ProfilerRuleConfigurations=None,
+        DebugRuleConfigurations=None,
+    )
     aws_endpoint.s3.put_object(
         Bucket=bucket, Key=f"output/{name}/profiler-output/system/a.json", Body=b"{}"
     )
@@ -171,8 +199,12 @@ def test_profiler_paths_fall_back_to_output_path(aws_endpoint: AwsEndpoint) -> N
 def test_missing_roles_and_buckets_are_fine(aws_endpoint: AwsEndpoint) -> None:
     bucket = aws_endpoint.create_bucket()
     name = _job_name()
-    create_job(aws_endpoint, name, bucket,
-               TensorBoardOutputConfig={"S3OutputPath": "s3://stepscope-deleted-bucket/tb"})
+    create_job(
+        aws_endpoint,
+        name,
+        bucket,
+        TensorBoardOutputConfig={"S3OutputPath": "s3://stepscope-deleted-bucket/tb"},
+    )
     aws_endpoint.s3.put_object(Bucket=bucket, Key=f"debug/{name}/debug-output/a.json", Body=b"{}")
     assert [o.key for o in SageMakerJobSource(name).list_objects()] == ["debug-output/a.json"]
 

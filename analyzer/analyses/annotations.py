@@ -32,14 +32,28 @@ from analyzer.analyses.gpu_kernels import (
 
 __all__ = ["ANNOTATION_COLUMNS", "gpu_annotation_breakdown"]
 
-ANNOTATION_COLUMNS = ["rank", "name", "count", "total_ns", "mean_ns", "min_ns", "max_ns", "std_ns", "pct"]
+ANNOTATION_COLUMNS = [
+    "rank",
+    "name",
+    "count",
+    "total_ns",
+    "mean_ns",
+    "min_ns",
+    "max_ns",
+    "std_ns",
+    "pct",
+]
 
 
-def gpu_annotation_breakdown(source: Any, *, scope: Scope = "hta", rounding: Rounding = "none") -> pd.DataFrame:
+def gpu_annotation_breakdown(
+    source: Any, *, scope: Scope = "hta", rounding: Rounding = "none"
+) -> pd.DataFrame:
     """Per rank and GPU user annotation: count and duration statistics (see the module
     docstring), largest total first within each rank. Empty when the traces hold none."""
     table = kineto_events_table(source)
-    empty = pd.DataFrame({c: pd.Series(dtype=object if c == "name" else float) for c in ANNOTATION_COLUMNS})
+    empty = pd.DataFrame(
+        {c: pd.Series(dtype=object if c == "name" else float) for c in ANNOTATION_COLUMNS}
+    )
     if table.num_rows == 0:
         return empty
     is_ann = pc.fill_null(pc.equal(_string_col(table, "cat"), "gpu_user_annotation"), False)
@@ -59,12 +73,16 @@ def gpu_annotation_breakdown(source: Any, *, scope: Scope = "hta", rounding: Rou
     if rounding == "hta":
         _round_like_hta(df, _base_times(source))
     df["d"] = (df["end_ns"] - df["start_ns"]).astype(np.int64)
-    out = df.groupby(["rank", "name"], sort=False)["d"].agg(
-        count="size", total_ns="sum", mean_ns="mean", min_ns="min", max_ns="max", std_ns="std"
-    ).reset_index()
+    out = (
+        df.groupby(["rank", "name"], sort=False)["d"]
+        .agg(count="size", total_ns="sum", mean_ns="mean", min_ns="min", max_ns="max", std_ns="std")
+        .reset_index()
+    )
     out["std_ns"] = out["std_ns"].fillna(0.0)
     rank_total = out.groupby("rank")["total_ns"].transform("sum")
     out["pct"] = (out["total_ns"] / rank_total.where(rank_total > 0) * 100).astype(float)
     out["rank"] = out["rank"].astype(np.int32)
-    out = out.sort_values(["rank", "total_ns", "name"], ascending=[True, False, True], ignore_index=True)
+    out = out.sort_values(
+        ["rank", "total_ns", "name"], ascending=[True, False, True], ignore_index=True
+    )
     return out[ANNOTATION_COLUMNS]

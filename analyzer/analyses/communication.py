@@ -137,8 +137,15 @@ def _name_collective(names: pd.Series, pattern: re.Pattern[str]) -> pd.Series:
     return names.astype(object).map(parsed)
 
 
-_SIZE_COLS = ["collective", "msg_bytes", "in_msg_nelems", "out_msg_nelems", "dtype",
-              "group_size", "process_group"]
+_SIZE_COLS = [
+    "collective",
+    "msg_bytes",
+    "in_msg_nelems",
+    "out_msg_nelems",
+    "dtype",
+    "group_size",
+    "process_group",
+]
 
 
 def _cpu_side(table: pa.Table, *, with_launches: bool = True) -> pd.DataFrame:
@@ -147,13 +154,22 @@ def _cpu_side(table: pa.Table, *, with_launches: bool = True) -> pd.DataFrame:
     ``with_launches``, every event carrying a correlation id (the runtime launch calls)."""
     stream = _col(table, "stream")
     not_gpu = pc.or_(pc.is_null(stream), pc.equal(pc.fill_null(stream, -1), -1)).to_numpy(
-        zero_copy_only=False)
+        zero_copy_only=False
+    )
     relevant = (classify(_col(table, "name"))["kernel_class"] == COMMUNICATION).to_numpy()
     if with_launches:
-        relevant = relevant | pc.is_valid(_col(table, "correlation")).to_numpy(
-            zero_copy_only=False)
-    cols = ["rank", "cat", "name", "tid", "start_ns", "dur_ns", "correlation", "external_id",
-            *_SIZE_COLS]
+        relevant = relevant | pc.is_valid(_col(table, "correlation")).to_numpy(zero_copy_only=False)
+    cols = [
+        "rank",
+        "cat",
+        "name",
+        "tid",
+        "start_ns",
+        "dur_ns",
+        "correlation",
+        "external_id",
+        *_SIZE_COLS,
+    ]
     sub = pa.table({c: _col(table, c) for c in cols}).filter(pa.array(not_gpu & relevant))
     df = sub.to_pandas()
     for c in ("cat", "name", "collective", "dtype", "process_group"):
@@ -163,9 +179,7 @@ def _cpu_side(table: pa.Table, *, with_launches: bool = True) -> pd.DataFrame:
     return df
 
 
-def _enclosing(
-    probes: pd.DataFrame, ops: pd.DataFrame, take: list[str]
-) -> pd.DataFrame:
+def _enclosing(probes: pd.DataFrame, ops: pd.DataFrame, take: list[str]) -> pd.DataFrame:
     """For each probe (rank, tid, start_ns, end_ns), the latest-starting op on the same rank
     and thread that starts at or before it and ends at or after it (else NaN)."""
     if probes.empty or ops.empty:
@@ -180,7 +194,11 @@ def _enclosing(
     left = left.sort_values("start_ns", kind="stable")
     right = right.sort_values("_op_start", kind="stable")
     merged = pd.merge_asof(
-        left, right, left_on="start_ns", right_on="_op_start", by=["rank", "tid"],
+        left,
+        right,
+        left_on="start_ns",
+        right_on="_op_start",
+        by=["rank", "tid"],
         direction="backward",
     )
     ok = merged["_op_end"] >= merged["end_ns"]
@@ -202,9 +220,22 @@ def _fill(target: pd.DataFrame, source: pd.DataFrame, cols: list[str], where: pd
 
 
 _CALL_COLUMNS = [
-    "rank", "device", "library", "collective", "name", "start_ns", "dur_ns", "msg_bytes",
-    "in_msg_nelems", "out_msg_nelems", "dtype", "group_size", "process_group", "size_source",
-    "algbw_gbps", "busbw_gbps",
+    "rank",
+    "device",
+    "library",
+    "collective",
+    "name",
+    "start_ns",
+    "dur_ns",
+    "msg_bytes",
+    "in_msg_nelems",
+    "out_msg_nelems",
+    "dtype",
+    "group_size",
+    "process_group",
+    "size_source",
+    "algbw_gbps",
+    "busbw_gbps",
 ]
 
 
@@ -230,8 +261,11 @@ def collective_calls(
     cpu = _cpu_side(table) if table.num_rows else pd.DataFrame()
     if not comm.empty and not cpu.empty:
         # 2. record_param_comms with the kernel's external id.
-        rpc = cpu[(cpu["name"] == "record_param_comms") & cpu["collective"].notna()
-                  & cpu["external_id"].notna()]
+        rpc = cpu[
+            (cpu["name"] == "record_param_comms")
+            & cpu["collective"].notna()
+            & cpu["external_id"].notna()
+        ]
         if not rpc.empty:
             rpc = rpc.drop_duplicates(["rank", "external_id"])
             key = pd.MultiIndex.from_frame(rpc[["rank", "external_id"]].astype(np.int64))
@@ -252,8 +286,11 @@ def collective_calls(
             lkey = pd.MultiIndex.from_frame(launches[["rank", "correlation"]].astype(np.int64))
             launch_of = launches.set_index(lkey)[["tid", "start_ns", "end_ns"]]
             k = comm[need]
-            probe = launch_of.reindex(pd.MultiIndex.from_arrays(
-                [k["rank"].astype(np.int64), k["correlation"].astype(np.int64)]))
+            probe = launch_of.reindex(
+                pd.MultiIndex.from_arrays(
+                    [k["rank"].astype(np.int64), k["correlation"].astype(np.int64)]
+                )
+            )
             probe.index = k.index
             probe["rank"] = k["rank"].to_numpy()
             names = cpu["name"].astype(str)
@@ -277,8 +314,14 @@ def collective_calls(
     comm.loc[comm["msg_bytes"].isna(), "size_source"] = None
 
     host = _cpu_collectives(source, cpu, scope)
-    calls = pd.concat([comm.reindex(columns=_CALL_COLUMNS), host.reindex(columns=_CALL_COLUMNS)],
-                      ignore_index=True) if not host.empty else comm.reindex(columns=_CALL_COLUMNS)
+    calls = (
+        pd.concat(
+            [comm.reindex(columns=_CALL_COLUMNS), host.reindex(columns=_CALL_COLUMNS)],
+            ignore_index=True,
+        )
+        if not host.empty
+        else comm.reindex(columns=_CALL_COLUMNS)
+    )
     if calls.empty:
         return _empty_calls()
     calls["msg_bytes"] = pd.to_numeric(calls["msg_bytes"], errors="coerce")
@@ -286,8 +329,9 @@ def collective_calls(
     calls["dur_ns"] = pd.to_numeric(calls["dur_ns"], errors="coerce")
     dur = calls["dur_ns"].where(calls["dur_ns"] > 0)
     calls["algbw_gbps"] = calls["msg_bytes"] / dur  # bytes per ns = GB/s
-    calls["busbw_gbps"] = calls["algbw_gbps"] * _busbw_factor(calls["collective"],
-                                                              calls["group_size"])
+    calls["busbw_gbps"] = calls["algbw_gbps"] * _busbw_factor(
+        calls["collective"], calls["group_size"]
+    )
     calls["rank"] = calls["rank"].astype(np.int32)
     calls = calls.sort_values(["rank", "start_ns"], kind="stable", ignore_index=True)
     for c in ("in_msg_nelems", "out_msg_nelems", "msg_bytes", "group_size"):
@@ -313,7 +357,8 @@ def _cpu_collectives(source: Any, cpu: pd.DataFrame, scope: Scope) -> pd.DataFra
         return pd.DataFrame()
     classes = classify(pa.array(cpu["name"].astype(object).to_numpy(), type=pa.string()))
     is_host = (classes["kernel_class"] == COMMUNICATION).to_numpy() & classes["library"].isin(
-        CPU_COLLECTIVE_LIBRARIES).to_numpy()
+        CPU_COLLECTIVE_LIBRARIES
+    ).to_numpy()
     is_host = is_host & cpu["start_ns"].notna().to_numpy()
     if scope == "hta":
         last = last_step_starts(source)
@@ -336,9 +381,17 @@ def _cpu_collectives(source: Any, cpu: pd.DataFrame, scope: Scope) -> pd.DataFra
 
 
 _SUMMARY_COLUMNS = [
-    "rank", "collective_kernels", "comm_kernel_time_ns", "comm_time_ns", "gpu_busy_ns",
-    "comm_share_pct", "overlapped_comm_ns", "exposed_comm_ns", "comm_comp_overlap_pct",
-    "cpu_collective_calls", "cpu_comm_time_ns",
+    "rank",
+    "collective_kernels",
+    "comm_kernel_time_ns",
+    "comm_time_ns",
+    "gpu_busy_ns",
+    "comm_share_pct",
+    "overlapped_comm_ns",
+    "exposed_comm_ns",
+    "comm_comp_overlap_pct",
+    "cpu_collective_calls",
+    "cpu_comm_time_ns",
 ]
 
 
@@ -369,8 +422,13 @@ def communication_summary(
         np.concatenate([rank[is_comm], rank[is_comp], rank]),
         np.concatenate([start[is_comm], start[is_comp], start]),
         np.concatenate([end[is_comm], end[is_comp], end]),
-        np.concatenate([np.zeros(is_comm.sum(), np.int64), np.ones(is_comp.sum(), np.int64),
-                        np.full(len(ev), 2, np.int64)]),
+        np.concatenate(
+            [
+                np.zeros(is_comm.sum(), np.int64),
+                np.ones(is_comp.sum(), np.int64),
+                np.full(len(ev), 2, np.int64),
+            ]
+        ),
         n_classes=3,
     )
 
@@ -378,18 +436,25 @@ def communication_summary(
         return states[mask].groupby("group")["duration"].sum().reindex(out.index, fill_value=0)
 
     st = states["state"]
-    out["collective_kernels"] = pd.Series(rank[is_comm]).value_counts().reindex(
-        out.index, fill_value=0)
-    out["comm_kernel_time_ns"] = pd.Series(end[is_comm] - start[is_comm]).groupby(
-        rank[is_comm]).sum().reindex(out.index, fill_value=0)
+    out["collective_kernels"] = (
+        pd.Series(rank[is_comm]).value_counts().reindex(out.index, fill_value=0)
+    )
+    out["comm_kernel_time_ns"] = (
+        pd.Series(end[is_comm] - start[is_comm])
+        .groupby(rank[is_comm])
+        .sum()
+        .reindex(out.index, fill_value=0)
+    )
     out["comm_time_ns"] = per_rank((st & 1) > 0)
     out["gpu_busy_ns"] = per_rank(st > 0)
     out["overlapped_comm_ns"] = per_rank((st & 3) == 3)
     out["exposed_comm_ns"] = out["comm_time_ns"] - out["overlapped_comm_ns"]
-    out["comm_share_pct"] = 100.0 * out["comm_time_ns"] / out["gpu_busy_ns"].where(
-        out["gpu_busy_ns"] > 0)
-    out["comm_comp_overlap_pct"] = 100.0 * out["overlapped_comm_ns"] / out["comm_time_ns"].where(
-        out["comm_time_ns"] > 0)
+    out["comm_share_pct"] = (
+        100.0 * out["comm_time_ns"] / out["gpu_busy_ns"].where(out["gpu_busy_ns"] > 0)
+    )
+    out["comm_comp_overlap_pct"] = (
+        100.0 * out["overlapped_comm_ns"] / out["comm_time_ns"].where(out["comm_time_ns"] > 0)
+    )
     cpu = _cpu_side(table, with_launches=False)
     host = _cpu_collectives(source, cpu, scope)
     if host.empty:
@@ -397,11 +462,16 @@ def communication_summary(
         out["cpu_comm_time_ns"] = 0
     else:
         out["cpu_collective_calls"] = host["rank"].value_counts().reindex(out.index, fill_value=0)
-        hs = state_durations(host["rank"].to_numpy(), host["start_ns"].to_numpy(),
-                             (host["start_ns"] + host["dur_ns"]).to_numpy(),
-                             np.zeros(len(host), np.int64), n_classes=1)
-        out["cpu_comm_time_ns"] = hs.groupby("group")["duration"].sum().reindex(
-            out.index, fill_value=0)
+        hs = state_durations(
+            host["rank"].to_numpy(),
+            host["start_ns"].to_numpy(),
+            (host["start_ns"] + host["dur_ns"]).to_numpy(),
+            np.zeros(len(host), np.int64),
+            n_classes=1,
+        )
+        out["cpu_comm_time_ns"] = (
+            hs.groupby("group")["duration"].sum().reindex(out.index, fill_value=0)
+        )
     for c in _SUMMARY_COLUMNS[1:]:
         if not c.endswith("pct"):
             out[c] = out[c].astype(np.int64)
@@ -423,9 +493,23 @@ def collective_summary(
     call of the group has a known size.
     """
     calls = collective_calls(source, scope=scope, rounding=rounding)
-    cols = ["rank", "device", "library", "collective", "calls", "total_ns", "mean_ns", "max_ns",
-            "sized_calls", "total_bytes", "mean_bytes", "min_bytes", "max_bytes", "algbw_gbps",
-            "busbw_gbps"]
+    cols = [
+        "rank",
+        "device",
+        "library",
+        "collective",
+        "calls",
+        "total_ns",
+        "mean_ns",
+        "max_ns",
+        "sized_calls",
+        "total_bytes",
+        "mean_bytes",
+        "min_bytes",
+        "max_bytes",
+        "algbw_gbps",
+        "busbw_gbps",
+    ]
     if calls.empty:
         return pd.DataFrame({c: pd.Series([], dtype=object) for c in cols})
     c = calls.copy()

@@ -43,10 +43,20 @@ def render() -> str:
     ]
     for name, functions in MODULES.items():
         mod = importlib.import_module(f"analyzer.analyses.{name}")
-        lines += [f"## `analyzer.analyses.{name}`", "", inspect.cleandoc(mod.__doc__ or "").strip(), ""]
+        lines += [
+            f"## `analyzer.analyses.{name}`",
+            "",
+            inspect.cleandoc(mod.__doc__ or "").strip(),
+            "",
+        ]
         for fn_name in functions:
             fn = getattr(mod, fn_name)
-            lines += [f"### `{fn_name}`", "", inspect.cleandoc(fn.__doc__ or "(no docstring)").strip(), ""]
+            lines += [
+                f"### `{fn_name}`",
+                "",
+                inspect.cleandoc(fn.__doc__ or "(no docstring)").strip(),
+                "",
+            ]
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -26,8 +26,17 @@ _SIGNALS = (
 #: thread inside finalization
 _NO_PYTHON_FRAME = re.compile(r"<no Python frame>")
 
-COLUMNS = ("node", "rank", "script_ended", "script_ended_ns", "optimizer_steps", "fatal",
-           "signal", "no_python_frame", "fault_detail")
+COLUMNS = (
+    "node",
+    "rank",
+    "script_ended",
+    "script_ended_ns",
+    "optimizer_steps",
+    "fatal",
+    "signal",
+    "no_python_frame",
+    "fault_detail",
+)
 
 
 def process_exits(ds: JobDataset) -> pd.DataFrame:
@@ -46,17 +55,19 @@ def process_exits(ds: JobDataset) -> pd.DataFrame:
         faults = g[(g["kind"] == "fault") & g["fatal"].notna()]
         fatal = str(faults["fatal"].iloc[0]) if len(faults) else None
         detail = str(faults["fault_detail"].iloc[0]) if len(faults) else None
-        rows.append({
-            "node": node,
-            "rank": int(rank),
-            "script_ended": bool(len(records)),
-            "script_ended_ns": _first(records["script_ended_ns"]),
-            "optimizer_steps": _first(records["optimizer_steps"]),
-            "fatal": fatal,
-            "signal": _signal(fatal),
-            "no_python_frame": bool(detail and _NO_PYTHON_FRAME.search(detail)),
-            "fault_detail": detail,
-        })
+        rows.append(
+            {
+                "node": node,
+                "rank": int(rank),
+                "script_ended": bool(len(records)),
+                "script_ended_ns": _first(records["script_ended_ns"]),
+                "optimizer_steps": _first(records["optimizer_steps"]),
+                "fatal": fatal,
+                "signal": _signal(fatal),
+                "no_python_frame": bool(detail and _NO_PYTHON_FRAME.search(detail)),
+                "fault_detail": detail,
+            }
+        )
     out = pd.DataFrame(rows, columns=list(COLUMNS)).astype(object)
     return out.where(out.notna(), None)  # absent is None, never NaN, in every column
 

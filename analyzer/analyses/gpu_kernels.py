@@ -94,7 +94,9 @@ class RankEvents:
     analysis of the rank repeats are computed once and kept here.
     """
 
-    def __init__(self, table: pa.Table, *, trim: bool | None = None, base_ns: dict[int, int] | None = None) -> None:
+    def __init__(
+        self, table: pa.Table, *, trim: bool | None = None, base_ns: dict[int, int] | None = None
+    ) -> None:
         self.table = table
         self.trim = trim
         self.base_ns = dict(base_ns or {})
@@ -103,7 +105,9 @@ class RankEvents:
     def step_names(self) -> set[str]:
         """The distinct ``ProfilerStep#N`` names of these events (what ``trim`` is decided from)."""
         names = _string_col(self.table, "name")
-        return {n for n in pc.unique(pc.filter(names, _step_mask(self))).to_pylist() if n is not None}
+        return {
+            n for n in pc.unique(pc.filter(names, _step_mask(self))).to_pylist() if n is not None
+        }
 
 
 def kineto_events_table(source: Any) -> pa.Table:
@@ -116,7 +120,9 @@ def kineto_events_table(source: Any) -> pa.Table:
         return source
     if isinstance(source, pd.DataFrame):
         return pa.Table.from_pandas(source, preserve_index=False)
-    raise TypeError(f"expected a JobDataset, pyarrow.Table or pandas.DataFrame, got {type(source)!r}")
+    raise TypeError(
+        f"expected a JobDataset, pyarrow.Table or pandas.DataFrame, got {type(source)!r}"
+    )
 
 
 def _col(table: pa.Table, name: str) -> pa.ChunkedArray:
@@ -142,7 +148,10 @@ def _name_mask(table: pa.Table, test: Callable[[pa.Array], pa.Array]) -> pa.Chun
     col = _col(table, "name")
     if not pa.types.is_dictionary(col.type):
         return pc.fill_null(test(col), False)
-    chunks = [pc.fill_null(pc.fill_null(test(c.dictionary), False).take(c.indices), False) for c in col.chunks]
+    chunks = [
+        pc.fill_null(pc.fill_null(test(c.dictionary), False).take(c.indices), False)
+        for c in col.chunks
+    ]
     return pa.chunked_array(chunks, pa.bool_())
 
 
@@ -153,7 +162,9 @@ def _step_mask(source: Any) -> pa.ChunkedArray:
             source.memo[("step_mask",)] = _step_mask(source.table)
         mask: pa.ChunkedArray = source.memo[("step_mask",)]
         return mask
-    return _name_mask(kineto_events_table(source), lambda v: pc.match_substring_regex(v, _STEP_PATTERN))
+    return _name_mask(
+        kineto_events_table(source), lambda v: pc.match_substring_regex(v, _STEP_PATTERN)
+    )
 
 
 def _is_gpu_event(table: pa.Table) -> pa.ChunkedArray:
@@ -200,8 +211,9 @@ def _scope_mask(table: pa.Table, is_gpu: np.ndarray, last_step: pd.Series | None
     has_corr = pc.is_valid(corr_col).to_numpy(zero_copy_only=False)
     corr = pc.fill_null(corr_col, -1).to_numpy().astype(np.int64)
     stream = pc.fill_null(_col(table, "stream"), -1).to_numpy().astype(np.int64)
-    device_sync = _name_mask(table, lambda v: pc.is_in(v, value_set=pa.array(_DEVICE_SYNC_NAMES))).to_numpy(
-        zero_copy_only=False)
+    device_sync = _name_mask(
+        table, lambda v: pc.is_in(v, value_set=pa.array(_DEVICE_SYNC_NAMES))
+    ).to_numpy(zero_copy_only=False)
     # HTA's "GPU kernel" for this purpose: stream >= 0 with a correlation, or a device sync.
     gpu_like = ((stream >= 0) & has_corr & (corr >= 0)) | device_sync
     rank_last = pd.Series(rank).map(last_step).to_numpy(dtype=float)
@@ -222,13 +234,10 @@ def _pairs_isin(a1: np.ndarray, a2: np.ndarray, b1: np.ndarray, b2: np.ndarray) 
         ka = (a1.astype(np.int64) + r_hi) * width + (a2.astype(np.int64) - lo)
         kb = (b1.astype(np.int64) + r_hi) * width + (b2.astype(np.int64) - lo)
         return np.isin(ka, kb)
-    return np.asarray(pd.MultiIndex.from_arrays([a1, a2]).isin(
-        pd.MultiIndex.from_arrays([b1, b2])))
+    return np.asarray(pd.MultiIndex.from_arrays([a1, a2]).isin(pd.MultiIndex.from_arrays([b1, b2])))
 
 
-def gpu_events(
-    source: Any, *, scope: Scope = "hta", rounding: Rounding = "none"
-) -> pd.DataFrame:
+def gpu_events(source: Any, *, scope: Scope = "hta", rounding: Rounding = "none") -> pd.DataFrame:
     """GPU events in the analysis scope, one row each, with their class.
 
     Columns: ``rank, cat, name, start_ns, dur_ns, end_ns, stream, device, correlation,
@@ -279,7 +288,9 @@ def _gpu_events(source: Any, scope: Scope, rounding: Rounding) -> pd.DataFrame:
     return df[GPU_EVENT_COLUMNS]
 
 
-def cpu_correlated_events(source: Any, *, rounding: Rounding = "none", name_pattern: str | None = None) -> pd.DataFrame:
+def cpu_correlated_events(
+    source: Any, *, rounding: Rounding = "none", name_pattern: str | None = None
+) -> pd.DataFrame:
     """CPU-side events with a correlation id — the runtime calls (``cudaLaunchKernel``...)
     that put the GPU event of the same rank and id on a stream — optionally only those whose
     name matches ``name_pattern``. Columns: rank, correlation, start_ns, end_ns (HTA's
@@ -293,13 +304,19 @@ def cpu_correlated_events(source: Any, *, rounding: Rounding = "none", name_patt
     return _cpu_correlated_events(source, rounding, name_pattern)
 
 
-def _cpu_correlated_events(source: Any, rounding: Rounding, name_pattern: str | None) -> pd.DataFrame:
+def _cpu_correlated_events(
+    source: Any, rounding: Rounding, name_pattern: str | None
+) -> pd.DataFrame:
     table = kineto_events_table(source)
     keep = pc.and_(pc.invert(_is_gpu_event(table)), pc.is_valid(_col(table, "correlation")))
     keep = pc.and_(keep, pc.is_valid(_col(table, "start_ns")))
     if name_pattern is not None:
         keep = pc.and_(keep, _name_mask(table, lambda v: pc.match_substring_regex(v, name_pattern)))
-    df = table.filter(pc.fill_null(keep, False)).select(["rank", "correlation", "start_ns", "dur_ns"]).to_pandas()
+    df = (
+        table.filter(pc.fill_null(keep, False))
+        .select(["rank", "correlation", "start_ns", "dur_ns"])
+        .to_pandas()
+    )
     df["dur_ns"] = df["dur_ns"].fillna(0).astype(np.int64)
     df["start_ns"] = df["start_ns"].astype(np.int64)
     df["end_ns"] = df["start_ns"] + df["dur_ns"]
@@ -383,13 +400,20 @@ def kernel_type_breakdown(
     classes = [COMPUTATION, COMMUNICATION] + ([MEMORY] if include_memory else [])
     sel, code = _class_codes(kernels, classes)
     states = state_durations(
-        sel["rank"].to_numpy(), sel["start_ns"].to_numpy(), sel["end_ns"].to_numpy(), code,
+        sel["rank"].to_numpy(),
+        sel["start_ns"].to_numpy(),
+        sel["end_ns"].to_numpy(),
+        code,
         n_classes=len(classes),
     )
     cols = ["rank", "kernel_type", "time_ns", "pct"]
     if states.empty:
-        out = pd.DataFrame({c: pd.Series([], dtype=t) for c, t in
-                            zip(cols, ["int32", "object", "int64", "float64"], strict=True)})
+        out = pd.DataFrame(
+            {
+                c: pd.Series([], dtype=t)
+                for c, t in zip(cols, ["int32", "object", "int64", "float64"], strict=True)
+            }
+        )
         return out if per_rank else out.drop(columns="rank")
     names = {s: state_name(int(s), classes) for s in states["state"].unique()}
     states["kernel_type"] = states["state"].map(names)
@@ -418,8 +442,14 @@ def kernel_class_totals(
     kernels = gpu_events(source, scope=scope, rounding=rounding)
     cols = ["rank", "kernel_class", "count", "total_ns", "union_ns", "pct"]
     if kernels.empty:
-        return pd.DataFrame({c: pd.Series([], dtype=t) for c, t in zip(
-            cols, ["int32", "object", "int64", "int64", "int64", "float64"], strict=True)})
+        return pd.DataFrame(
+            {
+                c: pd.Series([], dtype=t)
+                for c, t in zip(
+                    cols, ["int32", "object", "int64", "int64", "int64", "float64"], strict=True
+                )
+            }
+        )
     key = kernels["kernel_class"].astype(str)
     agg = (
         kernels.assign(kernel_class=key)
@@ -427,13 +457,20 @@ def kernel_class_totals(
         .agg(count=("dur_ns", "size"), total_ns=("dur_ns", "sum"))
     )
     # Union per (rank, class): one group per pair.
-    group = kernels["rank"].astype(np.int64).to_numpy() * len(KERNEL_CLASSES) + \
-        kernels["kernel_class"].cat.codes.to_numpy().astype(np.int64)
-    states = state_durations(group, kernels["start_ns"].to_numpy(), kernels["end_ns"].to_numpy(),
-                             np.zeros(len(kernels), np.int64), n_classes=1)
+    group = kernels["rank"].astype(np.int64).to_numpy() * len(KERNEL_CLASSES) + kernels[
+        "kernel_class"
+    ].cat.codes.to_numpy().astype(np.int64)
+    states = state_durations(
+        group,
+        kernels["start_ns"].to_numpy(),
+        kernels["end_ns"].to_numpy(),
+        np.zeros(len(kernels), np.int64),
+        n_classes=1,
+    )
     union = states.groupby("group")["duration"].sum()
     gkey = agg["rank"].astype(np.int64) * len(KERNEL_CLASSES) + agg["kernel_class"].map(
-        {c: i for i, c in enumerate(KERNEL_CLASSES)}).astype(np.int64)
+        {c: i for i, c in enumerate(KERNEL_CLASSES)}
+    ).astype(np.int64)
     agg["union_ns"] = gkey.map(union).fillna(0).astype(np.int64).to_numpy()
     agg["pct"] = 100.0 * agg["total_ns"] / agg.groupby("rank")["total_ns"].transform("sum")
     agg["rank"] = agg["rank"].astype(np.int32)
@@ -456,8 +493,21 @@ def top_kernels(
     ``n`` largest per rank and class (per rank only with ``by_class=False``).
     """
     kernels = gpu_events(source, scope=scope)
-    cols = ["rank", "kernel_class", "library", "name", "count", "total_ns", "mean_ns",
-            "min_ns", "max_ns", "std_ns", "pct_of_class", "pct_of_gpu", "position"]
+    cols = [
+        "rank",
+        "kernel_class",
+        "library",
+        "name",
+        "count",
+        "total_ns",
+        "mean_ns",
+        "min_ns",
+        "max_ns",
+        "std_ns",
+        "pct_of_class",
+        "pct_of_gpu",
+        "position",
+    ]
     if kernels.empty:
         return pd.DataFrame({c: pd.Series([], dtype=object) for c in cols})
     k = kernels.assign(
@@ -479,8 +529,9 @@ def top_kernels(
     agg["pct_of_class"] = 100.0 * agg["total_ns"] / class_total
     agg["pct_of_gpu"] = 100.0 * agg["total_ns"] / rank_total
     keys = ["rank", "kernel_class"] if by_class else ["rank"]
-    agg = agg.sort_values([*keys, "total_ns", "name"], ascending=[True] * len(keys) + [False, True],
-                          ignore_index=True)
+    agg = agg.sort_values(
+        [*keys, "total_ns", "name"], ascending=[True] * len(keys) + [False, True], ignore_index=True
+    )
     agg["position"] = agg.groupby(keys).cumcount() + 1
     agg = agg[agg["position"] <= n]
     agg["rank"] = agg["rank"].astype(np.int32)

@@ -32,10 +32,23 @@ import pandas as pd
 
 from analyzer.analyses.gpu_kernels import Rounding, Scope, cpu_correlated_events, gpu_events
 
-__all__ = ["IDLE_CATEGORIES", "IDLE_COLUMNS", "idle_time_breakdown", "idle_time_by_rank", "stream_idle_summary"]
+__all__ = [
+    "IDLE_CATEGORIES",
+    "IDLE_COLUMNS",
+    "idle_time_breakdown",
+    "idle_time_by_rank",
+    "stream_idle_summary",
+]
 
 IDLE_CATEGORIES = ("host_wait", "kernel_wait", "other")
-IDLE_COLUMNS = ["rank", "stream", "idle_category", "idle_time_ns", "idle_intervals", "idle_time_ratio"]
+IDLE_COLUMNS = [
+    "rank",
+    "stream",
+    "idle_category",
+    "idle_time_ns",
+    "idle_intervals",
+    "idle_time_ratio",
+]
 #: the GPU event categories HTA breaks idle time down over (no ``cuda_sync``)
 _WORK_CATS = ("kernel", "Kernel", "gpu_memset", "Memset", "gpu_memcpy", "Memcpy", "mtia_ccp_events")
 
@@ -43,17 +56,23 @@ _WORK_CATS = ("kernel", "Kernel", "gpu_memset", "Memset", "gpu_memcpy", "Memcpy"
 def _launch_starts(source: Any, rounding: Rounding) -> pd.DataFrame:
     """Start of the CPU-side event correlated with each GPU event: rank, correlation, launch_ns."""
     df = cpu_correlated_events(source, rounding=rounding)
-    df = df.sort_values("start_ns", kind="stable").drop_duplicates(["rank", "correlation"], keep="first")
+    df = df.sort_values("start_ns", kind="stable").drop_duplicates(
+        ["rank", "correlation"], keep="first"
+    )
     return df.rename(columns={"start_ns": "launch_ns"})[["rank", "correlation", "launch_ns"]]
 
 
-def _stream_gaps(source: Any, consecutive_kernel_delay_ns: int, scope: Scope, rounding: Rounding) -> pd.DataFrame:
+def _stream_gaps(
+    source: Any, consecutive_kernel_delay_ns: int, scope: Scope, rounding: Rounding
+) -> pd.DataFrame:
     """The GPU work events of each stream in order, each with the gap before it and its
     category: rank, stream, start_ns, end_ns, idle_category, interval (Int64, NA first)."""
     ev = gpu_events(source, scope=scope, rounding=rounding)
     ev = ev[ev["cat"].astype(object).isin(_WORK_CATS) & ev["stream"].notna() & (ev["stream"] != -1)]
     if ev.empty:
-        return pd.DataFrame(columns=["rank", "stream", "start_ns", "end_ns", "idle_category", "interval"])
+        return pd.DataFrame(
+            columns=["rank", "stream", "start_ns", "end_ns", "idle_category", "interval"]
+        )
     ev = ev[["rank", "stream", "start_ns", "end_ns", "correlation"]].copy()
     ev["stream"] = ev["stream"].astype(np.int64)
     launches = _launch_starts(source, rounding)
@@ -95,7 +114,9 @@ def idle_time_breakdown(
     """
     ev = _stream_gaps(source, consecutive_kernel_delay_ns, scope, rounding)
     if ev.empty:
-        return pd.DataFrame({c: pd.Series(dtype=object if c == "idle_category" else float) for c in IDLE_COLUMNS})
+        return pd.DataFrame(
+            {c: pd.Series(dtype=object if c == "idle_category" else float) for c in IDLE_COLUMNS}
+        )
     keys = ev[["rank", "stream"]].drop_duplicates()
     full = keys.merge(pd.DataFrame({"idle_category": list(IDLE_CATEGORIES)}), how="cross")
     sums = (
@@ -107,7 +128,9 @@ def idle_time_breakdown(
     out["idle_time_ns"] = out["idle_time_ns"].fillna(0).astype(np.int64)
     out["idle_intervals"] = out["idle_intervals"].fillna(0).astype(np.int64)
     total = out.groupby(["rank", "stream"], sort=False)["idle_time_ns"].transform("sum")
-    out["idle_time_ratio"] = (out["idle_time_ns"] / total.where(total != 0).astype(float)).astype(float)
+    out["idle_time_ratio"] = (out["idle_time_ns"] / total.where(total != 0).astype(float)).astype(
+        float
+    )
     out["rank"] = out["rank"].astype(np.int32)
     return out.sort_values(["rank", "stream"], kind="stable", ignore_index=True)[IDLE_COLUMNS]
 
@@ -115,22 +138,35 @@ def idle_time_breakdown(
 def idle_time_by_rank(breakdown: pd.DataFrame) -> pd.DataFrame:
     """Per rank, the idle time of all its streams by category: rank, host_wait_ns,
     kernel_wait_ns, other_ns, idle_ns, and each category's share of it (``*_pct``)."""
-    cols = ["rank", *(f"{c}_ns" for c in IDLE_CATEGORIES), "idle_ns", *(f"{c}_pct" for c in IDLE_CATEGORIES)]
+    cols = [
+        "rank",
+        *(f"{c}_ns" for c in IDLE_CATEGORIES),
+        "idle_ns",
+        *(f"{c}_pct" for c in IDLE_CATEGORIES),
+    ]
     if breakdown.empty:
         return pd.DataFrame(columns=cols)
-    wide = breakdown.pivot_table(index="rank", columns="idle_category", values="idle_time_ns", aggfunc="sum", fill_value=0.0)
+    wide = breakdown.pivot_table(
+        index="rank", columns="idle_category", values="idle_time_ns", aggfunc="sum", fill_value=0.0
+    )
     wide = wide.reindex(columns=list(IDLE_CATEGORIES), fill_value=0.0)
     out = pd.DataFrame({"rank": wide.index.astype(np.int32)})
     for c in IDLE_CATEGORIES:
         out[f"{c}_ns"] = wide[c].to_numpy()
     out["idle_ns"] = out[[f"{c}_ns" for c in IDLE_CATEGORIES]].sum(axis=1)
     for c in IDLE_CATEGORIES:
-        out[f"{c}_pct"] = (out[f"{c}_ns"] / out["idle_ns"].where(out["idle_ns"] != 0) * 100).astype(float)
+        out[f"{c}_pct"] = (out[f"{c}_ns"] / out["idle_ns"].where(out["idle_ns"] != 0) * 100).astype(
+            float
+        )
     return out[cols]
 
 
 def stream_idle_summary(
-    source: Any, *, consecutive_kernel_delay_ns: int = 30_000, scope: Scope = "hta", rounding: Rounding = "none"
+    source: Any,
+    *,
+    consecutive_kernel_delay_ns: int = 30_000,
+    scope: Scope = "hta",
+    rounding: Rounding = "none",
 ) -> pd.DataFrame:
     """Per rank and stream: its span (first start to last end), busy time (sum of its
     events' durations: work on one stream runs one event at a time) and idle time by
@@ -142,9 +178,22 @@ def stream_idle_summary(
         return pd.DataFrame(columns=cols)
     ev = ev.assign(dur=ev["end_ns"] - ev["start_ns"])
     g = ev.groupby(["rank", "stream"], sort=True)
-    out = g.agg(events=("start_ns", "size"), first=("start_ns", "min"), last=("end_ns", "max"), busy_ns=("dur", "sum"))
+    out = g.agg(
+        events=("start_ns", "size"),
+        first=("start_ns", "min"),
+        last=("end_ns", "max"),
+        busy_ns=("dur", "sum"),
+    )
     out["span_ns"] = out["last"] - out["first"]
-    gaps = ev.pivot_table(index=["rank", "stream"], columns="idle_category", values="interval", aggfunc="sum", fill_value=0)
+    gaps = ev.pivot_table(
+        index=["rank", "stream"],
+        columns="idle_category",
+        values="interval",
+        aggfunc="sum",
+        fill_value=0,
+    )
     for c in IDLE_CATEGORIES:
-        out[f"{c}_ns"] = gaps[c].reindex(out.index, fill_value=0).astype(np.int64) if c in gaps else 0
+        out[f"{c}_ns"] = (
+            gaps[c].reindex(out.index, fill_value=0).astype(np.int64) if c in gaps else 0
+        )
     return out.reset_index()[cols]

@@ -89,9 +89,7 @@ def merge_intervals_grouped(group: Any, start: Any, end: Any) -> pd.DataFrame:
     e = _as_int64(end)
     _check(s, e)
     if s.size == 0:
-        return pd.DataFrame(
-            {"group": pd.Series([], dtype=object), "start": s[:0], "end": e[:0]}
-        )
+        return pd.DataFrame({"group": pd.Series([], dtype=object), "start": s[:0], "end": e[:0]})
     e = np.maximum(e, s)
     order = np.lexsort((s, g_codes))
     g, s, e = g_codes[order], s[order], e[order]
@@ -186,9 +184,7 @@ def state_name(state: int, class_names: Sequence[str], joiner: str = " overlappi
     return joiner.join(name for bit, name in enumerate(class_names) if state & (1 << bit))
 
 
-def intersection_length(
-    a_start: Any, a_end: Any, b_start: Any, b_end: Any
-) -> int:
+def intersection_length(a_start: Any, a_end: Any, b_start: Any, b_end: Any) -> int:
     """Length of ``union(A) ∩ union(B)``."""
     a_s, a_e, b_s, b_e = (_as_int64(x) for x in (a_start, a_end, b_start, b_end))
     start = np.concatenate([a_s, b_s])

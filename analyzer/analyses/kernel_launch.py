@@ -28,27 +28,49 @@ import pandas as pd
 
 from analyzer.analyses.gpu_kernels import Rounding, Scope, cpu_correlated_events, gpu_events
 
-__all__ = ["LAUNCH_CALL_PATTERN", "LAUNCH_COLUMNS", "SUMMARY_COLUMNS", "kernel_launch_stats", "kernel_launch_summary"]
+__all__ = [
+    "LAUNCH_CALL_PATTERN",
+    "LAUNCH_COLUMNS",
+    "SUMMARY_COLUMNS",
+    "kernel_launch_stats",
+    "kernel_launch_summary",
+]
 
 #: CPU-side calls that put work on a CUDA stream
-LAUNCH_CALL_PATTERN = r"^(cudaLaunchKernel(ExC)?|cudaMemcpyAsync|cudaMemsetAsync)(_v\d+)?$|^cuLaunchKernel(Ex)?$"
-LAUNCH_COLUMNS = ["rank", "correlation", "name", "stream", "cpu_duration_ns", "gpu_duration_ns", "launch_delay_ns"]
+LAUNCH_CALL_PATTERN = (
+    r"^(cudaLaunchKernel(ExC)?|cudaMemcpyAsync|cudaMemsetAsync)(_v\d+)?$|^cuLaunchKernel(Ex)?$"
+)
+LAUNCH_COLUMNS = [
+    "rank",
+    "correlation",
+    "name",
+    "stream",
+    "cpu_duration_ns",
+    "gpu_duration_ns",
+    "launch_delay_ns",
+]
 SUMMARY_COLUMNS = [
     "rank", "kernels", "cpu_duration_mean_ns", "gpu_duration_mean_ns", "launch_delay_mean_ns",
     "launch_delay_max_ns", "short_kernels", "runtime_outliers", "launch_delay_outliers",
 ]  # fmt: skip
 
 
-def kernel_launch_stats(source: Any, *, scope: Scope = "hta", rounding: Rounding = "none") -> pd.DataFrame:
+def kernel_launch_stats(
+    source: Any, *, scope: Scope = "hta", rounding: Rounding = "none"
+) -> pd.DataFrame:
     """One row per GPU event and its launch call (see the module docstring), by rank and
     GPU start. Columns: rank, correlation, name, stream, cpu_duration_ns, gpu_duration_ns,
     launch_delay_ns. Empty (same columns) for traces without GPU events."""
     ev = gpu_events(source, scope=scope, rounding=rounding)
     ev = ev[ev["correlation"].notna()]
     if ev.empty:
-        return pd.DataFrame({c: pd.Series(dtype=object if c == "name" else np.int64) for c in LAUNCH_COLUMNS})
+        return pd.DataFrame(
+            {c: pd.Series(dtype=object if c == "name" else np.int64) for c in LAUNCH_COLUMNS}
+        )
     calls = cpu_correlated_events(source, rounding=rounding, name_pattern=LAUNCH_CALL_PATTERN)
-    ev = ev[["rank", "correlation", "name", "stream", "start_ns", "end_ns"]].astype({"correlation": np.int64})
+    ev = ev[["rank", "correlation", "name", "stream", "start_ns", "end_ns"]].astype(
+        {"correlation": np.int64}
+    )
     calls = calls.astype({"correlation": np.int64})
     joined = ev.merge(calls, on=["rank", "correlation"], how="inner", suffixes=("_gpu", "_cpu"))
     out = pd.DataFrame(
@@ -59,7 +81,9 @@ def kernel_launch_stats(source: Any, *, scope: Scope = "hta", rounding: Rounding
             "stream": joined["stream"].astype(np.int64),
             "cpu_duration_ns": (joined["end_ns_cpu"] - joined["start_ns_cpu"]).astype(np.int64),
             "gpu_duration_ns": (joined["end_ns_gpu"] - joined["start_ns_gpu"]).astype(np.int64),
-            "launch_delay_ns": (joined["start_ns_gpu"] - joined["end_ns_cpu"]).clip(lower=0).astype(np.int64),
+            "launch_delay_ns": (joined["start_ns_gpu"] - joined["end_ns_cpu"])
+            .clip(lower=0)
+            .astype(np.int64),
             "_start": joined["start_ns_gpu"],
         }
     )
@@ -74,7 +98,8 @@ def kernel_launch_summary(
     if stats.empty:
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
     s = stats.assign(
-        short=(stats["gpu_duration_ns"] < stats["cpu_duration_ns"]) & (stats["cpu_duration_ns"] <= runtime_cutoff_ns),
+        short=(stats["gpu_duration_ns"] < stats["cpu_duration_ns"])
+        & (stats["cpu_duration_ns"] <= runtime_cutoff_ns),
         runtime_outlier=stats["cpu_duration_ns"] > runtime_cutoff_ns,
         delay_outlier=stats["launch_delay_ns"] > launch_delay_cutoff_ns,
     )

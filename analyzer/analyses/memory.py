@@ -24,10 +24,23 @@ import pyarrow.compute as pc
 from analyzer.analyses.gpu_kernels import _col, kineto_events_table
 from analyzer.ingest.dataset import JobDataset
 
-__all__ = ["MEMORY_COLUMNS", "STEP_MEMORY_COLUMNS", "allocator_memory", "allocator_memory_by_step", "allocator_memory_summary"]
+__all__ = [
+    "MEMORY_COLUMNS",
+    "STEP_MEMORY_COLUMNS",
+    "allocator_memory",
+    "allocator_memory_by_step",
+    "allocator_memory_summary",
+]
 
 MEMORY_COLUMNS = ["rank", "device", "t_ns", "allocated_bytes", "reserved_bytes"]
-STEP_MEMORY_COLUMNS = ["rank", "device", "step", "start_ns", "allocated_at_start_bytes", "peak_allocated_bytes"]
+STEP_MEMORY_COLUMNS = [
+    "rank",
+    "device",
+    "step",
+    "start_ns",
+    "allocated_at_start_bytes",
+    "peak_allocated_bytes",
+]
 
 
 def allocator_memory(source: Any) -> pd.DataFrame:
@@ -37,7 +50,9 @@ def allocator_memory(source: Any) -> pd.DataFrame:
     empty = pd.DataFrame({c: pd.Series(dtype=np.int64) for c in MEMORY_COLUMNS})
     if table.num_rows == 0:
         return empty
-    keep = pc.and_(pc.is_valid(_col(table, "mem_total_allocated")), pc.is_valid(_col(table, "start_ns")))
+    keep = pc.and_(
+        pc.is_valid(_col(table, "mem_total_allocated")), pc.is_valid(_col(table, "start_ns"))
+    )
     sub = table.filter(pc.fill_null(keep, False))
     if sub.num_rows == 0:
         return empty
@@ -47,7 +62,9 @@ def allocator_memory(source: Any) -> pd.DataFrame:
             "device": pc.fill_null(_col(sub, "device"), -1).to_numpy().astype(np.int32),
             "t_ns": _col(sub, "start_ns").to_numpy().astype(np.int64),
             "allocated_bytes": _col(sub, "mem_total_allocated").to_numpy().astype(np.int64),
-            "reserved_bytes": pc.fill_null(_col(sub, "mem_total_reserved"), 0).to_numpy().astype(np.int64),
+            "reserved_bytes": pc.fill_null(_col(sub, "mem_total_reserved"), 0)
+            .to_numpy()
+            .astype(np.int64),
         }
     )
     return df.sort_values(["rank", "device", "t_ns"], kind="stable", ignore_index=True)
@@ -60,7 +77,9 @@ def allocator_memory_by_step(ds: JobDataset, memory: pd.DataFrame | None = None)
     steps = ds.to_pandas("steps")
     if mem.empty or steps.empty:
         return pd.DataFrame({c: pd.Series(dtype=np.int64) for c in STEP_MEMORY_COLUMNS})
-    steps = steps[steps["source"].astype(object) == "kineto"][["rank", "step", "start_ns", "dur_ns"]].dropna()
+    steps = steps[steps["source"].astype(object) == "kineto"][
+        ["rank", "step", "start_ns", "dur_ns"]
+    ].dropna()
     out = []
     for (rank, device), m in mem.groupby(["rank", "device"], sort=True):
         st = steps[steps["rank"] == rank].sort_values("start_ns")
@@ -74,7 +93,9 @@ def allocator_memory_by_step(ds: JobDataset, memory: pd.DataFrame | None = None)
         at_start = np.where(before >= 0, alloc[np.maximum(before, 0)], -1)
         lo = np.searchsorted(t, starts, side="left")
         hi = np.searchsorted(t, ends, side="left")
-        peak = np.array([alloc[a:b].max() if b > a else -1 for a, b in zip(lo, hi, strict=True)], dtype=np.int64)
+        peak = np.array(
+            [alloc[a:b].max() if b > a else -1 for a, b in zip(lo, hi, strict=True)], dtype=np.int64
+        )
         out.append(
             pd.DataFrame(
                 {
@@ -82,8 +103,12 @@ def allocator_memory_by_step(ds: JobDataset, memory: pd.DataFrame | None = None)
                     "device": np.int32(device),
                     "step": st["step"].to_numpy(dtype=np.int64),
                     "start_ns": starts,
-                    "allocated_at_start_bytes": pd.array([v if v >= 0 else None for v in at_start.tolist()], dtype="Int64"),
-                    "peak_allocated_bytes": pd.array([v if v >= 0 else None for v in peak.tolist()], dtype="Int64"),
+                    "allocated_at_start_bytes": pd.array(
+                        [v if v >= 0 else None for v in at_start.tolist()], dtype="Int64"
+                    ),
+                    "peak_allocated_bytes": pd.array(
+                        [v if v >= 0 else None for v in peak.tolist()], dtype="Int64"
+                    ),
                 }
             )
         )
@@ -108,7 +133,9 @@ def allocator_memory_summary(ds: JobDataset, memory: pd.DataFrame | None = None)
     by_step = allocator_memory_by_step(ds, mem)
     rows = []
     for (rank, device), m in mem.groupby(["rank", "device"], sort=True):
-        s = by_step[(by_step["rank"] == rank) & (by_step["device"] == device)].dropna(subset=["allocated_at_start_bytes"])
+        s = by_step[(by_step["rank"] == rank) & (by_step["device"] == device)].dropna(
+            subset=["allocated_at_start_bytes"]
+        )
         a = s["allocated_at_start_bytes"].to_numpy(dtype=np.float64)
         slope = float(np.polyfit(np.arange(len(a)), a, 1)[0]) if len(a) >= 2 else float("nan")
         rows.append(

@@ -43,8 +43,15 @@ from analyzer.analyses.gpu_kernels import RankEvents
 from analyzer.ingest.dataset import JobDataset, RankParts
 from analyzer.sources.base import JobMetadata
 
-__all__ = ["SUMMARY_NAMES", "RankSummary", "RankTask", "empty_summary", "rank_summary", "reduce_summaries",
-           "rerun_for_job"]
+__all__ = [
+    "SUMMARY_NAMES",
+    "RankSummary",
+    "RankTask",
+    "empty_summary",
+    "rank_summary",
+    "reduce_summaries",
+    "rerun_for_job",
+]
 
 #: the per-rank analyses the map computes (each a frame with a ``rank`` column)
 SUMMARY_NAMES = (
@@ -134,11 +141,18 @@ def rank_summary(task: RankTask) -> RankSummary:
     traces = _table(task.traces, "kineto_traces")
     ds = JobDataset(
         meta=JobMetadata(name=f"ranks {', '.join(map(str, task.ranks))}", source="", kind="local"),
-        tables={"kineto_events": table, "kineto_traces": traces, "steps": _table(task.steps, "steps")},
+        tables={
+            "kineto_events": table,
+            "kineto_traces": traces,
+            "steps": _table(task.steps, "steps"),
+        },
     )
     ev = RankEvents(table, trim=task.trim, base_ns=_base_times(traces))
     return RankSummary(
-        ranks=task.ranks, trim=task.trim, step_names=frozenset(ev.step_names()), tables=_analyses(ev, ds),
+        ranks=task.ranks,
+        trim=task.trim,
+        step_names=frozenset(ev.step_names()),
+        tables=_analyses(ev, ds),
         events=table.num_rows,
     )
 
@@ -153,7 +167,9 @@ def _analyses(ev: RankEvents, ds: JobDataset) -> dict[str, pd.DataFrame]:
         "top_kernels": gpu_kernels.top_kernels(ev, n=sys.maxsize),
         "idle_time_breakdown": idle_time.idle_time_breakdown(ev),
         "stream_idle_summary": idle_time.stream_idle_summary(ev),
-        "kernel_launch_summary": kernel_launch.kernel_launch_summary(kernel_launch.kernel_launch_stats(ev)),
+        "kernel_launch_summary": kernel_launch.kernel_launch_summary(
+            kernel_launch.kernel_launch_stats(ev)
+        ),
         "gpu_annotation_breakdown": gpu_annotations.gpu_annotation_breakdown(ev),
         "communication_summary": communication.communication_summary(ev),
         "collective_summary": communication.collective_summary(ev),
@@ -193,10 +209,11 @@ def reduce_summaries(summaries: list[RankSummary]) -> dict[str, pd.DataFrame]:
         if not full:
             out[name] = frames[0]
         elif name in _ROW_BUILT:
-            out[name] = pd.DataFrame([r for f in full for r in f.to_dict("records")], columns=frames[0].columns)
+            out[name] = pd.DataFrame(
+                [r for f in full for r in f.to_dict("records")], columns=frames[0].columns
+            )
         elif len(full) == 1:
             out[name] = full[0]
         else:
             out[name] = pd.concat(full, ignore_index=True)
     return out
-

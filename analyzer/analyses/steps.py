@@ -49,7 +49,9 @@ def step_durations(ds: JobDataset) -> pd.DataFrame:
 def step_stats(steps: pd.DataFrame) -> pd.DataFrame:
     """Per rank: steps, mean/median/p95/std of step time (ms) and throughput (steps/s)."""
     if steps.empty:
-        return pd.DataFrame(columns=["rank", "steps", "mean_ms", "median_ms", "p95_ms", "std_ms", "steps_per_s"])
+        return pd.DataFrame(
+            columns=["rank", "steps", "mean_ms", "median_ms", "p95_ms", "std_ms", "steps_per_s"]
+        )
     g = steps.groupby("rank")["dur_ms"]
     out = pd.DataFrame(
         {
@@ -64,7 +66,9 @@ def step_stats(steps: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
-def step_time_scans(steps: pd.DataFrame, *, mode: str | None, scan_interval_us: int, first_ns: int | None) -> pd.DataFrame:
+def step_time_scans(
+    steps: pd.DataFrame, *, mode: str | None, scan_interval_us: int, first_ns: int | None
+) -> pd.DataFrame:
     """What StepOutlier compares, per rank and training mode: at every scan, the steps seen
     so far and the mean and standard deviation of their durations.
 
@@ -82,7 +86,19 @@ def step_time_scans(steps: pd.DataFrame, *, mode: str | None, scan_interval_us: 
     in start order), seen (each count of steps a scan reached), scan_end (epoch ns, the
     first scan that saw that many), mean_ms, std_ms (over the first ``seen`` steps).
     """
-    cols = ["rank", "node", "mode", "steps", "max_ms", "step", "dur_ms", "seen", "scan_end", "mean_ms", "std_ms"]
+    cols = [
+        "rank",
+        "node",
+        "mode",
+        "steps",
+        "max_ms",
+        "step",
+        "dur_ms",
+        "seen",
+        "scan_end",
+        "mean_ms",
+        "std_ms",
+    ]
     if steps.empty:
         return pd.DataFrame(columns=cols)
     df = steps if mode is None else steps[steps["mode"].astype(str).str.upper() == mode.upper()]
@@ -97,7 +113,9 @@ def step_time_scans(steps: pd.DataFrame, *, mode: str | None, scan_interval_us: 
         start = g["start_ns"].to_numpy(dtype=np.int64)
         d = g["dur_ms"].to_numpy(dtype=float)
         last = int(start[-1])
-        n_scans = max(1, -(-(last - first) // scan_ns))  # the last scan ends at or after the last step
+        n_scans = max(
+            1, -(-(last - first) // scan_ns)
+        )  # the last scan ends at or after the last step
         ends = first + scan_ns * np.arange(1, n_scans + 1, dtype=np.int64)
         # smdebug reads the events that overlap each scan window: a step is seen by the
         # first scan whose end is at or after its start.
@@ -202,7 +220,9 @@ def dataloader_waits(ds: JobDataset, steps: pd.DataFrame | None = None) -> pd.Da
         for step, a, dur in zip(st["step"], st["start_ns"], st["dur_ns"], strict=True):
             b = a + dur
             wait = _union_clipped(s0, s1, a, b)
-            rows.append((int(rank), int(step), dur / 1e6, wait / 1e6, 100.0 * wait / dur if dur else 0.0))
+            rows.append(
+                (int(rank), int(step), dur / 1e6, wait / 1e6, 100.0 * wait / dur if dur else 0.0)
+            )
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -231,8 +251,9 @@ def _event_mask(ev_names: Any, pattern_class: str) -> np.ndarray:
     return (classify(ev_names)["kernel_class"] == pattern_class).to_numpy()
 
 
-def rank_step_breakdown(ds: JobDataset, steps: pd.DataFrame | None = None,
-                        waits: pd.DataFrame | None = None) -> pd.DataFrame:
+def rank_step_breakdown(
+    ds: JobDataset, steps: pd.DataFrame | None = None, waits: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """Per (rank, step): where the step's wall time went.
 
     Definition: ``comm_ms`` is the union of communication events of that rank (collective
@@ -261,7 +282,10 @@ def rank_step_breakdown(ds: JobDataset, steps: pd.DataFrame | None = None,
     comm_mask = _event_mask(ev.column("name"), "COMMUNICATION")
     comm = ev.filter(pa.array(comm_mask)).select(["rank", "start_ns", "dur_ns"]).to_pandas()
     waits = dataloader_waits(ds, steps) if waits is None else waits  # the map has them already
-    wait_ms = {(int(r), int(s)): w for r, s, w in zip(waits["rank"], waits["step"], waits["wait_ms"], strict=True)}
+    wait_ms = {
+        (int(r), int(s)): w
+        for r, s, w in zip(waits["rank"], waits["step"], waits["wait_ms"], strict=True)
+    }
     running = _running_events(ev, comm_mask)
     rows = []
     for rank, st in ks.groupby("rank"):
@@ -302,10 +326,14 @@ def _matching(column: pa.ChunkedArray, test: Any) -> np.ndarray:
     values = column.combine_chunks()
     if not isinstance(values, pa.DictionaryArray):
         values = pc.dictionary_encode(values)
-    distinct = np.array([v is not None and bool(test(v)) for v in values.dictionary.to_pylist()], dtype=bool)
+    distinct = np.array(
+        [v is not None and bool(test(v)) for v in values.dictionary.to_pylist()], dtype=bool
+    )
     idx = values.indices.fill_null(0).to_numpy(zero_copy_only=False)
     out = distinct[idx] if len(distinct) else np.zeros(len(idx), dtype=bool)
-    return out & values.indices.is_valid().to_numpy(zero_copy_only=False) if values.null_count else out
+    return (
+        out & values.indices.is_valid().to_numpy(zero_copy_only=False) if values.null_count else out
+    )
 
 
 def _covered(run_lo: np.ndarray, run_hi: np.ndarray, a: int, b: int) -> int:
@@ -328,7 +356,9 @@ def rank_busy(breakdown: pd.DataFrame) -> pd.DataFrame:
     cols = ["rank", "steps", "busy_ms", "comm_ms"]
     if breakdown.empty:
         return pd.DataFrame(columns=cols)
-    per = breakdown.groupby("rank").agg(steps=("step", "size"), busy_ms=("busy_ms", "median"), comm_ms=("comm_ms", "median"))
+    per = breakdown.groupby("rank").agg(
+        steps=("step", "size"), busy_ms=("busy_ms", "median"), comm_ms=("comm_ms", "median")
+    )
     return per.reset_index()[cols]
 
 
@@ -349,7 +379,17 @@ def busy_vs_others(per_rank: pd.DataFrame) -> pd.DataFrame:
         others = float(per.drop(index=rank)["busy_ms"].median())
         excess = float(r["busy_ms"]) - others
         pct = excess / others * 100 if others > 0 else float("inf") if excess > 0 else 0.0
-        rows.append((int(rank), int(r["steps"]), float(r["busy_ms"]), others, excess, pct, float(r["comm_ms"])))
+        rows.append(
+            (
+                int(rank),
+                int(r["steps"]),
+                float(r["busy_ms"]),
+                others,
+                excess,
+                pct,
+                float(r["comm_ms"]),
+            )
+        )
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -380,13 +420,25 @@ def dataloader_parallelism(ds: JobDataset, *, scan_interval_us: int) -> pd.DataF
     seconds (with data-loader events), window_start, window_end (epoch s: first and last
     second with data-loader events).
     """
-    cols = ["node", "cores", "scan_end", "seconds_seen", "median_processes", "seconds", "window_start", "window_end"]
+    cols = [
+        "node",
+        "cores",
+        "scan_end",
+        "seconds_seen",
+        "median_processes",
+        "seconds",
+        "window_start",
+        "window_end",
+    ]
     fe = ds.table("framework_events")
     sm = ds.table("system_metrics")
     if fe.num_rows == 0 or sm.num_rows == 0:
         return pd.DataFrame(columns=cols)
     ev = fe.select(["node", "os_pid", "process", "phase", "start_ns"]).to_pandas()
-    ev = ev[ev["process"].astype(object).isin(PT_DATALOADER_PHASES) & (ev["phase"].astype(object) == "X")]
+    ev = ev[
+        ev["process"].astype(object).isin(PT_DATALOADER_PHASES)
+        & (ev["phase"].astype(object) == "X")
+    ]
     if ev.empty:
         return pd.DataFrame(columns=cols)
     cpu = sm.filter(pc.equal(sm.column("dimension").cast(pa.string()), "CPUUtilization"))

@@ -46,7 +46,9 @@ def node_metrics(job: Job) -> list[dict[str, Any]]:
     # per (node, dimension) percentiles in one grouped pass, not a boolean mask per node
     pct: dict[tuple[str, str, float], float] = {}
     if len(cpu):
-        q = cpu.groupby(["node", "dimension"], observed=True, sort=False)["value"].quantile([0.5, 0.95])
+        q = cpu.groupby(["node", "dimension"], observed=True, sort=False)["value"].quantile(
+            [0.5, 0.95]
+        )
         pct = {(str(n), str(d), float(p)): float(v) for (n, d, p), v in q.items()}
     gpu_nodes = {str(n) for n in gpus["node"].unique()} if len(gpus) else set()
     nodes = sorted(gpu_nodes | {n for n, _, _ in pct}, key=system_analyses.natural_key)
@@ -63,8 +65,17 @@ def node_metrics(job: Job) -> list[dict[str, Any]]:
                     {
                         "gpu": r.gpu,
                         "samples": int(r.samples),
-                        "util_pct": {"p5": rounded(r.util_p5), "p50": rounded(r.util_p50), "p95": rounded(r.util_p95), "mean": rounded(r.util_mean)},
-                        "memory_pct": {"p5": rounded(r.mem_p5), "p50": rounded(r.mem_p50), "p95": rounded(r.mem_p95)},
+                        "util_pct": {
+                            "p5": rounded(r.util_p5),
+                            "p50": rounded(r.util_p50),
+                            "p95": rounded(r.util_p95),
+                            "mean": rounded(r.util_mean),
+                        },
+                        "memory_pct": {
+                            "p5": rounded(r.mem_p5),
+                            "p50": rounded(r.mem_p50),
+                            "p95": rounded(r.mem_p95),
+                        },
                         "low_util_share_pct": rounded(r.low_share_pct),
                     }
                     for r in g.itertuples(index=False)
@@ -88,7 +99,11 @@ def rank_metrics(job: Job) -> list[dict[str, Any]]:
     for rank in ranks:
         st = stats.loc[rank] if len(stats) and rank in stats.index else None
         w = waits[waits["rank"] == rank] if len(waits) else waits
-        stall = float(w["wait_ms"].sum() / w["step_ms"].sum() * 100) if len(w) and w["step_ms"].sum() else None
+        stall = (
+            float(w["wait_ms"].sum() / w["step_ms"].sum() * 100)
+            if len(w) and w["step_ms"].sum()
+            else None
+        )
         entry: dict[str, Any] = {
             "rank": int(rank),
             "node": node_of.get(rank),
@@ -158,16 +173,25 @@ def gpu_metrics_by_rank(job: Job) -> dict[int, dict[str, Any]]:
     mem = job.allocator_memory_summary()
     for rank, g in mem.groupby("rank", sort=True):
         out.setdefault(int(rank), {})["allocator_memory"] = [
-            {"device": "cpu" if r.device < 0 else f"gpu{int(r.device)}",
-             "peak_allocated_mib": rounded(r.peak_allocated_bytes / 2**20), "peak_reserved_mib": rounded(r.peak_reserved_bytes / 2**20),
-             "steps": int(r.steps), "growth_per_step_mib": rounded(r.growth_per_step_bytes / 2**20)}
+            {
+                "device": "cpu" if r.device < 0 else f"gpu{int(r.device)}",
+                "peak_allocated_mib": rounded(r.peak_allocated_bytes / 2**20),
+                "peak_reserved_mib": rounded(r.peak_reserved_bytes / 2**20),
+                "steps": int(r.steps),
+                "growth_per_step_mib": rounded(r.growth_per_step_bytes / 2**20),
+            }
             for r in g.itertuples(index=False)
         ]
     labels = job.gpu_annotation_breakdown()
     for rank, g in labels.groupby("rank", sort=True):
         out.setdefault(int(rank), {})["gpu_annotations"] = [
-            {"name": str(r.name), "count": int(r.count), "total_ms": rounded(r.total_ns / 1e6),
-             "mean_ms": rounded(r.mean_ns / 1e6), "pct": rounded(r.pct)}
+            {
+                "name": str(r.name),
+                "count": int(r.count),
+                "total_ms": rounded(r.total_ns / 1e6),
+                "mean_ms": rounded(r.mean_ns / 1e6),
+                "pct": rounded(r.pct),
+            }
             for r in g.head(10).itertuples(index=False)
         ]
     comm = job.communication_summary()
@@ -177,7 +201,9 @@ def gpu_metrics_by_rank(job: Job) -> dict[int, dict[str, Any]]:
         out.setdefault(int(r.rank), {}).update(
             {
                 "comm_comp_overlap_pct": rounded(r.comm_comp_overlap_pct) if has_comm else None,
-                "exposed_comm_pct": rounded(float(r.exposed_comm_ns) / busy * 100) if has_comm and busy > 0 else None,
+                "exposed_comm_pct": rounded(float(r.exposed_comm_ns) / busy * 100)
+                if has_comm and busy > 0
+                else None,
                 "comm_share_pct": rounded(r.comm_share_pct) if has_comm else None,
             }
         )
@@ -198,7 +224,9 @@ def headline(job: Job, ranks: list[dict[str, Any]]) -> dict[str, Any]:
         "exposed_comm_pct": rounded(sum(exposed) / len(exposed)) if exposed else None,
         "step_time_mean_ms": rounded(steps["dur_ms"].mean()) if len(steps) else None,
         "step_time_std_ms": rounded(steps["dur_ms"].std(ddof=0)) if len(steps) else None,
-        "steps_per_s": rounded(1000.0 / steps.groupby("rank")["dur_ms"].mean().max()) if len(steps) else None,
+        "steps_per_s": rounded(1000.0 / steps.groupby("rank")["dur_ms"].mean().max())
+        if len(steps)
+        else None,
     }
 
 
@@ -212,7 +240,9 @@ CHART_BUDGET = 64_000
 SERIES_COLUMNS = ["node", "device", "t", "min", "mean", "max", "n"]
 
 
-def points_per_trace(n_traces: int, *, cap: int = MAX_POINTS, budget: int = CHART_BUDGET, floor: int = 60) -> int:
+def points_per_trace(
+    n_traces: int, *, cap: int = MAX_POINTS, budget: int = CHART_BUDGET, floor: int = 60
+) -> int:
     """Bins per trace so that a chart stays within ``budget`` points."""
     return max(floor, min(cap, budget // max(1, n_traces)))
 
@@ -241,19 +271,33 @@ def in_mask(col: pa.ChunkedArray, values: Sequence[str]) -> np.ndarray:
     parts = []
     for ch in col.chunks:
         if pa.types.is_dictionary(ch.type):
-            hit = pc.fill_null(pc.is_in(ch.dictionary, value_set=value_set), False).to_numpy(zero_copy_only=False)
+            hit = pc.fill_null(pc.is_in(ch.dictionary, value_set=value_set), False).to_numpy(
+                zero_copy_only=False
+            )
             idx = ch.indices.to_numpy(zero_copy_only=False)
-            m = hit[np.nan_to_num(idx, nan=0).astype(np.int64)] if len(hit) else np.zeros(len(ch), dtype=bool)
+            m = (
+                hit[np.nan_to_num(idx, nan=0).astype(np.int64)]
+                if len(hit)
+                else np.zeros(len(ch), dtype=bool)
+            )
             if ch.null_count:
                 m &= ch.is_valid().to_numpy(zero_copy_only=False)
             parts.append(m)
         else:
-            parts.append(pc.fill_null(pc.is_in(ch, value_set=value_set), False).to_numpy(zero_copy_only=False))
+            parts.append(
+                pc.fill_null(pc.is_in(ch, value_set=value_set), False).to_numpy(
+                    zero_copy_only=False
+                )
+            )
     return np.concatenate(parts) if parts else np.zeros(0, dtype=bool)
 
 
 def bin_groups(
-    t: np.ndarray, v: np.ndarray, group: np.ndarray, n_groups: int, bins: int,
+    t: np.ndarray,
+    v: np.ndarray,
+    group: np.ndarray,
+    n_groups: int,
+    bins: int,
     t_range: tuple[float, float] | None = None,
 ) -> pd.DataFrame:
     """Per group and time bin: bin centre, min, mean, max and count (empty bins dropped).
@@ -313,7 +357,11 @@ def system_series(
     if window:
         tsn = ts.to_numpy()
         mask &= (tsn >= int(window[0] * 1e6)) & (tsn <= int(window[1] * 1e6))
-    sub = system_metrics.select(["node", "device", "value"]).append_column("ts", ts).filter(pa.array(mask))
+    sub = (
+        system_metrics.select(["node", "device", "value"])
+        .append_column("ts", ts)
+        .filter(pa.array(mask))
+    )
     if sub.num_rows == 0:
         return empty
     sub = sub.unify_dictionaries().combine_chunks()

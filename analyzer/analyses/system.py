@@ -43,7 +43,9 @@ def metric_frame(system_metrics: pa.Table, dimensions: list[str]) -> pd.DataFram
     """
     cols = ["node", "device", "dimension", "t", "value"]
     if system_metrics.num_rows == 0:
-        return pd.DataFrame({c: pd.Series(dtype="float64" if c in ("t", "value") else "category") for c in cols})
+        return pd.DataFrame(
+            {c: pd.Series(dtype="float64" if c in ("t", "value") else "category") for c in cols}
+        )
     # Everything here is NumPy on integer codes: filtering and reordering 10^7 rows of
     # dictionary columns in Arrow costs seconds, gathering int32 codes costs milliseconds.
     dim_codes, dim_names = _codes(system_metrics.column("dimension"))
@@ -96,7 +98,9 @@ def _codes(col: pa.ChunkedArray) -> tuple[np.ndarray, list[str]]:
     arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
     if not pa.types.is_dictionary(arr.type):
         arr = pc.dictionary_encode(arr)
-    codes = pc.fill_null(arr.indices, -1).to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
+    codes = (
+        pc.fill_null(arr.indices, -1).to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
+    )
     return codes, [str(c) for c in arr.dictionary.to_pylist()]
 
 
@@ -112,7 +116,6 @@ def natural_key(text: str) -> tuple[object, ...]:
 
 def _q(values: np.ndarray, q: float) -> float:
     return float(np.quantile(values, q)) if len(values) else float("nan")
-
 
 
 def gpu_summary(frame: pd.DataFrame, *, low_util_pct: float) -> pd.DataFrame:
@@ -145,7 +148,21 @@ def gpu_summary(frame: pd.DataFrame, *, low_util_pct: float) -> pd.DataFrame:
                 "end": float(g["t"].max()),
             }
         )
-    cols = ["node", "gpu", "samples", "util_p5", "util_p50", "util_p95", "util_mean", "mem_p5", "mem_p50", "mem_p95", "low_share_pct", "start", "end"]
+    cols = [
+        "node",
+        "gpu",
+        "samples",
+        "util_p5",
+        "util_p50",
+        "util_p95",
+        "util_mean",
+        "mem_p5",
+        "mem_p50",
+        "mem_p95",
+        "low_share_pct",
+        "start",
+        "end",
+    ]
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -162,7 +179,11 @@ def heatmap(frame: pd.DataFrame, *, bins: int) -> pd.DataFrame:
     width = max((t1 - t0) / bins, 1e-9)
     # a new column on a copy: the frame is the job's memoised one, shared with every analysis
     df = df.assign(bin_start=t0 + np.floor((df["t"] - t0) / width).clip(upper=bins - 1) * width)
-    out = df.groupby(["node", "device", "bin_start"], sort=True, observed=True)["value"].mean().reset_index()
+    out = (
+        df.groupby(["node", "device", "bin_start"], sort=True, observed=True)["value"]
+        .mean()
+        .reset_index()
+    )
     return out
 
 
@@ -182,7 +203,9 @@ def _scan_plan(df: pd.DataFrame, scan_interval_us: int) -> ScanPlan:
     return ScanPlan(first=float(df["t"].min()), scan_interval_s=scan_interval_us / 1e6)
 
 
-def gpu_utilization_scans(frame: pd.DataFrame, *, window: int, scan_interval_us: int) -> pd.DataFrame:
+def gpu_utilization_scans(
+    frame: pd.DataFrame, *, window: int, scan_interval_us: int
+) -> pd.DataFrame:
     """What LowGPUUtilization compares, per node and GPU, at every scan.
 
     Definition (SageMaker's rule): every ``scan_interval_us`` from the first sample, for each
@@ -248,7 +271,6 @@ def snapshot_ids(t: np.ndarray, window_s: float = SNAPSHOT_WINDOW_S) -> np.ndarr
     return out
 
 
-
 def system_snapshots(frame: pd.DataFrame) -> pd.DataFrame:
     """Per node, one row per system snapshot: the idlest GPU and the busiest core in it.
 
@@ -273,9 +295,16 @@ def system_snapshots(frame: pd.DataFrame) -> pd.DataFrame:
         is_gpu = g["dimension"].to_numpy() == "GPUUtilization"
         val = g["value"].to_numpy()
         per_sample = pd.DataFrame(
-            {"snap": snapshot_ids(t), "t": t, "gpu": np.where(is_gpu, val, np.nan), "resource": np.where(is_gpu, np.nan, val)}
+            {
+                "snap": snapshot_ids(t),
+                "t": t,
+                "gpu": np.where(is_gpu, val, np.nan),
+                "resource": np.where(is_gpu, np.nan, val),
+            }
         )
-        agg = per_sample.groupby("snap").agg(t=("t", "min"), min_gpu_util=("gpu", "min"), max_resource=("resource", "max"))
+        agg = per_sample.groupby("snap").agg(
+            t=("t", "min"), min_gpu_util=("gpu", "min"), max_resource=("resource", "max")
+        )
         agg.insert(0, "node", node)
         parts.append(agg.reset_index(drop=True))
     return pd.concat(parts, ignore_index=True)[cols]
@@ -296,7 +325,6 @@ def runs(t: np.ndarray, flags: np.ndarray, max_gap_s: float = 5.0) -> list[tuple
         prev = ti
     out.append((start, prev))
     return out
-
 
 
 def gpu_memory_moving_average(frame: pd.DataFrame, *, window: int) -> pd.DataFrame:
@@ -325,7 +353,9 @@ def gpu_memory_moving_average(frame: pd.DataFrame, *, window: int) -> pd.DataFra
         c = np.concatenate([[0.0], np.cumsum(v)])
         k = np.arange(window + 2, n + 1)  # number of samples seen (1-based count)
         recent = (c[k] - c[k - window]) / window
-        earlier = (c[k - 2] - c[k - window - 1]) / (window - 1) if window > 1 else np.full(len(k), np.nan)
+        earlier = (
+            (c[k - 2] - c[k - window - 1]) / (window - 1) if window > 1 else np.full(len(k), np.nan)
+        )
         idx = k - 1
         # one row per sample: categorical node / gpu columns keep that affordable
         parts.append(
@@ -371,7 +401,6 @@ def _js_distances(ha: np.ndarray, hb: np.ndarray) -> np.ndarray:
 LOAD_BALANCE_BINS = np.arange(0, 100, 2)
 
 
-
 def gpu_load_balance_scans(frame: pd.DataFrame, *, scan_interval_us: int) -> pd.DataFrame:
     """What LoadBalancing compares: per node, each pair of GPUs, at every scan, how
     differently they were loaded so far.
@@ -391,7 +420,17 @@ def gpu_load_balance_scans(frame: pd.DataFrame, *, scan_interval_us: int) -> pd.
     mean_util_a, mean_util_b (each GPU's mean utilization over the whole job).
     """
     df = frame
-    cols = ["node", "gpu_a", "gpu_b", "scan_end", "samples_a", "samples_b", "distance", "mean_util_a", "mean_util_b"]
+    cols = [
+        "node",
+        "gpu_a",
+        "gpu_b",
+        "scan_end",
+        "samples_a",
+        "samples_b",
+        "distance",
+        "mean_util_a",
+        "mean_util_b",
+    ]
     if df.empty:
         return pd.DataFrame(columns=cols)
     plan = _scan_plan(df, scan_interval_us)
@@ -440,7 +479,9 @@ def gpu_load_balance_scans(frame: pd.DataFrame, *, scan_interval_us: int) -> pd.
     return pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
 
 
-def utilization_p95_scans(frame: pd.DataFrame, *, window: int, scan_interval_us: int) -> pd.DataFrame:
+def utilization_p95_scans(
+    frame: pd.DataFrame, *, window: int, scan_interval_us: int
+) -> pd.DataFrame:
     """What BatchSize compares, per node and GPU, at every scan: the p95 of GPU utilization,
     GPU memory and the node's total CPU utilization over the last ``window`` samples.
 
@@ -458,7 +499,16 @@ def utilization_p95_scans(frame: pd.DataFrame, *, window: int, scan_interval_us:
     window), cpu_samples, gpu_p95, gpu_mem_p95, cpu_p95.
     """
     df = frame
-    cols = ["node", "gpu", "scan_end", "window_start", "cpu_samples", "gpu_p95", "gpu_mem_p95", "cpu_p95"]
+    cols = [
+        "node",
+        "gpu",
+        "scan_end",
+        "window_start",
+        "cpu_samples",
+        "gpu_p95",
+        "gpu_mem_p95",
+        "cpu_p95",
+    ]
     if df.empty:
         return pd.DataFrame(columns=cols)
     plan = _scan_plan(df, scan_interval_us)
@@ -473,11 +523,23 @@ def utilization_p95_scans(frame: pd.DataFrame, *, window: int, scan_interval_us:
         ends = plan.scan_ends(float(g["t"].max()))
         n_cpu = np.searchsorted(cpu_t, ends, side="left")
         gpus = []
-        for gpu, gg in g[g["dimension"] != "CPUUtilization"].groupby("device", sort=True, observed=True):
+        for gpu, gg in g[g["dimension"] != "CPUUtilization"].groupby(
+            "device", sort=True, observed=True
+        ):
             is_u = (gg["dimension"] == "GPUUtilization").to_numpy()
             ut, u = gg["t"].to_numpy()[is_u], gg["value"].to_numpy()[is_u]
             mt, m = gg["t"].to_numpy()[~is_u], gg["value"].to_numpy()[~is_u]
-            gpus.append((gpu, ut, u, mt, m, np.searchsorted(ut, ends, side="left"), np.searchsorted(mt, ends, side="left")))
+            gpus.append(
+                (
+                    gpu,
+                    ut,
+                    u,
+                    mt,
+                    m,
+                    np.searchsorted(ut, ends, side="left"),
+                    np.searchsorted(mt, ends, side="left"),
+                )
+            )
         for k, end in enumerate(ends):
             nc = int(n_cpu[k])
             if nc <= window:

@@ -54,7 +54,10 @@ def temporal_breakdown(
     if ev.empty:
         return pd.DataFrame(
             {
-                c: pd.Series([], dtype="int32" if c == "rank" else "float64" if c.endswith("pct") else "int64")
+                c: pd.Series(
+                    [],
+                    dtype="int32" if c == "rank" else "float64" if c.endswith("pct") else "int64",
+                )
                 for c in TEMPORAL_COLUMNS
             }
         )

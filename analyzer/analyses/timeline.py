@@ -47,7 +47,12 @@ def step_timeline(
     """The events of step ``step`` on each rank (see the module docstring). At most
     ``max_events_per_rank`` per rank, the longest kept (``attrs["dropped"]`` counts the rest:
     a browser should not draw a million tiny kernels). Empty without Kineto steps."""
-    empty = pd.DataFrame({c: pd.Series(dtype=object if c in ("lane", "name", "kind") else float) for c in TIMELINE_COLUMNS})
+    empty = pd.DataFrame(
+        {
+            c: pd.Series(dtype=object if c in ("lane", "name", "kind") else float)
+            for c in TIMELINE_COLUMNS
+        }
+    )
     empty.attrs["dropped"] = 0
     steps = ds.to_pandas("steps")
     steps = steps[(steps["source"].astype(object) == "kineto") & (steps["step"] == step)]
@@ -66,12 +71,17 @@ def step_timeline(
         e = ev[(ev["rank"] == s.rank) & (ev["start_ns"] >= lo) & (ev["start_ns"] < hi)]
         e = e[~e["name"].astype(str).str.match(r"^ProfilerStep\s*#")]
         cat = e["cat"].astype(str)
-        classes = classify(e["name"].astype(str).tolist())["kernel_class"].to_numpy() if len(e) else np.array([])
+        classes = (
+            classify(e["name"].astype(str).tolist())["kernel_class"].to_numpy()
+            if len(e)
+            else np.array([])
+        )
         is_gpu = cat.isin(_GPU_CATS).to_numpy() & e["stream"].notna().to_numpy()
         is_range = (cat == "user_annotation").to_numpy()
         is_comm_op = (cat == "cpu_op").to_numpy() & (classes == COMMUNICATION)
         e = e[is_gpu | is_range | is_comm_op].assign(
-            _gpu=is_gpu[is_gpu | is_range | is_comm_op], _class=classes[is_gpu | is_range | is_comm_op]
+            _gpu=is_gpu[is_gpu | is_range | is_comm_op],
+            _class=classes[is_gpu | is_range | is_comm_op],
         )
         if len(e) > max_events_per_rank:
             dropped += len(e) - max_events_per_rank

@@ -24,7 +24,10 @@ from analyzer.ingest.dataset import JobDataset
 #: ``eval/loss``, ``CrossEntropyLoss_output_0``, ``val_loss``)
 LOSS_TAG_RE = re.compile(r"loss", re.IGNORECASE)
 #: tags of an evaluation / validation loss (the rest of the loss tags are training losses)
-EVAL_TAG_RE = re.compile(r"(^|[/_.])(eval|evaluation|val|valid|validation|test)([/_.]|$)", re.IGNORECASE)
+EVAL_TAG_RE = re.compile(
+    r"(^|[/_.])(eval|evaluation|val|valid|validation|test)([/_.]|$)", re.IGNORECASE
+)
+
 
 def _frame(ds: JobDataset, table: str) -> pd.DataFrame:
     t: pa.Table = ds.table(table)
@@ -48,7 +51,9 @@ def worker_labels(df: pd.DataFrame) -> pd.Series:
         if isinstance(worker, str) and worker:
             labels.append(worker)
         elif rank is not None and not (isinstance(rank, float) and math.isnan(rank)):
-            labels.append(f"{node} rank {int(rank)}" if isinstance(node, str) else f"rank {int(rank)}")
+            labels.append(
+                f"{node} rank {int(rank)}" if isinstance(node, str) else f"rank {int(rank)}"
+            )
         else:
             labels.append(node if isinstance(node, str) else "job")
     return pd.Series(labels, index=df.index, dtype=object)
@@ -92,14 +97,35 @@ def loss_trend(losses: pd.DataFrame) -> pd.DataFrame:
         first = float(finite["value"].iloc[0]) if len(finite) else math.nan
         last = float(finite["value"].iloc[-1]) if len(finite) else math.nan
         change = (last - first) / abs(first) * 100 if len(finite) >= 2 and first != 0 else math.nan
-        rows.append({
-            "worker_label": worker, "tag": tag, "phase": g["phase"].iloc[0], "points": len(g),
-            "first_step": int(g["step"].iloc[0]), "last_step": int(g["step"].iloc[-1]),
-            "first_value": first, "last_value": last,
-            "min_value": float(finite["value"].min()) if len(finite) else math.nan, "change_pct": change,
-        })
-    return pd.DataFrame(rows, columns=["worker_label", "tag", "phase", "points", "first_step", "last_step",
-                                       "first_value", "last_value", "min_value", "change_pct"])
+        rows.append(
+            {
+                "worker_label": worker,
+                "tag": tag,
+                "phase": g["phase"].iloc[0],
+                "points": len(g),
+                "first_step": int(g["step"].iloc[0]),
+                "last_step": int(g["step"].iloc[-1]),
+                "first_value": first,
+                "last_value": last,
+                "min_value": float(finite["value"].min()) if len(finite) else math.nan,
+                "change_pct": change,
+            }
+        )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "worker_label",
+            "tag",
+            "phase",
+            "points",
+            "first_step",
+            "last_step",
+            "first_value",
+            "last_value",
+            "min_value",
+            "change_pct",
+        ],
+    )
 
 
 def gradient_norms(tensors: pd.DataFrame) -> pd.DataFrame:
@@ -117,7 +143,11 @@ def gradient_norms(tensors: pd.DataFrame) -> pd.DataFrame:
     numel = numel.fillna(numel.groupby([g["worker_label"], g["name"]]).transform("max"))
     norm = g["norm"].astype(float)
     rms = norm / np.sqrt(numel.where(numel > 0))
-    return g.assign(norm=norm, numel=numel, rms=rms)[cols].sort_values(["worker_label", "name", "step"]).reset_index(drop=True)
+    return (
+        g.assign(norm=norm, numel=numel, rms=rms)[cols]
+        .sort_values(["worker_label", "name", "step"])
+        .reset_index(drop=True)
+    )
 
 
 def update_ratios(tensors: pd.DataFrame) -> pd.DataFrame:
@@ -127,14 +157,27 @@ def update_ratios(tensors: pd.DataFrame) -> pd.DataFrame:
     u = tensors[tensors["role"] == "update_ratio"] if not tensors.empty else tensors
     if u.empty:
         return pd.DataFrame(columns=cols)
-    return (u.assign(ratio=u["value"].astype(float))[cols]
-            .sort_values(["worker_label", "name", "step"]).reset_index(drop=True))
+    return (
+        u.assign(ratio=u["value"].astype(float))[cols]
+        .sort_values(["worker_label", "name", "step"])
+        .reset_index(drop=True)
+    )
 
 
 def activation_stats(tensors: pd.DataFrame) -> pd.DataFrame:
     """Per (worker_label, name, step) of the activation (module output) rows: module
     (class or layer name), zero_fraction, min, max, mean, numel."""
-    cols = ["worker_label", "name", "module", "step", "zero_fraction", "min", "max", "mean", "numel"]
+    cols = [
+        "worker_label",
+        "name",
+        "module",
+        "step",
+        "zero_fraction",
+        "min",
+        "max",
+        "mean",
+        "numel",
+    ]
     a = tensors[tensors["role"] == "activation"] if not tensors.empty else tensors
     if a.empty:
         return pd.DataFrame(columns=cols)
@@ -160,17 +203,41 @@ def nonfinite_steps(scalars: pd.DataFrame, tensors: pd.DataFrame) -> pd.DataFram
     if not scalars.empty:
         v = scalars["value"].astype(float)
         for r in scalars[~np.isfinite(v)].itertuples(index=False):
-            rows.append({"worker_label": r.worker_label, "step": int(r.step), "kind": "scalar", "name": r.tag,
-                         "role": None, "nan": bool(math.isnan(float(r.value))), "count": 1})
+            rows.append(
+                {
+                    "worker_label": r.worker_label,
+                    "step": int(r.step),
+                    "kind": "scalar",
+                    "name": r.tag,
+                    "role": None,
+                    "nan": bool(math.isnan(float(r.value))),
+                    "count": 1,
+                }
+            )
     if not tensors.empty:
         bad = tensors[tensors["has_nan"] | tensors["has_inf"]]
         for r in bad.itertuples(index=False):
-            n = (0 if pd.isna(r.nan_count) else int(r.nan_count)) + (0 if pd.isna(r.inf_count) else int(r.inf_count))
-            rows.append({"worker_label": r.worker_label, "step": int(r.step), "kind": "tensor", "name": r.name,
-                         "role": r.role, "nan": bool(r.has_nan), "count": n or None})
+            n = (0 if pd.isna(r.nan_count) else int(r.nan_count)) + (
+                0 if pd.isna(r.inf_count) else int(r.inf_count)
+            )
+            rows.append(
+                {
+                    "worker_label": r.worker_label,
+                    "step": int(r.step),
+                    "kind": "tensor",
+                    "name": r.name,
+                    "role": r.role,
+                    "nan": bool(r.has_nan),
+                    "count": n or None,
+                }
+            )
     if not rows:
         return pd.DataFrame(columns=cols)
-    return pd.DataFrame(rows, columns=cols).sort_values(["worker_label", "step", "kind", "name"]).reset_index(drop=True)
+    return (
+        pd.DataFrame(rows, columns=cols)
+        .sort_values(["worker_label", "step", "kind", "name"])
+        .reset_index(drop=True)
+    )
 
 
 def _nonfinite_flags(t: pa.Table) -> tuple[pa.Array, pa.Array]:

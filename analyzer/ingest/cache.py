@@ -148,7 +148,11 @@ class LocalStore:
             return False
 
     def names(self, folder: str) -> list[str]:
-        return sorted(p.name for p in self.path(folder).glob("*") if p.is_file() and not p.name.startswith("."))
+        return sorted(
+            p.name
+            for p in self.path(folder).glob("*")
+            if p.is_file() and not p.name.startswith(".")
+        )
 
     def remove(self, rel: str) -> None:
         self.path(rel).unlink(missing_ok=True)
@@ -231,8 +235,11 @@ class S3Store:
 
         # the cache is reached with this process's default credentials (AWS_PROFILE, the
         # instance's role), never the source's --profile: say so beside AWS's own advice
-        return aws_error(exc, what=f"the cache {self.url(rel)} (reached with the default AWS credentials: "
-                                   "AWS_PROFILE or the instance role, not --profile)")
+        return aws_error(
+            exc,
+            what=f"the cache {self.url(rel)} (reached with the default AWS credentials: "
+            "AWS_PROFILE or the instance role, not --profile)",
+        )
 
     def get(self, rel: str) -> bytes | None:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -268,8 +275,12 @@ class S3Store:
         start = self.key(folder) + "/" if folder else self.prefix  # "": the store's top level
         found: list[str] = []
         try:
-            for page in self._client().get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=start):
-                found.extend(item["Key"][len(self.prefix):] for item in page.get("Contents", []))
+            for page in (
+                self._client()
+                .get_paginator("list_objects_v2")
+                .paginate(Bucket=self.bucket, Prefix=start)
+            ):
+                found.extend(item["Key"][len(self.prefix) :] for item in page.get("Contents", []))
         except (BotoCoreError, ClientError) as exc:
             raise self._error(exc, folder) from None
         return found
@@ -343,7 +354,9 @@ def open_store(root: Path | str, identity: str) -> LocalStore | S3Store:
         base = S3Store.at(str(root))
         check_component(identity, base.url())
         if "/" in identity:
-            raise UnsafePathError(f"refusing cache path component {identity!r}: it would leave {base.url()}")
+            raise UnsafePathError(
+                f"refusing cache path component {identity!r}: it would leave {base.url()}"
+            )
         return S3Store(base.bucket, f"{base.prefix}{identity}/")
     return LocalStore(safe_join(Path(root).expanduser(), identity))
 
@@ -424,8 +437,13 @@ class SourceCache:
             self.store.note(relpath)
 
     # -- merged tables ----------------------------------------------------------------------
-    def write_merged(self, tables: dict[str, pa.Table], fingerprint: str, stats: dict[str, Any] | None = None,
-                     rank_parts: dict[str, Any] | None = None) -> None:
+    def write_merged(
+        self,
+        tables: dict[str, pa.Table],
+        fingerprint: str,
+        stats: dict[str, Any] | None = None,
+        rank_parts: dict[str, Any] | None = None,
+    ) -> None:
         """Write the merged tables, then ``merged.json`` (fingerprint, table names, stats,
         and ``rank_parts``: the tables kept per rank, as cache-relative part paths) last: a
         crash half-way leaves no ``merged.json`` that names missing tables."""
@@ -436,11 +454,19 @@ class SourceCache:
         # reopens in milliseconds); the compact copy of the data is the Parquet parts.
         for name, table in tables.items():
             self.store.write_ipc(f"merged/{name}.arrow", table)
-        doc = {"version": CACHE_VERSION, "layout": MERGED_LAYOUT, "fingerprint": fingerprint, "tables": sorted(tables),
-               "stats": stats, "rank_parts": rank_parts or {}}
+        doc = {
+            "version": CACHE_VERSION,
+            "layout": MERGED_LAYOUT,
+            "fingerprint": fingerprint,
+            "tables": sorted(tables),
+            "stats": stats,
+            "rank_parts": rank_parts or {},
+        }
         self.store.put("merged/merged.json", orjson.dumps(doc))
 
-    def read_merged(self, fingerprint: str) -> tuple[LazyTables, dict[str, Any] | None, dict[str, Any]] | None:
+    def read_merged(
+        self, fingerprint: str
+    ) -> tuple[LazyTables, dict[str, Any] | None, dict[str, Any]] | None:
         """The merged tables written for ``fingerprint`` (opened when first read), their
         stats and rank parts, or None when the cache holds another version of the job."""
         data = self.store.get("merged/merged.json")
@@ -448,9 +474,15 @@ class SourceCache:
             doc = orjson.loads(data) if data is not None else None
         except orjson.JSONDecodeError:
             return None
-        if not isinstance(doc, dict) or doc.get("fingerprint") != fingerprint or doc.get("version") != CACHE_VERSION:
+        if (
+            not isinstance(doc, dict)
+            or doc.get("fingerprint") != fingerprint
+            or doc.get("version") != CACHE_VERSION
+        ):
             return None
-        if doc.get("layout") != MERGED_LAYOUT:  # merged by an earlier version: merge the parts again
+        if (
+            doc.get("layout") != MERGED_LAYOUT
+        ):  # merged by an earlier version: merge the parts again
             return None
         names = [n for n in doc.get("tables", []) if isinstance(n, str)]
         present = set(self.store.names("merged"))
@@ -458,7 +490,9 @@ class SourceCache:
             return None
         stats = doc.get("stats")
         rank_parts = doc.get("rank_parts")
-        if not isinstance(rank_parts, dict) or not all(self.has_part(p) for p in _part_paths(rank_parts)):
+        if not isinstance(rank_parts, dict) or not all(
+            self.has_part(p) for p in _part_paths(rank_parts)
+        ):
             return None
         tables = LazyTables(self.store, {name: f"merged/{name}.arrow" for name in names})
         return tables, stats if isinstance(stats, dict) else None, rank_parts
@@ -475,7 +509,13 @@ def _part_paths(rank_parts: dict[str, Any]) -> list[str]:
     parts = rank_parts.get("parts")
     if not isinstance(parts, dict):
         return []
-    return [p for paths in parts.values() if isinstance(paths, list) for p in paths if isinstance(p, str)]
+    return [
+        p
+        for paths in parts.values()
+        if isinstance(paths, list)
+        for p in paths
+        if isinstance(p, str)
+    ]
 
 
 class LazyTables(MutableMapping[str, "pa.Table"]):
@@ -500,7 +540,9 @@ class LazyTables(MutableMapping[str, "pa.Table"]):
                 self._open[name] = self._store.open_ipc(rel)
             except (OSError, pa.ArrowInvalid) as exc:
                 where = self._store.url(rel)
-                raise StepscopeError(f"cache file {where} is unreadable ({exc}); delete the cache folder and ingest again") from None
+                raise StepscopeError(
+                    f"cache file {where} is unreadable ({exc}); delete the cache folder and ingest again"
+                ) from None
         return self._open[name]
 
     def __setitem__(self, name: str, table: pa.Table) -> None:

@@ -67,18 +67,26 @@ def parse_cloudwatch_metrics(data: bytes, key: str) -> ParsedFile:
         metrics: dict[str, Any] = doc["metrics"]
         counts = {"gpus": doc.get("gpus"), "vcpus": doc.get("vcpus")}
         series = [
-            (name, [float(t) for t in m["timestamps"]], [None if v is None else float(v) for v in m["values"]])
+            (
+                name,
+                [float(t) for t in m["timestamps"]],
+                [None if v is None else float(v) for v in m["values"]],
+            )
             for name, m in metrics.items()
         ]
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise UnreadableFile(f"damaged CloudWatch metrics document ({type(exc).__name__}: {exc})") from None
+        raise UnreadableFile(
+            f"damaged CloudWatch metrics document ({type(exc).__name__}: {exc})"
+        ) from None
     warnings = [f"CloudWatch: {m}" for m in doc.get("messages") or []]
     rows: list[tuple[float, int, str, str, str, float | None]] = []
     for order, (name, ts, values) in enumerate(series):
         if name not in MAPPING or not ts:
             continue
         if len(ts) != len(values):
-            raise UnreadableFile(f"damaged CloudWatch metrics document ({name}: {len(ts)} times, {len(values)} values)")
+            raise UnreadableFile(
+                f"damaged CloudWatch metrics document ({name}: {len(ts)} times, {len(values)} values)"
+            )
         type_, device, dimension, summed_over = MAPPING[name]
         divisor = 1
         if summed_over is not None:
@@ -90,7 +98,10 @@ def parse_cloudwatch_metrics(data: bytes, key: str) -> ParsedFile:
                 )
                 continue
             divisor = n
-        rows += [(t, order, type_, device, dimension, None if v is None else v / divisor) for t, v in zip(ts, values, strict=True)]
+        rows += [
+            (t, order, type_, device, dimension, None if v is None else v / divisor)
+            for t, v in zip(ts, values, strict=True)
+        ]
     rows.sort(key=lambda r: (r[0], r[1]))
     table = pa.Table.from_arrays(
         [
@@ -98,7 +109,9 @@ def parse_cloudwatch_metrics(data: bytes, key: str) -> ParsedFile:
             pc.dictionary_encode(pa.array([r[2] for r in rows], pa.string())),
             pc.dictionary_encode(pa.array([r[3] for r in rows], pa.string())),
             pc.dictionary_encode(pa.array([r[4] for r in rows], pa.string())),
-            pa.array([round(r[0] * 1_000_000) for r in rows], pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+            pa.array([round(r[0] * 1_000_000) for r in rows], pa.int64()).cast(
+                pa.timestamp("us", tz="UTC")
+            ),
             pa.array([r[5] for r in rows], pa.float64()),
             pc.dictionary_encode(pa.array([SOURCE] * len(rows), pa.string())),
             pa.array([period] * len(rows), pa.float64()),
@@ -121,12 +134,17 @@ def prefer_files(table: pa.Table) -> pa.Table:
         return table
     from_files = pc.is_null(src)
     nodes = pc.unique(pc.filter(table.column("node"), from_files).cast(pa.string()))
-    drop = pc.and_(pc.invert(from_files), pc.is_in(table.column("node").cast(pa.string()), value_set=nodes))
+    drop = pc.and_(
+        pc.invert(from_files), pc.is_in(table.column("node").cast(pa.string()), value_set=nodes)
+    )
     dropped = pc.sum(drop.cast(pa.int64())).as_py() or 0
     if not dropped:
         return table
-    log.info("CloudWatch metrics of %s not used: the job's own system-metrics files cover them (%d rows)",
-             ", ".join(sorted(nodes.to_pylist())), dropped)
+    log.info(
+        "CloudWatch metrics of %s not used: the job's own system-metrics files cover them (%d rows)",
+        ", ".join(sorted(nodes.to_pylist())),
+        dropped,
+    )
     return table.filter(pc.invert(drop))
 
 
@@ -139,13 +157,12 @@ def node_sources(table: pa.Table) -> dict[str, tuple[str, float | None]]:
     if src.null_count == table.num_rows:
         return {}
     sub = table.filter(pc.is_valid(src)).select(["node", "source", "resolution_s"])
-    sub = pa.table({
-        "node": sub.column("node").cast(pa.string()),
-        "source": sub.column("source").cast(pa.string()),
-        "resolution_s": sub.column("resolution_s"),
-    })
+    sub = pa.table(
+        {
+            "node": sub.column("node").cast(pa.string()),
+            "source": sub.column("source").cast(pa.string()),
+            "resolution_s": sub.column("resolution_s"),
+        }
+    )
     grouped = sub.group_by(["node", "source"]).aggregate([("resolution_s", "max")])
-    return {
-        str(r["node"]): (str(r["source"]), r["resolution_s_max"])
-        for r in grouped.to_pylist()
-    }
+    return {str(r["node"]): (str(r["source"]), r["resolution_s_max"]) for r in grouped.to_pylist()}

@@ -147,7 +147,11 @@ class JobDataset:
         import pyarrow.compute as pc
 
         t = self.table("kineto_events")
-        return sorted(int(r) for r in pc.unique(t.column("rank")).to_pylist() if r is not None) if t.num_rows else []
+        return (
+            sorted(int(r) for r in pc.unique(t.column("rank")).to_pylist() if r is not None)
+            if t.num_rows
+            else []
+        )
 
     def to_pandas(self, name: str) -> pd.DataFrame:
         return self.table(name).to_pandas()  # pandas is imported by Arrow on demand
@@ -155,10 +159,18 @@ class JobDataset:
     @property
     def row_counts(self) -> dict[str, int]:
         known = dict((self.stats or {}).get("rows", {}))
-        if "kineto_events" not in known and "kineto_events" not in self.tables and self.rank_parts is not None:
+        if (
+            "kineto_events" not in known
+            and "kineto_events" not in self.tables
+            and self.rank_parts is not None
+        ):
             known["kineto_events"] = self.rank_parts.rows
         return {
-            name: known[name] if name in known else self.tables[name].num_rows if name in self.tables else 0
+            name: known[name]
+            if name in known
+            else self.tables[name].num_rows
+            if name in self.tables
+            else 0
             for name in TABLE_NAMES
         }
 
@@ -167,7 +179,11 @@ class JobDataset:
         if self.stats is not None:
             return list(self.stats["nodes"])
         found: set[str] = set()
-        for name, col in (("system_metrics", "node"), ("framework_events", "node"), ("kineto_traces", "node")):
+        for name, col in (
+            ("system_metrics", "node"),
+            ("framework_events", "node"),
+            ("kineto_traces", "node"),
+        ):
             t = self.table(name)
             if t.num_rows:
                 found.update(v for v in distinct_strings(t.column(col)) if v)
@@ -201,7 +217,11 @@ class JobDataset:
             ts = sm.column("timestamp").cast(pa.int64())
             lows.append(pc.min(ts).as_py() * 1000)
             highs.append(pc.max(ts).as_py() * 1000)
-        if "kineto_events" not in self.tables and self.rank_parts is not None and self.rank_parts.span is not None:
+        if (
+            "kineto_events" not in self.tables
+            and self.rank_parts is not None
+            and self.rank_parts.span is not None
+        ):
             lows.append(self.rank_parts.span[0])
             highs.append(self.rank_parts.span[1])
         for name in ("kineto_events", "framework_events"):

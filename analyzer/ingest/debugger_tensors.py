@@ -94,7 +94,10 @@ def parse_debugger_tensors(data: bytes, key: str) -> ParsedFile:
     worker = m.group("worker") if m else None
     wm = _WORKER_RANK_RE.search(worker or "")
     base: dict[str, Any] = {
-        "node": None, "rank": int(wm.group("rank")) if wm else None, "worker": worker, "source": "debugger",
+        "node": None,
+        "rank": int(wm.group("rank")) if wm else None,
+        "worker": worker,
+        "source": "debugger",
     }
     payloads, stopped = iter_records(data)
     if not payloads:
@@ -108,22 +111,45 @@ def parse_debugger_tensors(data: bytes, key: str) -> ParsedFile:
             values = list(event.summary.value)
             step = int(event.step)
             wall = int(event.wall_time * 1e9) if event.wall_time else None
-            decoded = [(v, tensor_util.make_ndarray(v.tensor)) for v in values if v.HasField("tensor")]
+            decoded = [
+                (v, tensor_util.make_ndarray(v.tensor)) for v in values if v.HasField("tensor")
+            ]
         except Exception:  # a framed record that is no tensor event: counted, the rest kept
             bad += 1
             continue
         for v, arr in decoded:
-            mode = v.metadata.plugin_data.content.decode(errors="replace") if v.metadata.plugin_data.plugin_name == "mode" else ""
+            mode = (
+                v.metadata.plugin_data.content.decode(errors="replace")
+                if v.metadata.plugin_data.plugin_name == "mode"
+                else ""
+            )
             kind, name, module = classify(v.tag, int(arr.size))
             if kind == "scalar":
                 value = float(arr.reshape(-1)[0]) if arr.size else float("nan")
-                scalars.append({**base, "step": step, "tag": _MODE_PREFIX.get(mode, "") + name, "value": value,
-                                "wall_time_ns": wall, "run": None})
+                scalars.append(
+                    {
+                        **base,
+                        "step": step,
+                        "tag": _MODE_PREFIX.get(mode, "") + name,
+                        "value": value,
+                        "wall_time_ns": wall,
+                        "run": None,
+                    }
+                )
             elif mode in _MODE_PREFIX:
                 continue  # tensors saved outside training: not what the training rules judge
             else:
-                tensors.append({**base, "step": step, "name": name, "role": kind, "module": module,
-                                "wall_time_ns": wall, **array_stats(arr)})
+                tensors.append(
+                    {
+                        **base,
+                        "step": step,
+                        "name": name,
+                        "role": kind,
+                        "module": module,
+                        "wall_time_ns": wall,
+                        **array_stats(arr),
+                    }
+                )
     warnings = []
     if stopped:
         warnings.append(f"{stopped}: the records after it skipped")

@@ -25,17 +25,26 @@ def parse_exit_record(data: bytes, key: str) -> ParsedFile:
     m = EXIT_RECORD_RE.search(key)
     if m is None:
         raise UnreadableFile(f"not an exit record name: {key}")
-    row: dict[str, Any] = {"node": m.group("node"), "rank": int(m.group("rank")), "pid": None,
-                           "script_ended_ns": None, "optimizer_steps": None, "fatal": None,
-                           "fault_detail": None}
+    row: dict[str, Any] = {
+        "node": m.group("node"),
+        "rank": int(m.group("rank")),
+        "pid": None,
+        "script_ended_ns": None,
+        "optimizer_steps": None,
+        "fatal": None,
+        "fault_detail": None,
+    }
     if m.group("ext") == "json":
         try:
             rec = orjson.loads(data)
             if not isinstance(rec, dict):
                 raise TypeError("not an object")
-            row.update(kind="record", pid=_int(rec.get("pid")),
-                       script_ended_ns=_int(rec.get("script_ended_ns")),
-                       optimizer_steps=_int(rec.get("optimizer_steps")))
+            row.update(
+                kind="record",
+                pid=_int(rec.get("pid")),
+                script_ended_ns=_int(rec.get("script_ended_ns")),
+                optimizer_steps=_int(rec.get("optimizer_steps")),
+            )
             row["node"] = str(rec.get("node") or row["node"])
             if rec.get("rank") is not None:
                 row["rank"] = int(rec["rank"])

@@ -24,7 +24,9 @@ from analyzer.ingest.schemas import FRAMEWORK_EVENTS, STEPS
 PEVENT_NAME_RE = re.compile(
     r"(?:^|/)(?P<start>\d{13,19})_(?P<node_id>.+?)_(?P<kind>pythontimeline|model_timeline|horovod_timeline)\.json(\.gz)?$"
 )
-TF_PROFILE_DIR_RE = re.compile(r"/plugins/profile/(?P<stamp>\d{4}_\d\d_\d\d_\d\d_\d\d_\d\d)/[^/]+\.trace\.json(\.gz)?$")
+TF_PROFILE_DIR_RE = re.compile(
+    r"/plugins/profile/(?P<stamp>\d{4}_\d\d_\d\d_\d\d_\d\d_\d\d)/[^/]+\.trace\.json(\.gz)?$"
+)
 STEP_MODE_RE = re.compile(r"^Step:ModeKeys\.(?P<mode>\w+)$")
 
 
@@ -75,7 +77,9 @@ def parse_framework_trace(data: bytes, key: str, origin_hint_ns: int | None = No
         # host's local time, so it can be off by the host's UTC offset; a warning says so.
         tm = TF_PROFILE_DIR_RE.search("/" + key)
         if tm:
-            warnings.append("no TensorFlow .metadata file: start time taken from the profile folder name")
+            warnings.append(
+                "no TensorFlow .metadata file: start time taken from the profile folder name"
+            )
             stamp = datetime.strptime(tm.group("stamp"), "%Y_%m_%d_%H_%M_%S").replace(tzinfo=UTC)
             origin_ns = int(stamp.timestamp()) * 1_000_000_000
 
@@ -151,7 +155,9 @@ def parse_framework_trace(data: bytes, key: str, origin_hint_ns: int | None = No
 
 def _steps(cols: dict[str, list[Any]], host: str | None, rank: int | None) -> pa.Table:
     out: dict[str, list[Any]] = {f.name: [] for f in STEPS}
-    for name, start, dur, step in zip(cols["name"], cols["start_ns"], cols["dur_ns"], cols["step"], strict=True):
+    for name, start, dur, step in zip(
+        cols["name"], cols["start_ns"], cols["dur_ns"], cols["step"], strict=True
+    ):
         m = STEP_MODE_RE.match(name)
         if not m or step is None or dur is None:
             continue
@@ -183,5 +189,8 @@ def _int_or_none(v: Any) -> int | None:
 def _plain(schema: pa.Schema) -> pa.Schema:
     """The schema with dictionary columns as plain strings (to build from Python lists)."""
     return pa.schema(
-        [pa.field(f.name, pa.string() if pa.types.is_dictionary(f.type) else f.type) for f in schema]
+        [
+            pa.field(f.name, pa.string() if pa.types.is_dictionary(f.type) else f.type)
+            for f in schema
+        ]
     )

@@ -26,8 +26,25 @@ if TYPE_CHECKING:
 
 SCALAR_COLUMNS = ("node", "rank", "worker", "step", "tag", "value", "wall_time_ns", "source", "run")
 TENSOR_COLUMNS = (
-    "node", "rank", "worker", "step", "name", "role", "module", "norm", "mean", "std", "min", "max",
-    "zero_fraction", "value", "nan_count", "inf_count", "numel", "source", "wall_time_ns",
+    "node",
+    "rank",
+    "worker",
+    "step",
+    "name",
+    "role",
+    "module",
+    "norm",
+    "mean",
+    "std",
+    "min",
+    "max",
+    "zero_fraction",
+    "value",
+    "nan_count",
+    "inf_count",
+    "numel",
+    "source",
+    "wall_time_ns",
 )
 _STAT_FLOATS = ("norm", "mean", "std", "min", "max", "zero_fraction", "value")
 _STAT_INTS = ("nan_count", "inf_count", "numel")
@@ -49,7 +66,9 @@ def tensor_table(rows: list[dict[str, Any]]) -> pa.Table:
     return _table(rows, TENSOR_COLUMNS, TRAINING_TENSORS)
 
 
-def training_file(scalars: list[dict[str, Any]], tensors: list[dict[str, Any]], warnings: list[str]) -> ParsedFile:
+def training_file(
+    scalars: list[dict[str, Any]], tensors: list[dict[str, Any]], warnings: list[str]
+) -> ParsedFile:
     """What a training-data parser returns: the two tables, each only where it has rows
     (one builder for the hooks', TensorBoard's and Debugger's parsers)."""
     tables: dict[str, pa.Table] = {}
@@ -117,7 +136,9 @@ def parse_health_hooks(data: bytes, key: str) -> ParsedFile:
             step = int(rec["step"])
             t = rec.get("time")
             row: dict[str, Any] = {
-                "node": str(rec.get("node", file_node)) if rec.get("node", file_node) is not None else None,
+                "node": str(rec.get("node", file_node))
+                if rec.get("node", file_node) is not None
+                else None,
                 "rank": int(rec["rank"]) if rec.get("rank") is not None else file_rank,
                 "step": step,
                 "wall_time_ns": None if t is None else int(float(t) * 1e9),

@@ -9,7 +9,9 @@ from __future__ import annotations
 import re
 
 #: SageMaker system metrics: ``system/incremental/[<YYYYMMDDHH>/]<epoch>.<node>.json``.
-SYSTEM_METRICS_RE = re.compile(r"(?:^|/)system/incremental/(?:\d{10}/)?(?P<epoch>\d+)\.(?P<node>[^/]+)\.json$")
+SYSTEM_METRICS_RE = re.compile(
+    r"(?:^|/)system/incremental/(?:\d{10}/)?(?P<epoch>\d+)\.(?P<node>[^/]+)\.json$"
+)
 #: SageMaker framework timelines: ``<start>_<pid>-<host>_<kind>.json``.
 FRAMEWORK_KIND_RE = re.compile(r"_(pythontimeline|model_timeline|horovod_timeline)\.json(\.gz)?$")
 #: SageMaker profiler rule outputs: ``.../profiler-reports/<Rule>.json``.
@@ -20,9 +22,13 @@ CLOUDWATCH_RE = re.compile(r"^cloudwatch/(?P<host>[^/]+)/(?P<name>[^/]+)\.json$"
 #: TensorBoard event files: ``[<run>/]events.out.tfevents.<time>.<host>[.<pid>.<n>][suffix]``.
 TENSORBOARD_RE = re.compile(r"(?:^|/)events\.out\.tfevents\.(?P<time>\d+)(?:\.(?P<host>[^/]*))?$")
 #: SageMaker Debugger tensor output: ``events/<step:012d>/<step:012d>_<worker>.tfevents``.
-DEBUGGER_EVENTS_RE = re.compile(r"(?:^|/)events/(?P<dir>\d{12})/(?P<step>\d{12})_(?P<worker>[^/]+)\.tfevents$")
+DEBUGGER_EVENTS_RE = re.compile(
+    r"(?:^|/)events/(?P<dir>\d{12})/(?P<step>\d{12})_(?P<worker>[^/]+)\.tfevents$"
+)
 #: stepscope's health hooks: ``health/<node>_rank<R>.<pid>.health.jsonl``.
-HEALTH_HOOKS_RE = re.compile(r"(?:^|/)health/(?P<node>[^/]+)_rank(?P<rank>\d+)\.(?P<pid>\d+)\.health\.jsonl$")
+HEALTH_HOOKS_RE = re.compile(
+    r"(?:^|/)health/(?P<node>[^/]+)_rank(?P<rank>\d+)\.(?P<pid>\d+)\.health\.jsonl$"
+)
 #: stepscope's exit records and fault dumps: ``exits/<node>_rank<R>.json`` / ``.fault``.
 EXIT_RECORD_RE = re.compile(r"(?:^|/)exits/(?P<node>[^/]+)_rank(?P<rank>\d+)\.(?P<ext>json|fault)$")
 

@@ -72,9 +72,25 @@ _EVENT_CONVERT = msgspec.convert
 
 # Bytes per element for the dtype names PyTorch writes in collective args.
 DTYPE_BYTES = {
-    "Float": 4, "float": 4, "Double": 8, "double": 8, "Half": 2, "half": 2, "BFloat16": 2,
-    "Int": 4, "int": 4, "Long": 8, "long": 8, "Short": 2, "Char": 1, "Byte": 1, "Bool": 1,
-    "Float8_e4m3fn": 1, "Float8_e5m2": 1, "ComplexFloat": 8, "ComplexDouble": 16,
+    "Float": 4,
+    "float": 4,
+    "Double": 8,
+    "double": 8,
+    "Half": 2,
+    "half": 2,
+    "BFloat16": 2,
+    "Int": 4,
+    "int": 4,
+    "Long": 8,
+    "long": 8,
+    "Short": 2,
+    "Char": 1,
+    "Byte": 1,
+    "Bool": 1,
+    "Float8_e4m3fn": 1,
+    "Float8_e5m2": 1,
+    "ComplexFloat": 8,
+    "ComplexDouble": 16,
 }
 
 RANK_IN_NAME_RE = re.compile(r"rank[-_]?(\d+)", re.IGNORECASE)
@@ -189,9 +205,11 @@ def _generic_decode(raw: bytes, warnings: list[str]) -> _Trace | None:
         warnings.append(f"{dropped} events with unusable fields skipped")
     if not top and not good:
         return None
+
     def _get(name: str, typ: Any) -> Any:
         v = top.get(name)
         return v if isinstance(v, typ) else None
+
     return _Trace(
         traceEvents=good,
         distributedInfo=_get("distributedInfo", dict),
@@ -259,7 +277,9 @@ def _dtype_bytes(dtype: pa.DictionaryArray) -> pa.Array:
 
 def _build(trace: _Trace, key: str, warnings: list[str]) -> ParsedFile:
     info = trace.distributedInfo or {}
-    is_trace_doc = bool(trace.traceEvents) or info or trace.deviceProperties or trace.schemaVersion is not None
+    is_trace_doc = (
+        bool(trace.traceEvents) or info or trace.deviceProperties or trace.schemaVersion is not None
+    )
     if not is_trace_doc:
         raise NotAProfilerFile("JSON, but not a Chrome/Kineto trace")
     rank = _as_int(info.get("rank"))
@@ -282,9 +302,18 @@ def _build(trace: _Trace, key: str, warnings: list[str]) -> ParsedFile:
     dur_ns = _round_ns(pa.array(dur, pa.float64()))
     has_args = any(a is not None for a in args)
     # the 14 args fields: each struct to a tuple (in C), zip(*) transposes them into columns
-    arg_vals = dict(zip(_ARG_FIELDS, _columns(
-        [_NO_ARGS if a is None else msgspec.structs.astuple(a) for a in args] if has_args else [],
-        len(_ARG_FIELDS)), strict=True))
+    arg_vals = dict(
+        zip(
+            _ARG_FIELDS,
+            _columns(
+                [_NO_ARGS if a is None else msgspec.structs.astuple(a) for a in args]
+                if has_args
+                else [],
+                len(_ARG_FIELDS),
+            ),
+            strict=True,
+        )
+    )
 
     def arg_col(attr: str, typ: pa.DataType) -> pa.Array:
         if not has_args:
@@ -334,7 +363,10 @@ def _build(trace: _Trace, key: str, warnings: list[str]) -> ParsedFile:
         ],
         schema=KINETO_EVENTS,
     )
-    tables: dict[str, pa.Table] = {"kineto_events": events, "kineto_traces": _trace_row(trace, key, rank, base_ns, events)}
+    tables: dict[str, pa.Table] = {
+        "kineto_events": events,
+        "kineto_traces": _trace_row(trace, key, rank, base_ns, events),
+    }
     steps = _steps(ph, names, cat, rank, start_ns, dur_ns)
     if steps.num_rows:
         tables["steps"] = steps
@@ -371,8 +403,14 @@ def _trace_row(trace: _Trace, key: str, rank: int, base_ns: int, events: pa.Tabl
     )
 
 
-def _steps(ph: list[str], names: pa.Array, cat: list[str | None], rank: int,
-           start_ns: pa.Array, dur_ns: pa.Array) -> pa.Table:
+def _steps(
+    ph: list[str],
+    names: pa.Array,
+    cat: list[str | None],
+    rank: int,
+    start_ns: pa.Array,
+    dur_ns: pa.Array,
+) -> pa.Table:
     rows: dict[str, list[Any]] = {f.name: [] for f in STEPS}
     for i in _step_candidates(names):
         if ph[i] != "X" or cat[i] == "gpu_user_annotation":
@@ -387,7 +425,9 @@ def _steps(ph: list[str], names: pa.Array, cat: list[str | None], rank: int,
         rows["mode"].append(None)
         rows["start_ns"].append(start_ns[i].as_py())
         rows["dur_ns"].append(dur_ns[i].as_py())
-    plain = pa.schema([pa.field(f.name, pa.string() if pa.types.is_dictionary(f.type) else f.type) for f in STEPS])
+    plain = pa.schema(
+        [pa.field(f.name, pa.string() if pa.types.is_dictionary(f.type) else f.type) for f in STEPS]
+    )
     return pa.table(rows, schema=plain).cast(STEPS)
 
 

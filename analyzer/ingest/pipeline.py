@@ -66,7 +66,9 @@ class _Outcome:
     fmt: Format
     digest: str
     parsed: ParsedFile | None = None
-    parts: dict[str, str] = field(default_factory=dict)  # table -> cache part, written by the worker
+    parts: dict[str, str] = field(
+        default_factory=dict
+    )  # table -> cache part, written by the worker
     rows: dict[str, int] = field(default_factory=dict)  # table -> rows, the per-rank tables' too
     kineto: dict[str, Any] | None = None  # the kineto_events part's rank and span (see _rank_info)
     skip_reason: str | None = None
@@ -141,7 +143,11 @@ def ingest(
     fresh_tables: dict[str, dict[str, pa.Table]] = {}  # key -> table -> data, parsed this run
 
     for obj in plan.ignored:
-        new_manifest[obj.key] = {"fp": obj.fingerprint, "status": "ignored", "reason": "unknown file type"}
+        new_manifest[obj.key] = {
+            "fp": obj.fingerprint,
+            "status": "ignored",
+            "reason": "unknown file type",
+        }
     entry: dict[str, Any]
     for obj, entry in plan.cached:
         new_manifest[obj.key] = entry
@@ -154,7 +160,9 @@ def ingest(
 
     total_read = len(plan.to_read)
     progress("read", 0, total_read)
-    for done, outcome in enumerate(_read_and_parse(source, plan.to_read, jobs, cache, processes, engine), 1):
+    for done, outcome in enumerate(
+        _read_and_parse(source, plan.to_read, jobs, cache, processes, engine), 1
+    ):
         progress("read", done, total_read)
         obj = outcome.obj
         entry = {"fp": obj.fingerprint, "format": outcome.fmt.id, "digest": outcome.digest}
@@ -162,14 +170,21 @@ def ingest(
             log.warning("skipped %s: %s", obj.location, outcome.skip_reason)
             skipped.append({"path": obj.location, "reason": outcome.skip_reason})
             # "unread" is never reused from the cache (see _plan): read again next time
-            entry.update(status="unread" if outcome.read_failed else "skipped", reason=outcome.skip_reason)
+            entry.update(
+                status="unread" if outcome.read_failed else "skipped", reason=outcome.skip_reason
+            )
         elif outcome.ignore_reason is not None:
             ignored += 1
             entry.update(status="ignored", reason=outcome.ignore_reason)
         else:
             assert outcome.parsed is not None
             fresh_tables[obj.key] = outcome.parsed.tables  # the per-rank tables are not among them
-            entry.update(status="ok", parts=outcome.parts, rows=outcome.rows, warnings=outcome.parsed.warnings)
+            entry.update(
+                status="ok",
+                parts=outcome.parts,
+                rows=outcome.rows,
+                warnings=outcome.parsed.warnings,
+            )
             if outcome.kineto is not None:
                 entry["kineto"] = outcome.kineto
             for w in outcome.parsed.warnings:
@@ -193,7 +208,9 @@ def ingest(
     cache.save_json("job.json", meta.to_dict())
 
     if meta.rule_statuses:
-        tables["rule_statuses"] = _rule_status_table(meta.rule_statuses)  # counted from the table itself
+        tables["rule_statuses"] = _rule_status_table(
+            meta.rule_statuses
+        )  # counted from the table itself
     dataset = JobDataset(meta=meta, tables=tables, stats=stats, rank_parts=rank_parts)
     ok_files = sum(1 for e in new_manifest.values() if e.get("status") == "ok")
     summary: dict[str, Any] = {
@@ -229,7 +246,9 @@ def _listing(source: Source, progress: ProgressFn) -> Iterator[SourceObject]:
     progress("list", n, n)
 
 
-def _plan(objects: list[SourceObject], manifest: dict[str, Any], hints: dict[str, int], cache: SourceCache) -> _Plan:
+def _plan(
+    objects: list[SourceObject], manifest: dict[str, Any], hints: dict[str, int], cache: SourceCache
+) -> _Plan:
     plan = _Plan()
     for obj in objects:
         fmt = classify(obj.key)
@@ -262,10 +281,14 @@ def _parse_one(
     out = _Outcome(obj=obj, fmt=fmt, digest=digest)
     try:
         out.parsed = fmt.parse(data, obj.key, hint)
-        out.parts = {t: cache.write_part(digest, t, table) for t, table in out.parsed.tables.items()}
+        out.parts = {
+            t: cache.write_part(digest, t, table) for t, table in out.parsed.tables.items()
+        }
         out.rows = {t: table.num_rows for t, table in out.parsed.tables.items()}
         if "kineto_events" in out.parsed.tables:
-            out.kineto = _rank_info(out.parsed.tables["kineto_events"], out.parsed.tables.get("kineto_traces"))
+            out.kineto = _rank_info(
+                out.parsed.tables["kineto_events"], out.parsed.tables.get("kineto_traces")
+            )
         # the per-rank tables stay in their parts: nothing of them goes back to the caller
         out.parsed = ParsedFile(
             tables={t: v for t, v in out.parsed.tables.items() if t not in PER_RANK_TABLES},
@@ -278,7 +301,9 @@ def _parse_one(
     except Exception as exc:  # a parser bug must not lose the rest of the job
         # the skip (one line) is logged by the caller; the traceback only with -vv
         log.debug("parser failed on %s", obj.location, exc_info=True)
-        out.skip_reason = f"parser error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        out.skip_reason = (
+            f"parser error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        )
     return out
 
 
@@ -292,8 +317,15 @@ PROCESS_MIN_FILES = 8  # below this, starting worker processes costs more than i
 
 #: what a worker hands back: (could-not-read reason, parsed small tables, parts, rows, the
 #: kineto part's rank info, skip reason, ignore reason); no Format (it holds lambdas)
-WorkerResult = tuple[str | None, ParsedFile | None, dict[str, str], dict[str, int], dict[str, Any] | None, str | None,
-                     str | None]
+WorkerResult = tuple[
+    str | None,
+    ParsedFile | None,
+    dict[str, str],
+    dict[str, int],
+    dict[str, Any] | None,
+    str | None,
+    str | None,
+]
 
 
 def _parse_worker_init() -> None:
@@ -317,7 +349,12 @@ def _parse_in_worker(
 
 
 def _fetch_and_parse_in_worker(
-    reader: WorkerReader, obj: SourceObject, fmt_id: str, digest: str, hint: int | None, cache: SourceCache
+    reader: WorkerReader,
+    obj: SourceObject,
+    fmt_id: str,
+    digest: str,
+    hint: int | None,
+    cache: SourceCache,
 ) -> WorkerResult:
     """The object read on the worker itself (the client sent no bytes), then parsed there;
     a read that fails is the same counted "could not read" skip as on this machine."""
@@ -334,15 +371,25 @@ def _unread_reason(exc: BaseException) -> str:
     return str(reason).splitlines()[0]
 
 
-def _process_pool(tasks: list[tuple[SourceObject, Format, str, int | None]], jobs: int) -> Executor | None:
+def _process_pool(
+    tasks: list[tuple[SourceObject, Format, str, int | None]], jobs: int
+) -> Executor | None:
     heavy = sum(1 for t in tasks if t[1].id in PROCESS_FORMATS)
     workers = min(jobs, os.cpu_count() or 1)
-    if heavy < PROCESS_MIN_FILES or workers < 2 or os.environ.get("STEPSCOPE_INGEST_PROCESSES", "1") == "0":
+    if (
+        heavy < PROCESS_MIN_FILES
+        or workers < 2
+        or os.environ.get("STEPSCOPE_INGEST_PROCESSES", "1") == "0"
+    ):
         return None
     ctx = multiprocessing.get_context("forkserver")  # no fork of a threaded parent
-    ctx.set_forkserver_preload(["analyzer.ingest.pipeline", *(f.parser.split(":")[0] for f in FORMATS)])
+    ctx.set_forkserver_preload(
+        ["analyzer.ingest.pipeline", *(f.parser.split(":")[0] for f in FORMATS)]
+    )
     try:
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_parse_worker_init)
+        pool = ProcessPoolExecutor(
+            max_workers=workers, mp_context=ctx, initializer=_parse_worker_init
+        )
         log.info("parsing %d trace files in %d worker processes", heavy, workers)
         return pool
     except (OSError, ValueError) as exc:  # e.g. no /dev/shm: threads still work
@@ -370,8 +417,11 @@ def _read_and_parse(
         procs: Executor | None = engine.executor()
         lost += engine.lost_errors
         reader = worker_reader(source)
-        log.info("parsing trace files on the Dask cluster at %s%s", engine.address,
-                 " (its workers read the objects)" if reader is not None else "")
+        log.info(
+            "parsing trace files on the Dask cluster at %s%s",
+            engine.address,
+            " (its workers read the objects)" if reader is not None else "",
+        )
     else:
         procs = _process_pool(tasks, jobs) if processes else None
     threads = ThreadPoolExecutor(max(1, jobs))
@@ -382,19 +432,26 @@ def _read_and_parse(
 
     told: list[str] = []
 
-    def read_here(obj: SourceObject, fmt: Format, digest: str, hint: int | None, worker_reason: str) -> _Outcome:
+    def read_here(
+        obj: SourceObject, fmt: Format, digest: str, hint: int | None, worker_reason: str
+    ) -> _Outcome:
         """An object a Dask worker could not read, read and parsed in this process. What a
         worker cannot read usually says more about the worker than the object (a source
         folder it does not mount, a --profile or credentials it lacks), so this machine
         tries it before it counts as a skip; said once in the log."""
         if not told:
             told.append(worker_reason)
-            log.warning("Dask workers could not read %s (%s); this machine reads such files itself",
-                        obj.location, worker_reason)
+            log.warning(
+                "Dask workers could not read %s (%s); this machine reads such files itself",
+                obj.location,
+                worker_reason,
+            )
         try:
             data = source.read(obj)
         except Exception as exc:  # unreadable here too: the object's own skip
-            return _Outcome(obj=obj, fmt=fmt, digest=digest, skip_reason=_unread_reason(exc), read_failed=True)
+            return _Outcome(
+                obj=obj, fmt=fmt, digest=digest, skip_reason=_unread_reason(exc), read_failed=True
+            )
         return _parse_one(obj, data, fmt, digest, hint, cache)
 
     def collect(item: tuple[SourceObject, bytes | None, Future[Any], bool]) -> _Outcome:
@@ -411,7 +468,13 @@ def _read_and_parse(
                 try:
                     data = source.read(obj)
                 except Exception as exc:  # reported per object, by design
-                    return _Outcome(obj=obj, fmt=fmt, digest=digest, skip_reason=_unread_reason(exc), read_failed=True)
+                    return _Outcome(
+                        obj=obj,
+                        fmt=fmt,
+                        digest=digest,
+                        skip_reason=_unread_reason(exc),
+                        read_failed=True,
+                    )
             return _parse_one(obj, data, fmt, digest, hint, cache)
         if unread is not None:
             if data is None:  # a Dask worker could not fetch it: read and parse it here instead
@@ -424,9 +487,20 @@ def _read_and_parse(
                 elif not cache.has_part(rel):
                     from analyzer.engines import EngineError, unshared
 
-                    raise EngineError(unshared(FileNotFoundError(2, "no such file", cache.abspath(rel))))
-        return _Outcome(obj=obj, fmt=fmt, digest=digest, parsed=parsed, parts=parts, rows=rows, kineto=kineto,
-                        skip_reason=skip, ignore_reason=ignore)
+                    raise EngineError(
+                        unshared(FileNotFoundError(2, "no such file", cache.abspath(rel)))
+                    )
+        return _Outcome(
+            obj=obj,
+            fmt=fmt,
+            digest=digest,
+            parsed=parsed,
+            parts=parts,
+            rows=rows,
+            kineto=kineto,
+            skip_reason=skip,
+            ignore_reason=ignore,
+        )
 
     try:
         remote = [t for t in tasks if reader is not None and reader.handles(t[0])]
@@ -434,7 +508,9 @@ def _read_and_parse(
             assert engine is not None and procs is not None and reader is not None
             in_flight = max(window, 2 * engine.slots)  # no bytes held here: keep every worker busy
             for obj, fmt, digest, hint in remote:
-                task = procs.submit(_fetch_and_parse_in_worker, reader, obj, fmt.id, digest, hint, cache)
+                task = procs.submit(
+                    _fetch_and_parse_in_worker, reader, obj, fmt.id, digest, hint, cache
+                )
                 pending.append((obj, None, task, True))
                 if len(pending) >= in_flight:
                     yield collect(pending.pop(0))
@@ -442,7 +518,13 @@ def _read_and_parse(
         for obj, data in source.read_many(t[0] for t in tasks if t[0].key not in sent):
             _, fmt, digest, hint = by_key[obj.key]
             if isinstance(data, Exception):
-                yield _Outcome(obj=obj, fmt=fmt, digest=digest, skip_reason=_unread_reason(data), read_failed=True)
+                yield _Outcome(
+                    obj=obj,
+                    fmt=fmt,
+                    digest=digest,
+                    skip_reason=_unread_reason(data),
+                    read_failed=True,
+                )
                 continue
             fut: Future[Any] | None = None
             if procs is not None and fmt.id in PROCESS_FORMATS:
@@ -455,7 +537,14 @@ def _read_and_parse(
             if fut is not None:
                 pending.append((obj, data, fut, True))
             else:
-                pending.append((obj, data, threads.submit(_parse_one, obj, data, fmt, digest, hint, cache), False))
+                pending.append(
+                    (
+                        obj,
+                        data,
+                        threads.submit(_parse_one, obj, data, fmt, digest, hint, cache),
+                        False,
+                    )
+                )
             if len(pending) >= window:
                 yield collect(pending.pop(0))
         for item in pending:
@@ -470,7 +559,11 @@ def _dataset_fingerprint(manifest: dict[str, Any]) -> str:
     h = hashlib.sha256()
     for key in sorted(manifest):
         e = manifest[key]
-        h.update(f"{key}\x00{e.get('digest', e.get('fp'))}\x00{e.get('status')}\n".encode("utf-8", "surrogateescape"))
+        h.update(
+            f"{key}\x00{e.get('digest', e.get('fp'))}\x00{e.get('status')}\n".encode(
+                "utf-8", "surrogateescape"
+            )
+        )
     return h.hexdigest()
 
 
@@ -488,12 +581,23 @@ def _rank_info(events: pa.Table, traces: pa.Table | None) -> dict[str, Any]:
     return {"ranks": ranks, "span": None if span is None else list(span)}
 
 
-def _rank_parts(cache: SourceCache, layout: dict[str, Any], processes: bool, jobs: int) -> RankParts:
-    parts = {int(rank): tuple(cache.abspath(p) for p in paths) for rank, paths in layout.get("parts", {}).items()}
+def _rank_parts(
+    cache: SourceCache, layout: dict[str, Any], processes: bool, jobs: int
+) -> RankParts:
+    parts = {
+        int(rank): tuple(cache.abspath(p) for p in paths)
+        for rank, paths in layout.get("parts", {}).items()
+    }
     span = layout.get("span")
     rows_by_rank = {int(rank): int(n) for rank, n in layout.get("rows_by_rank", {}).items()}
-    return RankParts(parts=parts, rows=int(layout.get("rows", 0)), rows_by_rank=rows_by_rank,
-                     span=None if span is None else (int(span[0]), int(span[1])), processes=processes, jobs=jobs)
+    return RankParts(
+        parts=parts,
+        rows=int(layout.get("rows", 0)),
+        rows_by_rank=rows_by_rank,
+        span=None if span is None else (int(span[0]), int(span[1])),
+        processes=processes,
+        jobs=jobs,
+    )
 
 
 def _merge(
@@ -536,9 +640,12 @@ def _merge(
         if i % 200 == 0:
             progress("merge", i, len(keys))
     progress("merge", len(keys), len(keys))
-    layout = {"parts": {str(r): p for r, p in sorted(by_rank.items())}, "rows": rows,
-              "rows_by_rank": {str(r): n for r, n in sorted(rank_rows.items())},
-              "span": None if lo is None or hi is None else [lo, hi]}
+    layout = {
+        "parts": {str(r): p for r, p in sorted(by_rank.items())},
+        "rows": rows,
+        "rows_by_rank": {str(r): n for r, n in sorted(rank_rows.items())},
+        "span": None if lo is None or hi is None else [lo, hi],
+    }
     import pyarrow as pa
 
     from analyzer.ingest.schemas import SCHEMAS
@@ -567,7 +674,9 @@ def _rule_status_table(statuses: list[dict[str, Any]]) -> pa.Table:
             "kind": s.get("kind"),
             "status": s.get("RuleEvaluationStatus"),
             "details": s.get("StatusDetails"),
-            "last_modified": None if s.get("LastModifiedTime") is None else str(s.get("LastModifiedTime")),
+            "last_modified": None
+            if s.get("LastModifiedTime") is None
+            else str(s.get("LastModifiedTime")),
         }
         for s in statuses
     ]

@@ -36,7 +36,9 @@ def parse_rule_report(data: bytes, key: str) -> ParsedFile:
         "triggered": _int(doc.get("RuleTriggered")),
         "violations": _int(doc.get("Violations")),
         "datapoints": _int(doc.get("Datapoints")),
-        "rule_parameters": params if isinstance(params, str) or params is None else orjson.dumps(params).decode(),
+        "rule_parameters": params
+        if isinstance(params, str) or params is None
+        else orjson.dumps(params).decode(),
         "details": None if details is None else orjson.dumps(details).decode(),
     }
     return ParsedFile(tables={"rule_reports": pa.Table.from_pylist([row], schema=RULE_REPORTS)})

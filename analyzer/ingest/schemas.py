@@ -33,7 +33,9 @@ FRAMEWORK_EVENTS = pa.schema(
         pa.field("node", DICT_STR),  # host from the file name (or NodeId), may be null
         pa.field("rank", pa.int32()),  # rank from the file name, null when unknown
         pa.field("os_pid", pa.int64()),  # process id from the file name
-        pa.field("trace_kind", DICT_STR),  # pythontimeline | model_timeline | horovod_timeline | tf_trace
+        pa.field(
+            "trace_kind", DICT_STR
+        ),  # pythontimeline | model_timeline | horovod_timeline | tf_trace
         pa.field("process", DICT_STR),  # Chrome-trace process name (the "pid" row label)
         pa.field("name", DICT_STR),
         pa.field("phase", DICT_STR),  # X (complete), B/E paired into X, i (instant)
@@ -134,7 +136,9 @@ PROCESS_EXITS = pa.schema(
         pa.field("pid", pa.int64()),
         pa.field("script_ended_ns", pa.int64()),  # wall clock when the script's code ended
         pa.field("optimizer_steps", pa.int64()),  # steps the recorder saw (until its window ended)
-        pa.field("fatal", pa.string()),  # faulthandler's first line, e.g. "Fatal Python error: Aborted"
+        pa.field(
+            "fatal", pa.string()
+        ),  # faulthandler's first line, e.g. "Fatal Python error: Aborted"
         pa.field("fault_detail", pa.string()),  # the dump's start (threads, frames), at most 4 KB
     ]
 )
@@ -163,7 +167,9 @@ TRAINING_TENSORS = pa.schema(
         pa.field("worker", DICT_STR),
         pa.field("step", pa.int64(), nullable=False),
         pa.field("name", DICT_STR, nullable=False),  # parameter name or module path
-        pa.field("role", DICT_STR, nullable=False),  # gradient | weight | update_ratio | activation | ...
+        pa.field(
+            "role", DICT_STR, nullable=False
+        ),  # gradient | weight | update_ratio | activation | ...
         pa.field("module", DICT_STR),  # activation rows: the module class (ReLU, Sigmoid, ...)
         pa.field("norm", pa.float64()),  # L2 norm
         pa.field("mean", pa.float64()),
@@ -202,7 +208,9 @@ def _check_names() -> None:
     from analyzer.ingest.tables import TABLE_NAMES
 
     if tuple(SCHEMAS) != TABLE_NAMES:
-        raise RuntimeError(f"schemas.SCHEMAS and tables.TABLE_NAMES disagree: {tuple(SCHEMAS)} vs {TABLE_NAMES}")
+        raise RuntimeError(
+            f"schemas.SCHEMAS and tables.TABLE_NAMES disagree: {tuple(SCHEMAS)} vs {TABLE_NAMES}"
+        )
 
 
 _check_names()

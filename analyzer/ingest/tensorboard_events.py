@@ -36,10 +36,18 @@ from analyzer.ingest.keys import TENSORBOARD_RE
 from analyzer.ingest.parsed import ParsedFile, UnreadableFile
 
 _ROLE_PREFIX = {
-    "gradients": "gradient", "gradient": "gradient", "grads": "gradient", "grad": "gradient",
-    "weights": "weight", "weight": "weight", "params": "weight", "parameters": "weight",
-    "activations": "activation", "activation": "activation",
-    "update_ratio": "update_ratio", "update_ratios": "update_ratio",
+    "gradients": "gradient",
+    "gradient": "gradient",
+    "grads": "gradient",
+    "grad": "gradient",
+    "weights": "weight",
+    "weight": "weight",
+    "params": "weight",
+    "parameters": "weight",
+    "activations": "activation",
+    "activation": "activation",
+    "update_ratio": "update_ratio",
+    "update_ratios": "update_ratio",
 }
 _STATS = ("norm", "mean", "std", "min", "max", "zero_fraction", "nan_count", "inf_count")
 _STAT_TAG_RE = re.compile(r"^(?P<prefix>[^/]+)/(?P<name>.+)/(?P<stat>" + "|".join(_STATS) + r")$")
@@ -68,7 +76,12 @@ def parse_tensorboard_events(data: bytes, key: str) -> ParsedFile:
         raise UnreadableFile("no complete TensorBoard event record")
     run = run_from_key(key)
     # the run names the training process (one SummaryWriter each): it is the row's worker
-    base: dict[str, Any] = {"node": host_from_key(key), "rank": None, "worker": run, "source": "tensorboard"}
+    base: dict[str, Any] = {
+        "node": host_from_key(key),
+        "rank": None,
+        "worker": run,
+        "source": "tensorboard",
+    }
     scalars: list[dict[str, Any]] = []
     tensors: dict[tuple[int, str, str], dict[str, Any]] = {}
     bad = 0
@@ -86,7 +99,9 @@ def parse_tensorboard_events(data: bytes, key: str) -> ParsedFile:
             _one_value(value, step, wall, base, run, scalars, tensors)
     warnings = []
     if consumed < len(data):
-        warnings.append(f"truncated event file: {len(data) - consumed} bytes after the last complete record skipped")
+        warnings.append(
+            f"truncated event file: {len(data) - consumed} bytes after the last complete record skipped"
+        )
     if bad:
         warnings.append(f"{bad} undecodable record{'s' if bad != 1 else ''} skipped")
     return training_file(scalars, list(tensors.values()), warnings)
@@ -134,16 +149,26 @@ def _one_value(
     if number is None:
         return
     m = _STAT_TAG_RE.match(tag)
-    if m and m.group("prefix") in _ROLE_PREFIX and _ROLE_PREFIX[m.group("prefix")] != "update_ratio":
-        row = _tensor_row(tensors, step, _ROLE_PREFIX[m.group("prefix")], m.group("name"), wall, base)
+    if (
+        m
+        and m.group("prefix") in _ROLE_PREFIX
+        and _ROLE_PREFIX[m.group("prefix")] != "update_ratio"
+    ):
+        row = _tensor_row(
+            tensors, step, _ROLE_PREFIX[m.group("prefix")], m.group("name"), wall, base
+        )
         stat = m.group("stat")
-        row[stat] = int(number) if stat in ("nan_count", "inf_count") and math.isfinite(number) else number
+        row[stat] = (
+            int(number) if stat in ("nan_count", "inf_count") and math.isfinite(number) else number
+        )
         return
     prefix, _, rest = tag.partition("/")
     if rest and _ROLE_PREFIX.get(prefix) == "update_ratio":
         _tensor_row(tensors, step, "update_ratio", rest, wall, base)["value"] = number
         return
-    scalars.append({**base, "step": step, "tag": tag, "value": number, "wall_time_ns": wall, "run": run})
+    scalars.append(
+        {**base, "step": step, "tag": tag, "value": number, "wall_time_ns": wall, "run": run}
+    )
 
 
 def _role_and_name(tag: str) -> tuple[str | None, str]:
@@ -155,7 +180,11 @@ def _role_and_name(tag: str) -> tuple[str | None, str]:
 
 
 def _tensor_row(
-    tensors: dict[tuple[int, str, str], dict[str, Any]], step: int, role: str, name: str, wall: int | None,
+    tensors: dict[tuple[int, str, str], dict[str, Any]],
+    step: int,
+    role: str,
+    name: str,
+    wall: int | None,
     base: dict[str, Any],
 ) -> dict[str, Any]:
     module = None
@@ -163,8 +192,14 @@ def _tensor_row(
         name, _, module = name.rpartition(":")
     row = tensors.get((step, role, name))
     if row is None:
-        row = tensors[(step, role, name)] = {**base, "step": step, "role": role, "name": name, "module": module,
-                                             "wall_time_ns": wall}
+        row = tensors[(step, role, name)] = {
+            **base,
+            "step": step,
+            "role": role,
+            "name": name,
+            "module": module,
+            "wall_time_ns": wall,
+        }
     return row
 
 

@@ -89,7 +89,9 @@ class Source(Protocol):
         """The object's bytes. Raises SourceError (or OSError) when it cannot be read."""
         ...
 
-    def read_many(self, objs: Iterable[SourceObject]) -> Iterator[tuple[SourceObject, bytes | Exception]]:
+    def read_many(
+        self, objs: Iterable[SourceObject]
+    ) -> Iterator[tuple[SourceObject, bytes | Exception]]:
         """Read objects, possibly in parallel; yields each with its bytes or the error."""
         ...
 

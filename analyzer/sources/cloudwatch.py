@@ -70,7 +70,13 @@ log = logging.getLogger("stepscope.sources")
 
 NAMESPACE = "/aws/sagemaker/TrainingJobs"
 #: the instance metrics SageMaker publishes for a training job (see the module docstring)
-METRICS = ("CPUUtilization", "MemoryUtilization", "GPUUtilization", "GPUMemoryUtilization", "DiskUtilization")
+METRICS = (
+    "CPUUtilization",
+    "MemoryUtilization",
+    "GPUUtilization",
+    "GPUMemoryUtilization",
+    "DiskUtilization",
+)
 #: the logical keys' top folder
 ROLE = "cloudwatch"
 #: the ``format`` of the JSON document an object's bytes are
@@ -92,15 +98,32 @@ _KEY_RE = re.compile(r"^cloudwatch/(?P<host>[^/]+)/(?P<day>\d{4}-\d{2}-\d{2})\.j
 #: G4dn, G5, G6, G6e). Types not listed have no NVIDIA GPU for CloudWatch to sum over, or are
 #: unknown here: see :func:`instance_shape`.
 _GPUS: dict[str, int] = {
-    "ml.p2.xlarge": 1, "ml.p2.8xlarge": 8, "ml.p2.16xlarge": 16,
-    "ml.p3.2xlarge": 1, "ml.p3.8xlarge": 4, "ml.p3.16xlarge": 8, "ml.p3dn.24xlarge": 8,
-    "ml.p4d.24xlarge": 8, "ml.p4de.24xlarge": 8,
-    "ml.p5.4xlarge": 1, "ml.p5.48xlarge": 8, "ml.p5e.48xlarge": 8, "ml.p5en.48xlarge": 8,
+    "ml.p2.xlarge": 1,
+    "ml.p2.8xlarge": 8,
+    "ml.p2.16xlarge": 16,
+    "ml.p3.2xlarge": 1,
+    "ml.p3.8xlarge": 4,
+    "ml.p3.16xlarge": 8,
+    "ml.p3dn.24xlarge": 8,
+    "ml.p4d.24xlarge": 8,
+    "ml.p4de.24xlarge": 8,
+    "ml.p5.4xlarge": 1,
+    "ml.p5.48xlarge": 8,
+    "ml.p5e.48xlarge": 8,
+    "ml.p5en.48xlarge": 8,
     "ml.p6-b200.48xlarge": 8,
     **{f"ml.g4dn.{s}": 1 for s in ("xlarge", "2xlarge", "4xlarge", "8xlarge", "16xlarge")},
     "ml.g4dn.12xlarge": 4,
-    **{f"ml.{f}.{s}": 1 for f in ("g5", "g6", "g6e") for s in ("xlarge", "2xlarge", "4xlarge", "8xlarge", "16xlarge")},
-    **{f"ml.{f}.{s}": n for f in ("g5", "g6", "g6e") for s, n in (("12xlarge", 4), ("24xlarge", 4), ("48xlarge", 8))},
+    **{
+        f"ml.{f}.{s}": 1
+        for f in ("g5", "g6", "g6e")
+        for s in ("xlarge", "2xlarge", "4xlarge", "8xlarge", "16xlarge")
+    },
+    **{
+        f"ml.{f}.{s}": n
+        for f in ("g5", "g6", "g6e")
+        for s, n in (("12xlarge", 4), ("24xlarge", 4), ("48xlarge", 8))
+    },
 }
 #: families whose instances have NVIDIA GPUs: an unlisted size of one is an unknown count
 _GPU_FAMILIES = re.compile(r"^ml\.(p\d|g\d)")
@@ -265,10 +288,16 @@ class CloudWatchMetrics:
             self.failure = str(exc)
             key = f"{ROLE}/{self.job_name}/listing.json"
             self._unavailable[key] = self.failure
-            yield SourceObject(key=key, size=0, fingerprint=f"unavailable-{int(self._clock())}",
-                               location=self.location)
+            yield SourceObject(
+                key=key,
+                size=0,
+                fingerprint=f"unavailable-{int(self._clock())}",
+                location=self.location,
+            )
             return
-        for (host, day), rows in sorted(counts.items(), key=lambda kv: (_natural(kv[0][0]), kv[0][1])):
+        for (host, day), rows in sorted(
+            counts.items(), key=lambda kv: (_natural(kv[0][0]), kv[0][1])
+        ):
             digest = hashlib.sha256(repr(sorted(rows)).encode()).hexdigest()[:24]
             samples = int(sum(c for _, _, c in rows))
             yield SourceObject(
@@ -287,13 +316,18 @@ class CloudWatchMetrics:
         out: dict[tuple[str, int], list[tuple[str, int, float]]] = {}
         for first in range(0, len(specs), MAX_QUERIES):
             chunk = specs[first : first + MAX_QUERIES]
-            queries = [self._query(f"q{i}", host, metric, PROBE_PERIOD_S, "SampleCount") for i, (host, metric) in enumerate(chunk)]
+            queries = [
+                self._query(f"q{i}", host, metric, PROBE_PERIOD_S, "SampleCount")
+                for i, (host, metric) in enumerate(chunk)
+            ]
             results, _ = self._get_metric_data(queries, start, end)
             for i, (host, metric) in enumerate(chunk):
                 ts, values = results.get(f"q{i}", ([], []))
                 for t, n in zip(ts, values, strict=True):
                     if n > 0:
-                        out.setdefault((host, _floor(t, DAY_S)), []).append((metric, int(t), float(n)))
+                        out.setdefault((host, _floor(t, DAY_S)), []).append(
+                            (metric, int(t), float(n))
+                        )
         return out
 
     # -- reading
@@ -315,7 +349,10 @@ class CloudWatchMetrics:
             denied = self._denied
         if denied is not None:
             raise SourceError(denied)
-        queries = [self._query(f"m{i}", host, metric, period, "Average") for i, metric in enumerate(METRICS)]
+        queries = [
+            self._query(f"m{i}", host, metric, period, "Average")
+            for i, metric in enumerate(METRICS)
+        ]
         try:
             results, messages = self._get_metric_data(queries, start, end)
         except SourceError as exc:
@@ -337,14 +374,19 @@ class CloudWatchMetrics:
             "end": end,
             "read_at": now,
             "metrics": {
-                metric: {"timestamps": results.get(f"m{i}", ([], []))[0], "values": results.get(f"m{i}", ([], []))[1]}
+                metric: {
+                    "timestamps": results.get(f"m{i}", ([], []))[0],
+                    "values": results.get(f"m{i}", ([], []))[1],
+                }
                 for i, metric in enumerate(METRICS)
             },
             "messages": messages,
         }
         return orjson.dumps(doc)
 
-    def read_many(self, objs: Iterable[SourceObject]) -> Iterator[tuple[SourceObject, bytes | Exception]]:
+    def read_many(
+        self, objs: Iterable[SourceObject]
+    ) -> Iterator[tuple[SourceObject, bytes | Exception]]:
         """Read in a few threads (GetMetricData's request rate is limited), in input order."""
 
         def _one(o: SourceObject) -> tuple[SourceObject, bytes | Exception]:
@@ -398,11 +440,15 @@ class CloudWatchMetrics:
                     if status in ("InternalError", "Forbidden"):
                         messages.append(f"{res['Id']}: {status}")
                 for msg in page.get("Messages", []) or []:
-                    messages.append(" ".join(f"{msg.get('Code', '')}: {msg.get('Value', '')}".split()))
+                    messages.append(
+                        " ".join(f"{msg.get('Code', '')}: {msg.get('Value', '')}".split())
+                    )
         except (ClientError, BotoCoreError, SourceError) as exc:
             raise aws_error(exc, what=self.what, service="CloudWatch") from None
         for qid, (ts, vs) in list(merged.items()):
-            if any(b < a for a, b in itertools.pairwise(ts)):  # pages keep each query's order, but be sure
+            if any(
+                b < a for a, b in itertools.pairwise(ts)
+            ):  # pages keep each query's order, but be sure
                 order = sorted(range(len(ts)), key=ts.__getitem__)
                 merged[qid] = ([ts[i] for i in order], [vs[i] for i in order])
         return merged, messages

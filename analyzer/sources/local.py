@@ -29,7 +29,9 @@ class LocalSource:
 
     def metadata(self) -> JobMetadata:
         return JobMetadata(
-            name=self.root.name, source=str(self.root), kind=self.kind,
+            name=self.root.name,
+            source=str(self.root),
+            kind=self.kind,
             locations={"root": str(self.root)},
         )
 
@@ -61,7 +63,9 @@ class LocalSource:
         at the same path on every worker (a shared file system), as the cache must."""
         return LocalReader()
 
-    def read_many(self, objs: Iterable[SourceObject]) -> Iterator[tuple[SourceObject, bytes | Exception]]:
+    def read_many(
+        self, objs: Iterable[SourceObject]
+    ) -> Iterator[tuple[SourceObject, bytes | Exception]]:
         def _one(o: SourceObject) -> tuple[SourceObject, bytes | Exception]:
             try:
                 return o, self.read(o)

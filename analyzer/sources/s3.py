@@ -60,19 +60,41 @@ NO_CREDENTIALS_MESSAGE = (
     "or run aws sso login"
 )
 
-_THROTTLE_CODES = frozenset({
-    "SlowDown", "Throttling", "ThrottlingException", "ThrottledException",
-    "RequestLimitExceeded", "RequestThrottled", "RequestThrottledException",
-    "TooManyRequestsException", "ProvisionedThroughputExceededException",
-})
-_DENIED_CODES = frozenset({
-    "AccessDenied", "AccessDeniedException", "AllAccessDisabled", "Forbidden",
-    "AuthorizationError", "UnauthorizedOperation",
-})
-_BAD_CREDENTIAL_CODES = frozenset({
-    "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "ExpiredTokenException",
-    "InvalidToken", "InvalidClientTokenId", "UnrecognizedClientException", "TokenRefreshRequired",
-})
+_THROTTLE_CODES = frozenset(
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestLimitExceeded",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "ProvisionedThroughputExceededException",
+    }
+)
+_DENIED_CODES = frozenset(
+    {
+        "AccessDenied",
+        "AccessDeniedException",
+        "AllAccessDisabled",
+        "Forbidden",
+        "AuthorizationError",
+        "UnauthorizedOperation",
+    }
+)
+_BAD_CREDENTIAL_CODES = frozenset(
+    {
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "InvalidToken",
+        "InvalidClientTokenId",
+        "UnrecognizedClientException",
+        "TokenRefreshRequired",
+    }
+)
 
 
 # --------------------------------------------------------------------------- AWS plumbing
@@ -153,8 +175,17 @@ _clients: dict[tuple[Any, ...], Any] = {}
 _clients_lock = threading.Lock()
 #: the environment a client is made from: a process whose environment changes (a test, a
 #: long-lived dashboard after a profile switch) gets a new client, never a stale one
-_CLIENT_ENV = ("AWS_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3",
-               "AWS_ACCESS_KEY_ID", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_MAX_ATTEMPTS")
+_CLIENT_ENV = (
+    "AWS_PROFILE",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_MAX_ATTEMPTS",
+)
 
 
 def cached_client(
@@ -169,12 +200,20 @@ def cached_client(
     client per process (boto3 clients are thread-safe) keeps its connection pool warm, and
     nothing about it is ever pickled: each worker makes its own, with its own credentials.
     """
-    config = (profile, region, endpoint_url, max_attempts, *(os.environ.get(v) for v in _CLIENT_ENV))
+    config = (
+        profile,
+        region,
+        endpoint_url,
+        max_attempts,
+        *(os.environ.get(v) for v in _CLIENT_ENV),
+    )
     with _clients_lock:
         client = _clients.get(config)
         if client is None:
             session = aws_session(profile, region)
-            client = _clients[config] = aws_client(session, "s3", max_attempts=max_attempts, endpoint_url=endpoint_url)
+            client = _clients[config] = aws_client(
+                session, "s3", max_attempts=max_attempts, endpoint_url=endpoint_url
+            )
         return client
 
 
@@ -206,7 +245,9 @@ def aws_error(exc: BaseException, *, what: str, service: str = "S3") -> SourceEr
             f"AWS profile {exc.kwargs.get('profile')!r} not found: check --profile / AWS_PROFILE"
         )
     if isinstance(exc, NoRegionError):
-        return SourceError("no AWS region set: pass --region or set AWS_REGION / AWS_DEFAULT_REGION")
+        return SourceError(
+            "no AWS region set: pass --region or set AWS_REGION / AWS_DEFAULT_REGION"
+        )
     if isinstance(exc, EndpointConnectionError | ConnectTimeoutError):
         endpoint = exc.kwargs.get("endpoint_url") or "?"
         return SourceError(
@@ -259,7 +300,7 @@ def parse_s3_url(url: str) -> tuple[str, str]:
     """
     if not url.startswith("s3://"):
         raise SourceError(f"not an S3 URL: {url!r} (expected s3://bucket/prefix)")
-    bucket, _, prefix = url[len("s3://"):].partition("/")
+    bucket, _, prefix = url[len("s3://") :].partition("/")
     if not bucket:
         raise SourceError(f"no bucket in {url!r} (expected s3://bucket/prefix)")
     prefix = prefix.strip("/")
@@ -280,7 +321,7 @@ class S3Prefix:
         return f"s3://{self.bucket}/{self.prefix}"
 
     def logical_key(self, key: str) -> str:
-        rel = key[len(self.prefix):].lstrip("/")
+        rel = key[len(self.prefix) :].lstrip("/")
         return f"{self.role}/{rel}" if self.role else rel
 
 
@@ -454,8 +495,12 @@ class S3Source:
         """What a Dask worker needs to read these objects itself: this client's endpoint,
         region and retries (no client, no credentials: the worker uses its own chain)."""
         meta = self._client.meta
-        return S3Reader(endpoint_url=_own_endpoint(meta.endpoint_url), region=meta.region_name,
-                        profile=self._profile, max_attempts=self._max_attempts)
+        return S3Reader(
+            endpoint_url=_own_endpoint(meta.endpoint_url),
+            region=meta.region_name,
+            profile=self._profile,
+            max_attempts=self._max_attempts,
+        )
 
     def read_many(
         self, objs: Iterable[SourceObject]
@@ -515,9 +560,13 @@ def get_object(client: Any, obj: SourceObject) -> bytes:
     except ClientError as exc:
         code, _, status, _ = _code(exc)
         if code in ("NoSuchKey", "404") or status == 404:
-            raise SourceError(f"{obj.location} was deleted after it was listed: run again") from None
+            raise SourceError(
+                f"{obj.location} was deleted after it was listed: run again"
+            ) from None
         if code == "PreconditionFailed" or status == 412:
-            raise SourceError(f"{obj.location} changed while it was being read: run again") from None
+            raise SourceError(
+                f"{obj.location} changed while it was being read: run again"
+            ) from None
         raise aws_error(exc, what=obj.location) from None
     except (BotoCoreError, OSError) as exc:
         raise aws_error(exc, what=obj.location) from None
@@ -543,7 +592,9 @@ class S3Reader:
 
     def read(self, obj: SourceObject) -> bytes:
         """The object's bytes, with the same errors as :meth:`S3Source.read`."""
-        return get_object(cached_client(self.profile, self.region, self.endpoint_url, self.max_attempts), obj)
+        return get_object(
+            cached_client(self.profile, self.region, self.endpoint_url, self.max_attempts), obj
+        )
 
 
 def _own_endpoint(url: str | None) -> str | None:
@@ -562,7 +613,7 @@ def _own_endpoint(url: str | None) -> str | None:
 def _split_location(location: str) -> tuple[str, str]:
     if not location.startswith("s3://"):
         raise SourceError(f"not an S3 object: {location}")
-    bucket, _, key = location[len("s3://"):].partition("/")
+    bucket, _, key = location[len("s3://") :].partition("/")
     if not bucket or not key:
         raise SourceError(f"not an S3 object: {location}")
     return bucket, key

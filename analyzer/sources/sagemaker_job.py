@@ -82,14 +82,16 @@ def _rule_statuses(describe: Mapping[str, Any]) -> list[dict[str, Any]]:
         ("DebugRuleEvaluationStatuses", "debug"),
     ):
         for st in describe.get(field) or []:
-            rows.append({
-                "RuleConfigurationName": st.get("RuleConfigurationName"),
-                "RuleEvaluationStatus": st.get("RuleEvaluationStatus"),
-                "StatusDetails": st.get("StatusDetails"),
-                "LastModifiedTime": _iso(st.get("LastModifiedTime")),
-                "RuleEvaluationJobArn": st.get("RuleEvaluationJobArn"),
-                "kind": kind,
-            })
+            rows.append(
+                {
+                    "RuleConfigurationName": st.get("RuleConfigurationName"),
+                    "RuleEvaluationStatus": st.get("RuleEvaluationStatus"),
+                    "StatusDetails": st.get("StatusDetails"),
+                    "LastModifiedTime": _iso(st.get("LastModifiedTime")),
+                    "RuleEvaluationJobArn": st.get("RuleEvaluationJobArn"),
+                    "kind": kind,
+                }
+            )
     return rows
 
 
@@ -153,8 +155,7 @@ class SageMakerJobSource:
                     "not found" in message or "could not find" in message
                 ):
                     raise SourceError(
-                        f"no SageMaker training job named {self.job_name!r} in region "
-                        f"{self.region}"
+                        f"no SageMaker training job named {self.job_name!r} in region {self.region}"
                     ) from None
                 raise aws_error(exc, what=what, service="SageMaker") from None
             except (BotoCoreError, SourceError) as exc:

@@ -17,7 +17,11 @@ ui.page_header("Communication", ctx)
 
 #: the rules whose findings name a rank that holds the others back (each rule class says)
 STRAGGLER_RULES = rules_marking("straggler")
-verdicts = [f for f in report.findings if f.rule in STRAGGLER_RULES and isinstance(f.evidence.get("rank"), int)]
+verdicts = [
+    f
+    for f in report.findings
+    if f.rule in STRAGGLER_RULES and isinstance(f.evidence.get("rank"), int)
+]
 straggling = {int(f.evidence["rank"]) for f in verdicts}
 
 
@@ -27,64 +31,143 @@ def _label(r: int) -> str:
 
 def _outline(ranks: list[int], part: str) -> dict[str, object]:
     """The part's colour, straggler bars outlined in red (StragglerRank's alarm)."""
-    return {"color": ui.PART_COLORS[part],
-            "line": {"color": ["#d62728" if r in straggling else "rgba(0,0,0,0)" for r in ranks], "width": 3}}
+    return {
+        "color": ui.PART_COLORS[part],
+        "line": {
+            "color": ["#d62728" if r in straggling else "rgba(0,0,0,0)" for r in ranks],
+            "width": 3,
+        },
+    }
 
 
 temporal = report.charts.gpu_time.frame()
 shown_any = False
 if not temporal.empty:
     shown_any = True
-    t = temporal[temporal["rank"].isin(flt.rank_list(temporal["rank"].astype(int), job.rank_node))].sort_values("rank")
+    t = temporal[
+        temporal["rank"].isin(flt.rank_list(temporal["rank"].astype(int), job.rank_node))
+    ].sort_values("rank")
     ranks = [int(r) for r in t["rank"]]
     x = [_label(r) for r in ranks]
     ms = 1e6
     fig = go.Figure()
-    fig.add_trace(go.Bar(x=x, y=t["compute_time_ns"] / ms, name="compute", marker=_outline(ranks, "compute")))
+    fig.add_trace(
+        go.Bar(x=x, y=t["compute_time_ns"] / ms, name="compute", marker=_outline(ranks, "compute"))
+    )
     other = (t["non_compute_time_ns"] - t["exposed_comm_ns"].fillna(0)).clip(lower=0)
-    fig.add_trace(go.Bar(x=x, y=t["exposed_comm_ns"].fillna(0) / ms, name="exposed communication",
-                         marker={"color": ui.PART_COLORS["communication"]}))
-    fig.add_trace(go.Bar(x=x, y=other / ms, name="other non-compute (memory, overlapped comm.)",
-                         marker={"color": ui.PART_COLORS["other"]}))
-    fig.add_trace(go.Bar(x=x, y=t["idle_time_ns"] / ms, name="idle", marker={"color": ui.PART_COLORS["idle"]}))
-    ui.layout(fig, title="GPU time per rank (HTA temporal breakdown, profiled window)", yaxis_title="ms",
-              barmode="stack", hovermode="closest")
+    fig.add_trace(
+        go.Bar(
+            x=x,
+            y=t["exposed_comm_ns"].fillna(0) / ms,
+            name="exposed communication",
+            marker={"color": ui.PART_COLORS["communication"]},
+        )
+    )
+    fig.add_trace(
+        go.Bar(
+            x=x,
+            y=other / ms,
+            name="other non-compute (memory, overlapped comm.)",
+            marker={"color": ui.PART_COLORS["other"]},
+        )
+    )
+    fig.add_trace(
+        go.Bar(x=x, y=t["idle_time_ns"] / ms, name="idle", marker={"color": ui.PART_COLORS["idle"]})
+    )
+    ui.layout(
+        fig,
+        title="GPU time per rank (HTA temporal breakdown, profiled window)",
+        yaxis_title="ms",
+        barmode="stack",
+        hovermode="closest",
+    )
     ui.rank_axis(fig, x)
     ui.plot(fig, key="comm-temporal")
     fig = go.Figure()
-    fig.add_trace(go.Bar(x=x, y=t["comm_time_ns"].fillna(0) / ms, name="communication",
-                         marker={"color": "#d4b9da"}))
-    fig.add_trace(go.Bar(x=x, y=t["exposed_comm_ns"].fillna(0) / ms, name="exposed (not overlapped)",
-                         marker={"color": ui.PART_COLORS["communication"]}))
-    ui.layout(fig, title="Communication vs exposed communication per rank", yaxis_title="ms", barmode="group",
-              hovermode="closest", height=300)
+    fig.add_trace(
+        go.Bar(
+            x=x,
+            y=t["comm_time_ns"].fillna(0) / ms,
+            name="communication",
+            marker={"color": "#d4b9da"},
+        )
+    )
+    fig.add_trace(
+        go.Bar(
+            x=x,
+            y=t["exposed_comm_ns"].fillna(0) / ms,
+            name="exposed (not overlapped)",
+            marker={"color": ui.PART_COLORS["communication"]},
+        )
+    )
+    ui.layout(
+        fig,
+        title="Communication vs exposed communication per rank",
+        yaxis_title="ms",
+        barmode="group",
+        hovermode="closest",
+        height=300,
+    )
     ui.rank_axis(fig, x)
     ui.plot(fig, key="comm-exposed")
 
 bd = report.charts.step_breakdown.frame()
-if not bd.empty and (temporal.empty or st.toggle("Per-step breakdown from step annotations", value=False)):
+if not bd.empty and (
+    temporal.empty or st.toggle("Per-step breakdown from step annotations", value=False)
+):
     shown_any = True
     steps = report.charts.steps.frame()[["rank", "step", "start_ns"]]
     b = bd.merge(steps, on=["rank", "step"], how="left")
-    b = b[b["rank"].isin(flt.rank_list(sorted(b["rank"].astype(int).unique()), job.rank_node))
-          & flt.in_window_ns(b["start_ns"].fillna(0))]
-    med = b.groupby("rank")[["busy_ms", "comm_ms", "dataloader_ms"]].median().reset_index().sort_values("rank")
+    b = b[
+        b["rank"].isin(flt.rank_list(sorted(b["rank"].astype(int).unique()), job.rank_node))
+        & flt.in_window_ns(b["start_ns"].fillna(0))
+    ]
+    med = (
+        b.groupby("rank")[["busy_ms", "comm_ms", "dataloader_ms"]]
+        .median()
+        .reset_index()
+        .sort_values("rank")
+    )
     ranks = [int(r) for r in med["rank"]]
     x = [_label(r) for r in ranks]
     fig = go.Figure()
-    fig.add_trace(go.Bar(x=x, y=med["busy_ms"], name="own work (compute)", marker=_outline(ranks, "compute")))
-    fig.add_trace(go.Bar(x=x, y=med["comm_ms"], name="communication (incl. waiting for others)",
-                         marker={"color": ui.PART_COLORS["communication"]}))
-    fig.add_trace(go.Bar(x=x, y=med["dataloader_ms"], name="data loading",
-                         marker={"color": ui.PART_COLORS["data loading"]}))
-    ui.layout(fig, title="Median time per step and rank", yaxis_title="ms", barmode="stack", hovermode="closest")
+    fig.add_trace(
+        go.Bar(x=x, y=med["busy_ms"], name="own work (compute)", marker=_outline(ranks, "compute"))
+    )
+    fig.add_trace(
+        go.Bar(
+            x=x,
+            y=med["comm_ms"],
+            name="communication (incl. waiting for others)",
+            marker={"color": ui.PART_COLORS["communication"]},
+        )
+    )
+    fig.add_trace(
+        go.Bar(
+            x=x,
+            y=med["dataloader_ms"],
+            name="data loading",
+            marker={"color": ui.PART_COLORS["data loading"]},
+        )
+    )
+    ui.layout(
+        fig,
+        title="Median time per step and rank",
+        yaxis_title="ms",
+        barmode="stack",
+        hovermode="closest",
+    )
     ui.rank_axis(fig, x)
     ui.plot(fig, key="comm-steps")
-    st.caption("From the step annotations: communication is the union of collective events within each step; "
-               "in synchronous training it includes waiting for the slowest rank.")
+    st.caption(
+        "From the step annotations: communication is the union of collective events within each step; "
+        "in synchronous training it includes waiting for the slowest rank."
+    )
 
 if not shown_any:
-    st.info("No GPU kernels and no profiled steps: a communication breakdown needs PyTorch profiler traces.")
+    st.info(
+        "No GPU kernels and no profiled steps: a communication breakdown needs PyTorch profiler traces."
+    )
 
 st.subheader("Straggler ranks")
 rule = next((r for r in report.rules if r.rule in STRAGGLER_RULES), None)
@@ -93,22 +176,40 @@ if rule is None:
 elif rule.status in ("skipped", "error"):
     st.caption(f"{rule.rule} could not judge this job: {rule.reason}.")
 elif not verdicts:
-    st.caption(f"None: no rank's own work per step stands out from the others' ({rule.rule} passed).")
+    st.caption(
+        f"None: no rank's own work per step stands out from the others' ({rule.rule} passed)."
+    )
 else:
     shown = set(flt.rank_list(sorted(straggling), job.rank_node))
-    tables.show([{k: f.evidence.get(k) for k in ("rank", "steps", "busy_ms", "others_busy_ms", "excess_ms", "excess_pct")}
-                 for f in verdicts if f.evidence["rank"] in shown])
-    st.warning(f"Straggler rank(s): {', '.join(map(str, sorted(straggling)))}: the other ranks wait for "
-               "them in every collective.")
-    st.caption(f"Per straggler, from {rule.rule}'s evidence: median own work per step (ms) against the "
-               "median of the other ranks, and the excess every other rank waits each step.")
+    tables.show(
+        [
+            {
+                k: f.evidence.get(k)
+                for k in ("rank", "steps", "busy_ms", "others_busy_ms", "excess_ms", "excess_pct")
+            }
+            for f in verdicts
+            if f.evidence["rank"] in shown
+        ]
+    )
+    st.warning(
+        f"Straggler rank(s): {', '.join(map(str, sorted(straggling)))}: the other ranks wait for "
+        "them in every collective."
+    )
+    st.caption(
+        f"Per straggler, from {rule.rule}'s evidence: median own work per step (ms) against the "
+        "median of the other ranks, and the excess every other rank waits each step."
+    )
 
 st.subheader("Collectives")
-coll = report.charts.collectives.frame() if report.charts.collectives is not None else pd.DataFrame()
+coll = (
+    report.charts.collectives.frame() if report.charts.collectives is not None else pd.DataFrame()
+)
 if coll.empty:
     st.caption("No collective calls in the traces.")
 else:
     c = coll[coll["rank"].isin(flt.rank_list(coll["rank"].astype(int), job.rank_node))]
     tables.show(c)
-    st.caption("Whole profiled window (not narrowed by the time filter). Sizes and bandwidths show where the "
-               "trace records message sizes (NCCL does; gloo does not, so those columns are left out).")
+    st.caption(
+        "Whole profiled window (not narrowed by the time filter). Sizes and bandwidths show where the "
+        "trace records message sizes (NCCL does; gloo does not, so those columns are left out)."
+    )

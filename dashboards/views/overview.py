@@ -47,14 +47,24 @@ st.subheader("Headline")
 h = st.columns(5)
 h[0].metric("GPU utilization p50", ui.fmt_num(head.gpu_util_p50, " %"))
 h[1].metric("GPU utilization p95", ui.fmt_num(head.gpu_util_p95, " %"))
-h[2].metric("Data-loader stall", ui.fmt_num(head.dataloader_stall_pct, " %"),
-            help="Share of step time waiting for the next batch (mean over ranks).")
-h[3].metric("Exposed communication", ui.fmt_num(head.exposed_comm_pct, " %"),
-            help="Share of communication not hidden behind computation (mean over ranks).")
+h[2].metric(
+    "Data-loader stall",
+    ui.fmt_num(head.dataloader_stall_pct, " %"),
+    help="Share of step time waiting for the next batch (mean over ranks).",
+)
+h[3].metric(
+    "Exposed communication",
+    ui.fmt_num(head.exposed_comm_pct, " %"),
+    help="Share of communication not hidden behind computation (mean over ranks).",
+)
 spread = head.step_time_std_ms
-h[4].metric("Step time", ui.fmt_num(head.step_time_mean_ms, " ms"),
-            delta=f"± {spread:.1f} ms spread" if spread is not None else None, delta_color="off",
-            help="Mean step time over all ranks; the spread is its standard deviation.")
+h[4].metric(
+    "Step time",
+    ui.fmt_num(head.step_time_mean_ms, " ms"),
+    delta=f"± {spread:.1f} ms spread" if spread is not None else None,
+    delta_color="off",
+    help="Mean step time over all ranks; the spread is its standard deviation.",
+)
 
 # --------------------------------------------------------------------------- the picture
 
@@ -75,13 +85,20 @@ def _rank_parts() -> go.Figure | None:
     y = [f"rank {int(r)}" for r in per.index]
     idle = per["idle_ms"].fillna(0).clip(upper=per["busy_ms"]) if "idle_ms" in per else None
     compute = per["busy_ms"] if idle is None else per["busy_ms"] - idle
-    parts = [(compute, "compute", "compute (own work)"),
-             (per["comm_ms"], "communication", "communication (incl. waiting)"),
-             (per["dataloader_ms"], "data loading", "data loading")]
+    parts = [
+        (compute, "compute", "compute (own work)"),
+        (per["comm_ms"], "communication", "communication (incl. waiting)"),
+        (per["dataloader_ms"], "data loading", "data loading"),
+    ]
     if idle is not None:
         parts.append((idle, "idle", "idle (no profiled event)"))
-    return _stacked_ranks(y, parts, title="Where each rank's step time goes (mean per step)", unit="ms per step",
-                          hover="%{y}: %{x:.1f} ms per step")
+    return _stacked_ranks(
+        y,
+        parts,
+        title="Where each rank's step time goes (mean per step)",
+        unit="ms per step",
+        hover="%{y}: %{x:.1f} ms per step",
+    )
 
 
 def _gpu_parts() -> go.Figure | None:
@@ -90,30 +107,53 @@ def _gpu_parts() -> go.Figure | None:
     t = rep.charts.gpu_time.frame()
     if t.empty:
         return None
-    t = t[t["rank"].isin(flt.rank_list(sorted(int(r) for r in t["rank"]), job.rank_node))].sort_values("rank")
+    t = t[
+        t["rank"].isin(flt.rank_list(sorted(int(r) for r in t["rank"]), job.rank_node))
+    ].sort_values("rank")
     if t.empty:
         return None
     y = [f"rank {int(r)}" for r in t["rank"]]
     exposed = t["exposed_comm_ns"].fillna(0)
     other = (t["non_compute_time_ns"] - exposed).clip(lower=0)
-    return _stacked_ranks(y, [(t["compute_time_ns"] / 1e6, "compute", "compute"),
-                              (exposed / 1e6, "communication", "exposed communication"),
-                              (other / 1e6, "other", "other non-compute (memory, overlapped comm.)"),
-                              (t["idle_time_ns"] / 1e6, "idle", "idle")],
-                          title="Where each rank's GPU time goes (profiled window)", unit="ms",
-                          hover="%{y}: %{x:,.1f} ms")
+    return _stacked_ranks(
+        y,
+        [
+            (t["compute_time_ns"] / 1e6, "compute", "compute"),
+            (exposed / 1e6, "communication", "exposed communication"),
+            (other / 1e6, "other", "other non-compute (memory, overlapped comm.)"),
+            (t["idle_time_ns"] / 1e6, "idle", "idle"),
+        ],
+        title="Where each rank's GPU time goes (profiled window)",
+        unit="ms",
+        hover="%{y}: %{x:,.1f} ms",
+    )
 
 
-def _stacked_ranks(y: list[str], parts: list[tuple[pd.Series, str, str]], *, title: str, unit: str,
-                   hover: str) -> go.Figure:
+def _stacked_ranks(
+    y: list[str], parts: list[tuple[pd.Series, str, str]], *, title: str, unit: str, hover: str
+) -> go.Figure:
     """One horizontal stacked bar per rank (rank 0 on top), one colour per part of the time."""
     fig = go.Figure()
     for values, part, label in parts:
-        fig.add_trace(go.Bar(y=y, x=values, name=label, orientation="h", marker={"color": ui.PART_COLORS[part]},
-                             hovertemplate=hover + "<extra>" + label + "</extra>"))
-    ui.layout(fig, title=title, xaxis_title=unit,
-              barmode="stack", hovermode="closest", height=max(220, 28 * len(y) + 130),
-              legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0, "traceorder": "normal"})
+        fig.add_trace(
+            go.Bar(
+                y=y,
+                x=values,
+                name=label,
+                orientation="h",
+                marker={"color": ui.PART_COLORS[part]},
+                hovertemplate=hover + "<extra>" + label + "</extra>",
+            )
+        )
+    ui.layout(
+        fig,
+        title=title,
+        xaxis_title=unit,
+        barmode="stack",
+        hovermode="closest",
+        height=max(220, 28 * len(y) + 130),
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0, "traceorder": "normal"},
+    )
     ui.rank_axis(fig, y, axis="y")
     fig.update_yaxes(autorange="reversed")
     return fig
@@ -124,24 +164,44 @@ def _heatmap() -> go.Figure | None:
     hm = rep.charts.gpu_heatmap
     if hm is None or not hm.rows:
         return None
-    order = [i for i in sorted(range(len(hm.rows)), key=lambda i: natural_key(hm.rows[i]))
-             if not flt.nodes or hm.rows[i].split(" ", 1)[0] in flt.nodes]
+    order = [
+        i
+        for i in sorted(range(len(hm.rows)), key=lambda i: natural_key(hm.rows[i]))
+        if not flt.nodes or hm.rows[i].split(" ", 1)[0] in flt.nodes
+    ]
     if not order:
         return None
     rows = [hm.rows[i] for i in order]
     z = [[float("nan") if v is None else v for v in hm.values[i]] for i in order]
-    fig = go.Figure(go.Heatmap(z=z, x=ui.times(hm.bin_start_s), y=rows, zmin=0, zmax=100, colorscale="Viridis",
-                               colorbar={"title": "%", "thickness": 12},
-                               hovertemplate="%{y}<br>%{x}<br>%{z:.0f} %<extra></extra>"))
-    ui.layout(fig, title="GPU utilization, node × GPU", height=min(460, max(220, 16 * len(rows) + 130)),
-              hovermode="closest")
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=ui.times(hm.bin_start_s),
+            y=rows,
+            zmin=0,
+            zmax=100,
+            colorscale="Viridis",
+            colorbar={"title": "%", "thickness": 12},
+            hovertemplate="%{y}<br>%{x}<br>%{z:.0f} %<extra></extra>",
+        )
+    )
+    ui.layout(
+        fig,
+        title="GPU utilization, node × GPU",
+        height=min(460, max(220, 16 * len(rows) + 130)),
+        hovermode="closest",
+    )
     fig.update_yaxes(categoryorder="array", categoryarray=rows, autorange="reversed")
     return fig
 
 
 def _draw_picture() -> None:
     ranks_fig, gpu_fig, heat_fig = _rank_parts(), _gpu_parts(), _heatmap()
-    left_figs = [(f, k) for f, k in ((ranks_fig, "ov-rank-parts"), (gpu_fig, "ov-gpu-parts")) if f is not None]
+    left_figs = [
+        (f, k)
+        for f, k in ((ranks_fig, "ov-rank-parts"), (gpu_fig, "ov-gpu-parts"))
+        if f is not None
+    ]
     if not left_figs and heat_fig is None:
         return
     st.subheader("Where the time goes")
@@ -159,12 +219,19 @@ def _draw_picture() -> None:
         with cols[1]:
             ui.plot(heat_fig, key="ov-heatmap")
     if ranks_fig is not None:
-        split = (", split into compute and idle (no profiled CPU op, runtime call, GPU kernel or copy runs)"
-                 if len(ranks_fig.data) > 3 else "")
-        st.caption(f"Per step: own work is the step minus its communication and data loading{split}; in "
-                   "synchronous training the other ranks' communication includes waiting for the slowest one.")
+        split = (
+            ", split into compute and idle (no profiled CPU op, runtime call, GPU kernel or copy runs)"
+            if len(ranks_fig.data) > 3
+            else ""
+        )
+        st.caption(
+            f"Per step: own work is the step minus its communication and data loading{split}; in "
+            "synchronous training the other ranks' communication includes waiting for the slowest one."
+        )
     if heat_fig is not None:
-        st.caption("A dark row is a GPU that sat idle; the System page shows it over time with the rules' windows.")
+        st.caption(
+            "A dark row is a GPU that sat idle; the System page shows it over time with the rules' windows."
+        )
 
 
 # drawn last into its place under the headline: the findings reach the browser first, and
@@ -174,24 +241,45 @@ picture = st.container()
 statuses = j.rule_statuses
 with st.expander(f"SageMaker rule evaluation statuses ({len(statuses)})", expanded=bool(statuses)):
     if statuses:
-        tables.show([{"rule": s.get("RuleConfigurationName"), "kind": s.get("kind"),
-                      "status": s.get("RuleEvaluationStatus"), "details": s.get("StatusDetails")}
-                     for s in statuses])
+        tables.show(
+            [
+                {
+                    "rule": s.get("RuleConfigurationName"),
+                    "kind": s.get("kind"),
+                    "status": s.get("RuleEvaluationStatus"),
+                    "details": s.get("StatusDetails"),
+                }
+                for s in statuses
+            ]
+        )
     else:
         st.caption("None: SageMaker reports rule statuses only for training jobs opened by name.")
 
 verdicts = rep.sagemaker_rule_reports
 if verdicts:
     differ = sum(1 for v in verdicts if v.agree is False)
-    with st.expander(f"SageMaker's own rule reports vs stepscope ({differ} differ)", expanded=differ > 0):
-        tables.show([{"rule": v.rule, "SageMaker": v.labels()[0],
-                      "violations": v.sagemaker_violations, "datapoints": v.sagemaker_datapoints,
-                      "stepscope": v.labels()[1],
-                      "where (stepscope)": ", ".join(v.stepscope_where),
-                      "agree": None if v.agree is None else ("yes" if v.agree else "no")}
-                     for v in verdicts], keep=("agree",))
-        st.caption("SageMaker's rules pool the samples of all nodes, so one bad node among many can stay under "
-                   "their thresholds; stepscope judges every node, GPU and rank on its own.")
+    with st.expander(
+        f"SageMaker's own rule reports vs stepscope ({differ} differ)", expanded=differ > 0
+    ):
+        tables.show(
+            [
+                {
+                    "rule": v.rule,
+                    "SageMaker": v.labels()[0],
+                    "violations": v.sagemaker_violations,
+                    "datapoints": v.sagemaker_datapoints,
+                    "stepscope": v.labels()[1],
+                    "where (stepscope)": ", ".join(v.stepscope_where),
+                    "agree": None if v.agree is None else ("yes" if v.agree else "no"),
+                }
+                for v in verdicts
+            ],
+            keep=("agree",),
+        )
+        st.caption(
+            "SageMaker's rules pool the samples of all nodes, so one bad node among many can stay under "
+            "their thresholds; stepscope judges every node, GPU and rank on its own."
+        )
 
 # --------------------------------------------------------------------------- findings
 
@@ -217,19 +305,36 @@ counts = rep.summary.counts
 st.subheader(f"Findings ({len(findings)})")
 st.caption(
     f"{counts.error} error(s), {counts.warning} warning(s), {counts.info} info, worst first"
-    + (f"; {len(groups)} line(s): findings of one rule that share a pattern are one line"
-       if len(groups) < len(findings) else "")
-    + (f" · {len(findings) - len(shown)} hidden by the node/rank filters" if len(shown) < len(findings) else "")
+    + (
+        f"; {len(groups)} line(s): findings of one rule that share a pattern are one line"
+        if len(groups) < len(findings)
+        else ""
+    )
+    + (
+        f" · {len(findings) - len(shown)} hidden by the node/rank filters"
+        if len(shown) < len(findings)
+        else ""
+    )
 )
 if not findings:
     st.success("No rule fired on this job.")
 
 
-def _box(key: str, rule: str, severity: str, title: str, where: str, message: str,
-         members: list[Finding], worst: Finding) -> None:
+def _box(
+    key: str,
+    rule: str,
+    severity: str,
+    title: str,
+    where: str,
+    message: str,
+    members: list[Finding],
+    worst: Finding,
+) -> None:
     """One finding, or one group of a rule's findings that share a pattern."""
     with st.container(border=True, key=key):
-        st.markdown(f"{ui.SEVERITY_BADGE.get(severity, severity)} **{title}** · `{rule}` · {where or 'job'}")
+        st.markdown(
+            f"{ui.SEVERITY_BADGE.get(severity, severity)} **{title}** · `{rule}` · {where or 'job'}"
+        )
         st.markdown(with_code_spans(message))  # names as code: `__getitem__`, not a bold "getitem"
         st.markdown(f"**Recommendation:** {with_code_spans(worst.recommendation)}")
         target = ui.RULE_PAGE.get(rule, "overview")
@@ -238,13 +343,21 @@ def _box(key: str, rule: str, severity: str, title: str, where: str, message: st
             nodes = sorted({n for ns, _ in about for n in ns}, key=natural_key)
             ranks = sorted({r for _, rs in about for r in rs})
             page_title = next(t for k, _, t, _, _ in ui.PAGES if k == target)
-            if st.button(f"Show chart: {page_title}", key=f"goto-{key}", on_click=ui.focus,
-                         args=(nodes, ranks), icon=":material/arrow_forward:", width="content"):
+            if st.button(
+                f"Show chart: {page_title}",
+                key=f"goto-{key}",
+                on_click=ui.focus,
+                args=(nodes, ranks),
+                icon=":material/arrow_forward:",
+                width="content",
+            ):
                 st.switch_page(ctx.pages[target])
         if len(members) > 1:
             with st.expander(f"Each of the {len(members)} places"):
                 tables.show([{"where": f.where, "finding": f.message} for f in members])
-        with st.expander("Evidence" if len(members) == 1 else f"Evidence of the worst ({worst.where})"):
+        with st.expander(
+            "Evidence" if len(members) == 1 else f"Evidence of the worst ({worst.where})"
+        ):
             st.json(worst.evidence, expanded=True)
 
 
@@ -252,8 +365,16 @@ def _box(key: str, rule: str, severity: str, title: str, where: str, message: st
 for gi, g in enumerate(groups):
     visible = [i for i in g.findings if _visible(findings[i])]
     if len(visible) == len(g.findings) and g.count > 1:  # the whole group: said once
-        _box(f"group-{gi}", g.rule, g.severity, g.title, g.where, g.message,
-             [findings[i] for i in visible], findings[g.worst])
+        _box(
+            f"group-{gi}",
+            g.rule,
+            g.severity,
+            g.title,
+            g.where,
+            g.message,
+            [findings[i] for i in visible],
+            findings[g.worst],
+        )
         continue
     for i in visible:  # a group of one, or what the node/rank filters leave of a group
         f = findings[i]

@@ -34,19 +34,34 @@ if th is None or not th.workers or t is None:
 every_worker = [w.worker for w in th.workers]
 workers = flt.worker_list(every_worker, job.rank_node, job.nodes)
 if not workers:
-    st.info(f"The node/rank filters ({flt.describe()}) hide every worker with training data "
-            f"({', '.join(every_worker)}): clear them in the sidebar to see the charts.")
+    st.info(
+        f"The node/rank filters ({flt.describe()}) hide every worker with training data "
+        f"({', '.join(every_worker)}): clear them in the sidebar to see the charts."
+    )
     st.stop()
 st.subheader("Workers")
 if len(workers) < len(every_worker):
-    st.caption(f"{len(workers)} of {len(every_worker)} workers: the others are hidden by the node/rank filters "
-               f"({flt.describe()}).")
-tables.show([w.model_dump() for w in th.workers if w.worker in workers], sort=False, labels={
-    "worker": "worker", "first_step": "first step", "last_step": "last step", "steps": "steps recorded",
-    "loss_tag": "training loss", "last_loss": "last training loss", "last_loss_step": "at step",
-    "eval_loss_tag": "evaluation loss", "last_eval_loss": "last evaluation loss",
-    "gradient_layers": "layers with gradients", "first_nonfinite_step": "first non-finite step",
-})
+    st.caption(
+        f"{len(workers)} of {len(every_worker)} workers: the others are hidden by the node/rank filters "
+        f"({flt.describe()})."
+    )
+tables.show(
+    [w.model_dump() for w in th.workers if w.worker in workers],
+    sort=False,
+    labels={
+        "worker": "worker",
+        "first_step": "first step",
+        "last_step": "last step",
+        "steps": "steps recorded",
+        "loss_tag": "training loss",
+        "last_loss": "last training loss",
+        "last_loss_step": "at step",
+        "eval_loss_tag": "evaluation loss",
+        "last_eval_loss": "last evaluation loss",
+        "gradient_layers": "layers with gradients",
+        "first_nonfinite_step": "first non-finite step",
+    },
+)
 st.caption("Training rules: " + ", ".join(f"{v.rule} {v.status}" for v in th.rules))
 
 
@@ -57,8 +72,12 @@ def _show(index: int, worker: str) -> None:
 
 
 every_found = [(i, report.findings[i]) for v in th.rules for i in v.findings]
-found = [(i, f) for i, f in every_found if str(f.evidence.get("worker") or "") in workers
-         or f.evidence.get("worker") not in every_worker]  # a job-wide finding stays
+found = [
+    (i, f)
+    for i, f in every_found
+    if str(f.evidence.get("worker") or "") in workers
+    or f.evidence.get("worker") not in every_worker
+]  # a job-wide finding stays
 st.subheader(f"Findings ({len(found)})")
 if len(found) < len(every_found):
     st.caption(f"{len(every_found) - len(found)} hidden by the node/rank filters.")
@@ -67,14 +86,25 @@ if not every_found:
 for i, f in found:
     worker = str(f.evidence.get("worker") or "")
     with st.container(border=True, key=f"training-finding-{i}"):
-        st.markdown(f"{ui.SEVERITY_BADGE.get(f.severity, f.severity)} **{f.title}** · `{f.rule}` · {f.where or 'job'}")
+        st.markdown(
+            f"{ui.SEVERITY_BADGE.get(f.severity, f.severity)} **{f.title}** · `{f.rule}` · {f.where or 'job'}"
+        )
         st.markdown(f.message)
         if worker in workers:
-            st.button(f"Show chart: {CHART_TITLES[chart_of(f)]}", key=f"training-goto-{i}", on_click=_show,
-                      args=(i, worker), icon=":material/arrow_downward:", width="content")
+            st.button(
+                f"Show chart: {CHART_TITLES[chart_of(f)]}",
+                key=f"training-goto-{i}",
+                on_click=_show,
+                args=(i, worker),
+                icon=":material/arrow_downward:",
+                width="content",
+            )
 
 if st.session_state.get(WORKER_KEY) not in workers:
-    worst = next((str(f.evidence.get("worker")) for _, f in found if f.evidence.get("worker") in workers), workers[0])
+    worst = next(
+        (str(f.evidence.get("worker")) for _, f in found if f.evidence.get("worker") in workers),
+        workers[0],
+    )
     st.session_state[WORKER_KEY] = worst  # the worst finding's worker first
 worker = st.selectbox("Worker", workers, key=WORKER_KEY)
 focus_index = st.session_state.get(FOCUS_KEY)
@@ -98,14 +128,22 @@ def _mark(fig: go.Figure, chart: str) -> None:
     rng = _steps_of(focus)
     if rng is not None:
         lo, hi = rng
-        fig.add_vrect(x0=lo - 0.5, x1=hi + 0.5, fillcolor="rgba(214,39,40,0.12)", line_width=0,
-                      annotation_text=focus.rule, annotation_position="top left")
+        fig.add_vrect(
+            x0=lo - 0.5,
+            x1=hi + 0.5,
+            fillcolor="rgba(214,39,40,0.12)",
+            line_width=0,
+            annotation_text=focus.rule,
+            annotation_position="top left",
+        )
 
 
 def loss_chart(tc: TrainingCharts) -> go.Figure | None:
     fig = training_figures.loss(tc, worker)
     if fig is not None:
-        ui.layout(fig, title=f"{CHART_TITLES['loss']}: {worker}", xaxis_title="step", yaxis_title="loss")
+        ui.layout(
+            fig, title=f"{CHART_TITLES['loss']}: {worker}", xaxis_title="step", yaxis_title="loss"
+        )
     return fig
 
 
@@ -114,8 +152,14 @@ def gradient_chart(tc: TrainingCharts) -> go.Figure | None:
     fig = None if hm is None else training_figures.gradient_heatmap(hm)
     if hm is None or fig is None:
         return None
-    ui.layout(fig, title=f"{CHART_TITLES['gradient_norms']}: {worker} (mean per step bin)", xaxis_title="step",
-              height=max(260, 18 * len(hm.rows) + 120), hovermode="closest", margin={"l": 160, "r": 20, "t": 70, "b": 40})
+    ui.layout(
+        fig,
+        title=f"{CHART_TITLES['gradient_norms']}: {worker} (mean per step bin)",
+        xaxis_title="step",
+        height=max(260, 18 * len(hm.rows) + 120),
+        hovermode="closest",
+        margin={"l": 160, "r": 20, "t": 70, "b": 40},
+    )
     fig.update_yaxes(categoryorder="array", categoryarray=hm.rows, autorange="reversed")
     return fig
 
@@ -123,26 +167,42 @@ def gradient_chart(tc: TrainingCharts) -> go.Figure | None:
 def ratio_chart(tc: TrainingCharts) -> go.Figure | None:
     fig = training_figures.update_ratios(tc, worker)
     if fig is not None:
-        ui.layout(fig, title=f"{CHART_TITLES['update_ratios']}: {worker}", xaxis_title="step", yaxis_title="ratio",
-                  yaxis_type="log")
+        ui.layout(
+            fig,
+            title=f"{CHART_TITLES['update_ratios']}: {worker}",
+            xaxis_title="step",
+            yaxis_title="ratio",
+            yaxis_type="log",
+        )
     return fig
 
 
 def activation_chart(tc: TrainingCharts) -> go.Figure | None:
     fig = training_figures.activations(tc, worker)
     if fig is not None:
-        ui.layout(fig, title=f"{CHART_TITLES['activations']}: {worker}", xaxis_title="step",
-                  yaxis_title="% zero outputs", yaxis_range=[0, 105])
+        ui.layout(
+            fig,
+            title=f"{CHART_TITLES['activations']}: {worker}",
+            xaxis_title="step",
+            yaxis_title="% zero outputs",
+            yaxis_range=[0, 105],
+        )
     return fig
 
 
-BUILDERS = {"loss": loss_chart, "gradient_norms": gradient_chart, "update_ratios": ratio_chart,
-            "activations": activation_chart}
+BUILDERS = {
+    "loss": loss_chart,
+    "gradient_norms": gradient_chart,
+    "update_ratios": ratio_chart,
+    "activations": activation_chart,
+}
 order = list(BUILDERS)
 if focus is not None:  # the finding's chart first
     order.remove(chart_of(focus))
     order.insert(0, chart_of(focus))
-    st.caption(f"Showing {focus.rule} ({focus.where}) on {CHART_TITLES[chart_of(focus)].lower()}, its steps shaded.")
+    st.caption(
+        f"Showing {focus.rule} ({focus.where}) on {CHART_TITLES[chart_of(focus)].lower()}, its steps shaded."
+    )
 for chart in order:
     fig = BUILDERS[chart](t)
     if fig is None:
@@ -150,13 +210,26 @@ for chart in order:
         continue
     _mark(fig, chart)
     ui.plot(fig, key=f"training-{chart}")
-st.caption("Long series are binned on steps (mean per bin); a gap is a step where the value was not a number.")
+st.caption(
+    "Long series are binned on steps (mean per bin); a gap is a step where the value was not a number."
+)
 
 layers = t.layers.frame()
 layers = layers[layers["worker"] == worker] if len(layers) else layers
 if len(layers):
     st.subheader("Per layer")
-    tables.show(layers.drop(columns="worker"), sort=False, labels={
-        "layer": "layer", "measure": "measure", "module": "module", "points": "points", "first_step": "first step",
-        "last_step": "last step", "last": "last", "min": "min", "max": "max",
-    })
+    tables.show(
+        layers.drop(columns="worker"),
+        sort=False,
+        labels={
+            "layer": "layer",
+            "measure": "measure",
+            "module": "module",
+            "points": "points",
+            "first_step": "first step",
+            "last_step": "last step",
+            "last": "last",
+            "min": "min",
+            "max": "max",
+        },
+    )

@@ -23,16 +23,38 @@ class BottleneckParams(Protocol):
 
 
 def evaluate_bottleneck(
-    rule: Rule, job: Job, *, resource: str, dimension: str, resource_threshold: float, params: BottleneckParams
+    rule: Rule,
+    job: Job,
+    *,
+    resource: str,
+    dimension: str,
+    resource_threshold: float,
+    params: BottleneckParams,
 ) -> list[Finding] | str:
     """Per node, judged per metrics source (``_metrics_source``)."""
-    return by_metrics_source(job, params, lambda j, p: _evaluate_bottleneck(
-        rule, j, resource=resource, dimension=dimension, resource_threshold=resource_threshold, params=p
-    ), counts={"patience": 0})
+    return by_metrics_source(
+        job,
+        params,
+        lambda j, p: _evaluate_bottleneck(
+            rule,
+            j,
+            resource=resource,
+            dimension=dimension,
+            resource_threshold=resource_threshold,
+            params=p,
+        ),
+        counts={"patience": 0},
+    )
 
 
 def _evaluate_bottleneck(
-    rule: Rule, job: Job, *, resource: str, dimension: str, resource_threshold: float, params: BottleneckParams
+    rule: Rule,
+    job: Job,
+    *,
+    resource: str,
+    dimension: str,
+    resource_threshold: float,
+    params: BottleneckParams,
 ) -> list[Finding] | str:
     """Per node: the rule fires at the first scan, past ``patience`` snapshots, where more than
     ``threshold`` % of the snapshots so far had a GPU under ``gpu_threshold`` while the
@@ -47,7 +69,8 @@ def _evaluate_bottleneck(
     from analyzer.analyses.system import runs
 
     snaps = snaps.assign(
-        bottleneck=(snaps["min_gpu_util"] < params.gpu_threshold) & (snaps["max_resource"] > resource_threshold)
+        bottleneck=(snaps["min_gpu_util"] < params.gpu_threshold)
+        & (snaps["max_resource"] > resource_threshold)
     )
     first = float(snaps["t"].min())
     step = params.scan_interval_us / 1e6

@@ -45,7 +45,11 @@ def scaled_counts(params: Any, counts: Mapping[str, int], resolution_s: float) -
 
 
 def by_metrics_source(
-    job: Job, params: P, judge: Callable[[Job, P], list[Finding] | str], *, counts: Mapping[str, int]
+    job: Job,
+    params: P,
+    judge: Callable[[Job, P], list[Finding] | str],
+    *,
+    counts: Mapping[str, int],
 ) -> list[Finding] | str:
     """``judge`` on each group of nodes: the files' as given, CloudWatch's with ``counts``
     scaled to its resolution and its findings marked. Findings of every group that could be
@@ -73,7 +77,9 @@ def by_metrics_source(
         judged = True
         for f in out:
             f.evidence.update(extra)
-            if key is not None:  # the verdict says what it stood on: minute averages, not 0.5 s samples
+            if (
+                key is not None
+            ):  # the verdict says what it stood on: minute averages, not 0.5 s samples
                 f.message += f" (judged on {source_label(key[0])}'s {key[1]:g} s datapoints)"
         findings += out
     return findings if judged else "; ".join(reasons)

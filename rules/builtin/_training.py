@@ -76,7 +76,11 @@ class TrainingRule(Rule):
 
 
 #: the Training health chart of each tensor role
-ROLE_CHART = {"gradient": "gradient_norms", "update_ratio": "update_ratios", "activation": "activations"}
+ROLE_CHART = {
+    "gradient": "gradient_norms",
+    "update_ratio": "update_ratios",
+    "activation": "activations",
+}
 
 
 def split_list(value: str | None) -> list[str]:
@@ -112,8 +116,10 @@ def regex_mask(tensors: pd.DataFrame, rx: re.Pattern[str]) -> pd.Series:
     import pandas as pd
 
     modules = tensors["module"] if "module" in tensors else [None] * len(tensors)
-    hits = [any(rx.search(n) for n in debugger_names(name, role, module))
-            for name, role, module in zip(tensors["name"], tensors["role"], modules, strict=True)]
+    hits = [
+        any(rx.search(n) for n in debugger_names(name, role, module))
+        for name, role, module in zip(tensors["name"], tensors["role"], modules, strict=True)
+    ]
     return pd.Series(hits, index=tensors.index, dtype=bool)
 
 
@@ -133,8 +139,12 @@ def selection_text(collection_names: str | None, tensor_regex: str | None) -> st
     return " / ".join(parts) or "the default tensors"
 
 
-def select_tensors(tensors: pd.DataFrame, collection_names: str | None, tensor_regex: str | None,
-                   default_roles: tuple[str, ...] | None = None) -> pd.DataFrame:
+def select_tensors(
+    tensors: pd.DataFrame,
+    collection_names: str | None,
+    tensor_regex: str | None,
+    default_roles: tuple[str, ...] | None = None,
+) -> pd.DataFrame:
     """The tensor rows a Debugger rule inspects: the union of its collections' roles and its
     regex; neither given → ``default_roles`` (every row when None)."""
     collections = split_list(collection_names)
@@ -158,17 +168,19 @@ def parse_limits(text: str) -> tuple[float, float]:
     inner = text.strip().strip("()[]")
     parts = [p.strip() for p in inner.split(",")]
     if len(parts) != 2:
-        raise ValueError(f"expected \"(min, max)\", got {text!r}")
+        raise ValueError(f'expected "(min, max)", got {text!r}')
     try:
         lo, hi = float(parts[0]), float(parts[1])
     except ValueError:
-        raise ValueError(f"expected two numbers \"(min, max)\", got {text!r}") from None
+        raise ValueError(f'expected two numbers "(min, max)", got {text!r}') from None
     if not lo < hi:
         raise ValueError(f"expected min < max, got {text!r}")
     return lo, hi
 
 
-def no_selected_data(job: Job, what: str, collection_names: str | None, tensor_regex: str | None) -> str:
+def no_selected_data(
+    job: Job, what: str, collection_names: str | None, tensor_regex: str | None
+) -> str:
     """No data: none at all, none of the kind, or none the rule's selection matches (a
     regex that matches nothing is not a pass)."""
     if not job.has_training_data() or not has_selection(collection_names, tensor_regex):

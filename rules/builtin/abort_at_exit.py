@@ -51,32 +51,44 @@ class AbortAtExit(Rule):
             if not row.script_ended or not isinstance(row.fatal, str):
                 continue
             place = f"rank {int(row.rank)} ({row.node})"
-            steps = "" if row.optimizer_steps is None else f" ({int(row.optimizer_steps)} optimizer steps seen)"
+            steps = (
+                ""
+                if row.optimizer_steps is None
+                else f" ({int(row.optimizer_steps)} optimizer steps seen)"
+            )
             evidence: dict[str, object] = {
-                "rank": int(row.rank), "node": row.node, "signal": row.signal, "fatal": row.fatal,
-                "optimizer_steps": row.optimizer_steps, "no_python_frame": row.no_python_frame,
+                "rank": int(row.rank),
+                "node": row.node,
+                "signal": row.signal,
+                "fatal": row.fatal,
+                "optimizer_steps": row.optimizer_steps,
+                "no_python_frame": row.no_python_frame,
             }
             if row.signal == "SIGABRT":
                 evidence["known_issue"] = TEARDOWN_ABORT_ISSUE
-                findings.append(self.finding(
-                    title=f"Rank {int(row.rank)} aborted at exit, after its training ended",
-                    message=(
-                        f"{place} died of SIGABRT during interpreter exit, after its script had ended"
-                        f"{steps}: PyTorch's teardown abort at exit ({TEARDOWN_ABORT_ISSUE}), not a "
-                        f"failure of the training; its non-zero exit status comes from it"
-                    ),
-                    evidence=evidence,
-                    where=place,
-                ))
+                findings.append(
+                    self.finding(
+                        title=f"Rank {int(row.rank)} aborted at exit, after its training ended",
+                        message=(
+                            f"{place} died of SIGABRT during interpreter exit, after its script had ended"
+                            f"{steps}: PyTorch's teardown abort at exit ({TEARDOWN_ABORT_ISSUE}), not a "
+                            f"failure of the training; its non-zero exit status comes from it"
+                        ),
+                        evidence=evidence,
+                        where=place,
+                    )
+                )
             else:
                 what = row.signal or row.fatal
-                findings.append(self.finding(
-                    title=f"Rank {int(row.rank)} crashed at exit ({what}), after its training ended",
-                    message=(
-                        f"{place} died of {what} during interpreter exit, after its script had ended"
-                        f"{steps}; the training itself finished (faulthandler: {row.fatal!r})"
-                    ),
-                    evidence=evidence,
-                    where=place,
-                ))
+                findings.append(
+                    self.finding(
+                        title=f"Rank {int(row.rank)} crashed at exit ({what}), after its training ended",
+                        message=(
+                            f"{place} died of {what} during interpreter exit, after its script had ended"
+                            f"{steps}; the training itself finished (faulthandler: {row.fatal!r})"
+                        ),
+                        evidence=evidence,
+                        where=place,
+                    )
+                )
         return findings

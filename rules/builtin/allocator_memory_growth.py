@@ -21,8 +21,14 @@ def device_name(device: int) -> str:
 
 
 class AllocatorMemoryGrowthParams(RuleParams):
-    growth_mb: float = Field(64.0, ge=0, description="Growth (MiB) of allocated memory at step start, first to last profiled step, above which it fires.")
-    min_steps: int = Field(3, ge=2, description="Profiled steps with memory events needed before judging.")
+    growth_mb: float = Field(
+        64.0,
+        ge=0,
+        description="Growth (MiB) of allocated memory at step start, first to last profiled step, above which it fires.",
+    )
+    min_steps: int = Field(
+        3, ge=2, description="Profiled steps with memory events needed before judging."
+    )
 
 
 class AllocatorMemoryGrowth(Rule):
@@ -47,8 +53,11 @@ class AllocatorMemoryGrowth(Rule):
     params_model: ClassVar[type[RuleParams]] = AllocatorMemoryGrowthParams
     page: ClassVar[str] = "steps"
     group_figures: ClassVar[dict[str | None, GroupFigure]] = {
-        None: GroupFigure("growth_per_step_mib", "+{} MiB allocated per step",
-                          then=("growth_mib", "+{} MiB over the profiled steps", 0)),
+        None: GroupFigure(
+            "growth_per_step_mib",
+            "+{} MiB allocated per step",
+            then=("growth_mib", "+{} MiB over the profiled steps", 0),
+        ),
     }
 
     def evaluate(self, job: Job, params: AllocatorMemoryGrowthParams) -> list[Finding] | str:

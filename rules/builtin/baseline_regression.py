@@ -24,11 +24,21 @@ COMPARED = (
 
 
 class BaselineRegressionParams(RuleParams):
-    step_time_pct: float = Field(10.0, ge=0, description="Mean step time may grow by this % over the baseline.")
-    throughput_pct: float = Field(10.0, ge=0, description="Throughput (steps/s) may drop by this % under the baseline.")
-    gpu_util_points: float = Field(5.0, ge=0, description="Median GPU utilization may drop by this many points.")
-    stall_points: float = Field(5.0, ge=0, description="Data-loader stall share may grow by this many points.")
-    exposed_comm_points: float = Field(5.0, ge=0, description="Exposed communication share may grow by this many points.")
+    step_time_pct: float = Field(
+        10.0, ge=0, description="Mean step time may grow by this % over the baseline."
+    )
+    throughput_pct: float = Field(
+        10.0, ge=0, description="Throughput (steps/s) may drop by this % under the baseline."
+    )
+    gpu_util_points: float = Field(
+        5.0, ge=0, description="Median GPU utilization may drop by this many points."
+    )
+    stall_points: float = Field(
+        5.0, ge=0, description="Data-loader stall share may grow by this many points."
+    )
+    exposed_comm_points: float = Field(
+        5.0, ge=0, description="Exposed communication share may grow by this many points."
+    )
 
 
 class BaselineRegression(Rule):
@@ -38,11 +48,17 @@ class BaselineRegression(Rule):
         "Against the baseline run: mean step time up or throughput down by more than its % tolerance, "
         "GPU utilization p50 down or data-loader stall or exposed communication share up by more than its points."
     )
-    why: ClassVar[str] = "A change that makes training slower should fail CI before it reaches the expensive runs."
-    recommendation: ClassVar[str] = "Compare the two runs' dashboards (Compare page) and look at what changed between them."
+    why: ClassVar[str] = (
+        "A change that makes training slower should fail CI before it reaches the expensive runs."
+    )
+    recommendation: ClassVar[str] = (
+        "Compare the two runs' dashboards (Compare page) and look at what changed between them."
+    )
     severity: ClassVar[str] = "warning"
     params_model: ClassVar[type[RuleParams]] = BaselineRegressionParams
-    rule_file_note: ClassVar[str] = "Judged only with `stepscope report --baseline SOURCE`: tolerated change against the baseline."
+    rule_file_note: ClassVar[str] = (
+        "Judged only with `stepscope report --baseline SOURCE`: tolerated change against the baseline."
+    )
     page: ClassVar[str] = "compare"
     #: judged only when the job has a baseline (``--baseline``): no row in the report otherwise
     needs_baseline: ClassVar[bool] = True
@@ -54,8 +70,9 @@ class BaselineRegression(Rule):
         return self.compare_headlines(job.headline(), job.baseline.headline(), params)
 
     @staticmethod
-    def compare_headlines(current: dict[str, Any], baseline: dict[str, Any],
-                          params: BaselineRegressionParams) -> list[dict[str, Any]]:
+    def compare_headlines(
+        current: dict[str, Any], baseline: dict[str, Any], params: BaselineRegressionParams
+    ) -> list[dict[str, Any]]:
         """:meth:`comparisons` on two headlines already computed (e.g. read from reports)."""
         from analyzer.analyses.summary import rounded
 
@@ -74,11 +91,19 @@ class BaselineRegression(Rule):
                 regressed = c - b > tol
             else:
                 regressed = b - c > tol
-            out.append({
-                "metric": key, "label": label, "baseline": rounded(b), "current": rounded(c),
-                "change_pct": rounded(change_pct), "change_points": rounded(c - b),
-                "tolerance": tol, "tolerance_kind": kind, "regressed": bool(regressed),
-            })
+            out.append(
+                {
+                    "metric": key,
+                    "label": label,
+                    "baseline": rounded(b),
+                    "current": rounded(c),
+                    "change_pct": rounded(change_pct),
+                    "change_points": rounded(c - b),
+                    "tolerance": tol,
+                    "tolerance_kind": kind,
+                    "regressed": bool(regressed),
+                }
+            )
         return out
 
     def evaluate(self, job: Job, params: BaselineRegressionParams) -> list[Finding] | str:

@@ -15,9 +15,15 @@ if TYPE_CHECKING:
 
 
 class BatchSizeParams(BuiltinParams):
-    cpu_threshold_p95: int = Field(70, ge=0, le=100, description="p95 CPU utilization (%) below which the CPU is underused.")
-    gpu_threshold_p95: int = Field(70, ge=0, le=100, description="p95 GPU utilization (%) below which the GPU is underused.")
-    gpu_memory_threshold_p95: int = Field(70, ge=0, le=100, description="p95 GPU memory (%) below which memory is underused.")
+    cpu_threshold_p95: int = Field(
+        70, ge=0, le=100, description="p95 CPU utilization (%) below which the CPU is underused."
+    )
+    gpu_threshold_p95: int = Field(
+        70, ge=0, le=100, description="p95 GPU utilization (%) below which the GPU is underused."
+    )
+    gpu_memory_threshold_p95: int = Field(
+        70, ge=0, le=100, description="p95 GPU memory (%) below which memory is underused."
+    )
     patience: int = Field(1000, ge=0, description="Data points to skip at the start.")
     window: int = Field(500, gt=0, description="Data points per percentile window.")
 
@@ -29,14 +35,23 @@ class BatchSize(Rule):
         "Per node and GPU, at every scan after `patience` samples: p95 of GPU utilization, GPU memory and "
         "total CPU utilization over the last `window` samples all below their `*_threshold_p95`."
     )
-    why: ClassVar[str] = "A small batch leaves GPU, memory and CPU idle at once: the job pays for capacity it does not use."
-    recommendation: ClassVar[str] = "Increase the batch size (scale the learning rate with it), or choose a smaller instance type."
+    why: ClassVar[str] = (
+        "A small batch leaves GPU, memory and CPU idle at once: the job pays for capacity it does not use."
+    )
+    recommendation: ClassVar[str] = (
+        "Increase the batch size (scale the learning rate with it), or choose a smaller instance type."
+    )
     severity: ClassVar[str] = "info"
     params_model: ClassVar[type[RuleParams]] = BatchSizeParams
     page: ClassVar[str] = "system"
     group_figures: ClassVar[dict[str | None, GroupFigure]] = {
-        None: GroupFigure("gpu_p95", "GPU utilization p95 {}% at worst", digits=0, worst="min",
-                          then=("gpu_memory_p95", "memory p95 {}%", 0)),
+        None: GroupFigure(
+            "gpu_p95",
+            "GPU utilization p95 {}% at worst",
+            digits=0,
+            worst="min",
+            then=("gpu_memory_p95", "memory p95 {}%", 0),
+        ),
     }
     sagemaker_builtin: ClassVar[bool] = True
 
@@ -52,7 +67,9 @@ class BatchSize(Rule):
         res = job.utilization_p95_scans(params.window, params.scan_interval_us)
         res = res[res["cpu_samples"] > params.patience]
         if res.empty:
-            return f"fewer than patience={params.patience} and window={params.window} samples per node"
+            return (
+                f"fewer than patience={params.patience} and window={params.window} samples per node"
+            )
         underused = (
             (res["cpu_p95"] < params.cpu_threshold_p95)
             & (res["gpu_p95"] < params.gpu_threshold_p95)

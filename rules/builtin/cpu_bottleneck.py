@@ -15,9 +15,15 @@ if TYPE_CHECKING:
 
 
 class CPUBottleneckParams(BuiltinParams):
-    threshold: int = Field(50, ge=0, le=100, description="% of samples in a bottleneck above which the rule fires.")
-    gpu_threshold: int = Field(10, ge=0, le=100, description="GPU utilization (%) below which the GPU counts as idle.")
-    cpu_threshold: int = Field(90, ge=0, le=100, description="CPU utilization (%) above which the CPU counts as saturated.")
+    threshold: int = Field(
+        50, ge=0, le=100, description="% of samples in a bottleneck above which the rule fires."
+    )
+    gpu_threshold: int = Field(
+        10, ge=0, le=100, description="GPU utilization (%) below which the GPU counts as idle."
+    )
+    cpu_threshold: int = Field(
+        90, ge=0, le=100, description="CPU utilization (%) above which the CPU counts as saturated."
+    )
     patience: int = Field(1000, ge=0, description="Data points to skip at the start.")
 
 
@@ -28,7 +34,9 @@ class CPUBottleneck(Rule):
         "Per node: share of system snapshots where a GPU is under `gpu_threshold` % while a CPU core is "
         "over `cpu_threshold` %, above `threshold` % once more than `patience` snapshots were seen."
     )
-    why: ClassVar[str] = "The GPUs wait for the CPU: preprocessing or data loading is the bottleneck."
+    why: ClassVar[str] = (
+        "The GPUs wait for the CPU: preprocessing or data loading is the bottleneck."
+    )
     recommendation: ClassVar[str] = (
         "Move preprocessing off the training loop (more DataLoader workers, pre-computed features, "
         "GPU data augmentation) or choose an instance type with more vCPUs per GPU."
@@ -45,5 +53,10 @@ class CPUBottleneck(Rule):
 
     def evaluate(self, job: Job, params: CPUBottleneckParams) -> list[Finding] | str:
         return evaluate_bottleneck(
-            self, job, resource="cpu", dimension="CPUUtilization", resource_threshold=params.cpu_threshold, params=params
+            self,
+            job,
+            resource="cpu",
+            dimension="CPUUtilization",
+            resource_threshold=params.cpu_threshold,
+            params=params,
         )

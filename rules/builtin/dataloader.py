@@ -18,8 +18,16 @@ PATIENCE_SECONDS = 10
 
 
 class DataloaderParams(BuiltinParams):
-    min_threshold: int = Field(70, ge=0, description="Parallel data-loading processes below this % of CPU cores are too few.")
-    max_threshold: int = Field(200, ge=0, description="Parallel data-loading processes above this % of CPU cores are too many.")
+    min_threshold: int = Field(
+        70,
+        ge=0,
+        description="Parallel data-loading processes below this % of CPU cores are too few.",
+    )
+    max_threshold: int = Field(
+        200,
+        ge=0,
+        description="Parallel data-loading processes above this % of CPU cores are too many.",
+    )
 
 
 class Dataloader(Rule):
@@ -43,10 +51,19 @@ class Dataloader(Rule):
     page: ClassVar[str] = "steps"
     in_rule_configs: ClassVar[bool] = False  # smdebug_rulesconfig has it in profiler_rules only
     group_figures: ClassVar[dict[str | None, GroupFigure]] = {
-        "too_few": GroupFigure("median_processes", "a median of {} data-loading processes", digits=0,
-                               worst="min", then=("cores", "on {} cores", 0)),
-        "too_many": GroupFigure("median_processes", "a median of {} data-loading processes", digits=0,
-                                then=("cores", "on {} cores", 0)),
+        "too_few": GroupFigure(
+            "median_processes",
+            "a median of {} data-loading processes",
+            digits=0,
+            worst="min",
+            then=("cores", "on {} cores", 0),
+        ),
+        "too_many": GroupFigure(
+            "median_processes",
+            "a median of {} data-loading processes",
+            digits=0,
+            then=("cores", "on {} cores", 0),
+        ),
     }
     sagemaker_builtin: ClassVar[bool] = True
 

@@ -14,7 +14,12 @@ if TYPE_CHECKING:
 
 
 class DataLoaderStallParams(RuleParams):
-    threshold_pct: float = Field(20.0, ge=0, le=100, description="Share of step time (%) spent waiting for the next batch above which a rank stalls.")
+    threshold_pct: float = Field(
+        20.0,
+        ge=0,
+        le=100,
+        description="Share of step time (%) spent waiting for the next batch above which a rank stalls.",
+    )
     min_steps: int = Field(3, ge=1, description="Steps needed before judging a rank.")
 
 
@@ -34,8 +39,11 @@ class DataLoaderStall(Rule):
     params_model: ClassVar[type[RuleParams]] = DataLoaderStallParams
     page: ClassVar[str] = "steps"
     group_figures: ClassVar[dict[str | None, GroupFigure]] = {
-        None: GroupFigure("mean_wait_ms", "{} ms per step waiting for the next batch",
-                          then=("share_pct", "{}% of the step", 0)),
+        None: GroupFigure(
+            "mean_wait_ms",
+            "{} ms per step waiting for the next batch",
+            then=("share_pct", "{}% of the step", 0),
+        ),
     }
 
     def evaluate(self, job: Job, params: DataLoaderStallParams) -> list[Finding] | str:

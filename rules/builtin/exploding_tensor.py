@@ -22,8 +22,13 @@ if TYPE_CHECKING:
 
 
 class ExplodingTensorParams(RuleParams):
-    collection_names: str | None = Field(None, description="Comma-separated collections to inspect (`losses`, `gradients`, `weights`, `relu_output`...); unset with no regex: everything recorded.")
-    tensor_regex: str | None = Field(None, description="Comma-separated regexes of tensor names or scalar tags to inspect.")
+    collection_names: str | None = Field(
+        None,
+        description="Comma-separated collections to inspect (`losses`, `gradients`, `weights`, `relu_output`...); unset with no regex: everything recorded.",
+    )
+    tensor_regex: str | None = Field(
+        None, description="Comma-separated regexes of tensor names or scalar tags to inspect."
+    )
     only_nan: bool = Field(False, description="Only NaN counts; Inf does not.")
 
 
@@ -34,7 +39,9 @@ class ExplodingTensor(TrainingRule):
         "SageMaker Debugger's built-in, per worker: any recorded scalar (loss, grad norm) or tensor "
         "statistic that is NaN or Inf (Inf only when `only_nan` is false)."
     )
-    why: ClassVar[str] = "Once a loss or gradient is NaN/Inf every later step is wasted: the weights are garbage."
+    why: ClassVar[str] = (
+        "Once a loss or gradient is NaN/Inf every later step is wasted: the weights are garbage."
+    )
     recommendation: ClassVar[str] = (
         "Lower the learning rate (or warm it up), clip gradients (clip_grad_norm_), check the loss for "
         "log(0) or division by zero, and use loss scaling with mixed precision."
@@ -68,7 +75,9 @@ class ExplodingTensor(TrainingRule):
             roles = {r for c in collections for r in COLLECTION_ROLES.get(c, ())}
             keep = bad["role"].isin(roles)
             if "losses" in collections:
-                keep |= (bad["kind"] == "scalar") & bad["name"].map(lambda n: bool(LOSS_TAG_RE.search(str(n))))
+                keep |= (bad["kind"] == "scalar") & bad["name"].map(
+                    lambda n: bool(LOSS_TAG_RE.search(str(n)))
+                )
             if rx is not None:
                 keep |= bad["name"].map(lambda n: rx.search(str(n)) is not None)
             bad = bad[keep]
@@ -79,14 +88,23 @@ class ExplodingTensor(TrainingRule):
             names = sorted({str(n) for n in at_first["name"]})
             steps = sorted({int(s) for s in g["step"]})
             nan = bool(g["nan"].astype(bool).any())
-            findings.append(self.finding(
-                title=f"{worker}: {'NaN' if nan else 'Inf'} from step {first} ({names[0]})",
-                message=(
-                    f"first non-finite values at step {first} in {', '.join(names[:5])}"
-                    f"{' ...' if len(names) > 5 else ''}; {g['name'].nunique()} tensors/scalars over steps {steps_text(steps)}"
-                ),
-                evidence={"worker": worker, "first_step": first, "step_range": [steps[0], steps[-1]], "steps": len(steps),
-                          "tensors_at_first_step": names[:20], "tensors": int(g["name"].nunique()), "nan": nan},
-                where=f"{worker} {names[0]}",
-            ))
+            findings.append(
+                self.finding(
+                    title=f"{worker}: {'NaN' if nan else 'Inf'} from step {first} ({names[0]})",
+                    message=(
+                        f"first non-finite values at step {first} in {', '.join(names[:5])}"
+                        f"{' ...' if len(names) > 5 else ''}; {g['name'].nunique()} tensors/scalars over steps {steps_text(steps)}"
+                    ),
+                    evidence={
+                        "worker": worker,
+                        "first_step": first,
+                        "step_range": [steps[0], steps[-1]],
+                        "steps": len(steps),
+                        "tensors_at_first_step": names[:20],
+                        "tensors": int(g["name"].nunique()),
+                        "nan": nan,
+                    },
+                    where=f"{worker} {names[0]}",
+                )
+            )
         return findings

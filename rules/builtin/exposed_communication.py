@@ -14,7 +14,12 @@ if TYPE_CHECKING:
 
 
 class ExposedCommunicationParams(RuleParams):
-    threshold_pct: float = Field(25.0, ge=0, le=100, description="Exposed (non-overlapped) communication as % of GPU busy time above which it fires.")
+    threshold_pct: float = Field(
+        25.0,
+        ge=0,
+        le=100,
+        description="Exposed (non-overlapped) communication as % of GPU busy time above which it fires.",
+    )
 
 
 class ExposedCommunication(Rule):
@@ -33,8 +38,11 @@ class ExposedCommunication(Rule):
     params_model: ClassVar[type[RuleParams]] = ExposedCommunicationParams
     page: ClassVar[str] = "communication"
     group_figures: ClassVar[dict[str | None, GroupFigure]] = {
-        None: GroupFigure("exposed_comm_ms", "{} ms of communication not overlapped by computation",
-                          then=("exposed_share_pct", "{}% of GPU busy time", 0)),
+        None: GroupFigure(
+            "exposed_comm_ms",
+            "{} ms of communication not overlapped by computation",
+            then=("exposed_share_pct", "{}% of GPU busy time", 0),
+        ),
     }
 
     def evaluate(self, job: Job, params: ExposedCommunicationParams) -> list[Finding] | str:

@@ -15,7 +15,12 @@ if TYPE_CHECKING:
 
 
 class GPUMemoryIncreaseParams(BuiltinParams):
-    increase: int = Field(5, ge=0, le=100, description="Growth of the moving average of GPU memory (percentage points).")
+    increase: int = Field(
+        5,
+        ge=0,
+        le=100,
+        description="Growth of the moving average of GPU memory (percentage points).",
+    )
     window: int = Field(10, gt=0, description="Data points in the moving average.")
     patience: int = Field(1000, ge=0, description="Data points to skip at the start.")
 
@@ -27,7 +32,9 @@ class GPUMemoryIncrease(Rule):
         "Per node and GPU: the moving average of the last `window` GPU memory samples rises by more than "
         "`increase` percentage points, after `patience` samples."
     )
-    why: ClassVar[str] = "Growing memory usually ends in an out-of-memory crash hours into the job (a leak, or tensors kept alive)."
+    why: ClassVar[str] = (
+        "Growing memory usually ends in an out-of-memory crash hours into the job (a leak, or tensors kept alive)."
+    )
     recommendation: ClassVar[str] = (
         "Look for tensors kept across steps (losses accumulated with their graph, growing caches); "
         "call .item()/.detach() on logged values."
@@ -38,8 +45,11 @@ class GPUMemoryIncrease(Rule):
     shades_metric: ClassVar[str | None] = "GPUMemoryUtilization"
     window_color: ClassVar[str | None] = "rgba(157,117,93,0.18)"
     group_figures: ClassVar[dict[str | None, GroupFigure]] = {
-        None: GroupFigure("max_increase", "GPU memory moving average up {} points",
-                          then=("last_value_pct", "now {}%", 1)),
+        None: GroupFigure(
+            "max_increase",
+            "GPU memory moving average up {} points",
+            then=("last_value_pct", "now {}%", 1),
+        ),
     }
     sagemaker_builtin: ClassVar[bool] = True
 

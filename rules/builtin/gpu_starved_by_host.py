@@ -14,8 +14,15 @@ if TYPE_CHECKING:
 
 
 class GPUStarvedByHostParams(RuleParams):
-    threshold_pct: float = Field(30.0, ge=0, le=100, description="Host-wait idle time as % of the busiest stream's span above which it fires.")
-    min_events: int = Field(100, ge=1, description="Kernels and copies a stream needs before it is judged.")
+    threshold_pct: float = Field(
+        30.0,
+        ge=0,
+        le=100,
+        description="Host-wait idle time as % of the busiest stream's span above which it fires.",
+    )
+    min_events: int = Field(
+        100, ge=1, description="Kernels and copies a stream needs before it is judged."
+    )
 
 
 class GPUStarvedByHost(Rule):
@@ -40,8 +47,11 @@ class GPUStarvedByHost(Rule):
     params_model: ClassVar[type[RuleParams]] = GPUStarvedByHostParams
     page: ClassVar[str] = "kernels"
     group_figures: ClassVar[dict[str | None, GroupFigure]] = {
-        None: GroupFigure("host_wait_ms", "{} ms of GPU idle time before kernels the CPU had not launched",
-                          then=("host_wait_share_pct", "{}% of the stream's time", 0)),
+        None: GroupFigure(
+            "host_wait_ms",
+            "{} ms of GPU idle time before kernels the CPU had not launched",
+            then=("host_wait_share_pct", "{}% of the stream's time", 0),
+        ),
     }
 
     def evaluate(self, job: Job, params: GPUStarvedByHostParams) -> list[Finding] | str:
@@ -50,7 +60,9 @@ class GPUStarvedByHost(Rule):
         streams = job.stream_idle_summary()
         streams = streams[streams["events"] >= params.min_events]
         if streams.empty:
-            return f"no CUDA stream with at least {params.min_events} kernels and copies in the traces"
+            return (
+                f"no CUDA stream with at least {params.min_events} kernels and copies in the traces"
+            )
         launches = job.kernel_launch_summary().set_index("rank")
         findings: list[Finding] = []
         busiest = streams.loc[streams.groupby("rank")["busy_ns"].idxmax()].sort_values("rank")

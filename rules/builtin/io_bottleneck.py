@@ -15,9 +15,15 @@ if TYPE_CHECKING:
 
 
 class IOBottleneckParams(BuiltinParams):
-    threshold: int = Field(50, ge=0, le=100, description="% of samples in a bottleneck above which the rule fires.")
-    gpu_threshold: int = Field(10, ge=0, le=100, description="GPU utilization (%) below which the GPU counts as idle.")
-    io_threshold: int = Field(50, ge=0, le=100, description="I/O wait (%) above which I/O counts as the bottleneck.")
+    threshold: int = Field(
+        50, ge=0, le=100, description="% of samples in a bottleneck above which the rule fires."
+    )
+    gpu_threshold: int = Field(
+        10, ge=0, le=100, description="GPU utilization (%) below which the GPU counts as idle."
+    )
+    io_threshold: int = Field(
+        50, ge=0, le=100, description="I/O wait (%) above which I/O counts as the bottleneck."
+    )
     patience: int = Field(1000, ge=0, description="Data points to skip at the start.")
 
 
@@ -45,5 +51,10 @@ class IOBottleneck(Rule):
 
     def evaluate(self, job: Job, params: IOBottleneckParams) -> list[Finding] | str:
         return evaluate_bottleneck(
-            self, job, resource="io", dimension="I/OWaitPercentage", resource_threshold=params.io_threshold, params=params
+            self,
+            job,
+            resource="io",
+            dimension="I/OWaitPercentage",
+            resource_threshold=params.io_threshold,
+            params=params,
         )

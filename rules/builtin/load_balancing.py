@@ -15,7 +15,11 @@ if TYPE_CHECKING:
 
 
 class LoadBalancingParams(BuiltinParams):
-    threshold: float = Field(0.5, ge=0, description="Workload imbalance between GPUs (histogram distance) above which it fires.")
+    threshold: float = Field(
+        0.5,
+        ge=0,
+        description="Workload imbalance between GPUs (histogram distance) above which it fires.",
+    )
     patience: int = Field(1000, ge=0, description="Data points to skip at the start.")
 
 
@@ -26,7 +30,9 @@ class LoadBalancing(Rule):
         "Per node, every pair of GPUs, at every scan: Jensen-Shannon distance between their utilization "
         "histograms so far above `threshold` (once both have more than `patience` samples)."
     )
-    why: ClassVar[str] = "In synchronous training the least-loaded GPUs wait for the busiest one every step."
+    why: ClassVar[str] = (
+        "In synchronous training the least-loaded GPUs wait for the busiest one every step."
+    )
     recommendation: ClassVar[str] = (
         "Check that every GPU gets a process and equal shards (DistributedSampler, equal batch sizes); "
         "with parameter servers or pipeline stages, rebalance the split."
@@ -35,7 +41,9 @@ class LoadBalancing(Rule):
     params_model: ClassVar[type[RuleParams]] = LoadBalancingParams
     page: ClassVar[str] = "system"
     group_figures: ClassVar[dict[str | None, GroupFigure]] = {
-        None: GroupFigure("worst_distance", "GPU utilization histograms {} apart at worst", digits=2),
+        None: GroupFigure(
+            "worst_distance", "GPU utilization histograms {} apart at worst", digits=2
+        ),
     }
     sagemaker_builtin: ClassVar[bool] = True
 
@@ -46,10 +54,15 @@ class LoadBalancing(Rule):
         # compares them at every scan: it fires when any scan's distance exceeds `threshold`,
         # not only the whole job's (rules/load_balancing.py, invoke_for_timerange).
         scans = job.gpu_load_balance_scans(params.scan_interval_us)
-        scans = scans[(scans["samples_a"] > params.patience) & (scans["samples_b"] > params.patience)]
+        scans = scans[
+            (scans["samples_a"] > params.patience) & (scans["samples_b"] > params.patience)
+        ]
         if scans.empty:
             return "fewer than two GPUs per node with enough samples"
-        pairs = [_pair(key, g, params.threshold) for key, g in scans.groupby(["node", "gpu_a", "gpu_b"], sort=False)]
+        pairs = [
+            _pair(key, g, params.threshold)
+            for key, g in scans.groupby(["node", "gpu_a", "gpu_b"], sort=False)
+        ]
         findings: list[Finding] = []
         for node in sorted({p["node"] for p in pairs if p["distance"] > params.threshold}):
             over = [p for p in pairs if p["node"] == node and p["distance"] > params.threshold]
@@ -64,7 +77,10 @@ class LoadBalancing(Rule):
                     ),
                     evidence={
                         "node": node,
-                        "pairs": [{"gpus": [p["gpu_a"], p["gpu_b"]], "distance": round(p["distance"], 3)} for p in over][:28],
+                        "pairs": [
+                            {"gpus": [p["gpu_a"], p["gpu_b"]], "distance": round(p["distance"], 3)}
+                            for p in over
+                        ][:28],
                         "worst_pair": [top["gpu_a"], top["gpu_b"]],
                         "worst_distance": round(top["distance"], 3),
                         "worst_scan_end": iso(top["worst_scan_end"]),
@@ -86,8 +102,13 @@ def _pair(key: Any, g: Any, threshold: float) -> dict[str, Any]:
     worst = int(np.nanargmax(d)) if np.isfinite(d).any() else len(d) - 1
     over = np.flatnonzero(d > threshold)
     return {
-        "node": node, "gpu_a": a, "gpu_b": b,
-        "distance": float(d[worst]), "worst_scan_end": float(ends[worst]), "final_distance": float(d[-1]),
+        "node": node,
+        "gpu_a": a,
+        "gpu_b": b,
+        "distance": float(d[worst]),
+        "worst_scan_end": float(ends[worst]),
+        "final_distance": float(d[-1]),
         "first_over_at": float(ends[over[0]]) if len(over) else float("nan"),
-        "mean_util_a": float(g["mean_util_a"].iloc[0]), "mean_util_b": float(g["mean_util_b"].iloc[0]),
+        "mean_util_a": float(g["mean_util_a"].iloc[0]),
+        "mean_util_b": float(g["mean_util_b"].iloc[0]),
     }

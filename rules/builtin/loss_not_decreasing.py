@@ -39,13 +39,38 @@ NEEDS_SELECTION = (
 
 
 class LossNotDecreasingParams(RuleParams):
-    collection_names: str | None = Field(None, description="Comma-separated collections whose scalars are inspected (Debugger's `losses` is the loss tags).")
-    tensor_regex: str | None = Field(None, description="Comma-separated regexes of further scalar tags to inspect.")
-    use_losses_collection: bool = Field(True, description="Inspect the loss scalars (every tag naming a loss: `loss`, `train/loss`, `eval/loss`, `CrossEntropyLoss_output_0`).")
-    num_steps: int = Field(10, ge=1, description="Minimum steps between two checks: each check compares the loss with the newest one at least this many steps before.")
-    diff_percent: float = Field(0.0, ge=0, le=100, description="How much lower (%) the loss must be at each check than at the previous one.")
-    increase_threshold_percent: float = Field(5.0, ge=0, le=100, description="A failed check where the loss rose by more than this % over the previous check is reported as an increase (counted in `increased_checks`; the title says \"rose\").")
-    mode: str | None = Field(None, description="`TRAIN` or `EVAL` (or `GLOBAL`, all steps): which losses to judge; unset: the evaluation losses where a worker has them, else the training losses.")
+    collection_names: str | None = Field(
+        None,
+        description="Comma-separated collections whose scalars are inspected (Debugger's `losses` is the loss tags).",
+    )
+    tensor_regex: str | None = Field(
+        None, description="Comma-separated regexes of further scalar tags to inspect."
+    )
+    use_losses_collection: bool = Field(
+        True,
+        description="Inspect the loss scalars (every tag naming a loss: `loss`, `train/loss`, `eval/loss`, `CrossEntropyLoss_output_0`).",
+    )
+    num_steps: int = Field(
+        10,
+        ge=1,
+        description="Minimum steps between two checks: each check compares the loss with the newest one at least this many steps before.",
+    )
+    diff_percent: float = Field(
+        0.0,
+        ge=0,
+        le=100,
+        description="How much lower (%) the loss must be at each check than at the previous one.",
+    )
+    increase_threshold_percent: float = Field(
+        5.0,
+        ge=0,
+        le=100,
+        description='A failed check where the loss rose by more than this % over the previous check is reported as an increase (counted in `increased_checks`; the title says "rose").',
+    )
+    mode: str | None = Field(
+        None,
+        description="`TRAIN` or `EVAL` (or `GLOBAL`, all steps): which losses to judge; unset: the evaluation losses where a worker has them, else the training losses.",
+    )
 
 
 class LossNotDecreasing(TrainingRule):
@@ -55,7 +80,9 @@ class LossNotDecreasing(TrainingRule):
         "SageMaker Debugger's built-in, per worker and loss series: at steps at least `num_steps` apart, "
         "the loss must be lower than at the previous check by `diff_percent` %; fires on a check where it is not."
     )
-    why: ClassVar[str] = "A loss that stays flat means the model is not learning: a learning rate of 0, frozen weights or a broken input pipeline."
+    why: ClassVar[str] = (
+        "A loss that stays flat means the model is not learning: a learning rate of 0, frozen weights or a broken input pipeline."
+    )
     recommendation: ClassVar[str] = (
         "Check the learning rate and its schedule, that the optimizer holds the model's parameters and "
         "that they require grad, and that labels match inputs; compare with a run that learned."
@@ -64,7 +91,10 @@ class LossNotDecreasing(TrainingRule):
     debugger_collections: ClassVar[tuple[str, ...]] = ("losses",)
 
     def evaluate(self, job: Job, params: LossNotDecreasingParams) -> list[Finding] | str:
-        if job.has_training_data() and not (params.use_losses_collection or has_selection(params.collection_names, params.tensor_regex)):
+        if job.has_training_data() and not (
+            params.use_losses_collection
+            or has_selection(params.collection_names, params.tensor_regex)
+        ):
             return NEEDS_SELECTION
         series = _series(job, params)
         if series.empty:
@@ -87,26 +117,41 @@ class LossNotDecreasing(TrainingRule):
                 first = failed[0]
                 rises = [_rise_pct(f[2], f[3]) for f in failed]
                 increased = [r for r in rises if r > params.increase_threshold_percent]
-                verb = ("did not decrease" if rises[0] <= params.increase_threshold_percent
-                        else f"rose {rises[0]:.0f}%" if math.isfinite(rises[0]) else "rose from 0")
-                findings.append(self.finding(
-                    title=f"{worker}: {tag} {verb} over steps {first[0]}-{first[1]}",
-                    message=(
-                        f"{tag} went from {first[2]:.6g} at step {first[0]} to {first[3]:.6g} at step {first[1]} "
-                        f"(needed {params.diff_percent}% lower); {len(failed)} of {checks} checks "
-                        f"{params.num_steps}+ steps apart failed, {len(increased)} of them rising more than "
-                        f"{params.increase_threshold_percent:g}%"
-                    ),
-                    evidence={
-                        "worker": worker, "tensor": tag, "step_range": [first[0], first[1]],
-                        "loss_before": round(first[2], 6), "loss_after": round(first[3], 6),
-                        "failed_checks": len(failed), "checks": checks, "increased_checks": len(increased),
-                        # None when the loss rose from 0 (no finite percentage)
-                        "largest_increase_pct": round(max(rises), 3) if math.isfinite(max(rises)) else None,
-                        "first_step": int(g["step"].min()), "last_step": int(g["step"].max()),
-                    },
-                    where=f"{worker} {tag}",
-                ))
+                verb = (
+                    "did not decrease"
+                    if rises[0] <= params.increase_threshold_percent
+                    else f"rose {rises[0]:.0f}%"
+                    if math.isfinite(rises[0])
+                    else "rose from 0"
+                )
+                findings.append(
+                    self.finding(
+                        title=f"{worker}: {tag} {verb} over steps {first[0]}-{first[1]}",
+                        message=(
+                            f"{tag} went from {first[2]:.6g} at step {first[0]} to {first[3]:.6g} at step {first[1]} "
+                            f"(needed {params.diff_percent}% lower); {len(failed)} of {checks} checks "
+                            f"{params.num_steps}+ steps apart failed, {len(increased)} of them rising more than "
+                            f"{params.increase_threshold_percent:g}%"
+                        ),
+                        evidence={
+                            "worker": worker,
+                            "tensor": tag,
+                            "step_range": [first[0], first[1]],
+                            "loss_before": round(first[2], 6),
+                            "loss_after": round(first[3], 6),
+                            "failed_checks": len(failed),
+                            "checks": checks,
+                            "increased_checks": len(increased),
+                            # None when the loss rose from 0 (no finite percentage)
+                            "largest_increase_pct": round(max(rises), 3)
+                            if math.isfinite(max(rises))
+                            else None,
+                            "first_step": int(g["step"].min()),
+                            "last_step": int(g["step"].max()),
+                        },
+                        where=f"{worker} {tag}",
+                    )
+                )
         return findings
 
 
@@ -114,15 +159,25 @@ def _series(job: Job, params: LossNotDecreasingParams) -> pd.DataFrame:
     from analyzer.analyses.training import EVAL_TAG_RE
 
     scalars = job.training_scalars()
-    losses = job.loss_series() if params.use_losses_collection or "losses" in split_list(params.collection_names) else None
+    losses = (
+        job.loss_series()
+        if params.use_losses_collection or "losses" in split_list(params.collection_names)
+        else None
+    )
     rx = regex_matcher(split_list(params.tensor_regex))
     if rx is not None and not scalars.empty:
         import pandas as pd
 
         extra = scalars[scalars["tag"].map(lambda t: rx.search(str(t)) is not None)]
-        extra = extra.assign(phase=extra["tag"].map(lambda t: "eval" if EVAL_TAG_RE.search(str(t)) else "train"))
+        extra = extra.assign(
+            phase=extra["tag"].map(lambda t: "eval" if EVAL_TAG_RE.search(str(t)) else "train")
+        )
         extra = extra[["worker_label", "tag", "phase", "step", "value"]]
-        losses = extra if losses is None else pd.concat([losses, extra]).drop_duplicates(["worker_label", "tag", "step"])
+        losses = (
+            extra
+            if losses is None
+            else pd.concat([losses, extra]).drop_duplicates(["worker_label", "tag", "step"])
+        )
     if losses is None:
         import pandas as pd
 
@@ -137,11 +192,17 @@ def _rise_pct(before: float, after: float) -> float:
     return (after - before) / abs(before) * 100
 
 
-def _checks(g: pd.DataFrame, params: LossNotDecreasingParams) -> tuple[list[tuple[int, int, float, float]], int]:
+def _checks(
+    g: pd.DataFrame, params: LossNotDecreasingParams
+) -> tuple[list[tuple[int, int, float, float]], int]:
     """Debugger's schedule: from the first step, the next check is the first step at least
     ``num_steps`` later; each compares with the previous check. Non-finite losses are
     ExplodingTensor's to report and are not checked."""
-    points = [(int(s), float(v)) for s, v in zip(g["step"], g["value"], strict=True) if math.isfinite(float(v))]
+    points = [
+        (int(s), float(v))
+        for s, v in zip(g["step"], g["value"], strict=True)
+        if math.isfinite(float(v))
+    ]
     failed: list[tuple[int, int, float, float]] = []
     checks = 0
     if not points:

@@ -15,10 +15,19 @@ if TYPE_CHECKING:
 
 
 class LowGPUUtilizationParams(BuiltinParams):
-    threshold_p95: int = Field(70, ge=0, le=100, description="p95 GPU utilization (%) below which a GPU is underused.")
-    threshold_p5: int = Field(10, ge=0, le=100, description="p5 GPU utilization (%) below which utilization fluctuates too much.")
+    threshold_p95: int = Field(
+        70, ge=0, le=100, description="p95 GPU utilization (%) below which a GPU is underused."
+    )
+    threshold_p5: int = Field(
+        10,
+        ge=0,
+        le=100,
+        description="p5 GPU utilization (%) below which utilization fluctuates too much.",
+    )
     window: int = Field(500, gt=0, description="Data points per percentile window.")
-    patience: int = Field(1000, ge=0, description="Data points to skip at the start (initialization).")
+    patience: int = Field(
+        1000, ge=0, description="Data points to skip at the start (initialization)."
+    )
 
 
 def _kind(p95: float, p5: float, params: LowGPUUtilizationParams) -> str | None:
@@ -37,7 +46,9 @@ class LowGPUUtilization(Rule):
         "Per node and GPU, every scan interval: p95 of the last `window` utilization samples "
         "below `threshold_p95` (underused), or above it while p5 is below `threshold_p5` (fluctuating)."
     )
-    why: ClassVar[str] = "Idle GPU time is paid for and wasted; fluctuations point at input or synchronisation stalls."
+    why: ClassVar[str] = (
+        "Idle GPU time is paid for and wasted; fluctuations point at input or synchronisation stalls."
+    )
     recommendation: ClassVar[str] = (
         "Check the data pipeline and CPU bottlenecks first; if the GPU is simply too big for the work, "
         "increase the batch size or move to a smaller instance type."
@@ -48,10 +59,18 @@ class LowGPUUtilization(Rule):
     shades_metric: ClassVar[str | None] = "GPUUtilization"
     window_color: ClassVar[str | None] = "rgba(214,39,40,0.13)"
     group_figures: ClassVar[dict[str | None, GroupFigure]] = {
-        "underused": GroupFigure("worst_p95", "GPU utilization p95 {}% in the worst window", worst="min",
-                                 then=("violations", "in {} scans", 0)),
-        "fluctuating": GroupFigure("worst_p5", "GPU utilization p5 {}% in the worst window", worst="min",
-                                   then=("worst_p95", "p95 {}%", 1)),
+        "underused": GroupFigure(
+            "worst_p95",
+            "GPU utilization p95 {}% in the worst window",
+            worst="min",
+            then=("violations", "in {} scans", 0),
+        ),
+        "fluctuating": GroupFigure(
+            "worst_p5",
+            "GPU utilization p5 {}% in the worst window",
+            worst="min",
+            then=("worst_p95", "p95 {}%", 1),
+        ),
     }
     sagemaker_builtin: ClassVar[bool] = True
 
@@ -64,7 +83,9 @@ class LowGPUUtilization(Rule):
         scans = job.gpu_utilization_scans(params.window, params.scan_interval_us)
         scans = scans[scans["samples"] > params.patience]
         if scans.empty:
-            return f"fewer than patience={params.patience} samples per GPU: not enough data to judge"
+            return (
+                f"fewer than patience={params.patience} samples per GPU: not enough data to judge"
+            )
         kinds = [_kind(p95, p5, params) for p95, p5 in zip(scans["p95"], scans["p5"], strict=True)]
         hits = scans.assign(kind=kinds)
         hits = hits[hits["kind"].notna()]

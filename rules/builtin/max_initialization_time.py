@@ -15,7 +15,9 @@ if TYPE_CHECKING:
 
 
 class MaxInitializationTimeParams(BuiltinParams):
-    threshold: int = Field(20, gt=0, description="Minutes before the first step above which the rule fires.")
+    threshold: int = Field(
+        20, gt=0, description="Minutes before the first step above which the rule fires."
+    )
 
 
 def fires_after_s(threshold_min: float, scan_interval_us: int) -> float:
@@ -39,8 +41,12 @@ class MaxInitializationTime(Rule):
         "Time from the job's start to its first training step, against `threshold` minutes as SageMaker's "
         "once-per-scan check sees it (it fires when no step started within the first scan past the threshold)."
     )
-    why: ClassVar[str] = "Long initialization (downloads, dataset preparation, compilation) is paid on every run and every retry."
-    recommendation: ClassVar[str] = "Cache or pre-stage datasets and model weights; use FastFile mode; check what runs before the loop."
+    why: ClassVar[str] = (
+        "Long initialization (downloads, dataset preparation, compilation) is paid on every run and every retry."
+    )
+    recommendation: ClassVar[str] = (
+        "Cache or pre-stage datasets and model weights; use FastFile mode; check what runs before the loop."
+    )
     severity: ClassVar[str] = "warning"
     params_model: ClassVar[type[RuleParams]] = MaxInitializationTimeParams
     page: ClassVar[str] = "steps"
@@ -55,7 +61,10 @@ class MaxInitializationTime(Rule):
         # threshold, and only if no step started by that scan's end.
         limit_s = fires_after_s(params.threshold, params.scan_interval_us)
         first_ns = job.first_step_ns()
-        evidence: dict[str, object] = {"threshold_minutes": params.threshold, "fires_after_s": limit_s}
+        evidence: dict[str, object] = {
+            "threshold_minutes": params.threshold,
+            "fires_after_s": limit_s,
+        }
         if first_ns is None:
             # smdebug fires on a job that never reaches its first step. Only the training
             # loop's own timelines (python / model timelines, which record steps) say the
@@ -71,7 +80,11 @@ class MaxInitializationTime(Rule):
                 self.finding(
                     title=f"No training step in {ran_s / 60:.1f} minutes",
                     message=f"the job recorded framework events for {ran_s / 60:.1f} min but no training step (> {params.threshold} min)",
-                    evidence={**evidence, "seconds_to_first_step": None, "seconds_recorded": round(ran_s, 3)},
+                    evidence={
+                        **evidence,
+                        "seconds_to_first_step": None,
+                        "seconds_recorded": round(ran_s, 3),
+                    },
                     where="job",
                 )
             ]

@@ -15,10 +15,22 @@ if TYPE_CHECKING:
 
 
 class OverfitParams(RuleParams):
-    tensor_regex: str | None = Field(None, description="Comma-separated regexes restricting which loss tags are compared.")
-    start_step: int = Field(0, ge=0, description="The step from which the training and evaluation losses are compared.")
-    patience: int = Field(1, ge=0, description="Evaluation steps in a row the ratio may exceed `ratio_threshold` before the model counts as overfit.")
-    ratio_threshold: float = Field(0.1, ge=0, description="Largest allowed (mean eval loss - mean training loss) / mean training loss.")
+    tensor_regex: str | None = Field(
+        None, description="Comma-separated regexes restricting which loss tags are compared."
+    )
+    start_step: int = Field(
+        0, ge=0, description="The step from which the training and evaluation losses are compared."
+    )
+    patience: int = Field(
+        1,
+        ge=0,
+        description="Evaluation steps in a row the ratio may exceed `ratio_threshold` before the model counts as overfit.",
+    )
+    ratio_threshold: float = Field(
+        0.1,
+        ge=0,
+        description="Largest allowed (mean eval loss - mean training loss) / mean training loss.",
+    )
 
 
 class Overfit(TrainingRule):
@@ -29,7 +41,9 @@ class Overfit(TrainingRule):
         "evaluation loss against the mean training loss since `start_step`; fires when their relative "
         "difference exceeds `ratio_threshold` on more than `patience` evaluation steps in a row."
     )
-    why: ClassVar[str] = "A model that fits its training data ever better while its evaluation loss does not is memorising, not generalising."
+    why: ClassVar[str] = (
+        "A model that fits its training data ever better while its evaluation loss does not is memorising, not generalising."
+    )
     recommendation: ClassVar[str] = (
         "Regularise (weight decay, dropout, augmentation), get more data, or stop earlier (early stopping "
         "on the evaluation loss)."
@@ -44,9 +58,15 @@ class Overfit(TrainingRule):
         rx = regex_matcher(split_list(params.tensor_regex))
         if rx is not None and not losses.empty:
             losses = losses[losses["tag"].map(lambda t: rx.search(str(t)) is not None)]
-        if losses.empty or not (losses["phase"] == "eval").any() or not (losses["phase"] == "train").any():
+        if (
+            losses.empty
+            or not (losses["phase"] == "eval").any()
+            or not (losses["phase"] == "train").any()
+        ):
             return no_data(job, "training and evaluation losses to compare")
-        losses = losses[(losses["step"] >= params.start_step) & np.isfinite(losses["value"].astype(float))]
+        losses = losses[
+            (losses["step"] >= params.start_step) & np.isfinite(losses["value"].astype(float))
+        ]
         findings: list[Finding] = []
         for worker, g in losses.groupby("worker_label", sort=True):
             train = g[g["phase"] == "train"].sort_values("step")
@@ -70,15 +90,23 @@ class Overfit(TrainingRule):
                 continue
             step, ratio, mean_eval, mean_train, run = fired
             tags = f"{ev['tag'].iloc[0]} vs {train['tag'].iloc[0]}"
-            findings.append(self.finding(
-                title=f"{worker}: evaluation loss {ratio * 100:.0f}% above training loss by step {step}",
-                message=(
-                    f"mean {ev['tag'].iloc[0]} {mean_eval:.6g} vs mean {train['tag'].iloc[0]} {mean_train:.6g} "
-                    f"(ratio {ratio:.3f} > {params.ratio_threshold}) on {run} evaluation steps in a row"
-                ),
-                evidence={"worker": worker, "tensor": tags, "step": int(step), "ratio": round(ratio, 4),
-                          "mean_eval_loss": round(mean_eval, 6), "mean_train_loss": round(mean_train, 6),
-                          "step_range": [max(params.start_step, int(train["step"].min())), int(step)]},
-                where=f"{worker} {tags}",
-            ))
+            findings.append(
+                self.finding(
+                    title=f"{worker}: evaluation loss {ratio * 100:.0f}% above training loss by step {step}",
+                    message=(
+                        f"mean {ev['tag'].iloc[0]} {mean_eval:.6g} vs mean {train['tag'].iloc[0]} {mean_train:.6g} "
+                        f"(ratio {ratio:.3f} > {params.ratio_threshold}) on {run} evaluation steps in a row"
+                    ),
+                    evidence={
+                        "worker": worker,
+                        "tensor": tags,
+                        "step": int(step),
+                        "ratio": round(ratio, 4),
+                        "mean_eval_loss": round(mean_eval, 6),
+                        "mean_train_loss": round(mean_train, 6),
+                        "step_range": [max(params.start_step, int(train["step"].min())), int(step)],
+                    },
+                    where=f"{worker} {tags}",
+                )
+            )
         return findings

@@ -23,9 +23,21 @@ if TYPE_CHECKING:
 
 
 class OvertrainingParams(RuleParams):
-    patience_train: int = Field(5, ge=1, description="Recorded training-loss steps in a row without a new optimum after which training counts as no longer improving.")
-    patience_validation: int = Field(10, ge=1, description="Recorded validation-loss steps in a row without a new optimum after which validation counts as no longer improving.")
-    delta: float = Field(0.1, ge=0, description="How much (absolute) a loss must fall below the best one so far to count as a new optimum.")
+    patience_train: int = Field(
+        5,
+        ge=1,
+        description="Recorded training-loss steps in a row without a new optimum after which training counts as no longer improving.",
+    )
+    patience_validation: int = Field(
+        10,
+        ge=1,
+        description="Recorded validation-loss steps in a row without a new optimum after which validation counts as no longer improving.",
+    )
+    delta: float = Field(
+        0.1,
+        ge=0,
+        description="How much (absolute) a loss must fall below the best one so far to count as a new optimum.",
+    )
 
 
 class Overtraining(TrainingRule):
@@ -36,7 +48,9 @@ class Overtraining(TrainingRule):
         "has not fallen more than `delta` below its best value for `patience_train` (`patience_validation`) "
         "recorded steps in a row."
     )
-    why: ClassVar[str] = "Steps after the loss stopped improving cost money and, on the validation loss, start overfitting."
+    why: ClassVar[str] = (
+        "Steps after the loss stopped improving cost money and, on the validation loss, start overfitting."
+    )
     recommendation: ClassVar[str] = (
         "Stop at the optimum (early stopping on the validation loss, keep the best checkpoint), or lower "
         "the learning rate when the loss plateaus."
@@ -57,16 +71,25 @@ class Overtraining(TrainingRule):
                 continue
             best_step, best, until = stale
             what = "validation" if phase == "eval" else "training"
-            findings.append(self.finding(
-                title=f"{worker}: {what} loss {tag} stopped improving after step {best_step}",
-                message=(
-                    f"{tag} has not fallen {params.delta:g} below its best {best:.6g} (step {best_step}) "
-                    f"for {patience} recorded steps, up to step {until}"
-                ),
-                evidence={"worker": worker, "tensor": tag, "phase": phase, "best_step": best_step,
-                          "best_loss": round(best, 6), "patience": patience, "step_range": [best_step, until]},
-                where=f"{worker} {tag}",
-            ))
+            findings.append(
+                self.finding(
+                    title=f"{worker}: {what} loss {tag} stopped improving after step {best_step}",
+                    message=(
+                        f"{tag} has not fallen {params.delta:g} below its best {best:.6g} (step {best_step}) "
+                        f"for {patience} recorded steps, up to step {until}"
+                    ),
+                    evidence={
+                        "worker": worker,
+                        "tensor": tag,
+                        "phase": phase,
+                        "best_step": best_step,
+                        "best_loss": round(best, 6),
+                        "patience": patience,
+                        "step_range": [best_step, until],
+                    },
+                    where=f"{worker} {tag}",
+                )
+            )
         return findings
 
 

@@ -33,11 +33,30 @@ _RELU = re.compile(r"relu", re.IGNORECASE)
 
 
 class PoorWeightInitializationParams(RuleParams):
-    activation_inputs_regex: str = Field(".*relu_input", description="Comma-separated regexes of the activation inputs whose variances are compared across layers (Debugger's names; a hook layer `net.1` of class ReLU is matched as `net.1_relu_input_0`), besides the inputs of every ReLU-family module.")
-    threshold: float = Field(10.0, gt=0, description="Largest allowed ratio of the highest to the lowest activation-input variance across layers at a step.")
-    distribution_range: float = Field(0.001, ge=0, description="Smallest allowed width of the gradient distribution at a step (Debugger: its 5th-95th percentile range; here bounded by min..max over every gradient, so it fires only where Debugger's would).")
-    patience: int = Field(5, ge=1, description="Recorded steps in a row without a new lowest loss after which the loss counts as not decreasing.")
-    steps: int = Field(10, ge=1, description="How many steps from the worker's first recorded one are inspected (an initialisation shows in the first steps).")
+    activation_inputs_regex: str = Field(
+        ".*relu_input",
+        description="Comma-separated regexes of the activation inputs whose variances are compared across layers (Debugger's names; a hook layer `net.1` of class ReLU is matched as `net.1_relu_input_0`), besides the inputs of every ReLU-family module.",
+    )
+    threshold: float = Field(
+        10.0,
+        gt=0,
+        description="Largest allowed ratio of the highest to the lowest activation-input variance across layers at a step.",
+    )
+    distribution_range: float = Field(
+        0.001,
+        ge=0,
+        description="Smallest allowed width of the gradient distribution at a step (Debugger: its 5th-95th percentile range; here bounded by min..max over every gradient, so it fires only where Debugger's would).",
+    )
+    patience: int = Field(
+        5,
+        ge=1,
+        description="Recorded steps in a row without a new lowest loss after which the loss counts as not decreasing.",
+    )
+    steps: int = Field(
+        10,
+        ge=1,
+        description="How many steps from the worker's first recorded one are inspected (an initialisation shows in the first steps).",
+    )
 
 
 class PoorWeightInitialization(TrainingRule):
@@ -67,29 +86,46 @@ class PoorWeightInitialization(TrainingRule):
         if tensors.empty and losses.empty:
             return no_data(job, "loss scalars or tensor statistics")
         rx = regex_matcher(split_list(params.activation_inputs_regex))
-        workers = sorted({*(tensors["worker_label"] if not tensors.empty else []),
-                          *(losses["worker_label"] if not losses.empty else [])})
+        workers = sorted(
+            {
+                *(tensors["worker_label"] if not tensors.empty else []),
+                *(losses["worker_label"] if not losses.empty else []),
+            }
+        )
         findings: list[Finding] = []
         for worker in workers:
             wt = tensors[tensors["worker_label"] == worker] if not tensors.empty else tensors
-            wl = losses[(losses["worker_label"] == worker) & (losses["phase"] == "train")] if not losses.empty else losses
+            wl = (
+                losses[(losses["worker_label"] == worker) & (losses["phase"] == "train")]
+                if not losses.empty
+                else losses
+            )
             first = min([int(x["step"].min()) for x in (wt, wl) if not x.empty])
             last = first + params.steps - 1
             wt = wt[wt["step"] <= last] if not wt.empty else wt
             wl = wl[wl["step"] <= last] if not wl.empty else wl
-            for check in (_variance_spread(wt, rx, params), _narrow_gradients(wt, params), _flat_loss(wl, params)):
+            for check in (
+                _variance_spread(wt, rx, params),
+                _narrow_gradients(wt, params),
+                _flat_loss(wl, params),
+            ):
                 if check is None:
                     continue
                 title, message, evidence = check
-                findings.append(self.finding(
-                    title=f"{worker}: {title}", message=message,
-                    evidence={"worker": worker, "steps_inspected": [first, last], **evidence},
-                    where=f"{worker} {evidence['tensor']}",
-                ))
+                findings.append(
+                    self.finding(
+                        title=f"{worker}: {title}",
+                        message=message,
+                        evidence={"worker": worker, "steps_inspected": [first, last], **evidence},
+                        where=f"{worker} {evidence['tensor']}",
+                    )
+                )
         return findings
 
 
-def _variance_spread(t: pd.DataFrame, rx: re.Pattern[str] | None, params: PoorWeightInitializationParams) -> tuple[str, str, dict[str, Any]] | None:
+def _variance_spread(
+    t: pd.DataFrame, rx: re.Pattern[str] | None, params: PoorWeightInitializationParams
+) -> tuple[str, str, dict[str, Any]] | None:
     if t.empty:
         return None
     inputs = t[(t["role"] == "activation_input") & t["std"].notna()]
@@ -107,14 +143,22 @@ def _variance_spread(t: pd.DataFrame, rx: re.Pattern[str] | None, params: PoorWe
         ratio = hi / lo if lo > 0 else math.inf
         if ratio > params.threshold:
             high, low = str(var.idxmax()), str(var.idxmin())
-            return (f"activation-input variances {ratio:.3g}x apart across layers at step {int(step)}",
-                    f"variance {hi:.3g} in {high} vs {lo:.3g} in {low} (ratio > {params.threshold:g})",
-                    {"tensor": f"{high} vs {low}", "step_range": [int(step), int(step)], "ratio": ratio,
-                     "layers": len(var)})
+            return (
+                f"activation-input variances {ratio:.3g}x apart across layers at step {int(step)}",
+                f"variance {hi:.3g} in {high} vs {lo:.3g} in {low} (ratio > {params.threshold:g})",
+                {
+                    "tensor": f"{high} vs {low}",
+                    "step_range": [int(step), int(step)],
+                    "ratio": ratio,
+                    "layers": len(var),
+                },
+            )
     return None
 
 
-def _narrow_gradients(t: pd.DataFrame, params: PoorWeightInitializationParams) -> tuple[str, str, dict[str, Any]] | None:
+def _narrow_gradients(
+    t: pd.DataFrame, params: PoorWeightInitializationParams
+) -> tuple[str, str, dict[str, Any]] | None:
     if t.empty:
         return None
     grads = t[(t["role"] == "gradient") & t["min"].notna() & t["max"].notna()]
@@ -122,13 +166,22 @@ def _narrow_gradients(t: pd.DataFrame, params: PoorWeightInitializationParams) -
         width = float(g["max"].astype(float).max()) - float(g["min"].astype(float).min())
         if math.isfinite(width) and width < params.distribution_range:
             names = sorted({str(n) for n in g["name"]})
-            return (f"every gradient within {width:.3g} at step {int(step)}",
-                    f"all {len(names)} gradients' values lie within {width:.3g} (< {params.distribution_range:g})",
-                    {"tensor": names[0], "tensors": names[:20], "step_range": [int(step), int(step)], "width": width})
+            return (
+                f"every gradient within {width:.3g} at step {int(step)}",
+                f"all {len(names)} gradients' values lie within {width:.3g} (< {params.distribution_range:g})",
+                {
+                    "tensor": names[0],
+                    "tensors": names[:20],
+                    "step_range": [int(step), int(step)],
+                    "width": width,
+                },
+            )
     return None
 
 
-def _flat_loss(losses: pd.DataFrame, params: PoorWeightInitializationParams) -> tuple[str, str, dict[str, Any]] | None:
+def _flat_loss(
+    losses: pd.DataFrame, params: PoorWeightInitializationParams
+) -> tuple[str, str, dict[str, Any]] | None:
     for tag, g in losses.groupby("tag", sort=True):
         best_step, best, waited = -1, math.inf, 0
         for step, value in zip(g["step"].astype(int), g["value"].astype(float), strict=True):
@@ -139,7 +192,13 @@ def _flat_loss(losses: pd.DataFrame, params: PoorWeightInitializationParams) -> 
                 continue
             waited += 1
             if waited >= params.patience:
-                return (f"{tag} did not decrease in the first steps ({best_step}-{int(step)})",
-                        f"{tag} stayed at or above {best:.6g} (step {best_step}) for {waited} recorded steps",
-                        {"tensor": str(tag), "step_range": [best_step, int(step)], "best_loss": round(best, 6)})
+                return (
+                    f"{tag} did not decrease in the first steps ({best_step}-{int(step)})",
+                    f"{tag} stayed at or above {best:.6g} (step {best_step}) for {waited} recorded steps",
+                    {
+                        "tensor": str(tag),
+                        "step_range": [best_step, int(step)],
+                        "best_loss": round(best, 6),
+                    },
+                )
     return None

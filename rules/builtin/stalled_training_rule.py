@@ -15,9 +15,19 @@ if TYPE_CHECKING:
 
 
 class StalledTrainingRuleParams(RuleParams):
-    threshold: int = Field(1800, ge=1, description="Seconds without a new training record (loss, tensor) after which the worker has stalled.")
-    stop_training_on_fire: bool = Field(False, description="SageMaker only: stop the training job when the rule fires (no effect on `stepscope report`).")
-    training_job_name_prefix: str | None = Field(None, description="SageMaker only: the job-name prefix the rule container may stop (no effect on `stepscope report`).")
+    threshold: int = Field(
+        1800,
+        ge=1,
+        description="Seconds without a new training record (loss, tensor) after which the worker has stalled.",
+    )
+    stop_training_on_fire: bool = Field(
+        False,
+        description="SageMaker only: stop the training job when the rule fires (no effect on `stepscope report`).",
+    )
+    training_job_name_prefix: str | None = Field(
+        None,
+        description="SageMaker only: the job-name prefix the rule container may stop (no effect on `stepscope report`).",
+    )
 
 
 class StalledTrainingRule(TrainingRule):
@@ -27,7 +37,9 @@ class StalledTrainingRule(TrainingRule):
         "SageMaker Debugger's built-in, per worker: a gap of more than `threshold` s between two of its "
         "training records, or between its last record and the job's last one."
     )
-    why: ClassVar[str] = "A worker that writes nothing for half an hour is hung (a deadlock, a collective waiting for a dead peer) while the job keeps billing."
+    why: ClassVar[str] = (
+        "A worker that writes nothing for half an hour is hung (a deadlock, a collective waiting for a dead peer) while the job keeps billing."
+    )
     recommendation: ClassVar[str] = (
         "Look at the worker's log and stack (py-spy dump) at the gap; set NCCL/collective timeouts so a "
         "dead peer fails the job instead of hanging it."
@@ -37,8 +49,16 @@ class StalledTrainingRule(TrainingRule):
     def evaluate(self, job: Job, params: StalledTrainingRuleParams) -> list[Finding] | str:
         import pandas as pd
 
-        frames = [f[["worker_label", "step", "wall_time_ns"]] for f in (job.training_scalars(), job.training_tensors()) if not f.empty]
-        times = pd.concat(frames) if frames else pd.DataFrame(columns=["worker_label", "step", "wall_time_ns"])
+        frames = [
+            f[["worker_label", "step", "wall_time_ns"]]
+            for f in (job.training_scalars(), job.training_tensors())
+            if not f.empty
+        ]
+        times = (
+            pd.concat(frames)
+            if frames
+            else pd.DataFrame(columns=["worker_label", "step", "wall_time_ns"])
+        )
         times = times[times["wall_time_ns"].notna()]
         if times.empty:
             return no_data(job, "wall-clock times on its records")
@@ -54,15 +74,28 @@ class StalledTrainingRule(TrainingRule):
             if gap <= params.threshold:
                 continue
             after = int(steps[i]) if i < len(steps) else None
-            findings.append(self.finding(
-                title=f"{worker}: no training record for {gap / 60:.0f} min after step {int(steps[i - 1])}",
-                message=(
-                    f"{gap:.0f} s without a record after step {int(steps[i - 1])} ({iso(float(t[i - 1]))})"
-                    + (f", next at step {after}" if after is not None else ", none until the job's last record")
-                ),
-                evidence={"worker": worker, "gap_s": round(float(gap), 1), "threshold_s": params.threshold,
-                          "step_range": [int(steps[i - 1]), after if after is not None else int(steps[i - 1])],
-                          "last_record": iso(float(t[i - 1]))},
-                where=worker,
-            ))
+            findings.append(
+                self.finding(
+                    title=f"{worker}: no training record for {gap / 60:.0f} min after step {int(steps[i - 1])}",
+                    message=(
+                        f"{gap:.0f} s without a record after step {int(steps[i - 1])} ({iso(float(t[i - 1]))})"
+                        + (
+                            f", next at step {after}"
+                            if after is not None
+                            else ", none until the job's last record"
+                        )
+                    ),
+                    evidence={
+                        "worker": worker,
+                        "gap_s": round(float(gap), 1),
+                        "threshold_s": params.threshold,
+                        "step_range": [
+                            int(steps[i - 1]),
+                            after if after is not None else int(steps[i - 1]),
+                        ],
+                        "last_record": iso(float(t[i - 1])),
+                    },
+                    where=worker,
+                )
+            )
         return findings

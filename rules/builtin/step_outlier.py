@@ -19,8 +19,12 @@ MIN_STEPS = 100
 
 
 class StepOutlierParams(BuiltinParams):
-    stddev: int = Field(3, gt=0, description="A step is an outlier above mean + stddev x standard deviation.")
-    mode: str | None = Field(None, description="Training mode to check (TRAIN, EVAL...); all when unset.")
+    stddev: int = Field(
+        3, gt=0, description="A step is an outlier above mean + stddev x standard deviation."
+    )
+    mode: str | None = Field(
+        None, description="Training mode to check (TRAIN, EVAL...); all when unset."
+    )
     n_outliers: int = Field(10, ge=0, description="Outliers tolerated before the rule fires.")
 
 
@@ -44,14 +48,20 @@ class StepOutlier(Rule):
         "Per rank and training mode, at every scan once more than 100 steps were seen: steps longer than "
         "mean + `stddev`·σ of those steps; fires above `n_outliers` outliers."
     )
-    why: ClassVar[str] = "Sudden slow steps point at checkpointing, garbage collection, evaluation or stragglers inside training."
-    recommendation: ClassVar[str] = "Look at what runs during the slow steps (the trace of those steps); move periodic work off the step."
+    why: ClassVar[str] = (
+        "Sudden slow steps point at checkpointing, garbage collection, evaluation or stragglers inside training."
+    )
+    recommendation: ClassVar[str] = (
+        "Look at what runs during the slow steps (the trace of those steps); move periodic work off the step."
+    )
     severity: ClassVar[str] = "warning"
     params_model: ClassVar[type[RuleParams]] = StepOutlierParams
     page: ClassVar[str] = "steps"
     marks: ClassVar[str | None] = "outlier_steps"
     group_figures: ClassVar[dict[str | None, GroupFigure]] = {
-        None: GroupFigure("outliers", "{} outlier steps", digits=0, then=("max_ms", "longest {} ms", 1)),
+        None: GroupFigure(
+            "outliers", "{} outlier steps", digits=0, then=("max_ms", "longest {} ms", 1)
+        ),
     }
     sagemaker_builtin: ClassVar[bool] = True
 
@@ -63,7 +73,11 @@ class StepOutlier(Rule):
         # steps, re-judged at every scan on all steps seen so far.
         scans = job.step_time_scans(params.mode, params.scan_interval_us)
         if scans.empty:
-            return f"no steps of mode {params.mode} in this job" if params.mode else "no steps in this job"
+            return (
+                f"no steps of mode {params.mode} in this job"
+                if params.mode
+                else "no steps in this job"
+            )
         if not (scans["steps"] > MIN_STEPS).any():
             return f"no rank has more than {MIN_STEPS} steps of one mode"
         findings: list[Finding] = []

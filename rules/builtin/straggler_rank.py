@@ -14,7 +14,11 @@ if TYPE_CHECKING:
 
 
 class StragglerRankParams(RuleParams):
-    threshold_pct: float = Field(15.0, ge=0, description="A rank whose median step (or compute) time exceeds the median of all ranks by this % is a straggler.")
+    threshold_pct: float = Field(
+        15.0,
+        ge=0,
+        description="A rank whose median step (or compute) time exceeds the median of all ranks by this % is a straggler.",
+    )
     min_steps: int = Field(3, ge=1, description="Steps needed per rank before judging.")
 
 
@@ -25,7 +29,9 @@ class StragglerRank(Rule):
         "Per rank: median time per step outside communication and data loading, against the median of "
         "the other ranks; fires above `threshold_pct` % (at least `min_steps` steps)."
     )
-    why: ClassVar[str] = "Synchronous training runs at the speed of its slowest rank: the others wait in the collective."
+    why: ClassVar[str] = (
+        "Synchronous training runs at the speed of its slowest rank: the others wait in the collective."
+    )
     recommendation: ClassVar[str] = (
         "Look at what only this rank does (logging, checkpointing, evaluation, uneven shards or sequence "
         "lengths) and at its host (thermal throttling, noisy neighbours, a slower GPU)."
@@ -35,8 +41,11 @@ class StragglerRank(Rule):
     page: ClassVar[str] = "communication"
     marks: ClassVar[str | None] = "straggler"
     group_figures: ClassVar[dict[str | None, GroupFigure]] = {
-        None: GroupFigure("excess_ms", "+{} ms of own work per step over the other ranks",
-                          then=("excess_pct", "+{}%", 0)),
+        None: GroupFigure(
+            "excess_ms",
+            "+{} ms of own work per step over the other ranks",
+            then=("excess_pct", "+{}%", 0),
+        ),
     }
 
     def evaluate(self, job: Job, params: StragglerRankParams) -> list[Finding] | str:

@@ -35,10 +35,20 @@ NEEDS_SELECTION = (
 
 
 class TensorVarianceParams(RuleParams):
-    collection_names: str | None = Field(None, description="Comma-separated collections to inspect (`gradients`, `weights`, `biases`, `relu_output`, `relu_input`, `all`); this or `tensor_regex` is required (Debugger has no default).")
-    tensor_regex: str | None = Field(None, description="Comma-separated regexes of tensor names to inspect (an activation of the hooks or TensorBoard also under the name Debugger would give it, `net.1_relu_output_0`).")
-    max_threshold: float | None = Field(None, ge=0, description="A variance above this is too high (no default: Debugger has none).")
-    min_threshold: float | None = Field(None, ge=0, description="A variance below this is too low (no default: Debugger has none).")
+    collection_names: str | None = Field(
+        None,
+        description="Comma-separated collections to inspect (`gradients`, `weights`, `biases`, `relu_output`, `relu_input`, `all`); this or `tensor_regex` is required (Debugger has no default).",
+    )
+    tensor_regex: str | None = Field(
+        None,
+        description="Comma-separated regexes of tensor names to inspect (an activation of the hooks or TensorBoard also under the name Debugger would give it, `net.1_relu_output_0`).",
+    )
+    max_threshold: float | None = Field(
+        None, ge=0, description="A variance above this is too high (no default: Debugger has none)."
+    )
+    min_threshold: float | None = Field(
+        None, ge=0, description="A variance below this is too low (no default: Debugger has none)."
+    )
 
 
 class TensorVariance(TrainingRule):
@@ -49,7 +59,9 @@ class TensorVariance(TrainingRule):
         "one is required): the variance (std²) of a recorded step above `max_threshold` or below `min_threshold`. "
         "Neither bound has a default (nor in Debugger): without one the rule reports that it cannot judge."
     )
-    why: ClassVar[str] = "A weight or gradient whose variance explodes or collapses to zero is diverging or no longer carrying information."
+    why: ClassVar[str] = (
+        "A weight or gradient whose variance explodes or collapses to zero is diverging or no longer carrying information."
+    )
     recommendation: ClassVar[str] = (
         "Check the learning rate and initialisation of the layer named, clip gradients against spikes, and "
         "add normalisation where activations drift."
@@ -81,7 +93,12 @@ class TensorVariance(TrainingRule):
         t = select_tensors(job.training_tensors(), params.collection_names, params.tensor_regex)
         t = t[t["std"].notna()] if not t.empty else t
         if t.empty:
-            return no_selected_data(job, "tensor statistics with a standard deviation", params.collection_names, params.tensor_regex)
+            return no_selected_data(
+                job,
+                "tensor statistics with a standard deviation",
+                params.collection_names,
+                params.tensor_regex,
+            )
         var = t["std"].astype(float) ** 2
         t = t.assign(variance=var)
         findings: list[Finding] = []
@@ -95,16 +112,33 @@ class TensorVariance(TrainingRule):
                 tensors = []
                 for (role, name), g in hit.groupby(["role", "name"], sort=False):
                     extreme = float(g["variance"].max() if kind == "high" else g["variance"].min())
-                    tensors.append({"tensor": name, "role": role, "steps": steps_text(g["step"].astype(int).tolist()),
-                                    "step_range": [int(g["step"].min()), int(g["step"].max())],
-                                    "variance": extreme})
+                    tensors.append(
+                        {
+                            "tensor": name,
+                            "role": role,
+                            "steps": steps_text(g["step"].astype(int).tolist()),
+                            "step_range": [int(g["step"].min()), int(g["step"].max())],
+                            "variance": extreme,
+                        }
+                    )
                 first = tensors[0]
-                findings.append(self.finding(
-                    title=f"{worker}: variance too {kind} in {len(tensors)} tensor{'s' if len(tensors) != 1 else ''} ({first['tensor']})",
-                    message="; ".join(f"{x['role']} {x['tensor']} variance {x['variance']:.3g} "
-                                      f"{'>' if kind == 'high' else '<'} {limit:g} at steps {x['steps']}" for x in tensors[:5]),
-                    evidence={"worker": worker, "kind": kind, "threshold": limit, "tensors": tensors[:20], "count": len(tensors),
-                              "step_range": [int(hit["step"].min()), int(hit["step"].max())]},
-                    where=f"{worker} {first['tensor']}",
-                ))
+                findings.append(
+                    self.finding(
+                        title=f"{worker}: variance too {kind} in {len(tensors)} tensor{'s' if len(tensors) != 1 else ''} ({first['tensor']})",
+                        message="; ".join(
+                            f"{x['role']} {x['tensor']} variance {x['variance']:.3g} "
+                            f"{'>' if kind == 'high' else '<'} {limit:g} at steps {x['steps']}"
+                            for x in tensors[:5]
+                        ),
+                        evidence={
+                            "worker": worker,
+                            "kind": kind,
+                            "threshold": limit,
+                            "tensors": tensors[:20],
+                            "count": len(tensors),
+                            "step_range": [int(hit["step"].min()), int(hit["step"].max())],
+                        },
+                        where=f"{worker} {first['tensor']}",
+                    )
+                )
         return findings

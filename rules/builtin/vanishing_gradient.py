@@ -15,7 +15,11 @@ if TYPE_CHECKING:
 
 
 class VanishingGradientParams(RuleParams):
-    threshold: float = Field(0.0000001, ge=0, description="A gradient whose elements' mean absolute value is below this has vanished (judged by their root mean square, norm/sqrt(numel), which bounds it from above).")
+    threshold: float = Field(
+        0.0000001,
+        ge=0,
+        description="A gradient whose elements' mean absolute value is below this has vanished (judged by their root mean square, norm/sqrt(numel), which bounds it from above).",
+    )
 
 
 class VanishingGradient(TrainingRule):
@@ -25,7 +29,9 @@ class VanishingGradient(TrainingRule):
         "SageMaker Debugger's built-in, per worker and parameter: the gradient's root mean square "
         "(norm / sqrt(numel)) below `threshold` at a recorded step."
     )
-    why: ClassVar[str] = "Layers whose gradients vanish stop learning: typically the early layers of a deep sigmoid/tanh network."
+    why: ClassVar[str] = (
+        "Layers whose gradients vanish stop learning: typically the early layers of a deep sigmoid/tanh network."
+    )
     recommendation: ClassVar[str] = (
         "Use ReLU-family activations, residual connections or normalisation layers, a better "
         "initialisation (Kaiming/Xavier), or a shallower network."
@@ -46,18 +52,34 @@ class VanishingGradient(TrainingRule):
                 low = lg[lg["rms"] < params.threshold]
                 if low.empty:
                     continue
-                layers.append({"tensor": name, "steps": steps_text(low["step"].astype(int).tolist()),
-                               "step_range": [int(low["step"].min()), int(low["step"].max())],
-                               "max_rms": float(low["rms"].max()), "recorded_steps": len(lg)})
+                layers.append(
+                    {
+                        "tensor": name,
+                        "steps": steps_text(low["step"].astype(int).tolist()),
+                        "step_range": [int(low["step"].min()), int(low["step"].max())],
+                        "max_rms": float(low["rms"].max()),
+                        "recorded_steps": len(lg),
+                    }
+                )
             if not layers:
                 continue
-            names = ", ".join(layer["tensor"] for layer in layers[:5]) + (" ..." if len(layers) > 5 else "")
-            findings.append(self.finding(
-                title=f"{worker}: gradients vanish in {len(layers)} of {wg['name'].nunique()} parameters",
-                message=f"gradient RMS below {params.threshold:g} for {names}",
-                evidence={"worker": worker, "threshold": params.threshold, "layers": layers,
-                          "step_range": [min(layer["step_range"][0] for layer in layers),
-                                         max(layer["step_range"][1] for layer in layers)]},
-                where=f"{worker} {layers[0]['tensor']}",
-            ))
+            names = ", ".join(layer["tensor"] for layer in layers[:5]) + (
+                " ..." if len(layers) > 5 else ""
+            )
+            findings.append(
+                self.finding(
+                    title=f"{worker}: gradients vanish in {len(layers)} of {wg['name'].nunique()} parameters",
+                    message=f"gradient RMS below {params.threshold:g} for {names}",
+                    evidence={
+                        "worker": worker,
+                        "threshold": params.threshold,
+                        "layers": layers,
+                        "step_range": [
+                            min(layer["step_range"][0] for layer in layers),
+                            max(layer["step_range"][1] for layer in layers),
+                        ],
+                    },
+                    where=f"{worker} {layers[0]['tensor']}",
+                )
+            )
         return findings

@@ -36,10 +36,24 @@ SMALL_NOT_APPLIED = (
 
 
 class WeightUpdateRatioParams(RuleParams):
-    num_steps: int | None = Field(None, ge=1, description="Compare the weights at step s with a saved step >= s − num_steps (unset: the immediately previous saved step, however far back).")
-    large_threshold: float = Field(10.0, ge=0, description="An update ratio ‖Δw‖/(‖w‖+ε) above this is too large.")
-    small_threshold: float = Field(0.00000001, ge=0, description="An update ratio below this is too small (the weight does not move).")
-    epsilon: float = Field(0.000000001, ge=0, description="Added to ‖w‖ in the ratio's denominator, so a zero weight does not divide by zero.")
+    num_steps: int | None = Field(
+        None,
+        ge=1,
+        description="Compare the weights at step s with a saved step >= s − num_steps (unset: the immediately previous saved step, however far back).",
+    )
+    large_threshold: float = Field(
+        10.0, ge=0, description="An update ratio ‖Δw‖/(‖w‖+ε) above this is too large."
+    )
+    small_threshold: float = Field(
+        0.00000001,
+        ge=0,
+        description="An update ratio below this is too small (the weight does not move).",
+    )
+    epsilon: float = Field(
+        0.000000001,
+        ge=0,
+        description="Added to ‖w‖ in the ratio's denominator, so a zero weight does not divide by zero.",
+    )
 
 
 class WeightUpdateRatio(TrainingRule):
@@ -51,7 +65,9 @@ class WeightUpdateRatio(TrainingRule):
         "`small_threshold`. Recorded one-step ratios are judged both ways; from weight norms alone only "
         "`large_threshold` (their difference bounds ‖Δw‖ from below)."
     )
-    why: ClassVar[str] = "Very large updates throw weights away from any optimum; updates near zero mean the weights do not learn."
+    why: ClassVar[str] = (
+        "Very large updates throw weights away from any optimum; updates near zero mean the weights do not learn."
+    )
     recommendation: ClassVar[str] = (
         "Tune the learning rate (updates of about 1e-3 of the weights are typical), check for a zero "
         "learning rate or frozen parameters, and clip gradients against spikes."
@@ -66,30 +82,52 @@ class WeightUpdateRatio(TrainingRule):
         if recorded.empty and bounds.empty:
             if params.num_steps is not None and _has_weight_norms(job.training_tensors()):
                 return f"no weight has two saved steps within num_steps {params.num_steps}"
-            return no_data(job, "update ratios or weight norms at two saved steps (recorded by `stepscope run --health`, "
-                                "as `update_ratio/<param>` scalars, or as weights)")
+            return no_data(
+                job,
+                "update ratios or weight norms at two saved steps (recorded by `stepscope run --health`, "
+                "as `update_ratio/<param>` scalars, or as weights)",
+            )
         findings: list[Finding] = []
         workers = sorted({*recorded["worker_label"], *bounds["worker_label"]})
         for worker in workers:
             wr = recorded[recorded["worker_label"] == worker]
             wb = bounds[bounds["worker_label"] == worker]
-            large = _hits(wr, wb, wr["ratio"] > params.large_threshold, wb["ratio"] > params.large_threshold)
+            large = _hits(
+                wr, wb, wr["ratio"] > params.large_threshold, wb["ratio"] > params.large_threshold
+            )
             small = wr[wr["ratio"] < params.small_threshold]
-            for kind, hit, limit in (("large", large, params.large_threshold), ("small", small, params.small_threshold)):
+            for kind, hit, limit in (
+                ("large", large, params.large_threshold),
+                ("small", small, params.small_threshold),
+            ):
                 if hit.empty:
                     continue
-                findings.append(self._finding(worker, kind, hit, limit, params, judged_by_norms=not wb.empty))
+                findings.append(
+                    self._finding(worker, kind, hit, limit, params, judged_by_norms=not wb.empty)
+                )
         return findings
 
-    def _finding(self, worker: str, kind: str, hit: pd.DataFrame, limit: float, params: WeightUpdateRatioParams,
-                 judged_by_norms: bool) -> Finding:
+    def _finding(
+        self,
+        worker: str,
+        kind: str,
+        hit: pd.DataFrame,
+        limit: float,
+        params: WeightUpdateRatioParams,
+        judged_by_norms: bool,
+    ) -> Finding:
         names = list(dict.fromkeys(hit["name"].astype(str)))
         steps = sorted({int(s) for s in hit["step"]})
         evidence: dict[str, Any] = {
-            "worker": worker, "kind": kind, "threshold": limit, "tensors": names[:20],
-            "step_range": [steps[0], steps[-1]], "steps": len(steps),
+            "worker": worker,
+            "kind": kind,
+            "threshold": limit,
+            "tensors": names[:20],
+            "step_range": [steps[0], steps[-1]],
+            "steps": len(steps),
             "extreme_ratio": float(hit["ratio"].max() if kind == "large" else hit["ratio"].min()),
-            "compared_with": sorted({int(s) for s in hit["prev_step"]})[:20], "epsilon": params.epsilon,
+            "compared_with": sorted({int(s) for s in hit["prev_step"]})[:20],
+            "epsilon": params.epsilon,
             "num_steps": params.num_steps,
         }
         if judged_by_norms:
@@ -106,10 +144,14 @@ class WeightUpdateRatio(TrainingRule):
 
 
 def _has_weight_norms(tensors: pd.DataFrame) -> bool:
-    return not tensors.empty and bool(((tensors["role"] == "weight") & tensors["norm"].notna()).any())
+    return not tensors.empty and bool(
+        ((tensors["role"] == "weight") & tensors["norm"].notna()).any()
+    )
 
 
-def _hits(recorded: pd.DataFrame, bounds: pd.DataFrame, rmask: pd.Series, bmask: pd.Series) -> pd.DataFrame:
+def _hits(
+    recorded: pd.DataFrame, bounds: pd.DataFrame, rmask: pd.Series, bmask: pd.Series
+) -> pd.DataFrame:
     import pandas as pd
 
     parts = [f for f in (recorded[rmask], bounds[bmask]) if not f.empty]
@@ -125,9 +167,15 @@ def _recorded_ratios(u: pd.DataFrame, tensors: pd.DataFrame, epsilon: float) -> 
     u = u[u["ratio"].notna()] if not u.empty else u
     if u.empty:
         return pd.DataFrame(columns=cols)
-    w = tensors[(tensors["role"] == "weight") & tensors["norm"].notna()] if not tensors.empty else tensors
+    w = (
+        tensors[(tensors["role"] == "weight") & tensors["norm"].notna()]
+        if not tensors.empty
+        else tensors
+    )
     if not w.empty:
-        norms = w.drop_duplicates(["worker_label", "name", "step"], keep="last")[["worker_label", "name", "step", "norm"]]
+        norms = w.drop_duplicates(["worker_label", "name", "step"], keep="last")[
+            ["worker_label", "name", "step", "norm"]
+        ]
         u = u.merge(norms, on=["worker_label", "name", "step"], how="left")
         norm = u["norm"].astype(float)
         scaled = u["ratio"] * norm / (norm + epsilon)
@@ -135,13 +183,19 @@ def _recorded_ratios(u: pd.DataFrame, tensors: pd.DataFrame, epsilon: float) -> 
     return u.assign(prev_step=u["step"].astype(int) - 1)[cols]
 
 
-def _norm_bounds(tensors: pd.DataFrame, recorded: pd.DataFrame, params: WeightUpdateRatioParams) -> pd.DataFrame:
+def _norm_bounds(
+    tensors: pd.DataFrame, recorded: pd.DataFrame, params: WeightUpdateRatioParams
+) -> pd.DataFrame:
     """|‖w_s‖ − ‖w_p‖| / (‖w_p‖ + ε) per parameter without recorded ratios, p the newest
     saved step before s (and >= s − num_steps when set)."""
     import pandas as pd
 
     cols = ["worker_label", "name", "step", "prev_step", "ratio"]
-    w = tensors[(tensors["role"] == "weight") & tensors["norm"].notna()] if not tensors.empty else tensors
+    w = (
+        tensors[(tensors["role"] == "weight") & tensors["norm"].notna()]
+        if not tensors.empty
+        else tensors
+    )
     if w.empty:
         return pd.DataFrame(columns=cols)
     have = set(zip(recorded["worker_label"], recorded["name"], strict=True))
@@ -154,8 +208,18 @@ def _norm_bounds(tensors: pd.DataFrame, recorded: pd.DataFrame, params: WeightUp
         norms = g["norm"].astype(float).tolist()
         for i in range(1, len(steps)):
             denominator = norms[i - 1] + params.epsilon
-            if denominator <= 0 or (params.num_steps is not None and steps[i - 1] < steps[i] - params.num_steps):
+            if denominator <= 0 or (
+                params.num_steps is not None and steps[i - 1] < steps[i] - params.num_steps
+            ):
                 continue
             ratio = abs(norms[i] - norms[i - 1]) / denominator
-            rows.append({"worker_label": worker, "name": name, "step": steps[i], "prev_step": steps[i - 1], "ratio": ratio})
+            rows.append(
+                {
+                    "worker_label": worker,
+                    "name": name,
+                    "step": steps[i],
+                    "prev_step": steps[i - 1],
+                    "ratio": ratio,
+                }
+            )
     return pd.DataFrame(rows, columns=cols)

@@ -84,7 +84,10 @@ def collector_fields(
     tb = dict(tensorboard) if tensorboard else tensorboard_fields(ruleset, s3_output_path)
     argv = [str(a) for a in entrypoint]
     if not is_launcher_command(argv):
-        argv = [*launcher_command(out_dir_of(tb), ruleset.profiler.system_monitor_interval_millis), *argv]
+        argv = [
+            *launcher_command(out_dir_of(tb), ruleset.profiler.system_monitor_interval_millis),
+            *argv,
+        ]
     return {"AlgorithmSpecification": {"ContainerEntrypoint": argv}, "TensorBoardOutputConfig": tb}
 
 
@@ -130,7 +133,9 @@ def apply_to_request(
             # the request's own Debugger rules stay; a same-named one is replaced by stepscope's
             ours = fields.get(name, [])
             names = {r["RuleConfigurationName"] for r in ours}
-            merged = [r for r in out.get(name) or [] if r.get("RuleConfigurationName") not in names] + ours
+            merged = [
+                r for r in out.get(name) or [] if r.get("RuleConfigurationName") not in names
+            ] + ours
             if merged:
                 out[name] = merged
             continue
@@ -161,11 +166,15 @@ def _with_collectors(
             hint="pass entrypoint=[...] (CLI: --entrypoint 'python train.py'), or debugger=True (--debugger)",
         )
     if isinstance(command, str) or not all(isinstance(a, str) for a in command):
-        raise AttachError("ContainerEntrypoint must be a list of strings",
-                          hint='e.g. ["python", "train.py"]')
+        raise AttachError(
+            "ContainerEntrypoint must be a list of strings", hint='e.g. ["python", "train.py"]'
+        )
     fields = collector_fields(rs, output, command, request.get("TensorBoardOutputConfig"))
     out = copy.deepcopy(dict(request))
-    out["AlgorithmSpecification"] = {**copy.deepcopy(dict(spec)), **fields["AlgorithmSpecification"]}
+    out["AlgorithmSpecification"] = {
+        **copy.deepcopy(dict(spec)),
+        **fields["AlgorithmSpecification"],
+    }
     out["TensorBoardOutputConfig"] = fields["TensorBoardOutputConfig"]
     return out
 

@@ -106,20 +106,24 @@ def build_collector_wheel(dest: str | os.PathLike[str]) -> Path:
     """Write the collector-only wheel into ``dest`` (made if missing); returns its path."""
     version = collector_version()
     dist_info = f"{COLLECTOR_DIST.replace('-', '_')}-{version}.dist-info"
-    metadata = "".join([
-        "Metadata-Version: 2.1\n",
-        f"Name: {COLLECTOR_DIST}\n",
-        f"Version: {version}\n",
-        "Summary: stepscope's training-side collectors only (stepscope run's launcher, system sampler, trace recorder)\n",
-        "License: Apache-2.0\n",
-        "Requires-Python: >=3.10\n",
-        *(f"Requires-Dist: {name}\n" for name in COLLECTOR_REQUIRES),
-    ])
+    metadata = "".join(
+        [
+            "Metadata-Version: 2.1\n",
+            f"Name: {COLLECTOR_DIST}\n",
+            f"Version: {version}\n",
+            "Summary: stepscope's training-side collectors only (stepscope run's launcher, system sampler, trace recorder)\n",
+            "License: Apache-2.0\n",
+            "Requires-Python: >=3.10\n",
+            *(f"Requires-Dist: {name}\n" for name in COLLECTOR_REQUIRES),
+        ]
+    )
     wheel_meta = "Wheel-Version: 1.0\nGenerator: stepscope attach\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
-    entries = [*_collector_files(),
-               (f"{dist_info}/METADATA", metadata.encode()),
-               (f"{dist_info}/WHEEL", wheel_meta.encode()),
-               (f"{dist_info}/top_level.txt", b"stepscope\n")]
+    entries = [
+        *_collector_files(),
+        (f"{dist_info}/METADATA", metadata.encode()),
+        (f"{dist_info}/WHEEL", wheel_meta.encode()),
+        (f"{dist_info}/top_level.txt", b"stepscope\n"),
+    ]
     record = io.StringIO()
     writer = csv.writer(record, lineterminator="\n")
     for name, data in entries:
@@ -150,7 +154,16 @@ def image_install_commands(wheel: str | None = None) -> list[str]:
 
 def launcher_command(out_dir: str, interval_ms: int, python: str = "python") -> list[str]:
     """The prefix that runs a command under the collectors (up to and with ``--``)."""
-    return [python, "-m", LAUNCHER_MODULE, "--out", out_dir, "--interval-ms", str(interval_ms), "--"]
+    return [
+        python,
+        "-m",
+        LAUNCHER_MODULE,
+        "--out",
+        out_dir,
+        "--interval-ms",
+        str(interval_ms),
+        "--",
+    ]
 
 
 def is_launcher_command(argv: Sequence[str]) -> bool:
@@ -289,10 +302,17 @@ def stage_source(
     if source_dir is not None:
         src = Path(source_dir)
         if not src.is_dir():
-            raise AttachError(f"source_dir {str(source_dir)!r} is not a local folder",
-                              hint="give a local source_dir, or attach with debugger=True (--debugger)")
-        shutil.copytree(src, staged, dirs_exist_ok=True, symlinks=True,
-                        ignore=shutil.ignore_patterns("__pycache__", ".git"))
+            raise AttachError(
+                f"source_dir {str(source_dir)!r} is not a local folder",
+                hint="give a local source_dir, or attach with debugger=True (--debugger)",
+            )
+        shutil.copytree(
+            src,
+            staged,
+            dirs_exist_ok=True,
+            symlinks=True,
+            ignore=shutil.ignore_patterns("__pycache__", ".git"),
+        )
         entry_rel = entry_point
     elif entry_point is not None:
         entry_file = Path(entry_point)
@@ -306,9 +326,13 @@ def stage_source(
         if Path(entry_rel).name == ENTRY_SHIM:
             raise AttachError(f"the entry point is already stepscope's {ENTRY_SHIM}")
         if (staged / ENTRY_SHIM).exists():
-            raise AttachError(f"source_dir already has a file named {ENTRY_SHIM}, which stepscope writes",
-                              hint="rename it")
-        (staged / ENTRY_SHIM).write_text(entry_shim(entry_rel, out_dir, interval_ms), encoding="utf-8")
+            raise AttachError(
+                f"source_dir already has a file named {ENTRY_SHIM}, which stepscope writes",
+                hint="rename it",
+            )
+        (staged / ENTRY_SHIM).write_text(
+            entry_shim(entry_rel, out_dir, interval_ms), encoding="utf-8"
+        )
     wheel = build_collector_wheel(staged)
     req = staged / requirements
     lines = req.read_text(encoding="utf-8") if req.is_file() else ""
@@ -318,5 +342,9 @@ def stage_source(
     # pip reads a local path in a requirements file relative to its working directory, which
     # both SDKs' containers set to the code folder (where the wheel is)
     req.write_text(lines + f"./{wheel.name}\n", encoding="utf-8")
-    return StagedSource(source_dir=staged, entry_point=ENTRY_SHIM if entry_rel is not None else "",
-                        requirements=requirements, wheel=wheel)
+    return StagedSource(
+        source_dir=staged,
+        entry_point=ENTRY_SHIM if entry_rel is not None else "",
+        requirements=requirements,
+        wheel=wheel,
+    )

@@ -211,7 +211,11 @@ def rule_arguments(ruleset: RuleSet) -> dict[str, dict[str, Any]]:
     all of them as ``<Rule>_<param>`` overrides, so its report uses the same thresholds.
     """
     check_ruleset(ruleset)
-    builtin = {n: v for n, v in ruleset.rules.items() if CATALOG[n].sagemaker_builtin and n != ProfilerReport.id}
+    builtin = {
+        n: v
+        for n, v in ruleset.rules.items()
+        if CATALOG[n].sagemaker_builtin and n != ProfilerReport.id
+    }
     out: dict[str, dict[str, Any]] = {}
     for name in ruleset.sagemaker_rules():
         if name == ProfilerReport.id:
@@ -255,7 +259,11 @@ def profiler_rule_configurations(
                 f"rule {name} would get {len(parameters)} RuleParameters; SageMaker accepts at most {_MAX_RULE_PARAMETERS}"
             )
         configs.append(
-            {"RuleConfigurationName": name, "RuleEvaluatorImage": image, "RuleParameters": parameters}
+            {
+                "RuleConfigurationName": name,
+                "RuleEvaluatorImage": image,
+                "RuleParameters": parameters,
+            }
         )
     return configs
 
@@ -278,7 +286,9 @@ def training_rule_arguments(ruleset: RuleSet) -> dict[str, dict[str, Any]]:
         if kwargs is not None:
             out[name] = kwargs
     if len(out) > _MAX_RULES:
-        raise AttachError(f"{len(out)} Debugger training rules; SageMaker accepts at most {_MAX_RULES}")
+        raise AttachError(
+            f"{len(out)} Debugger training rules; SageMaker accepts at most {_MAX_RULES}"
+        )
     return out
 
 
@@ -290,10 +300,14 @@ def training_hook_collections(ruleset: RuleSet) -> list[str]:
     names = list(ruleset.profiler.hook_collections)
     for name, kwargs in training_rule_arguments(ruleset).items():
         names += list(getattr(CATALOG[name], "debugger_collections", ()))
-        names += [c.strip() for c in str(kwargs.get("collection_names") or "").split(",") if c.strip()]
+        names += [
+            c.strip() for c in str(kwargs.get("collection_names") or "").split(",") if c.strip()
+        ]
     out = list(dict.fromkeys(names))
     if len(out) > _MAX_COLLECTIONS:
-        raise AttachError(f"the Debugger hook would save {len(out)} collections; SageMaker accepts at most {_MAX_COLLECTIONS}")
+        raise AttachError(
+            f"the Debugger hook would save {len(out)} collections; SageMaker accepts at most {_MAX_COLLECTIONS}"
+        )
     return out
 
 
@@ -311,7 +325,11 @@ def debug_rule_configurations(
         parameters = {k: _param_string(v) for k, v in kwargs.items()}
         parameters["rule_to_invoke"] = name
         configs.append(
-            {"RuleConfigurationName": name, "RuleEvaluatorImage": image, "RuleParameters": parameters}
+            {
+                "RuleConfigurationName": name,
+                "RuleEvaluatorImage": image,
+                "RuleParameters": parameters,
+            }
         )
     return configs
 
@@ -352,7 +370,11 @@ def tensorboard_output_config(ruleset: RuleSet, s3_output_path: str) -> dict[str
 
 
 def build_fields(
-    ruleset: RuleSet, region: str | None, s3_output_path: str | None, *, rule_image: str | None = None
+    ruleset: RuleSet,
+    region: str | None,
+    s3_output_path: str | None,
+    *,
+    rule_image: str | None = None,
 ) -> dict[str, Any]:
     """Every CreateTrainingJob field stepscope sets, PascalCase as the API names them.
 
@@ -383,4 +405,3 @@ def build_fields(
     if tensorboard is not None:
         fields["TensorBoardOutputConfig"] = tensorboard
     return fields
-

@@ -56,7 +56,13 @@ from stepscope.attach.common import (
     training_rule_arguments,
 )
 
-__all__ = ["SUPPORTED", "attach_to_estimator", "debugger_rule_collections", "is_v3_object", "rule_configs_name"]
+__all__ = [
+    "SUPPORTED",
+    "attach_to_estimator",
+    "debugger_rule_collections",
+    "is_v3_object",
+    "rule_configs_name",
+]
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +74,8 @@ def is_v3_object(obj: Any) -> bool:
     """A SageMaker SDK v3 ``ModelTrainer`` (or SDK v2's own ``sagemaker.modules``
     ModelTrainer), recognised by class without importing either SDK."""
     return any(
-        cls.__name__ == "ModelTrainer" and cls.__module__.startswith(("sagemaker.train", "sagemaker.modules"))
+        cls.__name__ == "ModelTrainer"
+        and cls.__module__.startswith(("sagemaker.train", "sagemaker.modules"))
         for cls in type(obj).__mro__
     )
 
@@ -137,28 +144,42 @@ def _attach_collectors(estimator: Any, rs: RuleSet, command: Sequence[str] | Non
     sm_debugger: Any = importlib.import_module("sagemaker.debugger")
     interval = rs.profiler.system_monitor_interval_millis
     tb = estimator.tensorboard_output_config
-    out_dir = (getattr(tb, "container_local_output_path", None) if tb else None) or TENSORBOARD_LOCAL_PATH
+    out_dir = (
+        getattr(tb, "container_local_output_path", None) if tb else None
+    ) or TENSORBOARD_LOCAL_PATH
     entry = estimator.entry_point
     if entry is not None:
         if getattr(estimator, "git_config", None):
-            raise AttachError("attach_to_estimator() cannot stage code from git_config for the collectors",
-                              hint="clone it and pass a local source_dir, or attach with debugger=True")
+            raise AttachError(
+                "attach_to_estimator() cannot stage code from git_config for the collectors",
+                hint="clone it and pass a local source_dir, or attach with debugger=True",
+            )
         source = estimator.source_dir
-        if source is not None and (not isinstance(source, str | os.PathLike) or str(source).startswith("s3://")):
-            raise AttachError(f"source_dir {source!r} is not a local folder, so the collector cannot be added to it",
-                              hint="pass a local source_dir, or attach with debugger=True (--debugger)")
+        if source is not None and (
+            not isinstance(source, str | os.PathLike) or str(source).startswith("s3://")
+        ):
+            raise AttachError(
+                f"source_dir {source!r} is not a local folder, so the collector cannot be added to it",
+                hint="pass a local source_dir, or attach with debugger=True (--debugger)",
+            )
         if command is not None:
-            raise AttachError("command= is for estimators without an entry point; this one runs "
-                              f"{entry!r}", hint="drop command=")
+            raise AttachError(
+                f"command= is for estimators without an entry point; this one runs {entry!r}",
+                hint="drop command=",
+            )
         staged = stage_source(source, str(entry), out_dir=out_dir, interval_ms=interval)
-        log.info("stepscope: staged %s with the collector in %s", source or entry, staged.source_dir)
+        log.info(
+            "stepscope: staged %s with the collector in %s", source or entry, staged.source_dir
+        )
         estimator.source_dir = str(staged.source_dir)
         estimator.entry_point = staged.entry_point
     else:
         own = getattr(estimator, "container_entry_point", None)
         if own and command:
-            raise AttachError("the estimator has a container_entry_point and command= was given too",
-                              hint="pass one of them")
+            raise AttachError(
+                "the estimator has a container_entry_point and command= was given too",
+                hint="pass one of them",
+            )
         argv = list(own or command or [])
         if not argv:
             raise AttachError(
@@ -177,7 +198,8 @@ def _attach_collectors(estimator: Any, rs: RuleSet, command: Sequence[str] | Non
     if not tb:
         fields = tensorboard_fields(rs, rs.profiler.s3_output_path or _output_base(estimator))
         estimator.tensorboard_output_config = sm_debugger.TensorBoardOutputConfig(
-            s3_output_path=fields["S3OutputPath"], container_local_output_path=fields["LocalPath"],
+            s3_output_path=fields["S3OutputPath"],
+            container_local_output_path=fields["LocalPath"],
         )
     return estimator
 
@@ -198,7 +220,11 @@ def _attach_debugger(estimator: Any, rs: RuleSet) -> Any:
     training = training_rule_arguments(rs)
     if region is not None and training:
         rule_evaluator_image(region)
-    kept = [r for r in (estimator.rules or []) if not isinstance(r, ProfilerRule) and getattr(r, "name", None) not in training]
+    kept = [
+        r
+        for r in (estimator.rules or [])
+        if not isinstance(r, ProfilerRule) and getattr(r, "name", None) not in training
+    ]
     kept += [_debugger_rule(debugger, name, kwargs) for name, kwargs in training.items()]
     if settings.disable_profiler:
         estimator.disable_profiler = True
@@ -237,7 +263,9 @@ def _rule_factory(rule_configs: Any, name: str) -> Any:
     factory = getattr(rule_configs, name, None)
     if factory is None:
         with contextlib.suppress(ImportError):
-            factory = getattr(importlib.import_module("smdebug_rulesconfig.profiler_rules.rules"), name, None)
+            factory = getattr(
+                importlib.import_module("smdebug_rulesconfig.profiler_rules.rules"), name, None
+            )
     return factory
 
 
@@ -294,7 +322,9 @@ def _debugger_rule(debugger: Any, name: str, kwargs: dict[str, Any]) -> Any:
     return debugger.Rule.sagemaker(
         base_config=factory(),
         rule_parameters={k: str(v) for k, v in kwargs.items()},
-        collections_to_save=[_collection(debugger, c) for c in debugger_rule_collections(name, kwargs)],
+        collections_to_save=[
+            _collection(debugger, c) for c in debugger_rule_collections(name, kwargs)
+        ],
     )
 
 

@@ -92,7 +92,9 @@ def _sdk_v3() -> tuple[Any, Any, Any]:
         try:
             version = importlib.metadata.version("sagemaker")
         except importlib.metadata.PackageNotFoundError:
-            raise AttachError("the SageMaker Python SDK is not installed", hint=_INSTALL_HINT) from None
+            raise AttachError(
+                "the SageMaker Python SDK is not installed", hint=_INSTALL_HINT
+            ) from None
         raise AttachError(
             f"train_with_profiling() needs SageMaker SDK v3, but sagemaker {version} is installed",
             hint="with SDK v2 use stepscope.attach.sdk_v2.attach_to_estimator(estimator) before fit()",
@@ -159,7 +161,11 @@ def _shapes(fields: dict[str, Any]) -> dict[str, Any]:
             collection_configurations=[
                 shapes.CollectionConfiguration(
                     collection_name=c["CollectionName"],
-                    **({"collection_parameters": dict(c["CollectionParameters"])} if "CollectionParameters" in c else {}),
+                    **(
+                        {"collection_parameters": dict(c["CollectionParameters"])}
+                        if "CollectionParameters" in c
+                        else {}
+                    ),
                 )
                 for c in hook["CollectionConfigurations"]
             ],
@@ -247,7 +253,9 @@ def _collector_source(model_trainer: Any, rs: RuleSet) -> Any:
         )
     source_dir = source.source_dir
     if source_dir is not None and (
-        not isinstance(source_dir, str) or source_dir.startswith("s3://") or source_dir.endswith(".tar.gz")
+        not isinstance(source_dir, str)
+        or source_dir.startswith("s3://")
+        or source_dir.endswith(".tar.gz")
     ):
         raise AttachError(
             f"SourceCode.source_dir {source_dir!r} is not a local folder, so the collector cannot be added to it",
@@ -258,18 +266,27 @@ def _collector_source(model_trainer: Any, rs: RuleSet) -> Any:
     interval = rs.profiler.system_monitor_interval_millis
     requirements = source.requirements or REQUIREMENTS
     if not isinstance(requirements, str) or requirements == "auto":
-        raise AttachError(f"SourceCode.requirements {requirements!r} is not a file stepscope can add to",
-                          hint="name a requirements file in source_dir")
+        raise AttachError(
+            f"SourceCode.requirements {requirements!r} is not a file stepscope can add to",
+            hint="name a requirements file in source_dir",
+        )
     if source.command:
         check_single_command(str(source.command), "SourceCode.command")
         command = str(source.command)
         if not is_launcher_command(command.split()):
             command = " ".join([*map(shlex.quote, launcher_command(out_dir, interval)), command])
-        staged = stage_source(source_dir, None, out_dir=out_dir, interval_ms=interval, requirements=requirements)
+        staged = stage_source(
+            source_dir, None, out_dir=out_dir, interval_ms=interval, requirements=requirements
+        )
         update: dict[str, Any] = {"command": command}
     else:
-        staged = stage_source(source_dir, str(source.entry_script), out_dir=out_dir, interval_ms=interval,
-                              requirements=requirements)
+        staged = stage_source(
+            source_dir,
+            str(source.entry_script),
+            out_dir=out_dir,
+            interval_ms=interval,
+            requirements=requirements,
+        )
         update = {"entry_script": staged.entry_point}
     update.update(source_dir=str(staged.source_dir), requirements=staged.requirements)
     log.info("stepscope: staged the source code with the collector in %s", staged.source_dir)
@@ -316,7 +333,10 @@ def train_with_profiling(
     rules, hook and TensorBoard config); returns the ``sagemaker.core.resources.TrainingJob``."""
     _, training_job = _check_trainer(model_trainer)
     request = profiling_arguments(
-        model_trainer, ruleset, rules_file=rules_file, input_data_config=input_data_config,
+        model_trainer,
+        ruleset,
+        rules_file=rules_file,
+        input_data_config=input_data_config,
         debugger=debugger,
     )
     log.info("Training Job Name: %s", request.get("training_job_name"))

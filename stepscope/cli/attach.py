@@ -44,16 +44,20 @@ from stepscope.attach.sdk_v2 import debugger_rule_collections, rule_configs_name
 from stepscope.cli.common import Command, user_errors
 from stepscope.report.rule_info import in_rule_configs
 
-__all__ = ["attach_command", "v2_collectors_source", "v2_source", "v3_collectors_source", "v3_source"]
+__all__ = [
+    "attach_command",
+    "v2_collectors_source",
+    "v2_source",
+    "v3_collectors_source",
+    "v3_source",
+]
 
 PLACEHOLDER_S3 = "s3://YOUR-BUCKET/stepscope"
 #: what a preview shows for the job's command when --entrypoint is not given
 PLACEHOLDER_COMMAND = "<your-command>"
 PLACEHOLDER_ENTRY = "<entry_point>"
 #: The rule evaluator image a preview shows when no region is known (its account is per region).
-PLACEHOLDER_IMAGE = (
-    f"<account-of-your-region>.dkr.ecr.<your-region>.amazonaws.com/{RULE_EVALUATOR_REPOSITORY}:{RULE_EVALUATOR_TAG}"
-)
+PLACEHOLDER_IMAGE = f"<account-of-your-region>.dkr.ecr.<your-region>.amazonaws.com/{RULE_EVALUATOR_REPOSITORY}:{RULE_EVALUATOR_TAG}"
 DEFAULT_RULES = "<defaults>"  # RuleSet.source without a rule file
 
 USAGE = """\
@@ -81,25 +85,63 @@ To write the collector wheel (for an image of your own):  stepscope attach --whe
 
 
 @click.command("attach", cls=Command)
-@click.option("--print", "show", is_flag=True, help="Print what would be attached (nothing is launched).")
-@click.option("--sdk", type=click.Choice(["boto3", "v2", "v3"]), default="boto3", show_default=True,
-              help="Show it as CreateTrainingJob JSON (boto3) or as SDK v2 / v3 Python.")
-@click.option("--rules", "rules_file", type=click.Path(dir_okay=False), default=None,
-              help="Rule file (default: stepscope's built-in defaults).")
-@click.option("--region", default=None,
-              help="Region of the rule evaluator image (default: AWS_DEFAULT_REGION / profile).")
-@click.option("--s3-output-path", default=None,
-              help="Job output base for profiler/TensorBoard output (default: [profiler] s3_output_path).")
-@click.option("--debugger", is_flag=True,
-              help="Show SageMaker Debugger's ProfilerConfig and rule containers instead of stepscope's collectors.")
-@click.option("--entrypoint", default=None, metavar="COMMAND",
-              help="The job's command (boto3: the ContainerEntrypoint, e.g. 'python train.py'; v2/v3: the entry point script).")
-@click.option("--wheel", "wheel_dir", type=click.Path(file_okay=False), default=None, metavar="DIR",
-              help="Write the collector wheel into DIR (for an image of your own).")
+@click.option(
+    "--print", "show", is_flag=True, help="Print what would be attached (nothing is launched)."
+)
+@click.option(
+    "--sdk",
+    type=click.Choice(["boto3", "v2", "v3"]),
+    default="boto3",
+    show_default=True,
+    help="Show it as CreateTrainingJob JSON (boto3) or as SDK v2 / v3 Python.",
+)
+@click.option(
+    "--rules",
+    "rules_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Rule file (default: stepscope's built-in defaults).",
+)
+@click.option(
+    "--region",
+    default=None,
+    help="Region of the rule evaluator image (default: AWS_DEFAULT_REGION / profile).",
+)
+@click.option(
+    "--s3-output-path",
+    default=None,
+    help="Job output base for profiler/TensorBoard output (default: [profiler] s3_output_path).",
+)
+@click.option(
+    "--debugger",
+    is_flag=True,
+    help="Show SageMaker Debugger's ProfilerConfig and rule containers instead of stepscope's collectors.",
+)
+@click.option(
+    "--entrypoint",
+    default=None,
+    metavar="COMMAND",
+    help="The job's command (boto3: the ContainerEntrypoint, e.g. 'python train.py'; v2/v3: the entry point script).",
+)
+@click.option(
+    "--wheel",
+    "wheel_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    metavar="DIR",
+    help="Write the collector wheel into DIR (for an image of your own).",
+)
 @user_errors
-def attach_command(show: bool, sdk: str, rules_file: str | None, region: str | None,
-                   s3_output_path: str | None, debugger: bool, entrypoint: str | None,
-                   wheel_dir: str | None) -> None:
+def attach_command(
+    show: bool,
+    sdk: str,
+    rules_file: str | None,
+    region: str | None,
+    s3_output_path: str | None,
+    debugger: bool,
+    entrypoint: str | None,
+    wheel_dir: str | None,
+) -> None:
     """Show what attaching puts on SageMaker jobs: stepscope's collectors, or Debugger's fields.
 
     A preview needs no AWS configuration: without a region the rule image is a marked
@@ -107,17 +149,26 @@ def attach_command(show: bool, sdk: str, rules_file: str | None, region: str | N
     """
     ctx = click.get_current_context()
     if debugger and entrypoint is not None:
-        raise click.UsageError("--entrypoint is for the collectors; --debugger does not change the command", ctx=ctx)
+        raise click.UsageError(
+            "--entrypoint is for the collectors; --debugger does not change the command", ctx=ctx
+        )
     if wheel_dir is not None:
         wheel = build_collector_wheel(wheel_dir)
         click.echo(f"stepscope: wrote {wheel}" if show else str(wheel), err=show)
     if not show:
-        given = [opt for param in ctx.command.params if param.name not in (None, "show", "wheel_dir")
-                 and ctx.get_parameter_source(param.name) is not ParameterSource.DEFAULT
-                 for opt in param.opts[:1]]
+        given = [
+            opt
+            for param in ctx.command.params
+            if param.name not in (None, "show", "wheel_dir")
+            and ctx.get_parameter_source(param.name) is not ParameterSource.DEFAULT
+            for opt in param.opts[:1]
+        ]
         if given:  # `attach --sdk v2` must not print the usage text as if --sdk meant nothing
-            raise click.UsageError(f"{', '.join(given)} only change{'s' if len(given) == 1 else ''} "
-                                   "what --print shows; add --print", ctx=ctx)
+            raise click.UsageError(
+                f"{', '.join(given)} only change{'s' if len(given) == 1 else ''} "
+                "what --print shows; add --print",
+                ctx=ctx,
+            )
         if wheel_dir is None:
             click.echo(USAGE, nl=False)
         return
@@ -135,15 +186,22 @@ def attach_command(show: bool, sdk: str, rules_file: str | None, region: str | N
     else:
         text = v3_source(build_fields(rs, region, base, rule_image=image), rules_file=rs.source)
     if PLACEHOLDER_S3 in text:
-        click.echo(f"stepscope: note: no --s3-output-path or [profiler] s3_output_path; showing {PLACEHOLDER_S3}",
-                   err=True)
+        click.echo(
+            f"stepscope: note: no --s3-output-path or [profiler] s3_output_path; showing {PLACEHOLDER_S3}",
+            err=True,
+        )
     if image is not None and image in text:
-        click.echo("stepscope: note: no --region, AWS_DEFAULT_REGION or profile region; the rule image shows "
-                   "<your-region> (give --region for the real one)", err=True)
+        click.echo(
+            "stepscope: note: no --region, AWS_DEFAULT_REGION or profile region; the rule image shows "
+            "<your-region> (give --region for the real one)",
+            err=True,
+        )
     sys.stdout.write(text)
 
 
-def _print_collectors(rs: RuleSet, sdk: str, s3_output_path: str | None, entrypoint: str | None) -> None:
+def _print_collectors(
+    rs: RuleSet, sdk: str, s3_output_path: str | None, entrypoint: str | None
+) -> None:
     """Collectors mode: the fields or code on stdout; for boto3 (JSON) the mode and what to
     put into the image on stderr, as comments cannot go into JSON."""
     base = rs.profiler.s3_output_path or s3_output_path
@@ -152,20 +210,29 @@ def _print_collectors(rs: RuleSet, sdk: str, s3_output_path: str | None, entrypo
         fields = collector_fields(rs, base or PLACEHOLDER_S3, command)
         text = json.dumps(fields, indent=2) + "\n"
         wheel = collector_wheel_name()
-        click.echo("stepscope: mode: collectors (stepscope run); SageMaker Debugger's fields only with --debugger",
-                   err=True)
-        click.echo(f"stepscope: the image must contain the collector: `stepscope attach --wheel DIR` writes {wheel}; "
-                   f"Dockerfile: {' ; '.join(image_install_commands(wheel))}", err=True)
+        click.echo(
+            "stepscope: mode: collectors (stepscope run); SageMaker Debugger's fields only with --debugger",
+            err=True,
+        )
+        click.echo(
+            f"stepscope: the image must contain the collector: `stepscope attach --wheel DIR` writes {wheel}; "
+            f"Dockerfile: {' ; '.join(image_install_commands(wheel))}",
+            err=True,
+        )
         if not entrypoint:
-            click.echo(f"stepscope: note: no --entrypoint (the job's command); showing {PLACEHOLDER_COMMAND}",
-                       err=True)
+            click.echo(
+                f"stepscope: note: no --entrypoint (the job's command); showing {PLACEHOLDER_COMMAND}",
+                err=True,
+            )
     elif sdk == "v2":
         text = v2_collectors_source(rs, s3_output_path, entrypoint)
     else:
         text = v3_collectors_source(rs, s3_output_path, entrypoint)
     if PLACEHOLDER_S3 in text:
-        click.echo(f"stepscope: note: no --s3-output-path or [profiler] s3_output_path; showing {PLACEHOLDER_S3}",
-                   err=True)
+        click.echo(
+            f"stepscope: note: no --s3-output-path or [profiler] s3_output_path; showing {PLACEHOLDER_S3}",
+            err=True,
+        )
     sys.stdout.write(text)
 
 
@@ -191,13 +258,19 @@ def _collector_header(sdk: str, rs: RuleSet, call: str) -> list[str]:
     ]
 
 
-def v2_collectors_source(rs: RuleSet, s3_output_path: str | None, entry_point: str | None = None) -> str:
+def v2_collectors_source(
+    rs: RuleSet, s3_output_path: str | None, entry_point: str | None = None
+) -> str:
     """SDK v2 collectors mode: what ``attach_to_estimator`` sets, as code plus comments."""
     s3 = rs.profiler.s3_output_path or s3_output_path
     entry = entry_point or PLACEHOLDER_ENTRY
-    launcher = launcher_command(tensorboard_fields(rs, s3 or PLACEHOLDER_S3)["LocalPath"],
-                                rs.profiler.system_monitor_interval_millis)
-    mark = "" if s3 else "  # your estimator's output_path (attach_to_estimator takes it from there)"
+    launcher = launcher_command(
+        tensorboard_fields(rs, s3 or PLACEHOLDER_S3)["LocalPath"],
+        rs.profiler.system_monitor_interval_millis,
+    )
+    mark = (
+        "" if s3 else "  # your estimator's output_path (attach_to_estimator takes it from there)"
+    )
     lines = [
         *_collector_header("v2", rs, "stepscope.attach.sdk_v2.attach_to_estimator(estimator)"),
         f"# Entry point: {ENTRY_SHIM} (generated in that copy), which runs, with the hyperparameters as",
@@ -221,7 +294,9 @@ def v2_collectors_source(rs: RuleSet, s3_output_path: str | None, entry_point: s
     return "\n".join(lines) + "\n"
 
 
-def v3_collectors_source(rs: RuleSet, s3_output_path: str | None, entry_script: str | None = None) -> str:
+def v3_collectors_source(
+    rs: RuleSet, s3_output_path: str | None, entry_script: str | None = None
+) -> str:
     """SDK v3 collectors mode: what ``train_with_profiling`` changes, as code plus comments."""
     s3 = rs.profiler.s3_output_path or s3_output_path
     entry = entry_script or PLACEHOLDER_ENTRY
@@ -252,7 +327,11 @@ def v3_collectors_source(rs: RuleSet, s3_output_path: str | None, entry_script: 
 
 def _attach_call(function: str, obj: str, rules_source: str) -> str:
     """``attach_to_estimator(estimator, rules_file='rules.toml')``; no rules_file for the defaults."""
-    return f"{function}({obj})" if rules_source == DEFAULT_RULES else f"{function}({obj}, rules_file={rules_source!r})"
+    return (
+        f"{function}({obj})"
+        if rules_source == DEFAULT_RULES
+        else f"{function}({obj}, rules_file={rules_source!r})"
+    )
 
 
 def _call(name: str, kwargs: dict[str, Any], indent: str = "") -> str:
@@ -278,22 +357,33 @@ def v2_source(rs: RuleSet, s3_output_path: str | None) -> str:
         "",
     ]
     if settings.disable_profiler:
-        lines += ["disable_profiler = True", "profiler_config = ProfilerConfig(disable_profiler=True)",
-                  "rules = []"]
+        lines += [
+            "disable_profiler = True",
+            "profiler_config = ProfilerConfig(disable_profiler=True)",
+            "rules = []",
+        ]
     else:
         rule_arguments(rs)  # validate before printing
         lines += [
             "disable_profiler = False",
             # no s3_output_path unless the rule file sets one: the estimator uses its output path
-            "profiler_config = " + _call("ProfilerConfig", _set({
-                "s3_output_path": settings.s3_output_path,
-                "system_monitor_interval_millis": settings.system_monitor_interval_millis,
-            })),
+            "profiler_config = "
+            + _call(
+                "ProfilerConfig",
+                _set(
+                    {
+                        "s3_output_path": settings.s3_output_path,
+                        "system_monitor_interval_millis": settings.system_monitor_interval_millis,
+                    }
+                ),
+            ),
             "rules = [",
         ]
         for name, kwargs in rule_arguments(rs).items():
             module = "rule_configs" if in_rule_configs(name) else "profiler_rules"
-            lines.append(f"    ProfilerRule.sagemaker({_call(f'{module}.{name}', kwargs, '    ')}),")
+            lines.append(
+                f"    ProfilerRule.sagemaker({_call(f'{module}.{name}', kwargs, '    ')}),"
+            )
         lines += [
             "]",
             '# stepscope leaves unset parameters out (e.g. StepOutlier mode) rather than sending "None":',
@@ -302,21 +392,33 @@ def v2_source(rs: RuleSet, s3_output_path: str | None) -> str:
         ]
     training = training_rule_arguments(rs)
     if training:
-        lines.append("# SageMaker Debugger's training rules (their containers read the hook's tensors):")
+        lines.append(
+            "# SageMaker Debugger's training rules (their containers read the hook's tensors):"
+        )
         lines.append("rules += [")
         for name, kwargs in training.items():
-            saved = ", ".join(_collection_source(c) for c in debugger_rule_collections(name, kwargs))
-            lines.append(f"    Rule.sagemaker(rule_configs.{rule_configs_name(name)}(), "
-                         f"rule_parameters={ {k: str(v) for k, v in kwargs.items()}!r}, collections_to_save=[{saved}]),")
+            saved = ", ".join(
+                _collection_source(c) for c in debugger_rule_collections(name, kwargs)
+            )
+            lines.append(
+                f"    Rule.sagemaker(rule_configs.{rule_configs_name(name)}(), "
+                f"rule_parameters={ {k: str(v) for k, v in kwargs.items()}!r}, collections_to_save=[{saved}]),"
+            )
         lines.append("]")
     if settings.debugger_hook:
         collections = ", ".join(_collection_source(c) for c in training_hook_collections(rs))
         where = f"s3_output_path={settings.s3_output_path!r}, " if settings.s3_output_path else ""
-        lines.append(f"debugger_hook_config = DebuggerHookConfig({where}collection_configs=[{collections}])")
+        lines.append(
+            f"debugger_hook_config = DebuggerHookConfig({where}collection_configs=[{collections}])"
+        )
     else:
         lines.append("debugger_hook_config = False")
     if settings.tensorboard_output:
-        mark = "" if s3 else "  # your estimator's output_path (attach_to_estimator takes it from there)"
+        mark = (
+            ""
+            if s3
+            else "  # your estimator's output_path (attach_to_estimator takes it from there)"
+        )
         lines.append(
             "tensorboard_output_config = TensorBoardOutputConfig(\n"
             f"    s3_output_path={s3 or PLACEHOLDER_S3!r},{mark}\n"
@@ -337,7 +439,11 @@ def v2_source(rs: RuleSet, s3_output_path: str | None) -> str:
 
 def _collection_source(name: str) -> str:
     parameters = DEBUGGER_COLLECTION_PARAMETERS.get(name)
-    return f"CollectionConfig(name={name!r}, parameters={parameters!r})" if parameters else f"CollectionConfig(name={name!r})"
+    return (
+        f"CollectionConfig(name={name!r}, parameters={parameters!r})"
+        if parameters
+        else f"CollectionConfig(name={name!r})"
+    )
 
 
 def _set(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -360,42 +466,71 @@ def v3_source(fields: dict[str, Any], rules_file: str = DEFAULT_RULES) -> str:
         "",
     ]
     pc = fields["ProfilerConfig"]
-    pc_kwargs = {"s3_output_path": pc.get("S3OutputPath"),
-                 "profiling_interval_in_milliseconds": pc.get("ProfilingIntervalInMilliseconds"),
-                 "disable_profiler": pc["DisableProfiler"]}
-    lines.append("profiler_config = " + _call("shapes.ProfilerConfig",
-                                              {k: v for k, v in pc_kwargs.items() if v is not None}))
+    pc_kwargs = {
+        "s3_output_path": pc.get("S3OutputPath"),
+        "profiling_interval_in_milliseconds": pc.get("ProfilingIntervalInMilliseconds"),
+        "disable_profiler": pc["DisableProfiler"],
+    }
+    lines.append(
+        "profiler_config = "
+        + _call("shapes.ProfilerConfig", {k: v for k, v in pc_kwargs.items() if v is not None})
+    )
     lines.append("profiler_rule_configurations = [")
     for r in fields.get("ProfilerRuleConfigurations", []):
-        lines.append("    " + _call("shapes.ProfilerRuleConfiguration", {
-            "rule_configuration_name": r["RuleConfigurationName"],
-            "rule_evaluator_image": r["RuleEvaluatorImage"],
-            "rule_parameters": r["RuleParameters"],
-        }, "    ") + ",")
+        lines.append(
+            "    "
+            + _call(
+                "shapes.ProfilerRuleConfiguration",
+                {
+                    "rule_configuration_name": r["RuleConfigurationName"],
+                    "rule_evaluator_image": r["RuleEvaluatorImage"],
+                    "rule_parameters": r["RuleParameters"],
+                },
+                "    ",
+            )
+            + ","
+        )
     lines.append("]")
     if fields.get("DebugRuleConfigurations"):
         lines.append("debug_rule_configurations = [")
         for r in fields["DebugRuleConfigurations"]:
-            lines.append("    " + _call("shapes.DebugRuleConfiguration", {
-                "rule_configuration_name": r["RuleConfigurationName"],
-                "rule_evaluator_image": r["RuleEvaluatorImage"],
-                "rule_parameters": r["RuleParameters"],
-            }, "    ") + ",")
+            lines.append(
+                "    "
+                + _call(
+                    "shapes.DebugRuleConfiguration",
+                    {
+                        "rule_configuration_name": r["RuleConfigurationName"],
+                        "rule_evaluator_image": r["RuleEvaluatorImage"],
+                        "rule_parameters": r["RuleParameters"],
+                    },
+                    "    ",
+                )
+                + ","
+            )
         lines.append("]")
     hook = fields.get("DebugHookConfig")
     if hook:
         names = ", ".join(
             f"shapes.CollectionConfiguration(collection_name={c['CollectionName']!r}"
-            + (f", collection_parameters={c['CollectionParameters']!r})" if "CollectionParameters" in c else ")")
-            for c in hook["CollectionConfigurations"])
-        lines.append(f"debug_hook_config = shapes.DebugHookConfig(s3_output_path={hook['S3OutputPath']!r}, "
-                     f"collection_configurations=[{names}])")
+            + (
+                f", collection_parameters={c['CollectionParameters']!r})"
+                if "CollectionParameters" in c
+                else ")"
+            )
+            for c in hook["CollectionConfigurations"]
+        )
+        lines.append(
+            f"debug_hook_config = shapes.DebugHookConfig(s3_output_path={hook['S3OutputPath']!r}, "
+            f"collection_configurations=[{names}])"
+        )
     else:
         lines.append("debug_hook_config = None")
     tb = fields.get("TensorBoardOutputConfig")
     if tb:
-        lines.append(f"tensor_board_output_config = shapes.TensorBoardOutputConfig("
-                     f"s3_output_path={tb['S3OutputPath']!r}, local_path={tb['LocalPath']!r})")
+        lines.append(
+            f"tensor_board_output_config = shapes.TensorBoardOutputConfig("
+            f"s3_output_path={tb['S3OutputPath']!r}, local_path={tb['LocalPath']!r})"
+        )
     else:
         lines.append("tensor_board_output_config = None")
     lines += [
@@ -405,4 +540,3 @@ def v3_source(fields: dict[str, Any], rules_file: str = DEFAULT_RULES) -> str:
         f"#   job = {_attach_call('train_with_profiling', 'model_trainer', rules_file)}",
     ]
     return "\n".join(lines) + "\n"
-

@@ -55,8 +55,14 @@ class OneLineErrors:
     for the message: the same exit codes, ``--help`` and ``--version`` as usual.
     """
 
-    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
-             standalone_mode: bool = True, **extra: Any) -> Any:
+    def main(
+        self,
+        args: Any = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
         run = super().main  # type: ignore[misc]  # a mixin: click.Command is the next class
         if not standalone_mode:
             return run(args, prog_name, complete_var, standalone_mode=False, **extra)
@@ -65,7 +71,9 @@ class OneLineErrors:
         except click.exceptions.Abort:
             click.echo("stepscope: interrupted", err=True)
             sys.exit(130)
-        except click.exceptions.NoArgsIsHelpError as exc:  # bare `stepscope`: the help, as click shows it
+        except (
+            click.exceptions.NoArgsIsHelpError
+        ) as exc:  # bare `stepscope`: the help, as click shows it
             exc.show()
             sys.exit(exc.exit_code)
         except click.ClickException as exc:
@@ -94,7 +102,12 @@ def user_errors(fn: F) -> F:
         except KeyboardInterrupt:
             click.echo("stepscope: interrupted", err=True)
             sys.exit(130)
-        except (SystemExit, click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+        except (
+            SystemExit,
+            click.exceptions.ClickException,
+            click.exceptions.Exit,
+            click.exceptions.Abort,
+        ):
             raise
         except Exception as exc:  # a bug: still one line for the user, the traceback on request
             if os.environ.get("STEPSCOPE_DEBUG"):
@@ -119,7 +132,9 @@ def setup_logging(verbose: int, quiet: bool) -> None:
     else:
         from rich.logging import RichHandler
 
-        handler = RichHandler(console=stderr_console(), show_path=False, show_time=False, markup=False)
+        handler = RichHandler(
+            console=stderr_console(), show_path=False, show_time=False, markup=False
+        )
     logging.basicConfig(level=level, handlers=[handler], format="%(message)s", force=True)
     for noisy in ("botocore", "boto3", "urllib3", "s3transfer"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -155,11 +170,14 @@ def progress_bar(enabled: bool) -> Iterator[Callable[[str, int, int], None]]:
 def engine_option(fn: F) -> F:
     """``--engine local|dask://HOST:PORT`` (default: ``$DASK_SCHEDULER_ADDRESS``, else local)."""
     return click.option(
-        "--engine", default=None, metavar="local|dask://HOST:PORT",
+        "--engine",
+        default=None,
+        metavar="local|dask://HOST:PORT",
         help="Where trace files are parsed and ranks analysed: this machine (default) or an existing "
-             "Dask cluster's scheduler (default: $DASK_SCHEDULER_ADDRESS when set), whose workers read the "
-             "objects themselves. The workers must reach the cache: --cache s3://bucket/prefix, or a folder "
-             "on a file system they all mount at the same path.")(fn)
+        "Dask cluster's scheduler (default: $DASK_SCHEDULER_ADDRESS when set), whose workers read the "
+        "objects themselves. The workers must reach the cache: --cache s3://bucket/prefix, or a folder "
+        "on a file system they all mount at the same path.",
+    )(fn)
 
 
 @contextmanager

@@ -66,14 +66,23 @@ def check_source(source: str) -> None:
 def server_command(host: str, port: int, app_args: list[str]) -> list[str]:
     """The child's command line (``streamlit run`` options, then the app's own after ``--``)."""
     return [
-        sys.executable, "-m", "dashboards.serve",
-        "--server.headless", "true",
-        "--server.address", host,
-        "--server.port", str(port),
-        "--server.fileWatcherType", "none",
-        "--browser.gatherUsageStats", "false",
-        "--client.toolbarMode", "minimal",
-        "--", *app_args,
+        sys.executable,
+        "-m",
+        "dashboards.serve",
+        "--server.headless",
+        "true",
+        "--server.address",
+        host,
+        "--server.port",
+        str(port),
+        "--server.fileWatcherType",
+        "none",
+        "--browser.gatherUsageStats",
+        "false",
+        "--client.toolbarMode",
+        "minimal",
+        "--",
+        *app_args,
     ]
 
 
@@ -95,24 +104,61 @@ def wait_ready(proc: subprocess.Popen[bytes], url: str, timeout: float = READY_T
 
 @click.command("dashboard", cls=Command)
 @click.argument("source")
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on (loopback by default: the dashboard has no authentication).")
-@click.option("--port", type=click.IntRange(0, 65535), default=DEFAULT_PORT, show_default=True,
-              help="Port; a free one is picked when it is busy (0: always pick one).")
-@click.option("--cache", "cache_dir", type=click.Path(file_okay=False), default=None,
-              help="Cache folder or s3://bucket/prefix (default: $STEPSCOPE_CACHE or ~/.cache/stepscope).")
-@click.option("--rules", "rules_file", type=click.Path(dir_okay=False), default=None,
-              help="Rule file overriding the default thresholds (same file `stepscope report` reads).")
-@click.option("--baseline", default=None, help="A run to show on the Compare page (folder, s3:// prefix or job name).")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on (loopback by default: the dashboard has no authentication).",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=DEFAULT_PORT,
+    show_default=True,
+    help="Port; a free one is picked when it is busy (0: always pick one).",
+)
+@click.option(
+    "--cache",
+    "cache_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Cache folder or s3://bucket/prefix (default: $STEPSCOPE_CACHE or ~/.cache/stepscope).",
+)
+@click.option(
+    "--rules",
+    "rules_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Rule file overriding the default thresholds (same file `stepscope report` reads).",
+)
+@click.option(
+    "--baseline",
+    default=None,
+    help="A run to show on the Compare page (folder, s3:// prefix or job name).",
+)
 @click.option("--profile", default=None, help="AWS profile for S3 and SageMaker sources.")
 @click.option("--region", default=None, help="AWS region for SageMaker job names.")
-@click.option("--refresh", "refresh_s", type=click.FloatRange(min=0), default=None,
-              help="Re-read the source every N seconds (default: 30 while a SageMaker job is InProgress; 0: never).")
+@click.option(
+    "--refresh",
+    "refresh_s",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Re-read the source every N seconds (default: 30 while a SageMaker job is InProgress; 0: never).",
+)
 @engine_option
 @user_errors
-def dashboard_command(source: str, host: str, port: int, cache_dir: str | None, rules_file: str | None,
-                      baseline: str | None, profile: str | None, region: str | None, refresh_s: float | None,
-                      engine: str | None) -> None:
+def dashboard_command(
+    source: str,
+    host: str,
+    port: int,
+    cache_dir: str | None,
+    rules_file: str | None,
+    baseline: str | None,
+    profile: str | None,
+    region: str | None,
+    refresh_s: float | None,
+    engine: str | None,
+) -> None:
     """Open SOURCE in the interactive dashboard (Streamlit) and print its URL.
 
     SOURCE is a local folder, an s3:// prefix, or a SageMaker training job name. Bad input
@@ -131,7 +177,9 @@ def dashboard_command(source: str, host: str, port: int, cache_dir: str | None, 
             check_source(baseline)
         except StepscopeError as exc:
             raise StepscopeError(f"--baseline: {exc.message}", hint=exc.hint) from None
-    with open_engine(engine):  # a bad --engine or an unreachable scheduler: one line, before the server
+    with open_engine(
+        engine
+    ):  # a bad --engine or an unreachable scheduler: one line, before the server
         pass
     if port == 0 or not port_is_free(host, port):
         chosen = free_port(host)
@@ -142,8 +190,16 @@ def dashboard_command(source: str, host: str, port: int, cache_dir: str | None, 
     click.echo(f"stepscope dashboard: {url}  (starting; Ctrl-C to stop)", err=True)
     marker = Path(tempfile.mkdtemp(prefix="stepscope-dash-")) / "loaded"
     env = {**os.environ, "STEPSCOPE_DASHBOARD_READY_FILE": str(marker)}
-    args = DashboardOptions(source, cache_dir=cache_dir, rules_file=rules_file, profile=profile, region=region,
-                            baseline=baseline, refresh_s=refresh_s, engine=engine).app_args()
+    args = DashboardOptions(
+        source,
+        cache_dir=cache_dir,
+        rules_file=rules_file,
+        profile=profile,
+        region=region,
+        baseline=baseline,
+        refresh_s=refresh_s,
+        engine=engine,
+    ).app_args()
     proc = subprocess.Popen(server_command(host, port, args), env=env)
 
     def forward(signum: int, _frame: FrameType | None) -> None:
@@ -154,13 +210,17 @@ def dashboard_command(source: str, host: str, port: int, cache_dir: str | None, 
     try:
         if not wait_ready(proc, f"http://{_url_host(host)}:{port}"):
             code = proc.wait()
-            raise StepscopeError(f"the dashboard server exited (code {code}) before it was ready; see its output above")
+            raise StepscopeError(
+                f"the dashboard server exited (code {code}) before it was ready; see its output above"
+            )
         click.echo(f"stepscope dashboard: loading {source} (dataset and rules)…", err=True)
         while not marker.exists() and proc.poll() is None:  # first paint then comes from memory
             time.sleep(0.2)
         shutil.rmtree(marker.parent, ignore_errors=True)
         if proc.poll() is not None:
-            raise StepscopeError(f"the dashboard server exited (code {proc.returncode}); see its output above")
+            raise StepscopeError(
+                f"the dashboard server exited (code {proc.returncode}); see its output above"
+            )
         click.echo(f"stepscope dashboard: ready at {url}", err=True)
         click.echo(url)
         code = proc.wait()

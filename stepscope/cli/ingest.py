@@ -23,22 +23,45 @@ from stepscope.cli.common import (
 
 @click.command("ingest", cls=Command)
 @click.argument("source")
-@click.option("--cache", "cache_dir", type=click.Path(file_okay=False), default=None,
-              help="Cache folder or s3://bucket/prefix (default: $STEPSCOPE_CACHE or ~/.cache/stepscope).")
+@click.option(
+    "--cache",
+    "cache_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Cache folder or s3://bucket/prefix (default: $STEPSCOPE_CACHE or ~/.cache/stepscope).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
-@click.option("--jobs", "-j", type=click.IntRange(1, 64), default=4, show_default=True,
-              help="Parallel parse workers.")
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(1, 64),
+    default=4,
+    show_default=True,
+    help="Parallel parse workers.",
+)
 @click.option("--profile", default=None, help="AWS profile for S3 and SageMaker sources.")
 @click.option("--region", default=None, help="AWS region for a SageMaker job name.")
 @engine_option
-@click.option("--progress/--no-progress", default=None,
-              help="Progress bar on stderr (default: when stderr is a terminal).")
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Progress bar on stderr (default: when stderr is a terminal).",
+)
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr.")
 @user_errors
-def ingest_command(source: str, cache_dir: str | None, as_json: bool, jobs: int,
-                   profile: str | None, region: str | None, engine: str | None, progress: bool | None,
-                   verbose: int, quiet: bool) -> None:
+def ingest_command(
+    source: str,
+    cache_dir: str | None,
+    as_json: bool,
+    jobs: int,
+    profile: str | None,
+    region: str | None,
+    engine: str | None,
+    progress: bool | None,
+    verbose: int,
+    quiet: bool,
+) -> None:
     """Ingest every profiler output of SOURCE into the cached job dataset.
 
     Re-running reads only new or changed files. Damaged files are skipped and listed;
@@ -49,7 +72,14 @@ def ingest_command(source: str, cache_dir: str | None, as_json: bool, jobs: int,
     show_bar = sys.stderr.isatty() if progress is None else progress
     src = open_source(source, profile=profile, region=region)
     with open_engine(engine) as cluster, progress_bar(show_bar and not quiet) as on_progress:
-        result = ingest(src, cache_dir=cache_dir, jobs=jobs, on_progress=on_progress, processes=True, engine=cluster)
+        result = ingest(
+            src,
+            cache_dir=cache_dir,
+            jobs=jobs,
+            on_progress=on_progress,
+            processes=True,
+            engine=cluster,
+        )
     if as_json:
         sys.stdout.write(orjson.dumps(result.summary, option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
@@ -68,7 +98,9 @@ def _print_summary(s: dict[str, Any]) -> None:
     job = s["job"]
     out.print(f"[bold]{escape(job['name'])}[/bold] ({s['kind']}: {escape(s['source'])})")
     if job.get("status"):
-        out.print(f"status: {job['status']}, instances: {job.get('instance_type')} × {job.get('instance_count')}")
+        out.print(
+            f"status: {job['status']}, instances: {job.get('instance_type')} × {job.get('instance_count')}"
+        )
     t = Table(show_header=True, header_style="bold")
     t.add_column("table")
     t.add_column("rows", justify="right")
@@ -82,9 +114,11 @@ def _print_summary(s: dict[str, Any]) -> None:
     out.print(f"nodes: {s['nodes']}, ranks: {s['ranks']}")
     skipped = s["skipped"]
     out.print(f"files: {s['files_listed']} found")
-    for n, what in ((s["files_ingested"], "with profiler data"),
-                    (s["ignored"], "not profiler output (ignored)"),
-                    (len(skipped), "damaged (skipped)")):
+    for n, what in (
+        (s["files_ingested"], "with profiler data"),
+        (s["ignored"], "not profiler output (ignored)"),
+        (len(skipped), "damaged (skipped)"),
+    ):
         out.print(f"  {n:>{_width(s)}} {what}")
     out.print(f"  {s['files_read']:>{_width(s)}} read now, {s['files_from_cache']} from the cache")
     for sk in skipped:

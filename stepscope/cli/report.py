@@ -20,7 +20,12 @@ from stepscope.cli.common import (
 
 FORMATS = ("md", "html", "json", "junit")
 MAX_LISTED = 20  # findings listed on stderr; the report files hold them all
-FILES = {"md": "report.md", "html": "report.html", "json": "report.json", "junit": "report.junit.xml"}
+FILES = {
+    "md": "report.md",
+    "html": "report.html",
+    "json": "report.json",
+    "junit": "report.junit.xml",
+}
 
 
 def _formats(ctx: click.Context | None, param: click.Parameter | None, value: str) -> list[str]:
@@ -29,9 +34,13 @@ def _formats(ctx: click.Context | None, param: click.Parameter | None, value: st
     writes fewer files than asked for."""
     names = [f.strip().lower() for f in value.split(",")]
     if not any(names):
-        raise click.BadParameter(f"no format given; choose one or more of {', '.join(FORMATS)} (comma-separated)")
+        raise click.BadParameter(
+            f"no format given; choose one or more of {', '.join(FORMATS)} (comma-separated)"
+        )
     if "" in names:
-        raise click.BadParameter(f"{value!r} has an empty entry; give formats separated by single commas, e.g. md,html")
+        raise click.BadParameter(
+            f"{value!r} has an empty entry; give formats separated by single commas, e.g. md,html"
+        )
     bad = [f.strip() for f in value.split(",") if f.strip().lower() not in FORMATS]
     if bad:
         raise click.BadParameter(
@@ -42,27 +51,74 @@ def _formats(ctx: click.Context | None, param: click.Parameter | None, value: st
 
 @click.command("report", cls=Command)
 @click.argument("source")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="stepscope-report", show_default=True,
-              help="Folder the report files are written to.")
-@click.option("--format", "formats", default=",".join(FORMATS), show_default=True, callback=_formats,
-              help="Comma-separated formats: md, html, json, junit.")
-@click.option("--fail-on", type=click.Choice(["error", "warning", "info", "never"], case_sensitive=False),
-              default="error", show_default=True, help="Exit 1 when a finding of this severity or worse exists.")
-@click.option("--baseline", default=None, help="Another run (folder, s3:// prefix or job name) to compare against.")
-@click.option("--rules", "rules_file", type=click.Path(dir_okay=False), default=None,
-              help="Rule file overriding the default thresholds (same file `stepscope attach` reads).")
-@click.option("--cache", "cache_dir", type=click.Path(file_okay=False), default=None,
-              help="Cache folder or s3://bucket/prefix (default: $STEPSCOPE_CACHE or ~/.cache/stepscope).")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default="stepscope-report",
+    show_default=True,
+    help="Folder the report files are written to.",
+)
+@click.option(
+    "--format",
+    "formats",
+    default=",".join(FORMATS),
+    show_default=True,
+    callback=_formats,
+    help="Comma-separated formats: md, html, json, junit.",
+)
+@click.option(
+    "--fail-on",
+    type=click.Choice(["error", "warning", "info", "never"], case_sensitive=False),
+    default="error",
+    show_default=True,
+    help="Exit 1 when a finding of this severity or worse exists.",
+)
+@click.option(
+    "--baseline",
+    default=None,
+    help="Another run (folder, s3:// prefix or job name) to compare against.",
+)
+@click.option(
+    "--rules",
+    "rules_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Rule file overriding the default thresholds (same file `stepscope attach` reads).",
+)
+@click.option(
+    "--cache",
+    "cache_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Cache folder or s3://bucket/prefix (default: $STEPSCOPE_CACHE or ~/.cache/stepscope).",
+)
 @click.option("--profile", default=None, help="AWS profile for S3 and SageMaker sources.")
 @click.option("--region", default=None, help="AWS region for SageMaker job names.")
 @engine_option
-@click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: when a terminal).")
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Progress bar on stderr (default: when a terminal).",
+)
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr.")
 @user_errors
-def report_command(source: str, out_dir: str, formats: list[str], fail_on: str, baseline: str | None,
-                   rules_file: str | None, cache_dir: str | None, profile: str | None, region: str | None,
-                   engine: str | None, progress: bool | None, verbose: int, quiet: bool) -> None:
+def report_command(
+    source: str,
+    out_dir: str,
+    formats: list[str],
+    fail_on: str,
+    baseline: str | None,
+    rules_file: str | None,
+    cache_dir: str | None,
+    profile: str | None,
+    region: str | None,
+    engine: str | None,
+    progress: bool | None,
+    verbose: int,
+    quiet: bool,
+) -> None:
     """Judge SOURCE with the rule set and write the report files.
 
     Exit code: 0 clean, 1 a finding at or above --fail-on, 2 bad usage or unreadable input.
@@ -78,9 +134,18 @@ def report_command(source: str, out_dir: str, formats: list[str], fail_on: str, 
     ruleset = load_ruleset(rules_file)
     show_bar = (sys.stderr.isatty() if progress is None else progress) and not quiet
     with open_engine(engine) as cluster, progress_bar(show_bar) as on_progress:
-        report = analyze(source, ruleset, baseline=baseline or None, cache_dir=cache_dir, profile=profile,
-                         region=region, on_progress=on_progress, processes=True, detail=False,
-                         engine=cluster).report
+        report = analyze(
+            source,
+            ruleset,
+            baseline=baseline or None,
+            cache_dir=cache_dir,
+            profile=profile,
+            region=region,
+            on_progress=on_progress,
+            processes=True,
+            detail=False,
+            engine=cluster,
+        ).report
     verdict = Verdict.of(report, fail_on)  # --fail-on is this command's policy, not the report's
 
     out = Path(out_dir)
@@ -107,7 +172,9 @@ def report_command(source: str, out_dir: str, formats: list[str], fail_on: str, 
         groups = report.finding_groups
         shown = groups[:MAX_LISTED]
         for g in shown:
-            click.echo(f"  {g.severity:<7} {g.rule:<22} {g.where}: {g.message}", err=True)  # the place once
+            click.echo(
+                f"  {g.severity:<7} {g.rule:<22} {g.where}: {g.message}", err=True
+            )  # the place once
         if len(groups) > len(shown):
             click.echo(f"  … and {len(groups) - len(shown)} more in the report", err=True)
         click.echo(f"{verdict.line()} — wrote {', '.join(written)}", err=True)

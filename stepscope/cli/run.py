@@ -18,8 +18,9 @@ from stepscope.collectors.trace import DEFAULT_STEPS, format_steps, parse_steps
 class StepsType(click.ParamType):
     name = "WAIT:WARMUP:ACTIVE"
 
-    def convert(self, value: object, param: click.Parameter | None,
-                ctx: click.Context | None) -> tuple[int, int, int]:
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> tuple[int, int, int]:
         if isinstance(value, tuple):
             return value
         try:
@@ -28,24 +29,57 @@ class StepsType(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
-@click.command("run", cls=Command, context_settings={"ignore_unknown_options": True,
-                                        "allow_interspersed_args": False})
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
-              help="Output folder (default: on SageMaker the TensorBoard folder it uploads "
-                   "during the job, else ./stepscope-output).")
-@click.option("--steps", type=StepsType(), default=format_steps(DEFAULT_STEPS), show_default=True,
-              help="Optimizer steps to skip, to warm up, and to record, in every process that trains.")
-@click.option("--interval-ms", type=click.IntRange(min=10), default=DEFAULT_INTERVAL_MS,
-              show_default=True, help="System metrics sampling period.")
-@click.option("--health", is_flag=True, default=False,
-              help=f"Also record training health (loss, lr, gradient and weight statistics, update "
-                   f"ratios, ReLU/Sigmoid/Tanh activations) every {DEFAULT_EVERY} optimizer steps.")
-@click.option("--health-every", type=click.IntRange(min=1), default=None, metavar="N",
-              help="Record training health every N optimizer steps (implies --health).")
+@click.command(
+    "run",
+    cls=Command,
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Output folder (default: on SageMaker the TensorBoard folder it uploads "
+    "during the job, else ./stepscope-output).",
+)
+@click.option(
+    "--steps",
+    type=StepsType(),
+    default=format_steps(DEFAULT_STEPS),
+    show_default=True,
+    help="Optimizer steps to skip, to warm up, and to record, in every process that trains.",
+)
+@click.option(
+    "--interval-ms",
+    type=click.IntRange(min=10),
+    default=DEFAULT_INTERVAL_MS,
+    show_default=True,
+    help="System metrics sampling period.",
+)
+@click.option(
+    "--health",
+    is_flag=True,
+    default=False,
+    help=f"Also record training health (loss, lr, gradient and weight statistics, update "
+    f"ratios, ReLU/Sigmoid/Tanh activations) every {DEFAULT_EVERY} optimizer steps.",
+)
+@click.option(
+    "--health-every",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Record training health every N optimizer steps (implies --health).",
+)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @user_errors
-def run_command(out_dir: str | None, steps: tuple[int, int, int], interval_ms: int, health: bool,
-                health_every: int | None, command: tuple[str, ...]) -> None:
+def run_command(
+    out_dir: str | None,
+    steps: tuple[int, int, int],
+    interval_ms: int,
+    health: bool,
+    health_every: int | None,
+    command: tuple[str, ...],
+) -> None:
     """Run COMMAND with stepscope's collectors: system metrics once per node, and a trace of
     a window of training steps from every Python process COMMAND starts.
 
@@ -58,4 +92,6 @@ def run_command(out_dir: str | None, steps: tuple[int, int, int], interval_ms: i
     one line on stderr and never stops the training.
     """
     every = health_every if health_every is not None else DEFAULT_EVERY if health else None
-    exit_with(run(command, out_dir=out_dir, steps=steps, interval_ms=interval_ms, health_every=every))
+    exit_with(
+        run(command, out_dir=out_dir, steps=steps, interval_ms=interval_ms, health_every=every)
+    )

@@ -193,9 +193,15 @@ def _write_exit_record() -> None:
         fault = folder / f"{stem}.fault"
         _fault_file = fault.open("w")  # kept open: finalization is where it is written
         faulthandler.enable(file=_fault_file, all_threads=True)
-    record = {"version": EXIT_RECORD_VERSION, "node": node, "rank": rank, "pid": os.getpid(),
-              "script_ended_ns": time.time_ns(), "optimizer_steps": steps,
-              "fault_file": fault.name if fault is not None else None}
+    record = {
+        "version": EXIT_RECORD_VERSION,
+        "node": node,
+        "rank": rank,
+        "pid": os.getpid(),
+        "script_ended_ns": time.time_ns(),
+        "optimizer_steps": steps,
+        "fault_file": fault.name if fault is not None else None,
+    }
     tmp = folder / f".{stem}.json.tmp"
     tmp.write_text(json.dumps(record))
     tmp.replace(folder / f"{stem}.json")

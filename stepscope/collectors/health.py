@@ -125,8 +125,12 @@ class _Stats:
 
 
 def _measurable(torch: Any, x: Any) -> bool:
-    return (isinstance(x, torch.Tensor) and x.is_floating_point() and x.numel() > 0
-            and x.layout == torch.strided)
+    return (
+        isinstance(x, torch.Tensor)
+        and x.is_floating_point()
+        and x.numel() > 0
+        and x.layout == torch.strided
+    )
 
 
 def _read_back(torch: Any, vecs: list[Any]) -> list[list[float]]:
@@ -140,7 +144,7 @@ def _read_back(torch: Any, vecs: list[Any]) -> list[list[float]]:
         at = 0
         for i in idxs:
             n = int(vecs[i].numel())
-            out[i] = [float(x) for x in flat[at:at + n]]
+            out[i] = [float(x) for x in flat[at : at + n]]
             at += n
     return out
 
@@ -152,9 +156,15 @@ def _summary(numel: int, values: list[float]) -> dict[str, Any]:
     var = max(norm * norm / numel - mean * mean, 0.0) if math.isfinite(norm) else math.nan
     std = 0.0 if mn == mx else math.sqrt(var) if var == var else math.nan
     return {
-        "norm": _finite(norm), "mean": _finite(mean), "std": _finite(std),
-        "min": _finite(mn), "max": _finite(mx), "zero_fraction": (numel - nonzero) / numel,
-        "nan_count": int(nan), "inf_count": int(inf), "numel": numel,
+        "norm": _finite(norm),
+        "mean": _finite(mean),
+        "std": _finite(std),
+        "min": _finite(mn),
+        "max": _finite(mx),
+        "zero_fraction": (numel - nonzero) / numel,
+        "nan_count": int(nan),
+        "inf_count": int(inf),
+        "numel": numel,
     }
 
 
@@ -163,8 +173,15 @@ def _merge(parts: list[tuple[int, list[float]]]) -> tuple[int, list[float]]:
     numel = sum(n for n, _ in parts)
     vals = [v for _, v in parts]
     norm = math.sqrt(sum(v[1] * v[1] for v in vals))
-    return numel, [sum(v[0] for v in vals), norm, min(v[2] for v in vals), max(v[3] for v in vals),
-                   sum(v[4] for v in vals), sum(v[5] for v in vals), sum(v[6] for v in vals)]
+    return numel, [
+        sum(v[0] for v in vals),
+        norm,
+        min(v[2] for v in vals),
+        max(v[3] for v in vals),
+        sum(v[4] for v in vals),
+        sum(v[5] for v in vals),
+        sum(v[6] for v in vals),
+    ]
 
 
 # --------------------------------------------------------------------------- the hooks
@@ -260,8 +277,11 @@ class HealthRecorder:
         with contextlib.suppress(Exception):
             self._disarm_forward()
         autograd: Any = sys.modules.get("torch.autograd")
-        if (autograd is not None and self.original_backward is not None
-                and getattr(autograd.backward, "__stepscope_health__", False)):
+        if (
+            autograd is not None
+            and self.original_backward is not None
+            and getattr(autograd.backward, "__stepscope_health__", False)
+        ):
             autograd.backward = self.original_backward
         self.original_backward = None
         self._activations.clear()
@@ -289,8 +309,10 @@ class HealthRecorder:
         if not self.warned:
             self.warned = True
             detail = str(exc).splitlines()[0] if str(exc) else ""
-            warn(f"training-health hooks off in this process: {what} failed "
-                 f"({type(exc).__name__}: {detail}); training goes on")
+            warn(
+                f"training-health hooks off in this process: {what} failed "
+                f"({type(exc).__name__}: {detail}); training goes on"
+            )
 
     # -- the hooks themselves (no exception leaves them) ----------------------------------
 
@@ -407,8 +429,11 @@ class HealthRecorder:
                     continue
                 w = p.detach()
                 grad = p.grad
-                entry: dict[str, Any] = {"name": self._param_name(p, g, j), "param": p,
-                                         "weight": _Stats(torch, w, count_non_finite=False)}
+                entry: dict[str, Any] = {
+                    "name": self._param_name(p, g, j),
+                    "param": p,
+                    "weight": _Stats(torch, w, count_non_finite=False),
+                }
                 if grad is not None and _measurable(torch, grad):
                     entry["gradient"] = _Stats(torch, grad.detach(), count_non_finite=False)
                     entry["before"] = w.clone()
@@ -419,13 +444,21 @@ class HealthRecorder:
         losses, self._losses = self._losses, []
         lr = optimizer.param_groups[0].get("lr") if optimizer.param_groups else None
         self._pending = {
-            "step": self.steps_done + 1, "params": params, "activations": activations, "inputs": inputs,
-            "loss": torch.stack([t.to(losses[0].device, torch.float32) for t in losses]).mean().reshape(1)
-            if losses else None,
+            "step": self.steps_done + 1,
+            "params": params,
+            "activations": activations,
+            "inputs": inputs,
+            "loss": torch.stack([t.to(losses[0].device, torch.float32) for t in losses])
+            .mean()
+            .reshape(1)
+            if losses
+            else None,
             "lr": float(lr) if isinstance(lr, (int, float)) else lr,
         }
 
-    def _take(self, queued: dict[int, tuple[Any, list[_Stats]]]) -> list[tuple[str, str, list[_Stats]]]:
+    def _take(
+        self, queued: dict[int, tuple[Any, list[_Stats]]]
+    ) -> list[tuple[str, str, list[_Stats]]]:
         """The step's queued module measurements as (qualified name, class, calls); emptied."""
         out = []
         for key, (module, calls) in queued.items():
@@ -456,9 +489,11 @@ class HealthRecorder:
             if "gradient" in entry:
                 stats.append(entry["gradient"])
                 before = entry["before"]
-                diff = scratch[(before.device, before.dtype)][:before.numel()].view(before.shape)
+                diff = scratch[(before.device, before.dtype)][: before.numel()].view(before.shape)
                 torch.sub(entry["param"].detach(), before, out=diff)
-                deltas.append(torch.linalg.vector_norm(diff).reshape(1).to(entry["weight"].vec.dtype))
+                deltas.append(
+                    torch.linalg.vector_norm(diff).reshape(1).to(entry["weight"].vec.dtype)
+                )
         for _, _, calls in (*pending["activations"], *pending["inputs"]):
             stats.extend(calls)
         vecs = [s.vec for s in stats] + deltas
@@ -467,10 +502,10 @@ class HealthRecorder:
         if isinstance(lr, torch.Tensor):
             extra.append(lr.detach().reshape(1).to(torch.float32))
         values = _read_back(torch, vecs + extra)
-        by_stats = dict(zip(map(id, stats), values[:len(stats)], strict=True))
+        by_stats = dict(zip(map(id, stats), values[: len(stats)], strict=True))
         self._count_non_finite(stats, by_stats)
-        delta_values = [v[0] for v in values[len(stats):len(stats) + len(deltas)]]
-        tail = values[len(vecs):]
+        delta_values = [v[0] for v in values[len(stats) : len(stats) + len(deltas)]]
+        tail = values[len(vecs) :]
         loss = tail.pop(0)[0] if pending["loss"] is not None else None
         if isinstance(lr, torch.Tensor):
             lr = tail.pop(0)[0]
@@ -489,26 +524,54 @@ class HealthRecorder:
             else:
                 todo.append(s)
         if todo:
-            counts = _read_back(torch, [torch.stack([torch.isnan(s.source).sum(), torch.isinf(s.source).sum()])
-                                        for s in todo])
+            counts = _read_back(
+                torch,
+                [
+                    torch.stack([torch.isnan(s.source).sum(), torch.isinf(s.source).sum()])
+                    for s in todo
+                ],
+            )
             for s, c in zip(todo, counts, strict=True):
                 values[id(s)] += c
         for s in stats:
             s.source = None
 
-    def _write(self, pending: dict[str, Any], values: dict[int, list[float]], deltas: list[float],
-               loss: float | None, lr: Any) -> None:
+    def _write(
+        self,
+        pending: dict[str, Any],
+        values: dict[int, list[float]],
+        deltas: list[float],
+        loss: float | None,
+        lr: Any,
+    ) -> None:
         step = pending["step"]
         common = {"time": time.time(), "node": self.node, "rank": identity.process_rank()}
         records: list[dict[str, Any]] = []
 
         def scalar(tag: str, value: float) -> None:
-            records.append({"v": FORMAT_VERSION, "kind": "scalar", "step": step, "tag": tag,
-                            "value": _finite(value), **common})
+            records.append(
+                {
+                    "v": FORMAT_VERSION,
+                    "kind": "scalar",
+                    "step": step,
+                    "tag": tag,
+                    "value": _finite(value),
+                    **common,
+                }
+            )
 
         def tensor(name: str, role: str, **fields: Any) -> None:
-            records.append({"v": FORMAT_VERSION, "kind": "tensor", "step": step, "name": name,
-                            "role": role, **fields, **common})
+            records.append(
+                {
+                    "v": FORMAT_VERSION,
+                    "kind": "tensor",
+                    "step": step,
+                    "name": name,
+                    "role": role,
+                    **fields,
+                    **common,
+                }
+            )
 
         if loss is not None:
             scalar("loss", loss)
@@ -522,14 +585,21 @@ class HealthRecorder:
             weight = _summary(entry["weight"].numel, values[id(entry["weight"])])
             tensor(entry["name"], "weight", **weight)
             if "gradient" in entry:
-                tensor(entry["name"], "gradient", **_summary(entry["gradient"].numel, values[id(entry["gradient"])]))
+                tensor(
+                    entry["name"],
+                    "gradient",
+                    **_summary(entry["gradient"].numel, values[id(entry["gradient"])]),
+                )
                 w_norm = weight["norm"]
                 delta = next(delta_iter)
                 if w_norm == 0.0 and math.isfinite(delta):
                     continue  # a zero-initialised tensor (a bias): the ratio is undefined, not Inf
                 ratio = delta / w_norm if w_norm else math.nan
                 tensor(entry["name"], "update_ratio", value=_finite(ratio))
-        for role, measured in (("activation", pending["activations"]), ("activation_input", pending["inputs"])):
+        for role, measured in (
+            ("activation", pending["activations"]),
+            ("activation_input", pending["inputs"]),
+        ):
             for name, cls, calls in measured:
                 numel, vals = _merge([(s.numel, values[id(s)]) for s in calls])
                 tensor(name, role, module=cls, **_summary(numel, vals))
@@ -542,7 +612,9 @@ class HealthRecorder:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (open for the run)
             self.file_pid = pid
-        text = "".join(json.dumps(r, separators=(",", ":"), allow_nan=False) + "\n" for r in records)
+        text = "".join(
+            json.dumps(r, separators=(",", ":"), allow_nan=False) + "\n" for r in records
+        )
         self.file.write(text)
         self.file.flush()
         self.lines_written += len(records)

@@ -56,7 +56,8 @@ DEFAULT_INTERVAL_MS = 500
 SAMPLER_STOP_TIMEOUT_S = 10.0
 #: signals passed on to COMMAND (those this platform has)
 FORWARDED: tuple[signal.Signals, ...] = tuple(
-    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
+    getattr(signal, name)
+    for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
     if hasattr(signal, name)
 )
 #: ``si_code`` of a signal the kernel raised (a key typed at the terminal, a hang-up)
@@ -65,8 +66,13 @@ SI_KERNEL = 0x80
 _PYTHON_IGNORED = tuple(getattr(signal, n) for n in ("SIGPIPE", "SIGXFSZ") if hasattr(signal, n))
 
 
-def child_env(out_dir: Path, steps: tuple[int, int, int], node: str,
-              base: dict[str, str] | None = None, health_every: int | None = None) -> dict[str, str]:
+def child_env(
+    out_dir: Path,
+    steps: tuple[int, int, int],
+    node: str,
+    base: dict[str, str] | None = None,
+    health_every: int | None = None,
+) -> dict[str, str]:
     """COMMAND's environment: ours, plus the recorder's switch and the bootstrap folder, and
     the health hooks' period when they are on (a launcher's own options win over those of
     a launcher it runs under)."""
@@ -146,8 +152,17 @@ class Sampler:
             if importlib.util.find_spec(SAMPLER_MODULE) is None:
                 raise ModuleNotFoundError(f"no module named {SAMPLER_MODULE}")
             proc = subprocess.Popen(
-                [sys.executable, "-m", SAMPLER_MODULE, "--out", str(out_dir),
-                 "--interval-ms", str(interval_ms), "--node", node],
+                [
+                    sys.executable,
+                    "-m",
+                    SAMPLER_MODULE,
+                    "--out",
+                    str(out_dir),
+                    "--interval-ms",
+                    str(interval_ms),
+                    "--node",
+                    node,
+                ],
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # a Ctrl-C for the training does not cut its last records
                 preexec_fn=_die_with_parent(),
@@ -156,8 +171,10 @@ class Sampler:
             if lock is not None and lock >= 0:
                 os.close(lock)
             detail = str(exc).splitlines()[0] if str(exc) else ""
-            warn(f"system metrics sampler not started ({type(exc).__name__}: {detail}); "
-                 "training goes on without system metrics")
+            warn(
+                f"system metrics sampler not started ({type(exc).__name__}: {detail}); "
+                "training goes on without system metrics"
+            )
             return None
         return cls(proc, lock)
 
@@ -166,8 +183,10 @@ class Sampler:
         code = self.proc.poll()
         if code is not None and code != 0 and not self.stopping and not self.reported:
             self.reported = True
-            warn(f"system metrics sampler exited with code {code}; training goes on without "
-                 "system metrics")
+            warn(
+                f"system metrics sampler exited with code {code}; training goes on without "
+                "system metrics"
+            )
 
     def stop(self) -> None:
         """Ask it to write its last records (SIGTERM), kill it if it takes too long. Once."""
@@ -183,7 +202,9 @@ class Sampler:
                 except subprocess.TimeoutExpired:
                     self.proc.kill()
                     self.proc.wait()
-                    warn(f"system metrics sampler did not stop within {SAMPLER_STOP_TIMEOUT_S:.0f} s: killed")
+                    warn(
+                        f"system metrics sampler did not stop within {SAMPLER_STOP_TIMEOUT_S:.0f} s: killed"
+                    )
         except Exception as exc:
             warn(f"stopping the system metrics sampler failed ({type(exc).__name__}: {exc})")
         finally:
@@ -245,7 +266,7 @@ def _run_waiting(argv: list[str], env: dict[str, str], sampler: Sampler | None) 
                 done, status = os.waitpid(pid, os.WNOHANG)
                 if done == pid:
                     if sampler is not None:  # still holding the signals: a late Ctrl-C
-                        sampler.stop()       # cannot cut the sampler's stop short
+                        sampler.stop()  # cannot cut the sampler's stop short
                     return os.waitstatus_to_exitcode(status)
                 if sampler is not None:
                     sampler.check()
@@ -292,9 +313,15 @@ def _run_handlers(argv: list[str], env: dict[str, str], sampler: Sampler | None)
             signal.signal(s, handler)
 
 
-def run(command: Sequence[str], *, out_dir: str | Path | None = None,
-        steps: tuple[int, int, int] = DEFAULT_STEPS, interval_ms: int = DEFAULT_INTERVAL_MS,
-        system_metrics: bool = True, health_every: int | None = None) -> int:
+def run(
+    command: Sequence[str],
+    *,
+    out_dir: str | Path | None = None,
+    steps: tuple[int, int, int] = DEFAULT_STEPS,
+    interval_ms: int = DEFAULT_INTERVAL_MS,
+    system_metrics: bool = True,
+    health_every: int | None = None,
+) -> int:
     """Run ``command`` under the collectors; returns its exit code (-N: killed by signal N).
     ``health_every``: record training health every N optimizer steps (None: off).
     Hand the result to :func:`exit_with` to exit as the command did."""
@@ -359,7 +386,9 @@ def _interval_arg(text: str) -> int:
     except ValueError:
         value = 0
     if value < 10:
-        raise argparse.ArgumentTypeError(f"expected a whole number of milliseconds >= 10, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number of milliseconds >= 10, got {text!r}"
+        )
     return value
 
 
@@ -374,31 +403,66 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     """``python -m stepscope.collectors.launcher [options] -- COMMAND...``: what ``stepscope
     run`` does, for an interpreter without the CLI's dependencies."""
     args = list(sys.argv[1:] if argv is None else argv)
-    ap = argparse.ArgumentParser(prog="python -m stepscope.collectors.launcher",
-                                 description=__doc__.split("\n\n")[0] if __doc__ else None)
-    ap.add_argument("--out", default=None, help="output folder (default: SageMaker's TensorBoard "
-                    "folder on SageMaker, else ./stepscope-output)")
-    ap.add_argument("--steps", type=_steps_arg, default=DEFAULT_STEPS,
-                    help=f"profiled window WAIT:WARMUP:ACTIVE (default {format_steps(DEFAULT_STEPS)})")
-    ap.add_argument("--interval-ms", type=_interval_arg, default=DEFAULT_INTERVAL_MS,
-                    help=f"system metrics interval (default {DEFAULT_INTERVAL_MS})")
-    ap.add_argument("--health", action="store_true",
-                    help=f"record training health (loss, gradients, weights, update ratios, "
-                         f"activations) every {health.DEFAULT_EVERY} optimizer steps")
-    ap.add_argument("--health-every", type=_every_arg, default=None, metavar="N",
-                    help="record training health every N optimizer steps (implies --health)")
+    ap = argparse.ArgumentParser(
+        prog="python -m stepscope.collectors.launcher",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+    )
+    ap.add_argument(
+        "--out",
+        default=None,
+        help="output folder (default: SageMaker's TensorBoard "
+        "folder on SageMaker, else ./stepscope-output)",
+    )
+    ap.add_argument(
+        "--steps",
+        type=_steps_arg,
+        default=DEFAULT_STEPS,
+        help=f"profiled window WAIT:WARMUP:ACTIVE (default {format_steps(DEFAULT_STEPS)})",
+    )
+    ap.add_argument(
+        "--interval-ms",
+        type=_interval_arg,
+        default=DEFAULT_INTERVAL_MS,
+        help=f"system metrics interval (default {DEFAULT_INTERVAL_MS})",
+    )
+    ap.add_argument(
+        "--health",
+        action="store_true",
+        help=f"record training health (loss, gradients, weights, update ratios, "
+        f"activations) every {health.DEFAULT_EVERY} optimizer steps",
+    )
+    ap.add_argument(
+        "--health-every",
+        type=_every_arg,
+        default=None,
+        metavar="N",
+        help="record training health every N optimizer steps (implies --health)",
+    )
     if "--" in args:
         cut = args.index("--")
-        opts, command = ap.parse_args(args[:cut]), args[cut + 1:]
+        opts, command = ap.parse_args(args[:cut]), args[cut + 1 :]
     else:
         ap.add_argument("command", nargs=argparse.REMAINDER)
         opts = ap.parse_args(args)
         command = opts.command
     if not command:
         ap.error("no COMMAND given (stepscope run [options] -- COMMAND...)")
-    every = opts.health_every if opts.health_every is not None else health.DEFAULT_EVERY if opts.health else None
-    exit_with(run(command, out_dir=opts.out, steps=opts.steps, interval_ms=opts.interval_ms,
-                  health_every=every))
+    every = (
+        opts.health_every
+        if opts.health_every is not None
+        else health.DEFAULT_EVERY
+        if opts.health
+        else None
+    )
+    exit_with(
+        run(
+            command,
+            out_dir=opts.out,
+            steps=opts.steps,
+            interval_ms=opts.interval_ms,
+            health_every=every,
+        )
+    )
 
 
 if __name__ == "__main__":

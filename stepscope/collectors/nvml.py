@@ -67,7 +67,9 @@ class NvmlCounter:
             count = int(nv.nvmlDeviceGetCount())
             self._handles = [nv.nvmlDeviceGetHandleByIndex(i) for i in range(count)]
         except Exception as exc:
-            self._warn("nvml", f"no NVML ({type(exc).__name__}: {exc}): sampling without GPU metrics")
+            self._warn(
+                "nvml", f"no NVML ({type(exc).__name__}: {exc}): sampling without GPU metrics"
+            )
             self.close()
             return False
         sm_clock = getattr(nv, "NVML_CLOCK_SM", 1)
@@ -77,7 +79,10 @@ class NvmlCounter:
             ("GPUMemoryUtilization", _memory_used_pct(nv)),
             ("GPUPowerInWatts", lambda h: nv.nvmlDeviceGetPowerUsage(h) / 1000.0),  # mW
             ("GPUSMClockInMHz", lambda h: float(nv.nvmlDeviceGetClockInfo(h, sm_clock))),
-            ("GPUTemperatureInCelsius", lambda h: float(nv.nvmlDeviceGetTemperature(h, gpu_sensor))),
+            (
+                "GPUTemperatureInCelsius",
+                lambda h: float(nv.nvmlDeviceGetTemperature(h, gpu_sensor)),
+            ),
         ]
         self._fields = [list(readers) for _ in self._handles]
         return True
@@ -98,8 +103,11 @@ class NvmlCounter:
                 except Exception as exc:
                     if not_supported and isinstance(exc, not_supported):
                         fields.remove(field)  # never asked again on this GPU
-                    self._warn(f"nvml {dim}", f"NVML {dim} failed on {name} ({type(exc).__name__}: {exc}); "
-                               "the other metrics go on")
+                    self._warn(
+                        f"nvml {dim}",
+                        f"NVML {dim} failed on {name} ({type(exc).__name__}: {exc}); "
+                        "the other metrics go on",
+                    )
         return rows
 
     def close(self) -> None:

@@ -124,9 +124,15 @@ class TrainingProfiler:
         import torch.profiler as tp
 
         self.window = TraceWindow(
-            self.out_dir, node=self.host, wait=self.wait, warmup=self.warmup, active=self.active,
-            repeat=self.repeat, profile_memory=self.profile_memory,
-            record_shapes=self.record_shapes, with_stack=self.with_stack,
+            self.out_dir,
+            node=self.host,
+            wait=self.wait,
+            warmup=self.warmup,
+            active=self.active,
+            repeat=self.repeat,
+            profile_memory=self.profile_memory,
+            record_shapes=self.record_shapes,
+            with_stack=self.with_stack,
         )
         self.window.start()
         exits.on_exit(self._at_exit)  # os._exit or SIGTERM inside the block: what it has

@@ -145,7 +145,8 @@ class DiskCounter:
         if io is None:  # no disk statistics on this host
             return []
         rates = self._rates.update(
-            now, {"ops": io.read_count + io.write_count, "read": io.read_bytes, "write": io.write_bytes}
+            now,
+            {"ops": io.read_count + io.write_count, "read": io.read_bytes, "write": io.write_bytes},
         )
         if not rates:
             return []
@@ -251,7 +252,10 @@ class InfinibandCounter:
                 elif (pma / "port_rcv_data").is_file() and (pma / "port_xmit_data").is_file():
                     self._ports.append((label, pma / "port_rcv_data", pma / "port_xmit_data", 4))
         if not self._ports:
-            self._warn("efa", f"no RDMA port byte counters under {self._root}: sampling without EFA metrics")
+            self._warn(
+                "efa",
+                f"no RDMA port byte counters under {self._root}: sampling without EFA metrics",
+            )
         return bool(self._ports)
 
     def read(self, now: float) -> list[Row]:
@@ -261,8 +265,11 @@ class InfinibandCounter:
                 totals["rx " + label] = int(rx.read_bytes()) * scale
                 totals["tx " + label] = int(tx.read_bytes()) * scale
             except (OSError, ValueError) as exc:
-                self._warn(f"efa {label}", f"RDMA counters of {label} unreadable ({type(exc).__name__}: {exc}); "
-                           "the other metrics go on")
+                self._warn(
+                    f"efa {label}",
+                    f"RDMA counters of {label} unreadable ({type(exc).__name__}: {exc}); "
+                    "the other metrics go on",
+                )
         rates = self._rates.update(now, totals)
         if not rates:
             return []
@@ -290,7 +297,12 @@ def default_counters(
     if psutil is None:
         warn("psutil", "no psutil: sampling without CPU, memory, disk and network metrics")
     else:
-        counters += [MemoryCounter(psutil), DiskCounter(psutil), CpuCounter(psutil), NetworkCounter(psutil)]
+        counters += [
+            MemoryCounter(psutil),
+            DiskCounter(psutil),
+            CpuCounter(psutil),
+            NetworkCounter(psutil),
+        ]
     counters.append(NvmlCounter(load_pynvml() if nvml is _AUTO else nvml, warn))
     counters.append(InfinibandCounter(infiniband_root, warn))
     return counters
@@ -332,7 +344,9 @@ class _MinuteFiles:
                 if path not in self.paths:
                     self.paths.append(path)
             except OSError as exc:
-                self._warn(f"open {path.parent}", f"cannot write {path} ({exc}); samples are dropped")
+                self._warn(
+                    f"open {path.parent}", f"cannot write {path} ({exc}); samples are dropped"
+                )
                 return
         if self._file is None:
             return
@@ -381,7 +395,10 @@ class SystemSampler:
         except (TypeError, ValueError):
             interval = math.nan
         if not interval >= MIN_INTERVAL_S:  # NaN too
-            self.warn("interval", f"interval {interval_s!r} s is not >= {MIN_INTERVAL_S}: using {DEFAULT_INTERVAL_S}")
+            self.warn(
+                "interval",
+                f"interval {interval_s!r} s is not >= {MIN_INTERVAL_S}: using {DEFAULT_INTERVAL_S}",
+            )
             interval = DEFAULT_INTERVAL_S
         self.interval_s = interval
         self.out_dir = Path(out_dir)
@@ -403,7 +420,9 @@ class SystemSampler:
         try:
             if self._thread is None:
                 self._stop.clear()
-                self._thread = threading.Thread(target=self.run, name="stepscope-system-sampler", daemon=True)
+                self._thread = threading.Thread(
+                    target=self.run, name="stepscope-system-sampler", daemon=True
+                )
                 self._thread.start()
         except Exception as exc:
             self.warn("start", f"cannot start the sampler thread ({type(exc).__name__}: {exc})")
@@ -466,13 +485,19 @@ class SystemSampler:
     def _open_counters(self) -> list[Counter]:
         nvml, psutil, ib_root, extra = self._sources
         counters: list[Counter] = []
-        for counter in [*default_counters(self.warn, nvml=nvml, infiniband_root=ib_root, psutil=psutil), *extra]:
+        for counter in [
+            *default_counters(self.warn, nvml=nvml, infiniband_root=ib_root, psutil=psutil),
+            *extra,
+        ]:
             try:
                 opener = getattr(counter, "open", None)
                 if opener is None or opener():
                     counters.append(counter)
             except Exception as exc:
-                self.warn(f"open {counter.name}", f"{counter.name} metrics unavailable ({type(exc).__name__}: {exc})")
+                self.warn(
+                    f"open {counter.name}",
+                    f"{counter.name} metrics unavailable ({type(exc).__name__}: {exc})",
+                )
         return counters
 
     def _prime(self) -> None:
@@ -488,8 +513,11 @@ class SystemSampler:
         try:
             return counter.read(now)
         except Exception as exc:
-            self.warn(f"read {counter.name}", f"{counter.name} metrics failed ({type(exc).__name__}: {exc}); "
-                      "the other metrics go on")
+            self.warn(
+                f"read {counter.name}",
+                f"{counter.name} metrics failed ({type(exc).__name__}: {exc}); "
+                "the other metrics go on",
+            )
             return ()
 
     def sample_once(self) -> int:
@@ -546,11 +574,27 @@ class SystemSampler:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m stepscope.collectors.system``: sample until SIGTERM or SIGINT."""
-    ap = argparse.ArgumentParser(prog="python -m stepscope.collectors.system", description="Sample this node's system metrics in SageMaker Debugger's layout.")
-    ap.add_argument("--out", type=Path, default=None,
-                    help="output folder (default: SageMaker's TensorBoard folder on SageMaker, else ./stepscope-output)")
-    ap.add_argument("--interval-ms", type=int, default=int(DEFAULT_INTERVAL_S * 1000), help="sampling period (ms)")
-    ap.add_argument("--node", default=None, help="node name (default: SageMaker's current_host, else the host name)")
+    ap = argparse.ArgumentParser(
+        prog="python -m stepscope.collectors.system",
+        description="Sample this node's system metrics in SageMaker Debugger's layout.",
+    )
+    ap.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="output folder (default: SageMaker's TensorBoard folder on SageMaker, else ./stepscope-output)",
+    )
+    ap.add_argument(
+        "--interval-ms",
+        type=int,
+        default=int(DEFAULT_INTERVAL_S * 1000),
+        help="sampling period (ms)",
+    )
+    ap.add_argument(
+        "--node",
+        default=None,
+        help="node name (default: SageMaker's current_host, else the host name)",
+    )
     ap.add_argument("--infiniband-root", type=Path, default=INFINIBAND_ROOT, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     stop = threading.Event()

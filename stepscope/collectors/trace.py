@@ -62,7 +62,9 @@ def parse_steps(text: str) -> tuple[int, int, int]:
     try:
         wait, warmup, active = (int(p) for p in parts)
     except ValueError:
-        raise ValueError(f"expected WAIT:WARMUP:ACTIVE (three whole numbers), got {text!r}") from None
+        raise ValueError(
+            f"expected WAIT:WARMUP:ACTIVE (three whole numbers), got {text!r}"
+        ) from None
     if wait < 0 or warmup < 0 or active < 1:
         raise ValueError(f"WAIT and WARMUP must be >= 0 and ACTIVE >= 1, got {text!r}")
     return wait, warmup, active
@@ -92,9 +94,19 @@ class TraceWindow:
     SIGTERM is armed while the window records). Only what drives ``step`` differs.
     """
 
-    def __init__(self, out_dir: Path, *, node: str | None, wait: int, warmup: int, active: int,
-                 repeat: int = 1, profile_memory: bool = True, record_shapes: bool = False,
-                 with_stack: bool = False) -> None:
+    def __init__(
+        self,
+        out_dir: Path,
+        *,
+        node: str | None,
+        wait: int,
+        warmup: int,
+        active: int,
+        repeat: int = 1,
+        profile_memory: bool = True,
+        record_shapes: bool = False,
+        with_stack: bool = False,
+    ) -> None:
         self.out_dir = out_dir
         self.node = node  # None: resolved when a trace is written (identity.node_name)
         self.wait, self.warmup, self.active, self.repeat = wait, warmup, active, repeat
@@ -123,8 +135,9 @@ class TraceWindow:
             activities.append(tp.ProfilerActivity.CUDA)
         prof = tp.profile(
             activities=activities,
-            schedule=tp.schedule(wait=self.wait, warmup=self.warmup, active=self.active,
-                                 repeat=self.repeat),
+            schedule=tp.schedule(
+                wait=self.wait, warmup=self.warmup, active=self.active, repeat=self.repeat
+            ),
             on_trace_ready=self._write,
             profile_memory=self.profile_memory,  # the allocator rules read the [memory] events
             record_shapes=self.record_shapes,
@@ -156,8 +169,11 @@ class TraceWindow:
         self.rank = trace_rank()
         worker = f"{self.node or identity.node_name()}_rank{self.rank}"
         tensorboard_trace_handler(str(self.out_dir), worker_name=worker, use_gzip=True)(prof)
-        self.trace_files.extend(sorted(p for p in set(self.out_dir.iterdir()) - before
-                                       if p.name.startswith(worker + ".")))
+        self.trace_files.extend(
+            sorted(
+                p for p in set(self.out_dir.iterdir()) - before if p.name.startswith(worker + ".")
+            )
+        )
 
 
 class Recorder:
@@ -263,8 +279,10 @@ class Recorder:
         if not self.warned:
             self.warned = True
             detail = str(exc).splitlines()[0] if str(exc) else ""
-            warn(f"trace recorder off in this process: {what} failed "
-                 f"({type(exc).__name__}: {detail}); training goes on")
+            warn(
+                f"trace recorder off in this process: {what} failed "
+                f"({type(exc).__name__}: {detail}); training goes on"
+            )
 
 
 #: this process's recorder, once torch.optim is imported under ``stepscope run``

@@ -45,8 +45,10 @@ class DashboardOptions:
     def from_app_args(cls, argv: list[str]) -> DashboardOptions:
         """Read back what :meth:`app_args` wrote; one-line errors for anything else."""
         if len(argv) != 2 or argv[0] != OPTIONS_FLAG:
-            raise StepscopeError("no SOURCE given: start it as `stepscope dashboard SOURCE` "
-                                 "(job name, s3:// prefix or folder)")
+            raise StepscopeError(
+                "no SOURCE given: start it as `stepscope dashboard SOURCE` "
+                "(job name, s3:// prefix or folder)"
+            )
         try:
             doc: Any = json.loads(argv[1])
         except json.JSONDecodeError as exc:
@@ -58,12 +60,18 @@ class DashboardOptions:
         if unknown:
             raise StepscopeError(f"unknown dashboard option(s): {', '.join(unknown)}")
         if not isinstance(doc.get("source"), str) or not doc["source"]:
-            raise StepscopeError("no SOURCE given: start it as `stepscope dashboard SOURCE` "
-                                 "(job name, s3:// prefix or folder)")
+            raise StepscopeError(
+                "no SOURCE given: start it as `stepscope dashboard SOURCE` "
+                "(job name, s3:// prefix or folder)"
+            )
         for name, value in doc.items():
             if name == "refresh_s":
-                if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
-                    raise StepscopeError(f"dashboard option refresh_s: expected seconds, got {value!r}")
+                if value is not None and (
+                    isinstance(value, bool) or not isinstance(value, int | float)
+                ):
+                    raise StepscopeError(
+                        f"dashboard option refresh_s: expected seconds, got {value!r}"
+                    )
             elif value is not None and not isinstance(value, str):
                 raise StepscopeError(f"dashboard option {name}: expected text, got {value!r}")
         if doc.get("refresh_s") is not None:

@@ -30,9 +30,21 @@ def loss(t: TrainingCharts, worker: str) -> go.Figure | None:
         return None
     fig = go.Figure()
     for (tag, phase), g in df.groupby(["tag", "phase"], sort=True):
-        fig.add_trace(go.Scatter(x=g["step"], y=g["value"], mode="lines+markers" if len(g) <= 60 else "lines",
-                                 name=f"{tag} ({phase})", line={"dash": "dash" if phase == "eval" else "solid"}))
-    fig.update_layout(title=f"{CHART_TITLES['loss']}: {worker}", xaxis_title="step", yaxis_title="loss", height=340)
+        fig.add_trace(
+            go.Scatter(
+                x=g["step"],
+                y=g["value"],
+                mode="lines+markers" if len(g) <= 60 else "lines",
+                name=f"{tag} ({phase})",
+                line={"dash": "dash" if phase == "eval" else "solid"},
+            )
+        )
+    fig.update_layout(
+        title=f"{CHART_TITLES['loss']}: {worker}",
+        xaxis_title="step",
+        yaxis_title="loss",
+        height=340,
+    )
     return fig
 
 
@@ -41,11 +53,23 @@ def gradient_heatmap(hm: LayerHeatmap) -> go.Figure | None:
     if not hm.rows or not hm.steps:
         return None
     z = np.array([[np.nan if v is None else v for v in row] for row in hm.values], dtype=float)
-    fig = go.Figure(go.Heatmap(z=log_norms(z), x=list(hm.steps), y=list(hm.rows), customdata=z, colorscale="Viridis",
-                               colorbar={"title": "log10 ‖g‖"},
-                               hovertemplate="%{y}<br>step %{x:.0f}<br>‖g‖ %{customdata:.3g}<extra></extra>"))
-    fig.update_layout(title=f"{CHART_TITLES['gradient_norms']}: {hm.worker}", xaxis_title="step",
-                      height=max(260, 18 * len(hm.rows) + 120), margin={"l": 160})
+    fig = go.Figure(
+        go.Heatmap(
+            z=log_norms(z),
+            x=list(hm.steps),
+            y=list(hm.rows),
+            customdata=z,
+            colorscale="Viridis",
+            colorbar={"title": "log10 ‖g‖"},
+            hovertemplate="%{y}<br>step %{x:.0f}<br>‖g‖ %{customdata:.3g}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title=f"{CHART_TITLES['gradient_norms']}: {hm.worker}",
+        xaxis_title="step",
+        height=max(260, 18 * len(hm.rows) + 120),
+        margin={"l": 160},
+    )
     fig.update_yaxes(autorange="reversed")
     return fig
 
@@ -58,8 +82,13 @@ def update_ratios(t: TrainingCharts, worker: str) -> go.Figure | None:
     fig = go.Figure()
     for name, g in df.groupby("name", sort=False):
         fig.add_trace(go.Scatter(x=g["step"], y=g["ratio"], mode="lines", name=str(name)))
-    fig.update_layout(title=f"{CHART_TITLES['update_ratios']}: {worker}", xaxis_title="step", yaxis_title="ratio",
-                      yaxis_type="log", height=340)
+    fig.update_layout(
+        title=f"{CHART_TITLES['update_ratios']}: {worker}",
+        xaxis_title="step",
+        yaxis_title="ratio",
+        yaxis_type="log",
+        height=340,
+    )
     return fig
 
 
@@ -72,6 +101,11 @@ def activations(t: TrainingCharts, worker: str) -> go.Figure | None:
     for (name, module), g in df.groupby(["name", "module"], sort=False, dropna=False):
         label = f"{name} ({module})" if isinstance(module, str) and module else str(name)
         fig.add_trace(go.Scatter(x=g["step"], y=g["zero_fraction"] * 100, mode="lines", name=label))
-    fig.update_layout(title=f"Activations: share of zero outputs per layer: {worker}", xaxis_title="step",
-                      yaxis_title="% zeros", yaxis_range=[0, 105], height=340)
+    fig.update_layout(
+        title=f"Activations: share of zero outputs per layer: {worker}",
+        xaxis_title="step",
+        yaxis_title="% zeros",
+        yaxis_range=[0, 105],
+        height=340,
+    )
     return fig

@@ -10,6 +10,10 @@ from stepscope.report.model import Report
 
 def render(report: Report, verdict: Verdict) -> str:
     doc = report.document()
-    doc["summary"] = {"verdict": verdict.verdict, "fail_on": verdict.fail_on, **doc["summary"],
-                      "failing_findings": verdict.failing_findings}
+    doc["summary"] = {
+        "verdict": verdict.verdict,
+        "fail_on": verdict.fail_on,
+        **doc["summary"],
+        "failing_findings": verdict.failing_findings,
+    }
     return orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n"

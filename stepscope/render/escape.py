@@ -46,7 +46,7 @@ def _escape(s: str, *, at_line_start: bool) -> str:
         m = _LINE_START.match(out)
         if m:
             # "1. x" -> "1\. x"; "# x" -> "\# x"
-            out = out[: m.end()] + "\\" + out[m.end():] if m.group(0)[0].isdigit() else "\\" + out
+            out = out[: m.end()] + "\\" + out[m.end() :] if m.group(0)[0].isdigit() else "\\" + out
     return out
 
 
@@ -81,4 +81,6 @@ def h(text: object) -> str:
 
 def h_prose(text: object) -> str:
     """:func:`md_prose` for HTML: names in ``<code>``, everything escaped."""
-    return "".join(f"<code>{h(piece)}</code>" if code else h(piece) for piece, code in code_segments(str(text)))
+    return "".join(
+        f"<code>{h(piece)}</code>" if code else h(piece) for piece, code in code_segments(str(text))
+    )

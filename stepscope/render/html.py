@@ -55,20 +55,31 @@ def render(report: Report, verdict: Verdict) -> str:
     parts.append(f"<p class='{h(verdict.state)}'>{h(verdict.line())}</p>")
     figures = headline(report)
     if figures:
-        parts.append("<table class='headline'><tr><th>headline</th><th>value</th></tr>"
-                     + "".join(f"<tr><td>{h(label)}</td><td class='num'>{h(value)}</td></tr>" for label, value in figures)
-                     + "</table>")
+        parts.append(
+            "<table class='headline'><tr><th>headline</th><th>value</th></tr>"
+            + "".join(
+                f"<tr><td>{h(label)}</td><td class='num'>{h(value)}</td></tr>"
+                for label, value in figures
+            )
+            + "</table>"
+        )
     parts.append("<h2>Findings</h2>")
     if report.findings:
-        parts.append("<table><tr><th>severity</th><th>rule</th><th>where</th><th>finding</th><th>recommendation</th></tr>")
+        parts.append(
+            "<table><tr><th>severity</th><th>rule</th><th>where</th><th>finding</th><th>recommendation</th></tr>"
+        )
         findings = report.findings
         for g in groups_of(report):
             each = ""
             if g.count > 1:  # the per-place figures, folded under the group's one line
-                each = (f"<details><summary>each of the {g.count} findings</summary><table><tr><th>where</th><th>finding</th></tr>"
-                        + "".join(f"<tr><td>{h(findings[i].where)}</td><td>{h_prose(message_of(findings[i]))}</td></tr>"
-                                  for i in g.findings)
-                        + "</table></details>")
+                each = (
+                    f"<details><summary>each of the {g.count} findings</summary><table><tr><th>where</th><th>finding</th></tr>"
+                    + "".join(
+                        f"<tr><td>{h(findings[i].where)}</td><td>{h_prose(message_of(findings[i]))}</td></tr>"
+                        for i in g.findings
+                    )
+                    + "</table></details>"
+                )
             parts.append(
                 f"<tr><td class='{h(g.severity)}'>{h(g.severity)}</td><td>{h(g.rule)}</td><td>{h(g.where)}</td>"
                 f"<td>{h_prose(g.message)}{each}</td><td>{h_prose(findings[g.worst].recommendation)}</td></tr>"
@@ -89,7 +100,9 @@ def render(report: Report, verdict: Verdict) -> str:
 
     def figure(fig: go.Figure, div_id: str | None = None) -> str:
         """The figure's div; plotly.js is inlined with the first one only."""
-        html = pio.to_html(fig, full_html=False, include_plotlyjs=False if plotted[0] else "inline", div_id=div_id)
+        html = pio.to_html(
+            fig, full_html=False, include_plotlyjs=False if plotted[0] else "inline", div_id=div_id
+        )
         plotted[0] = True
         return html
 
@@ -97,35 +110,60 @@ def render(report: Report, verdict: Verdict) -> str:
 
     nodes = report.metrics.nodes
     if nodes:
-        parts.append("<h2>Nodes</h2><table><tr><th>node</th><th>metrics from</th><th>CPU p50 / p95 %</th>"
-                     "<th>I/O wait p95 %</th><th>GPUs</th><th>GPU utilization p50 %</th></tr>")
+        parts.append(
+            "<h2>Nodes</h2><table><tr><th>node</th><th>metrics from</th><th>CPU p50 / p95 %</th>"
+            "<th>I/O wait p95 %</th><th>GPUs</th><th>GPU utilization p50 %</th></tr>"
+        )
         for n in nodes:
             parts.append(
-                "<tr>" + "".join(f"<td>{h(v)}</td>" for v in (
-                    n.node, source_text(n), f"{fmt(n.cpu_util_p50)} / {fmt(n.cpu_util_p95)}", fmt(n.io_wait_p95),
-                    len(n.gpus), gpu_p50(n))) + "</tr>"
+                "<tr>"
+                + "".join(
+                    f"<td>{h(v)}</td>"
+                    for v in (
+                        n.node,
+                        source_text(n),
+                        f"{fmt(n.cpu_util_p50)} / {fmt(n.cpu_util_p95)}",
+                        fmt(n.io_wait_p95),
+                        len(n.gpus),
+                        gpu_p50(n),
+                    )
+                )
+                + "</tr>"
             )
         parts.append("</table>")
     if ranks:
-        parts.append("<h2>Ranks</h2><table><tr><th>rank</th><th>node</th><th>steps</th><th>step ms</th><th>data-loader %</th>"
-                     "<th>overlap %</th><th>exposed comm %</th><th>compute / non-compute / idle %</th>"
-                     "<th>idle: host / kernel wait / other %</th></tr>")
+        parts.append(
+            "<h2>Ranks</h2><table><tr><th>rank</th><th>node</th><th>steps</th><th>step ms</th><th>data-loader %</th>"
+            "<th>overlap %</th><th>exposed comm %</th><th>compute / non-compute / idle %</th>"
+            "<th>idle: host / kernel wait / other %</th></tr>"
+        )
         for r in ranks:
             parts.append(
-                "<tr>" + "".join(
+                "<tr>"
+                + "".join(
                     f"<td>{h(fmt(v))}</td>"
-                    for v in (r.rank, r.node, r.steps or 0, r.step_time_mean_ms, r.dataloader_stall_pct,
-                              r.comm_comp_overlap_pct, r.exposed_comm_pct,
-                              breakdown(r.temporal_pct, TEMPORAL_PARTS, " / "),
-                              breakdown(r.idle_breakdown_pct, IDLE_PARTS, " / "))
-                ) + "</tr>"
+                    for v in (
+                        r.rank,
+                        r.node,
+                        r.steps or 0,
+                        r.step_time_mean_ms,
+                        r.dataloader_stall_pct,
+                        r.comm_comp_overlap_pct,
+                        r.exposed_comm_pct,
+                        breakdown(r.temporal_pct, TEMPORAL_PARTS, " / "),
+                        breakdown(r.idle_breakdown_pct, IDLE_PARTS, " / "),
+                    )
+                )
+                + "</tr>"
             )
         parts.append("</table>")
     sm = report.sagemaker_rule_reports
     if sm:
-        parts.append("<h2>SageMaker's own rule reports</h2><p>SageMaker's rules pool all nodes' samples; stepscope judges "
-                     "each node, GPU and rank.</p><table><tr><th>rule</th><th>SageMaker</th><th>violations / datapoints</th>"
-                     "<th>stepscope</th><th>where</th></tr>")
+        parts.append(
+            "<h2>SageMaker's own rule reports</h2><p>SageMaker's rules pool all nodes' samples; stepscope judges "
+            "each node, GPU and rank.</p><table><tr><th>rule</th><th>SageMaker</th><th>violations / datapoints</th>"
+            "<th>stepscope</th><th>where</th></tr>"
+        )
         for v in sm:
             theirs, mine = v.labels()
             cls = " class='fail'" if v.agree is False else ""
@@ -137,7 +175,9 @@ def render(report: Report, verdict: Verdict) -> str:
         parts.append("</table>")
     base = report.baseline
     if base is not None:
-        parts.append(f"<h2>Against baseline <code>{h(base.source)}</code></h2><table><tr><th>metric</th><th>baseline</th><th>current</th><th>change</th><th>verdict</th></tr>")
+        parts.append(
+            f"<h2>Against baseline <code>{h(base.source)}</code></h2><table><tr><th>metric</th><th>baseline</th><th>current</th><th>change</th><th>verdict</th></tr>"
+        )
         for c in base.comparisons:
             parts.append(
                 f"<tr><td>{h(c.label)}</td><td>{h(fmt(c.baseline))}</td><td>{h(fmt(c.current))}</td><td>{h(change(c))}</td>"
@@ -147,13 +187,15 @@ def render(report: Report, verdict: Verdict) -> str:
     parts += training_section(report, figure)
     parts.append("<h2>Rules</h2><table><tr><th>rule</th><th>status</th><th>note</th></tr>")
     for rule in report.rules:
-        parts.append(f"<tr><td>{h(rule.rule)}</td><td>{h(rule.status)}</td><td>{h_prose(rule.reason or '–')}</td></tr>")
+        parts.append(
+            f"<tr><td>{h(rule.rule)}</td><td>{h(rule.status)}</td><td>{h_prose(rule.reason or '–')}</td></tr>"
+        )
     parts.append("</table></body></html>")
     return "\n".join(parts)
 
 
 def training_section(report: Report, figure: Callable[[go.Figure, str | None], str]) -> list[str]:
-    """"Training health": workers, the training rules' findings each linked to the chart that
+    """ "Training health": workers, the training rules' findings each linked to the chart that
     shows it, then per worker its loss, gradient-norm heatmap, update ratios and activations."""
     th = report.training_health
     if th is None:
@@ -161,42 +203,79 @@ def training_section(report: Report, figure: Callable[[go.Figure, str | None], s
     parts = ["<h2 id='training-health'>Training health</h2>"]
     if not th.workers:
         return [*parts, f"<p>{h_prose(th.note or 'No training-health data.')}</p>"]
-    parts.append("<table><tr>" + "".join(f"<th>{h(c)}</th>" for c in WORKER_HEADINGS) + "</tr>"
-                 + "".join("<tr>" + "".join(f"<td>{h(c)}</td>" for c in worker_cells(w)) + "</tr>" for w in th.workers)
-                 + "</table>")
+    parts.append(
+        "<table><tr>"
+        + "".join(f"<th>{h(c)}</th>" for c in WORKER_HEADINGS)
+        + "</tr>"
+        + "".join(
+            "<tr>" + "".join(f"<td>{h(c)}</td>" for c in worker_cells(w)) + "</tr>"
+            for w in th.workers
+        )
+        + "</table>"
+    )
     rows = training_findings(report)
     if rows:
-        parts.append("<table><tr><th>severity</th><th>rule</th><th>where</th><th>steps</th><th>finding</th><th>chart</th></tr>")
+        parts.append(
+            "<table><tr><th>severity</th><th>rule</th><th>where</th><th>steps</th><th>finding</th><th>chart</th></tr>"
+        )
         for i, steps, chart, link in rows:
             f = report.findings[i]
-            parts.append(f"<tr><td class='{h(f.severity)}'>{h(f.severity)}</td><td>{h(f.rule)}</td><td>{h(f.where)}</td>"
-                         f"<td>{h(steps)}</td><td>{h_prose(f.message)}</td>"
-                         f"<td><a href='#{h(link)}'>{h(CHART_TITLES[chart])}</a></td></tr>")
+            parts.append(
+                f"<tr><td class='{h(f.severity)}'>{h(f.severity)}</td><td>{h(f.rule)}</td><td>{h(f.where)}</td>"
+                f"<td>{h(steps)}</td><td>{h_prose(f.message)}</td>"
+                f"<td><a href='#{h(link)}'>{h(CHART_TITLES[chart])}</a></td></tr>"
+            )
         parts.append("</table>")
-    parts.append("<p>Training rules: " + h(", ".join(f"{v.rule} {v.status}" for v in th.rules)) + ".</p>")
+    parts.append(
+        "<p>Training rules: " + h(", ".join(f"{v.rule} {v.status}" for v in th.rules)) + ".</p>"
+    )
     t = report.charts.training
     if t is None:
         return parts
     heatmaps = {hm.worker: hm for hm in t.gradient_norms}
     for w in th.workers:
         parts.append(f"<h3>{h(w.worker)}</h3>")
-        for chart, fig in (("loss", training_figures.loss(t, w.worker)),
-                           ("gradient_norms", training_figures.gradient_heatmap(heatmaps[w.worker]) if w.worker in heatmaps else None),
-                           ("update_ratios", training_figures.update_ratios(t, w.worker)),
-                           ("activations", training_figures.activations(t, w.worker))):
+        for chart, fig in (
+            ("loss", training_figures.loss(t, w.worker)),
+            (
+                "gradient_norms",
+                training_figures.gradient_heatmap(heatmaps[w.worker])
+                if w.worker in heatmaps
+                else None,
+            ),
+            ("update_ratios", training_figures.update_ratios(t, w.worker)),
+            ("activations", training_figures.activations(t, w.worker)),
+        ):
             link = anchor(chart, w.worker)
             if fig is None:  # a finding may still link here: say what is missing
-                parts.append(f"<p id='{h(link)}'>{h(CHART_TITLES[chart])}: not recorded for this worker.</p>")
+                parts.append(
+                    f"<p id='{h(link)}'>{h(CHART_TITLES[chart])}: not recorded for this worker.</p>"
+                )
             else:
                 parts.append(figure(fig, link))
     layers = t.layers.frame()
     if len(layers):
-        parts.append("<details><summary>Per-layer figures</summary><table><tr><th>worker</th><th>layer</th><th>measure</th>"
-                     "<th>steps</th><th>last</th><th>min</th><th>max</th></tr>")
+        parts.append(
+            "<details><summary>Per-layer figures</summary><table><tr><th>worker</th><th>layer</th><th>measure</th>"
+            "<th>steps</th><th>last</th><th>min</th><th>max</th></tr>"
+        )
         for r in layers.itertuples(index=False):
             layer = f"{r.layer} ({r.module})" if isinstance(r.module, str) and r.module else r.layer
-            parts.append("<tr>" + "".join(f"<td>{h(v)}</td>" for v in (
-                r.worker, layer, MEASURES.get(r.measure, r.measure), f"{r.first_step}–{r.last_step}",
-                num(r.last), num(r.min), num(r.max))) + "</tr>")
+            parts.append(
+                "<tr>"
+                + "".join(
+                    f"<td>{h(v)}</td>"
+                    for v in (
+                        r.worker,
+                        layer,
+                        MEASURES.get(r.measure, r.measure),
+                        f"{r.first_step}–{r.last_step}",
+                        num(r.last),
+                        num(r.min),
+                        num(r.max),
+                    )
+                )
+                + "</tr>"
+            )
         parts.append("</table></details>")
     return parts

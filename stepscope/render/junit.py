@@ -35,7 +35,12 @@ def render(report: Report, verdict: Verdict) -> str:
             failures += 1
             first = failing[0]
             more = f" (and {len(failing) - 1} more)" if len(failing) > 1 else ""
-            el = ET.SubElement(case, "failure", message=f"{first.where}: {first.message}{more}", type=first.severity)
+            el = ET.SubElement(
+                case,
+                "failure",
+                message=f"{first.where}: {first.message}{more}",
+                type=first.severity,
+            )
             el.text = _lines(report, gs)
         elif r.status == "skipped":
             skipped += 1
@@ -50,7 +55,9 @@ def render(report: Report, verdict: Verdict) -> str:
     suites = ET.Element("testsuites")
     suites.append(suite)
     ET.indent(suites)
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
+    )
 
 
 def _lines(report: Report, groups: list[FindingGroup]) -> str:
@@ -59,5 +66,8 @@ def _lines(report: Report, groups: list[FindingGroup]) -> str:
     for g in groups:
         out.append(f"[{g.severity}] {g.where}: {g.message}")
         if g.count > 1:
-            out += [f"  {report.findings[i].where}: {message_of(report.findings[i])}" for i in g.findings]
+            out += [
+                f"  {report.findings[i].where}: {message_of(report.findings[i])}"
+                for i in g.findings
+            ]
     return "\n".join(out)

@@ -16,8 +16,12 @@ VERDICT_ICON = {"fail": "🔴", "not-failing": "🟠", "pass": "✅"}
 
 
 def where(job: JobInfo) -> str:
-    """"2 nodes, 16 ranks"; a count of 0 (traces that name no host) is left out."""
-    parts = [f"{n} {unit}{'s' if n != 1 else ''}" for n, unit in ((job.nodes, "node"), (job.ranks, "rank")) if n]
+    """ "2 nodes, 16 ranks"; a count of 0 (traces that name no host) is left out."""
+    parts = [
+        f"{n} {unit}{'s' if n != 1 else ''}"
+        for n, unit in ((job.nodes, "node"), (job.ranks, "rank"))
+        if n
+    ]
     return ", ".join(parts) or "no node or rank named in the data"
 
 
@@ -37,20 +41,34 @@ def render(report: Report, verdict: Verdict) -> str:
     lines += [f"{VERDICT_ICON[verdict.state]} **{md(verdict.line())}**", ""]
     figures = headline(report)
     if figures:
-        lines += ["| headline | value |", "|---|---|", *(f"| {label} | {value} |" for label, value in figures), ""]
+        lines += [
+            "| headline | value |",
+            "|---|---|",
+            *(f"| {label} | {value} |" for label, value in figures),
+            "",
+        ]
 
     findings = report.findings
     if findings:
         groups = groups_of(report)
         lines += ["## Findings", "", "| | rule | where | finding |", "|---|---|---|---|"]
         for g in groups:
-            lines.append(f"| {ICON[g.severity]} {g.severity} | {md(g.rule)} | {md(g.where)} | {md_prose(g.message)} |")
+            lines.append(
+                f"| {ICON[g.severity]} {g.severity} | {md(g.rule)} | {md(g.where)} | {md_prose(g.message)} |"
+            )
         lines.append("")
         for g in groups:
             if g.count > 1:  # the per-place figures under the group's one line
-                lines += [f"<details><summary>{md(g.rule)}, {md(g.where)}: each of the {g.count} findings</summary>", "",
-                          "| where | finding |", "|---|---|"]
-                lines += [f"| {md(findings[i].where)} | {md_prose(message_of(findings[i]))} |" for i in g.findings]
+                lines += [
+                    f"<details><summary>{md(g.rule)}, {md(g.where)}: each of the {g.count} findings</summary>",
+                    "",
+                    "| where | finding |",
+                    "|---|---|",
+                ]
+                lines += [
+                    f"| {md(findings[i].where)} | {md_prose(message_of(findings[i]))} |"
+                    for i in g.findings
+                ]
                 lines += ["", "</details>", ""]
         lines += ["### What to do", ""]
         seen: set[str] = set()
@@ -65,11 +83,17 @@ def render(report: Report, verdict: Verdict) -> str:
 
     nodes = report.metrics.nodes
     if nodes:
-        lines += ["## Nodes", "", "| node | metrics from | CPU p50 / p95 % | I/O wait p95 % | GPUs | GPU utilization p50 % |",
-                  "|---|---|---|---|---|---|"]
+        lines += [
+            "## Nodes",
+            "",
+            "| node | metrics from | CPU p50 / p95 % | I/O wait p95 % | GPUs | GPU utilization p50 % |",
+            "|---|---|---|---|---|---|",
+        ]
         for n in nodes:
-            lines.append(f"| {md(n.node)} | {md(source_text(n))} | {fmt(n.cpu_util_p50)} / {fmt(n.cpu_util_p95)} | "
-                         f"{fmt(n.io_wait_p95)} | {len(n.gpus)} | {gpu_p50(n)} |")
+            lines.append(
+                f"| {md(n.node)} | {md(source_text(n))} | {fmt(n.cpu_util_p50)} / {fmt(n.cpu_util_p95)} | "
+                f"{fmt(n.io_wait_p95)} | {len(n.gpus)} | {gpu_p50(n)} |"
+            )
         lines.append("")
 
     ranks = report.metrics.ranks
@@ -110,7 +134,12 @@ def render(report: Report, verdict: Verdict) -> str:
 
     base = report.baseline
     if base is not None:
-        lines += [f"## Against baseline {md_code(base.source, table=False)}", "", "| metric | baseline | current | change | verdict |", "|---|---|---|---|---|"]
+        lines += [
+            f"## Against baseline {md_code(base.source, table=False)}",
+            "",
+            "| metric | baseline | current | change | verdict |",
+            "|---|---|---|---|---|",
+        ]
         for c in base.comparisons:
             lines.append(
                 f"| {md(c.label)} | {fmt(c.baseline)} | {fmt(c.current)} | {change(c)} | "
@@ -130,7 +159,7 @@ def render(report: Report, verdict: Verdict) -> str:
 
 
 def source_text(node: NodeMetrics) -> str:
-    """"CloudWatch at 60 s", "stepscope collector at 0.5 s"; "–" where unknown."""
+    """ "CloudWatch at 60 s", "stepscope collector at 0.5 s"; "–" where unknown."""
     return node.metrics_source.text() if node.metrics_source is not None else "–"
 
 
@@ -165,7 +194,11 @@ def headline(report: Report) -> list[tuple[str, str]]:
     """The headline figures the job has, as (label, formatted value): report.md and
     report.html show the same table."""
     head = report.metrics.headline
-    return [(label, f"{v:.1f}{unit}") for key, label, unit in HEADLINE if (v := getattr(head, key)) is not None]
+    return [
+        (label, f"{v:.1f}{unit}")
+        for key, label, unit in HEADLINE
+        if (v := getattr(head, key)) is not None
+    ]
 
 
 TEMPORAL_PARTS = ("compute", "non_compute", "idle")
@@ -192,7 +225,11 @@ def fmt(v: object, unit: str = "") -> str:
 # --------------------------------------------------------------------------- training health
 
 #: the per-layer measurements as the tables name them
-MEASURES = {"gradient_norm": "gradient norm", "update_ratio": "update ratio", "zero_fraction": "zero share"}
+MEASURES = {
+    "gradient_norm": "gradient norm",
+    "update_ratio": "update ratio",
+    "zero_fraction": "zero share",
+}
 #: at most this many per-layer rows in report.md (the HTML and the dashboard show all)
 MAX_LAYER_ROWS = 40
 
@@ -201,7 +238,9 @@ def worker_cells(w: TrainingWorker) -> list[str]:
     """A worker's row: steps, step range, last training / evaluation loss, gradient layers,
     first non-finite step (report.md and report.html show the same cells)."""
     steps = "–" if w.first_step is None else f"{w.first_step}–{w.last_step}"
-    loss = "–" if w.last_loss is None else f"{w.last_loss:.4g} ({w.loss_tag}, step {w.last_loss_step})"
+    loss = (
+        "–" if w.last_loss is None else f"{w.last_loss:.4g} ({w.loss_tag}, step {w.last_loss_step})"
+    )
     if w.last_loss is None and w.loss_tag:
         loss = f"not a number ({w.loss_tag})"
     ev = "–" if w.last_eval_loss is None else f"{w.last_eval_loss:.4g} ({w.eval_loss_tag})"
@@ -209,8 +248,15 @@ def worker_cells(w: TrainingWorker) -> list[str]:
     return [w.worker, str(w.steps), steps, loss, ev, str(w.gradient_layers), bad]
 
 
-WORKER_HEADINGS = ("worker", "steps recorded", "step range", "last training loss", "last evaluation loss",
-                   "layers with gradients", "first non-finite step")
+WORKER_HEADINGS = (
+    "worker",
+    "steps recorded",
+    "step range",
+    "last training loss",
+    "last evaluation loss",
+    "layers with gradients",
+    "first non-finite step",
+)
 
 
 def training_findings(report: Report) -> list[tuple[int, str, str, str]]:
@@ -223,8 +269,11 @@ def training_findings(report: Report) -> list[tuple[int, str, str, str]]:
         for i in v.findings:
             f = report.findings[i]
             rng = f.evidence.get("step_range")
-            steps = (f"{rng[0]}–{rng[1]}" if rng[0] != rng[1] else str(rng[0])) if isinstance(rng, list) and len(rng) == 2 \
+            steps = (
+                (f"{rng[0]}–{rng[1]}" if rng[0] != rng[1] else str(rng[0]))
+                if isinstance(rng, list) and len(rng) == 2
                 else str(f.evidence.get("step", "–"))
+            )
             chart = chart_of(f)
             out.append((i, steps, chart, anchor(chart, str(f.evidence.get("worker") or ""))))
     return out
@@ -249,17 +298,24 @@ def training_section(report: Report) -> list[str]:
         lines += ["| | rule | where | steps | chart |", "|---|---|---|---|---|"]
         for i, steps, chart, link in rows:
             f = report.findings[i]
-            lines.append(f"| {ICON[f.severity]} | {md(f.rule)} | {md(f.where)} | {steps} | "
-                         f"[{CHART_TITLES[chart]}](report.html#{link}) |")
+            lines.append(
+                f"| {ICON[f.severity]} | {md(f.rule)} | {md(f.where)} | {steps} | "
+                f"[{CHART_TITLES[chart]}](report.html#{link}) |"
+            )
         lines.append("")
     t = report.charts.training
     layers = t.layers.frame() if t is not None else None
     if layers is not None and len(layers):
-        lines += ["| worker | layer | measure | steps | last | min | max |", "|---|---|---|---|---|---|---|"]
+        lines += [
+            "| worker | layer | measure | steps | last | min | max |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for r in layers.head(MAX_LAYER_ROWS).itertuples(index=False):
             layer = f"{r.layer} ({r.module})" if isinstance(r.module, str) and r.module else r.layer
-            lines.append(f"| {md(r.worker)} | {md(layer)} | {MEASURES.get(r.measure, r.measure)} | "
-                         f"{r.first_step}–{r.last_step} | {num(r.last)} | {num(r.min)} | {num(r.max)} |")
+            lines.append(
+                f"| {md(r.worker)} | {md(layer)} | {MEASURES.get(r.measure, r.measure)} | "
+                f"{r.first_step}–{r.last_step} | {num(r.last)} | {num(r.min)} | {num(r.max)} |"
+            )
         if len(layers) > MAX_LAYER_ROWS:
             lines.append(f"\n{len(layers) - MAX_LAYER_ROWS} more rows in report.html.")
         lines.append("")

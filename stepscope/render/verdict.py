@@ -33,7 +33,11 @@ class Verdict:
     def of(cls, report: Report, fail_on: str) -> Verdict:
         if fail_on not in FAIL_ON:
             raise ValueError(f"fail_on must be one of {', '.join(FAIL_ON)} (got {fail_on!r})")
-        return cls(fail_on, sum(1 for f in report.findings if fails(f.severity, fail_on)), report.summary.counts)
+        return cls(
+            fail_on,
+            sum(1 for f in report.findings if fails(f.severity, fail_on)),
+            report.summary.counts,
+        )
 
     @property
     def verdict(self) -> str:

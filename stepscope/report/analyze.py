@@ -45,10 +45,20 @@ class Analysis(NamedTuple):
     from_cache: bool
 
 
-def analyze(source: str | Job, ruleset: RuleSet, *, baseline: str | Job | None = None, cache_dir: str | None = None,
-            profile: str | None = None, region: str | None = None, on_progress: ProgressFn | None = None,
-            processes: bool = False, cache_key: str | None = None, detail: bool = True,
-            engine: DaskEngine | None = None) -> Analysis:
+def analyze(
+    source: str | Job,
+    ruleset: RuleSet,
+    *,
+    baseline: str | Job | None = None,
+    cache_dir: str | None = None,
+    profile: str | None = None,
+    region: str | None = None,
+    on_progress: ProgressFn | None = None,
+    processes: bool = False,
+    cache_key: str | None = None,
+    detail: bool = True,
+    engine: DaskEngine | None = None,
+) -> Analysis:
     """Open ``source`` (and ``baseline``, the run it is compared with), judge it with
     ``ruleset`` and build the report. Either may be a Job already open (the dashboard
     compares the job it holds with another run without reading it twice). With
@@ -62,13 +72,20 @@ def analyze(source: str | Job, ruleset: RuleSet, *, baseline: str | Job | None =
     def open_job(s: str | Job) -> Job:
         if isinstance(s, Job):
             return s
-        return Job.open(open_source(s, profile=profile, region=region), cache_dir=cache_dir,
-                        on_progress=on_progress, processes=processes, engine=engine)
+        return Job.open(
+            open_source(s, profile=profile, region=region),
+            cache_dir=cache_dir,
+            on_progress=on_progress,
+            processes=processes,
+            engine=engine,
+        )
 
     job = open_job(source)
     if baseline is not None:
         base = open_job(baseline)
-        job = Job(job.dataset, job.summary, baseline=base, engine=job.engine)  # never changes a Job the caller holds
+        job = Job(
+            job.dataset, job.summary, baseline=base, engine=job.engine
+        )  # never changes a Job the caller holds
     found = cached_report(job, f"{cache_key}\x00detail={detail}") if cache_key is not None else None
     if found is not None:
         store, name = found
@@ -76,9 +93,15 @@ def analyze(source: str | Job, ruleset: RuleSet, *, baseline: str | Job | None =
             data = store.get(name)
             if data is not None:
                 return Analysis(job, Report.model_validate_json(data), True)
-        except (OSError, ValueError, StepscopeError):  # unreadable, or written by another version: evaluate again
+        except (
+            OSError,
+            ValueError,
+            StepscopeError,
+        ):  # unreadable, or written by another version: evaluate again
             pass
-    report = build(job, ruleset, evaluate(job, ruleset), detail=detail)  # reuses the rules' analyses
+    report = build(
+        job, ruleset, evaluate(job, ruleset), detail=detail
+    )  # reuses the rules' analyses
     if found is not None:
         _keep(*found, report)
     return Analysis(job, report, False)
@@ -86,7 +109,9 @@ def analyze(source: str | Job, ruleset: RuleSet, *, baseline: str | Job | None =
 
 def _store(job: Job) -> Store | None:
     """The store of the job's cache (a folder or an ``s3://`` prefix), from its ingest summary."""
-    location = (job.summary.get("cache") or {}).get("dir") if isinstance(job.summary, dict) else None
+    location = (
+        (job.summary.get("cache") or {}).get("dir") if isinstance(job.summary, dict) else None
+    )
     if not isinstance(location, str) or not location:
         return None
     try:
@@ -135,8 +160,14 @@ def _keep(store: Store, name: str, report: Report) -> None:
         store.put(name, report.model_dump_json().encode())
         if isinstance(store, LocalStore):
             folder = store.path(name).parent
-            old = sorted(folder.glob("report-*.json"), key=lambda q: q.stat().st_mtime, reverse=True)
+            old = sorted(
+                folder.glob("report-*.json"), key=lambda q: q.stat().st_mtime, reverse=True
+            )
             for stale in old[REPORT_CACHE_KEEP:]:
                 stale.unlink(missing_ok=True)
-    except (OSError, ValueError, StepscopeError) as exc:  # a read-only cache (or odd evidence) only costs speed
+    except (
+        OSError,
+        ValueError,
+        StepscopeError,
+    ) as exc:  # a read-only cache (or odd evidence) only costs speed
         log.warning("could not cache the evaluated report: %s", exc)

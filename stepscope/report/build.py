@@ -26,29 +26,51 @@ from stepscope.report.sources import node_metrics_sources
 HEATMAP_BINS = 120
 
 
-def build(job: Job, ruleset: RuleSet, results: list[RuleResult], *, detail: bool = True) -> m.Report:
+def build(
+    job: Job, ruleset: RuleSet, results: list[RuleResult], *, detail: bool = True
+) -> m.Report:
     """The report of ``job`` judged by ``results`` (rules run with ``ruleset``);
     ``job.baseline``, when set, is compared against. ``detail``: with the top-kernel and
     collective tables the dashboard shows (see :class:`~stepscope.report.model.Charts`)."""
-    findings = sorted((f for r in results for f in r.findings),
-                      key=lambda f: (-SEVERITY_RANK[f.severity], f.rule, place_key(f.where)))
+    findings = sorted(
+        (f for r in results for f in r.findings),
+        key=lambda f: (-SEVERITY_RANK[f.severity], f.rule, place_key(f.where)),
+    )
     info = job_info(job)
     nodes = node_metrics(job)
-    groups = group_findings(findings, ranks=info.ranks, nodes=info.nodes, gpus=sum(len(n.gpus) for n in nodes),
-                            rule_titles={r.rule: r.title for r in results})
+    groups = group_findings(
+        findings,
+        ranks=info.ranks,
+        nodes=info.nodes,
+        gpus=sum(len(n.gpus) for n in nodes),
+        rule_titles={r.rule: r.title for r in results},
+    )
     return m.Report(
         generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
         stepscope_version=__version__,
         job=info,
         rules_file=ruleset.source,
-        summary=m.Summary(counts=m.Counts(**{s: sum(1 for f in findings if f.severity == s) for s in ("error", "warning", "info")})),
+        summary=m.Summary(
+            counts=m.Counts(
+                **{
+                    s: sum(1 for f in findings if f.severity == s)
+                    for s in ("error", "warning", "info")
+                }
+            )
+        ),
         findings=list(findings),
         finding_groups=groups,
         rules=[
             m.RuleRow(
                 rule=r.rule,
                 title=r.title,
-                status="error" if r.error else "skipped" if r.skipped_reason else "fired" if r.fired else "passed",
+                status="error"
+                if r.error
+                else "skipped"
+                if r.skipped_reason
+                else "fired"
+                if r.fired
+                else "passed",
                 findings=len(r.findings),
                 reason=r.error or r.skipped_reason,
             )
@@ -57,7 +79,9 @@ def build(job: Job, ruleset: RuleSet, results: list[RuleResult], *, detail: bool
         metrics=m.Metrics(
             headline=m.Headline.model_validate(job.headline()),
             nodes=nodes,
-            ranks=sorted((m.RankMetrics.model_validate(r) for r in job.rank_metrics()), key=lambda r: r.rank),
+            ranks=sorted(
+                (m.RankMetrics.model_validate(r) for r in job.rank_metrics()), key=lambda r: r.rank
+            ),
         ),
         sagemaker_rule_reports=sagemaker_verdicts(job, results),
         baseline=baseline(job, results),
@@ -69,7 +93,10 @@ def build(job: Job, ruleset: RuleSet, results: list[RuleResult], *, detail: bool
 def node_metrics(job: Job) -> list[m.NodeMetrics]:
     """Per node the summary figures and where its system metrics came from, in numeric order."""
     sources = node_metrics_sources(job)
-    nodes = [m.NodeMetrics.model_validate({**n, "metrics_source": sources.get(str(n["node"]))}) for n in job.node_metrics()]
+    nodes = [
+        m.NodeMetrics.model_validate({**n, "metrics_source": sources.get(str(n["node"]))})
+        for n in job.node_metrics()
+    ]
     return sorted(nodes, key=lambda n: place_key(n.node))
 
 
@@ -77,8 +104,20 @@ def job_info(job: Job) -> m.JobInfo:
     meta = job.dataset.meta.to_dict()
     s = job.summary
     return m.JobInfo(
-        **{k: meta[k] for k in ("name", "source", "kind", "status", "instance_type", "instance_count",
-                                "training_start_time", "training_end_time", "rule_statuses")},
+        **{
+            k: meta[k]
+            for k in (
+                "name",
+                "source",
+                "kind",
+                "status",
+                "instance_type",
+                "instance_count",
+                "training_start_time",
+                "training_end_time",
+                "rule_statuses",
+            )
+        },
         nodes=s["nodes"],
         ranks=s["ranks"],
         time_span=s["time_span"],
@@ -111,7 +150,9 @@ def sagemaker_verdicts(job: Job, results: list[RuleResult]) -> list[m.SageMakerV
                 sagemaker_datapoints=rep["datapoints"],
                 stepscope_fired=fired,
                 stepscope_findings=len(mine.findings) if mine is not None else 0,
-                stepscope_where=sorted({f.where for f in mine.findings}, key=place_key) if mine is not None else [],
+                stepscope_where=sorted({f.where for f in mine.findings}, key=place_key)
+                if mine is not None
+                else [],
                 agree=None if fired is None else fired == bool(rep["triggered"]),
                 file=rep["file"],
             )
@@ -126,7 +167,9 @@ def baseline(job: Job, results: list[RuleResult]) -> m.Baseline | None:
     base = job.baseline
     if base is None:
         return None
-    rows: list[dict[str, Any]] = next((r.details["comparisons"] for r in results if "comparisons" in r.details), [])
+    rows: list[dict[str, Any]] = next(
+        (r.details["comparisons"] for r in results if "comparisons" in r.details), []
+    )
     return m.Baseline(
         source=base.dataset.meta.source,
         job=base.dataset.meta.name,
@@ -153,7 +196,9 @@ def charts(job: Job, *, detail: bool = True) -> m.Charts:
         idle_time=m.IdleTime.of(job.idle_time_breakdown() if kineto else empty),
         gpu_labels=m.GpuLabels.of(job.gpu_annotation_breakdown() if kineto else empty),
         top_kernels=m.TopKernels.of(job.top_kernels(15) if kineto else empty) if detail else None,
-        collectives=m.Collectives.of(job.collective_summary() if kineto else empty) if detail else None,
+        collectives=m.Collectives.of(job.collective_summary() if kineto else empty)
+        if detail
+        else None,
         training=training.charts(job),
     )
 

@@ -43,7 +43,7 @@ def message_of(f: Finding) -> str:
     it, so "rank 0: rank 0: ..." never reads twice (a rule that still leads with it)."""
     for prefix in (f.where, f.where.removeprefix("node ")):
         if prefix and f.message.startswith(prefix + ": "):
-            return f.message[len(prefix) + 2:]
+            return f.message[len(prefix) + 2 :]
     return f.message
 
 
@@ -79,8 +79,14 @@ def _pattern(f: Finding, place: _Place) -> tuple[Any, ...]:
     return (f.rule, f.severity, place.kind, part, _NUMBER.sub("#", msg), tuple(sorted(f.evidence)))
 
 
-def group_findings(findings: Sequence[Finding], *, ranks: int = 0, nodes: int = 0, gpus: int = 0,
-                   rule_titles: dict[str, str] | None = None) -> list[FindingGroup]:
+def group_findings(
+    findings: Sequence[Finding],
+    *,
+    ranks: int = 0,
+    nodes: int = 0,
+    gpus: int = 0,
+    rule_titles: dict[str, str] | None = None,
+) -> list[FindingGroup]:
     """``findings`` (in report order) grouped by pattern, each group in numeric place order,
     the groups in the order of their first finding. ``ranks``, ``nodes``, ``gpus``: the job's
     counts, for "all 64 ranks" / "ranks 3 and 17 of 64" (0: unknown, no "of N")."""
@@ -95,16 +101,34 @@ def group_findings(findings: Sequence[Finding], *, ranks: int = 0, nodes: int = 
         fig = _figure(first)
         worst = _worst(findings, idx, fig)
         if len(idx) == 1:
-            groups.append(FindingGroup(rule=first.rule, severity=first.severity, title=first.title, where=first.where,
-                                       message=message_of(first), count=1, findings=idx, locations=[first.where],
-                                       worst=idx[0]))
+            groups.append(
+                FindingGroup(
+                    rule=first.rule,
+                    severity=first.severity,
+                    title=first.title,
+                    where=first.where,
+                    message=message_of(first),
+                    count=1,
+                    findings=idx,
+                    locations=[first.where],
+                    worst=idx[0],
+                )
+            )
             continue
         where = _where([places[i] for i in idx], ranks=ranks, nodes=nodes, gpus=gpus)
-        groups.append(FindingGroup(
-            rule=first.rule, severity=first.severity, title=(rule_titles or {}).get(first.rule, first.title),
-            where=where, message=_line(findings, idx, fig, worst), count=len(idx), findings=idx,
-            locations=[findings[i].where for i in idx], worst=worst,
-        ))
+        groups.append(
+            FindingGroup(
+                rule=first.rule,
+                severity=first.severity,
+                title=(rule_titles or {}).get(first.rule, first.title),
+                where=where,
+                message=_line(findings, idx, fig, worst),
+                count=len(idx),
+                findings=idx,
+                locations=[findings[i].where for i in idx],
+                worst=worst,
+            )
+        )
     groups.sort(key=lambda g: min(g.findings))
     return groups
 
@@ -114,8 +138,20 @@ def groups_of(report: Report) -> list[FindingGroup]:
     them (one constructed by hand, say) shows each finding as a group of one."""
     if report.finding_groups or not report.findings:
         return report.finding_groups
-    return [FindingGroup(rule=f.rule, severity=f.severity, title=f.title, where=f.where, message=message_of(f),
-                         count=1, findings=[i], locations=[f.where], worst=i) for i, f in enumerate(report.findings)]
+    return [
+        FindingGroup(
+            rule=f.rule,
+            severity=f.severity,
+            title=f.title,
+            where=f.where,
+            message=message_of(f),
+            count=1,
+            findings=[i],
+            locations=[f.where],
+            worst=i,
+        )
+        for i, f in enumerate(report.findings)
+    ]
 
 
 def _figure(f: Finding) -> GroupFigure | None:
@@ -133,7 +169,9 @@ def _worst(findings: Sequence[Finding], idx: list[int], fig: GroupFigure | None)
     if not scored:
         return idx[0]
     # the first of equal ones, in place order
-    best = max(scored, key=lambda s: s[0]) if fig.worst == "max" else min(scored, key=lambda s: s[0])
+    best = (
+        max(scored, key=lambda s: s[0]) if fig.worst == "max" else min(scored, key=lambda s: s[0])
+    )
     return best[1]
 
 
@@ -148,7 +186,11 @@ def _range(values: Iterable[Any], digits: int) -> str | None:
 def _line(findings: Sequence[Finding], idx: list[int], fig: GroupFigure | None, worst: int) -> str:
     """The group's one line: the figure's range, the second figure's, the worst place."""
     first = findings[idx[0]]
-    lead = _range((findings[i].evidence.get(fig.key) for i in idx), fig.digits) if fig is not None else None
+    lead = (
+        _range((findings[i].evidence.get(fig.key) for i in idx), fig.digits)
+        if fig is not None
+        else None
+    )
     if fig is None or lead is None:
         line = f"e.g. {first.where}: {message_of(first)}"
     else:
@@ -177,7 +219,7 @@ def spans(numbers: Iterable[int]) -> str:
         if j - i >= 2:
             parts.append(f"{nums[i]}–{nums[j]}")
         else:
-            parts += [str(n) for n in nums[i:j + 1]]
+            parts += [str(n) for n in nums[i : j + 1]]
         i = j + 1
     return _and(parts)
 
@@ -191,11 +233,11 @@ def _names(names: Iterable[str], most: int = 4) -> str:
     ordered = sorted(set(names), key=place_key)
     if len(ordered) <= most:
         return _and(ordered)
-    return f"{', '.join(ordered[:most - 1])}, … {ordered[-1]}"
+    return f"{', '.join(ordered[: most - 1])}, … {ordered[-1]}"
 
 
 def _of(n: int, total: int, unit: str) -> str:
-    """"all 64 ranks", "3 of 64 ranks", "3 ranks" (total unknown)."""
+    """ "all 64 ranks", "3 of 64 ranks", "3 ranks" (total unknown)."""
     if total and n == total:
         return f"both {unit}s" if total == 2 else f"all {total} {unit}s"
     return f"{n} of {total} {unit}s" if total > n else f"{n} {unit}{'s' if n != 1 else ''}"
@@ -213,7 +255,9 @@ def _where(places: list[_Place], *, ranks: int, nodes: int, gpus: int) -> str:
         elif ranks > len(ids) and ids[-1] < ranks:  # ids 0..N-1: "ranks 3 and 17 of 64"
             text = f"rank{'s' if len(ids) > 1 else ''} {spans(ids)} of {ranks}"
         else:  # sparse ids (traces of some ranks only): "ranks 9 and 130 (2 of 4 ranks)"
-            text = f"rank{'s' if len(ids) > 1 else ''} {spans(ids)}" + (f" ({_of(len(ids), ranks, 'rank')})" if ranks > len(ids) else "")
+            text = f"rank{'s' if len(ids) > 1 else ''} {spans(ids)}" + (
+                f" ({_of(len(ids), ranks, 'rank')})" if ranks > len(ids) else ""
+            )
         if len(places) > len(ids):  # more than one stream or device of a rank
             noun = _DIGITS.sub("", next(iter(parts))).split()[0] if parts else "place"
             text += f" ({len(places)} {noun}s)"
@@ -222,9 +266,15 @@ def _where(places: list[_Place], *, ranks: int, nodes: int, gpus: int) -> str:
         names = [p.node for p in places if p.node]
         if parts and all(p.part and p.part.startswith("gpu") for p in places):
             n = len({(p.node, p.part) for p in places})
-            return _of(n, gpus, "GPU") if gpus and n == gpus else f"{_of(n, gpus, 'GPU')} on {_names(names)}"
+            return (
+                _of(n, gpus, "GPU")
+                if gpus and n == gpus
+                else f"{_of(n, gpus, 'GPU')} on {_names(names)}"
+            )
         if len(places) > len(set(names)):
-            return f"{_of(len(set(names)), nodes, 'node')} ({len(places)} findings): {_names(names)}"
+            return (
+                f"{_of(len(set(names)), nodes, 'node')} ({len(places)} findings): {_names(names)}"
+            )
         if nodes and len(set(names)) == nodes:
             return _of(nodes, nodes, "node")
         return f"{_names(names)}" + (f" of {nodes} nodes" if nodes > len(set(names)) else "")

@@ -85,8 +85,6 @@ class Summary(Model):
     counts: Counts
 
 
-
-
 class FindingGroup(Model):
     """One rule's findings that share a pattern (same severity, same kind of message and
     evidence) over many places, said once: "all 64 ranks: 120.3–172.3 ms of communication not
@@ -135,7 +133,9 @@ class SageMakerVerdict(Model):
         """The two verdicts in words, as every output shows them: ("triggered" | "not
         triggered", "fired" | "passed" | "–" when stepscope could not judge)."""
         theirs = "triggered" if self.sagemaker_triggered else "not triggered"
-        mine = "–" if self.stepscope_fired is None else ("fired" if self.stepscope_fired else "passed")
+        mine = (
+            "–" if self.stepscope_fired is None else ("fired" if self.stepscope_fired else "passed")
+        )
         return theirs, mine
 
 
@@ -185,7 +185,9 @@ class MetricsSource(Model):
 
     def text(self) -> str:
         """``"CloudWatch at 60 s"``, ``"stepscope collector at 0.5 s"``: every output's words."""
-        return self.label if self.resolution_s is None else f"{self.label} at {self.resolution_s:g} s"
+        return (
+            self.label if self.resolution_s is None else f"{self.label} at {self.resolution_s:g} s"
+        )
 
 
 class NodeMetrics(Model):
@@ -367,14 +369,20 @@ class Columns(Model):
                 continue
             s = df[name]
             values = s.tolist()
-            cols[name] = [None if v is None or v is pd.NA or v != v else v for v in values] if s.hasnans else values
+            cols[name] = (
+                [None if v is None or v is pd.NA or v != v else v for v in values]
+                if s.hasnans
+                else values
+            )
         return cls.model_validate(cols)
 
     @model_validator(mode="after")
     def _same_length(self) -> Self:
         lengths = {len(getattr(self, name)) for name in type(self).model_fields}
         if len(lengths) > 1:
-            raise ValueError(f"{type(self).__name__}: columns of different lengths {sorted(lengths)}")
+            raise ValueError(
+                f"{type(self).__name__}: columns of different lengths {sorted(lengths)}"
+            )
         return self
 
     def frame(self) -> pd.DataFrame:
@@ -509,8 +517,10 @@ class Collectives(Columns):
     algbw_gbps: list[float | None]
     busbw_gbps: list[float | None]
 
-    dtypes: ClassVar[dict[str, str]] = {c: "float64" for c in (
-        "total_bytes", "mean_bytes", "min_bytes", "max_bytes", "algbw_gbps", "busbw_gbps")}
+    dtypes: ClassVar[dict[str, str]] = {
+        c: "float64"
+        for c in ("total_bytes", "mean_bytes", "min_bytes", "max_bytes", "algbw_gbps", "busbw_gbps")
+    }
 
 
 class TrainingLoss(Columns):
@@ -555,7 +565,11 @@ class ActivationSeries(Columns):
     min: list[float | None]
     max: list[float | None]
 
-    dtypes: ClassVar[dict[str, str]] = {"zero_fraction": "float64", "min": "float64", "max": "float64"}
+    dtypes: ClassVar[dict[str, str]] = {
+        "zero_fraction": "float64",
+        "min": "float64",
+        "max": "float64",
+    }
 
 
 class LayerSummary(Columns):

@@ -13,8 +13,16 @@ import re
 __all__ = ["RANK_COLORS", "rank_color", "rank_of_label"]
 
 RANK_COLORS = (
-    "#4c78a8", "#f58518", "#e45756", "#72b7b2", "#54a24b",
-    "#eeca3b", "#b279a2", "#ff9da6", "#9d755d", "#bab0ac",
+    "#4c78a8",
+    "#f58518",
+    "#e45756",
+    "#72b7b2",
+    "#54a24b",
+    "#eeca3b",
+    "#b279a2",
+    "#ff9da6",
+    "#9d755d",
+    "#bab0ac",
 )
 
 _LABEL = re.compile(r"^rank (\d+)\b")

@@ -12,8 +12,17 @@ from __future__ import annotations
 from rules.base import Finding, GroupFigure
 from rules.registry import BY_ID, RULES
 
-__all__ = ["chart_of", "group_figure", "in_rule_configs", "rule_chart", "rule_pages", "rules_marking",
-           "shaded_metrics", "training_rule_ids", "window_colors"]
+__all__ = [
+    "chart_of",
+    "group_figure",
+    "in_rule_configs",
+    "rule_chart",
+    "rule_pages",
+    "rules_marking",
+    "shaded_metrics",
+    "training_rule_ids",
+    "window_colors",
+]
 
 
 def rule_pages() -> dict[str, str]:

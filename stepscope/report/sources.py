@@ -31,12 +31,17 @@ DEBUGGER_GPU_DIMENSIONS = ("GPUUtilization", "GPUMemoryUtilization")
 #: dimensions only stepscope's collector writes (SageMaker Debugger never does)
 COLLECTOR_ONLY = (
     *(d for d in GPU_DIMENSIONS if d not in DEBUGGER_GPU_DIMENSIONS),
-    "EFAReceiveBytesPerSecond", "EFATransmitBytesPerSecond",
+    "EFAReceiveBytesPerSecond",
+    "EFATransmitBytesPerSecond",
 )
 #: the series whose spacing is a node's sampling interval (one per core / GPU in either format)
 INTERVAL_DIMENSIONS = ("CPUUtilization", "GPUUtilization")
 #: names of the sources ``system_metrics.source`` may name
-LABELS = {"collector": "stepscope collector", "debugger-format": "Debugger-format files", "cloudwatch": "CloudWatch"}
+LABELS = {
+    "collector": "stepscope collector",
+    "debugger-format": "Debugger-format files",
+    "cloudwatch": "CloudWatch",
+}
 
 
 def node_metrics_sources(job: Job) -> dict[str, MetricsSource]:
@@ -51,17 +56,26 @@ def node_metrics_sources(job: Job) -> dict[str, MetricsSource]:
     nodes, node_names = _codes(table.column("node"))
     dims, dim_names = _codes(table.column("dimension"))
     wanted = [i for i, d in enumerate(dim_names) if d in COLLECTOR_ONLY]
-    collector = {node_names[c] for c in _present(nodes[np.isin(dims, wanted)], len(node_names))} if wanted else set()
+    collector = (
+        {node_names[c] for c in _present(nodes[np.isin(dims, wanted)], len(node_names))}
+        if wanted
+        else set()
+    )
     intervals = sampling_intervals(table, nodes, node_names, dims, dim_names)
     out: dict[str, MetricsSource] = {}
     for node in sorted({node_names[c] for c in _present(nodes, len(node_names))}):
         if node in marked:
             source, resolution = marked[node]
-            out[node] = MetricsSource(source=source, label=LABELS.get(source, source),
-                                      resolution_s=resolution if resolution is not None else intervals.get(node))
+            out[node] = MetricsSource(
+                source=source,
+                label=LABELS.get(source, source),
+                resolution_s=resolution if resolution is not None else intervals.get(node),
+            )
         else:
             kind = "collector" if node in collector else "debugger-format"
-            out[node] = MetricsSource(source=kind, label=LABELS[kind], resolution_s=intervals.get(node))
+            out[node] = MetricsSource(
+                source=kind, label=LABELS[kind], resolution_s=intervals.get(node)
+            )
     return out
 
 
@@ -74,13 +88,20 @@ def _codes(column: pa.ChunkedArray) -> tuple[np.ndarray, list[str]]:
     """A dictionary-encoded column as (codes, names); a null is code -1."""
     if not pa.types.is_dictionary(column.type):
         column = pc.dictionary_encode(column)
-    arr = column.unify_dictionaries().combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    arr = (
+        column.unify_dictionaries().combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    )
     names = [str(x) for x in arr.dictionary.to_pylist()]
     return pc.fill_null(arr.indices, -1).to_numpy(zero_copy_only=False), names
 
 
-def sampling_intervals(table: pa.Table, nodes: np.ndarray, node_names: list[str], dims: np.ndarray,
-                       dim_names: list[str]) -> dict[str, float]:
+def sampling_intervals(
+    table: pa.Table,
+    nodes: np.ndarray,
+    node_names: list[str],
+    dims: np.ndarray,
+    dim_names: list[str],
+) -> dict[str, float]:
     """Node -> median spacing (s) of one of its series (the first core's utilization, else the
     first GPU's): every dimension of a sample is read in the same pass, so one series tells."""
     out: dict[str, float] = {}
@@ -95,7 +116,12 @@ def sampling_intervals(table: pa.Table, nodes: np.ndarray, node_names: list[str]
         node, dev = nodes[rows], devices[rows] + 1  # a null device: 0
         # each node's series of its lowest device code (which one does not matter: one series)
         n_dev = int(dev.max()) + 1 if len(dev) else 1
-        has = np.bincount(node * n_dev + dev, minlength=len(node_names) * n_dev).reshape(len(node_names), n_dev) > 0
+        has = (
+            np.bincount(node * n_dev + dev, minlength=len(node_names) * n_dev).reshape(
+                len(node_names), n_dev
+            )
+            > 0
+        )
         first_dev = np.where(has.any(axis=1), has.argmax(axis=1), -1)
         keep = (node >= 0) & (dev == first_dev[np.maximum(node, 0)])
         rows = rows[keep]

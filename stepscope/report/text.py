@@ -62,7 +62,7 @@ def code_segments(text: str) -> list[tuple[str, bool]]:
         else:
             continue
         if m.start() > pos:
-            out.append((text[pos:m.start()], False))
+            out.append((text[pos : m.start()], False))
         out.append((code, True))
         pos = m.end()
     if pos < len(text):

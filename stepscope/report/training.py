@@ -51,11 +51,18 @@ def section(job: Job, results: list[RuleResult], findings: list[Finding]) -> m.T
     verdicts = [
         m.TrainingRuleVerdict(
             rule=r.rule,
-            status="error" if r.error else "skipped" if r.skipped_reason else "fired" if r.fired else "passed",
+            status="error"
+            if r.error
+            else "skipped"
+            if r.skipped_reason
+            else "fired"
+            if r.fired
+            else "passed",
             findings=[i for i, f in enumerate(findings) if f.rule == r.rule],
             chart=rule_chart(r.rule),
         )
-        for r in results if r.rule in ids
+        for r in results
+        if r.rule in ids
     ]
     if not job.has_training_data():
         return m.TrainingHealth(workers=[], rules=verdicts, note=NO_DATA_NOTE)
@@ -64,7 +71,9 @@ def section(job: Job, results: list[RuleResult], findings: list[Finding]) -> m.T
 
 def workers(job: Job) -> list[m.TrainingWorker]:
     scalars, tensors = job.training_scalars(), job.training_tensors()
-    steps = pd.concat([d[["worker_label", "step"]] for d in (scalars, tensors) if not d.empty], ignore_index=True)
+    steps = pd.concat(
+        [d[["worker_label", "step"]] for d in (scalars, tensors) if not d.empty], ignore_index=True
+    )
     trend, losses = job.loss_trend(), job.loss_series()
     grads = job.gradient_norms()
     bad = job.nonfinite_steps()
@@ -74,13 +83,23 @@ def workers(job: Job) -> list[m.TrainingWorker]:
         train = _last_loss(trend, losses, worker, "train")
         ev = _last_loss(trend, losses, worker, "eval")
         b = bad[bad["worker_label"] == worker] if not bad.empty else bad
-        out.append(m.TrainingWorker(
-            worker=worker, first_step=int(s.min()), last_step=int(s.max()), steps=int(s.nunique()),
-            loss_tag=train[0], last_loss=train[1], last_loss_step=train[2],
-            eval_loss_tag=ev[0], last_eval_loss=ev[1],
-            gradient_layers=int(grads.loc[grads["worker_label"] == worker, "name"].nunique()) if not grads.empty else 0,
-            first_nonfinite_step=int(b["step"].min()) if len(b) else None,
-        ))
+        out.append(
+            m.TrainingWorker(
+                worker=worker,
+                first_step=int(s.min()),
+                last_step=int(s.max()),
+                steps=int(s.nunique()),
+                loss_tag=train[0],
+                last_loss=train[1],
+                last_loss_step=train[2],
+                eval_loss_tag=ev[0],
+                last_eval_loss=ev[1],
+                gradient_layers=int(grads.loc[grads["worker_label"] == worker, "name"].nunique())
+                if not grads.empty
+                else 0,
+                first_nonfinite_step=int(b["step"].min()) if len(b) else None,
+            )
+        )
     return out
 
 
@@ -89,8 +108,9 @@ def _ordered(labels: pd.Series) -> list[str]:
     return sorted({str(w) for w in labels}, key=place_key)
 
 
-def _last_loss(trend: pd.DataFrame, losses: pd.DataFrame, worker: str,
-               phase: str) -> tuple[str | None, float | None, int | None]:
+def _last_loss(
+    trend: pd.DataFrame, losses: pd.DataFrame, worker: str, phase: str
+) -> tuple[str | None, float | None, int | None]:
     """(tag, last finite value, its step) of the worker's loss of ``phase`` with the most points."""
     if trend.empty:
         return None, None, None
@@ -114,10 +134,21 @@ def charts(job: Job) -> m.TrainingCharts | None:
     grads = job.gradient_norms()
     ratios = job.update_ratios()
     acts = job.activation_stats()
-    loss = _binned(losses.rename(columns={"worker_label": "worker"}), ["worker", "tag", "phase"], {"value": "value"})
-    upd = _binned(ratios.rename(columns={"worker_label": "worker"}), ["worker", "name"], {"ratio": "ratio"})
-    act = _binned(acts.rename(columns={"worker_label": "worker"}).assign(module=acts["module"].where(acts["module"].notna(), "")),
-                  ["worker", "name", "module"], {"zero_fraction": "zero_fraction", "min": "min", "max": "max"})
+    loss = _binned(
+        losses.rename(columns={"worker_label": "worker"}),
+        ["worker", "tag", "phase"],
+        {"value": "value"},
+    )
+    upd = _binned(
+        ratios.rename(columns={"worker_label": "worker"}), ["worker", "name"], {"ratio": "ratio"}
+    )
+    act = _binned(
+        acts.rename(columns={"worker_label": "worker"}).assign(
+            module=acts["module"].where(acts["module"].notna(), "")
+        ),
+        ["worker", "name", "module"],
+        {"zero_fraction": "zero_fraction", "min": "min", "max": "max"},
+    )
     if not act.empty:
         act["module"] = act["module"].map(lambda v: v or None)
     return m.TrainingCharts(
@@ -129,7 +160,9 @@ def charts(job: Job) -> m.TrainingCharts | None:
     )
 
 
-def _binned(df: pd.DataFrame, keys: list[str], values: dict[str, str], max_points: int = MAX_POINTS) -> pd.DataFrame:
+def _binned(
+    df: pd.DataFrame, keys: list[str], values: dict[str, str], max_points: int = MAX_POINTS
+) -> pd.DataFrame:
     """Per group of ``keys``: the rows as they are when at most ``max_points``, else the
     mean of each value per step bin (a non-finite value counts as missing in its bin)."""
     cols = [*keys, "step", *values.values()]
@@ -147,8 +180,14 @@ def _binned(df: pd.DataFrame, keys: list[str], values: dict[str, str], max_point
         for col, out in values.items():
             v = g[col].to_numpy(dtype=float)
             ok = np.isfinite(v)
-            b = bin_groups(step[ok], v[ok], np.zeros(int(ok.sum()), dtype=np.int64), 1, max_points,
-                           t_range=(float(step.min()), float(step.max())))
+            b = bin_groups(
+                step[ok],
+                v[ok],
+                np.zeros(int(ok.sum()), dtype=np.int64),
+                1,
+                max_points,
+                t_range=(float(step.min()), float(step.max())),
+            )
             binned[out] = b.set_index("t")["mean"]
         frame = pd.DataFrame(binned).sort_index().rename_axis("step").reset_index()
         parts.append(frame.assign(**group)[cols])
@@ -186,38 +225,75 @@ def gradient_heatmaps(grads: pd.DataFrame) -> list[m.LayerHeatmap]:
         np.add.at(count, (rows[ok], col[ok]), 1)
         mean = np.where(count > 0, total / np.maximum(count, 1), np.nan)
         used = np.flatnonzero(np.isin(np.arange(len(centres)), np.unique(col)))
-        out.append(m.LayerHeatmap(
-            worker=worker, rows=layers, steps=[float(centres[c]) for c in used],
-            values=[[None if v != v else float(v) for v in row] for row in mean[:, used].tolist()],
-        ))
+        out.append(
+            m.LayerHeatmap(
+                worker=worker,
+                rows=layers,
+                steps=[float(centres[c]) for c in used],
+                values=[
+                    [None if v != v else float(v) for v in row] for row in mean[:, used].tolist()
+                ],
+            )
+        )
     return out
 
 
 def layer_summary(grads: pd.DataFrame, ratios: pd.DataFrame, acts: pd.DataFrame) -> pd.DataFrame:
     """Per worker, layer and measurement: points, step range, last / min / max finite value."""
     rows: list[dict[str, Any]] = []
-    for measure, df, col in (("gradient_norm", grads, "norm"), ("update_ratio", ratios, "ratio"),
-                             ("zero_fraction", acts, "zero_fraction")):
+    for measure, df, col in (
+        ("gradient_norm", grads, "norm"),
+        ("update_ratio", ratios, "ratio"),
+        ("zero_fraction", acts, "zero_fraction"),
+    ):
         if df.empty:
             continue
         for (worker, name), g in df.groupby(["worker_label", "name"], sort=False):
             g = g.sort_values("step")
             v = g[col].to_numpy(dtype=float)
             finite = v[np.isfinite(v)]
-            module = g["module"].dropna().iloc[0] if "module" in g and g["module"].notna().any() else None
-            rows.append({"worker": str(worker), "layer": str(name), "measure": measure, "module": module,
-                         "points": len(g), "first_step": int(g["step"].min()), "last_step": int(g["step"].max()),
-                         "last": float(finite[-1]) if len(finite) else None,
-                         "min": float(finite.min()) if len(finite) else None,
-                         "max": float(finite.max()) if len(finite) else None})
-    cols = ["worker", "layer", "measure", "module", "points", "first_step", "last_step", "last", "min", "max"]
+            module = (
+                g["module"].dropna().iloc[0]
+                if "module" in g and g["module"].notna().any()
+                else None
+            )
+            rows.append(
+                {
+                    "worker": str(worker),
+                    "layer": str(name),
+                    "measure": measure,
+                    "module": module,
+                    "points": len(g),
+                    "first_step": int(g["step"].min()),
+                    "last_step": int(g["step"].max()),
+                    "last": float(finite[-1]) if len(finite) else None,
+                    "min": float(finite.min()) if len(finite) else None,
+                    "max": float(finite.max()) if len(finite) else None,
+                }
+            )
+    cols = [
+        "worker",
+        "layer",
+        "measure",
+        "module",
+        "points",
+        "first_step",
+        "last_step",
+        "last",
+        "min",
+        "max",
+    ]
     df = pd.DataFrame(rows, columns=cols)
     if df.empty:
         return df
     order = {"gradient_norm": 0, "update_ratio": 1, "zero_fraction": 2}
     position = {w: i for i, w in enumerate(_ordered(df["worker"]))}
-    return df.assign(_w=df["worker"].map(position), _m=df["measure"].map(order)).sort_values(
-        ["_w", "_m"], kind="mergesort").drop(columns=["_w", "_m"]).reset_index(drop=True)
+    return (
+        df.assign(_w=df["worker"].map(position), _m=df["measure"].map(order))
+        .sort_values(["_w", "_m"], kind="mergesort")
+        .drop(columns=["_w", "_m"])
+        .reset_index(drop=True)
+    )
 
 
 def log_norms(z: np.ndarray) -> np.ndarray:

@@ -249,9 +249,14 @@ def patch_cloudwatch() -> None:
             for i in sorted(shown):
                 r, idx = results[i], shown[i]
                 more = bool(idx) and idx[-1] < len(r["values"]) - 1
-                out.append({**r, "values": [r["values"][j] for j in idx],
-                            "timestamps": [r["timestamps"][j] for j in idx],
-                            "status_code": "PartialData" if more else "Complete"})
+                out.append(
+                    {
+                        **r,
+                        "values": [r["values"][j] for j in idx],
+                        "timestamps": [r["timestamps"][j] for j in idx],
+                        "status_code": "PartialData" if more else "Complete",
+                    }
+                )
             body: dict[str, Any] = {"MetricDataResults": out}
             if offset + limit < len(flat):
                 body["NextToken"] = str(offset + limit)

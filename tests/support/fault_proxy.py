@@ -27,10 +27,19 @@ from typing import Any
 __all__ = ["Fault", "FaultProxy", "Seen"]
 
 #: Hop-by-hop headers (RFC 9110 7.6.1): never forwarded; the proxy frames bodies itself.
-_HOP = frozenset({
-    "connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer",
-    "upgrade", "content-length", "expect",
-})
+_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "transfer-encoding",
+        "te",
+        "trailer",
+        "upgrade",
+        "content-length",
+        "expect",
+    }
+)
 _CHUNK = 64 * 1024
 
 
@@ -209,8 +218,13 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
                 length = resp.getheader("Content-Length")
                 if self.command == "HEAD" or resp.status in (204, 304) or length is None:
                     # no framing to stream by: pass the (small) body whole
-                    self._send(resp.status, headers, resp.read(), head=self.command == "HEAD",
-                               length=length)
+                    self._send(
+                        resp.status,
+                        headers,
+                        resp.read(),
+                        head=self.command == "HEAD",
+                        length=length,
+                    )
                 else:
                     self.send_response(resp.status)
                     for k, v in headers:
@@ -223,8 +237,15 @@ def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
             finally:
                 conn.close()
 
-        def _send(self, status: int, headers: list[tuple[str, str]], payload: bytes, *,
-                  head: bool = False, length: str | None = None) -> None:
+        def _send(
+            self,
+            status: int,
+            headers: list[tuple[str, str]],
+            payload: bytes,
+            *,
+            head: bool = False,
+            length: str | None = None,
+        ) -> None:
             self.send_response(status)
             for k, v in headers:
                 self.send_header(k, v)

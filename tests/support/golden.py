@@ -41,9 +41,21 @@ def generated_jobs(work: Path) -> tuple[Path, Path]:
     if not healthy.exists():
         generate_system_metrics(healthy, nodes=2, gpus=2, cpus=4, minutes=12, seed=11)
     if not sick.exists():
-        generate_system_metrics(sick, nodes=5, gpus=2, cpus=4, minutes=12, seed=12, patterns=[
-            LowGPU(1, 0, 60, 500), CPUBottleneck(2, 100, 600), IOBottleneck(3, 100, 600),
-            GPUMemoryGrowth(4, 1, 50, 500, 20, 90), StalledNode(5, 200, 700)])
+        generate_system_metrics(
+            sick,
+            nodes=5,
+            gpus=2,
+            cpus=4,
+            minutes=12,
+            seed=12,
+            patterns=[
+                LowGPU(1, 0, 60, 500),
+                CPUBottleneck(2, 100, 600),
+                IOBottleneck(3, 100, 600),
+                GPUMemoryGrowth(4, 1, 50, 500, 20, 90),
+                StalledNode(5, 200, 700),
+            ],
+        )
     return healthy, sick
 
 
@@ -52,7 +64,10 @@ def cases(work: Path) -> dict[str, tuple[str, str | None]]:
     healthy, sick = generated_jobs(work)
     out: dict[str, tuple[str, str | None]] = {
         "sample-job": (str(REPO / "samples" / "sample-job"), None),
-        "sample-vs-baseline": (str(REPO / "samples" / "sample-job"), str(REPO / "samples" / "sample-baseline")),
+        "sample-vs-baseline": (
+            str(REPO / "samples" / "sample-job"),
+            str(REPO / "samples" / "sample-baseline"),
+        ),
         "generated-sick": (str(sick), None),
         "generated-baseline": (str(sick), str(healthy)),
     }
@@ -86,15 +101,33 @@ def normalise(report: dict[str, Any], work: Path) -> dict[str, Any]:
     return walk(report)  # type: ignore[no-any-return]
 
 
-def run_report(source: str, baseline: str | None, out: Path, cache: Path) -> tuple[int, dict[str, Any]]:
+def run_report(
+    source: str, baseline: str | None, out: Path, cache: Path
+) -> tuple[int, dict[str, Any]]:
     """``stepscope report`` as CI runs it (fail-on warning), in a fresh process."""
-    cmd = [sys.executable, "-m", "stepscope", "report", source, "--out", str(out), "--format", "json",
-           "--fail-on", "warning", "--cache", str(cache), "-q"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "stepscope",
+        "report",
+        source,
+        "--out",
+        str(out),
+        "--format",
+        "json",
+        "--fail-on",
+        "warning",
+        "--cache",
+        str(cache),
+        "-q",
+    ]
     if baseline:
         cmd += ["--baseline", baseline]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600)
     if proc.returncode not in (0, 1):
-        raise RuntimeError(f"stepscope report {source} exited {proc.returncode}: {proc.stderr.strip()}")
+        raise RuntimeError(
+            f"stepscope report {source} exited {proc.returncode}: {proc.stderr.strip()}"
+        )
     return proc.returncode, orjson.loads((out / "report.json").read_bytes())
 
 
@@ -103,12 +136,18 @@ def write(work: Path, echo: Callable[[str], None] = print) -> None:
     for name, (src, base) in cases(work).items():
         rc, rep = run_report(src, base, work / "out" / name, work / "cache")
         doc = {"exit_code": rc, "report": normalise(rep, work)}
-        (GOLDEN_DIR / f"{name}.json").write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n")
+        (GOLDEN_DIR / f"{name}.json").write_bytes(
+            orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
+        )
         echo(f"{name}: exit {rc}")
 
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--write", action="store_true", required=True, help="re-capture tests/golden/*.json")
-    ap.add_argument("--work", default="/tmp/stepscope-golden", help="scratch folder for the generated jobs")
+    ap.add_argument(
+        "--write", action="store_true", required=True, help="re-capture tests/golden/*.json"
+    )
+    ap.add_argument(
+        "--work", default="/tmp/stepscope-golden", help="scratch folder for the generated jobs"
+    )
     write(Path(ap.parse_args().work))

@@ -47,7 +47,9 @@ POORINIT_LAYER, POORINIT_SCALE = 3, 0.01
 _ACTIVATIONS = (nn.ReLU, nn.Sigmoid, nn.Tanh)
 
 
-def _data(case: str, n: int, w: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def _data(
+    case: str, n: int, w: torch.Tensor, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """A synthetic task: 2-class labels from the fixed random linear rule ``w`` (a regression
     with large targets for ``explode``, where the squared error blows up fastest)."""
     x = torch.randn(n, 16, generator=gen)
@@ -73,7 +75,9 @@ def _model(case: str) -> nn.Sequential:
             net[0].bias.fill_(50.0)
         return net
     out = 1 if case == "explode" else 2
-    net = nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, out))
+    net = nn.Sequential(
+        nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, out)
+    )
     if case == "deadrelu":
         with torch.no_grad():
             for layer in (net[0], net[2]):
@@ -104,8 +108,14 @@ def _lr(case: str) -> float:
     return {"lr0": 0.0, "explode": 0.5, "saturated": 0.01}.get(case, 0.2)
 
 
-def train(case: str, steps: int, tb_dir: str | None, eval_every: int = 10, hist_every: int = 10,
-          log_every: int = 5) -> list[float]:
+def train(
+    case: str,
+    steps: int,
+    tb_dir: str | None,
+    eval_every: int = 10,
+    hist_every: int = 10,
+    log_every: int = 5,
+) -> list[float]:
     """Run ``steps`` full-batch gradient-descent steps of ``case``; returns each step's loss.
 
     Full batch, so a healthy run's loss falls every step: minibatch noise would make a
@@ -140,12 +150,24 @@ def train(case: str, steps: int, tb_dir: str | None, eval_every: int = 10, hist_
         opt.zero_grad()
         loss.backward()
         before = {n: p.detach().clone() for n, p in net.named_parameters()} if writer else {}
-        grad_norm = math.sqrt(sum(float(p.grad.pow(2).sum()) for p in net.parameters() if p.grad is not None))
+        grad_norm = math.sqrt(
+            sum(float(p.grad.pow(2).sum()) for p in net.parameters() if p.grad is not None)
+        )
         opt.step()
         losses.append(loss.item())
         if writer is not None:
-            _log_step(writer, net, step, loss.item(), opt, grad_norm, before, activations, step % hist_every == 0,
-                      step % log_every == 0)
+            _log_step(
+                writer,
+                net,
+                step,
+                loss.item(),
+                opt,
+                grad_norm,
+                before,
+                activations,
+                step % hist_every == 0,
+                step % log_every == 0,
+            )
             if step % eval_every == 0:
                 net.eval()
                 with torch.no_grad():
@@ -185,7 +207,9 @@ def _log_step(
             _histogram(writer, f"weights/{name}", w, step)
         w_norm = float(before[name].norm())
         if w_norm > 0:
-            writer.add_scalar(f"update_ratio/{name}", float((w - before[name]).norm()) / w_norm, step)
+            writer.add_scalar(
+                f"update_ratio/{name}", float((w - before[name]).norm()) / w_norm, step
+            )
     for mod_name, out in activations.items():
         tag = f"activations/{mod_name}:{type(net.get_submodule(mod_name)).__name__}"
         writer.add_scalar(f"{tag}/zero_fraction", float((out == 0).float().mean()), step)
@@ -208,13 +232,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tb", metavar="DIR", help="also log to a SummaryWriter in DIR")
     parser.add_argument("--eval-every", type=int, default=10)
     parser.add_argument("--hist-every", type=int, default=10, help="histograms every N steps")
-    parser.add_argument("--log-every", type=int, default=5, help="loss, lr and grad norm every N steps")
+    parser.add_argument(
+        "--log-every", type=int, default=5, help="loss, lr and grad norm every N steps"
+    )
     args = parser.parse_args(argv)
     if args.steps < 1 or min(args.eval_every, args.hist_every, args.log_every) < 1:
         parser.error("--steps and the --*-every intervals must be at least 1")
-    losses = train(args.case, args.steps, str(Path(args.tb)) if args.tb else None, args.eval_every, args.hist_every,
-                   args.log_every)
-    print(f"case={args.case} steps={args.steps} first_loss={losses[0]:.6g} last_loss={losses[-1]:.6g}")
+    losses = train(
+        args.case,
+        args.steps,
+        str(Path(args.tb)) if args.tb else None,
+        args.eval_every,
+        args.hist_every,
+        args.log_every,
+    )
+    print(
+        f"case={args.case} steps={args.steps} first_loss={losses[0]:.6g} last_loss={losses[-1]:.6g}"
+    )
     return 0
 
 

@@ -65,7 +65,9 @@ def sdk_python(major: int) -> Path | None:
         return None
     probe = subprocess.run(
         [str(python), "-c", "import importlib.metadata as m; print(m.version('sagemaker'))"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     if probe.returncode != 0 or not probe.stdout.strip().startswith(f"{major}."):
         return None
@@ -91,7 +93,12 @@ def run_in_sdk_env(
     child_env["PYTHONPATH"] = str(ROOT)  # this checkout's code, whatever the env was built from
     child_env.update(env or {})
     return subprocess.run(
-        [str(python), *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=child_env
+        [str(python), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=child_env,
     )
 
 
@@ -162,11 +169,18 @@ def without_false_disable(fields: Mapping[str, Any]) -> dict[str, Any]:
 def profiling_part(request: Mapping[str, Any]) -> dict[str, Any]:
     """The four fields stepscope sets, as present in ``request``; hook collections sorted
     (SDK v2 keeps them in a set, so their order in its requests varies)."""
-    names = ("ProfilerConfig", "ProfilerRuleConfigurations", "DebugHookConfig", "TensorBoardOutputConfig")
+    names = (
+        "ProfilerConfig",
+        "ProfilerRuleConfigurations",
+        "DebugHookConfig",
+        "TensorBoardOutputConfig",
+    )
     out = {k: request[k] for k in names if k in request}
     hook = out.get("DebugHookConfig")
     if isinstance(hook, Mapping) and "CollectionConfigurations" in hook:
-        collections = sorted(hook["CollectionConfigurations"], key=lambda c: c.get("CollectionName", ""))
+        collections = sorted(
+            hook["CollectionConfigurations"], key=lambda c: c.get("CollectionName", "")
+        )
         out["DebugHookConfig"] = {**hook, "CollectionConfigurations": collections}
     return out
 
