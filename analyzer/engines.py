@@ -157,7 +157,10 @@ def unshared(exc: BaseException) -> str:
     """The one line for a file a worker cannot open: the cache is not where workers read."""
     name = getattr(exc, "filename", None) or str(exc).splitlines()[0]
     if str(name).startswith("s3://"):
-        return f"a Dask worker cannot find {name} in the cache: delete the cache prefix and ingest again"
+        return (
+            f"a Dask worker cannot find {name} in the cache: delete the cache prefix and "
+            "ingest again"
+        )
     return (
         f"a Dask worker cannot open {name}: the cache folder (--cache) must be on a file system "
         "every worker mounts at the same path (docs/scale.md)"

@@ -393,7 +393,8 @@ class Job:
     # window, the scan interval, a training mode); thresholds and patience stay in the rules.
     @memoised
     def gpu_utilization_scans(self, window: int, scan_interval_us: int) -> pd.DataFrame:
-        """LowGPUUtilization's figures: per GPU and scan, p95 and p5 of the last ``window`` samples."""
+        """LowGPUUtilization's figures: per GPU and scan, p95 and p5 of the last ``window``
+        samples."""
         from analyzer.analyses import system
 
         frame = self.metric_frame(("GPUUtilization",))
@@ -448,7 +449,8 @@ class Job:
 
     @memoised
     def rank_busy(self) -> pd.DataFrame:
-        """StragglerRank's figures: per rank, its steps and median own work and communication per step."""
+        """StragglerRank's figures: per rank, its steps and median own work and communication
+        per step."""
         from analyzer.analyses import steps
 
         return steps.rank_busy(self.rank_step_breakdown())

@@ -12,8 +12,9 @@
 3. Timed run: the same command again, now reading the cache. Measured: server ready (start
    -> the URL printed on stdout and ``/_stcore/health`` answering); first paint of the
    Overview (``goto`` -> the Findings heading visible); the System page (sidebar click ->
-   its last element shown and every chart drawn by Plotly). Each of ``--repeat`` browser contexts is a new
-   Streamlit session; the first is the one a user opening the printed URL gets.
+   its last element shown and every chart drawn by Plotly). Each of ``--repeat`` browser
+   contexts is a new Streamlit session; the first is the one a user opening the printed URL
+   gets.
 4. Peak RSS (``VmHWM``) of the server process (``python -m dashboards.serve``), for the
    warm-up and the timed run.
 

@@ -296,7 +296,8 @@ def main() -> int:
         kind, _, teardown = v.partition(":")
         if kind not in KINDS or teardown not in TEARDOWNS:
             ap.error(
-                f"variant {v!r}: expected KIND:TEARDOWN with KIND in {KINDS}, TEARDOWN in {TEARDOWNS}"
+                f"variant {v!r}: expected KIND:TEARDOWN with KIND in {KINDS}, "
+                f"TEARDOWN in {TEARDOWNS}"
             )
         variants.append((kind, teardown))
     rows: list[dict[str, object]] = []

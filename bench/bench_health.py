@@ -213,8 +213,10 @@ def main(argv: list[str] | None = None) -> int:
     y = torch.randn(args.batch, args.width, device=args.device)
     n_params = sum(p.numel() for p in net.parameters())
     print(
-        f"model: {args.layers} x Linear({args.width}, {args.width}) + ReLU, {n_params / 1e6:.1f} M parameters, "
-        f"batch {args.batch}, {args.device}, {torch.get_num_threads()} thread(s), torch {torch.__version__}; "
+        f"model: {args.layers} x Linear({args.width}, {args.width}) + ReLU, "
+        f"{n_params / 1e6:.1f} M parameters, "
+        f"batch {args.batch}, {args.device}, {torch.get_num_threads()} thread(s), "
+        f"torch {torch.__version__}; "
         f"clock: {'thread CPU time' if clock is time.thread_time else 'wall'}",
         flush=True,
     )
@@ -288,11 +290,13 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"step time, hooks off:        {mean['off'] * 1e3:.2f} ms")
     print(
-        f"a sampled step costs:        {sampled * 1e3:+.2f} ms ({sampled / mean['off'] * 100:.0f} % of a step, "
+        f"a sampled step costs:        {sampled * 1e3:+.2f} ms "
+        f"({sampled / mean['off'] * 100:.0f} % of a step, "
         f"{result['records_per_sampled_step']} records)"
     )
     print(
-        f"a step not sampled costs:    {unsampled * 1e6:.1f} us (its hook calls; interleaved steps: "
+        f"a step not sampled costs:    {unsampled * 1e6:.1f} us "
+        "(its hook calls; interleaved steps: "
         f"{unsampled_steps * 1e6:+.0f} us, within the noise)"
     )
     print(

@@ -762,7 +762,8 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"  {name}: {part['error']}", file=sys.stderr)
             if system["rows_equal"] is False:
                 print(
-                    f"  WARNING: row counts differ: stepscope {ours_rows:,} vs smdebug {peer_rows:,}",
+                    f"  WARNING: row counts differ: stepscope {ours_rows:,} "
+                    f"vs smdebug {peer_rows:,}",
                     file=sys.stderr,
                 )
 

@@ -138,7 +138,8 @@ def main() -> int:
                 runs[mode].append(split(run_once(mode, a.steps, a.width, work, i)))
                 r = runs[mode][-1]
                 print(
-                    f"  run {i + 1}/{a.repeats} {mode:<8}: cpu after the window {r['cpu_after_ms']:.3f} ms, "
+                    f"  run {i + 1}/{a.repeats} {mode:<8}: "
+                    f"cpu after the window {r['cpu_after_ms']:.3f} ms, "
                     f"in it {r['cpu_window_ms']:.3f} ms; wall after {r['wall_after_ms']:.3f} ms",
                     flush=True,
                 )
@@ -181,7 +182,8 @@ def main() -> int:
     out.mkdir(exist_ok=True)
     (out / "launcher.json").write_text(json.dumps(result, indent=2))
     print(
-        f"\nstep time, best of {a.repeats} runs' medians x {a.steps} steps (MLP {a.width} wide, batch 64, 1 thread; "
+        f"\nstep time, best of {a.repeats} runs' medians x {a.steps} steps "
+        f"(MLP {a.width} wide, batch 64, 1 thread; "
         f"load average {result['load_avg_1m']} on {os.cpu_count()} cores):"
     )
     for clock, label in (("cpu", "training thread's CPU time"), ("wall", "wall time")):
@@ -189,11 +191,13 @@ def main() -> int:
         print(f"  {label}:")
         print(f"    plain python                         {r['plain_step_ms']:8.3f} ms")
         print(
-            f"    stepscope run, after the window      {r['launcher_after_window_step_ms']:8.3f} ms  "
+            "    stepscope run, after the window      "
+            f"{r['launcher_after_window_step_ms']:8.3f} ms  "
             f"({r['after_window_overhead_pct']:+.2f} %)"
         )
         print(
-            f"    stepscope run, the {WARMUP + ACTIVE + 1} traced steps     {r['launcher_window_step_ms']:8.3f} ms  "
+            f"    stepscope run, the {WARMUP + ACTIVE + 1} traced steps     "
+            f"{r['launcher_window_step_ms']:8.3f} ms  "
             f"({r['window_overhead_pct']:+.2f} %: the profiler's own cost while it records)"
         )
     print("  run-to-run spread of the after-window CPU medians (min / median / max):")

@@ -210,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     data = generate(args)
     data_dir = Path(data["dir"])
     print(
-        f"  {data['rows']:,} rows, {data['bytes'] / 2**20:,.0f} MiB{' (reused)' if data['reused'] else ''}",
+        f"  {data['rows']:,} rows, {data['bytes'] / 2**20:,.0f} MiB"
+        f"{' (reused)' if data['reused'] else ''}",
         file=sys.stderr,
     )
     results: dict[str, Any] = {
@@ -280,7 +281,8 @@ def main(argv: list[str] | None = None) -> int:
         frac = cold / PROFILER_REPORT_REFERENCE_S
         verdict = "PASS" if frac <= TARGET_FRACTION else "FAIL"
         print(
-            f"stepscope cold report / ProfilerReport as measured in the issue ({PROFILER_REPORT_REFERENCE_S:.0f} s, "
+            "stepscope cold report / ProfilerReport as measured in the issue "
+            f"({PROFILER_REPORT_REFERENCE_S:.0f} s, "
             f"not run here): 1/{1 / frac:.0f} (target <= 1/{1 / TARGET_FRACTION:.0f}) {verdict}"
         )
         results["verdict"] = {

@@ -301,8 +301,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{here['start_cpu_ms']:.0f} ms once at start)"
     )
     print(
-        f"  {a.cores} cores + {a.gpus} GPUs + {a.efa_ports} EFA ports (stand-ins, {target['rows_per_sample']} rows): "
-        f"{target['cpu_ms_per_sample']:.3f} ms CPU per sample -> {target['pct_of_one_core']:.3f} % of one core"
+        f"  {a.cores} cores + {a.gpus} GPUs + {a.efa_ports} EFA ports "
+        f"(stand-ins, {target['rows_per_sample']} rows): "
+        f"{target['cpu_ms_per_sample']:.3f} ms CPU per sample -> "
+        f"{target['pct_of_one_core']:.3f} % of one core"
     )
     if per_call is not None:
         total = target["cpu_ms_per_sample"] / 1e3 + calls * per_call

@@ -1,7 +1,8 @@
 """Scale benchmark (issue 12): ``stepscope report`` on jobs of 64, 256 and 512 ranks.
 
     .venv/bin/python bench/bench_scale.py [--ranks 64,256,512] [--old-rev REV --old-ranks 64]
-        [--hta-ranks 64,256,512] [--hta-budget-gb 10] [--skip-hta] [--skip-dask] [--work /tmp/stepscope-scale]
+        [--hta-ranks 64,256,512] [--hta-budget-gb 10] [--skip-hta] [--skip-dask]
+        [--work /tmp/stepscope-scale]
 
 1. The jobs: copies of one real rank trace (the Kineto fixtures' NCCL rank, ``rank-0.json.gz``
    of ``nccl_2rank_rank0``), each renumbered (``distributedInfo.rank`` / ``world_size`` and
@@ -76,7 +77,8 @@ def source_trace() -> Path:
     path = None if root is None else root.joinpath(*SOURCE_TRACE)
     if path is None or not path.is_file():
         raise SystemExit(
-            "bench_scale: the Kineto fixtures are missing: set STEPSCOPE_FIXTURES or ../shared/fixtures"
+            "bench_scale: the Kineto fixtures are missing: "
+            "set STEPSCOPE_FIXTURES or ../shared/fixtures"
         )
     return path
 
@@ -106,7 +108,8 @@ def make_jobs(work: Path, sizes: list[int]) -> dict[int, Path]:
             (pool / f"rank-{r}.json.gz").write_bytes(gzip.compress(body, compresslevel=1))
         stamp.write_text(json.dumps({**params, "ranks": need}))
         print(
-            f"wrote {need - have['ranks']} rank traces ({len(body) / 2**20:.0f} MB of JSON each) in "
+            f"wrote {need - have['ranks']} rank traces "
+            f"({len(body) / 2**20:.0f} MB of JSON each) in "
             f"{time.perf_counter() - t0:.0f} s under {pool}",
             flush=True,
         )
@@ -153,7 +156,8 @@ def old_code(work: Path, rev: str) -> Path:
     )
     if not probe.stdout.strip().startswith(str(dest)):
         raise SystemExit(
-            f"bench_scale: the old code at {dest} is not what Python imports ({probe.stdout.strip()})"
+            f"bench_scale: the old code at {dest} is not what Python imports "
+            f"({probe.stdout.strip()})"
         )
     return dest
 
@@ -442,7 +446,8 @@ def main() -> None:
         r = dask(jobs[n], work, args.timeout)
         results["dask"][n] = r
         print(
-            f"Dask ({r['workers']} workers) {n:4d} ranks: {_fmt(r['wall_s'])} s, {_fmt(r['cpu_s'])} CPU s "
+            f"Dask ({r['workers']} workers) {n:4d} ranks: {_fmt(r['wall_s'])} s, "
+            f"{_fmt(r['cpu_s'])} CPU s "
             f"(workers {_fmt(r['workers_cpu_s'])}), peak {_fmt(r['peak_mb'], '.0f')} MB (client "
             f"{_fmt(r['client_peak_mb'], '.0f')} + workers {_fmt(r['workers_peak_mb'], '.0f')})"
             f"{'  ' + r['error'] if r['error'] else ''}",
@@ -454,7 +459,8 @@ def main() -> None:
             r = stepscope(jobs[n], work, code, args.timeout)
             results["old"][n] = r
             print(
-                f"before (old)  {n:4d} ranks: {_fmt(r['wall_s'])} s, {_fmt(r['cpu_s'])} CPU s, peak "
+                f"before (old)  {n:4d} ranks: {_fmt(r['wall_s'])} s, "
+                f"{_fmt(r['cpu_s'])} CPU s, peak "
                 f"{_fmt(r['peak_tree_mb'], '.0f')} MB"
                 f"{'  ' + r['error'] if r['error'] else ''}",
                 flush=True,
@@ -481,7 +487,8 @@ def main() -> None:
             if r["error"] is None and r["peak_tree_mb"]:
                 per_rank_mb = r["peak_tree_mb"] / n
             print(
-                f"HTA           {n:4d} ranks: {_fmt(r['wall_s'])} s, {_fmt(r['cpu_s'])} CPU s, peak "
+                f"HTA           {n:4d} ranks: {_fmt(r['wall_s'])} s, "
+                f"{_fmt(r['cpu_s'])} CPU s, peak "
                 f"{_fmt(r['peak_tree_mb'], '.0f')} MB"
                 f"{'  ' + r['error'] if r['error'] else ''}",
                 flush=True,
@@ -489,8 +496,10 @@ def main() -> None:
 
     print()
     print(
-        f"{'ranks':>6} {'stepscope s':>12} {'s/rank':>7} {'CPU s':>7} {'CPU/rank':>8} {'peak MB':>8} {'reopen s':>9} "
-        f"{'old s':>7} {'old MB':>7} {'HTA s':>7} {'HTA MB':>7} {'Dask s':>7} {'Dask CPU':>8} {'Dask MB':>8}"
+        f"{'ranks':>6} {'stepscope s':>12} {'s/rank':>7} {'CPU s':>7} {'CPU/rank':>8} "
+        f"{'peak MB':>8} {'reopen s':>9} "
+        f"{'old s':>7} {'old MB':>7} {'HTA s':>7} {'HTA MB':>7} {'Dask s':>7} "
+        f"{'Dask CPU':>8} {'Dask MB':>8}"
     )
     for n in sorted(set(sizes) | set(old_sizes) | set(hta_sizes)):
         new, old, peer = (
@@ -502,11 +511,14 @@ def main() -> None:
         per = new["wall_s"] / n if new.get("wall_s") and not new.get("error") else None
         cpu_per = new["cpu_s"] / n if new.get("cpu_s") and not new.get("error") else None
         print(
-            f"{n:>6} {_fmt(new.get('wall_s')):>12} {_fmt(per, '.3f'):>7} {_fmt(new.get('cpu_s')):>7} "
+            f"{n:>6} {_fmt(new.get('wall_s')):>12} {_fmt(per, '.3f'):>7} "
+            f"{_fmt(new.get('cpu_s')):>7} "
             f"{_fmt(cpu_per, '.3f'):>8} {_fmt(new.get('peak_tree_mb'), '.0f'):>8} "
-            f"{_fmt(new.get('reopen_s'), '.2f'):>9} {_fmt(old.get('wall_s')):>7} {_fmt(old.get('peak_tree_mb'), '.0f'):>7} "
+            f"{_fmt(new.get('reopen_s'), '.2f'):>9} {_fmt(old.get('wall_s')):>7} "
+            f"{_fmt(old.get('peak_tree_mb'), '.0f'):>7} "
             f"{_fmt(peer.get('wall_s')):>7} {_fmt(peer.get('peak_tree_mb'), '.0f'):>7} "
-            f"{_fmt(dsk.get('wall_s')):>7} {_fmt(dsk.get('cpu_s')):>8} {_fmt(dsk.get('peak_mb'), '.0f'):>8}"
+            f"{_fmt(dsk.get('wall_s')):>7} {_fmt(dsk.get('cpu_s')):>8} "
+            f"{_fmt(dsk.get('peak_mb'), '.0f'):>8}"
         )
     ok = {n: r for n, r in results["new"].items() if not r.get("error")}
     ratios: dict[str, Any] = {}
@@ -517,11 +529,13 @@ def main() -> None:
         print(
             f"peak RSS {hi} / {lo} ranks: {growth:.2f}x (goal <= {GOAL_GROWTH}x); at {hi} ranks "
             f"{ok[hi]['peak_tree_mb'] / 1024:.2f} GB (goal < {GOAL_PEAK_MB / 1024:.1f} GB); "
-            f"time {hi} / {lo} ranks: {ok[hi]['wall_s'] / ok[lo]['wall_s']:.2f}x for {hi / lo:.0f}x the ranks"
+            f"time {hi} / {lo} ranks: {ok[hi]['wall_s'] / ok[lo]['wall_s']:.2f}x "
+            f"for {hi / lo:.0f}x the ranks"
         )
     for n, r in ok.items():
         print(
-            f"{n} ranks: {r['wall_s'] / n:.3f} s per rank (goal <= {GOAL_S_PER_RANK} s), {r['cpu_s'] / n:.3f} CPU s "
+            f"{n} ranks: {r['wall_s'] / n:.3f} s per rank (goal <= {GOAL_S_PER_RANK} s), "
+            f"{r['cpu_s'] / n:.3f} CPU s "
             f"per rank, report with {r.get('report_ranks')} ranks"
         )
     for n, old in results["old"].items():
@@ -533,7 +547,8 @@ def main() -> None:
                 "peak": new["peak_tree_mb"] / old["peak_tree_mb"],
             }
             print(
-                f"{n} ranks, new / old: time {new['wall_s'] / old['wall_s']:.2f}x, CPU {_fmt(_ratio(new['cpu_s'], old['cpu_s']), '.2f')}x, "
+                f"{n} ranks, new / old: time {new['wall_s'] / old['wall_s']:.2f}x, "
+                f"CPU {_fmt(_ratio(new['cpu_s'], old['cpu_s']), '.2f')}x, "
                 f"peak RSS {new['peak_tree_mb'] / old['peak_tree_mb']:.2f}x"
             )
     for n, peer in results["hta"].items():
@@ -546,7 +561,8 @@ def main() -> None:
             }
             print(
                 f"{n} ranks, stepscope / HTA: time {new['wall_s'] / peer['wall_s']:.2f}x, "
-                f"CPU {_fmt(_ratio(new['cpu_s'], peer['cpu_s']), '.2f')}x, peak RSS {new['peak_tree_mb'] / peer['peak_tree_mb']:.2f}x"
+                f"CPU {_fmt(_ratio(new['cpu_s'], peer['cpu_s']), '.2f')}x, "
+                f"peak RSS {new['peak_tree_mb'] / peer['peak_tree_mb']:.2f}x"
             )
     for n, dsk in results["dask"].items():
         new = ok.get(n)
@@ -557,9 +573,12 @@ def main() -> None:
                 "peak": dsk["peak_mb"] / new["peak_tree_mb"],
             }
             print(
-                f"{n} ranks, Dask LocalCluster / local engine: time {dsk['wall_s'] / new['wall_s']:.2f}x, "
-                f"CPU {_fmt(_ratio(dsk['cpu_s'], new['cpu_s']), '.2f')}x, peak RSS {dsk['peak_mb'] / new['peak_tree_mb']:.2f}x "
-                f"(client {dsk['client_peak_mb']:.0f} MB + {dsk['workers']} workers {dsk['workers_peak_mb']:.0f} MB); "
+                f"{n} ranks, Dask LocalCluster / local engine: "
+                f"time {dsk['wall_s'] / new['wall_s']:.2f}x, "
+                f"CPU {_fmt(_ratio(dsk['cpu_s'], new['cpu_s']), '.2f')}x, "
+                f"peak RSS {dsk['peak_mb'] / new['peak_tree_mb']:.2f}x "
+                f"(client {dsk['client_peak_mb']:.0f} MB + {dsk['workers']} workers "
+                f"{dsk['workers_peak_mb']:.0f} MB); "
                 f"same ranks in the report: {dsk.get('report_ranks') == new.get('report_ranks')}"
             )
     results["ratios"] = ratios

@@ -2,8 +2,8 @@
 
 Started by ``stepscope dashboard SOURCE`` as ``streamlit run dashboards/app.py -- SOURCE
 [--cache DIR] [--rules FILE] [--profile P] [--region R] [--baseline SOURCE]
-[--refresh SECONDS] [--engine local|dask://HOST:PORT]``. Bad input (unknown job, no credentials, empty folder) is shown as
-one line in the page, never as a traceback.
+[--refresh SECONDS] [--engine local|dask://HOST:PORT]``. Bad input (unknown job, no
+credentials, empty folder) is shown as one line in the page, never as a traceback.
 """
 
 from __future__ import annotations
@@ -85,7 +85,8 @@ def _auto_refresh(job: data.JobData, interval: float) -> None:
                 new = data.load_job(job.cfg)
             except Exception as exc:  # keep showing the last good data
                 st.caption(
-                    f"refresh failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+                    "refresh failed: "
+                    f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
                 )
                 return
             if new.key != job.key:

@@ -76,7 +76,8 @@ def context() -> Ctx:
     ctx = st.session_state.get(_CTX)
     if not isinstance(ctx, Ctx):
         st.error(
-            "This page is part of the stepscope dashboard: start it with `stepscope dashboard SOURCE`."
+            "This page is part of the stepscope dashboard: "
+            "start it with `stepscope dashboard SOURCE`."
         )
         st.stop()
     return ctx

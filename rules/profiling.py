@@ -1,25 +1,8 @@
-"""Where the training-script helper used to live: ``from rules.profiling import profile_training``
-in existing training scripts keeps working. New code imports
-``stepscope.collectors.profiling`` (the collector-only wheel ships that, not ``rules``)."""
+"""Moved to :mod:`stepscope.collectors.profiling`; this name keeps ``from rules.profiling import
+profile_training`` in existing training scripts working (the same module object). The
+collector-only wheel ships only the new name."""
 
-from stepscope.collectors.profiling import (
-    DATA_LOADING_LABEL,
-    SAGEMAKER_TENSORBOARD_DIR,
-    TrainingProfiler,
-    default_out_dir,
-    on_sagemaker,
-    profile_training,
-    trace_host,
-    trace_rank,
-)
+import importlib
+import sys
 
-__all__ = [
-    "DATA_LOADING_LABEL",
-    "SAGEMAKER_TENSORBOARD_DIR",
-    "TrainingProfiler",
-    "default_out_dir",
-    "on_sagemaker",
-    "profile_training",
-    "trace_host",
-    "trace_rank",
-]
+sys.modules[__name__] = importlib.import_module("stepscope.collectors.profiling")

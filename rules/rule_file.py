@@ -35,10 +35,15 @@ HEADER = """\
 
 #: the comment above the first rule of each group
 GROUP_NOTES = {
-    "stepscope": "# stepscope's own rules (judged by `stepscope report`; SageMaker has no container for them).",
+    "stepscope": (
+        "# stepscope's own rules (judged by `stepscope report`; SageMaker has no container for "
+        "them)."
+    ),
     "training": (
-        "# SageMaker Debugger's training rules (its names, parameter names and defaults, checked against\n"
-        "# AWS's \"List of Debugger built-in rules\" page), judged from the job's TensorBoard event files,\n"
+        "# SageMaker Debugger's training rules (its names, parameter names and defaults, "
+        "checked against\n"
+        "# AWS's \"List of Debugger built-in rules\" page), judged from the job's "
+        "TensorBoard event files,\n"
         "# Debugger tensors or `stepscope run --health` records (docs/training-health.md). List\n"
         "# parameters are comma-separated strings, as in Debugger. Unset ones (collection_names,\n"
         "# tensor_regex, mode, num_steps...) have no default there either."

@@ -107,7 +107,8 @@ def _parse(text: str, origin: str, base: RuleSet | None = None) -> RuleSet:
     unknown_top = set(doc) - {"profiler", "rules"}
     if unknown_top:
         raise RuleFileError(
-            f"{origin}: unknown section(s) {', '.join(sorted(unknown_top))}; expected [profiler] and [rules.<Name>]"
+            f"{origin}: unknown section(s) {', '.join(sorted(unknown_top))}; "
+            "expected [profiler] and [rules.<Name>]"
         )
     profiler_doc = {**(base.profiler.model_dump() if base else {}), **doc.get("profiler", {})}
     try:
@@ -143,7 +144,8 @@ def _parse(text: str, origin: str, base: RuleSet | None = None) -> RuleSet:
         if severity is not None:
             if severity not in ("error", "warning", "info"):
                 raise RuleFileError(
-                    f'{origin}: [rules.{name}] severity must be "error", "warning" or "info" (got {severity!r})'
+                    f"{origin}: [rules.{name}] severity must be "
+                    f'"error", "warning" or "info" (got {severity!r})'
                 )
             severities[name] = severity
         merged = {**(rules[name].model_dump() if name in rules else {}), **values}

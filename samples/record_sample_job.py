@@ -275,7 +275,9 @@ def main(argv: list[str] | None = None) -> int:
             "dataloader_num_workers": 0,
             "straggler_rank": a.straggler_rank,
             "straggler_extra_ms_per_step": a.straggler_ms,
-            "straggler_sleep_where": "between forward and backward (unlabelled), so the others wait in DDP's all-reduce",
+            "straggler_sleep_where": (
+                "between forward and backward (unlabelled), so the others wait in DDP's all-reduce"
+            ),
         }
     )
     doc = {
@@ -297,7 +299,9 @@ def main(argv: list[str] | None = None) -> int:
         "steps": a.steps,
         "window": {"wait": wait, "warmup": warmup, "active": active},
         "profiled_steps": list(range(wait + warmup, wait + warmup + active)),
-        "model": f"DDP MLP {a.features}-{a.hidden}-10, batch {a.batch} per rank, SGD, 1 thread per rank",
+        "model": (
+            f"DDP MLP {a.features}-{a.hidden}-10, batch {a.batch} per rank, SGD, 1 thread per rank"
+        ),
         "system_metrics_interval_ms": a.interval_ms,
         "recording": {
             "started_epoch_s": round(started, 3),

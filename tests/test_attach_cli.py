@@ -84,7 +84,8 @@ def test_print_sdk_collectors(sdk: str, tmp_path: Path) -> None:
     assert "collectors mode" in text and "SageMaker Debugger: off" in text
     assert collector_wheel_name() in text and "requirements file" in text
     assert (
-        "python -m stepscope.collectors.launcher --out /opt/ml/output/tensorboard --interval-ms 200 "
+        "python -m stepscope.collectors.launcher --out /opt/ml/output/tensorboard "
+        "--interval-ms 200 "
         "-- python train.py ARGS"
     ) in text
     assert ENTRY_SHIM in text and "ProfilerRule" not in text and "rule_configs" not in text

@@ -111,7 +111,9 @@ def base_request(name: str = "stepscope-boto3-job") -> dict[str, Any]:
     return {
         "TrainingJobName": name,
         "AlgorithmSpecification": {
-            "TrainingImage": "763104351884.dkr.ecr.us-west-2.amazonaws.com/pytorch-training:2.3-gpu-py311",
+            "TrainingImage": (
+                "763104351884.dkr.ecr.us-west-2.amazonaws.com/pytorch-training:2.3-gpu-py311"
+            ),
             "TrainingInputMode": "File",
         },
         "RoleArn": "arn:aws:iam::123456789012:role/SageMakerRole",

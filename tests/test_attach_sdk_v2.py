@@ -379,8 +379,8 @@ def test_collectors_by_default(aws_endpoint: AwsEndpoint, v2: Any) -> None:
     shim = files[ENTRY_SHIM].decode()
     assert "ENTRY = 'train.py'" in shim
     assert (
-        "'stepscope.collectors.launcher', '--out', '/opt/ml/output/tensorboard', '--interval-ms', '500', '--'"
-        in shim
+        "'stepscope.collectors.launcher', '--out', '/opt/ml/output/tensorboard', "
+        "'--interval-ms', '500', '--'" in shim
     )
     compile(shim, ENTRY_SHIM, "exec")
 

@@ -299,7 +299,8 @@ def test_collectors_command_is_prefixed(aws_endpoint: AwsEndpoint, v3: Any) -> N
     _, sent, _ = launch(aws_endpoint, model_trainer)
     script = uploaded(aws_endpoint, sent, "sm_drivers")["sm_train.sh"].decode()
     assert (
-        "python -m stepscope.collectors.launcher --out /opt/ml/output/tensorboard --interval-ms 500 "
+        "python -m stepscope.collectors.launcher --out /opt/ml/output/tensorboard "
+        "--interval-ms 500 "
         "-- python train.py --epochs 3"
     ) in script
     code = uploaded(aws_endpoint, sent, "code")

@@ -58,9 +58,12 @@ _UNREACHABLE = re.compile(
 TRAIN = """\
 import json, os, sys
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in {heavy!r})
-import stepscope.collectors.launcher, stepscope.collectors.system, stepscope.collectors.trace  # noqa: E401
+import stepscope.collectors.launcher
+import stepscope.collectors.system
+import stepscope.collectors.trace
 heavy_after = sorted(m for m in sys.modules if m.split(".")[0] in {heavy!r})
-json.dump({{"argv": sys.argv[1:], "orig_argv": sys.orig_argv, "heavy": heavy, "heavy_after": heavy_after,
+json.dump({{"argv": sys.argv[1:], "orig_argv": sys.orig_argv, "heavy": heavy,
+           "heavy_after": heavy_after,
            "run_dir": os.environ.get("STEPSCOPE_RUN_DIR"), "stepscope": stepscope.__file__}},
           open(os.environ["RESULT"], "w"))
 import time; time.sleep(1.2)

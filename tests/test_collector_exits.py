@@ -71,8 +71,8 @@ CASES = {
         + textwrap.dedent("""\
         from torch.utils.data import DataLoader, TensorDataset
         data = TensorDataset(torch.randn(64, 8))
-        loader = DataLoader(data, batch_size=4, num_workers=2,
-                            multiprocessing_context="fork", collate_fn=lambda b: torch.stack([t[0] for t in b]))
+        loader = DataLoader(data, batch_size=4, num_workers=2, multiprocessing_context="fork",
+                            collate_fn=lambda b: torch.stack([t[0] for t in b]))
         train(6, loader)
         """),
         0,
@@ -214,13 +214,16 @@ def test_drain_sees_gloo_threads_and_returns_once_they_are_parked(tmp_path: Path
         import torch.distributed as dist
         from torch.nn.parallel import DistributedDataParallel
         from stepscope.collectors import exits
-        dist.init_process_group("gloo", init_method="file://{tmp_path / "store"}", rank=0, world_size=1)
+        dist.init_process_group(
+            "gloo", init_method="file://{tmp_path / "store"}", rank=0, world_size=1
+        )
         model = DistributedDataParallel(nn.Linear(8, 2))
         opt = torch.optim.SGD(model.parameters(), lr=0.1)
         train(3)
         dist.barrier()
         t0 = time.monotonic()
-        print(len(exits.gloo_threads()), exits.drain_gloo_threads(timeout_s=5.0), time.monotonic() - t0 < 2.0)
+        print(len(exits.gloo_threads()), exits.drain_gloo_threads(timeout_s=5.0),
+              time.monotonic() - t0 < 2.0)
         dist.destroy_process_group()
         """)
     script = tmp_path / "drain.py"

@@ -183,18 +183,24 @@ ORACLE = textwrap.dedent(
 
     net = Net()
     scale = nn.Parameter(torch.ones(1))  # owned by no module: named after its param group
-    opt = torch.optim.AdamW([{"params": net.parameters()}, {"params": [scale], "lr": 0.01}], lr=0.05)
+    opt = torch.optim.AdamW(
+        [{"params": net.parameters()}, {"params": [scale], "lr": 0.01}], lr=0.05
+    )
     outs, ins = {}, {}
     for name, mod in net.named_modules():
         if isinstance(mod, (nn.ReLU, nn.Tanh)):
-            mod.register_forward_pre_hook(lambda m, i, n=name: ins.setdefault(n, []).append(i[0].detach().clone()))
-            mod.register_forward_hook(lambda m, i, o, n=name: outs.setdefault(n, []).append(o.detach().clone()))
+            mod.register_forward_pre_hook(
+                lambda m, i, n=name: ins.setdefault(n, []).append(i[0].detach().clone())
+            )
+            mod.register_forward_hook(
+                lambda m, i, o, n=name: outs.setdefault(n, []).append(o.detach().clone())
+            )
 
     def stats(t):
         t = t.detach().double().flatten()
         return {"norm": t.norm().item(), "mean": t.mean().item(), "std": t.std(correction=0).item(),
-                "min": t.min().item(), "max": t.max().item(), "zero_fraction": (t == 0).double().mean().item(),
-                "numel": t.numel()}
+                "min": t.min().item(), "max": t.max().item(),
+                "zero_fraction": (t == 0).double().mean().item(), "numel": t.numel()}
 
     x, y = torch.randn(256, 8), torch.randn(256, 1)
     named = [*net.named_parameters(), ("param_group1.0", scale)]
@@ -211,12 +217,19 @@ ORACLE = textwrap.dedent(
         before = {n: p.detach().clone() for n, p in named}
         rec = {"step": step, "loss": loss.item(), "lr": opt.param_groups[0]["lr"],
                "grad_norm": torch.sqrt(sum(p.grad.double().pow(2).sum() for _, p in named)).item(),
-               "gradient": {n: stats(p.grad) for n, p in named}, "weight": {n: stats(p) for n, p in named}}
+               "gradient": {n: stats(p.grad) for n, p in named},
+               "weight": {n: stats(p) for n, p in named}}
         opt.step()
-        rec["update_ratio"] = {n: ((p.detach() - before[n]).double().norm() / before[n].double().norm()).item()
-                               for n, p in named}
-        rec["activation"] = {n: stats(torch.cat([o.flatten() for o in os_])) for n, os_ in outs.items()}
-        rec["activation_input"] = {n: stats(torch.cat([i.flatten() for i in is_])) for n, is_ in ins.items()}
+        rec["update_ratio"] = {
+            n: ((p.detach() - before[n]).double().norm() / before[n].double().norm()).item()
+            for n, p in named
+        }
+        rec["activation"] = {
+            n: stats(torch.cat([o.flatten() for o in os_])) for n, os_ in outs.items()
+        }
+        rec["activation_input"] = {
+            n: stats(torch.cat([i.flatten() for i in is_])) for n, is_ in ins.items()
+        }
         print(json.dumps(rec))
     """
 )
@@ -438,7 +451,8 @@ def test_hooks_off_by_default_install_nothing(tmp_path: Path) -> None:
     on = _launch(tmp_path, sys.executable, "-c", HOOK_PROBE, "0", opts=("--health-every", "2"))
     assert on.returncode == 0, on.stderr
     # step 3 is sampled: the forward hook and pre-hook are there for its forward only (armed
-    # after step 2, removed at step 3's optimizer call); the step hooks and the backward wrapper stay
+    # after step 2, removed at step 3's optimizer call); the step hooks and the backward
+    # wrapper stay
     assert on.stdout.split() == ["0", "0", "1", "True", "True"]
 
 

@@ -167,7 +167,10 @@ def test_exit_code_passes_through(tmp_path: Path) -> None:
 
 def test_click_command_passes_the_exit_code_and_options(tmp_path: Path) -> None:
     code = "from stepscope.cli.run import run_command; run_command(prog_name='stepscope run')"
-    child = f"import os, sys; print(os.environ['{trace.ENV_STEPS}'], os.environ['{trace.ENV_DIR}']); sys.exit(4)"
+    child = (
+        f"import os, sys; print(os.environ['{trace.ENV_STEPS}'], "
+        f"os.environ['{trace.ENV_DIR}']); sys.exit(4)"
+    )
     proc = subprocess.run(
         [
             sys.executable,
@@ -500,7 +503,10 @@ PROBE = textwrap.dedent(
     import json, sys
     print(json.dumps({
         "modules": sorted(sys.modules),
-        "watchers": [type(f).__name__ for f in sys.meta_path if type(f).__name__ == "_TorchOptimWatcher"],
+        "watchers": [
+            type(f).__name__ for f in sys.meta_path
+            if type(f).__name__ == "_TorchOptimWatcher"
+        ],
         "sitecustomize": getattr(sys.modules.get("sitecustomize"), "__file__", None),
         "chained": getattr(sys.modules.get("sitecustomize"), "CHAINED", None),
     }))
@@ -822,12 +828,18 @@ def test_a_hook_registered_after_ours_survives_the_window(tmp_path: Path, health
         """
         import atexit, sys
         # registered before torch (so before the recorder): atexit runs it after the recorder's
-        atexit.register(lambda: print("at exit", len(sys.modules["torch.optim.optimizer"]._global_optimizer_post_hooks)))
+        atexit.register(
+            lambda: print(
+                "at exit",
+                len(sys.modules["torch.optim.optimizer"]._global_optimizer_post_hooks),
+            )
+        )
         import torch
         from torch.optim import optimizer
         from stepscope.collectors import trace
         calls = []
-        optimizer.register_optimizer_step_post_hook(lambda opt, args, kwargs: calls.append(1))  # a library's
+        # a library's
+        optimizer.register_optimizer_step_post_hook(lambda opt, args, kwargs: calls.append(1))
         p = torch.nn.Parameter(torch.ones(2))
         opt = torch.optim.SGD([p], lr=0.1)
         hooks = []

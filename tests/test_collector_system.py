@@ -454,7 +454,8 @@ def test_imports_nothing_heavy() -> None:
     analysis stack (the layering test checks the source; this checks the interpreter)."""
     code = (
         "import sys, stepscope.collectors.system\n"
-        "heavy = ('pandas', 'pyarrow', 'numpy', 'plotly', 'streamlit', 'boto3', 'pydantic', 'analyzer', 'rules')\n"
+        "heavy = ('pandas', 'pyarrow', 'numpy', 'plotly', 'streamlit', 'boto3', 'pydantic', "
+        "'analyzer', 'rules')\n"
         "print([m for m in sys.modules if m.split('.')[0] in heavy])\n"
     )
     out = subprocess.run(

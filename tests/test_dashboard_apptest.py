@@ -288,7 +288,8 @@ def test_compare_against_a_baseline_typed_in_the_page(
 def test_sagemaker_rule_reports_beside_stepscope(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """SageMaker's rule outputs in the job folder show on the Overview beside stepscope's verdict."""
+    """SageMaker's rule outputs in the job folder show on the Overview beside stepscope's
+    verdict."""
     import json
     import shutil
 

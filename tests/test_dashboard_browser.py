@@ -161,8 +161,10 @@ def no_exception(page: Any) -> None:
 
 
 def plots(page: Any, at_least: int = 1) -> int:
-    page.wait_for_function(  # plots drawn (each has its main-svg), not counting its two svg layers twice
-        "n => Array.from(document.querySelectorAll('.js-plotly-plot')).filter(p => p.querySelector('.main-svg'))"
+    # plots drawn (each has its main-svg), not counting its two svg layers twice
+    page.wait_for_function(
+        "n => Array.from(document.querySelectorAll('.js-plotly-plot'))"
+        ".filter(p => p.querySelector('.main-svg'))"
         ".length >= n",
         arg=at_least,
         timeout=60_000,

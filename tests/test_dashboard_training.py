@@ -123,7 +123,8 @@ def test_page_charts_and_finding_links(monkeypatch: pytest.MonkeyPatch, tmp_path
     table = at.dataframe[0].value
     assert table["worker"].tolist() == [w.worker for w in th.workers]
     assert table["last training loss"].tolist() == pytest.approx([w.last_loss for w in th.workers])
-    # the worst finding's worker first; four charts: loss, gradient heatmap, update ratios, activations
+    # the worst finding's worker first; four charts: loss, gradient heatmap, update ratios,
+    # activations
     assert at.selectbox(key="training-worker").value == rep.findings[0].evidence["worker"]
     specs = charts(at)
     assert len(specs) == 4 and specs[1]["data"][0]["type"] == "heatmap"
@@ -134,7 +135,8 @@ def test_page_charts_and_finding_links(monkeypatch: pytest.MonkeyPatch, tmp_path
         if h.worker == at.selectbox(key="training-worker").value
     )
     assert specs[1]["data"][0]["y"] == hm.rows and len(specs[1]["data"][0]["x"]) == len(hm.steps)
-    # "Show chart" on the DeadRelu finding: its worker, the activation chart first, steps 20-40 shaded
+    # "Show chart" on the DeadRelu finding: its worker, the activation chart first, steps 20-40
+    # shaded
     at.button(key=f"training-goto-{dead_i}").click().run()
     assert not at.exception
     assert at.selectbox(key="training-worker").value == "algo-2 rank 1"

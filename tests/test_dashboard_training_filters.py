@@ -19,6 +19,7 @@ from streamlit.testing.v1 import AppTest
 
 from dashboards import data
 from dashboards.filters import Filters, worker_place
+from stepscope.present.dashboard_options import DashboardOptions
 from tests.support.health_records import loss, tensor, write_health
 
 REPO = Path(__file__).resolve().parents[1]
@@ -72,7 +73,8 @@ def _job(root: Path, ranks: tuple[int, ...], *, tensorboard: bool) -> Path:
 def _open(
     monkeypatch: pytest.MonkeyPatch, root: Path, cache: Path, query: dict[str, str]
 ) -> AppTest:
-    monkeypatch.setattr(sys, "argv", ["app.py", str(root), "--cache", str(cache)])
+    options = DashboardOptions(str(root), cache_dir=str(cache))
+    monkeypatch.setattr(sys, "argv", ["app.py", *options.app_args()])
     at = AppTest.from_file(APP, default_timeout=180)
     for k, v in query.items():
         at.query_params[k] = v

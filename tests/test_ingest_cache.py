@@ -13,7 +13,10 @@ from analyzer.ingest import ingest
 from analyzer.ingest.cache import SourceCache, safe_join
 from analyzer.sources import open_source
 
-LINE = '{{"Type":"gpu","Name":"gpu{g}","Dimension":"GPUUtilization","Value":{v},"NodeId":"{node}","Timestamp":{ts}}}\n'
+LINE = (
+    '{{"Type":"gpu","Name":"gpu{g}","Dimension":"GPUUtilization","Value":{v},'
+    '"NodeId":"{node}","Timestamp":{ts}}}\n'
+)
 
 
 def _write_minute(root: Path, node: str, minute: int, samples: int = 4) -> Path:
@@ -148,7 +151,8 @@ def test_unchanged_refresh_reads_no_table_and_imports_no_pyarrow(tmp_path: Path)
         "sys.argv = ['stepscope', 'ingest', sys.argv[1], '--cache', sys.argv[2], '--json', '-q']\n"
         "try:\n    main()\n"
         "finally:\n"
-        "    print('PYARROW' if any(m == 'pyarrow' or m.startswith('pyarrow.') for m in sys.modules) else 'NO-PYARROW', file=sys.stderr)\n"
+        "    print('PYARROW' if any(m == 'pyarrow' or m.startswith('pyarrow.') "
+        "for m in sys.modules) else 'NO-PYARROW', file=sys.stderr)\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code, str(job), str(cache)],

@@ -135,7 +135,9 @@ for name in t.tensor_names():
     for step in tensor.steps(mode=ModeKeys.TRAIN):
         for worker in tensor.workers(step, mode=ModeKeys.TRAIN):
             v = np.asarray(tensor.value(step, mode=ModeKeys.TRAIN, worker=worker), dtype=np.float64)
-            out[f"{worker}|{name}|{step}"] = [float(np.sqrt((v * v).sum())), float((v == 0).mean()), int(v.size)]
+            out[f"{worker}|{name}|{step}"] = [
+                float(np.sqrt((v * v).sum())), float((v == 0).mean()), int(v.size)
+            ]
 print(json.dumps(out))
 """
 

@@ -1,6 +1,7 @@
-"""stepscope.collectors.profiling (the training-script helper): free when disabled (no torch at all), traces named per rank when enabled,
-in one process and in a real 2-rank DDP job. (The bundled sample is recorded by ``stepscope
-run`` now, not by this helper: tests/test_sample_job.py checks it.)"""
+"""stepscope.collectors.profiling (the training-script helper): free when disabled (no torch
+at all), traces named per rank when enabled, in one process and in a real 2-rank DDP job. (The
+bundled sample is recorded by ``stepscope run`` now, not by this helper:
+tests/test_sample_job.py checks it.)"""
 
 from __future__ import annotations
 

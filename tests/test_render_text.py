@@ -33,7 +33,8 @@ TRICKY = [
 
 
 def cell_text(markdown: str) -> str:
-    """What a reader sees of ``markdown`` rendered in a GFM table cell (code spans as their text)."""
+    """What a reader sees of ``markdown`` rendered in a GFM table cell (code spans as their
+    text)."""
     tokens = GFM.parse(f"| h |\n|---|\n| {markdown} |\n")
     cell = [t for t in tokens if t.type == "inline"][1]
     assert cell.children is not None
@@ -53,7 +54,10 @@ def test_escaped_text_renders_as_written(text: str) -> None:
 @pytest.mark.parametrize(
     "text",
     [
-        "rank 0: 40.6 ms of 74.8 ms per step waiting for the next batch (54.3% > 20.0%) over 8 steps",
+        (
+            "rank 0: 40.6 ms of 74.8 ms per step waiting for the next batch (54.3% > 20.0%) "
+            "over 8 steps"
+        ),
         "rank 1: 32.1 ms of its own work per step vs 2.1 ms on the other ranks (+1458% > 15.0%)",
         "+1458% against the baseline; e.g. ml.p4d.24xlarge on algo-1 (CPU 0, GPU 1) {x}",
     ],

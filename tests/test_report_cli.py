@@ -1,4 +1,5 @@
-"""``stepscope report`` end to end: files, exit codes, the JSON contract, JUnit, escaping, baseline."""
+"""``stepscope report`` end to end: files, exit codes, the JSON contract, JUnit, escaping,
+baseline."""
 
 from __future__ import annotations
 
@@ -144,7 +145,10 @@ def test_fail_on_never_says_what_was_found(tmp_path: Path) -> None:
     assert (
         c["error"] > 0 and doc["summary"]["verdict"] == "pass"
     )  # report.json's contract is unchanged
-    said = f"{c['error']} errors, {c['warning']} warning{'' if c['warning'] == 1 else 's'}, {c['info']} info (not failing: --fail-on never)"
+    said = (
+        f"{c['error']} errors, {c['warning']} warning{'' if c['warning'] == 1 else 's'}, "
+        f"{c['info']} info (not failing: --fail-on never)"
+    )
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith(said) and "PASS" not in proc.stderr
     md = (tmp_path / "report.md").read_text()

@@ -55,7 +55,10 @@ def exposed(rank: int, ms: float) -> Finding:
 def low_gpu(node: str, gpu: str, kind: str, p95: float, p5: float, **extra: Any) -> Finding:
     return CATALOG["LowGPUUtilization"]().finding(
         title=f"GPU {gpu} on {node} is {kind}",
-        message=f"{kind} in 2 of 4 scans; worst window p95={p95:.1f}% p5={p5:.1f}% (thresholds p95<70%, p5<10%)",
+        message=(
+            f"{kind} in 2 of 4 scans; worst window p95={p95:.1f}% p5={p5:.1f}% "
+            "(thresholds p95<70%, p5<10%)"
+        ),
         evidence={
             "node": node,
             "gpu": gpu,
@@ -346,7 +349,8 @@ def test_markdown_and_html_say_a_group_once_with_its_findings_folded(twelve: Pat
     rows = [ln for ln in table.splitlines() if "| DataLoaderStall |" in ln]
     assert len(rows) == 1 and f"| all {RANKS} ranks | " in rows[0]
     folded = md.split(
-        f"<details><summary>DataLoaderStall, all {RANKS} ranks: each of the {RANKS} findings</summary>"
+        f"<details><summary>DataLoaderStall, all {RANKS} ranks: "
+        f"each of the {RANKS} findings</summary>"
     )[1]
     folded = folded.split("</details>")[0]
     assert [ln.split(" | ")[0] for ln in folded.splitlines() if ln.startswith("| rank ")] == [
@@ -386,9 +390,9 @@ def test_messages_lead_with_what_a_user_acts_on(twelve: Path) -> None:
     for f in straggler:
         ev = f["evidence"]
         lead, ratio = f["message"].split(" (", 1)
-        assert (
-            lead
-            == f"+{ev['excess_ms']:.1f} ms of its own work per step; the others wait for it in collectives"
+        assert lead == (
+            f"+{ev['excess_ms']:.1f} ms of its own work per step; "
+            "the others wait for it in collectives"
         )
         assert (
             ratio.startswith(f"{ev['busy_ms']:.1f} ms vs {ev['others_busy_ms']:.1f} ms")
@@ -396,7 +400,8 @@ def test_messages_lead_with_what_a_user_acts_on(twelve: Path) -> None:
         )
     stall = next(f for f in doc["findings"] if f["rule"] == "DataLoaderStall")
     assert stall["title"].startswith(
-        f"Rank {stall['evidence']['rank']} waits for data {stall['evidence']['mean_wait_ms']:.1f} ms per step"
+        f"Rank {stall['evidence']['rank']} waits for data "
+        f"{stall['evidence']['mean_wait_ms']:.1f} ms per step"
     )
 
 
@@ -408,7 +413,8 @@ def test_the_collector_is_told_by_what_only_it_samples(tmp_path: Path) -> None:
     folder.mkdir(parents=True)
     t0 = 1700000000
     one = "".join(
-        f'{{"Type":"gpu","Name":"gpu{g}","Dimension":"{d}","Value":50,"NodeId":"algo-1","Timestamp":{t0 + i * 0.2:.1f}}}\n'
+        f'{{"Type":"gpu","Name":"gpu{g}","Dimension":"{d}","Value":50,"NodeId":"algo-1",'
+        f'"Timestamp":{t0 + i * 0.2:.1f}}}\n'
         for i in range(300)
         for g in (0, 1)
         for d in ("GPUUtilization", "GPUPowerInWatts")

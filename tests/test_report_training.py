@@ -247,8 +247,8 @@ def test_every_format_on_a_recorded_job(tmp_path: Path) -> None:
     assert th is not None
     for w in th.workers:
         assert (
-            f"| {w.worker} | {w.steps} | {w.first_step}–{w.last_step} | {w.last_loss:.4g} (loss, step {w.last_loss_step})"
-            in section
+            f"| {w.worker} | {w.steps} | {w.first_step}–{w.last_step} | "
+            f"{w.last_loss:.4g} (loss, step {w.last_loss_step})" in section
         )
     html = files["html"]
     ids = set(re.findall(r"id=['\"](training-[^'\"]+)['\"]", html))

@@ -32,13 +32,17 @@ from rules.params import RuleParams
 
 
 class ThrownAwayParams(RuleParams):
-    per_rank_ms: float = Field(1.5, ge=0, description="Milliseconds each rank throws away per step.")
+    per_rank_ms: float = Field(
+        1.5, ge=0, description="Milliseconds each rank throws away per step."
+    )
 
 
 class ThrownAway(Rule):
     id: ClassVar[str] = "ThrownAway"
     title: ClassVar[str] = "Time thrown away"
-    checks: ClassVar[str] = "Every rank throws `per_rank_ms` ms away per step, plus its rank number."
+    checks: ClassVar[str] = (
+        "Every rank throws `per_rank_ms` ms away per step, plus its rank number."
+    )
     why: ClassVar[str] = "A test needs a rule."
     recommendation: ClassVar[str] = "Keep it."
     severity: ClassVar[str] = "warning"
@@ -50,9 +54,15 @@ class ThrownAway(Rule):
 
     def evaluate(self, job, params):
         ranks = list(job.kineto_ranks)
-        return [self.finding(title=f"Rank {r} throws time away", message=f"{params.per_rank_ms + r} ms a step",
-                             evidence={"rank": r, "thrown_ms": params.per_rank_ms + r}, where=f"rank {r}")
-                for r in ranks]
+        return [
+            self.finding(
+                title=f"Rank {r} throws time away",
+                message=f"{params.per_rank_ms + r} ms a step",
+                evidence={"rank": r, "thrown_ms": params.per_rank_ms + r},
+                where=f"rank {r}",
+            )
+            for r in ranks
+        ]
 '''
 
 CHECK = """

@@ -999,7 +999,8 @@ def regressed_job(tmp_path_factory: pytest.TempPathFactory) -> Judged:
 
 @pytest.fixture(scope="module")
 def training_job(tmp_path_factory: pytest.TempPathFactory) -> Judged:
-    """Health-hook records of one worker with every training pathology (SageMaker Debugger's rules)."""
+    """Health-hook records of one worker with every training pathology (SageMaker Debugger's
+    rules)."""
     from tests.support.health_records import sick_training_job
 
     root = tmp_path_factory.mktemp("training")

@@ -3,12 +3,12 @@
 Two kinds of proof: health-hook files (the ``stepscope run --health`` JSON lines) written
 here with exactly the pathology a rule is about, each worker judged on its own; and the
 known answers of real PyTorch CPU runs (``tests/support/health_train.py``), each recorded
-through the zero-code hooks and through a ``SummaryWriter`` at once: lr 0 → LossNotDecreasing, a deep sigmoid MLP → VanishingGradient, a
-far too high learning rate → ExplodingTensor, a large negative ReLU bias → DeadRelu, a
-+50 bias before a tanh → SaturatedActivation (from the inputs the hooks record), one ReLU
-layer initialised 100x too small → PoorWeightInitialization (the hooks' ReLU inputs; the
-SummaryWriter records none), and a healthy run fires none of them. Those need torch
-(``.venv-torch``).
+through the zero-code hooks and through a ``SummaryWriter`` at once: lr 0 →
+LossNotDecreasing, a deep sigmoid MLP → VanishingGradient, a far too high learning rate →
+ExplodingTensor, a large negative ReLU bias → DeadRelu, a +50 bias before a tanh →
+SaturatedActivation (from the inputs the hooks record), one ReLU layer initialised 100x too
+small → PoorWeightInitialization (the hooks' ReLU inputs; the SummaryWriter records none),
+and a healthy run fires none of them. Those need torch (``.venv-torch``).
 """
 
 from __future__ import annotations
@@ -258,7 +258,8 @@ def test_overtraining_patience_per_phase(tmp_path: Path) -> None:
         "algo-1 rank 0", "eval/loss"
     ]["step_range"] == [3, 13]
     assert by_tag["algo-1 rank 0", "eval/loss"]["phase"] == "eval"
-    # falls of 0.015 (0.075 over 5 steps) are no new optimum under delta 0.1: the first step stays the best
+    # falls of 0.015 (0.075 over 5 steps) are no new optimum under delta 0.1: the first step
+    # stays the best
     assert by_tag["algo-3 rank 2", "loss"]["best_step"] == 1 and by_tag["algo-3 rank 2", "loss"][
         "step_range"
     ] == [1, 6]
@@ -340,7 +341,8 @@ def test_activation_inputs_from_the_hooks(tmp_path: Path) -> None:
         recs.append(
             tensor(s, "net.3", "activation_input", module="ReLU", std=0.2, min=-1.0, max=1.0)
         )
-        # a tanh whose inputs lie beyond 9.4999 (and whose outputs are 1.0): one layer, judged on its inputs
+        # a tanh whose inputs lie beyond 9.4999 (and whose outputs are 1.0): one layer, judged
+        # on its inputs
         recs.append(
             tensor(s, "net.5", "activation_input", module="Tanh", std=1.0, min=12.0, max=20.0)
         )

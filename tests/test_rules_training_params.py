@@ -166,7 +166,8 @@ def test_saturated_activation_limits_and_selection(tmp_path: Path) -> None:
     assert set(layers) == {"act_tanh_input_0", "net.3"}
     assert layers["act_tanh_input_0"]["side"] == "input" and layers["net.3"]["side"] == "output"
     assert f.evidence["not_applied"] == {"threshold_inactivity": INACTIVITY_NOT_APPLIED}
-    # wider limits: the tanh input (10..12) and the sigmoid output (sigmoid(23) ≈ 1 - 1e-10) are inside
+    # wider limits: the tanh input (10..12) and the sigmoid output (sigmoid(23) ≈ 1 - 1e-10)
+    # are inside
     wide = _judge(
         root, "SaturatedActivation", threshold_tanh="(-15, 15)", threshold_sigmoid="(-30, 30)"
     )

@@ -72,11 +72,22 @@ def create_job(aws: AwsEndpoint, name: str, bucket: str, **overrides: Any) -> di
 
 JOB_FILES = {
     # S3 key under the bucket (with {job}) -> logical key the source must give it
-    "profiler/{job}/profiler-output/system/incremental/2020060300/1591160699.algo-1.json": "profiler-output/system/incremental/2020060300/1591160699.algo-1.json",
-    "profiler/{job}/profiler-output/framework/pytorch/trace.json": "profiler-output/framework/pytorch/trace.json",
-    "profiler/{job}/rule-output/ProfilerReport/profiler-output/profiler-reports/LowGPUUtilization.json": "rule-output/ProfilerReport/profiler-output/profiler-reports/LowGPUUtilization.json",
-    "debug/{job}/debug-output/index/000000000/000000000000_worker_0.json": "debug-output/index/000000000/000000000000_worker_0.json",
-    "tb/{job}/tensorboard-output/plugins/profiler/host_1.pt.trace.json.gz": "tensorboard/plugins/profiler/host_1.pt.trace.json.gz",
+    "profiler/{job}/profiler-output/system/incremental/2020060300/1591160699.algo-1.json": (
+        "profiler-output/system/incremental/2020060300/1591160699.algo-1.json"
+    ),
+    "profiler/{job}/profiler-output/framework/pytorch/trace.json": (
+        "profiler-output/framework/pytorch/trace.json"
+    ),
+    (
+        "profiler/{job}/rule-output/ProfilerReport/profiler-output/profiler-reports/"
+        "LowGPUUtilization.json"
+    ): "rule-output/ProfilerReport/profiler-output/profiler-reports/LowGPUUtilization.json",
+    "debug/{job}/debug-output/index/000000000/000000000000_worker_0.json": (
+        "debug-output/index/000000000/000000000000_worker_0.json"
+    ),
+    "tb/{job}/tensorboard-output/plugins/profiler/host_1.pt.trace.json.gz": (
+        "tensorboard/plugins/profiler/host_1.pt.trace.json.gz"
+    ),
 }
 
 

@@ -69,7 +69,8 @@ _COLL_RECORD_PATTERN = r"^(nccl|rccl|hccl|gloo|mpi):"
 _KERNEL_COLL_RE = re.compile(r"^(?:nccl|rccl)(?:Dev)?Kernel_([A-Za-z]+)")
 _RECORD_COLL_RE = re.compile(r"^(?:nccl|rccl|hccl|gloo|mpi):(\w+)")
 _HOROVOD_COLL_RE = re.compile(
-    r"(?i)(?:horovod_?|NEGOTIATE_|MPI_|NCCL_|GLOO_)?(allreduce|allgather|broadcast|alltoall|reducescatter)"
+    r"(?i)(?:horovod_?|NEGOTIATE_|MPI_|NCCL_|GLOO_)?"
+    r"(allreduce|allgather|broadcast|alltoall|reducescatter)"
 )
 
 _BUSBW_FACTOR_KIND = {

@@ -111,7 +111,8 @@ class RankEvents:
 
 
 def kineto_events_table(source: Any) -> pa.Table:
-    """The ``kineto_events`` table from a JobDataset, RankEvents, an Arrow table or a pandas DataFrame."""
+    """The ``kineto_events`` table from a JobDataset, RankEvents, an Arrow table or a pandas
+    DataFrame."""
     if isinstance(source, RankEvents):
         return source.table
     if isinstance(source, JobDataset):

@@ -1,6 +1,6 @@
 """Allocator memory from the PyTorch profiler's memory events (``profile_memory=True``, which
-``stepscope.collectors.profiling.profile_training`` turns on): what each rank's caching allocator held,
-per device, over time and step by step.
+``stepscope.collectors.profiling.profile_training`` turns on): what each rank's caching
+allocator held, per device, over time and step by step.
 
 Each ``[memory]`` instant event carries the allocator's totals right after one allocation or
 free: ``mem_total_allocated`` (bytes in live tensors) and ``mem_total_reserved`` (bytes the
@@ -125,8 +125,9 @@ def allocator_memory_summary(ds: JobDataset, memory: pd.DataFrame | None = None)
     Columns: rank, device, peak_allocated_bytes, peak_reserved_bytes, steps,
     first_step_bytes, last_step_bytes, growing_steps, growth_per_step_bytes.
     """
-    cols = ["rank", "device", "peak_allocated_bytes", "peak_reserved_bytes", "steps", "first_step_bytes",
-            "last_step_bytes", "growing_steps", "growth_per_step_bytes"]  # fmt: skip
+    cols = ["rank", "device", "peak_allocated_bytes", "peak_reserved_bytes", "steps",
+            "first_step_bytes", "last_step_bytes", "growing_steps",
+            "growth_per_step_bytes"]  # fmt: skip
     mem = allocator_memory(ds) if memory is None else memory
     if mem.empty:
         return pd.DataFrame(columns=cols)
@@ -141,9 +142,12 @@ def allocator_memory_summary(ds: JobDataset, memory: pd.DataFrame | None = None)
         rows.append(
             {
                 "rank": int(rank), "device": int(device),
-                "peak_allocated_bytes": int(m["allocated_bytes"].max()), "peak_reserved_bytes": int(m["reserved_bytes"].max()),
-                "steps": len(a), "first_step_bytes": int(a[0]) if len(a) else None, "last_step_bytes": int(a[-1]) if len(a) else None,
-                "growing_steps": int((np.diff(a) > 0).sum()) if len(a) >= 2 else 0, "growth_per_step_bytes": slope,
+                "peak_allocated_bytes": int(m["allocated_bytes"].max()),
+                "peak_reserved_bytes": int(m["reserved_bytes"].max()),
+                "steps": len(a), "first_step_bytes": int(a[0]) if len(a) else None,
+                "last_step_bytes": int(a[-1]) if len(a) else None,
+                "growing_steps": int((np.diff(a) > 0).sum()) if len(a) >= 2 else 0,
+                "growth_per_step_bytes": slope,
             }
         )  # fmt: skip
     return pd.DataFrame(rows, columns=cols)

@@ -55,9 +55,10 @@ __all__ = [
 
 #: the per-rank analyses the map computes (each a frame with a ``rank`` column)
 SUMMARY_NAMES = (
-    "temporal_breakdown", "kernel_type_breakdown", "top_kernels", "idle_time_breakdown", "stream_idle_summary",
-    "kernel_launch_summary", "gpu_annotation_breakdown", "communication_summary", "collective_summary",
-    "allocator_memory_summary", "allocator_memory_by_step", "dataloader_waits", "rank_step_breakdown",
+    "temporal_breakdown", "kernel_type_breakdown", "top_kernels", "idle_time_breakdown",
+    "stream_idle_summary", "kernel_launch_summary", "gpu_annotation_breakdown",
+    "communication_summary", "collective_summary", "allocator_memory_summary",
+    "allocator_memory_by_step", "dataloader_waits", "rank_step_breakdown",
 )  # fmt: skip
 #: frames built row by row: rebuilt from their records, so a column's type is inferred over
 #: every rank's values (an unknown on one rank, a number on another) as it was on the merged table

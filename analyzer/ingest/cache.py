@@ -35,7 +35,8 @@ MERGED_LAYOUT = 2
 
 
 def default_cache_root() -> Path | str:
-    """``$STEPSCOPE_CACHE`` (a folder or an ``s3://bucket/prefix``), else the user's cache folder."""
+    """``$STEPSCOPE_CACHE`` (a folder or an ``s3://bucket/prefix``), else the user's cache
+    folder."""
     env = os.environ.get("STEPSCOPE_CACHE")
     if env:
         return env if is_s3_url(env) else Path(env).expanduser()
@@ -541,7 +542,8 @@ class LazyTables(MutableMapping[str, "pa.Table"]):
             except (OSError, pa.ArrowInvalid) as exc:
                 where = self._store.url(rel)
                 raise StepscopeError(
-                    f"cache file {where} is unreadable ({exc}); delete the cache folder and ingest again"
+                    f"cache file {where} is unreadable ({exc}); delete the cache folder and "
+                    "ingest again"
                 ) from None
         return self._open[name]
 

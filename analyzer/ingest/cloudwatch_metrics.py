@@ -85,7 +85,8 @@ def parse_cloudwatch_metrics(data: bytes, key: str) -> ParsedFile:
             continue
         if len(ts) != len(values):
             raise UnreadableFile(
-                f"damaged CloudWatch metrics document ({name}: {len(ts)} times, {len(values)} values)"
+                f"damaged CloudWatch metrics document ({name}: {len(ts)} times, "
+                f"{len(values)} values)"
             )
         type_, device, dimension, summed_over = MAPPING[name]
         divisor = 1
@@ -93,8 +94,9 @@ def parse_cloudwatch_metrics(data: bytes, key: str) -> ParsedFile:
             n = counts[summed_over]
             if not isinstance(n, int) or n <= 0:
                 warnings.append(
-                    f"{name} left out: CloudWatch sums it over the node's {summed_over[:-1].upper()}s, and the "
-                    f"number of them of {doc.get('instance_type') or 'this instance type'} is not known"
+                    f"{name} left out: CloudWatch sums it over the node's "
+                    f"{summed_over[:-1].upper()}s, and the number of them of "
+                    f"{doc.get('instance_type') or 'this instance type'} is not known"
                 )
                 continue
             divisor = n
@@ -141,7 +143,8 @@ def prefer_files(table: pa.Table) -> pa.Table:
     if not dropped:
         return table
     log.info(
-        "CloudWatch metrics of %s not used: the job's own system-metrics files cover them (%d rows)",
+        "CloudWatch metrics of %s not used: the job's own system-metrics files cover them "
+        "(%d rows)",
         ", ".join(sorted(nodes.to_pylist())),
         dropped,
     )

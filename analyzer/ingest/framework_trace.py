@@ -22,7 +22,8 @@ from analyzer.ingest.parsed import ParsedFile, UnreadableFile
 from analyzer.ingest.schemas import FRAMEWORK_EVENTS, STEPS
 
 PEVENT_NAME_RE = re.compile(
-    r"(?:^|/)(?P<start>\d{13,19})_(?P<node_id>.+?)_(?P<kind>pythontimeline|model_timeline|horovod_timeline)\.json(\.gz)?$"
+    r"(?:^|/)(?P<start>\d{13,19})_(?P<node_id>.+?)_"
+    r"(?P<kind>pythontimeline|model_timeline|horovod_timeline)\.json(\.gz)?$"
 )
 TF_PROFILE_DIR_RE = re.compile(
     r"/plugins/profile/(?P<stamp>\d{4}_\d\d_\d\d_\d\d_\d\d_\d\d)/[^/]+\.trace\.json(\.gz)?$"

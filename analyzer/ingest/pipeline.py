@@ -340,7 +340,8 @@ def _parse_worker_init() -> None:
 def _parse_in_worker(
     obj: SourceObject, data: bytes, fmt_id: str, digest: str, hint: int | None, cache: SourceCache
 ) -> WorkerResult:
-    """_parse_one in a worker process (a local pool's or a Dask worker), given the object's bytes."""
+    """_parse_one in a worker process (a local pool's or a Dask worker), given the object's
+    bytes."""
     from analyzer.ingest.kineto import pause_gc_while_parsing
 
     pause_gc_while_parsing()  # a process that runs these tasks exists to parse

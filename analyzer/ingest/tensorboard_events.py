@@ -1,4 +1,5 @@
-"""TensorBoard event files (``events.out.tfevents.*``) → ``training_scalars`` / ``training_tensors``.
+"""TensorBoard event files (``events.out.tfevents.*``) → ``training_scalars`` /
+``training_tensors``.
 
 What training scripts already write (``torch.utils.tensorboard.SummaryWriter``, Lightning,
 Hugging Face's Trainer) and SageMaker uploads with its TensorBoard output config. Read with
@@ -100,7 +101,8 @@ def parse_tensorboard_events(data: bytes, key: str) -> ParsedFile:
     warnings = []
     if consumed < len(data):
         warnings.append(
-            f"truncated event file: {len(data) - consumed} bytes after the last complete record skipped"
+            f"truncated event file: {len(data) - consumed} bytes after the last complete "
+            "record skipped"
         )
     if bad:
         warnings.append(f"{bad} undecodable record{'s' if bad != 1 else ''} skipped")

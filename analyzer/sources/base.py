@@ -45,7 +45,8 @@ class JobMetadata:
     creation_time: str | None = None
     training_start_time: str | None = None
     training_end_time: str | None = None
-    # One entry per rule: {"RuleConfigurationName", "RuleEvaluationStatus", "StatusDetails", "LastModifiedTime", "kind": "profiler"|"debug"}
+    # One entry per rule: {"RuleConfigurationName", "RuleEvaluationStatus", "StatusDetails",
+    # "LastModifiedTime", "kind": "profiler"|"debug"}
     rule_statuses: list[dict[str, Any]] = field(default_factory=list)
     # The S3 prefixes (or folders) the data was read from, by role.
     locations: dict[str, str] = field(default_factory=dict)

@@ -160,13 +160,14 @@ if not bd.empty and (
     ui.rank_axis(fig, x)
     ui.plot(fig, key="comm-steps")
     st.caption(
-        "From the step annotations: communication is the union of collective events within each step; "
-        "in synchronous training it includes waiting for the slowest rank."
+        "From the step annotations: communication is the union of collective events within "
+        "each step; in synchronous training it includes waiting for the slowest rank."
     )
 
 if not shown_any:
     st.info(
-        "No GPU kernels and no profiled steps: a communication breakdown needs PyTorch profiler traces."
+        "No GPU kernels and no profiled steps: "
+        "a communication breakdown needs PyTorch profiler traces."
     )
 
 st.subheader("Straggler ranks")
@@ -210,6 +211,7 @@ else:
     c = coll[coll["rank"].isin(flt.rank_list(coll["rank"].astype(int), job.rank_node))]
     tables.show(c)
     st.caption(
-        "Whole profiled window (not narrowed by the time filter). Sizes and bandwidths show where the "
-        "trace records message sizes (NCCL does; gloo does not, so those columns are left out)."
+        "Whole profiled window (not narrowed by the time filter). Sizes and bandwidths show "
+        "where the trace records message sizes (NCCL does; gloo does not, so those columns are "
+        "left out)."
     )

@@ -26,9 +26,9 @@ with st.sidebar:
     )
 if not src.strip():
     st.info(
-        "This page compares this run with a baseline run (the same training, known good), and no baseline "
-        "is given yet. Type one in the sidebar (**Baseline run**: a folder, an `s3://` prefix or a SageMaker "
-        "job name), or start the dashboard with one: "
+        "This page compares this run with a baseline run (the same training, known good), "
+        "and no baseline is given yet. Type one in the sidebar (**Baseline run**: a folder, "
+        "an `s3://` prefix or a SageMaker job name), or start the dashboard with one: "
         f"`stepscope dashboard {job.cfg.source} --baseline SOURCE`."
     )
     st.markdown(
@@ -45,7 +45,8 @@ except StepscopeError as exc:
     st.stop()
 except Exception as exc:
     st.error(
-        f"Cannot open the baseline {src}: internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        f"Cannot open the baseline {src}: internal error: {type(exc).__name__}: "
+        f"{str(exc).splitlines()[0] if str(exc) else ''}"
     )
     st.stop()
 
@@ -74,7 +75,10 @@ if comps:
             ui.fmt_num(c.current, digits=2),
             delta=ui.fmt_num(c.change_points, digits=2),
             delta_color="inverse" if c.metric in LOWER_IS_BETTER else "normal",
-            help=f"baseline {ui.fmt_num(c.baseline, digits=2)}; tolerance {c.tolerance} ({c.tolerance_kind})",
+            help=(
+                f"baseline {ui.fmt_num(c.baseline, digits=2)}; "
+                f"tolerance {c.tolerance} ({c.tolerance_kind})"
+            ),
         )
     table = pd.DataFrame([c.model_dump() for c in comps])[
         [

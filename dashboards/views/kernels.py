@@ -36,15 +36,17 @@ kt = series.kernel_types.frame()
 top = series.top_kernels.frame() if series.top_kernels is not None else pd.DataFrame()
 if kt.empty and top.empty:
     st.info(
-        "This page fills from a GPU trace, and this job has none: its PyTorch profiler traces hold no CUDA "
-        "kernels (a CPU-only job such as the bundled sample, which trains on CPUs with gloo)."
+        "This page fills from a GPU trace, and this job has none: its PyTorch profiler traces "
+        "hold no CUDA kernels (a CPU-only job such as the bundled sample, which trains on CPUs "
+        "with gloo)."
     )
     st.markdown(
         "To fill it, profile a run on GPUs with CUDA activity recorded, e.g. "
         "`torch.profiler.profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA], "
-        "on_trace_ready=tensorboard_trace_handler(...))` or SageMaker Debugger's framework profiling; "
-        "then this page shows the kernel-type shares per rank, why the GPU idled (per CUDA stream), "
-        "GPU time per `record_function` label, kernel launch statistics and the top kernels."
+        "on_trace_ready=tensorboard_trace_handler(...))` or SageMaker Debugger's framework "
+        "profiling; then this page shows the kernel-type shares per rank, why the GPU idled "
+        "(per CUDA stream), GPU time per `record_function` label, kernel launch statistics "
+        "and the top kernels."
     )
     st.stop()
 
@@ -155,9 +157,10 @@ if launches:
     st.subheader("Kernel launches")
     tables.show([{"rank": rank} | k.model_dump() for rank, k in launches], labels=LAUNCH_LABELS)
     st.caption(
-        "Per rank, each kernel and memory copy paired with the CPU call that launched it (HTA's kernel "
-        "launch statistics). Many kernels shorter than their launch: the job is launch-bound (fuse ops, "
-        "CUDA graphs, torch.compile); long queue delays: the GPU is busy with earlier work."
+        "Per rank, each kernel and memory copy paired with the CPU call that launched it "
+        "(HTA's kernel launch statistics). Many kernels shorter than their launch: the job is "
+        "launch-bound (fuse ops, CUDA graphs, torch.compile); long queue delays: the GPU is busy "
+        "with earlier work."
     )
 
 if not top.empty:

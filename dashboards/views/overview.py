@@ -220,17 +220,20 @@ def _draw_picture() -> None:
             ui.plot(heat_fig, key="ov-heatmap")
     if ranks_fig is not None:
         split = (
-            ", split into compute and idle (no profiled CPU op, runtime call, GPU kernel or copy runs)"
+            ", split into compute and idle "
+            "(no profiled CPU op, runtime call, GPU kernel or copy runs)"
             if len(ranks_fig.data) > 3
             else ""
         )
         st.caption(
             f"Per step: own work is the step minus its communication and data loading{split}; in "
-            "synchronous training the other ranks' communication includes waiting for the slowest one."
+            "synchronous training the other ranks' communication includes waiting for the "
+            "slowest one."
         )
     if heat_fig is not None:
         st.caption(
-            "A dark row is a GPU that sat idle; the System page shows it over time with the rules' windows."
+            "A dark row is a GPU that sat idle; "
+            "the System page shows it over time with the rules' windows."
         )
 
 
@@ -277,8 +280,8 @@ if verdicts:
             keep=("agree",),
         )
         st.caption(
-            "SageMaker's rules pool the samples of all nodes, so one bad node among many can stay under "
-            "their thresholds; stepscope judges every node, GPU and rank on its own."
+            "SageMaker's rules pool the samples of all nodes, so one bad node among many can stay "
+            "under their thresholds; stepscope judges every node, GPU and rank on its own."
         )
 
 # --------------------------------------------------------------------------- findings

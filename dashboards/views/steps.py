@@ -19,8 +19,8 @@ ui.page_header("Steps and data loading", ctx)
 steps = report.charts.steps.frame()
 if steps.empty:
     st.info(
-        "No training steps in this job: steps come from PyTorch profiler `ProfilerStep#N` annotations "
-        "or SageMaker framework traces."
+        "No training steps in this job: steps come from PyTorch profiler `ProfilerStep#N` "
+        "annotations or SageMaker framework traces."
     )
     st.stop()
 
@@ -30,7 +30,8 @@ if sel.empty:
     st.info("No steps in the selected ranks / time window.")
     st.stop()
 
-# the slow steps the outlier rule named in its findings: the rule's verdict, not a threshold of this page
+# the slow steps the outlier rule named in its findings: the rule's verdict, not a threshold
+# of this page
 OUTLIER_RULES = rules_marking("outlier_steps")
 named = {
     (int(f.evidence["rank"]), int(n))
@@ -213,11 +214,11 @@ if not kineto_steps.empty:
             else f" First 8 of {len(ranks)} selected ranks; pick ranks in the sidebar."
         )
         st.caption(
-            "Data loading, labelled ranges (record_function), collectives and GPU kernels during one "
-            f"ProfilerStep, from the earliest rank's start: a straggler's extra work shows as the gap "
-            f'the others spend inside their collective. One row per rank and CPU thread ("thread 1": '
-            f'the rank\'s first thread; "nested 1": ranges that run inside another range on that '
-            f"thread) and per CUDA stream.{more}{first}"
+            "Data loading, labelled ranges (record_function), collectives and GPU kernels during "
+            f"one ProfilerStep, from the earliest rank's start: a straggler's extra work shows as "
+            f"the gap the others spend inside their collective. One row per rank and CPU thread "
+            f'("thread 1": the rank\'s first thread; "nested 1": ranges that run inside another '
+            f"range on that thread) and per CUDA stream.{more}{first}"
         )
 
 st.subheader("Data loading")
@@ -292,7 +293,8 @@ if not mem.empty:
     )
     ui.plot(fig, key="steps-mem")
     st.caption(
-        "The PyTorch caching allocator's live tensors when each step begins (profiler memory events). "
+        "The PyTorch caching allocator's live tensors when each step begins "
+        "(profiler memory events). "
         "Flat is healthy; a line that climbs step after step is memory that outlives its step "
         "(AllocatorMemoryGrowth)."
     )

@@ -71,9 +71,10 @@ per_core = c2.toggle(
 )
 if flagged:
     st.caption(
-        f"Shaded: {flagged} window(s) the rules flagged, on the chart of the metric each rule judges "
-        "(LowGPUUtilization on GPU utilization, GPUMemoryIncrease on GPU memory, CPUBottleneck on CPU, "
-        "IOBottleneck on I/O wait), named in the legend (click one to hide it) and on hover."
+        f"Shaded: {flagged} window(s) the rules flagged, on the chart of the metric each rule "
+        "judges (LowGPUUtilization on GPU utilization, GPUMemoryIncrease on GPU memory, "
+        "CPUBottleneck on CPU, IOBottleneck on I/O wait), named in the legend (click one to hide "
+        "it) and on hover."
     )
 
 CHARTS = (

@@ -42,7 +42,8 @@ if not workers:
 st.subheader("Workers")
 if len(workers) < len(every_worker):
     st.caption(
-        f"{len(workers)} of {len(every_worker)} workers: the others are hidden by the node/rank filters "
+        f"{len(workers)} of {len(every_worker)} workers: "
+        "the others are hidden by the node/rank filters "
         f"({flt.describe()})."
     )
 tables.show(
@@ -87,7 +88,8 @@ for i, f in found:
     worker = str(f.evidence.get("worker") or "")
     with st.container(border=True, key=f"training-finding-{i}"):
         st.markdown(
-            f"{ui.SEVERITY_BADGE.get(f.severity, f.severity)} **{f.title}** · `{f.rule}` · {f.where or 'job'}"
+            f"{ui.SEVERITY_BADGE.get(f.severity, f.severity)} **{f.title}** · `{f.rule}` · "
+            f"{f.where or 'job'}"
         )
         st.markdown(f.message)
         if worker in workers:
@@ -201,7 +203,8 @@ if focus is not None:  # the finding's chart first
     order.remove(chart_of(focus))
     order.insert(0, chart_of(focus))
     st.caption(
-        f"Showing {focus.rule} ({focus.where}) on {CHART_TITLES[chart_of(focus)].lower()}, its steps shaded."
+        f"Showing {focus.rule} ({focus.where}) on {CHART_TITLES[chart_of(focus)].lower()}, "
+        "its steps shaded."
     )
 for chart in order:
     fig = BUILDERS[chart](t)
@@ -211,7 +214,8 @@ for chart in order:
     _mark(fig, chart)
     ui.plot(fig, key=f"training-{chart}")
 st.caption(
-    "Long series are binned on steps (mean per bin); a gap is a step where the value was not a number."
+    "Long series are binned on steps (mean per bin); "
+    "a gap is a step where the value was not a number."
 )
 
 layers = t.layers.frame()

@@ -1,4 +1,5 @@
-"""Moved to :mod:`stepscope.attach.boto3_request`; this name keeps existing imports working (the same module object)."""
+"""Moved to :mod:`stepscope.attach.boto3_request`; this name keeps existing imports working (the
+same module object)."""
 
 import importlib
 import sys

@@ -1,4 +1,5 @@
-"""Moved to :mod:`stepscope.attach.sdk_v3`; this name keeps existing imports working (the same module object)."""
+"""Moved to :mod:`stepscope.attach.sdk_v3`; this name keeps existing imports working (the
+same module object)."""
 
 import importlib
 import sys

@@ -14,7 +14,8 @@ if TYPE_CHECKING:
 
 
 class BottleneckParams(Protocol):
-    """What CPUBottleneckParams and IOBottleneckParams share (each adds its resource's threshold)."""
+    """What CPUBottleneckParams and IOBottleneckParams share (each adds its resource's
+    threshold)."""
 
     threshold: int
     gpu_threshold: int
@@ -98,7 +99,8 @@ def _evaluate_bottleneck(
                 message=(
                     f"GPUs idle (<{params.gpu_threshold}%) while {label} "
                     f"{'utilization' if resource == 'cpu' else 'wait'} >{resource_threshold}% in "
-                    f"{bottlenecks} of {snapshots} snapshots ({share_pct:.1f}% > {params.threshold}%)"
+                    f"{bottlenecks} of {snapshots} snapshots "
+                    f"({share_pct:.1f}% > {params.threshold}%)"
                 ),
                 evidence={
                     "node": node,

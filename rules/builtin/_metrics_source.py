@@ -37,7 +37,8 @@ def source_label(source: str) -> str:
 
 
 def scaled_counts(params: Any, counts: Mapping[str, int], resolution_s: float) -> dict[str, int]:
-    """Each count parameter (name -> its least useful value) over the same time at ``resolution_s``."""
+    """Each count parameter (name -> its least useful value) over the same time at
+    ``resolution_s``."""
     return {
         name: max(least, math.ceil(getattr(params, name) * REFERENCE_INTERVAL_S / resolution_s))
         for name, least in counts.items()

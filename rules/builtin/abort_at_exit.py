@@ -23,21 +23,23 @@ class AbortAtExit(Rule):
     id: ClassVar[str] = "AbortAtExit"
     title: ClassVar[str] = "A rank died at exit, after its training ended"
     checks: ClassVar[str] = (
-        "Per rank, from `stepscope run`'s exit records: the script's code ended (its record is written "
-        "at the normal interpreter exit), and then faulthandler caught a fatal signal during interpreter "
-        "finalization. A SIGABRT there is PyTorch's teardown abort at exit (`terminate called without an "
-        "active exception`, pytorch/pytorch#190489), not a failure of the training."
+        "Per rank, from `stepscope run`'s exit records: the script's code ended (its "
+        "record is written at the normal interpreter exit), and then faulthandler "
+        "caught a fatal signal during interpreter finalization. A SIGABRT there is "
+        "PyTorch's teardown abort at exit (`terminate called without an active "
+        "exception`, pytorch/pytorch#190489), not a failure of the training."
     )
     why: ClassVar[str] = (
-        "The process's exit status is non-zero, so torchrun reports the rank failed and SageMaker marks "
-        "the job Failed, although every step, checkpoint and output before the exit is complete."
+        "The process's exit status is non-zero, so torchrun reports "
+        "the rank failed and SageMaker marks the job Failed, although "
+        "every step, checkpoint and output before the exit is complete."
     )
     recommendation: ClassVar[str] = (
-        "Outputs written before the exit are complete; do not rerun the training for it. The abort is a "
-        "gloo worker thread releasing the last collective's work item while Python finalizes: "
-        "`stepscope run` waits for those threads before finalization (docs/collect.md, 'The exit abort'); "
-        "a launcher of your own can end the script after `dist.destroy_process_group()` with "
-        "`sys.stdout.flush(); os._exit(0)`, which skips finalization."
+        "Outputs written before the exit are complete; do not rerun the training for it. The abort "
+        "is a gloo worker thread releasing the last collective's work item while Python finalizes: "
+        "`stepscope run` waits for those threads before finalization (docs/collect.md, 'The exit "
+        "abort'); a launcher of your own can end the script after `dist.destroy_process_group()` "
+        "with `sys.stdout.flush(); os._exit(0)`, which skips finalization."
     )
     severity: ClassVar[str] = "warning"
     params_model: ClassVar[type[RuleParams]] = AbortAtExitParams
@@ -70,9 +72,10 @@ class AbortAtExit(Rule):
                     self.finding(
                         title=f"Rank {int(row.rank)} aborted at exit, after its training ended",
                         message=(
-                            f"{place} died of SIGABRT during interpreter exit, after its script had ended"
-                            f"{steps}: PyTorch's teardown abort at exit ({TEARDOWN_ABORT_ISSUE}), not a "
-                            f"failure of the training; its non-zero exit status comes from it"
+                            f"{place} died of SIGABRT during interpreter exit, "
+                            f"after its script had ended{steps}: PyTorch's teardown "
+                            f"abort at exit ({TEARDOWN_ABORT_ISSUE}), not a failure "
+                            "of the training; its non-zero exit status comes from it"
                         ),
                         evidence=evidence,
                         where=place,
@@ -82,10 +85,14 @@ class AbortAtExit(Rule):
                 what = row.signal or row.fatal
                 findings.append(
                     self.finding(
-                        title=f"Rank {int(row.rank)} crashed at exit ({what}), after its training ended",
+                        title=(
+                            f"Rank {int(row.rank)} crashed at exit "
+                            f"({what}), after its training ended"
+                        ),
                         message=(
-                            f"{place} died of {what} during interpreter exit, after its script had ended"
-                            f"{steps}; the training itself finished (faulthandler: {row.fatal!r})"
+                            f"{place} died of {what} during interpreter exit, "
+                            f"after its script had ended{steps}; the training "
+                            f"itself finished (faulthandler: {row.fatal!r})"
                         ),
                         evidence=evidence,
                         where=place,

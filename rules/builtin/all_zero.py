@@ -27,19 +27,26 @@ if TYPE_CHECKING:
     from analyzer.job import Job
 
 NEEDS_SELECTION = (
-    "AllZero needs collection_names or tensor_regex (as in SageMaker Debugger, which has no default "
-    "for either): set one in the rule file"
+    "AllZero needs collection_names or tensor_regex (as in SageMaker "
+    "Debugger, which has no default for either): set one in the rule file"
 )
 
 
 class AllZeroParams(RuleParams):
     collection_names: str | None = Field(
         None,
-        description="Comma-separated collections to inspect (`gradients`, `weights`, `biases`, `relu_output`, `relu_input`, `all`); this or `tensor_regex` is required (Debugger has no default).",
+        description=(
+            "Comma-separated collections to inspect (`gradients`, "
+            "`weights`, `biases`, `relu_output`, `relu_input`, `all`); "
+            "this or `tensor_regex` is required (Debugger has no default)."
+        ),
     )
     tensor_regex: str | None = Field(
         None,
-        description="Comma-separated regexes of tensor names to inspect (an activation of the hooks or TensorBoard also under the name Debugger would give it, `net.1_relu_output_0`).",
+        description=(
+            "Comma-separated regexes of tensor names to inspect (an activation of the hooks or "
+            "TensorBoard also under the name Debugger would give it, `net.1_relu_output_0`)."
+        ),
     )
     threshold: float = Field(
         100.0,
@@ -53,22 +60,25 @@ class AllZero(TrainingRule):
     id: ClassVar[str] = "AllZero"
     title: ClassVar[str] = "All-zero tensors"
     checks: ClassVar[str] = (
-        "SageMaker Debugger's built-in, per worker and tensor of `collection_names` / `tensor_regex` (their union; "
-        "one is required): the share of zero elements at or above `threshold` % at a recorded step."
+        "SageMaker Debugger's built-in, per worker and tensor of "
+        "`collection_names` / `tensor_regex` (their union; one is required): the "
+        "share of zero elements at or above `threshold` % at a recorded step."
     )
     why: ClassVar[str] = (
-        "A weight, gradient or activation of only zeros carries no signal: a dead layer, a detached graph or an unused parameter."
+        "A weight, gradient or activation of only zeros carries no "
+        "signal: a dead layer, a detached graph or an unused parameter."
     )
     recommendation: ClassVar[str] = (
-        "Check that the tensor is connected to the loss (no detach, no unused branch), its initialisation, "
-        "and for dead activations before it."
+        "Check that the tensor is connected to the loss (no detach, no unused "
+        "branch), its initialisation, and for dead activations before it."
     )
     params_model: ClassVar[type[RuleParams]] = AllZeroParams
     rule_file_values: ClassVar[dict[str, Any]] = {
         "collection_names": "gradients, weights, relu_output"
     }
     rule_file_note: ClassVar[str] = (
-        "Debugger requires collection_names or tensor_regex and has no default for either; these are\n"
+        "Debugger requires collection_names or tensor_regex "
+        "and has no default for either; these are\n"
         "the collections the other rules already make the hook save."
     )
 
@@ -122,7 +132,11 @@ class AllZero(TrainingRule):
                 )
             findings.append(
                 self.finding(
-                    title=f"{worker}: {len(tensors)} all-zero tensor{'s' if len(tensors) != 1 else ''} ({tensors[0]['role']} {tensors[0]['tensor']})",
+                    title=(
+                        f"{worker}: {len(tensors)} all-zero "
+                        f"tensor{'s' if len(tensors) != 1 else ''} "
+                        f"({tensors[0]['role']} {tensors[0]['tensor']})"
+                    ),
                     message="; ".join(
                         f"{x['role']} {x['tensor']} at steps {x['steps']}" for x in tensors[:5]
                     ),

@@ -24,7 +24,10 @@ class AllocatorMemoryGrowthParams(RuleParams):
     growth_mb: float = Field(
         64.0,
         ge=0,
-        description="Growth (MiB) of allocated memory at step start, first to last profiled step, above which it fires.",
+        description=(
+            "Growth (MiB) of allocated memory at step start, "
+            "first to last profiled step, above which it fires."
+        ),
     )
     min_steps: int = Field(
         3, ge=2, description="Profiled steps with memory events needed before judging."
@@ -35,18 +38,21 @@ class AllocatorMemoryGrowth(Rule):
     id: ClassVar[str] = "AllocatorMemoryGrowth"
     title: ClassVar[str] = "Allocated memory grows step after step"
     checks: ClassVar[str] = (
-        "Per rank and device, over the profiled steps (at least `min_steps`): the caching allocator's "
-        "allocated bytes at the start of each step rose by more than `growth_mb` MiB from the first step "
-        "to the last, and rose in at least two thirds of the step-to-step transitions."
+        "Per rank and device, over the profiled steps (at least `min_steps`): "
+        "the caching allocator's allocated bytes at the start of each step "
+        "rose by more than `growth_mb` MiB from the first step to the last, "
+        "and rose in at least two thirds of the step-to-step transitions."
     )
     why: ClassVar[str] = (
-        "In steady-state training every step frees what it allocates; memory that is still allocated when the "
-        "next step starts, more each time, ends in an out-of-memory crash hours in. Works from the traces "
+        "In steady-state training every step frees what it allocates; memory "
+        "that is still allocated when the next step starts, more each time, "
+        "ends in an out-of-memory crash hours in. Works from the traces "
         "alone, where SageMaker's GPUMemoryIncrease needs its system monitor."
     )
     recommendation: ClassVar[str] = (
-        "Find what keeps tensors alive across steps: losses or outputs accumulated with their graph (use "
-        ".item() or .detach()), lists of tensors kept for logging, growing caches; torch.cuda.memory_summary() "
+        "Find what keeps tensors alive across steps: losses or outputs "
+        "accumulated with their graph (use .item() or .detach()), lists of "
+        "tensors kept for logging, growing caches; torch.cuda.memory_summary() "
         "and the profiler's memory timeline show which allocations stay."
     )
     severity: ClassVar[str] = "warning"
@@ -78,12 +84,15 @@ class AllocatorMemoryGrowth(Rule):
             rank, dev = int(r.rank), device_name(int(r.device))
             findings.append(
                 self.finding(
-                    title=f"Rank {rank}: {dev} memory grows {growth / transitions:.0f} MiB per step",
+                    title=(
+                        f"Rank {rank}: {dev} memory grows {growth / transitions:.0f} MiB per step"
+                    ),
                     message=(
                         f"+{growth:.0f} MiB allocated at step start over {int(r.steps)} steps "
-                        f"(+{growth / transitions:.1f} MiB per step, {r.first_step_bytes / MIB:.0f} → "
-                        f"{r.last_step_bytes / MIB:.0f} MiB; > {params.growth_mb:g} MiB, up in {int(r.growing_steps)} "
-                        f"of {transitions} steps)"
+                        f"(+{growth / transitions:.1f} MiB per step, "
+                        f"{r.first_step_bytes / MIB:.0f} → "
+                        f"{r.last_step_bytes / MIB:.0f} MiB; > {params.growth_mb:g} "
+                        f"MiB, up in {int(r.growing_steps)} of {transitions} steps)"
                     ),
                     evidence={
                         "rank": rank,

@@ -45,8 +45,9 @@ class BaselineRegression(Rule):
     id: ClassVar[str] = "BaselineRegression"
     title: ClassVar[str] = "Regression against the baseline run"
     checks: ClassVar[str] = (
-        "Against the baseline run: mean step time up or throughput down by more than its % tolerance, "
-        "GPU utilization p50 down or data-loader stall or exposed communication share up by more than its points."
+        "Against the baseline run: mean step time up or throughput down by "
+        "more than its % tolerance, GPU utilization p50 down or data-loader "
+        "stall or exposed communication share up by more than its points."
     )
     why: ClassVar[str] = (
         "A change that makes training slower should fail CI before it reaches the expensive runs."
@@ -57,7 +58,8 @@ class BaselineRegression(Rule):
     severity: ClassVar[str] = "warning"
     params_model: ClassVar[type[RuleParams]] = BaselineRegressionParams
     rule_file_note: ClassVar[str] = (
-        "Judged only with `stepscope report --baseline SOURCE`: tolerated change against the baseline."
+        "Judged only with `stepscope report --baseline "
+        "SOURCE`: tolerated change against the baseline."
     )
     page: ClassVar[str] = "compare"
     #: judged only when the job has a baseline (``--baseline``): no row in the report otherwise
@@ -124,7 +126,10 @@ class BaselineRegression(Rule):
             findings.append(
                 self.finding(
                     title=f"{c['label']} regressed against the baseline",
-                    message=f"{c['label']}: {c['baseline']} → {c['current']} ({change}; tolerance {c['tolerance']}{unit})",
+                    message=(
+                        f"{c['label']}: {c['baseline']} → {c['current']} "
+                        f"({change}; tolerance {c['tolerance']}{unit})"
+                    ),
                     evidence={"baseline_source": source, **c},
                     where="job",
                 )

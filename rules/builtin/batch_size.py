@@ -32,14 +32,17 @@ class BatchSize(Rule):
     id: ClassVar[str] = "BatchSize"
     title: ClassVar[str] = "Batch size too small for the hardware"
     checks: ClassVar[str] = (
-        "Per node and GPU, at every scan after `patience` samples: p95 of GPU utilization, GPU memory and "
-        "total CPU utilization over the last `window` samples all below their `*_threshold_p95`."
+        "Per node and GPU, at every scan after `patience` samples: p95 "
+        "of GPU utilization, GPU memory and total CPU utilization over "
+        "the last `window` samples all below their `*_threshold_p95`."
     )
     why: ClassVar[str] = (
-        "A small batch leaves GPU, memory and CPU idle at once: the job pays for capacity it does not use."
+        "A small batch leaves GPU, memory and CPU idle at "
+        "once: the job pays for capacity it does not use."
     )
     recommendation: ClassVar[str] = (
-        "Increase the batch size (scale the learning rate with it), or choose a smaller instance type."
+        "Increase the batch size (scale the learning rate "
+        "with it), or choose a smaller instance type."
     )
     severity: ClassVar[str] = "info"
     params_model: ClassVar[type[RuleParams]] = BatchSizeParams
@@ -83,8 +86,9 @@ class BatchSize(Rule):
                 self.finding(
                     title=f"{gpu} on {node} could take a larger batch",
                     message=(
-                        f"underused in {len(g)} of {scans} scans; at worst p95 GPU {r['gpu_p95']:.0f}% "
-                        f"(<{params.gpu_threshold_p95}), memory {r['gpu_mem_p95']:.0f}% (<{params.gpu_memory_threshold_p95}), "
+                        f"underused in {len(g)} of {scans} scans; at worst p95 GPU "
+                        f"{r['gpu_p95']:.0f}% (<{params.gpu_threshold_p95}), memory "
+                        f"{r['gpu_mem_p95']:.0f}% (<{params.gpu_memory_threshold_p95}), "
                         f"CPU {r['cpu_p95']:.0f}% (<{params.cpu_threshold_p95})"
                     ),
                     evidence={

@@ -31,8 +31,9 @@ class CPUBottleneck(Rule):
     id: ClassVar[str] = "CPUBottleneck"
     title: ClassVar[str] = "GPUs idle while CPUs are saturated"
     checks: ClassVar[str] = (
-        "Per node: share of system snapshots where a GPU is under `gpu_threshold` % while a CPU core is "
-        "over `cpu_threshold` %, above `threshold` % once more than `patience` snapshots were seen."
+        "Per node: share of system snapshots where a GPU is under "
+        "`gpu_threshold` % while a CPU core is over `cpu_threshold` %, "
+        "above `threshold` % once more than `patience` snapshots were seen."
     )
     why: ClassVar[str] = (
         "The GPUs wait for the CPU: preprocessing or data loading is the bottleneck."

@@ -34,17 +34,17 @@ class Dataloader(Rule):
     id: ClassVar[str] = "Dataloader"
     title: ClassVar[str] = "Too few or too many data-loading processes"
     checks: ClassVar[str] = (
-        "Per node, at every scan: median number of PyTorch data-loader processes running in the same second "
-        "(SageMaker framework traces), below `min_threshold` % or above `max_threshold` % of the node's CPU "
-        "cores, once more than 10 such seconds were seen."
+        "Per node, at every scan: median number of PyTorch data-loader processes running in "
+        "the same second (SageMaker framework traces), below `min_threshold` % or above "
+        "`max_threshold` % of the node's CPU cores, once more than 10 such seconds were seen."
     )
     why: ClassVar[str] = (
-        "Too few workers leave cores idle while the GPU waits for batches; too many oversubscribe the CPU "
-        "and compete with the training process."
+        "Too few workers leave cores idle while the GPU waits for batches; "
+        "too many oversubscribe the CPU and compete with the training process."
     )
     recommendation: ClassVar[str] = (
-        "Set DataLoader num_workers near the number of vCPUs per GPU process, with pin_memory=True and "
-        "persistent_workers=True; lower it when workers outnumber the cores."
+        "Set DataLoader num_workers near the number of vCPUs per GPU process, with "
+        "pin_memory=True and persistent_workers=True; lower it when workers outnumber the cores."
     )
     severity: ClassVar[str] = "warning"
     params_model: ClassVar[type[RuleParams]] = DataloaderParams
@@ -98,7 +98,8 @@ class Dataloader(Rule):
                     title=f"{'Too few' if few else 'Too many'} data-loading processes on {node}",
                     message=(
                         f"a median of {first_median} data-loading processes in parallel on {cores} "
-                        f"cores ({'<' if few else '>'} {limit}% of the cores) over {seconds} seconds with data loading"
+                        f"cores ({'<' if few else '>'} {limit}% of the "
+                        f"cores) over {seconds} seconds with data loading"
                     ),
                     evidence={
                         "node": node,

@@ -18,7 +18,9 @@ class DataLoaderStallParams(RuleParams):
         20.0,
         ge=0,
         le=100,
-        description="Share of step time (%) spent waiting for the next batch above which a rank stalls.",
+        description=(
+            "Share of step time (%) spent waiting for the next batch above which a rank stalls."
+        ),
     )
     min_steps: int = Field(3, ge=1, description="Steps needed before judging a rank.")
 
@@ -59,10 +61,14 @@ class DataLoaderStall(Rule):
                 continue
             findings.append(
                 self.finding(
-                    title=f"Rank {int(rank)} waits for data {g['wait_ms'].mean():.1f} ms per step ({share:.0f}%)",
+                    title=(
+                        f"Rank {int(rank)} waits for data "
+                        f"{g['wait_ms'].mean():.1f} ms per step ({share:.0f}%)"
+                    ),
                     message=(
                         f"{g['wait_ms'].mean():.1f} ms of {g['step_ms'].mean():.1f} ms per step "
-                        f"waiting for the next batch ({share:.1f}% > {params.threshold_pct}%) over {len(g)} steps"
+                        f"waiting for the next batch ({share:.1f}% > "
+                        f"{params.threshold_pct}%) over {len(g)} steps"
                     ),
                     evidence={
                         "rank": int(rank),

@@ -33,7 +33,11 @@ _RELU = re.compile(r"relu", re.IGNORECASE)
 class DeadReluParams(RuleParams):
     tensor_regex: str | None = Field(
         None,
-        description="Comma-separated regexes of the activations to inspect (Debugger's names, e.g. `.*relu_output`; a hook or TensorBoard layer `net.1` of class ReLU is also matched as `net.1_relu_output_0`); unset: every layer whose module class or name is a ReLU.",
+        description=(
+            "Comma-separated regexes of the activations to inspect (Debugger's names, e.g. "
+            "`.*relu_output`; a hook or TensorBoard layer `net.1` of class ReLU is also matched "
+            "as `net.1_relu_output_0`); unset: every layer whose module class or name is a ReLU."
+        ),
     )
     threshold_inactivity: float = Field(
         1.0,
@@ -45,7 +49,10 @@ class DeadReluParams(RuleParams):
         50.0,
         ge=0,
         le=100,
-        description="A layer whose share (%) of zero outputs is above this (and active share below `threshold_inactivity`) is dead.",
+        description=(
+            "A layer whose share (%) of zero outputs is above this "
+            "(and active share below `threshold_inactivity`) is dead."
+        ),
     )
 
 
@@ -54,15 +61,17 @@ class DeadRelu(TrainingRule):
     title: ClassVar[str] = "Dead ReLU layers"
     checks: ClassVar[str] = (
         "SageMaker Debugger's built-in, per worker and ReLU layer: at a recorded step the share of "
-        "non-zero outputs is below `threshold_inactivity` % and the share of zeros above `threshold_layer` %. "
-        "From per-layer statistics, the layer's outputs are judged as one population."
+        "non-zero outputs is below `threshold_inactivity` % and the "
+        "share of zeros above `threshold_layer` %. From per-layer "
+        "statistics, the layer's outputs are judged as one population."
     )
     why: ClassVar[str] = (
-        "A ReLU that outputs only zeros passes no gradient: the units behind it stop learning for good."
+        "A ReLU that outputs only zeros passes no gradient: "
+        "the units behind it stop learning for good."
     )
     recommendation: ClassVar[str] = (
-        "Lower the learning rate, check the biases' initialisation (a large negative bias kills ReLUs), "
-        "or use LeakyReLU/GELU; normalisation before the activation helps."
+        "Lower the learning rate, check the biases' initialisation (a large negative bias "
+        "kills ReLUs), or use LeakyReLU/GELU; normalisation before the activation helps."
     )
     params_model: ClassVar[type[RuleParams]] = DeadReluParams
     chart: ClassVar[str | None] = "activations"
@@ -108,9 +117,13 @@ class DeadRelu(TrainingRule):
                 continue
             findings.append(
                 self.finding(
-                    title=f"{worker}: {len(layers)} ReLU layer{'s' if len(layers) != 1 else ''} dead ({layers[0]['layer']})",
+                    title=(
+                        f"{worker}: {len(layers)} ReLU "
+                        f"layer{'s' if len(layers) != 1 else ''} dead ({layers[0]['layer']})"
+                    ),
                     message="; ".join(
-                        f"{layer['layer']}: ≥{layer['min_zero_pct']}% zeros at steps {layer['steps']}"
+                        f"{layer['layer']}: ≥{layer['min_zero_pct']}% "
+                        f"zeros at steps {layer['steps']}"
                         for layer in layers[:5]
                     ),
                     evidence={

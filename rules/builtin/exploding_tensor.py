@@ -24,7 +24,10 @@ if TYPE_CHECKING:
 class ExplodingTensorParams(RuleParams):
     collection_names: str | None = Field(
         None,
-        description="Comma-separated collections to inspect (`losses`, `gradients`, `weights`, `relu_output`...); unset with no regex: everything recorded.",
+        description=(
+            "Comma-separated collections to inspect (`losses`, `gradients`, "
+            "`weights`, `relu_output`...); unset with no regex: everything recorded."
+        ),
     )
     tensor_regex: str | None = Field(
         None, description="Comma-separated regexes of tensor names or scalar tags to inspect."
@@ -36,15 +39,15 @@ class ExplodingTensor(TrainingRule):
     id: ClassVar[str] = "ExplodingTensor"
     title: ClassVar[str] = "NaN or Inf in training"
     checks: ClassVar[str] = (
-        "SageMaker Debugger's built-in, per worker: any recorded scalar (loss, grad norm) or tensor "
-        "statistic that is NaN or Inf (Inf only when `only_nan` is false)."
+        "SageMaker Debugger's built-in, per worker: any recorded scalar (loss, grad norm) "
+        "or tensor statistic that is NaN or Inf (Inf only when `only_nan` is false)."
     )
     why: ClassVar[str] = (
         "Once a loss or gradient is NaN/Inf every later step is wasted: the weights are garbage."
     )
     recommendation: ClassVar[str] = (
-        "Lower the learning rate (or warm it up), clip gradients (clip_grad_norm_), check the loss for "
-        "log(0) or division by zero, and use loss scaling with mixed precision."
+        "Lower the learning rate (or warm it up), clip gradients (clip_grad_norm_), check "
+        "the loss for log(0) or division by zero, and use loss scaling with mixed precision."
     )
     severity: ClassVar[str] = "error"
     params_model: ClassVar[type[RuleParams]] = ExplodingTensorParams
@@ -93,7 +96,8 @@ class ExplodingTensor(TrainingRule):
                     title=f"{worker}: {'NaN' if nan else 'Inf'} from step {first} ({names[0]})",
                     message=(
                         f"first non-finite values at step {first} in {', '.join(names[:5])}"
-                        f"{' ...' if len(names) > 5 else ''}; {g['name'].nunique()} tensors/scalars over steps {steps_text(steps)}"
+                        f"{' ...' if len(names) > 5 else ''}; {g['name'].nunique()} "
+                        f"tensors/scalars over steps {steps_text(steps)}"
                     ),
                     evidence={
                         "worker": worker,

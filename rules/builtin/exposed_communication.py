@@ -18,7 +18,9 @@ class ExposedCommunicationParams(RuleParams):
         25.0,
         ge=0,
         le=100,
-        description="Exposed (non-overlapped) communication as % of GPU busy time above which it fires.",
+        description=(
+            "Exposed (non-overlapped) communication as % of GPU busy time above which it fires."
+        ),
     )
 
 
@@ -26,13 +28,14 @@ class ExposedCommunication(Rule):
     id: ClassVar[str] = "ExposedCommunication"
     title: ClassVar[str] = "Communication not overlapped by computation"
     checks: ClassVar[str] = (
-        "Per rank: communication kernel time not overlapped by any computation kernel, as a share of the "
-        "GPU's busy time, above `threshold_pct` %."
+        "Per rank: communication kernel time not overlapped by any computation "
+        "kernel, as a share of the GPU's busy time, above `threshold_pct` %."
     )
     why: ClassVar[str] = "Exposed collectives stall the GPU every step; hidden ones are free."
     recommendation: ClassVar[str] = (
-        "Overlap gradient all-reduce with backward (DDP bucket_cap_mb, FSDP prefetch), use gradient "
-        "accumulation to communicate less often, or compress gradients; check inter-node bandwidth (EFA)."
+        "Overlap gradient all-reduce with backward (DDP bucket_cap_mb, "
+        "FSDP prefetch), use gradient accumulation to communicate less "
+        "often, or compress gradients; check inter-node bandwidth (EFA)."
     )
     severity: ClassVar[str] = "warning"
     params_model: ClassVar[type[RuleParams]] = ExposedCommunicationParams
@@ -60,11 +63,15 @@ class ExposedCommunication(Rule):
                 continue
             findings.append(
                 self.finding(
-                    title=f"Rank {int(r.rank)}: {r.exposed_comm_ns / 1e6:.0f} ms of exposed communication ({share:.0f}% of GPU time)",
+                    title=(
+                        f"Rank {int(r.rank)}: {r.exposed_comm_ns / 1e6:.0f} ms "
+                        f"of exposed communication ({share:.0f}% of GPU time)"
+                    ),
                     message=(
                         f"{r.exposed_comm_ns / 1e6:.1f} ms of {r.comm_time_ns / 1e6:.1f} ms of "
-                        f"communication is not overlapped by computation ({share:.1f}% of {busy / 1e6:.1f} ms GPU busy "
-                        f"time > {params.threshold_pct}%; overlap {r.comm_comp_overlap_pct:.1f}%)"
+                        f"communication is not overlapped by computation ({share:.1f}% of "
+                        f"{busy / 1e6:.1f} ms GPU busy time > {params.threshold_pct}%; "
+                        f"overlap {r.comm_comp_overlap_pct:.1f}%)"
                     ),
                     evidence={
                         "rank": int(r.rank),

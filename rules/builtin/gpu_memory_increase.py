@@ -29,11 +29,12 @@ class GPUMemoryIncrease(Rule):
     id: ClassVar[str] = "GPUMemoryIncrease"
     title: ClassVar[str] = "GPU memory keeps growing"
     checks: ClassVar[str] = (
-        "Per node and GPU: the moving average of the last `window` GPU memory samples rises by more than "
-        "`increase` percentage points, after `patience` samples."
+        "Per node and GPU: the moving average of the last `window` GPU memory samples "
+        "rises by more than `increase` percentage points, after `patience` samples."
     )
     why: ClassVar[str] = (
-        "Growing memory usually ends in an out-of-memory crash hours into the job (a leak, or tensors kept alive)."
+        "Growing memory usually ends in an out-of-memory crash "
+        "hours into the job (a leak, or tensors kept alive)."
     )
     recommendation: ClassVar[str] = (
         "Look for tensors kept across steps (losses accumulated with their graph, growing caches); "
@@ -72,7 +73,8 @@ class GPUMemoryIncrease(Rule):
                     title=f"GPU memory growing on {node} {gpu}",
                     message=(
                         f"moving average rose by up to {top['diff']:.1f} points "
-                        f"(> {params.increase}) in {len(g)} samples; now at {g['value'].iloc[-1]:.1f}%"
+                        f"(> {params.increase}) in {len(g)} "
+                        f"samples; now at {g['value'].iloc[-1]:.1f}%"
                     ),
                     evidence={
                         "node": node,

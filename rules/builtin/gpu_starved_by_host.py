@@ -29,19 +29,20 @@ class GPUStarvedByHost(Rule):
     id: ClassVar[str] = "GPUStarvedByHost"
     title: ClassVar[str] = "The GPU waits for the CPU to launch its work"
     checks: ClassVar[str] = (
-        "Per rank, on its busiest CUDA stream (most GPU busy time, at least `min_events` kernels and copies): "
-        "idle gaps in which the next kernel had not been launched yet when the previous one ended (HTA's "
-        "*host wait*), as a share of the stream's span from first to last event, above `threshold_pct` %."
+        "Per rank, on its busiest CUDA stream (most GPU busy time, at least "
+        "`min_events` kernels and copies): idle gaps in which the next kernel had not "
+        "been launched yet when the previous one ended (HTA's *host wait*), as a "
+        "share of the stream's span from first to last event, above `threshold_pct` %."
     )
     why: ClassVar[str] = (
-        "A GPU that idles until the CPU enqueues its next kernel runs at the speed of the Python training "
-        "loop, not at its own: a faster GPU or more GPUs would not make the job faster."
+        "A GPU that idles until the CPU enqueues its next kernel runs at the speed of the Python "
+        "training loop, not at its own: a faster GPU or more GPUs would not make the job faster."
     )
     recommendation: ClassVar[str] = (
-        "Cut per-step host work: torch.compile or CUDA graphs for launch-bound models, fewer and larger "
-        "kernels (fused optimizers, bigger batches), no host synchronisation inside the step (.item(), "
-        ".cpu(), printing tensors), data preprocessing in DataLoader workers. Profiler overhead adds host "
-        "time too: confirm with a lighter profiling schedule."
+        "Cut per-step host work: torch.compile or CUDA graphs for launch-bound models, fewer and "
+        "larger kernels (fused optimizers, bigger batches), no host synchronisation inside the "
+        "step (.item(), .cpu(), printing tensors), data preprocessing in DataLoader workers. "
+        "Profiler overhead adds host time too: confirm with a lighter profiling schedule."
     )
     severity: ClassVar[str] = "warning"
     params_model: ClassVar[type[RuleParams]] = GPUStarvedByHostParams
@@ -75,11 +76,15 @@ class GPUStarvedByHost(Rule):
             launch = launches.loc[rank] if rank in launches.index else None
             findings.append(
                 self.finding(
-                    title=f"Rank {rank}: the GPU waits {r.host_wait_ns / 1e6:.0f} ms for the CPU ({share:.0f}% of the time)",
+                    title=(
+                        f"Rank {rank}: the GPU waits {r.host_wait_ns / 1e6:.0f} "
+                        f"ms for the CPU ({share:.0f}% of the time)"
+                    ),
                     message=(
                         f"{r.host_wait_ns / 1e6:.1f} ms of {span / 1e6:.1f} ms idle "
-                        f"before kernels the CPU had not launched yet ({share:.1f}% > {params.threshold_pct}%); "
-                        f"the stream was busy {r.busy_ns / span * 100:.1f}% of the time"
+                        "before kernels the CPU had not launched yet "
+                        f"({share:.1f}% > {params.threshold_pct}%); the stream "
+                        f"was busy {r.busy_ns / span * 100:.1f}% of the time"
                     ),
                     evidence={
                         "rank": rank,
@@ -91,7 +96,8 @@ class GPUStarvedByHost(Rule):
                         "kernel_wait_ms": round(float(r.kernel_wait_ns) / 1e6, 3),
                         "other_idle_ms": round(float(r.other_ns) / 1e6, 3),
                         "host_wait_share_pct": round(share, 2),
-                        # kernels the GPU finished faster than the CPU launched them (HTA): launch-bound work
+                        # kernels the GPU finished faster than the CPU launched them (HTA):
+                        # launch-bound work
                         "short_kernels": None if launch is None else int(launch["short_kernels"]),
                         "kernels_launched": None if launch is None else int(launch["kernels"]),
                     },

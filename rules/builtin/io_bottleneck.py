@@ -31,13 +31,14 @@ class IOBottleneck(Rule):
     id: ClassVar[str] = "IOBottleneck"
     title: ClassVar[str] = "GPUs idle while waiting on I/O"
     checks: ClassVar[str] = (
-        "Per node: share of system snapshots where a GPU is under `gpu_threshold` % while a core's I/O wait "
-        "is over `io_threshold` %, above `threshold` % once more than `patience` snapshots were seen."
+        "Per node: share of system snapshots where a GPU is under "
+        "`gpu_threshold` % while a core's I/O wait is over `io_threshold` %, "
+        "above `threshold` % once more than `patience` snapshots were seen."
     )
     why: ClassVar[str] = "The GPUs wait for storage or the network to deliver training data."
     recommendation: ClassVar[str] = (
-        "Use FastFile or Pipe mode or FSx for Lustre instead of File mode, shard and prefetch the dataset, "
-        "and store it in fewer, larger files."
+        "Use FastFile or Pipe mode or FSx for Lustre instead of File mode, "
+        "shard and prefetch the dataset, and store it in fewer, larger files."
     )
     severity: ClassVar[str] = "warning"
     params_model: ClassVar[type[RuleParams]] = IOBottleneckParams

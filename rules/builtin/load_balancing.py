@@ -27,15 +27,16 @@ class LoadBalancing(Rule):
     id: ClassVar[str] = "LoadBalancing"
     title: ClassVar[str] = "GPUs of a node carry uneven work"
     checks: ClassVar[str] = (
-        "Per node, every pair of GPUs, at every scan: Jensen-Shannon distance between their utilization "
-        "histograms so far above `threshold` (once both have more than `patience` samples)."
+        "Per node, every pair of GPUs, at every scan: Jensen-Shannon "
+        "distance between their utilization histograms so far above "
+        "`threshold` (once both have more than `patience` samples)."
     )
     why: ClassVar[str] = (
         "In synchronous training the least-loaded GPUs wait for the busiest one every step."
     )
     recommendation: ClassVar[str] = (
-        "Check that every GPU gets a process and equal shards (DistributedSampler, equal batch sizes); "
-        "with parameter servers or pipeline stages, rebalance the split."
+        "Check that every GPU gets a process and equal shards (DistributedSampler, equal "
+        "batch sizes); with parameter servers or pipeline stages, rebalance the split."
     )
     severity: ClassVar[str] = "warning"
     params_model: ClassVar[type[RuleParams]] = LoadBalancingParams

@@ -41,19 +41,28 @@ NEEDS_SELECTION = (
 class LossNotDecreasingParams(RuleParams):
     collection_names: str | None = Field(
         None,
-        description="Comma-separated collections whose scalars are inspected (Debugger's `losses` is the loss tags).",
+        description=(
+            "Comma-separated collections whose scalars are "
+            "inspected (Debugger's `losses` is the loss tags)."
+        ),
     )
     tensor_regex: str | None = Field(
         None, description="Comma-separated regexes of further scalar tags to inspect."
     )
     use_losses_collection: bool = Field(
         True,
-        description="Inspect the loss scalars (every tag naming a loss: `loss`, `train/loss`, `eval/loss`, `CrossEntropyLoss_output_0`).",
+        description=(
+            "Inspect the loss scalars (every tag naming a loss: `loss`, "
+            "`train/loss`, `eval/loss`, `CrossEntropyLoss_output_0`)."
+        ),
     )
     num_steps: int = Field(
         10,
         ge=1,
-        description="Minimum steps between two checks: each check compares the loss with the newest one at least this many steps before.",
+        description=(
+            "Minimum steps between two checks: each check compares the "
+            "loss with the newest one at least this many steps before."
+        ),
     )
     diff_percent: float = Field(
         0.0,
@@ -65,11 +74,17 @@ class LossNotDecreasingParams(RuleParams):
         5.0,
         ge=0,
         le=100,
-        description='A failed check where the loss rose by more than this % over the previous check is reported as an increase (counted in `increased_checks`; the title says "rose").',
+        description=(
+            "A failed check where the loss rose by more than this % over the previous check is "
+            'reported as an increase (counted in `increased_checks`; the title says "rose").'
+        ),
     )
     mode: str | None = Field(
         None,
-        description="`TRAIN` or `EVAL` (or `GLOBAL`, all steps): which losses to judge; unset: the evaluation losses where a worker has them, else the training losses.",
+        description=(
+            "`TRAIN` or `EVAL` (or `GLOBAL`, all steps): which losses to judge; unset: "
+            "the evaluation losses where a worker has them, else the training losses."
+        ),
     )
 
 
@@ -77,15 +92,17 @@ class LossNotDecreasing(TrainingRule):
     id: ClassVar[str] = "LossNotDecreasing"
     title: ClassVar[str] = "Loss not decreasing"
     checks: ClassVar[str] = (
-        "SageMaker Debugger's built-in, per worker and loss series: at steps at least `num_steps` apart, "
-        "the loss must be lower than at the previous check by `diff_percent` %; fires on a check where it is not."
+        "SageMaker Debugger's built-in, per worker and loss series: at steps "
+        "at least `num_steps` apart, the loss must be lower than at the "
+        "previous check by `diff_percent` %; fires on a check where it is not."
     )
     why: ClassVar[str] = (
-        "A loss that stays flat means the model is not learning: a learning rate of 0, frozen weights or a broken input pipeline."
+        "A loss that stays flat means the model is not learning: a "
+        "learning rate of 0, frozen weights or a broken input pipeline."
     )
     recommendation: ClassVar[str] = (
-        "Check the learning rate and its schedule, that the optimizer holds the model's parameters and "
-        "that they require grad, and that labels match inputs; compare with a run that learned."
+        "Check the learning rate and its schedule, that the optimizer holds the model's parameters "
+        "and that they require grad, and that labels match inputs; compare with a run that learned."
     )
     params_model: ClassVar[type[RuleParams]] = LossNotDecreasingParams
     debugger_collections: ClassVar[tuple[str, ...]] = ("losses",)
@@ -128,10 +145,11 @@ class LossNotDecreasing(TrainingRule):
                     self.finding(
                         title=f"{worker}: {tag} {verb} over steps {first[0]}-{first[1]}",
                         message=(
-                            f"{tag} went from {first[2]:.6g} at step {first[0]} to {first[3]:.6g} at step {first[1]} "
-                            f"(needed {params.diff_percent}% lower); {len(failed)} of {checks} checks "
-                            f"{params.num_steps}+ steps apart failed, {len(increased)} of them rising more than "
-                            f"{params.increase_threshold_percent:g}%"
+                            f"{tag} went from {first[2]:.6g} at step {first[0]} to "
+                            f"{first[3]:.6g} at step {first[1]} (needed "
+                            f"{params.diff_percent}% lower); {len(failed)} of {checks} checks "
+                            f"{params.num_steps}+ steps apart failed, {len(increased)} of "
+                            f"them rising more than {params.increase_threshold_percent:g}%"
                         ),
                         evidence={
                             "worker": worker,

@@ -44,14 +44,16 @@ class LowGPUUtilization(Rule):
     title: ClassVar[str] = "Low or fluctuating GPU utilization"
     checks: ClassVar[str] = (
         "Per node and GPU, every scan interval: p95 of the last `window` utilization samples "
-        "below `threshold_p95` (underused), or above it while p5 is below `threshold_p5` (fluctuating)."
+        "below `threshold_p95` (underused), or above it "
+        "while p5 is below `threshold_p5` (fluctuating)."
     )
     why: ClassVar[str] = (
-        "Idle GPU time is paid for and wasted; fluctuations point at input or synchronisation stalls."
+        "Idle GPU time is paid for and wasted; fluctuations "
+        "point at input or synchronisation stalls."
     )
     recommendation: ClassVar[str] = (
-        "Check the data pipeline and CPU bottlenecks first; if the GPU is simply too big for the work, "
-        "increase the batch size or move to a smaller instance type."
+        "Check the data pipeline and CPU bottlenecks first; if the GPU is simply too "
+        "big for the work, increase the batch size or move to a smaller instance type."
     )
     severity: ClassVar[str] = "warning"
     params_model: ClassVar[type[RuleParams]] = LowGPUUtilizationParams
@@ -96,8 +98,9 @@ class LowGPUUtilization(Rule):
                 self.finding(
                     title=f"GPU {gpu} on {node} is {kind}",
                     message=(
-                        f"{kind} in {len(g)} of {int((scans['node'].eq(node) & scans['gpu'].eq(gpu)).sum())} scans; "
-                        f"worst window p95={worst['p95']:.1f}% p5={worst['p5']:.1f}% "
+                        f"{kind} in {len(g)} of "
+                        f"{int((scans['node'].eq(node) & scans['gpu'].eq(gpu)).sum())} "
+                        f"scans; worst window p95={worst['p95']:.1f}% p5={worst['p5']:.1f}% "
                         f"(thresholds p95<{params.threshold_p95}%, p5<{params.threshold_p5}%)"
                     ),
                     evidence={

@@ -38,14 +38,17 @@ class MaxInitializationTime(Rule):
     id: ClassVar[str] = "MaxInitializationTime"
     title: ClassVar[str] = "Slow start before the first step"
     checks: ClassVar[str] = (
-        "Time from the job's start to its first training step, against `threshold` minutes as SageMaker's "
-        "once-per-scan check sees it (it fires when no step started within the first scan past the threshold)."
+        "Time from the job's start to its first training step, against "
+        "`threshold` minutes as SageMaker's once-per-scan check sees it (it "
+        "fires when no step started within the first scan past the threshold)."
     )
     why: ClassVar[str] = (
-        "Long initialization (downloads, dataset preparation, compilation) is paid on every run and every retry."
+        "Long initialization (downloads, dataset preparation, "
+        "compilation) is paid on every run and every retry."
     )
     recommendation: ClassVar[str] = (
-        "Cache or pre-stage datasets and model weights; use FastFile mode; check what runs before the loop."
+        "Cache or pre-stage datasets and model weights; use "
+        "FastFile mode; check what runs before the loop."
     )
     severity: ClassVar[str] = "warning"
     params_model: ClassVar[type[RuleParams]] = MaxInitializationTimeParams
@@ -79,7 +82,10 @@ class MaxInitializationTime(Rule):
             return [
                 self.finding(
                     title=f"No training step in {ran_s / 60:.1f} minutes",
-                    message=f"the job recorded framework events for {ran_s / 60:.1f} min but no training step (> {params.threshold} min)",
+                    message=(
+                        f"the job recorded framework events for {ran_s / 60:.1f} "
+                        f"min but no training step (> {params.threshold} min)"
+                    ),
                     evidence={
                         **evidence,
                         "seconds_to_first_step": None,
@@ -94,7 +100,10 @@ class MaxInitializationTime(Rule):
         return [
             self.finding(
                 title=f"First step after {seconds / 60:.1f} minutes",
-                message=f"the first step started {seconds / 60:.1f} min after the job started (> {params.threshold} min)",
+                message=(
+                    f"the first step started {seconds / 60:.1f} min "
+                    f"after the job started (> {params.threshold} min)"
+                ),
                 evidence={**evidence, "seconds_to_first_step": round(seconds, 3)},
                 where="job",
             )

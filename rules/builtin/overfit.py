@@ -24,7 +24,10 @@ class OverfitParams(RuleParams):
     patience: int = Field(
         1,
         ge=0,
-        description="Evaluation steps in a row the ratio may exceed `ratio_threshold` before the model counts as overfit.",
+        description=(
+            "Evaluation steps in a row the ratio may exceed "
+            "`ratio_threshold` before the model counts as overfit."
+        ),
     )
     ratio_threshold: float = Field(
         0.1,
@@ -37,16 +40,18 @@ class Overfit(TrainingRule):
     id: ClassVar[str] = "Overfit"
     title: ClassVar[str] = "Model overfitting"
     checks: ClassVar[str] = (
-        "SageMaker Debugger's built-in, per worker: at each evaluation step from `start_step`, the mean "
-        "evaluation loss against the mean training loss since `start_step`; fires when their relative "
-        "difference exceeds `ratio_threshold` on more than `patience` evaluation steps in a row."
+        "SageMaker Debugger's built-in, per worker: at each evaluation step "
+        "from `start_step`, the mean evaluation loss against the mean training "
+        "loss since `start_step`; fires when their relative difference exceeds "
+        "`ratio_threshold` on more than `patience` evaluation steps in a row."
     )
     why: ClassVar[str] = (
-        "A model that fits its training data ever better while its evaluation loss does not is memorising, not generalising."
+        "A model that fits its training data ever better while its "
+        "evaluation loss does not is memorising, not generalising."
     )
     recommendation: ClassVar[str] = (
-        "Regularise (weight decay, dropout, augmentation), get more data, or stop earlier (early stopping "
-        "on the evaluation loss)."
+        "Regularise (weight decay, dropout, augmentation), get more "
+        "data, or stop earlier (early stopping on the evaluation loss)."
     )
     params_model: ClassVar[type[RuleParams]] = OverfitParams
     debugger_collections: ClassVar[tuple[str, ...]] = ("losses",)
@@ -92,10 +97,14 @@ class Overfit(TrainingRule):
             tags = f"{ev['tag'].iloc[0]} vs {train['tag'].iloc[0]}"
             findings.append(
                 self.finding(
-                    title=f"{worker}: evaluation loss {ratio * 100:.0f}% above training loss by step {step}",
+                    title=(
+                        f"{worker}: evaluation loss {ratio * 100:.0f}% "
+                        f"above training loss by step {step}"
+                    ),
                     message=(
-                        f"mean {ev['tag'].iloc[0]} {mean_eval:.6g} vs mean {train['tag'].iloc[0]} {mean_train:.6g} "
-                        f"(ratio {ratio:.3f} > {params.ratio_threshold}) on {run} evaluation steps in a row"
+                        f"mean {ev['tag'].iloc[0]} {mean_eval:.6g} vs mean "
+                        f"{train['tag'].iloc[0]} {mean_train:.6g} (ratio {ratio:.3f} > "
+                        f"{params.ratio_threshold}) on {run} evaluation steps in a row"
                     ),
                     evidence={
                         "worker": worker,

@@ -26,17 +26,26 @@ class OvertrainingParams(RuleParams):
     patience_train: int = Field(
         5,
         ge=1,
-        description="Recorded training-loss steps in a row without a new optimum after which training counts as no longer improving.",
+        description=(
+            "Recorded training-loss steps in a row without a new "
+            "optimum after which training counts as no longer improving."
+        ),
     )
     patience_validation: int = Field(
         10,
         ge=1,
-        description="Recorded validation-loss steps in a row without a new optimum after which validation counts as no longer improving.",
+        description=(
+            "Recorded validation-loss steps in a row without a new "
+            "optimum after which validation counts as no longer improving."
+        ),
     )
     delta: float = Field(
         0.1,
         ge=0,
-        description="How much (absolute) a loss must fall below the best one so far to count as a new optimum.",
+        description=(
+            "How much (absolute) a loss must fall below "
+            "the best one so far to count as a new optimum."
+        ),
     )
 
 
@@ -44,16 +53,17 @@ class Overtraining(TrainingRule):
     id: ClassVar[str] = "Overtraining"
     title: ClassVar[str] = "Training past the optimum"
     checks: ClassVar[str] = (
-        "SageMaker Debugger's built-in, per worker and loss series: the training loss (validation loss) "
-        "has not fallen more than `delta` below its best value for `patience_train` (`patience_validation`) "
-        "recorded steps in a row."
+        "SageMaker Debugger's built-in, per worker and loss series: the training "
+        "loss (validation loss) has not fallen more than `delta` below its best "
+        "value for `patience_train` (`patience_validation`) recorded steps in a row."
     )
     why: ClassVar[str] = (
-        "Steps after the loss stopped improving cost money and, on the validation loss, start overfitting."
+        "Steps after the loss stopped improving cost money "
+        "and, on the validation loss, start overfitting."
     )
     recommendation: ClassVar[str] = (
-        "Stop at the optimum (early stopping on the validation loss, keep the best checkpoint), or lower "
-        "the learning rate when the loss plateaus."
+        "Stop at the optimum (early stopping on the validation loss, keep the "
+        "best checkpoint), or lower the learning rate when the loss plateaus."
     )
     params_model: ClassVar[type[RuleParams]] = OvertrainingParams
     debugger_collections: ClassVar[tuple[str, ...]] = ("losses",)
@@ -75,8 +85,8 @@ class Overtraining(TrainingRule):
                 self.finding(
                     title=f"{worker}: {what} loss {tag} stopped improving after step {best_step}",
                     message=(
-                        f"{tag} has not fallen {params.delta:g} below its best {best:.6g} (step {best_step}) "
-                        f"for {patience} recorded steps, up to step {until}"
+                        f"{tag} has not fallen {params.delta:g} below its best {best:.6g} "
+                        f"(step {best_step}) for {patience} recorded steps, up to step {until}"
                     ),
                     evidence={
                         "worker": worker,

@@ -1,4 +1,5 @@
-"""PoorWeightInitialization — SageMaker Debugger built-in: the first steps show a bad initialisation.
+"""PoorWeightInitialization — SageMaker Debugger built-in: the first steps show a bad
+initialisation.
 
 Debugger's names and defaults (docs.aws.amazon.com/sagemaker/latest/dg/debugger-built-in-rules.html,
 PoorWeightInitialization): ``activation_inputs_regex`` ``.*relu_input``, ``threshold`` 10.0,
@@ -35,27 +36,44 @@ _RELU = re.compile(r"relu", re.IGNORECASE)
 class PoorWeightInitializationParams(RuleParams):
     activation_inputs_regex: str = Field(
         ".*relu_input",
-        description="Comma-separated regexes of the activation inputs whose variances are compared across layers (Debugger's names; a hook layer `net.1` of class ReLU is matched as `net.1_relu_input_0`), besides the inputs of every ReLU-family module.",
+        description=(
+            "Comma-separated regexes of the activation inputs whose variances are compared "
+            "across layers (Debugger's names; a hook layer `net.1` of class ReLU is matched "
+            "as `net.1_relu_input_0`), besides the inputs of every ReLU-family module."
+        ),
     )
     threshold: float = Field(
         10.0,
         gt=0,
-        description="Largest allowed ratio of the highest to the lowest activation-input variance across layers at a step.",
+        description=(
+            "Largest allowed ratio of the highest to the lowest "
+            "activation-input variance across layers at a step."
+        ),
     )
     distribution_range: float = Field(
         0.001,
         ge=0,
-        description="Smallest allowed width of the gradient distribution at a step (Debugger: its 5th-95th percentile range; here bounded by min..max over every gradient, so it fires only where Debugger's would).",
+        description=(
+            "Smallest allowed width of the gradient distribution at a step "
+            "(Debugger: its 5th-95th percentile range; here bounded by min..max "
+            "over every gradient, so it fires only where Debugger's would)."
+        ),
     )
     patience: int = Field(
         5,
         ge=1,
-        description="Recorded steps in a row without a new lowest loss after which the loss counts as not decreasing.",
+        description=(
+            "Recorded steps in a row without a new lowest loss "
+            "after which the loss counts as not decreasing."
+        ),
     )
     steps: int = Field(
         10,
         ge=1,
-        description="How many steps from the worker's first recorded one are inspected (an initialisation shows in the first steps).",
+        description=(
+            "How many steps from the worker's first recorded one are "
+            "inspected (an initialisation shows in the first steps)."
+        ),
     )
 
 
@@ -63,18 +81,18 @@ class PoorWeightInitialization(TrainingRule):
     id: ClassVar[str] = "PoorWeightInitialization"
     title: ClassVar[str] = "Poor weight initialisation"
     checks: ClassVar[str] = (
-        "SageMaker Debugger's built-in, per worker, over its first `steps` steps: the ratio of the largest to "
-        "the smallest activation-input variance across layers above `threshold`, all gradient values within "
-        "less than `distribution_range` of each other, or the loss without a new minimum for `patience` "
-        "recorded steps."
+        "SageMaker Debugger's built-in, per worker, over its first `steps` steps: the "
+        "ratio of the largest to the smallest activation-input variance across layers "
+        "above `threshold`, all gradient values within less than `distribution_range` "
+        "of each other, or the loss without a new minimum for `patience` recorded steps."
     )
     why: ClassVar[str] = (
-        "A bad initialisation makes activations' variances drift apart layer by layer (vanishing or exploding "
-        "signals), and the network then learns slowly or not at all."
+        "A bad initialisation makes activations' variances drift apart layer by layer "
+        "(vanishing or exploding signals), and the network then learns slowly or not at all."
     )
     recommendation: ClassVar[str] = (
-        "Use an initialiser matched to the activation (Kaiming for ReLU, Xavier for tanh/sigmoid), add "
-        "normalisation layers, and check the learning rate of the first steps (warm-up)."
+        "Use an initialiser matched to the activation (Kaiming for ReLU, Xavier for tanh/sigmoid), "
+        "add normalisation layers, and check the learning rate of the first steps (warm-up)."
     )
     params_model: ClassVar[type[RuleParams]] = PoorWeightInitializationParams
     chart: ClassVar[str | None] = "activations"
@@ -168,7 +186,8 @@ def _narrow_gradients(
             names = sorted({str(n) for n in g["name"]})
             return (
                 f"every gradient within {width:.3g} at step {int(step)}",
-                f"all {len(names)} gradients' values lie within {width:.3g} (< {params.distribution_range:g})",
+                f"all {len(names)} gradients' values lie within "
+                f"{width:.3g} (< {params.distribution_range:g})",
                 {
                     "tensor": names[0],
                     "tensors": names[:20],
@@ -194,7 +213,8 @@ def _flat_loss(
             if waited >= params.patience:
                 return (
                     f"{tag} did not decrease in the first steps ({best_step}-{int(step)})",
-                    f"{tag} stayed at or above {best:.6g} (step {best_step}) for {waited} recorded steps",
+                    f"{tag} stayed at or above {best:.6g} (step "
+                    f"{best_step}) for {waited} recorded steps",
                     {
                         "tensor": str(tag),
                         "step_range": [best_step, int(step)],

@@ -39,8 +39,8 @@ _KIND = {
 }
 #: what per-layer statistics cannot tell (the rule's evidence says so when it fires)
 INACTIVITY_NOT_APPLIED = (
-    "needs each unit's activity over steps; per-layer statistics (min/max) only show a layer all of whose "
-    "units are saturated at a step"
+    "needs each unit's activity over steps; per-layer statistics (min/max) "
+    "only show a layer all of whose units are saturated at a step"
 )
 
 
@@ -63,15 +63,28 @@ class SaturatedActivationParams(RuleParams):
 
     collection_names: str | None = Field(
         None,
-        description="Comma-separated collections whose tanh/sigmoid tensors are inspected (`all`; `relu_output` / `relu_input` mean the activations' outputs / inputs); with `tensor_regex`, their union.",
+        description=(
+            "Comma-separated collections whose tanh/sigmoid tensors are "
+            "inspected (`all`; `relu_output` / `relu_input` mean the "
+            "activations' outputs / inputs); with `tensor_regex`, their union."
+        ),
     )
     tensor_regex: str | None = Field(
         ".*tanh_input, .*sigmoid_input",
-        description="Comma-separated regexes of the tanh/sigmoid *inputs* to inspect (Debugger's names); a hook layer `net.3` of class Sigmoid is matched as `net.3_sigmoid_input_0`, and a layer with only its outputs recorded (TensorBoard) under the same name through them: they are beyond the activation's value at a limit exactly when its inputs are beyond the limit.",
+        description=(
+            "Comma-separated regexes of the tanh/sigmoid *inputs* to inspect "
+            "(Debugger's names); a hook layer `net.3` of class Sigmoid is matched as "
+            "`net.3_sigmoid_input_0`, and a layer with only its outputs recorded "
+            "(TensorBoard) under the same name through them: they are beyond the "
+            "activation's value at a limit exactly when its inputs are beyond the limit."
+        ),
     )
     threshold_tanh: str = Field(
         "(-9.4999, 9.4999)",
-        description="`(min_threshold, max_threshold)`: a tanh input outside them is saturated (its gradient below 1e-7).",
+        description=(
+            "`(min_threshold, max_threshold)`: a tanh input "
+            "outside them is saturated (its gradient below 1e-7)."
+        ),
     )
     threshold_sigmoid: str = Field(
         "(-23, 16.99999)",
@@ -81,7 +94,10 @@ class SaturatedActivationParams(RuleParams):
         1.0,
         ge=0,
         le=100,
-        description="A unit active less than this % of the time is saturated. Accepted and passed to Debugger; not applicable to per-layer statistics (the evidence says so).",
+        description=(
+            "A unit active less than this % of the time is saturated. Accepted and passed "
+            "to Debugger; not applicable to per-layer statistics (the evidence says so)."
+        ),
     )
     threshold_layer: float = Field(
         50.0,
@@ -101,18 +117,19 @@ class SaturatedActivation(TrainingRule):
     id: ClassVar[str] = "SaturatedActivation"
     title: ClassVar[str] = "Saturated tanh/sigmoid layers"
     checks: ClassVar[str] = (
-        "SageMaker Debugger's built-in, per worker and tanh/sigmoid layer of `collection_names` / `tensor_regex`: "
-        "inputs beyond `threshold_tanh` / `threshold_sigmoid` (where only outputs are recorded, outputs beyond the "
-        "activation's value there). "
-        "From per-layer statistics only a layer whose values all lie beyond one limit (min or max past it) is "
+        "SageMaker Debugger's built-in, per worker and tanh/sigmoid layer of `collection_names` "
+        "/ `tensor_regex`: inputs beyond `threshold_tanh` / `threshold_sigmoid` (where only "
+        "outputs are recorded, outputs beyond the activation's value there). From per-layer "
+        "statistics only a layer whose values all lie beyond one limit (min or max past it) is "
         "known to exceed `threshold_layer` %; `threshold_inactivity` cannot be applied."
     )
     why: ClassVar[str] = (
-        "A saturated tanh or sigmoid passes (almost) no gradient: the layers before it stop learning."
+        "A saturated tanh or sigmoid passes (almost) no "
+        "gradient: the layers before it stop learning."
     )
     recommendation: ClassVar[str] = (
-        "Normalise the layer's inputs (BatchNorm/LayerNorm), scale the initialisation down, lower the "
-        "learning rate, or use a non-saturating activation."
+        "Normalise the layer's inputs (BatchNorm/LayerNorm), scale the initialisation "
+        "down, lower the learning rate, or use a non-saturating activation."
     )
     params_model: ClassVar[type[RuleParams]] = SaturatedActivationParams
     chart: ClassVar[str | None] = "activations"
@@ -156,7 +173,10 @@ class SaturatedActivation(TrainingRule):
                 continue
             findings.append(
                 self.finding(
-                    title=f"{worker}: {len(layers)} saturated {layers[0]['activation']} layer{'s' if len(layers) != 1 else ''} ({layers[0]['layer']})",
+                    title=(
+                        f"{worker}: {len(layers)} saturated {layers[0]['activation']} "
+                        f"layer{'s' if len(layers) != 1 else ''} ({layers[0]['layer']})"
+                    ),
                     message="; ".join(
                         f"{layer['layer']} saturated at steps {layer['steps']}"
                         for layer in layers[:5]

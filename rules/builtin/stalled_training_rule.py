@@ -18,15 +18,24 @@ class StalledTrainingRuleParams(RuleParams):
     threshold: int = Field(
         1800,
         ge=1,
-        description="Seconds without a new training record (loss, tensor) after which the worker has stalled.",
+        description=(
+            "Seconds without a new training record (loss, "
+            "tensor) after which the worker has stalled."
+        ),
     )
     stop_training_on_fire: bool = Field(
         False,
-        description="SageMaker only: stop the training job when the rule fires (no effect on `stepscope report`).",
+        description=(
+            "SageMaker only: stop the training job when the "
+            "rule fires (no effect on `stepscope report`)."
+        ),
     )
     training_job_name_prefix: str | None = Field(
         None,
-        description="SageMaker only: the job-name prefix the rule container may stop (no effect on `stepscope report`).",
+        description=(
+            "SageMaker only: the job-name prefix the rule "
+            "container may stop (no effect on `stepscope report`)."
+        ),
     )
 
 
@@ -34,15 +43,16 @@ class StalledTrainingRule(TrainingRule):
     id: ClassVar[str] = "StalledTrainingRule"
     title: ClassVar[str] = "Training stalled"
     checks: ClassVar[str] = (
-        "SageMaker Debugger's built-in, per worker: a gap of more than `threshold` s between two of its "
-        "training records, or between its last record and the job's last one."
+        "SageMaker Debugger's built-in, per worker: a gap of more than `threshold` s between "
+        "two of its training records, or between its last record and the job's last one."
     )
     why: ClassVar[str] = (
-        "A worker that writes nothing for half an hour is hung (a deadlock, a collective waiting for a dead peer) while the job keeps billing."
+        "A worker that writes nothing for half an hour is hung (a deadlock, "
+        "a collective waiting for a dead peer) while the job keeps billing."
     )
     recommendation: ClassVar[str] = (
-        "Look at the worker's log and stack (py-spy dump) at the gap; set NCCL/collective timeouts so a "
-        "dead peer fails the job instead of hanging it."
+        "Look at the worker's log and stack (py-spy dump) at the gap; set "
+        "NCCL/collective timeouts so a dead peer fails the job instead of hanging it."
     )
     params_model: ClassVar[type[RuleParams]] = StalledTrainingRuleParams
 
@@ -76,9 +86,13 @@ class StalledTrainingRule(TrainingRule):
             after = int(steps[i]) if i < len(steps) else None
             findings.append(
                 self.finding(
-                    title=f"{worker}: no training record for {gap / 60:.0f} min after step {int(steps[i - 1])}",
+                    title=(
+                        f"{worker}: no training record for {gap / 60:.0f} "
+                        f"min after step {int(steps[i - 1])}"
+                    ),
                     message=(
-                        f"{gap:.0f} s without a record after step {int(steps[i - 1])} ({iso(float(t[i - 1]))})"
+                        f"{gap:.0f} s without a record after step "
+                        f"{int(steps[i - 1])} ({iso(float(t[i - 1]))})"
                         + (
                             f", next at step {after}"
                             if after is not None

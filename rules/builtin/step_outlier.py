@@ -45,14 +45,16 @@ class StepOutlier(Rule):
     id: ClassVar[str] = "StepOutlier"
     title: ClassVar[str] = "Step-time outliers"
     checks: ClassVar[str] = (
-        "Per rank and training mode, at every scan once more than 100 steps were seen: steps longer than "
-        "mean + `stddev`·σ of those steps; fires above `n_outliers` outliers."
+        "Per rank and training mode, at every scan once more than 100 steps were seen: steps "
+        "longer than mean + `stddev`·σ of those steps; fires above `n_outliers` outliers."
     )
     why: ClassVar[str] = (
-        "Sudden slow steps point at checkpointing, garbage collection, evaluation or stragglers inside training."
+        "Sudden slow steps point at checkpointing, garbage "
+        "collection, evaluation or stragglers inside training."
     )
     recommendation: ClassVar[str] = (
-        "Look at what runs during the slow steps (the trace of those steps); move periodic work off the step."
+        "Look at what runs during the slow steps (the trace "
+        "of those steps); move periodic work off the step."
     )
     severity: ClassVar[str] = "warning"
     params_model: ClassVar[type[RuleParams]] = StepOutlierParams
@@ -105,7 +107,8 @@ class StepOutlier(Rule):
                     title=f"{len(hit)} outlier{mode} steps on {who}",
                     message=(
                         f"{len(hit)} of {r.steps}{mode} steps above {threshold_ms:.1f} ms "
-                        f"(mean + {params.stddev}σ), longest {r.max_ms:.1f} ms; tolerated {params.n_outliers}"
+                        f"(mean + {params.stddev}σ), longest "
+                        f"{r.max_ms:.1f} ms; tolerated {params.n_outliers}"
                     ),
                     evidence={
                         "rank": rank,

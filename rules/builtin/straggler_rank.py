@@ -17,7 +17,10 @@ class StragglerRankParams(RuleParams):
     threshold_pct: float = Field(
         15.0,
         ge=0,
-        description="A rank whose median step (or compute) time exceeds the median of all ranks by this % is a straggler.",
+        description=(
+            "A rank whose median step (or compute) time exceeds "
+            "the median of all ranks by this % is a straggler."
+        ),
     )
     min_steps: int = Field(3, ge=1, description="Steps needed per rank before judging.")
 
@@ -26,15 +29,16 @@ class StragglerRank(Rule):
     id: ClassVar[str] = "StragglerRank"
     title: ClassVar[str] = "Straggler rank"
     checks: ClassVar[str] = (
-        "Per rank: median time per step outside communication and data loading, against the median of "
-        "the other ranks; fires above `threshold_pct` % (at least `min_steps` steps)."
+        "Per rank: median time per step outside communication and data loading, against the "
+        "median of the other ranks; fires above `threshold_pct` % (at least `min_steps` steps)."
     )
     why: ClassVar[str] = (
-        "Synchronous training runs at the speed of its slowest rank: the others wait in the collective."
+        "Synchronous training runs at the speed of its "
+        "slowest rank: the others wait in the collective."
     )
     recommendation: ClassVar[str] = (
-        "Look at what only this rank does (logging, checkpointing, evaluation, uneven shards or sequence "
-        "lengths) and at its host (thermal throttling, noisy neighbours, a slower GPU)."
+        "Look at what only this rank does (logging, checkpointing, evaluation, uneven shards or "
+        "sequence lengths) and at its host (thermal throttling, noisy neighbours, a slower GPU)."
     )
     severity: ClassVar[str] = "error"
     params_model: ClassVar[type[RuleParams]] = StragglerRankParams
@@ -64,9 +68,9 @@ class StragglerRank(Rule):
                 self.finding(
                     title=f"Rank {r.rank} is a straggler (+{r.excess_ms:.1f} ms per step)",
                     message=(
-                        f"+{r.excess_ms:.1f} ms of its own work per step; {others} for it in collectives "
-                        f"({r.busy_ms:.1f} ms vs {r.others_busy_ms:.1f} ms on the other ranks, "
-                        f"+{r.excess_pct:.0f}% > {params.threshold_pct}%)"
+                        f"+{r.excess_ms:.1f} ms of its own work per step; {others} for it in "
+                        f"collectives ({r.busy_ms:.1f} ms vs {r.others_busy_ms:.1f} ms on "
+                        f"the other ranks, +{r.excess_pct:.0f}% > {params.threshold_pct}%)"
                     ),
                     evidence={
                         "rank": int(r.rank),

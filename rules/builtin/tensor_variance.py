@@ -27,21 +27,31 @@ from rules.params import RuleParams
 if TYPE_CHECKING:
     from analyzer.job import Job
 
-NO_BOUNDS = "TensorVariance has no default bounds (as in SageMaker Debugger): set max_threshold and/or min_threshold"
+NO_BOUNDS = (
+    "TensorVariance has no default bounds (as in SageMaker "
+    "Debugger): set max_threshold and/or min_threshold"
+)
 NEEDS_SELECTION = (
-    "TensorVariance needs collection_names or tensor_regex (as in SageMaker Debugger, which has no default "
-    "for either): set one in the rule file"
+    "TensorVariance needs collection_names or tensor_regex (as in SageMaker "
+    "Debugger, which has no default for either): set one in the rule file"
 )
 
 
 class TensorVarianceParams(RuleParams):
     collection_names: str | None = Field(
         None,
-        description="Comma-separated collections to inspect (`gradients`, `weights`, `biases`, `relu_output`, `relu_input`, `all`); this or `tensor_regex` is required (Debugger has no default).",
+        description=(
+            "Comma-separated collections to inspect (`gradients`, "
+            "`weights`, `biases`, `relu_output`, `relu_input`, `all`); "
+            "this or `tensor_regex` is required (Debugger has no default)."
+        ),
     )
     tensor_regex: str | None = Field(
         None,
-        description="Comma-separated regexes of tensor names to inspect (an activation of the hooks or TensorBoard also under the name Debugger would give it, `net.1_relu_output_0`).",
+        description=(
+            "Comma-separated regexes of tensor names to inspect (an activation of the hooks or "
+            "TensorBoard also under the name Debugger would give it, `net.1_relu_output_0`)."
+        ),
     )
     max_threshold: float | None = Field(
         None, ge=0, description="A variance above this is too high (no default: Debugger has none)."
@@ -55,27 +65,31 @@ class TensorVariance(TrainingRule):
     id: ClassVar[str] = "TensorVariance"
     title: ClassVar[str] = "Tensor variance out of bounds"
     checks: ClassVar[str] = (
-        "SageMaker Debugger's built-in, per worker and tensor of `collection_names` / `tensor_regex` (their union; "
-        "one is required): the variance (std²) of a recorded step above `max_threshold` or below `min_threshold`. "
-        "Neither bound has a default (nor in Debugger): without one the rule reports that it cannot judge."
+        "SageMaker Debugger's built-in, per worker and tensor of `collection_names` / "
+        "`tensor_regex` (their union; one is required): the variance (std²) of a "
+        "recorded step above `max_threshold` or below `min_threshold`. Neither bound has "
+        "a default (nor in Debugger): without one the rule reports that it cannot judge."
     )
     why: ClassVar[str] = (
-        "A weight or gradient whose variance explodes or collapses to zero is diverging or no longer carrying information."
+        "A weight or gradient whose variance explodes or collapses "
+        "to zero is diverging or no longer carrying information."
     )
     recommendation: ClassVar[str] = (
-        "Check the learning rate and initialisation of the layer named, clip gradients against spikes, and "
-        "add normalisation where activations drift."
+        "Check the learning rate and initialisation of the layer named, clip "
+        "gradients against spikes, and add normalisation where activations drift."
     )
     params_model: ClassVar[type[RuleParams]] = TensorVarianceParams
     rule_file_values: ClassVar[dict[str, Any]] = {"collection_names": "gradients, weights"}
     rule_file_note: ClassVar[str] = (
-        "No default bounds (nor in Debugger): set max_threshold and/or min_threshold to judge it. Like\n"
+        "No default bounds (nor in Debugger): set "
+        "max_threshold and/or min_threshold to judge it. Like\n"
         "AllZero it needs collection_names or tensor_regex."
     )
     chart: ClassVar[str | None] = "gradient_norms"
 
     def debugger_rule_parameters(self, params: RuleParams) -> dict[str, Any] | None:
-        """Not attached without a bound or a selection: Debugger's container has no default for them either."""
+        """Not attached without a bound or a selection: Debugger's container has no default for
+        them either."""
         assert isinstance(params, TensorVarianceParams)
         if params.max_threshold is None and params.min_threshold is None:
             return None
@@ -124,7 +138,10 @@ class TensorVariance(TrainingRule):
                 first = tensors[0]
                 findings.append(
                     self.finding(
-                        title=f"{worker}: variance too {kind} in {len(tensors)} tensor{'s' if len(tensors) != 1 else ''} ({first['tensor']})",
+                        title=(
+                            f"{worker}: variance too {kind} in {len(tensors)} "
+                            f"tensor{'s' if len(tensors) != 1 else ''} ({first['tensor']})"
+                        ),
                         message="; ".join(
                             f"{x['role']} {x['tensor']} variance {x['variance']:.3g} "
                             f"{'>' if kind == 'high' else '<'} {limit:g} at steps {x['steps']}"

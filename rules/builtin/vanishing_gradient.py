@@ -18,7 +18,10 @@ class VanishingGradientParams(RuleParams):
     threshold: float = Field(
         0.0000001,
         ge=0,
-        description="A gradient whose elements' mean absolute value is below this has vanished (judged by their root mean square, norm/sqrt(numel), which bounds it from above).",
+        description=(
+            "A gradient whose elements' mean absolute value is below this has vanished "
+            "(judged by their root mean square, norm/sqrt(numel), which bounds it from above)."
+        ),
     )
 
 
@@ -30,7 +33,8 @@ class VanishingGradient(TrainingRule):
         "(norm / sqrt(numel)) below `threshold` at a recorded step."
     )
     why: ClassVar[str] = (
-        "Layers whose gradients vanish stop learning: typically the early layers of a deep sigmoid/tanh network."
+        "Layers whose gradients vanish stop learning: typically "
+        "the early layers of a deep sigmoid/tanh network."
     )
     recommendation: ClassVar[str] = (
         "Use ReLU-family activations, residual connections or normalisation layers, a better "
@@ -68,7 +72,10 @@ class VanishingGradient(TrainingRule):
             )
             findings.append(
                 self.finding(
-                    title=f"{worker}: gradients vanish in {len(layers)} of {wg['name'].nunique()} parameters",
+                    title=(
+                        f"{worker}: gradients vanish in {len(layers)} "
+                        f"of {wg['name'].nunique()} parameters"
+                    ),
                     message=f"gradient RMS below {params.threshold:g} for {names}",
                     evidence={
                         "worker": worker,

@@ -1,4 +1,5 @@
-"""WeightUpdateRatio — SageMaker Debugger built-in: updates far too large or too small for the weights.
+"""WeightUpdateRatio — SageMaker Debugger built-in: updates far too large or too small for the
+weights.
 
 Debugger's page: ``num_steps`` (default None: the current step against the previous saved
 one; else a step >= s - ``num_steps``), ``large_threshold`` 10.0, ``small_threshold`` 1e-8,
@@ -30,8 +31,8 @@ if TYPE_CHECKING:
     from analyzer.job import Job
 
 SMALL_NOT_APPLIED = (
-    "from weight norms alone the update ratio is only bounded from below (|‖w_s‖−‖w_p‖| ≤ ‖w_s−w_p‖), "
-    "so too small updates cannot be judged"
+    "from weight norms alone the update ratio is only bounded from below "
+    "(|‖w_s‖−‖w_p‖| ≤ ‖w_s−w_p‖), so too small updates cannot be judged"
 )
 
 
@@ -39,7 +40,10 @@ class WeightUpdateRatioParams(RuleParams):
     num_steps: int | None = Field(
         None,
         ge=1,
-        description="Compare the weights at step s with a saved step >= s − num_steps (unset: the immediately previous saved step, however far back).",
+        description=(
+            "Compare the weights at step s with a saved step >= s − num_steps "
+            "(unset: the immediately previous saved step, however far back)."
+        ),
     )
     large_threshold: float = Field(
         10.0, ge=0, description="An update ratio ‖Δw‖/(‖w‖+ε) above this is too large."
@@ -52,7 +56,9 @@ class WeightUpdateRatioParams(RuleParams):
     epsilon: float = Field(
         0.000000001,
         ge=0,
-        description="Added to ‖w‖ in the ratio's denominator, so a zero weight does not divide by zero.",
+        description=(
+            "Added to ‖w‖ in the ratio's denominator, so a zero weight does not divide by zero."
+        ),
     )
 
 
@@ -60,17 +66,19 @@ class WeightUpdateRatio(TrainingRule):
     id: ClassVar[str] = "WeightUpdateRatio"
     title: ClassVar[str] = "Weight updates out of scale"
     checks: ClassVar[str] = (
-        "SageMaker Debugger's built-in, per worker and parameter: the update ratio ‖Δw‖/(‖w‖+`epsilon`) between "
-        "a step and the previous saved one (within `num_steps` when set) above `large_threshold` or below "
-        "`small_threshold`. Recorded one-step ratios are judged both ways; from weight norms alone only "
-        "`large_threshold` (their difference bounds ‖Δw‖ from below)."
+        "SageMaker Debugger's built-in, per worker and parameter: the update ratio "
+        "‖Δw‖/(‖w‖+`epsilon`) between a step and the previous saved one (within "
+        "`num_steps` when set) above `large_threshold` or below `small_threshold`. "
+        "Recorded one-step ratios are judged both ways; from weight norms alone "
+        "only `large_threshold` (their difference bounds ‖Δw‖ from below)."
     )
     why: ClassVar[str] = (
-        "Very large updates throw weights away from any optimum; updates near zero mean the weights do not learn."
+        "Very large updates throw weights away from any optimum; "
+        "updates near zero mean the weights do not learn."
     )
     recommendation: ClassVar[str] = (
-        "Tune the learning rate (updates of about 1e-3 of the weights are typical), check for a zero "
-        "learning rate or frozen parameters, and clip gradients against spikes."
+        "Tune the learning rate (updates of about 1e-3 of the weights are typical), check "
+        "for a zero learning rate or frozen parameters, and clip gradients against spikes."
     )
     params_model: ClassVar[type[RuleParams]] = WeightUpdateRatioParams
     chart: ClassVar[str | None] = "update_ratios"
@@ -84,8 +92,8 @@ class WeightUpdateRatio(TrainingRule):
                 return f"no weight has two saved steps within num_steps {params.num_steps}"
             return no_data(
                 job,
-                "update ratios or weight norms at two saved steps (recorded by `stepscope run --health`, "
-                "as `update_ratio/<param>` scalars, or as weights)",
+                "update ratios or weight norms at two saved steps (recorded by `stepscope "
+                "run --health`, as `update_ratio/<param>` scalars, or as weights)",
             )
         findings: list[Finding] = []
         workers = sorted({*recorded["worker_label"], *bounds["worker_label"]})
@@ -133,10 +141,13 @@ class WeightUpdateRatio(TrainingRule):
         if judged_by_norms:
             evidence["not_applied"] = {"small_threshold": SMALL_NOT_APPLIED}
         return self.finding(
-            title=f"{worker}: update ratio too {kind} for {len(names)} parameter{'s' if len(names) != 1 else ''} ({names[0]})",
+            title=(
+                f"{worker}: update ratio too {kind} for {len(names)} "
+                f"parameter{'s' if len(names) != 1 else ''} ({names[0]})"
+            ),
             message=(
-                f"‖Δw‖/(‖w‖+ε) {'above' if kind == 'large' else 'below'} {limit:g} at steps {steps_text(steps)} "
-                f"for {', '.join(names[:5])}{' ...' if len(names) > 5 else ''}"
+                f"‖Δw‖/(‖w‖+ε) {'above' if kind == 'large' else 'below'} {limit:g} at steps "
+                f"{steps_text(steps)} for {', '.join(names[:5])}{' ...' if len(names) > 5 else ''}"
             ),
             evidence=evidence,
             where=f"{worker} {names[0]}",

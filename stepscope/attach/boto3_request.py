@@ -67,7 +67,10 @@ def create_training_job_fields(
     if not entrypoint:
         raise AttachError(
             "collectors mode needs the job's command to run it under stepscope run",
-            hint="pass entrypoint=['python', 'train.py'] (CLI: --entrypoint), or debugger=True (--debugger)",
+            hint=(
+                "pass entrypoint=['python', 'train.py'] (CLI: --entrypoint), "
+                "or debugger=True (--debugger)"
+            ),
         )
     return collector_fields(rs, s3_output_path, entrypoint)
 
@@ -118,8 +121,12 @@ def apply_to_request(
     """
     if not isinstance(request, Mapping):
         raise AttachError(
-            f"apply_to_request() takes the CreateTrainingJob request as a dict, got {type(request).__name__}",
-            hint="for SDK objects use stepscope.attach.sdk_v2.attach_to_estimator or stepscope.attach.sdk_v3.train_with_profiling",
+            "apply_to_request() takes the CreateTrainingJob request as a dict, "
+            f"got {type(request).__name__}",
+            hint=(
+                "for SDK objects use stepscope.attach.sdk_v2.attach_to_estimator "
+                "or stepscope.attach.sdk_v3.train_with_profiling"
+            ),
         )
     rs = resolve_ruleset(ruleset, rules_file)
     output = (request.get("OutputDataConfig") or {}).get("S3OutputPath")
@@ -163,7 +170,10 @@ def _with_collectors(
         raise AttachError(
             "the request has no AlgorithmSpecification.ContainerEntrypoint, so the command to run "
             "under stepscope run is unknown (the image's own ENTRYPOINT)",
-            hint="pass entrypoint=[...] (CLI: --entrypoint 'python train.py'), or debugger=True (--debugger)",
+            hint=(
+                "pass entrypoint=[...] (CLI: --entrypoint 'python train.py'), "
+                "or debugger=True (--debugger)"
+            ),
         )
     if isinstance(command, str) or not all(isinstance(a, str) for a in command):
         raise AttachError(

@@ -111,13 +111,21 @@ def build_collector_wheel(dest: str | os.PathLike[str]) -> Path:
             "Metadata-Version: 2.1\n",
             f"Name: {COLLECTOR_DIST}\n",
             f"Version: {version}\n",
-            "Summary: stepscope's training-side collectors only (stepscope run's launcher, system sampler, trace recorder)\n",
+            (
+                "Summary: stepscope's training-side collectors only "
+                "(stepscope run's launcher, system sampler, trace recorder)\n"
+            ),
             "License: Apache-2.0\n",
             "Requires-Python: >=3.10\n",
             *(f"Requires-Dist: {name}\n" for name in COLLECTOR_REQUIRES),
         ]
     )
-    wheel_meta = "Wheel-Version: 1.0\nGenerator: stepscope attach\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    wheel_meta = (
+        "Wheel-Version: 1.0\n"
+        "Generator: stepscope attach\n"
+        "Root-Is-Purelib: true\n"
+        "Tag: py3-none-any\n"
+    )
     entries = [
         *_collector_files(),
         (f"{dist_info}/METADATA", metadata.encode()),
@@ -185,7 +193,10 @@ def tensorboard_fields(ruleset: RuleSet, s3_output_path: str | None) -> dict[str
     if not base:
         raise AttachError(
             "no S3 output path for the collectors' TensorBoard output",
-            hint="set OutputDataConfig.S3OutputPath (CLI: --s3-output-path) or s3_output_path under [profiler]",
+            hint=(
+                "set OutputDataConfig.S3OutputPath (CLI: --s3-output-path) "
+                "or s3_output_path under [profiler]"
+            ),
         )
     if not re.match(r"^s3://[^/]+(/.*)?$", base):
         raise AttachError(f"s3_output_path must be an s3://bucket/prefix URI, got {base!r}")
@@ -196,8 +207,12 @@ def check_single_command(command: str, what: str) -> None:
     """The launcher wraps one command; a chain (``a && b``) would wrap only its first part."""
     if _SHELL_OPERATORS.search(command):
         raise AttachError(
-            f"{what} chains shell commands ({command!r}); stepscope runs one command under its collectors",
-            hint="put the commands in a script and run that, or attach with debugger=True (--debugger)",
+            f"{what} chains shell commands ({command!r}); "
+            "stepscope runs one command under its collectors",
+            hint=(
+                "put the commands in a script and run that, "
+                "or attach with debugger=True (--debugger)"
+            ),
         )
 
 
@@ -246,10 +261,12 @@ def main() -> None:
         try:
             os.execv(sys.executable, [sys.executable, *flags, *LAUNCHER, *target])
         except OSError as exc:
-            print(f"stepscope: collectors off (cannot start the launcher: {{exc}}); running {{ENTRY}} without them",
+            print(f"stepscope: collectors off (cannot start the launcher: {{exc}}); "
+                  f"running {{ENTRY}} without them",
                   file=sys.stderr, flush=True)
     else:
-        print(f"stepscope: collectors off (stepscope.collectors is not installed); running {{ENTRY}} without them",
+        print("stepscope: collectors off (stepscope.collectors is not installed); "
+              f"running {{ENTRY}} without them",
               file=sys.stderr, flush=True)
     os.execv(target[0], target)
 

@@ -83,7 +83,8 @@ RULE_EVALUATOR_ACCOUNTS: dict[str, str] = {
 RULE_EVALUATOR_REPOSITORY = "sagemaker-debugger-rules"
 RULE_EVALUATOR_TAG = "latest"
 
-#: Where the training script's torch.profiler traces go (stepscope.collectors.profiling writes there).
+#: Where the training script's torch.profiler traces go (stepscope.collectors.profiling writes
+#: there).
 TENSORBOARD_LOCAL_PATH = str(SAGEMAKER_TENSORBOARD_DIR)
 
 #: The sampling periods SageMaker accepts for ProfilingIntervalInMilliseconds.
@@ -130,7 +131,8 @@ def resolve_ruleset(
         return load_ruleset(Path(ruleset))
     if ruleset is not None:
         raise AttachError(
-            f"ruleset must be a rules.ruleset.RuleSet or a rule file path, got {type(ruleset).__name__}",
+            "ruleset must be a rules.ruleset.RuleSet or a rule file path, "
+            f"got {type(ruleset).__name__}",
             hint="load one with rules.ruleset.load_ruleset(path)",
         )
     return load_ruleset(Path(rules_file) if rules_file is not None else None)
@@ -147,7 +149,8 @@ def check_ruleset(ruleset: RuleSet) -> None:
             )
         if not isinstance(values, entry.params_model):
             raise AttachError(
-                f"rule {name!r} has parameters of type {type(values).__name__}, expected {entry.params_model.__name__}",
+                f"rule {name!r} has parameters of type {type(values).__name__}, "
+                f"expected {entry.params_model.__name__}",
                 hint="build rule sets with rules.ruleset.load_ruleset()",
             )
     settings = ruleset.profiler
@@ -162,7 +165,8 @@ def check_ruleset(ruleset: RuleSet) -> None:
     if settings.debugger_hook:
         if not settings.hook_collections or len(settings.hook_collections) > _MAX_COLLECTIONS:
             raise AttachError(
-                f"{ruleset.source}: [profiler] hook_collections needs 1 to {_MAX_COLLECTIONS} names",
+                f"{ruleset.source}: [profiler] hook_collections needs 1 to "
+                f"{_MAX_COLLECTIONS} names",
                 hint='e.g. hook_collections = ["losses"]',
             )
         if any(not c.strip() for c in settings.hook_collections):
@@ -192,7 +196,10 @@ def rule_evaluator_image(region: str | None) -> str:
     if not region:
         raise AttachError(
             "no AWS region: the rule evaluator image is per region",
-            hint="pass region='us-west-2' (say), or set AWS_DEFAULT_REGION or a region in the AWS profile",
+            hint=(
+                "pass region='us-west-2' (say), "
+                "or set AWS_DEFAULT_REGION or a region in the AWS profile"
+            ),
         )
     account = RULE_EVALUATOR_ACCOUNTS.get(region)
     if account is None:
@@ -256,7 +263,8 @@ def profiler_rule_configurations(
         parameters["rule_to_invoke"] = name
         if len(parameters) > _MAX_RULE_PARAMETERS:
             raise AttachError(
-                f"rule {name} would get {len(parameters)} RuleParameters; SageMaker accepts at most {_MAX_RULE_PARAMETERS}"
+                f"rule {name} would get {len(parameters)} RuleParameters; "
+                f"SageMaker accepts at most {_MAX_RULE_PARAMETERS}"
             )
         configs.append(
             {
@@ -306,7 +314,8 @@ def training_hook_collections(ruleset: RuleSet) -> list[str]:
     out = list(dict.fromkeys(names))
     if len(out) > _MAX_COLLECTIONS:
         raise AttachError(
-            f"the Debugger hook would save {len(out)} collections; SageMaker accepts at most {_MAX_COLLECTIONS}"
+            f"the Debugger hook would save {len(out)} collections; "
+            f"SageMaker accepts at most {_MAX_COLLECTIONS}"
         )
     return out
 
@@ -388,7 +397,9 @@ def build_fields(
     if not base:
         raise AttachError(
             "no S3 output path for profiler output",
-            hint="pass s3_output_path (CLI: --s3-output-path) or set s3_output_path under [profiler]",
+            hint=(
+                "pass s3_output_path (CLI: --s3-output-path) or set s3_output_path under [profiler]"
+            ),
         )
     _check_s3(base, "s3_output_path")
     fields: dict[str, Any] = {"ProfilerConfig": profiler_config(ruleset, base)}

@@ -90,7 +90,10 @@ def _sdk_v2() -> Any:
     if major != "2":
         raise AttachError(
             f"attach_to_estimator() needs SageMaker SDK v2, but sagemaker {version} is installed",
-            hint="with SDK v3 launch ModelTrainer jobs with stepscope.attach.sdk_v3.train_with_profiling()",
+            hint=(
+                "with SDK v3 launch ModelTrainer jobs with "
+                "stepscope.attach.sdk_v3.train_with_profiling()"
+            ),
         )
     os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")  # the user chose v2
     import sagemaker.estimator
@@ -121,15 +124,23 @@ def attach_to_estimator(
     """
     if is_v3_object(estimator):
         raise AttachError(
-            f"attach_to_estimator() takes a SageMaker SDK v2 estimator, got a {type(estimator).__name__} "
+            "attach_to_estimator() takes a SageMaker SDK v2 estimator, "
+            f"got a {type(estimator).__name__} "
             f"({type(estimator).__module__}), which has no profiler fields",
-            hint="launch it with stepscope.attach.sdk_v3.train_with_profiling(model_trainer) instead of .train()",
+            hint=(
+                "launch it with stepscope.attach.sdk_v3.train_with_profiling(model_trainer) "
+                "instead of .train()"
+            ),
         )
     estimator_mod = _sdk_v2()
     if not isinstance(estimator, estimator_mod.EstimatorBase):
         raise AttachError(
-            f"attach_to_estimator() takes a sagemaker.estimator.Estimator (or PyTorch, HuggingFace...), got {type(estimator).__name__}",
-            hint="for a raw CreateTrainingJob request use stepscope.attach.boto3_request.apply_to_request()",
+            "attach_to_estimator() takes a sagemaker.estimator.Estimator "
+            f"(or PyTorch, HuggingFace...), got {type(estimator).__name__}",
+            hint=(
+                "for a raw CreateTrainingJob request use "
+                "stepscope.attach.boto3_request.apply_to_request()"
+            ),
         )
     rs = resolve_ruleset(ruleset, rules_file)
     if not debugger:
@@ -159,7 +170,8 @@ def _attach_collectors(estimator: Any, rs: RuleSet, command: Sequence[str] | Non
             not isinstance(source, str | os.PathLike) or str(source).startswith("s3://")
         ):
             raise AttachError(
-                f"source_dir {source!r} is not a local folder, so the collector cannot be added to it",
+                f"source_dir {source!r} is not a local folder, "
+                "so the collector cannot be added to it",
                 hint="pass a local source_dir, or attach with debugger=True (--debugger)",
             )
         if command is not None:
@@ -183,9 +195,13 @@ def _attach_collectors(estimator: Any, rs: RuleSet, command: Sequence[str] | Non
         argv = list(own or command or [])
         if not argv:
             raise AttachError(
-                "the estimator has no entry_point and no container_entry_point, so the command to run "
+                "the estimator has no entry_point and no container_entry_point, "
+                "so the command to run "
                 "under stepscope run is unknown (the image's own ENTRYPOINT)",
-                hint="pass command=['python', 'train.py'] (the image must contain the collector), or debugger=True",
+                hint=(
+                    "pass command=['python', 'train.py'] (the image must contain the collector), "
+                    "or debugger=True"
+                ),
             )
         if not is_launcher_command(argv):
             argv = [*launcher_command(out_dir, interval), *argv]

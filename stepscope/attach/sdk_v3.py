@@ -97,12 +97,19 @@ def _sdk_v3() -> tuple[Any, Any, Any]:
             ) from None
         raise AttachError(
             f"train_with_profiling() needs SageMaker SDK v3, but sagemaker {version} is installed",
-            hint="with SDK v2 use stepscope.attach.sdk_v2.attach_to_estimator(estimator) before fit()",
+            hint=(
+                "with SDK v2 use stepscope.attach.sdk_v2.attach_to_estimator(estimator) "
+                "before fit()"
+            ),
         ) from None
     if train_version.split(".", 1)[0] != "1":
         raise AttachError(
-            f"sagemaker-train {train_version} is newer than stepscope supports ({SUPPORTED}; tested {TESTED})",
-            hint="pin 'sagemaker<4', or build the request with stepscope.attach.boto3_request.apply_to_request()",
+            f"sagemaker-train {train_version} is newer than stepscope supports "
+            f"({SUPPORTED}; tested {TESTED})",
+            hint=(
+                "pin 'sagemaker<4', or build the request with "
+                "stepscope.attach.boto3_request.apply_to_request()"
+            ),
         )
     from sagemaker.core.resources import TrainingJob
     from sagemaker.train.model_trainer import Mode, ModelTrainer
@@ -116,9 +123,13 @@ def _sdk_v3() -> tuple[Any, Any, Any]:
         or not set(_CREATE_FIELDS) | {"session"} <= set(inspect.signature(create).parameters)
     ):
         raise AttachError(
-            f"sagemaker-train {train_version} does not build training jobs the way stepscope expects "
+            f"sagemaker-train {train_version} does not build training jobs "
+            "the way stepscope expects "
             f"(supported: {SUPPORTED}; tested {TESTED})",
-            hint="install 'sagemaker>=3.3,<4', or build the request with stepscope.attach.boto3_request.apply_to_request()",
+            hint=(
+                "install 'sagemaker>=3.3,<4', or build the request with "
+                "stepscope.attach.boto3_request.apply_to_request()"
+            ),
         )
     return ModelTrainer, Mode, TrainingJob
 
@@ -189,19 +200,29 @@ def _check_trainer(model_trainer: Any) -> tuple[Any, Any]:
     model_trainer_cls, mode, training_job = _sdk_v3()
     if not isinstance(model_trainer, model_trainer_cls):
         raise AttachError(
-            f"train_with_profiling() takes a sagemaker.train.ModelTrainer, got {type(model_trainer).__name__}",
-            hint="for a raw CreateTrainingJob request use stepscope.attach.boto3_request.apply_to_request()",
+            "train_with_profiling() takes a sagemaker.train.ModelTrainer, "
+            f"got {type(model_trainer).__name__}",
+            hint=(
+                "for a raw CreateTrainingJob request use "
+                "stepscope.attach.boto3_request.apply_to_request()"
+            ),
         )
     if model_trainer.training_mode != mode.SAGEMAKER_TRAINING_JOB:
         raise AttachError(
             "train_with_profiling() launches SageMaker training jobs, not in local-container mode",
-            hint="use training_mode=Mode.SAGEMAKER_TRAINING_JOB; locally run the command under `stepscope run`",
+            hint=(
+                "use training_mode=Mode.SAGEMAKER_TRAINING_JOB; "
+                "locally run the command under `stepscope run`"
+            ),
         )
     session = model_trainer.sagemaker_session
     if type(session).__name__ == "PipelineSession":
         raise AttachError(
             "train_with_profiling() launches a job now; it cannot run inside a pipeline definition",
-            hint="for pipelines, add the fields from stepscope.attach.boto3_request.create_training_job_fields() to the step's request",
+            hint=(
+                "for pipelines, add the fields from "
+                "stepscope.attach.boto3_request.create_training_job_fields() to the step's request"
+            ),
         )
     return session, training_job
 
@@ -249,7 +270,10 @@ def _collector_source(model_trainer: Any, rs: RuleSet) -> Any:
         raise AttachError(
             "this ModelTrainer has no SourceCode command or entry_script, so the command to run "
             "under stepscope run is unknown (the image's own ENTRYPOINT)",
-            hint="give it source_code=SourceCode(command='python train.py') or entry_script, or attach with debugger=True",
+            hint=(
+                "give it source_code=SourceCode(command='python train.py') or entry_script, "
+                "or attach with debugger=True"
+            ),
         )
     source_dir = source.source_dir
     if source_dir is not None and (
@@ -258,7 +282,8 @@ def _collector_source(model_trainer: Any, rs: RuleSet) -> Any:
         or source_dir.endswith(".tar.gz")
     ):
         raise AttachError(
-            f"SourceCode.source_dir {source_dir!r} is not a local folder, so the collector cannot be added to it",
+            f"SourceCode.source_dir {source_dir!r} is not a local folder, "
+            "so the collector cannot be added to it",
             hint="pass a local source_dir, or attach with debugger=True",
         )
     tb = getattr(model_trainer, "_tensorboard_output_config", None)

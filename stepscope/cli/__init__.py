@@ -25,7 +25,8 @@ COMMANDS = {
 
 
 class LazyGroup(OneLineErrors, click.Group):
-    """Imports a command's module only when it runs; usage errors are one line (``OneLineErrors``)."""
+    """Imports a command's module only when it runs; usage errors are one line
+    (``OneLineErrors``)."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(COMMANDS)

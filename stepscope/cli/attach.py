@@ -57,7 +57,10 @@ PLACEHOLDER_S3 = "s3://YOUR-BUCKET/stepscope"
 PLACEHOLDER_COMMAND = "<your-command>"
 PLACEHOLDER_ENTRY = "<entry_point>"
 #: The rule evaluator image a preview shows when no region is known (its account is per region).
-PLACEHOLDER_IMAGE = f"<account-of-your-region>.dkr.ecr.<your-region>.amazonaws.com/{RULE_EVALUATOR_REPOSITORY}:{RULE_EVALUATOR_TAG}"
+PLACEHOLDER_IMAGE = (
+    "<account-of-your-region>.dkr.ecr.<your-region>.amazonaws.com/"
+    f"{RULE_EVALUATOR_REPOSITORY}:{RULE_EVALUATOR_TAG}"
+)
 DEFAULT_RULES = "<defaults>"  # RuleSet.source without a rule file
 
 USAGE = """\
@@ -115,13 +118,19 @@ To write the collector wheel (for an image of your own):  stepscope attach --whe
 @click.option(
     "--debugger",
     is_flag=True,
-    help="Show SageMaker Debugger's ProfilerConfig and rule containers instead of stepscope's collectors.",
+    help=(
+        "Show SageMaker Debugger's ProfilerConfig and rule containers "
+        "instead of stepscope's collectors."
+    ),
 )
 @click.option(
     "--entrypoint",
     default=None,
     metavar="COMMAND",
-    help="The job's command (boto3: the ContainerEntrypoint, e.g. 'python train.py'; v2/v3: the entry point script).",
+    help=(
+        "The job's command (boto3: the ContainerEntrypoint, e.g. 'python train.py'; "
+        "v2/v3: the entry point script)."
+    ),
 )
 @click.option(
     "--wheel",
@@ -187,12 +196,14 @@ def attach_command(
         text = v3_source(build_fields(rs, region, base, rule_image=image), rules_file=rs.source)
     if PLACEHOLDER_S3 in text:
         click.echo(
-            f"stepscope: note: no --s3-output-path or [profiler] s3_output_path; showing {PLACEHOLDER_S3}",
+            "stepscope: note: no --s3-output-path or [profiler] s3_output_path; "
+            f"showing {PLACEHOLDER_S3}",
             err=True,
         )
     if image is not None and image in text:
         click.echo(
-            "stepscope: note: no --region, AWS_DEFAULT_REGION or profile region; the rule image shows "
+            "stepscope: note: no --region, AWS_DEFAULT_REGION or profile region; "
+            "the rule image shows "
             "<your-region> (give --region for the real one)",
             err=True,
         )
@@ -211,17 +222,20 @@ def _print_collectors(
         text = json.dumps(fields, indent=2) + "\n"
         wheel = collector_wheel_name()
         click.echo(
-            "stepscope: mode: collectors (stepscope run); SageMaker Debugger's fields only with --debugger",
+            "stepscope: mode: collectors (stepscope run); "
+            "SageMaker Debugger's fields only with --debugger",
             err=True,
         )
         click.echo(
-            f"stepscope: the image must contain the collector: `stepscope attach --wheel DIR` writes {wheel}; "
+            "stepscope: the image must contain the collector: "
+            f"`stepscope attach --wheel DIR` writes {wheel}; "
             f"Dockerfile: {' ; '.join(image_install_commands(wheel))}",
             err=True,
         )
         if not entrypoint:
             click.echo(
-                f"stepscope: note: no --entrypoint (the job's command); showing {PLACEHOLDER_COMMAND}",
+                "stepscope: note: no --entrypoint (the job's command); "
+                f"showing {PLACEHOLDER_COMMAND}",
                 err=True,
             )
     elif sdk == "v2":
@@ -230,7 +244,8 @@ def _print_collectors(
         text = v3_collectors_source(rs, s3_output_path, entrypoint)
     if PLACEHOLDER_S3 in text:
         click.echo(
-            f"stepscope: note: no --s3-output-path or [profiler] s3_output_path; showing {PLACEHOLDER_S3}",
+            "stepscope: note: no --s3-output-path or [profiler] s3_output_path; "
+            f"showing {PLACEHOLDER_S3}",
             err=True,
         )
     sys.stdout.write(text)
@@ -246,11 +261,17 @@ def _collector_header(sdk: str, rs: RuleSet, call: str) -> list[str]:
     return [
         f"# SageMaker SDK {sdk}, collectors mode (stepscope run): what {call} does.",
         f"# Rule file: {_rule_file_label(rs.source)}",
-        "# SageMaker Debugger: off (its profiler, profiler rules and hook; --debugger shows them instead).",
+        (
+            "# SageMaker Debugger: off (its profiler, profiler rules and hook; "
+            "--debugger shows them instead)."
+        ),
         "#",
         f"# Shipped with the job: {wheel},",
         "# the collector only (stepscope.collectors; it declares",
-        f"# {' and '.join(COLLECTOR_REQUIRES)} with no version, so pip adds them only where missing and",
+        (
+            f"# {' and '.join(COLLECTOR_REQUIRES)} with no version, "
+            "so pip adds them only where missing and"
+        ),
         "# changes no package the container has). It goes into a staged copy of the source folder",
         "# (a new folder holding the entry point when there is none; yours is not changed), with",
         f"# './{wheel}' appended to its requirements file,",
@@ -273,8 +294,14 @@ def v2_collectors_source(
     )
     lines = [
         *_collector_header("v2", rs, "stepscope.attach.sdk_v2.attach_to_estimator(estimator)"),
-        f"# Entry point: {ENTRY_SHIM} (generated in that copy), which runs, with the hyperparameters as",
-        "# arguments and under torchrun / mpirun when distribution= asks for it (one sampler per node):",
+        (
+            f"# Entry point: {ENTRY_SHIM} (generated in that copy), "
+            "which runs, with the hyperparameters as"
+        ),
+        (
+            "# arguments and under torchrun / mpirun when distribution= asks for it "
+            "(one sampler per node):"
+        ),
         f"#   {shlex.join([*launcher, *_entry_target(entry)])} ARGS",
         "# An estimator with no entry point (its image's own) gets container_entry_point =",
         f"#   {[*launcher, PLACEHOLDER_COMMAND]}; that image must contain the collector.",
@@ -326,7 +353,8 @@ def v3_collectors_source(
 
 
 def _attach_call(function: str, obj: str, rules_source: str) -> str:
-    """``attach_to_estimator(estimator, rules_file='rules.toml')``; no rules_file for the defaults."""
+    """``attach_to_estimator(estimator, rules_file='rules.toml')``; no rules_file for the
+    defaults."""
     return (
         f"{function}({obj})"
         if rules_source == DEFAULT_RULES
@@ -386,9 +414,15 @@ def v2_source(rs: RuleSet, s3_output_path: str | None) -> str:
             )
         lines += [
             "]",
-            '# stepscope leaves unset parameters out (e.g. StepOutlier mode) rather than sending "None":',
+            (
+                "# stepscope leaves unset parameters out (e.g. StepOutlier mode) "
+                'rather than sending "None":'
+            ),
             "for rule in rules:",
-            "    rule.rule_parameters = {k: v for k, v in rule.rule_parameters.items() if v is not None}",
+            (
+                "    rule.rule_parameters = "
+                "{k: v for k, v in rule.rule_parameters.items() if v is not None}"
+            ),
         ]
     training = training_rule_arguments(rs)
     if training:
@@ -402,7 +436,8 @@ def v2_source(rs: RuleSet, s3_output_path: str | None) -> str:
             )
             lines.append(
                 f"    Rule.sagemaker(rule_configs.{rule_configs_name(name)}(), "
-                f"rule_parameters={ {k: str(v) for k, v in kwargs.items()}!r}, collections_to_save=[{saved}]),"
+                f"rule_parameters={ {k: str(v) for k, v in kwargs.items()}!r}, "
+                f"collections_to_save=[{saved}]),"
             )
         lines.append("]")
     if settings.debugger_hook:
@@ -428,8 +463,14 @@ def v2_source(rs: RuleSet, s3_output_path: str | None) -> str:
         lines.append("tensorboard_output_config = None")
     lines += [
         "",
-        "# Pass these to the estimator, e.g. PyTorch(..., rules=rules, profiler_config=profiler_config,",
-        "# debugger_hook_config=debugger_hook_config, tensorboard_output_config=tensorboard_output_config,",
+        (
+            "# Pass these to the estimator, e.g. PyTorch(..., rules=rules, "
+            "profiler_config=profiler_config,"
+        ),
+        (
+            "# debugger_hook_config=debugger_hook_config, "
+            "tensorboard_output_config=tensorboard_output_config,"
+        ),
         "# disable_profiler=disable_profiler), or in one call before fit():",
         "#   from stepscope.attach import attach_to_estimator",
         f"#   {_attach_call('attach_to_estimator', 'estimator', rs.source)}",

@@ -114,7 +114,8 @@ def user_errors(fn: F) -> F:
                 raise
             logging.getLogger("stepscope").debug("internal error", exc_info=True)
             click.echo(
-                f"stepscope: internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+                f"stepscope: internal error: {type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''} "
                 "(set STEPSCOPE_DEBUG=1 for the traceback, and please report it)",
                 err=True,
             )
@@ -173,10 +174,13 @@ def engine_option(fn: F) -> F:
         "--engine",
         default=None,
         metavar="local|dask://HOST:PORT",
-        help="Where trace files are parsed and ranks analysed: this machine (default) or an existing "
-        "Dask cluster's scheduler (default: $DASK_SCHEDULER_ADDRESS when set), whose workers read the "
-        "objects themselves. The workers must reach the cache: --cache s3://bucket/prefix, or a folder "
-        "on a file system they all mount at the same path.",
+        help=(
+            "Where trace files are parsed and ranks analysed: this machine (default) or an "
+            "existing Dask cluster's scheduler (default: $DASK_SCHEDULER_ADDRESS when set), "
+            "whose workers read the objects themselves. The workers must reach the cache: "
+            "--cache s3://bucket/prefix, or a folder on a file system they all mount at the "
+            "same path."
+        ),
     )(fn)
 
 

@@ -143,7 +143,10 @@ def wait_ready(proc: subprocess.Popen[bytes], url: str, timeout: float = READY_T
     "refresh_s",
     type=click.FloatRange(min=0),
     default=None,
-    help="Re-read the source every N seconds (default: 30 while a SageMaker job is InProgress; 0: never).",
+    help=(
+        "Re-read the source every N seconds "
+        "(default: 30 while a SageMaker job is InProgress; 0: never)."
+    ),
 )
 @engine_option
 @user_errors
@@ -211,7 +214,8 @@ def dashboard_command(
         if not wait_ready(proc, f"http://{_url_host(host)}:{port}"):
             code = proc.wait()
             raise StepscopeError(
-                f"the dashboard server exited (code {code}) before it was ready; see its output above"
+                f"the dashboard server exited (code {code}) before it was ready; "
+                "see its output above"
             )
         click.echo(f"stepscope dashboard: loading {source} (dataset and rules)…", err=True)
         while not marker.exists() and proc.poll() is None:  # first paint then comes from memory

@@ -99,7 +99,8 @@ def _print_summary(s: dict[str, Any]) -> None:
     out.print(f"[bold]{escape(job['name'])}[/bold] ({s['kind']}: {escape(s['source'])})")
     if job.get("status"):
         out.print(
-            f"status: {job['status']}, instances: {job.get('instance_type')} × {job.get('instance_count')}"
+            f"status: {job['status']}, "
+            f"instances: {job.get('instance_type')} × {job.get('instance_count')}"
         )
     t = Table(show_header=True, header_style="bold")
     t.add_column("table")

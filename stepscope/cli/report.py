@@ -44,7 +44,8 @@ def _formats(ctx: click.Context | None, param: click.Parameter | None, value: st
     bad = [f.strip() for f in value.split(",") if f.strip().lower() not in FORMATS]
     if bad:
         raise click.BadParameter(
-            f"unknown format{'s' if len(bad) > 1 else ''} {', '.join(map(repr, bad))}; choose from {', '.join(FORMATS)}"
+            f"unknown format{'s' if len(bad) > 1 else ''} {', '.join(map(repr, bad))}; "
+            f"choose from {', '.join(FORMATS)}"
         )
     return list(dict.fromkeys(names))
 

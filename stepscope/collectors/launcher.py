@@ -203,7 +203,8 @@ class Sampler:
                     self.proc.kill()
                     self.proc.wait()
                     warn(
-                        f"system metrics sampler did not stop within {SAMPLER_STOP_TIMEOUT_S:.0f} s: killed"
+                        "system metrics sampler did not stop within "
+                        f"{SAMPLER_STOP_TIMEOUT_S:.0f} s: killed"
                     )
         except Exception as exc:
             warn(f"stopping the system metrics sampler failed ({type(exc).__name__}: {exc})")

@@ -12,7 +12,8 @@ each sample is written whole and flushed, so a running job's data can be read at
 Per sample, in SageMaker's order, each group stamped with the time it was read:
 
 * ``memory``  / ``MemoryUsedPercent`` / ``""``
-* ``i/o``     / ``IOPS``, ``ReadThroughputInBytesPerSecond``, ``WriteThroughputInBytesPerSecond`` / ``""``
+* ``i/o``     / ``IOPS``, ``ReadThroughputInBytesPerSecond``,
+  ``WriteThroughputInBytesPerSecond`` / ``""``
 * ``cpu``     / ``cpuN`` / ``CPUUtilization`` (100 - idle - iowait), ``I/OWaitPercentage``
 * ``network`` / ``ReceiveBytesPerSecond``, ``TransmitBytesPerSecond`` / ``Algorithm``
   (loopback) | ``Platform`` (every other interface)
@@ -557,7 +558,8 @@ class SystemSampler:
             prefix = prefixes.get(key)
             if prefix is None:
                 prefix = prefixes[key] = (
-                    f'{{"Type":{json.dumps(type_)},"Name":{json.dumps(name)},"Dimension":{json.dumps(dim)},"Value":'
+                    f'{{"Type":{json.dumps(type_)},"Name":{json.dumps(name)},'
+                    f'"Dimension":{json.dumps(dim)},"Value":'
                 )
             try:
                 v = float(value)
@@ -582,7 +584,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--out",
         type=Path,
         default=None,
-        help="output folder (default: SageMaker's TensorBoard folder on SageMaker, else ./stepscope-output)",
+        help=(
+            "output folder "
+            "(default: SageMaker's TensorBoard folder on SageMaker, else ./stepscope-output)"
+        ),
     )
     ap.add_argument(
         "--interval-ms",

@@ -24,9 +24,10 @@ Life of the recorder in one process:
   after it ("OrderedDict mutated during iteration"), a library's or the health hooks'.
   A job that ends inside the window still gets a trace of the steps it recorded.
 
-Traces are named like ``stepscope.collectors.profiling`` names them, ``<node>_rank<R>.<time_ns>.pt.trace.json.gz``,
-with the rank read when the trace is written (the process group is up by then), so ingest
-finds the node in the name and the rank in ``distributedInfo`` or the name.
+Traces are named like ``stepscope.collectors.profiling`` names them,
+``<node>_rank<R>.<time_ns>.pt.trace.json.gz``, with the rank read when the trace is written
+(the process group is up by then), so ingest finds the node in the name and the rank in
+``distributedInfo`` or the name.
 
 Any failure (no torch.profiler, a full disk, a profiler error) is one line on stderr, the
 recorder switches itself off, and the training goes on. Standard library only at import.

@@ -30,7 +30,8 @@ class DashboardOptions:
     baseline: str | None = None
     #: seconds between refreshes; None = every 30 s while a SageMaker job is InProgress
     refresh_s: float | None = None
-    #: ``--engine``: ``local`` or ``dask://HOST:PORT`` (None: ``$DASK_SCHEDULER_ADDRESS``, else local)
+    #: ``--engine``: ``local`` or ``dask://HOST:PORT`` (None: ``$DASK_SCHEDULER_ADDRESS``,
+    #: else local)
     engine: str | None = None
 
     def with_baseline(self, baseline: str) -> DashboardOptions:

@@ -31,15 +31,20 @@ from stepscope.report.grouping import groups_of, message_of
 from stepscope.report.model import Report
 from stepscope.report.training import CHART_TITLES, anchor
 
-CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem;max-width:1200px;color:#222}
-h1{margin-bottom:.2rem} .facts{color:#555;margin-bottom:1rem}
-table{border-collapse:collapse;margin:.5rem 0 1.5rem;width:100%} th,td{border:1px solid #ddd;padding:.35rem .5rem;text-align:left;vertical-align:top}
-th{background:#f5f5f5} .error{color:#b00020;font-weight:600} .warning{color:#b45f06;font-weight:600} .info{color:#1a5fb4}
-.pass{color:#1b7d35;font-weight:700} .fail{color:#b00020;font-weight:700} .not-failing{color:#b45f06;font-weight:700}
-code{font-size:.9em} table.headline{width:auto} td.num{text-align:right}
-details table{margin:.4rem 0 .2rem} summary{cursor:pointer;color:#555}
-"""
+CSS = (
+    "\n"
+    "body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem;"
+    "max-width:1200px;color:#222}\n"
+    "h1{margin-bottom:.2rem} .facts{color:#555;margin-bottom:1rem}\n"
+    "table{border-collapse:collapse;margin:.5rem 0 1.5rem;width:100%} "
+    "th,td{border:1px solid #ddd;padding:.35rem .5rem;text-align:left;vertical-align:top}\n"
+    "th{background:#f5f5f5} .error{color:#b00020;font-weight:600} "
+    ".warning{color:#b45f06;font-weight:600} .info{color:#1a5fb4}\n"
+    ".pass{color:#1b7d35;font-weight:700} .fail{color:#b00020;font-weight:700} "
+    ".not-failing{color:#b45f06;font-weight:700}\n"
+    "code{font-size:.9em} table.headline{width:auto} td.num{text-align:right}\n"
+    "details table{margin:.4rem 0 .2rem} summary{cursor:pointer;color:#555}\n"
+)
 
 
 def render(report: Report, verdict: Verdict) -> str:
@@ -66,23 +71,27 @@ def render(report: Report, verdict: Verdict) -> str:
     parts.append("<h2>Findings</h2>")
     if report.findings:
         parts.append(
-            "<table><tr><th>severity</th><th>rule</th><th>where</th><th>finding</th><th>recommendation</th></tr>"
+            "<table><tr><th>severity</th><th>rule</th><th>where</th><th>finding</th>"
+            "<th>recommendation</th></tr>"
         )
         findings = report.findings
         for g in groups_of(report):
             each = ""
             if g.count > 1:  # the per-place figures, folded under the group's one line
                 each = (
-                    f"<details><summary>each of the {g.count} findings</summary><table><tr><th>where</th><th>finding</th></tr>"
+                    f"<details><summary>each of the {g.count} findings</summary>"
+                    "<table><tr><th>where</th><th>finding</th></tr>"
                     + "".join(
-                        f"<tr><td>{h(findings[i].where)}</td><td>{h_prose(message_of(findings[i]))}</td></tr>"
+                        f"<tr><td>{h(findings[i].where)}</td>"
+                        f"<td>{h_prose(message_of(findings[i]))}</td></tr>"
                         for i in g.findings
                     )
                     + "</table></details>"
                 )
             parts.append(
-                f"<tr><td class='{h(g.severity)}'>{h(g.severity)}</td><td>{h(g.rule)}</td><td>{h(g.where)}</td>"
-                f"<td>{h_prose(g.message)}{each}</td><td>{h_prose(findings[g.worst].recommendation)}</td></tr>"
+                f"<tr><td class='{h(g.severity)}'>{h(g.severity)}</td><td>{h(g.rule)}</td>"
+                f"<td>{h(g.where)}</td><td>{h_prose(g.message)}{each}</td>"
+                f"<td>{h_prose(findings[g.worst].recommendation)}</td></tr>"
             )
         parts.append("</table>")
     else:
@@ -133,7 +142,8 @@ def render(report: Report, verdict: Verdict) -> str:
         parts.append("</table>")
     if ranks:
         parts.append(
-            "<h2>Ranks</h2><table><tr><th>rank</th><th>node</th><th>steps</th><th>step ms</th><th>data-loader %</th>"
+            "<h2>Ranks</h2><table><tr><th>rank</th><th>node</th><th>steps</th><th>step ms</th>"
+            "<th>data-loader %</th>"
             "<th>overlap %</th><th>exposed comm %</th><th>compute / non-compute / idle %</th>"
             "<th>idle: host / kernel wait / other %</th></tr>"
         )
@@ -160,8 +170,9 @@ def render(report: Report, verdict: Verdict) -> str:
     sm = report.sagemaker_rule_reports
     if sm:
         parts.append(
-            "<h2>SageMaker's own rule reports</h2><p>SageMaker's rules pool all nodes' samples; stepscope judges "
-            "each node, GPU and rank.</p><table><tr><th>rule</th><th>SageMaker</th><th>violations / datapoints</th>"
+            "<h2>SageMaker's own rule reports</h2><p>SageMaker's rules pool all nodes' samples; "
+            "stepscope judges each node, GPU and rank.</p>"
+            "<table><tr><th>rule</th><th>SageMaker</th><th>violations / datapoints</th>"
             "<th>stepscope</th><th>where</th></tr>"
         )
         for v in sm:
@@ -169,26 +180,32 @@ def render(report: Report, verdict: Verdict) -> str:
             cls = " class='fail'" if v.agree is False else ""
             parts.append(
                 f"<tr><td>{h(v.rule)}</td><td>{h(theirs)}</td>"
-                f"<td>{h(fmt(v.sagemaker_violations))} / {h(fmt(v.sagemaker_datapoints))}</td><td{cls}>{h(mine)}"
-                f"{' (differs)' if v.agree is False else ''}</td><td>{h(', '.join(v.stepscope_where) or '–')}</td></tr>"
+                f"<td>{h(fmt(v.sagemaker_violations))} / {h(fmt(v.sagemaker_datapoints))}</td>"
+                f"<td{cls}>{h(mine)}{' (differs)' if v.agree is False else ''}</td>"
+                f"<td>{h(', '.join(v.stepscope_where) or '–')}</td></tr>"
             )
         parts.append("</table>")
     base = report.baseline
     if base is not None:
         parts.append(
-            f"<h2>Against baseline <code>{h(base.source)}</code></h2><table><tr><th>metric</th><th>baseline</th><th>current</th><th>change</th><th>verdict</th></tr>"
+            f"<h2>Against baseline <code>{h(base.source)}</code></h2>"
+            "<table><tr><th>metric</th><th>baseline</th><th>current</th><th>change</th>"
+            "<th>verdict</th></tr>"
         )
         for c in base.comparisons:
             parts.append(
-                f"<tr><td>{h(c.label)}</td><td>{h(fmt(c.baseline))}</td><td>{h(fmt(c.current))}</td><td>{h(change(c))}</td>"
-                f"<td class='{'fail' if c.regressed else 'pass'}'>{'regressed' if c.regressed else 'ok'}</td></tr>"
+                f"<tr><td>{h(c.label)}</td><td>{h(fmt(c.baseline))}</td>"
+                f"<td>{h(fmt(c.current))}</td><td>{h(change(c))}</td>"
+                f"<td class='{'fail' if c.regressed else 'pass'}'>"
+                f"{'regressed' if c.regressed else 'ok'}</td></tr>"
             )
         parts.append("</table>")
     parts += training_section(report, figure)
     parts.append("<h2>Rules</h2><table><tr><th>rule</th><th>status</th><th>note</th></tr>")
     for rule in report.rules:
         parts.append(
-            f"<tr><td>{h(rule.rule)}</td><td>{h(rule.status)}</td><td>{h_prose(rule.reason or '–')}</td></tr>"
+            f"<tr><td>{h(rule.rule)}</td><td>{h(rule.status)}</td>"
+            f"<td>{h_prose(rule.reason or '–')}</td></tr>"
         )
     parts.append("</table></body></html>")
     return "\n".join(parts)
@@ -216,12 +233,14 @@ def training_section(report: Report, figure: Callable[[go.Figure, str | None], s
     rows = training_findings(report)
     if rows:
         parts.append(
-            "<table><tr><th>severity</th><th>rule</th><th>where</th><th>steps</th><th>finding</th><th>chart</th></tr>"
+            "<table><tr><th>severity</th><th>rule</th><th>where</th><th>steps</th>"
+            "<th>finding</th><th>chart</th></tr>"
         )
         for i, steps, chart, link in rows:
             f = report.findings[i]
             parts.append(
-                f"<tr><td class='{h(f.severity)}'>{h(f.severity)}</td><td>{h(f.rule)}</td><td>{h(f.where)}</td>"
+                f"<tr><td class='{h(f.severity)}'>{h(f.severity)}</td><td>{h(f.rule)}</td>"
+                f"<td>{h(f.where)}</td>"
                 f"<td>{h(steps)}</td><td>{h_prose(f.message)}</td>"
                 f"<td><a href='#{h(link)}'>{h(CHART_TITLES[chart])}</a></td></tr>"
             )
@@ -256,7 +275,8 @@ def training_section(report: Report, figure: Callable[[go.Figure, str | None], s
     layers = t.layers.frame()
     if len(layers):
         parts.append(
-            "<details><summary>Per-layer figures</summary><table><tr><th>worker</th><th>layer</th><th>measure</th>"
+            "<details><summary>Per-layer figures</summary>"
+            "<table><tr><th>worker</th><th>layer</th><th>measure</th>"
             "<th>steps</th><th>last</th><th>min</th><th>max</th></tr>"
         )
         for r in layers.itertuples(index=False):

@@ -54,13 +54,17 @@ def render(report: Report, verdict: Verdict) -> str:
         lines += ["## Findings", "", "| | rule | where | finding |", "|---|---|---|---|"]
         for g in groups:
             lines.append(
-                f"| {ICON[g.severity]} {g.severity} | {md(g.rule)} | {md(g.where)} | {md_prose(g.message)} |"
+                f"| {ICON[g.severity]} {g.severity} | {md(g.rule)} | {md(g.where)} | "
+                f"{md_prose(g.message)} |"
             )
         lines.append("")
         for g in groups:
             if g.count > 1:  # the per-place figures under the group's one line
                 lines += [
-                    f"<details><summary>{md(g.rule)}, {md(g.where)}: each of the {g.count} findings</summary>",
+                    (
+                        f"<details><summary>{md(g.rule)}, {md(g.where)}: "
+                        f"each of the {g.count} findings</summary>"
+                    ),
                     "",
                     "| where | finding |",
                     "|---|---|",
@@ -86,12 +90,16 @@ def render(report: Report, verdict: Verdict) -> str:
         lines += [
             "## Nodes",
             "",
-            "| node | metrics from | CPU p50 / p95 % | I/O wait p95 % | GPUs | GPU utilization p50 % |",
+            (
+                "| node | metrics from | CPU p50 / p95 % | I/O wait p95 % | GPUs "
+                "| GPU utilization p50 % |"
+            ),
             "|---|---|---|---|---|---|",
         ]
         for n in nodes:
             lines.append(
-                f"| {md(n.node)} | {md(source_text(n))} | {fmt(n.cpu_util_p50)} / {fmt(n.cpu_util_p95)} | "
+                f"| {md(n.node)} | {md(source_text(n))} | "
+                f"{fmt(n.cpu_util_p50)} / {fmt(n.cpu_util_p95)} | "
                 f"{fmt(n.io_wait_p95)} | {len(n.gpus)} | {gpu_p50(n)} |"
             )
         lines.append("")
@@ -101,15 +109,20 @@ def render(report: Report, verdict: Verdict) -> str:
         lines += [
             "## Ranks",
             "",
-            "| rank | steps | step ms (mean) | data-loader wait % | comm/comp overlap % | exposed comm % | compute / non-compute / idle % | idle: host / kernel wait / other % |",
+            (
+                "| rank | steps | step ms (mean) | data-loader wait % | comm/comp overlap % "
+                "| exposed comm % | compute / non-compute / idle % "
+                "| idle: host / kernel wait / other % |"
+            ),
             "|---|---|---|---|---|---|---|---|",
         ]
         for r in ranks:
             temporal = breakdown(r.temporal_pct, TEMPORAL_PARTS) or "–"
             idle = breakdown(r.idle_breakdown_pct, IDLE_PARTS) or "–"
             lines.append(
-                f"| {r.rank} | {r.steps or 0} | {fmt(r.step_time_mean_ms)} | {fmt(r.dataloader_stall_pct)} | "
-                f"{fmt(r.comm_comp_overlap_pct)} | {fmt(r.exposed_comm_pct)} | {temporal} | {idle} |"
+                f"| {r.rank} | {r.steps or 0} | {fmt(r.step_time_mean_ms)} | "
+                f"{fmt(r.dataloader_stall_pct)} | {fmt(r.comm_comp_overlap_pct)} | "
+                f"{fmt(r.exposed_comm_pct)} | {temporal} | {idle} |"
             )
         lines.append("")
 
@@ -127,7 +140,8 @@ def render(report: Report, verdict: Verdict) -> str:
             theirs, mine = v.labels()
             flag = " ⚠ differs" if v.agree is False else ""
             lines.append(
-                f"| {md(v.rule)} | {theirs} | {fmt(v.sagemaker_violations)} / {fmt(v.sagemaker_datapoints)} | "
+                f"| {md(v.rule)} | {theirs} | "
+                f"{fmt(v.sagemaker_violations)} / {fmt(v.sagemaker_datapoints)} | "
                 f"{mine}{flag} | {md(', '.join(v.stepscope_where)) or '–'} |"
             )
         lines.append("")

@@ -95,9 +95,11 @@ class FindingGroup(Model):
     severity: str
     #: the finding's title for a group of one, else the rule's
     title: str
-    #: "all 64 ranks", "ranks 3 and 17 of 64", "4 of 10 GPUs (algo-2, algo-3)"; a group of one: its finding's
+    #: "all 64 ranks", "ranks 3 and 17 of 64", "4 of 10 GPUs (algo-2, algo-3)"; a group of one:
+    #: its finding's
     where: str
-    #: one line: the figure's range over the group and its worst place; a group of one: its finding's
+    #: one line: the figure's range over the group and its worst place; a group of one: its
+    #: finding's
     message: str
     count: int
     #: indexes into ``Report.findings``, in numeric place order (rank 9 before rank 10)

@@ -26,8 +26,9 @@ MAX_POINTS = 500
 HEATMAP_BINS = 120
 #: one line: what fills the section when the job has no training data
 NO_DATA_NOTE = (
-    "No training-health data: log losses (and gradient/weight/activation statistics) with a TensorBoard "
-    "SummaryWriter, save SageMaker Debugger output (debug-output/), or run the script under "
+    "No training-health data: log losses (and gradient/weight/activation statistics) with a "
+    "TensorBoard SummaryWriter, save SageMaker Debugger output (debug-output/), or run the "
+    "script under "
     "`stepscope run --health`."
 )
 #: the section's charts, as the outputs title them

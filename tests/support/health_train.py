@@ -23,11 +23,12 @@ well under 20 s on one CPU core.
 SummaryWriter tags (the layout ``analyzer/ingest/tensorboard_events.py`` documents):
 scalars ``train/loss``, ``train/lr``, ``train/grad_norm`` (every ``--log-every`` steps, as
 scripts log the loss: Hugging Face's ``logging_steps``, Lightning's ``log_every_n_steps``),
-``eval/loss`` (every ``--eval-every`` steps); per parameter ``gradients/<param>/norm``, ``weights/<param>/norm``,
-``update_ratio/<param>`` scalars and, every ``--hist-every`` steps, ``gradients/<param>``,
-``weights/<param>`` histograms (while finite: a histogram of NaN cannot be binned); per ReLU/Sigmoid/Tanh module
-``activations/<module>:<Class>/zero_fraction`` scalars and ``activations/<module>:<Class>``
-histograms (the class after the colon, e.g. ``activations/1:ReLU``).
+``eval/loss`` (every ``--eval-every`` steps); per parameter ``gradients/<param>/norm``,
+``weights/<param>/norm``, ``update_ratio/<param>`` scalars and, every ``--hist-every`` steps,
+``gradients/<param>``, ``weights/<param>`` histograms (while finite: a histogram of NaN cannot
+be binned); per ReLU/Sigmoid/Tanh module ``activations/<module>:<Class>/zero_fraction``
+scalars and ``activations/<module>:<Class>`` histograms (the class after the colon, e.g.
+``activations/1:ReLU``).
 """
 
 from __future__ import annotations

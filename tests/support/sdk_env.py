@@ -46,14 +46,18 @@ def require_major(major: int) -> None:
     have = installed_major()
     if have != major:
         pytest.skip(
-            f"needs SageMaker SDK v{major} in this interpreter (has {'v' + str(have) if have else 'none'}); "
+            f"needs SageMaker SDK v{major} in this interpreter "
+            f"(has {'v' + str(have) if have else 'none'}); "
             f"run in {ENV_DIRS[major]} by test_in_sdk_v{major}_env"
         )
 
 
 def build_command(major: int) -> str:
     venv = ENV_DIRS[major]
-    command = f"uv venv {venv} && uv pip install --python {venv}/bin/python -e '.[dev]' -r {REQUIREMENTS[major]}"
+    command = (
+        f"uv venv {venv} && uv pip install --python {venv}/bin/python -e '.[dev]' "
+        f"-r {REQUIREMENTS[major]}"
+    )
     return command + ("  (or: make sdk-env)" if major == 3 else "")
 
 

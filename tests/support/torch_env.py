@@ -24,7 +24,8 @@ def require_torch(needed_by: str, test_file: str) -> None:
         return
     msg = (
         f"torch is not installed in this interpreter ({sys.executable}); {needed_by} needs it: "
-        f"build .venv-torch with `make torch-env` and run `.venv-torch/bin/python -m pytest {test_file}`"
+        "build .venv-torch with `make torch-env` and run "
+        f"`.venv-torch/bin/python -m pytest {test_file}`"
     )
     if os.environ.get(REQUIRE_TORCH_VAR, "").strip() not in ("", "0"):
         pytest.fail(f"{REQUIRE_TORCH_VAR} is set but {msg}", pytrace=False)
