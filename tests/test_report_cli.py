@@ -319,3 +319,95 @@ def test_baseline_comparison(tmp_path: Path) -> None:
         f"mean step time (ms): {ev['baseline']} → {ev['current']} "
         f"({ev['change_points']:+g}, {ev['change_pct']:+.1f}%; tolerance 10.0%)"
     )
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        # a damaged trace alone: its skip and the reason
+        (
+            {"x.pt.trace.json": b"garbage"},
+            "1 skipped (",
+        ),
+        # a kind of file stepscope does not read (a JAX/XLA profile)
+        ({"plugins/profile/run.xplane.pb": b"\x08\x01"}, "1 not a format stepscope reads"),
+        # exit records alone say nothing about the training's time or health
+        (
+            {"exits/algo-1_rank0.json": b'{"node": "algo-1", "rank": 0, "optimizer_steps": 3}'},
+            "1 file(s) found",
+        ),
+    ],
+)
+def test_a_source_with_no_profiler_data_is_exit_2_never_pass(
+    files: dict[str, bytes], expected: str, tmp_path: Path
+) -> None:
+    """No verdict without data: a source whose files are all damaged, unknown or not
+    profiler data is one line and exit 2, for report and ingest alike, and no report is
+    written that a CI gate could read as a pass."""
+    src = tmp_path / "job"
+    for name, data in files.items():
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        (src / name).write_bytes(data)
+    out = tmp_path / "out"
+    proc = run("report", str(src), "--out", str(out), "--cache", str(tmp_path / "c"), "-q")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    (line,) = [x for x in proc.stderr.splitlines() if x.startswith("stepscope: error: ")]
+    assert f"no profiler data in {src}" in line and expected in line, line
+    assert "PASS" not in proc.stdout + proc.stderr
+    assert not out.exists() or not any(out.iterdir())
+    proc = run("ingest", str(src), "--cache", str(tmp_path / "c"))
+    assert proc.returncode == 2 and "no profiler data" in proc.stderr, proc.stderr
+
+
+def test_a_baseline_with_no_profiler_data_is_exit_2(tmp_path: Path) -> None:
+    empty = tmp_path / "base"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("nothing here\n")
+    proc = run(
+        "report",
+        str(SAMPLE),
+        "--baseline",
+        str(empty),
+        "--out",
+        str(tmp_path / "o"),
+        "--cache",
+        str(tmp_path / "c"),
+        "-q",
+    )
+    assert proc.returncode == 2
+    assert f"stepscope: error: --baseline: no profiler data in {empty}" in proc.stderr
+
+
+def test_every_format_lists_the_files_it_could_not_read(tmp_path: Path) -> None:
+    """A damaged file beside good data: the report is judged on the good data, and
+    Markdown, HTML and JUnit each name the file and why it was not read (report.json and
+    the dashboard's Overview already carry ``skipped_files``)."""
+    src = tmp_path / "job"
+    shutil.copytree(SAMPLE, src)
+    (src / "algo-9_rank7.123.pt.trace.json").write_text("{ not json")
+    out = tmp_path / "out"
+    proc = run(
+        "report",
+        str(src),
+        "--out",
+        str(out),
+        "--cache",
+        str(tmp_path / "c"),
+        "-q",
+        "--fail-on",
+        "never",
+    )
+    assert proc.returncode == 0, proc.stderr
+    md_text = (out / "report.md").read_text()
+    assert "## Files not read (1)" in md_text and "algo-9_rank7.123.pt.trace.json" in md_text
+    html_text = (out / "report.html").read_text()
+    assert (
+        "<h2>Files not read (1)</h2>" in html_text and "algo-9_rank7.123.pt.trace.json" in html_text
+    )
+    suite = ET.parse(out / "report.junit.xml").getroot().find("testsuite")
+    assert suite is not None
+    (case,) = [c for c in suite.iter("testcase") if c.get("classname") == "stepscope.ingest"]
+    skipped = case.find("skipped")
+    assert skipped is not None and "1 file(s) not read" in (skipped.get("message") or "")
+    assert "algo-9_rank7.123.pt.trace.json" in (case.findtext("system-out") or "")
+    assert int(suite.get("tests", "0")) == len(list(suite.iter("testcase")))

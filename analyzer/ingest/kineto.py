@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from analyzer.ingest.chrome_trace import load_events, maybe_gunzip
+from analyzer.ingest.keys import is_kineto_name
 from analyzer.ingest.parsed import NotAProfilerFile, ParsedFile, UnreadableFile
 from analyzer.ingest.schemas import KINETO_EVENTS, KINETO_TRACES, STEPS
 
@@ -147,7 +148,15 @@ _gc_was_enabled = True
 
 def parse_kineto(data: bytes, key: str) -> ParsedFile:
     with _gc_paused():
-        return _parse(data, key)
+        try:
+            return _parse(data, key)
+        except NotAProfilerFile as exc:
+            if is_kineto_name(key):
+                # named as PyTorch's trace handler names its traces, yet no trace in it: a
+                # damaged (truncated, overwritten) trace, a counted skip, not an ignored file
+                detail = str(exc).removeprefix("JSON, but ")
+                raise UnreadableFile(f"named as a PyTorch trace, but {detail}") from None
+            raise
 
 
 def _parse(data: bytes, key: str) -> ParsedFile:

@@ -228,12 +228,56 @@ def ingest(
         "files_from_cache": len(plan.cached),
         "files_ingested": ok_files,
         "ignored": ignored,
+        "ignored_keys": sorted(k for k, e in new_manifest.items() if e.get("status") == "ignored")[
+            :MAX_IGNORED_KEYS
+        ],
         "skipped": skipped,
         "warnings": warnings,
         "cache": {"dir": cache.location, "reopened": reopened},
         "duration_s": round(time.perf_counter() - started, 3),
     }
     return IngestResult(dataset=dataset, summary=summary)
+
+
+#: how many ignored keys the summary names (the count is always whole)
+MAX_IGNORED_KEYS = 20
+#: tables that hold profiler data: a source with rows in none of them has nothing to judge
+#: (rule statuses and exit records alone say nothing about the training's time or health)
+DATA_TABLES = (
+    "system_metrics",
+    "framework_events",
+    "kineto_events",
+    "kineto_traces",
+    "steps",
+    "rule_reports",
+    "training_scalars",
+    "training_tensors",
+)
+
+
+def no_profiler_data(summary: dict[str, Any]) -> str | None:
+    """The one line that says why a source has nothing to judge (None when it has data):
+    what was found, what was skipped and why, what is not a format stepscope reads."""
+    tables = summary.get("tables") or {}
+    if any(tables.get(t, 0) for t in DATA_TABLES):
+        return None
+    parts = [f"{summary.get('files_listed', 0)} file(s) found"]
+    skipped = summary.get("skipped") or []
+    if skipped:
+        first = skipped[0]
+        more = f" and {len(skipped) - 1} more" if len(skipped) > 1 else ""
+        parts.append(f"{len(skipped)} skipped ({first.get('path')}: {first.get('reason')}{more})")
+    ignored = summary.get("ignored", 0)
+    if ignored:
+        names = summary.get("ignored_keys") or []
+        shown = ", ".join(names[:3]) + (", ..." if ignored > 3 else "")
+        parts.append(f"{ignored} not a format stepscope reads ({shown})")
+    return (
+        f"no profiler data in {summary.get('source')}: {'; '.join(parts)}. "
+        "stepscope reads SageMaker Debugger output, PyTorch profiler traces "
+        "(*.pt.trace.json[.gz]), TensorBoard event files and stepscope run's output "
+        "(docs/cli-ingest.md)"
+    )
 
 
 def _listing(source: Source, progress: ProgressFn) -> Iterator[SourceObject]:

@@ -8,8 +8,9 @@ from typing import Any
 import click
 import orjson
 
+from analyzer.errors import StepscopeError
 from analyzer.ingest.no_pandas import keep_pandas_out
-from analyzer.ingest.pipeline import ingest
+from analyzer.ingest.pipeline import ingest, no_profiler_data
 from analyzer.sources import open_source
 from stepscope.cli.common import (
     Command,
@@ -84,6 +85,9 @@ def ingest_command(
         sys.stdout.write(orjson.dumps(result.summary, option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
         _print_summary(result.summary)
+    empty = no_profiler_data(result.summary)
+    if empty is not None:  # the summary above says what was found; the exit says it is nothing
+        raise StepscopeError(empty)
 
 
 def _print_summary(s: dict[str, Any]) -> None:

@@ -124,6 +124,7 @@ def report_command(
 
     Exit code: 0 clean, 1 a finding at or above --fail-on, 2 bad usage or unreadable input.
     """
+    from analyzer.ingest import no_profiler_data
     from stepscope.render import document, junit, markdown
     from stepscope.render import html as html_report
     from stepscope.render.verdict import Verdict
@@ -135,7 +136,7 @@ def report_command(
     ruleset = load_ruleset(rules_file)
     show_bar = (sys.stderr.isatty() if progress is None else progress) and not quiet
     with open_engine(engine) as cluster, progress_bar(show_bar) as on_progress:
-        report = analyze(
+        analysis = analyze(
             source,
             ruleset,
             baseline=baseline or None,
@@ -146,7 +147,13 @@ def report_command(
             processes=True,
             detail=False,
             engine=cluster,
-        ).report
+        )
+    # a source with nothing to judge is an error, never a PASS a CI gate would take
+    for label, job in (("", analysis.job), ("--baseline: ", analysis.job.baseline)):
+        empty = no_profiler_data(job.summary) if job is not None else None
+        if empty is not None:
+            raise StepscopeError(label + empty)
+    report = analysis.report
     verdict = Verdict.of(report, fail_on)  # --fail-on is this command's policy, not the report's
 
     out = Path(out_dir)

@@ -207,7 +207,18 @@ def render(report: Report, verdict: Verdict) -> str:
             f"<tr><td>{h(rule.rule)}</td><td>{h(rule.status)}</td>"
             f"<td>{h_prose(rule.reason or '–')}</td></tr>"
         )
-    parts.append("</table></body></html>")
+    parts.append("</table>")
+    files = report.job.skipped_files
+    if files:  # what the verdict was not based on
+        parts.append(
+            f"<h2>Files not read ({len(files)})</h2><p>Damaged or unreadable; their good records, "
+            "if any, are in the report.</p><table><tr><th>file</th><th>reason</th></tr>"
+        )
+        parts += [
+            f"<tr><td><code>{h(f.path)}</code></td><td>{h_prose(f.reason)}</td></tr>" for f in files
+        ]
+        parts.append("</table>")
+    parts.append("</body></html>")
     return "\n".join(parts)
 
 

@@ -48,7 +48,16 @@ def render(report: Report, verdict: Verdict) -> str:
         elif gs:
             out = ET.SubElement(case, "system-out")
             out.text = _lines(report, gs)
-    suite.set("tests", str(len(report.rules)))
+    files = report.job.skipped_files
+    if files:  # the data the verdict could not read: its own case, so a CI view shows it
+        case = ET.SubElement(suite, "testcase", classname="stepscope.ingest", name="files not read")
+        skipped += 1
+        ET.SubElement(
+            case, "skipped", message=f"{len(files)} file(s) not read: damaged or unreadable"
+        )
+        out = ET.SubElement(case, "system-out")
+        out.text = "\n".join(f"{f.path}: {f.reason}" for f in files)
+    suite.set("tests", str(len(report.rules) + (1 if files else 0)))
     suite.set("failures", str(failures))
     suite.set("errors", str(errors))
     suite.set("skipped", str(skipped))

@@ -169,6 +169,18 @@ def render(report: Report, verdict: Verdict) -> str:
         for rule in skipped:
             lines.append(f"- {md(rule.rule)}: {md_prose(rule.reason or '–', table=False)}")
         lines += ["", "</details>", ""]
+    files = report.job.skipped_files
+    if files:  # what the verdict was not based on: a damaged or unreadable file's data
+        lines += [
+            f"## Files not read ({len(files)})",
+            "",
+            "Damaged or unreadable; their good records, if any, are in the report.",
+            "",
+        ]
+        lines += [
+            f"- {md_code(f.path, table=False)}: {md_prose(f.reason, table=False)}" for f in files
+        ]
+        lines.append("")
     return "\n".join(lines)
 
 
