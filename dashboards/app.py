@@ -20,6 +20,7 @@ if __package__ in (None, ""):  # run as a script by Streamlit: make the project 
 import streamlit as st
 
 from analyzer.errors import StepscopeError
+from analyzer.ingest import no_profiler_data
 from dashboards import data, filters, ui
 
 HINTS = (
@@ -109,6 +110,14 @@ def main() -> None:
     nav = st.navigation(list(pages.values()))
     with st.sidebar:
         st.caption(f"**{job.name}** · {job.report.job.kind}")
+    empty = no_profiler_data(job.job.summary)
+    if empty is not None:  # no verdict without data: every page says so first
+        later = (
+            " The job is still running: its data appears as SageMaker uploads it."
+            if job.running
+            else ""
+        )
+        st.error(empty + later)
     flt = filters.sidebar(
         ui.natural(job.nodes), sorted(job.ranks), job.span
     )  # algo-2 before algo-10

@@ -322,6 +322,21 @@ def test_empty_folder_is_a_message(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     assert at.error and "no files found" in at.error[0].value
 
 
+def test_a_source_with_no_profiler_data_says_so_first(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """No verdict without data: only a damaged trace and an unknown file, so every page
+    starts with the one line that says what was found and skipped."""
+    src = tmp_path / "job"
+    src.mkdir()
+    (src / "x.pt.trace.json").write_text("garbage")
+    (src / "run.xplane.pb").write_bytes(b"\x08\x01")
+    at = run_app(monkeypatch, DashboardOptions(str(src), cache_dir=str(tmp_path / "c")))
+    assert not at.exception, [e.value for e in at.exception]
+    msg = at.error[0].value
+    assert f"no profiler data in {src}" in msg and "1 skipped" in msg and "run.xplane.pb" in msg
+
+
 def test_missing_folder_and_bad_rules(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     at = run_app(
         monkeypatch, DashboardOptions(str(tmp_path / "nope"), cache_dir=str(tmp_path / "c"))
