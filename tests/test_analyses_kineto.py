@@ -727,3 +727,51 @@ def test_step_timeline_shows_the_straggler_and_the_wait() -> None:
         "rank 0 · CPU 1"
     )
     assert step_timeline(ds, 999).empty
+
+
+# --------------------------------------------------------------------------- GPU events by category
+
+
+def test_an_inductor_launch_record_with_a_stream_is_not_gpu_work(datasets) -> None:
+    """``triton_compile/`` (a real torch.compile trace): the ``cpu_op`` that launches the
+    Triton kernel carries ``args.stream`` (Inductor's launch record, seen in the trace), yet
+    runs on the CPU. The GPU events are chosen by category: only the kernel is GPU work, and
+    the GPU's busy time is the kernel's, not the launch record's."""
+    ds = datasets("triton_compile")
+    events = ds.table("kineto_events").to_pandas()
+    cat = events["cat"].astype(object)
+    launch = events[(cat == "cpu_op") & events["stream"].notna() & (events["stream"] != -1)]
+    assert len(launch) == 1  # the fixture's layout, as the test needs it
+    gpu = gpu_events(ds, scope="all")
+    assert list(gpu["cat"].astype(object)) == ["kernel"]
+    kernel = gpu.iloc[0]
+    busy = temporal_breakdown(ds).iloc[0]
+    assert busy["compute_time_ns"] + busy["non_compute_time_ns"] == kernel["dur_ns"]
+
+
+def test_rocm_runtime_calls_with_a_stream_are_not_gpu_work(datasets) -> None:
+    """``rocm_mi250_train/`` (a real MI250 trace): HIP runtime calls that take a stream
+    (``hipMemcpyWithStream``, category ``cuda_runtime``) carry ``args.stream`` in the trace;
+    the GPU events are the kernels and copies, one per GPU-side record."""
+    ds = datasets("rocm_mi250_train")
+    events = ds.table("kineto_events").to_pandas()
+    cat = events["cat"].astype(object)
+    on_stream = events["stream"].notna() & (events["stream"] != -1)
+    gpu = gpu_events(ds, scope="all")
+    assert set(gpu["cat"].astype(object)) <= {"kernel", "gpu_memcpy", "gpu_memset"}
+    assert len(gpu) == int((on_stream & cat.isin(["kernel", "gpu_memcpy", "gpu_memset"])).sum())
+
+
+def test_hip_launch_calls_are_paired_with_their_kernels(datasets) -> None:
+    """``rocm_mi250_train/``: the launch analysis knows HIP's runtime names from the same
+    table as CUDA's (kernel_classes.LAUNCH_CALLS): its 12 ``hipLaunchKernel`` and 2
+    ``hipExtModuleLaunchKernel`` calls are paired with their kernels and its 2
+    ``hipMemcpyWithStream`` with their copies (it was empty: CUDA names only)."""
+    ds = datasets("rocm_mi250_train")
+    stats = kernel_launch_stats(ds, scope="all")
+    gpu = gpu_events(ds, scope="all").set_index("correlation")["cat"].astype(object)
+    paired = gpu.loc[stats["correlation"]].value_counts().to_dict()
+    assert paired == {"kernel": 14, "gpu_memcpy": 2}  # every GPU event of the trace
+    assert (stats["gpu_duration_ns"] >= 0).all() and (stats["launch_delay_ns"] >= 0).all()
+    summary = kernel_launch_summary(stats)
+    assert len(summary) == 1 and int(summary.iloc[0]["kernels"]) > 0

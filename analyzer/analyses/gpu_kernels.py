@@ -3,9 +3,14 @@ with their overlaps, per-class totals, and the top kernels.
 
 GPU events
 ----------
-A *GPU event* is a ``kineto_events`` row with a known ``stream`` other than -1: kernels
-(``cat = kernel``), memory copies and sets (``gpu_memcpy``, ``gpu_memset``) and the
-``cuda_sync`` records Kineto puts on a stream. This is HTA's ``stream != -1`` selection.
+A *GPU event* is a ``kineto_events`` row of a GPU-timeline category on a known stream other
+than -1: kernels (``cat = kernel``), memory copies and sets (``gpu_memcpy``, ``gpu_memset``)
+and the ``cuda_sync`` records Kineto puts on a stream
+(``kernel_classes.GPU_EVENT_CATEGORIES``). HTA selects ``stream != -1`` alone, which on CUDA
+traces without torch.compile is the same set; it also takes the CPU-side ``cpu_op`` that
+Inductor records with ``args.stream`` for each Triton launch, and ROCm's runtime calls that
+carry a stream (``hipMemcpyWithStream``), which run on the CPU: those are not GPU events
+here.
 
 Analysis scope (``scope="hta"``, the default)
 ---------------------------------------------
@@ -35,6 +40,7 @@ from analyzer.analyses.intervals import state_durations, state_name
 from analyzer.analyses.kernel_classes import (
     COMMUNICATION,
     COMPUTATION,
+    GPU_EVENT_CATEGORIES,
     KERNEL_CLASSES,
     MEMORY,
     classify,
@@ -140,13 +146,16 @@ def _string_col(table: pa.Table, name: str) -> pa.ChunkedArray:
     return col
 
 
-def _name_mask(table: pa.Table, test: Callable[[pa.Array], pa.Array]) -> pa.ChunkedArray:
-    """``test`` (a string predicate, e.g. a regex match) on each row's ``name``, null → False.
+def _name_mask(
+    table: pa.Table, test: Callable[[pa.Array], pa.Array], column: str = "name"
+) -> pa.ChunkedArray:
+    """``test`` (a string predicate, e.g. a regex match) on each row's ``name`` (or another
+    string ``column``), null → False.
 
     Why on the dictionary: a rank's 10^5 events have a few thousand distinct names, so the
     predicate runs on those and each row takes its name's answer (no cast to plain strings).
     """
-    col = _col(table, "name")
+    col = _col(table, column)
     if not pa.types.is_dictionary(col.type):
         return pc.fill_null(test(col), False)
     chunks = [
@@ -169,8 +178,13 @@ def _step_mask(source: Any) -> pa.ChunkedArray:
 
 
 def _is_gpu_event(table: pa.Table) -> pa.ChunkedArray:
+    """A GPU-timeline category on a known stream (kernel_classes.GPU_EVENT_CATEGORIES)."""
     stream = _col(table, "stream")
-    return pc.and_(pc.is_valid(stream), pc.not_equal(pc.fill_null(stream, -1), -1))
+    on_stream = pc.and_(pc.is_valid(stream), pc.not_equal(pc.fill_null(stream, -1), -1))
+    category = _name_mask(
+        table, lambda v: pc.is_in(v, value_set=pa.array(GPU_EVENT_CATEGORIES)), column="cat"
+    )
+    return pc.and_(on_stream, category)
 
 
 def last_step_starts(source: Any) -> pd.Series | None:

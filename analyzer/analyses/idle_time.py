@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from analyzer.analyses.gpu_kernels import Rounding, Scope, cpu_correlated_events, gpu_events
+from analyzer.analyses.kernel_classes import GPU_WORK_CATEGORIES
 
 __all__ = [
     "IDLE_CATEGORIES",
@@ -50,7 +51,7 @@ IDLE_COLUMNS = [
     "idle_time_ratio",
 ]
 #: the GPU event categories HTA breaks idle time down over (no ``cuda_sync``)
-_WORK_CATS = ("kernel", "Kernel", "gpu_memset", "Memset", "gpu_memcpy", "Memcpy", "mtia_ccp_events")
+_WORK_CATS = GPU_WORK_CATEGORIES
 
 
 def _launch_starts(source: Any, rounding: Rounding) -> pd.DataFrame:

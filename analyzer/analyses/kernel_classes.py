@@ -59,6 +59,56 @@ OTHER = "OTHER"
 KERNEL_CLASSES: tuple[str, ...] = (COMPUTATION, COMMUNICATION, MEMORY, OTHER)
 
 
+#: The CPU-side runtime and driver calls that put work on a GPU stream, per API: the kernel
+#: launch analysis pairs each with the GPU events of its correlation id. CUDA's runtime names
+#: may carry a version suffix (``cudaLaunchKernel_v7000``); a CUDA / HIP graph launch is the
+#: correlation of every kernel of the graph. HIP names from ROCm's HIP runtime API reference
+#: (kernel launches, module launches, async copies and sets, graph launches).
+LAUNCH_CALLS: tuple[tuple[str, str], ...] = (
+    ("cuda runtime", r"cudaLaunchKernel(ExC)?(_v\d+)?"),
+    ("cuda runtime", r"cudaLaunchCooperativeKernel(_v\d+)?"),
+    ("cuda runtime", r"cudaMemcpy(2D|3D)?Async(_v\d+)?"),
+    ("cuda runtime", r"cudaMemset(2D|3D)?Async(_v\d+)?"),
+    ("cuda runtime", r"cudaGraphLaunch(_v\d+)?"),
+    ("cuda driver", r"cuLaunchKernel(Ex)?"),
+    ("cuda driver", r"cuLaunchCooperativeKernel"),
+    ("cuda driver", r"cuGraphLaunch"),
+    ("hip", r"hipLaunchKernel(ExC)?"),
+    ("hip", r"hipExtLaunchKernel"),
+    ("hip", r"hipModuleLaunchKernel"),
+    ("hip", r"hipExtModuleLaunchKernel"),
+    ("hip", r"hipLaunchCooperativeKernel"),
+    ("hip", r"hipMemcpy(2D|3D)?Async"),
+    ("hip", r"hipMemcpyWithStream"),
+    ("hip", r"hipMemset(D8|D16|D32|2D|3D)?Async"),
+    ("hip", r"hipGraphLaunch"),
+)
+
+
+def launch_call_pattern() -> str:
+    """One anchored regular expression (RE2) matching every name of :data:`LAUNCH_CALLS`."""
+    return "^(" + "|".join(pattern for _, pattern in LAUNCH_CALLS) + ")$"
+
+
+#: Kineto's categories of work that runs on a GPU stream: kernels, memory copies and sets
+#: (and the older capitalised names, and MTIA's compute events)
+GPU_WORK_CATEGORIES = (
+    "kernel",
+    "Kernel",
+    "gpu_memcpy",
+    "Memcpy",
+    "gpu_memset",
+    "Memset",
+    "mtia_ccp_events",
+)
+#: every event of the GPU timeline: its work, and the ``cuda_sync`` records Kineto puts on
+#: a stream. A GPU event is chosen by its category, never by an ``args.stream`` alone:
+#: torch.compile's Inductor records the CPU-side ``cpu_op`` of each Triton launch with
+#: ``args.stream``, and ROCm traces give runtime calls (``hipMemcpyWithStream``, category
+#: ``cuda_runtime``) one too; both run on the CPU.
+GPU_EVENT_CATEGORIES = (*GPU_WORK_CATEGORIES, "cuda_sync")
+
+
 @dataclass(frozen=True)
 class KernelClassRule:
     """One row of the classification table."""

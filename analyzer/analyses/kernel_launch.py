@@ -4,8 +4,10 @@ between them (HTA's ``get_cuda_kernel_launch_stats``).
 Definition, per rank: each GPU event in the analysis scope (see
 :mod:`analyzer.analyses.gpu_kernels`) whose correlation id matches a CPU-side launch call
 (``cudaLaunchKernel``, ``cudaLaunchKernelExC``, ``cudaMemcpyAsync``, ``cudaMemsetAsync``,
-with CUDA's versioned ``_v<N>`` names and the driver's ``cuLaunchKernel[Ex]`` too; HTA
-matches the first four exactly) is paired with that call:
+with CUDA's versioned ``_v<N>`` names, the driver's ``cuLaunchKernel[Ex]``, CUDA graph
+launches, and ROCm's HIP equivalents, from the one table
+``kernel_classes.LAUNCH_CALLS``; HTA matches the first four exactly) is paired with that
+call:
 
 * ``cpu_duration_ns`` — how long the launch call ran on the CPU;
 * ``gpu_duration_ns`` — how long the kernel (or copy / set) ran on the GPU;
@@ -27,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from analyzer.analyses.gpu_kernels import Rounding, Scope, cpu_correlated_events, gpu_events
+from analyzer.analyses.kernel_classes import launch_call_pattern
 
 __all__ = [
     "LAUNCH_CALL_PATTERN",
@@ -36,10 +39,8 @@ __all__ = [
     "kernel_launch_summary",
 ]
 
-#: CPU-side calls that put work on a CUDA stream
-LAUNCH_CALL_PATTERN = (
-    r"^(cudaLaunchKernel(ExC)?|cudaMemcpyAsync|cudaMemsetAsync)(_v\d+)?$|^cuLaunchKernel(Ex)?$"
-)
+#: CPU-side calls that put work on a GPU stream (kernel_classes.LAUNCH_CALLS: CUDA and HIP)
+LAUNCH_CALL_PATTERN = launch_call_pattern()
 LAUNCH_COLUMNS = [
     "rank",
     "correlation",

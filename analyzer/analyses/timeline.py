@@ -17,14 +17,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analyzer.analyses.kernel_classes import COMMUNICATION, MEMORY, classify
+from analyzer.analyses.kernel_classes import COMMUNICATION, GPU_WORK_CATEGORIES, MEMORY, classify
 from analyzer.analyses.steps import DATALOADER_EVENT_RE
 from analyzer.ingest.dataset import JobDataset
 
 __all__ = ["TIMELINE_COLUMNS", "step_timeline"]
 
 TIMELINE_COLUMNS = ["rank", "lane", "lane_order", "name", "kind", "start_ms", "dur_ms"]
-_GPU_CATS = ("kernel", "gpu_memcpy", "gpu_memset")
+_GPU_CATS = GPU_WORK_CATEGORIES
 _MAX_DEPTH = 4  # deeper ranges share the last row
 
 
