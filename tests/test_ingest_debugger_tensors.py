@@ -175,3 +175,18 @@ def test_same_values_as_smdebug() -> None:
     assert set(ours) == set(ref)
     for k, want in ref.items():
         assert ours[k] == pytest.approx(want, rel=1e-6), k
+
+
+def test_weight_update_ratio_on_norms_alone_says_it_cannot_judge_small_updates() -> None:
+    """The fixture's weights are kept as norms: "too small" cannot be judged from them, so
+    WeightUpdateRatio says so in its status instead of reading as a pass."""
+    from rules.engine import evaluate
+    from rules.ruleset import load_ruleset
+
+    (result,) = [r for r in evaluate(_job(), load_ruleset()) if r.rule == "WeightUpdateRatio"]
+    assert result.findings == []
+    reason = result.skipped_reason or ""
+    assert reason.startswith(
+        "too small updates cannot be judged for 2 worker(s) (worker_0, worker_1)"
+    )
+    assert "no update above large_threshold 10 was found" in reason

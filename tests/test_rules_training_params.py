@@ -313,3 +313,71 @@ def test_rules_without_a_selection_are_not_attached(tmp_path: Path) -> None:
         "max_threshold": "5.0",
         "rule_to_invoke": "TensorVariance",
     }
+
+
+def _write_debugger_step(root: Path, worker: str, step: int, tensors: dict[str, Any]) -> None:
+    """One Debugger tensor event file as smdebug's FileWriter lays it out
+    (``events/<step:012d>/<step:012d>_<worker>.tfevents``: TFRecord-framed Event protos,
+    a summary value per tensor, tagged by smdebug's names)."""
+    import struct
+
+    import numpy as np
+    from tensorboard.compat.proto import event_pb2, summary_pb2
+    from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c
+    from tensorboard.util import tensor_util
+
+    values = [
+        summary_pb2.Summary.Value(tag=tag, tensor=tensor_util.make_tensor_proto(np.asarray(arr)))
+        for tag, arr in tensors.items()
+    ]
+    event = event_pb2.Event(
+        step=step, wall_time=1.7e9 + step, summary=summary_pb2.Summary(value=values)
+    )
+    payload = event.SerializeToString()
+    header = struct.pack("<Q", len(payload))
+    record = (
+        header
+        + struct.pack("<I", masked_crc32c(header))
+        + payload
+        + struct.pack("<I", masked_crc32c(payload))
+    )
+    folder = root / "debug-output" / "events" / f"{step:012d}"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{step:012d}_{worker}.tfevents").write_bytes(record)
+
+
+def test_exploding_tensor_names_the_gradient_and_every_kind_of_non_finite(tmp_path: Path) -> None:
+    """Debugger output whose gradient of fc2.weight holds NaN, +Inf and -Inf at step 5 (the
+    weight itself stays finite): the finding names ``gradient/fc2.weight`` as Debugger does,
+    and says all three, not "NaN"."""
+    import numpy as np
+
+    for step in range(1, 6):
+        grad = np.ones(4, dtype=np.float32)
+        if step == 5:
+            grad[:3] = [np.nan, np.inf, -np.inf]
+        _write_debugger_step(
+            tmp_path / "job",
+            "worker_0",
+            step,
+            {
+                "fc2.weight": np.full(4, 0.5, dtype=np.float32),
+                "gradient/fc2.weight": grad,
+                "CrossEntropyLoss_output_0": np.float32(1.0 / step),
+            },
+        )
+    job = Job(ingest(open_source(str(tmp_path / "job")), cache_dir=tmp_path / "c").dataset)
+    (result,) = [r for r in evaluate(job, load_ruleset()) if r.rule == "ExplodingTensor"]
+    (finding,) = result.findings
+    assert finding.title == "worker_0: NaN, +Inf and -Inf from step 5 (gradient/fc2.weight)"
+    assert finding.evidence["tensors_at_first_step"] == ["gradient/fc2.weight"]
+    assert (finding.evidence["nan"], finding.evidence["pos_inf"], finding.evidence["neg_inf"]) == (
+        True,
+        True,
+        True,
+    )
+    # Debugger's own regex form selects it
+    path = tmp_path / "rules.toml"
+    path.write_text('[rules.ExplodingTensor]\ntensor_regex = "gradient/.*"\n')
+    (again,) = [r for r in evaluate(job, load_ruleset(path)) if r.rule == "ExplodingTensor"]
+    assert [f.title for f in again.findings] == [finding.title]

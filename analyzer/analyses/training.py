@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import re
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -192,17 +193,31 @@ def tensor_stats(tensors: pd.DataFrame, role: str | None = None) -> pd.DataFrame
     return df.sort_values(["worker_label", "role", "name", "step"]).reset_index(drop=True)
 
 
+def tensor_label(role: object, name: object) -> str:
+    """A tensor's name as SageMaker Debugger writes it: ``gradient/<param>`` for a
+    gradient (the parameter's own name is the weight's), ``update_ratio/<param>`` for an
+    update ratio, the name itself otherwise."""
+    if role in ("gradient", "update_ratio"):
+        return f"{role}/{name}"
+    return str(name)
+
+
 def nonfinite_steps(scalars: pd.DataFrame, tensors: pd.DataFrame) -> pd.DataFrame:
     """Every value that is no longer a number, one row each: worker_label, step, kind
-    (``scalar`` / ``tensor``), name (the tag, or the tensor's name), role, nan (True: a NaN,
-    False: only Inf), count (NaN + Inf elements where counted, else null). A tensor counts
-    when its NaN/Inf counts are positive or any recorded statistic is NaN/Inf (a statistic
-    that was not recorded is null, not NaN: ``has_nan`` / ``has_inf`` tell them apart)."""
-    cols = ["worker_label", "step", "kind", "name", "role", "nan", "count"]
+    (``scalar`` / ``tensor``), name (the tag, or the tensor's name), role, tensor (the name as
+    Debugger writes it, :func:`tensor_label`), nan (a NaN is there), inf (an Inf is there),
+    pos_inf / neg_inf (a +Inf / -Inf is there; both False for an Inf of unknown sign: the
+    hooks' records count Infs without their sign), count (NaN + Inf elements where counted,
+    else null). A tensor counts when its NaN/Inf counts are positive or any recorded
+    statistic is NaN/Inf (a statistic that was not recorded is null, not NaN: ``has_nan`` /
+    ``has_inf`` tell them apart)."""
+    cols = ["worker_label", "step", "kind", "name", "role", "tensor", "nan", "inf", "pos_inf",
+            "neg_inf", "count"]  # fmt: skip
     rows: list[dict[str, object]] = []
     if not scalars.empty:
         v = scalars["value"].astype(float)
         for r in scalars[~np.isfinite(v)].itertuples(index=False):
+            value = float(r.value)
             rows.append(
                 {
                     "worker_label": r.worker_label,
@@ -210,16 +225,23 @@ def nonfinite_steps(scalars: pd.DataFrame, tensors: pd.DataFrame) -> pd.DataFram
                     "kind": "scalar",
                     "name": r.tag,
                     "role": None,
-                    "nan": bool(math.isnan(float(r.value))),
+                    "tensor": str(r.tag),
+                    "nan": bool(math.isnan(value)),
+                    "inf": bool(math.isinf(value)),
+                    "pos_inf": value == math.inf,
+                    "neg_inf": value == -math.inf,
                     "count": 1,
                 }
             )
     if not tensors.empty:
         bad = tensors[tensors["has_nan"] | tensors["has_inf"]]
+        has_sign = "neg_inf_count" in bad.columns
         for r in bad.itertuples(index=False):
-            n = (0 if pd.isna(r.nan_count) else int(r.nan_count)) + (
-                0 if pd.isna(r.inf_count) else int(r.inf_count)
-            )
+            infs = 0 if pd.isna(r.inf_count) else int(r.inf_count)
+            n = (0 if pd.isna(r.nan_count) else int(r.nan_count)) + infs
+            raw: Any = getattr(r, "neg_inf_count", None) if has_sign else None
+            signed = raw is not None and not pd.isna(raw)
+            neg = int(raw) if signed else 0
             rows.append(
                 {
                     "worker_label": r.worker_label,
@@ -227,7 +249,11 @@ def nonfinite_steps(scalars: pd.DataFrame, tensors: pd.DataFrame) -> pd.DataFram
                     "kind": "tensor",
                     "name": r.name,
                     "role": r.role,
+                    "tensor": tensor_label(r.role, r.name),
                     "nan": bool(r.has_nan),
+                    "inf": bool(r.has_inf),
+                    "pos_inf": bool(signed and infs - neg > 0),
+                    "neg_inf": bool(signed and neg > 0),
                     "count": n or None,
                 }
             )

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 # 3: system_metrics gained the source and resolution_s columns (CloudWatch metrics)
-CACHE_VERSION = 4
+CACHE_VERSION = 5
 #: what ``merged/`` holds; 2: kineto_events stays in its per-rank parts (``rank_parts``)
 MERGED_LAYOUT = 2
 

@@ -42,12 +42,13 @@ TENSOR_COLUMNS = (
     "value",
     "nan_count",
     "inf_count",
+    "neg_inf_count",
     "numel",
     "source",
     "wall_time_ns",
 )
 _STAT_FLOATS = ("norm", "mean", "std", "min", "max", "zero_fraction", "value")
-_STAT_INTS = ("nan_count", "inf_count", "numel")
+_STAT_INTS = ("nan_count", "inf_count", "neg_inf_count", "numel")
 #: the tensor roles the hooks write (``activation_input``: an activation module's input,
 #: since the same format version 1; Debugger's tensors give it too); a row of another role
 #: is kept as it is
@@ -103,7 +104,13 @@ def array_stats(values: np.ndarray) -> dict[str, Any]:
     nan = int(np.isnan(flat).sum())
     inf = int(np.isinf(flat).sum())
     finite = flat[np.isfinite(flat)] if nan or inf else flat
-    out: dict[str, Any] = {"numel": int(flat.size), "nan_count": nan, "inf_count": inf}
+    neg = int(np.isneginf(flat).sum()) if inf else 0
+    out: dict[str, Any] = {
+        "numel": int(flat.size),
+        "nan_count": nan,
+        "inf_count": inf,
+        "neg_inf_count": neg,
+    }
     if finite.size:
         out.update(
             norm=float(np.sqrt(np.dot(finite, finite))),

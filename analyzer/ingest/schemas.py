@@ -180,6 +180,8 @@ TRAINING_TENSORS = pa.schema(
         pa.field("value", pa.float64()),  # update_ratio rows: ||dw||/||w||
         pa.field("nan_count", pa.int64()),
         pa.field("inf_count", pa.int64()),
+        # of those, -Inf (null where the input does not say the sign: the hooks' records)
+        pa.field("neg_inf_count", pa.int64()),
         pa.field("numel", pa.int64()),
         pa.field("source", DICT_STR, nullable=False),
         pa.field("wall_time_ns", pa.int64()),

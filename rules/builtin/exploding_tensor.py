@@ -18,6 +18,8 @@ from rules.builtin._training import (
 from rules.params import RuleParams
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from analyzer.job import Job
 
 
@@ -81,22 +83,25 @@ class ExplodingTensor(TrainingRule):
                 keep |= (bad["kind"] == "scalar") & bad["name"].map(
                     lambda n: bool(LOSS_TAG_RE.search(str(n)))
                 )
-            if rx is not None:
+            if rx is not None:  # Debugger's regexes name tensors as it does (gradient/fc1.weight)
                 keep |= bad["name"].map(lambda n: rx.search(str(n)) is not None)
+                keep |= bad["tensor"].map(lambda n: rx.search(str(n)) is not None)
             bad = bad[keep]
         findings: list[Finding] = []
         for worker, g in bad.groupby("worker_label", sort=True):
             first = int(g["step"].min())
             at_first = g[g["step"] == first]
-            names = sorted({str(n) for n in at_first["name"]})
+            names = sorted({str(n) for n in at_first["tensor"]})
             steps = sorted({int(s) for s in g["step"]})
             nan = bool(g["nan"].astype(bool).any())
+            what = nonfinite_words(g)
             findings.append(
                 self.finding(
-                    title=f"{worker}: {'NaN' if nan else 'Inf'} from step {first} ({names[0]})",
+                    title=f"{worker}: {what} from step {first} ({names[0]})",
                     message=(
-                        f"first non-finite values at step {first} in {', '.join(names[:5])}"
-                        f"{' ...' if len(names) > 5 else ''}; {g['name'].nunique()} "
+                        f"first non-finite values ({what}) at step {first} in "
+                        f"{', '.join(names[:5])}{' ...' if len(names) > 5 else ''}; "
+                        f"{g['tensor'].nunique()} "
                         f"tensors/scalars over steps {steps_text(steps)}"
                     ),
                     evidence={
@@ -105,10 +110,29 @@ class ExplodingTensor(TrainingRule):
                         "step_range": [steps[0], steps[-1]],
                         "steps": len(steps),
                         "tensors_at_first_step": names[:20],
-                        "tensors": int(g["name"].nunique()),
+                        "tensors": int(g["tensor"].nunique()),
                         "nan": nan,
+                        "pos_inf": bool(g["pos_inf"].astype(bool).any()),
+                        "neg_inf": bool(g["neg_inf"].astype(bool).any()),
+                        "inf": bool(g["inf"].astype(bool).any()),
                     },
                     where=f"{worker} {names[0]}",
                 )
             )
         return findings
+
+
+def nonfinite_words(rows: pd.DataFrame) -> str:
+    """What is there, in words: "NaN", "+Inf and -Inf", "NaN, +Inf and -Inf", "Inf" (sign
+    unknown)."""
+    parts = [
+        word
+        for word, column in (("NaN", "nan"), ("+Inf", "pos_inf"), ("-Inf", "neg_inf"))
+        if bool(rows[column].astype(bool).any())
+    ]
+    signed = bool(rows["pos_inf"].astype(bool).any() or rows["neg_inf"].astype(bool).any())
+    if bool(rows["inf"].astype(bool).any()) and not signed:
+        parts.append("Inf")
+    if len(parts) <= 1:
+        return parts[0] if parts else "non-finite values"
+    return ", ".join(parts[:-1]) + " and " + parts[-1]

@@ -113,6 +113,15 @@ class WeightUpdateRatio(TrainingRule):
                 findings.append(
                     self._finding(worker, kind, hit, limit, params, judged_by_norms=not wb.empty)
                 )
+        norm_only = [w for w in workers if not (recorded["worker_label"] == w).any()]
+        if not findings and norm_only:
+            # no verdict without data: a check that could not be made is not a pass
+            shown = ", ".join(norm_only[:3]) + (" ..." if len(norm_only) > 3 else "")
+            return (
+                f"too small updates cannot be judged for {len(norm_only)} worker(s) ({shown}): "
+                f"{SMALL_NOT_APPLIED}; no update above large_threshold "
+                f"{params.large_threshold:g} was found"
+            )
         return findings
 
     def _finding(
