@@ -629,6 +629,11 @@ def test_scope_trims_kernels_launched_in_the_last_profiler_step() -> None:
     # With a single step nothing is trimmed (HTA does the same).
     single = _events([r for r in rows if r["name"] != "ProfilerStep#2"])
     assert len(gpu_events(single)) == 3
+    # The GPU runs behind the CPU: PyTorch's GPU-side copy of step 2 (gpu_user_annotation)
+    # starts when the GPU gets there, after the CPU launched corr 3. The trim follows the
+    # CPU's step, so the kernel launched in the last step is still left out.
+    behind = _events([*rows, {**step(2, 1150, 900), "cat": "gpu_user_annotation", "stream": 7}])
+    assert sorted(gpu_events(behind)["correlation"]) == [1, 2]
 
 
 def test_collective_linked_through_external_id_and_enclosing_ops() -> None:

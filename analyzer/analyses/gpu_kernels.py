@@ -166,15 +166,21 @@ def _name_mask(
 
 
 def _step_mask(source: Any) -> pa.ChunkedArray:
-    """Rows that are ``ProfilerStep#N`` annotations (memoised on a :class:`RankEvents`)."""
+    """Rows that are CPU-side ``ProfilerStep#N`` annotations (memoised on a
+    :class:`RankEvents`). Recent PyTorch also draws each step on the GPU timeline
+    (``gpu_user_annotation``), where it starts when the GPU reaches the step: when the GPU
+    runs behind the CPU that copy starts later, and taking it as the last step's start kept
+    the kernels the CPU launched in the last step. The trim is about launches, so the step
+    is the CPU's."""
     if isinstance(source, RankEvents):
         if ("step_mask",) not in source.memo:
             source.memo[("step_mask",)] = _step_mask(source.table)
         mask: pa.ChunkedArray = source.memo[("step_mask",)]
         return mask
-    return _name_mask(
-        kineto_events_table(source), lambda v: pc.match_substring_regex(v, _STEP_PATTERN)
-    )
+    table = kineto_events_table(source)
+    named = _name_mask(table, lambda v: pc.match_substring_regex(v, _STEP_PATTERN))
+    on_gpu = _name_mask(table, lambda v: pc.equal(v, "gpu_user_annotation"), column="cat")
+    return pc.and_(named, pc.invert(on_gpu))
 
 
 def _is_gpu_event(table: pa.Table) -> pa.ChunkedArray:
