@@ -96,6 +96,17 @@ DTYPE_BYTES = {
 
 RANK_IN_NAME_RE = re.compile(r"rank[-_]?(\d+)", re.IGNORECASE)
 STEP_RE = re.compile(r"^ProfilerStep#(\d+)$")
+#: a step marker of the script's own, for traces with no ``ProfilerStep`` (custom loops, a
+#: profiler started without a schedule, serving loops): a CPU-side ``record_function`` whose
+#: name is a step, e.g. ``step``, ``train_step``, ``training_step 12``, ``Step#3``,
+#: ``step[DECODE bs=32]``; numbered by the number after "step" when every marker has one,
+#: else by their order
+STEP_LIKE_RE = re.compile(
+    r"^(?:train(?:ing)?[_ ]?)?step(?:\s*#?\s*(?P<n>\d+))?(?=$|[\s#_\[(:.-])",
+    re.IGNORECASE,
+)
+#: the same names' start, as a prefilter Arrow runs (RE2 has no look-ahead)
+_STEP_LIKE_PREFIX = r"(?i)^(train(ing)?[_ ]?)?step"
 KEEP_PHASES = ("X", "i")
 
 
@@ -421,23 +432,44 @@ def _steps(
     dur_ns: pa.Array,
 ) -> pa.Table:
     rows: dict[str, list[Any]] = {f.name: [] for f in STEPS}
+
+    def add(i: int, step: int) -> None:
+        rows["source"].append("kineto")
+        rows["node"].append(None)
+        rows["rank"].append(rank)
+        rows["step"].append(step)
+        rows["mode"].append(None)
+        rows["start_ns"].append(start_ns[i].as_py())
+        rows["dur_ns"].append(dur_ns[i].as_py())
+
     for i in _step_candidates(names):
         if ph[i] != "X" or cat[i] == "gpu_user_annotation":
             continue
         m = STEP_RE.match(names[i].as_py())
-        if not m:
-            continue
-        rows["source"].append("kineto")
-        rows["node"].append(None)
-        rows["rank"].append(rank)
-        rows["step"].append(int(m.group(1)))
-        rows["mode"].append(None)
-        rows["start_ns"].append(start_ns[i].as_py())
-        rows["dur_ns"].append(dur_ns[i].as_py())
+        if m:
+            add(i, int(m.group(1)))
+    if not rows["step"]:  # no ProfilerStep: the script's own step markers, if it has them
+        marked = [
+            i
+            for i in _step_like_candidates(names)
+            if ph[i] == "X" and cat[i] == "user_annotation" and start_ns[i].is_valid
+        ]
+        marked.sort(key=lambda i: start_ns[i].as_py())
+        matches = [(i, STEP_LIKE_RE.match(names[i].as_py())) for i in marked]
+        found = [(i, m) for i, m in matches if m is not None]
+        numbered = all(m.group("n") for _, m in found)
+        for order, (i, m) in enumerate(found, start=1):
+            add(i, int(m.group("n")) if numbered else order)
     plain = pa.schema(
         [pa.field(f.name, pa.string() if pa.types.is_dictionary(f.type) else f.type) for f in STEPS]
     )
     return pa.table(rows, schema=plain).cast(STEPS)
+
+
+def _step_like_candidates(names: pa.Array) -> list[int]:
+    """Rows whose name is a step marker of the script's own (:data:`STEP_LIKE_RE`)."""
+    hits = pc.fill_null(pc.match_substring_regex(names, _STEP_LIKE_PREFIX), False)
+    return np.flatnonzero(hits.to_numpy(zero_copy_only=False)).tolist()
 
 
 def _step_candidates(names: pa.Array) -> list[int]:
