@@ -33,6 +33,7 @@ from analyzer.ingest.dataset import JobDataset, RankParts, event_span
 from analyzer.ingest.formats import FORMATS, Format, classify, format_by_id
 from analyzer.ingest.no_pandas import keep_pandas_out
 from analyzer.ingest.parsed import NotAProfilerFile, ParsedFile, UnreadableFile
+from analyzer.ingest.tables import TABLE_NAMES
 from analyzer.sources.base import Source, SourceObject, WorkerReader, worker_reader
 
 if TYPE_CHECKING:
@@ -243,16 +244,7 @@ def ingest(
 MAX_IGNORED_KEYS = 20
 #: tables that hold profiler data: a source with rows in none of them has nothing to judge
 #: (rule statuses and exit records alone say nothing about the training's time or health)
-DATA_TABLES = (
-    "system_metrics",
-    "framework_events",
-    "kineto_events",
-    "kineto_traces",
-    "steps",
-    "rule_reports",
-    "training_scalars",
-    "training_tensors",
-)
+DATA_TABLES = tuple(t for t in TABLE_NAMES if t not in ("rule_statuses", "process_exits"))
 
 
 def no_profiler_data(summary: dict[str, Any]) -> str | None:
