@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from analyzer.errors import StepscopeError
 from rules import params as p
-from rules.base import Rule
+from rules.base import SEVERITIES, Rule
 from rules.registry import BY_ID, RULES
 
 
@@ -142,7 +142,7 @@ def _parse(text: str, origin: str, base: RuleSet | None = None) -> RuleSet:
             raise RuleFileError(f"{origin}: [rules.{name}] enabled must be true or false")
         severity = values.pop("severity", None)
         if severity is not None:
-            if severity not in ("error", "warning", "info"):
+            if severity not in SEVERITIES:
                 raise RuleFileError(
                     f"{origin}: [rules.{name}] severity must be "
                     f'"error", "warning" or "info" (got {severity!r})'

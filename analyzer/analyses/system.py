@@ -13,13 +13,14 @@ its container looks (every ``scan_interval_us`` on all samples seen so far); the
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from analyzer.natural import natural_key
 
 #: samples closer than this belong to one system snapshot (the profiler agent's threads
 #: wake up at slightly different times); SageMaker's rules use the same 20 ms.
@@ -108,10 +109,6 @@ def _categorical_from_codes(codes: np.ndarray, names: list[str]) -> pd.Categoric
     cat = pd.Categorical.from_codes(codes, categories=pd.Index(names, dtype=object))
     # natural order (gpu2 before gpu10), so every per-device result lists devices the same way
     return cat.reorder_categories(sorted(names, key=natural_key))
-
-
-def natural_key(text: str) -> tuple[object, ...]:
-    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text))
 
 
 def _q(values: np.ndarray, q: float) -> float:

@@ -51,6 +51,7 @@ import orjson
 from botocore.exceptions import BotoCoreError, ClientError
 
 from analyzer.errors import SourceError
+from analyzer.natural import natural_key
 from analyzer.sources.base import SourceObject
 from analyzer.sources.s3 import aws_error
 
@@ -296,7 +297,7 @@ class CloudWatchMetrics:
             )
             return
         for (host, day), rows in sorted(
-            counts.items(), key=lambda kv: (_natural(kv[0][0]), kv[0][1])
+            counts.items(), key=lambda kv: (natural_key(kv[0][0]), kv[0][1])
         ):
             digest = hashlib.sha256(repr(sorted(rows)).encode()).hexdigest()[:24]
             samples = int(sum(c for _, _, c in rows))
@@ -452,7 +453,3 @@ class CloudWatchMetrics:
                 order = sorted(range(len(ts)), key=ts.__getitem__)
                 merged[qid] = ([ts[i] for i in order], [vs[i] for i in order])
         return merged, messages
-
-
-def _natural(text: str) -> tuple[object, ...]:
-    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", text))

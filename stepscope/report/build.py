@@ -15,7 +15,7 @@ import pandas as pd
 
 from analyzer import __version__
 from analyzer.job import Job
-from rules.base import SEVERITY_RANK, RuleResult
+from rules.base import SEVERITIES, SEVERITY_RANK, RuleResult
 from rules.ruleset import RuleSet
 from stepscope.report import model as m
 from stepscope.report import training
@@ -51,12 +51,7 @@ def build(
         job=info,
         rules_file=ruleset.source,
         summary=m.Summary(
-            counts=m.Counts(
-                **{
-                    s: sum(1 for f in findings if f.severity == s)
-                    for s in ("error", "warning", "info")
-                }
-            )
+            counts=m.Counts(**{s: sum(1 for f in findings if f.severity == s) for s in SEVERITIES})
         ),
         findings=list(findings),
         finding_groups=groups,

@@ -20,22 +20,21 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from analyzer.natural import natural_key
 from rules.base import Finding, GroupFigure
 from stepscope.report.model import FindingGroup, Report
 from stepscope.report.rule_info import group_figure
 
 __all__ = ["group_findings", "groups_of", "message_of", "place_key", "spans"]
 
-_DIGITS = re.compile(r"(\d+)")
+_DIGITS = re.compile(r"\d+")
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _RANK = re.compile(r"^rank (\d+)(?:, (.+))?$")
 _NODE = re.compile(r"^node ([^,]+)(?:, (.+))?$")
 
 
-def place_key(text: str) -> tuple[Any, ...]:
-    """Sort key of a place that reads numbers as numbers: "rank 9" before "rank 10",
-    "algo-2" before "algo-10". Parts alternate text and number, so keys always compare."""
-    return tuple(int(p) if i % 2 else p for i, p in enumerate(_DIGITS.split(text)))
+#: sort key of a place that reads numbers as numbers ("rank 9" before "rank 10")
+place_key = natural_key
 
 
 def message_of(f: Finding) -> str:
