@@ -114,3 +114,21 @@ def test_dashboard_leaves_remote_sources_to_the_server() -> None:
     assert check_source("s3://bucket/prefix/") is None
     assert check_source("pytorch-training-2026-11-23-01-02-03-456") is None
     assert check_source(str(REPO / "samples" / "sample-job")) is None
+
+
+def test_the_command_list_shows_whole_sentences() -> None:
+    """``stepscope --help`` lists each command with a whole first sentence, never one cut
+    mid-sentence with "..." (click's default)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "stepscope", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0
+    listing = proc.stdout.split("Commands:", 1)[1]
+    assert "..." not in listing.replace("torchrun ... train.py", "")
+    entries: list[str] = []
+    for line in listing.strip("\n").splitlines():
+        if line.startswith("  ") and not line.startswith("   "):  # a command's first line
+            entries.append(line.strip())
+        elif entries:
+            entries[-1] += " " + line.strip()
+    assert len(entries) == 5 and all(e.endswith(".") for e in entries), entries

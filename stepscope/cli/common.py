@@ -85,6 +85,15 @@ class OneLineErrors:
 class Command(OneLineErrors, click.Command):
     """The class of every ``stepscope`` command (``@click.command(..., cls=Command)``)."""
 
+    def get_short_help_str(self, limit: int = 45) -> str:
+        """The command list of ``stepscope --help`` shows each command's first sentence
+        whole (click cuts it at ``limit`` characters, mid-sentence, with "...")."""
+        if self.short_help:
+            return self.short_help
+        text = " ".join((self.help or "").split("\n\n", 1)[0].split())
+        first, dot, _ = text.partition(". ")
+        return first + "." if dot else text
+
 
 def user_errors(fn: F) -> F:
     """Turn StepscopeError (and a few OS errors) into one line on stderr and exit code 2."""

@@ -31,6 +31,7 @@ class StepsType(click.ParamType):
 
 @click.command(
     "run",
+    short_help="Run COMMAND (e.g. torchrun ... train.py) with stepscope's collectors.",
     cls=Command,
     context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
 )
