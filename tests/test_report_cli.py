@@ -411,3 +411,29 @@ def test_every_format_lists_the_files_it_could_not_read(tmp_path: Path) -> None:
     assert skipped is not None and "1 file(s) not read" in (skipped.get("message") or "")
     assert "algo-9_rank7.123.pt.trace.json" in (case.findtext("system-out") or "")
     assert int(suite.get("tests", "0")) == len(list(suite.iter("testcase")))
+
+
+def test_a_folder_holds_one_runs_files_and_each_says_which_run(tmp_path: Path) -> None:
+    """A second run with --format html leaves no .md/.json/.junit.xml of the first beside
+    it, and every format names its run (source, time, stepscope version)."""
+    out = tmp_path / "out"
+    args = ("--out", str(out), "--cache", str(tmp_path / "c"), "--fail-on", "never")
+    assert run("report", str(SAMPLE), *args).returncode == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "report.html",
+        "report.json",
+        "report.junit.xml",
+        "report.md",
+    ]
+    doc = json.loads((out / "report.json").read_text())
+    stamp, version = doc["generated_at"], doc["stepscope_version"]
+    assert f"written {stamp} by stepscope {version}" in (out / "report.md").read_text()
+    suite = ET.parse(out / "report.junit.xml").getroot().find("testsuite")
+    assert suite is not None and suite.get("timestamp") == stamp
+    props = {p.get("name"): p.get("value") for p in suite.iter("property")}
+    assert props["source"] == str(SAMPLE) and props["stepscope_version"] == version
+    proc = run("report", str(SAMPLE), *args, "--format", "html")
+    assert proc.returncode == 0
+    assert [p.name for p in out.iterdir()] == ["report.html"]
+    assert "removed" in proc.stderr and "of an earlier run" in proc.stderr
+    assert "by stepscope" in (out / "report.html").read_text()

@@ -174,6 +174,13 @@ def report_command(
         path = out / FILES[fmt]
         path.write_text(text, encoding="utf-8")
         written.append(str(path))
+    # a folder holds one run's files: an earlier run's other formats would read as this run's
+    stale = [out / name for fmt, name in FILES.items() if fmt not in chosen]
+    removed = []
+    for path in stale:
+        if path.is_file():
+            path.unlink()
+            removed.append(path.name)
     if not quiet:
         # the findings themselves, worst first, so a CI log says what fired without the files;
         # one line per group ("all 64 ranks: ..."), not one per rank
@@ -186,4 +193,8 @@ def report_command(
         if len(groups) > len(shown):
             click.echo(f"  … and {len(groups) - len(shown)} more in the report", err=True)
         click.echo(f"{verdict.line()} — wrote {', '.join(written)}", err=True)
+        if removed:
+            click.echo(
+                f"stepscope: removed {', '.join(removed)} of an earlier run from {out}", err=True
+            )
     sys.exit(1 if verdict.verdict == "fail" else 0)

@@ -21,6 +21,7 @@ from stepscope.render.markdown import (
     gpu_p50,
     headline,
     num,
+    run_line,
     source_text,
     training_findings,
     where,
@@ -218,6 +219,7 @@ def render(report: Report, verdict: Verdict) -> str:
             f"<tr><td><code>{h(f.path)}</code></td><td>{h_prose(f.reason)}</td></tr>" for f in files
         ]
         parts.append("</table>")
+    parts.append(f"<p class='run'><small>{h(run_line(report))}</small></p>")
     parts.append("</body></html>")
     return "\n".join(parts)
 

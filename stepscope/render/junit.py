@@ -18,9 +18,17 @@ def render(report: Report, verdict: Verdict) -> str:
     by_rule: dict[str, list[FindingGroup]] = {}
     for g in groups_of(report):
         by_rule.setdefault(g.rule, []).append(g)
-    suite = ET.Element("testsuite", name=f"stepscope:{report.job.name}")
+    suite = ET.Element(
+        "testsuite", name=f"stepscope:{report.job.name}", timestamp=report.generated_at
+    )
+    props = ET.SubElement(suite, "properties")  # which run this file is
+    for name, value in (
+        ("source", report.job.source),
+        ("stepscope_version", report.stepscope_version),
+        ("generated_at", report.generated_at),
+    ):
+        ET.SubElement(props, "property", name=name, value=value)
     if report.metrics.nodes:
-        props = ET.SubElement(suite, "properties")
         for n in report.metrics.nodes:
             ET.SubElement(props, "property", name=f"metrics_source {n.node}", value=source_text(n))
     failures = skipped = errors = 0

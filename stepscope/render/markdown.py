@@ -181,7 +181,17 @@ def render(report: Report, verdict: Verdict) -> str:
             f"- {md_code(f.path, table=False)}: {md_prose(f.reason, table=False)}" for f in files
         ]
         lines.append("")
+    lines += [f"<sub>{md(run_line(report))}</sub>", ""]
     return "\n".join(lines)
+
+
+def run_line(report: Report) -> str:
+    """Which run a report file is: when, by which stepscope, on which source (every format
+    says it, so files of two runs in one folder are told apart)."""
+    return (
+        f"Report of {report.job.source}, written {report.generated_at} "
+        f"by stepscope {report.stepscope_version}."
+    )
 
 
 def source_text(node: NodeMetrics) -> str:
