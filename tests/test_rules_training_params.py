@@ -381,3 +381,69 @@ def test_exploding_tensor_names_the_gradient_and_every_kind_of_non_finite(tmp_pa
     path.write_text('[rules.ExplodingTensor]\ntensor_regex = "gradient/.*"\n')
     (again,) = [r for r in evaluate(job, load_ruleset(path)) if r.rule == "ExplodingTensor"]
     assert [f.title for f in again.findings] == [finding.title]
+
+
+# -- StalledTrainingRule: judged up to now while the job may still run ---------------------
+def _stalled(root: Path, tmp: Path, **summary: Any) -> Any:
+    from analyzer.ingest import ingest as do_ingest
+
+    result = do_ingest(open_source(str(root)), cache_dir=tmp / "cache")
+    meta = {**result.summary, **summary}
+    job = Job(result.dataset, meta)
+    (r,) = [x for x in evaluate(job, load_ruleset()) if x.rule == "StalledTrainingRule"]
+    return r
+
+
+def _recent_job(root: Path, minutes_ago: float) -> None:
+    """A worker whose records stop ``minutes_ago`` minutes before now (one a second)."""
+    import time
+
+    from tests.support import health_records
+
+    last = time.time() - minutes_ago * 60
+    write_health(
+        root,
+        "algo-1",
+        0,
+        loss(range(1, 11), lambda s: 1.0 / s),
+        time_of=lambda s: last - health_records.T0 - (10 - s),
+    )
+
+
+def test_stalled_training_fires_on_a_job_without_an_end_marker_silent_past_the_threshold(
+    tmp_path: Path,
+) -> None:
+    """Debugger's definition: no new record for `threshold` seconds. A job with no end
+    marker, no exit record and no status whose last record is 45 min old has stalled now."""
+    _recent_job(tmp_path / "job", 45)
+    (f,) = _stalled(tmp_path / "job", tmp_path).findings
+    assert f.evidence["judged_until"].startswith("now: no end marker")
+    assert 44 * 60 <= f.evidence["gap_s"] <= 50 * 60
+
+
+def test_stalled_training_is_not_called_on_an_ended_job(tmp_path: Path) -> None:
+    """The same silence after the job ended is no stall: stepscope run's exit records, an
+    ended SageMaker status, or a silence longer than SageMaker's longest run say it ended."""
+    _recent_job(tmp_path / "job", 45)
+    exits = tmp_path / "job" / "exits"
+    exits.mkdir()
+    (exits / "algo-1_rank0.json").write_text('{"node": "algo-1", "rank": 0, "optimizer_steps": 10}')
+    assert _stalled(tmp_path / "job", tmp_path / "a").findings == []
+    _recent_job(tmp_path / "job2", 45)
+    ended = _stalled(tmp_path / "job2", tmp_path / "b", job={"status": "Completed"})
+    assert ended.findings == []
+    running = _stalled(tmp_path / "job2", tmp_path / "c", job={"status": "InProgress"})
+    (f,) = running.findings
+    assert f.evidence["judged_until"] == "now: the job is InProgress"
+    _recent_job(tmp_path / "job3", 60 * 24 * 40)  # 40 days ago
+    assert _stalled(tmp_path / "job3", tmp_path / "d").findings == []
+
+
+def test_stalled_training_reads_debuggers_end_marker(tmp_path: Path) -> None:
+    """Debugger's training_job_end.ts says the training ended: no stall after the last record."""
+    root = tmp_path / "job"
+    _recent_job(root, 45)
+    (root / "debug-output").mkdir()
+    (root / "debug-output" / "training_job_end.ts").write_text("1700000000")
+    r = _stalled(root, tmp_path)
+    assert r.findings == [] and r.skipped_reason is None

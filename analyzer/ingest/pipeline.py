@@ -229,6 +229,11 @@ def ingest(
         "files_from_cache": len(plan.cached),
         "files_ingested": ok_files,
         "ignored": ignored,
+        # SageMaker Debugger writes training_job_end.ts when the training ends: a job without
+        # it and without an end in its status may still be running (StalledTrainingRule)
+        "end_markers": sorted(
+            k for k in new_manifest if k.rsplit("/", 1)[-1] == DEBUGGER_END_MARKER
+        )[:MAX_IGNORED_KEYS],
         "ignored_keys": sorted(k for k, e in new_manifest.items() if e.get("status") == "ignored")[
             :MAX_IGNORED_KEYS
         ],
@@ -240,6 +245,8 @@ def ingest(
     return IngestResult(dataset=dataset, summary=summary)
 
 
+#: the file SageMaker Debugger's hook writes at the end of the training
+DEBUGGER_END_MARKER = "training_job_end.ts"
 #: how many ignored keys the summary names (the count is always whole)
 MAX_IGNORED_KEYS = 20
 #: tables that hold profiler data: a source with rows in none of them has nothing to judge

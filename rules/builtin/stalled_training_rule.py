@@ -44,7 +44,10 @@ class StalledTrainingRule(TrainingRule):
     title: ClassVar[str] = "Training stalled"
     checks: ClassVar[str] = (
         "SageMaker Debugger's built-in, per worker: a gap of more than `threshold` s between "
-        "two of its training records, or between its last record and the job's last one."
+        "two of its training records, or after its last record: up to the job's end when the "
+        "job has ended (Debugger's end marker, an ended status, stepscope run's exit records, "
+        "or a last record older than SageMaker's 28-day longest run), else up to now (a job "
+        "with no end marker whose last record is older than `threshold` is hung)."
     )
     why: ClassVar[str] = (
         "A worker that writes nothing for half an hour is hung (a deadlock, "
@@ -72,7 +75,7 @@ class StalledTrainingRule(TrainingRule):
         times = times[times["wall_time_ns"].notna()]
         if times.empty:
             return no_data(job, "wall-clock times on its records")
-        job_end = float(times["wall_time_ns"].max()) / 1e9
+        job_end, until = _reference_end(job, float(times["wall_time_ns"].max()) / 1e9)
         findings: list[Finding] = []
         for worker, g in times.groupby("worker_label", sort=True):
             g = g.sort_values("wall_time_ns")
@@ -96,7 +99,7 @@ class StalledTrainingRule(TrainingRule):
                         + (
                             f", next at step {after}"
                             if after is not None
-                            else ", none until the job's last record"
+                            else f", none until {until}"
                         )
                     ),
                     evidence={
@@ -108,8 +111,54 @@ class StalledTrainingRule(TrainingRule):
                             after if after is not None else int(steps[i - 1]),
                         ],
                         "last_record": iso(float(t[i - 1])),
+                        "judged_until": until if after is None else "the next record",
                     },
                     where=worker,
                 )
             )
         return findings
+
+
+#: a SageMaker job status that says the training has ended
+ENDED_STATUSES = ("Completed", "Failed", "Stopped")
+#: SageMaker's longest training run (MaxRuntimeInSeconds may be at most 28 days): a job with
+#: no end marker and no status whose last record is older than this has ended, not hung
+MAX_RUNTIME_S = 28 * 24 * 3600
+
+
+def _reference_end(job: Job, last_record_s: float) -> tuple[float, str]:
+    """Up to when a worker's silence after its last record counts, and how to say it: the
+    job's end when it has ended, else now (Debugger's rule runs during the job: no new
+    record for `threshold` seconds is a stall, whenever it is judged)."""
+    import time
+
+    meta = job.summary.get("job") or {}
+    status = meta.get("status")
+    if status in ENDED_STATUSES:
+        end = meta.get("training_end_time")
+        end_s = _epoch(end) if end else None
+        if end_s is not None:
+            return max(end_s, last_record_s), f"the job's end ({status}, {end})"
+        return last_record_s, f"the job's last record (the job is {status})"
+    if job.summary.get("end_markers"):
+        return last_record_s, "the job's last record (Debugger's end marker is there)"
+    if not job.process_exits().empty:
+        return last_record_s, "the job's last record (its processes wrote exit records)"
+    now = time.time()
+    if status:  # a SageMaker job that has not ended (InProgress, Stopping)
+        return max(now, last_record_s), f"now: the job is {status}"
+    if now - last_record_s > MAX_RUNTIME_S:
+        # silent for longer than any SageMaker job may run: over, not hung
+        return last_record_s, "the job's last record (older than SageMaker's longest run)"
+    return max(now, last_record_s), (
+        "now: no end marker (Debugger's training_job_end.ts), no exit record, no job status"
+    )
+
+
+def _epoch(text: str) -> float | None:
+    import pandas as pd
+
+    try:
+        return float(pd.Timestamp(text).timestamp())
+    except (ValueError, TypeError):
+        return None
