@@ -63,6 +63,7 @@ h[4].metric(
     ui.fmt_num(head.step_time_mean_ms, " ms"),
     delta=f"± {spread:.1f} ms spread" if spread is not None else None,
     delta_color="off",
+    delta_arrow="off",  # a spread, not a change: no arrow that reads as a regression
     help="Mean step time over all ranks; the spread is its standard deviation.",
 )
 
