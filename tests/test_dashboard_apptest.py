@@ -255,6 +255,13 @@ def test_compare_the_sample_against_its_shipped_baseline(
         "throughput (steps/s)": True,
         "data-loader stall share (%)": True,
     }
+    # shares move in points (as report.md says it), times and rates in %; no internal codes
+    changes = table.set_index("metric")["change"].to_dict()
+    assert changes["data-loader stall share (%)"].endswith(" points")
+    assert changes["mean step time (ms)"].endswith("%")
+    text = table.astype(str).to_string()
+    assert not any(code in text for code in ("pct_up", "pct_down", "points_up", "points_down"))
+    assert "at most +5 points" in set(table["tolerance"])
     per_rank = next(d.value for d in at.dataframe if "run" in d.value.columns)
     assert sorted(set(zip(per_rank["run"], per_rank["rank"], strict=True))) == [
         ("baseline", 0),

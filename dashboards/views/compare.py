@@ -9,6 +9,7 @@ import streamlit as st
 
 from analyzer.errors import StepscopeError
 from dashboards import data, downsample, tables, ui
+from stepscope.present.comparison import change, tolerance_text
 
 ctx = ui.context()
 job = ctx.job
@@ -76,22 +77,23 @@ if comps:
             delta=ui.fmt_num(c.change_points, digits=2),
             delta_color="inverse" if c.metric in LOWER_IS_BETTER else "normal",
             help=(
-                f"baseline {ui.fmt_num(c.baseline, digits=2)}; "
-                f"tolerance {c.tolerance} ({c.tolerance_kind})"
+                f"baseline {ui.fmt_num(c.baseline, digits=2)}; change {change(c)}; "
+                f"tolerance {tolerance_text(c)}"
             ),
         )
-    table = pd.DataFrame([c.model_dump() for c in comps])[
+    table = pd.DataFrame(
         [
-            "label",
-            "baseline",
-            "current",
-            "change_pct",
-            "change_points",
-            "tolerance",
-            "tolerance_kind",
-            "regressed",
+            {
+                "metric": c.label,
+                "baseline": c.baseline,
+                "current": c.current,
+                "change": change(c),  # points for shares, % otherwise: as report.md says it
+                "tolerance": tolerance_text(c),
+                "regressed": c.regressed,
+            }
+            for c in comps
         ]
-    ]
+    )
     tables.show(
         table,
         sort=False,

@@ -8,6 +8,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 
 from stepscope.present import training_figures
+from stepscope.present.comparison import change
 from stepscope.render import charts
 from stepscope.render.escape import h, h_prose
 from stepscope.render.markdown import (
@@ -16,7 +17,6 @@ from stepscope.render.markdown import (
     TEMPORAL_PARTS,
     WORKER_HEADINGS,
     breakdown,
-    change,
     fmt,
     gpu_p50,
     headline,

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
+from stepscope.present.comparison import change
 from stepscope.render.escape import md, md_code, md_prose
 from stepscope.render.verdict import Verdict
 from stepscope.report.grouping import groups_of, message_of
-from stepscope.report.model import Comparison, JobInfo, NodeMetrics, Report, TrainingWorker
+from stepscope.report.model import JobInfo, NodeMetrics, Report, TrainingWorker
 from stepscope.report.rule_info import chart_of
 from stepscope.report.training import CHART_TITLES, anchor
 
@@ -206,13 +207,6 @@ def gpu_p50(node: NodeMetrics) -> str:
         return "–"
     lo, hi = fmt(min(values)), fmt(max(values))
     return lo if lo == hi else f"{lo}–{hi}"
-
-
-def change(c: Comparison) -> str:
-    """A baseline comparison's move as its tolerance counts it: points for shares, % otherwise."""
-    if c.tolerance_kind.startswith("points"):
-        return "–" if c.change_points is None else f"{c.change_points:+.1f} points"
-    return "–" if c.change_pct is None else f"{c.change_pct:+.1f}%"
 
 
 HEADLINE = (
