@@ -768,3 +768,17 @@ def test_histogram_bins_follow_the_data() -> None:
     assert downsample.MIN_BINS <= len(edges) - 1 <= 10
     edges, _ = downsample.histogram({"a": rng.normal(110, 10, 200_000)})
     assert len(edges) - 1 == downsample.MAX_BINS
+
+
+def test_evidence_reads_as_a_table_of_figures(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The Overview shows each finding's evidence as a small table (figure, value), never as
+    raw JSON."""
+    at = run_app(monkeypatch, DashboardOptions(str(SAMPLE), cache_dir=str(tmp_path)))
+    assert_clean(at)
+    assert len(at.json) == 0
+    evidence = [d.value for d in at.dataframe if list(d.value.columns) == ["figure", "value"]]
+    assert evidence, [list(d.value.columns) for d in at.dataframe]
+    figures = {f for table in evidence for f in table["figure"]}
+    assert "mean wait ms" in figures and "rank" in figures

@@ -8,6 +8,7 @@ import streamlit as st
 
 from analyzer.analyses.system import natural_key
 from dashboards import tables, ui
+from stepscope.present.evidence import evidence_rows
 from stepscope.report.grouping import groups_of
 from stepscope.report.model import Finding
 from stepscope.report.text import with_code_spans
@@ -362,7 +363,7 @@ def _box(
         with st.expander(
             "Evidence" if len(members) == 1 else f"Evidence of the worst ({worst.where})"
         ):
-            st.json(worst.evidence, expanded=True)
+            tables.show(evidence_rows(worst.evidence), sort=False)
 
 
 # keys by position in the full lists: stable across filters
