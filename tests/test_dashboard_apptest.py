@@ -782,3 +782,14 @@ def test_evidence_reads_as_a_table_of_figures(
     assert evidence, [list(d.value.columns) for d in at.dataframe]
     figures = {f for table in evidence for f in table["figure"]}
     assert "mean wait ms" in figures and "rank" in figures
+
+
+def test_the_system_page_shows_no_gpu_control_on_a_job_without_gpus(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The sample is a CPU job: the System page has the per-core toggle, not the per-GPU one."""
+    at = run_app(monkeypatch, DashboardOptions(str(SAMPLE), cache_dir=str(tmp_path)))
+    at.switch_page("views/system.py").run()
+    assert_clean(at)
+    labels = [t.label for t in at.toggle]
+    assert "CPU lines per core" in labels and "GPU lines per device" not in labels

@@ -57,13 +57,14 @@ if "GPUUtilization" in dims:
         ui.plot(fig, key="sys-heatmap")
 
 c1, c2 = st.columns(2)
-per_device = c1.toggle(
+# a control that cannot apply is not shown: no GPU rows, no per-device toggle
+per_device = "GPUUtilization" in dims and c1.toggle(
     "GPU lines per device",
     value=False,
     help="Off: one line per node (mean over its GPUs), the band is the spread across "
     "them. On: one line per GPU.",
 )
-per_core = c2.toggle(
+per_core = "CPUUtilization" in dims and c2.toggle(
     "CPU lines per core",
     value=False,
     help="Off: one line per node (mean over cores), the band is the spread across cores. "
