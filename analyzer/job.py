@@ -365,27 +365,24 @@ class Job:
                 self._memo[key] = timeline.step_timeline(self.dataset, step, ranks=list(ranks))
             return cast("pd.DataFrame", self._memo[key])
 
-    # -- summaries (report metrics; the baseline comparison reads the headline) -----------
-    @memoised
-    def node_metrics(self) -> list[dict[str, Any]]:
-        """Per node: CPU and I/O-wait percentiles, and per GPU utilization and memory."""
-        from analyzer.analyses import summary
-
-        return summary.node_metrics(self)
-
-    @memoised
-    def rank_metrics(self) -> list[dict[str, Any]]:
-        """Per rank: step times, data-loader stall, and the GPU breakdowns of its trace."""
-        from analyzer.analyses import summary
-
-        return summary.rank_metrics(self)
-
+    # -- the headline (the report's figures of merit; the baseline comparison reads it) ----
     @memoised
     def headline(self) -> dict[str, Any]:
         """The job's figures of merit (step time, throughput, GPU utilization, stalls...)."""
-        from analyzer.analyses import summary
+        from analyzer.analyses import headline
 
-        return summary.headline(self, self.rank_metrics())
+        exposed = (
+            headline.exposed_pct_by_rank(self.communication_summary())
+            if self.has_kineto_events
+            else {}
+        )
+        return headline.headline(
+            self.steps(),
+            self.gpu_summary(),
+            self.metric_frame(("GPUUtilization",)),
+            headline.stall_pct_by_rank(self.dataloader_waits()),
+            exposed,
+        )
 
     # -- measurements the rules judge ----------------------------------------------------
     # The figures the rules compare with their thresholds, memoised like every analysis, so

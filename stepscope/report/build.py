@@ -18,7 +18,7 @@ from analyzer.job import Job
 from rules.base import SEVERITIES, SEVERITY_RANK, RuleResult
 from rules.ruleset import RuleSet
 from stepscope.report import model as m
-from stepscope.report import training
+from stepscope.report import rows, training
 from stepscope.report.grouping import group_findings, place_key
 from stepscope.report.sources import node_metrics_sources
 
@@ -75,7 +75,8 @@ def build(
             headline=m.Headline.model_validate(job.headline()),
             nodes=nodes,
             ranks=sorted(
-                (m.RankMetrics.model_validate(r) for r in job.rank_metrics()), key=lambda r: r.rank
+                (m.RankMetrics.model_validate(r) for r in rows.rank_metrics(job)),
+                key=lambda r: r.rank,
             ),
         ),
         sagemaker_rule_reports=sagemaker_verdicts(job, results),
@@ -90,7 +91,7 @@ def node_metrics(job: Job) -> list[m.NodeMetrics]:
     sources = node_metrics_sources(job)
     nodes = [
         m.NodeMetrics.model_validate({**n, "metrics_source": sources.get(str(n["node"]))})
-        for n in job.node_metrics()
+        for n in rows.node_metrics(job)
     ]
     return sorted(nodes, key=lambda n: place_key(n.node))
 
@@ -162,15 +163,15 @@ def baseline(job: Job, results: list[RuleResult]) -> m.Baseline | None:
     base = job.baseline
     if base is None:
         return None
-    rows: list[dict[str, Any]] = next(
+    compared: list[dict[str, Any]] = next(
         (r.details["comparisons"] for r in results if "comparisons" in r.details), []
     )
     return m.Baseline(
         source=base.dataset.meta.source,
         job=base.dataset.meta.name,
         headline=m.Headline.model_validate(base.headline()),
-        comparisons=[m.Comparison.model_validate(c) for c in rows],
-        ranks=[m.RankMetrics.model_validate(r) for r in base.rank_metrics()],
+        comparisons=[m.Comparison.model_validate(c) for c in compared],
+        ranks=[m.RankMetrics.model_validate(r) for r in rows.rank_metrics(base)],
         step_ms=base.steps()["dur_ms"].tolist() if not base.steps().empty else [],
     )
 
