@@ -108,14 +108,19 @@ def test_code_spans_in_and_out_of_tables() -> None:
             (3, 0, 0),
             "never",
             "not-failing",
-            "3 errors, 0 warnings, 0 info (not failing: --fail-on never)",
+            "3 findings: 3 errors, 0 warnings, 0 info (not failing: --fail-on never)",
         ),
-        ((3, 1, 0), "error", "fail", "FAIL: 3 errors, 1 warning, 0 info (--fail-on error)"),
+        (
+            (3, 1, 0),
+            "error",
+            "fail",
+            "FAIL: 4 findings: 3 errors, 1 warning, 0 info (--fail-on error)",
+        ),
         (
             (0, 2, 1),
             "error",
             "not-failing",
-            "0 errors, 2 warnings, 1 info (not failing: --fail-on error)",
+            "3 findings: 0 errors, 2 warnings, 1 info (not failing: --fail-on error)",
         ),
         ((0, 0, 0), "error", "pass", "PASS: no findings"),
         ((0, 0, 0), "never", "pass", "PASS: no findings"),
@@ -135,6 +140,13 @@ def test_verdict_says_pass_only_when_clean(
     assert (v.state, v.line()) == (state, line)
     # report.json's summary.verdict keeps its meaning: does the run fail?
     assert v.verdict == ("fail" if failing else "pass")
+
+
+def test_the_verdict_counts_findings_as_listed_and_their_places() -> None:
+    """Three places of one error pattern and one warning: two findings as every output lists
+    them, four places."""
+    v = Verdict("error", 3, Counts(error=3, warning=1, info=0), Counts(error=1, warning=1, info=0))
+    assert v.line() == "FAIL: 2 findings (4 places): 1 error, 1 warning, 0 info (--fail-on error)"
 
 
 def test_one_colour_per_rank() -> None:

@@ -26,6 +26,23 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _counted(doc: dict[str, object]) -> str:
+    """What every output says of report.json's findings: as listed (one per group), their
+    places, then per severity (the groups'), e.g. "2 findings (3 places): 2 errors, ..."."""
+    groups = doc["finding_groups"]
+    findings = doc["findings"]
+    assert isinstance(groups, list) and isinstance(findings, list)
+    by = {s: sum(1 for g in groups if g["severity"] == s) for s in ("error", "warning", "info")}
+
+    def n(k: int, word: str) -> str:
+        return f"{k} {word}{'' if k == 1 else 's'}"
+
+    head = n(len(groups), "finding")
+    if len(findings) != len(groups):
+        head += f" ({n(len(findings), 'place')})"
+    return f"{head}: {n(by['error'], 'error')}, {n(by['warning'], 'warning')}, {by['info']} info"
+
+
 @pytest.fixture(scope="module")
 def sample_report(
     tmp_path_factory: pytest.TempPathFactory,
@@ -46,7 +63,7 @@ def test_writes_all_four_files_and_fails_on_error(sample_report) -> None:
     counts, findings = doc["summary"]["counts"], doc["findings"]
     lines = proc.stderr.strip().splitlines()
     assert counts["error"] >= 2 and len(findings) < 20
-    assert lines[-1].startswith(f"FAIL: {counts['error']} errors, {counts['warning']} warning")
+    assert lines[-1].startswith(f"FAIL: {_counted(doc)} (--fail-on error)")
     assert "(--fail-on error) — wrote " in lines[-1]
     # one line per group of findings (both ranks' DataLoaderStall once), its place said once
     groups = doc["finding_groups"]
@@ -145,10 +162,7 @@ def test_fail_on_never_says_what_was_found(tmp_path: Path) -> None:
     assert (
         c["error"] > 0 and doc["summary"]["verdict"] == "pass"
     )  # report.json's contract is unchanged
-    said = (
-        f"{c['error']} errors, {c['warning']} warning{'' if c['warning'] == 1 else 's'}, "
-        f"{c['info']} info (not failing: --fail-on never)"
-    )
+    said = f"{_counted(doc)} (not failing: --fail-on never)"
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith(said) and "PASS" not in proc.stderr
     md = (tmp_path / "report.md").read_text()

@@ -8,6 +8,7 @@ import streamlit as st
 
 from analyzer.analyses.system import natural_key
 from dashboards import tables, ui
+from stepscope.present.counts import findings_text
 from stepscope.present.evidence import evidence_rows
 from stepscope.report.grouping import groups_of
 from stepscope.report.model import Finding
@@ -307,7 +308,7 @@ findings = rep.findings
 groups = groups_of(rep)  # a rule's findings that share a pattern, said once (all 64 ranks: ...)
 shown = [f for f in findings if _visible(f)]
 counts = rep.summary.counts
-st.subheader(f"Findings ({len(findings)})")
+st.subheader(f"Findings: {findings_text(len(groups), len(findings))}")
 st.caption(
     f"{counts.error} error(s), {counts.warning} warning(s), {counts.info} info, worst first"
     + (

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rules.base import SEVERITY_RANK
+from rules.base import SEVERITIES, SEVERITY_RANK
+from stepscope.present.counts import findings_text
+from stepscope.report.grouping import groups_of
 from stepscope.report.model import Counts, Report
 
 FAIL_ON = ("error", "warning", "info", "never")
@@ -26,17 +28,22 @@ class Verdict:
     fail_on: str
     #: findings at or above ``fail_on``
     failing_findings: int
-    #: the report's findings by severity
+    #: the report's findings by severity, one per place
     counts: Counts
+    #: the same as the outputs list them: a rule's findings that share a pattern are one
+    #: (``report.finding_groups``); None: each finding is its own
+    groups: Counts | None = None
 
     @classmethod
     def of(cls, report: Report, fail_on: str) -> Verdict:
         if fail_on not in FAIL_ON:
             raise ValueError(f"fail_on must be one of {', '.join(FAIL_ON)} (got {fail_on!r})")
+        listed = groups_of(report)
         return cls(
             fail_on,
             sum(1 for f in report.findings if fails(f.severity, fail_on)),
             report.summary.counts,
+            Counts(**{s: sum(1 for g in listed if g.severity == s) for s in SEVERITIES}),
         )
 
     @property
@@ -56,14 +63,20 @@ class Verdict:
         return self.counts.error + self.counts.warning + self.counts.info
 
     def counted(self) -> str:
-        """``"3 errors, 1 warning, 0 info"``."""
-        c = self.counts
-        return f"{_n(c.error, 'error')}, {_n(c.warning, 'warning')}, {c.info} info"
+        """``"2 findings (3 places): 2 errors, 0 warnings, 0 info"``: the findings as every
+        output lists them (one line per pattern), their places, then per severity."""
+        g = self.groups or self.counts
+        listed = g.error + g.warning + g.info
+        return (
+            f"{findings_text(listed, self.total)}: "
+            f"{_n(g.error, 'error')}, {_n(g.warning, 'warning')}, {g.info} info"
+        )
 
     def line(self) -> str:
         """The verdict as a person reads it, the same in every output:
-        ``FAIL: 3 errors, 0 warnings, 0 info (--fail-on error)``,
-        ``3 errors, 0 warnings, 0 info (not failing: --fail-on never)``, ``PASS: no findings``."""
+        ``FAIL: 2 findings (3 places): 2 errors, 0 warnings, 0 info (--fail-on error)``,
+        ``3 findings: 3 errors, 0 warnings, 0 info (not failing: --fail-on never)``,
+        ``PASS: no findings``."""
         if self.state == "fail":
             return f"FAIL: {self.counted()} (--fail-on {self.fail_on})"
         if self.state == "not-failing":
