@@ -33,7 +33,7 @@ setup: $(BIN)/stepscope
 
 ## The main job on the bundled sample (no AWS account needed): ingest it, write the
 ## bottleneck report (its findings are expected: the sample has a slow DataLoader and a
-## straggler rank), then open the dashboard on it. Both compare it with its baseline run
+## straggler rank), then serve the dashboard on it (its URL is printed). Both compare it with its baseline run
 ## (the same job with nothing injected), so the report's baseline section and the
 ## dashboard's Compare page show a real comparison.
 demo: setup
