@@ -68,7 +68,9 @@ _record: tuple[Path, str, Callable[[], tuple[int, int]]] | None = None  # folder
 _fault_file: Any = None
 
 
-def _warn(message: str) -> None:
+def warn(message: str) -> None:
+    """The collector's one line on stderr; never raises (stderr may be closed). The lowest
+    collector module holds it, so every collector (trace, health, launcher) says it alike."""
     with contextlib.suppress(Exception):
         sys.stderr.write(f"stepscope: {message}\n")
         sys.stderr.flush()
@@ -108,7 +110,7 @@ def flush_all() -> None:
         try:
             flush()
         except Exception as exc:  # a flusher says its own failures; this is the last guard
-            _warn(f"flushing at exit failed ({type(exc).__name__}: {exc}); the exit goes on")
+            warn(f"flushing at exit failed ({type(exc).__name__}: {exc}); the exit goes on")
 
 
 def _exit(code: int = 0) -> Any:

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 import weakref
 from pathlib import Path
 from typing import Any
@@ -75,11 +74,8 @@ def format_steps(steps: tuple[int, int, int]) -> str:
     return ":".join(str(n) for n in steps)
 
 
-def warn(message: str) -> None:
-    """The collector's one line on stderr; never raises (stderr may be closed)."""
-    with contextlib.suppress(Exception):
-        sys.stderr.write(f"stepscope: {message}\n")
-        sys.stderr.flush()
+#: the collector's one line on stderr (health and the launcher import it from here)
+warn = exits.warn
 
 
 trace_rank = identity.process_rank
