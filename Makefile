@@ -12,6 +12,9 @@ SAMPLE := samples/sample-job
 SAMPLE_BASELINE := samples/sample-baseline
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
+# Debian's libfaketime: shifts one rank's clock in the cross-rank clock-offset test
+FAKETIME_LIB := /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1
+
 .PHONY: setup demo report dashboard test lint typecheck pytest peers sdk-env torch-env system-deps bench clean
 
 # Everything installs inside the project's own environments, never into the system
@@ -49,10 +52,13 @@ dashboard: setup
 
 ## Debian's chromium for the dashboard's real-browser tests (never a downloaded browser).
 system-deps:
-	@if ! command -v chromium >/dev/null 2>&1; then \
+	@missing=""; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	test -e $(FAKETIME_LIB) || missing="$$missing libfaketime"; \
+	if [ -n "$$missing" ]; then \
 	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
-	  else echo "chromium missing and apt-get unavailable: the browser tests will skip"; fi; \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	  else echo "missing:$$missing and apt-get unavailable: the browser and clock-offset tests will skip"; fi; \
 	fi
 
 ## Reference environments of the peers (smdebug, HTA) for the parity tests and benches.
@@ -91,7 +97,7 @@ typecheck: setup
 
 pytest: setup sdk-env torch-env
 	STEPSCOPE_REQUIRE_SDK_ENVS=1 $(BIN)/python -m pytest -q
-	STEPSCOPE_REQUIRE_TORCH=1 $(TORCH_VENV)/bin/python -m pytest -q tests/test_profiling_helper.py tests/test_collector_launcher.py tests/test_collector_exits.py tests/test_kineto_step_markers.py tests/test_collector_health.py tests/test_rules_training_health.py
+	STEPSCOPE_REQUIRE_TORCH=1 $(TORCH_VENV)/bin/python -m pytest -q tests/test_profiling_helper.py tests/test_collector_launcher.py tests/test_collector_exits.py tests/test_kineto_step_markers.py tests/test_collector_health.py tests/test_rules_training_health.py tests/test_cross_rank_recorded.py
 
 ## Everything CI runs: lint, types, the whole test suite (with the peer and SDK environments).
 test: setup system-deps peers sdk-env torch-env lint typecheck pytest

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
+    from analyzer.analyses.cross_rank import CrossRank
     from analyzer.engines import DaskEngine
     from analyzer.ingest.dataset import JobDataset
     from analyzer.ingest.pipeline import ProgressFn
@@ -304,6 +305,31 @@ class Job:
     def _per_rank(self, name: str) -> pd.DataFrame:
         frame: pd.DataFrame = self.rank_summaries()[name]
         return frame
+
+    @memoised
+    def collective_arrivals(self) -> pd.DataFrame:
+        """Each rank's collective calls with their arrival and lead-in (the map's rows)."""
+        return self._per_rank("collective_arrivals")
+
+    @memoised
+    def cross_rank(self) -> CrossRank:
+        """Collectives matched across ranks (the reduce of the map's arrival rows)."""
+        from analyzer.analyses.cross_rank import match_collectives
+
+        return match_collectives(self.collective_arrivals())
+
+    @memoised
+    def step_culprits(self) -> pd.DataFrame:
+        """Per step, the rank the others waited for and what it did more than them."""
+        from analyzer.analyses.cross_rank import step_culprits
+
+        return step_culprits(self.cross_rank())
+
+    @memoised
+    def culprit_summary(self) -> pd.DataFrame:
+        from analyzer.analyses.cross_rank import culprit_summary
+
+        return culprit_summary(self.step_culprits())
 
     @memoised
     def temporal_breakdown(self) -> pd.DataFrame:

@@ -66,6 +66,14 @@ LABELS: dict[str, Col] = {
     "excess_pct": Col("excess over the others", "%"),
     "comm_ms": Col("communication per step", "ms"),
     "dataloader_ms": Col("data loading per step", "ms"),
+    # who the others waited for (collectives matched across ranks)
+    "steps_last": Col("steps it came last"),
+    "others_wait_ms_per_step": Col("others' wait per such step, in total", "ms"),
+    "wait_ms_per_waiting_rank": Col("wait per waiting rank", "ms"),
+    "cause": Col("what it did more"),
+    "cause_share_pct": Col("share of its extra time", "%"),
+    "process_groups": Col("process groups"),
+    "clock_skew_ms": Col("clock skew between hosts", "ms"),
     # collectives
     "collective": Col("collective"),
     "calls": Col("calls"),

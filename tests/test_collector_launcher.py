@@ -934,7 +934,10 @@ def test_ddp_job_under_stepscope_run_finds_the_injected_stall_and_straggler(tmp_
 
     (straggler,) = judged["StragglerRank"].findings
     ev = straggler.evidence
-    assert ev["rank"] == 1
-    assert STRAGGLER_MS * 0.95 <= ev["excess_ms"] <= STRAGGLER_MS * 1.06, ev
-    (waiting,) = ev["waiting_ranks"]
-    assert waiting["rank"] == 0 and waiting["comm_ms_per_step"] >= STRAGGLER_MS * 0.95, ev
+    # the collectives matched across the ranks: rank 1 arrives last at every profiled step's
+    # all-reduce, rank 0 waits there the injected time, and what rank 1 did more before it is
+    # the sleep (no profiled op) and a little Python around it
+    assert ev["rank"] == 1 and ev["steps_last"] == ev["steps"] == 8, ev
+    assert STRAGGLER_MS * 0.9 <= ev["others_wait_ms_per_step"] <= STRAGGLER_MS * 1.1, ev
+    assert ev["cause"] == "unrecorded", ev
+    assert STRAGGLER_MS * 0.95 <= ev["excess_ms"] <= STRAGGLER_MS * 1.1, ev

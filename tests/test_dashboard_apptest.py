@@ -117,7 +117,7 @@ def test_sample_job_every_page(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     assert_clean(at)
     body = texts(at)
     assert "DataLoaderStall" in body and "StragglerRank" in body
-    assert "Rank 1 is a straggler" in body
+    assert "Rank 1 holds the others back" in body
     assert at.title[0].value == "sample-job"
     for page in PAGES:
         at.switch_page(page).run()
@@ -136,7 +136,9 @@ def test_sample_job_every_page(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     assert any("straggler's extra work" in str(c.value) for c in at.caption)
     at.switch_page("views/communication.py").run()  # the stragglers are StragglerRank's findings
     table = next(
-        d.value for d in at.dataframe if "others' own work per step (ms)" in d.value.columns
+        d.value
+        for d in at.dataframe
+        if "others' wait per such step, in total (ms)" in d.value.columns
     )
     assert table["rank"].tolist() == [1] and "Straggler rank(s): 1" in at.warning[0].value
 

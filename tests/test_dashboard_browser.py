@@ -192,7 +192,7 @@ def test_overview_lists_findings(server: Server, tab: Any) -> None:
     settle(page)
     for rule in ("DataLoaderStall", "StragglerRank"):
         assert page.get_by_text(rule).count() >= 1, rule
-    assert page.get_by_text("Rank 1 is a straggler").count() == 1
+    assert page.get_by_text("Rank 1 holds the others back").count() == 1
     # DataLoaderStall on both ranks is one box (its places folded under it), StragglerRank one
     assert page.locator('[class*="st-key-group-"]').filter(has_text="both ranks").count() == 1
     assert page.get_by_text("Recommendation:").count() == 2
@@ -312,9 +312,11 @@ def test_shared_url_restores_filters(server: Server, tab: Any) -> None:
 def test_finding_links_to_its_chart(server: Server, tab: Any) -> None:
     page = tab
     page.goto(server.url)
-    page.get_by_text("Rank 1 is a straggler").wait_for()
+    page.get_by_text("Rank 1 holds the others back").wait_for()
     settle(page)
-    card = page.locator('[class*="st-key-finding-"]').filter(has_text="Rank 1 is a straggler")
+    card = page.locator('[class*="st-key-finding-"]').filter(
+        has_text="Rank 1 holds the others back"
+    )
     card.get_by_role("button", name="Show chart: Communication").click()
     page.get_by_role("heading", name="Communication").first.wait_for()
     settle(page)

@@ -73,7 +73,7 @@ def test_writes_all_four_files_and_fails_on_error(sample_report) -> None:
     assert stall.split("DataLoaderStall")[1].strip().startswith("both ranks: ")
     straggler = next(ln for ln in lines if "StragglerRank" in ln)
     assert (
-        straggler.split("StragglerRank")[1].strip().startswith("rank 1: +")
+        straggler.split("StragglerRank")[1].strip().startswith("rank 1 on algo-1: arrives last")
     )  # its message, the place said once
     assert "rank 1: Rank 1" not in proc.stderr and "rank 0: rank 0" not in proc.stderr
 

@@ -98,6 +98,7 @@ def _whole_job(ds: JobDataset) -> dict[str, pd.DataFrame]:
     from analyzer.analyses import annotations as gpu_annotations
     from analyzer.analyses import (
         communication,
+        cross_rank,
         gpu_kernels,
         idle_time,
         kernel_launch,
@@ -123,6 +124,11 @@ def _whole_job(ds: JobDataset) -> dict[str, pd.DataFrame]:
         "allocator_memory_by_step": memory.allocator_memory_by_step(ds),
         "dataloader_waits": steps.dataloader_waits(ds, step_rows),
         "rank_step_breakdown": steps.rank_step_breakdown(ds, step_rows),
+        "collective_arrivals": cross_rank.collective_arrivals(
+            ds,
+            traces=ds.table("kineto_traces"),
+            steps=step_rows[step_rows["source"] == "kineto"],
+        ),
     }
 
 

@@ -19,6 +19,8 @@ Their definitions follow Holistic Trace Analysis (HTA) so that the numbers compa
 * :mod:`~analyzer.analyses.timeline` — one step's CPU threads and CUDA streams, every rank.
 * :mod:`~analyzer.analyses.communication` — communication time, exposed communication,
   communication/computation overlap, per-collective sizes and bandwidth.
+* :mod:`~analyzer.analyses.cross_rank` — collectives matched across ranks: clock offsets,
+  each call's last rank and waits, per step the rank the others waited for and why.
 * :mod:`~analyzer.analyses.intervals` — vectorised interval union / intersection helpers.
 
 Times are integer nanoseconds (``*_ns``), shares are percent (``*_pct``, 0-100).

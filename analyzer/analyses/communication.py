@@ -237,6 +237,7 @@ _CALL_COLUMNS = [
     "size_source",
     "algbw_gbps",
     "busbw_gbps",
+    "correlation",
 ]
 
 
@@ -248,7 +249,8 @@ def collective_calls(
     Columns: ``rank, device ("gpu"|"cpu"), library, collective, name, start_ns, dur_ns,
     msg_bytes, in_msg_nelems, out_msg_nelems, dtype, group_size, process_group,
     size_source ("kernel"|"record_param_comms"|"enclosing_op"|None), algbw_gbps,
-    busbw_gbps``. Sorted by rank and start.
+    busbw_gbps, correlation`` (a GPU call's launch correlation id, to find its enqueue).
+    Sorted by rank and start.
     """
     table = kineto_events_table(source)
     ev = gpu_events(source, scope=scope, rounding=rounding)
@@ -335,8 +337,8 @@ def collective_calls(
     )
     calls["rank"] = calls["rank"].astype(np.int32)
     calls = calls.sort_values(["rank", "start_ns"], kind="stable", ignore_index=True)
-    for c in ("in_msg_nelems", "out_msg_nelems", "msg_bytes", "group_size"):
-        calls[c] = calls[c].astype("Int64")
+    for c in ("in_msg_nelems", "out_msg_nelems", "msg_bytes", "group_size", "correlation"):
+        calls[c] = pd.to_numeric(calls[c], errors="coerce").astype("Int64")
     return calls[_CALL_COLUMNS]
 
 
@@ -344,7 +346,7 @@ def _empty_calls() -> pd.DataFrame:
     out = pd.DataFrame({c: pd.Series([], dtype=object) for c in _CALL_COLUMNS})
     for c in ("start_ns", "dur_ns"):
         out[c] = out[c].astype(np.int64)
-    for c in ("in_msg_nelems", "out_msg_nelems", "msg_bytes", "group_size"):
+    for c in ("in_msg_nelems", "out_msg_nelems", "msg_bytes", "group_size", "correlation"):
         out[c] = out[c].astype("Int64")
     for c in ("algbw_gbps", "busbw_gbps"):
         out[c] = out[c].astype(float)

@@ -22,6 +22,8 @@ MODULES: dict[str, tuple[str, ...]] = {
     "kernel_launch": ("kernel_launch_stats", "kernel_launch_summary"),
     "annotations": ("gpu_annotation_breakdown",),
     "communication": ("communication_summary", "collective_calls", "collective_summary"),
+    "cross_rank": ("collective_arrivals", "match_collectives", "step_culprits",
+                   "culprit_summary"),
     "memory": ("allocator_memory", "allocator_memory_by_step", "allocator_memory_summary"),
     "timeline": ("step_timeline",),
     "training": ("training_scalars", "training_tensors", "loss_series", "loss_trend",

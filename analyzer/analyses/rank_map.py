@@ -32,6 +32,7 @@ import pyarrow as pa
 from analyzer.analyses import annotations as gpu_annotations
 from analyzer.analyses import (
     communication,
+    cross_rank,
     gpu_kernels,
     idle_time,
     kernel_launch,
@@ -59,6 +60,7 @@ SUMMARY_NAMES = (
     "stream_idle_summary", "kernel_launch_summary", "gpu_annotation_breakdown",
     "communication_summary", "collective_summary", "allocator_memory_summary",
     "allocator_memory_by_step", "dataloader_waits", "rank_step_breakdown",
+    "collective_arrivals",
 )  # fmt: skip
 #: frames built row by row: rebuilt from their records, so a column's type is inferred over
 #: every rank's values (an unknown on one rank, a number on another) as it was on the merged table
@@ -178,6 +180,11 @@ def _analyses(ev: RankEvents, ds: JobDataset) -> dict[str, pd.DataFrame]:
         "allocator_memory_by_step": memory.allocator_memory_by_step(ds, mem),
         "dataloader_waits": (waits := steps.dataloader_waits(ds, step_rows)),
         "rank_step_breakdown": steps.rank_step_breakdown(ds, step_rows, waits),
+        "collective_arrivals": cross_rank.collective_arrivals(
+            ev,
+            traces=ds.table("kineto_traces"),
+            steps=step_rows[step_rows["source"] == "kineto"] if not step_rows.empty else None,
+        ),
     }
 
 

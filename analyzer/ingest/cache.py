@@ -28,8 +28,9 @@ from analyzer.errors import StepscopeError, UnsafePathError
 if TYPE_CHECKING:
     import pyarrow as pa
 
-# 3: system_metrics gained the source and resolution_s columns (CloudWatch metrics)
-CACHE_VERSION = 5
+# 3: system_metrics gained the source and resolution_s columns (CloudWatch metrics); 6:
+# kineto_traces gained process_groups (distributedInfo.pg_config, issue 20)
+CACHE_VERSION = 6
 #: what ``merged/`` holds; 2: kineto_events stays in its per-rank parts (``rank_parts``)
 MERGED_LAYOUT = 2
 

@@ -415,12 +415,27 @@ def _trace_row(trace: _Trace, key: str, rank: int, base_ns: int, events: pa.Tabl
                 "events": events.num_rows,
                 "gpu_name": gpu_name,
                 "device_properties": orjson.dumps(props).decode() if props else None,
+                "process_groups": _process_groups(info),
                 "start_ns": pc.min(starts).as_py() if events.num_rows else None,
                 "end_ns": pc.max(ends).as_py() if events.num_rows else None,
             }
         ],
         schema=KINETO_TRACES,
     )
+
+
+def _process_groups(info: dict[str, Any]) -> str | None:
+    """``distributedInfo.pg_config`` as JSON (a list of groups with ``pg_name``,
+    ``pg_desc``, ``ranks``), or None where the trace has none or it is not a list."""
+    groups = info.get("pg_config")
+    if not isinstance(groups, list):
+        return None
+    kept = [
+        {k: g.get(k) for k in ("pg_name", "pg_desc", "pg_size", "ranks") if k in g}
+        for g in groups
+        if isinstance(g, dict)
+    ]
+    return orjson.dumps(kept).decode() if kept else None
 
 
 def _steps(

@@ -85,6 +85,9 @@ KINETO_TRACES = pa.schema(
         pa.field("events", pa.int64()),
         pa.field("gpu_name", pa.string()),
         pa.field("device_properties", pa.string()),  # JSON
+        #: JSON of distributedInfo.pg_config: the process groups (name, desc, ranks) the rank
+        #: belonged to, for matching collectives across ranks (null in older traces)
+        pa.field("process_groups", pa.string()),
         pa.field("start_ns", pa.int64()),
         pa.field("end_ns", pa.int64()),
     ]

@@ -23,6 +23,12 @@ verdicts = [
     if f.rule in STRAGGLER_RULES and isinstance(f.evidence.get("rank"), int)
 ]
 straggling = {int(f.evidence["rank"]) for f in verdicts}
+#: the straggler evidence of a verdict from collectives matched across ranks (it has
+#: ``steps_last``; one from own work per step has ``busy_ms``)
+CROSS_RANK_COLUMNS = (
+    "rank", "steps_last", "steps", "others_wait_ms_per_step", "wait_ms_per_waiting_rank",
+    "excess_ms", "cause", "cause_share_pct", "process_groups", "clock_skew_ms",
+)  # fmt: skip
 
 
 def _label(r: int) -> str:
@@ -178,27 +184,53 @@ elif rule.status in ("skipped", "error"):
     st.caption(f"{rule.rule} could not judge this job: {rule.reason}.")
 elif not verdicts:
     st.caption(
-        f"None: no rank's own work per step stands out from the others' ({rule.rule} passed)."
+        f"None: no rank holds the others back beyond {rule.rule}'s threshold ({rule.rule} passed)."
     )
 else:
     shown = set(flt.rank_list(sorted(straggling), job.rank_node))
-    tables.show(
-        [
-            {
-                k: f.evidence.get(k)
-                for k in ("rank", "steps", "busy_ms", "others_busy_ms", "excess_ms", "excess_pct")
-            }
-            for f in verdicts
-            if f.evidence["rank"] in shown
-        ]
-    )
+    matched = [f for f in verdicts if "steps_last" in f.evidence]
+    own_work = [f for f in verdicts if "steps_last" not in f.evidence]
+    if matched:
+        tables.show(
+            [
+                {k: f.evidence.get(k) for k in CROSS_RANK_COLUMNS}
+                for f in matched
+                if f.evidence["rank"] in shown
+            ]
+        )
+        st.caption(
+            f"From {rule.rule}, collectives matched across ranks: the steps in which the rank "
+            "arrived last at the step's collectives, the other ranks' wait per such step (in "
+            "total and each), how much longer its lead-in to those collectives was than the "
+            "others' median, and the activity that made up most of that difference "
+            "(docs/analyses.md, cross_rank)."
+        )
+    if own_work:
+        tables.show(
+            [
+                {
+                    k: f.evidence.get(k)
+                    for k in (
+                        "rank",
+                        "steps",
+                        "busy_ms",
+                        "others_busy_ms",
+                        "excess_ms",
+                        "excess_pct",
+                    )
+                }
+                for f in own_work
+                if f.evidence["rank"] in shown
+            ]
+        )
+        st.caption(
+            f"Per straggler, from {rule.rule}'s evidence (no collective matched across ranks): "
+            "median own work per step (ms) against the median of the other ranks, and the "
+            "excess every other rank waits each step."
+        )
     st.warning(
         f"Straggler rank(s): {', '.join(map(str, sorted(straggling)))}: the other ranks wait for "
-        "them in every collective."
-    )
-    st.caption(
-        f"Per straggler, from {rule.rule}'s evidence: median own work per step (ms) against the "
-        "median of the other ranks, and the excess every other rank waits each step."
+        "them in the collectives."
     )
 
 st.subheader("Collectives")

@@ -1,0 +1,173 @@
+"""Known answers for the cross-rank analysis, from real 4-rank gloo DDP runs recorded here.
+
+Each run is ``tests/support/culprit_train.py`` (no profiling code) under ``stepscope run``:
+rank 2 waits LOADER_MS more for its batch on the odd profiler steps, rank 3 computes
+COMPUTE_MS more (matrix products) on the even ones. The analysis must name, step by step,
+the rank the others waited for and what it did more than them.
+
+* ``torchrun``: one ``stepscope run -- torchrun --nproc-per-node 4`` (the usual launch).
+* ``shifted``: the four ranks started directly, each under its own ``stepscope run`` (as an
+  MPI-style launcher does), rank 1 named as a second host (``SM_CURRENT_HOST=algo-2``, the
+  others ``algo-1``) and its clock moved SHIFT_S ahead by Debian's libfaketime
+  (``LD_PRELOAD``, wall clock only; the monotonic clock gloo's timeouts use is left alone):
+  a real offset between the ranks' clocks, as between hosts, which the analysis must
+  estimate within 1 ms and correct before it compares arrivals.
+
+Needs torch (skips without it, fails under ``STEPSCOPE_REQUIRE_TORCH=1``) and, for the
+shifted run, libfaketime (``make system-deps``).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.torch_env import require_torch
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "tests" / "support" / "culprit_train.py"
+FAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")
+LOADER_MS, COMPUTE_MS, SHIFT_S = 60.0, 40.0, 0.2
+STEPS = 20
+WINDOW = "1:1:16"  # wait 1, warm up 1, record 16 steps: ProfilerStep#2..#17
+PROFILED = list(range(2, 18))
+# ProfilerStep#k is loop iteration k-1 (the step hook numbers from the first optimizer step),
+# so the script's "even" iterations are the odd profiler steps
+ARGS = [
+    "--steps", str(STEPS), "--loader-rank", "2", "--loader-ms", str(LOADER_MS),
+    "--loader-steps", "even", "--compute-rank", "3", "--compute-ms", str(COMPUTE_MS),
+    "--compute-steps", "odd",
+]  # fmt: skip
+EXPECTED = {s: (2, "dataloader") if s % 2 == 1 else (3, "host") for s in PROFILED}
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STEPSCOPE_", "FAKETIME"))}
+    env.pop("LD_PRELOAD", None)
+    return env
+
+
+def _launcher(out: Path) -> list[str]:
+    return [sys.executable, "-m", "stepscope.collectors.launcher", "--out", str(out)]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def torchrun_job(tmp_path_factory: pytest.TempPathFactory) -> object:
+    require_torch("the recorded cross-rank runs", "tests/test_cross_rank_recorded.py")
+    work = tmp_path_factory.mktemp("torchrun")
+    command = [
+        *_launcher(work / "out"), "--steps", WINDOW, "--",
+        sys.executable, "-m", "torch.distributed.run", "--standalone",
+        "--nproc-per-node", "4", str(SCRIPT), *ARGS,
+    ]  # fmt: skip
+    proc = subprocess.run(
+        command,
+        cwd=work,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return _open(work)
+
+
+@pytest.fixture(scope="module")
+def shifted_job(tmp_path_factory: pytest.TempPathFactory) -> object:
+    require_torch("the recorded cross-rank runs", "tests/test_cross_rank_recorded.py")
+    if not FAKETIME.exists():
+        pytest.skip(f"{FAKETIME} missing: `make system-deps` installs Debian's libfaketime")
+    work = tmp_path_factory.mktemp("shifted")
+    port = str(_free_port())
+    procs = []
+    script = [str(SCRIPT), *ARGS]
+    for rank in range(4):
+        env = _env() | {
+            "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "RANK": str(rank),
+            "LOCAL_RANK": str(rank), "WORLD_SIZE": "4", "LOCAL_WORLD_SIZE": "4",
+        }  # fmt: skip
+        # rank 1 alone on a host of its own, with a clock of its own (the others share one)
+        env["SM_CURRENT_HOST"] = "algo-2" if rank == 1 else "algo-1"
+        if rank == 1:
+            env |= {
+                "LD_PRELOAD": str(FAKETIME),
+                "FAKETIME": f"+{SHIFT_S}",
+                "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+            }
+        procs.append(
+            subprocess.Popen(
+                [*_launcher(work / "out"), "--steps", WINDOW, "--", sys.executable, *script],
+                cwd=work,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-4000:]
+    return _open(work)
+
+
+def _open(work: Path) -> object:
+    from analyzer.job import Job
+    from analyzer.sources import open_source
+
+    return Job.open(open_source(str(work / "out")), cache_dir=str(work / "cache"))
+
+
+def _check_culprits(job: object) -> None:
+    culprits = job.step_culprits().set_index("step")  # type: ignore[attr-defined]
+    assert sorted(culprits.index) == PROFILED, culprits
+    for step, (rank, cause) in EXPECTED.items():
+        row = culprits.loc[step]
+        assert (row["culprit"], row["cause"]) == (rank, cause), (step, row.to_dict())
+        injected = LOADER_MS if cause == "dataloader" else COMPUTE_MS
+        own = row[f"excess_{cause}_ns"] / 1e6
+        # the injected time, in the category it was injected in: the sleep exactly; the
+        # matrix products as CPU ops, less the Python loop between them (unrecorded)
+        low = 0.97 if cause == "dataloader" else 0.7
+        assert injected * low <= own <= injected * 1.1, (step, own, row.to_dict())
+        # the three other ranks each waited about that long for it: less where their own
+        # work in the step took longer than the culprit's (four ranks share two cores here)
+        waited = row["others_wait_ns"] / 1e6
+        assert 3 * injected * 0.6 <= waited <= 3 * injected * 1.4, (step, waited)
+    summary = job.culprit_summary().set_index("rank")  # type: ignore[attr-defined]
+    assert sorted(summary.index) == [2, 3]
+    half = len(PROFILED) // 2
+    assert summary.loc[2, "cause"] == "dataloader" and summary.loc[2, "steps_last"] == half
+    assert summary.loc[3, "cause"] == "host" and summary.loc[3, "steps_last"] == half
+
+
+def test_culprit_and_cause_of_each_step_under_torchrun(torchrun_job: object) -> None:
+    _check_culprits(torchrun_job)
+    cross = torchrun_job.cross_rank()  # type: ignore[attr-defined]
+    assert cross.mismatches.empty and cross.unpaired == 0
+    assert set(cross.matches["ranks"]) == {4}
+    # two calls a step (DDP's gradient all-reduce, the logged loss's), each on all 4 ranks
+    assert len(cross.matches) == 2 * len(PROFILED)
+    assert cross.groups == {"0": "pg_config"}  # gloo names no group per call: pg_config's one
+
+
+def test_clock_offset_of_a_shifted_rank_is_estimated_and_corrected(shifted_job: object) -> None:
+    cross = shifted_job.cross_rank()  # type: ignore[attr-defined]
+    offsets = cross.offsets.set_index("rank")["offset_ns"]
+    others = offsets.drop(1)
+    assert others.nunique() == 1, offsets.to_dict()  # one host, one clock
+    shift_ms = (offsets[1] - others.iloc[0]) / 1e6
+    assert abs(shift_ms - SHIFT_S * 1000) < 1.0, offsets.to_dict()
+    assert abs(cross.skew_ns / 1e6 - SHIFT_S * 1000) < 1.0
+    # the arrivals compared after the correction: the same culprits as without a shift
+    _check_culprits(shifted_job)
