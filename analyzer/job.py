@@ -306,6 +306,38 @@ class Job:
         frame: pd.DataFrame = self.rank_summaries()[name]
         return frame
 
+    # -- hangs (the stall watchdog's dumps, PyTorch's Flight Recorder) ----------------------
+    @memoised
+    def hang_dumps(self) -> pd.DataFrame:
+        """One row per hang dump (rank, when, how long it had stalled)."""
+        frame: pd.DataFrame = self.dataset.table("hang_dumps").to_pandas()
+        return frame
+
+    @memoised
+    def job_failures(self) -> pd.DataFrame:
+        """Why the job failed or stopped (its status and its hosts' log tails, classified)."""
+        from analyzer.analyses.failures import job_failures
+
+        return job_failures(self.dataset)
+
+    @memoised
+    def collective_progress(self) -> pd.DataFrame:
+        from analyzer.analyses.hangs import collective_progress
+
+        return collective_progress(self.dataset)
+
+    @memoised
+    def hang_mismatches(self) -> pd.DataFrame:
+        from analyzer.analyses.hangs import hang_mismatches
+
+        return hang_mismatches(self.dataset)
+
+    @memoised
+    def rank_locations(self) -> pd.DataFrame:
+        from analyzer.analyses.hangs import rank_locations
+
+        return rank_locations(self.dataset)
+
     @memoised
     def collective_arrivals(self) -> pd.DataFrame:
         """Each rank's collective calls with their arrival and lead-in (the map's rows)."""

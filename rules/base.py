@@ -116,6 +116,9 @@ class Rule(ABC):
     # -- how the outputs show it (read through ``stepscope.report.rule_info``) -------------
     #: the dashboard page whose chart shows its findings (one of ``PAGES``)
     page: ClassVar[str] = "overview"
+    #: findings of this rule lead every output, ahead of every severity order (a hang:
+    #: when the job hung, nothing else in the report matters as much)
+    leads: ClassVar[bool] = False
     #: how a group of its findings reads, per evidence ``kind`` (None: any kind); a rule
     #: without one still groups, its line quoting its first finding
     group_figures: ClassVar[dict[str | None, GroupFigure]] = {}
@@ -141,11 +144,20 @@ class Rule(ABC):
     def evaluate(self, job: Job, params: Any) -> list[Finding] | str:
         """Findings (empty when clean), or a string saying why the rule cannot judge."""
 
-    def finding(self, *, title: str, message: str, evidence: dict[str, Any], where: str) -> Finding:
-        """A finding of this rule: its id, default severity and recommendation filled in."""
+    def finding(
+        self,
+        *,
+        title: str,
+        message: str,
+        evidence: dict[str, Any],
+        where: str,
+        severity: str | None = None,
+    ) -> Finding:
+        """A finding of this rule: its id, severity (the rule's default unless given) and
+        recommendation filled in."""
         return Finding(
             rule=self.id,
-            severity=self.severity,
+            severity=severity or self.severity,
             title=title,
             message=message,
             evidence=evidence,

@@ -19,6 +19,7 @@ from rules.builtin.all_zero import AllZero
 from rules.builtin.allocator_memory_growth import AllocatorMemoryGrowth
 from rules.builtin.baseline_regression import BaselineRegression
 from rules.builtin.batch_size import BatchSize
+from rules.builtin.collective_hang import CollectiveHang
 from rules.builtin.cpu_bottleneck import CPUBottleneck
 from rules.builtin.dataloader import Dataloader
 from rules.builtin.dataloader_stall import DataLoaderStall
@@ -28,6 +29,7 @@ from rules.builtin.exposed_communication import ExposedCommunication
 from rules.builtin.gpu_memory_increase import GPUMemoryIncrease
 from rules.builtin.gpu_starved_by_host import GPUStarvedByHost
 from rules.builtin.io_bottleneck import IOBottleneck
+from rules.builtin.job_failure import JobFailure
 from rules.builtin.load_balancing import LoadBalancing
 from rules.builtin.loss_not_decreasing import LossNotDecreasing
 from rules.builtin.low_gpu_utilization import LowGPUUtilization
@@ -63,6 +65,8 @@ RULES: tuple[type[Rule], ...] = (
     GPUStarvedByHost,
     AllocatorMemoryGrowth,
     AbortAtExit,
+    CollectiveHang,
+    JobFailure,
     # SageMaker Debugger's training rules, judged from the job's training-health data
     LossNotDecreasing,
     Overfit,

@@ -131,19 +131,30 @@ def _open(work: Path) -> object:
 def _check_culprits(job: object) -> None:
     culprits = job.step_culprits().set_index("step")  # type: ignore[attr-defined]
     assert sorted(culprits.index) == PROFILED, culprits
+    # the data loader's wait per rank and step, as the trace measured it: a 60 ms sleep lasts
+    # longer when four ranks share two cores (the sleeper is woken late), never shorter
+    waits = job.dataloader_waits().set_index(["rank", "step"])["wait_ms"]  # type: ignore[attr-defined]
+    excess_cols = [c for c in culprits.columns if c.startswith("excess_")]
     for step, (rank, cause) in EXPECTED.items():
         row = culprits.loc[step]
         assert (row["culprit"], row["cause"]) == (rank, cause), (step, row.to_dict())
-        injected = LOADER_MS if cause == "dataloader" else COMPUTE_MS
         own = row[f"excess_{cause}_ns"] / 1e6
-        # the injected time, in the category it was injected in: the sleep exactly; the
-        # matrix products as CPU ops, less the Python loop between them (unrecorded)
-        low = 0.97 if cause == "dataloader" else 0.7
-        assert injected * low <= own <= injected * 1.1, (step, own, row.to_dict())
+        total = float(row[excess_cols].sum()) / 1e6
+        if cause == "dataloader":
+            # the loader time rank 2 spent beyond the others, in the data-loader category
+            slept = waits.loc[(2, step)]
+            others = waits.loc[[(r, step) for r in (0, 1, 3)]].median()
+            assert slept >= LOADER_MS, (step, slept)
+            assert abs(own - (slept - others)) <= 0.05 * LOADER_MS, (step, own, slept, others)
+        else:
+            # 40 ms of matrix products by the wall clock: mostly CPU ops, the rest the Python
+            # loop between them (unrecorded); the sum is the injected time
+            assert row["cause_share_pct"] >= 60, (step, row.to_dict())
+            assert COMPUTE_MS * 0.9 <= total <= COMPUTE_MS * 1.25, (step, total, row.to_dict())
         # the three other ranks each waited about that long for it: less where their own
         # work in the step took longer than the culprit's (four ranks share two cores here)
         waited = row["others_wait_ns"] / 1e6
-        assert 3 * injected * 0.6 <= waited <= 3 * injected * 1.4, (step, waited)
+        assert 3 * total * 0.6 <= waited <= 3 * total * 1.4, (step, waited, total)
     summary = job.culprit_summary().set_index("rank")  # type: ignore[attr-defined]
     assert sorted(summary.index) == [2, 3]
     half = len(PROFILED) // 2

@@ -143,6 +143,28 @@ def test_sample_job_every_page(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     assert table["rank"].tolist() == [1] and "Straggler rank(s): 1" in at.warning[0].value
 
 
+def test_a_hang_leads_the_overview_with_where_each_rank_stands(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Issue 22: the hang first, with the per-rank table of where each rank stands."""
+    from tests.support import hang_dumps
+
+    root = tmp_path / "job"
+    tail_0 = [hang_dumps.entry(12, "0", 7), hang_dumps.entry(13, "1", 7)]
+    tail_1 = [hang_dumps.entry(12, "0", 7), hang_dumps.entry(13, "0", 8)]
+    hang_dumps.dump(root, 0, hang_dumps.history() + tail_0, {"0": (7, 7), "1": (7, 6)}, 54, "x")
+    hang_dumps.dump(
+        root, 1, hang_dumps.history() + tail_1, {"0": (8, 7), "1": (6, 6)}, 47, "loss.backward()"
+    )
+    at = run_app(monkeypatch, DashboardOptions(str(root), cache_dir=str(tmp_path / "cache")))
+    assert_clean(at)
+    first = next(m.value for m in at.markdown if "`CollectiveHang`" in m.value)
+    assert "Rank 1 never entered gloo:all_reduce #7 of process group 1" in first
+    assert any("Where each rank stands" in str(c.value) for c in at.caption)
+    table = next(d.value for d in at.dataframe if "in collective" in " ".join(d.value.columns))
+    assert table["rank"].tolist() == [0, 1]
+
+
 def test_gpu_job_every_page(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, gpu_job: Path) -> None:
     at = run_app(monkeypatch, DashboardOptions(str(gpu_job), cache_dir=str(tmp_path)))
     assert_clean(at)

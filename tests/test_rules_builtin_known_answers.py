@@ -32,6 +32,7 @@ from rules.builtin.max_initialization_time import fires_after_s
 from rules.engine import Finding, RuleResult, evaluate, registry
 from rules.registry import BY_ID
 from rules.ruleset import load_ruleset
+from tests.support import hang_dumps
 from tests.support.synthetic import (
     CPUBottleneck,
     GPUMemoryGrowth,
@@ -1091,6 +1092,54 @@ def test_abort_at_exit_names_each_rank_that_died_after_its_training(abort_job: J
     assert segv.title == "Rank 2 crashed at exit (SIGSEGV), after its training ended"
 
 
+@pytest.fixture(scope="module")
+def hang_job(tmp_path_factory: pytest.TempPathFactory) -> Judged:
+    """The stall watchdog's dumps of a 2-rank job in which rank 1 skipped collective #7 of
+    process group 1 (tests/support/hang_dumps.py; tests/test_hangs.py has the rest)."""
+    root = tmp_path_factory.mktemp("hang")
+    status_0, status_1 = {"0": (7, 7), "1": (7, 6)}, {"0": (8, 7), "1": (6, 6)}
+    tail_0 = [hang_dumps.entry(12, "0", 7), hang_dumps.entry(13, "1", 7)]
+    tail_1 = [hang_dumps.entry(12, "0", 7), hang_dumps.entry(13, "0", 8)]
+    job = root / "job"
+    hang_dumps.dump(job, 0, hang_dumps.history() + tail_0, status_0, 54, "dist.all_reduce(x)")
+    hang_dumps.dump(job, 1, hang_dumps.history() + tail_1, status_1, 47, "loss.backward()")
+    return _judge(_ingest(root))
+
+
+def test_collective_hang_names_the_rank_the_collective_and_the_line(hang_job: Judged) -> None:
+    (f,) = hang_job["CollectiveHang"].findings
+    assert (f.evidence["process_group"], f.evidence["seq"], f.evidence["ranks_missing"]) == (
+        "1",
+        7,
+        [1],
+    )
+    assert "rank 1 was at train.py:47 in main: `loss.backward()`" in f.message
+
+
+@pytest.fixture(scope="module")
+def failed_job(tmp_path_factory: pytest.TempPathFactory) -> Judged:
+    """A job folder holding one host's CloudWatch log tail, as the SageMaker job source
+    stores it (tests/test_job_failure.py reads real streams over moto's server)."""
+    from analyzer.sources.job_logs import DOC_FORMAT
+
+    root = tmp_path_factory.mktemp("failed")
+    (root / "job" / "cloudwatch-logs").mkdir(parents=True)
+    doc = {
+        "format": DOC_FORMAT,
+        "stream": "job/algo-2-1700000000",
+        "host": "algo-2",
+        "events": [[1, "step 11 loss: nan"], [2, "stopping"]],
+    }
+    (root / "job" / "cloudwatch-logs" / "algo-2-1700000000.json").write_text(json.dumps(doc))
+    return _judge(_ingest(root))
+
+
+def test_job_failure_names_the_class_and_host(failed_job: Judged) -> None:
+    (f,) = failed_job["JobFailure"].findings
+    assert (f.evidence["kind"], f.where) == ("nonfinite_loss", "node algo-2")
+    assert f.title == "The loss became nan"
+
+
 def test_abort_at_exit_has_no_verdict_without_exit_records(system_job: Judged) -> None:
     result = system_job["AbortAtExit"]
     assert (
@@ -1117,6 +1166,8 @@ FIRES_ON = {
     "GPUStarvedByHost": "host_job",
     "AllocatorMemoryGrowth": "memory_trace_job",
     "AbortAtExit": "abort_job",
+    "CollectiveHang": "hang_job",
+    "JobFailure": "failed_job",
     **{
         rule: "training_job"
         for rule in (

@@ -29,6 +29,8 @@ MODULES: dict[str, tuple[str, ...]] = {
     "training": ("training_scalars", "training_tensors", "loss_series", "loss_trend",
                  "gradient_norms", "update_ratios", "activation_stats", "nonfinite_steps"),
     "exits": ("process_exits",),
+    "hangs": ("collective_progress", "hang_mismatches", "rank_locations"),
+    "failures": ("classify_line", "job_failures"),
     "headline": ("stall_pct_by_rank", "exposed_pct_by_rank", "headline"),
 }  # fmt: skip
 

@@ -62,15 +62,6 @@ def _int(value: Any) -> int | None:
 
 
 def _table(rows: list[dict[str, Any]]) -> Any:
-    import pyarrow as pa
+    from analyzer.ingest.schemas import PROCESS_EXITS, rows_table
 
-    from analyzer.ingest.schemas import PROCESS_EXITS
-
-    arrays = []
-    for f in PROCESS_EXITS:
-        values = [r.get(f.name) for r in rows]
-        if pa.types.is_dictionary(f.type):
-            arrays.append(pa.array(values, pa.string()).dictionary_encode().cast(f.type))
-        else:
-            arrays.append(pa.array(values, f.type))
-    return pa.Table.from_arrays(arrays, schema=PROCESS_EXITS)
+    return rows_table(rows, PROCESS_EXITS)

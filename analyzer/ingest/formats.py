@@ -63,6 +63,12 @@ FORMATS: tuple[Format, ...] = (
         takes_hint=True,
     ),
     Format(
+        "cloudwatch_job_logs",
+        keys.is_job_logs,
+        "analyzer.ingest.job_logs:parse_job_logs",
+        "the tail of each host's CloudWatch log stream of a training job (read by the job source)",
+    ),
+    Format(
         "sagemaker_rule_report",
         keys.is_rule_report,
         "analyzer.ingest.rule_output:parse_rule_report",
@@ -91,6 +97,13 @@ FORMATS: tuple[Format, ...] = (
         keys.is_exit_record,
         "analyzer.ingest.exit_records:parse_exit_record",
         "stepscope run's exit records and fault dumps (exits/<node>_rank<R>.json / .fault)",
+    ),
+    Format(
+        "stepscope_hang",
+        keys.is_hang_dump,
+        "analyzer.ingest.hang_dumps:parse_hang_dump",
+        "stall watchdog dumps (hangs/<node>_rank<R>.<ns>.json) and PyTorch's Flight Recorder "
+        "pickles (nccl_trace_rank_<R>), read without running any code",
     ),
     Format(
         "kineto_trace",

@@ -31,6 +31,15 @@ HEALTH_HOOKS_RE = re.compile(
 )
 #: stepscope's exit records and fault dumps: ``exits/<node>_rank<R>.json`` / ``.fault``.
 EXIT_RECORD_RE = re.compile(r"(?:^|/)exits/(?P<node>[^/]+)_rank(?P<rank>\d+)\.(?P<ext>json|fault)$")
+#: a SageMaker job's CloudWatch log stream tails (``analyzer.sources.job_logs``):
+#: ``cloudwatch-logs/<algo-N-epoch>.json``
+JOB_LOGS_RE = re.compile(r"^cloudwatch-logs/(?P<stream>[^/]+)\.json$")
+#: stepscope's stall watchdog dumps: ``hangs/<node>_rank<R>.<time_ns>.json``.
+HANG_DUMP_RE = re.compile(r"(?:^|/)hangs/(?P<node>[^/]+)_rank(?P<rank>\d+|X)\.(?P<ns>\d+)\.json$")
+#: PyTorch's own Flight Recorder dumps (pickles written on a collective timeout, at
+#: ``TORCH_FR_DUMP_TEMP_FILE`` / ``TORCH_NCCL_DEBUG_INFO_TEMP_FILE`` + rank; default
+#: ``/tmp/nccl_trace_rank_<R>``), gathered into the job's folder.
+FR_PICKLE_RE = re.compile(r"(?:^|/)(?:nccl|fr)_trace_rank_(?P<rank>\d+)(?:\.pkl|\.pickle)?$")
 
 
 def is_system_metrics(key: str) -> bool:
@@ -80,3 +89,11 @@ def is_health_hooks(key: str) -> bool:
 
 def is_exit_record(key: str) -> bool:
     return EXIT_RECORD_RE.search(key) is not None
+
+
+def is_job_logs(key: str) -> bool:
+    return JOB_LOGS_RE.search(key) is not None
+
+
+def is_hang_dump(key: str) -> bool:
+    return HANG_DUMP_RE.search(key) is not None or FR_PICKLE_RE.search(key) is not None

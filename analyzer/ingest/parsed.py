@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -26,3 +26,16 @@ class ParsedFile:
 
 class NotAProfilerFile(Exception):
     """Readable, but not a format stepscope ingests (e.g. a JSON file that is no trace)."""
+
+
+def json_object(data: bytes, what: str) -> dict[str, Any]:
+    """``data`` as a JSON object, else :class:`UnreadableFile` saying ``what`` it was not."""
+    import orjson
+
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise UnreadableFile(f"{what} is not JSON ({exc})") from None
+    if not isinstance(doc, dict):
+        raise UnreadableFile(f"{what} is not a JSON object")
+    return doc

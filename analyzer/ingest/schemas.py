@@ -8,6 +8,8 @@ See docs/tables.md for the meaning of each column.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pyarrow as pa
 
 DICT_STR = pa.dictionary(pa.int32(), pa.string())
@@ -146,6 +148,81 @@ PROCESS_EXITS = pa.schema(
     ]
 )
 
+# Hangs (docs/collect.md, "Hangs"): what each rank wrote when the stall watchdog fired, or
+# PyTorch's own Flight Recorder dumps. One row per dump; its Flight Recorder entries; each
+# process group's progress as the rank saw it; every thread's Python stack.
+HANG_DUMPS = pa.schema(
+    [
+        pa.field("node", DICT_STR),
+        pa.field("rank", pa.int32()),
+        pa.field("pid", pa.int64()),
+        pa.field("time_ns", pa.int64()),  # wall clock of the dump
+        pa.field("reason", DICT_STR),  # stall (the watchdog's timeout) | SIGTERM (a stop)
+        pa.field("stalled_s", pa.float64()),  # seconds since the rank's last optimizer step
+        pa.field("timeout_s", pa.float64()),
+        pa.field("steps_seen", pa.int64()),
+        pa.field("source", DICT_STR),  # stepscope_watchdog | pytorch_flight_recorder
+        pa.field("fr_error", pa.string()),  # why the dump has no Flight Recorder buffer
+        pa.field("file", pa.string()),
+    ]
+)
+FR_ENTRIES = pa.schema(
+    [
+        pa.field("node", DICT_STR),
+        pa.field("rank", pa.int32()),
+        pa.field("group", DICT_STR),  # the process group's name (Flight Recorder's pg name)
+        pa.field("group_desc", DICT_STR),
+        pa.field("record_id", pa.int64()),  # the rank's own count of entries, all groups
+        pa.field("seq", pa.int64()),  # collective_seq_id (p2p_seq_id for point-to-point)
+        pa.field("is_p2p", pa.bool_()),
+        pa.field("op", DICT_STR),  # profiling_name, e.g. nccl:all_reduce, gloo:broadcast
+        pa.field("input_sizes", pa.string()),  # JSON
+        pa.field("output_sizes", pa.string()),  # JSON
+        pa.field("dtypes", pa.string()),  # JSON of input_dtypes
+        pa.field("state", DICT_STR),  # scheduled | started | completed
+        pa.field("time_created_ns", pa.int64()),
+        pa.field("started_ns", pa.int64()),
+        pa.field("completed_ns", pa.int64()),
+        pa.field("timeout_ms", pa.int64()),
+    ]
+)
+FR_GROUPS = pa.schema(
+    [
+        pa.field("node", DICT_STR),
+        pa.field("rank", pa.int32()),
+        pa.field("group", DICT_STR),
+        pa.field("group_desc", DICT_STR),
+        pa.field("ranks", pa.string()),  # JSON list of the group's global ranks, when known
+        pa.field("last_enqueued", pa.int64()),  # Flight Recorder's pg_status
+        pa.field("last_started", pa.int64()),
+        pa.field("last_completed", pa.int64()),
+    ]
+)
+HANG_STACKS = pa.schema(
+    [
+        pa.field("node", DICT_STR),
+        pa.field("rank", pa.int32()),
+        pa.field("thread", pa.string()),
+        pa.field("main", pa.bool_()),
+        pa.field("depth", pa.int32()),  # 0 = outermost frame
+        pa.field("file", pa.string()),
+        pa.field("line", pa.int64()),
+        pa.field("function", pa.string()),
+        pa.field("code", pa.string()),  # the source line, as the dump read it
+    ]
+)
+
+# The tail of each host's log stream of a SageMaker job (CloudWatch Logs), one row a line.
+JOB_LOGS = pa.schema(
+    [
+        pa.field("host", DICT_STR),  # algo-N
+        pa.field("stream", DICT_STR),
+        pa.field("seq", pa.int64()),  # the line's place in the tail
+        pa.field("time_ms", pa.int64()),  # CloudWatch's event timestamp (epoch ms)
+        pa.field("message", pa.string()),
+    ]
+)
+
 # Training health (docs/training-health.md): the debugging half's inputs -- TensorBoard event
 # files, SageMaker Debugger tensor output and stepscope's health hooks -- as one long table
 # of scalars and one of per-tensor statistics. ``source`` says which input a row came from.
@@ -202,7 +279,26 @@ SCHEMAS: dict[str, pa.Schema] = {
     "training_scalars": TRAINING_SCALARS,
     "training_tensors": TRAINING_TENSORS,
     "process_exits": PROCESS_EXITS,
+    "hang_dumps": HANG_DUMPS,
+    "fr_entries": FR_ENTRIES,
+    "fr_groups": FR_GROUPS,
+    "hang_stacks": HANG_STACKS,
+    "job_logs": JOB_LOGS,
 }
+
+
+def rows_table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
+    """Row dicts → a table of ``schema`` (a missing key is null; dictionary columns take
+    any value as its string)."""
+    arrays = []
+    for f in schema:
+        values = [r.get(f.name) for r in rows]
+        if pa.types.is_dictionary(f.type):
+            strings = [None if v is None else str(v) for v in values]
+            arrays.append(pa.array(strings, pa.string()).dictionary_encode().cast(f.type))
+        else:
+            arrays.append(pa.array(values, f.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 def empty_table(name: str) -> pa.Table:

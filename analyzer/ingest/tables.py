@@ -15,4 +15,9 @@ TABLE_NAMES: tuple[str, ...] = (
     "training_scalars",
     "training_tensors",
     "process_exits",
+    "hang_dumps",
+    "fr_entries",
+    "fr_groups",
+    "hang_stacks",
+    "job_logs",
 )

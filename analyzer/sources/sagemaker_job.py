@@ -23,6 +23,7 @@ from analyzer.errors import SourceError
 from analyzer.sources.base import JobMetadata, SourceObject
 from analyzer.sources.cloudwatch import NAMESPACE, CloudWatchMetrics
 from analyzer.sources.cloudwatch import ROLE as CLOUDWATCH_ROLE
+from analyzer.sources.job_logs import JobLogs
 from analyzer.sources.s3 import (
     DEFAULT_THREADS,
     S3Reader,
@@ -136,6 +137,7 @@ class SageMakerJobSource:
         self._cloudwatch_enabled = cloudwatch
         self._clock = clock
         self._cw: CloudWatchMetrics | None = None
+        self._logs: JobLogs | None = None
 
     # -- the job
 
@@ -178,6 +180,16 @@ class SageMakerJobSource:
             "last_modified_time": _iso(d.get("LastModifiedTime")),
             "training_time_s": d.get("TrainingTimeInSeconds"),
             "billable_time_s": d.get("BillableTimeInSeconds"),
+            "secondary_status_transitions": [
+                {
+                    "status": t.get("Status"),
+                    "start": _iso(t.get("StartTime")),
+                    "end": _iso(t.get("EndTime")),
+                    "message": t.get("StatusMessage"),
+                }
+                for t in d.get("SecondaryStatusTransitions") or []
+            ]
+            or None,
         }
         interval = (d.get("ProfilerConfig") or {}).get("ProfilingIntervalInMilliseconds")
         if interval is not None:
@@ -255,9 +267,22 @@ class SageMakerJobSource:
             )
         return self._cw
 
+    def _job_logs(self) -> JobLogs | None:
+        """The job's CloudWatch log streams (None when CloudWatch is switched off)."""
+        if not self._cloudwatch_enabled:
+            return None
+        if self._logs is None:
+            self._logs = JobLogs(
+                aws_client(self._session, "logs", threads=2, max_attempts=self._max_attempts),
+                job_name=self.job_name,
+                region=self.region,
+            )
+        return self._logs
+
     def list_objects(self) -> Iterator[SourceObject]:
-        """The S3 output's objects, then the CloudWatch ones; an error only when there is
-        neither (a CloudWatch part that cannot be read is one skipped object)."""
+        """The S3 output's objects, then the CloudWatch metrics and log streams; an error only
+        when there is none of them (a CloudWatch part that cannot be read is one skipped
+        object)."""
         prefixes = self.locations
         found = 0
         if prefixes:
@@ -272,6 +297,12 @@ class SageMakerJobSource:
                 if cw.failure is None:
                     found += 1
                 yield obj
+        logs = self._job_logs()
+        if logs is not None:
+            for obj in logs.list_objects():
+                if logs.failure is None:
+                    found += 1
+                yield obj
         if not found:
             raise SourceError(self._no_output_message(prefixes))
 
@@ -280,6 +311,9 @@ class SageMakerJobSource:
         return obj.key.startswith(CLOUDWATCH_ROLE + "/")
 
     def read(self, obj: SourceObject) -> bytes:
+        logs = self._job_logs()
+        if logs is not None and logs.handles(obj):
+            return logs.read(obj)
         cw = self._cloudwatch() if self._is_cloudwatch(obj) else None
         return cw.read(obj) if cw is not None else self._objects().read(obj)
 
@@ -293,8 +327,17 @@ class SageMakerJobSource:
         self, objs: Iterable[SourceObject]
     ) -> Iterator[tuple[SourceObject, bytes | Exception]]:
         todo = list(objs)
+        logs = self._job_logs()
+        log_objs = [o for o in todo if logs is not None and logs.handles(o)]
+        todo = [o for o in todo if not (logs is not None and logs.handles(o))]
         s3 = [o for o in todo if not self._is_cloudwatch(o)]
         cloudwatch = [o for o in todo if self._is_cloudwatch(o)]
+        for o in log_objs:
+            assert logs is not None
+            try:
+                yield o, logs.read(o)
+            except Exception as exc:  # reported per object, by design
+                yield o, exc
         if s3:
             yield from self._objects().read_many(s3)
         cw = self._cloudwatch() if cloudwatch else None

@@ -342,6 +342,10 @@ def _box(
             f"{ui.SEVERITY_BADGE.get(severity, severity)} **{title}** · `{rule}` · {where or 'job'}"
         )
         st.markdown(with_code_spans(message))  # names as code: `__getitem__`, not a bold "getitem"
+        standing = worst.evidence.get("where_ranks_stand")
+        if isinstance(standing, list) and standing:  # a hang: where every rank is
+            st.caption("Where each rank stands (its hang dump)")
+            tables.show(standing, sort=False)
         st.markdown(f"**Recommendation:** {with_code_spans(worst.recommendation)}")
         target = ui.RULE_PAGE.get(rule, "overview")
         if target != "overview":

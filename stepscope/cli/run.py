@@ -10,6 +10,12 @@ from __future__ import annotations
 import click
 
 from stepscope.cli.common import Command, user_errors
+from stepscope.collectors.hang import (
+    DEFAULT_FR_BUFFER,
+    DEFAULT_MIN_S,
+    STEPS_PER_TIMEOUT,
+    parse_stall_timeout,
+)
 from stepscope.collectors.health import DEFAULT_EVERY
 from stepscope.collectors.launcher import DEFAULT_INTERVAL_MS, exit_with, run
 from stepscope.collectors.trace import DEFAULT_STEPS, format_steps, parse_steps
@@ -27,6 +33,19 @@ class StepsType(click.ParamType):
             return parse_steps(str(value))
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
+
+
+class StallType(click.ParamType):
+    name = "SECONDS|auto|off"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> str:
+        try:
+            parse_stall_timeout(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+        return str(value)
 
 
 @click.command(
@@ -71,6 +90,25 @@ class StepsType(click.ParamType):
     metavar="N",
     help="Record training health every N optimizer steps (implies --health).",
 )
+@click.option(
+    "--stall-timeout",
+    type=StallType(),
+    default="auto",
+    show_default=True,
+    metavar="SECONDS|auto|off",
+    help="Seconds without an optimizer step after which each rank writes its Flight Recorder "
+    "buffer and the Python stacks of its threads into hangs/, once (auto: the larger of "
+    f"{DEFAULT_MIN_S:.0f} s and {STEPS_PER_TIMEOUT} median steps). Nothing is stopped.",
+)
+@click.option(
+    "--fr-buffer",
+    type=click.IntRange(min=0),
+    default=DEFAULT_FR_BUFFER,
+    show_default=True,
+    metavar="N",
+    help="PyTorch Flight Recorder entries kept per process group (TORCH_FR_BUFFER_SIZE, "
+    "unless the job sets it); 0 leaves the Flight Recorder as the job has it.",
+)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @user_errors
 def run_command(
@@ -79,6 +117,8 @@ def run_command(
     interval_ms: int,
     health: bool,
     health_every: int | None,
+    stall_timeout: str,
+    fr_buffer: int,
     command: tuple[str, ...],
 ) -> None:
     """Run COMMAND with stepscope's collectors: system metrics once per node, and a trace of
@@ -94,5 +134,13 @@ def run_command(
     """
     every = health_every if health_every is not None else DEFAULT_EVERY if health else None
     exit_with(
-        run(command, out_dir=out_dir, steps=steps, interval_ms=interval_ms, health_every=every)
+        run(
+            command,
+            out_dir=out_dir,
+            steps=steps,
+            interval_ms=interval_ms,
+            health_every=every,
+            stall_timeout=stall_timeout,
+            fr_buffer=fr_buffer,
+        )
     )

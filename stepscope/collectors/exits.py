@@ -11,9 +11,12 @@ same "write what you have" without changing how the process ends:
   the same code (a forked DataLoader or multiprocessing child calls it too: the pid check
   makes it the plain call there);
 * SIGTERM (SageMaker's stop and spot interruptions, then SIGKILL 120 s later; torchrun's
-  agent passing on a stop): only while a trace window records, and only where SIGTERM
-  still has its default action, a handler flushes, puts the default back and re-sends
-  SIGTERM to the process, which so dies of SIGTERM as it would have;
+  agent passing on a stop): only while a trace window records or the stall watchdog
+  watches, and only where SIGTERM still has its default action, a handler writes the
+  watchdog's dump, flushes, puts the default back and re-sends SIGTERM to the process,
+  which so dies of SIGTERM as it would have. A main thread blocked in native code (a hung
+  collective) cannot run a Python handler: a small thread woken through
+  ``signal.set_wakeup_fd`` does the same for it after a second;
 * DataLoader worker processes: forked children never flush the parent's collectors.
 
 At the very end of a normal exit this module also does two things for the report:
@@ -121,38 +124,153 @@ def _exit(code: int = 0) -> Any:
     return _real_exit(code)
 
 
-# -- SIGTERM while a window records ----------------------------------------------------
+# -- SIGTERM while a window records or a watchdog watches --------------------------------
+
+#: what runs on SIGTERM before the flush (the stall watchdog's dump), each at most once
+_term_callbacks: list[Callable[[], None]] = []
+#: how long the SIGTERM watcher gives the main thread to run the Python handler itself
+TERM_GRACE_S = 1.0
+_sigterm_holders = 0
+_term_lock = threading.Lock()
+_terminating = False
+_wake: tuple[int, int] | None = None  # the wakeup pipe (read end, write end) while armed
+
+
+def on_sigterm(callback: Callable[[], None]) -> None:
+    """Run ``callback`` on SIGTERM (while armed), before the flush and the exit."""
+    _term_callbacks.append(callback)
 
 
 def arm_sigterm() -> None:
-    """Flush on SIGTERM while a trace window records (main thread, default action only)."""
-    global _sigterm_armed
-    if _sigterm_armed or threading.current_thread() is not threading.main_thread():
+    """Flush on SIGTERM while someone holds it armed (a trace window that records, a stall
+    watchdog): main thread only, and only where SIGTERM has its default action."""
+    global _sigterm_armed, _sigterm_holders
+    if threading.current_thread() is not threading.main_thread():
         return
-    with contextlib.suppress(Exception):
-        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-            signal.signal(signal.SIGTERM, _on_sigterm)
-            _sigterm_armed = True
+    if _sigterm_holders == 0:
+        with contextlib.suppress(Exception):
+            if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+                signal.signal(signal.SIGTERM, _on_sigterm)
+                _sigterm_armed = True
+                _watch_blocked_main_thread()
+        if not _sigterm_armed:
+            return
+    _sigterm_holders += 1
 
 
 def disarm_sigterm() -> None:
-    """Put the default SIGTERM action back, unless the script has set its own meanwhile."""
-    global _sigterm_armed
+    """Drop one hold; with none left put the default SIGTERM action back, unless the script
+    has set its own meanwhile."""
+    global _sigterm_armed, _sigterm_holders
     if not _sigterm_armed or threading.current_thread() is not threading.main_thread():
         return
+    _sigterm_holders = max(0, _sigterm_holders - 1)
+    if _sigterm_holders:
+        return
     _sigterm_armed = False
+    _unwatch()
     with contextlib.suppress(Exception):
         if signal.getsignal(signal.SIGTERM) is _on_sigterm:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _on_sigterm(signo: int, frame: Any) -> None:
-    global _sigterm_armed
-    with contextlib.suppress(BaseException):
-        flush_all()
-    _sigterm_armed = False
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _terminate()
+
+
+def _terminate() -> None:
+    """On SIGTERM, in whichever thread gets here first: the callbacks, the flush, then death
+    by SIGTERM with the default action, as without us."""
+    global _terminating, _sigterm_armed
+    with _term_lock:
+        if _terminating:
+            return
+        _terminating = True
+    for cb in _term_callbacks:
+        with contextlib.suppress(BaseException):
+            cb()
+    if threading.current_thread() is threading.main_thread():
+        with contextlib.suppress(BaseException):
+            flush_all()
+        _sigterm_armed = False
+        with contextlib.suppress(Exception):
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    else:
+        _default_sigterm_from_any_thread()
     os.kill(os.getpid(), signal.SIGTERM)  # dies of SIGTERM, as without us
+
+
+def _default_sigterm_from_any_thread() -> None:
+    """The C library's default SIGTERM action back, from a thread other than the main one
+    (``signal.signal`` only works there): libc's ``signal()``, through ctypes."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.signal.restype = ctypes.c_void_p
+        libc.signal.argtypes = (ctypes.c_int, ctypes.c_void_p)
+        libc.signal(int(signal.SIGTERM), 0)  # SIG_DFL is 0
+
+
+def _watch_blocked_main_thread() -> None:
+    """Python runs a signal handler in the main thread between two bytecodes: a main thread
+    blocked in native code (a rank waiting in a collective that never completes) never runs
+    it, and the process would outlive SIGTERM, unlike without us. So a wakeup pipe
+    (``signal.set_wakeup_fd``, where nobody else holds one) tells a small thread of each
+    SIGTERM; if the handler has not started within TERM_GRACE_S, the thread runs the
+    callbacks (the stall watchdog's dump) and lets SIGTERM kill the process. The trace is
+    not written from there: the profiler belongs to the blocked thread."""
+    global _wake
+    if _wake is not None:
+        return
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+    try:
+        previous = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+    except (ValueError, OSError):
+        os.close(r)
+        os.close(w)
+        return
+    if previous != -1:  # someone else's (an event loop's): leave it to them
+        signal.set_wakeup_fd(previous)
+        os.close(r)
+        os.close(w)
+        return
+    _wake = (r, w)
+    threading.Thread(target=_wake_loop, args=(r,), name="stepscope-sigterm", daemon=True).start()
+
+
+def _wake_loop(fd: int) -> None:
+    while True:
+        try:
+            data = os.read(fd, 64)
+        except OSError:
+            return  # closed: disarmed
+        if not data:
+            return
+        if signal.SIGTERM in data:
+            deadline = time.monotonic() + TERM_GRACE_S
+            while time.monotonic() < deadline and not _terminating:
+                time.sleep(0.02)
+            if not _terminating:
+                _terminate()
+            return
+
+
+def _unwatch() -> None:
+    global _wake
+    if _wake is None:
+        return
+    r, w = _wake
+    _wake = None
+    with contextlib.suppress(Exception):
+        previous = signal.set_wakeup_fd(-1)
+        if previous not in (w, -1):  # someone else's set after ours: theirs stays
+            signal.set_wakeup_fd(previous)
+    with contextlib.suppress(OSError):
+        os.close(w)
+    with contextlib.suppress(OSError):
+        os.close(r)
 
 
 # -- the normal exit ---------------------------------------------------------------------

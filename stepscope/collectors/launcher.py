@@ -44,7 +44,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from stepscope.collectors import health, identity, trace
+from stepscope.collectors import hang, health, identity, trace
 from stepscope.collectors.trace import DEFAULT_STEPS, format_steps, parse_steps, warn
 
 #: put first on COMMAND's PYTHONPATH: holds the ``sitecustomize`` that installs the recorder
@@ -72,14 +72,20 @@ def child_env(
     node: str,
     base: dict[str, str] | None = None,
     health_every: int | None = None,
+    stall_timeout: str = "auto",
+    fr_buffer: int = hang.DEFAULT_FR_BUFFER,
 ) -> dict[str, str]:
-    """COMMAND's environment: ours, plus the recorder's switch and the bootstrap folder, and
-    the health hooks' period when they are on (a launcher's own options win over those of
-    a launcher it runs under)."""
+    """COMMAND's environment: ours, plus the recorder's switch and the bootstrap folder, the
+    health hooks' period when they are on (a launcher's own options win over those of a
+    launcher it runs under), the stall watchdog's timeout, and PyTorch's Flight Recorder
+    on (``TORCH_FR_BUFFER_SIZE``, unless the job sets its own; ``fr_buffer`` 0 leaves it)."""
     env = dict(os.environ if base is None else base)
     env[trace.ENV_DIR] = str(out_dir)
     env[trace.ENV_STEPS] = format_steps(steps)
     env[trace.ENV_NODE] = node
+    env[hang.ENV_STALL] = stall_timeout
+    if fr_buffer > 0 and not env.get(hang.FR_ENV):
+        env[hang.FR_ENV] = str(fr_buffer)
     if health_every is not None:
         env[health.ENV_HEALTH] = str(health_every)
     else:
@@ -322,22 +328,34 @@ def run(
     interval_ms: int = DEFAULT_INTERVAL_MS,
     system_metrics: bool = True,
     health_every: int | None = None,
+    stall_timeout: str = "auto",
+    fr_buffer: int = hang.DEFAULT_FR_BUFFER,
 ) -> int:
     """Run ``command`` under the collectors; returns its exit code (-N: killed by signal N).
-    ``health_every``: record training health every N optimizer steps (None: off).
+    ``health_every``: record training health every N optimizer steps (None: off);
+    ``stall_timeout``: the stall watchdog's seconds without a step ("auto", "off");
+    ``fr_buffer``: PyTorch's Flight Recorder entries per group (0: not turned on).
     Hand the result to :func:`exit_with` to exit as the command did."""
     argv = [str(a) for a in command]
     if not argv:
         raise ValueError("no command to run")
     if health_every is not None and health_every < 1:
         raise ValueError(f"health_every must be >= 1, got {health_every}")
+    hang.parse_stall_timeout(stall_timeout)  # a bad value is the caller's error, said now
     env = dict(os.environ)
     sampler: Sampler | None = None
     try:
         out = Path(out_dir if out_dir is not None else identity.default_output_dir()).absolute()
         out.mkdir(parents=True, exist_ok=True)
         node = identity.node_name()
-        env = child_env(out, steps, node, health_every=health_every)
+        env = child_env(
+            out,
+            steps,
+            node,
+            health_every=health_every,
+            stall_timeout=stall_timeout,
+            fr_buffer=fr_buffer,
+        )
         if system_metrics:
             sampler = Sampler.start(out, interval_ms, node)
     except Exception as exc:
@@ -400,6 +418,20 @@ def _every_arg(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _stall_arg(text: str) -> str:
+    try:
+        hang.parse_stall_timeout(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _fr_arg(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return int(text)
+
+
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """``python -m stepscope.collectors.launcher [options] -- COMMAND...``: what ``stepscope
     run`` does, for an interpreter without the CLI's dependencies."""
@@ -439,6 +471,23 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         metavar="N",
         help="record training health every N optimizer steps (implies --health)",
     )
+    ap.add_argument(
+        "--stall-timeout",
+        type=_stall_arg,
+        default="auto",
+        metavar="SECONDS",
+        help="seconds without an optimizer step after which each rank dumps its Flight "
+        "Recorder buffer and Python stacks into hangs/ (default auto: the larger of "
+        f"{hang.DEFAULT_MIN_S:.0f} s and {hang.STEPS_PER_TIMEOUT} median steps; off: none)",
+    )
+    ap.add_argument(
+        "--fr-buffer",
+        type=_fr_arg,
+        default=hang.DEFAULT_FR_BUFFER,
+        metavar="N",
+        help=f"PyTorch Flight Recorder entries kept per process group (default "
+        f"{hang.DEFAULT_FR_BUFFER}; 0 leaves it off unless the job sets {hang.FR_ENV})",
+    )
     if "--" in args:
         cut = args.index("--")
         opts, command = ap.parse_args(args[:cut]), args[cut + 1 :]
@@ -462,6 +511,8 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
             steps=opts.steps,
             interval_ms=opts.interval_ms,
             health_every=every,
+            stall_timeout=opts.stall_timeout,
+            fr_buffer=opts.fr_buffer,
         )
     )
 

@@ -41,7 +41,7 @@ import weakref
 from pathlib import Path
 from typing import Any
 
-from stepscope.collectors import exits, identity
+from stepscope.collectors import exits, hang, identity
 
 #: the launcher's switch: the folder traces go to (absolute); unset = record nothing
 ENV_DIR = "STEPSCOPE_RUN_DIR"
@@ -185,6 +185,9 @@ class Recorder:
         self.pid = os.getpid()
         self.off = False  # switched off: window written, or a failure
         self.warned = False  # the one line on stderr is spent
+        self.watchdog: hang.Watchdog | None = None  # the stall watchdog, beaten each step
+        self.watch_started = False
+        self.out_dir, self.node = out_dir, node
 
     @property
     def prof(self) -> Any:
@@ -198,6 +201,11 @@ class Recorder:
 
     def on_optimizer_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         """The global post-hook: every exception stays here (the training must not see it)."""
+        if self.watchdog is not None:
+            self.watchdog.beat()  # step progress, for the stall watchdog (all the training)
+        elif not self.watch_started:  # not a distributed worker: it starts at the first step
+            self.watch_started = True
+            self.watchdog = _start_watchdog(self.out_dir, self.node)
         if self.off:
             return
         try:
@@ -282,6 +290,14 @@ class Recorder:
             )
 
 
+def _start_watchdog(out_dir: Path, node: str) -> hang.Watchdog | None:
+    try:
+        return hang.install(out_dir, node)
+    except Exception as exc:
+        warn(f"stall watchdog off ({type(exc).__name__}: {exc}); training goes on")
+        return None
+
+
 #: this process's recorder, once torch.optim is imported under ``stepscope run``
 recorder: Recorder | None = None
 
@@ -305,6 +321,9 @@ def install(optimizer_module: Any) -> Recorder | None:
         return None
     node = os.environ.get(ENV_NODE) or identity.node_name()
     rec = Recorder(Path(out), steps, node)
+    if hang.distributed_worker():  # a hang before the first step counts too
+        rec.watch_started = True
+        rec.watchdog = _start_watchdog(Path(out), node)
     rec.handle = optimizer_module.register_optimizer_step_post_hook(rec.on_optimizer_step)
     exits.on_exit(rec.close)
     exits.keep_exit_record(Path(out), node, rec.exit_facts)

@@ -20,6 +20,7 @@ from rules.ruleset import RuleSet
 from stepscope.report import model as m
 from stepscope.report import rows, training
 from stepscope.report.grouping import group_findings, place_key
+from stepscope.report.rule_info import leading_rules
 from stepscope.report.sources import node_metrics_sources
 
 #: time bins of the HTML report's GPU-utilization heatmap (whole job)
@@ -32,9 +33,15 @@ def build(
     """The report of ``job`` judged by ``results`` (rules run with ``ruleset``);
     ``job.baseline``, when set, is compared against. ``detail``: with the top-kernel and
     collective tables the dashboard shows (see :class:`~stepscope.report.model.Charts`)."""
+    leading = leading_rules()
     findings = sorted(
         (f for r in results for f in r.findings),
-        key=lambda f: (-SEVERITY_RANK[f.severity], f.rule, place_key(f.where)),
+        key=lambda f: (
+            f.rule not in leading,
+            -SEVERITY_RANK[f.severity],
+            f.rule,
+            place_key(f.where),
+        ),
     )
     info = job_info(job)
     nodes = node_metrics(job)

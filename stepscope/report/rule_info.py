@@ -16,6 +16,7 @@ __all__ = [
     "chart_of",
     "group_figure",
     "in_rule_configs",
+    "leading_rules",
     "rule_chart",
     "rule_pages",
     "rules_marking",
@@ -23,6 +24,11 @@ __all__ = [
     "training_rule_ids",
     "window_colors",
 ]
+
+
+def leading_rules() -> frozenset[str]:
+    """The rules whose findings lead every output (``Rule.leads``)."""
+    return frozenset(r.id for r in RULES if r.leads)
 
 
 def rule_pages() -> dict[str, str]:
