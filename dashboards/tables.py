@@ -68,6 +68,10 @@ LABELS: dict[str, Col] = {
     "dataloader_ms": Col("data loading per step", "ms"),
     # who the others waited for (collectives matched across ranks)
     "steps_last": Col("steps it came last"),
+    "culprit": Col("the rank they waited for"),
+    "others_wait_ms": Col("the others' wait, in total", "ms"),
+    "calls_last": Col("collectives it came last at"),
+    "ranks": Col("ranks"),
     "others_wait_ms_per_step": Col("others' wait per such step, in total", "ms"),
     "wait_ms_per_waiting_rank": Col("wait per waiting rank", "ms"),
     "cause": Col("what it did more"),

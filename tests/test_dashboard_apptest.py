@@ -141,6 +141,11 @@ def test_sample_job_every_page(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
         if "others' wait per such step, in total (ms)" in d.value.columns
     )
     assert table["rank"].tolist() == [1] and "Straggler rank(s): 1" in at.warning[0].value
+    # step by step: rank 1 every profiled step, for the unprofiled time it slept
+    steps = next(d.value for d in at.dataframe if "the rank they waited for" in d.value.columns)
+    assert steps["step"].tolist() == list(range(2, 10))
+    assert set(steps["the rank they waited for"]) == {1}
+    assert set(steps["what it did more"]) == {"unprofiled time"}
 
 
 def test_a_hang_leads_the_overview_with_where_each_rank_stands(

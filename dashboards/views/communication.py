@@ -7,6 +7,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from analyzer.analyses.cross_rank import CAUSE_SHORT
 from dashboards import tables, ui
 from stepscope.report.rule_info import rules_marking
 
@@ -25,6 +26,15 @@ verdicts = [
 straggling = {int(f.evidence["rank"]) for f in verdicts}
 #: the straggler evidence of a verdict from collectives matched across ranks (it has
 #: ``steps_last``; one from own work per step has ``busy_ms``)
+#: the cross-rank causes (analyzer.analyses.cross_rank.CAUSES) in the page's colours
+CAUSE_PARTS = {
+    "gpu_compute": "compute",
+    "gpu_memory": "memory",
+    "dataloader": "data loading",
+    "host": "other",
+    "communication": "communication",
+    "unrecorded": "idle",
+}
 CROSS_RANK_COLUMNS = (
     "rank", "steps_last", "steps", "others_wait_ms_per_step", "wait_ms_per_waiting_rank",
     "excess_ms", "cause", "cause_share_pct", "process_groups", "clock_skew_ms",
@@ -231,6 +241,51 @@ else:
     st.warning(
         f"Straggler rank(s): {', '.join(map(str, sorted(straggling)))}: the other ranks wait for "
         "them in the collectives."
+    )
+
+st.subheader("Who held the others back, step by step")
+culprits = report.charts.culprits.frame() if report.charts.culprits is not None else pd.DataFrame()
+if culprits.empty:
+    st.caption(
+        "No collective matched across ranks: this needs traces of at least two ranks that "
+        "call the same collectives (docs/analyses.md, cross_rank)."
+    )
+else:
+    shown_culprits = culprits[
+        culprits["culprit"].isin(flt.rank_list(culprits["culprit"].astype(int), job.rank_node))
+    ]
+    fig = go.Figure()
+    for cause, part in CAUSE_PARTS.items():
+        sel = shown_culprits[shown_culprits["cause"] == cause]
+        if sel.empty:
+            continue
+        fig.add_trace(
+            go.Bar(
+                x=sel["step"],
+                y=sel["others_wait_ns"] / 1e6,
+                name=CAUSE_SHORT[cause],
+                marker={"color": ui.PART_COLORS[part]},
+                text=[f"rank {int(r)}" for r in sel["culprit"]],
+                textposition="inside",
+            )
+        )
+    fig.update_layout(
+        xaxis_title="step",
+        yaxis_title="the other ranks' wait (rank-ms)",
+        legend_title="what the late rank did more",
+        height=320,
+        margin={"t": 10},
+    )
+    st.plotly_chart(fig, width="stretch")
+    table = shown_culprits.assign(
+        others_wait_ms=shown_culprits["others_wait_ns"] / 1e6,
+        cause=shown_culprits["cause"].map(CAUSE_SHORT),
+    )[["step", "culprit", "others_wait_ms", "cause", "cause_share_pct", "calls_last", "ranks"]]
+    tables.show(table.to_dict("records"), sort=False)
+    st.caption(
+        "Per step: the rank whose late arrival at the step's collectives cost the others the "
+        "most waiting (summed over the waiting ranks), and the activity in which its lead-in "
+        "to those collectives was longer than theirs (clock offsets between hosts corrected)."
     )
 
 st.subheader("Collectives")

@@ -202,6 +202,7 @@ def charts(job: Job, *, detail: bool = True) -> m.Charts:
         collectives=m.Collectives.of(job.collective_summary() if kineto else empty)
         if detail
         else None,
+        culprits=m.StepCulprits.of(job.step_culprits() if kineto else empty),
         training=training.charts(job),
     )
 

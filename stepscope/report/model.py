@@ -525,6 +525,29 @@ class Collectives(Columns):
     }
 
 
+class StepCulprits(Columns):
+    """Per step, from collectives matched across ranks: the rank the others waited for
+    (``culprit``), their wait in rank-nanoseconds, and what that rank did more than them
+    before the collectives (``excess_<cause>_ns``; ``cause``: the largest)."""
+
+    step: list[int]
+    culprit: list[int]
+    others_wait_ns: list[float]
+    calls_last: list[int]
+    calls: list[int]
+    ranks: list[int]
+    excess_gpu_compute_ns: list[float]
+    excess_gpu_memory_ns: list[float]
+    excess_dataloader_ns: list[float]
+    excess_host_ns: list[float]
+    excess_communication_ns: list[float]
+    excess_unrecorded_ns: list[float]
+    cause: list[str | None]
+    cause_share_pct: list[float | None]
+
+    dtypes: ClassVar[dict[str, str]] = {"cause_share_pct": "float64"}
+
+
 class TrainingLoss(Columns):
     """Loss per worker, tag and step (binned on steps where a series is long)."""
 
@@ -620,6 +643,8 @@ class Charts(Model):
     gpu_labels: GpuLabels
     top_kernels: TopKernels | None = None
     collectives: Collectives | None = None
+    #: who held the others back in each step (None: a report cached before it existed)
+    culprits: StepCulprits | None = None
     #: the training-health section's series (None: a report cached before it existed)
     training: TrainingCharts | None = None
 
