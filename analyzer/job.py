@@ -223,6 +223,7 @@ class Job:
 
         ds = self.dataset
         traces, steps = ds.table("kineto_traces"), ds.table("steps")
+        fr = ds.table("window_fr_entries")
 
         def rows_of(t: pa.Table, ranks: tuple[int, ...]) -> pa.Table:
             if not t.num_rows:
@@ -242,6 +243,7 @@ class Job:
                     parts=tuple(p for r in b for p in parts.parts[r]),
                     traces=rows_of(traces, b),
                     steps=rows_of(steps, b),
+                    flight_recorder=rows_of(fr, b),
                 )
                 for b in batches(rows)
             ]
@@ -250,7 +252,15 @@ class Job:
         )  # a dataset held in memory (tests, a library caller): one task
         if events.num_rows == 0:
             return []
-        return [RankTask(ranks=tuple(ds.kineto_ranks), events=events, traces=traces, steps=steps)]
+        return [
+            RankTask(
+                ranks=tuple(ds.kineto_ranks),
+                events=events,
+                traces=traces,
+                steps=steps,
+                flight_recorder=fr,
+            )
+        ]
 
     def _map(self, tasks: list[Any]) -> list[Any]:
         """Run the map over ``tasks``: on the Dask cluster when the job has one, else in worker

@@ -45,6 +45,7 @@ def _row(rank: int, step: int | None, position: int, **kw: Any) -> dict[str, Any
         msg_bytes=kw.pop("msg_bytes", 4096),
         device="gpu",
         enqueue_ns=None,
+        seq=kw.pop("seq", None),  # a Flight Recorder sequence number, where one is known
     )
     row.update(kw)
     return row

@@ -169,7 +169,8 @@ def test_culprit_and_cause_of_each_step_under_torchrun(torchrun_job: object) -> 
     assert set(cross.matches["ranks"]) == {4}
     # two calls a step (DDP's gradient all-reduce, the logged loss's), each on all 4 ranks
     assert len(cross.matches) == 2 * len(PROFILED)
-    assert cross.groups == {"0": "pg_config"}  # gloo names no group per call: pg_config's one
+    # gloo's records name no group: stepscope run's Flight Recorder record gives it
+    assert cross.groups == {"0": "flight_recorder"}
 
 
 def test_clock_offset_of_a_shifted_rank_is_estimated_and_corrected(shifted_job: object) -> None:
@@ -182,3 +183,35 @@ def test_clock_offset_of_a_shifted_rank_is_estimated_and_corrected(shifted_job: 
     assert abs(cross.skew_ns / 1e6 - SHIFT_S * 1000) < 1.0
     # the arrivals compared after the correction: the same culprits as without a shift
     _check_culprits(shifted_job)
+
+
+def test_gloo_calls_take_group_and_sequence_from_the_flight_recorder(tmp_path: Path) -> None:
+    """gloo's trace records name no process group. A job with two groups (DDP's gradients on
+    the default one, a logged metric on a group of its own: tests/support/hang_train.py with
+    no fault): ``stepscope run`` writes the Flight Recorder buffer beside each trace, and
+    each call takes its group, sequence number and size from there; the ranks are matched on
+    (group, sequence number)."""
+    require_torch("the recorded cross-rank runs", "tests/test_cross_rank_recorded.py")
+    script = REPO / "tests" / "support" / "hang_train.py"
+    command = [
+        *_launcher(tmp_path / "out"), "--", sys.executable, "-m", "torch.distributed.run",
+        "--standalone", "--nproc-per-node", "2", str(script), "--fault", "none",
+        "--steps", "14",
+    ]  # fmt: skip
+    proc = subprocess.run(
+        command, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert len(list((tmp_path / "out").glob("*.fr.json"))) == 2
+    job = _open(tmp_path)
+    arrivals = job.collective_arrivals()  # type: ignore[attr-defined]
+    assert set(arrivals["group_source"]) == {"flight_recorder"}
+    cross = job.cross_rank()  # type: ignore[attr-defined]
+    assert cross.mismatches.empty and cross.unpaired == 0
+    by_group = cross.matches.groupby("group")
+    # 8 profiled steps: one gradient all-reduce (68 floats) and one metric (1 float) each
+    assert by_group.size().to_dict() == {"0": 8, "1": 8}
+    assert by_group["msg_bytes"].unique().map(list).to_dict() == {"0": [272], "1": [4]}
+    for _, g in by_group:  # consecutive sequence numbers of the group, on both ranks
+        seqs = sorted(g["position"])
+        assert seqs == list(range(seqs[0], seqs[0] + 8))

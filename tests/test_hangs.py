@@ -58,6 +58,21 @@ def test_a_rank_that_skipped_a_collective_is_named_with_its_line(tmp_path: Path)
     assert f.evidence["locations"]["1"]["code"] == "loss.backward()"
 
 
+def test_a_lagging_completion_mark_does_not_hide_the_missing_rank(tmp_path: Path) -> None:
+    """Seen under load: gloo's worker thread had not yet marked rank 1's last metric
+    all-reduce (#6) completed when the dump was taken; rank 0 had. #6 is done for the
+    group (a collective completes on all its ranks together): #7 is the stuck one."""
+    root = tmp_path / "job"
+    dump(root, 0, [*history(), entry(12, "0", 7), entry(13, "1", 7)],
+         {"0": (7, 7), "1": (7, 6)}, 54, "dist.all_reduce(logged, group=metrics)")  # fmt: skip
+    dump(root, 1, [*history(), entry(12, "0", 7), entry(13, "0", 8)],
+         {"0": (8, 7), "1": (6, 5)}, 47, "loss.backward()")  # fmt: skip
+    stuck = hang_mismatches(_job(root, tmp_path).dataset)
+    assert next((r.group, r.seq, r.kind, r.ranks_missing) for r in stuck.itertuples()) == (
+        "1", 7, "missing", [1],
+    )  # fmt: skip
+
+
 def test_another_op_at_the_same_place_is_a_mismatch_and_names_the_odd_rank(
     tmp_path: Path,
 ) -> None:

@@ -128,6 +128,7 @@ def _whole_job(ds: JobDataset) -> dict[str, pd.DataFrame]:
             ds,
             traces=ds.table("kineto_traces"),
             steps=step_rows[step_rows["source"] == "kineto"],
+            flight_recorder=ds.table("window_fr_entries"),
         ),
     }
 

@@ -21,7 +21,10 @@ Definitions:
   arguments); where the trace has none and its ``distributedInfo.pg_config`` lists a single
   group, that group; else ``"?:<op>"``: the calls of one op matched by their order (different
   ops usually belong to different groups), said so in ``group_source``, and a mismatch of
-  ops cannot be seen there, only one of sizes.
+  ops cannot be seen there, only one of sizes. Where ``stepscope run`` wrote its Flight
+  Recorder record beside the trace, a call without a group in the trace (gloo's) takes
+  its group and sequence number from there, and the ranks are matched on (group, sequence
+  number): ``group_source`` "flight_recorder".
 * **Arrival**: when the rank is ready to exchange: the collective kernel's start on the GPU
   (NCCL), or the host collective's start on its worker thread (gloo ``gloo:all_reduce``,
   MPI). **Enqueue**: the CPU launch call of a GPU collective (by correlation id).
@@ -60,7 +63,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from analyzer.analyses.communication import collective_calls
+from analyzer.analyses.communication import collective_calls, normalize_collective
 from analyzer.analyses.gpu_kernels import gpu_events, kineto_events_table
 from analyzer.analyses.intervals import merge_intervals
 from analyzer.analyses.kernel_classes import COMMUNICATION, COMPUTATION, MEMORY, classify
@@ -106,6 +109,7 @@ ARRIVAL_COLUMNS = [
     "group_source",
     "step",
     "position",
+    "seq",
     "op",
     "msg_bytes",
     "device",
@@ -220,7 +224,11 @@ def _activity(table: pa.Table, rank: int, gpu: pd.DataFrame) -> dict[str, Any]:
 
 
 def collective_arrivals(
-    source: Any, *, traces: pa.Table | None = None, steps: pd.DataFrame | None = None
+    source: Any,
+    *,
+    traces: pa.Table | None = None,
+    steps: pd.DataFrame | None = None,
+    flight_recorder: pa.Table | None = None,
 ) -> pd.DataFrame:
     """The map: one row per collective call of each rank in ``source``, ready to match.
 
@@ -228,7 +236,10 @@ def collective_arrivals(
     "order"), step, position, op, msg_bytes, device, enqueue_ns, arrival_ns, end_ns,
     lead_start_ns`` and ``lead_<cause>_ns`` for each of :data:`CAUSES`. ``traces``: the
     ranks' ``kineto_traces`` rows (their ``pg_config``); ``steps``: the ranks' Kineto steps
-    (rank, step, start_ns, dur_ns), to place each call in a step.
+    (rank, step, start_ns, dur_ns), to place each call in a step; ``flight_recorder``: the
+    ranks' ``window_fr_entries`` (the Flight Recorder record ``stepscope run`` writes beside
+    each trace), which give a call the trace names no group for its group and its sequence
+    number in that group (``seq``; group_source "flight_recorder").
     """
     table = kineto_events_table(source)
     if table.num_rows == 0:
@@ -262,6 +273,8 @@ def collective_arrivals(
     # different groups: a data-parallel all-reduce, an expert-parallel all-to-all)
     unknown = out["group_source"] == "order"
     out.loc[unknown, "group"] = _UNKNOWN_GROUP + ":" + out.loc[unknown, "op"].fillna("?")
+    out["seq"] = pd.array([pd.NA] * len(out), dtype="Int64")
+    _from_flight_recorder(out, flight_recorder, traces)
     out["enqueue_ns"] = _enqueue(table, calls)
     out["step"] = _steps_of(out, steps)
     out = out.sort_values(["rank", "group", "arrival_ns"], kind="stable", ignore_index=True)
@@ -287,6 +300,69 @@ def collective_arrivals(
     for c in CAUSES:
         out[f"lead_{c}_ns"] = leads[c]
     return out[ARRIVAL_COLUMNS]
+
+
+def _from_flight_recorder(out: pd.DataFrame, fr: pa.Table | None, traces: pa.Table | None) -> None:
+    """Give the calls the trace names no group for (gloo's, an old trace's) their process
+    group, sequence number and size from the rank's Flight Recorder record: per rank and op,
+    the entries created inside the trace's span, in order, each to the first call that
+    starts after it was created (an entry is created when the call is enqueued, before the
+    collective starts)."""
+    if fr is None or fr.num_rows == 0:
+        return
+    entries = fr.to_pandas()
+    for c in ("group", "group_desc", "op"):
+        entries[c] = entries[c].astype(object)
+    entries = entries.dropna(subset=["time_created_ns", "op", "seq"])
+    entries = entries[~entries["is_p2p"].fillna(False).astype(bool)]
+    entries["norm"] = entries["op"].map(lambda n: normalize_collective(str(n).split(":")[-1]))
+    starts = _trace_starts(traces)
+    need = out["group_source"] != "trace"
+    for (rank, op), idx in out[need].groupby(["rank", "op"]).groups.items():
+        mine = entries[(entries["rank"] == rank) & (entries["norm"] == op)]
+        if rank in starts:
+            mine = mine[mine["time_created_ns"] >= starts[rank]]
+        mine = mine.sort_values("time_created_ns")
+        created = mine["time_created_ns"].to_numpy(np.int64)
+        used = 0
+        for i in out.loc[idx].sort_values("arrival_ns").index:
+            if used >= len(created) or created[used] > out.at[i, "arrival_ns"]:
+                continue
+            e = mine.iloc[used]
+            used += 1
+            out.at[i, "group"] = str(e["group"])
+            out.at[i, "group_source"] = "flight_recorder"
+            out.at[i, "seq"] = int(e["seq"])
+            size = _fr_bytes(e.get("input_sizes"), e.get("dtypes"))
+            if size is not None and pd.isna(out.at[i, "msg_bytes"]):
+                out.at[i, "msg_bytes"] = size
+
+
+def _trace_starts(traces: pa.Table | None) -> dict[int, int]:
+    if traces is None or "start_ns" not in traces.column_names:
+        return {}
+    return {
+        int(r["rank"]): int(r["start_ns"])
+        for r in traces.select(["rank", "start_ns"]).to_pylist()
+        if r["start_ns"] is not None
+    }
+
+
+def _fr_bytes(sizes: Any, dtypes: Any) -> int | None:
+    """Bytes of a Flight Recorder entry's inputs (its sizes and dtypes are JSON lists)."""
+    from analyzer.ingest.kineto import DTYPE_BYTES
+
+    try:
+        shapes, types = json.loads(sizes), json.loads(dtypes)
+    except (TypeError, ValueError):
+        return None
+    total = 0
+    for shape, dtype in zip(shapes, types, strict=False):
+        width = DTYPE_BYTES.get(str(dtype))
+        if width is None:
+            return None
+        total += int(np.prod(shape or [1])) * width
+    return total
 
 
 def _enqueue(table: pa.Table, calls: pd.DataFrame) -> pd.arrays.IntegerArray:
@@ -445,6 +521,10 @@ def match_collectives(arrivals: pd.DataFrame) -> CrossRank:
         return _empty_cross_rank()
     a = arrivals.copy()
     a["step_key"] = a["step"].astype("Int64").fillna(-1).astype(np.int64)
+    if "seq" in a:  # a Flight Recorder sequence number is the call's place in its group
+        by_seq = a["seq"].notna()
+        a.loc[by_seq, "step_key"] = -2
+        a.loc[by_seq, "position"] = a.loc[by_seq, "seq"].astype(np.int64)
     a["_key"] = pd.MultiIndex.from_frame(a[_KEY]).factorize()[0] if len(a) else []
     per_key = a.groupby("_key")
     n_ranks = per_key["rank"].transform("nunique")

@@ -10,8 +10,10 @@ Definitions, per process group (its member ranks from the dumps' group lists):
 * **Progress** of a rank in the group: the last collective sequence number it enqueued and
   the last it completed (Flight Recorder's ``pg_status``; where absent, the highest sequence
   number among its entries counts as enqueued).
-* **Stuck collective**: the lowest sequence number some member has not completed,
-  ``s = min(last completed) + 1``, when some member enqueued it. The group is idle otherwise.
+* **Stuck collective**: the lowest sequence number no member has completed,
+  ``s = max(last completed) + 1`` (a collective completes on all its ranks together, and a
+  rank's own completion mark can lag behind: gloo's worker thread sets it, late under
+  load), when some member enqueued it. The group is idle otherwise.
 * At ``s``: members that never enqueued it are **missing** (they never entered the
   collective); if every member entered, members whose op or input sizes differ from the
   others' are a **mismatch** (another op, another size; the odd ranks are those against the
@@ -146,7 +148,9 @@ def hang_mismatches(ds: JobDataset) -> pd.DataFrame:
         members = _members(g)
         members_dumped = sorted(members & dumped) if dumped else sorted(members)
         have = g.set_index("rank")
-        seq = int(have["last_completed"].min()) + 1
+        # a collective completes on all its ranks together, so one rank's mark is the
+        # group's (a rank's own mark can lag: gloo's worker thread sets it, late under load)
+        seq = int(have["last_completed"].max()) + 1
         if seq > int(have["last_enqueued"].max()):
             continue  # idle: nothing enqueued that a member has not completed
         ranks_in = sorted(int(r) for r in have.index if have.loc[r, "last_enqueued"] >= seq)

@@ -106,6 +106,8 @@ class RankTask:
     steps: pa.Table | None = None
     trim: bool | None = None
     events: pa.Table | None = None
+    #: the ranks' Flight Recorder records (``window_fr_entries``), for the cross-rank map
+    flight_recorder: pa.Table | None = None
 
 
 @dataclass
@@ -148,6 +150,7 @@ def rank_summary(task: RankTask) -> RankSummary:
             "kineto_events": table,
             "kineto_traces": traces,
             "steps": _table(task.steps, "steps"),
+            "window_fr_entries": _table(task.flight_recorder, "window_fr_entries"),
         },
     )
     ev = RankEvents(table, trim=task.trim, base_ns=_base_times(traces))
@@ -184,6 +187,7 @@ def _analyses(ev: RankEvents, ds: JobDataset) -> dict[str, pd.DataFrame]:
             ev,
             traces=ds.table("kineto_traces"),
             steps=step_rows[step_rows["source"] == "kineto"] if not step_rows.empty else None,
+            flight_recorder=ds.table("window_fr_entries"),
         ),
     }
 

@@ -106,6 +106,13 @@ FORMATS: tuple[Format, ...] = (
         "pickles (nccl_trace_rank_<R>), read without running any code",
     ),
     Format(
+        "stepscope_fr_window",
+        keys.is_window_fr,
+        "analyzer.ingest.hang_dumps:parse_window_record",
+        "the Flight Recorder record beside each trace of stepscope run (<trace stem>.fr.json): "
+        "each collective's process group and sequence number",
+    ),
+    Format(
         "kineto_trace",
         keys.is_kineto_name,
         "analyzer.ingest.kineto:parse_kineto",

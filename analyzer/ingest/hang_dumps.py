@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from analyzer.ingest.keys import FR_PICKLE_RE, HANG_DUMP_RE
+from analyzer.ingest.keys import FR_PICKLE_RE, HANG_DUMP_RE, WINDOW_FR_RE
 from analyzer.ingest.parsed import ParsedFile, UnreadableFile, json_object
 
 
@@ -63,6 +63,25 @@ def parse_hang_dump(data: bytes, key: str) -> ParsedFile:
     fr = {k.decode() if isinstance(k, bytes) else k: v for k, v in doc.items()}
     shell = {"flight_recorder": fr, "rank": int(m.group("rank"))}
     return _tables(shell, None, int(m.group("rank")), key, "pytorch_flight_recorder")
+
+
+def parse_window_record(data: bytes, key: str) -> ParsedFile:
+    """The Flight Recorder record ``stepscope run`` writes beside each trace: its entries and
+    groups as ``window_fr_entries`` / ``window_fr_groups`` (the hang tables stay the hangs')."""
+    m = WINDOW_FR_RE.search(key)
+    if m is None:
+        raise UnreadableFile(f"not a Flight Recorder record name: {key}")
+    doc = json_object(data, "Flight Recorder record")
+    rank = _int(doc.get("rank"))
+    rank = int(m.group("rank")) if rank is None else rank
+    node = str(doc.get("node") or m.group("node"))
+    parsed = _tables(doc, node, rank, key, "stepscope_window")
+    return ParsedFile(
+        tables={
+            "window_fr_entries": parsed.tables["fr_entries"],
+            "window_fr_groups": parsed.tables["fr_groups"],
+        }
+    )
 
 
 def _int(v: Any) -> int | None:

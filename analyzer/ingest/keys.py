@@ -34,6 +34,9 @@ EXIT_RECORD_RE = re.compile(r"(?:^|/)exits/(?P<node>[^/]+)_rank(?P<rank>\d+)\.(?
 #: a SageMaker job's CloudWatch log stream tails (``analyzer.sources.job_logs``):
 #: ``cloudwatch-logs/<algo-N-epoch>.json``
 JOB_LOGS_RE = re.compile(r"^cloudwatch-logs/(?P<stream>[^/]+)\.json$")
+#: the Flight Recorder record ``stepscope run`` writes beside each trace:
+#: ``<node>_rank<R>.<time_ns>.fr.json``
+WINDOW_FR_RE = re.compile(r"(?:^|/)(?P<node>[^/]+)_rank(?P<rank>\d+)\.(?P<ns>\d+)\.fr\.json$")
 #: stepscope's stall watchdog dumps: ``hangs/<node>_rank<R>.<time_ns>.json``.
 HANG_DUMP_RE = re.compile(r"(?:^|/)hangs/(?P<node>[^/]+)_rank(?P<rank>\d+|X)\.(?P<ns>\d+)\.json$")
 #: PyTorch's own Flight Recorder dumps (pickles written on a collective timeout, at
@@ -93,6 +96,10 @@ def is_exit_record(key: str) -> bool:
 
 def is_job_logs(key: str) -> bool:
     return JOB_LOGS_RE.search(key) is not None
+
+
+def is_window_fr(key: str) -> bool:
+    return WINDOW_FR_RE.search(key) is not None
 
 
 def is_hang_dump(key: str) -> bool:

@@ -284,6 +284,8 @@ SCHEMAS: dict[str, pa.Schema] = {
     "fr_groups": FR_GROUPS,
     "hang_stacks": HANG_STACKS,
     "job_logs": JOB_LOGS,
+    "window_fr_entries": FR_ENTRIES,
+    "window_fr_groups": FR_GROUPS,
 }
 
 

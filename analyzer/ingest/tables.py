@@ -20,4 +20,6 @@ TABLE_NAMES: tuple[str, ...] = (
     "fr_groups",
     "hang_stacks",
     "job_logs",
+    "window_fr_entries",
+    "window_fr_groups",
 )

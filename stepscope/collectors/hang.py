@@ -264,6 +264,44 @@ def _stacks() -> list[dict[str, Any]]:
     return out
 
 
+#: the suffix of the Flight Recorder record written beside each trace
+WINDOW_RECORD_SUFFIX = ".fr.json"
+
+
+def write_window_record(trace: Path, node: str, rank: int | None) -> Path | None:
+    """Beside a trace just written, the Flight Recorder buffer and the rank's process groups
+    (``<trace stem>.fr.json``): the trace's host-side collectives (gloo's) name no process
+    group, and the buffer gives each its group and sequence number. Only where the Flight
+    Recorder is on (``TORCH_FR_BUFFER_SIZE``, which ``stepscope run`` sets); nothing, and no
+    line, where it is off or unavailable; a failure to write is one line on stderr."""
+    if not os.environ.get(FR_ENV, "").strip() or os.environ.get(FR_ENV, "").strip() == "0":
+        return None
+    try:
+        fr = _flight_recorder()
+    except Exception:
+        return None  # no Flight Recorder in this torch or this process: nothing to add
+    if not isinstance(fr, dict) or not fr.get("entries"):
+        return None
+    name = trace.name.split(".pt.trace.json")[0] + WINDOW_RECORD_SUFFIX
+    path = trace.with_name(name)
+    doc = {
+        "stepscope_fr_window": 1,
+        "node": node,
+        "rank": rank,
+        "time_ns": time.time_ns(),
+        "process_groups": _process_groups(),
+        "flight_recorder": fr,
+    }
+    try:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(doc, default=str), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        warn(f"no Flight Recorder record beside {trace.name} ({exc}); the trace is complete")
+        return None
+    return path
+
+
 #: this process's watchdog, once torch.optim is imported under ``stepscope run``
 watchdog: Watchdog | None = None
 

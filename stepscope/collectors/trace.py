@@ -166,11 +166,12 @@ class TraceWindow:
         self.rank = trace_rank()
         worker = f"{self.node or identity.node_name()}_rank{self.rank}"
         tensorboard_trace_handler(str(self.out_dir), worker_name=worker, use_gzip=True)(prof)
-        self.trace_files.extend(
-            sorted(
-                p for p in set(self.out_dir.iterdir()) - before if p.name.startswith(worker + ".")
-            )
+        new = sorted(
+            p for p in set(self.out_dir.iterdir()) - before if p.name.startswith(worker + ".")
         )
+        self.trace_files.extend(new)
+        for path in new:  # the collectives' groups and sequence numbers, beside the trace
+            hang.write_window_record(path, self.node or identity.node_name(), self.rank)
 
 
 class Recorder:

@@ -10,15 +10,18 @@ a separate group, as real jobs keep for logging or for a model-parallel dimensio
   branch): the others wait in it forever, and the rank itself waits in the next step's
   gradient all-reduce, which they never reach;
 * ``--fault other``: rank ``--rank`` calls a broadcast where the others all-reduce (another
-  op at the same place of the group's sequence).
+  op at the same place of the group's sequence);
+* ``--fault none``: no fault: a healthy job with two process groups, which ends.
 
-Run it under ``stepscope run --stall-timeout 3 -- torchrun --nproc-per-node 2 ...``; it
-never ends by itself, the caller stops it once the dumps are written.
+Run it under ``stepscope run --stall-timeout 3 -- torchrun --nproc-per-node 2 ...``; with a
+fault it never ends by itself, the caller stops it once the dumps are written.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 
 import torch
 import torch.distributed as dist
@@ -31,7 +34,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--at", type=int, default=6, help="the step at which the fault happens")
     ap.add_argument("--rank", type=int, default=1, help="the rank that breaks the pattern")
-    ap.add_argument("--fault", choices=("skip", "other"), default="skip")
+    ap.add_argument("--fault", choices=("skip", "other", "none"), default="skip")
     a = ap.parse_args()
 
     torch.set_num_threads(1)
@@ -52,7 +55,12 @@ def main() -> None:
             dist.broadcast(logged, src=0, group=metrics)  # the wrong call, on this rank only
         elif not (faulty and a.fault == "skip"):
             dist.all_reduce(logged, group=metrics)  # the metric every rank logs
+    dist.barrier()
     dist.destroy_process_group()
+    # no interpreter finalization: PyTorch's gloo teardown abort at exit (docs/collect.md)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
