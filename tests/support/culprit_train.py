@@ -19,12 +19,11 @@ Run it as torchrun runs any script::
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 
 import torch
 import torch.distributed as dist
+from ddp_end import end_ddp  # tests/support, on the script's sys.path
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
@@ -100,12 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         opt.step()
         logged = loss.detach().clone()
         dist.all_reduce(logged)  # the mean loss for the log line
-    dist.barrier()
-    dist.destroy_process_group()
-    # no interpreter finalization: PyTorch's gloo teardown abort at exit (docs/collect.md)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    end_ddp()  # no interpreter finalization: the gloo teardown abort (docs/collect.md)
 
 
 if __name__ == "__main__":

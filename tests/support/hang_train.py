@@ -20,11 +20,10 @@ fault it never ends by itself, the caller stops it once the dumps are written.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 
 import torch
 import torch.distributed as dist
+from ddp_end import end_ddp  # tests/support, on the script's sys.path
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
@@ -55,12 +54,7 @@ def main() -> None:
             dist.broadcast(logged, src=0, group=metrics)  # the wrong call, on this rank only
         elif not (faulty and a.fault == "skip"):
             dist.all_reduce(logged, group=metrics)  # the metric every rank logs
-    dist.barrier()
-    dist.destroy_process_group()
-    # no interpreter finalization: PyTorch's gloo teardown abort at exit (docs/collect.md)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    end_ddp()  # no interpreter finalization: the gloo teardown abort (docs/collect.md)
 
 
 if __name__ == "__main__":
