@@ -65,7 +65,7 @@ import pyarrow.compute as pc
 
 from analyzer.analyses.communication import collective_calls, normalize_collective
 from analyzer.analyses.gpu_kernels import gpu_events, kineto_events_table
-from analyzer.analyses.intervals import merge_intervals
+from analyzer.analyses.intervals import covered_in_windows, merge_intervals
 from analyzer.analyses.kernel_classes import COMMUNICATION, COMPUTATION, MEMORY, classify
 
 __all__ = [
@@ -152,24 +152,6 @@ def _default_groups(traces: pa.Table | None) -> dict[int, str | None]:
     return out
 
 
-def _runs(start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Merged runs and the covered length before each run (for :func:`_covered_upto`)."""
-    lo, hi = merge_intervals(start, end)
-    before = np.concatenate([[0], np.cumsum(hi - lo)[:-1]]) if lo.size else lo
-    return lo, hi, before
-
-
-def _covered_upto(runs: tuple[np.ndarray, np.ndarray, np.ndarray], t: np.ndarray) -> np.ndarray:
-    """Covered length of ``(-inf, t)`` by the runs, for many ``t`` at once."""
-    lo, hi, before = runs
-    if lo.size == 0:
-        return np.zeros(len(t), dtype=np.int64)
-    j = np.searchsorted(lo, t, side="right") - 1
-    jj = np.clip(j, 0, None)
-    inside = np.clip(t - lo[jj], 0, hi[jj] - lo[jj])
-    return np.where(j >= 0, before[jj] + inside, 0)
-
-
 def _lead_in(
     spans: dict[str, tuple[np.ndarray, np.ndarray]], a: np.ndarray, b: np.ndarray
 ) -> dict[str, np.ndarray]:
@@ -183,8 +165,8 @@ def _lead_in(
         s, e = spans[cause]
         starts.append(s)
         ends.append(e)
-        runs = _runs(np.concatenate(starts), np.concatenate(ends))
-        covered = _covered_upto(runs, b) - _covered_upto(runs, a)
+        lo, hi = merge_intervals(np.concatenate(starts), np.concatenate(ends))
+        covered = covered_in_windows(lo, hi, a, b)
         out[cause] = covered - covered_before
         covered_before = covered
     out["unrecorded"] = np.clip(b - a, 0, None) - covered_before

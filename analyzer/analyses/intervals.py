@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = [
+    "covered_in_windows",
     "intersection_length",
     "merge_intervals",
     "merge_intervals_grouped",
@@ -74,6 +75,25 @@ def merge_intervals(start: Any, end: Any) -> tuple[np.ndarray, np.ndarray]:
     first = np.flatnonzero(new_run)
     last = np.append(first[1:] - 1, s.size - 1)
     return s[first], run_end[last]
+
+
+def covered_in_windows(run_lo: np.ndarray, run_hi: np.ndarray, a: Any, b: Any) -> np.ndarray:
+    """Length of each window ``[a, b)`` covered by the sorted, disjoint runs
+    ``[run_lo, run_hi)`` (as :func:`merge_intervals` returns them), for many windows at
+    once: the covered length before ``b`` minus the covered length before ``a``."""
+    lo, hi = _as_int64(run_lo), _as_int64(run_hi)
+    a, b = np.atleast_1d(_as_int64(a)), np.atleast_1d(_as_int64(b))
+    if lo.size == 0:
+        return np.zeros(len(a), dtype=np.int64)
+    before = np.concatenate([[0], np.cumsum(hi - lo)[:-1]])
+
+    def upto(t: np.ndarray) -> np.ndarray:
+        j = np.searchsorted(lo, t, side="right") - 1
+        jj = np.clip(j, 0, None)
+        inside = np.clip(t - lo[jj], 0, hi[jj] - lo[jj])
+        return np.where(j >= 0, before[jj] + inside, 0)
+
+    return np.clip(upto(b) - upto(a), 0, None)
 
 
 def union_length(start: Any, end: Any) -> int:

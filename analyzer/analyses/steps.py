@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from analyzer.analyses.intervals import merge_intervals
+from analyzer.analyses.intervals import covered_in_windows, merge_intervals
 from analyzer.ingest.dataset import JobDataset
 
 #: Names of the events during which the training loop waits for its next batch: PyTorch's
@@ -298,7 +298,7 @@ def rank_step_breakdown(
             cm = _union_clipped(s0, s1, a, a + dur) / 1e6
             dl = wait_ms.get((int(rank), int(step)), 0.0)
             busy = max(0.0, dur / 1e6 - cm - dl)
-            idle = (dur - _covered(run_lo, run_hi, int(a), int(a + dur))) / 1e6
+            idle = (dur - int(covered_in_windows(run_lo, run_hi, a, a + dur)[0])) / 1e6
             rows.append((int(rank), int(step), dur / 1e6, cm, dl, busy, min(max(0.0, idle), busy)))
     return pd.DataFrame(rows, columns=cols)
 
@@ -334,17 +334,6 @@ def _matching(column: pa.ChunkedArray, test: Any) -> np.ndarray:
     return (
         out & values.indices.is_valid().to_numpy(zero_copy_only=False) if values.null_count else out
     )
-
-
-def _covered(run_lo: np.ndarray, run_hi: np.ndarray, a: int, b: int) -> int:
-    """Length of ``[a, b)`` covered by the sorted, disjoint runs ``[run_lo, run_hi)``."""
-    first = int(np.searchsorted(run_hi, a, side="right"))  # the first run ending after a
-    last = int(np.searchsorted(run_lo, b, side="left"))  # runs starting before b
-    if last <= first:
-        return 0
-    lo = np.maximum(run_lo[first:last], a)
-    hi = np.minimum(run_hi[first:last], b)
-    return int(np.clip(hi - lo, 0, None).sum())
 
 
 def rank_busy(breakdown: pd.DataFrame) -> pd.DataFrame:
