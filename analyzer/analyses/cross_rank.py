@@ -101,6 +101,7 @@ CAUSE_SHORT = {
     "unrecorded": "unprofiled time",
 }
 _LEAD = [f"lead_{c}_ns" for c in CAUSES]
+_EXCESS = [f"excess_{c}_ns" for c in CAUSES]
 
 ARRIVAL_COLUMNS = [
     "rank",
@@ -258,16 +259,15 @@ def collective_arrivals(
     out["seq"] = pd.array([pd.NA] * len(out), dtype="Int64")
     _from_flight_recorder(out, flight_recorder, traces)
     out["enqueue_ns"] = _enqueue(table, calls)
-    out["step"] = _steps_of(out, steps)
+    out["step"], out["step_start_ns"] = _steps_of(out, steps)
     out = out.sort_values(["rank", "group", "arrival_ns"], kind="stable", ignore_index=True)
     # the call's place in its group's sequence: within its step where it has one (so ranks
     # whose profiled windows differ still line up), else in the whole trace
     step_key = out["step"].fillna(-1)
     out["position"] = out.groupby(["rank", "group", step_key]).cumcount().astype(np.int64)
-    prev_end = out.groupby(["rank", "group"])["end_ns"].shift(1)
-    first_in_step = _step_starts(out, steps)
-    lead_start = prev_end.where(prev_end.notna(), first_in_step)
-    lead_start = lead_start.where(lead_start.notna(), out["arrival_ns"])
+    # nullable integers throughout: epoch nanoseconds lose precision as float64
+    prev_end = out["end_ns"].astype("Int64").groupby([out["rank"], out["group"]]).shift(1)
+    lead_start = prev_end.fillna(out["step_start_ns"]).fillna(out["arrival_ns"])
     out["lead_start_ns"] = np.minimum(lead_start.astype(np.int64), out["arrival_ns"])
     leads = {c: np.zeros(len(out), dtype=np.int64) for c in CAUSES}
     for rank, idx in out.groupby("rank").indices.items():
@@ -378,11 +378,13 @@ def _enqueue(table: pa.Table, calls: pd.DataFrame) -> pd.arrays.IntegerArray:
     return out
 
 
-def _steps_of(out: pd.DataFrame, steps: pd.DataFrame | None) -> pd.Series:
-    """The rank's step whose window holds the call's enqueue (else its arrival)."""
-    result = pd.Series(pd.NA, index=out.index, dtype="Int64")
+def _steps_of(out: pd.DataFrame, steps: pd.DataFrame | None) -> tuple[pd.Series, pd.Series]:
+    """The rank's step whose window holds each call's enqueue (else its arrival), and that
+    step's start (the lead-in of a rank's first call in the trace starts there)."""
+    step = pd.Series(pd.NA, index=out.index, dtype="Int64")
+    start = pd.Series(pd.NA, index=out.index, dtype="Int64")
     if steps is None or steps.empty:
-        return result
+        return step, start
     t = out["enqueue_ns"].fillna(out["arrival_ns"]).astype(np.int64)
     for rank, idx in out.groupby("rank").indices.items():
         st = steps[steps["rank"] == rank].sort_values("start_ns")
@@ -394,28 +396,11 @@ def _steps_of(out: pd.DataFrame, steps: pd.DataFrame | None) -> pd.Series:
         j = np.searchsorted(s0, tt, side="right") - 1
         jj = np.clip(j, 0, None)
         ok = (j >= 0) & (tt < s1[jj])
-        vals = pd.array(np.where(ok, st["step"].to_numpy(np.int64)[jj], 0), dtype="Int64")
-        vals[~ok] = pd.NA
-        result.iloc[idx] = vals
-    return result
-
-
-def _step_starts(out: pd.DataFrame, steps: pd.DataFrame | None) -> pd.Series:
-    """Each call's step start (for the lead-in of a rank's first call)."""
-    if steps is None or steps.empty:
-        return pd.Series(np.nan, index=out.index)
-    starts = {
-        (int(r), int(s)): int(t)
-        for r, s, t in zip(steps["rank"], steps["step"], steps["start_ns"], strict=True)
-    }
-    return pd.Series(
-        [
-            starts.get((int(r), int(s))) if pd.notna(s) else None
-            for r, s in zip(out["rank"], out["step"], strict=True)
-        ],
-        index=out.index,
-        dtype=float,
-    )
+        for target, values in ((step, st["step"].to_numpy(np.int64)[jj]), (start, s0[jj])):
+            found = pd.array(values, dtype="Int64")
+            found[~ok] = pd.NA
+            target.iloc[idx] = found
+    return step, start
 
 
 # -- the reduce ---------------------------------------------------------------------------
@@ -594,19 +579,18 @@ def step_culprits(cross: CrossRank) -> pd.DataFrame:
     """
     cols = [
         "step", "culprit", "others_wait_ns", "calls_last", "calls", "ranks",
-        *[f"excess_{c}_ns" for c in CAUSES], "cause", "cause_share_pct",
+        *_EXCESS, "cause", "cause_share_pct",
     ]  # fmt: skip
     calls = cross.calls
     if calls.empty or calls["step"].isna().all():
         return pd.DataFrame(columns=cols)
     calls = calls[calls["step"].notna()]
     # per call: the last rank's lead-in minus the other ranks' median, by cause
-    lead_cols = [f"lead_{c}_ns" for c in CAUSES]
     is_last = calls["rank"] == calls["last_rank"]
-    others = calls[~is_last].groupby("_key")[lead_cols].median()
+    others = calls[~is_last].groupby("_key")[_LEAD].median()
     mine = calls[is_last].drop_duplicates("_key").set_index("_key")
-    excess = (mine[lead_cols] - others.reindex(mine.index).fillna(0)).clip(lower=0)
-    excess.columns = [f"excess_{c}_ns" for c in CAUSES]
+    excess = (mine[_LEAD] - others.reindex(mine.index).fillna(0)).clip(lower=0)
+    excess.columns = _EXCESS
     per_call = mine[["step", "rank"]].join(excess)
     per_call["wait"] = calls.groupby("_key")["wait_ns"].sum().reindex(mine.index)
     rows = []
@@ -614,7 +598,7 @@ def step_culprits(cross: CrossRank) -> pd.DataFrame:
         by_rank = sub.groupby("rank")["wait"].sum()
         culprit = int(by_rank.idxmax())
         mine_rows = sub[sub["rank"] == culprit]
-        ex = mine_rows[[f"excess_{c}_ns" for c in CAUSES]].sum()
+        ex = mine_rows[_EXCESS].sum()
         total = float(ex.sum())
         top = str(ex.idxmax()).removeprefix("excess_").removesuffix("_ns") if total > 0 else None
         step_calls = calls[calls["step"] == step]
@@ -641,7 +625,7 @@ def culprit_summary(culprits: pd.DataFrame) -> pd.DataFrame:
     was the culprit), ``others_wait_ns`` (total), ``cause``, ``cause_share_pct``, and
     ``excess_<cause>_ns`` summed over those steps. Sorted by the total wait, worst first.
     """
-    ex_cols = [f"excess_{c}_ns" for c in CAUSES]
+    ex_cols = _EXCESS
     cols = [
         "rank", "steps_last", "steps", "others_wait_ns_per_step", "others_wait_ns", "cause",
         "cause_share_pct", *ex_cols,
