@@ -322,9 +322,15 @@ def _write_exit_record() -> None:
         "optimizer_steps": steps,
         "fault_file": fault.name if fault is not None else None,
     }
-    tmp = folder / f".{stem}.json.tmp"
-    tmp.write_text(json.dumps(record))
-    tmp.replace(folder / f"{stem}.json")
+    write_json(folder / f"{stem}.json", record)
+
+
+def write_json(path: Path, doc: Any) -> None:
+    """Write ``doc`` as JSON to ``path`` whole or not at all (a hidden temporary file, then a
+    rename): ingest reading a running job's folder never meets half a record."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(doc, default=str), encoding="utf-8")
+    tmp.replace(path)
 
 
 def _thread_state(tid: str) -> tuple[str, int] | None:

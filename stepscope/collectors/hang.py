@@ -45,7 +45,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from stepscope.collectors import exits
+from stepscope.collectors import exits, identity
 from stepscope.collectors.exits import warn
 
 #: ``stepscope run --stall-timeout``: seconds without a step, or "auto"
@@ -150,7 +150,7 @@ class Watchdog:
     # -- the dump ----------------------------------------------------------------------------
     def dump(self) -> Path:
         """Write this rank's hang dump (module docstring) and return its path."""
-        rank = _rank()
+        rank = identity.known_rank()
         doc: dict[str, Any] = {
             "stepscope_hang": 1,
             "node": self.node,
@@ -173,9 +173,7 @@ class Watchdog:
         folder = self.out_dir / HANGS_DIR
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{self.node}_rank{rank if rank is not None else 'X'}.{doc['time_ns']}.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(doc, default=str), encoding="utf-8")
-        os.replace(tmp, path)
+        exits.write_json(path, doc)
         if self.reason != "SIGTERM":  # a stop is no anomaly: its dump goes without a line
             warn(
                 f"stall watchdog: rank {rank} made no step for {doc['stalled_s']:.0f} s; wrote "
@@ -194,18 +192,6 @@ def distributed_worker() -> bool:
     once: a hang before the first step counts); other processes that import torch (a
     launcher's agent, a data worker) start it only at their first optimizer step."""
     return any(os.environ.get(v, "").isdigit() for v in _WORKER_VARS)
-
-
-def _rank() -> int | None:
-    with contextlib.suppress(Exception):
-        import torch.distributed as dist
-
-        if dist.is_available() and dist.is_initialized():
-            return int(dist.get_rank())
-    for name in ("RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK"):
-        if os.environ.get(name, "").isdigit():
-            return int(os.environ[name])
-    return None
 
 
 def _process_groups() -> list[dict[str, Any]]:
@@ -293,9 +279,7 @@ def write_window_record(trace: Path, node: str, rank: int | None) -> Path | None
         "flight_recorder": fr,
     }
     try:
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(doc, default=str), encoding="utf-8")
-        os.replace(tmp, path)
+        exits.write_json(path, doc)
     except OSError as exc:
         warn(f"no Flight Recorder record beside {trace.name} ({exc}); the trace is complete")
         return None

@@ -52,15 +52,20 @@ def global_rank() -> int | None:
     return _int_env("RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK")
 
 
-def process_rank() -> int:
-    """This process's rank for naming its trace: torch.distributed's once its process group
-    is up (never importing torch just to ask), else :func:`global_rank`, else 0."""
+def known_rank() -> int | None:
+    """This process's rank where anything says it: torch.distributed's once its process
+    group is up (never importing torch just to ask), else :func:`global_rank`, else None."""
     dist = sys.modules.get("torch.distributed")
     if dist is not None:
         with contextlib.suppress(Exception):
             if dist.is_available() and dist.is_initialized():
                 return int(dist.get_rank())
-    rank = global_rank()
+    return global_rank()
+
+
+def process_rank() -> int:
+    """This process's rank for naming its trace: :func:`known_rank`, else 0."""
+    rank = known_rank()
     return 0 if rank is None else rank
 
 
