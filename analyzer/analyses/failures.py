@@ -21,7 +21,8 @@ matching line of each host counts; :data:`PATTERNS` holds the expressions):
 * ``max_runtime``: a secondary status or failure reason ``MaxRuntimeExceeded``;
 * ``user_exception``: the script's own exception: the first Python traceback in a host's
   tail, its last line (``ValueError: ...``) and its innermost frame outside the Python
-  library and site-packages (the script's file and line).
+  library, site-packages and stepscope's collectors (the script's file and line; the
+  pattern is the one the hang analysis uses for stacks).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import Any
 
 import pandas as pd
 
+from analyzer.analyses.hangs import LIBRARY_FRAME_RE
 from analyzer.ingest.dataset import JobDataset
 
 __all__ = ["PATTERNS", "classify_line", "job_failures"]
@@ -70,7 +72,6 @@ _EXCEPTION_RE = re.compile(
     r"^(?P<type>[A-Za-z_][\w.]*(?:Error|Exception|Interrupt|Exit))"
     r"(?::\s*(?P<message>.*))?$"
 )
-_LIBRARY_RE = re.compile(r"([/\\](site|dist)-packages[/\\]|[/\\]lib[/\\]python\d\.\d+[/\\])")
 
 COLUMNS = ["host", "kind", "detail", "line", "time_ms", "source", "fields"]
 
@@ -191,7 +192,7 @@ def _first_traceback(messages: list[str]) -> tuple[dict[str, str], int] | None:
             e = _EXCEPTION_RE.match(body.strip())
             if e and frames:
                 fields = {k: v for k, v in e.groupdict().items() if v is not None}
-                own = [f for f in frames if not _LIBRARY_RE.search(f["file"])]
+                own = [f for f in frames if not LIBRARY_FRAME_RE.search(f["file"])]
                 frame = (own or frames)[-1]
                 fields.update(
                     {"file": frame["file"], "lineno": frame["line"], "function": frame["function"]}

@@ -48,10 +48,11 @@ import pandas as pd
 
 from analyzer.ingest.dataset import JobDataset
 
-__all__ = ["collective_progress", "hang_mismatches", "rank_locations"]
+__all__ = ["LIBRARY_FRAME_RE", "collective_progress", "hang_mismatches", "rank_locations"]
 
-#: library code: a frame there is not the line the training script is at
-_LIBRARY_RE = re.compile(
+#: library code (the Python library, site-packages, stepscope's collectors, frozen
+#: modules): a frame there is not the line the training script is at
+LIBRARY_FRAME_RE = re.compile(
     r"([/\\](site|dist)-packages[/\\]|[/\\]lib[/\\]python\d\.\d+[/\\]|"
     r"[/\\]stepscope[/\\]collectors[/\\]|^<frozen )"
 )
@@ -289,7 +290,7 @@ def rank_locations(ds: JobDataset) -> pd.DataFrame:
     rows = []
     for rank, frames in main.groupby("rank", sort=True):
         frames = frames.sort_values("depth")
-        own = frames[[not _LIBRARY_RE.search(f or "") for f in frames["file"]]]
+        own = frames[[not LIBRARY_FRAME_RE.search(f or "") for f in frames["file"]]]
         pick = own.iloc[-1] if len(own) else frames.iloc[-1]
         inner = frames.iloc[-1]
         rows.append(

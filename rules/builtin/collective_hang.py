@@ -178,9 +178,7 @@ def _where_ranks_stand(progress: pd.DataFrame, located: dict[int, Any]) -> list[
                 "rank": rank,
                 "node": getattr(loc, "node", None),
                 "in_collective": waiting or "none",
-                "at": f"{PurePath(str(loc.file)).name}:{loc.line} in {loc.function}"
-                if loc is not None
-                else "no stack (no dump from this rank)",
+                "at": _line(loc) if loc is not None else "no stack (no dump from this rank)",
                 "code": getattr(loc, "code", None),
             }
         )
@@ -215,4 +213,9 @@ def _at(rank: int, located: dict[int, Any]) -> str:
     if loc is None:
         return f"rank {rank} left no stack (no dump from it: it may have died)"
     code = f": `{loc.code}`" if isinstance(loc.code, str) and loc.code else ""
-    return f"rank {rank} was at {PurePath(str(loc.file)).name}:{loc.line} in {loc.function}{code}"
+    return f"rank {rank} was at {_line(loc)}{code}"
+
+
+def _line(loc: Any) -> str:
+    """``file.py:212 in main``: where a rank's main thread was."""
+    return f"{PurePath(str(loc.file)).name}:{loc.line} in {loc.function}"
