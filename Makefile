@@ -97,7 +97,7 @@ typecheck: setup
 
 pytest: setup sdk-env torch-env
 	STEPSCOPE_REQUIRE_SDK_ENVS=1 $(BIN)/python -m pytest -q
-	STEPSCOPE_REQUIRE_TORCH=1 $(TORCH_VENV)/bin/python -m pytest -q tests/test_profiling_helper.py tests/test_collector_launcher.py tests/test_collector_exits.py tests/test_kineto_step_markers.py tests/test_collector_health.py tests/test_rules_training_health.py tests/test_cross_rank_recorded.py tests/test_hang_recorded.py
+	STEPSCOPE_REQUIRE_TORCH=1 $(TORCH_VENV)/bin/python -m pytest -q tests/test_profiling_helper.py tests/test_collector_launcher.py tests/test_collector_exits.py tests/test_kineto_step_markers.py tests/test_collector_health.py tests/test_rules_training_health.py tests/test_cross_rank_recorded.py tests/test_hang_recorded.py tests/test_parallelism_recorded.py
 
 ## Everything CI runs: lint, types, the whole test suite (with the peer and SDK environments).
 test: setup system-deps peers sdk-env torch-env lint typecheck pytest

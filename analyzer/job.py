@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
+    from analyzer.analyses.critical_path import CrossRankCriticalPath
     from analyzer.analyses.cross_rank import CrossRank
     from analyzer.engines import DaskEngine
     from analyzer.ingest.dataset import JobDataset
@@ -74,11 +75,15 @@ class Job:
         *,
         baseline: Job | None = None,
         engine: DaskEngine | None = None,
+        group_names: dict[str, str] | None = None,
     ) -> None:
         self.dataset = dataset
         self.summary: dict[str, Any] = summary if summary is not None else {}
         self.baseline = baseline
         self.engine = engine
+        #: the rule file's ``[parallelism] groups``: a process group's name or description
+        #: -> its dimension, where the analysis cannot tell (set before the first analysis)
+        self.group_names: dict[str, str] = dict(group_names or {})
         self._memo: dict[tuple[Any, ...], Any] = {}
         self._lock = threading.RLock()
 
@@ -91,6 +96,7 @@ class Job:
         on_progress: ProgressFn | None = None,
         processes: bool = False,
         engine: DaskEngine | None = None,
+        group_names: dict[str, str] | None = None,
     ) -> Job:
         """Ingest ``source`` (incrementally, through the cache) and wrap the dataset; with
         ``engine`` both the parse and the per-rank map run on that Dask cluster."""
@@ -99,7 +105,7 @@ class Job:
         result = ingest(
             source, cache_dir=cache_dir, on_progress=on_progress, processes=processes, engine=engine
         )
-        return cls(result.dataset, result.summary, engine=engine)
+        return cls(result.dataset, result.summary, engine=engine, group_names=group_names)
 
     # -- the tables ---------------------------------------------------------------------
     @property
@@ -372,6 +378,112 @@ class Job:
         from analyzer.analyses.cross_rank import culprit_summary
 
         return culprit_summary(self.step_culprits())
+
+    def _kineto_steps(self) -> pd.DataFrame:
+        """The ranks' ProfilerStep windows (rank, step, start_ns, dur_ns)."""
+        cols = ["rank", "step", "start_ns", "dur_ns"]
+        steps = self.steps()
+        if steps.empty or "source" not in steps:
+            return steps.reindex(columns=cols)
+        return steps.loc[steps["source"] == "kineto", cols]
+
+    @memoised
+    def critical_path(self, step: int | None = None) -> pd.DataFrame:
+        """Each rank's critical path per profiled step (HTA's definition; ``step``: that
+        one only): rank, step, length_ns, category, ns, pct."""
+        from analyzer.analyses.critical_path import step_paths
+        from analyzer.analyses.steps import DATALOADER_EVENT_RE
+
+        return step_paths(
+            self.rank_events, self._kineto_steps(), data_loading=DATALOADER_EVENT_RE, step=step
+        )
+
+    @memoised
+    def cross_rank_critical_path(self, step: int | None = None) -> CrossRankCriticalPath:
+        """The step's critical path across ranks, joined at the matched collectives, with
+        its composition per rank and category and the slack of each (``step``: that one)."""
+        from analyzer.analyses.critical_path import cross_rank_steps
+        from analyzer.analyses.steps import DATALOADER_EVENT_RE
+
+        cross = self.cross_rank()
+        return cross_rank_steps(
+            self.rank_events,
+            self._kineto_steps(),
+            cross.calls,
+            cross.matches,
+            cross.offsets,
+            data_loading=DATALOADER_EVENT_RE,
+            step=step,
+        )
+
+    # -- parallelism: process groups by dimension, FSDP units, pipeline stages ------------
+    @memoised
+    def process_groups(self) -> pd.DataFrame:
+        """Every process group with its parallel dimension and the evidence for it."""
+        from analyzer.analyses.parallelism import classify_groups
+
+        return classify_groups(
+            self._per_rank("group_activity"),
+            self.dataset.table("kineto_traces"),
+            self.dataset.table("window_fr_groups"),
+            names=self.group_names,
+        )
+
+    @memoised
+    def group_summary(self) -> pd.DataFrame:
+        """Per rank, group and op: time, exposed time, share of the step, sizes, bandwidth."""
+        from analyzer.analyses.parallelism import group_summary
+
+        return group_summary(self._per_rank("group_activity"), self.process_groups())
+
+    @memoised
+    def dimension_summary(self) -> pd.DataFrame:
+        """Per parallel dimension: what its communication costs per step."""
+        from analyzer.analyses.parallelism import dimension_summary
+
+        return dimension_summary(self.group_summary())
+
+    @memoised
+    def fsdp_exposure(self) -> pd.DataFrame:
+        """Per rank of an FSDP group: all-gather exposed in forward and backward, the tail."""
+        from analyzer.analyses.parallelism import fsdp_exposure
+
+        return fsdp_exposure(
+            self._per_rank("fsdp_units"), self._per_rank("reduction_tails"), self.process_groups()
+        )
+
+    @memoised
+    def pipeline_bubbles(self) -> pd.DataFrame:
+        """Per pipeline stage: bubble per step against the schedule's ideal."""
+        from analyzer.analyses.parallelism import pipeline_bubbles
+
+        return pipeline_bubbles(self._per_rank("stage_steps"), self.process_groups())
+
+    @memoised
+    def pipeline_timeline(self, step: int) -> pd.DataFrame:
+        """Step ``step`` of every pipeline stage over time: compute and bubble intervals
+        (only the stages' own events are read)."""
+        from analyzer.analyses.parallelism import stage_timeline
+
+        stages = self.pipeline_bubbles()
+        steps = self.steps()
+        if stages.empty or steps.empty:
+            return stage_timeline(self.dataset, {})
+        mine = steps[
+            (steps["source"].astype(str) == "kineto")
+            & (steps["step"] == step)
+            & steps["rank"].isin(stages["rank"])
+        ]
+        windows = {
+            int(r.rank): (int(r.start_ns), int(r.start_ns) + int(r.dur_ns))
+            for r in mine.itertuples(index=False)
+        }
+        import pyarrow as pa
+
+        events = (
+            pa.concat_tables([self.rank_events(r) for r in sorted(windows)]) if windows else None
+        )
+        return stage_timeline(events if events is not None else self.dataset, windows)
 
     @memoised
     def temporal_breakdown(self) -> pd.DataFrame:

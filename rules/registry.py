@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from rules.base import Rule
 from rules.builtin.abort_at_exit import AbortAtExit
+from rules.builtin.all_to_all_imbalance import AllToAllImbalance
 from rules.builtin.all_zero import AllZero
 from rules.builtin.allocator_memory_growth import AllocatorMemoryGrowth
 from rules.builtin.baseline_regression import BaselineRegression
@@ -26,6 +27,7 @@ from rules.builtin.dataloader_stall import DataLoaderStall
 from rules.builtin.dead_relu import DeadRelu
 from rules.builtin.exploding_tensor import ExplodingTensor
 from rules.builtin.exposed_communication import ExposedCommunication
+from rules.builtin.exposed_sharded_communication import ExposedShardedCommunication
 from rules.builtin.gpu_memory_increase import GPUMemoryIncrease
 from rules.builtin.gpu_starved_by_host import GPUStarvedByHost
 from rules.builtin.io_bottleneck import IOBottleneck
@@ -37,9 +39,11 @@ from rules.builtin.max_initialization_time import MaxInitializationTime
 from rules.builtin.overall_system_usage import OverallSystemUsage
 from rules.builtin.overfit import Overfit
 from rules.builtin.overtraining import Overtraining
+from rules.builtin.pipeline_bubble import PipelineBubble
 from rules.builtin.poor_weight_initialization import PoorWeightInitialization
 from rules.builtin.profiler_report import ProfilerReport
 from rules.builtin.saturated_activation import SaturatedActivation
+from rules.builtin.small_collectives import SmallCollectives
 from rules.builtin.stalled_training_rule import StalledTrainingRule
 from rules.builtin.step_outlier import StepOutlier
 from rules.builtin.straggler_rank import StragglerRank
@@ -62,6 +66,10 @@ RULES: tuple[type[Rule], ...] = (
     DataLoaderStall,
     StragglerRank,
     ExposedCommunication,
+    ExposedShardedCommunication,
+    PipelineBubble,
+    AllToAllImbalance,
+    SmallCollectives,
     GPUStarvedByHost,
     AllocatorMemoryGrowth,
     AbortAtExit,

@@ -91,6 +91,16 @@ def section(rule: type[Rule]) -> str:
     return "\n".join(lines)
 
 
+#: the [parallelism] section: empty by default (the analysis classifies the groups itself)
+PARALLELISM_SECTION = (
+    "# Process groups the analysis cannot classify from their names and ops: a group's name\n"
+    '# (as the trace\'s pg_config gives it, e.g. "3") or description (e.g. "mesh_tp") and\n'
+    "# its dimension: data, fsdp, tensor, pipeline, expert, context or other.\n"
+    "[parallelism]\n"
+    "groups = {}"
+)
+
+
 def render() -> str:
     """The whole default rule file."""
     profiler = ProfilerSettings.model_validate({})
@@ -98,6 +108,7 @@ def render() -> str:
         HEADER,
         "[profiler]\n"
         + "\n".join(f"{k} = {_toml(v)}" for k, v in profiler.model_dump().items() if v is not None),
+        PARALLELISM_SECTION,
     ]
     group = None
     for rule in RULES:

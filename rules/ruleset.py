@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from analyzer.dimensions import DIMENSIONS
 from analyzer.errors import StepscopeError
 from rules import params as p
 from rules.base import SEVERITIES, Rule
@@ -51,6 +52,28 @@ class ProfilerSettings(BaseModel):
     )
 
 
+class ParallelismSettings(BaseModel):
+    """How the job's process groups map to parallel dimensions, where the analysis cannot
+    tell from the groups' names and ops (``analyzer.analyses.parallelism``)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    groups: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "A process group's name or description -> its dimension: " + ", ".join(DIMENSIONS) + "."
+        ),
+    )
+
+    @field_validator("groups")
+    @classmethod
+    def _known_dimensions(cls, groups: dict[str, str]) -> dict[str, str]:
+        bad = {k: v for k, v in groups.items() if v not in DIMENSIONS}
+        if bad:
+            k, v = next(iter(bad.items()))
+            raise ValueError(f"group {k!r}: {v!r} is not one of {', '.join(DIMENSIONS)}")
+        return groups
+
+
 @dataclass
 class RuleSet:
     """Parsed rule file: settings, and for each enabled rule its validated parameters."""
@@ -60,6 +83,7 @@ class RuleSet:
     disabled: set[str] = field(default_factory=set)
     severity_overrides: dict[str, str] = field(default_factory=dict)
     source: str = "<defaults>"
+    parallelism: ParallelismSettings = field(default_factory=ParallelismSettings)
 
     def params(self, name: str) -> p.RuleParams:
         return self.rules[name]
@@ -104,17 +128,26 @@ def _parse(text: str, origin: str, base: RuleSet | None = None) -> RuleSet:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise RuleFileError(f"{origin}: not valid TOML ({exc})") from None
-    unknown_top = set(doc) - {"profiler", "rules"}
+    unknown_top = set(doc) - {"profiler", "parallelism", "rules"}
     if unknown_top:
         raise RuleFileError(
             f"{origin}: unknown section(s) {', '.join(sorted(unknown_top))}; "
-            "expected [profiler] and [rules.<Name>]"
+            "expected [profiler], [parallelism] and [rules.<Name>]"
         )
     profiler_doc = {**(base.profiler.model_dump() if base else {}), **doc.get("profiler", {})}
     try:
         profiler = ProfilerSettings.model_validate(profiler_doc)
     except ValidationError as exc:
         raise RuleFileError(f"{origin}: [profiler] {_first_error(exc)}") from None
+
+    parallel_doc = {
+        **(base.parallelism.model_dump() if base else {}),
+        **doc.get("parallelism", {}),
+    }
+    try:
+        parallelism = ParallelismSettings.model_validate(parallel_doc)
+    except ValidationError as exc:
+        raise RuleFileError(f"{origin}: [parallelism] {_first_error(exc)}") from None
 
     rules: dict[str, p.RuleParams] = dict(base.rules) if base else {}
     disabled: set[str] = set(base.disabled) if base else set()
@@ -163,6 +196,7 @@ def _parse(text: str, origin: str, base: RuleSet | None = None) -> RuleSet:
         disabled=disabled,
         severity_overrides=severities,
         source=origin,
+        parallelism=parallelism,
     )
 
 

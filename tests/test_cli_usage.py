@@ -52,6 +52,7 @@ def test_every_command_has_one_line_errors(name: str) -> None:
         (["ingest", "x", "--jobs", "0"], "invalid value for '--jobs'"),
         (["report", "x", "--fromat", "md"], "no such option '--fromat'"),
         (["reprt", "x"], "no such command 'reprt' (see stepscope --help)"),
+        (["export", "x"], "missing option '--perfetto' (see stepscope export --help)"),
     ],
 )
 def test_usage_error_is_one_line_exit_2(args: list[str], message: str) -> None:
@@ -131,4 +132,4 @@ def test_the_command_list_shows_whole_sentences() -> None:
             entries.append(line.strip())
         elif entries:
             entries[-1] += " " + line.strip()
-    assert len(entries) == 5 and all(e.endswith(".") for e in entries), entries
+    assert len(entries) == len(COMMANDS) and all(e.endswith(".") for e in entries), entries

@@ -33,6 +33,7 @@ from rules.engine import Finding, RuleResult, evaluate, registry
 from rules.registry import BY_ID
 from rules.ruleset import load_ruleset
 from tests.support import hang_dumps
+from tests.support import kineto_synth as synth
 from tests.support.synthetic import (
     CPUBottleneck,
     GPUMemoryGrowth,
@@ -751,6 +752,69 @@ def test_exposed_communication_names_only_the_exposed_rank(comm_job) -> None:
     assert list(_by(comm_job["ExposedCommunication"].findings, "rank")) == [(1,)]
 
 
+# ------------------------------------------------- communication by parallel dimension
+# (the traces and their figures: tests/support/kineto_synth.py, tests/test_parallelism.py)
+
+
+@pytest.fixture(scope="module")
+def sharded_job(tmp_path_factory: pytest.TempPathFactory) -> Judged:
+    root = tmp_path_factory.mktemp("zero3")
+    synth.zero3(root / "job")
+    return _judge(_ingest(root))
+
+
+@pytest.fixture(scope="module")
+def pipeline_job(tmp_path_factory: pytest.TempPathFactory) -> Judged:
+    work = [(1_000.0, 2_000.0)] * 2 + [(2_000.0, 4_000.0)] + [(1_000.0, 2_000.0)]
+    root = tmp_path_factory.mktemp("gpipe")
+    synth.gpipe(root / "job", work, 4)
+    return _judge(_ingest(root))
+
+
+@pytest.fixture(scope="module")
+def moe_job(tmp_path_factory: pytest.TempPathFactory) -> Judged:
+    root = tmp_path_factory.mktemp("moe")
+    synth.moe(root / "job")
+    return _judge(_ingest(root))
+
+
+@pytest.fixture(scope="module")
+def small_collectives_job(tmp_path_factory: pytest.TempPathFactory) -> Judged:
+    root = tmp_path_factory.mktemp("small")
+    synth.small_collectives(root / "job")
+    return _judge(_ingest(root))
+
+
+def test_exposed_sharded_communication_names_both_ranks_of_the_zero3_group(
+    sharded_job: Judged,
+) -> None:
+    """Four 0.3 ms all-gathers before their matmuls and four reduce-scatters after theirs,
+    nothing overlapping: 2.4 ms of a 10 ms step (24 % > 10 %) on each rank."""
+    found = _by(sharded_job["ExposedShardedCommunication"].findings, "rank")
+    assert sorted(found) == [(0,), (1,)]
+    assert found[(0,)].evidence["share_pct"] == pytest.approx(24.0)
+
+
+def test_pipeline_bubble_names_the_idle_stages_and_the_slow_one(pipeline_job: Judged) -> None:
+    """Stage 2 at twice the others' work: they idle 1 - 4/11 = 63.6 % of the step, 20.8
+    points above GPipe's ideal 3/7; stage 2 idles 27.3 %, below it."""
+    found = _by(pipeline_job["PipelineBubble"].findings, "rank")
+    assert sorted(found) == [(0,), (1,), (3,)]
+    assert found[(0,)].evidence["bubble_pct"] == pytest.approx(100 * 7 / 11, abs=0.01)
+    assert {f.evidence["slowest_stage"] for f in found.values()} == {2}
+
+
+def test_all_to_all_imbalance_names_the_rank_with_three_times_the_bytes(moe_job: Judged) -> None:
+    found = _by(moe_job["AllToAllImbalance"].findings, "rank")
+    assert list(found) == [(2,)] and found[(2,)].evidence["ratio"] == pytest.approx(3.0)
+
+
+def test_small_collectives_fire_on_80_all_reduces_of_64_kib(small_collectives_job: Judged) -> None:
+    found = _by(small_collectives_job["SmallCollectives"].findings, "rank")
+    assert sorted(found) == [(0,), (1,)]
+    assert found[(1,)].evidence["calls_per_step"] == 80
+
+
 # --------------------------------------------------------------------------- GPUStarvedByHost
 
 
@@ -1163,6 +1227,10 @@ FIRES_ON = {
     "DataLoaderStall": "sample_job",
     "StragglerRank": "sample_job",
     "ExposedCommunication": "comm_job",
+    "ExposedShardedCommunication": "sharded_job",
+    "PipelineBubble": "pipeline_job",
+    "AllToAllImbalance": "moe_job",
+    "SmallCollectives": "small_collectives_job",
     "GPUStarvedByHost": "host_job",
     "AllocatorMemoryGrowth": "memory_trace_job",
     "AbortAtExit": "abort_job",

@@ -56,11 +56,16 @@ from analyzer.analyses.kernel_classes import COMMUNICATION, COMPUTATION, classif
 
 __all__ = [
     "CPU_COLLECTIVE_LIBRARIES",
+    "P2P_OPS",
     "collective_calls",
     "collective_summary",
     "communication_summary",
     "normalize_collective",
 ]
+
+#: point-to-point ops (as :func:`normalize_collective` names them): between two ranks, not
+#: calls every rank of a group makes, so never matched across a group as collectives
+P2P_OPS = frozenset({"send", "recv", "sendrecv", "isend", "irecv", "recvanysource"})
 
 #: Libraries whose collective record functions run the collective on the host.
 CPU_COLLECTIVE_LIBRARIES = ("gloo", "mpi", "horovod")

@@ -38,6 +38,9 @@ Definitions:
 * **Wait**: on each rank, the last (corrected) arrival minus the rank's own arrival; the
   **last rank** is the one that arrived last; **transfer** is the last end minus the last
   arrival, the time the exchange itself took once everyone was there.
+* **Point-to-point** calls (send/recv, a pipeline's) are kept in the map's rows but not
+  matched: they pair two ranks, not a group (:mod:`analyzer.analyses.parallelism` reads
+  them for the pipeline's bubbles).
 * **Mismatch**: ranks that disagree at one position (another op, or another message size
   where both are known). Mismatched and single-rank positions are reported, never paired.
 * **Culprit of a step**: the rank whose late arrivals cost the others the most wait in that
@@ -63,7 +66,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from analyzer.analyses.communication import collective_calls, normalize_collective
+from analyzer.analyses.communication import P2P_OPS, collective_calls, normalize_collective
 from analyzer.analyses.gpu_kernels import gpu_events, kineto_events_table
 from analyzer.analyses.intervals import covered_in_windows, merge_intervals
 from analyzer.analyses.kernel_classes import COMMUNICATION, COMPUTATION, MEMORY, classify
@@ -484,9 +487,11 @@ def _offsets(calls: pd.DataFrame, rounds: int = 6) -> pd.Series:
 
 def match_collectives(arrivals: pd.DataFrame) -> CrossRank:
     """The reduce: the map's rows of every rank, matched on (group, step, position)."""
-    if arrivals.empty or arrivals["rank"].nunique() < 2:
+    # point-to-point calls pair two ranks, not a group: the parallelism analysis reads them
+    a = arrivals[~arrivals["op"].isin(P2P_OPS)] if not arrivals.empty else arrivals
+    if a.empty or a["rank"].nunique() < 2:
         return _empty_cross_rank()
-    a = arrivals.copy()
+    a = a.copy()
     a["step_key"] = a["step"].astype("Int64").fillna(-1).astype(np.int64)
     if "seq" in a:  # a Flight Recorder sequence number is the call's place in its group
         by_seq = a["seq"].notna()

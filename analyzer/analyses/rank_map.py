@@ -37,6 +37,7 @@ from analyzer.analyses import (
     idle_time,
     kernel_launch,
     memory,
+    parallelism,
     steps,
     temporal,
 )
@@ -60,7 +61,7 @@ SUMMARY_NAMES = (
     "stream_idle_summary", "kernel_launch_summary", "gpu_annotation_breakdown",
     "communication_summary", "collective_summary", "allocator_memory_summary",
     "allocator_memory_by_step", "dataloader_waits", "rank_step_breakdown",
-    "collective_arrivals",
+    "collective_arrivals", "group_activity", "fsdp_units", "reduction_tails", "stage_steps",
 )  # fmt: skip
 #: frames built row by row: rebuilt from their records, so a column's type is inferred over
 #: every rank's values (an unknown on one rank, a number on another) as it was on the merged table
@@ -165,7 +166,14 @@ def rank_summary(task: RankTask) -> RankSummary:
 
 def _analyses(ev: RankEvents, ds: JobDataset) -> dict[str, pd.DataFrame]:
     step_rows = steps.step_durations(ds)
+    kineto_steps = step_rows[step_rows["source"] == "kineto"] if not step_rows.empty else None
     mem = memory.allocator_memory(ev)
+    arrivals = cross_rank.collective_arrivals(
+        ev,
+        traces=ds.table("kineto_traces"),
+        steps=kineto_steps,
+        flight_recorder=ds.table("window_fr_entries"),
+    )
     return {
         "temporal_breakdown": temporal.temporal_breakdown(ev),
         "kernel_type_breakdown": gpu_kernels.kernel_type_breakdown(ev),
@@ -183,12 +191,9 @@ def _analyses(ev: RankEvents, ds: JobDataset) -> dict[str, pd.DataFrame]:
         "allocator_memory_by_step": memory.allocator_memory_by_step(ds, mem),
         "dataloader_waits": (waits := steps.dataloader_waits(ds, step_rows)),
         "rank_step_breakdown": steps.rank_step_breakdown(ds, step_rows, waits),
-        "collective_arrivals": cross_rank.collective_arrivals(
-            ev,
-            traces=ds.table("kineto_traces"),
-            steps=step_rows[step_rows["source"] == "kineto"] if not step_rows.empty else None,
-            flight_recorder=ds.table("window_fr_entries"),
-        ),
+        "collective_arrivals": arrivals,
+        # per group and dimension (FSDP units, reduction tails, pipeline stages)
+        **parallelism.parallelism_map(ev, arrivals, kineto_steps),
     }
 
 

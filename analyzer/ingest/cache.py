@@ -29,8 +29,9 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 # 3: system_metrics gained the source and resolution_s columns (CloudWatch metrics); 6:
-# kineto_traces gained process_groups (distributedInfo.pg_config, issue 20)
-CACHE_VERSION = 6
+# kineto_traces gained process_groups (distributedInfo.pg_config, issue 20); 7: kineto_events
+# gained wait_on_stream and wait_on_correlation (CUDA event syncs, the critical path)
+CACHE_VERSION = 7
 #: what ``merged/`` holds; 2: kineto_events stays in its per-rank parts (``rank_parts``)
 MERGED_LAYOUT = 2
 

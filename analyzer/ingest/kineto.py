@@ -47,6 +47,12 @@ class _Args(msgspec.Struct, omit_defaults=True, gc=False):
     total_allocated: Num | None = msgspec.field(default=None, name="Total Allocated")
     total_reserved: Num | None = msgspec.field(default=None, name="Total Reserved")
     device_id: Num | None = msgspec.field(default=None, name="Device Id")
+    # CUDA synchronisation rows (cat cuda_sync): the stream and the cudaEventRecord call
+    # (by correlation) an Event Sync / Stream Wait Event waits on (the critical path's edges)
+    wait_on_stream: Num | None = None
+    wait_on_correlation: Num | None = msgspec.field(
+        default=None, name="wait_on_cuda_event_record_corr_id"
+    )
 
 
 class _Event(msgspec.Struct, gc=False):
@@ -321,7 +327,7 @@ def _build(trace: _Trace, key: str, warnings: list[str]) -> ParsedFile:
     start_ns = pa.array(_us_to_ns(np.array(ts, dtype=np.float64)) + base_ns)
     dur_ns = _round_ns(pa.array(dur, pa.float64()))
     has_args = any(a is not None for a in args)
-    # the 14 args fields: each struct to a tuple (in C), zip(*) transposes them into columns
+    # the 16 args fields: each struct to a tuple (in C), zip(*) transposes them into columns
     arg_vals = dict(
         zip(
             _ARG_FIELDS,
@@ -380,6 +386,8 @@ def _build(trace: _Trace, key: str, warnings: list[str]) -> ParsedFile:
             arg_col("mem_bytes", pa.int64()),
             arg_col("total_allocated", pa.int64()),
             arg_col("total_reserved", pa.int64()),
+            arg_col("wait_on_stream", pa.int64()),
+            arg_col("wait_on_correlation", pa.int64()),
         ],
         schema=KINETO_EVENTS,
     )

@@ -73,6 +73,9 @@ KINETO_EVENTS = pa.schema(
         pa.field("mem_bytes", pa.int64()),  # [memory] instant events: allocation delta
         pa.field("mem_total_allocated", pa.int64()),
         pa.field("mem_total_reserved", pa.int64()),
+        # cuda_sync rows: args wait_on_stream, wait_on_cuda_event_record_corr_id
+        pa.field("wait_on_stream", pa.int64()),
+        pa.field("wait_on_correlation", pa.int64()),
     ]
 )
 

@@ -9,6 +9,7 @@ import streamlit as st
 
 from analyzer.analyses.cross_rank import CAUSE_SHORT
 from dashboards import tables, ui
+from stepscope.present.perfetto import timeline_bytes
 from stepscope.report.rule_info import rules_marking
 
 ctx = ui.context()
@@ -287,6 +288,123 @@ else:
         "most waiting (summed over the waiting ranks), and the activity in which its lead-in "
         "to those collectives was longer than theirs (clock offsets between hosts corrected)."
     )
+    # one step of the selected ranks as a Perfetto timeline (what `stepscope export` writes)
+    export_steps = sorted(int(s) for s in culprits["step"])
+    export_ranks = flt.rank_list(job.job.kineto_ranks, job.rank_node)
+    pick_col, button_col = st.columns([1, 3], vertical_alignment="bottom")
+    export_step = pick_col.selectbox("Step", export_steps, key="comm-export-step")
+    button_col.download_button(
+        f"Download step {export_step} as a Perfetto timeline",
+        data=lambda: timeline_bytes(
+            job.job,
+            findings=report.findings,
+            ranks=export_ranks or None,
+            steps=(export_step, export_step),
+        ),
+        file_name=f"{job.name}-step{export_step}.json.gz".replace("/", "_"),
+        mime="application/gzip",
+        on_click="ignore",
+        key="comm-export",
+        help=(
+            "Every selected rank's events in that step on one clock, who held the others "
+            "back and each rank's wait, the findings as markers: open it in "
+            "https://ui.perfetto.dev (docs/cli-export.md)."
+        ),
+    )
+
+st.subheader("By parallel dimension")
+parallel = report.metrics.parallelism
+if parallel is None or not parallel.dimensions:
+    st.caption("No collective calls in the traces: no process groups to tell apart.")
+else:
+    dims = pd.DataFrame([d.model_dump() for d in parallel.dimensions])
+    fig = go.Figure()
+    fig.add_trace(
+        go.Bar(
+            y=dims["label"],
+            x=dims["exposed_ms_per_step"],
+            name="exposed (nothing computes meanwhile)",
+            orientation="h",
+            marker={"color": ui.PART_COLORS["exposed communication"]},
+        )
+    )
+    fig.add_trace(
+        go.Bar(
+            y=dims["label"],
+            x=(dims["time_ms_per_step"] - dims["exposed_ms_per_step"]).clip(lower=0),
+            name="hidden behind computation",
+            orientation="h",
+            marker={"color": ui.PART_COLORS["compute"]},
+        )
+    )
+    fig.update_layout(
+        barmode="stack",
+        xaxis_title="ms per step (mean over the dimension's ranks)",
+        height=90 + 40 * len(dims),
+        margin={"t": 10},
+    )
+    st.plotly_chart(fig, width="stretch")
+    tables.show(
+        [
+            {
+                "group": g.group,
+                "description": g.desc or "",
+                "size": g.size,
+                "ops": ", ".join(g.ops),
+                "dimension": g.dimension,
+                "why": g.evidence,
+            }
+            for g in parallel.groups
+        ],
+        sort=False,
+    )
+    st.caption(
+        "Each process group's parallel dimension, from the rule file's [parallelism] groups, "
+        "its name (a DeviceMesh dimension), or its ops (docs/analyses.md, parallelism)."
+    )
+    if parallel.pipeline:
+        st.markdown("**Pipeline stages over one step**")
+        stages = pd.DataFrame([p.model_dump() for p in parallel.pipeline])
+        tables.show(
+            stages[
+                ["stage", "rank", "microbatches", "step_ms", "compute_ms", "bubble_ms",
+                 "bubble_pct", "ideal_pct", "slowest"]
+            ].to_dict("records"),
+            sort=False,
+        )  # fmt: skip
+        stage_steps = sorted(int(s) for s in job.job.steps()["step"].unique())
+        pick = st.selectbox("Step", stage_steps, key="comm-pipeline-step")
+        line = job.job.pipeline_timeline(int(pick))
+        stage_of = dict(zip(stages["rank"], stages["stage"], strict=True))
+        fig = go.Figure()
+        for kind, colour in (
+            ("compute", ui.PART_COLORS["compute"]),
+            ("bubble", ui.PART_COLORS["idle"]),
+        ):
+            sel = line[line["kind"] == kind]
+            fig.add_trace(
+                go.Bar(
+                    y=[f"stage {stage_of.get(r, '?')} (rank {r})" for r in sel["rank"]],
+                    x=sel["end_ms"] - sel["start_ms"],
+                    base=sel["start_ms"],
+                    orientation="h",
+                    name=kind,
+                    marker={"color": colour},
+                )
+            )
+        fig.update_layout(
+            barmode="overlay",
+            xaxis_title="ms from the step's earliest start",
+            yaxis={"autorange": "reversed"},
+            height=120 + 45 * len(stages),
+            margin={"t": 10},
+        )
+        st.plotly_chart(fig, width="stretch")
+        st.caption(
+            "Grey: the stage computes nothing (it waits for activations, gradients or its "
+            "sends): the bubble. The ideal is (p-1)/(m+p-1) of the step for GPipe and 1F1B "
+            "with p stages and m micro-batches; the stage that computes most sets the pace."
+        )
 
 st.subheader("Collectives")
 coll = (

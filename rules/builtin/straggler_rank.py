@@ -38,7 +38,8 @@ class StragglerRank(Rule):
         "steps, exceeds the least imposing rank's by `threshold_pct` % of the median step "
         "(so ranks that are last in turn by chance do not fire). Where no collective matches "
         "across ranks: the median time per step outside communication and data loading, "
-        "against the other ranks' median."
+        "against the other ranks' median (pipeline stages, whose work differs by design, "
+        "are left to PipelineBubble)."
     )
     why: ClassVar[str] = (
         "Synchronous training runs at the speed of its "
@@ -163,6 +164,15 @@ class StragglerRank(Rule):
         """Without matched collectives: a rank's own work per step against the others'."""
         per = job.rank_busy()
         per = per[per["steps"] >= params.min_steps]
+        # pipeline stages do different work by design: PipelineBubble names the slow one
+        stages = job.pipeline_bubbles()
+        if not stages.empty and len(per) >= 2:
+            per = per[~per["rank"].isin(stages["rank"])]
+            if len(per) < 2:
+                return (
+                    "the ranks are pipeline stages, whose work differs by design "
+                    "(PipelineBubble judges them)"
+                )
         if len(per) < 2:
             return "needs profiled steps on at least two ranks"
         from analyzer.analyses.steps import busy_vs_others

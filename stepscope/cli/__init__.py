@@ -18,6 +18,7 @@ from stepscope.cli.common import OneLineErrors
 COMMANDS = {
     "ingest": "stepscope.cli.ingest:ingest_command",
     "report": "stepscope.cli.report:report_command",
+    "export": "stepscope.cli.export:export_command",
     "dashboard": "stepscope.cli.dashboard:dashboard_command",
     "attach": "stepscope.cli.attach:attach_command",
     "run": "stepscope.cli.run:run_command",

@@ -127,6 +127,8 @@ def render(report: Report, verdict: Verdict) -> str:
             )
         lines.append("")
 
+    lines += parallelism_section(report)
+
     sm = report.sagemaker_rule_reports
     if sm:
         lines += [
@@ -184,6 +186,51 @@ def render(report: Report, verdict: Verdict) -> str:
         lines.append("")
     lines += [f"<sub>{md(run_line(report))}</sub>", ""]
     return "\n".join(lines)
+
+
+def parallelism_section(report: Report) -> list[str]:
+    """Communication by parallel dimension and the pipeline stages (docs/analyses.md)."""
+    par = report.metrics.parallelism
+    if par is None or not par.dimensions:
+        return []
+    lines = [
+        "## Communication by parallel dimension",
+        "",
+        "| dimension | groups | ranks | comm ms / step | exposed ms / step | % of step "
+        "| worst rank (exposed ms / step) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for d in par.dimensions:
+        lines.append(
+            f"| {md(d.label)} | {md(', '.join(d.groups))} | {d.ranks} | "
+            f"{fmt(d.time_ms_per_step)} | {fmt(d.exposed_ms_per_step)} | {fmt(d.share_pct)} | "
+            f"{d.worst_rank} ({fmt(d.worst_exposed_ms_per_step)}) |"
+        )
+    lines.append("")
+    lines += ["| group | description | size | ops | dimension | why |", "|---|---|---|---|---|---|"]
+    for g in par.groups:
+        lines.append(
+            f"| {md(g.group)} | {md(g.desc or '–')} | {g.size} | {md(', '.join(g.ops))} | "
+            f"{md(g.dimension)} | {md(g.evidence)} |"
+        )
+    lines.append("")
+    if par.pipeline:
+        lines += [
+            "### Pipeline stages",
+            "",
+            "| stage | rank | group | micro-batches | step ms | compute ms | bubble ms "
+            "| bubble % | ideal % | |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for p in par.pipeline:
+            mark = "sets the pace" if p.slowest else ""
+            lines.append(
+                f"| {'–' if p.stage is None else p.stage} | {p.rank} | {md(p.group)} | "
+                f"{fmt(p.microbatches)} | {fmt(p.step_ms)} | {fmt(p.compute_ms)} | "
+                f"{fmt(p.bubble_ms)} | {fmt(p.bubble_pct)} | {fmt(p.ideal_pct)} | {mark} |"
+            )
+        lines.append("")
+    return lines
 
 
 def run_line(report: Report) -> str:

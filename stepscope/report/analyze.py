@@ -78,13 +78,18 @@ def analyze(
             on_progress=on_progress,
             processes=processes,
             engine=engine,
+            group_names=ruleset.parallelism.groups,
         )
 
     job = open_job(source)
     if baseline is not None:
         base = open_job(baseline)
         job = Job(
-            job.dataset, job.summary, baseline=base, engine=job.engine
+            job.dataset,
+            job.summary,
+            baseline=base,
+            engine=job.engine,
+            group_names=job.group_names,
         )  # never changes a Job the caller holds
     found = cached_report(job, f"{cache_key}\x00detail={detail}") if cache_key is not None else None
     if found is not None:

@@ -8,6 +8,7 @@ nothing itself: verdicts are the rules' findings, the pass/fail policy is the ca
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -85,12 +86,39 @@ def build(
                 (m.RankMetrics.model_validate(r) for r in rows.rank_metrics(job)),
                 key=lambda r: r.rank,
             ),
+            parallelism=parallelism(job),
         ),
         sagemaker_rule_reports=sagemaker_verdicts(job, results),
         baseline=baseline(job, results),
         training_health=training.section(job, results, findings),
         charts=charts(job, detail=detail),
     )
+
+
+def parallelism(job: Job) -> m.Parallelism:
+    """The job's process groups by parallel dimension, what each dimension's communication
+    costs, and the pipeline stages' bubbles (empty lists without collectives)."""
+    if not job.has_kineto_events:
+        return m.Parallelism(groups=[], dimensions=[], pipeline=[])
+
+    def records(df: pd.DataFrame) -> list[dict[str, Any]]:
+        return [
+            {k: (None if v is None or v is pd.NA or v != v else v) for k, v in r.items()}
+            for r in df.to_dict("records")
+        ]
+
+    groups = [
+        m.ProcessGroup.model_validate(
+            {**r, "ranks": json.loads(r["ranks"]), "ops": str(r["ops"]).split(",")}
+        )
+        for r in records(job.process_groups())
+    ]
+    dimensions = [
+        m.DimensionCost.model_validate({**r, "groups": str(r["groups"]).split(",")})
+        for r in records(job.dimension_summary())
+    ]
+    pipeline = [m.PipelineStage.model_validate(r) for r in records(job.pipeline_bubbles())]
+    return m.Parallelism(groups=groups, dimensions=dimensions, pipeline=pipeline)
 
 
 def node_metrics(job: Job) -> list[m.NodeMetrics]:

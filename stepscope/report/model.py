@@ -277,10 +277,65 @@ class RankMetrics(Model):
         return out
 
 
+class ProcessGroup(Model):
+    """A process group and the parallel dimension it carries (docs/analyses.md, parallelism)."""
+
+    group: str
+    desc: str | None
+    ranks: list[int]
+    size: int
+    ops: list[str]
+    dimension: str  # data | fsdp | tensor | pipeline | expert | context | other
+    evidence: str
+
+
+class DimensionCost(Model):
+    """What one parallel dimension's communication costs per step (mean over its ranks)."""
+
+    dimension: str
+    label: str
+    groups: list[str]
+    ranks: int
+    time_ms_per_step: float | None
+    exposed_ms_per_step: float | None
+    share_pct: float | None
+    worst_rank: int
+    worst_exposed_ms_per_step: float | None
+
+
+class PipelineStage(Model):
+    """One pipeline stage's bubble per step against the schedule's ideal."""
+
+    rank: int
+    group: str
+    stage: int | None
+    stages: int
+    microbatches: float | None
+    microbatch_source: str  # schedule | receives
+    steps: int
+    step_ms: float | None
+    compute_ms: float | None
+    bubble_ms: float | None
+    bubble_pct: float | None
+    ideal_pct: float | None
+    excess_points: float | None
+    slowest: bool
+
+
+class Parallelism(Model):
+    """Communication by parallel dimension: the groups, each dimension's cost, the stages."""
+
+    groups: list[ProcessGroup]
+    dimensions: list[DimensionCost]
+    pipeline: list[PipelineStage]
+
+
 class Metrics(Model):
     headline: Headline
     nodes: list[NodeMetrics]
     ranks: list[RankMetrics]
+    #: None only in a report cached before the section existed
+    parallelism: Parallelism | None = None
 
 
 class Comparison(Model):
