@@ -144,28 +144,38 @@ def _empty(cols: list[str]) -> pd.DataFrame:
 
 def _spans(table: pa.Table, rank: int, gpu: pd.DataFrame) -> dict[str, Any]:
     """One rank's computation intervals (merged) on the GPU and on the host, its step
-    phases and its FSDP marks (the inputs of the map's figures)."""
+    phases, and the few marks the map reads by name (FSDP's all-gathers, the pipeline
+    schedule's micro-batches). Names are tested once per distinct name (the column is
+    dictionary-encoded), never once per event."""
+    from analyzer.analyses.steps import _matching
+
     rt = table.filter(pc.equal(table.column("rank"), rank))
-    names = rt.column("name").cast(pa.string()).to_numpy(zero_copy_only=False).astype(object)
-    cats = rt.column("cat").cast(pa.string()).to_numpy(zero_copy_only=False).astype(object)
+    name = rt.column("name")
     starts = rt.column("start_ns").to_numpy(zero_copy_only=False)
     durs = np.nan_to_num(rt.column("dur_ns").to_numpy(zero_copy_only=False).astype(float))
     ends = starts + durs.astype(np.int64)
-    is_comm = (classify(rt.column("name"))["kernel_class"] == COMMUNICATION).to_numpy()
-    not_compute = np.array([str(n).startswith(_NOT_COMPUTE) for n in names], dtype=bool)
-    host = (cats == "cpu_op") & ~is_comm & ~not_compute
+    is_comm = (classify(name)["kernel_class"] == COMMUNICATION).to_numpy()
+    not_compute = _matching(name, lambda n: n.startswith(_NOT_COMPUTE))
+    host = _matching(rt.column("cat"), lambda c: c == "cpu_op") & ~is_comm & ~not_compute
     g = gpu[(gpu["rank"] == rank) & (gpu["kernel_class"] == COMPUTATION)]
-    backward = np.array([bool(_BACKWARD_RE.match(str(n))) for n in names], dtype=bool)
-    optimizer = np.array([bool(_OPTIMIZER_RE.match(str(n))) for n in names], dtype=bool)
-    marks = np.array([bool(_FSDP_MARK_RE.match(str(n))) for n in names], dtype=bool)
+    backward = _matching(name, lambda n: bool(_BACKWARD_RE.match(n)))
+    optimizer = _matching(name, lambda n: bool(_OPTIMIZER_RE.match(n)))
+    marks = _matching(name, lambda n: bool(_FSDP_MARK_RE.match(n)))
+    named = _matching(
+        name,
+        lambda n: bool(
+            _FSDP_GATHER_RE.match(n) or _FSDP_PHASE_RE.match(n) or _MICROBATCH_RE.match(n)
+        ),
+    )
     return {
         "host": merge_intervals(starts[host], ends[host]),
         "gpu": merge_intervals(g["start_ns"].to_numpy(np.int64), g["end_ns"].to_numpy(np.int64)),
         "backward_starts": np.sort(starts[backward]),
         "optimizer_starts": np.sort(starts[optimizer]),
-        "names": names,
-        "starts": starts,
-        "ends": ends,
+        # the marks the map reads by name: (name, start, end), few per step
+        "names": name.filter(pa.array(named)).cast(pa.string()).to_numpy(zero_copy_only=False),
+        "starts": starts[named],
+        "ends": ends[named],
         "fsdp_marks": int(marks.sum()),
     }
 
