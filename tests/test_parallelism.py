@@ -170,6 +170,11 @@ def test_gpu_pipeline_bubble_is_the_schedules_ideal_and_a_slow_stage_sets_the_pa
     assert found.findings[0].evidence["excess_points"] == pytest.approx(others - ideal, abs=0.01)
     quiet = next(r for r in evaluate(even, load_ruleset()) if r.rule == "PipelineBubble")
     assert quiet.findings == [] and quiet.skipped_reason is None
+    # no collective matched across the stages (send/recv are not joined): the critical path
+    # is found and stays on one rank per step (it raised KeyError before)
+    path = slow.cross_rank_critical_path()
+    assert set(path.ok.values()) == {True}
+    assert (path.composition.groupby("step")["rank"].nunique() == 1).all()
 
 
 def test_the_real_nccl_traces_groups(tmp_path: Path) -> None:

@@ -898,9 +898,10 @@ def cross_rank_critical_path(
     node_ts = np.concatenate([graphs[r].node_ts for r in ranks]) if ranks else np.zeros(0)
     node_rank = np.concatenate([np.full(len(graphs[r].node_ts), r) for r in ranks])
     extra = []
-    c = calls[calls["step"] == step] if not calls.empty else calls
+    # no matched collective in the step (a pipeline's send/recv, one rank): no joins
+    c = calls[calls["step"] == step] if "_key" in calls and not calls.empty else calls.iloc[:0]
     last_arrival = matches.set_index("_key")["last_arrival_ns"] if "_key" in matches else None
-    for key, rows in c.groupby("_key"):
+    for key, rows in c.groupby("_key") if len(c) else ():
         last = int(rows["last_rank"].iloc[0])
         la = (
             int(last_arrival.loc[key])
