@@ -176,3 +176,43 @@ def test_another_op_names_the_mismatch_and_both_lines(tmp_path: Path) -> None:
         text,
         re.S,
     ), text
+
+
+def test_a_rank_that_raises_is_named_with_its_exception_and_line(tmp_path: Path) -> None:
+    """Rank 1 raises at step 6 and the job fails. Without any log source, rank 1's exit
+    record (``stepscope run``'s excepthook) names it: JobFailure says which rank raised
+    what, and the script's line. Rank 0, blocked in a collective with rank 1, raises in turn
+    (gloo: "Connection closed by peer"; or torchrun stops it first): that is a consequence,
+    folded into the cause's finding; torchrun's agent, which raises too, is no rank."""
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STEPSCOPE_")}
+    command = [
+        sys.executable, "-m", "stepscope.collectors.launcher", "--out", str(out),
+        "--", sys.executable, "-m", "torch.distributed.run", "--standalone",
+        "--nproc-per-node", "2", str(SCRIPT), "--fault", "raise", "--steps", "20",
+    ]  # fmt: skip
+    proc = subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180
+    )
+    assert proc.returncode != 0, proc.stderr[-3000:]
+    assert "ValueError: bad batch at step 6" in proc.stderr  # the traceback still prints
+    from analyzer.job import Job
+    from analyzer.sources import open_source
+    from rules.engine import evaluate
+    from rules.ruleset import load_ruleset
+
+    job = Job.open(open_source(str(out)), cache_dir=str(tmp_path / "cache"))
+    exits = job.process_exits().set_index("rank")
+    assert exits.loc[1, "exception"] == "ValueError: bad batch at step 6"
+    # rank 0 raised too, because rank 1 died: a consequence, in the cause's finding
+    if 0 in exits.index and exits.loc[0, "exception"] is not None:
+        assert "Connection closed by peer" in exits.loc[0, "exception"]
+    result = next(r for r in evaluate(job, load_ruleset()) if r.rule == "JobFailure")
+    (f,) = result.findings
+    line = _line_of('raise ValueError(f"bad batch at step {step}")')
+    assert f.title == f"Rank 1 raised ValueError at hang_train.py:{line}", f.title
+    assert f.evidence["fields"]["rank"] == 1 and f.evidence["source"] == "exit_record"
+    assert f.where.startswith("rank 1")
+    assert 'raise ValueError(f"bad batch at step {step}")' in f.message
+    if 0 in exits.index and exits.loc[0, "exception"] is not None:
+        assert f.evidence["followed_by"] == ["rank 0 lost a peer (RuntimeError)"]

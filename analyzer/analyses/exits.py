@@ -32,6 +32,8 @@ COLUMNS = (
     "script_ended",
     "script_ended_ns",
     "optimizer_steps",
+    "exception",
+    "exception_frames",
     "fatal",
     "signal",
     "no_python_frame",
@@ -41,8 +43,9 @@ COLUMNS = (
 
 def process_exits(ds: JobDataset) -> pd.DataFrame:
     """One row per (node, rank): ``script_ended`` (an exit record exists), its time and the
-    optimizer steps the recorder saw, and ``fatal`` / ``signal`` when a fault dump holds a
-    fatal error (``no_python_frame``: a thread of the dump ran no Python code)."""
+    optimizer steps the recorder saw, the exception that ended the script (``exception``,
+    ``exception_frames`` as JSON) where one did, and ``fatal`` / ``signal`` when a fault
+    dump holds a fatal error (``no_python_frame``: a thread of the dump ran no Python code)."""
     t = ds.table("process_exits")
     if t.num_rows == 0:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in COLUMNS})
@@ -62,6 +65,8 @@ def process_exits(ds: JobDataset) -> pd.DataFrame:
                 "script_ended": bool(len(records)),
                 "script_ended_ns": _first(records["script_ended_ns"]),
                 "optimizer_steps": _first(records["optimizer_steps"]),
+                "exception": _first_text(records["exception"]),
+                "exception_frames": _first_text(records["exception_frames"]),
                 "fatal": fatal,
                 "signal": _signal(fatal),
                 "no_python_frame": bool(detail and _NO_PYTHON_FRAME.search(detail)),
@@ -70,6 +75,11 @@ def process_exits(ds: JobDataset) -> pd.DataFrame:
         )
     out = pd.DataFrame(rows, columns=list(COLUMNS)).astype(object)
     return out.where(out.notna(), None)  # absent is None, never NaN, in every column
+
+
+def _first_text(values: pd.Series) -> str | None:
+    values = values.dropna()
+    return str(values.iloc[0]) if len(values) else None
 
 
 def _first(values: pd.Series) -> int | None:

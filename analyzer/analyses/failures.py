@@ -22,11 +22,16 @@ matching line of each host counts; :data:`PATTERNS` holds the expressions):
 * ``user_exception``: the script's own exception: the first Python traceback in a host's
   tail, its last line (``ValueError: ...``) and its innermost frame outside the Python
   library, site-packages and stepscope's collectors (the script's file and line; the
-  pattern is the one the hang analysis uses for stacks).
+  pattern is the one the hang analysis uses for stacks); and, without any log, each rank's
+  exception as ``stepscope run``'s exit record kept it (``source`` "exit_record": which
+  rank raised, what, and where, the same frame rule), earliest first;
+* ``peer_lost``: a rank's exception that says another rank died (gloo's "Connection closed
+  by peer", NCCL's remote error or abort): a consequence, not the cause.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -107,9 +112,67 @@ def job_failures(ds: JobDataset) -> pd.DataFrame:
             logs[c] = logs[c].astype(object)
         for host, lines in logs.sort_values(["host", "seq"]).groupby("host", sort=True):
             rows.extend(_host_rows(str(host), lines))
+    rows.extend(_raised(ds))
     if not rows and reason and str(meta.status) == "Failed":
         rows.append(_status("failed", "the job failed", reason))
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+#: an exception a rank raises because another rank died (gloo's "Connection closed by
+#: peer ... typically caused by a remote worker crashing", NCCL's remote error and abort)
+PEER_LOST_RE = re.compile(
+    r"(?i)connection (?:closed|reset) by peer|remote worker crash|remote process exited|"
+    r"NCCL communicator was aborted|ncclRemoteError|process group .*abort"
+)
+
+
+def _raised(ds: JobDataset) -> list[dict[str, Any]]:
+    """The exceptions ranks raised, from ``stepscope run``'s exit records: one row per rank,
+    ``host`` its node, the innermost frame of the script's own code (as for a log tail).
+    A rank that raised because another died (:data:`PEER_LOST_RE`) is ``peer_lost``, not
+    ``user_exception``: the cause is the other rank's exception, the earliest of them."""
+    from analyzer.analyses.exits import process_exits
+
+    exits = process_exits(ds)
+    if exits.empty:
+        return []
+    out = []
+    raised = exits[exits["exception"].notna()]
+    raised = raised.assign(_t=raised["script_ended_ns"].fillna(0)).sort_values(["_t", "rank"])
+    for r in raised.itertuples(index=False):
+        try:
+            frames = json.loads(r.exception_frames) if r.exception_frames else []
+        except ValueError:
+            frames = []
+        frames = [f for f in frames if isinstance(f, dict) and f.get("file")]
+        own = [f for f in frames if not LIBRARY_FRAME_RE.search(str(f["file"]))]
+        frame = (own or frames or [{}])[-1]
+        kind_, _, message = str(r.exception).partition(": ")
+        fields: dict[str, Any] = {"type": kind_, "message": message, "rank": int(r.rank)}
+        if frame:
+            fields |= {
+                "file": frame.get("file"),
+                "lineno": frame.get("line"),
+                "function": frame.get("function"),
+                "code": frame.get("code"),
+            }
+        lost = bool(PEER_LOST_RE.search(str(r.exception)))
+        out.append(
+            {
+                "host": r.node,
+                "kind": "peer_lost" if lost else "user_exception",
+                "detail": (
+                    f"rank {int(r.rank)} lost a peer ({kind_})"
+                    if lost
+                    else f"rank {int(r.rank)} raised {r.exception}"
+                ),
+                "line": str(r.exception)[:500],
+                "time_ms": (r.script_ended_ns // 1_000_000) if r.script_ended_ns else None,
+                "source": "exit_record",
+                "fields": fields,
+            }
+        )
+    return out
 
 
 def _status(kind: str, detail: str, reason: str) -> dict[str, Any]:

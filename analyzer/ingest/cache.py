@@ -30,8 +30,9 @@ if TYPE_CHECKING:
 
 # 3: system_metrics gained the source and resolution_s columns (CloudWatch metrics); 6:
 # kineto_traces gained process_groups (distributedInfo.pg_config, issue 20); 7: kineto_events
-# gained wait_on_stream and wait_on_correlation (CUDA event syncs, the critical path)
-CACHE_VERSION = 7
+# gained wait_on_stream and wait_on_correlation (CUDA event syncs, the critical path); 8:
+# process_exits gained exception and exception_frames (the exception a rank raised)
+CACHE_VERSION = 8
 #: what ``merged/`` holds; 2: kineto_events stays in its per-rank parts (``rank_parts``)
 MERGED_LAYOUT = 2
 

@@ -1,7 +1,8 @@
 """stepscope run's exit records and fault dumps → the ``process_exits`` table.
 
 Why two files per rank: the exit record (``exits/<node>_rank<R>.json``) is written while
-Python is still alive, right after the script's own code ended; what happens after that,
+Python is still alive, right after the script's own code ended (with the exception that
+ended it, if one did); what happens after that,
 in interpreter finalization, only ``faulthandler`` can write, into the ``.fault`` file the
 collector pointed it at (``stepscope.collectors.exits``). The record says "the training
 finished", the dump says "then the process died of this signal": together they tell a
@@ -33,6 +34,8 @@ def parse_exit_record(data: bytes, key: str) -> ParsedFile:
         "optimizer_steps": None,
         "fatal": None,
         "fault_detail": None,
+        "exception": None,
+        "exception_frames": None,
     }
     if m.group("ext") == "json":
         try:
@@ -46,6 +49,14 @@ def parse_exit_record(data: bytes, key: str) -> ParsedFile:
                 optimizer_steps=_int(rec.get("optimizer_steps")),
             )
             row["node"] = str(rec.get("node") or row["node"])
+            exc = rec.get("exception")
+            if isinstance(exc, dict) and exc.get("type"):
+                message = str(exc.get("message") or "")
+                row["exception"] = f"{exc['type']}: {message}" if message else str(exc["type"])
+                frames = exc.get("frames")
+                row["exception_frames"] = (
+                    orjson.dumps(frames).decode() if isinstance(frames, list) else None
+                )
             if rec.get("rank") is not None:
                 row["rank"] = int(rec["rank"])
         except (orjson.JSONDecodeError, TypeError, ValueError) as exc:

@@ -148,6 +148,10 @@ PROCESS_EXITS = pa.schema(
             "fatal", pa.string()
         ),  # faulthandler's first line, e.g. "Fatal Python error: Aborted"
         pa.field("fault_detail", pa.string()),  # the dump's start (threads, frames), at most 4 KB
+        # the uncaught exception that ended the script (``Type: message``) and its frames
+        # (JSON: file, line, function, code; innermost last), where one did
+        pa.field("exception", pa.string()),
+        pa.field("exception_frames", pa.string()),
     ]
 )
 

@@ -52,6 +52,8 @@ class AbortAtExit(Rule):
         for row in exits.itertuples(index=False):
             if not row.script_ended or not isinstance(row.fatal, str):
                 continue
+            if isinstance(row.exception, str):
+                continue  # the script raised: a failed training (JobFailure), not its teardown
             place = f"rank {int(row.rank)} ({row.node})"
             steps = (
                 ""

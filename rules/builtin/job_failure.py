@@ -40,7 +40,9 @@ class JobFailure(Rule):
         "status transitions, and the tail of each host's CloudWatch log stream, classified: "
         "collective timeout (sequence number, op, rank), CUDA out of memory (the size), "
         "NaN/Inf loss, the kernel's OOM killer, spot interruption, MaxRuntime reached, and "
-        "the script's own exception (its type, message, file and line)."
+        "the script's own exception (its type, message, file and line). For any job run "
+        "under `stepscope run`: each rank's uncaught exception from its exit record, the "
+        "earliest first, ranks that raised only because a peer died folded into it."
     )
     why: ClassVar[str] = (
         "A failed job's reason sits in CloudWatch Logs, across one stream per host, far "
@@ -55,18 +57,43 @@ class JobFailure(Rule):
 
     def evaluate(self, job: Job, params: JobFailureParams) -> list[Finding] | str:
         meta = job.dataset.meta
-        if meta.kind != "sagemaker-job" and job.dataset.table("job_logs").num_rows == 0:
-            return "not a SageMaker job name (its status and CloudWatch logs are read from one)"
+        exits = job.process_exits()
+        raised = not exits.empty and exits["exception"].notna().any()
+        if (
+            meta.kind != "sagemaker-job"
+            and job.dataset.table("job_logs").num_rows == 0
+            and not raised
+        ):
+            return (
+                "not a SageMaker job name (its status and CloudWatch logs are read from one) "
+                "and no rank's exit record holds an exception"
+            )
         failures = job.job_failures()
         if failures.empty:
             status = meta.status or "unknown"
             return f"no failure in the job's status ({status}) or in its log tails"
-        return [self._finding(r, meta) for r in failures.itertuples(index=False)]
+        # ranks that died because another did are the cause's evidence, not findings of
+        # their own (unless no cause is known)
+        lost = failures[failures["kind"] == "peer_lost"]
+        causes = failures[failures["kind"] != "peer_lost"]
+        if causes.empty:
+            causes, lost = failures, lost.iloc[:0]
+        then = [str(d) for d in lost["detail"]]
+        return [self._finding(r, meta, then) for r in causes.itertuples(index=False)]
 
-    def _finding(self, row: Any, meta: Any) -> Finding:
+    def _finding(self, row: Any, meta: Any, then: list[str] | None = None) -> Finding:
         fields = dict(row.fields or {})
         where = f"node {row.host}" if isinstance(row.host, str) and row.host else "job"
-        if row.kind == "user_exception":
+        if row.kind == "user_exception" and row.source == "exit_record":
+            at = f"{PurePath(str(fields.get('file', '?'))).name}:{fields.get('lineno', '?')}"
+            where = f"rank {fields['rank']}" + (f" ({row.host})" if row.host else "")
+            title = f"Rank {fields['rank']} raised {fields.get('type', 'an exception')} at {at}"
+            code = f": `{str(fields['code']).strip()}`" if fields.get("code") else ""
+            message = (
+                f"{row.detail}, at {fields.get('file')}:{fields.get('lineno')} in "
+                f"{fields.get('function')}{code} (its exit record, written by stepscope run)"
+            )
+        elif row.kind == "user_exception":
             at = f"{PurePath(fields.get('file', '?')).name}:{fields.get('lineno', '?')}"
             title = f"{fields.get('type', 'An exception')} at {at}"
             message = (
@@ -76,6 +103,8 @@ class JobFailure(Rule):
         else:
             title = str(row.detail)[0].upper() + str(row.detail)[1:]
             message = f"{row.detail}: `{row.line}`" if row.line else str(row.detail)
+        if then and row.kind == "user_exception":
+            message += f"; then {', '.join(then)}"
         message += f"; {ADVICE.get(row.kind, '')}" if row.kind in ADVICE else ""
         return self.finding(
             title=title,
@@ -89,6 +118,7 @@ class JobFailure(Rule):
                 "job_status": meta.status,
                 "secondary_status": meta.secondary_status,
                 "failure_reason": meta.failure_reason,
+                "followed_by": then or [],
             },
             where=where,
         )

@@ -31,7 +31,9 @@ At the very end of a normal exit this module also does two things for the report
   release happen while Python is alive. It changes nothing in torch and costs a few
   milliseconds;
 * it leaves an exit record, ``exits/<node>_rank<R>.json`` (the script's code ended, how many
-  steps the recorder saw) and, where the script has not enabled ``faulthandler`` itself,
+  steps the recorder saw, and the exception that ended it, if one did: its type, message
+  and frames, kept by a ``sys.excepthook`` that then calls the one it replaced, so the
+  traceback still prints as before) and, where the script has not enabled ``faulthandler`` itself,
   points ``faulthandler`` at ``exits/<node>_rank<R>.fault``: a rank that then dies in
   finalization leaves its fatal-signal dump there, and the report names a teardown abort
   at exit for what it is instead of a failed training.
@@ -69,6 +71,10 @@ _real_exit: Callable[[int], Any] | None = None
 _sigterm_armed = False
 _record: tuple[Path, str, Callable[[], tuple[int, int]]] | None = None  # folder, node, facts
 _fault_file: Any = None
+#: the uncaught exception that ended the script (``sys.excepthook``), for the exit record
+_exception: dict[str, Any] | None = None
+#: the frames an exit record keeps of that exception (the innermost ones)
+EXCEPTION_FRAMES = 32
 
 
 def warn(message: str) -> None:
@@ -86,9 +92,34 @@ def install() -> None:
         return
     _owner_pid = os.getpid()
     atexit.register(_at_exit)
+    _keep_exception()
     if _real_exit is None:
         _real_exit = os._exit
         os._exit = _exit  # type: ignore[assignment]
+
+
+def _keep_exception() -> None:
+    """Chain ``sys.excepthook``: remember the exception that ends the script (the exit
+    record names it: which rank raised, what, where), then hand it on unchanged."""
+    previous = sys.excepthook
+
+    def hook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+        global _exception
+        with contextlib.suppress(Exception):
+            import traceback
+
+            frames = traceback.extract_tb(tb)[-EXCEPTION_FRAMES:]
+            _exception = {
+                "type": kind.__name__,
+                "message": str(value)[:2000],
+                "frames": [
+                    {"file": f.filename, "line": f.lineno, "function": f.name, "code": f.line}
+                    for f in frames
+                ],
+            }
+        previous(kind, value, tb)
+
+    sys.excepthook = hook
 
 
 def on_exit(flush: Callable[[], None]) -> None:
@@ -279,7 +310,7 @@ def _unwatch() -> None:
 def keep_exit_record(out_dir: Path, node: str, facts: Callable[[], tuple[int, int]]) -> None:
     """Write this rank's exit record at a normal exit (see the module doc); ``facts`` gives
     (rank, optimizer steps) then. A process that ran no optimizer step (torchrun's agent, a
-    DataLoader worker) writes none."""
+    DataLoader worker) writes none, unless it is a rank that raised."""
     global _record
     install()
     _record = (out_dir, node, facts)
@@ -301,7 +332,11 @@ def _write_exit_record() -> None:
         return
     out_dir, node, facts = _record
     rank, steps = facts()
-    if steps <= 0:
+    # a rank that raised before its first step still says so; a launcher (torchrun's agent,
+    # which raises when a worker failed) is no rank and writes none
+    from stepscope.collectors.identity import known_rank
+
+    if steps <= 0 and (_exception is None or known_rank() is None):
         return
     folder = out_dir / EXITS_DIR
     folder.mkdir(parents=True, exist_ok=True)
@@ -321,6 +356,7 @@ def _write_exit_record() -> None:
         "script_ended_ns": time.time_ns(),
         "optimizer_steps": steps,
         "fault_file": fault.name if fault is not None else None,
+        "exception": _exception,
     }
     write_json(folder / f"{stem}.json", record)
 

@@ -11,6 +11,8 @@ a separate group, as real jobs keep for logging or for a model-parallel dimensio
   gradient all-reduce, which they never reach;
 * ``--fault other``: rank ``--rank`` calls a broadcast where the others all-reduce (another
   op at the same place of the group's sequence);
+* ``--fault raise``: rank ``--rank`` raises (a bad batch) before that step's metric
+  all-reduce: torchrun sees the rank fail and stops the others, and the job ends failed;
 * ``--fault none``: no fault: a healthy job with two process groups, which ends.
 
 Run it under ``stepscope run --stall-timeout 3 -- torchrun --nproc-per-node 2 ...``; with a
@@ -33,7 +35,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--at", type=int, default=6, help="the step at which the fault happens")
     ap.add_argument("--rank", type=int, default=1, help="the rank that breaks the pattern")
-    ap.add_argument("--fault", choices=("skip", "other", "none"), default="skip")
+    ap.add_argument("--fault", choices=("skip", "other", "raise", "none"), default="skip")
     a = ap.parse_args()
 
     torch.set_num_threads(1)
@@ -50,6 +52,8 @@ def main() -> None:
         opt.step()
         faulty = step == a.at and rank == a.rank
         logged = loss.detach().clone()
+        if faulty and a.fault == "raise":
+            raise ValueError(f"bad batch at step {step}")  # the rank's own failure
         if faulty and a.fault == "other":
             dist.broadcast(logged, src=0, group=metrics)  # the wrong call, on this rank only
         elif not (faulty and a.fault == "skip"):
