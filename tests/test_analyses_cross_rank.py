@@ -181,3 +181,23 @@ def test_single_rank_nccl_trace_has_its_groups_but_nothing_to_match(tmp_path: Pa
 def test_traces_without_collectives_give_empty_frames(name: str, tmp_path: Path) -> None:
     job = _fixture_job(name, tmp_path)
     assert job.step_culprits().empty and job.culprit_summary().empty
+
+
+def test_the_critical_path_goes_through_the_late_ranks_unprofiled_time(tmp_path: Path) -> None:
+    """The bundled sample: rank 1 arrives last at every step's collectives, late by time no
+    profiled op covers (the culprit analysis's ``unrecorded``). The step's critical path
+    across ranks runs on rank 1 in every step, through that time (the time between its
+    training thread's top-level ops, less its waits), and is as long as the step."""
+    job = Job.open(open_source(str(REPO / "samples" / "sample-job")), cache_dir=str(tmp_path))
+    culprits = job.step_culprits().set_index("step")
+    path = job.cross_rank_critical_path()
+    assert all(path.ok.values()) and sorted(path.length_ns.index) == sorted(culprits.index)
+    comp = path.composition
+    steps = job.steps().query("source == 'kineto'")
+    for step, sub in comp.groupby("step"):
+        per_rank = sub.groupby("rank")["ns"].sum()
+        assert per_rank.idxmax() == culprits.loc[step, "culprit"] == 1, (step, sub)
+        late = sub[(sub["rank"] == 1) & (sub["category"] == "unrecorded")]["ns"].sum() / MS
+        assert late >= 0.8 * culprits.loc[step, "others_wait_ns"] / MS, (step, late)
+        longest = steps[steps["step"] == step]["dur_ns"].max()
+        assert 0.97 * longest <= path.length_ns[step] <= 1.03 * longest, (step, longest)

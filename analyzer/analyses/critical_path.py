@@ -51,7 +51,15 @@ transfer (end minus the last arrival); a rank's own call counts only its transfe
 its wait. So where a rank waited, the path continues on the rank it waited for, before
 its arrival. A host collective (gloo, on a worker thread) is a node too (category
 ``communication``), joined to the op that issued it (weight 0, from its start) and to the
-issuing thread's first op after it ends (weight 0). **Slack** of a (rank, category): how
+issuing thread's first op after it ends (weight 0). Unlike HTA's single-rank rule, the
+time between two top-level ops of a rank's training thread (the thread of its
+``ProfilerStep``) weighs what it lasted, less the part of it in which the rank waited at a
+matched collective (from its arrival to the last rank's), category ``unrecorded``: Python
+work no op covers, a sleep, a late batch read outside the data loader are what the others
+wait for as much as recorded ops are, and without them the path would name whichever
+rank has more recorded work (on the bundled sample, rank 0 in half the steps, although
+rank 1 arrives last in all of them; with them, rank 1 in every step, and the path as long
+as the step). **Slack** of a (rank, category): how
 much the step's path would shorten if that category's time on that rank were zero (the
 longest path again with those edges at 0).
 """
@@ -67,6 +75,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from analyzer.analyses.intervals import covered_in_windows, merge_intervals
 from analyzer.analyses.kernel_classes import COMMUNICATION, MEMORY, classify
 
 __all__ = [
@@ -93,6 +102,7 @@ CATEGORIES = (
     "gpu_communication",
     "gpu_gap",
     "communication",
+    "unrecorded",
 )
 #: each category as HTA's ``bound_by`` names it (copies and host collectives fold in)
 HTA_BOUND_BY = {
@@ -104,10 +114,13 @@ HTA_BOUND_BY = {
     "gpu_communication": "gpu_communication_bound",
     "gpu_gap": "gpu_kernel_kernel_overhead",
     "communication": "cpu_bound",
+    "unrecorded": "cpu_bound",
 }
 
 # edge kinds (HTA's CPEdgeType)
 OPERATOR, DEPENDENCY, LAUNCH, KERNEL_GAP, SYNC = "operator", "dependency", "launch", "gap", "sync"
+#: across ranks only: the time between two top-level ops of the training thread
+UNRECORDED = "unrecorded"
 _LOCK_CALLS = frozenset({"cudaHostAlloc", "cudaLaunchKernel", "cudaMemcpyAsync"})
 _BLOCKING = frozenset(
     {
@@ -225,8 +238,13 @@ class _Builder:
         window: tuple[int, int],
         data_loading: re.Pattern[str] | None,
         host_collectives: pd.DataFrame | None,
+        waits: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
         self.full = df
+        #: across ranks: the rank's waits at matched collectives (merged, its own clock);
+        #: None for HTA's single-rank definition (time between top-level ops weighs 0)
+        self.waits = waits
+        self.main_tid: int | None = None
         w0, w1 = window
         cpu = df["stream"] == -1
         in_cpu = cpu & (df["start_ns"] >= w0) & (df["start_ns"] <= w1) & (df["dur_ns"] > 0)
@@ -276,8 +294,19 @@ class _Builder:
         self.is_blocking = np.isin(names, list(_BLOCKING))
 
     # -- edges ----------------------------------------------------------------------------
-    def add(self, u: int, v: int, kind: str, *, zero: bool = False, attr: int = -1) -> None:
+    def add(
+        self,
+        u: int,
+        v: int,
+        kind: str,
+        *,
+        zero: bool = False,
+        attr: int = -1,
+        weight: int | None = None,
+    ) -> None:
         w = 0 if kind in (DEPENDENCY, SYNC) or zero else int(self.node_ts[v] - self.node_ts[u])
+        if weight is not None:
+            w = weight
         self.src.append(u)
         self.dst.append(v)
         self.kind.append(kind)
@@ -330,17 +359,19 @@ class _Builder:
         gpu_threads = set(
             map(tuple, df.loc[self.clip & (df["stream"] > 0).to_numpy(), ["pid", "tid"]].values)
         )
+        steps = sub.loc[sub["name"].str.startswith("ProfilerStep#"), "tid"].unique()
+        main = int(steps[0]) if len(steps) == 1 else None
         for key, thread in sub.groupby(["pid", "tid"], sort=False):
             if tuple(key) in gpu_threads:
                 continue
-            self._stack(thread)
+            self._stack(thread, main=main is not None and int(key[1]) == main)
 
     def _thread_of(self, sub: pd.DataFrame, word: str) -> int | None:
         hit = sub[sub["cat"].isin(["cpu_op", "user_annotation"]) & sub["name"].str.contains(word)]
         tids = hit["tid"].unique()
         return int(tids[0]) if len(tids) == 1 else None
 
-    def _stack(self, thread: pd.DataFrame) -> None:
+    def _stack(self, thread: pd.DataFrame, *, main: bool = False) -> None:
         """One thread's nesting (HTA's call stack: events sorted by time, ends before starts
         at the same time, longer first), walked depth first."""
         idx = thread.index.to_numpy()
@@ -376,7 +407,14 @@ class _Builder:
                 return
             if last is not None and not self.shares_lock(last, s):
                 kind = DEPENDENCY if depth == 0 else OPERATOR
-                self.add(last, s, kind, attr=self.attribute(last, s, kind, last_parent))
+                if kind == DEPENDENCY and main and self.waits is not None:
+                    # across ranks, time between the training thread's top-level ops is
+                    # the rank's own (Python, a sleep) except where it waited for others
+                    gap = (int(self.node_ts[last]), int(self.node_ts[s]))
+                    waited = int(covered_in_windows(*self.waits, gap[0], gap[1])[0])
+                    self.add(last, s, UNRECORDED, weight=max(0, gap[1] - gap[0] - waited))
+                else:
+                    self.add(last, s, kind, attr=self.attribute(last, s, kind, last_parent))
             last, last_parent = s, parent[e]
             depth += 1
 
@@ -638,6 +676,7 @@ class _Builder:
         out = np.full(len(edges), None, dtype=object)
         kind = edges["kind"].to_numpy(object)
         out[kind == LAUNCH] = "kernel_launch"
+        out[kind == UNRECORDED] = "unrecorded"
         out[kind == KERNEL_GAP] = "gpu_gap"
         op = (kind == OPERATOR) & (edges["event"].to_numpy() >= 0)
         ev = edges["event"].to_numpy()[op]
@@ -683,8 +722,9 @@ def _graph(
     rank: int,
     data_loading: re.Pattern[str] | None,
     host_collectives: pd.DataFrame | None,
+    waits: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> RankGraph:
-    b = _Builder(df, window, data_loading, host_collectives)
+    b = _Builder(df, window, data_loading, host_collectives, waits)
     b.runtime_lock()
     b.call_stacks()
     b.kernels()
@@ -1014,9 +1054,16 @@ def cross_rank_steps(
                 "end_ns": host["end_ns"] + host["offset_ns"],
             }
         )
+        # the rank's waits at matched collectives, on its own clock: from its arrival to the
+        # last rank's (the time between its top-level ops that is not its own work)
+        own = calls[calls["rank"] == rank]
+        lo = (own["arrival_ns"] + own["offset_ns"]).to_numpy(np.int64)
+        waits = merge_intervals(lo, lo + own["wait_ns"].fillna(0).to_numpy(np.int64))
         for row in mine.itertuples():
             w = (int(row.start_ns), int(row.start_ns + row.dur_ns))
-            graphs[int(row.step)][int(rank)] = _graph(frame, w, int(rank), data_loading, host)
+            graphs[int(row.step)][int(rank)] = _graph(
+                frame, w, int(rank), data_loading, host, waits
+            )
     segs, lengths, slacks, oks = [], {}, [], {}
     for s in want:
         if s not in graphs:
