@@ -38,6 +38,17 @@ class GroupFigure:
     then: tuple[str, str, int] | None = None
 
 
+@dataclass(frozen=True)
+class Waste:
+    """The time one finding loses, as GPUs' worth of time: lost GPU-seconds per second of the
+    profiled window (0.43: one GPU waits 43% of the time; 1.4: seven GPUs wait 20% each).
+    The report layer turns it into GPU-hours and dollars over the job's run."""
+
+    gpus: float
+    #: how it was counted, in words, from the finding's evidence
+    basis: str
+
+
 class Finding(BaseModel):
     """One verdict: which rule, how bad, where, the numbers behind it, and what to do.
 
@@ -132,9 +143,18 @@ class Rule(ABC):
     #: may move one finding to another chart)
     chart: ClassVar[str | None] = None
 
+    #: how a finding's lost time is counted (the docs page's *Waste* line); empty: the
+    #: rule's findings lose no time that can be measured, and :meth:`waste` says None
+    waste_counts: ClassVar[str] = ""
+
     @classmethod
     def chart_for(cls, finding: Finding) -> str | None:
         return cls.chart
+
+    @classmethod
+    def waste(cls, finding: Finding) -> Waste | None:
+        """The time ``finding`` loses, from its evidence (None: none measurable)."""
+        return None
 
     def __init__(self) -> None:
         #: set by ``evaluate`` for the report (``RuleResult.details``); one instance per run

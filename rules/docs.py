@@ -33,6 +33,10 @@ def _where(rule: type[Rule]) -> str:
     return "Judged by `stepscope report` (SageMaker has no container for it)."
 
 
+#: the *Time lost* line of a rule whose findings carry no cost (``Rule.waste_counts`` empty)
+NO_WASTE = "none counted: its evidence measures no time lost"
+
+
 def render() -> str:
     rs = load_ruleset()
     lines = [
@@ -60,6 +64,7 @@ def render() -> str:
             f"- *Checks*: {rule.checks}",
             f"- *Why it matters*: {rule.why}",
             f"- *What to do*: {rule.recommendation}",
+            f"- *Time lost (cost)*: {rule.waste_counts or NO_WASTE}",
             "",
         ]
         fields = rule.params_model.model_fields

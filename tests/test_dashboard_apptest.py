@@ -822,3 +822,21 @@ def test_the_system_page_shows_no_gpu_control_on_a_job_without_gpus(
     assert_clean(at)
     labels = [t.label for t in at.toggle]
     assert "CPU lines per core" in labels and "GPU lines per device" not in labels
+
+
+def test_communication_page_shows_the_steps_critical_path(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The sample's 2 ranks: the selected step's critical path across ranks runs on rank 1,
+    the rank the others wait for, and the page says what would shorten the step."""
+    at = run_app(monkeypatch, DashboardOptions(str(SAMPLE), cache_dir=str(tmp_path)))
+    at.switch_page("views/communication.py").run()
+    assert_clean(at)
+    assert "The chain of dependent work that sets the step's length" in texts(at)
+    from analyzer.job import Job
+    from analyzer.sources import open_source
+
+    job = Job.open(open_source(str(SAMPLE)), cache_dir=str(tmp_path))
+    step = int(at.selectbox(key="comm-export-step").value)
+    comp = job.cross_rank_critical_path(step).composition
+    assert comp.groupby("rank")["ns"].sum().idxmax() == 1, comp

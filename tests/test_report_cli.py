@@ -68,7 +68,9 @@ def test_writes_all_four_files_and_fails_on_error(sample_report) -> None:
     # one line per group of findings (both ranks' DataLoaderStall once), its place said once
     groups = doc["finding_groups"]
     assert len(groups) < len(findings)
-    assert [ln.split()[:2] for ln in lines[:-1]] == [[g["severity"], g["rule"]] for g in groups]
+    # then what the findings cost (docs/cli-report.md#what-findings-cost), then the verdict
+    assert lines[-2].startswith("Findings lose ") and "profiled window" in lines[-2]
+    assert [ln.split()[:2] for ln in lines[:-2]] == [[g["severity"], g["rule"]] for g in groups]
     stall = next(ln for ln in lines if "DataLoaderStall" in ln)
     assert stall.split("DataLoaderStall")[1].strip().startswith("both ranks: ")
     straggler = next(ln for ln in lines if "StragglerRank" in ln)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -375,7 +376,10 @@ def test_junit_says_the_group_once_and_each_place_once(twelve: Path) -> None:
     assert failure is not None
     assert failure.get("message") == f"all {RANKS} ranks: {g['message']}"
     lines = (failure.text or "").splitlines()
-    assert lines[0] == f"[error] all {RANKS} ranks: {g['message']}"
+    # the group's line, then what its findings cost over the run (GPU-hours without a price)
+    head, _, costs = lines[0].partition(" [costs ")
+    assert head == f"[error] all {RANKS} ranks: {g['message']}"
+    assert re.fullmatch(r"[\d.]+ GPU-h over the run\]", costs), lines[0]
     assert [ln.split(":")[0].strip() for ln in lines[1:]] == [f"rank {r}" for r in range(RANKS)]
     assert not any(f"rank {r}: rank {r}" in (failure.text or "") for r in range(RANKS))
 

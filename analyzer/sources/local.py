@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -11,6 +12,27 @@ from pathlib import Path
 
 from analyzer.errors import SourceError
 from analyzer.sources.base import JobMetadata, SourceObject
+
+#: SageMaker's description of the cluster, which ``stepscope run`` copies into its output
+RESOURCE_CONFIG = "resourceconfig.json"
+
+
+def resource_config(path: Path) -> tuple[str | None, int | None]:
+    """The instance type (``current_instance_type``) and count (``hosts``) a copy of
+    SageMaker's resourceconfig.json names; (None, None) when there is none or it is damaged:
+    the job's cost then needs ``--instance-type``, never a failed report."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None, None
+    if not isinstance(doc, dict):
+        return None, None
+    itype = doc.get("current_instance_type")
+    hosts = doc.get("hosts")
+    return (
+        itype if isinstance(itype, str) and itype else None,
+        len(hosts) if isinstance(hosts, list) and hosts else None,
+    )
 
 
 class LocalSource:
@@ -28,11 +50,15 @@ class LocalSource:
         self._threads = threads
 
     def metadata(self) -> JobMetadata:
+        itype, count = resource_config(self.root / RESOURCE_CONFIG)
         return JobMetadata(
             name=self.root.name,
             source=str(self.root),
             kind=self.kind,
+            instance_type=itype,
+            instance_count=count,
             locations={"root": str(self.root)},
+            extra={"instance_source": RESOURCE_CONFIG} if itype or count else {},
         )
 
     def list_objects(self) -> Iterator[SourceObject]:

@@ -180,6 +180,7 @@ class SageMakerJobSource:
             "last_modified_time": _iso(d.get("LastModifiedTime")),
             "training_time_s": d.get("TrainingTimeInSeconds"),
             "billable_time_s": d.get("BillableTimeInSeconds"),
+            "instance_source": "DescribeTrainingJob" if resources.get("InstanceType") else None,
             "secondary_status_transitions": [
                 {
                     "status": t.get("Status"),

@@ -36,6 +36,32 @@ CAUSE_PARTS = {
     "communication": "communication",
     "unrecorded": "idle",
 }
+#: the critical path's categories (analyzer.analyses.critical_path.CATEGORIES): their
+#: colour on this page and their words
+CRITICAL_PATH_PARTS = {
+    "cpu": "other",
+    "data_loading": "data loading",
+    "kernel_launch": "other",
+    "gpu_compute": "compute",
+    "gpu_memory": "memory",
+    "gpu_communication": "communication",
+    "gpu_gap": "idle",
+    "communication": "communication",
+    "unrecorded": "idle",
+}
+CRITICAL_PATH_LABELS = {
+    "cpu": "CPU ops",
+    "data_loading": "data loading",
+    "kernel_launch": "kernel launches",
+    "gpu_compute": "GPU compute",
+    "gpu_memory": "GPU copies",
+    "gpu_communication": "GPU collectives",
+    "gpu_gap": "gaps between kernels",
+    "communication": "host collectives",
+    "unrecorded": "unprofiled time (Python, sleeping)",
+}
+#: up to this many ranks the page finds the selected step's critical path without asking
+CRITICAL_PATH_AUTO_RANKS = 16
 CROSS_RANK_COLUMNS = (
     "rank", "steps_last", "steps", "others_wait_ms_per_step", "wait_ms_per_waiting_rank",
     "excess_ms", "cause", "cause_share_pct", "process_groups", "clock_skew_ms",
@@ -311,6 +337,60 @@ else:
             "https://ui.perfetto.dev (docs/cli-export.md)."
         ),
     )
+
+    # the step's critical path across ranks (docs/analyses.md, critical_path), on demand
+    ranks_in_job = len(job.job.kineto_ranks)
+    if ranks_in_job <= CRITICAL_PATH_AUTO_RANKS or st.button(
+        f"Find step {export_step}'s critical path across all {ranks_in_job} ranks",
+        key="comm-critical-path",
+        help="Reads every rank's events of that step (about 0.2 s per rank).",
+    ):
+        path = job.job.cross_rank_critical_path(int(export_step))
+        comp = path.composition
+        if comp.empty:
+            st.caption(f"No critical path found for step {export_step}.")
+        else:
+            length_ms = float(path.length_ns.get(int(export_step), 0)) / 1e6
+            fig = go.Figure()
+            for category, part in CRITICAL_PATH_PARTS.items():
+                sel = comp[comp["category"] == category]
+                if sel.empty:
+                    continue
+                fig.add_trace(
+                    go.Bar(
+                        y=[f"rank {int(r)}" for r in sel["rank"]],
+                        x=sel["ns"] / 1e6,
+                        name=CRITICAL_PATH_LABELS[category],
+                        orientation="h",
+                        marker={"color": ui.PART_COLORS[part]},
+                    )
+                )
+            fig.update_layout(
+                barmode="stack",
+                xaxis_title=f"ms of step {export_step}'s critical path ({length_ms:.1f} ms)",
+                height=110 + 35 * comp["rank"].nunique(),
+                margin={"t": 10},
+            )
+            st.plotly_chart(fig, width="stretch")
+            slack = path.slack.sort_values("slack_ns", ascending=False).head(8)
+            tables.show(
+                [
+                    {
+                        "rank": int(r.rank),
+                        "on the path": CRITICAL_PATH_LABELS.get(str(r.category), str(r.category)),
+                        "the step shorter by (ms) without it": round(float(r.slack_ns) / 1e6, 3),
+                    }
+                    for r in slack.itertuples(index=False)
+                ],
+                sort=False,
+            )
+            st.caption(
+                "The chain of dependent work that sets the step's length, across ranks: where a "
+                "rank waited in a collective, the path goes on along the rank it waited for. "
+                "Per rank, its time on the path by kind, and how much shorter the step would "
+                "be without each (HTA's critical path definitions, joined at the matched "
+                "collectives; docs/analyses.md)."
+            )
 
 st.subheader("By parallel dimension")
 parallel = report.metrics.parallelism

@@ -10,6 +10,8 @@ from analyzer.analyses.system import natural_key
 from dashboards import tables, ui
 from stepscope.present.counts import findings_text
 from stepscope.present.evidence import evidence_rows
+from stepscope.report.cost import cost_text
+from stepscope.report.cost import headline as cost_headline
 from stepscope.report.grouping import groups_of
 from stepscope.report.model import Finding
 from stepscope.report.text import with_code_spans
@@ -68,6 +70,13 @@ h[4].metric(
     delta_arrow="off",  # a spread, not a change: no arrow that reads as a regression
     help="Mean step time over all ranks; the spread is its standard deviation.",
 )
+if rep.cost is not None and rep.cost.findings:  # what the findings cost: the bill's share
+    st.metric(
+        "Recoverable share of the bill",
+        ui.fmt_num(rep.cost.recoverable_pct, " %"),
+        help="The GPU time the findings lose, as a share of the run's (findings can overlap).",
+    )
+    st.caption(cost_headline(rep.cost))
 
 # --------------------------------------------------------------------------- the picture
 
@@ -310,7 +319,8 @@ shown = [f for f in findings if _visible(f)]
 counts = rep.summary.counts
 st.subheader(f"Findings: {findings_text(len(groups), len(findings))}")
 st.caption(
-    f"{counts.error} error(s), {counts.warning} warning(s), {counts.info} info, worst first"
+    f"{counts.error} error(s), {counts.warning} warning(s), {counts.info} info, "
+    "costliest first, then worst first"
     + (
         f"; {len(groups)} line(s): findings of one rule that share a pattern are one line"
         if len(groups) < len(findings)
@@ -335,11 +345,14 @@ def _box(
     message: str,
     members: list[Finding],
     worst: Finding,
+    cost: str = "",
 ) -> None:
-    """One finding, or one group of a rule's findings that share a pattern."""
+    """One finding, or one group of a rule's findings that share a pattern; ``cost``: what
+    it loses over the run."""
     with st.container(border=True, key=key):
         st.markdown(
             f"{ui.SEVERITY_BADGE.get(severity, severity)} **{title}** · `{rule}` · {where or 'job'}"
+            + (f" · costs {cost}" if cost else "")
         )
         st.markdown(with_code_spans(message))  # names as code: `__getitem__`, not a bold "getitem"
         standing = worst.evidence.get("where_ranks_stand")
@@ -384,11 +397,22 @@ for gi, g in enumerate(groups):
             g.message,
             [findings[i] for i in visible],
             findings[g.worst],
+            cost_text(rep.cost, g.findings),
         )
         continue
     for i in visible:  # a group of one, or what the node/rank filters leave of a group
         f = findings[i]
-        _box(f"finding-{i}", f.rule, f.severity, f.title, f.where, f.message, [f], f)
+        _box(
+            f"finding-{i}",
+            f.rule,
+            f.severity,
+            f.title,
+            f.where,
+            f.message,
+            [f],
+            f,
+            cost_text(rep.cost, [i]),
+        )
 
 with st.expander("Rules"):
     tables.show([r.model_dump() for r in rep.rules])

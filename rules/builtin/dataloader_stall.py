@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import Field
 
-from rules.base import Finding, GroupFigure, Rule
+from rules.base import Finding, GroupFigure, Rule, Waste
 from rules.params import RuleParams
 
 if TYPE_CHECKING:
@@ -47,6 +47,21 @@ class DataLoaderStall(Rule):
             then=("share_pct", "{}% of the step", 0),
         ),
     }
+
+    waste_counts: ClassVar[str] = (
+        "The rank's share of step time spent waiting for the next batch (`share_pct`), as that "
+        "much of one GPU: its GPU idles while it waits."
+    )
+
+    @classmethod
+    def waste(cls, finding: Finding) -> Waste | None:
+        share = finding.evidence.get("share_pct")
+        if share is None:
+            return None
+        rank = finding.evidence.get("rank")
+        return Waste(
+            float(share) / 100, f"rank {rank} waits for data {float(share):g}% of its step time"
+        )
 
     def evaluate(self, job: Job, params: DataLoaderStallParams) -> list[Finding] | str:
         waits = job.dataloader_waits()

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import Field
 
-from rules.base import Finding, GroupFigure, Rule
+from rules.base import Finding, GroupFigure, Rule, Waste
 from rules.params import RuleParams
 
 if TYPE_CHECKING:
@@ -47,6 +47,23 @@ class ExposedCommunication(Rule):
             then=("exposed_share_pct", "{}% of GPU busy time", 0),
         ),
     }
+
+    waste_counts: ClassVar[str] = (
+        "The communication no computation overlaps, as a share of the rank's GPU busy time "
+        "(`exposed_share_pct`), as that much of one GPU: an upper bound where the GPU also "
+        "idles, since busy time is less than the window."
+    )
+
+    @classmethod
+    def waste(cls, finding: Finding) -> Waste | None:
+        share = finding.evidence.get("exposed_share_pct")
+        if share is None:
+            return None
+        return Waste(
+            float(share) / 100,
+            f"rank {finding.evidence.get('rank')}'s GPU waits on communication "
+            f"{float(share):g}% of its busy time",
+        )
 
     def evaluate(self, job: Job, params: ExposedCommunicationParams) -> list[Finding] | str:
         if not job.has_kineto_events:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import Field
 
-from rules.base import Finding, GroupFigure, Rule
+from rules.base import Finding, GroupFigure, Rule, Waste
 from rules.params import RuleParams
 
 if TYPE_CHECKING:
@@ -58,6 +58,22 @@ class ExposedShardedCommunication(Rule):
             then=("share_pct", "{}% of the step", 0),
         ),
     }
+
+    waste_counts: ClassVar[str] = (
+        "The group's exposed communication as a share of the step (`share_pct`), as that much "
+        "of the rank's GPU."
+    )
+
+    @classmethod
+    def waste(cls, finding: Finding) -> Waste | None:
+        share = finding.evidence.get("share_pct")
+        if share is None:
+            return None
+        return Waste(
+            float(share) / 100,
+            f"rank {finding.evidence.get('rank')} waits on group "
+            f"{finding.evidence.get('group')}'s communication {float(share):g}% of the step",
+        )
 
     def evaluate(self, job: Job, params: ExposedShardedCommunicationParams) -> list[Finding] | str:
         if not job.has_kineto_events:

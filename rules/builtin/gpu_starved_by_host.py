@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import Field
 
-from rules.base import Finding, GroupFigure, Rule
+from rules.base import Finding, GroupFigure, Rule, Waste
 from rules.params import RuleParams
 
 if TYPE_CHECKING:
@@ -54,6 +54,22 @@ class GPUStarvedByHost(Rule):
             then=("host_wait_share_pct", "{}% of the stream's time", 0),
         ),
     }
+
+    waste_counts: ClassVar[str] = (
+        "The GPU's idle time waiting for the host to launch work, as a share of the stream's "
+        "span (`host_wait_share_pct`), as that much of the rank's GPU."
+    )
+
+    @classmethod
+    def waste(cls, finding: Finding) -> Waste | None:
+        share = finding.evidence.get("host_wait_share_pct")
+        if share is None:
+            return None
+        return Waste(
+            float(share) / 100,
+            f"rank {finding.evidence.get('rank')}'s GPU waits for the host "
+            f"{float(share):g}% of the stream's span",
+        )
 
     def evaluate(self, job: Job, params: GPUStarvedByHostParams) -> list[Finding] | str:
         if not job.has_kineto_events:

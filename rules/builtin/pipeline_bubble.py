@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import Field
 
-from rules.base import Finding, GroupFigure, Rule
+from rules.base import Finding, GroupFigure, Rule, Waste
 from rules.params import RuleParams
 
 if TYPE_CHECKING:
@@ -57,6 +57,22 @@ class PipelineBubble(Rule):
             then=("bubble_ms_per_step", "{} ms per step", 1),
         ),
     }
+
+    waste_counts: ClassVar[str] = (
+        "The stage's bubble above the schedule's ideal (`excess_points`, points of the step), "
+        "as that much of the stage's GPU: the ideal bubble is the schedule's price, not waste."
+    )
+
+    @classmethod
+    def waste(cls, finding: Finding) -> Waste | None:
+        excess = finding.evidence.get("excess_points")
+        if excess is None or float(excess) <= 0:
+            return None
+        return Waste(
+            float(excess) / 100,
+            f"rank {finding.evidence.get('rank')} idles {float(excess):g} points of its step "
+            "beyond the schedule's ideal bubble",
+        )
 
     def evaluate(self, job: Job, params: PipelineBubbleParams) -> list[Finding] | str:
         if not job.has_kineto_events:

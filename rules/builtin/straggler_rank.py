@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import Field
 
-from rules.base import Finding, GroupFigure, Rule
+from rules.base import Finding, GroupFigure, Rule, Waste
 from rules.params import RuleParams
 
 if TYPE_CHECKING:
@@ -62,6 +62,29 @@ class StragglerRank(Rule):
             then=("excess_pct", "+{}%", 0),
         ),
     }
+
+    waste_counts: ClassVar[str] = (
+        "The other ranks' wait for it, net of the least imposing rank's, as a share of the "
+        "median step (`wait_share_pct`), times the ranks that wait (collectives matched "
+        "across ranks; the fallback without them counts none: it has no step time)."
+    )
+
+    @classmethod
+    def waste(cls, finding: Finding) -> Waste | None:
+        ev = finding.evidence
+        share, total, each = (
+            ev.get("wait_share_pct"),
+            ev.get("others_wait_ms_per_step"),
+            ev.get("wait_ms_per_waiting_rank"),
+        )
+        if share is None or not total or not each:
+            return None
+        waiting = max(1, round(float(total) / float(each)))
+        return Waste(
+            float(share) / 100 * waiting,
+            f"{waiting} rank{'s wait' if waiting > 1 else ' waits'} for rank {ev.get('rank')} "
+            f"{float(share):g}% of the median step",
+        )
 
     def evaluate(self, job: Job, params: StragglerRankParams) -> list[Finding] | str:
         culprits = job.culprit_summary()

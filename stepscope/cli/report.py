@@ -76,6 +76,34 @@ def _formats(ctx: click.Context | None, param: click.Parameter | None, value: st
     help="Exit 1 when a finding of this severity or worse exists.",
 )
 @click.option(
+    "--fail-on-cost",
+    type=click.FloatRange(min=0),
+    default=None,
+    metavar="USD",
+    help="Exit 1 when the findings' cost over the run exceeds USD (needs a known price).",
+)
+@click.option(
+    "--instance-type",
+    default=None,
+    metavar="ml.TYPE",
+    help="Instance type the cost is counted with (default: the job's, from DescribeTrainingJob "
+    "or resourceconfig.json).",
+)
+@click.option(
+    "--instance-count",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Instances the job ran on (default: the job's, else the nodes in the data).",
+)
+@click.option(
+    "--price-per-hour",
+    type=click.FloatRange(min=0),
+    default=None,
+    metavar="USD",
+    help="On-demand USD per instance-hour (default: the shipped price table).",
+)
+@click.option(
     "--baseline",
     default=None,
     help="Another run (folder, s3:// prefix or job name) to compare against.",
@@ -110,6 +138,10 @@ def report_command(
     out_dir: str,
     formats: list[str],
     fail_on: str,
+    fail_on_cost: float | None,
+    instance_type: str | None,
+    instance_count: int | None,
+    price_per_hour: float | None,
     baseline: str | None,
     rules_file: str | None,
     cache_dir: str | None,
@@ -122,19 +154,27 @@ def report_command(
 ) -> None:
     """Judge SOURCE with the rule set and write the report files.
 
-    Exit code: 0 clean, 1 a finding at or above --fail-on, 2 bad usage or unreadable input.
+    Exit code: 0 clean, 1 a finding at or above --fail-on or findings costing more than
+    --fail-on-cost, 2 bad usage or unreadable input.
     """
     from analyzer.ingest import no_profiler_data
     from stepscope.render import document, junit, markdown
     from stepscope.render import html as html_report
     from stepscope.render.verdict import Verdict
     from stepscope.report.analyze import analyze
+    from stepscope.report.cost import Pricing, headline, num
 
     chosen = formats
     fail_on = fail_on.lower()
     setup_logging(verbose, quiet)
     ruleset = load_ruleset(rules_file)
     show_bar = (sys.stderr.isatty() if progress is None else progress) and not quiet
+    flags = (instance_type, instance_count, price_per_hour)
+    pricing = (
+        Pricing(instance_type, instance_count, price_per_hour, region)
+        if any(v is not None for v in flags) or region
+        else None
+    )
     with open_engine(engine) as cluster, progress_bar(show_bar) as on_progress:
         analysis = analyze(
             source,
@@ -147,6 +187,7 @@ def report_command(
             processes=True,
             detail=False,
             engine=cluster,
+            pricing=pricing,
         )
     # a source with nothing to judge is an error, never a PASS a CI gate would take
     for label, job in (("", analysis.job), ("--baseline: ", analysis.job.baseline)):
@@ -155,6 +196,13 @@ def report_command(
             raise StepscopeError(label + empty)
     report = analysis.report
     verdict = Verdict.of(report, fail_on)  # --fail-on is this command's policy, not the report's
+    over_budget = False
+    if fail_on_cost is not None:
+        cost = report.cost
+        if cost is None or (cost.lost_usd is None and cost.findings):
+            why = (cost.note if cost is not None else None) or "no price known"
+            raise StepscopeError(f"--fail-on-cost needs the findings' cost in dollars: {why}")
+        over_budget = (cost.lost_usd or 0.0) > fail_on_cost
 
     out = Path(out_dir)
     try:
@@ -192,9 +240,18 @@ def report_command(
             )  # the place once
         if len(groups) > len(shown):
             click.echo(f"  … and {len(groups) - len(shown)} more in the report", err=True)
+        if report.cost is not None and report.cost.findings:
+            click.echo(headline(report.cost), err=True)
+        if over_budget:
+            assert report.cost is not None
+            click.echo(
+                f"FAIL: the findings cost ${num(report.cost.lost_usd or 0.0)} over the run "
+                f"(--fail-on-cost {fail_on_cost:g})",
+                err=True,
+            )
         click.echo(f"{verdict.line()} — wrote {', '.join(written)}", err=True)
         if removed:
             click.echo(
                 f"stepscope: removed {', '.join(removed)} of an earlier run from {out}", err=True
             )
-    sys.exit(1 if verdict.verdict == "fail" else 0)
+    sys.exit(1 if verdict.verdict == "fail" or over_budget else 0)

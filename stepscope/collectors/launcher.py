@@ -36,6 +36,7 @@ import contextlib
 import hashlib
 import importlib.util
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -320,6 +321,18 @@ def _run_handlers(argv: list[str], env: dict[str, str], sampler: Sampler | None)
             signal.signal(s, handler)
 
 
+def keep_resource_config(out: Path, source: Path | None = None) -> None:
+    """Copy SageMaker's resourceconfig.json (instance type and hosts) into ``out``, so the
+    report can price the job from the folder alone; nothing off SageMaker, and a copy that
+    fails is one line on stderr, never a stopped training."""
+    src = source if source is not None else identity.RESOURCE_CONFIG
+    try:
+        if src.is_file():
+            shutil.copyfile(src, out / src.name)
+    except OSError as exc:
+        warn(f"could not copy {src} into {out} ({exc.strerror or exc})")
+
+
 def run(
     command: Sequence[str],
     *,
@@ -358,6 +371,7 @@ def run(
         )
         if system_metrics:
             sampler = Sampler.start(out, interval_ms, node)
+        keep_resource_config(out)
     except Exception as exc:
         detail = str(exc).splitlines()[0] if str(exc) else ""
         warn(f"collectors off ({type(exc).__name__}: {detail}); running the command without them")

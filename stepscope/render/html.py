@@ -28,6 +28,8 @@ from stepscope.render.markdown import (
     worker_cells,
 )
 from stepscope.render.verdict import Verdict
+from stepscope.report.cost import cost_text
+from stepscope.report.cost import headline as cost_headline
 from stepscope.report.grouping import groups_of, message_of
 from stepscope.report.model import Report
 from stepscope.report.training import CHART_TITLES, anchor
@@ -59,6 +61,8 @@ def render(report: Report, verdict: Verdict) -> str:
         + "</div>",
     ]
     parts.append(f"<p class='{h(verdict.state)}'>{h(verdict.line())}</p>")
+    if report.cost is not None and report.cost.findings:
+        parts.append(f"<p class='cost'>{h(cost_headline(report.cost))}</p>")
     figures = headline(report)
     if figures:
         parts.append(
@@ -73,7 +77,7 @@ def render(report: Report, verdict: Verdict) -> str:
     if report.findings:
         parts.append(
             "<table><tr><th>severity</th><th>rule</th><th>where</th><th>finding</th>"
-            "<th>recommendation</th></tr>"
+            "<th>cost over the run</th><th>recommendation</th></tr>"
         )
         findings = report.findings
         for g in groups_of(report):
@@ -81,10 +85,11 @@ def render(report: Report, verdict: Verdict) -> str:
             if g.count > 1:  # the per-place figures, folded under the group's one line
                 each = (
                     f"<details><summary>each of the {g.count} findings</summary>"
-                    "<table><tr><th>where</th><th>finding</th></tr>"
+                    "<table><tr><th>where</th><th>finding</th><th>cost</th></tr>"
                     + "".join(
                         f"<tr><td>{h(findings[i].where)}</td>"
-                        f"<td>{h_prose(message_of(findings[i]))}</td></tr>"
+                        f"<td>{h_prose(message_of(findings[i]))}</td>"
+                        f"<td class='num'>{h(cost_text(report.cost, [i]))}</td></tr>"
                         for i in g.findings
                     )
                     + "</table></details>"
@@ -92,6 +97,7 @@ def render(report: Report, verdict: Verdict) -> str:
             parts.append(
                 f"<tr><td class='{h(g.severity)}'>{h(g.severity)}</td><td>{h(g.rule)}</td>"
                 f"<td>{h(g.where)}</td><td>{h_prose(g.message)}{each}</td>"
+                f"<td class='num'>{h(cost_text(report.cost, g.findings))}</td>"
                 f"<td>{h_prose(findings[g.worst].recommendation)}</td></tr>"
             )
         parts.append("</table>")

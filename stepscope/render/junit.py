@@ -10,6 +10,8 @@ from xml.etree import ElementTree as ET
 
 from stepscope.render.markdown import source_text
 from stepscope.render.verdict import Verdict
+from stepscope.report.cost import cost_text
+from stepscope.report.cost import headline as cost_headline
 from stepscope.report.grouping import groups_of, message_of
 from stepscope.report.model import FindingGroup, Report
 
@@ -28,6 +30,8 @@ def render(report: Report, verdict: Verdict) -> str:
         ("generated_at", report.generated_at),
     ):
         ET.SubElement(props, "property", name=name, value=value)
+    if report.cost is not None and report.cost.findings:
+        ET.SubElement(props, "property", name="cost", value=cost_headline(report.cost))
     if report.metrics.nodes:
         for n in report.metrics.nodes:
             ET.SubElement(props, "property", name=f"metrics_source {n.node}", value=source_text(n))
@@ -80,11 +84,16 @@ def render(report: Report, verdict: Verdict) -> str:
 def _lines(report: Report, groups: list[FindingGroup]) -> str:
     """Each group once, then (for a group of many) each of its findings, indented."""
     out: list[str] = []
+
+    def costs(indexes: list[int]) -> str:
+        text = cost_text(report.cost, indexes)
+        return f" [costs {text} over the run]" if text else ""
+
     for g in groups:
-        out.append(f"[{g.severity}] {g.where}: {g.message}")
+        out.append(f"[{g.severity}] {g.where}: {g.message}{costs(g.findings)}")
         if g.count > 1:
             out += [
-                f"  {report.findings[i].where}: {message_of(report.findings[i])}"
+                f"  {report.findings[i].where}: {message_of(report.findings[i])}{costs([i])}"
                 for i in g.findings
             ]
     return "\n".join(out)

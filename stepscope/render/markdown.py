@@ -7,6 +7,8 @@ from pydantic import BaseModel
 from stepscope.present.comparison import change
 from stepscope.render.escape import md, md_code, md_prose
 from stepscope.render.verdict import Verdict
+from stepscope.report.cost import cost_text
+from stepscope.report.cost import headline as cost_headline
 from stepscope.report.grouping import groups_of, message_of
 from stepscope.report.model import JobInfo, NodeMetrics, Report, TrainingWorker
 from stepscope.report.rule_info import chart_of
@@ -40,6 +42,8 @@ def render(report: Report, verdict: Verdict) -> str:
     lines += [" · ".join(facts), ""]
 
     lines += [f"{VERDICT_ICON[verdict.state]} **{md(verdict.line())}**", ""]
+    if report.cost is not None and report.cost.findings:
+        lines += [f"💸 {md_prose(cost_headline(report.cost), table=False)}", ""]
     figures = headline(report)
     if figures:
         lines += [
@@ -52,11 +56,16 @@ def render(report: Report, verdict: Verdict) -> str:
     findings = report.findings
     if findings:
         groups = groups_of(report)
-        lines += ["## Findings", "", "| | rule | where | finding |", "|---|---|---|---|"]
+        lines += [
+            "## Findings",
+            "",
+            "| | rule | where | finding | cost over the run |",
+            "|---|---|---|---|---|",
+        ]
         for g in groups:
             lines.append(
                 f"| {ICON[g.severity]} {g.severity} | {md(g.rule)} | {md(g.where)} | "
-                f"{md_prose(g.message)} |"
+                f"{md_prose(g.message)} | {cost_text(report.cost, g.findings)} |"
             )
         lines.append("")
         for g in groups:
@@ -67,11 +76,12 @@ def render(report: Report, verdict: Verdict) -> str:
                         f"each of the {g.count} findings</summary>"
                     ),
                     "",
-                    "| where | finding |",
-                    "|---|---|",
+                    "| where | finding | cost over the run |",
+                    "|---|---|---|",
                 ]
                 lines += [
-                    f"| {md(findings[i].where)} | {md_prose(message_of(findings[i]))} |"
+                    f"| {md(findings[i].where)} | {md_prose(message_of(findings[i]))} "
+                    f"| {cost_text(report.cost, [i])} |"
                     for i in g.findings
                 ]
                 lines += ["", "</details>", ""]

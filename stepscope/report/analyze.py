@@ -24,6 +24,7 @@ from analyzer.sources import open_source
 from rules.engine import evaluate
 from rules.ruleset import RuleSet
 from stepscope.report.build import build
+from stepscope.report.cost import Pricing
 from stepscope.report.model import Report
 
 if TYPE_CHECKING:
@@ -58,6 +59,7 @@ def analyze(
     cache_key: str | None = None,
     detail: bool = True,
     engine: DaskEngine | None = None,
+    pricing: Pricing | None = None,
 ) -> Analysis:
     """Open ``source`` (and ``baseline``, the run it is compared with), judge it with
     ``ruleset`` and build the report. Either may be a Job already open (the dashboard
@@ -65,6 +67,8 @@ def analyze(
     ``cache_key`` the evaluated report is read from, or written to, the source's cache folder.
     ``detail``: build the report's detail tables too (:class:`~stepscope.report.model.Charts`).
     ``engine``: the Dask cluster that parses and maps the sources it opens (None: this machine).
+    ``pricing``: the instance type, count and price the findings' cost is counted with (None:
+    the job's own, from its metadata and the shipped price table).
 
     Raises :class:`~analyzer.errors.StepscopeError` when a source cannot be read.
     """
@@ -91,7 +95,8 @@ def analyze(
             engine=job.engine,
             group_names=job.group_names,
         )  # never changes a Job the caller holds
-    found = cached_report(job, f"{cache_key}\x00detail={detail}") if cache_key is not None else None
+    key = f"{cache_key}\x00detail={detail}" + (f"\x00{pricing}" if pricing is not None else "")
+    found = cached_report(job, key) if cache_key is not None else None
     if found is not None:
         store, name = found
         try:
@@ -105,7 +110,7 @@ def analyze(
         ):  # unreadable, or written by another version: evaluate again
             pass
     report = build(
-        job, ruleset, evaluate(job, ruleset), detail=detail
+        job, ruleset, evaluate(job, ruleset), detail=detail, pricing=pricing
     )  # reuses the rules' analyses
     if found is not None:
         _keep(*found, report)

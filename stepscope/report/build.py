@@ -18,8 +18,8 @@ from analyzer import __version__
 from analyzer.job import Job
 from rules.base import SEVERITIES, SEVERITY_RANK, RuleResult
 from rules.ruleset import RuleSet
+from stepscope.report import cost, rows, training
 from stepscope.report import model as m
-from stepscope.report import rows, training
 from stepscope.report.grouping import group_findings, place_key
 from stepscope.report.rule_info import leading_rules
 from stepscope.report.sources import node_metrics_sources
@@ -29,21 +29,36 @@ HEATMAP_BINS = 120
 
 
 def build(
-    job: Job, ruleset: RuleSet, results: list[RuleResult], *, detail: bool = True
+    job: Job,
+    ruleset: RuleSet,
+    results: list[RuleResult],
+    *,
+    detail: bool = True,
+    pricing: cost.Pricing | None = None,
 ) -> m.Report:
     """The report of ``job`` judged by ``results`` (rules run with ``ruleset``);
     ``job.baseline``, when set, is compared against. ``detail``: with the top-kernel and
-    collective tables the dashboard shows (see :class:`~stepscope.report.model.Charts`)."""
+    collective tables the dashboard shows (see :class:`~stepscope.report.model.Charts`).
+    ``pricing``: the caller's instance type, count and price (None: the job's own)."""
     leading = leading_rules()
-    findings = sorted(
-        (f for r in results for f in r.findings),
-        key=lambda f: (
-            f.rule not in leading,
-            -SEVERITY_RANK[f.severity],
-            f.rule,
-            place_key(f.where),
+    # leading rules first (a hang), then the rules whose findings lose the most GPU time
+    # together (the same order as dollars: one job, one price), then the rules that lose
+    # none countable, worst first; a rule's own findings in place order (rank 9, rank 10)
+    wasted = [(f, cost.waste_of(f)) for r in results for f in r.findings]
+    by_rule: dict[str, float] = {}
+    for f, w in wasted:
+        by_rule[f.rule] = by_rule.get(f.rule, 0.0) + (w.gpus if w is not None else 0.0)
+    costed = sorted(
+        wasted,
+        key=lambda fw: (
+            fw[0].rule not in leading,
+            -by_rule[fw[0].rule],
+            -SEVERITY_RANK[fw[0].severity],
+            fw[0].rule,
+            place_key(fw[0].where),
         ),
     )
+    findings = [f for f, _ in costed]
     info = job_info(job)
     nodes = node_metrics(job)
     groups = group_findings(
@@ -91,6 +106,15 @@ def build(
         sagemaker_rule_reports=sagemaker_verdicts(job, results),
         baseline=baseline(job, results),
         training_health=training.section(job, results, findings),
+        cost=cost.compute(
+            job.dataset.meta,
+            findings,
+            [w for _, w in costed],
+            pricing=pricing,
+            window_s=info.time_span.seconds if info.time_span is not None else None,
+            nodes=info.nodes,
+            ranks=info.ranks,
+        ),
         charts=charts(job, detail=detail),
     )
 

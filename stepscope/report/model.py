@@ -141,6 +141,60 @@ class SageMakerVerdict(Model):
         return theirs, mine
 
 
+# --------------------------------------------------------------------------- cost
+
+
+class FindingCost(Model):
+    """What one finding loses over the run (:mod:`stepscope.report.cost`)."""
+
+    #: index into ``Report.findings``
+    finding: int
+    rule: str
+    #: GPUs' worth of time lost: lost GPU-seconds per second of the profiled window
+    gpus: float
+    #: how the rule counted it, in words
+    basis: str
+    #: over the run (``Cost.label`` says whether extrapolated)
+    gpu_hours: float
+    #: None: no price known
+    usd: float | None
+
+
+class Cost(Model):
+    """What the findings cost: the job's instances, the price and where each came from, the
+    run against the profiled window, and each finding's GPU-hours and dollars."""
+
+    instance_type: str | None
+    #: --instance-type | DescribeTrainingJob | resourceconfig.json
+    instance_type_source: str | None
+    instance_count: int | None
+    instance_count_source: str | None
+    gpus_per_instance: int | None
+    #: price table | ranks per node in the data
+    gpus_source: str | None
+    region: str | None
+    #: USD per instance-hour, on demand
+    price_per_hour: float | None
+    #: --price-per-hour | price table (<region>, taken <date>)
+    price_source: str | None
+    window_s: float | None
+    run_s: float | None
+    #: TrainingTimeInSeconds | training start to end | None (run unknown: the window only)
+    run_source: str | None
+    extrapolated: bool
+    #: "extrapolated from the profiled window (X s) to the run (Y s, ...)"
+    label: str
+    run_gpu_hours: float | None
+    run_usd: float | None
+    lost_gpu_hours: float
+    lost_usd: float | None
+    #: the findings' lost GPU time as a share of the run's (capped at 100: findings overlap)
+    recoverable_pct: float | None
+    #: why dollars are missing ("no price known for ml.x; --price-per-hour sets one")
+    note: str | None
+    findings: list[FindingCost]
+
+
 # --------------------------------------------------------------------------- metrics
 
 
@@ -724,7 +778,9 @@ class Report(Model):
     job: JobInfo
     rules_file: str
     summary: Summary
-    findings: list[Finding]  # worst first, then by rule and place (numeric: rank 9 before rank 10)
+    #: leading rules' first, then the rules by their findings' cost together (lost GPU time),
+    #: then worst first, then by rule; a rule's findings by place (numeric: rank 9 before 10)
+    findings: list[Finding]
     #: the findings grouped by pattern, in the order of their first finding
     finding_groups: list[FindingGroup] = []
     rules: list[RuleRow]
@@ -733,6 +789,8 @@ class Report(Model):
     baseline: Baseline | None
     #: None only in a report cached before the section existed
     training_health: TrainingHealth | None = None
+    #: what the findings cost (None only in a report cached before the section existed)
+    cost: Cost | None = None
     charts: Charts
 
     def document(self) -> dict[str, Any]:
