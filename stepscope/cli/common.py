@@ -177,6 +177,50 @@ def progress_bar(enabled: bool) -> Iterator[Callable[[str, int, int], None]]:
         yield update
 
 
+def _options(*decorators: Callable[[F], F]) -> Callable[[F], F]:
+    """Several click options as one decorator, in the order given (as they read in --help)."""
+
+    def apply(fn: F) -> F:
+        for decorate in reversed(decorators):
+            fn = decorate(fn)
+        return fn
+
+    return apply
+
+
+#: ``--cache``: where the parsed tables are kept (every command that reads a source)
+cache_option = click.option(
+    "--cache",
+    "cache_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Cache folder or s3://bucket/prefix (default: $STEPSCOPE_CACHE or ~/.cache/stepscope).",
+)
+#: ``--rules``: the rule file (the one file report, dashboard, export and attach read)
+rules_option = click.option(
+    "--rules",
+    "rules_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Rule file overriding the default thresholds (the file `stepscope attach` reads too).",
+)
+#: ``--profile`` / ``--region``: how an s3:// prefix or a SageMaker job name is reached
+aws_options = _options(
+    click.option("--profile", default=None, help="AWS profile for S3 and SageMaker sources."),
+    click.option("--region", default=None, help="AWS region for SageMaker job names."),
+)
+#: ``--progress`` / ``-v`` / ``-q``: what a long command says on stderr
+console_options = _options(
+    click.option(
+        "--progress/--no-progress",
+        default=None,
+        help="Progress bar on stderr (default: when stderr is a terminal).",
+    ),
+    click.option("-v", "--verbose", count=True, help="More log output (-vv for debug)."),
+    click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr."),
+)
+
+
 def engine_option(fn: F) -> F:
     """``--engine local|dask://HOST:PORT`` (default: ``$DASK_SCHEDULER_ADDRESS``, else local)."""
     return click.option(

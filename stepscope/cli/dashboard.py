@@ -23,7 +23,15 @@ import click
 
 from analyzer.errors import StepscopeError
 from analyzer.sources import JOB_NAME_RE, open_source
-from stepscope.cli.common import Command, engine_option, open_engine, user_errors
+from stepscope.cli.common import (
+    Command,
+    aws_options,
+    cache_option,
+    engine_option,
+    open_engine,
+    rules_option,
+    user_errors,
+)
 from stepscope.present.dashboard_options import DashboardOptions
 
 DEFAULT_PORT = 8501
@@ -117,27 +125,14 @@ def wait_ready(proc: subprocess.Popen[bytes], url: str, timeout: float = READY_T
     show_default=True,
     help="Port; a free one is picked when it is busy (0: always pick one).",
 )
-@click.option(
-    "--cache",
-    "cache_dir",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Cache folder or s3://bucket/prefix (default: $STEPSCOPE_CACHE or ~/.cache/stepscope).",
-)
-@click.option(
-    "--rules",
-    "rules_file",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Rule file overriding the default thresholds (same file `stepscope report` reads).",
-)
+@cache_option
+@rules_option
 @click.option(
     "--baseline",
     default=None,
     help="A run to show on the Compare page (folder, s3:// prefix or job name).",
 )
-@click.option("--profile", default=None, help="AWS profile for S3 and SageMaker sources.")
-@click.option("--region", default=None, help="AWS region for SageMaker job names.")
+@aws_options
 @click.option(
     "--refresh",
     "refresh_s",

@@ -19,9 +19,13 @@ import click
 from analyzer.errors import StepscopeError
 from stepscope.cli.common import (
     Command,
+    aws_options,
+    cache_option,
+    console_options,
     engine_option,
     open_engine,
     progress_bar,
+    rules_option,
     setup_logging,
     user_errors,
 )
@@ -122,30 +126,11 @@ def _rules_key(rules_file: str | None) -> str:
     show_default=True,
     help="Judge the job with the rule set and mark the findings on the timeline.",
 )
-@click.option(
-    "--rules",
-    "rules_file",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Rule file overriding the default thresholds (as for `stepscope report`).",
-)
-@click.option(
-    "--cache",
-    "cache_dir",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Cache folder or s3://bucket/prefix (default: $STEPSCOPE_CACHE or ~/.cache/stepscope).",
-)
-@click.option("--profile", default=None, help="AWS profile for S3 and SageMaker sources.")
-@click.option("--region", default=None, help="AWS region for SageMaker job names.")
+@rules_option
+@cache_option
+@aws_options
 @engine_option
-@click.option(
-    "--progress/--no-progress",
-    default=None,
-    help="Progress bar on stderr (default: when a terminal).",
-)
-@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
-@click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr.")
+@console_options
 @user_errors
 def export_command(
     source: str,

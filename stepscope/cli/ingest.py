@@ -14,6 +14,9 @@ from analyzer.ingest.pipeline import ingest, no_profiler_data
 from analyzer.sources import open_source
 from stepscope.cli.common import (
     Command,
+    aws_options,
+    cache_option,
+    console_options,
     engine_option,
     open_engine,
     progress_bar,
@@ -24,13 +27,7 @@ from stepscope.cli.common import (
 
 @click.command("ingest", cls=Command)
 @click.argument("source")
-@click.option(
-    "--cache",
-    "cache_dir",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Cache folder or s3://bucket/prefix (default: $STEPSCOPE_CACHE or ~/.cache/stepscope).",
-)
+@cache_option
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary on stdout.")
 @click.option(
     "--jobs",
@@ -40,16 +37,9 @@ from stepscope.cli.common import (
     show_default=True,
     help="Parallel parse workers.",
 )
-@click.option("--profile", default=None, help="AWS profile for S3 and SageMaker sources.")
-@click.option("--region", default=None, help="AWS region for a SageMaker job name.")
+@aws_options
 @engine_option
-@click.option(
-    "--progress/--no-progress",
-    default=None,
-    help="Progress bar on stderr (default: when stderr is a terminal).",
-)
-@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
-@click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr.")
+@console_options
 @user_errors
 def ingest_command(
     source: str,

@@ -11,9 +11,13 @@ from analyzer.errors import StepscopeError
 from rules.ruleset import load_ruleset
 from stepscope.cli.common import (
     Command,
+    aws_options,
+    cache_option,
+    console_options,
     engine_option,
     open_engine,
     progress_bar,
+    rules_option,
     setup_logging,
     user_errors,
 )
@@ -108,30 +112,11 @@ def _formats(ctx: click.Context | None, param: click.Parameter | None, value: st
     default=None,
     help="Another run (folder, s3:// prefix or job name) to compare against.",
 )
-@click.option(
-    "--rules",
-    "rules_file",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Rule file overriding the default thresholds (same file `stepscope attach` reads).",
-)
-@click.option(
-    "--cache",
-    "cache_dir",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Cache folder or s3://bucket/prefix (default: $STEPSCOPE_CACHE or ~/.cache/stepscope).",
-)
-@click.option("--profile", default=None, help="AWS profile for S3 and SageMaker sources.")
-@click.option("--region", default=None, help="AWS region for SageMaker job names.")
+@rules_option
+@cache_option
+@aws_options
 @engine_option
-@click.option(
-    "--progress/--no-progress",
-    default=None,
-    help="Progress bar on stderr (default: when a terminal).",
-)
-@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
-@click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr.")
+@console_options
 @user_errors
 def report_command(
     source: str,
