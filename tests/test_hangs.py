@@ -56,6 +56,10 @@ def test_a_rank_that_skipped_a_collective_is_named_with_its_line(tmp_path: Path)
     assert "holds up #8 of process group 0 (default_pg)" in f.message
     assert f.evidence["waited_s"] == pytest.approx(5.0 - 13e-6, abs=1e-3)
     assert f.evidence["locations"]["1"]["code"] == "loss.backward()"
+    # rank 0 waited about 5 s for it: one GPU idle, 5 / 3600 GPU-hours so far
+    assert f.evidence["waiting_ranks"] == 1
+    assert f.evidence["idle_gpu_hours"] == pytest.approx(5.0 / 3600, abs=1e-6)
+    assert "1 waiting rank × 5.0 s: 0.00139 GPU-hours idle so far" in f.message
 
 
 def test_a_lagging_completion_mark_does_not_hide_the_missing_rank(tmp_path: Path) -> None:

@@ -108,6 +108,18 @@ class CollectiveHang(Rule):
                 f"completed it in {waited}: the program agrees, the transport does not (a dead "
                 "link, a hung device, a network partition)"
             )
+        # what the hang costs so far: each waiting rank holds one GPU idle for the wait
+        waiting = len(others) if row.kind == "missing" else len(row.ranks_in)
+        gpu_hours = (
+            waiting * float(row.waited_s) / 3600.0
+            if row.waited_s == row.waited_s and row.waited_s
+            else None
+        )
+        if gpu_hours is not None:
+            message += (
+                f"; {waiting} waiting rank{'s' if waiting != 1 else ''} × {waited}: "
+                f"{gpu_hours:.3g} GPU-hours idle so far (a GPU per rank)"
+            )
         if not later.empty:
             message += "; it also holds up " + ", ".join(
                 f"#{r.seq} of {_group(r.group, r.group_desc, r.group_ranks)}"
@@ -131,6 +143,8 @@ class CollectiveHang(Rule):
                 "ranks_odd": list(row.ranks_odd),
                 "detail": row.detail,
                 "waited_s": None if row.waited_s != row.waited_s else round(row.waited_s, 3),
+                "waiting_ranks": waiting,
+                "idle_gpu_hours": None if gpu_hours is None else round(gpu_hours, 6),
                 "locations": {str(r): _location(located[r]) for r in (ranks or []) if r in located},
                 "also_stuck": [
                     {"process_group": str(r.group), "seq": int(r.seq), "kind": r.kind}
