@@ -204,3 +204,17 @@ def test_fail_on_cost_sets_the_exit_code(tmp_path: Path) -> None:
 def test_pricing_rejects_bad_values() -> None:
     with pytest.raises(Exception, match="--instance-count must be at least 1"):
         replace(Pricing(), instance_count=0)
+
+
+def test_junit_lists_the_costliest_rule_first(sample: Analysis) -> None:
+    """JUnit's test cases follow the report's order: the rules with findings, costliest
+    first (DataLoaderStall before StragglerRank on the sample), then the rest."""
+    import xml.etree.ElementTree as ET
+
+    from stepscope.render import junit
+    from stepscope.render.verdict import Verdict
+
+    xml = junit.render(sample.report, Verdict.of(sample.report, "error"))
+    names = [c.get("name") for c in ET.fromstring(xml).iter("testcase")]
+    assert names[:2] == ["DataLoaderStall", "StragglerRank"], names
+    assert len(names) == len(sample.report.rules)

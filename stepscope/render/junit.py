@@ -36,7 +36,13 @@ def render(report: Report, verdict: Verdict) -> str:
         for n in report.metrics.nodes:
             ET.SubElement(props, "property", name=f"metrics_source {n.node}", value=source_text(n))
     failures = skipped = errors = 0
-    for r in report.rules:
+    # the rules with findings first, in the report's order (leading rules, then costliest),
+    # then the others in the registry's
+    first_at: dict[str, int] = {}
+    for i, f in enumerate(report.findings):
+        first_at.setdefault(f.rule, i)
+    ordered = sorted(report.rules, key=lambda r: first_at.get(r.rule, len(report.findings)))
+    for r in ordered:
         case = ET.SubElement(suite, "testcase", classname="stepscope.rules", name=r.rule)
         gs = by_rule.get(r.rule, [])
         failing = [g for g in gs if verdict.fails(g.severity)]
