@@ -238,7 +238,7 @@ def _phases(
     return out
 
 
-def _step_windows(arr: pd.DataFrame, steps: pd.DataFrame | None, rank: int) -> pd.DataFrame:
+def _step_windows(steps: pd.DataFrame | None, rank: int) -> pd.DataFrame:
     if steps is None or steps.empty:
         return pd.DataFrame(columns=["step", "start_ns", "end_ns"])
     st = steps[steps["rank"] == rank]
@@ -276,14 +276,13 @@ def group_activity(
     ``sized_busy_ns``: summed duration of the calls with a known size, for bandwidths;
     ``fsdp_marks``: the rank's FSDP annotations).
     """
-    table = kineto_events_table(source)
-    if table.num_rows == 0 or arrivals.empty:
-        return _empty(ACTIVITY_COLUMNS)
     spans = spans or RankSpans(source)
+    if spans.table.num_rows == 0 or arrivals.empty:
+        return _empty(ACTIVITY_COLUMNS)
     rows = []
     for rank, calls in arrivals.groupby("rank", sort=True):
         sp = spans(int(rank))
-        windows = _step_windows(calls, steps, int(rank))
+        windows = _step_windows(steps, int(rank))
         has_steps = not windows.empty
         step_ns = int((windows["end_ns"] - windows["start_ns"]).sum()) if has_steps else 0
         if has_steps:
@@ -359,10 +358,9 @@ def fsdp_units(
     marks (FSDP1, DeepSpeed ZeRO: their all-gathers still count in :func:`group_activity`)
     or where the marks and the all-gathers do not pair one to one.
     """
-    table = kineto_events_table(source)
-    if table.num_rows == 0 or arrivals.empty:
-        return _empty(UNIT_COLUMNS)
     spans = spans or RankSpans(source)
+    if spans.table.num_rows == 0 or arrivals.empty:
+        return _empty(UNIT_COLUMNS)
     rows = []
     for rank, calls in arrivals.groupby("rank", sort=True):
         gathers = calls[calls["op"] == "allgather"]
@@ -422,17 +420,16 @@ def reduction_tails(
     Columns: :data:`TAIL_COLUMNS` (``tail_ns``: module docstring; ``reduction_ns``: the union
     of the step's gradient reductions). Steps without a backward phase have no row.
     """
-    table = kineto_events_table(source)
-    if table.num_rows == 0 or arrivals.empty or steps is None or steps.empty:
-        return _empty(TAIL_COLUMNS)
     spans = spans or RankSpans(source)
+    if spans.table.num_rows == 0 or arrivals.empty or steps is None or steps.empty:
+        return _empty(TAIL_COLUMNS)
     rows = []
     for rank, calls in arrivals.groupby("rank", sort=True):
         red = calls[calls["op"].isin(["reducescatter", "allreduce"]) & calls["step"].notna()]
         if red.empty:
             continue
         sp = spans(int(rank))
-        windows = _step_windows(calls, steps, int(rank))
+        windows = _step_windows(steps, int(rank))
         s0, s1 = _call_windows(red, windows)
         t = red["enqueue_ns"].astype("Int64").fillna(red["arrival_ns"]).astype(np.int64)
         red = red.assign(_phase=_phases(t.to_numpy(), s0, s1, sp))
@@ -474,10 +471,9 @@ def stage_steps(
     which a send or receive was in flight; ``microbatches``: from the schedule's marks, NaN
     without them).
     """
-    table = kineto_events_table(source)
-    if table.num_rows == 0 or arrivals.empty or steps is None or steps.empty:
-        return _empty(STAGE_COLUMNS)
     spans = spans or RankSpans(source)
+    if spans.table.num_rows == 0 or arrivals.empty or steps is None or steps.empty:
+        return _empty(STAGE_COLUMNS)
     rows = []
     for rank, calls in arrivals.groupby("rank", sort=True):
         p2p = calls[calls["op"].isin(P2P_OPS)]
@@ -490,7 +486,7 @@ def stage_steps(
         mb = pd.Series([_MICROBATCH_RE.match(str(n)) for n in names])
         mb_index = np.array([int(m.group(1) or m.group(2)) if m else -1 for m in mb])
         group = str(p2p["group"].mode().iloc[0])
-        for w in _step_windows(p2p, steps, int(rank)).itertuples(index=False):
+        for w in _step_windows(steps, int(rank)).itertuples(index=False):
             s0, s1 = int(w.start_ns), int(w.end_ns)
             in_step = p2p[(p2p["arrival_ns"] >= s0) & (p2p["arrival_ns"] < s1)]
             if in_step.empty:

@@ -57,18 +57,14 @@ class JobFailure(Rule):
 
     def evaluate(self, job: Job, params: JobFailureParams) -> list[Finding] | str:
         meta = job.dataset.meta
-        exits = job.process_exits()
-        raised = not exits.empty and exits["exception"].notna().any()
-        if (
-            meta.kind != "sagemaker-job"
-            and job.dataset.table("job_logs").num_rows == 0
-            and not raised
+        failures = job.job_failures()  # the exit records' exceptions among them
+        if failures.empty and (
+            meta.kind != "sagemaker-job" and job.dataset.table("job_logs").num_rows == 0
         ):
             return (
                 "not a SageMaker job name (its status and CloudWatch logs are read from one) "
                 "and no rank's exit record holds an exception"
             )
-        failures = job.job_failures()
         if failures.empty:
             status = meta.status or "unknown"
             return f"no failure in the job's status ({status}) or in its log tails"
