@@ -379,13 +379,18 @@ class Job:
 
         return culprit_summary(self.step_culprits())
 
-    def _kineto_steps(self) -> pd.DataFrame:
-        """The ranks' ProfilerStep windows (rank, step, start_ns, dur_ns)."""
+    def kineto_steps(self) -> pd.DataFrame:
+        """The ranks' ProfilerStep windows (rank, step, start_ns as integers; dur_ns): what
+        the critical path and the timeline export cut each rank's events by."""
+        import numpy as np
+        import pandas as pd
+
         cols = ["rank", "step", "start_ns", "dur_ns"]
         steps = self.steps()
         if steps.empty or "source" not in steps:
-            return steps.reindex(columns=cols)
-        return steps.loc[steps["source"] == "kineto", cols]
+            return pd.DataFrame(columns=cols)
+        st = steps[(steps["source"].astype(object) == "kineto") & steps["rank"].notna()]
+        return st[cols].astype({"rank": np.int64, "step": np.int64, "start_ns": np.int64})
 
     @memoised
     def critical_path(self, step: int | None = None) -> pd.DataFrame:
@@ -395,7 +400,7 @@ class Job:
         from analyzer.analyses.steps import DATALOADER_EVENT_RE
 
         return step_paths(
-            self.rank_events, self._kineto_steps(), data_loading=DATALOADER_EVENT_RE, step=step
+            self.rank_events, self.kineto_steps(), data_loading=DATALOADER_EVENT_RE, step=step
         )
 
     @memoised
@@ -408,7 +413,7 @@ class Job:
         cross = self.cross_rank()
         return cross_rank_steps(
             self.rank_events,
-            self._kineto_steps(),
+            self.kineto_steps(),
             cross.calls,
             cross.matches,
             cross.offsets,

@@ -150,16 +150,6 @@ class _Plan:
 # -- the plan ---------------------------------------------------------------------------
 
 
-def _kineto_steps(job: Job) -> pd.DataFrame:
-    steps = job.steps()
-    if steps.empty:
-        return pd.DataFrame(columns=["rank", "step", "start_ns", "dur_ns"])
-    st = steps[(steps["source"].astype(object) == "kineto") & steps["rank"].notna()]
-    return st[["rank", "step", "start_ns", "dur_ns"]].astype(
-        {"rank": np.int64, "step": np.int64, "start_ns": np.int64}
-    )
-
-
 def _step_bounds(steps: pd.DataFrame, window: tuple[int | None, int | None]) -> tuple[int, int]:
     """``A:B`` with open ends closed at the job's first and last profiled step."""
     if steps.empty:
@@ -214,7 +204,7 @@ def plan(
     pairs = zip(cross.offsets["rank"], cross.offsets["offset_ns"], strict=True)
     known = {int(r): int(o) for r, o in pairs}
     offsets = {r: known.get(r, 0) for r in chosen}
-    all_steps = _kineto_steps(job)
+    all_steps = job.kineto_steps()
     all_steps = all_steps.assign(
         start_c=all_steps["start_ns"] - all_steps["rank"].map(lambda r: known.get(int(r), 0)),
     )
